@@ -1,0 +1,5 @@
+"""``python -m sinkd``: the same as the ``sinkd`` command."""
+
+from sinkd.cli import main
+
+raise SystemExit(main())

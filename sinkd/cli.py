@@ -1,0 +1,567 @@
+"""The ``sinkd`` command line: serve, check, profiles and messages.
+
+Owns parsing arguments (each ``serve`` option also read from a ``SINKD_*`` variable), exit
+codes and human or JSON output. It holds no policy: checks go through the same engine
+``Transaction`` the server uses, and reads go through the store.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import email.utils
+import json
+import os
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+import yaml
+
+from sinkd import __version__
+from sinkd.engine import Transaction
+from sinkd.errors import ConfigError, InputError, NotFound, ProfileError, SinkdError, StoreError
+from sinkd.logs import setup as setup_logging
+from sinkd.model import ClientIdentity, Verdict, VerdictAction
+from sinkd.profiles import CATALOGUE_FILE, DEFAULT_PROFILE, ProfileSet, load_catalogue
+from sinkd.runtime import Settings, Sinkd, build_router, default_db_path
+from sinkd.schema import dump
+from sinkd.store import Query
+from sinkd.store.sqlite import open_sqlite
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_QUARANTINE = 3
+EXIT_REJECT = 4
+_EXIT_OF = {
+    VerdictAction.ACCEPT: EXIT_OK,
+    VerdictAction.QUARANTINE: EXIT_QUARANTINE,
+    VerdictAction.REJECT: EXIT_REJECT,
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises instead of exiting, so ``main`` owns every exit code."""
+
+    def error(self, message: str) -> Any:
+        raise ConfigError(f"{self.prog}: {message}")
+
+
+def _env(name: str, default: Any = None) -> Any:
+    return os.environ.get(f"SINKD_{name}", default)
+
+
+def _env_int(name: str, default: int) -> int:
+    value = _env(name)
+    if value is None:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise ConfigError(f"SINKD_{name}={value!r}: expected a whole number") from None
+
+
+def _env_bool(name: str) -> bool:
+    return str(_env(name, "")).lower() in ("1", "true", "yes", "on")
+
+
+def _env_list(name: str) -> list[str]:
+    value = _env(name)
+    return [v for v in value.replace(",", " ").split() if v] if value else []
+
+
+def _route(text: str) -> tuple[str, str]:
+    domain, eq, profile = text.partition("=")
+    if not eq or not domain or not profile:
+        raise argparse.ArgumentTypeError(f"expected DOMAIN=PROFILE, got {text!r}")
+    return domain.strip().lower(), profile.strip()
+
+
+def _size(text: str) -> int:
+    units = {"k": 1024, "m": 1024**2, "g": 1024**3}
+    text = text.strip().lower().removesuffix("b").removesuffix("i")
+    factor = units.get(text[-1:], 1)
+    number = text[:-1] if text[-1:] in units else text
+    try:
+        value = int(float(number) * factor)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a size such as 10485760 or 10M, got {text!r}"
+        ) from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError("the size must be positive")
+    return value
+
+
+def _add_profile_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--profile",
+        default=_env("PROFILE", DEFAULT_PROFILE),
+        help=f"profile id or YAML path (default {DEFAULT_PROFILE}; env SINKD_PROFILE)",
+    )
+    p.add_argument(
+        "--profiles-dir",
+        action="append",
+        type=Path,
+        default=[Path(d) for d in _env_list("PROFILES_DIR")],
+        help="extra directory of profiles, loaded over the built-in ones "
+        "(repeatable; env SINKD_PROFILES_DIR)",
+    )
+    p.add_argument(
+        "--route",
+        action="append",
+        type=_route,
+        default=[_route(r) for r in _env_list("ROUTE")],
+        metavar="DOMAIN=PROFILE",
+        help="judge recipients of DOMAIN (or *.DOMAIN) with PROFILE (repeatable; env SINKD_ROUTE)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="sinkd",
+        description="A local SMTP test sink that judges mail like a corporate filter.",
+    )
+    parser.add_argument("--version", action="version", version=f"sinkd {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    serve = commands.add_parser("serve", help="run the SMTP sink")
+    serve.add_argument(
+        "--host", default=_env("HOST", "127.0.0.1"), help="listen address (env SINKD_HOST)"
+    )
+    serve.add_argument(
+        "--port",
+        type=int,
+        default=_env_int("PORT", 2525),
+        help="SMTP port; 0 picks a free one (env SINKD_PORT)",
+    )
+    _add_profile_options(serve)
+    serve.add_argument(
+        "--db",
+        type=Path,
+        default=None,
+        help=f"SQLite store (default {default_db_path()}; env SINKD_DB)",
+    )
+    serve.add_argument(
+        "--max-message-size",
+        type=_size,
+        default=_size(str(_env("MAX_MESSAGE_SIZE", "52428800"))),
+        help="largest DATA the server takes, bytes or 10M "
+        "(default 50 MiB; env SINKD_MAX_MESSAGE_SIZE)",
+    )
+    serve.add_argument(
+        "--max-recipients",
+        type=int,
+        default=_env_int("MAX_RECIPIENTS", 1000),
+        help="recipients per message (default 1000, like Postfix)",
+    )
+    serve.add_argument(
+        "--tls-cert",
+        type=Path,
+        default=_env("TLS_CERT"),
+        help="PEM certificate for STARTTLS (env SINKD_TLS_CERT)",
+    )
+    serve.add_argument(
+        "--tls-key",
+        type=Path,
+        default=_env("TLS_KEY"),
+        help="PEM key for STARTTLS (env SINKD_TLS_KEY)",
+    )
+    serve.add_argument(
+        "--auth",
+        choices=["any", "required", "off"],
+        default=_env("AUTH", "any"),
+        help="AUTH PLAIN/LOGIN: any (default), required, off (env SINKD_AUTH)",
+    )
+    serve.add_argument(
+        "--auth-user", default=_env("AUTH_USER"), help="accept only this user (env SINKD_AUTH_USER)"
+    )
+    serve.add_argument(
+        "--auth-password",
+        default=_env("AUTH_PASSWORD"),
+        help="and this password (env SINKD_AUTH_PASSWORD)",
+    )
+    serve.add_argument(
+        "--client-ip",
+        default=_env("CLIENT_IP"),
+        help="simulated client IP when the client sets none via XCLIENT/PROXY "
+        "(env SINKD_CLIENT_IP)",
+    )
+    serve.add_argument("--helo", default=_env("HELO"), help="simulated HELO name (env SINKD_HELO)")
+    serve.add_argument(
+        "--proxy-protocol",
+        action="store_true",
+        default=_env_bool("PROXY_PROTOCOL"),
+        help="expect a PROXY protocol header on every connection (env SINKD_PROXY_PROTOCOL)",
+    )
+    serve.add_argument(
+        "--hostname",
+        default=_env("HOSTNAME_SMTP"),
+        help="name in the greeting (default: this host's FQDN)",
+    )
+    serve.add_argument(
+        "--log-format",
+        choices=["text", "json"],
+        default=_env("LOG_FORMAT", "text"),
+        help="log lines as text or JSON (env SINKD_LOG_FORMAT)",
+    )
+
+    check = commands.add_parser("check", help="judge message files without a server")
+    check.add_argument(
+        "files",
+        nargs="+",
+        type=Path,
+        metavar="FILE.eml",
+        help="message files ('-' reads standard input)",
+    )
+    _add_profile_options(check)
+    check.add_argument("--mail-from", help="envelope sender (default: the header From address)")
+    check.add_argument(
+        "--rcpt",
+        action="append",
+        default=[],
+        help="envelope recipient (repeatable; default: the header To/Cc addresses)",
+    )
+    check.add_argument(
+        "--client-ip", default="127.0.0.1", help="sending server's IP (default 127.0.0.1)"
+    )
+    check.add_argument("--helo", default="localhost", help="sending server's HELO name")
+    check.add_argument("--json", action="store_true", help="print the verdicts as JSON")
+
+    profiles = commands.add_parser("profiles", help="list, show and validate profiles")
+    profile_commands = profiles.add_subparsers(
+        dest="profiles_command", required=True, parser_class=_Parser
+    )
+    for name, help_text in (
+        ("list", "list available profiles"),
+        ("show", "show one profile"),
+        ("validate", "validate profile files"),
+    ):
+        sub = profile_commands.add_parser(name, help=help_text)
+        sub.add_argument(
+            "--profiles-dir",
+            action="append",
+            type=Path,
+            default=[Path(d) for d in _env_list("PROFILES_DIR")],
+        )
+        if name == "show":
+            sub.add_argument("name", help="profile id or YAML path")
+            sub.add_argument("--json", action="store_true")
+        elif name == "validate":
+            sub.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+        else:
+            sub.add_argument("--json", action="store_true")
+
+    messages = commands.add_parser("messages", help="read the store")
+    message_commands = messages.add_subparsers(
+        dest="messages_command", required=True, parser_class=_Parser
+    )
+    listing = message_commands.add_parser("list", help="stored verdicts, newest first")
+    listing.add_argument("--db", type=Path, default=None)
+    listing.add_argument("--verdict", choices=[v.value for v in VerdictAction])
+    listing.add_argument("--profile")
+    listing.add_argument("--limit", type=int, default=50)
+    listing.add_argument("--json", action="store_true")
+    show = message_commands.add_parser("show", help="one stored verdict")
+    show.add_argument("id")
+    show.add_argument("--db", type=Path, default=None)
+    show.add_argument("--json", action="store_true")
+    show.add_argument("--raw", action="store_true", help="print the original message bytes")
+    return parser
+
+
+# --- serve ----------------------------------------------------------------------------------
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    if bool(args.tls_cert) != bool(args.tls_key):
+        raise ConfigError("--tls-cert and --tls-key go together")
+    if (args.auth_user is None) != (args.auth_password is None):
+        raise ConfigError("--auth-user and --auth-password go together")
+    if not 0 <= args.port <= 65535:
+        raise ConfigError(f"--port {args.port}: expected 0..65535")
+    settings = Settings(
+        host=args.host,
+        port=args.port,
+        profile=args.profile,
+        profiles_dirs=list(args.profiles_dir),
+        routes=dict(args.route),
+        db=args.db or default_db_path(),
+        max_message_size=args.max_message_size,
+        max_recipients=args.max_recipients,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        auth=args.auth,
+        auth_user=args.auth_user,
+        auth_password=args.auth_password,
+        client_ip=args.client_ip,
+        helo=args.helo,
+        proxy_protocol=args.proxy_protocol,
+    )
+    if args.hostname:
+        settings.hostname = args.hostname
+    return settings
+
+
+async def _serve(settings: Settings, out: TextIO) -> int:
+    app = Sinkd(settings)
+    await app.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    assert app.smtp_address is not None
+    host, port = app.smtp_address
+    # The readiness line: scripts and tests wait for it instead of sleeping.
+    print(f"sinkd ready smtp={host}:{port}", file=out, flush=True)
+    try:
+        await stop.wait()
+    finally:
+        await app.stop()
+    return EXIT_OK
+
+
+# --- check ----------------------------------------------------------------------------------
+
+
+def _read_message(path: Path) -> bytes:
+    if str(path) == "-":
+        return sys.stdin.buffer.read()
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a directory, not a message file") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read: {exc.strerror}") from None
+
+
+def _header_addresses(raw: bytes, *names: str) -> list[str]:
+    from sinkd.message import parse
+
+    message = parse(raw).message
+    values: list[str] = []
+    for name in names:
+        values.extend(str(v) for v in message.get_all(name, []))
+    return [addr for _, addr in email.utils.getaddresses(values) if "@" in addr]
+
+
+async def check_message(
+    raw: bytes,
+    *,
+    profiles: ProfileSet,
+    profile: str,
+    routes: dict[str, str],
+    mail_from: str | None,
+    rcpts: Sequence[str],
+    client_ip: str,
+    helo: str,
+) -> list[Verdict]:
+    """Run one message through the same staged transaction the server runs."""
+    router = build_router(profiles, profile, routes)
+    counter = iter(range(1, 1_000_000))
+    transaction = Transaction(
+        router,
+        ClientIdentity(ip=client_ip, helo=helo, source="option"),
+        lambda: f"check-{next(counter)}",
+    )
+    sender = mail_from if mail_from is not None else next(iter(_header_addresses(raw, "From")), "")
+    recipients = list(rcpts) or _header_addresses(raw, "To", "Cc") or ["recipient@example.com"]
+    refused = await transaction.mail(sender, len(raw))
+    if refused is not None:
+        return [refused]
+    verdicts: list[Verdict] = []
+    for rcpt in recipients:
+        verdict = await transaction.rcpt(rcpt)
+        if verdict is not None:
+            verdicts.append(verdict)
+    if transaction.recipients:
+        verdicts.extend(await transaction.data(raw))
+    return verdicts
+
+
+_MARK = {"reject": "x", "tempfail": "x", "quarantine": "!", "discard": "!", "junk": "~", "tag": "~"}
+
+
+def _print_verdict(name: str, verdict: Verdict, out: TextIO) -> None:
+    reply = verdict.reply
+    print(
+        f"{name}: {verdict.action.value.upper()} ({verdict.disposition.value}) "
+        f"profile={verdict.profile} stage={verdict.stage.value} score={verdict.score:g}",
+        file=out,
+    )
+    print(f"  reply: {reply.code} {reply.enhanced} {reply.text}", file=out)
+    env = verdict.envelope
+    print(
+        f"  envelope: from=<{env.mail_from or ''}> to={', '.join(env.rcpt_to) or '-'} "
+        f"client={env.client.ip}",
+        file=out,
+    )
+    if not verdict.findings:
+        print("  findings: none", file=out)
+    for finding in verdict.findings:
+        mark = "*" if finding.decided else _MARK.get(finding.action.value, "-")
+        score = f"{finding.score:+g}" if finding.score else ""
+        print(
+            f"  {mark} {finding.code:<28} {finding.action.value:<10} {score:>6}  {finding.reason}",
+            file=out,
+        )
+
+
+def _check(args: argparse.Namespace, out: TextIO) -> int:
+    profiles = ProfileSet(args.profiles_dir)
+    worst = EXIT_OK
+    results: list[dict[str, Any]] = []
+    for path in args.files:
+        raw = _read_message(path)
+        verdicts = asyncio.run(
+            check_message(
+                raw,
+                profiles=profiles,
+                profile=args.profile,
+                routes=dict(args.route),
+                mail_from=args.mail_from,
+                rcpts=args.rcpt,
+                client_ip=args.client_ip,
+                helo=args.helo,
+            )
+        )
+        for verdict in verdicts:
+            worst = max(worst, _EXIT_OF[verdict.action])
+        if args.json:
+            results.extend({"file": str(path)} | v.to_json() for v in verdicts)
+        else:
+            for verdict in verdicts:
+                _print_verdict(str(path), verdict, out)
+    if args.json:
+        print(json.dumps(results, indent=2, ensure_ascii=False), file=out)
+    return worst
+
+
+# --- profiles -------------------------------------------------------------------------------
+
+
+def _profiles(args: argparse.Namespace, out: TextIO) -> int:
+    if args.profiles_command == "validate":
+        failed = 0
+        profiles = ProfileSet(args.profiles_dir)
+        for path in args.paths:
+            try:
+                if path.name == CATALOGUE_FILE:
+                    count = len(load_catalogue([path]))
+                    print(f"ok: {path} (reply catalogue, {count} replies)", file=out)
+                    continue
+                loaded = profiles.load(path)
+            except ProfileError as exc:
+                failed += 1
+                print(f"invalid: {exc}", file=sys.stderr)
+            else:
+                print(f"ok: {path} ({loaded.profile.id}: {loaded.profile.title})", file=out)
+        return EXIT_USAGE if failed else EXIT_OK
+    profiles = ProfileSet(args.profiles_dir)
+    if args.profiles_command == "list":
+        rows = [(p.profile.id, p.profile.title, str(p.path)) for p in profiles]
+        if args.json:
+            print(
+                json.dumps([{"id": i, "title": t, "path": p} for i, t, p in rows], indent=2),
+                file=out,
+            )
+        else:
+            width = max(len(i) for i, _, _ in rows)
+            for ident, title, _ in rows:
+                print(f"{ident:<{width}}  {title}", file=out)
+        return EXIT_OK
+    loaded = profiles.resolve(args.name)
+    data = dump(loaded.profile)
+    if args.json:
+        print(json.dumps(data, indent=2, ensure_ascii=False), file=out)
+    else:
+        print(f"# {loaded.profile.title}\n# from {loaded.path}", file=out)
+        print(
+            yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100), file=out, end=""
+        )
+    return EXIT_OK
+
+
+# --- messages -------------------------------------------------------------------------------
+
+
+async def _messages(args: argparse.Namespace, out: TextIO) -> int:
+    path = args.db or default_db_path()
+    if not path.is_file():
+        raise StoreError(f"{path}: no store there yet (start 'sinkd serve' or pass --db)")
+    store = await open_sqlite(path)
+    try:
+        if args.messages_command == "list":
+            rows = await store.list(
+                Query(verdict=args.verdict, profile=args.profile, limit=args.limit)
+            )
+            if args.json:
+                print(json.dumps([r.data for r in rows], indent=2, ensure_ascii=False), file=out)
+                return EXIT_OK
+            for row in rows:
+                d = row.data
+                reply = d["reply"]
+                print(
+                    f"{d['id']}  {d['received_at']}  {d['verdict']:<10} {d['profile']:<18} "
+                    f"{d['stage']:<4} {reply['code']} {reply['enhanced']}  "
+                    f"{(d.get('subject') or '')[:50]!r}",
+                    file=out,
+                )
+            return EXIT_OK
+        stored = await store.get(args.id, with_raw=args.raw)
+        if args.raw:
+            if stored.raw is None:
+                raise NotFound(f"message {args.id} has no raw bytes (refused before DATA)")
+            out.flush()
+            sys.stdout.buffer.write(stored.raw)
+            sys.stdout.buffer.flush()
+        elif args.json:
+            print(json.dumps(stored.data, indent=2, ensure_ascii=False), file=out)
+        else:
+            print(
+                yaml.safe_dump(stored.data, sort_keys=False, allow_unicode=True, width=100),
+                file=out,
+                end="",
+            )
+        return EXIT_OK
+    finally:
+        await store.close()
+
+
+# --- main -----------------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
+    out = out or sys.stdout
+    try:
+        args = build_parser().parse_args(argv)
+        if args.command == "serve":
+            setup_logging(args.log_format)
+            return asyncio.run(_serve(_settings(args), out))
+        runners: dict[str, Callable[[argparse.Namespace, TextIO], int]] = {
+            "check": _check,
+            "profiles": _profiles,
+            "messages": lambda a, o: asyncio.run(_messages(a, o)),
+        }
+        return runners[args.command](args, out)
+    except (ConfigError, InputError, ProfileError) as exc:
+        print(f"sinkd: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except NotFound as exc:
+        print(f"sinkd: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except SinkdError as exc:
+        print(f"sinkd: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        with contextlib.suppress(Exception):
+            sys.stdout.close()
+        return EXIT_OK

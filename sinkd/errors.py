@@ -1,0 +1,42 @@
+"""The one exception tree of sinkd.
+
+Owns every exception type sinkd raises on purpose. Bad mail is never an exception (it is a
+``Finding``); exceptions mean bad configuration, broken infrastructure or a bug.
+
+    SinkdError
+    ├── ProfileError (ValueError)       a profile file or a reference in it is invalid
+    ├── ConfigError (ValueError)        a command-line option or environment variable is invalid
+    ├── InputError (ValueError)         a message file given to the CLI cannot be read
+    └── StoreError
+        └── NotFound (LookupError)      no stored message has that id
+"""
+
+from __future__ import annotations
+
+
+class SinkdError(Exception):
+    """Base of every error sinkd raises on purpose."""
+
+
+class ProfileError(SinkdError, ValueError):
+    """A profile is invalid. ``str()`` names the file, the field path and, where known, the line."""
+
+    def __init__(self, message: str, *, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class ConfigError(SinkdError, ValueError):
+    """A command-line option or ``SINKD_*`` variable is invalid."""
+
+
+class InputError(SinkdError, ValueError):
+    """An input file (a message to check) cannot be read."""
+
+
+class StoreError(SinkdError):
+    """The message store failed."""
+
+
+class NotFound(StoreError, LookupError):
+    """No stored message has the requested id."""

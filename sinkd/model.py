@@ -1,0 +1,250 @@
+"""Core value types: actions, envelopes, findings, replies and verdicts.
+
+Owns the vocabulary every other module speaks. Plain frozen dataclasses with no I/O, no SMTP
+formatting and no knowledge of storage; the JSON shape shared by the CLI, the store and the
+HTTP API is produced here (``Verdict.to_json``) so that there is exactly one of it.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class Action(enum.StrEnum):
+    """What one rule does when it matches, as a profile writes it."""
+
+    NONE = "none"  # recorded only (informational)
+    ALLOW = "allow"  # allowlist: accept and skip the named categories of later checks
+    SCORE = "score"  # add the rule's score to the message score
+    TAG = "tag"  # deliver, marked as spam (header / subject prefix)
+    JUNK = "junk"  # deliver to the junk folder
+    STRIP = "strip"  # remove the offending part, deliver the rest
+    QUARANTINE = "quarantine"  # held by the administrator; the sender sees 250
+    DISCARD = "discard"  # silently dropped; the sender sees 250
+    TEMPFAIL = "tempfail"  # 4xx: try again later
+    REJECT = "reject"  # 5xx
+
+
+class Disposition(enum.StrEnum):
+    """Where the message ends up; the strictest one of all findings wins."""
+
+    INBOX = "inbox"
+    TAGGED = "tagged"
+    JUNK = "junk"
+    QUARANTINED = "quarantined"
+    DISCARDED = "discarded"
+    DEFERRED = "deferred"
+    REJECTED = "rejected"
+
+    @property
+    def rank(self) -> int:
+        return _DISPOSITION_ORDER.index(self)
+
+    @property
+    def verdict(self) -> VerdictAction:
+        return _VERDICT_OF[self]
+
+
+_DISPOSITION_ORDER = list(Disposition)
+
+
+class VerdictAction(enum.StrEnum):
+    """The three-valued verdict the project promises."""
+
+    ACCEPT = "accept"
+    QUARANTINE = "quarantine"
+    REJECT = "reject"
+
+
+_VERDICT_OF = {
+    Disposition.INBOX: VerdictAction.ACCEPT,
+    Disposition.TAGGED: VerdictAction.ACCEPT,
+    Disposition.JUNK: VerdictAction.ACCEPT,
+    Disposition.QUARANTINED: VerdictAction.QUARANTINE,
+    Disposition.DISCARDED: VerdictAction.QUARANTINE,
+    Disposition.DEFERRED: VerdictAction.REJECT,
+    Disposition.REJECTED: VerdictAction.REJECT,
+}
+
+# The disposition an action forces on its own (score, strip, allow and none force nothing).
+DISPOSITION_OF_ACTION: Mapping[Action, Disposition] = {
+    Action.TAG: Disposition.TAGGED,
+    Action.JUNK: Disposition.JUNK,
+    Action.QUARANTINE: Disposition.QUARANTINED,
+    Action.DISCARD: Disposition.DISCARDED,
+    Action.TEMPFAIL: Disposition.DEFERRED,
+    Action.REJECT: Disposition.REJECTED,
+}
+
+
+class Stage(enum.StrEnum):
+    """The SMTP stage at which a decision is answered."""
+
+    CONNECT = "connect"
+    HELO = "helo"
+    MAIL = "mail"
+    RCPT = "rcpt"
+    DATA = "data"
+
+
+class Category(enum.StrEnum):
+    """How findings are grouped for people (dashboard, reports)."""
+
+    ENVELOPE = "envelope"
+    AUTHENTICATION = "authentication"
+    CONTENT = "content"
+    ATTACHMENTS = "attachments"
+    SCORE = "score"
+    FORMAT = "format"
+
+
+@dataclass(frozen=True, slots=True)
+class ClientIdentity:
+    """Who the filter believes is sending: the effective, possibly simulated, identity.
+
+    ``source`` says where the address came from: ``xclient`` (Postfix XCLIENT), ``proxy``
+    (PROXY protocol header), ``option`` (``--client-ip``) or ``connection`` (the socket peer).
+    """
+
+    ip: str
+    helo: str | None = None
+    name: str | None = None  # the client's reverse-DNS name when known (XCLIENT NAME)
+    source: str = "connection"
+    peer: str | None = None  # the real socket peer, for the record
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ip": self.ip,
+            "helo": self.helo,
+            "name": self.name,
+            "source": self.source,
+            "peer": self.peer,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """The SMTP envelope of one transaction (RFC 5321 §2.3.1), with the effective identity."""
+
+    client: ClientIdentity
+    mail_from: str | None = None  # "" is the null reverse-path <>
+    rcpt_to: tuple[str, ...] = ()
+    size_param: int | None = None  # MAIL FROM SIZE= (RFC 1870)
+    auth_user: str | None = None
+    tls: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """An SMTP reply as data: basic code, enhanced code (RFC 3463) and text."""
+
+    code: int
+    enhanced: str
+    text: str
+
+    @property
+    def is_success(self) -> bool:
+        return 200 <= self.code < 300
+
+    @property
+    def is_temporary(self) -> bool:
+        return 400 <= self.code < 500
+
+    def to_json(self) -> dict[str, Any]:
+        return {"code": self.code, "enhanced": self.enhanced, "text": self.text}
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One evaluated rule and what it found.
+
+    ``code`` is a stable UPPER_SNAKE identifier prefixed by the filter kind; ``reason`` is one
+    plain sentence for a marketer; ``detail`` carries the evidence for an engineer.
+    """
+
+    code: str
+    filter: str
+    category: Category
+    action: Action
+    reason: str
+    score: float = 0.0
+    stage: Stage = Stage.DATA
+    detail: Mapping[str, Any] = field(default_factory=dict)
+    reply: Reply | None = None  # the reply this rule gives when it decides
+    skip: frozenset[str] = frozenset()  # with Action.ALLOW: categories of later checks to skip
+    decided: bool = False  # set by the engine on the finding(s) that decided the verdict
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "code": self.code,
+            "filter": self.filter,
+            "category": self.category.value,
+            "action": self.action.value,
+            "score": self.score,
+            "reason": self.reason,
+            "stage": self.stage.value,
+            "decided": self.decided,
+            "detail": dict(self.detail),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The outcome for one message and one profile."""
+
+    profile: str
+    action: VerdictAction
+    disposition: Disposition
+    score: float
+    stage: Stage
+    reply: Reply
+    findings: tuple[Finding, ...]
+    envelope: Envelope
+    subject: str | None = None
+    id: str = ""  # the message id the reply names ("queued as <id>") and the store keys on
+    stripped: tuple[str, ...] = ()  # what a strip action removed (filled by content filters)
+
+    @property
+    def codes(self) -> list[str]:
+        return [f.code for f in self.findings]
+
+    @property
+    def deciding(self) -> Finding | None:
+        for finding in self.findings:
+            if finding.decided:
+                return finding
+        return None
+
+    def to_json(self, *, received_at: str | None = None) -> dict[str, Any]:
+        env = self.envelope
+        return {
+            "id": self.id or None,
+            "received_at": received_at,
+            "profile": self.profile,
+            "verdict": self.action.value,
+            "disposition": self.disposition.value,
+            "score": round(self.score, 3),
+            "stage": self.stage.value,
+            "reply": self.reply.to_json(),
+            "envelope": {
+                "client_ip": env.client.ip,
+                "helo": env.client.helo,
+                "mail_from": env.mail_from,
+                "rcpt_to": list(env.rcpt_to),
+            },
+            "identity": env.client.to_json(),
+            "subject": self.subject,
+            "findings": [f.to_json() for f in self.findings],
+        }
+
+
+def summarize_reasons(findings: Sequence[Finding]) -> list[str]:
+    """The reasons worth showing first: deciding findings, then the other non-trivial ones."""
+    first = [f.reason for f in findings if f.decided]
+    rest = [
+        f.reason for f in findings if not f.decided and (f.action not in (Action.NONE,) or f.score)
+    ]
+    return first + rest

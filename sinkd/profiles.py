@@ -1,0 +1,399 @@
+"""Profiles: the YAML schema, loading with located errors, ``extends`` and the reply catalogue.
+
+Owns turning files in ``profiles/`` into validated ``Profile`` models: unknown keys, bad values
+and dangling references are ``ProfileError``s that name the file, the field path and, where
+known, the line. It never evaluates mail (``engine.py`` does) and never writes files.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import ConfigDict, Field, StringConstraints, ValidationError, model_validator
+
+from sinkd.errors import ProfileError
+from sinkd.filters.content import ContentSpec
+from sinkd.filters.envelope import EnvelopeSpec
+from sinkd.filters.format import FormatSpec
+from sinkd.filters.size import SizeSpec
+from sinkd.schema import ReplyRef, ReplyTemplate, Spec, parse_literal_reply
+
+SCHEMA = "sinkd.profile/v1"
+DEFAULT_PROFILE = "typical-corporate"
+CATALOGUE_FILE = "replies.yaml"
+# Files in a profiles directory that are not profiles.
+NOT_PROFILES = frozenset({CATALOGUE_FILE, "population.yaml"})
+
+# One entry per filter kind; tests/test_profiles.py checks this against filters.REGISTRY.
+FilterSpec = Annotated[
+    EnvelopeSpec | SizeSpec | ContentSpec | FormatSpec,
+    Field(discriminator="kind"),
+]
+ProfileId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]*$", max_length=64)]
+ListName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9_]+$", max_length=64)]
+
+
+class Provenance(Spec):
+    what: str
+    source: str
+
+
+class Survey(Spec):
+    """Which survey findings the profile exercises (used by reports)."""
+
+    trigger_words: bool = False
+    strip_rich_content: bool = False
+    lists: bool = False
+    spf_or_senderid: bool = False
+    no_filtering: bool = False
+
+
+class NamedList(Spec):
+    kind: Literal[
+        "address_glob",
+        "domain",
+        "hostname_glob",
+        "cidr",
+        "word",
+        "phrase",
+        "regex",
+        "extension",
+        "mime_type",
+    ]
+    entries: list[str] = []
+    describe: str | None = None
+
+
+class Thresholds(Spec):
+    """Score thresholds, ascending; a missing one is not used (SpamAssassin-style totals)."""
+
+    tag: float | None = None
+    junk: float | None = None
+    quarantine: float | None = None
+    reject: float | None = None
+
+    @model_validator(mode="after")
+    def _ascending(self) -> Thresholds:
+        named = [(k, getattr(self, k)) for k in ("tag", "junk", "quarantine", "reject")]
+        present = [(k, v) for k, v in named if v is not None]
+        for (k1, v1), (k2, v2) in itertools.pairwise(present):
+            if v1 > v2:
+                raise ValueError(f"thresholds must ascend: {k1} ({v1}) is above {k2} ({v2})")
+        return self
+
+
+class Scoring(Spec):
+    thresholds: Thresholds = Thresholds()
+    reject_reply: ReplyRef = "generic.spam"
+
+
+class SmtpSettings(Spec):
+    # Postfix answers envelope restrictions at RCPT TO by default (smtpd_delay_reject = yes),
+    # which also lets it log the recipient; "mail" answers sender checks at MAIL FROM.
+    envelope_reply_stage: Literal["mail", "rcpt"] = "rcpt"
+
+
+class Profile(Spec):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    schema_: Literal["sinkd.profile/v1"] = Field(alias="schema")
+    id: ProfileId
+    title: str
+    description: str = ""
+    extends: ProfileId | None = None
+    models: list[Provenance] = Field(min_length=1)
+    survey: Survey = Survey()
+    lists: dict[ListName, NamedList] = {}
+    smtp: SmtpSettings = SmtpSettings()
+    scoring: Scoring = Scoring()
+    replies: dict[str, ReplyRef] = {}
+    filters: list[FilterSpec] = []
+
+    @model_validator(mode="after")
+    def _unique_filter_names(self) -> Profile:
+        seen: set[str] = set()
+        for spec in self.filters:
+            if spec.name in seen:
+                raise ValueError(f"two filters are named {spec.name!r}; names must be unique")
+            seen.add(spec.name)
+        return self
+
+
+# --- YAML with locations -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Source:
+    path: Path
+    data: dict[str, Any]
+    node: yaml.Node | None
+
+
+def _read_yaml(path: Path) -> _Source:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ProfileError(f"{path}: cannot read: {exc.strerror}", path=str(path)) from None
+    except UnicodeDecodeError:
+        raise ProfileError(f"{path}: not UTF-8 text", path=str(path)) from None
+    try:
+        loader = yaml.SafeLoader(text)
+        try:
+            node = loader.get_single_node()
+            data = loader.construct_document(node) if node is not None else None
+        finally:
+            loader.dispose()
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ProfileError(f"{path}{line}: YAML syntax error: {problem}", path=str(path)) from None
+    if not isinstance(data, dict):
+        raise ProfileError(f"{path}: a profile must be a YAML mapping", path=str(path))
+    return _Source(path, data, node)
+
+
+def _line_of(node: yaml.Node | None, loc: Sequence[str | int]) -> int | None:
+    """The line of the deepest node on ``loc``; union tags pydantic adds to loc are skipped."""
+    line = node.start_mark.line + 1 if node is not None else None
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                if key.value == part:
+                    node = value
+                    line = key.start_mark.line + 1
+                    break
+        elif (
+            isinstance(node, yaml.SequenceNode)
+            and isinstance(part, int)
+            and 0 <= part < len(node.value)
+        ):
+            node = node.value[part]
+            line = node.start_mark.line + 1
+    return line
+
+
+def format_loc(loc: Sequence[str | int]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def _clean_loc(loc: Sequence[str | int], data: Any) -> list[str | int]:
+    """Drop the discriminator tags pydantic inserts (``filters.0.envelope.rules``)."""
+    out: list[str | int] = []
+    for part in loc:
+        if isinstance(data, Mapping):
+            if part in data:
+                data = data[part]
+                out.append(part)
+            elif part != data.get("kind"):  # a missing key; the union tag itself is dropped
+                out.append(part)
+                data = None
+            continue
+        if isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data):
+            data = data[part]
+            out.append(part)
+            continue
+        out.append(part)
+        data = None
+    return out
+
+
+def located_error(source: _Source, loc: Sequence[str | int], message: str) -> ProfileError:
+    line = _line_of(source.node, loc)
+    where = f"{source.path}:{line}" if line else str(source.path)
+    return ProfileError(f"{where}: {format_loc(loc)}: {message}", path=str(source.path))
+
+
+def _validation_error(source: _Source, exc: ValidationError, data: Any) -> ProfileError:
+    lines: list[str] = []
+    first: ProfileError | None = None
+    for error in exc.errors(include_url=False):
+        loc = _clean_loc(error["loc"], data)
+        message = error["msg"]
+        if error["type"] == "extra_forbidden":
+            message = "unknown key"
+        elif "input" in error and error["type"] not in ("missing",):
+            given = error["input"]
+            if isinstance(given, (str, int, float, bool)) or given is None:
+                message += f" (got {given!r})"
+        located = located_error(source, loc, message)
+        first = first or located
+        lines.append(str(located))
+    assert first is not None
+    return ProfileError("\n".join(lines), path=first.path)
+
+
+# --- extends --------------------------------------------------------------------------------
+
+
+def _merge(parent: Any, child: Any, key: str | None = None) -> Any:
+    """Deep-merge maps; lists replace, except ``filters``, merged by filter name."""
+    if isinstance(parent, dict) and isinstance(child, dict):
+        merged = dict(parent)
+        for k, v in child.items():
+            merged[k] = _merge(parent[k], v, k) if k in parent else copy.deepcopy(v)
+        return merged
+    if key == "filters" and isinstance(parent, list) and isinstance(child, list):
+        by_name = {f.get("name"): i for i, f in enumerate(parent) if isinstance(f, dict)}
+        merged_list = list(parent)
+        for item in child:
+            name = item.get("name") if isinstance(item, dict) else None
+            if name in by_name:
+                merged_list[by_name[name]] = _merge(parent[by_name[name]], item)
+            else:
+                merged_list.append(copy.deepcopy(item))
+        return merged_list
+    return copy.deepcopy(child)
+
+
+# --- reply catalogue ------------------------------------------------------------------------
+
+
+def load_catalogue(paths: Sequence[Path]) -> dict[str, ReplyTemplate]:
+    """Read ``replies.yaml`` files (later ones override earlier ones)."""
+    catalogue: dict[str, ReplyTemplate] = {}
+    for path in paths:
+        source = _read_yaml(path)
+        replies = source.data.get("replies")
+        if not isinstance(replies, dict):
+            raise located_error(source, ["replies"], "expected a mapping of key -> {reply, source}")
+        for key, entry in replies.items():
+            text = entry.get("reply") if isinstance(entry, dict) else entry
+            template = parse_literal_reply(text) if isinstance(text, str) else None
+            if template is None:
+                raise located_error(
+                    source, ["replies", key], "expected a reply like '550 5.7.1 text'"
+                )
+            catalogue[str(key)] = template
+    return catalogue
+
+
+# --- profile sets ---------------------------------------------------------------------------
+
+
+def builtin_profiles_dir() -> Path:
+    """``profiles/`` of a source checkout, or the copy packaged inside the wheel."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here.parent / "profiles", here / "_profiles"):
+        if (candidate / CATALOGUE_FILE).is_file():
+            return candidate
+    raise ProfileError(f"built-in profiles not found next to {here}")
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedProfile:
+    profile: Profile
+    path: Path
+    catalogue: Mapping[str, ReplyTemplate]
+
+
+class ProfileSet:
+    """The profiles a server or a command can use: built-ins plus ``--profiles-dir``."""
+
+    def __init__(self, extra_dirs: Sequence[Path] = ()) -> None:
+        self.dirs = [builtin_profiles_dir(), *extra_dirs]
+        for directory in extra_dirs:
+            if not directory.is_dir():
+                raise ProfileError(
+                    f"{directory}: profiles directory not found", path=str(directory)
+                )
+        self._files: dict[str, Path] = {}
+        for directory in self.dirs:
+            for path in sorted(directory.glob("*.yaml")):
+                if path.name not in NOT_PROFILES:
+                    self._files[path.stem] = path
+        catalogues = [d / CATALOGUE_FILE for d in self.dirs if (d / CATALOGUE_FILE).is_file()]
+        self.catalogue = load_catalogue(catalogues)
+        self._cache: dict[Path, LoadedProfile] = {}
+
+    def names(self) -> list[str]:
+        return sorted(self._files)
+
+    def path_of(self, name: str) -> Path:
+        if name not in self._files:
+            raise ProfileError(
+                f"unknown profile {name!r}; available: {', '.join(self.names())}", path=None
+            )
+        return self._files[name]
+
+    def resolve(self, name_or_path: str) -> LoadedProfile:
+        """A profile by id, or by the path of a YAML file."""
+        if name_or_path in self._files:
+            return self.load(self._files[name_or_path])
+        looks_like_path = "/" in name_or_path or name_or_path.endswith((".yaml", ".yml"))
+        if looks_like_path:
+            return self.load(Path(name_or_path))
+        return self.load(self.path_of(name_or_path))
+
+    def __iter__(self) -> Iterator[LoadedProfile]:
+        for name in self.names():
+            yield self.load(self._files[name])
+
+    def load(self, path: Path) -> LoadedProfile:
+        path = path.resolve() if path.exists() else path
+        if path in self._cache:
+            return self._cache[path]
+        if not path.is_file():
+            raise ProfileError(f"{path}: profile file not found", path=str(path))
+        loaded = self._load(path, chain=())
+        self._cache[path] = loaded
+        return loaded
+
+    def _raw(self, path: Path, chain: tuple[Path, ...]) -> tuple[_Source, dict[str, Any]]:
+        """The file's data merged over its ``extends`` chain, unvalidated."""
+        if path in chain:
+            cycle = " -> ".join(p.stem for p in (*chain, path))
+            raise ProfileError(f"{path}: extends: cycle {cycle}", path=str(path))
+        source = _read_yaml(path)
+        parent_id = source.data.get("extends")
+        if parent_id is None:
+            return source, source.data
+        if not isinstance(parent_id, str) or parent_id not in self._files:
+            raise located_error(
+                source,
+                ["extends"],
+                f"unknown profile {parent_id!r} (available: {', '.join(self.names())})",
+            )
+        _, parent = self._raw(self._files[parent_id], (*chain, path))
+        merged = _merge({k: v for k, v in parent.items() if k != "id"}, source.data)
+        return source, merged
+
+    def _load(self, path: Path, chain: tuple[Path, ...]) -> LoadedProfile:
+        source, data = self._raw(path, chain)
+        try:
+            profile = Profile.model_validate(data)
+        except ValidationError as exc:
+            raise _validation_error(source, exc, data) from None
+        if (
+            path.suffix in (".yaml", ".yml")
+            and path.stem != profile.id
+            and path.parent in self.dirs
+        ):
+            raise located_error(source, ["id"], f"must equal the file name {path.stem!r}")
+        catalogue = dict(self.catalogue)
+        for key, text in profile.replies.items():
+            template = parse_literal_reply(text)
+            if template is None:
+                raise located_error(
+                    source, ["replies", key], "expected a reply like '550 5.7.1 text'"
+                )
+            catalogue[key] = template
+        loaded = LoadedProfile(profile, path, catalogue)
+        # Compile once here so that dangling references fail at load time with a location.
+        from sinkd.engine import compile_profile
+        from sinkd.schema import CompileError
+
+        try:
+            compile_profile(loaded)
+        except CompileError as exc:
+            raise located_error(source, exc.loc, exc.message) from None
+        return loaded

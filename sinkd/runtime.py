@@ -1,0 +1,123 @@
+"""Wiring for a running server: settings → profiles → store → SMTP listener.
+
+Owns start-up and shutdown of ``sinkd serve`` (and of test servers): it loads and compiles the
+profiles, opens the store, prepares TLS and binds the listener. It holds no policy and parses
+no command line (``cli.py`` does).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sinkd.engine import Pipeline, Router, compile_profile
+from sinkd.profiles import DEFAULT_PROFILE, ProfileSet
+from sinkd.smtp import AuthMode, ServerOptions, SinkHandler, protocol_factory
+from sinkd.store import Store
+from sinkd.store.sqlite import open_sqlite
+from sinkd.tls import self_signed, server_context
+
+log = logging.getLogger(__name__)
+
+
+def default_db_path() -> Path:
+    """``$SINKD_DB``, else ``$XDG_DATA_HOME/sinkd/sinkd.db`` (``~/.local/share/sinkd``)."""
+    if os.environ.get("SINKD_DB"):
+        return Path(os.environ["SINKD_DB"])
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "sinkd" / "sinkd.db"
+
+
+@dataclass
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 2525
+    profile: str = DEFAULT_PROFILE
+    profiles_dirs: list[Path] = field(default_factory=list)
+    routes: Mapping[str, str] = field(default_factory=dict)
+    db: Path = field(default_factory=default_db_path)
+    max_message_size: int = 52428800
+    max_recipients: int = 1000
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    auth: AuthMode = "any"
+    auth_user: str | None = None
+    auth_password: str | None = None
+    client_ip: str | None = None
+    helo: str | None = None
+    proxy_protocol: bool = False
+    hostname: str = field(default_factory=socket.getfqdn)
+
+
+def build_router(profiles: ProfileSet, default: str, routes: Mapping[str, str]) -> Router:
+    """Compile the default profile and every routed one (each once)."""
+    compiled: dict[str, Pipeline] = {}
+
+    def pipeline(name: str) -> Pipeline:
+        if name not in compiled:
+            compiled[name] = compile_profile(profiles.resolve(name))
+        return compiled[name]
+
+    return Router(pipeline(default), {domain: pipeline(name) for domain, name in routes.items()})
+
+
+class Sinkd:
+    """A running sinkd: ``await start()``, then ``smtp_address``; ``await stop()``."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.store: Store | None = None
+        self.server: asyncio.Server | None = None
+        self.smtp_address: tuple[str, int] | None = None
+
+    async def start(self) -> None:
+        s = self.settings
+        profiles = ProfileSet(s.profiles_dirs)
+        router = build_router(profiles, s.profile, s.routes)
+        if s.tls_cert and s.tls_key:
+            cert, key = s.tls_cert, s.tls_key
+        else:
+            cert, key = self_signed(s.db.parent, s.hostname)
+        options = ServerOptions(
+            hostname=s.hostname,
+            max_message_size=s.max_message_size,
+            max_recipients=s.max_recipients,
+            auth=s.auth,
+            auth_user=s.auth_user,
+            auth_password=s.auth_password,
+            client_ip=s.client_ip,
+            helo=s.helo,
+            proxy_protocol=s.proxy_protocol,
+            tls_context=server_context(cert, key),
+        )
+        self.store = await open_sqlite(s.db)
+        handler = SinkHandler(router, self.store, options)
+        loop = asyncio.get_running_loop()
+        self.server = await loop.create_server(
+            protocol_factory(handler, options), host=s.host, port=s.port, reuse_address=True
+        )
+        host, port = self.server.sockets[0].getsockname()[:2]
+        self.smtp_address = (host, port)
+        routes = ", ".join(f"{d}={p}" for d, p in s.routes.items()) or "none"
+        log.info(
+            "listening on %s:%d profile=%s routes=%s store=%s",
+            host,
+            port,
+            router.default.name,
+            routes,
+            s.db,
+        )
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+            self.server = None
+        if self.store is not None:
+            await self.store.close()
+            self.store = None

@@ -1,0 +1,472 @@
+"""The SMTP adapter: aiosmtpd in front of the engine and the store.
+
+Owns the SMTP conversation: extensions (PIPELINING, ENHANCEDSTATUSCODES, XCLIENT, AUTH,
+STARTTLS), the effective client identity, mapping each stage to the engine's ``Transaction``,
+committing every verdict before its reply, and one log line per verdict. It never decides
+policy (the engine does) and never relays anything anywhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import re
+import secrets
+import ssl
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword, Session
+from aiosmtpd.smtp import Envelope as SmtpEnvelope
+
+from sinkd.engine import Router, Transaction, data_reply
+from sinkd.model import ClientIdentity, Reply, Verdict
+from sinkd.store import MessageRecord, Store
+
+log = logging.getLogger("sinkd.smtp")
+
+AuthMode = Literal["any", "required", "off"]
+# RFC 5321 §4.5.3.1.8 asks servers to take at least 100 recipients; Postfix's
+# smtpd_recipient_limit defaults to 1000.
+DEFAULT_MAX_RECIPIENTS = 1000
+# Lines longer than RFC 5322's 998 octets are common in ESP-made HTML; real gateways mostly
+# accept them, so sinkd does too (and records a FORMAT_LONG_LINES finding) up to this bound.
+DATA_LINE_LIMIT = 65536
+TEMPFAIL_STORE = Reply(451, "4.3.5", "Unable to process mail; try again later")
+TEMPFAIL_INTERNAL = Reply(451, "4.3.0", "Internal error; try again later")
+
+# aiosmtpd's own replies carry no enhanced status code. Having advertised
+# ENHANCEDSTATUSCODES we owe one on every reply (RFC 2034 §3), so they are rewritten here.
+_ENHANCED: list[tuple[re.Pattern[str], str]] = [
+    (re.compile(r"^250 OK$"), "250 2.0.0 OK"),
+    (re.compile(r"^221 Bye$"), "221 2.0.0 Bye"),
+    (re.compile(r"^252 (.*)$"), r"252 2.5.0 \1"),
+    (re.compile(r"^354 (.*)$"), r"354 \1"),  # intermediate replies take no enhanced code
+    (re.compile(r"^220 Ready to start TLS$"), "220 2.0.0 Ready to start TLS"),
+    (re.compile(r"^500 Command line too long$"), "500 5.5.2 Command line too long"),
+    (re.compile(r"^500 Line too long.*$"), "500 5.5.2 Line too long (RFC 5321 §4.5.3.1.6)"),
+    (re.compile(r"^500 Error: bad syntax$"), "500 5.5.2 Error: bad syntax"),
+    (re.compile(r"^500 Error: strict ASCII mode$"), "500 5.6.7 Error: non-ASCII without SMTPUTF8"),
+    (re.compile(r"^500 Error: command (.*)$"), r"500 5.5.1 Error: command \1"),
+    (re.compile(r"^501 (.*)$"), r"501 5.5.4 \1"),
+    (re.compile(r"^502 (.*)$"), r"502 5.5.1 \1"),
+    (re.compile(r"^503 (.*)$"), r"503 5.5.1 \1"),
+    (re.compile(r"^530 (.*)$"), r"530 5.7.0 \1"),
+    (re.compile(r"^552 Error: Too much mail data$"), "552 5.3.4 Message size exceeds fixed limit"),
+    (
+        re.compile(r"^552 Error: message size exceeds.*$"),
+        "552 5.3.4 Message size exceeds fixed limit",
+    ),
+    (re.compile(r"^553 (?!\d\.)(.*)$"), r"553 5.1.3 \1"),
+    (re.compile(r"^554 Command refused.*$"), "554 5.7.0 Command refused due to lack of security"),
+    (re.compile(r"^555 (.*)$"), r"555 5.5.4 \1"),
+]
+_HAS_ENHANCED = re.compile(r"^\d{3}[ -][245]\.\d{1,3}\.\d{1,3}( |$)")
+
+
+def enhance(status: str) -> str:
+    """Give one of aiosmtpd's built-in replies its RFC 3463 enhanced status code."""
+    if _HAS_ENHANCED.match(status) or status[3:4] == "-":
+        return status
+    for pattern, replacement in _ENHANCED:
+        if pattern.match(status):
+            return pattern.sub(replacement, status)
+    return status
+
+
+def format_reply(reply: Reply) -> str:
+    """A ``Reply`` as one SMTP reply line (RFC 5321 §4.2, RFC 3463 §2)."""
+    text = " ".join(reply.text.split())  # no CR/LF may reach the wire from a template
+    return f"{reply.code} {reply.enhanced} {text}"[:512]
+
+
+def new_message_id() -> str:
+    """A short, time-ordered, unique id (Postfix-queue-id-like, 16 hex digits)."""
+    return f"{int(time.time() * 1000):011X}{secrets.token_hex(3)[:5].upper()}"
+
+
+@dataclass
+class ServerOptions:
+    hostname: str = "sinkd.localhost"
+    max_message_size: int = 52428800
+    max_recipients: int = DEFAULT_MAX_RECIPIENTS
+    auth: AuthMode = "any"
+    auth_user: str | None = None
+    auth_password: str | None = None
+    client_ip: str | None = None
+    helo: str | None = None
+    proxy_protocol: bool = False
+    tls_context: ssl.SSLContext | None = None
+    timeout: float = 300.0
+
+
+@dataclass
+class _Xclient:
+    """Attributes a client set with XCLIENT (Postfix XCLIENT_README)."""
+
+    addr: str | None = None
+    name: str | None = None
+    helo: str | None = None
+    login: str | None = None
+
+
+@dataclass
+class _State:
+    """Per-connection state sinkd keeps beside aiosmtpd's session."""
+
+    xclient: _Xclient = field(default_factory=_Xclient)
+    transaction: Transaction | None = None
+    transaction_id: str = ""
+
+
+class SinkdSMTP(SMTP):
+    """aiosmtpd's SMTP with sinkd's additions: XCLIENT, enhanced codes on every reply."""
+
+    line_length_limit = DATA_LINE_LIMIT
+
+    def __init__(self, handler: SinkHandler, **kwargs: Any) -> None:
+        with warnings.catch_warnings():
+            # AUTH without TLS is deliberate here (apps insist on AUTH; see README).
+            warnings.simplefilter("ignore")
+            super().__init__(handler, **kwargs)
+        self.sinkd = _State()
+        # aiosmtpd counts MAIL's size limit from this base; the extensions add to it.
+        self.command_size_limits["XCLIENT"] = 2048
+
+    async def push(self, status: str) -> None:  # type: ignore[override]
+        # aiosmtpd pushes only str replies; bytes would bypass the rewrite.
+        await super().push(enhance(status))
+
+    async def smtp_MAIL(self, arg: str | None) -> None:
+        # RFC 1870 §6.1: refuse a declared SIZE over the server's fixed limit at MAIL FROM,
+        # with 552 5.3.4 (aiosmtpd's own reply lacks the enhanced code).
+        if arg and self.data_size_limit:
+            match = re.search(r"\bSIZE=(\d+)", arg, re.IGNORECASE)
+            if match and int(match.group(1)) > self.data_size_limit:
+                await self.push("552 5.3.4 Message size exceeds fixed maximum message size")
+                return
+        await super().smtp_MAIL(arg)
+
+    async def smtp_XCLIENT(self, arg: str | None) -> None:
+        """Postfix XCLIENT: let a trusted client set the identity the filters see.
+
+        sinkd is a test sink, so every client is trusted; the simulated identity is recorded
+        with source "xclient". Success answers with a new greeting and resets the session, as
+        Postfix does; the client then says EHLO again.
+        """
+        assert self.envelope is not None and self.session is not None
+        if self.envelope.mail_from:
+            await self.push("503 5.5.1 Error: MAIL transaction in progress")
+            return
+        if not arg:
+            await self.push("501 5.5.4 Syntax: XCLIENT attribute=value [attribute=value ...]")
+            return
+        update = _Xclient(**vars(self.sinkd.xclient))
+        for item in arg.split():
+            name, eq, raw_value = item.partition("=")
+            name = name.upper()
+            if not eq or name not in _XCLIENT_ATTRIBUTES:
+                await self.push(f"501 5.5.4 Bad XCLIENT attribute name: {name[:64]}")
+                return
+            value = _xtext_decode(raw_value)
+            unavailable = value.upper() in ("[UNAVAILABLE]", "[TEMPUNAVAIL]")
+            if name == "ADDR":
+                address = None if unavailable else _xclient_address(value)
+                if address is None and not unavailable:
+                    await self.push(f"501 5.5.4 Bad XCLIENT ADDR syntax: {value[:64]}")
+                    return
+                update.addr = address
+            elif name == "NAME":
+                update.name = None if unavailable else value
+            elif name == "HELO":
+                update.helo = None if unavailable else value
+            elif name == "LOGIN":
+                update.login = None if unavailable else value
+        self.sinkd = _State(xclient=update)
+        self.session.host_name = None
+        self.session.extended_smtp = False
+        self._set_rset_state()  # type: ignore[no-untyped-call]
+        await self.push(f"220 {self.hostname} {self.__ident__}")
+
+
+_XCLIENT_ATTRIBUTES = frozenset(
+    {"NAME", "ADDR", "PORT", "PROTO", "HELO", "LOGIN", "DESTADDR", "DESTPORT"}
+)
+
+
+def _xtext_decode(value: str) -> str:
+    """RFC 3461 §4 xtext: "+" followed by two hex digits encodes one octet."""
+    return re.sub(r"\+([0-9A-Fa-f]{2})", lambda m: chr(int(m.group(1), 16)), value)
+
+
+def _xclient_address(value: str) -> str | None:
+    text = value[5:] if value.upper().startswith("IPV6:") else value
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        return None
+
+
+class SinkHandler:
+    """aiosmtpd handler: one engine ``Transaction`` per mail transaction."""
+
+    def __init__(
+        self,
+        router: Router,
+        store: Store,
+        options: ServerOptions,
+        *,
+        on_verdict: Callable[[MessageRecord], None] | None = None,
+    ) -> None:
+        self.router = router
+        self.store = store
+        self.options = options
+        self.on_verdict = on_verdict
+
+    # --- identity ---------------------------------------------------------------------------
+
+    def identity(self, server: SinkdSMTP, session: Session) -> ClientIdentity:
+        xclient = server.sinkd.xclient
+        peer = session.peer[0] if isinstance(session.peer, tuple) else None
+        proxy_ip = None
+        if session.proxy_data is not None and session.proxy_data.src_addr is not None:
+            proxy_ip = str(session.proxy_data.src_addr)
+        if xclient.addr:
+            ip, source = xclient.addr, "xclient"
+        elif proxy_ip:
+            ip, source = proxy_ip, "proxy"
+        elif self.options.client_ip:
+            ip, source = self.options.client_ip, "option"
+        else:
+            ip, source = peer or "0.0.0.0", "connection"
+        helo = xclient.helo or self.options.helo or session.host_name
+        return ClientIdentity(ip=ip, helo=helo, name=xclient.name, source=source, peer=peer)
+
+    # --- aiosmtpd hooks ---------------------------------------------------------------------
+
+    async def handle_PROXY(
+        self, server: SinkdSMTP, session: Session, envelope: SmtpEnvelope, proxy_data: Any
+    ) -> bool:
+        return True  # the header was valid (aiosmtpd checked it); its source address is used
+
+    async def handle_EHLO(
+        self,
+        server: SinkdSMTP,
+        session: Session,
+        envelope: SmtpEnvelope,
+        hostname: str,
+        responses: list[str],
+    ) -> list[str]:
+        session.host_name = hostname
+        server.sinkd.transaction = None
+        extra = [
+            "250-PIPELINING",
+            "250-ENHANCEDSTATUSCODES",
+            "250-XCLIENT NAME ADDR HELO LOGIN PROTO PORT DESTADDR DESTPORT",
+        ]
+        lines = [
+            r
+            for r in responses[:-1]
+            if not (self.options.auth == "off" and r.startswith("250-AUTH"))
+        ]
+        return [*lines, *extra, responses[-1]]
+
+    async def handle_HELO(
+        self, server: SinkdSMTP, session: Session, envelope: SmtpEnvelope, hostname: str
+    ) -> str:
+        session.host_name = hostname
+        server.sinkd.transaction = None
+        return f"250 {server.hostname}"
+
+    async def handle_RSET(self, server: SinkdSMTP, session: Session, envelope: SmtpEnvelope) -> str:
+        server.sinkd.transaction = None
+        return "250 2.0.0 Ok"
+
+    async def handle_NOOP(
+        self, server: SinkdSMTP, session: Session, envelope: SmtpEnvelope, arg: str
+    ) -> str:
+        return "250 2.0.0 Ok"
+
+    async def handle_MAIL(
+        self,
+        server: SinkdSMTP,
+        session: Session,
+        envelope: SmtpEnvelope,
+        address: str,
+        mail_options: list[str],
+    ) -> str:
+        size = None
+        for option in mail_options:
+            if option.upper().startswith("SIZE="):
+                size = int(option[5:])
+        auth_user = None
+        if server.sinkd.xclient.login:
+            auth_user = server.sinkd.xclient.login
+        elif isinstance(session.auth_data, LoginPassword):
+            auth_user = session.auth_data.login.decode("utf-8", "replace")
+        transaction = Transaction(
+            self.router,
+            self.identity(server, session),
+            new_message_id,
+            auth_user=auth_user,
+            tls=server._tls_protocol is not None,
+        )
+        server.sinkd.transaction = transaction
+        server.sinkd.transaction_id = new_message_id()
+        try:
+            verdict = await transaction.mail(address, size)
+            if verdict is not None:
+                server.sinkd.transaction = None
+                return await self._commit([verdict], None, server.sinkd.transaction_id)
+        except Exception:
+            log.exception("MAIL FROM evaluation failed")
+            server.sinkd.transaction = None
+            return format_reply(TEMPFAIL_INTERNAL)
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 2.1.0 Ok"
+
+    async def handle_RCPT(
+        self,
+        server: SinkdSMTP,
+        session: Session,
+        envelope: SmtpEnvelope,
+        address: str,
+        rcpt_options: list[str],
+    ) -> str:
+        transaction = server.sinkd.transaction
+        if transaction is None:
+            return "503 5.5.1 Error: need MAIL command"
+        if len(envelope.rcpt_tos) >= self.options.max_recipients:
+            return "452 4.5.3 Error: too many recipients"  # RFC 5321 §4.5.3.1.10
+        try:
+            verdict = await transaction.rcpt(address)
+            if verdict is not None:
+                return await self._commit([verdict], None, server.sinkd.transaction_id)
+        except Exception:
+            log.exception("RCPT TO evaluation failed")
+            return format_reply(TEMPFAIL_INTERNAL)
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return "250 2.1.5 Ok"
+
+    async def handle_DATA(self, server: SinkdSMTP, session: Session, envelope: SmtpEnvelope) -> str:
+        transaction = server.sinkd.transaction
+        server.sinkd.transaction = None
+        if transaction is None or not transaction.recipients:
+            return "503 5.5.1 Error: need RCPT command"
+        raw = envelope.original_content
+        assert isinstance(raw, bytes)
+        try:
+            verdicts = await transaction.data(raw)
+        except Exception:
+            log.exception("DATA evaluation failed")
+            return format_reply(TEMPFAIL_INTERNAL)
+        return await self._commit(verdicts, raw, server.sinkd.transaction_id)
+
+    async def handle_exception(self, error: Exception) -> str:
+        # aiosmtpd's default shows the Python class name to the client; never do that.
+        log.exception("SMTP session error", exc_info=error)
+        return format_reply(TEMPFAIL_INTERNAL)
+
+    # --- commit -----------------------------------------------------------------------------
+
+    async def _commit(self, verdicts: list[Verdict], raw: bytes | None, transaction_id: str) -> str:
+        """Store every verdict, then answer: the reply is sent only after the commit."""
+        now = datetime.now(UTC)
+        records = [MessageRecord(v.id, now, transaction_id, v, raw) for v in verdicts]
+        try:
+            await asyncio.gather(*(self.store.save(r) for r in records))
+        except Exception:
+            log.exception("could not store verdict(s) %s", ", ".join(v.id for v in verdicts))
+            return format_reply(TEMPFAIL_STORE)
+        for record in records:
+            log_verdict(record.verdict, raw)
+            if self.on_verdict is not None:
+                self.on_verdict(record)
+        reply = verdicts[0].reply if raw is None else data_reply(verdicts)
+        return format_reply(reply)
+
+
+def log_verdict(verdict: Verdict, raw: bytes | None) -> None:
+    """The one log line per verdict (JSON fields ride in ``extra`` for --log-format json)."""
+    env = verdict.envelope
+    codes = [f.code for f in verdict.findings]
+    fields: dict[str, object] = {
+        "id": verdict.id,
+        "profile": verdict.profile,
+        "verdict": verdict.action.value,
+        "disposition": verdict.disposition.value,
+        "stage": verdict.stage.value,
+        "score": round(verdict.score, 3),
+        "reply": format_reply(verdict.reply),
+        "client_ip": env.client.ip,
+        "mail_from": env.mail_from,
+        "rcpt_to": list(env.rcpt_to),
+        "size": None if raw is None else len(raw),
+        "codes": codes,
+    }
+    log.info(
+        "verdict id=%s profile=%s verdict=%s stage=%s score=%g client=%s from=<%s> to=%s "
+        "codes=%s reply=%r",
+        verdict.id,
+        verdict.profile,
+        verdict.action.value,
+        verdict.stage.value,
+        verdict.score,
+        env.client.ip,
+        env.mail_from or "",
+        ",".join(f"<{r}>" for r in env.rcpt_to),
+        ",".join(codes) or "-",
+        fields["reply"],
+        extra={"sinkd": fields},
+    )
+
+
+def make_authenticator(options: ServerOptions) -> Callable[..., AuthResult]:
+    """AUTH PLAIN/LOGIN: any credentials, or exactly the configured pair."""
+
+    def authenticate(
+        server: SMTP, session: Session, envelope: SmtpEnvelope, mechanism: str, auth_data: Any
+    ) -> AuthResult:
+        if not isinstance(auth_data, LoginPassword):
+            return AuthResult(success=False, handled=False)
+        if options.auth_user is None:
+            return AuthResult(success=True, auth_data=auth_data)
+        user = auth_data.login.decode("utf-8", "replace")
+        password = auth_data.password.decode("utf-8", "replace")
+        ok = secrets.compare_digest(user, options.auth_user) and secrets.compare_digest(
+            password, options.auth_password or ""
+        )
+        return AuthResult(success=ok, handled=False, auth_data=auth_data if ok else None)
+
+    return authenticate
+
+
+def protocol_factory(handler: SinkHandler, options: ServerOptions) -> Callable[[], SinkdSMTP]:
+    """A new ``SinkdSMTP`` per connection, configured from the server options."""
+    authenticator = make_authenticator(options)
+
+    def make() -> SinkdSMTP:
+        return SinkdSMTP(
+            handler,
+            data_size_limit=options.max_message_size,
+            enable_SMTPUTF8=True,
+            decode_data=False,
+            hostname=options.hostname,
+            ident="ESMTP sinkd",
+            tls_context=options.tls_context,
+            timeout=options.timeout,
+            auth_required=options.auth == "required",
+            auth_require_tls=False,
+            authenticator=authenticator,
+            auth_exclude_mechanism=["LOGIN", "PLAIN"] if options.auth == "off" else None,
+            proxy_protocol_timeout=10.0 if options.proxy_protocol else None,
+        )
+
+    return make

@@ -1,0 +1,83 @@
+"""The message store: what a stored transaction looks like and the interface to keep it.
+
+Owns the record type and the ``Store`` protocol. Implementations live beside it
+(``sqlite.py``); nothing here evaluates mail or speaks SMTP. ``save`` returns only once the
+record is durably committed, because a 250 reply promises exactly that.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from sinkd.model import Verdict
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRecord:
+    """One verdict to store: a message (or a refused envelope) judged against one profile."""
+
+    id: str
+    received_at: datetime  # timezone-aware UTC
+    transaction_id: str  # shared by the records of one SMTP transaction
+    verdict: Verdict
+    raw: bytes | None  # None when the transaction ended before DATA
+
+    def to_json(self) -> dict[str, Any]:
+        data = self.verdict.to_json(received_at=iso(self.received_at))
+        data["id"] = self.id
+        data["transaction_id"] = self.transaction_id
+        data["size"] = None if self.raw is None else len(self.raw)
+        return data
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMessage:
+    """A record read back: the JSON shape plus the raw bytes when asked for."""
+
+    data: dict[str, Any]
+    raw: bytes | None = None
+
+    @property
+    def id(self) -> str:
+        return str(self.data["id"])
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """Filters for listing stored messages; newest first."""
+
+    verdict: str | None = None
+    profile: str | None = None
+    limit: int = 50
+    offset: int = 0
+
+
+class Store(Protocol):
+    async def save(self, record: MessageRecord) -> None:
+        """Commit one record durably; return only after the commit."""
+
+    async def get(self, message_id: str, *, with_raw: bool = False) -> StoredMessage:
+        """Read one record; raise ``NotFound`` when there is none."""
+
+    async def list(self, query: Query) -> Sequence[StoredMessage]:
+        """Records matching ``query``, newest first, without raw bytes."""
+
+    async def count(self, query: Query | None = None) -> int:
+        """How many records match (all when ``query`` is None)."""
+
+    async def delete(self, message_id: str) -> None:
+        """Remove one record; raise ``NotFound`` when there is none."""
+
+    async def clear(self) -> int:
+        """Remove every record; return how many there were."""
+
+    async def close(self) -> None:
+        """Finish pending commits and release the database."""
+
+
+def iso(moment: datetime) -> str:
+    """RFC 3339 timestamp with milliseconds, as every JSON output writes it."""
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -1,0 +1,366 @@
+"""The SQLite store: durability, group commit, reads, and failures that name the file."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from sinkd.errors import NotFound, StoreError
+from sinkd.model import (
+    Action,
+    Category,
+    ClientIdentity,
+    Disposition,
+    Envelope,
+    Finding,
+    Reply,
+    Stage,
+    Verdict,
+    VerdictAction,
+)
+from sinkd.store import MessageRecord, Query
+from sinkd.store.sqlite import SqliteStore, open_sqlite
+
+T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
+
+_DISPOSITIONS = {
+    VerdictAction.ACCEPT: Disposition.INBOX,
+    VerdictAction.QUARANTINE: Disposition.QUARANTINED,
+    VerdictAction.REJECT: Disposition.REJECTED,
+}
+
+
+def make_record(
+    n: int,
+    *,
+    verdict: VerdictAction = VerdictAction.ACCEPT,
+    profile: str = "default",
+    raw: bytes | None = b"Subject: hi\r\n\r\nbody\r\n",
+    message_id: str | None = None,
+) -> MessageRecord:
+    finding = Finding(
+        code="CONTENT_SPAM_WORD",
+        filter="content",
+        category=Category.CONTENT,
+        action=Action.SCORE,
+        reason="The body uses a phrase spam filters look for.",
+        score=1.5,
+        detail={"word": "free"},
+    )
+    v = Verdict(
+        profile=profile,
+        action=verdict,
+        disposition=_DISPOSITIONS[verdict],
+        score=1.5,
+        stage=Stage.DATA,
+        reply=Reply(250, "2.0.0", "OK"),
+        findings=(finding,),
+        envelope=Envelope(
+            client=ClientIdentity(ip="192.0.2.7", helo="mx.example"),
+            mail_from="sender@example.com",
+            rcpt_to=("rcpt@example.org",),
+        ),
+        subject=f"message {n}",
+    )
+    return MessageRecord(
+        id=message_id or f"m{n:04d}",
+        received_at=T0 + timedelta(seconds=n),
+        transaction_id=f"t{n:04d}",
+        verdict=v,
+        raw=raw,
+    )
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "state" / "sinkd.sqlite3"
+
+
+@pytest.fixture
+async def store(db_path: Path) -> AsyncIterator[SqliteStore]:
+    s = await open_sqlite(db_path)
+    yield s
+    await s.close()
+
+
+def direct_count(path: Path, table: str) -> int:
+    conn = sqlite3.connect(path)
+    try:
+        (n,) = conn.execute(f"SELECT count(*) FROM {table}").fetchone()
+        return int(n)
+    finally:
+        conn.close()
+
+
+async def test_saved_record_reads_back_with_its_raw_bytes(store: SqliteStore) -> None:
+    record = make_record(1)
+    await store.save(record)
+
+    got = await store.get("m0001", with_raw=True)
+
+    assert got.id == "m0001"
+    assert got.raw == record.raw
+    assert got.data == record.to_json()
+    assert got.data["received_at"] == "2026-05-01T12:00:01.000Z"
+    assert got.data["size"] == len(record.raw or b"")
+
+
+async def test_get_without_raw_leaves_the_bytes_out(store: SqliteStore) -> None:
+    await store.save(make_record(1))
+
+    assert (await store.get("m0001")).raw is None
+
+
+async def test_record_without_data_has_no_raw_and_no_size(store: SqliteStore) -> None:
+    await store.save(make_record(1, raw=None))
+    await store.save(make_record(2, raw=b""))
+
+    before_data = await store.get("m0001", with_raw=True)
+    empty = await store.get("m0002", with_raw=True)
+
+    assert before_data.raw is None
+    assert before_data.data["size"] is None
+    assert empty.raw == b""
+    assert empty.data["size"] == 0
+
+
+async def test_save_is_committed_when_it_returns(store: SqliteStore, db_path: Path) -> None:
+    await store.save(make_record(1))
+
+    # A separate connection sees the row: it is committed, not buffered in the store.
+    assert direct_count(db_path, "messages") == 1
+    assert direct_count(db_path, "raw") == 1
+
+
+async def test_database_uses_wal_and_schema_version_one(store: SqliteStore, db_path: Path) -> None:
+    conn = sqlite3.connect(db_path)
+    try:
+        (mode,) = conn.execute("PRAGMA journal_mode").fetchone()
+        (version,) = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    finally:
+        conn.close()
+    assert mode == "wal"
+    assert version == "1"
+
+
+async def test_concurrent_saves_share_commits_and_all_persist(store: SqliteStore) -> None:
+    before = store.commits
+    records = [make_record(n) for n in range(200)]
+
+    await asyncio.gather(*(store.save(r) for r in records))
+
+    assert await store.count() == 200
+    for r in records:
+        assert (await store.get(r.id)).data == r.to_json()
+    assert 1 <= store.commits - before < 200
+
+
+async def test_list_filters_by_verdict_newest_first(store: SqliteStore) -> None:
+    for n in range(6):
+        verdict = VerdictAction.REJECT if n % 2 else VerdictAction.ACCEPT
+        await store.save(make_record(n, verdict=verdict))
+
+    rejected = await store.list(Query(verdict="reject"))
+
+    assert [m.id for m in rejected] == ["m0005", "m0003", "m0001"]
+    assert all(m.raw is None for m in rejected)
+
+
+async def test_list_filters_by_profile_and_pages_with_limit_and_offset(
+    store: SqliteStore,
+) -> None:
+    for n in range(10):
+        await store.save(make_record(n, profile="strict" if n < 7 else "lenient"))
+
+    page = await store.list(Query(profile="strict", limit=3, offset=2))
+
+    assert [m.id for m in page] == ["m0004", "m0003", "m0002"]
+    assert await store.count(Query(profile="strict")) == 7
+    assert await store.count(Query(profile="strict", verdict="reject")) == 0
+    assert await store.count() == 10
+
+
+async def test_missing_id_raises_not_found(store: SqliteStore) -> None:
+    with pytest.raises(NotFound, match="no message with id 'nope'"):
+        await store.get("nope")
+    with pytest.raises(NotFound, match="no message with id 'nope'"):
+        await store.delete("nope")
+
+
+async def test_delete_removes_the_record_and_its_raw_bytes(
+    store: SqliteStore, db_path: Path
+) -> None:
+    await store.save(make_record(1))
+    await store.save(make_record(2))
+
+    await store.delete("m0001")
+
+    assert [m.id for m in await store.list(Query())] == ["m0002"]
+    assert direct_count(db_path, "raw") == 1
+    with pytest.raises(NotFound):
+        await store.get("m0001")
+
+
+async def test_clear_returns_how_many_records_it_removed(store: SqliteStore, db_path: Path) -> None:
+    for n in range(5):
+        await store.save(make_record(n))
+
+    assert await store.clear() == 5
+    assert await store.count() == 0
+    assert direct_count(db_path, "raw") == 0
+    assert await store.clear() == 0
+
+
+async def test_records_survive_reopening_the_file(db_path: Path) -> None:
+    first = await open_sqlite(db_path)
+    await first.save(make_record(1))
+    await first.save(make_record(2))
+    await first.close()
+
+    again = await open_sqlite(db_path)
+    try:
+        assert [m.id for m in await again.list(Query())] == ["m0002", "m0001"]
+        await again.save(make_record(3))
+        assert (await again.list(Query(limit=1)))[0].id == "m0003"
+    finally:
+        await again.close()
+
+
+async def test_saved_records_survive_the_process_being_killed(db_path: Path) -> None:
+    # The child acknowledges each save on stdout, then dies by SIGKILL without closing:
+    # whatever it acknowledged must be in the file.
+    script = textwrap.dedent(
+        f"""
+        import asyncio, os, signal, sys
+        sys.path[:0] = {sys.path!r}
+        from {__name__} import make_record
+        from sinkd.store.sqlite import open_sqlite
+
+        async def main():
+            store = await open_sqlite({str(db_path)!r})
+            await asyncio.gather(*(store.save(make_record(n)) for n in range(20)))
+            print("saved", flush=True)
+            os.kill(os.getpid(), signal.SIGKILL)
+
+        asyncio.run(main())
+        """
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        script,
+        cwd=Path(__file__).parents[2],
+        stdout=subprocess.PIPE,
+    )
+    out, _ = await proc.communicate()
+    assert out.strip() == b"saved"
+    assert proc.returncode == -9
+
+    store = await open_sqlite(db_path)
+    try:
+        assert await store.count() == 20
+    finally:
+        await store.close()
+
+
+async def test_failed_batch_reports_store_error_and_writer_keeps_serving(
+    store: SqliteStore,
+) -> None:
+    await store.save(make_record(1))
+
+    duplicate, other = await asyncio.gather(
+        store.save(make_record(1)), store.save(make_record(2)), return_exceptions=True
+    )
+
+    assert isinstance(duplicate, StoreError)
+    assert "'m0001' is already stored" in str(duplicate)
+    # The duplicate fails alone; whatever shared its transaction is still committed.
+    assert other is None
+    await store.save(make_record(3))
+    assert await store.count() == 3
+
+
+async def test_locked_database_fails_the_whole_batch_and_writer_keeps_serving(
+    db_path: Path,
+) -> None:
+    store = await open_sqlite(db_path, busy_timeout=0.05)
+    blocker = sqlite3.connect(db_path, isolation_level=None)
+    try:
+        blocker.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+        results = await asyncio.gather(
+            *(store.save(make_record(n)) for n in range(5)), return_exceptions=True
+        )
+        blocker.execute("ROLLBACK")
+
+        assert all(isinstance(r, StoreError) for r in results)
+        assert str(db_path) in str(results[0])
+        await store.save(make_record(9))
+        assert [m.id for m in await store.list(Query())] == ["m0009"]
+    finally:
+        blocker.close()
+        await store.close()
+
+
+async def test_close_finishes_pending_saves_and_is_idempotent(db_path: Path) -> None:
+    store = await open_sqlite(db_path)
+    tasks = [asyncio.create_task(store.save(make_record(n))) for n in range(30)]
+    await asyncio.sleep(0)  # let every task queue its record
+
+    await store.close()
+    await store.close()
+
+    assert [t.result() for t in tasks] == [None] * 30
+    assert direct_count(db_path, "messages") == 30
+
+
+async def test_closed_store_refuses_work(db_path: Path) -> None:
+    store = await open_sqlite(db_path)
+    await store.close()
+
+    with pytest.raises(StoreError, match="is closed"):
+        await store.save(make_record(1))
+    with pytest.raises(StoreError, match="is closed"):
+        await store.count()
+
+
+async def test_newer_schema_version_is_refused_with_the_path(db_path: Path) -> None:
+    store = await open_sqlite(db_path)
+    await store.close()
+    conn = sqlite3.connect(db_path)
+    with conn:
+        conn.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+    conn.close()
+
+    with pytest.raises(StoreError, match="schema version 2, newer") as info:
+        await open_sqlite(db_path)
+    assert str(db_path) in str(info.value)
+
+
+async def test_unopenable_path_raises_store_error_naming_it(tmp_path: Path) -> None:
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("x")
+    under_a_file = not_a_dir / "sinkd.sqlite3"
+    a_directory = tmp_path / "dir.sqlite3"
+    a_directory.mkdir()
+
+    for path in (under_a_file, a_directory):
+        with pytest.raises(StoreError) as info:
+            await open_sqlite(path)
+        assert str(path) in str(info.value)
+
+
+async def test_corrupt_database_raises_store_error_naming_it(tmp_path: Path) -> None:
+    path = tmp_path / "corrupt.sqlite3"
+    path.write_bytes(b"this is not a database, just some bytes" * 100)
+
+    with pytest.raises(StoreError, match="cannot open message store") as info:
+        await open_sqlite(path)
+    assert str(path) in str(info.value)
