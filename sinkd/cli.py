@@ -48,7 +48,7 @@ class _Parser(argparse.ArgumentParser):
     """argparse that raises instead of exiting, so ``main`` owns every exit code."""
 
     def error(self, message: str) -> Any:
-        raise ConfigError(f"{self.prog}: {message}")
+        raise ConfigError(f"{message} (see '{self.prog} --help')")
 
 
 def _env(name: str, default: Any = None) -> Any:

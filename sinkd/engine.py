@@ -224,6 +224,8 @@ class Router:
                 self.wildcards.append((domain[1:], pipeline))
             else:
                 self.exact[domain] = pipeline
+        # The most specific wildcard wins, whatever order the routes were given in.
+        self.wildcards.sort(key=lambda item: len(item[0]), reverse=True)
 
     def pipeline_for(self, rcpt: str) -> Pipeline:
         domain = rcpt.rpartition("@")[2].lower().rstrip(".")

@@ -8,7 +8,7 @@ HTTP API is produced here (``Verdict.to_json``) so that there is exactly one of 
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -205,7 +205,6 @@ class Verdict:
     envelope: Envelope
     subject: str | None = None
     id: str = ""  # the message id the reply names ("queued as <id>") and the store keys on
-    stripped: tuple[str, ...] = ()  # what a strip action removed (filled by content filters)
 
     @property
     def codes(self) -> list[str]:
@@ -240,11 +239,3 @@ class Verdict:
             "findings": [f.to_json() for f in self.findings],
         }
 
-
-def summarize_reasons(findings: Sequence[Finding]) -> list[str]:
-    """The reasons worth showing first: deciding findings, then the other non-trivial ones."""
-    first = [f.reason for f in findings if f.decided]
-    rest = [
-        f.reason for f in findings if not f.decided and (f.action not in (Action.NONE,) or f.score)
-    ]
-    return first + rest

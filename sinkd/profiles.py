@@ -15,7 +15,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import ConfigDict, Field, StringConstraints, ValidationError, model_validator
+from pydantic import (
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from sinkd.errors import ProfileError
 from sinkd.filters.content import ContentSpec
@@ -115,14 +122,15 @@ class Profile(Spec):
     replies: dict[str, ReplyRef] = {}
     filters: list[FilterSpec] = []
 
-    @model_validator(mode="after")
-    def _unique_filter_names(self) -> Profile:
+    @field_validator("filters")
+    @classmethod
+    def _unique_filter_names(cls, filters: list[FilterSpec]) -> list[FilterSpec]:
         seen: set[str] = set()
-        for spec in self.filters:
+        for spec in filters:
             if spec.name in seen:
                 raise ValueError(f"two filters are named {spec.name!r}; names must be unique")
             seen.add(spec.name)
-        return self
+        return filters
 
 
 # --- YAML with locations -------------------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import itertools
 import logging
 import re
 import secrets
@@ -19,9 +20,9 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, AnyStr, Literal
 
-from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword, Session
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword, Session, syntax
 from aiosmtpd.smtp import Envelope as SmtpEnvelope
 
 from sinkd.engine import Router, Transaction, data_reply
@@ -44,6 +45,7 @@ TEMPFAIL_INTERNAL = Reply(451, "4.3.0", "Internal error; try again later")
 # ENHANCEDSTATUSCODES we owe one on every reply (RFC 2034 §3), so they are rewritten here.
 _ENHANCED: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"^250 OK$"), "250 2.0.0 OK"),
+    (re.compile(r"^250 (Syntax|Supported commands): (.*)$"), r"250 2.0.0 \1: \2"),  # HELP
     (re.compile(r"^221 Bye$"), "221 2.0.0 Bye"),
     (re.compile(r"^252 (.*)$"), r"252 2.5.0 \1"),
     (re.compile(r"^354 (.*)$"), r"354 \1"),  # intermediate replies take no enhanced code
@@ -66,6 +68,7 @@ _ENHANCED: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"^554 Command refused.*$"), "554 5.7.0 Command refused due to lack of security"),
     (re.compile(r"^555 (.*)$"), r"555 5.5.4 \1"),
 ]
+_SIZE_VALUE = re.compile(r"[0-9]{1,20}")  # RFC 1870 §3: size-value ::= 1*20DIGIT
 _HAS_ENHANCED = re.compile(r"^\d{3}[ -][245]\.\d{1,3}\.\d{1,3}( |$)")
 
 
@@ -85,9 +88,16 @@ def format_reply(reply: Reply) -> str:
     return f"{reply.code} {reply.enhanced} {text}"[:512]
 
 
+_SEQUENCE = itertools.count(secrets.randbelow(1 << 28))
+
+
 def new_message_id() -> str:
-    """A short, time-ordered, unique id (Postfix-queue-id-like, 16 hex digits)."""
-    return f"{int(time.time() * 1000):011X}{secrets.token_hex(3)[:5].upper()}"
+    """A short, time-ordered, unique id: milliseconds then a per-process counter (18 hex digits).
+
+    The counter starts at a random point so that ids of separate processes sharing a store do
+    not collide; within a process they never do.
+    """
+    return f"{int(time.time() * 1000):011X}{next(_SEQUENCE) & 0xFFFFFFF:07X}"
 
 
 @dataclass
@@ -138,19 +148,35 @@ class SinkdSMTP(SMTP):
         # aiosmtpd counts MAIL's size limit from this base; the extensions add to it.
         self.command_size_limits["XCLIENT"] = 2048
 
-    async def push(self, status: str) -> None:  # type: ignore[override]
-        # aiosmtpd pushes only str replies; bytes would bypass the rewrite.
-        await super().push(enhance(status))
+    async def push(self, status: AnyStr) -> None:
+        # Replies are str, except AUTH's "334 <challenge>" continuations, which aiosmtpd pushes
+        # as bytes and which take no enhanced code (RFC 4954 §4): pass those through untouched.
+        if isinstance(status, str):
+            await super().push(enhance(status))
+        else:
+            await super().push(status)
 
+    @syntax("MAIL FROM: <address>", extended=" [SP <mail-parameters>]")  # keeps it in HELP
     async def smtp_MAIL(self, arg: str | None) -> None:
+        # RFC 1870: SIZE=1*20DIGIT, given once. aiosmtpd lets a repeated SIZE or non-ASCII
+        # digits ("SIZE=²") through to int(), which fails as a 451 internal error; refuse them
+        # as the syntax errors they are.
+        sizes = self._size_params(arg)
+        if len(sizes) > 1 or not all(_SIZE_VALUE.fullmatch(size) for size in sizes):
+            await self.push("501 5.5.4 Syntax error in parameters: SIZE=<1 to 20 digits>, once")
+            return
         # RFC 1870 §6.1: refuse a declared SIZE over the server's fixed limit at MAIL FROM,
         # with 552 5.3.4 (aiosmtpd's own reply lacks the enhanced code).
-        if arg and self.data_size_limit:
-            match = re.search(r"\bSIZE=(\d+)", arg, re.IGNORECASE)
-            if match and int(match.group(1)) > self.data_size_limit:
-                await self.push("552 5.3.4 Message size exceeds fixed maximum message size")
-                return
+        if sizes and self.data_size_limit and int(sizes[0]) > self.data_size_limit:
+            await self.push("552 5.3.4 Message size exceeds fixed maximum message size")
+            return
         await super().smtp_MAIL(arg)
+
+    def _size_params(self, arg: str | None) -> list[str]:
+        """The values of every SIZE= parameter after MAIL FROM's address."""
+        rest = self._strip_command_keyword("FROM:", arg) if arg else None
+        params = self._getaddr(rest)[1] if rest else None
+        return [p[5:] for p in (params or "").split() if p[:5].upper() == "SIZE="]
 
     async def smtp_XCLIENT(self, arg: str | None) -> None:
         """Postfix XCLIENT: let a trusted client set the identity the filters see.
@@ -319,7 +345,8 @@ class SinkHandler:
         server.sinkd.transaction = transaction
         server.sinkd.transaction_id = new_message_id()
         try:
-            verdict = await transaction.mail(address, size)
+            # aiosmtpd spells the null reverse-path "<>"; the engine's envelope spells it "".
+            verdict = await transaction.mail("" if address == "<>" else address, size)
             if verdict is not None:
                 server.sinkd.transaction = None
                 return await self._commit([verdict], None, server.sinkd.transaction_id)

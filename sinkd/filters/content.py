@@ -29,7 +29,7 @@ from typing import Annotated, Literal
 from pydantic import StringConstraints, model_validator
 
 from sinkd.filters import Filter, MessageContext, reply_variables
-from sinkd.matching import RegexSet, WordMatcher, has_gtube
+from sinkd.matching import RegexSet, WordMatcher, has_gtube, tokenize
 from sinkd.message import ParsedMessage
 from sinkd.model import Action, Category, Finding, Stage
 from sinkd.schema import (
@@ -151,7 +151,12 @@ class ContentFilter(Filter):
         word_rules = [r for r in self.rules if r.words]
         # One index over every word and phrase of every rule: one pass per part, whatever the
         # number of rules and entries.
-        self.matcher = WordMatcher(w for r in word_rules for w in r.words) if word_rules else None
+        # The index keeps one spelling per word ("Casino" and "casino" are one entry): give
+        # every rule that spelling, or a rule spelling it differently would never see its hits.
+        canonical: dict[tuple[str, ...], str] = {}
+        for r in word_rules:
+            r.words = frozenset(canonical.setdefault(tuple(tokenize(w)), w) for w in r.words)
+        self.matcher = WordMatcher(canonical.values()) if word_rules else None
         self.word_parts = sorted({p for r in word_rules for p in r.rule.parts})
 
     async def check_message(self, ctx: MessageContext) -> list[Finding]:

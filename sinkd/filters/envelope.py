@@ -172,7 +172,8 @@ class _Matcher:
         if domain and self.domains:
             # A listed domain covers its subdomains (Postfix parent_domain_matches_subdomains).
             labels = domain.split(".")
-            for i in range(len(labels) - 1):
+            # The whole name always counts; the bare last label ("com") of a longer one does not.
+            for i in range(max(1, len(labels) - 1)):
                 if ".".join(labels[i:]) in self.domains:
                     return True
         return any(fnmatch.fnmatchcase(value, glob) for glob in self.globs)

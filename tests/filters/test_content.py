@@ -1,0 +1,361 @@
+"""The content filter: words, phrases and regexes over named parts, scores, caps and GTUBE."""
+
+from __future__ import annotations
+
+import itertools
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from sinkd.engine import Pipeline, Router, Transaction, compile_profile
+from sinkd.errors import ProfileError
+from sinkd.filters.content import ContentFilter
+from sinkd.model import Action, ClientIdentity, Disposition, Reply, Stage, Verdict, VerdictAction
+from sinkd.profiles import ProfileSet
+
+HEAD = """\
+schema: sinkd.profile/v1
+id: {id}
+title: Test profile
+models:
+  - {{what: "a test", source: "the test suite"}}
+"""
+GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
+
+
+def compile_yaml(tmp_path: Path, body: str, profile_id: str = "test") -> Pipeline:
+    path = tmp_path / f"{profile_id}.yaml"
+    path.write_text(HEAD.format(id=profile_id) + textwrap.dedent(body), encoding="utf-8")
+    return compile_profile(ProfileSet([tmp_path]).resolve(str(path)))
+
+
+def rules(tmp_path: Path, *lines: str, thresholds: str = "{}", extra: str = "") -> Pipeline:
+    rule_lines = "\n".join(f"      - {line}" for line in lines)
+    return compile_yaml(
+        tmp_path,
+        f"scoring:\n  thresholds: {thresholds}\n{extra}"
+        f"filters:\n  - kind: content\n    name: words\n    rules:\n{rule_lines}\n",
+    )
+
+
+def message(
+    subject: str = "Lunch on Friday",
+    body: str = "See you at noon by the fountain.",
+    *,
+    headers: str = "",
+) -> bytes:
+    head = f"From: alice@sender.example\r\nTo: bob@corp.example\r\nSubject: {subject}\r\n{headers}"
+    return (head + "\r\n" + body + "\r\n").encode()
+
+
+def alternative(subject: str, text: str, html: str) -> bytes:
+    return (
+        "From: alice@sender.example\r\nTo: bob@corp.example\r\n"
+        f"Subject: {subject}\r\nMIME-Version: 1.0\r\n"
+        'Content-Type: multipart/alternative; boundary="b1"\r\n\r\n'
+        "--b1\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
+        f"{text}\r\n"
+        "--b1\r\nContent-Type: text/html; charset=utf-8\r\n\r\n"
+        f"{html}\r\n"
+        "--b1--\r\n"
+    ).encode()
+
+
+async def judge(pipeline: Pipeline, raw: bytes) -> Verdict:
+    ids = (f"id{n}" for n in itertools.count(1))
+    tx = Transaction(Router(pipeline), ClientIdentity(ip="203.0.113.5"), lambda: next(ids))
+    assert await tx.mail("alice@sender.example") is None
+    assert await tx.rcpt("bob@corp.example") is None
+    [verdict] = await tx.data(raw)
+    return verdict
+
+
+# --- words and phrases ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "found"),
+    [
+        ("Win at the CASINO tonight", True),
+        ("casino.", True),
+        ("(Casino)", True),
+        ("casinos are fun", False),
+        ("the casinoroyale show", False),
+        ("megacasino deals", False),
+        ("nothing to see", False),
+    ],
+)
+async def test_words_match_whole_words_case_insensitively(
+    tmp_path: Path, body: str, found: bool
+) -> None:
+    verdict = await judge(
+        rules(tmp_path, "{id: TRIGGER, words: [casino], score: 2.0}"), message(body=body)
+    )
+    if found:
+        assert verdict.codes == ["CONTENT_TRIGGER"]
+        assert verdict.score == 2.0
+        assert verdict.findings[0].detail["matches"] == {"casino": 1}
+    else:
+        assert verdict.codes == []
+        assert verdict.score == 0
+
+
+async def test_phrases_match_their_words_in_sequence_across_punctuation_and_lines(
+    tmp_path: Path,
+) -> None:
+    pipeline = rules(tmp_path, '{id: BEC, words: ["wire transfer"], score: 4.0}')
+    hit = await judge(pipeline, message(body="Please arrange the WIRE\r\n  transfer today"))
+    split = await judge(pipeline, message(body="wire the money, then transfer it"))
+    assert hit.codes == ["CONTENT_BEC"]
+    assert hit.findings[0].detail["matches"] == {"wire transfer": 1}
+    assert split.codes == []
+
+
+async def test_finding_reason_and_detail_name_the_parts_and_words_found(tmp_path: Path) -> None:
+    pipeline = rules(tmp_path, "{id: TRIGGER, words: [casino, lottery], score: 1.0}")
+    verdict = await judge(pipeline, message("Casino night", "casino and lottery, casino again"))
+    finding = verdict.findings[0]
+    assert finding.action is Action.SCORE
+    assert finding.stage is Stage.DATA
+    assert finding.detail == {
+        "rule": "TRIGGER",
+        "matches": {"casino": 3, "lottery": 1},
+        "parts": ["subject", "body"],
+    }
+    assert finding.reason == (
+        "The subject and body contain words and phrases the filter looks for: 'casino', 'lottery'."
+    )
+
+
+# --- regexes --------------------------------------------------------------------------------
+
+
+async def test_regex_is_case_insensitive_by_default(tmp_path: Path) -> None:
+    pipeline = rules(tmp_path, r"{id: PRICE, regex: '\bfree\s+money\b', score: 1.5}")
+    verdict = await judge(pipeline, message(body="Get FREE   Money now"))
+    assert verdict.codes == ["CONTENT_PRICE"]
+    assert verdict.findings[0].detail["matches"] == {"FREE   Money": 1}
+    assert verdict.score == 1.5
+
+
+async def test_regex_with_ignore_case_false_respects_case(tmp_path: Path) -> None:
+    pipeline = rules(
+        tmp_path,
+        "{id: ALL_CAPS, regex: '^[^a-z]{10,}$', ignore_case: false, parts: [subject], score: 1.0}",
+    )
+    shouting = await judge(pipeline, message("BUY NOW CHEAP DEALS"))
+    normal = await judge(pipeline, message("Buy now cheap deals"))
+    assert shouting.codes == ["CONTENT_ALL_CAPS"]
+    assert normal.codes == []
+
+
+async def test_a_list_of_regexes_matches_when_any_pattern_matches(tmp_path: Path) -> None:
+    pipeline = rules(tmp_path, r"{id: LINKS, regex: ['bit\.ly/\w+', 'tinyurl\.com'], score: 1}")
+    verdict = await judge(pipeline, message(body="see bit.ly/abc and more"))
+    assert verdict.findings[0].detail["matches"] == {"bit.ly/abc": 1}
+    assert verdict.findings[0].reason == (
+        "The body matches a pattern the filter looks for: 'bit.ly/abc'."
+    )
+
+
+def test_invalid_regex_is_a_profile_error_naming_the_rule(tmp_path: Path) -> None:
+    with pytest.raises(ProfileError, match=r"filters\[0\]\.rules\[0\]\.regex: invalid regular"):
+        rules(tmp_path, "{id: BAD, regex: 'a(b'}")
+
+
+def test_a_rule_needs_exactly_one_of_words_or_regex(tmp_path: Path) -> None:
+    with pytest.raises(ProfileError, match="exactly one of 'words' or 'regex'"):
+        rules(tmp_path, "{id: BOTH, words: [a], regex: b}")
+    with pytest.raises(ProfileError, match="exactly one of 'words' or 'regex'"):
+        rules(tmp_path, "{id: NEITHER, score: 1}")
+
+
+# --- parts ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("parts", "found"),
+    [
+        ("[subject]", False),
+        ("[body]", True),
+        ("[html]", True),
+        ("[text]", False),
+        ("[headers]", False),
+    ],
+)
+async def test_a_word_only_in_the_html_body_is_found_in_body_and_html_not_text(
+    tmp_path: Path, parts: str, found: bool
+) -> None:
+    pipeline = rules(tmp_path, f"{{id: TRIGGER, words: [jackpot], parts: {parts}}}")
+    raw = alternative(
+        "Monthly update", "Hello, here is the update.", "<p>Hello, <b>JACKPOT</b> inside</p>"
+    )
+    verdict = await judge(pipeline, raw)
+    assert verdict.codes == (["CONTENT_TRIGGER"] if found else [])
+
+
+async def test_a_word_only_in_the_subject_is_not_found_in_the_body(tmp_path: Path) -> None:
+    subject_rule = rules(tmp_path, "{id: S, words: [invoice], parts: [subject]}")
+    raw = message("Invoice 42 attached", "Hi, see attachment.")
+    assert (await judge(subject_rule, raw)).codes == ["CONTENT_S"]
+    body_rule = rules(tmp_path, "{id: B, words: [invoice], parts: [body]}")
+    assert (await judge(body_rule, raw)).codes == []
+
+
+async def test_header_part_reads_only_the_named_header(tmp_path: Path) -> None:
+    pipeline = rules(tmp_path, "{id: MAILER, words: [massmailer], parts: ['header:X-Mailer']}")
+    raw = message(headers="X-Mailer: MassMailer 3.1\r\n")
+    other = message(subject="MassMailer news", headers="X-Mailer: Thunderbird\r\n")
+    assert (await judge(pipeline, raw)).codes == ["CONTENT_MAILER"]
+    assert (await judge(pipeline, other)).codes == []
+
+
+async def test_headers_part_reads_every_header(tmp_path: Path) -> None:
+    pipeline = rules(tmp_path, "{id: H, words: [thunderbird], parts: [headers]}")
+    raw = message(headers="X-Mailer: Thunderbird\r\n", body="thunderbird not here")
+    verdict = await judge(pipeline, raw)
+    assert verdict.findings[0].detail["parts"] == ["headers"]
+
+
+def test_an_unknown_part_name_is_a_profile_error(tmp_path: Path) -> None:
+    with pytest.raises(ProfileError, match=r"filters\[0\]\.rules\[0\]\.parts\[0\]"):
+        rules(tmp_path, "{id: P, words: [a], parts: [footer]}")
+
+
+# --- scores ---------------------------------------------------------------------------------
+
+
+async def test_per_match_adds_the_score_for_each_distinct_word_up_to_max_score(
+    tmp_path: Path,
+) -> None:
+    pipeline = rules(
+        tmp_path,
+        "{id: T, words: [casino, lottery, bitcoin, viagra], score: 3.0, per_match: true, "
+        "max_score: 7.0}",
+    )
+    one = await judge(pipeline, message(body="casino casino casino"))
+    two = await judge(pipeline, message(body="casino and lottery"))
+    four = await judge(pipeline, message(body="casino lottery bitcoin viagra"))
+    assert one.score == 3.0  # distinct words, not occurrences
+    assert two.score == 6.0
+    assert four.score == 7.0
+
+
+async def test_without_per_match_a_rule_scores_once_whatever_it_finds(tmp_path: Path) -> None:
+    pipeline = rules(tmp_path, "{id: T, words: [casino, lottery], score: 3.0}")
+    verdict = await judge(pipeline, message(body="casino lottery casino"))
+    assert verdict.score == 3.0
+
+
+async def test_negative_scores_lower_the_total_and_keep_a_message_under_a_threshold(
+    tmp_path: Path,
+) -> None:
+    pipeline = rules(
+        tmp_path,
+        "{id: SPAMMY, words: [casino], score: 6.0}",
+        "{id: NEWSLETTER, words: [unsubscribe, preferences], score: -2.0, per_match: true,"
+        " max_score: -3.0}",
+        thresholds="{tag: 5.0}",
+    )
+    spammy = await judge(pipeline, message(body="casino"))
+    softened = await judge(pipeline, message(body="casino. unsubscribe or manage preferences"))
+    assert spammy.disposition is Disposition.TAGGED
+    assert spammy.score == 6.0
+    assert softened.score == 3.0  # 6 + max(-4, -3)
+    assert softened.disposition is Disposition.INBOX
+    assert [f.score for f in softened.findings] == [6.0, -3.0]
+
+
+async def test_a_hard_action_on_a_content_rule_rejects_with_its_reason_as_reply_text(
+    tmp_path: Path,
+) -> None:
+    pipeline = rules(tmp_path, "{id: BANNED, words: [viagra], action: reject}")
+    verdict = await judge(pipeline, message(body="cheap viagra"))
+    assert verdict.action is VerdictAction.REJECT
+    assert verdict.reply == Reply(
+        550, "5.7.1", "The body contains wording the filter looks for: 'viagra'."
+    )
+
+
+async def test_words_may_come_from_a_named_list_of_phrases(tmp_path: Path) -> None:
+    pipeline = rules(
+        tmp_path,
+        "{id: BEC, words: '@finance', parts: [subject], action: quarantine}",
+        extra="lists:\n  finance: {kind: phrase, entries: ['urgent payment', 'gift cards']}\n",
+    )
+    verdict = await judge(pipeline, message("Urgent payment needed"))
+    assert verdict.action is VerdictAction.QUARANTINE
+    assert verdict.findings[0].detail["matches"] == {"urgent payment": 1}
+
+
+async def test_two_rules_listing_the_same_word_in_different_spellings_both_fire(
+    tmp_path: Path,
+) -> None:
+    pipeline = rules(
+        tmp_path,
+        "{id: SUBJECT_WORD, words: [Casino], parts: [subject], score: 1.0}",
+        "{id: BODY_WORD, words: [casino], parts: [subject, body], score: 2.0}",
+    )
+    verdict = await judge(pipeline, message("casino", "casino"))
+    assert verdict.codes == ["CONTENT_SUBJECT_WORD", "CONTENT_BODY_WORD"]
+    assert verdict.score == 3.0
+
+
+# --- GTUBE ----------------------------------------------------------------------------------
+
+
+async def test_gtube_is_rejected_with_the_gtube_pattern_reply(tmp_path: Path) -> None:
+    pipeline = compile_yaml(
+        tmp_path,
+        """\
+        filters:
+          - kind: content
+            name: words
+            gtube: {action: reject}
+        """,
+    )
+    verdict = await judge(pipeline, message(body=f"test\r\n{GTUBE}\r\n"))
+    assert verdict.action is VerdictAction.REJECT
+    assert verdict.reply == Reply(554, "5.7.1", "Gtube pattern")
+    assert verdict.codes == ["CONTENT_GTUBE"]
+    assert verdict.findings[0].decided
+    assert verdict.score == 1000.0
+
+
+async def test_gtube_in_the_subject_only_or_without_a_gtube_setting_is_ignored(
+    tmp_path: Path,
+) -> None:
+    with_gtube = compile_yaml(tmp_path, "filters:\n  - {kind: content, name: w, gtube: {}}\n")
+    assert (await judge(with_gtube, message(subject=GTUBE))).codes == []
+    without = compile_yaml(tmp_path, "filters:\n  - {kind: content, name: w}\n", "other")
+    assert (await judge(without, message(body=GTUBE))).codes == []
+
+
+# --- big lists ------------------------------------------------------------------------------
+
+
+async def test_a_ten_thousand_word_list_compiles_into_one_index_and_matches(
+    tmp_path: Path,
+) -> None:
+    words = [f"spamword{n}" for n in range(10_000)]
+    entries = ", ".join(words)
+    pipeline = compile_yaml(
+        tmp_path,
+        f"""\
+        lists:
+          huge: {{kind: word, entries: [{entries}]}}
+        filters:
+          - kind: content
+            name: words
+            rules:
+              - {{id: HUGE, words: "@huge", score: 0.5, per_match: true}}
+        """,
+    )
+    [flt] = pipeline.filters
+    assert isinstance(flt, ContentFilter)
+    assert flt.matcher is not None
+    assert len(flt.matcher) == 10_000
+    verdict = await judge(pipeline, message(body="spamword0 spamword9999 spamword10000 word5"))
+    assert verdict.findings[0].detail["matches"] == {"spamword0": 1, "spamword9999": 1}
+    assert verdict.score == 1.0

@@ -1,0 +1,571 @@
+"""The engine: thresholds, the strictest disposition, deciding findings, routing, transactions,
+the one DATA reply, the verdict JSON shape and the shipped profiles end to end."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+import textwrap
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from sinkd.engine import Pipeline, Router, Transaction, compile_profile, data_reply
+from sinkd.model import (
+    Action,
+    Category,
+    ClientIdentity,
+    Disposition,
+    Envelope,
+    Finding,
+    Reply,
+    Stage,
+    Verdict,
+    VerdictAction,
+)
+from sinkd.profiles import ProfileSet
+
+HEAD = """\
+schema: sinkd.profile/v1
+id: {id}
+title: Test profile
+models:
+  - {{what: "a test", source: "the test suite"}}
+"""
+THRESHOLDS = """\
+scoring:
+  thresholds: {tag: 2.0, junk: 4.0, quarantine: 6.0, reject: 8.0}
+"""
+GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
+ENVELOPE = Envelope(
+    ClientIdentity(ip="203.0.113.5", helo="mx.sender.example"),
+    "alice@sender.example",
+    ("bob@corp.example",),
+)
+
+
+def compile_yaml(tmp_path: Path, body: str, profile_id: str = "test") -> Pipeline:
+    path = tmp_path / f"{profile_id}.yaml"
+    path.write_text(HEAD.format(id=profile_id) + textwrap.dedent(body), encoding="utf-8")
+    return compile_profile(ProfileSet([tmp_path]).resolve(str(path)))
+
+
+def finding(
+    action: Action,
+    score: float = 0.0,
+    *,
+    code: str = "CONTENT_RULE",
+    reply: Reply | None = None,
+    stage: Stage = Stage.DATA,
+) -> Finding:
+    return Finding(
+        code=code,
+        filter="words",
+        category=Category.CONTENT,
+        action=action,
+        reason=f"{code} matched.",
+        score=score,
+        stage=stage,
+        reply=reply,
+    )
+
+
+def message(subject: str = "Lunch on Friday", body: str = "See you at noon.") -> bytes:
+    return (
+        "From: Alice <alice@sender.example>\r\nTo: bob@corp.example\r\n"
+        f"Subject: {subject}\r\nDate: Mon, 1 Jan 2024 10:00:00 +0000\r\n"
+        "Message-ID: <1@sender.example>\r\n\r\n"
+        f"{body}\r\n"
+    ).encode()
+
+
+async def deliver(
+    router: Router,
+    raw: bytes,
+    *,
+    rcpts: Sequence[str] = ("bob@corp.example",),
+    mail_from: str = "alice@sender.example",
+    client_ip: str = "203.0.113.5",
+) -> list[Verdict]:
+    ids = (f"id{n}" for n in itertools.count(1))
+    tx = Transaction(
+        router, ClientIdentity(ip=client_ip, helo="mx.sender.example"), lambda: next(ids)
+    )
+    refused = await tx.mail(mail_from, len(raw))
+    if refused is not None:
+        return [refused]
+    verdicts = [v for r in rcpts if (v := await tx.rcpt(r)) is not None]
+    if tx.recipients:
+        verdicts += await tx.data(raw)
+    return verdicts
+
+
+@pytest.fixture
+def scored(tmp_path: Path) -> Pipeline:
+    return compile_yaml(tmp_path, THRESHOLDS)
+
+
+# --- thresholds -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("score", "disposition", "code"),
+    [
+        (0.0, Disposition.INBOX, None),
+        (1.99, Disposition.INBOX, None),
+        (2.0, Disposition.TAGGED, "SCORE_TAG"),
+        (3.99, Disposition.TAGGED, "SCORE_TAG"),
+        (4.0, Disposition.JUNK, "SCORE_JUNK"),
+        (6.0, Disposition.QUARANTINED, "SCORE_QUARANTINE"),
+        (7.99, Disposition.QUARANTINED, "SCORE_QUARANTINE"),
+        (8.0, Disposition.REJECTED, "SCORE_REJECT"),
+        (500.0, Disposition.REJECTED, "SCORE_REJECT"),
+        (-3.0, Disposition.INBOX, None),
+    ],
+)
+def test_score_at_or_above_a_threshold_takes_that_disposition(
+    scored: Pipeline, score: float, disposition: Disposition, code: str | None
+) -> None:
+    verdict = scored.decide(
+        [finding(Action.SCORE, score)], stage=Stage.DATA, envelope=ENVELOPE, message_id="m1"
+    )
+    assert verdict.disposition is disposition
+    assert verdict.score == score
+    assert verdict.codes == ["CONTENT_RULE"] + ([code] if code else [])
+    if code:
+        threshold = verdict.findings[-1]
+        assert threshold.decided
+        assert threshold.filter == "scoring"
+        assert threshold.category is Category.SCORE
+        assert threshold.score == 0.0  # the threshold finding adds nothing to the total
+    else:
+        assert verdict.deciding is None
+
+
+def test_threshold_reject_replies_with_the_profile_reject_reply_and_score(
+    scored: Pipeline,
+) -> None:
+    verdict = scored.decide(
+        [finding(Action.SCORE, 5.0), finding(Action.SCORE, 3.5, code="CONTENT_OTHER")],
+        stage=Stage.DATA,
+        envelope=ENVELOPE,
+        message_id="m1",
+    )
+    assert verdict.action is VerdictAction.REJECT
+    assert verdict.reply == Reply(550, "5.7.1", "Message rejected as spam (score 8.5)")
+    assert verdict.deciding is not None
+    assert verdict.deciding.code == "SCORE_REJECT"
+    assert verdict.deciding.detail == {"score": 8.5, "threshold": 8.0}
+    assert verdict.deciding.reason == (
+        "The message scored 8.5 points, at or above the reject threshold of 8, "
+        "so it is refused as spam."
+    )
+
+
+def test_scores_are_not_compared_with_thresholds_before_data(scored: Pipeline) -> None:
+    verdict = scored.decide(
+        [finding(Action.SCORE, 50.0, stage=Stage.RCPT)],
+        stage=Stage.RCPT,
+        envelope=ENVELOPE,
+        message_id="m1",
+    )
+    assert verdict.disposition is Disposition.INBOX
+    assert verdict.codes == ["CONTENT_RULE"]
+
+
+def test_a_profile_without_thresholds_never_adds_a_score_finding(tmp_path: Path) -> None:
+    pipeline = compile_yaml(tmp_path, "filters: []\n")
+    verdict = pipeline.decide(
+        [finding(Action.SCORE, 900.0)], stage=Stage.DATA, envelope=ENVELOPE, message_id="m1"
+    )
+    assert verdict.disposition is Disposition.INBOX
+    assert verdict.codes == ["CONTENT_RULE"]
+
+
+def test_allow_skipping_score_suppresses_the_thresholds(scored: Pipeline) -> None:
+    allow = Finding(
+        code="ENVELOPE_ALLOW",
+        filter="access",
+        category=Category.ENVELOPE,
+        action=Action.ALLOW,
+        reason="allowed",
+        skip=frozenset({"score"}),
+    )
+    verdict = scored.decide(
+        [allow, finding(Action.SCORE, 20.0)], stage=Stage.DATA, envelope=ENVELOPE, message_id="m"
+    )
+    assert verdict.disposition is Disposition.INBOX
+    assert verdict.codes == ["ENVELOPE_ALLOW", "CONTENT_RULE"]
+
+
+# --- the strictest disposition --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("actions", "winner", "verdict_action"),
+    [
+        (
+            [Action.TAG, Action.QUARANTINE, Action.REJECT],
+            Disposition.REJECTED,
+            VerdictAction.REJECT,
+        ),
+        (
+            [Action.REJECT, Action.QUARANTINE, Action.TAG],
+            Disposition.REJECTED,
+            VerdictAction.REJECT,
+        ),
+        ([Action.TAG, Action.QUARANTINE], Disposition.QUARANTINED, VerdictAction.QUARANTINE),
+        (
+            [Action.QUARANTINE, Action.JUNK, Action.TAG],
+            Disposition.QUARANTINED,
+            VerdictAction.QUARANTINE,
+        ),
+        ([Action.TAG, Action.JUNK], Disposition.JUNK, VerdictAction.ACCEPT),
+        ([Action.NONE, Action.TAG, Action.SCORE], Disposition.TAGGED, VerdictAction.ACCEPT),
+        ([Action.TEMPFAIL, Action.REJECT], Disposition.REJECTED, VerdictAction.REJECT),
+        ([Action.QUARANTINE, Action.TEMPFAIL], Disposition.DEFERRED, VerdictAction.REJECT),
+        ([Action.DISCARD, Action.QUARANTINE], Disposition.DISCARDED, VerdictAction.QUARANTINE),
+        ([Action.NONE, Action.ALLOW, Action.STRIP], Disposition.INBOX, VerdictAction.ACCEPT),
+    ],
+)
+def test_the_strictest_disposition_of_all_findings_wins(
+    scored: Pipeline,
+    actions: list[Action],
+    winner: Disposition,
+    verdict_action: VerdictAction,
+) -> None:
+    findings = [finding(a, code=f"CONTENT_R{i}") for i, a in enumerate(actions)]
+    verdict = scored.decide(findings, stage=Stage.DATA, envelope=ENVELOPE, message_id="m1")
+    assert verdict.disposition is winner
+    assert verdict.action is verdict_action
+    # Every finding is kept, in order, the non-deciding ones too.
+    assert verdict.codes == [f"CONTENT_R{i}" for i in range(len(actions))]
+    decided = [f for f in verdict.findings if f.decided]
+    if winner is Disposition.INBOX:
+        assert decided == []
+    else:
+        assert len(decided) == 1
+        assert decided[0].code == f"CONTENT_R{actions.index(_action_of(winner))}"
+
+
+def _action_of(disposition: Disposition) -> Action:
+    return {
+        Disposition.TAGGED: Action.TAG,
+        Disposition.JUNK: Action.JUNK,
+        Disposition.QUARANTINED: Action.QUARANTINE,
+        Disposition.DISCARDED: Action.DISCARD,
+        Disposition.DEFERRED: Action.TEMPFAIL,
+        Disposition.REJECTED: Action.REJECT,
+    }[disposition]
+
+
+def test_a_hard_finding_beats_a_lower_score_threshold(scored: Pipeline) -> None:
+    findings = [finding(Action.SCORE, 6.5), finding(Action.REJECT, code="CONTENT_HARD")]
+    verdict = scored.decide(findings, stage=Stage.DATA, envelope=ENVELOPE, message_id="m1")
+    assert verdict.codes == ["CONTENT_RULE", "CONTENT_HARD", "SCORE_QUARANTINE"]
+    assert verdict.disposition is Disposition.REJECTED
+    assert verdict.deciding is not None
+    assert verdict.deciding.code == "CONTENT_HARD"
+    assert not verdict.findings[2].decided
+
+
+def test_the_deciding_findings_reply_is_the_verdicts_reply(scored: Pipeline) -> None:
+    own = Reply(554, "5.7.1", "Go away")
+    findings = [
+        finding(Action.REJECT, code="CONTENT_FIRST", reply=own),
+        finding(Action.REJECT, code="CONTENT_SECOND", reply=Reply(550, "5.7.1", "Other")),
+    ]
+    verdict = scored.decide(findings, stage=Stage.DATA, envelope=ENVELOPE, message_id="m1")
+    assert verdict.reply == own
+    assert [f.decided for f in verdict.findings] == [True, False]
+
+
+def test_a_reject_without_its_own_reply_gets_the_policy_reply(scored: Pipeline) -> None:
+    verdict = scored.decide(
+        [finding(Action.REJECT)], stage=Stage.DATA, envelope=ENVELOPE, message_id="m1"
+    )
+    assert verdict.reply == Reply(550, "5.7.1", "Delivery not authorized, message refused")
+
+
+def test_a_tempfail_without_its_own_reply_gets_the_tempfail_reply(scored: Pipeline) -> None:
+    verdict = scored.decide(
+        [finding(Action.TEMPFAIL)], stage=Stage.DATA, envelope=ENVELOPE, message_id="m1"
+    )
+    assert verdict.reply == Reply(451, "4.7.1", "Try again later")
+
+
+def test_delivered_verdicts_reply_250_naming_the_message_id(scored: Pipeline) -> None:
+    verdict = scored.decide(
+        [finding(Action.QUARANTINE)], stage=Stage.DATA, envelope=ENVELOPE, message_id="Q1"
+    )
+    assert verdict.reply == Reply(250, "2.0.0", "Ok: queued as Q1")
+    assert verdict.id == "Q1"
+
+
+# --- transactions ---------------------------------------------------------------------------
+
+ACCESS = """\
+filters:
+  - kind: envelope
+    name: access
+    rules:
+      - {id: BLOCK_IP, match: client_ip, entries: [192.0.2.0/24], action: reject}
+      - {id: NO_CEO, match: rcpt_to, entries: [ceo@corp.example], action: reject}
+  - kind: content
+    name: words
+    gtube: {action: reject}
+"""
+
+
+async def test_a_reject_at_rcpt_has_stage_rcpt_and_names_only_that_recipient(
+    tmp_path: Path,
+) -> None:
+    router = Router(compile_yaml(tmp_path, ACCESS))
+    [verdict] = await deliver(router, message(), rcpts=["ceo@corp.example"])
+    assert verdict.stage is Stage.RCPT
+    assert verdict.action is VerdictAction.REJECT
+    assert verdict.envelope.rcpt_to == ("ceo@corp.example",)
+    assert verdict.subject is None  # no DATA was seen
+    assert verdict.findings[0].decided
+
+
+async def test_a_client_block_refuses_every_recipient_at_rcpt(tmp_path: Path) -> None:
+    router = Router(compile_yaml(tmp_path, ACCESS))
+    verdicts = await deliver(
+        router, message(), rcpts=["a@corp.example", "b@corp.example"], client_ip="192.0.2.1"
+    )
+    assert [v.stage for v in verdicts] == [Stage.RCPT, Stage.RCPT]
+    assert [v.envelope.rcpt_to for v in verdicts] == [("a@corp.example",), ("b@corp.example",)]
+    assert [v.id for v in verdicts] == ["id1", "id2"]
+
+
+async def test_data_verdict_carries_the_subject_and_all_accepted_recipients(
+    tmp_path: Path,
+) -> None:
+    router = Router(compile_yaml(tmp_path, ACCESS))
+    [verdict] = await deliver(
+        router, message("Quarterly numbers"), rcpts=["a@corp.example", "b@corp.example"]
+    )
+    assert verdict.stage is Stage.DATA
+    assert verdict.subject == "Quarterly numbers"
+    assert verdict.envelope.rcpt_to == ("a@corp.example", "b@corp.example")
+    assert verdict.envelope.mail_from == "alice@sender.example"
+
+
+async def test_recipients_in_two_profiles_yield_one_verdict_per_profile(tmp_path: Path) -> None:
+    lenient = compile_yaml(tmp_path, "filters: []\n", "lenient")
+    strict = compile_yaml(tmp_path, ACCESS, "strict")
+    router = Router(lenient, {"secure.example": strict})
+    verdicts = await deliver(
+        router,
+        message(body=GTUBE),
+        rcpts=["a@corp.example", "x@secure.example", "b@corp.example"],
+    )
+    assert [v.profile for v in verdicts] == ["lenient", "strict"]
+    relaxed, refused = verdicts
+    assert relaxed.action is VerdictAction.ACCEPT
+    assert relaxed.envelope.rcpt_to == ("a@corp.example", "b@corp.example")
+    assert refused.action is VerdictAction.REJECT
+    assert refused.envelope.rcpt_to == ("x@secure.example",)
+    assert refused.reply == Reply(554, "5.7.1", "Gtube pattern")
+    assert relaxed.id != refused.id
+    assert data_reply(verdicts) == Reply(250, "2.0.0", f"Ok: queued as {relaxed.id}")
+
+
+# --- routing --------------------------------------------------------------------------------
+
+
+def test_router_prefers_exact_domains_then_wildcards_then_the_default(tmp_path: Path) -> None:
+    default = compile_yaml(tmp_path, "filters: []\n", "default")
+    exact = compile_yaml(tmp_path, "filters: []\n", "exact")
+    wild = compile_yaml(tmp_path, "filters: []\n", "wild")
+    router = Router(default, {"corp.example": exact, "*.corp.example": wild})
+    assert router.pipeline_for("a@corp.example") is exact
+    assert router.pipeline_for("a@CORP.Example.") is exact
+    assert router.pipeline_for("a@eu.corp.example") is wild
+    assert router.pipeline_for("a@x.eu.corp.example") is wild
+    assert router.pipeline_for("a@othercorp.example") is default
+    assert router.pipeline_for("a@corp.example.net") is default
+    assert router.pipeline_for("postmaster") is default
+
+
+def test_an_exact_route_does_not_cover_subdomains_and_a_wildcard_not_the_domain(
+    tmp_path: Path,
+) -> None:
+    default = compile_yaml(tmp_path, "filters: []\n", "default")
+    only_exact = Router(default, {"corp.example": compile_yaml(tmp_path, "filters: []\n", "e")})
+    only_wild = Router(default, {"*.corp.example": compile_yaml(tmp_path, "filters: []\n", "w")})
+    assert only_exact.pipeline_for("a@sub.corp.example") is default
+    assert only_wild.pipeline_for("a@corp.example") is default
+
+
+# --- data_reply -----------------------------------------------------------------------------
+
+
+def _verdict(reply: Reply, message_id: str) -> Verdict:
+    return Verdict(
+        profile="p",
+        action=VerdictAction.ACCEPT if reply.is_success else VerdictAction.REJECT,
+        disposition=Disposition.INBOX if reply.is_success else Disposition.REJECTED,
+        score=0.0,
+        stage=Stage.DATA,
+        reply=reply,
+        findings=(),
+        envelope=ENVELOPE,
+        id=message_id,
+    )
+
+
+OK_A = Reply(250, "2.0.0", "Ok: queued as A")
+OK_B = Reply(250, "2.0.0", "Ok: queued as B")
+PERM = Reply(554, "5.7.1", "Gtube pattern")
+PERM2 = Reply(550, "5.7.1", "Other")
+TEMP = Reply(451, "4.7.1", "Try again later")
+
+
+def test_data_reply_is_250_listing_every_delivered_id() -> None:
+    verdicts = [_verdict(OK_A, "A"), _verdict(PERM, "R"), _verdict(OK_B, "B")]
+    assert data_reply(verdicts) == Reply(250, "2.0.0", "Ok: queued as A B")
+
+
+def test_data_reply_prefers_a_temporary_refusal_when_nothing_was_delivered() -> None:
+    assert data_reply([_verdict(PERM, "R"), _verdict(TEMP, "T")]) == TEMP
+
+
+def test_data_reply_is_the_first_permanent_refusal_otherwise() -> None:
+    assert data_reply([_verdict(PERM2, "R1"), _verdict(PERM, "R2")]) == PERM2
+
+
+def test_data_reply_of_a_single_verdict_is_its_own_reply() -> None:
+    assert data_reply([_verdict(OK_A, "A")]) == Reply(250, "2.0.0", "Ok: queued as A")
+    assert data_reply([_verdict(TEMP, "T")]) == TEMP
+
+
+# --- the JSON shape and finding codes -------------------------------------------------------
+
+KITCHEN_SINK = """\
+scoring:
+  thresholds: {tag: 1.0}
+filters:
+  - kind: envelope
+    name: access
+    rules:
+      - {match: helo, entries: [sender.example], action: score, score: 0.5}
+      - {match: header_from, entries: [sender.example], action: none}
+  - kind: size
+    name: message-size
+    max_bytes: 100
+    action: tag
+  - kind: content
+    name: words
+    gtube: {action: quarantine}
+    rules:
+      - {id: WORD, words: [lunch], score: 1.0}
+  - kind: format
+    name: hygiene
+"""
+
+
+async def test_verdict_json_has_exactly_the_documented_keys(tmp_path: Path) -> None:
+    router = Router(compile_yaml(tmp_path, KITCHEN_SINK))
+    [verdict] = await deliver(router, message(body=f"{GTUBE}\nbare"))
+    data = json.loads(json.dumps(verdict.to_json(received_at="2024-01-01T00:00:00.000Z")))
+    assert set(data) == {
+        "id", "received_at", "profile", "verdict", "disposition", "score", "stage", "reply",
+        "envelope", "identity", "subject", "findings",
+    }  # fmt: skip
+    assert set(data["reply"]) == {"code", "enhanced", "text"}
+    assert set(data["envelope"]) == {"client_ip", "helo", "mail_from", "rcpt_to"}
+    assert data["envelope"] == {
+        "client_ip": "203.0.113.5",
+        "helo": "mx.sender.example",
+        "mail_from": "alice@sender.example",
+        "rcpt_to": ["bob@corp.example"],
+    }
+    assert data["identity"]["ip"] == "203.0.113.5"
+    assert data["findings"]
+    for item in data["findings"]:
+        assert set(item) == {
+            "code", "filter", "category", "action", "score", "reason", "stage", "decided",
+            "detail",
+        }  # fmt: skip
+    assert data["id"] == "id1"
+    assert data["received_at"] == "2024-01-01T00:00:00.000Z"
+    assert data["profile"] == "test"
+    assert data["verdict"] == "quarantine"
+    assert data["disposition"] == "quarantined"
+    assert data["stage"] == "data"
+    assert data["subject"] == "Lunch on Friday"
+    assert data["reply"] == {"code": 250, "enhanced": "2.0.0", "text": "Ok: queued as id1"}
+    assert [f["decided"] for f in data["findings"]].count(True) == 1
+
+
+def test_verdict_json_without_an_id_says_null() -> None:
+    data = _verdict(OK_A, "").to_json()
+    assert data["id"] is None
+    assert data["received_at"] is None
+
+
+async def test_finding_codes_are_upper_snake_prefixed_by_their_filter_kind(
+    tmp_path: Path,
+) -> None:
+    pipeline = compile_yaml(tmp_path, KITCHEN_SINK)
+    kinds = {f.name: f.kind for f in pipeline.filters} | {"scoring": "score"}
+    raw = message(body=f"lunch\n.\nx\x00 {GTUBE} " + "y" * 1200)
+    [verdict] = await deliver(Router(pipeline), raw)
+    codes = {f.code: f.filter for f in verdict.findings}
+    assert {kinds[name] for name in codes.values()} == {
+        "envelope", "size", "content", "format", "score"
+    }  # fmt: skip
+    for code, name in codes.items():
+        assert re.fullmatch(r"[A-Z][A-Z0-9]*(_[A-Z0-9]+)+", code), code
+        assert code.startswith(kinds[name].upper() + "_"), code
+
+
+# --- the shipped profiles -------------------------------------------------------------------
+
+SHIPPED = ProfileSet()
+
+
+@pytest.mark.parametrize("name", SHIPPED.names())
+async def test_every_shipped_profile_accepts_a_plain_ham_message(name: str) -> None:
+    router = Router(compile_profile(SHIPPED.resolve(name)))
+    [verdict] = await deliver(router, message())
+    assert verdict.action is VerdictAction.ACCEPT
+    assert verdict.disposition is Disposition.INBOX
+    assert verdict.reply == Reply(250, "2.0.0", "Ok: queued as id1")
+    assert verdict.score == 0
+
+
+@pytest.mark.parametrize("name", SHIPPED.names())
+async def test_every_shipped_profile_but_no_filter_rejects_gtube(name: str) -> None:
+    router = Router(compile_profile(SHIPPED.resolve(name)))
+    [verdict] = await deliver(router, message("Test", f"This is the GTUBE:\r\n{GTUBE}"))
+    if name == "no-filter":
+        assert verdict.action is VerdictAction.ACCEPT
+        assert verdict.codes == []
+    else:
+        assert verdict.action is VerdictAction.REJECT
+        assert verdict.reply == Reply(554, "5.7.1", "Gtube pattern")
+        assert verdict.deciding is not None
+        assert verdict.deciding.code == "CONTENT_GTUBE"
+
+
+def test_the_three_builtin_profiles_are_shipped() -> None:
+    assert {"no-filter", "strict-finance", "typical-corporate"} <= set(SHIPPED.names())
+
+
+def test_the_most_specific_wildcard_route_wins_whatever_the_order_given(tmp_path: Path) -> None:
+    default = compile_yaml(tmp_path, "filters: []\n", "default")
+    broad = compile_yaml(tmp_path, "filters: []\n", "broad")
+    narrow = compile_yaml(tmp_path, "filters: []\n", "narrow")
+    for routes in (
+        {"*.corp.example": broad, "*.eu.corp.example": narrow},
+        {"*.eu.corp.example": narrow, "*.corp.example": broad},
+    ):
+        router = Router(default, routes)
+        assert router.pipeline_for("a@x.eu.corp.example") is narrow
+        assert router.pipeline_for("a@eu.corp.example") is broad
+        assert router.pipeline_for("a@us.corp.example") is broad

@@ -1,0 +1,479 @@
+"""Profiles: the shipped ones, located errors, ``extends`` and the filter-kind registry."""
+
+from __future__ import annotations
+
+import importlib
+import re
+import textwrap
+import typing
+from pathlib import Path
+
+import pytest
+import yaml
+
+from sinkd.engine import compile_profile
+from sinkd.errors import ProfileError
+from sinkd.filters import REGISTRY
+from sinkd.profiles import FilterSpec, ProfileSet, builtin_profiles_dir
+
+HEAD = """\
+schema: sinkd.profile/v1
+id: {id}
+title: Test profile
+models:
+  - {{what: "a test", source: "the test suite"}}
+"""
+BODY_LINE = 6  # the first line after HEAD
+
+
+def write(tmp_path: Path, body: str, profile_id: str = "test", *, head: bool = True) -> Path:
+    path = tmp_path / f"{profile_id}.yaml"
+    text = (HEAD.format(id=profile_id) if head else "") + textwrap.dedent(body)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def load(tmp_path: Path, body: str, profile_id: str = "test"):  # type: ignore[no-untyped-def]
+    path = write(tmp_path, body, profile_id)
+    return ProfileSet([tmp_path]).resolve(str(path))
+
+
+def error_of(tmp_path: Path, body: str, profile_id: str = "test") -> str:
+    path = write(tmp_path, body, profile_id)
+    with pytest.raises(ProfileError) as info:
+        ProfileSet([tmp_path]).resolve(str(path))
+    assert info.value.path == str(path)
+    return str(info.value)
+
+
+def envelope_rule(rule: str) -> str:
+    return f"""\
+filters:
+  - kind: envelope
+    name: access
+    rules:
+      - {rule}
+"""
+
+
+RULE_LINE = BODY_LINE + 4
+
+
+# --- shipped profiles -----------------------------------------------------------------------
+
+SHIPPED = ProfileSet()
+
+
+def test_the_builtin_profiles_are_the_three_documented_ones() -> None:
+    assert SHIPPED.names() == ["no-filter", "strict-finance", "typical-corporate"]
+
+
+@pytest.mark.parametrize("name", SHIPPED.names())
+def test_every_shipped_profile_validates_compiles_and_cites_its_sources(name: str) -> None:
+    loaded = SHIPPED.resolve(name)
+    profile = loaded.profile
+    assert profile.id == name == loaded.path.stem
+    assert loaded.path.parent == builtin_profiles_dir()
+    assert profile.models
+    for model in profile.models:
+        assert model.what.strip()
+        assert model.source.strip()
+    pipeline = compile_profile(loaded)
+    assert len(pipeline.filters) == len(profile.filters) >= 1
+
+
+def test_the_filter_examples_in_module_docstrings_are_valid_profiles(tmp_path: Path) -> None:
+    filters: list[object] = []
+    for kind in sorted(REGISTRY):
+        doc = importlib.import_module(f"sinkd.filters.{kind}").__doc__ or ""
+        match = re.search(r"```yaml\n(.*?)```", doc, re.S)
+        assert match, f"sinkd/filters/{kind}.py has no YAML example"
+        filters.extend(yaml.safe_load(match.group(1)))
+    body = yaml.safe_dump(
+        {
+            "lists": {
+                "partners": {"kind": "address_glob", "entries": ["*@partner.example"]},
+                "trigger_words": {"kind": "word", "entries": ["casino"]},
+            },
+            "filters": filters,
+        }
+    )
+    loaded = load(tmp_path, body)
+    assert sorted({f.kind for f in loaded.profile.filters}) == sorted(REGISTRY)
+
+
+# --- located errors -------------------------------------------------------------------------
+
+
+def test_an_unknown_key_names_the_file_line_and_field_path(tmp_path: Path) -> None:
+    message = error_of(
+        tmp_path,
+        envelope_rule("{match: client_ip, entries: [192.0.2.1], action: reject, colour: red}"),
+    )
+    path = tmp_path / "test.yaml"
+    assert message == f"{path}:{RULE_LINE}: filters[0].rules[0].colour: unknown key"
+
+
+def test_an_unknown_top_level_key_is_located_too(tmp_path: Path) -> None:
+    message = error_of(tmp_path, "filters: []\nthreshold: 5\n")
+    assert message == f"{tmp_path / 'test.yaml'}:{BODY_LINE + 1}: threshold: unknown key"
+
+
+def test_a_bad_enum_value_lists_the_allowed_ones_and_the_value_given(tmp_path: Path) -> None:
+    message = error_of(
+        tmp_path, envelope_rule("{match: client_ip, entries: [192.0.2.1], action: explode}")
+    )
+    assert f"test.yaml:{RULE_LINE}: filters[0].rules[0].action: Input should be" in message
+    assert "'reject'" in message
+    assert "(got 'explode')" in message
+
+
+def test_a_bad_match_field_is_an_error(tmp_path: Path) -> None:
+    message = error_of(tmp_path, envelope_rule("{match: subject, entries: [x], action: reject}"))
+    assert "filters[0].rules[0].match: Input should be 'client_ip'" in message
+
+
+def test_a_missing_required_field_is_named(tmp_path: Path) -> None:
+    message = error_of(tmp_path, envelope_rule("{match: client_ip, action: reject}"))
+    assert message.endswith(f"test.yaml:{RULE_LINE}: filters[0].rules[0].entries: Field required")
+
+
+def test_a_missing_profile_field_is_named(tmp_path: Path) -> None:
+    path = write(tmp_path, "schema: sinkd.profile/v1\nid: test\ntitle: T\n", head=False)
+    with pytest.raises(ProfileError, match=r"test\.yaml:1: models: Field required"):
+        ProfileSet([tmp_path]).resolve(str(path))
+
+
+def test_an_empty_models_list_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, "schema: sinkd.profile/v1\nid: test\ntitle: T\nmodels: []\n", head=False)
+    with pytest.raises(ProfileError, match=r"test\.yaml:4: models: List should have at least 1"):
+        ProfileSet([tmp_path]).resolve(str(path))
+
+
+def test_an_unknown_filter_kind_lists_the_known_ones(tmp_path: Path) -> None:
+    message = error_of(tmp_path, "filters:\n  - {kind: spf, name: x}\n")
+    assert f"test.yaml:{BODY_LINE + 1}: filters[0]:" in message
+    assert "'envelope', 'size', 'content', 'format'" in message
+
+
+def test_an_unknown_list_reference_names_the_known_lists(tmp_path: Path) -> None:
+    body = "lists:\n  ips: {kind: cidr, entries: [192.0.2.0/24]}\n" + envelope_rule(
+        '{match: client_ip, entries: "@nope", action: reject}'
+    )
+    message = error_of(tmp_path, body)
+    assert message == (
+        f"{tmp_path / 'test.yaml'}:{RULE_LINE + 2}: filters[0].rules[0].entries: "
+        "unknown list '@nope' (lists: ips)"
+    )
+
+
+def test_a_list_reference_inside_a_list_is_located_by_index(tmp_path: Path) -> None:
+    message = error_of(
+        tmp_path,
+        envelope_rule('{match: client_ip, entries: ["192.0.2.1", "@nope"], action: reject}'),
+    )
+    assert "filters[0].rules[0].entries[1]: unknown list '@nope' (lists: none)" in message
+
+
+def test_a_list_of_the_wrong_kind_is_refused(tmp_path: Path) -> None:
+    body = "lists:\n  words: {kind: word, entries: [casino]}\n" + envelope_rule(
+        '{match: client_ip, entries: "@words", action: reject}'
+    )
+    message = error_of(tmp_path, body)
+    assert message.endswith(
+        "filters[0].rules[0].entries: list '@words' is of kind 'word'; this field takes cidr"
+    )
+
+
+def test_an_address_list_cannot_feed_word_rules(tmp_path: Path) -> None:
+    body = (
+        "lists:\n  senders: {kind: address_glob, entries: ['*@x.example']}\n"
+        "filters:\n  - kind: content\n    name: words\n    rules:\n"
+        "      - {id: W, words: '@senders'}\n"
+    )
+    message = error_of(tmp_path, body)
+    assert "filters[0].rules[0].words: list '@senders' is of kind 'address_glob'" in message
+    assert "this field takes word or phrase" in message
+
+
+def test_an_unknown_list_kind_is_refused(tmp_path: Path) -> None:
+    message = error_of(tmp_path, "lists:\n  x: {kind: emoji, entries: []}\n")
+    assert f"test.yaml:{BODY_LINE + 1}: lists.x.kind: Input should be" in message
+
+
+def test_an_invalid_regex_is_located(tmp_path: Path) -> None:
+    body = (
+        "filters:\n  - kind: content\n    name: words\n    rules:\n      - {id: R, regex: 'a(b'}\n"
+    )
+    message = error_of(tmp_path, body)
+    assert f"test.yaml:{RULE_LINE}: filters[0].rules[0].regex: invalid regular expression:" in (
+        message
+    )
+
+
+def test_an_invalid_regex_in_a_list_is_located_by_index(tmp_path: Path) -> None:
+    body = (
+        "filters:\n  - kind: content\n    name: words\n    rules:\n"
+        "      - {id: R, regex: ['ok', '[unclosed']}\n"
+    )
+    assert "filters[0].rules[0].regex[1]: invalid regular expression" in error_of(tmp_path, body)
+
+
+@pytest.mark.parametrize("entry", ["10.0.0.300/8", "192.0.2.0/33", "not-an-ip", "2001:db8::/129"])
+def test_an_invalid_cidr_is_refused(tmp_path: Path, entry: str) -> None:
+    message = error_of(
+        tmp_path, envelope_rule(f'{{match: client_ip, entries: ["{entry}"], action: reject}}')
+    )
+    assert message.endswith(
+        f"filters[0].rules[0].entries: {entry!r} is not an IP address or CIDR range"
+    )
+
+
+def test_an_unknown_reply_key_is_refused(tmp_path: Path) -> None:
+    message = error_of(
+        tmp_path,
+        envelope_rule("{match: client_ip, entries: [192.0.2.1], action: reject, reply: foo.bar}"),
+    )
+    assert message.endswith(
+        "filters[0].rules[0].reply: unknown reply 'foo.bar' (not in the catalogue)"
+    )
+
+
+@pytest.mark.parametrize("reply", ["550 4.7.1 x", "450 5.7.1 x", "250 5.0.0 x", "550 nope"])
+def test_a_literal_reply_whose_class_disagrees_is_refused(tmp_path: Path, reply: str) -> None:
+    message = error_of(
+        tmp_path,
+        envelope_rule(
+            f'{{match: client_ip, entries: [192.0.2.1], action: reject, reply: "{reply}"}}'
+        ),
+    )
+    assert f"filters[0].rules[0].reply: reply {reply!r} is neither a catalogue key" in message
+
+
+def test_an_unknown_scoring_reject_reply_is_located(tmp_path: Path) -> None:
+    message = error_of(tmp_path, "scoring:\n  reject_reply: nope.nothing\n")
+    assert "scoring.reject_reply: unknown reply 'nope.nothing'" in message
+
+
+def test_a_profile_reply_override_must_be_a_literal_reply(tmp_path: Path) -> None:
+    message = error_of(tmp_path, 'replies:\n  generic.spam: "550 4.7.1 x"\n')
+    assert message == (
+        f"{tmp_path / 'test.yaml'}:{BODY_LINE + 1}: replies.generic.spam: "
+        "expected a reply like '550 5.7.1 text'"
+    )
+
+
+def test_a_profile_reply_override_replaces_the_catalogue_entry(tmp_path: Path) -> None:
+    loaded = load(tmp_path, 'replies:\n  generic.spam: "554 5.7.1 Spam (${score})"\n')
+    pipeline = compile_profile(loaded)
+    assert pipeline.reject_reply.render({"score": 9}).text == "Spam (9)"
+    assert SHIPPED.catalogue["generic.spam"].template == "Message rejected as spam (score ${score})"
+
+
+def test_thresholds_must_ascend(tmp_path: Path) -> None:
+    message = error_of(tmp_path, "scoring:\n  thresholds: {tag: 5, quarantine: 8, reject: 6}\n")
+    assert f"test.yaml:{BODY_LINE + 1}: scoring.thresholds:" in message
+    assert "thresholds must ascend: quarantine (8.0) is above reject (6.0)" in message
+
+
+def test_equal_and_missing_thresholds_are_fine(tmp_path: Path) -> None:
+    loaded = load(tmp_path, "scoring:\n  thresholds: {tag: 5, reject: 5}\n")
+    thresholds = loaded.profile.scoring.thresholds
+    assert (thresholds.tag, thresholds.junk, thresholds.reject) == (5.0, None, 5.0)
+
+
+def test_duplicate_filter_names_are_refused(tmp_path: Path) -> None:
+    message = error_of(
+        tmp_path, "filters:\n  - {kind: format, name: same}\n  - {kind: content, name: same}\n"
+    )
+    assert message == (
+        f"{tmp_path / 'test.yaml'}:{BODY_LINE}: filters: "
+        "Value error, two filters are named 'same'; names must be unique"
+    )
+
+
+def test_a_bad_filter_name_is_refused(tmp_path: Path) -> None:
+    message = error_of(tmp_path, "filters:\n  - {kind: format, name: Bad_Name}\n")
+    assert "filters[0].name: String should match pattern" in message
+
+
+def test_a_yaml_syntax_error_names_the_line(tmp_path: Path) -> None:
+    message = error_of(tmp_path, "filters:\n  - {kind: format, name: a\n  - {kind: size}\n")
+    assert message.startswith(f"{tmp_path / 'test.yaml'}:{BODY_LINE + 2}: YAML syntax error:")
+
+
+def test_a_profile_that_is_not_a_mapping_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, "- just\n- a list\n", head=False)
+    with pytest.raises(ProfileError, match="a profile must be a YAML mapping"):
+        ProfileSet([tmp_path]).resolve(str(path))
+
+
+def test_the_id_must_equal_the_file_name(tmp_path: Path) -> None:
+    path = tmp_path / "other-name.yaml"
+    path.write_text(HEAD.format(id="test"), encoding="utf-8")
+    with pytest.raises(ProfileError) as info:
+        ProfileSet([tmp_path]).resolve("other-name")
+    assert str(info.value) == f"{path}:2: id: must equal the file name 'other-name'"
+
+
+def test_a_missing_profile_names_the_available_ones(tmp_path: Path) -> None:
+    with pytest.raises(ProfileError, match="unknown profile 'nope'; available: no-filter"):
+        ProfileSet().resolve("nope")
+    with pytest.raises(ProfileError, match="profile file not found"):
+        ProfileSet().resolve(str(tmp_path / "absent.yaml"))
+
+
+def test_a_missing_profiles_directory_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ProfileError, match="profiles directory not found"):
+        ProfileSet([tmp_path / "nowhere"])
+
+
+# --- extends --------------------------------------------------------------------------------
+
+BASE = """\
+lists:
+  blocked: {kind: address_glob, entries: ["a@spam.example", "b@spam.example"]}
+  words: {kind: word, entries: [casino]}
+scoring:
+  thresholds: {tag: 3.0, reject: 10.0}
+filters:
+  - kind: envelope
+    name: access
+    rules:
+      - {id: BLOCK, match: mail_from, entries: "@blocked", action: reject}
+  - kind: content
+    name: words
+    gtube: {action: reject}
+    rules:
+      - {id: WORD, words: "@words", score: 2.0}
+"""
+CHILD = """\
+schema: sinkd.profile/v1
+id: child
+title: Child profile
+extends: base
+lists:
+  blocked: {kind: address_glob, entries: ["c@spam.example"]}
+scoring:
+  thresholds: {reject: 20.0}
+filters:
+  - kind: content
+    name: words
+    rules:
+      - {id: WORD, words: "@words", score: 5.0}
+  - kind: format
+    name: hygiene
+    nul_bytes: {action: reject}
+"""
+
+
+def test_extends_merges_lists_thresholds_and_filters_by_name(tmp_path: Path) -> None:
+    write(tmp_path, BASE, "base")
+    write(tmp_path, CHILD, "child", head=False)
+    profile = ProfileSet([tmp_path]).resolve("child").profile
+    assert profile.id == "child"
+    assert profile.title == "Child profile"
+    assert profile.extends == "base"
+    assert profile.models[0].source == "the test suite"  # inherited
+    # A list's entries are replaced, not appended.
+    assert profile.lists["blocked"].entries == ["c@spam.example"]
+    assert profile.lists["words"].entries == ["casino"]
+    # Maps merge key by key.
+    assert profile.scoring.thresholds.tag == 3.0
+    assert profile.scoring.thresholds.reject == 20.0
+    # A filter with the same name is merged in place; a new one is appended.
+    assert [(f.kind, f.name) for f in profile.filters] == [
+        ("envelope", "access"),
+        ("content", "words"),
+        ("format", "hygiene"),
+    ]
+    words = profile.filters[1]
+    assert words.rules[0].score == 5.0  # type: ignore[union-attr]
+    assert len(words.rules) == 1  # type: ignore[union-attr]
+    assert words.gtube is not None  # type: ignore[union-attr]
+    assert words.gtube.action == "reject"  # type: ignore[union-attr]
+
+
+async def test_an_extended_profile_judges_with_the_merged_rules(tmp_path: Path) -> None:
+    from sinkd.engine import Router, Transaction
+    from sinkd.model import ClientIdentity, VerdictAction
+
+    write(tmp_path, BASE, "base")
+    write(tmp_path, CHILD, "child", head=False)
+    pipeline = compile_profile(ProfileSet([tmp_path]).resolve("child"))
+
+    async def judge(mail_from: str) -> VerdictAction:
+        tx = Transaction(Router(pipeline), ClientIdentity(ip="203.0.113.5"), lambda: "id")
+        refused = await tx.mail(mail_from)
+        assert refused is None
+        verdict = await tx.rcpt("bob@corp.example")
+        if verdict is not None:
+            return verdict.action
+        [verdict] = await tx.data(b"Subject: casino\r\n\r\nhello\r\n")
+        assert verdict.score == 5.0
+        return verdict.action
+
+    assert await judge("a@spam.example") is VerdictAction.ACCEPT  # dropped from the list
+    assert await judge("c@spam.example") is VerdictAction.REJECT
+
+
+def test_a_profile_may_extend_a_builtin_one(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        "extends: typical-corporate\nscoring:\n  thresholds: {reject: 30.0}\n",
+        "mine",
+    )
+    profile = ProfileSet([tmp_path]).resolve("mine").profile
+    assert profile.scoring.thresholds.tag == 5.0
+    assert profile.scoring.thresholds.reject == 30.0
+    assert [f.name for f in profile.filters] == [
+        "access-lists",
+        "message-size",
+        "trigger-words",
+        "rfc-hygiene",
+    ]
+    assert profile.models[0].source == "the test suite"  # the child's list replaces the parent's
+
+
+def test_an_extends_cycle_is_an_error(tmp_path: Path) -> None:
+    write(tmp_path, "extends: b\n", "a")
+    write(tmp_path, "extends: a\n", "b")
+    with pytest.raises(ProfileError, match=r"extends: cycle a -> b -> a"):
+        ProfileSet([tmp_path]).resolve("a")
+
+
+def test_a_profile_extending_itself_is_a_cycle(tmp_path: Path) -> None:
+    write(tmp_path, "extends: self\n", "self")
+    with pytest.raises(ProfileError, match=r"extends: cycle self -> self"):
+        ProfileSet([tmp_path]).resolve("self")
+
+
+def test_extending_an_unknown_profile_is_located(tmp_path: Path) -> None:
+    message = error_of(tmp_path, "extends: nothing-here\n")
+    assert f"test.yaml:{BODY_LINE}: extends: unknown profile 'nothing-here'" in message
+
+
+# --- the filter registry --------------------------------------------------------------------
+
+
+def _spec_kinds() -> dict[str, type]:
+    union, *_metadata = typing.get_args(FilterSpec)
+    kinds: dict[str, type] = {}
+    for spec in typing.get_args(union):
+        (kind,) = typing.get_args(spec.model_fields["kind"].annotation)
+        kinds[kind] = spec
+    return kinds
+
+
+def test_the_registry_and_the_profile_schema_name_the_same_filter_kinds() -> None:
+    specs = _spec_kinds()
+    assert set(specs) == set(REGISTRY) == {"envelope", "size", "content", "format"}
+    for kind, cls in REGISTRY.items():
+        assert cls.Spec is specs[kind]
+
+
+@pytest.mark.parametrize("kind", sorted(REGISTRY))
+def test_each_filter_class_kind_equals_its_module_name(kind: str) -> None:
+    cls = REGISTRY[kind]
+    assert cls.kind == kind
+    assert cls.__module__ == f"sinkd.filters.{kind}"
