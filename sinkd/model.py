@@ -238,4 +238,3 @@ class Verdict:
             "subject": self.subject,
             "findings": [f.to_json() for f in self.findings],
         }
-
