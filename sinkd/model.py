@@ -234,7 +234,7 @@ class Verdict:
                 "mail_from": env.mail_from,
                 "rcpt_to": list(env.rcpt_to),
             },
-            "identity": env.client.to_json(),
+            "identity": env.client.to_json() | {"auth_user": env.auth_user, "tls": env.tls},
             "subject": self.subject,
             "findings": [f.to_json() for f in self.findings],
         }

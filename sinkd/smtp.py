@@ -200,6 +200,10 @@ class SinkdSMTP(SMTP):
                 await self.push(f"501 5.5.4 Bad XCLIENT attribute name: {name[:64]}")
                 return
             value = _xtext_decode(raw_value)
+            if any(ord(ch) < 0x21 or ord(ch) == 0x7F for ch in value):
+                # xtext may encode any octet; a name or HELO with controls or spaces is bogus.
+                await self.push(f"501 5.5.4 Bad XCLIENT {name} syntax")
+                return
             unavailable = value.upper() in ("[UNAVAILABLE]", "[TEMPUNAVAIL]")
             if name == "ADDR":
                 address = None if unavailable else _xclient_address(value)
@@ -369,6 +373,9 @@ class SinkHandler:
         transaction = server.sinkd.transaction
         if transaction is None:
             return "503 5.5.1 Error: need MAIL command"
+        if not address or address.strip("<>") == "":
+            # RFC 5321 §4.1.1.3: the null path is a reverse-path only; Postfix says the same.
+            return "501 5.1.3 Bad recipient address syntax"
         if len(envelope.rcpt_tos) >= self.options.max_recipients:
             return "452 4.5.3 Error: too many recipients"  # RFC 5321 §4.5.3.1.10
         try:
