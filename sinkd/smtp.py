@@ -250,13 +250,10 @@ class SinkHandler:
         router: Router,
         store: Store,
         options: ServerOptions,
-        *,
-        on_verdict: Callable[[MessageRecord], None] | None = None,
     ) -> None:
         self.router = router
         self.store = store
         self.options = options
-        self.on_verdict = on_verdict
 
     # --- identity ---------------------------------------------------------------------------
 
@@ -421,8 +418,6 @@ class SinkHandler:
             return format_reply(TEMPFAIL_STORE)
         for record in records:
             log_verdict(record.verdict, raw)
-            if self.on_verdict is not None:
-                self.on_verdict(record)
         reply = verdicts[0].reply if raw is None else data_reply(verdicts)
         return format_reply(reply)
 
