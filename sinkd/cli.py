@@ -231,6 +231,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.add_argument("--helo", default="localhost", help="sending server's HELO name")
     check.add_argument("--json", action="store_true", help="print the verdicts as JSON")
+    check.add_argument(
+        "--write-filtered",
+        type=Path,
+        metavar="PATH",
+        help="write the message as delivered, after strip actions (a directory for several "
+        "files: <name>.filtered.eml in it)",
+    )
 
     profiles = commands.add_parser("profiles", help="list, show and validate profiles")
     profile_commands = profiles.add_subparsers(
@@ -271,6 +278,11 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--db", type=Path, default=None)
     show.add_argument("--json", action="store_true")
     show.add_argument("--raw", action="store_true", help="print the original message bytes")
+    show.add_argument(
+        "--filtered",
+        action="store_true",
+        help="print the message as delivered, after strip actions",
+    )
     return parser
 
 
@@ -402,6 +414,8 @@ def _print_verdict(name: str, verdict: Verdict, out: TextIO) -> None:
         f"client={env.client.ip}",
         file=out,
     )
+    for item in verdict.stripped:
+        print(f"  stripped: {item}", file=out)
     if not verdict.findings:
         print("  findings: none", file=out)
     for finding in verdict.findings:
@@ -411,6 +425,30 @@ def _print_verdict(name: str, verdict: Verdict, out: TextIO) -> None:
             f"  {mark} {finding.code:<28} {finding.action.value:<10} {score:>6}  {finding.reason}",
             file=out,
         )
+
+
+def _write_filtered(
+    target: Path, source: Path, raw: bytes, verdicts: list[Verdict], *, many: bool
+) -> None:
+    """Write what each accepting profile would deliver (the original when nothing was stripped)."""
+    if many:
+        if not target.is_dir():
+            raise InputError(
+                f"--write-filtered {target}: with several files this must be a directory"
+            )
+        target = target / f"{source.stem}.filtered.eml"
+    delivered = [v for v in verdicts if v.action is not VerdictAction.REJECT]
+    if not delivered:
+        print(f"sinkd: {source}: refused by every profile; nothing to write", file=sys.stderr)
+        return
+    for verdict in delivered:
+        path = target
+        if len(delivered) > 1:
+            path = target.with_name(f"{target.stem}.{verdict.profile}{target.suffix}")
+        try:
+            path.write_bytes(verdict.filtered if verdict.filtered is not None else raw)
+        except OSError as exc:
+            raise InputError(f"--write-filtered {path}: cannot write: {exc.strerror}") from None
 
 
 def _check(args: argparse.Namespace, out: TextIO) -> int:
@@ -433,6 +471,8 @@ def _check(args: argparse.Namespace, out: TextIO) -> int:
         )
         for verdict in verdicts:
             worst = max(worst, _EXIT_OF[verdict.action])
+        if args.write_filtered is not None:
+            _write_filtered(args.write_filtered, path, raw, verdicts, many=len(args.files) > 1)
         if args.json:
             results.extend({"file": str(path)} | v.to_json() for v in verdicts)
         else:
@@ -514,12 +554,18 @@ async def _messages(args: argparse.Namespace, out: TextIO) -> int:
                     file=out,
                 )
             return EXIT_OK
-        stored = await store.get(args.id, with_raw=args.raw)
-        if args.raw:
+        stored = await store.get(args.id, with_raw=args.raw or args.filtered)
+        if args.raw or args.filtered:
             if stored.raw is None:
                 raise NotFound(f"message {args.id} has no raw bytes (refused before DATA)")
+            body = stored.raw
+            if args.filtered:
+                if stored.data["verdict"] == VerdictAction.REJECT.value:
+                    raise NotFound(f"message {args.id} was refused; nothing was delivered")
+                # Nothing stripped: the original is what was delivered.
+                body = stored.filtered if stored.filtered is not None else stored.raw
             out.flush()
-            sys.stdout.buffer.write(stored.raw)
+            sys.stdout.buffer.write(body)
             sys.stdout.buffer.flush()
         elif args.json:
             print(json.dumps(stored.data, indent=2, ensure_ascii=False), file=out)

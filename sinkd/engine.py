@@ -25,11 +25,14 @@ from sinkd.model import (
     Finding,
     Reply,
     Stage,
+    StripPlan,
     Verdict,
+    VerdictAction,
 )
 from sinkd.ports import NO_LOOKUPS, Lookups
 from sinkd.profiles import LoadedProfile, Profile
 from sinkd.schema import CompileContext, ListValue, ReplyTemplate
+from sinkd.strip import apply_strip
 
 _ENVELOPE_HARD = (Action.REJECT, Action.TEMPFAIL)
 QUEUED = ReplyTemplate(250, "2.0.0", "Ok: queued as ${id}")
@@ -97,9 +100,11 @@ class Pipeline:
         envelope: Envelope,
         message_id: str,
         subject: str | None = None,
+        message: ParsedMessage | None = None,
     ) -> Verdict:
         """Combine findings into a verdict: the strictest disposition wins, and at end of DATA
-        the score is compared with the profile's thresholds."""
+        the score is compared with the profile's thresholds. Strip actions then produce the
+        filtered message, unless the message is refused anyway."""
         findings = list(findings)
         skip = _skips(findings)
         score = sum(f.score for f in findings)
@@ -133,6 +138,16 @@ class Pipeline:
             reply = deciding.reply or fallback.render(variables)
         else:
             reply = QUEUED.render(variables)
+        filtered: bytes | None = None
+        stripped: tuple[str, ...] = ()
+        if message is not None and final.verdict is not VerdictAction.REJECT:
+            plan = StripPlan()
+            for finding in findings:
+                if finding.action is Action.STRIP and finding.strip:
+                    plan = plan.merge(finding.strip)
+            if plan:
+                filtered, lines = apply_strip(message, plan)
+                stripped = tuple(lines)
         return Verdict(
             profile=self.profile.id,
             action=final.verdict,
@@ -144,6 +159,8 @@ class Pipeline:
             envelope=envelope,
             subject=subject,
             id=message_id,
+            filtered=filtered,
+            stripped=stripped,
         )
 
     def _threshold_finding(self, score: float, envelope: Envelope) -> Finding | None:
@@ -330,6 +347,7 @@ class Transaction:
                     envelope=envelope,
                     message_id=self.new_id(),
                     subject=message.subject,
+                    message=message,
                 )
             )
         return verdicts

@@ -14,11 +14,16 @@ import email.message
 import email.policy
 import email.utils
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from email.parser import BytesParser
 from functools import cached_property
+from typing import TYPE_CHECKING
 
-__all__ = ["ParsedMessage", "RawIssues", "parse"]
+if TYPE_CHECKING:
+    from sinkd.mimetree import MimeTree
+
+__all__ = ["ParsedMessage", "RawIssues", "decode_encoded_words", "decode_text", "parse"]
 
 # RFC 5322 §2.1.1: a line must be no more than 998 characters, excluding the CRLF.
 MAX_LINE_OCTETS = 998
@@ -162,6 +167,14 @@ class ParsedMessage:
             self._note(f"MIME tree could not be walked ({_describe(exc)})")
         return parts
 
+    @cached_property
+    def tree(self) -> MimeTree:
+        """The MIME parts located by byte offset in ``raw``, for stripping (sinkd.mimetree)."""
+        # Imported here: sinkd.mimetree reuses this module's decoding helpers.
+        from sinkd.mimetree import build_tree
+
+        return build_tree(self.raw)
+
     # --- headers ------------------------------------------------------------------------------
 
     def _header(self, name: str) -> str | None:
@@ -218,53 +231,7 @@ class ParsedMessage:
         return address.rpartition("@")[2].lower() or None
 
     def _decode_encoded_words(self, value: str, where: str) -> str:
-        """Decode RFC 2047 encoded-words, joining them the way email.header.make_header does.
-
-        Hand-written rather than email.header.decode_header: that raises on bad base64 and
-        mangles non-ASCII text outside encoded-words (raw-unicode-escape).
-        """
-        if "=?" not in value:
-            return value
-        out: list[str] = []
-        pending = bytearray()  # adjacent words in one charset are decoded together, since a
-        pending_charset = ""  # multi-byte character may be split across them (RFC 2047 §5)
-
-        def flush() -> None:
-            if pending:
-                out.append(self._decode(bytes(pending), pending_charset, f"{where} header"))
-                pending.clear()
-
-        pos = 0
-        after_word = False
-        for match in _ENCODED_WORD.finditer(value):
-            gap = value[pos : match.start()]
-            # RFC 2047 §6.2: white space between adjacent encoded-words is not displayed.
-            if gap and not (after_word and gap.isspace()):
-                flush()
-                out.append(gap)
-            # RFC 2231 §5: "charset*language"
-            charset = match.group(1).partition("*")[0].lower()
-            encoded = match.group(3).encode("utf-8", "surrogateescape")
-            try:
-                if match.group(2) in "qQ":
-                    data = binascii.a2b_qp(encoded, header=True)  # RFC 2047 §4.2: "_" is space
-                else:
-                    data = base64.b64decode(encoded + b"=" * (-len(encoded) % 4))
-            except (binascii.Error, ValueError):
-                self._note(f"bad base64 in an encoded-word of the {where} header")
-                flush()
-                out.append(match.group(0))
-                after_word = False
-            else:
-                if charset != pending_charset:
-                    flush()
-                    pending_charset = charset
-                pending += data
-                after_word = True
-            pos = match.end()
-        flush()
-        out.append(value[pos:])
-        return "".join(out)
+        return decode_encoded_words(value, f"{where} header", self._note)
 
     # --- bodies -------------------------------------------------------------------------------
 
@@ -373,29 +340,94 @@ class ParsedMessage:
 
     def _decode(self, data: bytes, charset: str | None, where: str) -> str:
         """Bytes to text in ``charset``; never raises, records what went wrong."""
-        label = (charset or "").strip().strip("\"'").lower()
-        if not label or label in _ASCII_LABELS:
-            return _utf8_or_latin1(data)
-        codec = _CHARSET_ALIASES.get(label, label)
-        try:
-            return data.decode(codec)
-        except UnicodeDecodeError:
-            pass
-        except Exception:
-            # LookupError for unknown names and for bytes-to-bytes codecs ("hex", "zlib");
-            # UnicodeError for codecs that cannot decode at all ("undefined").
-            self._note(f"unknown charset {label!r} in {where}")
-            return _utf8_or_latin1(data)
-        self._note(f"undecodable bytes for charset {label!r} in {where}")
-        try:
-            return data.decode(codec, "replace")
-        except Exception:  # a codec that rejects the "replace" handler (e.g. idna)
-            return _utf8_or_latin1(data)
+        text, problem = decode_text(data, charset)
+        if problem:
+            self._note(f"{problem} in {where}")
+        return text
 
 
 def parse(raw: bytes) -> ParsedMessage:
     """Wrap ``raw`` (the DATA payload after dot-unstuffing); nothing is parsed until read."""
     return ParsedMessage(raw)
+
+
+def decode_text(data: bytes, charset: str | None) -> tuple[str, str | None]:
+    """Bytes to text in ``charset`` as a mail reader would; never raises.
+
+    Returns the text and, when something went wrong, what (e.g. "unknown charset 'x-foo'").
+    """
+    label = (charset or "").strip().strip("\"'").lower()
+    if not label or label in _ASCII_LABELS:
+        return _utf8_or_latin1(data), None
+    codec = _CHARSET_ALIASES.get(label, label)
+    try:
+        return data.decode(codec), None
+    except UnicodeDecodeError:
+        pass
+    except Exception:
+        # LookupError for unknown names and for bytes-to-bytes codecs ("hex", "zlib");
+        # UnicodeError for codecs that cannot decode at all ("undefined").
+        return _utf8_or_latin1(data), f"unknown charset {label!r}"
+    problem = f"undecodable bytes for charset {label!r}"
+    try:
+        return data.decode(codec, "replace"), problem
+    except Exception:  # a codec that rejects the "replace" handler (e.g. idna)
+        return _utf8_or_latin1(data), problem
+
+
+def decode_encoded_words(value: str, where: str, note: Callable[[str], None]) -> str:
+    """Decode RFC 2047 encoded-words, joining them the way email.header.make_header does.
+
+    Never raises: what went wrong is passed to ``note`` as a sentence ending in ``where`` (a
+    noun phrase such as "Subject header"). Hand-written rather than email.header.decode_header:
+    that raises on bad base64 and mangles non-ASCII text outside encoded-words
+    (raw-unicode-escape).
+    """
+    if "=?" not in value:
+        return value
+    out: list[str] = []
+    pending = bytearray()  # adjacent words in one charset are decoded together, since a
+    pending_charset = ""  # multi-byte character may be split across them (RFC 2047 §5)
+
+    def flush() -> None:
+        if pending:
+            text, problem = decode_text(bytes(pending), pending_charset)
+            if problem:
+                note(f"{problem} in {where}")
+            out.append(text)
+            pending.clear()
+
+    pos = 0
+    after_word = False
+    for match in _ENCODED_WORD.finditer(value):
+        gap = value[pos : match.start()]
+        # RFC 2047 §6.2: white space between adjacent encoded-words is not displayed.
+        if gap and not (after_word and gap.isspace()):
+            flush()
+            out.append(gap)
+        # RFC 2231 §5: "charset*language"
+        charset = match.group(1).partition("*")[0].lower()
+        encoded = match.group(3).encode("utf-8", "surrogateescape")
+        try:
+            if match.group(2) in "qQ":
+                data = binascii.a2b_qp(encoded, header=True)  # RFC 2047 §4.2: "_" is space
+            else:
+                data = base64.b64decode(encoded + b"=" * (-len(encoded) % 4))
+        except (binascii.Error, ValueError):
+            note(f"bad base64 in an encoded-word of the {where}")
+            flush()
+            out.append(match.group(0))
+            after_word = False
+        else:
+            if charset != pending_charset:
+                flush()
+                pending_charset = charset
+            pending += data
+            after_word = True
+        pos = match.end()
+    flush()
+    out.append(value[pos:])
+    return "".join(out)
 
 
 def _utf8_or_latin1(data: bytes) -> str:

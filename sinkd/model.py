@@ -158,6 +158,24 @@ class Reply:
 
 
 @dataclass(frozen=True, slots=True)
+class StripPlan:
+    """What a strip action removes: whole MIME parts (replaced by a notice) and classes of
+    HTML content inside HTML parts. Paths are IMAP-style part numbers (``"2.1"``)."""
+
+    parts: Mapping[str, str] = field(default_factory=dict)  # part path -> notice text
+    html: Mapping[str, frozenset[str]] = field(default_factory=dict)  # part path -> classes
+
+    def merge(self, other: StripPlan) -> StripPlan:
+        html = dict(self.html)
+        for path, classes in other.html.items():
+            html[path] = html.get(path, frozenset()) | classes
+        return StripPlan({**self.parts, **other.parts}, html)
+
+    def __bool__(self) -> bool:
+        return bool(self.parts or self.html)
+
+
+@dataclass(frozen=True, slots=True)
 class Finding:
     """One evaluated rule and what it found.
 
@@ -176,6 +194,7 @@ class Finding:
     reply: Reply | None = None  # the reply this rule gives when it decides
     skip: frozenset[str] = frozenset()  # with Action.ALLOW: categories of later checks to skip
     decided: bool = False  # set by the engine on the finding(s) that decided the verdict
+    strip: StripPlan | None = None  # with Action.STRIP: what to remove from the message
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -205,6 +224,8 @@ class Verdict:
     envelope: Envelope
     subject: str | None = None
     id: str = ""  # the message id the reply names ("queued as <id>") and the store keys on
+    filtered: bytes | None = None  # the message as delivered after strip actions, if any
+    stripped: tuple[str, ...] = ()  # what the strip actions removed, one line per item
 
     @property
     def codes(self) -> list[str]:
@@ -236,5 +257,6 @@ class Verdict:
             },
             "identity": env.client.to_json() | {"auth_user": env.auth_user, "tls": env.tls},
             "subject": self.subject,
+            "stripped": list(self.stripped),
             "findings": [f.to_json() for f in self.findings],
         }

@@ -28,6 +28,7 @@ from sinkd.errors import ProfileError
 from sinkd.filters.content import ContentSpec
 from sinkd.filters.envelope import EnvelopeSpec
 from sinkd.filters.format import FormatSpec
+from sinkd.filters.mime import MimeSpec
 from sinkd.filters.size import SizeSpec
 from sinkd.schema import ReplyRef, ReplyTemplate, Spec, parse_literal_reply
 
@@ -39,7 +40,7 @@ NOT_PROFILES = frozenset({CATALOGUE_FILE, "population.yaml"})
 
 # One entry per filter kind; tests/test_profiles.py checks this against filters.REGISTRY.
 FilterSpec = Annotated[
-    EnvelopeSpec | SizeSpec | ContentSpec | FormatSpec,
+    EnvelopeSpec | SizeSpec | ContentSpec | MimeSpec | FormatSpec,
     Field(discriminator="kind"),
 ]
 ProfileId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]*$", max_length=64)]

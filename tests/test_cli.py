@@ -261,11 +261,11 @@ def test_python_dash_m_sinkd_check_exits_with_the_verdict_code(rejected: Path) -
 # --- profiles -------------------------------------------------------------------------------
 
 
-def test_profiles_list_lists_the_three_builtins() -> None:
+def test_profiles_list_lists_the_builtins() -> None:
     code, out = run("profiles", "list")
     assert code == 0
     ids = [line.split()[0] for line in out.splitlines()]
-    assert ids == ["no-filter", "strict-finance", "typical-corporate"]
+    assert ids == ["google-workspace-like", "no-filter", "strict-finance", "typical-corporate"]
     assert "Typical corporate IT policy (survey composite)" in out
 
 
@@ -273,7 +273,12 @@ def test_profiles_list_json_names_ids_titles_and_paths() -> None:
     code, out = run("profiles", "list", "--json")
     assert code == 0
     data = json.loads(out)
-    assert [p["id"] for p in data] == ["no-filter", "strict-finance", "typical-corporate"]
+    assert [p["id"] for p in data] == [
+        "google-workspace-like",
+        "no-filter",
+        "strict-finance",
+        "typical-corporate",
+    ]
     assert all(p["path"].endswith(f"{p['id']}.yaml") for p in data)
 
 

@@ -64,8 +64,13 @@ RULE_LINE = BODY_LINE + 4
 SHIPPED = ProfileSet()
 
 
-def test_the_builtin_profiles_are_the_three_documented_ones() -> None:
-    assert SHIPPED.names() == ["no-filter", "strict-finance", "typical-corporate"]
+def test_the_builtin_profiles_are_the_documented_ones() -> None:
+    assert SHIPPED.names() == [
+        "google-workspace-like",
+        "no-filter",
+        "strict-finance",
+        "typical-corporate",
+    ]
 
 
 @pytest.mark.parametrize("name", SHIPPED.names())
@@ -153,7 +158,7 @@ def test_an_empty_models_list_is_refused(tmp_path: Path) -> None:
 def test_an_unknown_filter_kind_lists_the_known_ones(tmp_path: Path) -> None:
     message = error_of(tmp_path, "filters:\n  - {kind: spf, name: x}\n")
     assert f"test.yaml:{BODY_LINE + 1}: filters[0]:" in message
-    assert "'envelope', 'size', 'content', 'format'" in message
+    assert "'envelope', 'size', 'content', 'mime', 'format'" in message
 
 
 def test_an_unknown_list_reference_names_the_known_lists(tmp_path: Path) -> None:
@@ -317,7 +322,9 @@ def test_the_id_must_equal_the_file_name(tmp_path: Path) -> None:
 
 
 def test_a_missing_profile_names_the_available_ones(tmp_path: Path) -> None:
-    with pytest.raises(ProfileError, match="unknown profile 'nope'; available: no-filter"):
+    with pytest.raises(
+        ProfileError, match="unknown profile 'nope'; available: google-workspace-like, no-filter"
+    ):
         ProfileSet().resolve("nope")
     with pytest.raises(ProfileError, match="profile file not found"):
         ProfileSet().resolve(str(tmp_path / "absent.yaml"))
@@ -430,6 +437,7 @@ def test_a_profile_may_extend_a_builtin_one(tmp_path: Path) -> None:
         "access-lists",
         "message-size",
         "trigger-words",
+        "rich-content",
         "rfc-hygiene",
     ]
     assert profile.models[0].source == "the test suite"  # the child's list replaces the parent's
@@ -467,7 +475,7 @@ def _spec_kinds() -> dict[str, type]:
 
 def test_the_registry_and_the_profile_schema_name_the_same_filter_kinds() -> None:
     specs = _spec_kinds()
-    assert set(specs) == set(REGISTRY) == {"envelope", "size", "content", "format"}
+    assert set(specs) == set(REGISTRY) == {"envelope", "size", "content", "mime", "format"}
     for kind, cls in REGISTRY.items():
         assert cls.Spec is specs[kind]
 

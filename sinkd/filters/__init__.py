@@ -85,9 +85,16 @@ def _registry() -> Mapping[str, type[Filter]]:
     from sinkd.filters.content import ContentFilter
     from sinkd.filters.envelope import EnvelopeFilter
     from sinkd.filters.format import FormatFilter
+    from sinkd.filters.mime import MimeFilter
     from sinkd.filters.size import SizeFilter
 
-    kinds: list[type[Filter]] = [EnvelopeFilter, SizeFilter, ContentFilter, FormatFilter]
+    kinds: list[type[Filter]] = [
+        EnvelopeFilter,
+        SizeFilter,
+        ContentFilter,
+        MimeFilter,
+        FormatFilter,
+    ]
     return {cls.kind: cls for cls in kinds}
 
 

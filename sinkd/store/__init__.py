@@ -39,6 +39,7 @@ class StoredMessage:
 
     data: dict[str, Any]
     raw: bytes | None = None
+    filtered: bytes | None = None  # the message after strip actions, when any removed something
 
     @property
     def id(self) -> str:
@@ -60,7 +61,8 @@ class Store(Protocol):
         """Commit one record durably; return only after the commit."""
 
     async def get(self, message_id: str, *, with_raw: bool = False) -> StoredMessage:
-        """Read one record; raise ``NotFound`` when there is none."""
+        """Read one record (with its original and filtered bytes if ``with_raw``); raise
+        ``NotFound`` when there is none."""
 
     async def list(self, query: Query) -> Sequence[StoredMessage]:
         """Records matching ``query``, newest first, without raw bytes."""

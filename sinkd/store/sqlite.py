@@ -23,7 +23,13 @@ from sinkd.store import MessageRecord, Query, StoredMessage, iso
 
 __all__ = ["SCHEMA_VERSION", "SqliteStore", "open_sqlite"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# How to bring an older store up to SCHEMA_VERSION, one step per version (ALTERs only, so a
+# migration never rewrites stored messages).
+_MIGRATIONS: dict[int, tuple[str, ...]] = {
+    # 2: the filtered message (after strip actions) is kept beside the original.
+    1: ("ALTER TABLE raw ADD COLUMN filtered BLOB",),
+}
 
 # How many queued operations one transaction may take. Large enough that a burst of sessions
 # shares one fsync, small enough that one transaction never holds the write lock for long.
@@ -51,7 +57,8 @@ CREATE TABLE IF NOT EXISTS messages (
 );
 CREATE TABLE IF NOT EXISTS raw (
     id TEXT PRIMARY KEY REFERENCES messages(id) ON DELETE CASCADE,
-    bytes BLOB NOT NULL
+    bytes BLOB NOT NULL,
+    filtered BLOB
 );
 CREATE INDEX IF NOT EXISTS messages_received_at ON messages(received_at);
 CREATE INDEX IF NOT EXISTS messages_verdict ON messages(verdict, seq);
@@ -77,6 +84,7 @@ class _Op:
     message_id: str | None = None
     row: tuple[Any, ...] = ()
     raw: bytes | None = None
+    filtered: bytes | None = None
     # Filled in by the writer thread once the op has run inside the batch transaction.
     result: Any = None
     error: BaseException | None = field(default=None)
@@ -136,7 +144,13 @@ class SqliteStore:
             data["size"],
             text,
         )
-        await self._submit("save", message_id=record.id, row=row, raw=record.raw)
+        await self._submit(
+            "save",
+            message_id=record.id,
+            row=row,
+            raw=record.raw,
+            filtered=record.verdict.filtered,
+        )
 
     async def delete(self, message_id: str) -> None:
         await self._submit("delete", message_id=message_id)
@@ -152,9 +166,18 @@ class SqliteStore:
         message_id: str | None = None,
         row: tuple[Any, ...] = (),
         raw: bytes | None = None,
+        filtered: bytes | None = None,
     ) -> Any:
         loop = asyncio.get_running_loop()
-        op = _Op(kind, loop, loop.create_future(), message_id=message_id, row=row, raw=raw)
+        op = _Op(
+            kind,
+            loop,
+            loop.create_future(),
+            message_id=message_id,
+            row=row,
+            raw=raw,
+            filtered=filtered,
+        )
         with self._lock:
             if self._closed:
                 raise StoreError(f"message store {self._path} is closed")
@@ -168,18 +191,19 @@ class SqliteStore:
         def read(conn: sqlite3.Connection) -> StoredMessage:
             if with_raw:
                 row = conn.execute(
-                    "SELECT m.data, r.bytes FROM messages m LEFT JOIN raw r ON r.id = m.id"
-                    " WHERE m.id = ?",
+                    "SELECT m.data, r.bytes, r.filtered FROM messages m"
+                    " LEFT JOIN raw r ON r.id = m.id WHERE m.id = ?",
                     (message_id,),
                 ).fetchone()
             else:
                 row = conn.execute(
-                    "SELECT data, NULL FROM messages WHERE id = ?", (message_id,)
+                    "SELECT data, NULL, NULL FROM messages WHERE id = ?", (message_id,)
                 ).fetchone()
             if row is None:
                 raise NotFound(f"no message with id {message_id!r}")
             raw = None if row[1] is None else bytes(row[1])
-            return StoredMessage(data=json.loads(row[0]), raw=raw)
+            filtered = None if row[2] is None else bytes(row[2])
+            return StoredMessage(data=json.loads(row[0]), raw=raw, filtered=filtered)
 
         return await self._read(read)
 
@@ -358,7 +382,10 @@ class SqliteStore:
         if op.kind == "save":
             conn.execute(_INSERT_MESSAGE, op.row)
             if op.raw is not None:
-                conn.execute("INSERT INTO raw (id, bytes) VALUES (?, ?)", (op.message_id, op.raw))
+                conn.execute(
+                    "INSERT INTO raw (id, bytes, filtered) VALUES (?, ?, ?)",
+                    (op.message_id, op.raw, op.filtered),
+                )
             return None
         if op.kind == "delete":
             # raw first and explicitly, so correctness does not hang on the foreign_keys pragma.
@@ -430,6 +457,13 @@ def _ensure_schema(conn: sqlite3.Connection, path: Path) -> None:
                 version = int(row[0])
             except ValueError:
                 version = -1
+            while version in _MIGRATIONS and version < SCHEMA_VERSION:
+                for statement in _MIGRATIONS[version]:
+                    conn.execute(statement)
+                version += 1
+                conn.execute(
+                    "UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(version),)
+                )
             if version != SCHEMA_VERSION:
                 newer = version > SCHEMA_VERSION
                 raise StoreError(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import sqlite3
 import subprocess
 import sys
@@ -27,7 +28,7 @@ from sinkd.model import (
     VerdictAction,
 )
 from sinkd.store import MessageRecord, Query
-from sinkd.store.sqlite import SqliteStore, open_sqlite
+from sinkd.store.sqlite import SCHEMA_VERSION, SqliteStore, open_sqlite
 
 T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 
@@ -140,7 +141,9 @@ async def test_save_is_committed_when_it_returns(store: SqliteStore, db_path: Pa
     assert direct_count(db_path, "raw") == 1
 
 
-async def test_database_uses_wal_and_schema_version_one(store: SqliteStore, db_path: Path) -> None:
+async def test_database_uses_wal_and_the_current_schema_version(
+    store: SqliteStore, db_path: Path
+) -> None:
     conn = sqlite3.connect(db_path)
     try:
         (mode,) = conn.execute("PRAGMA journal_mode").fetchone()
@@ -148,7 +151,7 @@ async def test_database_uses_wal_and_schema_version_one(store: SqliteStore, db_p
     finally:
         conn.close()
     assert mode == "wal"
-    assert version == "1"
+    assert version == str(SCHEMA_VERSION)
 
 
 async def test_concurrent_saves_share_commits_and_all_persist(store: SqliteStore) -> None:
@@ -336,10 +339,10 @@ async def test_newer_schema_version_is_refused_with_the_path(db_path: Path) -> N
     await store.close()
     conn = sqlite3.connect(db_path)
     with conn:
-        conn.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+        conn.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
     conn.close()
 
-    with pytest.raises(StoreError, match="schema version 2, newer") as info:
+    with pytest.raises(StoreError, match="schema version 99, newer") as info:
         await open_sqlite(db_path)
     assert str(db_path) in str(info.value)
 
@@ -364,3 +367,54 @@ async def test_corrupt_database_raises_store_error_naming_it(tmp_path: Path) -> 
     with pytest.raises(StoreError, match="cannot open message store") as info:
         await open_sqlite(path)
     assert str(path) in str(info.value)
+
+
+async def test_filtered_bytes_are_stored_beside_the_original(store: SqliteStore) -> None:
+    record = make_record(1)
+    filtered = b"Subject: hi\r\n\r\n[removed]\r\n"
+    record = dataclasses.replace(
+        record, verdict=dataclasses.replace(record.verdict, filtered=filtered)
+    )
+    await store.save(record)
+    got = await store.get(record.id, with_raw=True)
+    assert got.raw == record.raw
+    assert got.filtered == filtered
+    assert (await store.get(make_record(1).id, with_raw=False)).filtered is None
+
+
+async def test_a_version_1_store_is_migrated_and_keeps_its_messages(db_path: Path) -> None:
+    # A store as the first release wrote it: no 'filtered' column, schema_version 1.
+    db_path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(db_path)
+    with conn:
+        conn.executescript(
+            """
+            CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+            INSERT INTO meta VALUES ('schema_version', '1');
+            CREATE TABLE messages (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE,
+                received_at TEXT NOT NULL, transaction_id TEXT NOT NULL, profile TEXT NOT NULL,
+                verdict TEXT NOT NULL, disposition TEXT NOT NULL, score REAL NOT NULL,
+                stage TEXT NOT NULL, subject TEXT, mail_from TEXT, client_ip TEXT, size INTEGER,
+                data TEXT NOT NULL);
+            CREATE TABLE raw (id TEXT PRIMARY KEY REFERENCES messages(id) ON DELETE CASCADE,
+                bytes BLOB NOT NULL);
+            INSERT INTO messages VALUES (1, 'OLD1', '2026-01-01T00:00:00.000Z', 'T1', 'p',
+                'accept', 'inbox', 0, 'data', 's', 'a@b', '127.0.0.1', 5, '{"id": "OLD1"}');
+            INSERT INTO raw VALUES ('OLD1', x'6869');
+            """
+        )
+    conn.close()
+    store = await open_sqlite(db_path)
+    try:
+        old = await store.get("OLD1", with_raw=True)
+        assert old.raw == b"hi" and old.filtered is None
+        await store.save(make_record(7))
+        assert await store.count() == 2
+    finally:
+        await store.close()
+    conn = sqlite3.connect(db_path)
+    try:
+        (version,) = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    finally:
+        conn.close()
+    assert version == str(SCHEMA_VERSION)

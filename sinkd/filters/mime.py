@@ -1,0 +1,464 @@
+"""MIME content policy: images, multimedia, active script, hidden text and attachments.
+
+Owns the ``mime`` filter kind: it finds the survey's "rich content" (64% of IT departments
+block images, multimedia, active script or hidden text) and dangerous attachments (by
+extension, declared type, true type from magic bytes, inside archives, macro documents,
+encrypted archives), and gives each class the profile's outcome: strip (MIMEDefang's
+drop-with-warning, Exchange's attachment filter "Strip"), quarantine, reject, score or ignore.
+Pure: it reads the parsed message and returns findings with strip plans; ``strip.py`` rewrites.
+
+```yaml
+- kind: mime
+  name: rich-content
+  strip_notice: "[${filename} (${content_type}) was removed by the corporate mail policy]"
+  true_type: true                 # match extensions on the true type too (a renamed .exe)
+  archives: {inspect: true, max_depth: 3, max_members: 1000}
+  classes:
+    images: {action: strip}
+    tracking_pixels: {action: score, score: 0.5}
+    multimedia: {action: strip}
+    active_script: {action: strip}
+    hidden_text: {action: strip}
+    macro_documents: {action: quarantine}
+    encrypted_archives: {action: quarantine}
+    unscannable: {action: quarantine}   # zip bombs, too deep nesting, corrupt archives
+  attachments:
+    - {id: EXECUTABLE, extensions: [exe, scr, js], double_extension: true, action: reject}
+    - {id: NOT_BUSINESS_TYPE, not_extensions: [pdf, docx, xlsx], action: quarantine}
+```
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from sinkd.attachments import FileInfo, Inspection, Limits, inspect_file
+from sinkd.filters import Filter, MessageContext, reply_variables
+from sinkd.html_policy import inspect_html
+from sinkd.mimetree import MimeNode
+from sinkd.model import Action, Category, Finding, Stage, StripPlan
+from sinkd.schema import (
+    CompileContext,
+    CompileError,
+    FilterName,
+    Outcome,
+    ReplyRef,
+    ReplyTemplate,
+    RuleId,
+    Score,
+    Spec,
+)
+
+TrueKind = Literal[
+    "executable", "script", "archive", "office", "pdf", "image", "audio", "video", "text"
+]
+_IGNORE = Outcome(action=Action.NONE)
+_HARD = (Action.REJECT, Action.TEMPFAIL)
+# Classes found in HTML and removed from it by strip_html, and the MIME parts of each class.
+_HTML_CLASSES = ("images", "tracking_pixels", "multimedia", "active_script", "hidden_text")
+_PART_CLASSES = ("images", "multimedia", "active_script")
+_FILE_CLASSES = ("macro_documents", "encrypted_archives", "unscannable")
+_CLASS_TEXT = {
+    "images": "images",
+    "tracking_pixels": "tracking pixels (1x1 images that report when the mail is opened)",
+    "multimedia": "audio, video or Flash content",
+    "active_script": "active content (scripts, event handlers, frames, forms or plug-ins)",
+    "hidden_text": "text hidden from the reader",
+    "macro_documents": "Office documents with macros",
+    "encrypted_archives": "password-protected archives the filter cannot inspect",
+    "unscannable": "content the filter could not fully inspect",
+}
+# Extensions a true type stands for, so that "renamed" files match extension lists
+# (Exchange Online's common attachments filter and Gmail both match on the true type).
+_TRUE_TYPE_EXTENSIONS: dict[str, tuple[str, ...]] = {
+    "application/x-dosexec": ("exe", "dll", "scr", "com", "sys", "pif"),
+    "application/vnd.microsoft.portable-executable": ("exe", "dll", "scr", "com", "sys", "pif"),
+    "application/x-executable": ("elf",),
+    "application/x-elf": ("elf",),
+    "application/x-sharedlib": ("elf",),
+    "application/x-mach-binary": ("macho",),
+    "application/x-msi": ("msi",),
+    "application/x-ms-shortcut": ("lnk",),
+    "application/java-archive": ("jar",),
+    "application/vnd.android.package-archive": ("apk",),
+    "application/x-iso9660-image": ("iso",),
+    "application/x-xz": ("xz",),
+    "application/x-7z-compressed": ("7z",),
+    "application/vnd.rar": ("rar",),
+    "application/x-rar-compressed": ("rar",),
+    "application/zip": ("zip",),
+    "application/gzip": ("gz",),
+}
+_KIND_EXTENSIONS: dict[str, tuple[str, ...]] = {
+    "executable": ("exe",),
+    "script": ("sh",),
+}
+
+
+class Archives(Spec):
+    inspect: bool = True
+    max_depth: int = Field(default=3, ge=0, le=10)
+    max_members: int = Field(default=1000, ge=1, le=100_000)
+    max_total_bytes: int = Field(default=100 * 1024 * 1024, ge=1)
+    max_ratio: int = Field(default=200, ge=2)
+
+
+class Classes(Spec):
+    images: Outcome = _IGNORE
+    tracking_pixels: Outcome = _IGNORE
+    multimedia: Outcome = _IGNORE
+    active_script: Outcome = _IGNORE
+    hidden_text: Outcome = _IGNORE
+    macro_documents: Outcome = _IGNORE
+    encrypted_archives: Outcome = _IGNORE
+    unscannable: Outcome = _IGNORE
+
+
+class AttachmentRule(Spec):
+    id: RuleId
+    extensions: list[str] | str | None = None
+    not_extensions: list[str] | str | None = None
+    mime_types: list[str] | str | None = None
+    true_kinds: list[TrueKind] = []
+    filename_regex: str | None = None
+    double_extension: bool = False  # check every extension of the name, not only the last
+    in_archives: bool = True
+    action: Action = Action.REJECT
+    score: Score = 0.0
+    reply: ReplyRef | None = None
+    describe: str | None = None
+    source: str | None = None
+
+    @model_validator(mode="after")
+    def _matches_something(self) -> AttachmentRule:
+        given = [self.extensions, self.not_extensions, self.mime_types, self.filename_regex]
+        if all(g is None for g in given) and not self.true_kinds:
+            raise ValueError(
+                "an attachment rule needs extensions, not_extensions, mime_types, "
+                "true_kinds or filename_regex"
+            )
+        return self
+
+
+class MimeSpec(Spec):
+    kind: Literal["mime"]
+    name: FilterName
+    true_type: bool = True
+    strip_notice: str = "[${filename} (${content_type}) was removed by the mail policy]"
+    archives: Archives = Archives()
+    classes: Classes = Classes()
+    attachments: list[AttachmentRule] = []
+
+
+@dataclass
+class _Hits:
+    """Everything one class or rule found in one message."""
+
+    items: list[str] = field(default_factory=list)  # human lines, "part 2: <img src=...>"
+    quotes: list[str] = field(default_factory=list)  # hidden text quoted
+    html_paths: set[str] = field(default_factory=set)  # HTML parts to strip the class from
+    parts: dict[str, MimeNode] = field(default_factory=dict)  # whole parts to remove
+    files: list[str] = field(default_factory=list)  # file names involved
+    whys: list[str] = field(default_factory=list)  # for attachment rules: "'x.pdf' is a .exe file"
+
+    def add_part(self, node: MimeNode, what: str) -> None:
+        self.parts[node.path] = node
+        self.items.append(f"part {node.path or 'body'}: {what}")
+        if node.filename:
+            self.files.append(node.filename)
+
+
+HitsFor = Callable[[str], _Hits]
+
+
+def _label(info: FileInfo, top: MimeNode) -> str:
+    if info.depth == 0:
+        return repr(info.name or top.filename or f"part {top.path or 'body'}")
+    return f"{info.name!r} inside {top.filename or 'part ' + (top.path or 'body')!r}"
+
+
+def _consequence(action: Action, plural: bool) -> str:
+    """The end of a reason sentence, after its evidence."""
+    them = "them" if plural else "it"
+    return {
+        Action.NONE: "; this policy allows that",
+        Action.ALLOW: "; this policy allows that",
+        Action.SCORE: ", which counts against the message",
+        Action.TAG: ", so the message is marked as spam",
+        Action.JUNK: ", so the message goes to the junk folder",
+        Action.STRIP: f"; the policy removes {them} before delivery",
+        Action.QUARANTINE: ", so the message is held in quarantine",
+        Action.DISCARD: ", so the message is silently dropped",
+        Action.TEMPFAIL: ", so the server asks the sender to try again later",
+        Action.REJECT: ", so the message is refused",
+    }[action]
+
+
+class _Rule:
+    def __init__(self, rule: AttachmentRule, index: int, ctx: CompileContext) -> None:
+        here = ctx.at("attachments", index)
+        self.rule = rule
+        self.code = f"MIME_{rule.id}"
+
+        def values(field_name: str, kinds: Sequence[str]) -> frozenset[str] | None:
+            given = getattr(rule, field_name)
+            if given is None:
+                return None
+            entries = here.entries(given, field_name, kinds=kinds)
+            return frozenset(e.strip().lower().lstrip(".") for e in entries if e.strip())
+
+        self.extensions = values("extensions", ("extension",))
+        self.not_extensions = values("not_extensions", ("extension",))
+        self.mime_types = values("mime_types", ("mime_type",))
+        self.true_kinds = frozenset(rule.true_kinds)
+        self.filename_regex = None
+        if rule.filename_regex is not None:
+            try:
+                self.filename_regex = re.compile(rule.filename_regex)
+            except re.error as exc:
+                raise CompileError(
+                    (*here.loc, "filename_regex"), f"invalid regular expression: {exc}"
+                ) from None
+        default = "generic.tempfail" if rule.action is Action.TEMPFAIL else "generic.policy"
+        self.reply: ReplyTemplate = here.reply(rule.reply or default)
+
+    def matches(self, info: FileInfo, true_extensions: tuple[str, ...]) -> str | None:
+        """Why this file matches the rule (a short phrase), or None."""
+        if info.depth > 0 and not self.rule.in_archives:
+            return None
+        named = info.extensions
+        last = named[-1] if named else None
+        if self.extensions is not None:
+            candidates = list(named) if self.rule.double_extension else ([last] if last else [])
+            for ext in candidates:
+                if ext in self.extensions:
+                    deceptive = " behind a double extension" if ext != last else ""
+                    return f"a .{ext} file{deceptive}"
+            for ext in true_extensions:
+                if ext in self.extensions and ext not in named:
+                    return f"really a .{ext} file ({info.true_type}) whatever its name says"
+        if (
+            self.not_extensions is not None
+            and (info.name or info.depth == 0)
+            and (last is None or last not in self.not_extensions)
+        ):
+            return f"a {'.' + last if last else 'nameless'} file, not on the list of accepted types"
+        if self.mime_types is not None:
+            for mime_type in (info.declared_type, info.true_type):
+                if mime_type and mime_type.lower() in self.mime_types:
+                    return f"of type {mime_type}"
+        if self.true_kinds and info.true_kind in self.true_kinds:
+            return f"really {'an' if info.true_kind[0] in 'aeio' else 'a'} {info.true_kind} file"
+        if self.filename_regex is not None and info.name and self.filename_regex.search(info.name):
+            return "named like a dangerous file"
+        return None
+
+
+def _is_attachment(node: MimeNode) -> bool:
+    if node.filename or node.disposition == "attachment":
+        return True
+    maintype = node.content_type.partition("/")[0]
+    return maintype not in ("text", "image", "audio", "video", "multipart", "message")
+
+
+class MimeFilter(Filter):
+    kind = "mime"
+    Spec = MimeSpec
+    category = Category.CONTENT
+
+    def __init__(self, spec: MimeSpec, ctx: CompileContext) -> None:
+        super().__init__(spec, ctx)
+        self.spec = spec
+        self.rules = [_Rule(rule, i, ctx) for i, rule in enumerate(spec.attachments)]
+        self.replies: dict[str, ReplyTemplate] = {}
+        for name in (*_HTML_CLASSES, *_FILE_CLASSES):
+            outcome: Outcome = getattr(spec.classes, name)
+            default = "generic.tempfail" if outcome.action is Action.TEMPFAIL else "generic.policy"
+            self.replies[name] = ctx.at("classes", name).reply(outcome.reply or default)
+        archives = spec.archives
+        self.limits = Limits(
+            max_depth=archives.max_depth if archives.inspect else 0,
+            max_members=archives.max_members,
+            max_total_bytes=archives.max_total_bytes,
+            max_ratio=archives.max_ratio,
+        )
+        self.notice = string.Template(spec.strip_notice)
+
+    async def check_message(self, ctx: MessageContext) -> list[Finding]:
+        message = ctx.message
+        tree = message.tree
+        raw = message.raw
+        found: dict[str, _Hits] = {}
+
+        def hits(key: str) -> _Hits:
+            return found.setdefault(key, _Hits())
+
+        for problem in tree.problems:
+            hits("unscannable").items.append(problem)
+        for node in tree.leaves():
+            ctype = node.content_type
+            if ctype == "text/html":
+                self._html(node, node.text(raw), hits)
+            elif ctype == "image/svg+xml":
+                hits("images").add_part(node, f"SVG image {node.filename or ''}".strip())
+                svg = inspect_html(node.text(raw))
+                if svg.of("active_script"):
+                    hits("active_script").add_part(node, "SVG image carrying script")
+            elif ctype.startswith("image/"):
+                hits("images").add_part(node, f"{ctype} {node.filename or 'inline'}")
+            elif ctype.startswith(("audio/", "video/")) or ctype == "application/x-shockwave-flash":
+                hits("multimedia").add_part(node, f"{ctype} {node.filename or 'inline'}")
+            if _is_attachment(node):
+                inspection = inspect_file(node.filename, ctype, node.payload(raw), self.limits)
+                self._file(node, inspection, hits)
+        return self._findings(ctx, found)
+
+    def _html(self, node: MimeNode, html: str, hits: HitsFor) -> None:
+        report = inspect_html(html)
+        for hit in report.hits:
+            entry = hits(hit.cls)
+            entry.html_paths.add(node.path)
+            entry.items.append(f"part {node.path or 'body'}: {hit.what}")
+            if hit.text:
+                entry.quotes.append(hit.text)
+
+    def _file(self, node: MimeNode, inspection: Inspection, hits: HitsFor) -> None:
+        for problem in inspection.problems:
+            entry = hits("unscannable")
+            entry.add_part(node, problem)
+        for info in inspection.walk():
+            label = _label(info, node)
+            if info.macros:
+                hits("macro_documents").add_part(node, f"{label} contains macros")
+            if info.encrypted:
+                hits("encrypted_archives").add_part(node, f"{label} is password-protected")
+            true_extensions = self._true_extensions(info)
+            for rule in self.rules:
+                why = rule.matches(info, true_extensions)
+                if why is not None:
+                    entry = hits(rule.code)
+                    entry.add_part(node, f"{label} is {why}")
+                    entry.whys.append(f"{label} is {why}")
+
+    def _true_extensions(self, info: FileInfo) -> tuple[str, ...]:
+        if not self.spec.true_type or info.true_type is None:
+            return ()
+        known = _TRUE_TYPE_EXTENSIONS.get(info.true_type)
+        if known is not None:
+            return known
+        return _KIND_EXTENSIONS.get(info.true_kind or "", ())
+
+    def _findings(self, ctx: MessageContext, found: dict[str, _Hits]) -> list[Finding]:
+        findings: list[Finding] = []
+        for name in (*_HTML_CLASSES, *_FILE_CLASSES):
+            if name in found:
+                outcome: Outcome = getattr(self.spec.classes, name)
+                findings.append(
+                    self._finding(
+                        ctx,
+                        code=f"MIME_{name.upper()}",
+                        category=Category.CONTENT
+                        if name in _HTML_CLASSES
+                        else Category.ATTACHMENTS,
+                        action=outcome.action,
+                        score=outcome.score,
+                        reply=self.replies[name],
+                        hits=found[name],
+                        what=_CLASS_TEXT[name],
+                        detail={"class": name},
+                        html_class=name if name in _HTML_CLASSES else None,
+                    )
+                )
+        for rule in self.rules:
+            if rule.code in found:
+                spec = rule.rule
+                detail: dict[str, object] = {"rule": spec.id}
+                if spec.source:
+                    detail["source"] = spec.source
+                findings.append(
+                    self._finding(
+                        ctx,
+                        code=rule.code,
+                        category=Category.ATTACHMENTS,
+                        action=spec.action,
+                        score=spec.score,
+                        reply=rule.reply,
+                        hits=found[rule.code],
+                        what="attachments this policy does not accept",
+                        detail=detail,
+                        html_class=None,
+                        describe=spec.describe,
+                    )
+                )
+        return findings
+
+    def _finding(
+        self,
+        ctx: MessageContext,
+        *,
+        code: str,
+        category: Category,
+        action: Action,
+        score: float,
+        reply: ReplyTemplate,
+        hits: _Hits,
+        what: str,
+        detail: dict[str, object],
+        html_class: str | None,
+        describe: str | None = None,
+    ) -> Finding:
+        count = len(hits.items)
+        plural = count != 1
+        then = _consequence(action, plural)
+        if describe:
+            reason = describe
+        elif hits.whys:
+            more = f" (and {len(hits.whys) - 1} more)" if len(hits.whys) > 1 else ""
+            reason = (
+                f"The attachment {hits.whys[0]}{more}: a type this policy does not accept{then}."
+            )
+        elif hits.quotes:
+            quoted = "; ".join(f"'{q}'" for q in hits.quotes[:3])
+            reason = f"The message contains {what}: {quoted}{then}."
+        elif hits.files:
+            files = list(dict.fromkeys(hits.files))
+            names = ", ".join(f"'{n}'" for n in files)
+            if count > len(files):
+                names = f"{count} found, including {names}"
+            reason = f"The message contains {what} ({names}){then}."
+        else:
+            reason = f"The message contains {what} ({count} found){then}."
+        strip = None
+        if action is Action.STRIP:
+            notices = {
+                path: self.notice.safe_substitute(
+                    filename=node.filename or "an inline part",
+                    content_type=node.content_type,
+                    ext=(node.filename or "").rpartition(".")[2],
+                    rule=code,
+                )
+                for path, node in hits.parts.items()
+            }
+            html = {path: frozenset({html_class}) for path in hits.html_paths} if html_class else {}
+            strip = StripPlan(notices, html)
+        rendered = None
+        if action in _HARD:
+            rendered = reply.render(reply_variables(ctx.envelope, text=reason))
+        return Finding(
+            code=code,
+            filter=self.name,
+            category=category,
+            action=action,
+            score=score,
+            reason=reason,
+            stage=Stage.DATA,
+            detail=detail | {"items": hits.items[:50], "count": count},
+            reply=rendered,
+            strip=strip,
+        )

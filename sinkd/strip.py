@@ -1,0 +1,57 @@
+"""Apply strip actions: produce the filtered message a recipient would get.
+
+Owns turning a merged ``StripPlan`` into new message bytes: whole parts replaced by notices,
+HTML parts rewritten without the stripped classes, everything else byte-for-byte as received.
+Pure; it decides nothing (the filters do) and never parses the message twice (it reads the
+tree the filters already built).
+"""
+
+from __future__ import annotations
+
+import codecs
+
+from sinkd.html_policy import strip_html
+from sinkd.message import ParsedMessage
+from sinkd.mimetree import rebuild
+from sinkd.model import StripPlan
+
+
+def _covered(path: str, removed: set[str]) -> bool:
+    """Whether ``path`` lies inside a part that is removed whole."""
+    if "" in removed:
+        return True
+    return any(path == r or path.startswith(r + ".") for r in removed)
+
+
+def _encode(text: str, charset: str | None) -> bytes:
+    """Text back into the part's own charset, so that its headers stay true."""
+    name = (charset or "utf-8").strip().lower()
+    try:
+        codecs.lookup(name)
+    except LookupError:
+        name = "utf-8"
+    return text.encode(name, errors="xmlcharrefreplace")
+
+
+def apply_strip(message: ParsedMessage, plan: StripPlan) -> tuple[bytes, list[str]]:
+    """The filtered message and one line per removed item (part or HTML element)."""
+    tree = message.tree
+    raw = message.raw
+    removed: list[str] = []
+    replacements: dict[str, bytes] = {}
+    removed_parts = set(plan.parts)
+    for path, classes in plan.html.items():
+        if _covered(path, removed_parts):
+            continue
+        node = tree.find(path)
+        new_html, hits = strip_html(node.text(raw), classes)
+        if hits:
+            replacements[path] = _encode(new_html, node.params.get("charset"))
+            label = path or "body"
+            removed.extend(f"part {label}: {hit.what}" for hit in hits)
+    for path in sorted(plan.parts):
+        node = tree.find(path)
+        name = f" {node.filename!r}" if node.filename else ""
+        removed.append(f"part {path or 'body'}{name} ({node.content_type})")
+    filtered = rebuild(raw, tree, remove=dict(plan.parts), replace_body=replacements)
+    return filtered, removed
