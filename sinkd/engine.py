@@ -61,9 +61,12 @@ class Pipeline:
     ) -> list[Finding]:
         findings: list[Finding] = []
         for flt in self.filters:
-            if flt.category.value in skip:
+            # A filter may find more than its own category (mime: content and attachments); an
+            # allowlist's skip drops the findings of the skipped categories, not the others.
+            categories = getattr(flt, "categories", (flt.category,))
+            if all(c.value in skip for c in categories):
                 continue
-            new = await call(flt)
+            new = [f for f in await call(flt) if f.category.value not in skip]
             findings.extend(new)
             skip = skip | _skips(new)
         return findings

@@ -5,6 +5,7 @@ expressions over markup. Pure: no I/O, no logging, and no HTML makes it raise.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -13,6 +14,8 @@ from typing import Any
 import tinycss2  # type: ignore[import-untyped]
 from selectolax.lexbor import LexborHTMLParser, LexborNode, SelectolaxError
 from tinycss2.color3 import parse_color  # type: ignore[import-untyped]
+
+from sinkd.html_depth import too_deep
 
 __all__ = ["HTML_CLASSES", "HtmlHit", "HtmlReport", "inspect_html", "strip_html"]
 
@@ -36,9 +39,10 @@ class HtmlHit:
 
 @dataclass(frozen=True, slots=True)
 class HtmlReport:
-    """Every hit in one HTML body, in document order."""
+    """Every hit in one HTML body, in document order, or why the body could not be inspected."""
 
     hits: tuple[HtmlHit, ...]
+    problem: str | None = None  # set when the HTML was not inspected (too deeply nested)
 
     def of(self, cls: str) -> list[HtmlHit]:
         return [hit for hit in self.hits if hit.cls == cls]
@@ -47,9 +51,30 @@ class HtmlReport:
         return frozenset(hit.cls for hit in self.hits)
 
 
-def inspect_html(html: str) -> HtmlReport:
-    """Every hit of every class in ``html`` (a full document or a fragment)."""
-    return HtmlReport(tuple(found.hit for found in _Scan(html, frozenset()).run()))
+# Scans planned for stripping by inspect_html(plan=...), kept for the strip_html call that
+# usually follows for the same HTML, so that one message is parsed and walked once, not twice.
+# Filters run on the event loop's one thread; the cache stays tiny and entries are used once.
+_PLANNED: OrderedDict[str, tuple[_Scan, frozenset[str], list[_Found]]] = OrderedDict()
+_PLANNED_MAX = 8
+
+
+def inspect_html(html: str, *, plan: Collection[str] = ()) -> HtmlReport:
+    """Every hit of every class in ``html`` (a full document or a fragment).
+
+    ``plan`` names the classes a later ``strip_html`` of the same text is likely to remove;
+    the scan then prepares those edits too and is kept for it.
+    """
+    depth = too_deep(html)
+    if depth is not None:
+        return HtmlReport((), f"HTML nested more than {depth - 1} levels deep; not inspected")
+    planned = frozenset(plan)
+    scan = _Scan(html, planned)
+    found = scan.run()
+    if planned and any(f.hit.cls in planned for f in found):
+        _PLANNED[html] = (scan, planned, found)
+        while len(_PLANNED) > _PLANNED_MAX:
+            _PLANNED.popitem(last=False)
+    return HtmlReport(tuple(f.hit for f in found))
 
 
 def strip_html(html: str, classes: Collection[str]) -> tuple[str, list[HtmlHit]]:
@@ -64,15 +89,27 @@ def strip_html(html: str, classes: Collection[str]) -> tuple[str, list[HtmlHit]]
     unknown = wanted.difference(HTML_CLASSES)
     if unknown:
         raise ValueError(f"unknown HTML classes {sorted(unknown)}; known: {list(HTML_CLASSES)}")
-    if not wanted:
-        return html, []
-    scan = _Scan(html, wanted)
-    found = scan.run()
+    if not wanted or too_deep(html) is not None:
+        return html, []  # nothing asked, or too deep to parse safely (reported as unscannable)
+    cached = _PLANNED.pop(html, None)
+    if cached is not None and _same_edits(cached, wanted):
+        scan, _, found = cached
+    else:
+        scan = _Scan(html, wanted)
+        found = scan.run()
     if not any(f.hit.cls in wanted for f in found):
         return html, []
     scan.apply()
     removed = [f.hit for f in found if f.hit.cls in wanted or f.doomed]
     return scan.serialize(), removed
+
+
+def _same_edits(cached: tuple[_Scan, frozenset[str], list[_Found]], wanted: frozenset[str]) -> bool:
+    """Whether a scan planned for some classes makes exactly the edits ``wanted`` asks for:
+    it planned them all, and the extra classes it planned found nothing to remove."""
+    _, planned, found = cached
+    extra = planned - wanted
+    return wanted <= planned and not any(f.hit.cls in extra for f in found)
 
 
 # --- Tuning -------------------------------------------------------------------------------------

@@ -20,6 +20,8 @@ from email.parser import BytesParser
 from functools import cached_property
 from typing import TYPE_CHECKING
 
+from sinkd.html_depth import too_deep
+
 if TYPE_CHECKING:
     from sinkd.mimetree import MimeTree
 
@@ -463,6 +465,9 @@ def _defect_text(defect: object) -> str:
 def _html_to_text(html: str) -> str:
     """Render HTML to the text a reader sees: hidden elements dropped, whitespace collapsed."""
     spaced = _HTML_BLOCK_TAG.sub(" <", html)
+    if too_deep(spaced) is not None:
+        # Hostile nesting would stall the parser: strip the tags instead (text is all we need).
+        return _WHITESPACE.sub(" ", _HTML_TAG.sub(" ", spaced)).strip()
     try:
         # Imported here: messages without HTML must not pay for (or even load) selectolax.
         from selectolax.lexbor import LexborHTMLParser

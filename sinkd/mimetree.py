@@ -46,11 +46,6 @@ _IDENTITY = frozenset({"7bit", "8bit", "binary"})
 _NOTICE_HEADERS = (b"Content-Type: text/plain; charset=utf-8", b"Content-Disposition: inline")
 _QP_LINE = 76  # RFC 2045 §6.7 rule 5: encoded lines at most 76 characters
 _B64_LINE = 76  # RFC 2045 §6.8: encoded lines at most 76 characters
-# RFC 2045 §6.7 rules 1-2: printable ASCII except "=" as is, every other octet as "=XX" (space
-# and tab are handled per line: they are literal except at the end of a line, rule 3).
-_QP_OCTET: tuple[bytes, ...] = tuple(
-    bytes([o]) if (33 <= o <= 126 and o != 61) or o in (9, 32) else b"=%02X" % o for o in range(256)
-)
 _MAX_PROBLEMS = 20  # listed one by one; a hostile message could otherwise have one per part
 _NO_REMOVALS: Mapping[str, str] = MappingProxyType({})
 _NO_REPLACEMENTS: Mapping[str, bytes] = MappingProxyType({})
@@ -634,28 +629,46 @@ def _enclosing_boundaries(raw: bytes, tree: MimeTree, node: MimeNode) -> list[by
     return found
 
 
+# Octets quoted-printable must encode (RFC 2045 §6.7 rules 1-2): all but printable ASCII other
+# than "=", space and tab. Found by the C regex engine, so plain text costs almost nothing.
+_QP_UNSAFE = re.compile(rb"[^\x21-\x3c\x3e-\x7e \t]")
+_QP_CHUNK = _QP_LINE - 3  # content per encoded line, leaving room for "=2D" and the soft "="
+
+
+def _qp_escape(match: re.Match[bytes]) -> bytes:
+    return b"=%02X" % match[0][0]
+
+
 def _qp_encode(data: bytes, eol: bytes) -> bytes:
     """Quoted-printable (RFC 2045 §6.7) that decodes back to exactly ``data``.
 
     Line breaks equal to ``eol`` stay line breaks; any other CR or LF is encoded, so that the
-    email package (binascii.a2b_qp) returns the very same octets.
+    email package (binascii.a2b_qp) returns the very same octets. No encoded line starts with
+    "-", so none can look like a boundary line (RFC 2046 §5.1.1; §6.7 lets any octet be
+    encoded), and no line is longer than 76 characters (rule 5).
     """
     out: list[bytes] = []
     for line in data.split(eol):
-        tokens = [_QP_OCTET[o] for o in line]
-        if tokens and line[-1] in (9, 32):
-            tokens[-1] = b"=%02X" % line[-1]  # rule 3: no white space at the end of a line
-        current = bytearray()
-        for token in tokens:
-            if len(current) + len(token) > _QP_LINE - 1:  # room for the soft break's "="
-                out.append(bytes(current) + b"=")  # rule 5: soft line break
-                current.clear()
-            if not current and token == b"-":
-                # No encoded line starts with "-", so none can look like a boundary line
-                # (RFC 2046 §5.1.1; RFC 2045 §6.7 lets any octet be encoded).
-                token = b"=2D"
-            current += token
-        out.append(bytes(current))
+        encoded = _QP_UNSAFE.sub(_qp_escape, line)
+        if encoded[-1:] in (b" ", b"\t"):
+            encoded = encoded[:-1] + b"=%02X" % encoded[-1]  # rule 3: no white space at the end
+        pos = 0
+        while True:
+            cut = pos + _QP_CHUNK
+            last = cut >= len(encoded)
+            if not last:
+                # Never split an "=XX" escape between two lines.
+                if encoded[cut - 1 : cut] == b"=":
+                    cut -= 1
+                elif encoded[cut - 2 : cut - 1] == b"=":
+                    cut -= 2
+            piece = encoded[pos:cut]
+            if piece.startswith(b"-"):
+                piece = b"=2D" + piece[1:]
+            out.append(piece if last else piece + b"=")  # "=" at the end: a soft line break
+            if last:
+                break
+            pos = cut
     return eol.join(out)
 
 

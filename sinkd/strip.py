@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import codecs
 
-from sinkd.html_policy import strip_html
 from sinkd.message import ParsedMessage
 from sinkd.mimetree import rebuild
 from sinkd.model import StripPlan
@@ -40,6 +39,8 @@ def apply_strip(message: ParsedMessage, plan: StripPlan) -> tuple[bytes, list[st
     removed: list[str] = []
     replacements: dict[str, bytes] = {}
     removed_parts = set(plan.parts)
+    if plan.html:
+        from sinkd.html_policy import strip_html  # only messages with HTML load the parser
     for path, classes in plan.html.items():
         if _covered(path, removed_parts):
             continue

@@ -34,13 +34,12 @@ import re
 import string
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, model_validator
 
 from sinkd.attachments import FileInfo, Inspection, Limits, inspect_file
 from sinkd.filters import Filter, MessageContext, reply_variables
-from sinkd.html_policy import inspect_html
 from sinkd.mimetree import MimeNode
 from sinkd.model import Action, Category, Finding, Stage, StripPlan
 from sinkd.schema import (
@@ -55,10 +54,12 @@ from sinkd.schema import (
     Spec,
 )
 
+if TYPE_CHECKING:
+    from sinkd.html_policy import HtmlReport
+
 TrueKind = Literal[
     "executable", "script", "archive", "office", "pdf", "image", "audio", "video", "text"
 ]
-_IGNORE = Outcome(action=Action.NONE)
 _HARD = (Action.REJECT, Action.TEMPFAIL)
 # Classes found in HTML and removed from it by strip_html, and the MIME parts of each class.
 _HTML_CLASSES = ("images", "tracking_pixels", "multimedia", "active_script", "hidden_text")
@@ -110,14 +111,17 @@ class Archives(Spec):
 
 
 class Classes(Spec):
-    images: Outcome = _IGNORE
-    tracking_pixels: Outcome = _IGNORE
-    multimedia: Outcome = _IGNORE
-    active_script: Outcome = _IGNORE
-    hidden_text: Outcome = _IGNORE
-    macro_documents: Outcome = _IGNORE
-    encrypted_archives: Outcome = _IGNORE
-    unscannable: Outcome = _IGNORE
+    """One outcome per class. A class left out is ignored: not even looked for (so a profile
+    that names no HTML class never parses HTML); ``{action: none}`` records it, nothing more."""
+
+    images: Outcome | None = None
+    tracking_pixels: Outcome | None = None
+    multimedia: Outcome | None = None
+    active_script: Outcome | None = None
+    hidden_text: Outcome | None = None
+    macro_documents: Outcome | None = None
+    encrypted_archives: Outcome | None = None
+    unscannable: Outcome | None = None
 
 
 class AttachmentRule(Spec):
@@ -175,6 +179,14 @@ class _Hits:
 
 
 HitsFor = Callable[[str], _Hits]
+
+
+def _inspect_html(html: str, *, plan: frozenset[str] = frozenset()) -> HtmlReport:
+    # Imported on first use: a message without HTML must not pay for the HTML parser, not
+    # even its import (the same rule message.py follows).
+    from sinkd.html_policy import inspect_html
+
+    return inspect_html(html, plan=plan)
 
 
 def _label(info: FileInfo, top: MimeNode) -> str:
@@ -243,12 +255,15 @@ class _Rule:
             for ext in true_extensions:
                 if ext in self.extensions and ext not in named:
                     return f"really a .{ext} file ({info.true_type}) whatever its name says"
-        if (
-            self.not_extensions is not None
-            and (info.name or info.depth == 0)
-            and (last is None or last not in self.not_extensions)
-        ):
-            return f"a {'.' + last if last else 'nameless'} file, not on the list of accepted types"
+        if self.not_extensions is not None and (info.name or info.depth == 0):
+            if last is None or last not in self.not_extensions:
+                return (
+                    f"a {'.' + last if last else 'nameless'} file, not on the list of accepted types"
+                )
+            # Renamed to an accepted extension: its true type must be accepted too.
+            if true_extensions and not self.not_extensions.intersection(true_extensions):
+                ext = true_extensions[0]
+                return f"really a .{ext} file ({info.true_type}) whatever its name says"
         if self.mime_types is not None:
             for mime_type in (info.declared_type, info.true_type):
                 if mime_type and mime_type.lower() in self.mime_types:
@@ -271,16 +286,22 @@ class MimeFilter(Filter):
     kind = "mime"
     Spec = MimeSpec
     category = Category.CONTENT
+    categories = (Category.CONTENT, Category.ATTACHMENTS)  # attachment findings are their own
 
     def __init__(self, spec: MimeSpec, ctx: CompileContext) -> None:
         super().__init__(spec, ctx)
         self.spec = spec
         self.rules = [_Rule(rule, i, ctx) for i, rule in enumerate(spec.attachments)]
         self.replies: dict[str, ReplyTemplate] = {}
+        self.outcomes: dict[str, Outcome] = {}
         for name in (*_HTML_CLASSES, *_FILE_CLASSES):
-            outcome: Outcome = getattr(spec.classes, name)
+            outcome: Outcome | None = getattr(spec.classes, name)
+            if outcome is None:
+                continue
+            self.outcomes[name] = outcome
             default = "generic.tempfail" if outcome.action is Action.TEMPFAIL else "generic.policy"
             self.replies[name] = ctx.at("classes", name).reply(outcome.reply or default)
+        self.inspects_html = any(name in self.outcomes for name in _HTML_CLASSES)
         archives = spec.archives
         self.limits = Limits(
             max_depth=archives.max_depth if archives.inspect else 0,
@@ -289,6 +310,12 @@ class MimeFilter(Filter):
             max_ratio=archives.max_ratio,
         )
         self.notice = string.Template(spec.strip_notice)
+        # HTML classes this filter strips: the inspection prepares those edits in the same pass.
+        self.html_strips = frozenset(
+            name
+            for name in _HTML_CLASSES
+            if name in self.outcomes and self.outcomes[name].action is Action.STRIP
+        )
 
     async def check_message(self, ctx: MessageContext) -> list[Finding]:
         message = ctx.message
@@ -304,11 +331,13 @@ class MimeFilter(Filter):
         for node in tree.leaves():
             ctype = node.content_type
             if ctype == "text/html":
-                self._html(node, node.text(raw), hits)
+                if self.inspects_html:
+                    self._html(node, node.text(raw), hits)
             elif ctype == "image/svg+xml":
                 hits("images").add_part(node, f"SVG image {node.filename or ''}".strip())
-                svg = inspect_html(node.text(raw))
-                if svg.of("active_script"):
+                if "active_script" in self.outcomes and _inspect_html(node.text(raw)).of(
+                    "active_script"
+                ):
                     hits("active_script").add_part(node, "SVG image carrying script")
             elif ctype.startswith("image/"):
                 hits("images").add_part(node, f"{ctype} {node.filename or 'inline'}")
@@ -320,7 +349,9 @@ class MimeFilter(Filter):
         return self._findings(ctx, found)
 
     def _html(self, node: MimeNode, html: str, hits: HitsFor) -> None:
-        report = inspect_html(html)
+        report = _inspect_html(html, plan=self.html_strips)
+        if report.problem is not None:
+            hits("unscannable").items.append(f"part {node.path or 'body'}: {report.problem}")
         for hit in report.hits:
             entry = hits(hit.cls)
             entry.html_paths.add(node.path)
@@ -357,8 +388,8 @@ class MimeFilter(Filter):
     def _findings(self, ctx: MessageContext, found: dict[str, _Hits]) -> list[Finding]:
         findings: list[Finding] = []
         for name in (*_HTML_CLASSES, *_FILE_CLASSES):
-            if name in found:
-                outcome: Outcome = getattr(self.spec.classes, name)
+            outcome = self.outcomes.get(name)
+            if name in found and outcome is not None:
                 findings.append(
                     self._finding(
                         ctx,

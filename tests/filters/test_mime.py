@@ -1,0 +1,1093 @@
+"""The mime filter: content classes in HTML and MIME parts, attachment rules, every action, the
+filtered message that strip produces, and the built-in profiles on typical mail."""
+
+from __future__ import annotations
+
+import base64
+import email
+import email.policy
+import itertools
+import re
+import textwrap
+from collections.abc import Sequence
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+
+from sinkd.engine import Pipeline, Router, Transaction, compile_profile
+from sinkd.mimetree import build_tree
+from sinkd.model import Action, Category, ClientIdentity, Finding, Reply, Verdict, VerdictAction
+from sinkd.profiles import ProfileSet
+from tests.conftest import MESSAGES
+from tests.test_attachments import (
+    DOCM_MAIN,
+    MACRO_DOC,
+    WORD_MAIN,
+    make_zip,
+    ooxml,
+    pe_bytes,
+    set_encrypted_flag,
+)
+
+CONTENT = MESSAGES / "content"
+HEAD = """\
+schema: sinkd.profile/v1
+id: {id}
+title: Test profile
+models:
+  - {{what: "a test", source: "the test suite"}}
+"""
+MiB = 1024 * 1024
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(200)
+PE = pe_bytes()
+PDF = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n"
+TEXT = "Hello Bob,\r\n\r\nthe figures are attached as promised.\r\n"
+NOTICE = "[${filename} (${content_type}) was removed by the test policy]"
+EOP_REPLY = Reply(550, "5.7.1", "Delivery not authorized, message refused")
+GMAIL_REPLY = Reply(
+    552, "5.7.0", "This message was blocked because its content presents a potential security issue."
+)
+
+
+# --- profiles -----------------------------------------------------------------------------------
+
+
+def compile_yaml(tmp_path: Path, body: str, profile_id: str = "test") -> Pipeline:
+    path = tmp_path / f"{profile_id}.yaml"
+    path.write_text(HEAD.format(id=profile_id) + textwrap.dedent(body), encoding="utf-8")
+    return compile_profile(ProfileSet([tmp_path]).resolve(str(path)))
+
+
+def mime(
+    tmp_path: Path,
+    classes: dict[str, str] | None = None,
+    attachments: Sequence[str] = (),
+    options: str = "",
+    before: str = "",
+) -> Pipeline:
+    """A profile of one mime filter (after the ``before`` filters), its notice ``NOTICE``."""
+    lines = ["filters:", before.rstrip("\n"), "  - kind: mime", "    name: policy"]
+    lines.append(f"    strip_notice: {NOTICE!r}".replace("'", '"'))
+    lines += [f"    {line}" for line in options.splitlines() if line]
+    if classes:
+        lines.append("    classes:")
+        lines += [f"      {name}: {outcome}" for name, outcome in classes.items()]
+    if attachments:
+        lines.append("    attachments:")
+        lines += [f"      - {rule}" for rule in attachments]
+    return compile_yaml(tmp_path, "\n".join(line for line in lines if line) + "\n")
+
+
+def builtin(profile_id: str) -> Pipeline:
+    return compile_profile(ProfileSet([]).resolve(profile_id))
+
+
+STRIP = "{action: strip}"
+
+
+# --- messages -----------------------------------------------------------------------------------
+
+
+def crlf(text: str) -> str:
+    return text.replace("\r\n", "\n").replace("\n", "\r\n")
+
+
+def fixture(name: str) -> str:
+    return crlf((CONTENT / name).read_text(encoding="utf-8"))
+
+
+def part(
+    content_type: str,
+    body: bytes | str,
+    *,
+    filename: str | None = None,
+    disposition: str | None = None,
+    base64_encoded: bool | None = None,
+    headers: str = "",
+) -> bytes:
+    """One MIME part; binary bodies (and any when asked) go base64 in 76-character lines."""
+    data = body.encode("utf-8") if isinstance(body, str) else body
+    if base64_encoded is None:
+        base64_encoded = isinstance(body, bytes)
+    head = f"Content-Type: {content_type}"
+    if filename is not None:
+        head += f'; name="{filename}"'
+    head += "\r\n"
+    if disposition is not None or filename is not None:
+        head += f"Content-Disposition: {disposition or 'attachment'}"
+        head += f'; filename="{filename}"\r\n' if filename is not None else "\r\n"
+    head += headers
+    if base64_encoded:
+        head += "Content-Transfer-Encoding: base64\r\n"
+        data = base64.encodebytes(data).replace(b"\n", b"\r\n")
+    elif not data.endswith(b"\r\n"):
+        data += b"\r\n"
+    return head.encode() + b"\r\n" + data
+
+
+def multipart(*parts: bytes, subtype: str = "mixed", boundary: str = "b1") -> bytes:
+    """A multipart body part: its header, its parts and the close delimiter."""
+    out = f'Content-Type: multipart/{subtype}; boundary="{boundary}"\r\n\r\n'.encode()
+    for each in parts:
+        out += f"--{boundary}\r\n".encode() + each
+    return out + f"--{boundary}--\r\n".encode()
+
+
+def message(body: bytes, subject: str = "Quarterly figures") -> bytes:
+    return (
+        "From: Alice <alice@sender.example>\r\n"
+        "To: Bob <bob@corp.example>\r\n"
+        f"Subject: {subject}\r\n"
+        "Date: Mon, 03 Jun 2024 10:00:00 +0000\r\n"
+        "Message-ID: <mime-1@sender.example>\r\n"
+        "MIME-Version: 1.0\r\n"
+    ).encode() + body
+
+
+def plain_message(text: str = TEXT) -> bytes:
+    return message(part("text/plain; charset=utf-8", text))
+
+
+def html_message(html: str) -> bytes:
+    """multipart/alternative: a text part (1) and the HTML part (2)."""
+    return message(
+        multipart(
+            part("text/plain; charset=utf-8", "The text version."),
+            part("text/html; charset=utf-8", html),
+            subtype="alternative",
+        )
+    )
+
+
+def with_attachments(*attachments: bytes, text: str = TEXT) -> bytes:
+    """multipart/mixed: a text part (1), then the attachments (2, 3, ...)."""
+    return message(multipart(part("text/plain; charset=utf-8", text), *attachments))
+
+
+def attachment(filename: str, data: bytes, content_type: str = "application/octet-stream") -> bytes:
+    return part(content_type, data, filename=filename)
+
+
+async def judge(pipeline: Pipeline, raw: bytes) -> Verdict:
+    ids = (f"id{n}" for n in itertools.count(1))
+    tx = Transaction(Router(pipeline), ClientIdentity(ip="203.0.113.5"), lambda: next(ids))
+    assert await tx.mail("alice@sender.example") is None
+    assert await tx.rcpt("bob@corp.example") is None
+    [verdict] = await tx.data(raw)
+    return verdict
+
+
+def finding(verdict: Verdict, code: str) -> Finding:
+    [found] = [f for f in verdict.findings if f.code == code]
+    return found
+
+
+def mime_codes(verdict: Verdict) -> list[str]:
+    return [code for code in verdict.codes if code.startswith("MIME_")]
+
+
+# --- the filtered message -----------------------------------------------------------------------
+
+
+def parse(raw: bytes) -> EmailMessage:
+    parsed = email.message_from_bytes(raw, policy=email.policy.default)
+    assert isinstance(parsed, EmailMessage)
+    return parsed
+
+
+def defects(raw: bytes) -> list[str]:
+    return [type(d).__name__ for p in parse(raw).walk() for d in p.defects]
+
+
+def related(path: str, others: set[str]) -> bool:
+    """Whether ``path`` is one of ``others``, or an ancestor or descendant of one."""
+    return any(
+        path == o or o.startswith(path + ".") or path.startswith(o + ".") or not path or not o
+        for o in others
+    )
+
+
+def filtered_message(raw: bytes, verdict: Verdict, changed: set[str]) -> EmailMessage:
+    """The verdict's filtered message, checked: it parses with no new defects, and every part
+    unrelated to the ``changed`` paths is in it byte for byte."""
+    filtered = verdict.filtered
+    assert filtered is not None
+    assert defects(raw) == []
+    assert defects(filtered) == []
+    tree = build_tree(raw)
+    untouched = [n for n in tree.root.walk() if not related(n.path, changed)]
+    for node in untouched:
+        assert raw[node.start : node.end] in filtered, f"part {node.path} changed"
+    parsed = parse(filtered)
+    for each in parsed.walk():
+        if not each.is_multipart():
+            each.get_content()  # every part decodes
+    return parsed
+
+
+def leaves(parsed: EmailMessage) -> list[EmailMessage]:
+    return [p for p in parsed.walk() if not p.is_multipart()]
+
+
+def notices(parsed: EmailMessage) -> list[str]:
+    return [
+        str(p.get_content()).strip()
+        for p in leaves(parsed)
+        if p.get_content_type() == "text/plain" and "was removed by the test policy" in str(p)
+    ]
+
+
+def html_of(parsed: EmailMessage) -> str:
+    [html] = [p for p in leaves(parsed) if p.get_content_type() == "text/html"]
+    return str(html.get_content())
+
+
+# --- images -------------------------------------------------------------------------------------
+
+
+async def test_an_attached_image_is_replaced_by_a_notice_naming_it(tmp_path: Path) -> None:
+    raw = with_attachments(
+        attachment("logo.png", PNG, "image/png"), attachment("figures.pdf", PDF, "application/pdf")
+    )
+    verdict = await judge(mime(tmp_path, {"images": STRIP}), raw)
+    assert verdict.action is VerdictAction.ACCEPT
+    assert verdict.codes == ["MIME_IMAGES"]
+    images = finding(verdict, "MIME_IMAGES")
+    assert (images.category, images.action) == (Category.CONTENT, Action.STRIP)
+    assert images.detail == {"class": "images", "items": ["part 2: image/png logo.png"], "count": 1}
+    assert images.reason == (
+        "The message contains images ('logo.png'); the policy removes it before delivery."
+    )
+    assert verdict.stripped == ("part 2 'logo.png' (image/png)",)
+    parsed = filtered_message(raw, verdict, {"2"})
+    assert notices(parsed) == ["[logo.png (image/png) was removed by the test policy]"]
+    assert [p.get_filename() for p in leaves(parsed)] == [None, None, "figures.pdf"]
+    assert base64.b64encode(PNG)[:40] not in verdict.filtered  # type: ignore[operator]
+
+
+async def test_an_inline_image_of_a_related_html_body_is_replaced_too(tmp_path: Path) -> None:
+    raw = message(
+        multipart(
+            part("text/html; charset=utf-8", '<p>Our logo:</p><img src="cid:logo@x">'),
+            part("image/png", PNG, disposition="inline", headers="Content-ID: <logo@x>\r\n"),
+            subtype="related",
+        )
+    )
+    verdict = await judge(mime(tmp_path, {"images": STRIP}), raw)
+    images = finding(verdict, "MIME_IMAGES")
+    assert images.detail["items"] == [
+        'part 1: <img src="cid:logo@x"> cid: attachment',
+        "part 2: image/png inline",
+    ]
+    assert verdict.stripped == (
+        'part 1: <img src="cid:logo@x"> cid: attachment',
+        "part 2 (image/png)",
+    )
+    parsed = filtered_message(raw, verdict, {"1", "2"})
+    assert notices(parsed) == ["[an inline part (image/png) was removed by the test policy]"]
+    assert "<img" not in html_of(parsed)
+    assert "Our logo:" in html_of(parsed)
+
+
+async def test_html_images_and_css_backgrounds_are_removed_from_the_html(tmp_path: Path) -> None:
+    html = (
+        "<html><body>"
+        '<table background="https://cdn.example/bg.jpg"><tr><td>Table text</td></tr></table>'
+        '<div style="color: #333; background-image: url(https://cdn.example/hero.jpg)">Hero</div>'
+        '<p>Photo: <img src="https://cdn.example/photo.jpg" width="300" height="200"></p>'
+        "</body></html>"
+    )
+    raw = html_message(html)
+    verdict = await judge(mime(tmp_path, {"images": STRIP}), raw)
+    images = finding(verdict, "MIME_IMAGES")
+    assert images.detail["items"] == [
+        'part 2: background attribute on <table>: https://cdn.example/bg.jpg',
+        "part 2: background-image in style attribute on <div>: "
+        "url(https://cdn.example/hero.jpg)",
+        'part 2: <img src="https://cdn.example/photo.jpg"> remote http(s):',
+    ]
+    assert list(verdict.stripped) == images.detail["items"]
+    parsed = filtered_message(raw, verdict, {"2"})
+    new_html = html_of(parsed)
+    for gone in ("bg.jpg", "hero.jpg", "photo.jpg", "<img"):
+        assert gone not in new_html
+    for kept in ("Table text", "Hero", "Photo:", "color: #333"):
+        assert kept in new_html
+    assert notices(parsed) == []  # HTML is rewritten, not replaced
+
+
+async def test_a_message_without_rich_content_has_no_mime_findings(tmp_path: Path) -> None:
+    profile = mime(tmp_path, dict.fromkeys(("images", "multimedia", "active_script"), STRIP))
+    verdict = await judge(profile, html_message("<p>Just <b>words</b>.</p>"))
+    assert verdict.codes == []
+    assert (verdict.filtered, verdict.stripped) == (None, ())
+
+
+# --- tracking pixels ------------------------------------------------------------------------------
+
+
+async def test_tracking_pixels_are_listed_and_only_they_are_stripped(tmp_path: Path) -> None:
+    raw = html_message(fixture("tracking-pixel.html"))
+    verdict = await judge(mime(tmp_path, {"tracking_pixels": STRIP}), raw)
+    pixels = finding(verdict, "MIME_TRACKING_PIXELS")
+    assert pixels.category is Category.CONTENT
+    assert pixels.detail["items"] == [
+        'part 2: <img src="https://t.example/o.gif"> 1x1',
+        'part 2: <img src="https://open.tracker.example/pixel?u=4f2a"> 1x1',
+        'part 2: <img src="https://beacon.example/b.png"> display:none',
+        'part 2: <img src="https://stats.example/zero.gif"> 0x0',
+    ]
+    assert pixels.detail["count"] == 4
+    new_html = html_of(filtered_message(raw, verdict, {"2"}))
+    for gone in ("t.example", "open.tracker.example", "beacon.example", "stats.example"):
+        assert gone not in new_html
+    for kept in ("logo.png", "cid:spacer@shop.example", "divider.png", "banner.jpg", "ships"):
+        assert kept in new_html
+
+
+# --- multimedia -----------------------------------------------------------------------------------
+
+
+async def test_audio_and_video_parts_and_media_tags_are_stripped(tmp_path: Path) -> None:
+    raw = message(
+        multipart(
+            part("text/html; charset=utf-8", fixture("multimedia.html")),
+            attachment("jingle.mp3", b"ID3\x03\x00" + bytes(100), "audio/mpeg"),
+            attachment("film.mp4", bytes(4) + b"ftypisom" + bytes(100), "video/mp4"),
+        )
+    )
+    verdict = await judge(mime(tmp_path, {"multimedia": STRIP}), raw)
+    media = finding(verdict, "MIME_MULTIMEDIA")
+    assert media.category is Category.CONTENT
+    items = media.detail["items"]
+    assert items[-2:] == ["part 2: audio/mpeg jingle.mp3", "part 3: video/mp4 film.mp4"]
+    assert [i.removeprefix("part 1: <").split(" ")[0].rstrip(">") for i in items[:-2]] == [
+        "video",
+        "source",
+        "source",
+        "audio",
+        "embed",
+        "object",
+        "bgsound",
+    ]
+    parsed = filtered_message(raw, verdict, {"1", "2", "3"})
+    assert notices(parsed) == [
+        "[jingle.mp3 (audio/mpeg) was removed by the test policy]",
+        "[film.mp4 (video/mp4) was removed by the test policy]",
+    ]
+    new_html = html_of(parsed)
+    for gone in ("<video", "<audio", "<embed", "<object", "<bgsound", ".swf", ".mp4"):
+        assert gone not in new_html
+    assert "Watch our new product film." in new_html
+    assert "Thanks for watching." in new_html
+
+
+# --- active script --------------------------------------------------------------------------------
+
+
+async def test_active_script_is_stripped_from_html_and_json_ld_kept(tmp_path: Path) -> None:
+    raw = html_message(fixture("script-zoo.html"))
+    verdict = await judge(mime(tmp_path, {"active_script": STRIP}), raw)
+    script = finding(verdict, "MIME_ACTIVE_SCRIPT")
+    assert script.category is Category.CONTENT
+    items = script.detail["items"]
+    assert "part 2: <script> (inline)" in items
+    assert 'part 2: <script> (src="https://evil.example/track.js")' in items
+    assert "part 2: onload attribute on <body>" in items
+    assert all(item.startswith("part 2: ") for item in items)
+    # Stripped are the script items and what went with them (an <object> is also multimedia).
+    assert set(items) <= set(verdict.stripped)
+    assert len(verdict.stripped) == len(items) + 2
+    new_html = html_of(filtered_message(raw, verdict, {"2"}))
+    for gone in ("track.js", "<script>document", "onload=", "onclick=", "javascript:", "<iframe"):
+        assert gone.lower() not in new_html.lower()
+    assert "application/ld+json" in new_html
+    assert "Track it here" in new_html
+
+
+async def test_an_svg_image_carrying_script_is_an_image_and_active_script(tmp_path: Path) -> None:
+    svg = '<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>'
+    raw = with_attachments(part("image/svg+xml", svg, filename="chart.svg"))
+    verdict = await judge(mime(tmp_path, {"images": "{action: none}", "active_script": STRIP}), raw)
+    assert mime_codes(verdict) == ["MIME_IMAGES", "MIME_ACTIVE_SCRIPT"]
+    script = finding(verdict, "MIME_ACTIVE_SCRIPT")
+    assert script.detail["items"] == ["part 2: SVG image carrying script"]
+    parsed = filtered_message(raw, verdict, {"2"})
+    assert notices(parsed) == ["[chart.svg (image/svg+xml) was removed by the test policy]"]
+
+
+# --- hidden text ----------------------------------------------------------------------------------
+
+
+async def test_hidden_text_is_quoted_in_the_reason_and_stripped(tmp_path: Path) -> None:
+    raw = html_message(fixture("hidden-preheader.html"))
+    verdict = await judge(mime(tmp_path, {"hidden_text": STRIP}), raw)
+    hidden = finding(verdict, "MIME_HIDDEN_TEXT")
+    assert hidden.category is Category.CONTENT
+    assert hidden.reason == (
+        "The message contains text hidden from the reader: "
+        "'Your statement is ready – plus 20% off renewals this week only.'"
+        "; the policy removes it before delivery."
+    )
+    assert hidden.detail["count"] == 1
+    [item] = hidden.detail["items"]
+    assert item.startswith('part 2: <div style="display: none;')
+    new_html = html_of(filtered_message(raw, verdict, {"2"}))
+    assert "20% off renewals" not in new_html
+    assert "Your October statement is ready" in new_html
+
+
+async def test_every_hidden_text_case_is_found_and_no_visible_look_alike(tmp_path: Path) -> None:
+    html = fixture("hidden-zoo.html")
+    raw = html_message(html)
+    verdict = await judge(mime(tmp_path, {"hidden_text": STRIP}), raw)
+    hidden = finding(verdict, "MIME_HIDDEN_TEXT")
+    hidden_markers = sorted(set(re.findall(r"HIDDEN-\d+", html)))
+    visible_markers = sorted(set(re.findall(r"VISIBLE-\d+", html)))
+    assert hidden_markers
+    assert visible_markers
+    quoted = " ".join(hidden.detail["items"]) + hidden.reason
+    new_html = html_of(filtered_message(raw, verdict, {"2"}))
+    for marker in hidden_markers:
+        assert marker not in new_html
+    for marker in visible_markers:
+        assert marker in new_html
+        assert marker not in quoted
+    assert hidden.reason.startswith("The message contains text hidden from the reader: 'HIDDEN-")
+
+
+# --- macro documents, encrypted archives ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("filename", "data", "item"),
+    [
+        ("report.docm", ooxml(DOCM_MAIN, vba=True), "part 2: 'report.docm' contains macros"),
+        ("report.docx", ooxml(WORD_MAIN, vba=True), "part 2: 'report.docx' contains macros"),
+        ("letter.doc", MACRO_DOC, "part 2: 'letter.doc' contains macros"),
+        (
+            "letters.zip",
+            make_zip({"inner/letter.doc": MACRO_DOC}),
+            "part 2: 'inner/letter.doc' inside 'letters.zip' contains macros",
+        ),
+    ],
+    ids=["ooxml-docm", "ooxml-docx-with-vba", "ole-doc", "ole-doc-in-zip"],
+)
+async def test_macro_documents_are_found_in_ooxml_and_ole_files(
+    tmp_path: Path, filename: str, data: bytes, item: str
+) -> None:
+    raw = with_attachments(attachment(filename, data))
+    verdict = await judge(mime(tmp_path, {"macro_documents": "{action: quarantine}"}), raw)
+    macros = finding(verdict, "MIME_MACRO_DOCUMENTS")
+    assert (macros.category, macros.action) == (Category.ATTACHMENTS, Action.QUARANTINE)
+    assert macros.detail == {"class": "macro_documents", "items": [item], "count": 1}
+    assert macros.reason == (
+        "The message contains Office documents with macros "
+        f"('{filename}'), so the message is held in quarantine."
+    )
+    assert verdict.action is VerdictAction.QUARANTINE
+    assert verdict.filtered is None
+
+
+async def test_documents_without_macros_are_not_macro_documents(tmp_path: Path) -> None:
+    raw = with_attachments(
+        attachment("report.docx", ooxml(WORD_MAIN)), attachment("figures.pdf", PDF)
+    )
+    verdict = await judge(mime(tmp_path, {"macro_documents": "{action: quarantine}"}), raw)
+    assert verdict.codes == []
+    assert verdict.action is VerdictAction.ACCEPT
+
+
+async def test_an_encrypted_archive_is_found_with_its_encrypted_members(tmp_path: Path) -> None:
+    locked = set_encrypted_flag(make_zip({"salaries.xlsx": b"secret numbers"}))
+    raw = with_attachments(attachment("salaries.zip", locked, "application/zip"))
+    verdict = await judge(mime(tmp_path, {"encrypted_archives": "{action: quarantine}"}), raw)
+    encrypted = finding(verdict, "MIME_ENCRYPTED_ARCHIVES")
+    assert (encrypted.category, encrypted.action) == (Category.ATTACHMENTS, Action.QUARANTINE)
+    assert encrypted.detail["items"] == [
+        "part 2: 'salaries.zip' is password-protected",
+        "part 2: 'salaries.xlsx' inside 'salaries.zip' is password-protected",
+    ]
+    assert verdict.action is VerdictAction.QUARANTINE
+
+
+# --- unscannable ----------------------------------------------------------------------------------
+
+
+async def test_a_zip_bomb_is_unscannable(tmp_path: Path) -> None:
+    bomb = make_zip({"zeros.bin": bytes(20 * MiB)})
+    raw = with_attachments(attachment("backup.zip", bomb, "application/zip"))
+    verdict = await judge(mime(tmp_path, {"unscannable": "{action: quarantine}"}), raw)
+    unscannable = finding(verdict, "MIME_UNSCANNABLE")
+    assert (unscannable.category, unscannable.action) == (Category.ATTACHMENTS, Action.QUARANTINE)
+    [item] = unscannable.detail["items"]
+    assert item.startswith("part 2: zip bomb: member 'zeros.bin' expands ")
+    assert item.endswith("x; stopped")
+    assert verdict.action is VerdictAction.QUARANTINE
+
+
+async def test_archives_nested_past_the_depth_limit_are_unscannable(tmp_path: Path) -> None:
+    nested = make_zip({"readme.txt": b"hello"})
+    for level in range(2):
+        nested = make_zip({f"level{level}.zip": nested})
+    raw = with_attachments(attachment("nested.zip", nested, "application/zip"))
+    shallow = mime(
+        tmp_path, {"unscannable": "{action: quarantine}"}, options="archives: {max_depth: 2}"
+    )
+    verdict = await judge(shallow, raw)
+    unscannable = finding(verdict, "MIME_UNSCANNABLE")
+    assert unscannable.detail["items"] == [
+        "part 2: archives nested deeper than 2 levels; not inspected further"
+    ]
+    deep = await judge(mime(tmp_path, {"unscannable": "{action: quarantine}"}), raw)
+    assert deep.codes == []  # the default max_depth (3) opens all three levels
+
+
+async def test_mime_nested_deeper_than_the_tree_limit_is_unscannable(tmp_path: Path) -> None:
+    body = part("text/plain; charset=utf-8", "the innermost text")
+    for level in range(50):
+        body = multipart(body, boundary=f"level{level}")
+    raw = message(body)
+    verdict = await judge(mime(tmp_path, {"unscannable": "{action: quarantine}"}), raw)
+    unscannable = finding(verdict, "MIME_UNSCANNABLE")
+    assert unscannable.detail["items"] == [
+        "multipart nested deeper than 20 levels; deeper parts not inspected"
+    ]
+    assert unscannable.category is Category.ATTACHMENTS
+    assert unscannable.reason == (
+        "The message contains content the filter could not fully inspect (1 found), "
+        "so the message is held in quarantine."
+    )
+    assert verdict.action is VerdictAction.QUARANTINE
+
+
+async def test_a_corrupt_archive_is_unscannable(tmp_path: Path) -> None:
+    raw = with_attachments(attachment("broken.zip", b"PK\x03\x04" + bytes(40), "application/zip"))
+    verdict = await judge(mime(tmp_path, {"unscannable": "{action: quarantine}"}), raw)
+    [item] = finding(verdict, "MIME_UNSCANNABLE").detail["items"]
+    assert item.startswith("part 2: corrupt zip archive: 'broken.zip': ")
+
+
+# --- actions --------------------------------------------------------------------------------------
+
+
+IMAGE_MAIL = with_attachments(attachment("logo.png", PNG, "image/png"))
+
+
+async def test_quarantine_holds_the_message_and_strips_nothing(tmp_path: Path) -> None:
+    verdict = await judge(mime(tmp_path, {"images": "{action: quarantine}"}), IMAGE_MAIL)
+    images = finding(verdict, "MIME_IMAGES")
+    assert images.action is Action.QUARANTINE
+    assert images.decided
+    assert verdict.action is VerdictAction.QUARANTINE
+    assert verdict.reply.code == 250
+    assert (verdict.filtered, verdict.stripped) == (None, ())
+
+
+async def test_reject_answers_with_the_configured_reply_and_filters_nothing(
+    tmp_path: Path,
+) -> None:
+    profile = mime(
+        tmp_path,
+        {"images": STRIP, "multimedia": '{action: reject, reply: "554 5.7.1 No films here"}'},
+    )
+    raw = with_attachments(
+        attachment("logo.png", PNG, "image/png"), attachment("film.mp4", bytes(64), "video/mp4")
+    )
+    verdict = await judge(profile, raw)
+    assert verdict.action is VerdictAction.REJECT
+    assert verdict.reply == Reply(554, "5.7.1", "No films here")
+    assert finding(verdict, "MIME_MULTIMEDIA").decided
+    assert (verdict.filtered, verdict.stripped) == (None, ())  # refused: nothing delivered
+
+
+async def test_reject_without_a_reply_uses_the_generic_policy_reply(tmp_path: Path) -> None:
+    verdict = await judge(mime(tmp_path, {"images": "{action: reject}"}), IMAGE_MAIL)
+    assert verdict.reply == EOP_REPLY
+
+
+async def test_score_adds_its_points_and_leaves_the_message_alone(tmp_path: Path) -> None:
+    verdict = await judge(mime(tmp_path, {"images": "{action: score, score: 2.5}"}), IMAGE_MAIL)
+    images = finding(verdict, "MIME_IMAGES")
+    assert (images.action, images.score) == (Action.SCORE, 2.5)
+    assert verdict.score == 2.5
+    assert images.reason.endswith(", which counts against the message.")
+    assert verdict.action is VerdictAction.ACCEPT
+    assert verdict.filtered is None
+
+
+async def test_score_counts_against_the_profile_thresholds(tmp_path: Path) -> None:
+    pipeline = compile_yaml(
+        tmp_path,
+        """\
+        scoring:
+          thresholds: {quarantine: 2.0}
+        filters:
+          - kind: mime
+            name: policy
+            classes:
+              images: {action: score, score: 2.5}
+        """,
+    )
+    verdict = await judge(pipeline, IMAGE_MAIL)
+    assert verdict.codes == ["MIME_IMAGES", "SCORE_QUARANTINE"]
+    assert verdict.action is VerdictAction.QUARANTINE
+
+
+async def test_none_records_the_finding_and_does_nothing_else(tmp_path: Path) -> None:
+    verdict = await judge(mime(tmp_path, {"images": "{action: none}"}), IMAGE_MAIL)
+    images = finding(verdict, "MIME_IMAGES")
+    assert (images.action, images.score, images.decided) == (Action.NONE, 0.0, False)
+    assert images.reason.endswith("; this policy allows that.")
+    assert images.detail["items"] == ["part 2: image/png logo.png"]
+    assert (verdict.action, verdict.score, verdict.filtered) == (VerdictAction.ACCEPT, 0.0, None)
+
+
+async def test_classes_left_out_of_the_profile_are_not_looked_for(tmp_path: Path) -> None:
+    raw = message(
+        multipart(
+            part("text/html; charset=utf-8", fixture("script-zoo.html")),
+            attachment("logo.png", PNG, "image/png"),
+            attachment("letter.doc", MACRO_DOC),
+        )
+    )
+    assert (await judge(mime(tmp_path), raw)).codes == []
+    only_macros = await judge(mime(tmp_path, {"macro_documents": "{action: none}"}), raw)
+    assert only_macros.codes == ["MIME_MACRO_DOCUMENTS"]
+
+
+async def test_strip_merges_every_class_into_one_filtered_message(tmp_path: Path) -> None:
+    html = (
+        '<p>Hello</p><img src="https://cdn.example/a.png" width="200" height="80">'
+        '<script>steal()</script><span style="display:none">secret offer</span>'
+    )
+    raw = message(
+        multipart(
+            part("text/html; charset=utf-8", html),
+            attachment("logo.png", PNG, "image/png"),
+            attachment("song.mp3", bytes(64), "audio/mpeg"),
+            attachment("figures.pdf", PDF, "application/pdf"),
+        )
+    )
+    everything = dict.fromkeys(("images", "multimedia", "active_script", "hidden_text"), STRIP)
+    verdict = await judge(mime(tmp_path, everything), raw)
+    assert mime_codes(verdict) == [
+        "MIME_IMAGES",
+        "MIME_MULTIMEDIA",
+        "MIME_ACTIVE_SCRIPT",
+        "MIME_HIDDEN_TEXT",
+    ]
+    parsed = filtered_message(raw, verdict, {"1", "2", "3"})
+    assert notices(parsed) == [
+        "[logo.png (image/png) was removed by the test policy]",
+        "[song.mp3 (audio/mpeg) was removed by the test policy]",
+    ]
+    new_html = html_of(parsed)
+    assert "Hello" in new_html
+    for gone in ("a.png", "steal()", "secret offer"):
+        assert gone not in new_html
+    assert len(verdict.stripped) == 5
+    assert [p.get_filename() for p in leaves(parsed)][-1] == "figures.pdf"
+
+
+async def test_stripping_the_whole_message_body_keeps_its_headers(tmp_path: Path) -> None:
+    raw = message(part("image/png", PNG))
+    verdict = await judge(mime(tmp_path, {"images": STRIP}), raw)
+    parsed = filtered_message(raw, verdict, {""})
+    assert parsed["Subject"] == "Quarterly figures"
+    assert parsed["Message-ID"] == "<mime-1@sender.example>"
+    assert parsed.get_content_type() == "text/plain"
+    assert parsed.get_content().strip() == (
+        "[an inline part (image/png) was removed by the test policy]"
+    )
+
+
+# --- attachment rules -----------------------------------------------------------------------------
+
+
+async def attachment_verdict(
+    tmp_path: Path, rule: str, filename: str, data: bytes, **options: str
+) -> Verdict:
+    content_type = options.pop("content_type", "application/octet-stream")
+    option_text = "\n".join(f"{k}: {v}" for k, v in options.items())
+    profile = mime(tmp_path, attachments=[rule], options=option_text)
+    return await judge(profile, with_attachments(attachment(filename, data, content_type)))
+
+
+async def test_an_extension_rule_rejects_with_its_code_reason_and_reply(tmp_path: Path) -> None:
+    rule = '{id: EXECUTABLE, extensions: [exe, scr], reply: "554 5.7.1 No programs"}'
+    verdict = await attachment_verdict(tmp_path, rule, "tool.exe", pe_bytes())
+    found = finding(verdict, "MIME_EXECUTABLE")
+    assert (found.category, found.action) == (Category.ATTACHMENTS, Action.REJECT)
+    assert found.detail == {
+        "rule": "EXECUTABLE",
+        "items": ["part 2: 'tool.exe' is a .exe file"],
+        "count": 1,
+    }
+    assert found.reason == (
+        "The attachment 'tool.exe' is a .exe file: a type this policy does not accept, "
+        "so the message is refused."
+    )
+    assert verdict.reply == Reply(554, "5.7.1", "No programs")
+    assert verdict.action is VerdictAction.REJECT
+
+
+async def test_an_extension_rule_ignores_other_extensions(tmp_path: Path) -> None:
+    verdict = await attachment_verdict(
+        tmp_path, "{id: EXECUTABLE, extensions: [exe]}", "figures.pdf", PDF
+    )
+    assert verdict.codes == []
+
+
+async def test_extensions_match_whatever_their_case_and_leading_dot(tmp_path: Path) -> None:
+    verdict = await attachment_verdict(
+        tmp_path, '{id: EXECUTABLE, extensions: [".EXE"]}', "SETUP.Exe", pe_bytes()
+    )
+    assert verdict.codes == ["MIME_EXECUTABLE"]
+
+
+async def test_a_double_extension_ending_in_exe_matches_without_the_option(tmp_path: Path) -> None:
+    verdict = await attachment_verdict(
+        tmp_path, "{id: EXECUTABLE, extensions: [exe]}", "invoice.pdf.exe", pe_bytes()
+    )
+    assert finding(verdict, "MIME_EXECUTABLE").detail["items"] == [
+        "part 2: 'invoice.pdf.exe' is a .exe file"
+    ]
+
+
+@pytest.mark.parametrize(("double", "matches"), [(True, True), (False, False)])
+async def test_a_hidden_inner_extension_matches_only_with_double_extension(
+    tmp_path: Path, double: bool, matches: bool
+) -> None:
+    rule = f"{{id: EXECUTABLE, extensions: [exe], double_extension: {str(double).lower()}}}"
+    verdict = await attachment_verdict(tmp_path, rule, "setup.exe.txt", b"just text\r\n")
+    if matches:
+        assert finding(verdict, "MIME_EXECUTABLE").detail["items"] == [
+            "part 2: 'setup.exe.txt' is a .exe file behind a double extension"
+        ]
+    else:
+        assert verdict.codes == []
+
+
+async def test_a_declared_mime_type_rule_matches_the_content_type(tmp_path: Path) -> None:
+    rule = "{id: JAVASCRIPT, mime_types: [application/javascript], action: quarantine}"
+    verdict = await attachment_verdict(
+        tmp_path, rule, "app.txt", b"alert(1)\r\n", content_type="application/javascript"
+    )
+    found = finding(verdict, "MIME_JAVASCRIPT")
+    assert found.detail["items"] == ["part 2: 'app.txt' is of type application/javascript"]
+    assert verdict.action is VerdictAction.QUARANTINE
+    other = await attachment_verdict(tmp_path, rule, "app.txt", b"alert(1)\r\n")
+    assert other.codes == []
+
+
+async def test_a_mime_type_rule_also_matches_the_true_type(tmp_path: Path) -> None:
+    rule = "{id: PE, mime_types: [application/x-dosexec]}"
+    verdict = await attachment_verdict(tmp_path, rule, "photo.jpg", pe_bytes())
+    assert finding(verdict, "MIME_PE").detail["items"] == [
+        "part 2: 'photo.jpg' is of type application/x-dosexec"
+    ]
+
+
+async def test_a_true_kinds_rule_matches_by_magic_bytes_whatever_the_name(tmp_path: Path) -> None:
+    rule = "{id: PROGRAM, true_kinds: [executable]}"
+    verdict = await attachment_verdict(tmp_path, rule, "photo.jpg", pe_bytes())
+    assert finding(verdict, "MIME_PROGRAM").detail["items"] == [
+        "part 2: 'photo.jpg' is really an executable file"
+    ]
+    harmless = await attachment_verdict(tmp_path, rule, "photo.jpg", PNG)
+    assert harmless.codes == []
+
+
+@pytest.mark.parametrize(("true_type", "matches"), [("true", True), ("false", False)])
+async def test_an_exe_renamed_pdf_matches_an_exe_rule_only_with_true_type(
+    tmp_path: Path, true_type: str, matches: bool
+) -> None:
+    verdict = await attachment_verdict(
+        tmp_path,
+        "{id: EXECUTABLE, extensions: [exe]}",
+        "invoice.pdf",
+        pe_bytes(),
+        content_type="application/pdf",
+        true_type=true_type,
+    )
+    if matches:
+        assert finding(verdict, "MIME_EXECUTABLE").detail["items"] == [
+            "part 2: 'invoice.pdf' is really a .exe file (application/x-dosexec) "
+            "whatever its name says"
+        ]
+        assert verdict.action is VerdictAction.REJECT
+    else:
+        assert verdict.codes == []
+        assert verdict.action is VerdictAction.ACCEPT
+
+
+async def test_an_allow_list_flags_every_other_type(tmp_path: Path) -> None:
+    rule = "{id: NOT_BUSINESS, not_extensions: [pdf, docx], action: quarantine}"
+    notes = await attachment_verdict(tmp_path, rule, "notes.txt", b"plain notes\r\n")
+    assert finding(notes, "MIME_NOT_BUSINESS").detail["items"] == [
+        "part 2: 'notes.txt' is a .txt file, not on the list of accepted types"
+    ]
+    assert notes.action is VerdictAction.QUARANTINE
+    report = await attachment_verdict(tmp_path, rule, "report.pdf", PDF)
+    assert report.codes == []
+    no_extension = await attachment_verdict(tmp_path, rule, "README", b"plain notes\r\n")
+    [item] = finding(no_extension, "MIME_NOT_BUSINESS").detail["items"]
+    assert item.startswith("part 2: 'README' is ")
+
+
+@pytest.mark.parametrize(("true_type", "matches"), [("true", True), ("false", False)])
+async def test_an_exe_renamed_pdf_is_outside_an_allow_list_with_true_type(
+    tmp_path: Path, true_type: str, matches: bool
+) -> None:
+    verdict = await attachment_verdict(
+        tmp_path,
+        "{id: NOT_BUSINESS, not_extensions: [pdf, docx], action: quarantine}",
+        "invoice.pdf",
+        pe_bytes(),
+        true_type=true_type,
+    )
+    if matches:
+        assert finding(verdict, "MIME_NOT_BUSINESS").detail["items"] == [
+            "part 2: 'invoice.pdf' is really a .exe file (application/x-dosexec) "
+            "whatever its name says"
+        ]
+    else:
+        assert verdict.codes == []
+
+
+async def test_a_filename_regex_rule_matches_the_name(tmp_path: Path) -> None:
+    rule = r"{id: FAKE_INVOICE, filename_regex: '(?i)^invoice[_-]\d+\.', action: quarantine}"
+    matched = await attachment_verdict(tmp_path, rule, "INVOICE_2024.pdf", PDF)
+    assert finding(matched, "MIME_FAKE_INVOICE").detail["items"] == [
+        "part 2: 'INVOICE_2024.pdf' is named like a dangerous file"
+    ]
+    unmatched = await attachment_verdict(tmp_path, rule, "my invoice 2024.pdf", PDF)
+    assert unmatched.codes == []
+
+
+@pytest.mark.parametrize(("in_archives", "matches"), [("true", True), ("false", False)])
+async def test_an_exe_inside_a_zip_matches_only_with_in_archives(
+    tmp_path: Path, in_archives: str, matches: bool
+) -> None:
+    rule = f"{{id: EXECUTABLE, extensions: [exe], in_archives: {in_archives}}}"
+    archive = make_zip({"docs/readme.txt": b"read me", "docs/setup.exe": pe_bytes()})
+    verdict = await attachment_verdict(
+        tmp_path, rule, "docs.zip", archive, content_type="application/zip"
+    )
+    if matches:
+        assert finding(verdict, "MIME_EXECUTABLE").detail["items"] == [
+            "part 2: 'docs/setup.exe' inside 'docs.zip' is a .exe file"
+        ]
+        assert verdict.action is VerdictAction.REJECT
+    else:
+        assert verdict.codes == []
+
+
+async def test_a_strip_rule_removes_only_the_matching_attachment(tmp_path: Path) -> None:
+    profile = mime(tmp_path, attachments=["{id: EXECUTABLE, extensions: [exe], action: strip}"])
+    raw = with_attachments(
+        attachment("figures.pdf", PDF, "application/pdf"), attachment("tool.exe", pe_bytes())
+    )
+    verdict = await judge(profile, raw)
+    found = finding(verdict, "MIME_EXECUTABLE")
+    assert (found.category, found.action) == (Category.ATTACHMENTS, Action.STRIP)
+    assert verdict.stripped == ("part 3 'tool.exe' (application/octet-stream)",)
+    parsed = filtered_message(raw, verdict, {"3"})
+    assert notices(parsed) == [
+        "[tool.exe (application/octet-stream) was removed by the test policy]"
+    ]
+    assert [p.get_filename() for p in leaves(parsed)] == [None, "figures.pdf", None]
+
+
+async def test_a_rule_describe_replaces_the_reason(tmp_path: Path) -> None:
+    rule = "{id: EXECUTABLE, extensions: [exe], describe: 'Programs are not accepted here.'}"
+    verdict = await attachment_verdict(tmp_path, rule, "tool.exe", pe_bytes())
+    assert finding(verdict, "MIME_EXECUTABLE").reason == "Programs are not accepted here."
+
+
+async def test_several_matches_of_one_rule_are_one_finding_listing_each(tmp_path: Path) -> None:
+    profile = mime(tmp_path, attachments=["{id: EXECUTABLE, extensions: [exe, scr]}"])
+    raw = with_attachments(attachment("a.exe", pe_bytes()), attachment("b.scr", pe_bytes()))
+    found = finding(await judge(profile, raw), "MIME_EXECUTABLE")
+    assert found.detail["items"] == [
+        "part 2: 'a.exe' is a .exe file",
+        "part 3: 'b.scr' is a .scr file",
+    ]
+    assert found.reason == (
+        "The attachment 'a.exe' is a .exe file (and 1 more): a type this policy does not "
+        "accept, so the message is refused."
+    )
+
+
+# --- allowlists -----------------------------------------------------------------------------------
+
+ALLOW = """\
+  - kind: envelope
+    name: access
+    rules:
+      - {{id: PARTNER, match: header_from, entries: [sender.example], action: allow,
+         skip: [{skip}]}}
+"""
+
+
+@pytest.mark.parametrize("skip", ["content", "attachments"])
+async def test_an_allowlist_skips_only_the_mime_findings_of_its_categories(
+    tmp_path: Path, skip: str
+) -> None:
+    profile = mime(
+        tmp_path,
+        {"images": STRIP},
+        attachments=["{id: EXECUTABLE, extensions: [exe]}"],
+        before=ALLOW.format(skip=skip),
+    )
+    raw = with_attachments(attachment("logo.png", PNG, "image/png"), attachment("a.exe", PE))
+    verdict = await judge(profile, raw)
+    if skip == "content":
+        # Content classes are skipped; attachment rules are not content, so the .exe is refused.
+        assert verdict.codes == ["ENVELOPE_PARTNER", "MIME_EXECUTABLE"]
+        assert verdict.action is VerdictAction.REJECT
+    else:
+        assert verdict.codes == ["ENVELOPE_PARTNER", "MIME_IMAGES"]
+        assert verdict.action is VerdictAction.ACCEPT
+        assert verdict.stripped == ("part 2 'logo.png' (image/png)",)
+
+
+
+async def test_typical_corporates_partner_allowlist_still_refuses_executables(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "partners.yaml").write_text(
+        HEAD.format(id="partners")
+        + "extends: typical-corporate\n"
+        + "lists:\n  allowed_senders: {entries: ['*@sender.example']}\n",
+        encoding="utf-8",
+    )
+    partners = compile_profile(ProfileSet([tmp_path]).resolve("partners"))
+    html = html_message(fixture("hidden-preheader.html"))
+    allowed = await judge(partners, html)
+    assert allowed.codes == ["ENVELOPE_ALLOW_SENDER"]
+    assert allowed.filtered is None
+    refused = await judge(partners, with_attachments(attachment("tool.exe", PE)))
+    assert refused.codes == ["ENVELOPE_ALLOW_SENDER", "MIME_EXECUTABLE_ATTACHMENT"]
+    assert refused.reply == EOP_REPLY
+
+
+# --- the built-in profiles ------------------------------------------------------------------------
+
+PROFILES = ["typical-corporate", "strict-finance", "google-workspace-like"]
+
+
+@pytest.mark.parametrize("profile_id", PROFILES)
+async def test_a_clean_plain_text_message_is_accepted_by_every_profile(profile_id: str) -> None:
+    verdict = await judge(builtin(profile_id), plain_message())
+    assert verdict.action is VerdictAction.ACCEPT
+    assert mime_codes(verdict) == []
+    assert (verdict.filtered, verdict.stripped) == (None, ())
+
+
+async def test_typical_corporate_strips_the_hidden_preheader() -> None:
+    raw = html_message(fixture("hidden-preheader.html"))
+    verdict = await judge(builtin("typical-corporate"), raw)
+    assert verdict.action is VerdictAction.ACCEPT
+    assert verdict.codes == ["MIME_HIDDEN_TEXT"]
+    assert "'Your statement is ready – plus 20% off renewals this week only.'" in (
+        verdict.findings[0].reason
+    )
+    new_html = html_of(filtered_message(raw, verdict, {"2"}))
+    assert "20% off renewals" not in new_html
+    assert "View your statement" in new_html
+
+
+async def test_strict_finance_quarantines_the_hidden_preheader() -> None:
+    verdict = await judge(builtin("strict-finance"), html_message(fixture("hidden-preheader.html")))
+    assert verdict.action is VerdictAction.QUARANTINE
+    assert finding(verdict, "MIME_HIDDEN_TEXT").decided
+    assert verdict.filtered is None
+
+
+@pytest.mark.parametrize(
+    ("profile_id", "code", "reply"),
+    [
+        ("typical-corporate", "MIME_EXECUTABLE_ATTACHMENT", EOP_REPLY),
+        ("google-workspace-like", "MIME_GMAIL_BLOCKED_FILE_TYPE", GMAIL_REPLY),
+    ],
+)
+async def test_an_exe_renamed_pdf_is_refused(profile_id: str, code: str, reply: Reply) -> None:
+    raw = with_attachments(attachment("invoice.pdf", PE, "application/pdf"))
+    verdict = await judge(builtin(profile_id), raw)
+    assert verdict.action is VerdictAction.REJECT
+    assert verdict.reply == reply
+    assert mime_codes(verdict) == [code]
+    assert finding(verdict, code).detail["items"] == [
+        "part 2: 'invoice.pdf' is really a .exe file (application/x-dosexec) "
+        "whatever its name says"
+    ]
+    assert verdict.filtered is None
+
+
+async def test_strict_finance_quarantines_an_exe_renamed_pdf() -> None:
+    raw = with_attachments(attachment("invoice.pdf", PE, "application/pdf"))
+    verdict = await judge(builtin("strict-finance"), raw)
+    assert verdict.action is VerdictAction.QUARANTINE
+    assert mime_codes(verdict) == ["MIME_NOT_BUSINESS_TYPE"]
+
+
+@pytest.mark.parametrize(
+    ("profile_id", "code", "reply"),
+    [
+        ("typical-corporate", "MIME_EXECUTABLE_ATTACHMENT", EOP_REPLY),
+        ("google-workspace-like", "MIME_GMAIL_BLOCKED_FILE_TYPE", GMAIL_REPLY),
+    ],
+)
+async def test_a_zip_holding_an_exe_is_refused(profile_id: str, code: str, reply: Reply) -> None:
+    raw = with_attachments(attachment("docs.zip", make_zip({"setup.exe": PE}), "application/zip"))
+    verdict = await judge(builtin(profile_id), raw)
+    assert verdict.action is VerdictAction.REJECT
+    assert verdict.reply == reply
+    assert finding(verdict, code).detail["items"] == [
+        "part 2: 'setup.exe' inside 'docs.zip' is a .exe file"
+    ]
+
+
+async def test_typical_corporate_quarantines_macro_documents_not_on_the_eop_list() -> None:
+    for filename, data in (("letter.doc", MACRO_DOC), ("report.docx", ooxml(WORD_MAIN, vba=True))):
+        verdict = await judge(builtin("typical-corporate"), with_attachments(attachment(filename, data)))
+        assert verdict.action is VerdictAction.QUARANTINE, filename
+        assert mime_codes(verdict) == ["MIME_MACRO_DOCUMENTS"]
+
+
+async def test_typical_corporate_refuses_a_docm_since_eop_lists_the_extension() -> None:
+    raw = with_attachments(attachment("report.docm", ooxml(DOCM_MAIN, vba=True)))
+    verdict = await judge(builtin("typical-corporate"), raw)
+    # Macro documents are quarantined, but .docm is one of EOP's 53 types: refusal wins.
+    assert mime_codes(verdict) == ["MIME_MACRO_DOCUMENTS", "MIME_EXECUTABLE_ATTACHMENT"]
+    assert verdict.action is VerdictAction.REJECT
+    assert verdict.reply == EOP_REPLY
+
+
+async def test_strict_finance_refuses_a_macro_document() -> None:
+    raw = with_attachments(attachment("report.docx", ooxml(WORD_MAIN, vba=True)))
+    verdict = await judge(builtin("strict-finance"), raw)
+    assert verdict.action is VerdictAction.REJECT
+    assert finding(verdict, "MIME_MACRO_DOCUMENTS").decided
+    assert verdict.reply == EOP_REPLY
+
+
+@pytest.mark.parametrize(
+    ("profile_id", "action"),
+    [
+        ("typical-corporate", VerdictAction.QUARANTINE),
+        ("strict-finance", VerdictAction.QUARANTINE),
+        ("google-workspace-like", VerdictAction.ACCEPT),
+    ],
+)
+async def test_an_encrypted_zip(profile_id: str, action: VerdictAction) -> None:
+    locked = set_encrypted_flag(make_zip({"report.pdf": PDF}))
+    raw = with_attachments(attachment("report.zip", locked, "application/zip"))
+    verdict = await judge(builtin(profile_id), raw)
+    assert verdict.action is action
+    encrypted = finding(verdict, "MIME_ENCRYPTED_ARCHIVES")
+    expected = Action.NONE if action is VerdictAction.ACCEPT else Action.QUARANTINE
+    assert encrypted.action is expected
