@@ -40,7 +40,9 @@ def plain_message(size: int = 1024) -> bytes:
 def newsletter_message(target: int = 20 * 1024) -> bytes:
     html = NEWSLETTER.read_text(encoding="utf-8")
     while len(html) < target:  # pad with more of the same rows if the fixture is small
-        html = html.replace("</body>", html[html.find("<table") : html.find("</table>") + 8] + "</body>")
+        html = html.replace(
+            "</body>", html[html.find("<table") : html.find("</table>") + 8] + "</body>"
+        )
     text = "Our spring collection is here. Read it online."
     return (
         "From: News <news@shop.example>\r\nTo: bob@corp.example\r\n"
@@ -73,7 +75,7 @@ def html_loaded_for_plain_text() -> bool:
     code = textwrap.dedent(
         """
         import asyncio, sys
-        sys.path.insert(0, %r)
+        sys.path.insert(0, {here!r})
         from content import plain_message, measure
         from sinkd.engine import Router, compile_profile
         from sinkd.profiles import ProfileSet
@@ -81,8 +83,7 @@ def html_loaded_for_plain_text() -> bool:
         asyncio.run(measure(router, plain_message(), 5))
         print("selectolax" in sys.modules, "tinycss2" in sys.modules)
         """
-        % str(HERE)
-    )
+    ).format(here=str(HERE))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return "True" in out.stdout
 
@@ -98,7 +99,8 @@ def main() -> None:
     }
     messages = {"plain 1 KB": plain_message(), "HTML newsletter": newsletter_message()}
     print(f"filter core CPU per message, {args.runs} runs each (process_time)")
-    print(f"{'message':<18} {'bytes':>7} {'profile':<22} {'p50 ms':>8} {'p99 ms':>8} {'x no-filter':>11}")
+    header = ("message", "bytes", "profile", "p50 ms", "p99 ms", "x no-filter")
+    print("{:<18} {:>7} {:<22} {:>8} {:>8} {:>11}".format(*header))
     for label, raw in messages.items():
         baseline = None
         for name, router in routers.items():

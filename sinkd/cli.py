@@ -436,7 +436,8 @@ def _write_filtered(
             raise InputError(
                 f"--write-filtered {target}: with several files this must be a directory"
             )
-        target = target / f"{source.stem}.filtered.eml"
+        stem = "stdin" if str(source) == "-" else source.stem
+        target = target / f"{stem}.filtered.eml"
     delivered = [v for v in verdicts if v.action is not VerdictAction.REJECT]
     if not delivered:
         print(f"sinkd: {source}: refused by every profile; nothing to write", file=sys.stderr)

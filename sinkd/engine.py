@@ -63,7 +63,7 @@ class Pipeline:
         for flt in self.filters:
             # A filter may find more than its own category (mime: content and attachments); an
             # allowlist's skip drops the findings of the skipped categories, not the others.
-            categories = getattr(flt, "categories", (flt.category,))
+            categories = flt.categories or (flt.category,)
             if all(c.value in skip for c in categories):
                 continue
             new = [f for f in await call(flt) if f.category.value not in skip]

@@ -50,7 +50,8 @@ def apply_strip(message: ParsedMessage, plan: StripPlan) -> tuple[bytes, list[st
             replacements[path] = _encode(new_html, node.params.get("charset"))
             label = path or "body"
             removed.extend(f"part {label}: {hit.what}" for hit in hits)
-    for path in sorted(plan.parts):
+    # In message order: part "10" comes after part "2".
+    for path in sorted(plan.parts, key=lambda p: [int(n) for n in p.split(".") if n.isdigit()]):
         node = tree.find(path)
         name = f" {node.filename!r}" if node.filename else ""
         removed.append(f"part {path or 'body'}{name} ({node.content_type})")

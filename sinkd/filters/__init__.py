@@ -49,6 +49,9 @@ class Filter:
     kind: ClassVar[str]
     Spec: ClassVar[type[Spec]]
     category: ClassVar[Category]  # an allowlist's ``skip`` names categories of later filters
+    # Every category the filter's findings may carry (mime: content and attachments). A filter
+    # is skipped only when all of them are; otherwise only the skipped categories' findings go.
+    categories: ClassVar[tuple[Category, ...]] = ()
     answers_at_mail: ClassVar[bool] = False
 
     def __init__(self, spec: Any, ctx: CompileContext) -> None:

@@ -257,9 +257,8 @@ class _Rule:
                     return f"really a .{ext} file ({info.true_type}) whatever its name says"
         if self.not_extensions is not None and (info.name or info.depth == 0):
             if last is None or last not in self.not_extensions:
-                return (
-                    f"a {'.' + last if last else 'nameless'} file, not on the list of accepted types"
-                )
+                kind = f"a .{last} file" if last else "a file without an extension"
+                return f"{kind}, not on the list of accepted types"
             # Renamed to an accepted extension: its true type must be accepted too.
             if true_extensions and not self.not_extensions.intersection(true_extensions):
                 ext = true_extensions[0]
@@ -286,7 +285,7 @@ class MimeFilter(Filter):
     kind = "mime"
     Spec = MimeSpec
     category = Category.CONTENT
-    categories = (Category.CONTENT, Category.ATTACHMENTS)  # attachment findings are their own
+    categories = (Category.CONTENT, Category.ATTACHMENTS)
 
     def __init__(self, spec: MimeSpec, ctx: CompileContext) -> None:
         super().__init__(spec, ctx)

@@ -46,7 +46,9 @@ TEXT = "Hello Bob,\r\n\r\nthe figures are attached as promised.\r\n"
 NOTICE = "[${filename} (${content_type}) was removed by the test policy]"
 EOP_REPLY = Reply(550, "5.7.1", "Delivery not authorized, message refused")
 GMAIL_REPLY = Reply(
-    552, "5.7.0", "This message was blocked because its content presents a potential security issue."
+    552,
+    "5.7.0",
+    "This message was blocked because its content presents a potential security issue.",
 )
 
 
@@ -302,9 +304,8 @@ async def test_html_images_and_css_backgrounds_are_removed_from_the_html(tmp_pat
     verdict = await judge(mime(tmp_path, {"images": STRIP}), raw)
     images = finding(verdict, "MIME_IMAGES")
     assert images.detail["items"] == [
-        'part 2: background attribute on <table>: https://cdn.example/bg.jpg',
-        "part 2: background-image in style attribute on <div>: "
-        "url(https://cdn.example/hero.jpg)",
+        "part 2: background attribute on <table>: https://cdn.example/bg.jpg",
+        "part 2: background-image in style attribute on <div>: url(https://cdn.example/hero.jpg)",
         'part 2: <img src="https://cdn.example/photo.jpg"> remote http(s):',
     ]
     assert list(verdict.stripped) == images.detail["items"]
@@ -457,7 +458,7 @@ async def test_every_hidden_text_case_is_found_and_no_visible_look_alike(tmp_pat
     assert hidden.reason.startswith("The message contains text hidden from the reader: 'HIDDEN-")
 
 
-# --- macro documents, encrypted archives ------------------------------------------------------------
+# --- macro documents, encrypted archives ------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -689,6 +690,16 @@ async def test_strip_merges_every_class_into_one_filtered_message(tmp_path: Path
         assert gone not in new_html
     assert len(verdict.stripped) == 5
     assert [p.get_filename() for p in leaves(parsed)][-1] == "figures.pdf"
+
+
+async def test_stripped_parts_are_listed_in_message_order(tmp_path: Path) -> None:
+    raw = with_attachments(*[attachment(f"p{n}.png", PNG, "image/png") for n in range(2, 13)])
+    verdict = await judge(mime(tmp_path, {"images": STRIP}), raw)
+    assert verdict.stripped == tuple(f"part {n} 'p{n}.png' (image/png)" for n in range(2, 13))
+    parsed = filtered_message(raw, verdict, {str(n) for n in range(2, 13)})
+    assert notices(parsed) == [
+        f"[p{n}.png (image/png) was removed by the test policy]" for n in range(2, 13)
+    ]
 
 
 async def test_stripping_the_whole_message_body_keeps_its_headers(tmp_path: Path) -> None:
@@ -954,7 +965,6 @@ async def test_an_allowlist_skips_only_the_mime_findings_of_its_categories(
         assert verdict.stripped == ("part 2 'logo.png' (image/png)",)
 
 
-
 async def test_typical_corporates_partner_allowlist_still_refuses_executables(
     tmp_path: Path,
 ) -> None:
@@ -1021,8 +1031,7 @@ async def test_an_exe_renamed_pdf_is_refused(profile_id: str, code: str, reply: 
     assert verdict.reply == reply
     assert mime_codes(verdict) == [code]
     assert finding(verdict, code).detail["items"] == [
-        "part 2: 'invoice.pdf' is really a .exe file (application/x-dosexec) "
-        "whatever its name says"
+        "part 2: 'invoice.pdf' is really a .exe file (application/x-dosexec) whatever its name says"
     ]
     assert verdict.filtered is None
 
@@ -1053,7 +1062,9 @@ async def test_a_zip_holding_an_exe_is_refused(profile_id: str, code: str, reply
 
 async def test_typical_corporate_quarantines_macro_documents_not_on_the_eop_list() -> None:
     for filename, data in (("letter.doc", MACRO_DOC), ("report.docx", ooxml(WORD_MAIN, vba=True))):
-        verdict = await judge(builtin("typical-corporate"), with_attachments(attachment(filename, data)))
+        verdict = await judge(
+            builtin("typical-corporate"), with_attachments(attachment(filename, data))
+        )
         assert verdict.action is VerdictAction.QUARANTINE, filename
         assert mime_codes(verdict) == ["MIME_MACRO_DOCUMENTS"]
 

@@ -1,0 +1,340 @@
+"""Strip actions end to end: a real server, a real SMTP client, the store and the CLI.
+
+The server keeps both the message as sent and the message as delivered; hostile MIME never
+costs a final reply, a stored record or the next message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import email
+import email.policy
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from sinkd.cli import main
+from sinkd.runtime import Sinkd
+from sinkd.store import Query, StoredMessage
+from tests.conftest import MESSAGES, StartServer
+from tests.test_attachments import make_zip, pe_bytes
+from tests.test_smtp import Answer, raw_client
+
+MiB = 1024 * 1024
+QUEUED = re.compile(r"^250 2\.0\.0 Ok: queued as ([0-9A-F]{12,40})$")
+NOTICE = "was removed by the corporate mail policy]"
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(200)
+
+
+@pytest.fixture(autouse=True)
+def no_internal_errors(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """sinkd must not fail internally whatever it is sent (that is what answers 451 4.3.0)."""
+    yield
+    errors = [
+        r for r in caplog.get_records("call") if r.name.startswith("sinkd") and r.levelno >= 40
+    ]
+    assert not errors, [r.getMessage() for r in errors]
+
+
+# --- messages -----------------------------------------------------------------------------------
+
+
+def crlf(text: str) -> str:
+    return text.replace("\r\n", "\n").replace("\n", "\r\n")
+
+
+def head(subject: str, content_type: str) -> str:
+    return (
+        "From: News <news@sender.example>\r\n"
+        "To: Bob <bob@corp.example>\r\n"
+        f"Subject: {subject}\r\n"
+        "Date: Mon, 03 Jun 2024 10:00:00 +0000\r\n"
+        f"Message-ID: <{abs(hash(subject))}@sender.example>\r\n"
+        "MIME-Version: 1.0\r\n"
+        f"Content-Type: {content_type}\r\n"
+    )
+
+
+def b64(data: bytes) -> str:
+    return base64.encodebytes(data).decode().replace("\n", "\r\n")
+
+
+def mixed(subject: str, *parts: str) -> bytes:
+    body = "".join(f"--mx\r\n{p}" for p in parts) + "--mx--\r\n"
+    return (head(subject, 'multipart/mixed; boundary="mx"') + "\r\n" + body).encode()
+
+
+def html_part(html: str) -> str:
+    return f"Content-Type: text/html; charset=utf-8\r\n\r\n{crlf(html)}\r\n"
+
+
+def file_part(filename: str, content_type: str, encoded: str, cte: str = "base64") -> str:
+    return (
+        f'Content-Type: {content_type}; name="{filename}"\r\n'
+        f'Content-Disposition: attachment; filename="{filename}"\r\n'
+        f"Content-Transfer-Encoding: {cte}\r\n\r\n{encoded}"
+    )
+
+
+def plain(subject: str = "Lunch", body: str = "See you at noon.\r\n") -> bytes:
+    return (head(subject, "text/plain; charset=utf-8") + "\r\n" + body).encode()
+
+
+def newsletter() -> bytes:
+    """The newsletter with a hidden preheader, a tracking pixel and a script; a photo attached."""
+    html = (MESSAGES / "content" / "newsletter.html").read_text(encoding="utf-8")
+    extra = (
+        '<div style="display:none">PREHEADER-SECRET 50% off this week only</div>'
+        '<img src="https://track.example/open.gif?u=7" width="1" height="1" alt="">'
+        '<script>document.write("SCRIPT-MARKER")</script>'
+    )
+    html = re.sub(r"(<body[^>]*>)", lambda m: m.group(1) + extra, html, count=1)
+    return mixed(
+        "October news",
+        "Content-Type: text/plain; charset=utf-8\r\n\r\nOctober news, text version.\r\n",
+        html_part(html),
+        file_part("photo.png", "image/png", b64(PNG)),
+    )
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+
+async def send(app: Sinkd, raw: bytes) -> Answer:
+    async with raw_client(app) as client:
+        answer = await client.mail(raw, "news@sender.example", "bob@corp.example")
+        await client.quit()
+    return answer
+
+
+async def stored(app: Sinkd, message_id: str) -> StoredMessage:
+    assert app.store is not None
+    return await app.store.get(message_id, with_raw=True)
+
+
+def queued_id(answer: Answer) -> str:
+    match = QUEUED.match(answer.line)
+    assert match, answer.lines
+    return match.group(1)
+
+
+async def cli(*argv: str | Path) -> int:
+    # The CLI runs its own event loop (asyncio.run), so it gets a thread of its own.
+    return await asyncio.to_thread(main, [str(a) for a in argv])
+
+
+# --- the filtered message in the store and the CLI ----------------------------------------------
+
+
+async def test_a_stripped_newsletter_is_stored_as_sent_and_as_delivered(
+    start_server: StartServer, capsysbinary: pytest.CaptureFixture[bytes]
+) -> None:
+    app = await start_server(profile="typical-corporate")
+    raw = newsletter()
+    answer = await send(app, raw)
+    message_id = queued_id(answer)
+    record = await stored(app, message_id)
+
+    assert record.raw == raw
+    assert record.data["verdict"] == "accept"
+    codes = [f["code"] for f in record.data["findings"]]
+    for code in ("MIME_IMAGES", "MIME_TRACKING_PIXELS", "MIME_ACTIVE_SCRIPT", "MIME_HIDDEN_TEXT"):
+        assert code in codes
+    stripped = record.data["stripped"]
+    assert "part 3 'photo.png' (image/png)" in stripped
+    assert any("track.example/open.gif" in line for line in stripped)
+    assert any("<script>" in line for line in stripped)
+    assert any(line.startswith("part 2: <div") for line in stripped)
+
+    filtered = record.filtered
+    assert filtered is not None
+    for gone in (b"PREHEADER-SECRET", b"SCRIPT-MARKER", b"track.example", b"<img"):
+        assert gone not in filtered
+    assert b"[photo.png (image/png) " + NOTICE.encode() in filtered
+    assert b"October news, text version." in filtered
+    parsed = email.message_from_bytes(filtered, policy=email.policy.default)
+    assert [p.get_content_type() for p in parsed.walk()] == [
+        "multipart/mixed",
+        "text/plain",
+        "text/html",
+        "text/plain",
+    ]
+    assert all(not p.defects for p in parsed.walk())
+
+    assert app.settings.db is not None
+    capsysbinary.readouterr()
+    assert await cli("messages", "show", message_id, "--db", app.settings.db, "--filtered") == 0
+    assert capsysbinary.readouterr().out == filtered
+    assert await cli("messages", "show", message_id, "--db", app.settings.db, "--raw") == 0
+    assert capsysbinary.readouterr().out == raw
+
+
+async def test_a_message_with_nothing_stripped_shows_the_original_as_filtered(
+    start_server: StartServer, capsysbinary: pytest.CaptureFixture[bytes]
+) -> None:
+    app = await start_server(profile="typical-corporate")
+    raw = plain()
+    message_id = queued_id(await send(app, raw))
+    record = await stored(app, message_id)
+    assert (record.filtered, record.data["stripped"]) == (None, [])
+    capsysbinary.readouterr()
+    assert await cli("messages", "show", message_id, "--db", app.settings.db, "--filtered") == 0
+    assert capsysbinary.readouterr().out == raw
+
+
+async def test_a_refused_message_has_no_filtered_copy(
+    start_server: StartServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    app = await start_server(profile="typical-corporate")
+    raw = mixed(
+        "Invoice",
+        html_part('<p>See attached.</p><img src="https://cdn.example/logo.png">'),
+        file_part("invoice.pdf", "application/pdf", b64(pe_bytes())),
+    )
+    answer = await send(app, raw)
+    assert answer.line == "550 5.7.1 Delivery not authorized, message refused"
+    assert app.store is not None
+    [row] = [r for r in await app.store.list(Query()) if r.data["verdict"] == "reject"]
+    record = await stored(app, row.id)
+    assert record.raw == raw
+    assert record.filtered is None
+    assert record.data["stripped"] == []
+    capsys.readouterr()
+    assert await cli("messages", "show", row.id, "--db", app.settings.db, "--filtered") == 1
+    assert capsys.readouterr().err == (
+        f"sinkd: message {row.id} was refused; nothing was delivered\n"
+    )
+
+
+# --- hostile content ----------------------------------------------------------------------------
+
+
+def zip_bomb() -> bytes:
+    return mixed(
+        "Backup",
+        "Content-Type: text/plain; charset=utf-8\r\n\r\nThe backup.\r\n",
+        file_part("backup.zip", "application/zip", b64(make_zip({"zeros.bin": bytes(100 * MiB)}))),
+    )
+
+
+def broken_base64() -> bytes:
+    return mixed(
+        "Broken attachment",
+        "Content-Type: text/plain; charset=utf-8\r\n\r\nSee attached.\r\n",
+        file_part(
+            "report.pdf", "application/pdf", "JVBERi0xLjQK!!!*** not base64 at all ===\r\nQQ\r\n"
+        ),
+    )
+
+
+def wrong_transfer_encoding() -> bytes:
+    return (
+        head("Wrong encoding", "text/plain; charset=utf-8")
+        + "Content-Transfer-Encoding: base64\r\n\r\n"
+        + "This is plain text, not base64, whatever the header says.\r\n"
+    ).encode()
+
+
+def nested_multiparts(levels: int = 100) -> bytes:
+    body = "Content-Type: text/plain; charset=utf-8\r\n\r\nthe innermost text\r\n"
+    for level in range(levels):
+        body = (
+            f'Content-Type: multipart/mixed; boundary="n{level}"\r\n\r\n'
+            f"--n{level}\r\n{body}--n{level}--\r\n"
+        )
+    top = head("Nested", 'multipart/mixed; boundary="top"')
+    return (top + "\r\n--top\r\n" + body + "--top--\r\n").encode()
+
+
+def malformed_html() -> bytes:
+    html = (MESSAGES / "content" / "malformed.html").read_text(encoding="utf-8")
+    return mixed("Malformed", html_part(html))
+
+
+def inline_data_image() -> bytes:
+    data = base64.b64encode(PNG + bytes(2 * MiB)).decode()
+    html = f'<p>Look:</p><img src="data:image/png;base64,{data}">'
+    # One 2.7 MB line: only an encoded part can carry it (SMTP lines end at 1000 octets).
+    part = "Content-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+    return mixed("Inline", part + b64(html.encode()))
+
+
+def big_image() -> bytes:
+    return mixed(
+        "Photo",
+        "Content-Type: text/plain; charset=utf-8\r\n\r\nThe photo.\r\n",
+        file_part("photo.png", "image/png", b64(PNG + bytes(5 * MiB))),
+    )
+
+
+# Each hostile message: how typical-corporate judges it, and whether something was stripped.
+HOSTILE: dict[str, tuple[Callable[[], bytes], str, bool]] = {
+    "zip-bomb": (zip_bomb, "quarantine", False),
+    "broken-base64": (broken_base64, "accept", False),
+    "wrong-transfer-encoding": (wrong_transfer_encoding, "accept", False),
+    "100-nested-multiparts": (nested_multiparts, "quarantine", False),
+    "malformed-html": (malformed_html, "accept", True),
+    "2mb-inline-data-image": (inline_data_image, "accept", True),
+    "5mb-image-attachment": (big_image, "accept", True),
+}
+
+
+@pytest.mark.parametrize(("build", "verdict", "stripped"), HOSTILE.values(), ids=HOSTILE.keys())
+async def test_hostile_content_gets_a_final_reply_a_record_and_the_next_message_passes(
+    start_server: StartServer, build: Callable[[], bytes], verdict: str, stripped: bool
+) -> None:
+    app = await start_server(profile="typical-corporate")
+    raw = build()
+    answer = await send(app, raw)
+    assert app.store is not None
+    [row] = await app.store.list(Query())
+    assert queued_id(answer) == row.id  # accepted or quarantined alike: 250, never a 451
+    record = await stored(app, row.id)
+    assert record.raw == raw
+    assert record.data["verdict"] == verdict
+    assert (record.filtered is not None) is stripped
+    assert bool(record.data["stripped"]) is stripped
+    if record.filtered is not None:
+        parsed = email.message_from_bytes(record.filtered, policy=email.policy.default)
+        assert parsed["Subject"] == email.message_from_bytes(raw)["Subject"]
+
+    follow_up = await send(app, plain("Still there?"))
+    follow_id = queued_id(follow_up)
+    assert (await stored(app, follow_id)).data["verdict"] == "accept"
+
+
+async def test_a_zip_bomb_is_quarantined_as_unscannable(start_server: StartServer) -> None:
+    app = await start_server(profile="typical-corporate")
+    record = await stored(app, queued_id(await send(app, zip_bomb())))
+    assert record.data["verdict"] == "quarantine"
+    [unscannable] = [f for f in record.data["findings"] if f["code"] == "MIME_UNSCANNABLE"]
+    assert unscannable["decided"] is True
+    [item] = unscannable["detail"]["items"]
+    assert item.startswith("part 2: zip bomb: member 'zeros.bin' expands ")
+
+
+async def test_a_big_image_attachment_is_stripped_and_the_notice_stored(
+    start_server: StartServer,
+) -> None:
+    app = await start_server(profile="typical-corporate")
+    raw = big_image()
+    record = await stored(app, queued_id(await send(app, raw)))
+    assert record.data["stripped"] == ["part 2 'photo.png' (image/png)"]
+    assert record.filtered is not None
+    assert len(record.filtered) < 2000 < len(raw)
+    assert b"[photo.png (image/png) " + NOTICE.encode() in record.filtered
+
+
+async def test_an_inline_data_image_is_stripped_from_the_html(start_server: StartServer) -> None:
+    app = await start_server(profile="typical-corporate")
+    record = await stored(app, queued_id(await send(app, inline_data_image())))
+    [line] = record.data["stripped"]
+    assert line.startswith("part 1: <img ") and "data: URI, 2.7 MB" in line
+    assert record.filtered is not None
+    parsed = email.message_from_bytes(record.filtered, policy=email.policy.default)
+    [html] = [p for p in parsed.walk() if p.get_content_type() == "text/html"]
+    assert "data:image" not in html.get_content()
+    assert "Look:" in html.get_content()
