@@ -26,9 +26,11 @@ from sinkd.engine import Transaction
 from sinkd.errors import ConfigError, InputError, NotFound, ProfileError, SinkdError, StoreError
 from sinkd.logs import setup as setup_logging
 from sinkd.model import ClientIdentity, Verdict, VerdictAction
+from sinkd.ports import Lookups
 from sinkd.profiles import CATALOGUE_FILE, DEFAULT_PROFILE, ProfileSet, load_catalogue
 from sinkd.runtime import Settings, Sinkd, build_router, default_db_path
 from sinkd.schema import dump
+from sinkd.spamd import SpamdService
 from sinkd.store import Query
 from sinkd.store.sqlite import open_sqlite
 
@@ -97,6 +99,13 @@ def _size(text: str) -> int:
     return value
 
 
+def _address(text: str) -> tuple[str, int]:
+    host, colon, port = text.rpartition(":")
+    if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
+    return host.strip("[]"), int(port)
+
+
 def _add_profile_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--profile",
@@ -118,6 +127,14 @@ def _add_profile_options(p: argparse.ArgumentParser) -> None:
         default=[_route(r) for r in _env_list("ROUTE")],
         metavar="DOMAIN=PROFILE",
         help="judge recipients of DOMAIN (or *.DOMAIN) with PROFILE (repeatable; env SINKD_ROUTE)",
+    )
+    spamd = _env("SPAMD")
+    p.add_argument(
+        "--spamd",
+        type=_address,
+        default=_address(spamd) if spamd else None,
+        metavar="HOST:PORT",
+        help="spamd for every spamassassin filter, whatever the profile says (env SINKD_SPAMD)",
     )
 
 
@@ -313,6 +330,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         client_ip=args.client_ip,
         helo=args.helo,
         proxy_protocol=args.proxy_protocol,
+        spamd=args.spamd,
     )
     if args.hostname:
         settings.hostname = args.hostname
@@ -373,6 +391,7 @@ async def check_message(
     rcpts: Sequence[str],
     client_ip: str,
     helo: str,
+    spamd: tuple[str, int] | None = None,
 ) -> list[Verdict]:
     """Run one message through the same staged transaction the server runs."""
     router = build_router(profiles, profile, routes)
@@ -381,6 +400,7 @@ async def check_message(
         router,
         ClientIdentity(ip=client_ip, helo=helo, source="option"),
         lambda: f"check-{next(counter)}",
+        lookups=Lookups(spamd=SpamdService(override=spamd)),
     )
     sender = mail_from if mail_from is not None else next(iter(_header_addresses(raw, "From")), "")
     recipients = list(rcpts) or _header_addresses(raw, "To", "Cc") or ["recipient@example.com"]
@@ -468,6 +488,7 @@ def _check(args: argparse.Namespace, out: TextIO) -> int:
                 rcpts=args.rcpt,
                 client_ip=args.client_ip,
                 helo=args.helo,
+                spamd=args.spamd,
             )
         )
         for verdict in verdicts:

@@ -7,6 +7,7 @@ Owns every exception type sinkd raises on purpose. Bad mail is never an exceptio
     ├── ProfileError (ValueError)       a profile file or a reference in it is invalid
     ├── ConfigError (ValueError)        a command-line option or environment variable is invalid
     ├── InputError (ValueError)         a message file given to the CLI cannot be read
+    ├── BackendError (OSError)          an outside service (spamd) failed or timed out
     └── StoreError
         └── NotFound (LookupError)      no stored message has that id
 """
@@ -32,6 +33,10 @@ class ConfigError(SinkdError, ValueError):
 
 class InputError(SinkdError, ValueError):
     """An input file (a message to check) cannot be read."""
+
+
+class BackendError(SinkdError, OSError):
+    """An outside service a filter relies on failed; the filter turns it into a finding."""
 
 
 class StoreError(SinkdError):

@@ -30,6 +30,7 @@ from sinkd.filters.envelope import EnvelopeSpec
 from sinkd.filters.format import FormatSpec
 from sinkd.filters.mime import MimeSpec
 from sinkd.filters.size import SizeSpec
+from sinkd.filters.spamassassin import SpamAssassinSpec
 from sinkd.schema import ReplyRef, ReplyTemplate, Spec, parse_literal_reply
 
 SCHEMA = "sinkd.profile/v1"
@@ -40,7 +41,7 @@ NOT_PROFILES = frozenset({CATALOGUE_FILE, "population.yaml"})
 
 # One entry per filter kind; tests/test_profiles.py checks this against filters.REGISTRY.
 FilterSpec = Annotated[
-    EnvelopeSpec | SizeSpec | ContentSpec | MimeSpec | FormatSpec,
+    EnvelopeSpec | SizeSpec | ContentSpec | MimeSpec | SpamAssassinSpec | FormatSpec,
     Field(discriminator="kind"),
 ]
 ProfileId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]*$", max_length=64)]

@@ -16,8 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sinkd.engine import Pipeline, Router, compile_profile
+from sinkd.ports import Lookups
 from sinkd.profiles import DEFAULT_PROFILE, ProfileSet
 from sinkd.smtp import AuthMode, ServerOptions, SinkHandler, protocol_factory
+from sinkd.spamd import SpamdService
 from sinkd.store import Store
 from sinkd.store.sqlite import open_sqlite
 from sinkd.tls import self_signed, server_context
@@ -51,6 +53,7 @@ class Settings:
     client_ip: str | None = None
     helo: str | None = None
     proxy_protocol: bool = False
+    spamd: tuple[str, int] | None = None  # --spamd: overrides every spamassassin filter's address
     hostname: str = field(default_factory=socket.getfqdn)
 
 
@@ -96,7 +99,8 @@ class Sinkd:
             tls_context=server_context(cert, key),
         )
         self.store = await open_sqlite(s.db)
-        handler = SinkHandler(router, self.store, options)
+        lookups = Lookups(spamd=SpamdService(override=s.spamd))
+        handler = SinkHandler(router, self.store, options, lookups)
         loop = asyncio.get_running_loop()
         self.server = await loop.create_server(
             protocol_factory(handler, options), host=s.host, port=s.port, reuse_address=True

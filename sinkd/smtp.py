@@ -27,6 +27,7 @@ from aiosmtpd.smtp import Envelope as SmtpEnvelope
 
 from sinkd.engine import Router, Transaction, data_reply
 from sinkd.model import ClientIdentity, Reply, Verdict
+from sinkd.ports import NO_LOOKUPS, Lookups
 from sinkd.store import MessageRecord, Store
 
 log = logging.getLogger("sinkd.smtp")
@@ -250,10 +251,12 @@ class SinkHandler:
         router: Router,
         store: Store,
         options: ServerOptions,
+        lookups: Lookups = NO_LOOKUPS,
     ) -> None:
         self.router = router
         self.store = store
         self.options = options
+        self.lookups = lookups
 
     # --- identity ---------------------------------------------------------------------------
 
@@ -340,6 +343,7 @@ class SinkHandler:
             self.router,
             self.identity(server, session),
             new_message_id,
+            lookups=self.lookups,
             auth_user=auth_user,
             tls=server._tls_protocol is not None,
         )

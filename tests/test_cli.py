@@ -265,7 +265,13 @@ def test_profiles_list_lists_the_builtins() -> None:
     code, out = run("profiles", "list")
     assert code == 0
     ids = [line.split()[0] for line in out.splitlines()]
-    assert ids == ["google-workspace-like", "no-filter", "strict-finance", "typical-corporate"]
+    assert ids == [
+        "google-workspace-like",
+        "no-filter",
+        "spamassassin-default",
+        "strict-finance",
+        "typical-corporate",
+    ]
     assert "Typical corporate IT policy (survey composite)" in out
 
 
@@ -276,6 +282,7 @@ def test_profiles_list_json_names_ids_titles_and_paths() -> None:
     assert [p["id"] for p in data] == [
         "google-workspace-like",
         "no-filter",
+        "spamassassin-default",
         "strict-finance",
         "typical-corporate",
     ]

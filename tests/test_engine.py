@@ -539,7 +539,8 @@ async def test_every_shipped_profile_accepts_a_plain_ham_message(name: str) -> N
     assert verdict.score == 0
 
 
-@pytest.mark.parametrize("name", SHIPPED.names())
+# spamassassin-default leaves GTUBE to spamd and only tags (tests/test_spamd.py).
+@pytest.mark.parametrize("name", [n for n in SHIPPED.names() if n != "spamassassin-default"])
 async def test_every_shipped_profile_but_no_filter_rejects_gtube(name: str) -> None:
     router = Router(compile_profile(SHIPPED.resolve(name)))
     [verdict] = await deliver(router, message("Test", f"This is the GTUBE:\r\n{GTUBE}"))

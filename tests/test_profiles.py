@@ -68,6 +68,7 @@ def test_the_builtin_profiles_are_the_documented_ones() -> None:
     assert SHIPPED.names() == [
         "google-workspace-like",
         "no-filter",
+        "spamassassin-default",
         "strict-finance",
         "typical-corporate",
     ]
@@ -158,7 +159,7 @@ def test_an_empty_models_list_is_refused(tmp_path: Path) -> None:
 def test_an_unknown_filter_kind_lists_the_known_ones(tmp_path: Path) -> None:
     message = error_of(tmp_path, "filters:\n  - {kind: spf, name: x}\n")
     assert f"test.yaml:{BODY_LINE + 1}: filters[0]:" in message
-    assert "'envelope', 'size', 'content', 'mime', 'format'" in message
+    assert "'envelope', 'size', 'content', 'mime', 'spamassassin', 'format'" in message
 
 
 def test_an_unknown_list_reference_names_the_known_lists(tmp_path: Path) -> None:
@@ -475,7 +476,11 @@ def _spec_kinds() -> dict[str, type]:
 
 def test_the_registry_and_the_profile_schema_name_the_same_filter_kinds() -> None:
     specs = _spec_kinds()
-    assert set(specs) == set(REGISTRY) == {"envelope", "size", "content", "mime", "format"}
+    assert (
+        set(specs)
+        == set(REGISTRY)
+        == {"envelope", "size", "content", "mime", "spamassassin", "format"}
+    )
     for kind, cls in REGISTRY.items():
         assert cls.Spec is specs[kind]
 

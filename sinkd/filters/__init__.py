@@ -90,12 +90,14 @@ def _registry() -> Mapping[str, type[Filter]]:
     from sinkd.filters.format import FormatFilter
     from sinkd.filters.mime import MimeFilter
     from sinkd.filters.size import SizeFilter
+    from sinkd.filters.spamassassin import SpamAssassinFilter
 
     kinds: list[type[Filter]] = [
         EnvelopeFilter,
         SizeFilter,
         ContentFilter,
         MimeFilter,
+        SpamAssassinFilter,
         FormatFilter,
     ]
     return {cls.kind: cls for cls in kinds}
