@@ -57,8 +57,10 @@ class Pipeline:
     async def _run(
         self,
         skip: frozenset[str],
-        call: Callable[[Filter], Awaitable[list[Finding]]],
+        call: Callable[[Filter, Sequence[Finding]], Awaitable[list[Finding]]],
     ) -> list[Finding]:
+        """Run the filters in profile order; each sees the findings of those before it (DMARC
+        reads SPF's and DKIM's)."""
         findings: list[Finding] = []
         for flt in self.filters:
             # A filter may find more than its own category (mime: content and attachments); an
@@ -66,14 +68,14 @@ class Pipeline:
             categories = flt.categories or (flt.category,)
             if all(c.value in skip for c in categories):
                 continue
-            new = [f for f in await call(flt) if f.category.value not in skip]
+            new = [f for f in await call(flt, findings) if f.category.value not in skip]
             findings.extend(new)
             skip = skip | _skips(new)
         return findings
 
     async def at_mail(self, envelope: Envelope, lookups: Lookups = NO_LOOKUPS) -> list[Finding]:
         ctx = EnvelopeContext(envelope, None, lookups)
-        return await self._run(frozenset(), lambda f: f.check_envelope(Stage.MAIL, ctx))
+        return await self._run(frozenset(), lambda f, _: f.check_envelope(Stage.MAIL, ctx))
 
     async def at_rcpt(
         self,
@@ -83,7 +85,7 @@ class Pipeline:
         lookups: Lookups = NO_LOOKUPS,
     ) -> list[Finding]:
         ctx = EnvelopeContext(envelope, rcpt, lookups)
-        return await self._run(_skips(earlier), lambda f: f.check_envelope(Stage.RCPT, ctx))
+        return await self._run(_skips(earlier), lambda f, _: f.check_envelope(Stage.RCPT, ctx))
 
     async def at_data(
         self,
@@ -92,8 +94,13 @@ class Pipeline:
         earlier: Sequence[Finding] = (),
         lookups: Lookups = NO_LOOKUPS,
     ) -> list[Finding]:
-        ctx = MessageContext(envelope, message, lookups, tuple(earlier))
-        return await self._run(_skips(earlier), lambda f: f.check_message(ctx))
+        before = tuple(earlier)
+
+        def check(flt: Filter, so_far: Sequence[Finding]) -> Awaitable[list[Finding]]:
+            ctx = MessageContext(envelope, message, lookups, (*before, *so_far))
+            return flt.check_message(ctx)
+
+        return await self._run(_skips(earlier), check)
 
     def decide(
         self,

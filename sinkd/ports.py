@@ -1,14 +1,14 @@
 """What the pure core may ask of the outside world, as interfaces only.
 
 Owns the ``Lookups`` bundle handed to every filter and the value types that cross it. Real
-adapters (``spamd.py``; DNS later) implement these and are injected by the runtime; the core
+adapters (``spamd.py``, ``dns.py``) implement these and are injected by the runtime; the core
 never opens a socket or a file itself, and tests pass fakes.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol, TypeAlias
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,11 +48,41 @@ class Spamd(Protocol):
     async def report(self, message: bytes, target: SpamdTarget) -> SpamReport: ...
 
 
+RecordType = Literal["A", "AAAA", "TXT", "MX", "PTR", "CNAME", "NS"]
+# One record's data, by type: A/AAAA the address text; TXT the character-strings as received
+# (RFC 1035 §3.3.14; SPF and DKIM join them, RFC 7208 §3.3); MX (preference, exchange);
+# PTR/CNAME/NS the target name. Names are absolute-less, lower-case, without the final dot.
+Rdata: TypeAlias = str | tuple[bytes, ...] | tuple[int, str]
+Rcode = Literal["NOERROR", "NXDOMAIN", "SERVFAIL", "REFUSED", "TIMEOUT"]
+
+
+@dataclass(frozen=True, slots=True)
+class DnsAnswer:
+    """The answer to one question. NOERROR with no records is NODATA (RFC 2308 §2.2)."""
+
+    rcode: Rcode
+    records: tuple[Rdata, ...] = ()
+    ttl: int = 0
+
+    @property
+    def temporary(self) -> bool:
+        """A failure worth retrying later: SPF's temperror (RFC 7208 §2.6.6)."""
+        return self.rcode in ("SERVFAIL", "TIMEOUT", "REFUSED")
+
+
+class Resolver(Protocol):
+    """DNS as the filters see it. Never raises for DNS trouble: a timeout is an answer
+    (``rcode="TIMEOUT"``) so that a check turns it into a temperror, never a hung session."""
+
+    async def query(self, name: str, rdtype: RecordType) -> DnsAnswer: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Lookups:
     """Injected lookups for network-backed filters; None where the runtime provides none."""
 
     spamd: Spamd | None = None
+    resolver: Resolver | None = None
 
 
 NO_LOOKUPS = Lookups()

@@ -34,7 +34,8 @@ class MessageContext:
     envelope: Envelope
     message: ParsedMessage
     lookups: Lookups
-    earlier: tuple[Finding, ...] = field(default=())  # findings of the envelope stages
+    # Findings so far: the envelope stages', then those of the filters before this one.
+    earlier: tuple[Finding, ...] = field(default=())
 
 
 class Filter:
