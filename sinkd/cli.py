@@ -26,9 +26,9 @@ from sinkd.engine import Transaction
 from sinkd.errors import ConfigError, InputError, NotFound, ProfileError, SinkdError, StoreError
 from sinkd.logs import setup as setup_logging
 from sinkd.model import ClientIdentity, Verdict, VerdictAction
-from sinkd.ports import Lookups
+from sinkd.ports import Lookups, Resolver
 from sinkd.profiles import CATALOGUE_FILE, DEFAULT_PROFILE, ProfileSet, load_catalogue
-from sinkd.runtime import Settings, Sinkd, build_router, default_db_path
+from sinkd.runtime import Settings, Sinkd, build_router, default_db_path, dns_resolver
 from sinkd.schema import dump
 from sinkd.spamd import SpamdService
 from sinkd.store import Query
@@ -106,6 +106,76 @@ def _address(text: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+def _env_address(name: str) -> tuple[str, int] | None:
+    value = _env(name)
+    if not value:
+        return None
+    try:
+        return _address(value)
+    except argparse.ArgumentTypeError as exc:
+        raise ConfigError(f"SINKD_{name}={value!r}: {exc}") from None
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected seconds such as 5 or 0.5, got {text!r}"
+        ) from None
+    if not 0 < value <= 3600:
+        raise argparse.ArgumentTypeError(f"expected 0 < seconds <= 3600, got {text!r}")
+    return value
+
+
+def _env_seconds(name: str, default: float) -> float:
+    value = _env(name)
+    if value is None:
+        return default
+    try:
+        return _seconds(value)
+    except argparse.ArgumentTypeError as exc:
+        raise ConfigError(f"SINKD_{name}={value!r}: {exc}") from None
+
+
+def _add_dns_options(p: argparse.ArgumentParser) -> None:
+    mode = _env("DNS", "offline")
+    if mode not in ("offline", "live"):
+        raise ConfigError(f"SINKD_DNS={mode!r}: expected offline or live")
+    p.add_argument(
+        "--dns",
+        choices=["offline", "live"],
+        default=mode,
+        help="offline (default): DNS answers come only from --dns-zone fixtures and nothing "
+        "leaves this machine; live: fixtures first, then real DNS (env SINKD_DNS)",
+    )
+    p.add_argument(
+        "--dns-server",
+        type=_address,
+        default=_env_address("DNS_SERVER"),
+        metavar="HOST:PORT",
+        help="ask this DNS server instead of the system's; implies --dns live "
+        "(env SINKD_DNS_SERVER)",
+    )
+    zones = _env("DNS_ZONE")
+    p.add_argument(
+        "--dns-zone",
+        action="append",
+        type=Path,
+        default=[Path(z.strip()) for z in zones.split(",") if z.strip()] if zones else [],
+        metavar="FILE",
+        help="DNS fixture: an RFC 1035 master file, or a .yaml record map (repeatable; "
+        "env SINKD_DNS_ZONE, comma-separated)",
+    )
+    p.add_argument(
+        "--dns-timeout",
+        type=_seconds,
+        default=_env_seconds("DNS_TIMEOUT", 5.0),
+        metavar="SECONDS",
+        help="time for each live DNS lookup, retries included (default 5; env SINKD_DNS_TIMEOUT)",
+    )
+
+
 def _add_profile_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--profile",
@@ -136,6 +206,7 @@ def _add_profile_options(p: argparse.ArgumentParser) -> None:
         metavar="HOST:PORT",
         help="spamd for every spamassassin filter, whatever the profile says (env SINKD_SPAMD)",
     )
+    _add_dns_options(p)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -331,6 +402,10 @@ def _settings(args: argparse.Namespace) -> Settings:
         helo=args.helo,
         proxy_protocol=args.proxy_protocol,
         spamd=args.spamd,
+        dns=args.dns,
+        dns_server=args.dns_server,
+        dns_zones=list(args.dns_zone),
+        dns_timeout=args.dns_timeout,
     )
     if args.hostname:
         settings.hostname = args.hostname
@@ -392,15 +467,21 @@ async def check_message(
     client_ip: str,
     helo: str,
     spamd: tuple[str, int] | None = None,
+    resolver: Resolver | None = None,
 ) -> list[Verdict]:
-    """Run one message through the same staged transaction the server runs."""
+    """Run one message through the same staged transaction the server runs.
+
+    Without ``resolver``, DNS is offline: the fixtures the profiles name, nothing else.
+    """
     router = build_router(profiles, profile, routes)
+    if resolver is None:
+        resolver = dns_resolver(profiles, profile, routes)
     counter = iter(range(1, 1_000_000))
     transaction = Transaction(
         router,
         ClientIdentity(ip=client_ip, helo=helo, source="option"),
         lambda: f"check-{next(counter)}",
-        lookups=Lookups(spamd=SpamdService(override=spamd)),
+        lookups=Lookups(spamd=SpamdService(override=spamd), resolver=resolver),
     )
     sender = mail_from if mail_from is not None else next(iter(_header_addresses(raw, "From")), "")
     recipients = list(rcpts) or _header_addresses(raw, "To", "Cc") or ["recipient@example.com"]
@@ -474,6 +555,16 @@ def _write_filtered(
 
 def _check(args: argparse.Namespace, out: TextIO) -> int:
     profiles = ProfileSet(args.profiles_dir)
+    routes = dict(args.route)
+    resolver = dns_resolver(  # built once: zone errors stop the command before any file
+        profiles,
+        args.profile,
+        routes,
+        mode=args.dns,
+        server=args.dns_server,
+        zones=args.dns_zone,
+        timeout=args.dns_timeout,
+    )
     worst = EXIT_OK
     results: list[dict[str, Any]] = []
     for path in args.files:
@@ -483,12 +574,13 @@ def _check(args: argparse.Namespace, out: TextIO) -> int:
                 raw,
                 profiles=profiles,
                 profile=args.profile,
-                routes=dict(args.route),
+                routes=routes,
                 mail_from=args.mail_from,
                 rcpts=args.rcpt,
                 client_ip=args.client_ip,
                 helo=args.helo,
                 spamd=args.spamd,
+                resolver=resolver,
             )
         )
         for verdict in verdicts:

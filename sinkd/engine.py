@@ -13,6 +13,7 @@ import dataclasses
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from sinkd.authres import AUTHSERV_ID, add_authentication_results, authentication_results
 from sinkd.filters import REGISTRY, EnvelopeContext, Filter, MessageContext, reply_variables
 from sinkd.message import ParsedMessage, parse
 from sinkd.model import (
@@ -158,6 +159,12 @@ class Pipeline:
             if plan:
                 filtered, lines = apply_strip(message, plan)
                 stripped = tuple(lines)
+            if any(f.category is Category.AUTHENTICATION for f in findings):
+                # RFC 8601: the delivered copy says what was checked, and no forged field
+                # claiming this receiver survives. AUTHSERV_ID until profiles name their own.
+                value = authentication_results(AUTHSERV_ID, findings)
+                base = message.raw if filtered is None else filtered
+                filtered = add_authentication_results(base, value, AUTHSERV_ID)
         return Verdict(
             profile=self.profile.id,
             action=final.verdict,

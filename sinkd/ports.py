@@ -77,12 +77,24 @@ class Resolver(Protocol):
     async def query(self, name: str, rdtype: RecordType) -> DnsAnswer: ...
 
 
+class NoDns:
+    """DNS with no data at all: every name is NXDOMAIN. What offline DNS without fixtures
+    answers, and what a transaction gets when nobody injects a resolver."""
+
+    async def query(self, name: str, rdtype: RecordType) -> DnsAnswer:
+        return DnsAnswer("NXDOMAIN")
+
+
+NO_DNS = NoDns()
+
+
 @dataclass(frozen=True, slots=True)
 class Lookups:
-    """Injected lookups for network-backed filters; None where the runtime provides none."""
+    """Injected lookups for network-backed filters. Without a resolver DNS knows no name (as
+    offline DNS without fixtures); without spamd, spamassassin filters report an error."""
 
     spamd: Spamd | None = None
-    resolver: Resolver | None = None
+    resolver: Resolver | None = NO_DNS
 
 
 NO_LOOKUPS = Lookups()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,11 +27,16 @@ from pydantic import (
 
 from sinkd.errors import ProfileError
 from sinkd.filters.content import ContentSpec
+from sinkd.filters.dkim import DkimSpec
+from sinkd.filters.dmarc import DmarcSpec
+from sinkd.filters.dnsbl import DnsblSpec
 from sinkd.filters.envelope import EnvelopeSpec
 from sinkd.filters.format import FormatSpec
 from sinkd.filters.mime import MimeSpec
+from sinkd.filters.sender_id import SenderIdSpec
 from sinkd.filters.size import SizeSpec
 from sinkd.filters.spamassassin import SpamAssassinSpec
+from sinkd.filters.spf import SpfSpec
 from sinkd.schema import ReplyRef, ReplyTemplate, Spec, parse_literal_reply
 
 SCHEMA = "sinkd.profile/v1"
@@ -41,7 +47,17 @@ NOT_PROFILES = frozenset({CATALOGUE_FILE, "population.yaml"})
 
 # One entry per filter kind; tests/test_profiles.py checks this against filters.REGISTRY.
 FilterSpec = Annotated[
-    EnvelopeSpec | SizeSpec | ContentSpec | MimeSpec | SpamAssassinSpec | FormatSpec,
+    EnvelopeSpec
+    | SizeSpec
+    | SpfSpec
+    | SenderIdSpec
+    | DkimSpec
+    | DmarcSpec
+    | DnsblSpec
+    | ContentSpec
+    | MimeSpec
+    | SpamAssassinSpec
+    | FormatSpec,
     Field(discriminator="kind"),
 ]
 ProfileId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]*$", max_length=64)]
@@ -122,6 +138,9 @@ class Profile(Spec):
     smtp: SmtpSettings = SmtpSettings()
     scoring: Scoring = Scoring()
     replies: dict[str, ReplyRef] = {}
+    # DNS fixtures (master files or record maps) the profile's checks rely on; relative paths
+    # are relative to the file that names them, made absolute by the loader.
+    dns_zones: list[str] = []
     filters: list[FilterSpec] = []
 
     @field_validator("filters")
@@ -136,6 +155,22 @@ class Profile(Spec):
 
 
 # --- YAML with locations -------------------------------------------------------------------
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML 1.2 booleans: only true/false. PyYAML follows YAML 1.1, where on/off/yes/no are
+    booleans too, which would turn the ``on:`` outcome maps of spf, dkim and dmarc into True."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool",
+    re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+    list("tTfF"),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,7 +188,7 @@ def _read_yaml(path: Path) -> _Source:
     except UnicodeDecodeError:
         raise ProfileError(f"{path}: not UTF-8 text", path=str(path)) from None
     try:
-        loader = yaml.SafeLoader(text)
+        loader = _Loader(text)
         try:
             node = loader.get_single_node()
             data = loader.construct_document(node) if node is not None else None
@@ -265,6 +300,24 @@ def _merge(parent: Any, child: Any, key: str | None = None) -> Any:
     return copy.deepcopy(child)
 
 
+def _absolute_zones(source: _Source) -> dict[str, Any]:
+    """The file's data with ``dns_zones`` made absolute against the file's own directory, so
+    that a profile extending another keeps its parent's zones where the parent meant them."""
+    zones = source.data.get("dns_zones")
+    if not isinstance(zones, list):
+        return source.data  # absent, or wrong: validation reports it with its line
+    resolved: list[Any] = []
+    for index, zone in enumerate(zones):
+        if not isinstance(zone, str):
+            resolved.append(zone)
+            continue
+        path = (source.path.parent / zone).resolve()
+        if not path.is_file():
+            raise located_error(source, ["dns_zones", index], f"DNS zone file {path} not found")
+        resolved.append(str(path))
+    return {**source.data, "dns_zones": resolved}
+
+
 # --- reply catalogue ------------------------------------------------------------------------
 
 
@@ -304,6 +357,11 @@ class LoadedProfile:
     profile: Profile
     path: Path
     catalogue: Mapping[str, ReplyTemplate]
+
+    @property
+    def dns_zones(self) -> tuple[Path, ...]:
+        """The profile's DNS fixture files, absolute (the loader resolved them)."""
+        return tuple(Path(zone) for zone in self.profile.dns_zones)
 
 
 class ProfileSet:
@@ -364,6 +422,7 @@ class ProfileSet:
             cycle = " -> ".join(p.stem for p in (*chain, path))
             raise ProfileError(f"{path}: extends: cycle {cycle}", path=str(path))
         source = _read_yaml(path)
+        source = _Source(source.path, _absolute_zones(source), source.node)
         parent_id = source.data.get("extends")
         if parent_id is None:
             return source, source.data

@@ -11,12 +11,13 @@ import asyncio
 import logging
 import os
 import socket
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sinkd.dns import DnsMode, build_resolver
 from sinkd.engine import Pipeline, Router, compile_profile
-from sinkd.ports import Lookups
+from sinkd.ports import Lookups, Resolver
 from sinkd.profiles import DEFAULT_PROFILE, ProfileSet
 from sinkd.smtp import AuthMode, ServerOptions, SinkHandler, protocol_factory
 from sinkd.spamd import SpamdService
@@ -54,6 +55,10 @@ class Settings:
     helo: str | None = None
     proxy_protocol: bool = False
     spamd: tuple[str, int] | None = None  # --spamd: overrides every spamassassin filter's address
+    dns: DnsMode = "offline"  # offline: DNS answers come from fixtures only, never the network
+    dns_server: tuple[str, int] | None = None  # implies live
+    dns_zones: list[Path] = field(default_factory=list)
+    dns_timeout: float = 5.0
     hostname: str = field(default_factory=socket.getfqdn)
 
 
@@ -69,6 +74,30 @@ def build_router(profiles: ProfileSet, default: str, routes: Mapping[str, str]) 
     return Router(pipeline(default), {domain: pipeline(name) for domain, name in routes.items()})
 
 
+def profile_dns_zones(profiles: ProfileSet, default: str, routes: Mapping[str, str]) -> list[Path]:
+    """The DNS zone files named by the default profile and every routed one, in that order."""
+    zones: dict[Path, None] = {}
+    for name in (default, *routes.values()):
+        zones.update(dict.fromkeys(profiles.resolve(name).dns_zones))
+    return list(zones)
+
+
+def dns_resolver(
+    profiles: ProfileSet,
+    default: str,
+    routes: Mapping[str, str],
+    *,
+    mode: DnsMode = "offline",
+    server: tuple[str, int] | None = None,
+    zones: Sequence[Path] = (),
+    timeout: float = 5.0,
+) -> Resolver:
+    """The resolver for these options over the zones of the profiles used, then ``zones``
+    (``--dns-zone``), which win where both hold the same name and type."""
+    all_zones = [*profile_dns_zones(profiles, default, routes), *zones]
+    return build_resolver(mode, server, all_zones, timeout)
+
+
 class Sinkd:
     """A running sinkd: ``await start()``, then ``smtp_address``; ``await stop()``."""
 
@@ -82,6 +111,15 @@ class Sinkd:
         s = self.settings
         profiles = ProfileSet(s.profiles_dirs)
         router = build_router(profiles, s.profile, s.routes)
+        resolver = dns_resolver(
+            profiles,
+            s.profile,
+            s.routes,
+            mode=s.dns,
+            server=s.dns_server,
+            zones=s.dns_zones,
+            timeout=s.dns_timeout,
+        )
         if s.tls_cert and s.tls_key:
             cert, key = s.tls_cert, s.tls_key
         else:
@@ -99,7 +137,7 @@ class Sinkd:
             tls_context=server_context(cert, key),
         )
         self.store = await open_sqlite(s.db)
-        lookups = Lookups(spamd=SpamdService(override=s.spamd))
+        lookups = Lookups(spamd=SpamdService(override=s.spamd), resolver=resolver)
         handler = SinkHandler(router, self.store, options, lookups)
         loop = asyncio.get_running_loop()
         self.server = await loop.create_server(
@@ -108,13 +146,17 @@ class Sinkd:
         host, port = self.server.sockets[0].getsockname()[:2]
         self.smtp_address = (host, port)
         routes = ", ".join(f"{d}={p}" for d, p in s.routes.items()) or "none"
+        dns = "live" if s.dns == "live" or s.dns_server else "offline"
+        if s.dns_server:
+            dns += f" via {s.dns_server[0]}:{s.dns_server[1]}"
         log.info(
-            "listening on %s:%d profile=%s routes=%s store=%s",
+            "listening on %s:%d profile=%s routes=%s store=%s dns=%s",
             host,
             port,
             router.default.name,
             routes,
             s.db,
+            dns,
         )
 
     async def stop(self) -> None:

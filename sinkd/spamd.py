@@ -55,6 +55,23 @@ def parse_report(body: str) -> tuple[SpamRule, ...]:
     return tuple(rules)
 
 
+class _ClosingTcpConnectionManager(TcpConnectionManager):  # type: ignore[misc]
+    """aiospamc's manager closes its socket only after a complete answer; this one closes it
+    however the request ends, so a spamd that times out does not leak a socket per message."""
+
+    async def _send(self, data: bytes) -> bytes:
+        reader, writer = await self._connect()
+        try:
+            writer.write(data)
+            if writer.can_write_eof():
+                writer.write_eof()
+            await writer.drain()
+            response: bytes = await self._receive(reader)
+            return response
+        finally:
+            writer.close()
+
+
 @dataclass
 class _Endpoint:
     client: Client
@@ -71,13 +88,16 @@ class SpamdService:
     """
 
     override: tuple[str, int] | None = None
-    _endpoints: dict[tuple[str, int], _Endpoint] = field(default_factory=dict)
+    _endpoints: dict[tuple[str, int, int, float], _Endpoint] = field(default_factory=dict)
 
     def _endpoint(self, host: str, port: int, max_concurrency: int, timeout: float) -> _Endpoint:
-        key = (host, port)
+        # Keyed by limit and timeout too: filters that share a spamd (--spamd makes every
+        # profile share one) but differ in either must not replace each other's client and
+        # semaphore on every call, nor inherit each other's timeout.
+        key = (host, port, max_concurrency, timeout)
         endpoint = self._endpoints.get(key)
-        if endpoint is None or endpoint.max_concurrency != max_concurrency:
-            manager = TcpConnectionManager(host, port, timeout=Timeout(total=timeout))
+        if endpoint is None:
+            manager = _ClosingTcpConnectionManager(host, port, timeout=Timeout(total=timeout))
             endpoint = _Endpoint(
                 Client(manager), asyncio.Semaphore(max_concurrency), max_concurrency
             )

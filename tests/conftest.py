@@ -1,16 +1,25 @@
-"""Shared fixtures: in-process servers on free ports, message files, and the rule that a test
-needing a missing real component skips on a laptop but fails in CI (CI=true)."""
+"""Shared fixtures: in-process servers on free ports, message files, a real spamd, and the rule
+that a test needing a missing real component skips on a laptop but fails in CI (CI=true)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
-from collections.abc import AsyncIterator, Awaitable, Callable
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from sinkd.runtime import Settings, Sinkd
+from tests.dns_server import DnsTestServer, RecordMap
 
 MESSAGES = Path(__file__).parent / "messages"
 
@@ -58,3 +67,176 @@ async def start_server(tmp_path: Path) -> AsyncIterator[StartServer]:
     yield start
     for app in started:
         await app.stop()
+
+
+# --- a real spamd ------------------------------------------------------------------------------
+
+SPAMD_START_TIMEOUT = 60.0  # spamd compiles its rules at start-up: 1-5 s usually
+SPAMD_STOP_TIMEOUT = 30.0
+SPAMD_READY = "server started on"
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nothing listens on right now (bind port 0, read it, close)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def spamd_port_unused(host: str = "127.0.0.1") -> tuple[str, int]:
+    """An address where no spamd (nor anything else) listens: connections are refused."""
+    return host, free_port(host)
+
+
+@dataclass
+class SpamdProcess:
+    """A spamd started by ``start_spamd``; its stderr is drained continuously into ``lines``."""
+
+    host: str
+    port: int
+    process: subprocess.Popen[str]
+    home: Path
+    lines: list[str] = field(default_factory=list)
+    ready: threading.Event = field(default_factory=threading.Event)
+    drain: threading.Thread | None = None
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return self.host, self.port
+
+    @property
+    def spec(self) -> str:
+        """``HOST:PORT``, as ``--spamd`` takes it."""
+        return f"{self.host}:{self.port}"
+
+    def stderr(self) -> str:
+        return "\n".join(self.lines)
+
+    def _read(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            self.lines.append(line.rstrip("\n"))
+            if SPAMD_READY in line:
+                self.ready.set()
+        self.ready.set()  # end of output: whoever waits must look at why
+
+    def _group(self, signum: int) -> None:
+        # spamd was started in its own session: its process group is spamd and its children.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signum)
+
+    def _reap(self) -> None:
+        try:
+            self.process.wait(timeout=SPAMD_STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self._group(signal.SIGKILL)
+            self.process.wait(timeout=SPAMD_STOP_TIMEOUT)
+        if self.drain is not None:
+            self.drain.join(timeout=SPAMD_STOP_TIMEOUT)
+        if self.process.stderr is not None:
+            self.process.stderr.close()
+        shutil.rmtree(self.home, ignore_errors=True)
+
+    def kill(self) -> None:
+        """kill -9 spamd and every child at once, as a crash would; the port then refuses."""
+        self._group(signal.SIGKILL)
+        self._reap()
+
+    def stop(self) -> None:
+        """SIGTERM (spamd stops its children and exits), then wait; SIGKILL if it hangs."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        self._reap()
+
+
+def _spawn_spamd(home: Path, port: int, max_children: int) -> SpamdProcess:
+    command = [
+        "spamd",
+        "--local",
+        "-p",
+        str(port),
+        "-i",
+        "127.0.0.1",
+        "-A",
+        "127.0.0.1",
+        "--max-children",
+        str(max_children),
+        "-H",
+        str(home),
+        "--pidfile",
+        str(home / "spamd.pid"),
+        "-s",
+        "stderr",
+    ]
+    if os.geteuid() == 0:  # as root spamd must drop privileges; as anyone else -u fails
+        command[1:1] = ["-u", "nobody"]
+    process = subprocess.Popen(
+        command,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        errors="replace",
+        start_new_session=True,
+    )
+    spamd = SpamdProcess("127.0.0.1", port, process, home)
+    spamd.drain = threading.Thread(target=spamd._read, name=f"spamd-{port}-stderr", daemon=True)
+    spamd.drain.start()
+    return spamd
+
+
+def start_spamd(*, max_children: int = 4, timeout: float = SPAMD_START_TIMEOUT) -> SpamdProcess:
+    """Start Debian's spamd on a free loopback port; return once it logs "server started on".
+
+    Its home and pid file live in a private directory of the system's temporary directory
+    (world-writable: spamd started as root runs as ``nobody``, which could not even reach a
+    pytest tmp_path), removed again when it stops. The caller stops it: ``stop()`` or ``kill()``.
+    """
+    require_executable("spamd", "spamd")
+    for _ in range(3):  # the free port may be taken between closing it and spamd binding it
+        home = Path(tempfile.mkdtemp(prefix="sinkd-spamd-"))
+        home.chmod(0o777)
+        spamd = _spawn_spamd(home, free_port(), max_children)
+        ready = spamd.ready.wait(timeout)
+        if ready and spamd.process.poll() is None and any(SPAMD_READY in x for x in spamd.lines):
+            return spamd
+        spamd.stop()
+        if not any("Address already in use" in line for line in spamd.lines):
+            why = "did not start" if ready else f"was not ready within {timeout:g} s"
+            pytest.fail(
+                f"spamd on 127.0.0.1:{spamd.port} {why} (exit code {spamd.process.returncode});"
+                f" its stderr:\n{spamd.stderr()}"
+            )
+    pytest.fail(f"spamd found no free port in 3 attempts; last stderr:\n{spamd.stderr()}")
+
+
+@pytest.fixture(scope="session")
+def spamd() -> Iterator[SpamdProcess]:
+    """One spamd for the session (``--max-children 4``), stopped with SIGTERM at the end."""
+    process = start_spamd()
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+# --- a real DNS server -------------------------------------------------------------------------
+
+StartDnsServer = Callable[..., DnsTestServer]
+
+
+@pytest.fixture
+def dns_server() -> Iterator[StartDnsServer]:
+    """``start(records, **options)`` serves a record map on 127.0.0.1 over UDP and TCP (see
+    ``tests/dns_server.py``); every server started is stopped afterwards."""
+    started: list[DnsTestServer] = []
+
+    def start(records: RecordMap | None = None, **options: Any) -> DnsTestServer:
+        server = DnsTestServer(records, **options).start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()

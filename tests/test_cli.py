@@ -62,7 +62,8 @@ def ham(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def quarantined(tmp_path: Path) -> Path:
-    # typical-corporate: three trigger words score 9, over the quarantine threshold of 8.
+    # typical-corporate: three trigger words score 9, and SPF none (offline DNS) 0.5, over the
+    # quarantine threshold of 8.
     return eml(tmp_path, "quarantine.eml", "Casino night", "Win the lottery with bitcoin")
 
 
@@ -78,19 +79,26 @@ def test_check_exits_0_for_ham_and_prints_the_verdict(ham: Path) -> None:
     code, out = run("check", ham)
     assert code == 0
     lines = out.splitlines()
-    assert lines[0] == (f"{ham}: ACCEPT (inbox) profile=typical-corporate stage=data score=0")
+    # Offline DNS knows no name: SPF none costs 0.5 in typical-corporate, DKIM and DMARC none.
+    assert lines[0] == (f"{ham}: ACCEPT (inbox) profile=typical-corporate stage=data score=0.5")
     assert lines[1] == "  reply: 250 2.0.0 Ok: queued as check-1"
     assert (
         lines[2] == "  envelope: from=<alice@sender.example> to=bob@corp.example client=127.0.0.1"
     )
-    assert lines[3] == "  findings: none"
+    assert [line.split(maxsplit=3)[:3] for line in lines[3:]] == [
+        ["-", "SPF_NONE", "score"],
+        ["-", "DKIM_NONE", "none"],
+        ["-", "DMARC_NONE", "none"],
+    ]
+    assert lines[3].split()[3] == "+0.5"
 
 
 def test_check_exits_3_for_a_quarantined_message(quarantined: Path) -> None:
     code, out = run("check", quarantined)
     assert code == 3
-    assert "QUARANTINE (quarantined)" in out
-    assert "score=9" in out
+    assert out.splitlines()[0].endswith(
+        "QUARANTINE (quarantined) profile=typical-corporate stage=data score=9.5"
+    )
     assert "* SCORE_QUARANTINE" in out
 
 
@@ -267,6 +275,8 @@ def test_profiles_list_lists_the_builtins() -> None:
     ids = [line.split()[0] for line in out.splitlines()]
     assert ids == [
         "google-workspace-like",
+        "legacy-sender-id",
+        "m365-default-like",
         "no-filter",
         "spamassassin-default",
         "strict-finance",
@@ -281,6 +291,8 @@ def test_profiles_list_json_names_ids_titles_and_paths() -> None:
     data = json.loads(out)
     assert [p["id"] for p in data] == [
         "google-workspace-like",
+        "legacy-sender-id",
+        "m365-default-like",
         "no-filter",
         "spamassassin-default",
         "strict-finance",

@@ -13,6 +13,7 @@ import pytest
 
 from sinkd.cli import main
 from tests.conftest import MESSAGES
+from tests.delivered import OFFLINE_TYPICAL_CORPORATE, authentication_results_added
 from tests.test_attachments import pe_bytes
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(200)
@@ -103,7 +104,10 @@ def test_one_file_writes_the_filtered_message_to_the_path(tmp_path: Path, with_i
     original = with_image.read_bytes()
     assert NOTICE in filtered
     assert base64.b64encode(PNG)[:40] not in filtered
-    assert filtered.split(b"--mx\r\n")[:2] == original.split(b"--mx\r\n")[:2]  # headers, text
+    headers, text = filtered.split(b"--mx\r\n")[:2]
+    original_headers, original_text = original.split(b"--mx\r\n")[:2]
+    assert text == original_text
+    assert authentication_results_added(headers, original_headers) == OFFLINE_TYPICAL_CORPORATE
     parsed = email.message_from_bytes(filtered, policy=email.policy.default)
     assert all(not p.defects for p in parsed.walk())
 
@@ -116,10 +120,13 @@ def test_hidden_html_text_is_gone_from_the_written_message(tmp_path: Path, prehe
     assert b"Your October statement is ready" in written
 
 
-def test_a_message_with_nothing_stripped_is_written_unchanged(tmp_path: Path, clean: Path) -> None:
+def test_a_message_with_nothing_stripped_is_written_with_only_authentication_results_added(
+    tmp_path: Path, clean: Path
+) -> None:
     target = tmp_path / "out.eml"
     assert run("check", clean, "--write-filtered", target)[0] == 0
-    assert target.read_bytes() == clean.read_bytes()
+    written = target.read_bytes()
+    assert authentication_results_added(written, clean.read_bytes()) == OFFLINE_TYPICAL_CORPORATE
 
 
 def test_several_files_write_stem_dot_filtered_eml_into_the_directory(
@@ -136,7 +143,8 @@ def test_several_files_write_stem_dot_filtered_eml_into_the_directory(
     ]
     assert NOTICE in (directory / "with-image.filtered.eml").read_bytes()
     assert b"20% off renewals" not in (directory / "statement.filtered.eml").read_bytes()
-    assert (directory / "clean.filtered.eml").read_bytes() == clean.read_bytes()
+    written = (directory / "clean.filtered.eml").read_bytes()
+    assert authentication_results_added(written, clean.read_bytes()) == OFFLINE_TYPICAL_CORPORATE
 
 
 def test_several_files_and_a_missing_directory_exit_2_with_a_clear_message(
@@ -203,4 +211,8 @@ def test_profiles_that_disagree_each_get_their_own_file(tmp_path: Path, preheade
     corporate = tmp_path / "out.typical-corporate.eml"
     google = tmp_path / "out.google-workspace-like.eml"
     assert b"20% off renewals" not in corporate.read_bytes()
-    assert google.read_bytes() == preheader.read_bytes()  # Gmail leaves HTML alone
+    # Gmail leaves HTML alone: only the Authentication-Results field is added.
+    written = google.read_bytes()
+    assert authentication_results_added(written, preheader.read_bytes()) == (
+        OFFLINE_TYPICAL_CORPORATE
+    )

@@ -12,7 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from sinkd.dns import FixtureResolver
 from sinkd.engine import Pipeline, Router, Transaction, compile_profile, data_reply
+from sinkd.filters.content import ContentSpec
+from sinkd.filters.sender_id import SenderIdFilter
 from sinkd.model import (
     Action,
     Category,
@@ -25,6 +28,7 @@ from sinkd.model import (
     Verdict,
     VerdictAction,
 )
+from sinkd.ports import NO_LOOKUPS, Lookups
 from sinkd.profiles import ProfileSet
 
 HEAD = """\
@@ -88,10 +92,11 @@ async def deliver(
     rcpts: Sequence[str] = ("bob@corp.example",),
     mail_from: str = "alice@sender.example",
     client_ip: str = "203.0.113.5",
+    lookups: Lookups = NO_LOOKUPS,
 ) -> list[Verdict]:
     ids = (f"id{n}" for n in itertools.count(1))
     tx = Transaction(
-        router, ClientIdentity(ip=client_ip, helo="mx.sender.example"), lambda: next(ids)
+        router, ClientIdentity(ip=client_ip, helo="mx.sender.example"), lambda: next(ids), lookups
     )
     refused = await tx.mail(mail_from, len(raw))
     if refused is not None:
@@ -527,33 +532,95 @@ async def test_finding_codes_are_upper_snake_prefixed_by_their_filter_kind(
 # --- the shipped profiles -------------------------------------------------------------------
 
 SHIPPED = ProfileSet()
+# A sender domain that exists and publishes nothing: no SPF, no DKIM key, no DMARC record.
+PLAIN_SENDER = Lookups(resolver=FixtureResolver(records={"sender.example": {"A": ["192.0.2.1"]}}))
+# What publishing nothing costs: SPF none +0.5 (typical-corporate), no DMARC record +2
+# (strict-finance).
+HAM_SCORE = {"typical-corporate": 0.5, "strict-finance": 2.0}
+
+
+def fails_unknown_pra_domains(pipeline: Pipeline) -> bool:
+    """Whether the profile refuses mail whose From domain does not exist: Sender ID fails it
+    (``pra_nxdomain: fail``, as Exchange does) and the profile refuses a Sender ID fail."""
+    return any(
+        isinstance(f, SenderIdFilter)
+        and f.spec.pra_nxdomain == "fail"
+        and f.outcomes["fail"].action is Action.REJECT
+        for f in pipeline.filters
+    )
 
 
 @pytest.mark.parametrize("name", SHIPPED.names())
 async def test_every_shipped_profile_accepts_a_plain_ham_message(name: str) -> None:
     router = Router(compile_profile(SHIPPED.resolve(name)))
-    [verdict] = await deliver(router, message())
+    [verdict] = await deliver(router, message(), lookups=PLAIN_SENDER)
     assert verdict.action is VerdictAction.ACCEPT
     assert verdict.disposition is Disposition.INBOX
     assert verdict.reply == Reply(250, "2.0.0", "Ok: queued as id1")
-    assert verdict.score == 0
+    assert verdict.score == HAM_SCORE.get(name, 0)
 
 
-# spamassassin-default leaves GTUBE to spamd and only tags (tests/test_spamd.py).
-@pytest.mark.parametrize("name", [n for n in SHIPPED.names() if n != "spamassassin-default"])
-async def test_every_shipped_profile_but_no_filter_rejects_gtube(name: str) -> None:
-    router = Router(compile_profile(SHIPPED.resolve(name)))
-    [verdict] = await deliver(router, message("Test", f"This is the GTUBE:\r\n{GTUBE}"))
-    if name == "no-filter":
-        assert verdict.action is VerdictAction.ACCEPT
-        assert verdict.codes == []
+@pytest.mark.parametrize("name", SHIPPED.names())
+async def test_offline_dns_knows_no_sender_domain_and_only_sender_id_refuses_that(
+    name: str,
+) -> None:
+    pipeline = compile_profile(SHIPPED.resolve(name))
+    [verdict] = await deliver(Router(pipeline), message())  # no fixture: every name NXDOMAIN
+    assert verdict.score == HAM_SCORE.get(name, 0)
+    if fails_unknown_pra_domains(pipeline):
+        assert verdict.action is VerdictAction.REJECT
+        assert verdict.reply == Reply(550, "5.7.1", "Sender ID (PRA) Not Permitted")
+        assert verdict.deciding is not None
+        assert verdict.deciding.code == "SENDERID_FAIL"
+        assert "that domain does not exist" in verdict.deciding.reason
     else:
+        assert verdict.action is VerdictAction.ACCEPT
+        assert verdict.reply == Reply(250, "2.0.0", "Ok: queued as id1")
+
+
+def test_legacy_sender_id_is_the_shipped_profile_that_fails_unknown_pra_domains() -> None:
+    assert [
+        name
+        for name in SHIPPED.names()
+        if fails_unknown_pra_domains(compile_profile(SHIPPED.resolve(name)))
+    ] == ["legacy-sender-id"]
+
+
+def has_gtube_rule(name: str) -> bool:
+    return any(
+        isinstance(f, ContentSpec) and f.gtube is not None
+        for f in SHIPPED.resolve(name).profile.filters
+    )
+
+
+def test_the_profiles_with_a_gtube_rule() -> None:
+    assert [n for n in SHIPPED.names() if has_gtube_rule(n)] == [
+        "google-workspace-like",
+        "strict-finance",
+        "typical-corporate",
+    ]
+
+
+# spamassassin-default leaves GTUBE to spamd (tests/test_spamd.py); no-filter, m365-default-like
+# and legacy-sender-id have no GTUBE rule.
+@pytest.mark.parametrize("name", SHIPPED.names())
+async def test_every_shipped_profile_with_a_gtube_rule_rejects_gtube(name: str) -> None:
+    router = Router(compile_profile(SHIPPED.resolve(name)))
+    [verdict] = await deliver(
+        router, message("Test", f"This is the GTUBE:\r\n{GTUBE}"), lookups=PLAIN_SENDER
+    )
+    if has_gtube_rule(name):
         assert verdict.action is VerdictAction.REJECT
         # Each profile answers in its own words: Gmail's, or rspamd's "Gtube pattern".
         expected = {"google-workspace-like": (550, "5.7.1")}.get(name, (554, "5.7.1"))
         assert (verdict.reply.code, verdict.reply.enhanced) == expected
         assert verdict.deciding is not None
         assert verdict.deciding.code == "CONTENT_GTUBE"
+    else:
+        assert "CONTENT_GTUBE" not in verdict.codes
+        assert verdict.action is VerdictAction.ACCEPT
+        if name == "no-filter":
+            assert verdict.codes == []
 
 
 def test_the_three_builtin_profiles_are_shipped() -> None:

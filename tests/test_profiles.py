@@ -14,7 +14,7 @@ import yaml
 from sinkd.engine import compile_profile
 from sinkd.errors import ProfileError
 from sinkd.filters import REGISTRY
-from sinkd.profiles import FilterSpec, ProfileSet, builtin_profiles_dir
+from sinkd.profiles import FilterSpec, ProfileSet, _Loader, builtin_profiles_dir
 
 HEAD = """\
 schema: sinkd.profile/v1
@@ -67,6 +67,8 @@ SHIPPED = ProfileSet()
 def test_the_builtin_profiles_are_the_documented_ones() -> None:
     assert SHIPPED.names() == [
         "google-workspace-like",
+        "legacy-sender-id",
+        "m365-default-like",
         "no-filter",
         "spamassassin-default",
         "strict-finance",
@@ -94,7 +96,7 @@ def test_the_filter_examples_in_module_docstrings_are_valid_profiles(tmp_path: P
         doc = importlib.import_module(f"sinkd.filters.{kind}").__doc__ or ""
         match = re.search(r"```yaml\n(.*?)```", doc, re.S)
         assert match, f"sinkd/filters/{kind}.py has no YAML example"
-        filters.extend(yaml.safe_load(match.group(1)))
+        filters.extend(yaml.load(match.group(1), Loader=_Loader))  # as profiles are read
     body = yaml.safe_dump(
         {
             "lists": {
@@ -157,9 +159,11 @@ def test_an_empty_models_list_is_refused(tmp_path: Path) -> None:
 
 
 def test_an_unknown_filter_kind_lists_the_known_ones(tmp_path: Path) -> None:
-    message = error_of(tmp_path, "filters:\n  - {kind: spf, name: x}\n")
+    message = error_of(tmp_path, "filters:\n  - {kind: milter, name: x}\n")
     assert f"test.yaml:{BODY_LINE + 1}: filters[0]:" in message
-    assert "'envelope', 'size', 'content', 'mime', 'spamassassin', 'format'" in message
+    assert "Input tag 'milter'" in message
+    for kind in ("envelope", "size", "spf", "sender_id", "dkim", "dmarc", "dnsbl", "mime"):
+        assert f"'{kind}'" in message
 
 
 def test_an_unknown_list_reference_names_the_known_lists(tmp_path: Path) -> None:
@@ -324,7 +328,12 @@ def test_the_id_must_equal_the_file_name(tmp_path: Path) -> None:
 
 def test_a_missing_profile_names_the_available_ones(tmp_path: Path) -> None:
     with pytest.raises(
-        ProfileError, match="unknown profile 'nope'; available: google-workspace-like, no-filter"
+        ProfileError,
+        match=re.escape(
+            "unknown profile 'nope'; available: google-workspace-like, legacy-sender-id, "
+            "m365-default-like, no-filter, spamassassin-default, strict-finance, typical-corporate"
+        )
+        + "$",
     ):
         ProfileSet().resolve("nope")
     with pytest.raises(ProfileError, match="profile file not found"):
@@ -437,8 +446,12 @@ def test_a_profile_may_extend_a_builtin_one(tmp_path: Path) -> None:
     assert [f.name for f in profile.filters] == [
         "access-lists",
         "message-size",
+        "spf",
+        "spamhaus",
         "trigger-words",
         "rich-content",
+        "dkim",
+        "dmarc",
         "rfc-hygiene",
     ]
     assert profile.models[0].source == "the test suite"  # the child's list replaces the parent's
@@ -479,7 +492,19 @@ def test_the_registry_and_the_profile_schema_name_the_same_filter_kinds() -> Non
     assert (
         set(specs)
         == set(REGISTRY)
-        == {"envelope", "size", "content", "mime", "spamassassin", "format"}
+        == {
+            "envelope",
+            "size",
+            "spf",
+            "sender_id",
+            "dkim",
+            "dmarc",
+            "dnsbl",
+            "content",
+            "mime",
+            "spamassassin",
+            "format",
+        }
     )
     for kind, cls in REGISTRY.items():
         assert cls.Spec is specs[kind]
@@ -490,3 +515,17 @@ def test_each_filter_class_kind_equals_its_module_name(kind: str) -> None:
     cls = REGISTRY[kind]
     assert cls.kind == kind
     assert cls.__module__ == f"sinkd.filters.{kind}"
+
+
+def test_on_and_off_are_plain_keys_and_strings_in_profiles_as_in_yaml_1_2(tmp_path: Path) -> None:
+    # PyYAML's YAML 1.1 would read the key "on" as True and "off" as False.
+    write(
+        tmp_path,
+        "filters:\n  - {kind: spf, name: spf, on: {fail: {action: none}}}\n"
+        "  - {kind: content, name: c, rules: [{id: W, words: [off, yes], score: 1}]}\n",
+        "yaml12",
+    )
+    profile = ProfileSet([tmp_path]).resolve("yaml12").profile
+    spf, content = profile.filters
+    assert spf.kind == "spf" and "fail" in spf.on  # type: ignore[union-attr]
+    assert content.rules[0].words == ["off", "yes"]  # type: ignore[union-attr]

@@ -20,6 +20,7 @@ from sinkd.cli import main
 from sinkd.runtime import Sinkd
 from sinkd.store import Query, StoredMessage
 from tests.conftest import MESSAGES, StartServer
+from tests.delivered import authentication_results_added
 from tests.test_attachments import make_zip, pe_bytes
 from tests.test_smtp import Answer, raw_client
 
@@ -27,6 +28,11 @@ MiB = 1024 * 1024
 QUEUED = re.compile(r"^250 2\.0\.0 Ok: queued as ([0-9A-F]{12,40})$")
 NOTICE = "was removed by the corporate mail policy]"
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(200)
+# What typical-corporate reports on every delivered copy when DNS knows no name (offline).
+AUTHENTICATION_RESULTS = (
+    "sinkd.local; spf=none smtp.mailfrom=news@sender.example; dkim=none; "
+    "dmarc=none header.from=sender.example"
+)
 
 
 @pytest.fixture(autouse=True)
@@ -172,17 +178,18 @@ async def test_a_stripped_newsletter_is_stored_as_sent_and_as_delivered(
     assert capsysbinary.readouterr().out == raw
 
 
-async def test_a_message_with_nothing_stripped_shows_the_original_as_filtered(
+async def test_a_message_with_nothing_stripped_shows_the_original_with_authentication_results(
     start_server: StartServer, capsysbinary: pytest.CaptureFixture[bytes]
 ) -> None:
     app = await start_server(profile="typical-corporate")
     raw = plain()
     message_id = queued_id(await send(app, raw))
     record = await stored(app, message_id)
-    assert (record.filtered, record.data["stripped"]) == (None, [])
+    assert record.data["stripped"] == []
+    assert authentication_results_added(record.filtered, raw) == AUTHENTICATION_RESULTS
     capsysbinary.readouterr()
     assert await cli("messages", "show", message_id, "--db", app.settings.db, "--filtered") == 0
-    assert capsysbinary.readouterr().out == raw
+    assert capsysbinary.readouterr().out == record.filtered
 
 
 async def test_a_refused_message_has_no_filtered_copy(
@@ -295,9 +302,12 @@ async def test_hostile_content_gets_a_final_reply_a_record_and_the_next_message_
     record = await stored(app, row.id)
     assert record.raw == raw
     assert record.data["verdict"] == verdict
-    assert (record.filtered is not None) is stripped
     assert bool(record.data["stripped"]) is stripped
-    if record.filtered is not None:
+    assert record.filtered is not None  # every delivered copy carries Authentication-Results
+    if not stripped:
+        assert authentication_results_added(record.filtered, raw) == AUTHENTICATION_RESULTS
+    else:
+        assert record.filtered.startswith(b"Authentication-Results: sinkd.local;")
         parsed = email.message_from_bytes(record.filtered, policy=email.policy.default)
         assert parsed["Subject"] == email.message_from_bytes(raw)["Subject"]
 

@@ -87,15 +87,25 @@ def reply_variables(
 
 def _registry() -> Mapping[str, type[Filter]]:
     from sinkd.filters.content import ContentFilter
+    from sinkd.filters.dkim import DkimFilter
+    from sinkd.filters.dmarc import DmarcFilter
+    from sinkd.filters.dnsbl import DnsblFilter
     from sinkd.filters.envelope import EnvelopeFilter
     from sinkd.filters.format import FormatFilter
     from sinkd.filters.mime import MimeFilter
+    from sinkd.filters.sender_id import SenderIdFilter
     from sinkd.filters.size import SizeFilter
     from sinkd.filters.spamassassin import SpamAssassinFilter
+    from sinkd.filters.spf import SpfFilter
 
     kinds: list[type[Filter]] = [
         EnvelopeFilter,
         SizeFilter,
+        SpfFilter,
+        SenderIdFilter,
+        DkimFilter,
+        DmarcFilter,
+        DnsblFilter,
         ContentFilter,
         MimeFilter,
         SpamAssassinFilter,

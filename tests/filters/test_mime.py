@@ -20,6 +20,7 @@ from sinkd.mimetree import build_tree
 from sinkd.model import Action, Category, ClientIdentity, Finding, Reply, Verdict, VerdictAction
 from sinkd.profiles import ProfileSet
 from tests.conftest import MESSAGES
+from tests.delivered import OFFLINE_TYPICAL_CORPORATE, authentication_results_added
 from tests.test_attachments import (
     DOCM_MAIN,
     MACRO_DOC,
@@ -977,33 +978,56 @@ async def test_typical_corporates_partner_allowlist_still_refuses_executables(
     partners = compile_profile(ProfileSet([tmp_path]).resolve("partners"))
     html = html_message(fixture("hidden-preheader.html"))
     allowed = await judge(partners, html)
-    assert allowed.codes == ["ENVELOPE_ALLOW_SENDER"]
-    assert allowed.filtered is None
+    # SPF ran at MAIL FROM, before the header From was known; DKIM and DMARC are not skipped.
+    assert allowed.codes == ["SPF_NONE", "ENVELOPE_ALLOW_SENDER", "DKIM_NONE", "DMARC_NONE"]
+    assert allowed.stripped == ()
+    assert authentication_results_added(allowed.filtered, html) == OFFLINE_TYPICAL_CORPORATE
     refused = await judge(partners, with_attachments(attachment("tool.exe", PE)))
-    assert refused.codes == ["ENVELOPE_ALLOW_SENDER", "MIME_EXECUTABLE_ATTACHMENT"]
+    assert refused.codes == [
+        "SPF_NONE",
+        "ENVELOPE_ALLOW_SENDER",
+        "MIME_EXECUTABLE_ATTACHMENT",
+        "DKIM_NONE",
+        "DMARC_NONE",
+    ]
     assert refused.reply == EOP_REPLY
 
 
 # --- the built-in profiles ------------------------------------------------------------------------
 
 PROFILES = ["typical-corporate", "strict-finance", "google-workspace-like"]
+# Offline DNS knows no name: SPF none (typical-corporate +0.5), no DMARC record (strict-finance
+# +2), and the delivered copy says so. strict-finance also checks the (absent) HELO name.
+CLEAN_SCORE_AND_AUTHENTICATION_RESULTS = {
+    "typical-corporate": (0.5, OFFLINE_TYPICAL_CORPORATE),
+    "strict-finance": (
+        2.0,
+        "sinkd.local; spf=none smtp.mailfrom=alice@sender.example; spf=none; dkim=none; "
+        "dmarc=none header.from=sender.example",
+    ),
+    "google-workspace-like": (0.0, OFFLINE_TYPICAL_CORPORATE),
+}
 
 
 @pytest.mark.parametrize("profile_id", PROFILES)
 async def test_a_clean_plain_text_message_is_accepted_by_every_profile(profile_id: str) -> None:
-    verdict = await judge(builtin(profile_id), plain_message())
+    raw = plain_message()
+    verdict = await judge(builtin(profile_id), raw)
     assert verdict.action is VerdictAction.ACCEPT
     assert mime_codes(verdict) == []
-    assert (verdict.filtered, verdict.stripped) == (None, ())
+    score, authentication_results = CLEAN_SCORE_AND_AUTHENTICATION_RESULTS[profile_id]
+    assert verdict.score == score
+    assert verdict.stripped == ()
+    assert authentication_results_added(verdict.filtered, raw) == authentication_results
 
 
 async def test_typical_corporate_strips_the_hidden_preheader() -> None:
     raw = html_message(fixture("hidden-preheader.html"))
     verdict = await judge(builtin("typical-corporate"), raw)
     assert verdict.action is VerdictAction.ACCEPT
-    assert verdict.codes == ["MIME_HIDDEN_TEXT"]
+    assert verdict.codes == ["SPF_NONE", "MIME_HIDDEN_TEXT", "DKIM_NONE", "DMARC_NONE"]
     assert "'Your statement is ready – plus 20% off renewals this week only.'" in (
-        verdict.findings[0].reason
+        finding(verdict, "MIME_HIDDEN_TEXT").reason
     )
     new_html = html_of(filtered_message(raw, verdict, {"2"}))
     assert "20% off renewals" not in new_html
@@ -1011,10 +1035,12 @@ async def test_typical_corporate_strips_the_hidden_preheader() -> None:
 
 
 async def test_strict_finance_quarantines_the_hidden_preheader() -> None:
-    verdict = await judge(builtin("strict-finance"), html_message(fixture("hidden-preheader.html")))
+    raw = html_message(fixture("hidden-preheader.html"))
+    verdict = await judge(builtin("strict-finance"), raw)
     assert verdict.action is VerdictAction.QUARANTINE
     assert finding(verdict, "MIME_HIDDEN_TEXT").decided
-    assert verdict.filtered is None
+    assert verdict.stripped == ()
+    authentication_results_added(verdict.filtered, raw)  # held as sent, nothing stripped
 
 
 @pytest.mark.parametrize(
