@@ -22,6 +22,7 @@ from typing import Any, TextIO
 import yaml
 
 from sinkd import __version__
+from sinkd.chaos import ChaosConfig, ChaosTrigger, parse_triggers
 from sinkd.engine import Transaction
 from sinkd.errors import ConfigError, InputError, NotFound, ProfileError, SinkdError, StoreError
 from sinkd.logs import setup as setup_logging
@@ -134,6 +135,28 @@ def _env_seconds(name: str, default: float) -> float:
         return default
     try:
         return _seconds(value)
+    except argparse.ArgumentTypeError as exc:
+        raise ConfigError(f"SINKD_{name}={value!r}: {exc}") from None
+
+
+def _delay(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected seconds such as 300 or 0.5, got {text!r}"
+        ) from None
+    if not 0 <= value <= 86400:
+        raise argparse.ArgumentTypeError(f"expected 0 <= seconds <= 86400, got {text!r}")
+    return value
+
+
+def _env_delay(name: str) -> float | None:
+    value = _env(name)
+    if value is None or value == "":
+        return None
+    try:
+        return _delay(value)
     except argparse.ArgumentTypeError as exc:
         raise ConfigError(f"SINKD_{name}={value!r}: {exc}") from None
 
@@ -292,10 +315,31 @@ def build_parser() -> argparse.ArgumentParser:
         help="name in the greeting (default: this host's FQDN)",
     )
     serve.add_argument(
+        "--greylist-delay",
+        type=_delay,
+        default=_env_delay("GREYLIST_DELAY"),
+        metavar="SECONDS",
+        help="greylisting delay for every profile's greylist filter, 0 allowed: the first "
+        "attempt is still deferred, any retry passes (env SINKD_GREYLIST_DELAY)",
+    )
+    serve.add_argument(
         "--log-format",
         choices=["text", "json"],
         default=_env("LOG_FORMAT", "text"),
         help="log lines as text or JSON (env SINKD_LOG_FORMAT)",
+    )
+    serve.add_argument(
+        "--chaos-triggers",
+        metavar="SPEC",
+        help="inject failures: STAGE:CODE|disconnect:PERCENT[:TEXT],... with stages connect, "
+        "ehlo, auth, mail, rcpt, data, or Mailpit's Sender:451:50,Recipient:550:10,"
+        "Authentication:535:100 (env SINKD_CHAOS_TRIGGERS)",
+    )
+    serve.add_argument(
+        "--chaos-seed",
+        metavar="N",
+        help="seed of the chaos decisions: the same seed and SMTP events give the same "
+        "failures (default: random, logged at start; env SINKD_CHAOS_SEED)",
     )
 
     check = commands.add_parser("check", help="judge message files without a server")
@@ -406,10 +450,30 @@ def _settings(args: argparse.Namespace) -> Settings:
         dns_server=args.dns_server,
         dns_zones=list(args.dns_zone),
         dns_timeout=args.dns_timeout,
+        greylist_delay=args.greylist_delay,
     )
     if args.hostname:
         settings.hostname = args.hostname
+    settings.chaos_triggers, settings.chaos_seed = _chaos(args)
     return settings
+
+
+def _chaos(args: argparse.Namespace) -> tuple[tuple[ChaosTrigger, ...], int | None]:
+    """--chaos-triggers and --chaos-seed (or their variables); errors name the bad part."""
+    spec, spec_from = args.chaos_triggers, "--chaos-triggers"
+    if spec is None:
+        spec, spec_from = _env("CHAOS_TRIGGERS", ""), "SINKD_CHAOS_TRIGGERS"
+    seed, seed_from = args.chaos_seed, "--chaos-seed"
+    if seed is None:
+        seed, seed_from = _env("CHAOS_SEED"), "SINKD_CHAOS_SEED"
+    try:
+        triggers = tuple(parse_triggers(spec))
+    except ConfigError as exc:
+        raise ConfigError(f"{spec_from}: {exc}") from None
+    if seed is not None and not (seed.isascii() and seed.isdigit()):
+        raise ConfigError(f"{seed_from} {seed!r}: expected a whole number >= 0")
+    config = ChaosConfig(triggers, None if seed is None else int(seed))
+    return config.triggers, config.seed
 
 
 async def _serve(settings: Settings, out: TextIO) -> int:

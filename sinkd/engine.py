@@ -50,6 +50,7 @@ class Pipeline:
     reject_reply: ReplyTemplate
     policy_reply: ReplyTemplate
     tempfail_reply: ReplyTemplate
+    connection_reply: ReplyTemplate  # smtp.max_connections_per_ip exceeded (421)
 
     @property
     def name(self) -> str:
@@ -75,8 +76,11 @@ class Pipeline:
         return findings
 
     async def at_mail(self, envelope: Envelope, lookups: Lookups = NO_LOOKUPS) -> list[Finding]:
-        ctx = EnvelopeContext(envelope, None, lookups)
-        return await self._run(frozenset(), lambda f, _: f.check_envelope(Stage.MAIL, ctx))
+        def check(flt: Filter, so_far: Sequence[Finding]) -> Awaitable[list[Finding]]:
+            ctx = EnvelopeContext(envelope, None, lookups, tuple(so_far))
+            return flt.check_envelope(Stage.MAIL, ctx)
+
+        return await self._run(frozenset(), check)
 
     async def at_rcpt(
         self,
@@ -85,8 +89,13 @@ class Pipeline:
         earlier: Sequence[Finding] = (),
         lookups: Lookups = NO_LOOKUPS,
     ) -> list[Finding]:
-        ctx = EnvelopeContext(envelope, rcpt, lookups)
-        return await self._run(_skips(earlier), lambda f, _: f.check_envelope(Stage.RCPT, ctx))
+        before = tuple(earlier)
+
+        def check(flt: Filter, so_far: Sequence[Finding]) -> Awaitable[list[Finding]]:
+            ctx = EnvelopeContext(envelope, rcpt, lookups, (*before, *so_far))
+            return flt.check_envelope(Stage.RCPT, ctx)
+
+        return await self._run(_skips(earlier), check)
 
     async def at_data(
         self,
@@ -230,6 +239,7 @@ def compile_profile(loaded: LoadedProfile) -> Pipeline:
         ctx = CompileContext(lists=lists, replies=loaded.catalogue, loc=("filters", index))
         filters.append(cls(spec, ctx))
     ctx = CompileContext(lists=lists, replies=loaded.catalogue, loc=("scoring",))
+    smtp = CompileContext(lists=lists, replies=loaded.catalogue, loc=("smtp",))
     return Pipeline(
         profile=profile,
         filters=tuple(filters),
@@ -238,6 +248,7 @@ def compile_profile(loaded: LoadedProfile) -> Pipeline:
         reject_reply=ctx.reply(profile.scoring.reject_reply, "reject_reply"),
         policy_reply=ctx.reply("generic.policy"),
         tempfail_reply=ctx.reply("generic.tempfail"),
+        connection_reply=smtp.reply(profile.smtp.connection_limit_reply, "connection_limit_reply"),
     )
 
 
@@ -303,6 +314,14 @@ class Transaction:
     @property
     def recipients(self) -> list[str]:
         return [a.rcpt for a in self._accepted]
+
+    @property
+    def pipelines(self) -> list[Pipeline]:
+        """The pipelines of the accepted recipients, each once, in order of acceptance."""
+        seen: dict[str, Pipeline] = {}
+        for accepted in self._accepted:
+            seen.setdefault(accepted.pipeline.name, accepted.pipeline)
+        return list(seen.values())
 
     async def _mail_stage(self, pipeline: Pipeline) -> list[Finding]:
         if pipeline.name not in self._mail_findings:

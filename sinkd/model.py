@@ -99,6 +99,7 @@ class Category(enum.StrEnum):
     ATTACHMENTS = "attachments"
     SCORE = "score"
     FORMAT = "format"
+    DELIVERY = "delivery"  # greylisting and rate limits: how a gateway paces delivery
 
 
 @dataclass(frozen=True, slots=True)

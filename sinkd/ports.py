@@ -7,6 +7,7 @@ never opens a socket or a file itself, and tests pass fakes.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Literal, Protocol, TypeAlias
 
@@ -88,13 +89,68 @@ class NoDns:
 NO_DNS = NoDns()
 
 
+class Clock(Protocol):
+    """The time filters see, in seconds since the epoch. Tests inject a fake one."""
+
+    def now(self) -> float: ...
+
+
+class SystemClock:
+    """The machine's wall clock (``time.time``)."""
+
+    def now(self) -> float:
+        return time.time()
+
+
+SYSTEM_CLOCK = SystemClock()
+
+
+@dataclass(frozen=True, slots=True)
+class GreylistDecision:
+    """What the greylist memory says about one attempt of a (client, sender, recipient)
+    triplet. ``retry_after`` is the time left until a retry passes (0 once passed);
+    ``waited`` is how long the triplet waited before it first passed; ``remembered`` says it
+    passed at once because it had passed before; ``delay`` is the delay actually applied
+    (``--greylist-delay`` overrides the profile's)."""
+
+    passed: bool
+    first_seen: float
+    retry_after: float
+    waited: float = 0.0
+    remembered: bool = False
+    attempts: int = 1
+    delay: float = 0.0
+
+
+class DeliveryMemory(Protocol):
+    """What delivery-behaviour filters remember between SMTP sessions of one server:
+    greylist triplets and recent messages per client (``sinkd.delivery_state``)."""
+
+    def greylist(
+        self,
+        key: tuple[str, str, str],
+        now: float,
+        delay: float,
+        retry_window: float,
+        remember: float,
+    ) -> GreylistDecision: ...
+
+    def note_message(
+        self, client_ip: str, now: float, window: float = 60.0, *, scope: str = ""
+    ) -> int: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Lookups:
     """Injected lookups for network-backed filters. Without a resolver DNS knows no name (as
-    offline DNS without fixtures); without spamd, spamassassin filters report an error."""
+    offline DNS without fixtures); without spamd, spamassassin filters report an error.
+    Without ``state`` (``sinkd check``) nothing is remembered between messages: greylisting
+    is skipped and rate limits see one message."""
 
     spamd: Spamd | None = None
     resolver: Resolver | None = NO_DNS
+    clock: Clock = SYSTEM_CLOCK
+    state: DeliveryMemory | None = None
 
 
 NO_LOOKUPS = Lookups()

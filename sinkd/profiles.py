@@ -32,7 +32,9 @@ from sinkd.filters.dmarc import DmarcSpec
 from sinkd.filters.dnsbl import DnsblSpec
 from sinkd.filters.envelope import EnvelopeSpec
 from sinkd.filters.format import FormatSpec
+from sinkd.filters.greylist import GreylistSpec
 from sinkd.filters.mime import MimeSpec
+from sinkd.filters.rate_limit import RateLimitSpec
 from sinkd.filters.sender_id import SenderIdSpec
 from sinkd.filters.size import SizeSpec
 from sinkd.filters.spamassassin import SpamAssassinSpec
@@ -57,7 +59,9 @@ FilterSpec = Annotated[
     | ContentSpec
     | MimeSpec
     | SpamAssassinSpec
-    | FormatSpec,
+    | FormatSpec
+    | GreylistSpec
+    | RateLimitSpec,
     Field(discriminator="kind"),
 ]
 ProfileId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]*$", max_length=64)]
@@ -118,10 +122,29 @@ class Scoring(Spec):
     reject_reply: ReplyRef = "generic.spam"
 
 
+Seconds = Annotated[float, Field(ge=0, le=300)]
+
+
+class Tarpit(Spec):
+    """Seconds the server waits before answering: before the 220 greeting (the default
+    profile's), before each RCPT reply (the recipient's profile) and before the reply to the
+    end of DATA (the slowest profile among the recipients'). RFC 5321 §4.5.3.2 gives clients
+    at least 5 minutes for each, which is why 300 is the most."""
+
+    banner: Seconds = 0.0
+    rcpt: Seconds = 0.0
+    data: Seconds = 0.0
+
+
 class SmtpSettings(Spec):
     # Postfix answers envelope restrictions at RCPT TO by default (smtpd_delay_reject = yes),
     # which also lets it log the recipient; "mail" answers sender checks at MAIL FROM.
     envelope_reply_stage: Literal["mail", "rcpt"] = "rcpt"
+    # Open connections one client IP may hold (the default profile's applies): the next one
+    # gets 421 and is closed, as Postfix's smtpd_client_connection_count_limit (default 50).
+    max_connections_per_ip: int | None = Field(default=None, gt=0, le=100000)
+    connection_limit_reply: ReplyRef = "postfix.connection_limit"
+    tarpit: Tarpit = Tarpit()
 
 
 class Profile(Spec):

@@ -15,6 +15,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sinkd.chaos import Chaos, ChaosConfig, ChaosTrigger
+from sinkd.delivery_state import DeliveryState
 from sinkd.dns import DnsMode, build_resolver
 from sinkd.engine import Pipeline, Router, compile_profile
 from sinkd.ports import Lookups, Resolver
@@ -59,6 +61,9 @@ class Settings:
     dns_server: tuple[str, int] | None = None  # implies live
     dns_zones: list[Path] = field(default_factory=list)
     dns_timeout: float = 5.0
+    greylist_delay: float | None = None  # --greylist-delay: overrides every greylist's delay
+    chaos_triggers: tuple[ChaosTrigger, ...] = ()  # injected failures (README "Chaos")
+    chaos_seed: int | None = None  # None: a random seed, logged at start
     hostname: str = field(default_factory=socket.getfqdn)
 
 
@@ -106,6 +111,9 @@ class Sinkd:
         self.store: Store | None = None
         self.server: asyncio.Server | None = None
         self.smtp_address: tuple[str, int] | None = None
+        # What greylist and rate_limit filters remember: one per server, across sessions.
+        self.delivery = DeliveryState(delay_override=settings.greylist_delay)
+        self.chaos: Chaos | None = None  # set by start(); Chaos.update changes it at runtime
 
     async def start(self) -> None:
         s = self.settings
@@ -137,8 +145,11 @@ class Sinkd:
             tls_context=server_context(cert, key),
         )
         self.store = await open_sqlite(s.db)
-        lookups = Lookups(spamd=SpamdService(override=s.spamd), resolver=resolver)
-        handler = SinkHandler(router, self.store, options, lookups)
+        lookups = Lookups(
+            spamd=SpamdService(override=s.spamd), resolver=resolver, state=self.delivery
+        )
+        self.chaos = Chaos(ChaosConfig(tuple(s.chaos_triggers), s.chaos_seed))
+        handler = SinkHandler(router, self.store, options, lookups, chaos=self.chaos)
         loop = asyncio.get_running_loop()
         self.server = await loop.create_server(
             protocol_factory(handler, options), host=s.host, port=s.port, reuse_address=True
@@ -158,6 +169,8 @@ class Sinkd:
             s.db,
             dns,
         )
+        if self.chaos.enabled:  # the seed is logged so that a run can be repeated exactly
+            log.info("chaos triggers=%s", self.chaos.describe())
 
     async def stop(self) -> None:
         if self.server is not None:

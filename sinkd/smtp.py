@@ -25,6 +25,7 @@ from typing import Any, AnyStr, Literal
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword, Session, syntax
 from aiosmtpd.smtp import Envelope as SmtpEnvelope
 
+from sinkd.chaos import Chaos, ChaosStage, log_injected
 from sinkd.engine import Router, Transaction, data_reply
 from sinkd.model import ClientIdentity, Reply, Verdict
 from sinkd.ports import NO_LOOKUPS, Lookups
@@ -139,6 +140,10 @@ class SinkdSMTP(SMTP):
     """aiosmtpd's SMTP with sinkd's additions: XCLIENT, enhanced codes on every reply."""
 
     line_length_limit = DATA_LINE_LIMIT
+    # The connecting address while it counts against max_connections_per_ip, and the 421
+    # reply when this connection is one too many (decided at connect, sent before greeting).
+    sinkd_counted: str | None = None
+    sinkd_refusal: str | None = None
 
     def __init__(self, handler: SinkHandler, **kwargs: Any) -> None:
         with warnings.catch_warnings():
@@ -156,6 +161,51 @@ class SinkdSMTP(SMTP):
             await super().push(enhance(status))
         else:
             await super().push(status)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self.sinkd_counted is None and self.transport is None:  # not STARTTLS's second call
+            peer = transport.get_extra_info("peername")
+            self.sinkd_counted = peer[0] if isinstance(peer, tuple) else "unknown"
+            self.sinkd_refusal = self.event_handler.connection_opened(self.sinkd_counted)
+        super().connection_made(transport)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        super().connection_lost(error)
+        if self.sinkd_counted is not None:
+            self.event_handler.connection_closed(self.sinkd_counted)
+            self.sinkd_counted = None
+
+    async def _call_handler_hook(self, command: str, *args: Any) -> Any:
+        # Tarpits: RCPT's and DATA's replies wait. The delay is known before the hook runs
+        # (DATA's hook ends the transaction that names the recipients' profiles).
+        delay = self.event_handler.tarpit_delay(self, command, args)
+        status = await super()._call_handler_hook(command, *args)
+        if delay > 0:
+            await asyncio.sleep(delay)
+        return status
+
+    async def _handle_client(self) -> None:
+        if not await self.event_handler.before_greeting(self):  # connection limit, tarpit
+            return
+        # Chaos at connect answers in place of the 220 greeting, then closes. Behind a PROXY
+        # header, handle_PROXY asks instead, once the header has been read.
+        if self._proxy_timeout is None:
+            refused = self.event_handler.inject(self, "connect")
+            if refused is not None:
+                if refused and self.transport is not None:
+                    await self.push(refused)
+                    self.transport.close()
+                return
+        await super()._handle_client()
+
+    def drop(self) -> None:
+        """Close the connection at once, sending nothing more (chaos ``disconnect``): the
+        transport is aborted, so a reply pushed after this never reaches the wire, and the
+        command loop ends, as after QUIT."""
+        if self._handler_coroutine is not None:
+            self._handler_coroutine.cancel()
+        if isinstance(self.transport, asyncio.WriteTransport):
+            self.transport.abort()
 
     @syntax("MAIL FROM: <address>", extended=" [SP <mail-parameters>]")  # keeps it in HELP
     async def smtp_MAIL(self, arg: str | None) -> None:
@@ -252,11 +302,85 @@ class SinkHandler:
         store: Store,
         options: ServerOptions,
         lookups: Lookups = NO_LOOKUPS,
+        chaos: Chaos | None = None,
     ) -> None:
         self.router = router
         self.store = store
         self.options = options
         self.lookups = lookups
+        self.chaos = chaos or Chaos()
+        self.connections: dict[str, int] = {}  # open connections per connecting address
+
+    # --- chaos ------------------------------------------------------------------------------
+
+    def inject(self, server: SinkdSMTP, stage: ChaosStage) -> str | None:
+        """Chaos at ``stage`` (README "Chaos"): None to go on as usual, else the reply line to
+        send instead of the real answer, or "" when a ``disconnect`` trigger has dropped the
+        connection. Injected failures are logged, never stored: they are no verdict."""
+        trigger = self.chaos.decide(stage)
+        if trigger is None:
+            return None
+        peer = server.session.peer if server.session is not None else None
+        log_injected(trigger, peer[0] if isinstance(peer, tuple) else None)
+        if trigger.disconnect:
+            server.drop()
+            return ""
+        return format_reply(trigger.reply())
+
+    # --- connection limits and tarpits (the profile's smtp settings) ------------------------
+
+    def connection_opened(self, ip: str) -> str | None:
+        """Count a new connection from ``ip``: the 421 reply line when it is one too many
+        (the default profile's ``max_connections_per_ip``, Postfix's
+        smtpd_client_connection_count_limit), else None."""
+        self.connections[ip] = open_now = self.connections.get(ip, 0) + 1
+        pipeline = self.router.default
+        limit = pipeline.profile.smtp.max_connections_per_ip
+        if limit is None or open_now <= limit:
+            return None
+        log.warning(
+            "connection limit: %d connections from %s, limit %d; refused with 421",
+            open_now,
+            ip,
+            limit,
+        )
+        variables = {"client_ip": ip, "hostname": self.options.hostname}
+        return format_reply(pipeline.connection_reply.render(variables))
+
+    def connection_closed(self, ip: str) -> None:
+        left = self.connections.get(ip, 0) - 1
+        if left > 0:
+            self.connections[ip] = left
+        else:
+            self.connections.pop(ip, None)
+
+    async def before_greeting(self, server: SinkdSMTP) -> bool:
+        """Refuse a connection over the limit (421, then close), or wait out the default
+        profile's banner tarpit. False when the connection was refused."""
+        if server.sinkd_refusal is not None:
+            await server.push(server.sinkd_refusal)
+            if server.transport is not None:
+                server.transport.close()
+            return False
+        delay = self.router.default.profile.smtp.tarpit.banner
+        if delay > 0:
+            try:
+                await asyncio.sleep(delay)
+            except asyncio.CancelledError:  # the client gave up waiting: close our end too
+                if server.transport is not None:
+                    server.transport.close()
+                raise
+        return True
+
+    def tarpit_delay(self, server: SinkdSMTP, command: str, args: tuple[Any, ...]) -> float:
+        """Seconds to wait before answering ``command``: RCPT by the recipient's profile,
+        DATA by the slowest profile among the transaction's recipients."""
+        if command == "RCPT" and args and isinstance(args[0], str):
+            return self.router.pipeline_for(args[0]).profile.smtp.tarpit.rcpt
+        if command == "DATA" and server.sinkd.transaction is not None:
+            pipelines = server.sinkd.transaction.pipelines
+            return max((p.profile.smtp.tarpit.data for p in pipelines), default=0.0)
+        return 0.0
 
     # --- identity ---------------------------------------------------------------------------
 
@@ -282,6 +406,11 @@ class SinkHandler:
     async def handle_PROXY(
         self, server: SinkdSMTP, session: Session, envelope: SmtpEnvelope, proxy_data: Any
     ) -> bool:
+        refused = self.inject(server, "connect")  # chaos at connect, in place of the greeting
+        if refused is not None:
+            if refused:
+                await server.push(refused)
+            return False  # aiosmtpd closes the connection
         return True  # the header was valid (aiosmtpd checked it); its source address is used
 
     async def handle_EHLO(
@@ -294,6 +423,10 @@ class SinkHandler:
     ) -> list[str]:
         session.host_name = hostname
         server.sinkd.transaction = None
+        refused = self.inject(server, "ehlo")
+        if refused is not None:  # chaos: the client is not greeted (MAIL gets 503)
+            session.host_name, session.extended_smtp = None, False
+            return [refused]
         extra = [
             "250-PIPELINING",
             "250-ENHANCEDSTATUSCODES",
@@ -311,6 +444,10 @@ class SinkHandler:
     ) -> str:
         session.host_name = hostname
         server.sinkd.transaction = None
+        refused = self.inject(server, "ehlo")
+        if refused is not None:  # chaos: the client is not greeted (MAIL gets 503)
+            session.host_name = None
+            return refused
         return f"250 {server.hostname}"
 
     async def handle_RSET(self, server: SinkdSMTP, session: Session, envelope: SmtpEnvelope) -> str:
@@ -330,6 +467,9 @@ class SinkHandler:
         address: str,
         mail_options: list[str],
     ) -> str:
+        refused = self.inject(server, "mail")  # chaos: refused before any transaction exists
+        if refused is not None:
+            return refused
         size = None
         for option in mail_options:
             if option.upper().startswith("SIZE="):
@@ -379,6 +519,9 @@ class SinkHandler:
             return "501 5.1.3 Bad recipient address syntax"
         if len(envelope.rcpt_tos) >= self.options.max_recipients:
             return "452 4.5.3 Error: too many recipients"  # RFC 5321 §4.5.3.1.10
+        refused = self.inject(server, "rcpt")  # chaos: the recipient is not added
+        if refused is not None:
+            return refused
         try:
             verdict = await transaction.rcpt(address)
             if verdict is not None:
@@ -395,6 +538,9 @@ class SinkHandler:
         server.sinkd.transaction = None
         if transaction is None or not transaction.recipients:
             return "503 5.5.1 Error: need RCPT command"
+        refused = self.inject(server, "data")  # chaos: data received, no verdict, nothing stored
+        if refused is not None:
+            return refused
         raw = envelope.original_content
         assert isinstance(raw, bytes)
         try:
@@ -469,6 +615,10 @@ def make_authenticator(options: ServerOptions) -> Callable[..., AuthResult]:
     ) -> AuthResult:
         if not isinstance(auth_data, LoginPassword):
             return AuthResult(success=False, handled=False)
+        if isinstance(server, SinkdSMTP):  # chaos decides before the credentials are checked
+            refused = server.event_handler.inject(server, "auth")
+            if refused is not None:  # "" (dropped): handled, so nothing more is sent
+                return AuthResult(success=False, handled=not refused, message=refused or None)
         if options.auth_user is None:
             return AuthResult(success=True, auth_data=auth_data)
         user = auth_data.login.decode("utf-8", "replace")

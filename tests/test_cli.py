@@ -274,6 +274,7 @@ def test_profiles_list_lists_the_builtins() -> None:
     assert code == 0
     ids = [line.split()[0] for line in out.splitlines()]
     assert ids == [
+        "deferring-gateway",
         "google-workspace-like",
         "legacy-sender-id",
         "m365-default-like",
@@ -290,6 +291,7 @@ def test_profiles_list_json_names_ids_titles_and_paths() -> None:
     assert code == 0
     data = json.loads(out)
     assert [p["id"] for p in data] == [
+        "deferring-gateway",
         "google-workspace-like",
         "legacy-sender-id",
         "m365-default-like",
@@ -318,7 +320,12 @@ def test_profiles_show_json_is_the_profile_as_data() -> None:
     code, out = run("profiles", "show", "strict-finance", "--json")
     assert code == 0
     data = json.loads(out)
-    assert data["smtp"] == {"envelope_reply_stage": "mail"}
+    assert data["smtp"] == {
+        "envelope_reply_stage": "mail",
+        "max_connections_per_ip": None,
+        "connection_limit_reply": "postfix.connection_limit",
+        "tarpit": {"banner": 0.0, "rcpt": 0.0, "data": 0.0},
+    }
     assert data["scoring"]["thresholds"]["reject"] == 12.0
 
 

@@ -66,6 +66,7 @@ SHIPPED = ProfileSet()
 
 def test_the_builtin_profiles_are_the_documented_ones() -> None:
     assert SHIPPED.names() == [
+        "deferring-gateway",
         "google-workspace-like",
         "legacy-sender-id",
         "m365-default-like",
@@ -330,7 +331,8 @@ def test_a_missing_profile_names_the_available_ones(tmp_path: Path) -> None:
     with pytest.raises(
         ProfileError,
         match=re.escape(
-            "unknown profile 'nope'; available: google-workspace-like, legacy-sender-id, "
+            "unknown profile 'nope'; available: deferring-gateway, google-workspace-like, "
+            "legacy-sender-id, "
             "m365-default-like, no-filter, spamassassin-default, strict-finance, typical-corporate"
         )
         + "$",
@@ -504,6 +506,8 @@ def test_the_registry_and_the_profile_schema_name_the_same_filter_kinds() -> Non
             "mime",
             "spamassassin",
             "format",
+            "greylist",
+            "rate_limit",
         }
     )
     for kind, cls in REGISTRY.items():

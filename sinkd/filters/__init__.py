@@ -25,6 +25,8 @@ class EnvelopeContext:
     envelope: Envelope
     rcpt: str | None
     lookups: Lookups
+    # Findings so far: at RCPT the MAIL stage's, then those of the filters before this one.
+    earlier: tuple[Finding, ...] = field(default=())
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +94,9 @@ def _registry() -> Mapping[str, type[Filter]]:
     from sinkd.filters.dnsbl import DnsblFilter
     from sinkd.filters.envelope import EnvelopeFilter
     from sinkd.filters.format import FormatFilter
+    from sinkd.filters.greylist import GreylistFilter
     from sinkd.filters.mime import MimeFilter
+    from sinkd.filters.rate_limit import RateLimitFilter
     from sinkd.filters.sender_id import SenderIdFilter
     from sinkd.filters.size import SizeFilter
     from sinkd.filters.spamassassin import SpamAssassinFilter
@@ -110,6 +114,8 @@ def _registry() -> Mapping[str, type[Filter]]:
         MimeFilter,
         SpamAssassinFilter,
         FormatFilter,
+        GreylistFilter,
+        RateLimitFilter,
     ]
     return {cls.kind: cls for cls in kinds}
 

@@ -50,7 +50,9 @@ MatchField = Literal[
     "header_from",
     "header_from_domain",
 ]
-SkipCategory = Literal["envelope", "authentication", "content", "attachments", "score", "format"]
+SkipCategory = Literal[
+    "envelope", "authentication", "content", "attachments", "score", "format", "delivery"
+]
 
 _STAGE: dict[str, Stage] = {
     "client_ip": Stage.CONNECT,
