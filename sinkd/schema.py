@@ -43,6 +43,26 @@ class Outcome(Spec):
     reply: ReplyRef | None = None
 
 
+RECORD_ONLY = Outcome(action=Action.NONE)
+
+
+class ResultOutcomes(Spec):
+    """What each authentication result (pass, fail, none, temperror, permerror) does; every
+    result is recorded only unless the profile says otherwise. DKIM and DMARC share it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    pass_: Outcome = Field(default=RECORD_ONLY, alias="pass")
+    fail: Outcome = RECORD_ONLY
+    none: Outcome = RECORD_ONLY
+    temperror: Outcome = RECORD_ONLY
+    permerror: Outcome = RECORD_ONLY
+
+    def of(self, result: str) -> Outcome:
+        outcome: Outcome = getattr(self, "pass_" if result == "pass" else result)
+        return outcome
+
+
 class CompileError(ValueError):
     """A semantic error found while compiling a valid-looking profile, located by field path."""
 

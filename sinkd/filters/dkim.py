@@ -36,12 +36,18 @@ from typing import Any, Literal, TypeVar
 
 import dkim as dkimpy
 from dkim.canonicalization import CanonicalizationPolicy
-from pydantic import ConfigDict, Field
+from pydantic import Field
 
 from sinkd.filters import Filter, MessageContext, reply_variables
 from sinkd.model import Action, Category, Finding, Stage
 from sinkd.ports import DnsAnswer, Rdata
-from sinkd.schema import CompileContext, FilterName, Outcome, ReplyTemplate, Spec
+from sinkd.schema import (
+    CompileContext,
+    FilterName,
+    ReplyTemplate,
+    ResultOutcomes,
+    Spec,
+)
 
 Result = Literal["pass", "fail", "none", "temperror", "permerror"]
 RESULTS: tuple[Result, ...] = ("pass", "fail", "none", "temperror", "permerror")
@@ -52,27 +58,15 @@ _QUIET = logging.getLogger("sinkd.filters.dkim.dkimpy")
 _QUIET.addHandler(logging.NullHandler())
 _QUIET.propagate = False
 
-_RECORD_ONLY = Outcome(action=Action.NONE)
+
 _SIGNATURE_HEADER = b"dkim-signature"
 _THREAD_OVER = 256 * 1024  # message size (octets) above which verification runs in a thread
 T = TypeVar("T")
 _LENIENT_TAG = re.compile(rb"(?:^|;)\s*([A-Za-z][A-Za-z0-9_]*)\s*=\s*([^;]*)")
 
 
-class DkimOutcomes(Spec):
+class DkimOutcomes(ResultOutcomes):
     """What each DKIM result does; every result is recorded only unless the profile says."""
-
-    model_config = ConfigDict(populate_by_name=True)
-
-    pass_: Outcome = Field(default=_RECORD_ONLY, alias="pass")
-    fail: Outcome = _RECORD_ONLY
-    none: Outcome = _RECORD_ONLY
-    temperror: Outcome = _RECORD_ONLY
-    permerror: Outcome = _RECORD_ONLY
-
-    def of(self, result: Result) -> Outcome:
-        outcome: Outcome = getattr(self, "pass_" if result == "pass" else result)
-        return outcome
 
 
 class DkimSpec(Spec):

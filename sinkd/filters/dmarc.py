@@ -42,20 +42,27 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from publicsuffixlist import PublicSuffixList
-from pydantic import ConfigDict, Field
 
 from sinkd.filters import Filter, MessageContext, reply_variables
 from sinkd.message import ParsedMessage
 from sinkd.model import Action, Category, Envelope, Finding, Stage
 from sinkd.ports import DnsAnswer, RecordType, Resolver
-from sinkd.schema import CompileContext, FilterName, Outcome, ReplyTemplate, Spec
+from sinkd.schema import (
+    RECORD_ONLY,
+    CompileContext,
+    FilterName,
+    Outcome,
+    ReplyTemplate,
+    ResultOutcomes,
+    Spec,
+)
 
 Policy = Literal["none", "quarantine", "reject"]
 Result = Literal["pass", "fail", "none", "temperror", "permerror"]
 RESULTS: tuple[Result, ...] = ("pass", "fail", "none", "temperror", "permerror")
 POLICIES: tuple[Policy, ...] = ("none", "quarantine", "reject")
 _HARD = (Action.REJECT, Action.TEMPFAIL)
-_RECORD_ONLY = Outcome(action=Action.NONE)
+
 _LOWER: dict[Policy, Policy] = {"reject": "quarantine", "quarantine": "none", "none": "none"}
 _DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?\.)*[a-z0-9_-]+$")
 _URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:\S+$")
@@ -67,23 +74,11 @@ class DmarcFailPolicy(Spec):
 
     reject: Outcome = Outcome(action=Action.REJECT, reply="dmarc.rfc7489")
     quarantine: Outcome = Outcome(action=Action.QUARANTINE)
-    none: Outcome = _RECORD_ONLY
+    none: Outcome = RECORD_ONLY
 
 
-class DmarcOutcomes(Spec):
+class DmarcOutcomes(ResultOutcomes):
     """What each other result does; ``fail`` is used only when ``honor_policy`` is false."""
-
-    model_config = ConfigDict(populate_by_name=True)
-
-    pass_: Outcome = Field(default=_RECORD_ONLY, alias="pass")
-    fail: Outcome = _RECORD_ONLY
-    none: Outcome = _RECORD_ONLY
-    temperror: Outcome = _RECORD_ONLY
-    permerror: Outcome = _RECORD_ONLY
-
-    def of(self, result: Result) -> Outcome:
-        outcome: Outcome = getattr(self, "pass_" if result == "pass" else result)
-        return outcome
 
 
 class DmarcSpec(Spec):
