@@ -255,9 +255,8 @@ class Chaos:
         """Replace the triggers and restart every stage's sequence from ``config.seed`` (a new
         random seed if None).
 
-        Meant for changing chaos at runtime, as Mailpit's ``PUT /api/v1/chaos`` does; sinkd's
-        HTTP API that will call it does not exist yet (a later issue), so today only code that
-        embeds ``Sinkd`` (and the tests) can.
+        Changes chaos at runtime: sinkd's ``PUT /api/v1/chaos`` (``sinkd.web``) calls it, as
+        Mailpit's does; the next SMTP event decides with the new triggers.
         """
         self._seed = config.seed if config.seed is not None else secrets.randbits(32)
         self._config = ChaosConfig(config.triggers, self._seed)

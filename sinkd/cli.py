@@ -250,6 +250,23 @@ def build_parser() -> argparse.ArgumentParser:
         default=_env_int("PORT", 2525),
         help="SMTP port; 0 picks a free one (env SINKD_PORT)",
     )
+    serve.add_argument(
+        "--http-host",
+        default=_env("HTTP_HOST", "127.0.0.1"),
+        help="HTTP API listen address (default 127.0.0.1; env SINKD_HTTP_HOST)",
+    )
+    serve.add_argument(
+        "--http-port",
+        type=int,
+        default=_env_int("HTTP_PORT", 8025),
+        help="HTTP API port (default 8025); 0 picks a free one (env SINKD_HTTP_PORT)",
+    )
+    serve.add_argument(
+        "--no-http",
+        action="store_true",
+        default=_env_bool("NO_HTTP"),
+        help="serve no HTTP API, only SMTP (env SINKD_NO_HTTP=1)",
+    )
     _add_profile_options(serve)
     serve.add_argument(
         "--db",
@@ -428,6 +445,8 @@ def _settings(args: argparse.Namespace) -> Settings:
         raise ConfigError("--auth-user and --auth-password go together")
     if not 0 <= args.port <= 65535:
         raise ConfigError(f"--port {args.port}: expected 0..65535")
+    if not 0 <= args.http_port <= 65535:
+        raise ConfigError(f"--http-port {args.http_port}: expected 0..65535")
     settings = Settings(
         host=args.host,
         port=args.port,
@@ -451,6 +470,9 @@ def _settings(args: argparse.Namespace) -> Settings:
         dns_zones=list(args.dns_zone),
         dns_timeout=args.dns_timeout,
         greylist_delay=args.greylist_delay,
+        http=not args.no_http,
+        http_host=args.http_host,
+        http_port=args.http_port,
     )
     if args.hostname:
         settings.hostname = args.hostname
@@ -485,8 +507,11 @@ async def _serve(settings: Settings, out: TextIO) -> int:
         loop.add_signal_handler(signum, stop.set)
     assert app.smtp_address is not None
     host, port = app.smtp_address
-    # The readiness line: scripts and tests wait for it instead of sleeping.
-    print(f"sinkd ready smtp={host}:{port}", file=out, flush=True)
+    # The readiness line: scripts and tests wait for it instead of sleeping. smtp= stays first.
+    ready = f"sinkd ready smtp={host}:{port}"
+    if app.http_address is not None:
+        ready += " http={}:{}".format(*app.http_address)
+    print(ready, file=out, flush=True)
     try:
         await stop.wait()
     finally:

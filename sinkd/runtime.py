@@ -1,7 +1,8 @@
-"""Wiring for a running server: settings → profiles → store → SMTP listener.
+"""Wiring for a running server: settings → profiles → store → SMTP listener → HTTP API.
 
 Owns start-up and shutdown of ``sinkd serve`` (and of test servers): it loads and compiles the
-profiles, opens the store, prepares TLS and binds the listener. It holds no policy and parses
+profiles, opens the store, prepares TLS, binds the SMTP listener and serves the HTTP API
+(``sinkd.web``) in the same event loop. It holds no policy and parses
 no command line (``cli.py`` does).
 """
 
@@ -26,6 +27,7 @@ from sinkd.spamd import SpamdService
 from sinkd.store import Store
 from sinkd.store.sqlite import open_sqlite
 from sinkd.tls import self_signed, server_context
+from sinkd.web import HttpServer, create_app
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +67,9 @@ class Settings:
     chaos_triggers: tuple[ChaosTrigger, ...] = ()  # injected failures (README "Chaos")
     chaos_seed: int | None = None  # None: a random seed, logged at start
     hostname: str = field(default_factory=socket.getfqdn)
+    http: bool = True  # serve the HTTP API (--no-http: False)
+    http_host: str = "127.0.0.1"  # loopback by default: the API changes state and has no auth
+    http_port: int = 8025  # 0 picks a free one
 
 
 def build_router(profiles: ProfileSet, default: str, routes: Mapping[str, str]) -> Router:
@@ -104,7 +109,8 @@ def dns_resolver(
 
 
 class Sinkd:
-    """A running sinkd: ``await start()``, then ``smtp_address``; ``await stop()``."""
+    """A running sinkd: ``await start()``, then ``smtp_address`` (and ``http_address`` unless
+    ``settings.http`` is False); ``await stop()``."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -114,6 +120,8 @@ class Sinkd:
         # What greylist and rate_limit filters remember: one per server, across sessions.
         self.delivery = DeliveryState(delay_override=settings.greylist_delay)
         self.chaos: Chaos | None = None  # set by start(); Chaos.update changes it at runtime
+        self.http: HttpServer | None = None
+        self.http_address: tuple[str, int] | None = None
 
     async def start(self) -> None:
         s = self.settings
@@ -171,8 +179,26 @@ class Sinkd:
         )
         if self.chaos.enabled:  # the seed is logged so that a run can be repeated exactly
             log.info("chaos triggers=%s", self.chaos.describe())
+        if s.http:
+            try:
+                await self._start_http()
+            except BaseException:
+                await self.stop()
+                raise
+
+    async def _start_http(self) -> None:
+        s = self.settings
+        self.http = HttpServer(create_app(self), s.http_host, s.http_port)
+        await self.http.start()
+        self.http_address = self.http.address
+        assert self.http_address is not None
+        log.info("http api on %s:%d", *self.http_address)
 
     async def stop(self) -> None:
+        if self.http is not None:
+            await self.http.stop()
+            self.http = None
+            self.http_address = None
         if self.server is not None:
             self.server.close()
             await self.server.wait_closed()

@@ -46,7 +46,9 @@ StartServer = Callable[..., Awaitable[Sinkd]]
 async def start_server(tmp_path: Path) -> AsyncIterator[StartServer]:
     """Start sinkd in this event loop on a free port; every server is stopped afterwards.
 
-    Keyword arguments override ``Settings`` fields (profile, routes, auth, ...).
+    Keyword arguments override ``Settings`` fields (profile, routes, auth, ...). No HTTP API
+    unless a test opts in: ``start_server(http=True)`` serves it on a free port too
+    (``app.http_address``).
     """
     started: list[Sinkd] = []
 
@@ -56,6 +58,8 @@ async def start_server(tmp_path: Path) -> AsyncIterator[StartServer]:
             port=0,
             db=tmp_path / f"sinkd-{len(started)}.db",
             hostname="sinkd.test",
+            http=False,
+            http_port=0,
         )
         for key, value in overrides.items():
             setattr(settings, key, value)

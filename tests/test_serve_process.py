@@ -1,9 +1,10 @@
 """``sinkd serve`` as a real process: readiness line, durability across kill -9, clean shutdown
 on signals, JSON logs, environment variables and start-up errors.
 
-Each server is ``python -m sinkd serve --port 0`` with every ``SINKD_*`` variable cleared; tests
-wait for its ``sinkd ready smtp=HOST:PORT`` line (never sleep) and read the store back through
-the ``sinkd messages`` command.
+Each server is ``python -m sinkd serve --port 0`` with every ``SINKD_*`` variable cleared and
+``SINKD_NO_HTTP=1`` (``tests/web`` tests the HTTP API); tests wait for its ``sinkd ready
+smtp=HOST:PORT`` line (never sleep) and read the store back through the ``sinkd messages``
+command.
 """
 
 from __future__ import annotations
@@ -25,15 +26,21 @@ import pytest
 
 from sinkd.matching import GTUBE
 
-READY = re.compile(r"^sinkd ready smtp=(?P<host>[^:\s]+):(?P<port>\d+)$")
+READY = re.compile(
+    r"^sinkd ready smtp=(?P<host>[^:\s]+):(?P<port>\d+)"
+    r"(?: http=(?P<http_host>[^:\s]+):(?P<http_port>\d+))?$"
+)
 QUEUED = re.compile(r"^2\.0\.0 Ok: queued as ([0-9A-F]{12,40})$")
 START_TIMEOUT = 30.0
 TIMEOUT = 15.0
 
 
 def clean_env(**extra: str) -> dict[str, str]:
+    """The environment without any ``SINKD_*`` variable, and without the HTTP API (its fixed
+    default port would clash between servers); ``SINKD_NO_HTTP=""`` opts back in."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SINKD_")}
     env["PYTHONUNBUFFERED"] = "1"
+    env["SINKD_NO_HTTP"] = "1"
     env.update(extra)
     return env
 
