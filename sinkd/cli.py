@@ -1,4 +1,4 @@
-"""The ``sinkd`` command line: serve, check, profiles and messages.
+"""The ``sinkd`` command line: serve, check, report, profiles and messages.
 
 Owns parsing arguments (each ``serve`` option also read from a ``SINKD_*`` variable), exit
 codes and human or JSON output. It holds no policy: checks go through the same engine
@@ -23,12 +23,15 @@ import yaml
 
 from sinkd import __version__
 from sinkd.chaos import ChaosConfig, ChaosTrigger, parse_triggers
+from sinkd.dns import build_resolver
 from sinkd.engine import Transaction
 from sinkd.errors import ConfigError, InputError, NotFound, ProfileError, SinkdError, StoreError
 from sinkd.logs import setup as setup_logging
 from sinkd.model import ClientIdentity, Verdict, VerdictAction
+from sinkd.population import Population, load_population
 from sinkd.ports import Lookups, Resolver
 from sinkd.profiles import CATALOGUE_FILE, DEFAULT_PROFILE, ProfileSet, load_catalogue
+from sinkd.report import MessageReport, render_html, write_text
 from sinkd.runtime import Settings, Sinkd, build_router, default_db_path, dns_resolver
 from sinkd.schema import dump
 from sinkd.spamd import SpamdService
@@ -82,6 +85,13 @@ def _route(text: str) -> tuple[str, str]:
     if not eq or not domain or not profile:
         raise argparse.ArgumentTypeError(f"expected DOMAIN=PROFILE, got {text!r}")
     return domain.strip().lower(), profile.strip()
+
+
+def _names(text: str) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError("expected profile ids separated by commas")
+    return names
 
 
 def _size(text: str) -> int:
@@ -388,6 +398,36 @@ def build_parser() -> argparse.ArgumentParser:
         "files: <name>.filtered.eml in it)",
     )
 
+    report = commands.add_parser(
+        "report",
+        help="deliverability report: every profile's verdict and the survey population estimate",
+    )
+    report.add_argument("files", nargs="+", type=Path, metavar="FILE.eml", help="message files")
+    report.add_argument(
+        "--profiles",
+        type=_names,
+        default=None,
+        metavar="A,B,...",
+        help="profiles for the per-profile table (default: every built-in profile)",
+    )
+    report.add_argument(
+        "--profiles-dir",
+        action="append",
+        type=Path,
+        default=[Path(d) for d in _env_list("PROFILES_DIR")],
+        help="extra directory of profiles (and population.yaml), loaded over the built-in ones",
+    )
+    report.add_argument("--mail-from", help="envelope sender (default: the header From address)")
+    report.add_argument(
+        "--client-ip", default="127.0.0.1", help="sending server's IP (default 127.0.0.1)"
+    )
+    report.add_argument("--helo", default="localhost", help="sending server's HELO name")
+    _add_dns_options(report)
+    report.add_argument("--json", action="store_true", help="print the report as JSON")
+    report.add_argument(
+        "--html", type=Path, metavar="OUT.html", help="also write one self-contained HTML page"
+    )
+
     profiles = commands.add_parser("profiles", help="list, show and validate profiles")
     profile_commands = profiles.add_subparsers(
         dest="profiles_command", required=True, parser_class=_Parser
@@ -686,6 +726,84 @@ def _check(args: argparse.Namespace, out: TextIO) -> int:
     return worst
 
 
+# --- report ---------------------------------------------------------------------------------
+
+
+def _report(args: argparse.Namespace, out: TextIO) -> int:
+    """Every chosen profile's verdict plus the population estimate, per message. Exit 0 once
+    the report is written (it describes outcomes, it is not one); 2 for bad input."""
+    profiles = ProfileSet(args.profiles_dir)
+    names = args.profiles or profiles.names()
+    for name in names:
+        profiles.resolve(name)  # unknown ids stop the command before any file
+    population = load_population(profiles)
+    zones: dict[Path, None] = {}
+    for name in (*names, *population.profile_ids):
+        zones.update(dict.fromkeys(profiles.resolve(name).dns_zones))
+    resolver = build_resolver(args.dns, args.dns_server, [*zones, *args.dns_zone], args.dns_timeout)
+    raws = [(path, _read_message(path)) for path in args.files]  # missing files: exit 2 first
+    reports: list[MessageReport] = []
+    for path, raw in raws:
+        reports.append(
+            asyncio.run(_report_one(args, path, raw, profiles, names, population, resolver))
+        )
+    if args.html is not None:
+        try:
+            args.html.write_text(render_html(reports), encoding="utf-8")
+        except OSError as exc:
+            raise InputError(f"--html {args.html}: cannot write: {exc.strerror}") from None
+    if args.json:
+        data: Any = [r.to_json() for r in reports]
+        print(
+            json.dumps(data[0] if len(data) == 1 else data, indent=2, ensure_ascii=False), file=out
+        )
+    else:
+        for report in reports:
+            write_text(report, out)
+        if args.html is not None:
+            print(f"HTML report: {args.html}", file=out)
+    return EXIT_OK
+
+
+async def _report_one(
+    args: argparse.Namespace,
+    path: Path,
+    raw: bytes,
+    profiles: ProfileSet,
+    names: Sequence[str],
+    population: Population,
+    resolver: Resolver,
+) -> MessageReport:
+    sender = args.mail_from
+    if sender is None:
+        sender = next(iter(_header_addresses(raw, "From")), "")
+    rcpt = next(iter(_header_addresses(raw, "To", "Cc")), "recipient@example.com")
+    verdicts: list[Verdict] = []
+    for name in names:
+        found = await check_message(
+            raw,
+            profiles=profiles,
+            profile=name,
+            routes={},
+            mail_from=sender,
+            rcpts=[rcpt],
+            client_ip=args.client_ip,
+            helo=args.helo,
+            resolver=resolver,
+        )
+        verdicts.extend(found)
+    from sinkd.message import parse
+
+    estimate = await population.estimate(
+        raw,
+        mail_from=sender,
+        rcpt=rcpt,
+        client=ClientIdentity(ip=args.client_ip, helo=args.helo, source="option"),
+        lookups=Lookups(spamd=SpamdService(), resolver=resolver),
+    )
+    return MessageReport(str(path), parse(raw).subject, verdicts, estimate)
+
+
 # --- profiles -------------------------------------------------------------------------------
 
 
@@ -795,6 +913,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
             return asyncio.run(_serve(_settings(args), out))
         runners: dict[str, Callable[[argparse.Namespace, TextIO], int]] = {
             "check": _check,
+            "report": _report,
             "profiles": _profiles,
             "messages": lambda a, o: asyncio.run(_messages(a, o)),
         }
