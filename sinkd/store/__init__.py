@@ -48,10 +48,18 @@ class StoredMessage:
 
 @dataclass(frozen=True, slots=True)
 class Query:
-    """Filters for listing stored messages; newest first."""
+    """Filters for listing stored messages; newest first. Text filters (``to``, ``mail_from``,
+    ``subject``) match a substring, ignoring ASCII case; ``code`` is one finding code;
+    ``since <= received_at < until`` (timezone-aware)."""
 
     verdict: str | None = None
     profile: str | None = None
+    to: str | None = None  # a substring of one of the recipients
+    mail_from: str | None = None  # a substring of the envelope sender
+    subject: str | None = None
+    code: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
     limit: int = 50
     offset: int = 0
 

@@ -15,6 +15,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -23,12 +24,22 @@ from sinkd.store import MessageRecord, Query, StoredMessage, iso
 
 __all__ = ["SCHEMA_VERSION", "SqliteStore", "open_sqlite"]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 # How to bring an older store up to SCHEMA_VERSION, one step per version (ALTERs only, so a
 # migration never rewrites stored messages).
 _MIGRATIONS: dict[int, tuple[str, ...]] = {
     # 2: the filtered message (after strip actions) is kept beside the original.
     1: ("ALTER TABLE raw ADD COLUMN filtered BLOB",),
+    # 3: finding codes in their own indexed table (the API filters on them), filled from data.
+    2: (
+        "CREATE TABLE IF NOT EXISTS finding_codes (code TEXT NOT NULL, message_id TEXT NOT NULL"
+        " REFERENCES messages(id) ON DELETE CASCADE, PRIMARY KEY (code, message_id))"
+        " WITHOUT ROWID",
+        "INSERT OR IGNORE INTO finding_codes (code, message_id)"
+        " SELECT json_extract(f.value, '$.code'), m.id FROM messages m,"
+        " json_each(m.data, '$.findings') f WHERE json_extract(f.value, '$.code') IS NOT NULL",
+        "CREATE INDEX IF NOT EXISTS finding_codes_message ON finding_codes(message_id)",
+    ),
 }
 
 # How many queued operations one transaction may take. Large enough that a burst of sessions
@@ -60,6 +71,12 @@ CREATE TABLE IF NOT EXISTS raw (
     bytes BLOB NOT NULL,
     filtered BLOB
 );
+CREATE TABLE IF NOT EXISTS finding_codes (
+    code TEXT NOT NULL,
+    message_id TEXT NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+    PRIMARY KEY (code, message_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS finding_codes_message ON finding_codes(message_id);
 CREATE INDEX IF NOT EXISTS messages_received_at ON messages(received_at);
 CREATE INDEX IF NOT EXISTS messages_verdict ON messages(verdict, seq);
 CREATE INDEX IF NOT EXISTS messages_profile ON messages(profile, seq);
@@ -85,6 +102,7 @@ class _Op:
     row: tuple[Any, ...] = ()
     raw: bytes | None = None
     filtered: bytes | None = None
+    codes: tuple[str | None, ...] = ()  # the record's finding codes, each once
     # Filled in by the writer thread once the op has run inside the batch transaction.
     result: Any = None
     error: BaseException | None = field(default=None)
@@ -150,6 +168,7 @@ class SqliteStore:
             row=row,
             raw=record.raw,
             filtered=record.verdict.filtered,
+            codes=tuple(dict.fromkeys(_text(f["code"]) for f in data["findings"])),
         )
 
     async def delete(self, message_id: str) -> None:
@@ -167,6 +186,7 @@ class SqliteStore:
         row: tuple[Any, ...] = (),
         raw: bytes | None = None,
         filtered: bytes | None = None,
+        codes: tuple[str | None, ...] = (),
     ) -> Any:
         loop = asyncio.get_running_loop()
         op = _Op(
@@ -177,6 +197,7 @@ class SqliteStore:
             row=row,
             raw=raw,
             filtered=filtered,
+            codes=codes,
         )
         with self._lock:
             if self._closed:
@@ -386,15 +407,21 @@ class SqliteStore:
                     "INSERT INTO raw (id, bytes, filtered) VALUES (?, ?, ?)",
                     (op.message_id, op.raw, op.filtered),
                 )
+            conn.executemany(
+                "INSERT INTO finding_codes (code, message_id) VALUES (?, ?)",
+                [(code, op.message_id) for code in op.codes if code is not None],
+            )
             return None
         if op.kind == "delete":
             # raw first and explicitly, so correctness does not hang on the foreign_keys pragma.
             conn.execute("DELETE FROM raw WHERE id = ?", (op.message_id,))
+            conn.execute("DELETE FROM finding_codes WHERE message_id = ?", (op.message_id,))
             if conn.execute("DELETE FROM messages WHERE id = ?", (op.message_id,)).rowcount == 0:
                 raise NotFound(f"no message with id {op.message_id!r}")
             return None
         if op.kind == "clear":
             conn.execute("DELETE FROM raw")
+            conn.execute("DELETE FROM finding_codes")
             return conn.execute("DELETE FROM messages").rowcount
         raise AssertionError(f"unknown store operation {op.kind!r}")
 
@@ -482,14 +509,39 @@ def _ensure_schema(conn: sqlite3.Connection, path: Path) -> None:
 
 
 def _where(query: Query | None) -> tuple[str, tuple[Any, ...]]:
+    """The WHERE clause of ``query``. Indexed: verdict, profile, received_at and finding codes;
+    the substring filters (instr, so no LIKE wildcards to escape) scan what those leave."""
     clauses: list[str] = []
     params: list[Any] = []
-    if query is not None and query.verdict is not None:
+    if query is None:
+        return "", ()
+    if query.verdict is not None:
         clauses.append("verdict = ?")
         params.append(query.verdict)
-    if query is not None and query.profile is not None:
+    if query.profile is not None:
         clauses.append("profile = ?")
         params.append(query.profile)
+    if query.mail_from is not None:
+        clauses.append("instr(lower(coalesce(mail_from, '')), lower(?)) > 0")
+        params.append(query.mail_from)
+    if query.subject is not None:
+        clauses.append("instr(lower(coalesce(subject, '')), lower(?)) > 0")
+        params.append(query.subject)
+    if query.to is not None:
+        clauses.append(
+            "EXISTS (SELECT 1 FROM json_each(messages.data, '$.envelope.rcpt_to') r"
+            " WHERE instr(lower(r.value), lower(?)) > 0)"
+        )
+        params.append(query.to)
+    if query.code is not None:
+        clauses.append("id IN (SELECT message_id FROM finding_codes WHERE code = ?)")
+        params.append(query.code)
+    if query.since is not None:
+        clauses.append("received_at >= ?")
+        params.append(iso(query.since.astimezone(UTC)))
+    if query.until is not None:
+        clauses.append("received_at < ?")
+        params.append(iso(query.until.astimezone(UTC)))
     return (" WHERE " + " AND ".join(clauses) if clauses else ""), tuple(params)
 
 

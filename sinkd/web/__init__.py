@@ -1,8 +1,8 @@
-"""sinkd's HTTP layer: the JSON API (first slice: health checks and runtime chaos).
+"""sinkd's HTTP layer: the JSON API (health checks, runtime chaos, messages and profiles).
 
 ``create_app`` builds the Starlette app over a running ``Sinkd``; ``HttpServer`` serves it with
-uvicorn in the same asyncio loop as the SMTP listener. The full API and the dashboard are a
-later issue and grow here, one module per concern, each adding routes to ``create_app``.
+uvicorn in the same asyncio loop as the SMTP listener. The rest of the API and the dashboard
+grow here, one module per concern (``messages.py``), each adding routes to ``create_app``.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""The Starlette app of sinkd's HTTP API (first slice): health checks and runtime chaos.
+"""The Starlette app of sinkd's HTTP API: health checks and runtime chaos here; messages and
+profiles in ``sinkd.web.messages``.
 
 Owns the routes, JSON bodies (errors included: ``{"error": ..., "detail": ...}``) and the guard
 of state-changing requests (``StateChangeGuard``). It holds no policy: chaos specs are parsed
@@ -57,10 +58,14 @@ def error_response(
 def create_app(sinkd: Sinkd) -> Starlette:
     """The API over a running ``sinkd`` (its SMTP listener, store, chaos and HTTP address),
     which endpoints reach as ``request.app.state.sinkd``."""
+    # Here, not at the top: sinkd.web.messages builds on this module's errors and helpers.
+    from sinkd.web import messages
+
     routes: list[BaseRoute] = [
         Route("/livez", livez, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route(f"{API}/chaos", ChaosResource),
+        *messages.routes(),
     ]
     app = Starlette(
         routes=routes,

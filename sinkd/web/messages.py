@@ -1,0 +1,349 @@
+"""The messages and profiles endpoints of the JSON API: list, read, delete and re-evaluate
+stored verdicts; list and show profiles.
+
+Owns parsing and validating query strings, path ids and request bodies; every answer is the one
+JSON shape (README "JSON shape") or ``{"error", "detail"}``. It holds no policy: reads go
+through the ``Store`` and a re-evaluation through the engine's staged ``Transaction``, exactly
+as ``sinkd check`` runs one. Nothing here builds a file path from request or message data:
+profiles are looked up by id among the loaded ones, never by path.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from sinkd.dns import build_resolver
+from sinkd.engine import Router, Transaction, compile_profile
+from sinkd.errors import NotFound, ProfileError, SinkdError
+from sinkd.model import ClientIdentity, Verdict, VerdictAction
+from sinkd.ports import Lookups
+from sinkd.profiles import LoadedProfile, ProfileSet
+from sinkd.schema import dump
+from sinkd.smtp import new_message_id
+from sinkd.spamd import SpamdService
+from sinkd.store import MessageRecord, Query, Store, StoredMessage
+from sinkd.web.app import API, ApiError, read_json
+
+if TYPE_CHECKING:
+    from sinkd.runtime import Sinkd
+
+MAX_LIMIT = 500
+DEFAULT_LIMIT = 50
+_ID = re.compile(r"[0-9A-Za-z][0-9A-Za-z_-]{0,63}")
+_PROFILE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+_LIST_PARAMS = frozenset(
+    {"verdict", "profile", "to", "from", "subject", "code", "since", "until", "limit", "offset"}
+)
+
+
+def routes() -> list[BaseRoute]:
+    return [
+        Route(f"{API}/messages", list_messages, methods=["GET"]),
+        Route(f"{API}/messages", clear_messages, methods=["DELETE"]),
+        Route(f"{API}/messages/{{id}}", get_message, methods=["GET"]),
+        Route(f"{API}/messages/{{id}}", delete_message, methods=["DELETE"]),
+        Route(f"{API}/messages/{{id}}/raw", get_raw, methods=["GET"]),
+        Route(f"{API}/messages/{{id}}/filtered", get_filtered, methods=["GET"]),
+        Route(f"{API}/messages/{{id}}/findings", get_findings, methods=["GET"]),
+        Route(f"{API}/messages/{{id}}/evaluate", evaluate_message, methods=["POST"]),
+        Route(f"{API}/profiles", list_profiles, methods=["GET"]),
+        Route(f"{API}/profiles/{{name}}", show_profile, methods=["GET"]),
+    ]
+
+
+def _sinkd(request: Request) -> Sinkd:
+    sinkd: Sinkd = request.app.state.sinkd
+    return sinkd
+
+
+def _store(request: Request) -> Store:
+    store = _sinkd(request).store
+    if store is None:
+        raise ApiError(503, "not ready", "the message store is not open")
+    return store
+
+
+def _message_id(request: Request) -> str:
+    value = str(request.path_params["id"])
+    if not _ID.fullmatch(value):
+        raise ApiError(400, "invalid id", f"{value!r} is not a message id")
+    return value
+
+
+async def _get(request: Request, *, with_raw: bool = False) -> StoredMessage:
+    message_id = _message_id(request)
+    try:
+        return await _store(request).get(message_id, with_raw=with_raw)
+    except NotFound:
+        raise ApiError(404, "not found", f"no message with id {message_id!r}") from None
+
+
+# --- list -------------------------------------------------------------------------------------
+
+
+def list_query(params: Any) -> Query:
+    """``Query`` from the query string; ``ApiError`` 400 naming the bad parameter."""
+    unknown = sorted(set(params.keys()) - _LIST_PARAMS)
+    if unknown:
+        raise ApiError(
+            400,
+            "bad parameter",
+            f"unknown parameter {unknown[0]!r}: expected one of " + ", ".join(sorted(_LIST_PARAMS)),
+        )
+
+    def text(name: str) -> str | None:
+        value = params.get(name)
+        if value is None:
+            return None
+        if value == "":
+            raise ApiError(400, "bad parameter", f"{name}: must not be empty")
+        return str(value)
+
+    verdict = text("verdict")
+    if verdict is not None and verdict not in {v.value for v in VerdictAction}:
+        raise ApiError(
+            400,
+            "bad parameter",
+            f"verdict {verdict!r}: expected one of {', '.join(v.value for v in VerdictAction)}",
+        )
+    return Query(
+        verdict=verdict,
+        profile=text("profile"),
+        to=text("to"),
+        mail_from=text("from"),
+        subject=text("subject"),
+        code=text("code"),
+        since=_moment("since", text("since")),
+        until=_moment("until", text("until")),
+        limit=_whole("limit", params.get("limit"), DEFAULT_LIMIT, 1, MAX_LIMIT),
+        offset=_whole("offset", params.get("offset"), 0, 0, None),
+    )
+
+
+def _whole(name: str, value: str | None, default: int, low: int, high: int | None) -> int:
+    if value is None:
+        return default
+    bounds = f"{low}-{high}" if high is not None else f">= {low}"
+    if not re.fullmatch(r"[0-9]{1,9}", value) or int(value) < low:
+        raise ApiError(400, "bad parameter", f"{name} {value!r}: expected a whole number {bounds}")
+    if high is not None and int(value) > high:
+        raise ApiError(400, "bad parameter", f"{name} {value!r}: expected a whole number {bounds}")
+    return int(value)
+
+
+def _moment(name: str, value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    shape = r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})"
+    try:
+        if not re.fullmatch(shape, value):
+            raise ValueError(value)
+        moment = datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
+    except ValueError:
+        raise ApiError(
+            400,
+            "bad parameter",
+            f"{name} {value!r}: expected an RFC 3339 timestamp such as 2026-01-31T12:00:00Z",
+        ) from None
+    return moment.astimezone(UTC)
+
+
+async def list_messages(request: Request) -> Response:
+    """Newest first: ``{"total", "limit", "offset", "messages": [...]}``."""
+    query = list_query(request.query_params)
+    store = _store(request)
+    total = await store.count(query)
+    rows = await store.list(query)
+    return JSONResponse(
+        {
+            "total": total,
+            "limit": query.limit,
+            "offset": query.offset,
+            "messages": [row.data for row in rows],
+        }
+    )
+
+
+async def clear_messages(request: Request) -> Response:
+    return JSONResponse({"deleted": await _store(request).clear()})
+
+
+# --- one message ------------------------------------------------------------------------------
+
+
+async def get_message(request: Request) -> Response:
+    return JSONResponse((await _get(request)).data)
+
+
+async def get_findings(request: Request) -> Response:
+    stored = await _get(request)
+    return JSONResponse({"id": stored.id, "findings": stored.data["findings"]})
+
+
+async def delete_message(request: Request) -> Response:
+    message_id = _message_id(request)
+    try:
+        await _store(request).delete(message_id)
+    except NotFound:
+        raise ApiError(404, "not found", f"no message with id {message_id!r}") from None
+    return Response(status_code=204)
+
+
+def _eml(body: bytes, filename: str) -> Response:
+    return Response(
+        body,
+        media_type="message/rfc822",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
+
+
+async def get_raw(request: Request) -> Response:
+    stored = await _get(request, with_raw=True)
+    if stored.raw is None:
+        raise ApiError(
+            404, "no raw message", f"message {stored.id} was refused before DATA: no bytes"
+        )
+    return _eml(stored.raw, f"{stored.id}.eml")
+
+
+async def get_filtered(request: Request) -> Response:
+    """The message as delivered after strip actions; the original when nothing was stripped."""
+    stored = await _get(request, with_raw=True)
+    if stored.data["verdict"] == VerdictAction.REJECT.value or stored.raw is None:
+        raise ApiError(409, "refused", f"message {stored.id} was refused; nothing was delivered")
+    body = stored.filtered if stored.filtered is not None else stored.raw
+    return _eml(body, f"{stored.id}.filtered.eml")
+
+
+# --- re-evaluation ----------------------------------------------------------------------------
+
+
+async def evaluate_message(request: Request) -> Response:
+    """Judge the stored raw message against another profile, with the stored envelope and
+    identity: ``{"id", "profile", "stored", "verdicts": [...]}``. Stored only if asked."""
+    body = await read_json(request)
+    name, store_it = _evaluate_body(body)
+    loaded = _profile(request, name)
+    stored = await _get(request, with_raw=True)
+    if stored.raw is None:
+        raise ApiError(
+            409, "no raw message", f"message {stored.id} was refused before DATA: nothing to judge"
+        )
+    verdicts = await _judge(_sinkd(request), loaded, stored)
+    now = datetime.now(UTC)
+    transaction_id = new_message_id()
+    records = [
+        MessageRecord(v.id, now, transaction_id, v, stored.raw if v.stage.value == "data" else None)
+        for v in verdicts
+    ]
+    if store_it:
+        store = _store(request)
+        for record in records:
+            await store.save(record)
+    return JSONResponse(
+        {
+            "id": stored.id,
+            "profile": loaded.profile.id,
+            "stored": store_it,
+            "verdicts": [r.to_json() for r in records],
+        }
+    )
+
+
+def _evaluate_body(body: Any) -> tuple[str, bool]:
+    expected = 'expected a JSON object {"profile": "strict-finance", "store": false}'
+    if not isinstance(body, dict):
+        raise ApiError(422, "invalid evaluation", expected)
+    unknown = sorted(set(body) - {"profile", "store"})
+    if unknown:
+        raise ApiError(
+            422, "invalid evaluation", f"unknown field {unknown[0]!r}: expected profile, store"
+        )
+    name, store_it = body.get("profile"), body.get("store", False)
+    if not isinstance(name, str) or not name:
+        raise ApiError(422, "invalid evaluation", f"profile: {expected}")
+    if not isinstance(store_it, bool):
+        raise ApiError(422, "invalid evaluation", f"store {store_it!r}: expected true or false")
+    return name, store_it
+
+
+async def _judge(sinkd: Sinkd, loaded: LoadedProfile, stored: StoredMessage) -> list[Verdict]:
+    """The staged transaction ``sinkd check`` runs, with the stored envelope and the server's
+    DNS (mode, server, --dns-zone plus the profile's zones) and spamd settings."""
+    assert stored.raw is not None
+    s = sinkd.settings
+    data = stored.data
+    envelope, identity = data["envelope"], data.get("identity") or {}
+    try:
+        router = Router(compile_profile(loaded), {})
+        resolver = build_resolver(
+            s.dns, s.dns_server, [*loaded.dns_zones, *s.dns_zones], s.dns_timeout
+        )
+    except SinkdError as exc:
+        raise ApiError(422, "invalid profile", str(exc)) from None
+    transaction = Transaction(
+        router,
+        ClientIdentity(
+            ip=envelope["client_ip"],
+            helo=envelope.get("helo"),
+            name=identity.get("name"),
+            source=identity.get("source", "connection"),
+            peer=identity.get("peer"),
+        ),
+        new_message_id,
+        lookups=Lookups(spamd=SpamdService(override=s.spamd), resolver=resolver),
+        auth_user=identity.get("auth_user"),
+        tls=bool(identity.get("tls", False)),
+    )
+    refused = await transaction.mail(envelope.get("mail_from") or "", len(stored.raw))
+    if refused is not None:
+        return [refused]
+    verdicts: list[Verdict] = []
+    for rcpt in envelope.get("rcpt_to") or []:
+        verdict = await transaction.rcpt(rcpt)
+        if verdict is not None:
+            verdicts.append(verdict)
+    if transaction.recipients:
+        verdicts.extend(await transaction.data(stored.raw))
+    return verdicts
+
+
+# --- profiles ---------------------------------------------------------------------------------
+
+
+def _profiles(request: Request) -> ProfileSet:
+    state = request.app.state
+    profiles: ProfileSet | None = getattr(state, "profiles", None)
+    if profiles is None:
+        profiles = state.profiles = ProfileSet(_sinkd(request).settings.profiles_dirs)
+    return profiles
+
+
+def _profile(request: Request, name: str) -> LoadedProfile:
+    """A profile by id among the loaded ones (never a path): 404 when there is none."""
+    profiles = _profiles(request)
+    if not _PROFILE_ID.fullmatch(name) or name not in profiles.names():
+        raise ApiError(
+            404, "unknown profile", f"no profile {name!r}; available: {', '.join(profiles.names())}"
+        )
+    try:
+        return profiles.load(profiles.path_of(name))
+    except ProfileError as exc:
+        raise ApiError(422, "invalid profile", str(exc)) from None
+
+
+async def list_profiles(request: Request) -> Response:
+    profiles = _profiles(request)
+    rows = [_profile(request, name).profile for name in profiles.names()]
+    return JSONResponse({"profiles": [{"id": p.id, "title": p.title} for p in rows]})
+
+
+async def show_profile(request: Request) -> Response:
+    """The merged profile as JSON, as ``sinkd profiles show --json`` prints it."""
+    return JSONResponse(dump(_profile(request, str(request.path_params["name"])).profile))
