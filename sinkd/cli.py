@@ -277,6 +277,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=_env_bool("NO_HTTP"),
         help="serve no HTTP API, only SMTP (env SINKD_NO_HTTP=1)",
     )
+    serve.add_argument(
+        "--http-auth",
+        metavar="USER:PASS",
+        default=_env("HTTP_AUTH"),
+        help="require these HTTP Basic credentials on the API, except /livez and /readyz"
+        " (env SINKD_HTTP_AUTH)",
+    )
     _add_profile_options(serve)
     serve.add_argument(
         "--db",
@@ -478,6 +485,15 @@ def build_parser() -> argparse.ArgumentParser:
 # --- serve ----------------------------------------------------------------------------------
 
 
+def _http_auth(value: str | None) -> tuple[str, str] | None:
+    if value is None:
+        return None
+    user, colon, password = value.partition(":")
+    if not colon or not user or not password:
+        raise ConfigError("--http-auth: expected USER:PASS, both non-empty")
+    return user, password
+
+
 def _settings(args: argparse.Namespace) -> Settings:
     if bool(args.tls_cert) != bool(args.tls_key):
         raise ConfigError("--tls-cert and --tls-key go together")
@@ -513,6 +529,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         http=not args.no_http,
         http_host=args.http_host,
         http_port=args.http_port,
+        http_auth=_http_auth(args.http_auth),
     )
     if args.hostname:
         settings.hostname = args.hostname

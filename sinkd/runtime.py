@@ -24,10 +24,11 @@ from sinkd.ports import Lookups, Resolver
 from sinkd.profiles import DEFAULT_PROFILE, ProfileSet
 from sinkd.smtp import AuthMode, ServerOptions, SinkHandler, protocol_factory
 from sinkd.spamd import SpamdService
-from sinkd.store import Store
+from sinkd.store import MessageRecord, Store
 from sinkd.store.sqlite import open_sqlite
 from sinkd.tls import self_signed, server_context
 from sinkd.web import HttpServer, create_app
+from sinkd.web.hub import Hub
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +69,9 @@ class Settings:
     chaos_seed: int | None = None  # None: a random seed, logged at start
     hostname: str = field(default_factory=socket.getfqdn)
     http: bool = True  # serve the HTTP API (--no-http: False)
-    http_host: str = "127.0.0.1"  # loopback by default: the API changes state and has no auth
+    http_host: str = "127.0.0.1"  # loopback by default: the API changes state; see http_auth
     http_port: int = 8025  # 0 picks a free one
+    http_auth: tuple[str, str] | None = None  # --http-auth USER:PASS: basic auth on the API
 
 
 def build_router(profiles: ProfileSet, default: str, routes: Mapping[str, str]) -> Router:
@@ -122,6 +124,13 @@ class Sinkd:
         self.chaos: Chaos | None = None  # set by start(); Chaos.update changes it at runtime
         self.http: HttpServer | None = None
         self.http_address: tuple[str, int] | None = None
+        # Live events (GET /api/v1/events): every stored verdict, every release.
+        self.hub = Hub()
+
+    def publish_records(self, records: Sequence[MessageRecord]) -> None:
+        """Publish stored records as ``verdict`` events (after their commit)."""
+        for record in records:
+            self.hub.publish("verdict", record.to_json())
 
     async def start(self) -> None:
         s = self.settings
@@ -157,7 +166,9 @@ class Sinkd:
             spamd=SpamdService(override=s.spamd), resolver=resolver, state=self.delivery
         )
         self.chaos = Chaos(ChaosConfig(tuple(s.chaos_triggers), s.chaos_seed))
-        handler = SinkHandler(router, self.store, options, lookups, chaos=self.chaos)
+        handler = SinkHandler(
+            router, self.store, options, lookups, chaos=self.chaos, on_commit=self.publish_records
+        )
         loop = asyncio.get_running_loop()
         self.server = await loop.create_server(
             protocol_factory(handler, options), host=s.host, port=s.port, reuse_address=True
@@ -195,6 +206,7 @@ class Sinkd:
         log.info("http api on %s:%d", *self.http_address)
 
     async def stop(self) -> None:
+        self.hub.close()  # ends open event streams, so the HTTP server need not wait for them
         if self.http is not None:
             await self.http.stop()
             self.http = None

@@ -303,6 +303,7 @@ class SinkHandler:
         options: ServerOptions,
         lookups: Lookups = NO_LOOKUPS,
         chaos: Chaos | None = None,
+        on_commit: Callable[[list[MessageRecord]], None] | None = None,
     ) -> None:
         self.router = router
         self.store = store
@@ -310,6 +311,8 @@ class SinkHandler:
         self.lookups = lookups
         self.chaos = chaos or Chaos()
         self.connections: dict[str, int] = {}  # open connections per connecting address
+        # Told of every committed batch of records, after the commit (the runtime's event hub).
+        self.on_commit = on_commit
 
     # --- chaos ------------------------------------------------------------------------------
 
@@ -568,6 +571,11 @@ class SinkHandler:
             return format_reply(TEMPFAIL_STORE)
         for record in records:
             log_verdict(record.verdict, raw)
+        if self.on_commit is not None:
+            try:
+                self.on_commit(records)
+            except Exception:  # a listener's failure never costs the client its reply
+                log.exception("commit listener failed")
         reply = verdicts[0].reply if raw is None else data_reply(verdicts)
         return format_reply(reply)
 

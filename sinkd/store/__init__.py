@@ -30,6 +30,7 @@ class MessageRecord:
         data["id"] = self.id
         data["transaction_id"] = self.transaction_id
         data["size"] = None if self.raw is None else len(self.raw)
+        data["released_at"] = None  # set when a quarantined message is released (HTTP API)
         return data
 
 
@@ -77,6 +78,11 @@ class Store(Protocol):
 
     async def count(self, query: Query | None = None) -> int:
         """How many records match (all when ``query`` is None)."""
+
+    async def release(self, message_id: str, released_at: datetime) -> bool:
+        """Mark one record released at ``released_at``: True, or False when it already was;
+        raise ``NotFound`` when there is none. Which verdicts may be released is the caller's
+        policy, not the store's."""
 
     async def delete(self, message_id: str) -> None:
         """Remove one record; raise ``NotFound`` when there is none."""

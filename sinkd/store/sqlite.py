@@ -15,7 +15,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -24,7 +24,7 @@ from sinkd.store import MessageRecord, Query, StoredMessage, iso
 
 __all__ = ["SCHEMA_VERSION", "SqliteStore", "open_sqlite"]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 # How to bring an older store up to SCHEMA_VERSION, one step per version (ALTERs only, so a
 # migration never rewrites stored messages).
 _MIGRATIONS: dict[int, tuple[str, ...]] = {
@@ -40,6 +40,8 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
         " json_each(m.data, '$.findings') f WHERE json_extract(f.value, '$.code') IS NOT NULL",
         "CREATE INDEX IF NOT EXISTS finding_codes_message ON finding_codes(message_id)",
     ),
+    # 4: when a quarantined message was released (HTTP API); NULL while it was not.
+    3: ("ALTER TABLE messages ADD COLUMN released_at TEXT",),
 }
 
 # How many queued operations one transaction may take. Large enough that a burst of sessions
@@ -64,7 +66,8 @@ CREATE TABLE IF NOT EXISTS messages (
     mail_from TEXT,
     client_ip TEXT,
     size INTEGER,
-    data TEXT NOT NULL
+    data TEXT NOT NULL,
+    released_at TEXT
 );
 CREATE TABLE IF NOT EXISTS raw (
     id TEXT PRIMARY KEY REFERENCES messages(id) ON DELETE CASCADE,
@@ -95,7 +98,7 @@ T = TypeVar("T")
 class _Op:
     """One queued write and the future its caller awaits."""
 
-    kind: str  # "save" | "delete" | "clear"
+    kind: str  # "save" | "delete" | "clear" | "release"
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[Any]
     message_id: str | None = None
@@ -171,6 +174,12 @@ class SqliteStore:
             codes=tuple(dict.fromkeys(_text(f["code"]) for f in data["findings"])),
         )
 
+    async def release(self, message_id: str, released_at: datetime) -> bool:
+        released: bool = await self._submit(
+            "release", message_id=message_id, row=(iso(released_at.astimezone(UTC)),)
+        )
+        return released
+
     async def delete(self, message_id: str) -> None:
         await self._submit("delete", message_id=message_id)
 
@@ -212,19 +221,20 @@ class SqliteStore:
         def read(conn: sqlite3.Connection) -> StoredMessage:
             if with_raw:
                 row = conn.execute(
-                    "SELECT m.data, r.bytes, r.filtered FROM messages m"
+                    "SELECT m.data, r.bytes, r.filtered, m.released_at FROM messages m"
                     " LEFT JOIN raw r ON r.id = m.id WHERE m.id = ?",
                     (message_id,),
                 ).fetchone()
             else:
                 row = conn.execute(
-                    "SELECT data, NULL, NULL FROM messages WHERE id = ?", (message_id,)
+                    "SELECT data, NULL, NULL, released_at FROM messages WHERE id = ?",
+                    (message_id,),
                 ).fetchone()
             if row is None:
                 raise NotFound(f"no message with id {message_id!r}")
             raw = None if row[1] is None else bytes(row[1])
             filtered = None if row[2] is None else bytes(row[2])
-            return StoredMessage(data=json.loads(row[0]), raw=raw, filtered=filtered)
+            return StoredMessage(data=_data(row[0], row[3]), raw=raw, filtered=filtered)
 
         return await self._read(read)
 
@@ -239,11 +249,14 @@ class SqliteStore:
 
     async def list(self, query: Query) -> Sequence[StoredMessage]:
         where, params = _where(query)
-        sql = f"SELECT data FROM messages{where} ORDER BY seq DESC LIMIT ? OFFSET ?"
+        sql = f"SELECT data, released_at FROM messages{where} ORDER BY seq DESC LIMIT ? OFFSET ?"
         params = (*params, query.limit, max(0, query.offset))
 
         def read(conn: sqlite3.Connection) -> Sequence[StoredMessage]:
-            return [StoredMessage(data=json.loads(text)) for (text,) in conn.execute(sql, params)]
+            return [
+                StoredMessage(data=_data(text, released_at))
+                for text, released_at in conn.execute(sql, params)
+            ]
 
         return await self._read(read)
 
@@ -419,6 +432,16 @@ class SqliteStore:
             if conn.execute("DELETE FROM messages WHERE id = ?", (op.message_id,)).rowcount == 0:
                 raise NotFound(f"no message with id {op.message_id!r}")
             return None
+        if op.kind == "release":
+            changed = conn.execute(
+                "UPDATE messages SET released_at = ? WHERE id = ? AND released_at IS NULL",
+                (*op.row, op.message_id),
+            ).rowcount
+            if changed:
+                return True
+            if conn.execute("SELECT 1 FROM messages WHERE id = ?", (op.message_id,)).fetchone():
+                return False
+            raise NotFound(f"no message with id {op.message_id!r}")
         if op.kind == "clear":
             conn.execute("DELETE FROM raw")
             conn.execute("DELETE FROM finding_codes")
@@ -506,6 +529,13 @@ def _ensure_schema(conn: sqlite3.Connection, path: Path) -> None:
     except BaseException:
         _rollback(conn)
         raise
+
+
+def _data(text: str, released_at: str | None) -> dict[str, Any]:
+    """The stored JSON shape with ``released_at`` from its column (the JSON holds null)."""
+    data: dict[str, Any] = json.loads(text)
+    data["released_at"] = released_at
+    return data
 
 
 def _where(query: Query | None) -> tuple[str, tuple[Any, ...]]:

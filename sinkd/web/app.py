@@ -8,6 +8,9 @@ and applied by ``sinkd.chaos``; it only reads and changes the running ``Sinkd``.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hmac
 import ipaddress
 import json
 import logging
@@ -17,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from starlette.applications import Starlette
+from starlette.datastructures import Headers
 from starlette.endpoints import HTTPEndpoint
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -37,6 +41,7 @@ API = "/api/v1"
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 _WILDCARD = frozenset({"", "0.0.0.0", "::"})
+OPEN_PATHS = frozenset({"/livez", "/readyz"})  # answered without credentials under --http-auth
 
 
 class ApiError(Exception):
@@ -59,17 +64,22 @@ def create_app(sinkd: Sinkd) -> Starlette:
     """The API over a running ``sinkd`` (its SMTP listener, store, chaos and HTTP address),
     which endpoints reach as ``request.app.state.sinkd``."""
     # Here, not at the top: sinkd.web.messages builds on this module's errors and helpers.
-    from sinkd.web import messages
+    from sinkd.web import events, messages, openapi
 
     routes: list[BaseRoute] = [
         Route("/livez", livez, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route(f"{API}/chaos", ChaosResource),
         *messages.routes(),
+        *events.routes(),
+        *openapi.routes(),
     ]
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(StateChangeGuard, own_address=lambda: sinkd.http_address)],
+        middleware=[
+            Middleware(BasicAuth, credentials=sinkd.settings.http_auth),
+            Middleware(StateChangeGuard, own_address=lambda: sinkd.http_address),
+        ],
         exception_handlers={ApiError: _api_error, HTTPException: _http_error, 500: _server_error},
     )
     app.state.sinkd = sinkd
@@ -191,6 +201,44 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 async def _server_error(request: Request, exc: Exception) -> Response:
     log.error("HTTP %s %s failed", request.method, request.url.path, exc_info=exc)
     return error_response(500, "internal server error", type(exc).__name__)
+
+
+class BasicAuth:
+    """With ``credentials`` (``--http-auth USER:PASS``), every request but ``OPEN_PATHS`` must
+    carry them as HTTP Basic auth (RFC 7617), compared in constant time; otherwise 401 with
+    ``WWW-Authenticate: Basic realm="sinkd"``. Without, everything passes."""
+
+    def __init__(self, app: ASGIApp, credentials: tuple[str, str] | None) -> None:
+        self.app = app
+        self.expected = None if credentials is None else ":".join(credentials).encode("utf-8")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            self.expected is not None
+            and scope["type"] == "http"
+            and scope["path"] not in OPEN_PATHS
+            and not self.accepts(Headers(scope=scope).get("authorization", ""))
+        ):
+            refusal = error_response(
+                401,
+                "unauthorized",
+                "this API needs HTTP Basic credentials (--http-auth)",
+                headers={"WWW-Authenticate": 'Basic realm="sinkd"'},
+            )
+            await refusal(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+    def accepts(self, header: str) -> bool:
+        assert self.expected is not None
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "basic":
+            return False
+        try:
+            given = base64.b64decode(token.strip(), validate=True)
+        except (binascii.Error, ValueError):
+            return False
+        return hmac.compare_digest(given, self.expected)
 
 
 class StateChangeGuard:

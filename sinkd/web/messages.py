@@ -10,6 +10,7 @@ profiles are looked up by id among the loaded ones, never by path.
 
 from __future__ import annotations
 
+import logging
 import re
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -33,6 +34,8 @@ from sinkd.web.app import API, ApiError, read_json
 if TYPE_CHECKING:
     from sinkd.runtime import Sinkd
 
+log = logging.getLogger(__name__)
+
 MAX_LIMIT = 500
 DEFAULT_LIMIT = 50
 _ID = re.compile(r"[0-9A-Za-z][0-9A-Za-z_-]{0,63}")
@@ -52,6 +55,7 @@ def routes() -> list[BaseRoute]:
         Route(f"{API}/messages/{{id}}/filtered", get_filtered, methods=["GET"]),
         Route(f"{API}/messages/{{id}}/findings", get_findings, methods=["GET"]),
         Route(f"{API}/messages/{{id}}/evaluate", evaluate_message, methods=["POST"]),
+        Route(f"{API}/messages/{{id}}/release", release_message, methods=["POST"]),
         Route(f"{API}/profiles", list_profiles, methods=["GET"]),
         Route(f"{API}/profiles/{{name}}", show_profile, methods=["GET"]),
     ]
@@ -221,6 +225,41 @@ async def get_filtered(request: Request) -> Response:
     return _eml(body, f"{stored.id}.filtered.eml")
 
 
+# --- release ----------------------------------------------------------------------------------
+
+
+async def release_message(request: Request) -> Response:
+    """Mark a quarantined message released: the message with ``released_at`` set, recorded in
+    the store and the log and published as a ``released`` event. 409 when its verdict is not
+    quarantine or it already was released."""
+    stored = await _get(request)
+    if stored.data["verdict"] != VerdictAction.QUARANTINE.value:
+        raise ApiError(
+            409,
+            "not quarantined",
+            f"message {stored.id} has verdict {stored.data['verdict']!r}; only quarantine is"
+            " released",
+        )
+    if stored.data.get("released_at"):
+        raise _already_released(stored)
+    try:
+        released = await _store(request).release(stored.id, datetime.now(UTC))
+        after = await _get(request)
+    except NotFound:
+        raise ApiError(404, "not found", f"no message with id {stored.id!r}") from None
+    if not released:  # another request released it meanwhile
+        raise _already_released(after)
+    log.info("released id=%s released_at=%s (over HTTP)", after.id, after.data["released_at"])
+    _sinkd(request).hub.publish("released", after.data)
+    return JSONResponse(after.data)
+
+
+def _already_released(stored: StoredMessage) -> ApiError:
+    return ApiError(
+        409, "already released", f"message {stored.id} was released at {stored.data['released_at']}"
+    )
+
+
 # --- re-evaluation ----------------------------------------------------------------------------
 
 
@@ -246,6 +285,7 @@ async def evaluate_message(request: Request) -> Response:
         store = _store(request)
         for record in records:
             await store.save(record)
+        _sinkd(request).publish_records(records)
     return JSONResponse(
         {
             "id": stored.id,

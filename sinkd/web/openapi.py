@@ -1,0 +1,341 @@
+"""``GET /api/v1/openapi.json``: the API described as an OpenAPI 3.1 document, written by hand.
+
+Owns that document only; a test checks that every route of the app appears in it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from sinkd.web.app import API
+
+_JSON = "application/json"
+
+
+def routes() -> list[BaseRoute]:
+    return [Route(f"{API}/openapi.json", openapi_json, methods=["GET"])]
+
+
+async def openapi_json(request: Request) -> Response:
+    return JSONResponse(document())
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {_JSON: {"schema": schema}}}
+
+
+def _errors(*codes: int) -> dict[str, Any]:
+    return {str(code): {"$ref": f"#/components/responses/E{code}"} for code in codes}
+
+
+def _op(
+    summary: str,
+    ok: dict[str, Any],
+    *errors: int,
+    status: int = 200,
+    params: list[dict[str, Any]] | None = None,
+    body: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    op: dict[str, Any] = {"summary": summary, "responses": {str(status): ok, **_errors(*errors)}}
+    if params:
+        op["parameters"] = params
+    if body is not None:
+        op["requestBody"] = {"required": True, "content": {_JSON: {"schema": body}}}
+    return op
+
+
+def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "schema": schema,
+        "description": description,
+    }
+
+
+_ID = {
+    "name": "id",
+    "in": "path",
+    "required": True,
+    "description": "a message id",
+    "schema": {"type": "string", "pattern": "^[0-9A-Za-z][0-9A-Za-z_-]{0,63}$"},
+}
+_NAME = {
+    "name": "name",
+    "in": "path",
+    "required": True,
+    "description": "a profile id",
+    "schema": {"type": "string"},
+}
+_EML = {"description": "the message", "content": {"message/rfc822": {"schema": {"type": "string"}}}}
+_STRING = {"type": "string"}
+_TIME = {"type": "string", "format": "date-time"}
+
+_LIST_PARAMS = [
+    _query("verdict", {"enum": ["accept", "quarantine", "reject"]}, "the verdict"),
+    _query("profile", _STRING, "the profile id"),
+    _query("to", _STRING, "a substring of a recipient, ignoring ASCII case"),
+    _query("from", _STRING, "a substring of the envelope sender, ignoring ASCII case"),
+    _query("subject", _STRING, "a substring of the subject, ignoring ASCII case"),
+    _query("code", _STRING, "a finding code, exact"),
+    _query("since", _TIME, "RFC 3339; since <= received_at"),
+    _query("until", _TIME, "RFC 3339; received_at < until"),
+    _query("limit", {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}, "page"),
+    _query("offset", {"type": "integer", "minimum": 0, "default": 0}, "page start"),
+]
+
+_ERROR_TEXT = {
+    400: "bad JSON, a malformed id or a bad parameter",
+    401: "no or wrong HTTP Basic credentials (only with --http-auth)",
+    403: "a cross-site state-changing request",
+    404: "no such endpoint, message or profile",
+    405: "method not allowed",
+    409: "the message's state forbids it",
+    415: "not Content-Type: application/json",
+    422: "an invalid body",
+    503: "not ready",
+}
+
+
+def document() -> dict[str, Any]:
+    message = _json(_ref("Message"), "a message in the one JSON shape")
+    paths: dict[str, Any] = {
+        "/livez": {"get": _op("the process answers", _json({"type": "object"}, "ok"))},
+        "/readyz": {
+            "get": _op("SMTP listener and store are up", _json({"type": "object"}, "ok"), 503)
+        },
+        f"{API}/chaos": {
+            "get": _op("the chaos in force", _json(_ref("Chaos"), "chaos"), 401),
+            "put": _op(
+                "replace the chaos",
+                _json(_ref("Chaos"), "the new chaos"),
+                400,
+                401,
+                403,
+                415,
+                422,
+                body={
+                    "type": "object",
+                    "additionalProperties": False,
+                    "required": ["triggers"],
+                    "properties": {
+                        "triggers": _STRING,
+                        "seed": {"type": ["integer", "null"], "minimum": 0},
+                    },
+                },
+            ),
+        },
+        f"{API}/messages": {
+            "get": _op(
+                "list messages, newest first",
+                _json(
+                    {
+                        "type": "object",
+                        "properties": {
+                            "total": {"type": "integer"},
+                            "limit": {"type": "integer"},
+                            "offset": {"type": "integer"},
+                            "messages": {"type": "array", "items": _ref("Message")},
+                        },
+                    },
+                    "a page of messages",
+                ),
+                400,
+                401,
+                params=_LIST_PARAMS,
+            ),
+            "delete": _op(
+                "remove every message",
+                _json({"type": "object", "properties": {"deleted": {"type": "integer"}}}, "ok"),
+                401,
+                403,
+                415,
+            ),
+        },
+        f"{API}/messages/{{id}}": {
+            "get": _op("one message", message, 400, 401, 404, params=[_ID]),
+            "delete": _op(
+                "remove one message",
+                {"description": "removed"},
+                400,
+                401,
+                403,
+                404,
+                415,
+                status=204,
+                params=[_ID],
+            ),
+        },
+        f"{API}/messages/{{id}}/raw": {
+            "get": _op("the bytes received", _EML, 400, 401, 404, params=[_ID])
+        },
+        f"{API}/messages/{{id}}/filtered": {
+            "get": _op("the copy as delivered", _EML, 400, 401, 404, 409, params=[_ID])
+        },
+        f"{API}/messages/{{id}}/findings": {
+            "get": _op(
+                "the message's findings",
+                _json(
+                    {
+                        "type": "object",
+                        "properties": {
+                            "id": _STRING,
+                            "findings": {"type": "array", "items": {"type": "object"}},
+                        },
+                    },
+                    "findings",
+                ),
+                400,
+                401,
+                404,
+                params=[_ID],
+            )
+        },
+        f"{API}/messages/{{id}}/evaluate": {
+            "post": _op(
+                "judge the stored message against another profile",
+                _json(
+                    {
+                        "type": "object",
+                        "properties": {
+                            "id": _STRING,
+                            "profile": _STRING,
+                            "stored": {"type": "boolean"},
+                            "verdicts": {"type": "array", "items": _ref("Message")},
+                        },
+                    },
+                    "the verdicts",
+                ),
+                400,
+                401,
+                403,
+                404,
+                409,
+                415,
+                422,
+                params=[_ID],
+                body={
+                    "type": "object",
+                    "additionalProperties": False,
+                    "required": ["profile"],
+                    "properties": {"profile": _STRING, "store": {"type": "boolean"}},
+                },
+            )
+        },
+        f"{API}/messages/{{id}}/release": {
+            "post": _op(
+                "release a quarantined message (sets released_at)",
+                message,
+                400,
+                401,
+                403,
+                404,
+                409,
+                415,
+                params=[_ID],
+            )
+        },
+        f"{API}/events": {
+            "get": _op(
+                "live events (Server-Sent Events): `event: verdict` per stored record, "
+                "`event: released` per release, each with the message as `data`; "
+                "a comment heartbeat every 15 s",
+                {
+                    "description": "an event stream",
+                    "content": {"text/event-stream": {"schema": _STRING}},
+                },
+                401,
+            )
+        },
+        f"{API}/openapi.json": {
+            "get": _op("this document", _json({"type": "object"}, "OpenAPI 3.1"), 401)
+        },
+        f"{API}/profiles": {
+            "get": _op(
+                "the profiles",
+                _json(
+                    {
+                        "type": "object",
+                        "properties": {
+                            "profiles": {
+                                "type": "array",
+                                "items": {
+                                    "type": "object",
+                                    "properties": {"id": _STRING, "title": _STRING},
+                                },
+                            }
+                        },
+                    },
+                    "profiles",
+                ),
+                401,
+            )
+        },
+        f"{API}/profiles/{{name}}": {
+            "get": _op(
+                "one merged profile",
+                _json({"type": "object"}, "the profile"),
+                401,
+                404,
+                422,
+                params=[_NAME],
+            )
+        },
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "sinkd HTTP API", "version": "1"},
+        "paths": paths,
+        "components": {
+            "schemas": {
+                "Error": {
+                    "type": "object",
+                    "required": ["error", "detail"],
+                    "properties": {"error": _STRING, "detail": {}},
+                },
+                "Chaos": {
+                    "type": "object",
+                    "properties": {
+                        "triggers": _STRING,
+                        "seed": {"type": "integer"},
+                        "stages": {"type": "array", "items": _STRING},
+                    },
+                },
+                "Message": {
+                    "type": "object",
+                    "description": "the one JSON shape (README)",
+                    "required": ["id", "received_at", "profile", "verdict", "findings"],
+                    "properties": {
+                        "id": _STRING,
+                        "received_at": _TIME,
+                        "transaction_id": _STRING,
+                        "profile": _STRING,
+                        "verdict": {"enum": ["accept", "quarantine", "reject"]},
+                        "disposition": _STRING,
+                        "score": {"type": "number"},
+                        "stage": _STRING,
+                        "reply": {"type": "object"},
+                        "envelope": {"type": "object"},
+                        "identity": {"type": ["object", "null"]},
+                        "subject": {"type": ["string", "null"]},
+                        "stripped": {"type": "array"},
+                        "findings": {"type": "array", "items": {"type": "object"}},
+                        "size": {"type": ["integer", "null"]},
+                        "released_at": {"type": ["string", "null"], "format": "date-time"},
+                    },
+                },
+            },
+            "responses": {
+                f"E{code}": _json(_ref("Error"), text) for code, text in _ERROR_TEXT.items()
+            },
+        },
+    }
