@@ -65,6 +65,7 @@ def create_app(sinkd: Sinkd) -> Starlette:
     which endpoints reach as ``request.app.state.sinkd``."""
     # Here, not at the top: sinkd.web.messages builds on this module's errors and helpers.
     from sinkd.web import events, messages, openapi
+    from sinkd.web.dashboard import Dashboard
 
     routes: list[BaseRoute] = [
         Route("/livez", livez, methods=["GET"]),
@@ -79,6 +80,7 @@ def create_app(sinkd: Sinkd) -> Starlette:
         middleware=[
             Middleware(BasicAuth, credentials=sinkd.settings.http_auth),
             Middleware(StateChangeGuard, own_address=lambda: sinkd.http_address),
+            Middleware(Dashboard),  # the HTML pages: README 'Dashboard', not API routes
         ],
         exception_handlers={ApiError: _api_error, HTTPException: _http_error, 500: _server_error},
     )

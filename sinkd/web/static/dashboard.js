@@ -1,0 +1,93 @@
+// sinkd dashboard: live rows from /api/v1/events and the verdict filter. No innerHTML: every
+// value from a message is set as text, so captured mail cannot inject markup here.
+(function () {
+  "use strict";
+  var filter = document.getElementById("verdict-filter");
+  if (filter && filter.form) {
+    filter.addEventListener("change", function () { filter.form.submit(); });
+  }
+  var table = document.getElementById("messages");
+  if (!table || typeof EventSource === "undefined") { return; }
+  var tbody = table.tBodies[0];
+  var wanted = table.getAttribute("data-verdict") || "";
+  var live = document.getElementById("live");
+  var total = document.getElementById("total");
+
+  function setLive(state, text) {
+    if (!live) { return; }
+    live.setAttribute("data-state", state);
+    live.textContent = text;
+  }
+
+  function el(tag, cls, text) {
+    var node = document.createElement(tag);
+    if (cls) { node.className = cls; }
+    if (text !== undefined && text !== null) { node.textContent = String(text); }
+    return node;
+  }
+
+  function link(href, text) {
+    var a = el("a", null, text);
+    a.setAttribute("href", href);
+    return a;
+  }
+
+  function badge(m) {
+    var td = el("td", "nowrap");
+    var verdict = String(m.verdict || "");
+    td.appendChild(el("span", "badge v-" + verdict.replace(/[^a-z]/g, ""), verdict));
+    if (m.disposition === "tagged" || m.disposition === "junk") {
+      td.appendChild(el("span", "marker", m.disposition));
+    }
+    if (m.stripped && m.stripped.length) { td.appendChild(el("span", "marker m-stripped", "stripped")); }
+    return td;
+  }
+
+  function reason(m) {
+    var findings = m.findings || [];
+    for (var i = 0; i < findings.length; i++) {
+      if (findings[i].decided) { return findings[i].reason; }
+    }
+    return "accepted";
+  }
+
+  function row(m) {
+    var id = encodeURIComponent(String(m.id || ""));
+    var env = m.envelope || {};
+    var tr = el("tr", "fresh");
+    tr.setAttribute("data-id", String(m.id || ""));
+    tr.setAttribute("data-verdict", String(m.verdict || ""));
+    tr.appendChild(badge(m));
+    var subject = el("td");
+    subject.appendChild(link("/messages/" + id, m.subject || "(no subject)"));
+    tr.appendChild(subject);
+    tr.appendChild(el("td", "addr", (env.mail_from || "<>") + " → " + ((env.rcpt_to || []).join(", ") || "—")));
+    var profile = el("td");
+    profile.appendChild(link("/profiles/" + encodeURIComponent(String(m.profile || "")), m.profile || ""));
+    tr.appendChild(profile);
+    tr.appendChild(el("td", "reason", reason(m)));
+    tr.appendChild(el("td", "nowrap muted", String(m.received_at || "").slice(0, 19).replace("T", " ")));
+    return tr;
+  }
+
+  var source = new EventSource("/api/v1/events");
+  source.onopen = function () { setLive("open", "live"); };
+  source.onerror = function () { setLive("retrying", "reconnecting…"); };
+  source.addEventListener("verdict", function (event) {
+    var m = JSON.parse(event.data);
+    if (wanted && m.verdict !== wanted) { return; }
+    var empty = tbody.querySelector("tr.empty");
+    if (empty) { empty.remove(); }
+    tbody.insertBefore(row(m), tbody.firstChild);
+    if (total) { total.textContent = String(Number(total.textContent || "0") + 1); }
+  });
+  source.addEventListener("released", function (event) {
+    var m = JSON.parse(event.data);
+    var rows = tbody.querySelectorAll("tr[data-id]");
+    for (var i = 0; i < rows.length; i++) {
+      if (rows[i].getAttribute("data-id") === String(m.id)) {
+        rows[i].cells[0].appendChild(el("span", "marker", "released"));
+      }
+    }
+  });
+})();

@@ -1,0 +1,322 @@
+"""The dashboard against a real ``Sinkd`` (SMTP and HTTP on free ports): server-side checks of
+the pages, their headers and escaping with httpx, then a real headless Chromium (Playwright
+driving Debian's chromium) for the live list, the message page and the sandboxing of captured
+HTML."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import AsyncIterator, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import httpx
+import pytest
+
+from sinkd.runtime import Sinkd
+from sinkd.store import Query
+from sinkd.web.dashboard import CSP
+from tests.conftest import StartServer, free_port, require_executable
+from tests.test_smtp import SPAMMY_MESSAGE, TIMEOUT, message
+from tests.web.test_chaos_api import base_url
+from tests.web.test_messages_api import send
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def html_message(subject: str, html: str, *, sender: str = "alice@sender.example") -> bytes:
+    return (
+        f"From: Alice <{sender}>\r\n"
+        "To: Bob <bob@corp.example>\r\n"
+        f"Subject: {subject}\r\n"
+        "Date: Mon, 03 Jun 2024 10:00:00 +0000\r\n"
+        "Message-ID: <dash-1@sender.example>\r\n"
+        "MIME-Version: 1.0\r\n"
+        "Content-Type: text/html; charset=utf-8\r\n"
+        "\r\n"
+        f"<html><body>{html}</body></html>\r\n"
+    ).encode()
+
+
+HIDDEN = html_message(
+    "October news",
+    "<h1>October news</h1><p>VISIBLE-MARKER: our autumn range is in.</p>"
+    '<div style="display:none">HIDDEN-MARKER 50% off this week only</div>',
+)
+
+
+def hostile(hit_port: int, remote_port: int) -> bytes:
+    hit = f"http://127.0.0.1:{hit_port}"
+    return html_message(
+        "<script>alert(1)</script> Invoice",
+        f"<script>document.title='PWNED';fetch('{hit}/script')</script>"
+        f'<img src="data:image/png;base64,AAAA" onerror="document.title=\'PWNED\';'
+        f"fetch('{hit}/onerror')\">"
+        f'<a id="js" href="javascript:fetch(\'{hit}/js\')">open the javascript: link</a>'
+        f'<img id="remote" src="http://127.0.0.1:{remote_port}/x.png" alt="remote">'
+        f"<p onmouseover=\"fetch('{hit}/hover')\">HOSTILE-BODY</p>",
+    )
+
+
+@pytest.fixture
+async def app(start_server: StartServer) -> Sinkd:
+    return await start_server(http=True)
+
+
+@pytest.fixture
+async def http(app: Sinkd) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=base_url(app), timeout=TIMEOUT) as client:
+        yield client
+
+
+async def newest_id(app: Sinkd) -> str:
+    assert app.store is not None
+    return (await app.store.list(Query(limit=1)))[0].id
+
+
+def assert_secured(response: httpx.Response) -> None:
+    assert response.headers["content-security-policy"] == CSP
+    assert response.headers["x-content-type-options"] == "nosniff"
+
+
+# --- server side ----------------------------------------------------------------------------
+
+
+async def test_pages_answer_200_with_the_csp_and_nosniff(
+    app: Sinkd, http: httpx.AsyncClient
+) -> None:
+    await send(app, SPAMMY_MESSAGE, "carol@promo.example", "dave@corp.example")
+    message_id = await newest_id(app)
+    for path in ["/", "/?verdict=quarantine", f"/messages/{message_id}", "/profiles/no-filter"]:
+        response = await http.get(path)
+        assert response.status_code == 200, (path, response.text)
+        assert response.headers["content-type"].startswith("text/html")
+        assert_secured(response)
+    static = [("/static/dashboard.js", "text/javascript"), ("/static/dashboard.css", "text/css")]
+    for path, media in static:
+        response = await http.get(path)
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith(media)
+        assert_secured(response)
+
+
+async def test_the_list_shows_badge_subject_envelope_profile_and_deciding_reason(
+    app: Sinkd, http: httpx.AsyncClient
+) -> None:
+    await send(app, message(), "alice@sender.example", "bob@corp.example")
+    await send(app, SPAMMY_MESSAGE, "carol@promo.example", "dave@corp.example")
+    page = (await http.get("/")).text
+    assert page.index("Win the lottery") < page.index("Quarterly figures")  # newest first
+    assert 'class="badge v-quarantine"' in page and 'class="badge v-accept"' in page
+    assert "carol@promo.example → dave@corp.example" in page
+    assert "quarantine threshold" in page and ">accepted<" in page
+    assert 'href="/profiles/typical-corporate"' in page
+    only = (await http.get("/", params={"verdict": "accept"})).text
+    assert "Quarterly figures" in only and "Win the lottery" not in only
+
+
+async def test_a_hostile_message_appears_only_escaped_or_inside_srcdoc(
+    app: Sinkd, http: httpx.AsyncClient
+) -> None:
+    await send(app, hostile(free_port(), free_port()), "alice@sender.example", "bob@corp.example")
+    message_id = await newest_id(app)
+    for path in ["/", f"/messages/{message_id}"]:
+        page = (await http.get(path)).text
+        assert page.count("<script") == 1  # the dashboard's own, from /static
+        assert '<script src="/static/dashboard.js"></script>' in page
+        assert "onerror=" not in page.replace("onerror=&quot;", "")
+        assert 'href="javascript:' not in page
+        assert "&lt;script&gt;alert(1)&lt;/script&gt; Invoice" in page
+    page = (await http.get(f"/messages/{message_id}")).text
+    assert '<iframe class="mail original" sandbox="" ' in page
+    assert "allow-scripts" not in page and "allow-same-origin" not in page
+    assert 'srcdoc="&lt;html&gt;&lt;body&gt;&lt;script&gt;document.title=&#x27;PWNED&#x27;' in page
+
+
+async def test_an_unknown_message_or_profile_is_a_404_page(http: httpx.AsyncClient) -> None:
+    for path in ["/messages/0123456789ABCDEF", "/messages/bad!id", "/profiles/nope"]:
+        response = await http.get(path)
+        assert response.status_code == 404, path
+        assert response.headers["content-type"].startswith("text/html")
+        assert_secured(response)
+        assert "<h1>Not found</h1>" in response.text
+    traversal = await http.get("/messages/..%2F..%2Fetc%2Fpasswd")  # no route: the API's 404
+    assert traversal.status_code == 404 and "root:" not in traversal.text
+
+
+async def test_the_message_page_explains_the_verdict(app: Sinkd, http: httpx.AsyncClient) -> None:
+    await send(app, SPAMMY_MESSAGE, "carol@promo.example", "dave@corp.example")
+    page = (await http.get(f"/messages/{await newest_id(app)}")).text
+    assert "250 2.0.0 Ok: queued as" in page
+    assert '<h3 class="cat">Content</h3>' in page and '<h3 class="cat">Score</h3>' in page
+    assert "CONTENT_TRIGGER_WORD" in page and "SCORE_QUARANTINE" in page
+    assert "<th>Subject</th><td>Win the lottery</td>" in page
+
+
+async def test_the_profile_page_states_the_policy_in_plain_language(
+    http: httpx.AsyncClient,
+) -> None:
+    page = (await http.get("/profiles/typical-corporate")).text
+    for title in ["Refuses", "Strips", "Quarantines", "Scores", "Score thresholds"]:
+        assert f"<h2>{title}</h2>" in page
+    strips = page.split('class="policy strips"')[1].split("</section>")[0]
+    assert "hidden text" in strips and "active script" in strips
+    assert "rich-content (mime)" in strips
+    assert "<th>quarantine</th><td class='num'>8.0</td>" in page
+    assert "mimedefang-filter(5)" in page  # a cited source
+
+
+# --- in a browser ---------------------------------------------------------------------------
+
+
+class HitCounter:
+    """A local HTTP server that counts every request it gets."""
+
+    def __init__(self) -> None:
+        self.hits: list[str] = []
+        hits = self.hits
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                hits.append(self.path)
+                self.send_response(204)
+                self.end_headers()
+
+            do_POST = do_GET
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join()
+
+
+@pytest.fixture
+def hit_counter() -> Iterator[HitCounter]:
+    counter = HitCounter()
+    yield counter
+    counter.close()
+
+
+@pytest.fixture
+async def page(app: Sinkd) -> AsyncIterator[Any]:
+    executable = require_executable("chromium", "chromium")
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        try:
+            context = await browser.new_context(
+                base_url=base_url(app), viewport={"width": 1360, "height": 900}
+            )
+            tab = await context.new_page()
+            tab.set_default_timeout(TIMEOUT * 1000)
+            yield tab
+            await context.close()
+        finally:
+            await browser.close()
+
+
+async def test_the_list_updates_live_when_a_message_arrives(app: Sinkd, page: Any) -> None:
+    await send(app, message(), "alice@sender.example", "bob@corp.example")
+    await page.goto("/")
+    await page.wait_for_selector('#live[data-state="open"]')
+    await page.evaluate("window.notReloaded = true")
+    await send(app, SPAMMY_MESSAGE, "carol@promo.example", "dave@corp.example")
+    await send(app, HIDDEN, "news@sender.example", "bob@corp.example")
+    row = page.locator("#messages tbody tr").first
+    await row.get_by_text("October news").wait_for()
+    assert await page.evaluate("window.notReloaded") is True
+    rows = page.locator("#messages tbody tr[data-id]")
+    assert await rows.count() == 3
+    assert await rows.nth(1).get_attribute("data-verdict") == "quarantine"
+    assert "quarantine threshold" in await rows.nth(1).inner_text()
+    assert await page.locator("#total").inner_text() == "3"
+    await page.screenshot(path="/tmp/dash-list.png", full_page=True)
+
+
+async def test_live_rows_respect_the_verdict_filter(app: Sinkd, page: Any) -> None:
+    await page.goto("/")
+    await page.select_option("#verdict-filter", "quarantine")
+    await page.wait_for_url("**/?verdict=quarantine")
+    await page.wait_for_selector('#live[data-state="open"]')
+    await send(app, message(), "alice@sender.example", "bob@corp.example")
+    await send(app, SPAMMY_MESSAGE, "carol@promo.example", "dave@corp.example")
+    await page.get_by_text("Win the lottery").wait_for()
+    assert await page.locator("#messages tbody tr[data-id]").count() == 1
+
+
+async def test_a_message_page_opens_and_shows_the_findings(app: Sinkd, page: Any) -> None:
+    await send(app, SPAMMY_MESSAGE, "carol@promo.example", "dave@corp.example")
+    await page.goto("/")
+    await page.get_by_role("link", name="Win the lottery").click()
+    await page.wait_for_url("**/messages/*")
+    findings = page.locator("td.finding-reason")
+    assert await findings.count() >= 2
+    text = await page.locator("section", has_text="Findings").first.inner_text()
+    assert "CONTENT_TRIGGER_WORD" in text and "quarantine threshold of 8" in text
+
+
+async def test_side_by_side_the_stripped_hidden_text_is_missing_from_the_delivered_copy(
+    app: Sinkd, page: Any
+) -> None:
+    await send(app, HIDDEN, "news@sender.example", "bob@corp.example")
+    await page.goto(f"/messages/{await newest_id(app)}")
+    original = page.frame_locator("iframe.original")
+    filtered = page.frame_locator("iframe.filtered")
+    assert "VISIBLE-MARKER" in await original.locator("body").inner_text()
+    assert "VISIBLE-MARKER" in await filtered.locator("body").inner_text()
+    assert "HIDDEN-MARKER" in await original.locator("body").inner_html()
+    assert "HIDDEN-MARKER" not in await filtered.locator("body").inner_html()
+    stripped = await page.locator("ul.stripped").inner_text()
+    assert 'div style="display:none"' in stripped  # what was removed, next to the filtered view
+    await page.set_viewport_size({"width": 1360, "height": 2000})
+    await page.wait_for_timeout(300)
+    await page.screenshot(path="/tmp/dash-message.png")
+
+
+async def test_captured_html_executes_nothing_and_loads_nothing_remote(
+    app: Sinkd, page: Any, hit_counter: HitCounter
+) -> None:
+    remote_port = free_port()
+    raw = hostile(hit_counter.port, remote_port)
+    await send(app, raw, "alice@sender.example", "bob@corp.example")
+    requests: list[str] = []
+    page.on("request", lambda request: requests.append(request.url))
+    dialogs: list[str] = []
+    page.on("dialog", lambda dialog: dialogs.append(dialog.message))
+    await page.goto("/")
+    await page.get_by_text("Invoice").wait_for()  # the subject, as text
+    await page.goto(f"/messages/{await newest_id(app)}")
+    original = page.frame_locator("iframe.original")
+    assert "HOSTILE-BODY" in await original.locator("body").inner_text()
+    await original.locator("p").hover()
+    with contextlib.suppress(Exception):  # a blocked javascript: URL may make the click time out
+        await original.locator("#js").click(timeout=2000)
+    await asyncio.sleep(1.0)
+    assert await page.title() != "PWNED"
+    for frame in page.frames:
+        assert await frame.title() != "PWNED"
+    assert hit_counter.hits == []
+    assert dialogs == []
+    origin = base_url(app)
+    leaving = [url for url in requests if not (url.startswith(origin) or url.startswith("data:"))]
+    assert leaving == [], leaving
+    assert not any(str(remote_port) in url for url in requests)
