@@ -17,7 +17,7 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, TypeVar
 
 import yaml
 
@@ -57,6 +57,10 @@ class _Parser(argparse.ArgumentParser):
         raise ConfigError(f"{message} (see '{self.prog} --help')")
 
 
+T = TypeVar("T")
+D = TypeVar("D")
+
+
 def _env(name: str, default: Any = None) -> Any:
     return os.environ.get(f"SINKD_{name}", default)
 
@@ -73,6 +77,18 @@ def _env_int(name: str, default: int) -> int:
 
 def _env_bool(name: str) -> bool:
     return str(_env(name, "")).lower() in ("1", "true", "yes", "on")
+
+
+def _env_parsed(name: str, parse: Callable[[str], T], default: D) -> T | D:
+    """``SINKD_<name>`` read with the same parser as its option; unset or empty: ``default``.
+    A bad value is a ConfigError naming the variable (exit 2), as a bad option is."""
+    value = _env(name)
+    if value is None or value == "":
+        return default
+    try:
+        return parse(value)
+    except argparse.ArgumentTypeError as exc:
+        raise ConfigError(f"SINKD_{name}={value!r}: {exc}") from None
 
 
 def _env_list(name: str) -> list[str]:
@@ -117,16 +133,6 @@ def _address(text: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def _env_address(name: str) -> tuple[str, int] | None:
-    value = _env(name)
-    if not value:
-        return None
-    try:
-        return _address(value)
-    except argparse.ArgumentTypeError as exc:
-        raise ConfigError(f"SINKD_{name}={value!r}: {exc}") from None
-
-
 def _seconds(text: str) -> float:
     try:
         value = float(text)
@@ -139,16 +145,6 @@ def _seconds(text: str) -> float:
     return value
 
 
-def _env_seconds(name: str, default: float) -> float:
-    value = _env(name)
-    if value is None:
-        return default
-    try:
-        return _seconds(value)
-    except argparse.ArgumentTypeError as exc:
-        raise ConfigError(f"SINKD_{name}={value!r}: {exc}") from None
-
-
 def _delay(text: str) -> float:
     try:
         value = float(text)
@@ -159,16 +155,6 @@ def _delay(text: str) -> float:
     if not 0 <= value <= 86400:
         raise argparse.ArgumentTypeError(f"expected 0 <= seconds <= 86400, got {text!r}")
     return value
-
-
-def _env_delay(name: str) -> float | None:
-    value = _env(name)
-    if value is None or value == "":
-        return None
-    try:
-        return _delay(value)
-    except argparse.ArgumentTypeError as exc:
-        raise ConfigError(f"SINKD_{name}={value!r}: {exc}") from None
 
 
 def _add_dns_options(p: argparse.ArgumentParser) -> None:
@@ -185,7 +171,7 @@ def _add_dns_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--dns-server",
         type=_address,
-        default=_env_address("DNS_SERVER"),
+        default=_env_parsed("DNS_SERVER", _address, None),
         metavar="HOST:PORT",
         help="ask this DNS server instead of the system's; implies --dns live "
         "(env SINKD_DNS_SERVER)",
@@ -203,7 +189,7 @@ def _add_dns_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--dns-timeout",
         type=_seconds,
-        default=_env_seconds("DNS_TIMEOUT", 5.0),
+        default=_env_parsed("DNS_TIMEOUT", _seconds, 5.0),
         metavar="SECONDS",
         help="time for each live DNS lookup, retries included (default 5; env SINKD_DNS_TIMEOUT)",
     )
@@ -231,11 +217,10 @@ def _add_profile_options(p: argparse.ArgumentParser) -> None:
         metavar="DOMAIN=PROFILE",
         help="judge recipients of DOMAIN (or *.DOMAIN) with PROFILE (repeatable; env SINKD_ROUTE)",
     )
-    spamd = _env("SPAMD")
     p.add_argument(
         "--spamd",
         type=_address,
-        default=_address(spamd) if spamd else None,
+        default=_env_parsed("SPAMD", _address, None),
         metavar="HOST:PORT",
         help="spamd for every spamassassin filter, whatever the profile says (env SINKD_SPAMD)",
     )
@@ -351,7 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--greylist-delay",
         type=_delay,
-        default=_env_delay("GREYLIST_DELAY"),
+        default=_env_parsed("GREYLIST_DELAY", _delay, None),
         metavar="SECONDS",
         help="greylisting delay for every profile's greylist filter, 0 allowed: the first "
         "attempt is still deferred, any retry passes (env SINKD_GREYLIST_DELAY)",
@@ -631,17 +616,7 @@ async def check_message(
     )
     sender = mail_from if mail_from is not None else next(iter(_header_addresses(raw, "From")), "")
     recipients = list(rcpts) or _header_addresses(raw, "To", "Cc") or ["recipient@example.com"]
-    refused = await transaction.mail(sender, len(raw))
-    if refused is not None:
-        return [refused]
-    verdicts: list[Verdict] = []
-    for rcpt in recipients:
-        verdict = await transaction.rcpt(rcpt)
-        if verdict is not None:
-            verdicts.append(verdict)
-    if transaction.recipients:
-        verdicts.extend(await transaction.data(raw))
-    return verdicts
+    return await transaction.run(sender, recipients, raw)
 
 
 _MARK = {"reject": "x", "tempfail": "x", "quarantine": "!", "discard": "!", "junk": "~", "tag": "~"}

@@ -362,6 +362,17 @@ class Transaction:
         self.envelope = dataclasses.replace(self.envelope, rcpt_to=(*self.envelope.rcpt_to, rcpt))
         return None
 
+    async def run(self, mail_from: str, rcpts: Sequence[str], raw: bytes) -> list[Verdict]:
+        """The whole transaction at once, as a client would send it: the refusal at MAIL, or
+        one verdict per refused recipient plus one per profile that got the message."""
+        refused = await self.mail(mail_from, len(raw))
+        if refused is not None:
+            return [refused]
+        verdicts = [v for v in [await self.rcpt(r) for r in rcpts] if v is not None]
+        if self.recipients:
+            verdicts.extend(await self.data(raw))
+        return verdicts
+
     async def data(self, raw: bytes) -> list[Verdict]:
         """Judge the message once per profile among the accepted recipients."""
         message = parse(raw)

@@ -341,17 +341,9 @@ async def _judge(sinkd: Sinkd, loaded: LoadedProfile, stored: StoredMessage) -> 
         auth_user=identity.get("auth_user"),
         tls=bool(identity.get("tls", False)),
     )
-    refused = await transaction.mail(envelope.get("mail_from") or "", len(stored.raw))
-    if refused is not None:
-        return [refused]
-    verdicts: list[Verdict] = []
-    for rcpt in envelope.get("rcpt_to") or []:
-        verdict = await transaction.rcpt(rcpt)
-        if verdict is not None:
-            verdicts.append(verdict)
-    if transaction.recipients:
-        verdicts.extend(await transaction.data(stored.raw))
-    return verdicts
+    return await transaction.run(
+        envelope.get("mail_from") or "", envelope.get("rcpt_to") or [], stored.raw
+    )
 
 
 # --- profiles ---------------------------------------------------------------------------------
