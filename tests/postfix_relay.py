@@ -291,6 +291,13 @@ class PostfixRelay:
 
     # --- start and stop ---------------------------------------------------------------------
 
+    def flush(self) -> None:
+        """Ask the queue manager to retry deferred mail now (``postfix flush``, as an
+        administrator would). Its own schedule normally does this within a second or two;
+        now and then qmgr logs "skipped, still being delivered" for the deferred message and
+        then sits on it far longer than maximal_backoff_time."""
+        self._run("flush", timeout=10)
+
     def _run(self, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
         # A minimal environment: no MAIL_CONFIG or other Postfix variable from the caller's.
         env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C"}
