@@ -64,7 +64,7 @@ def create_app(sinkd: Sinkd) -> Starlette:
     """The API over a running ``sinkd`` (its SMTP listener, store, chaos and HTTP address),
     which endpoints reach as ``request.app.state.sinkd``."""
     # Here, not at the top: sinkd.web.messages builds on this module's errors and helpers.
-    from sinkd.web import events, messages, openapi
+    from sinkd.web import events, messages, openapi, routing
     from sinkd.web.dashboard import Dashboard
 
     routes: list[BaseRoute] = [
@@ -72,6 +72,7 @@ def create_app(sinkd: Sinkd) -> Starlette:
         Route("/readyz", readyz, methods=["GET"]),
         Route(f"{API}/chaos", ChaosResource),
         *messages.routes(),
+        *routing.routes(),
         *events.routes(),
         *openapi.routes(),
     ]
