@@ -1,4 +1,4 @@
-"""The ``sinkd`` command line: serve, check, report, profiles and messages.
+"""The ``sinkd`` command line: serve, check, report, profiles, messages and readyz.
 
 Owns parsing arguments (each ``serve`` option also read from a ``SINKD_*`` variable), exit
 codes and human or JSON output. It holds no policy: checks go through the same engine
@@ -15,6 +15,7 @@ import json
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
@@ -443,6 +444,30 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("paths", nargs="+", type=Path, metavar="PATH")
         else:
             sub.add_argument("--json", action="store_true")
+
+    readyz = commands.add_parser(
+        "readyz",
+        help="is a running sinkd ready? exit 0 if it is, 1 if not (health checks, CI scripts)",
+    )
+    readyz.add_argument(
+        "--url",
+        default=_env("URL", "http://127.0.0.1:8025"),
+        help="its HTTP API, http://USER:PASS@HOST:PORT under --http-auth "
+        "(default http://127.0.0.1:8025; env SINKD_URL)",
+    )
+    readyz.add_argument(
+        "--wait",
+        action="store_true",
+        help="retry (short backoff, up to 1 s apart) until it is ready or --timeout passes",
+    )
+    readyz.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=None,
+        metavar="SECONDS",
+        help=f"with --wait: how long to wait in all (default {READYZ_WAIT:g}); "
+        f"without: how long the one request may take (default {READYZ_REQUEST:g})",
+    )
 
     messages = commands.add_parser("messages", help="read the store")
     message_commands = messages.add_subparsers(
@@ -893,6 +918,47 @@ async def _messages(args: argparse.Namespace, out: TextIO) -> int:
         await store.close()
 
 
+# --- readyz ---------------------------------------------------------------------------------
+
+READYZ_WAIT = 30.0  # seconds --wait waits by default
+READYZ_REQUEST = 5.0  # seconds one readiness request may take
+READYZ_BACKOFF = (0.05, 1.0)  # first and longest pause between attempts of --wait
+
+
+def _readyz(args: argparse.Namespace, out: TextIO) -> int:
+    """One readiness check, or with ``--wait`` checks until ready or the deadline. Waiting
+    pauses between attempts (doubling, at most a second): sinkd is another process, and a
+    refused connection has no event to wait on. Only "not there yet" (refused, 503) is retried;
+    any other answer (401, 404) will not change by waiting."""
+    from sinkd.client import SinkdClient
+    from sinkd.errors import HttpApiError, HttpApiUnreachable
+
+    total = args.timeout or (READYZ_WAIT if args.wait else READYZ_REQUEST)
+    deadline = time.monotonic() + total
+    pause = READYZ_BACKOFF[0]
+    with SinkdClient(args.url, timeout=min(total, READYZ_REQUEST)) as client:
+        while True:
+            try:
+                readiness = client.readyz()
+            except HttpApiUnreachable as exc:
+                why = str(exc.detail)
+            except HttpApiError as exc:
+                print(f"sinkd: {client.url}: not ready: {exc}", file=sys.stderr)
+                return EXIT_ERROR
+            else:
+                if readiness.ready:
+                    print(f"sinkd at {client.url}: ready", file=out)
+                    return EXIT_OK
+                why = f"{client.url}: {readiness.why_not}"
+            left = deadline - time.monotonic()
+            if not args.wait or left <= 0:
+                waited = f" (waited {total:g} s)" if args.wait else ""
+                print(f"sinkd: {why}{waited}", file=sys.stderr)
+                return EXIT_ERROR
+            time.sleep(min(pause, left))
+            pause = min(pause * 2, READYZ_BACKOFF[1])
+
+
 # --- main -----------------------------------------------------------------------------------
 
 
@@ -908,6 +974,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
             "report": _report,
             "profiles": _profiles,
             "messages": lambda a, o: asyncio.run(_messages(a, o)),
+            "readyz": _readyz,
         }
         return runners[args.command](args, out)
     except (ConfigError, InputError, ProfileError) as exc:

@@ -14,9 +14,10 @@ import logging
 import os
 import socket
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 from sinkd.chaos import Chaos, ChaosConfig, ChaosTrigger
 from sinkd.delivery_state import DeliveryState
@@ -34,6 +35,8 @@ from sinkd.web import HttpServer, create_app
 from sinkd.web.hub import Hub
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 def default_db_path() -> Path:
@@ -319,6 +322,12 @@ class ServerThread:
             asyncio.run_coroutine_threadsafe(self.sinkd.stop(), self._loop).result(30.0)
         finally:
             self._end()
+
+    def call(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        """Run ``coroutine`` in the server's loop and return its result (for tests and
+        tools that change the running server from outside)."""
+        assert self._loop is not None, "the server thread is not running"
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(30.0)
 
     def _end(self) -> None:
         loop, thread = self._loop, self._thread
