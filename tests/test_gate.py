@@ -91,7 +91,8 @@ def test_the_table_names_stage_score_stripped_count_and_the_deciding_reason(
 ) -> None:
     _, out = run("check", templates, "--fail-on", "quarantine")
     by_name = {Path(r[1]).name: r for r in table_rows(out)}
-    statement, casino, gtube = by_name["b-statement.eml"], by_name["c-casino.eml"], by_name["d-gtube.eml"]  # fmt: skip
+    statement, casino = by_name["b-statement.eml"], by_name["c-casino.eml"]
+    gtube = by_name["d-gtube.eml"]
     assert statement[6] != "0"  # something was stripped
     assert "hidden" in statement[7].lower()
     # A score decision names the findings that added the points.
@@ -117,9 +118,8 @@ def test_fail_on_stripped_fails_a_template_that_loses_its_hidden_text(templates:
 
 def test_the_gate_uses_the_given_profile(templates: Path) -> None:
     # strict-finance quarantines at 5 points and quarantines (rather than strips) hidden text.
-    code, out = run(
-        "check", templates / "b-statement.eml", "--profile", "strict-finance", "--fail-on", "quarantine"
-    )  # fmt: skip
+    statement = templates / "b-statement.eml"
+    code, out = run("check", statement, "--profile", "strict-finance", "--fail-on", "quarantine")
     assert code == 1
     [row] = table_rows(out)
     assert row[2:4] == ["strict-finance", "quarantine"]
@@ -215,7 +215,7 @@ SCHEMA: dict[str, tuple[set[str], set[str], set[str]]] = {
             "version",
         },
         {"testsuite", "properties", "testcase", "system-out", "system-err"},
-    ),  # fmt: skip
+    ),
     "properties": (set(), set(), {"property"}),
     "property": ({"name", "value"}, set(), set()),
     "testcase": (
