@@ -346,6 +346,14 @@ def build_parser() -> argparse.ArgumentParser:
         "attempt is still deferred, any retry passes (env SINKD_GREYLIST_DELAY)",
     )
     serve.add_argument(
+        "--verdict-log",
+        type=Path,
+        default=_env("VERDICT_LOG") or None,
+        metavar="PATH",
+        help="append one JSON line per stored verdict (the API's message object) to PATH, "
+        "written after the store commit and before the reply (env SINKD_VERDICT_LOG)",
+    )
+    serve.add_argument(
         "--log-format",
         choices=["text", "json"],
         default=_env("LOG_FORMAT", "text"),
@@ -534,6 +542,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         http_host=args.http_host,
         http_port=args.http_port,
         http_auth=_http_auth(args.http_auth),
+        verdict_log=args.verdict_log,
     )
     if args.hostname:
         settings.hostname = args.hostname
