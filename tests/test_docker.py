@@ -178,17 +178,28 @@ def test_the_image_serves_smtp_and_http_on_every_interface_with_the_store_in_dat
     assert settings.profiles_dirs == [Path("/etc/sinkd/profiles")]
 
 
-def test_every_sinkd_variable_the_image_sets_changes_what_serve_runs_with(
+def test_every_sinkd_variable_the_image_and_compose_set_changes_what_serve_runs_with(
     environment: pytest.MonkeyPatch,
 ) -> None:
     baseline = asdict(_settings(build_parser().parse_args(["serve"])))
-    for name, value in image_env().items():
+    variables = dict(image_env())
+    for service in compose()["services"].values():
+        variables.update({k: interpolate(v) for k, v in service.get("environment", {}).items()})
+    assert {"SINKD_PROFILE", "SINKD_VERDICT_LOG"} <= set(variables)
+    serve_help = " ".join(build_parser()._subparsers._group_actions[0].choices["serve"]  # type: ignore[union-attr]
+                          .format_help().split())  # fmt: skip
+    for name, value in variables.items():
         if not name.startswith("SINKD_"):
             continue
         environment.setenv(name, value)
         changed = asdict(_settings(build_parser().parse_args(["serve"])))
         environment.delenv(name)
-        assert changed != baseline, f"{name} is not read by sinkd serve"
+        # The value lands in a setting; where it equals the default, the option says it reads it.
+        assert any(
+            str(v) == value or (isinstance(v, list) and value in map(str, v))
+            for v in changed.values()
+        ), f"{name}={value} is not in the settings sinkd serve runs with"
+        assert changed != baseline or f"env {name}" in serve_help, name
 
 
 def test_the_image_exposes_the_ports_and_the_volume_serve_uses() -> None:
