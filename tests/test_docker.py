@@ -103,9 +103,13 @@ def sinkd_commands() -> list[tuple[str, list[str], dict[str, str]]]:
     return found
 
 
-def subcommands() -> set[str]:
+def subparsers() -> dict[str, argparse.ArgumentParser]:
     [action] = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
-    return set(action.choices)
+    return dict(action.choices)
+
+
+def subcommands() -> set[str]:
+    return set(subparsers())
 
 
 READYZ_MISSING = "readyz" not in subcommands()
@@ -186,8 +190,7 @@ def test_every_sinkd_variable_the_image_and_compose_set_changes_what_serve_runs_
     for service in compose()["services"].values():
         variables.update({k: interpolate(v) for k, v in service.get("environment", {}).items()})
     assert {"SINKD_PROFILE", "SINKD_VERDICT_LOG"} <= set(variables)
-    serve_help = " ".join(build_parser()._subparsers._group_actions[0].choices["serve"]  # type: ignore[union-attr]
-                          .format_help().split())  # fmt: skip
+    serve_help = " ".join(subparsers()["serve"].format_help().split())
     for name, value in variables.items():
         if not name.startswith("SINKD_"):
             continue
