@@ -286,7 +286,10 @@ def test_compose_healthchecks_and_volumes_are_complete() -> None:
 
 def test_compose_builds_from_dockerfiles_that_exist() -> None:
     services = compose()["services"]
+    for name, service in services.items():  # local images are built, never pulled
+        assert service["image"].endswith(":local") and "build" in service, name
     sinkd = services["sinkd"]["build"]
+    assert services["sinkd-spamassassin"]["build"] == sinkd
     assert (DOCKER / sinkd["context"] / sinkd["dockerfile"]).resolve() == DOCKER / "Dockerfile"
     spamd = DOCKER / services["spamd"]["build"]["context"] / "Dockerfile"
     assert spamd.is_file()
