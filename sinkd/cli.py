@@ -731,7 +731,9 @@ def _check(args: argparse.Namespace, out: TextIO) -> int:
         timeout=args.dns_timeout,
     )
     files = _message_files(args.files)
-    many = len(files) > 1 or len(files) != len(args.files)
+    # A directory argument counts as several files, even holding one: --write-filtered PATH is
+    # then a directory too.
+    many = len(files) > 1 or any(str(p) != "-" and p.is_dir() for p in args.files)
     raws = [(path, _read_message(path)) for path in files]  # unreadable files: exit 2 first
     worst = EXIT_OK
     results: list[dict[str, Any]] = []

@@ -177,6 +177,17 @@ def test_a_missing_file_exits_2_before_any_table_or_report(
     assert capsys.readouterr().err == f"sinkd: {missing}: no such file\n"
 
 
+def test_a_directory_of_one_file_writes_filtered_copies_into_the_target_directory(
+    tmp_path: Path,
+) -> None:
+    folder, target = tmp_path / "one", tmp_path / "filtered"
+    folder.mkdir()
+    target.mkdir()
+    write(folder / "welcome.eml", "Welcome aboard", "See you at noon.")
+    assert run("check", folder, "--write-filtered", target)[0] == 0
+    assert [p.name for p in target.iterdir()] == ["welcome.filtered.eml"]
+
+
 def test_the_gate_runs_as_a_process_with_exit_1(templates: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SINKD_")}
     result = subprocess.run(
