@@ -1,8 +1,8 @@
 """Wiring for a running server: settings → profiles → store → SMTP listener → HTTP API.
 
 Owns start-up and shutdown of ``sinkd serve`` (and of test servers): it loads and compiles the
-profiles, opens the store, prepares TLS, binds the SMTP listener and serves the HTTP API
-(``sinkd.web``) in the same event loop. It holds no policy and parses
+profiles, opens the verdict log and the store, prepares TLS, binds the SMTP listener and serves
+the HTTP API (``sinkd.web``) in the same event loop. It holds no policy and parses
 no command line (``cli.py`` does).
 """
 
@@ -31,6 +31,7 @@ from sinkd.spamd import SpamdService
 from sinkd.store import MessageRecord, Store
 from sinkd.store.sqlite import open_sqlite
 from sinkd.tls import self_signed, server_context
+from sinkd.verdict_log import VerdictLog
 from sinkd.web import HttpServer, create_app
 from sinkd.web.hub import Hub
 
@@ -78,6 +79,7 @@ class Settings:
     http_host: str = "127.0.0.1"  # loopback by default: the API changes state; see http_auth
     http_port: int = 8025  # 0 picks a free one
     http_auth: tuple[str, str] | None = None  # --http-auth USER:PASS: basic auth on the API
+    verdict_log: Path | None = None  # --verdict-log: one JSON line per stored verdict
 
 
 def build_router(profiles: ProfileSet, default: str, routes: Mapping[str, str]) -> Router:
@@ -146,6 +148,8 @@ class Sinkd:
         self._started_with: dict[str, LoadedProfile] = {}
         self._zones: list[Path] = []  # the DNS zone files the current resolver was built from
 
+        self.verdict_log: VerdictLog | None = None
+
     def routing(self) -> tuple[str, dict[str, str]]:
         """The default profile's id and the recipient routes (domain -> profile id) in force."""
         assert self.handler is not None, "the server has not started"
@@ -196,7 +200,10 @@ class Sinkd:
         log.info("routing profile=%s routes=%s (set over HTTP)", profile, shown)
 
     def publish_records(self, records: Sequence[MessageRecord]) -> None:
-        """Publish stored records as ``verdict`` events (after their commit)."""
+        """After the commit, before the reply: append the records to the verdict log, then
+        publish them as ``verdict`` events. Neither can fail the transaction."""
+        if self.verdict_log is not None:
+            self.verdict_log.write(records)
         for record in records:
             self.hub.publish("verdict", record.to_json())
 
@@ -233,6 +240,9 @@ class Sinkd:
             proxy_protocol=s.proxy_protocol,
             tls_context=server_context(cert, key),
         )
+        if s.verdict_log is not None:  # before the store: a bad path stops the start cleanly
+            self.verdict_log = VerdictLog(s.verdict_log)
+            log.info("verdict log %s", s.verdict_log)
         self.store = await open_sqlite(s.db)
         lookups = Lookups(
             spamd=SpamdService(override=s.spamd), resolver=resolver, state=self.delivery
@@ -290,6 +300,9 @@ class Sinkd:
         if self.store is not None:
             await self.store.close()
             self.store = None
+        if self.verdict_log is not None:
+            self.verdict_log.close()
+            self.verdict_log = None
 
 
 class ServerThread:

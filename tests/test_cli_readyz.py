@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from sinkd.runtime import ServerThread, Settings, Sinkd
-from tests.conftest import free_port
+from tests.conftest import free_port, refused_port
 from tests.test_serve_process import clean_env
 
 RUN_TIMEOUT = 60.0
@@ -57,8 +57,9 @@ def test_a_ready_sinkd_exits_0(server: ServerThread) -> None:
 
 
 def test_a_closed_port_exits_1_with_one_line_saying_why() -> None:
-    url = f"http://127.0.0.1:{free_port()}"
-    done = readyz("--url", url)
+    with refused_port() as port:
+        url = f"http://127.0.0.1:{port}"
+        done = readyz("--url", url)
     assert done.returncode == 1
     assert done.stderr.count("\n") == 1
     assert done.stderr.startswith(f"sinkd: {url}: connection refused")
@@ -66,7 +67,8 @@ def test_a_closed_port_exits_1_with_one_line_saying_why() -> None:
 
 def test_wait_gives_up_after_the_timeout_on_a_closed_port() -> None:
     started = time.monotonic()
-    done = readyz("--url", f"http://127.0.0.1:{free_port()}", "--wait", "--timeout", "0.5")
+    with refused_port() as port:
+        done = readyz("--url", f"http://127.0.0.1:{port}", "--wait", "--timeout", "0.5")
     assert done.returncode == 1
     assert time.monotonic() - started >= 0.5
     assert "connection refused" in done.stderr and "(waited 0.5 s)" in done.stderr

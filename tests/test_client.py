@@ -15,7 +15,7 @@ import pytest
 from sinkd.client import Message, SinkdClient
 from sinkd.errors import HttpApiError, HttpApiUnreachable
 from sinkd.runtime import ServerThread, Settings, Sinkd
-from tests.conftest import free_port
+from tests.conftest import refused_port
 from tests.test_smtp import GTUBE_MESSAGE, SPAMMY_MESSAGE, TIMEOUT, message
 
 
@@ -117,8 +117,11 @@ def test_readyz_and_livez_of_a_serving_sinkd(client: SinkdClient) -> None:
 
 
 def test_a_closed_port_is_unreachable_naming_the_url() -> None:
-    url = f"http://127.0.0.1:{free_port()}"
-    with SinkdClient(url, timeout=TIMEOUT) as client, pytest.raises(HttpApiUnreachable) as err:
+    with (
+        refused_port() as port,
+        SinkdClient(url := f"http://127.0.0.1:{port}", timeout=TIMEOUT) as client,
+        pytest.raises(HttpApiUnreachable) as err,
+    ):
         client.readyz()
     assert url in str(err.value) and "connection refused" in str(err.value)
     assert isinstance(err.value, ConnectionError)

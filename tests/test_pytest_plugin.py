@@ -12,7 +12,7 @@ import pytest
 
 from sinkd.client import SinkdClient
 from sinkd.runtime import ServerThread, Settings, Sinkd
-from tests.conftest import free_port
+from tests.conftest import refused_port
 from tests.test_smtp import TIMEOUT
 
 pytest_plugins = ["pytester"]
@@ -239,8 +239,9 @@ def test_remote_mode_uses_a_running_sinkd_and_leaves_its_routing_as_found(
 def test_remote_mode_with_the_option_and_an_unreachable_url_fails_naming_it(
     pytester: pytest.Pytester,
 ) -> None:
-    url = f"http://127.0.0.1:{free_port()}"
     pytester.makepyfile("def test_uses(sinkd):\n    pass\n")
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", f"--sinkd-url={url}")
+    with refused_port() as port:
+        url = f"http://127.0.0.1:{port}"
+        result = pytester.runpytest_subprocess("-p", "no:cacheprovider", f"--sinkd-url={url}")
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines([f"*sinkd at {url} (--sinkd-url/SINKD_URL): *connection refused*"])
