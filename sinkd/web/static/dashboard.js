@@ -1,15 +1,22 @@
-// sinkd dashboard: live rows from /api/v1/events and the verdict filter. No innerHTML: every
+// sinkd dashboard: live rows from /api/v1/events and the list's filters. No innerHTML: every
 // value from a message is set as text, so captured mail cannot inject markup here.
 (function () {
   "use strict";
-  var filter = document.getElementById("verdict-filter");
-  if (filter && filter.form) {
-    filter.addEventListener("change", function () { filter.form.submit(); });
-  }
+  ["verdict-filter", "profile-filter"].forEach(function (id) {
+    var select = document.getElementById(id);
+    if (select && select.form) {
+      select.addEventListener("change", function () { select.form.submit(); });
+    }
+  });
   var table = document.getElementById("messages");
   if (!table || typeof EventSource === "undefined") { return; }
   var tbody = table.tBodies[0];
   var wanted = table.getAttribute("data-verdict") || "";
+  var wantedProfile = table.getAttribute("data-profile") || "";
+  var wantedSubject = (table.getAttribute("data-subject") || "").toLowerCase();
+  // Past the first page, new mail belongs to page one: count it, do not insert it here.
+  var firstPage = (table.getAttribute("data-offset") || "0") === "0";
+  var fresh = 0;
   var live = document.getElementById("live");
   var total = document.getElementById("total");
 
@@ -76,6 +83,16 @@
   source.addEventListener("verdict", function (event) {
     var m = JSON.parse(event.data);
     if (wanted && m.verdict !== wanted) { return; }
+    if (wantedProfile && m.profile !== wantedProfile) { return; }
+    if (wantedSubject && String(m.subject || "").toLowerCase().indexOf(wantedSubject) < 0) {
+      return;
+    }
+    if (!firstPage) {
+      fresh += 1;
+      if (total) { total.textContent = String(Number(total.textContent || "0") + 1); }
+      setLive("open", "live · " + fresh + " new on the first page");
+      return;
+    }
     var empty = tbody.querySelector("tr.empty");
     if (empty) { empty.remove(); }
     tbody.insertBefore(row(m), tbody.firstChild);
