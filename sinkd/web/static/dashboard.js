@@ -2,12 +2,22 @@
 // value from a message is set as text, so captured mail cannot inject markup here.
 (function () {
   "use strict";
-  ["verdict-filter", "profile-filter"].forEach(function (id) {
-    var select = document.getElementById(id);
-    if (select && select.form) {
-      select.addEventListener("change", function () { select.form.submit(); });
-    }
-  });
+  var filters = document.getElementById("filters");
+  if (filters) {
+    // Empty fields stay out of the URL: "/?verdict=quarantine", not "...&profile=&subject=".
+    filters.addEventListener("submit", function () {
+      Array.prototype.forEach.call(filters.elements, function (field) {
+        if (field.name && !field.value) { field.disabled = true; }
+      });
+    });
+    ["verdict-filter", "profile-filter"].forEach(function (id) {
+      var select = document.getElementById(id);
+      if (!select) { return; }
+      select.addEventListener("change", function () {
+        if (filters.requestSubmit) { filters.requestSubmit(); } else { filters.submit(); }
+      });
+    });
+  }
   var table = document.getElementById("messages");
   if (!table || typeof EventSource === "undefined") { return; }
   var tbody = table.tBodies[0];
