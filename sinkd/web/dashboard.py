@@ -1,11 +1,13 @@
 """The dashboard: server-rendered HTML pages over the store and the profiles.
 
-``/`` lists verdicts (live through ``/api/v1/events``), ``/messages/{id}`` explains one,
-``/profiles/{name}`` states a policy in plain language. Pages are Python string templates in
-which every value passes through ``e()`` (``html.escape``); captured HTML is shown only inside
-``<iframe sandbox="" srcdoc=...>``, escaped as an attribute value. Every response carries
-``CSP`` and ``nosniff``; the one script and stylesheet are package files served under fixed
-names, so nothing here builds a file path from request or message data.
+``/`` lists verdicts (live through ``/api/v1/events``; filters and paging by plain links),
+``/messages/{id}`` explains one, ``/profiles/{name}`` states a policy in plain language; the
+compare and report pages live in ``sinkd.web.compare``, the captured mail's own pages in
+``sinkd.web.renderings``. Pages are Python string templates in which every value passes through
+``e()`` (``html.escape``); captured HTML never appears in them, only in ``<iframe sandbox="">``
+frames over the rendering endpoint. Every response carries ``CSP`` and ``nosniff``; the one
+script and stylesheet are package files served under fixed names, so nothing here builds a file
+path from request or message data.
 """
 
 from __future__ import annotations
@@ -174,10 +176,23 @@ def badge(data: dict[str, Any]) -> str:
 
 
 def deciding_reason(data: dict[str, Any]) -> str:
-    for finding in data.get("findings") or []:
+    """The deciding finding's reason; for mail accepted without one, what was stripped."""
+    findings = data.get("findings") or []
+    for finding in findings:
         if finding.get("decided"):
             return str(finding.get("reason", ""))
+    if data.get("stripped"):
+        return "accepted after stripping " + ", ".join(_stripped_what(findings))
     return "accepted"
+
+
+def _stripped_what(findings: list[dict[str, Any]]) -> list[str]:
+    what = []
+    for finding in findings:
+        if finding.get("action") == "strip":
+            cls = (finding.get("detail") or {}).get("class")
+            what.append(str(cls or finding.get("code", "")).replace("_", " ").lower())
+    return list(dict.fromkeys(what)) or ["content"]
 
 
 def _when(value: object) -> str:

@@ -127,6 +127,8 @@ async def test_the_list_shows_badge_subject_envelope_profile_and_deciding_reason
     assert 'class="badge v-quarantine"' in page and 'class="badge v-accept"' in page
     assert "carol@promo.example → dave@corp.example" in page
     assert "quarantine threshold" in page and ">accepted<" in page
+    await send(app, HIDDEN, "news@sender.example", "bob@corp.example")
+    assert ">accepted after stripping hidden text<" in (await http.get("/")).text
     assert 'href="/profiles/typical-corporate"' in page
     only = (await http.get("/", params={"verdict": "accept"})).text
     assert "Quarterly figures" in only and "Win the lottery" not in only
@@ -369,6 +371,7 @@ async def test_the_list_updates_live_when_a_message_arrives(app: Sinkd, page: An
     assert await rows.count() == 3
     assert await rows.nth(1).get_attribute("data-verdict") == "quarantine"
     assert "quarantine threshold" in await rows.nth(1).inner_text()
+    assert "accepted after stripping hidden text" in await rows.nth(0).inner_text()
     assert await page.locator("#total").inner_text() == "3"
     await page.screenshot(path="/tmp/dash-list.png", full_page=True)
 

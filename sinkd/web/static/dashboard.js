@@ -60,10 +60,19 @@
     return td;
   }
 
-  function reason(m) {
+  function reason(m) {  // as deciding_reason() in dashboard.py
     var findings = m.findings || [];
+    var stripped = [];
     for (var i = 0; i < findings.length; i++) {
       if (findings[i].decided) { return findings[i].reason; }
+      if (findings[i].action === "strip") {
+        var cls = (findings[i].detail || {})["class"] || findings[i].code || "";
+        cls = String(cls).replace(/_/g, " ").toLowerCase();
+        if (stripped.indexOf(cls) < 0) { stripped.push(cls); }
+      }
+    }
+    if (m.stripped && m.stripped.length) {
+      return "accepted after stripping " + (stripped.join(", ") || "content");
     }
     return "accepted";
   }
