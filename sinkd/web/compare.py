@@ -158,7 +158,7 @@ def _compare_row(name: str, result: Verdict | str, own: bool) -> str:
         f"<td>{profile}</td><td class='nowrap'>{badge(data)}</td>"
         f"<td>{e(row['stage'])}</td><td><code class='reply'>{e(row['reply'])}</code></td>"
         f"<td class='reason'>{reasons_html}</td><td>{stripped_html}</td>"
-        f"<td class='num'>{e(round(result.score, 1))}</td></tr>"
+        f"<td class='num'>{result.score:.1f}</td></tr>"
     )
 
 
