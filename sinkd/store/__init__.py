@@ -41,6 +41,7 @@ class StoredMessage:
     data: dict[str, Any]
     raw: bytes | None = None
     filtered: bytes | None = None  # the message after strip actions, when any removed something
+    seq: int | None = None  # storage order (from ``list``): the paging cursor, see ``Query``
 
     @property
     def id(self) -> str:
@@ -49,9 +50,12 @@ class StoredMessage:
 
 @dataclass(frozen=True, slots=True)
 class Query:
-    """Filters for listing stored messages; newest first. Text filters (``to``, ``mail_from``,
-    ``subject``) match a substring, ignoring ASCII case; ``code`` is one finding code;
-    ``since <= received_at < until`` (timezone-aware)."""
+    """Filters for listing stored messages, newest first (in storage order). Text filters
+    (``to``, ``mail_from``, ``subject``) match a substring, ignoring case (Unicode case
+    folding: ``GRÜSSE`` finds ``Grüße``); ``code`` is one finding code; ``since <= received_at
+    < until`` (timezone-aware). Paging: ``before`` is a cursor, the ``seq`` of the last message
+    of the previous page (only older messages follow; new arrivals never shift a page), and
+    ``offset`` skips that many matches (cost grows with it)."""
 
     verdict: str | None = None
     profile: str | None = None
@@ -63,6 +67,7 @@ class Query:
     until: datetime | None = None
     limit: int = 50
     offset: int = 0
+    before: int | None = None  # only messages stored before the one with this seq
 
 
 class Store(Protocol):
@@ -74,10 +79,11 @@ class Store(Protocol):
         ``NotFound`` when there is none."""
 
     async def list(self, query: Query) -> Sequence[StoredMessage]:
-        """Records matching ``query``, newest first, without raw bytes."""
+        """Records matching ``query``, newest first, without raw bytes, each with its ``seq``."""
 
-    async def count(self, query: Query | None = None) -> int:
-        """How many records match (all when ``query`` is None)."""
+    async def count(self, query: Query | None = None, *, at_most: int | None = None) -> int:
+        """How many records match (all when ``query`` is None), counting no further than
+        ``at_most`` when given; ``limit``, ``offset`` and ``before`` are ignored."""
 
     async def release(self, message_id: str, released_at: datetime) -> bool:
         """Mark one record released at ``released_at``: True, or False when it already was;

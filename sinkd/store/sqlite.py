@@ -9,25 +9,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import itertools
 import json
 import queue
 import sqlite3
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
 from sinkd.errors import NotFound, StoreError
 from sinkd.store import MessageRecord, Query, StoredMessage, iso
 
-__all__ = ["SCHEMA_VERSION", "SqliteStore", "open_sqlite"]
+__all__ = ["SCHEMA_VERSION", "SqliteStore", "bulk_load", "open_sqlite"]
 
-SCHEMA_VERSION = 4
-# How to bring an older store up to SCHEMA_VERSION, one step per version (ALTERs only, so a
-# migration never rewrites stored messages).
-_MIGRATIONS: dict[int, tuple[str, ...]] = {
+SCHEMA_VERSION = 5
+# How to bring an older store up to SCHEMA_VERSION, one step per version: SQL statements, or a
+# function of the write connection for a backfill that SQL alone cannot express. Each step runs
+# inside the start-up transaction, so a failed migration leaves the store as it was.
+_MIGRATIONS: dict[int, tuple[str | Callable[[sqlite3.Connection], None], ...]] = {
     # 2: the filtered message (after strip actions) is kept beside the original.
     1: ("ALTER TABLE raw ADD COLUMN filtered BLOB",),
     # 3: finding codes in their own indexed table (the API filters on them), filled from data.
@@ -42,6 +45,36 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
     ),
     # 4: when a quarantined message was released (HTTP API); NULL while it was not.
     3: ("ALTER TABLE messages ADD COLUMN released_at TEXT",),
+    # 5: every list filter indexed for keyset paging (newest first by seq): finding codes keyed
+    # by (code, seq); subject, sender and recipients case-folded in message_search with a
+    # trigram FTS5 index over them; received_max (see _TimeBounds) for time ranges.
+    4: (
+        "CREATE TABLE finding_codes_v5 (code TEXT NOT NULL, seq INTEGER NOT NULL"
+        " REFERENCES messages(seq) ON DELETE CASCADE, PRIMARY KEY (code, seq)) WITHOUT ROWID",
+        "INSERT OR IGNORE INTO finding_codes_v5 (code, seq)"
+        " SELECT f.code, m.seq FROM finding_codes f JOIN messages m ON m.id = f.message_id",
+        "DROP TABLE finding_codes",
+        "ALTER TABLE finding_codes_v5 RENAME TO finding_codes",
+        "CREATE INDEX finding_codes_seq ON finding_codes(seq)",
+        "ALTER TABLE messages ADD COLUMN received_max TEXT",
+        "UPDATE messages SET received_max = w.high FROM (SELECT seq,"
+        " max(received_at) OVER (ORDER BY seq) AS high FROM messages) AS w"
+        " WHERE w.seq = messages.seq",
+        "DROP INDEX IF EXISTS messages_received_at",
+        "CREATE INDEX messages_received_max ON messages(received_max)",
+        "CREATE TABLE message_search (seq INTEGER PRIMARY KEY, subject TEXT NOT NULL,"
+        " mail_from TEXT NOT NULL, rcpt_to TEXT NOT NULL)",
+        "INSERT INTO message_search (seq, subject, mail_from, rcpt_to)"
+        " SELECT seq, sinkd_fold(subject), sinkd_fold(mail_from), sinkd_fold((SELECT"
+        " group_concat(r.value, char(10)) FROM json_each(messages.data, '$.envelope.rcpt_to') r))"
+        " FROM messages",
+        "CREATE VIRTUAL TABLE message_text USING fts5(subject, mail_from, rcpt_to,"
+        " content='message_search', content_rowid='seq', tokenize='trigram case_sensitive 1')",
+        "INSERT INTO message_text (message_text) VALUES ('rebuild')",
+        # One merged segment out of the way of automerge (see bulk_load).
+        "INSERT INTO message_text (message_text) VALUES ('optimize')",
+        lambda conn: _backfill_lag(conn),
+    ),
 }
 
 # How many queued operations one transaction may take. Large enough that a burst of sessions
@@ -67,7 +100,8 @@ CREATE TABLE IF NOT EXISTS messages (
     client_ip TEXT,
     size INTEGER,
     data TEXT NOT NULL,
-    released_at TEXT
+    released_at TEXT,
+    received_max TEXT
 );
 CREATE TABLE IF NOT EXISTS raw (
     id TEXT PRIMARY KEY REFERENCES messages(id) ON DELETE CASCADE,
@@ -76,19 +110,29 @@ CREATE TABLE IF NOT EXISTS raw (
 );
 CREATE TABLE IF NOT EXISTS finding_codes (
     code TEXT NOT NULL,
-    message_id TEXT NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
-    PRIMARY KEY (code, message_id)
+    seq INTEGER NOT NULL REFERENCES messages(seq) ON DELETE CASCADE,
+    PRIMARY KEY (code, seq)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS finding_codes_message ON finding_codes(message_id);
-CREATE INDEX IF NOT EXISTS messages_received_at ON messages(received_at);
+CREATE INDEX IF NOT EXISTS finding_codes_seq ON finding_codes(seq);
+CREATE INDEX IF NOT EXISTS messages_received_max ON messages(received_max);
 CREATE INDEX IF NOT EXISTS messages_verdict ON messages(verdict, seq);
 CREATE INDEX IF NOT EXISTS messages_profile ON messages(profile, seq);
+CREATE TABLE IF NOT EXISTS message_search (
+    seq INTEGER PRIMARY KEY,
+    subject TEXT NOT NULL,
+    mail_from TEXT NOT NULL,
+    rcpt_to TEXT NOT NULL
+);
+CREATE VIRTUAL TABLE IF NOT EXISTS message_text USING fts5(
+    subject, mail_from, rcpt_to,
+    content='message_search', content_rowid='seq', tokenize='trigram case_sensitive 1'
+)
 """
 
 _INSERT_MESSAGE = (
     "INSERT INTO messages (id, received_at, transaction_id, profile, verdict, disposition,"
-    " score, stage, subject, mail_from, client_ip, size, data)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " score, stage, subject, mail_from, client_ip, size, data, received_max)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 T = TypeVar("T")
@@ -99,13 +143,15 @@ class _Op:
     """One queued write and the future its caller awaits."""
 
     kind: str  # "save" | "delete" | "clear" | "release"
-    loop: asyncio.AbstractEventLoop
-    future: asyncio.Future[Any]
+    loop: asyncio.AbstractEventLoop | None  # None (with future) for bulk_load's ops
+    future: asyncio.Future[Any] | None
     message_id: str | None = None
     row: tuple[Any, ...] = ()
     raw: bytes | None = None
     filtered: bytes | None = None
     codes: tuple[str | None, ...] = ()  # the record's finding codes, each once
+    received: datetime | None = None  # a save's received_at, whole milliseconds, UTC
+    search: tuple[str, str, str] = ("", "", "")  # a save's case-folded subject, sender, rcpts
     # Filled in by the writer thread once the op has run inside the batch transaction.
     result: Any = None
     error: BaseException | None = field(default=None)
@@ -128,6 +174,7 @@ class SqliteStore:
         self._commits = 0
         self._readers: list[sqlite3.Connection] = []
         self._ready: asyncio.Future[None] | None = None
+        self._clock = _Clock()  # the writer thread's; loaded from the file when it opens
         self._thread = threading.Thread(
             target=self._run_writer, name=f"sinkd-store-writer:{path.name}", daemon=True
         )
@@ -144,35 +191,7 @@ class SqliteStore:
     # -- writes: all go through the writer thread, so they are serialized ------------------
 
     async def save(self, record: MessageRecord) -> None:
-        data = record.to_json()
-        try:
-            text = json.dumps(data, separators=(",", ":"))
-        except (TypeError, ValueError) as exc:
-            raise StoreError(f"message {record.id!r} cannot be stored as JSON: {exc}") from exc
-        envelope = data["envelope"]
-        row = (
-            record.id,
-            iso(record.received_at),
-            record.transaction_id,
-            _text(data["profile"]),
-            data["verdict"],
-            data["disposition"],
-            float(data["score"]),
-            data["stage"],
-            _text(data["subject"]),
-            _text(envelope["mail_from"]),
-            _text(envelope["client_ip"]),
-            data["size"],
-            text,
-        )
-        await self._submit(
-            "save",
-            message_id=record.id,
-            row=row,
-            raw=record.raw,
-            filtered=record.verdict.filtered,
-            codes=tuple(dict.fromkeys(_text(f["code"]) for f in data["findings"])),
-        )
+        await self._enqueue(_save_op(record, asyncio.get_running_loop()))
 
     async def release(self, message_id: str, released_at: datetime) -> bool:
         released: bool = await self._submit(
@@ -188,30 +207,17 @@ class SqliteStore:
         return removed
 
     async def _submit(
-        self,
-        kind: str,
-        *,
-        message_id: str | None = None,
-        row: tuple[Any, ...] = (),
-        raw: bytes | None = None,
-        filtered: bytes | None = None,
-        codes: tuple[str | None, ...] = (),
+        self, kind: str, *, message_id: str | None = None, row: tuple[Any, ...] = ()
     ) -> Any:
         loop = asyncio.get_running_loop()
-        op = _Op(
-            kind,
-            loop,
-            loop.create_future(),
-            message_id=message_id,
-            row=row,
-            raw=raw,
-            filtered=filtered,
-            codes=codes,
-        )
+        return await self._enqueue(_Op(kind, loop, loop.create_future(), message_id, row))
+
+    async def _enqueue(self, op: _Op) -> Any:
         with self._lock:
             if self._closed:
                 raise StoreError(f"message store {self._path} is closed")
             self._queue.put(op)
+        assert op.future is not None
         # If the caller is cancelled the write still happens; only the answer is dropped.
         return await op.future
 
@@ -238,24 +244,33 @@ class SqliteStore:
 
         return await self._read(read)
 
-    async def count(self, query: Query | None = None) -> int:
-        where, params = _where(query)
+    async def count(self, query: Query | None = None, *, at_most: int | None = None) -> int:
+        """How many records match, counting no further than ``at_most`` when given (so the
+        cost stays bounded however many match)."""
 
         def read(conn: sqlite3.Connection) -> int:
-            (n,) = conn.execute(f"SELECT count(*) FROM messages{where}", params).fetchone()
+            # The total of a filter: the page (cursor, offset, limit) does not change it.
+            plan = _plan(conn, dataclasses.replace(query or Query(), before=None))
+            if plan is None:
+                return 0
+            sql, params = plan.select("1", limit=at_most is not None)
+            if at_most is not None:
+                params = (*params, at_most, 0)
+            (n,) = conn.execute(f"SELECT count(*) FROM ({sql})", params).fetchone()
             return int(n)
 
         return await self._read(read)
 
     async def list(self, query: Query) -> Sequence[StoredMessage]:
-        where, params = _where(query)
-        sql = f"SELECT data, released_at FROM messages{where} ORDER BY seq DESC LIMIT ? OFFSET ?"
-        params = (*params, query.limit, max(0, query.offset))
-
         def read(conn: sqlite3.Connection) -> Sequence[StoredMessage]:
+            plan = _plan(conn, query)
+            if plan is None:
+                return []
+            sql, params = plan.select("m.seq, m.data, m.released_at", limit=True)
+            params = (*params, query.limit, max(0, query.offset))
             return [
-                StoredMessage(data=_data(text, released_at))
-                for text, released_at in conn.execute(sql, params)
+                StoredMessage(data=_data(text, released_at), seq=seq)
+                for seq, text, released_at in conn.execute(sql, params)
             ]
 
         return await self._read(read)
@@ -355,6 +370,13 @@ class SqliteStore:
         except StoreError as exc:
             _settle(ready.get_loop(), ready, None, exc)
             return
+        try:
+            clock = _Clock.load(conn)
+        except sqlite3.Error as exc:
+            conn.close()
+            _settle(ready.get_loop(), ready, None, StoreError(f"cannot open {self._path}: {exc}"))
+            return
+        self._clock = clock
         _settle(ready.get_loop(), ready, None, None)
         try:
             stop = False
@@ -387,10 +409,14 @@ class SqliteStore:
             for op in ops:
                 if op.error is None:
                     op.error = failure
+            # The clock may have advanced for rows that are gone; read back what is stored.
+            with contextlib.suppress(sqlite3.Error):
+                self._clock = _Clock.load(conn)
         else:
             self._commits += 1
         for op in ops:
-            _settle(op.loop, op.future, op.result, op.error)
+            if op.loop is not None and op.future is not None:
+                _settle(op.loop, op.future, op.result, op.error)
 
     def _run_op(self, conn: sqlite3.Connection, op: _Op) -> None:
         # A savepoint per op keeps one bad record (a duplicate id) from failing the other
@@ -398,7 +424,7 @@ class SqliteStore:
         # to the batch level, since then the transaction itself is gone.
         conn.execute("SAVEPOINT op")
         try:
-            op.result = self._apply(conn, op)
+            op.result = _apply(conn, op, self._clock)
         except NotFound as exc:
             op.error = exc
         except sqlite3.IntegrityError as exc:
@@ -411,42 +437,67 @@ class SqliteStore:
             conn.execute("ROLLBACK TO op")
         conn.execute("RELEASE op")
 
-    @staticmethod
-    def _apply(conn: sqlite3.Connection, op: _Op) -> Any:
-        if op.kind == "save":
-            conn.execute(_INSERT_MESSAGE, op.row)
-            if op.raw is not None:
-                conn.execute(
-                    "INSERT INTO raw (id, bytes, filtered) VALUES (?, ?, ?)",
-                    (op.message_id, op.raw, op.filtered),
-                )
-            conn.executemany(
-                "INSERT INTO finding_codes (code, message_id) VALUES (?, ?)",
-                [(code, op.message_id) for code in op.codes if code is not None],
+
+def _apply(conn: sqlite3.Connection, op: _Op, clock: _Clock) -> Any:
+    """Run one queued operation's SQL on the writer connection (inside the batch's savepoint)."""
+    if op.kind == "save":
+        assert op.received is not None
+        high = clock.advance(conn, op.received)
+        seq = conn.execute(_INSERT_MESSAGE, (*op.row, high)).lastrowid
+        if op.raw is not None:
+            conn.execute(
+                "INSERT INTO raw (id, bytes, filtered) VALUES (?, ?, ?)",
+                (op.message_id, op.raw, op.filtered),
             )
-            return None
-        if op.kind == "delete":
-            # raw first and explicitly, so correctness does not hang on the foreign_keys pragma.
-            conn.execute("DELETE FROM raw WHERE id = ?", (op.message_id,))
-            conn.execute("DELETE FROM finding_codes WHERE message_id = ?", (op.message_id,))
-            if conn.execute("DELETE FROM messages WHERE id = ?", (op.message_id,)).rowcount == 0:
-                raise NotFound(f"no message with id {op.message_id!r}")
-            return None
-        if op.kind == "release":
-            changed = conn.execute(
-                "UPDATE messages SET released_at = ? WHERE id = ? AND released_at IS NULL",
-                (*op.row, op.message_id),
-            ).rowcount
-            if changed:
-                return True
-            if conn.execute("SELECT 1 FROM messages WHERE id = ?", (op.message_id,)).fetchone():
-                return False
+        conn.executemany(
+            "INSERT INTO finding_codes (code, seq) VALUES (?, ?)",
+            [(code, seq) for code in op.codes if code is not None],
+        )
+        conn.execute(
+            "INSERT INTO message_search (seq, subject, mail_from, rcpt_to) VALUES (?, ?, ?, ?)",
+            (seq, *op.search),
+        )
+        conn.execute(
+            "INSERT INTO message_text (rowid, subject, mail_from, rcpt_to) VALUES (?, ?, ?, ?)",
+            (seq, *op.search),
+        )
+        clock.commit(op.received)  # last: had anything above failed, the clock stays put
+        return None
+    if op.kind == "delete":
+        found = conn.execute("SELECT seq FROM messages WHERE id = ?", (op.message_id,)).fetchone()
+        if found is None:
             raise NotFound(f"no message with id {op.message_id!r}")
-        if op.kind == "clear":
-            conn.execute("DELETE FROM raw")
-            conn.execute("DELETE FROM finding_codes")
-            return conn.execute("DELETE FROM messages").rowcount
-        raise AssertionError(f"unknown store operation {op.kind!r}")
+        (seq,) = found
+        # Dependents first and explicitly, so correctness does not hang on the foreign_keys
+        # pragma; the external-content FTS index is told which text it drops.
+        conn.execute("DELETE FROM raw WHERE id = ?", (op.message_id,))
+        conn.execute("DELETE FROM finding_codes WHERE seq = ?", (seq,))
+        conn.execute(
+            "INSERT INTO message_text (message_text, rowid, subject, mail_from, rcpt_to)"
+            " SELECT 'delete', seq, subject, mail_from, rcpt_to FROM message_search"
+            " WHERE seq = ?",
+            (seq,),
+        )
+        conn.execute("DELETE FROM message_search WHERE seq = ?", (seq,))
+        conn.execute("DELETE FROM messages WHERE seq = ?", (seq,))
+        return None
+    if op.kind == "release":
+        changed = conn.execute(
+            "UPDATE messages SET released_at = ? WHERE id = ? AND released_at IS NULL",
+            (*op.row, op.message_id),
+        ).rowcount
+        if changed:
+            return True
+        if conn.execute("SELECT 1 FROM messages WHERE id = ?", (op.message_id,)).fetchone():
+            return False
+        raise NotFound(f"no message with id {op.message_id!r}")
+    if op.kind == "clear":
+        conn.execute("DELETE FROM raw")
+        conn.execute("DELETE FROM finding_codes")
+        conn.execute("INSERT INTO message_text (message_text) VALUES ('delete-all')")
+        conn.execute("DELETE FROM message_search")
+        return conn.execute("DELETE FROM messages").rowcount
+    raise AssertionError(f"unknown store operation {op.kind!r}")
 
 
 async def open_sqlite(path: str | Path, *, busy_timeout: float = 5.0) -> SqliteStore:
@@ -478,6 +529,8 @@ def _open_writer(path: Path, busy_timeout: float) -> sqlite3.Connection:
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = FULL")
         conn.execute("PRAGMA foreign_keys = ON")
+        # The v5 migration's backfill folds text exactly as save() does.
+        conn.create_function("sinkd_fold", 1, _fold, deterministic=True)
         _ensure_schema(conn, path)
     except sqlite3.Error as exc:
         conn.close()
@@ -508,8 +561,11 @@ def _ensure_schema(conn: sqlite3.Connection, path: Path) -> None:
             except ValueError:
                 version = -1
             while version in _MIGRATIONS and version < SCHEMA_VERSION:
-                for statement in _MIGRATIONS[version]:
-                    conn.execute(statement)
+                for step in _MIGRATIONS[version]:
+                    if isinstance(step, str):
+                        conn.execute(step)
+                    else:
+                        step(conn)
                 version += 1
                 conn.execute(
                     "UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(version),)
@@ -538,41 +594,282 @@ def _data(text: str, released_at: str | None) -> dict[str, Any]:
     return data
 
 
-def _where(query: Query | None) -> tuple[str, tuple[Any, ...]]:
-    """The WHERE clause of ``query``. Indexed: verdict, profile, received_at and finding codes;
-    the substring filters (instr, so no LIKE wildcards to escape) scan what those leave."""
-    clauses: list[str] = []
-    params: list[Any] = []
-    if query is None:
-        return "", ()
-    if query.verdict is not None:
-        clauses.append("verdict = ?")
-        params.append(query.verdict)
-    if query.profile is not None:
-        clauses.append("profile = ?")
-        params.append(query.profile)
-    if query.mail_from is not None:
-        clauses.append("instr(lower(coalesce(mail_from, '')), lower(?)) > 0")
-        params.append(query.mail_from)
-    if query.subject is not None:
-        clauses.append("instr(lower(coalesce(subject, '')), lower(?)) > 0")
-        params.append(query.subject)
-    if query.to is not None:
-        clauses.append(
-            "EXISTS (SELECT 1 FROM json_each(messages.data, '$.envelope.rcpt_to') r"
-            " WHERE instr(lower(r.value), lower(?)) > 0)"
+def _save_op(record: MessageRecord, loop: asyncio.AbstractEventLoop | None) -> _Op:
+    """The queued write for one record: its column values, computed on the caller's thread."""
+    data = record.to_json()
+    try:
+        text = json.dumps(data, separators=(",", ":"))
+    except (TypeError, ValueError) as exc:
+        raise StoreError(f"message {record.id!r} cannot be stored as JSON: {exc}") from exc
+    received = record.received_at.astimezone(UTC)
+    # Whole milliseconds, as stored: the clock's arithmetic must agree with the stored text.
+    received = received.replace(microsecond=received.microsecond // 1000 * 1000)
+    envelope = data["envelope"]
+    row = (
+        record.id,
+        iso(received),
+        record.transaction_id,
+        _text(data["profile"]),
+        data["verdict"],
+        data["disposition"],
+        float(data["score"]),
+        data["stage"],
+        _text(data["subject"]),
+        _text(envelope["mail_from"]),
+        _text(envelope["client_ip"]),
+        data["size"],
+        text,
+    )
+    return _Op(
+        "save",
+        loop,
+        None if loop is None else loop.create_future(),
+        record.id,
+        row,
+        raw=record.raw,
+        filtered=record.verdict.filtered,
+        codes=tuple(dict.fromkeys(_text(f["code"]) for f in data["findings"])),
+        received=received,
+        search=(
+            _fold(data["subject"]),
+            _fold(envelope["mail_from"]),
+            "\n".join(_fold(r) for r in envelope["rcpt_to"] or ()),
+        ),
+    )
+
+
+def bulk_load(path: str | Path, records: Iterable[MessageRecord], *, batch: int = 20_000) -> int:
+    """Store ``records`` straight into the file at ``path`` (creating or migrating it) with the
+    writer's own SQL, ``batch`` records per transaction and ``synchronous=OFF``; return how
+    many. For benchmarks and imports only: nothing is durable until it returns, and no
+    ``SqliteStore`` may have the file open meanwhile. Raises ``StoreError`` on any failure."""
+    target = Path(path)
+    conn = _open_writer(target, 5.0)
+    stored = 0
+    try:
+        conn.execute("PRAGMA synchronous = OFF")
+        clock = _Clock.load(conn)
+        ops = (_save_op(record, None) for record in records)
+        while True:
+            chunk = list(itertools.islice(ops, batch))
+            if not chunk:
+                break
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for op in chunk:
+                    _apply(conn, op, clock)
+                conn.execute("COMMIT")
+            except BaseException:
+                _rollback(conn)
+                raise
+            stored += len(chunk)
+        # Each large transaction left one large FTS segment at the lowest level, where the
+        # automerge of the writer's small segments would rewrite it again and again (a 3x
+        # slower save() was measured); merged once here, it is out of their way.
+        conn.execute("INSERT INTO message_text (message_text) VALUES ('optimize')")
+    except sqlite3.Error as exc:
+        raise StoreError(f"bulk loading message store {target} failed: {exc}") from exc
+    finally:
+        conn.close()
+    return stored
+
+
+@dataclass(slots=True)
+class _Clock:
+    """The writer's view of received times, which turns a time range into a seq range.
+
+    ``high`` is the latest ``received_at`` stored so far; every saved row stores it (its own
+    included) as ``received_max``, so ``received_max`` never decreases with ``seq`` and its
+    index finds seq bounds in one seek. ``lag_ms`` (meta ``received_lag_ms``) is the most any
+    row was received before the ``high`` of the rows stored ahead of it (sessions end out of
+    order). Hence a row stored after one whose ``received_max`` is H was received at
+    H - lag_ms or later; ``_time_bounds`` relies on exactly that."""
+
+    high: datetime | None = None
+    lag_ms: int = 0
+
+    @classmethod
+    def load(cls, conn: sqlite3.Connection) -> _Clock:
+        row = conn.execute("SELECT received_max FROM messages ORDER BY seq DESC LIMIT 1").fetchone()
+        lag = conn.execute("SELECT value FROM meta WHERE key = 'received_lag_ms'").fetchone()
+        return cls(
+            None if row is None or row[0] is None else _moment(row[0]),
+            0 if lag is None else int(lag[0]),
         )
-        params.append(query.to)
-    if query.code is not None:
-        clauses.append("id IN (SELECT message_id FROM finding_codes WHERE code = ?)")
+
+    def advance(self, conn: sqlite3.Connection, received: datetime) -> str:
+        """``received_max`` for a row received at ``received``; records a larger lag in meta
+        (in the caller's savepoint)."""
+        if self.high is None or received >= self.high:
+            return iso(received)
+        lag = (self.high - received) // timedelta(milliseconds=1)
+        if lag > self.lag_ms:
+            _store_lag(conn, lag)
+        return iso(self.high)
+
+    def commit(self, received: datetime) -> None:
+        """The row received at ``received`` is in the transaction: move the clock past it."""
+        if self.high is None or received > self.high:
+            self.high = received
+        else:
+            self.lag_ms = max(self.lag_ms, (self.high - received) // timedelta(milliseconds=1))
+
+
+def _store_lag(conn: sqlite3.Connection, lag_ms: int) -> None:
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES ('received_lag_ms', ?)"
+        " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        (str(lag_ms),),
+    )
+
+
+def _backfill_lag(conn: sqlite3.Connection) -> None:
+    """Schema 5 migration: ``received_lag_ms`` over the rows already stored (see ``_Clock``)."""
+    high: datetime | None = None
+    lag = 0
+    for (text,) in conn.execute("SELECT received_at FROM messages ORDER BY seq"):
+        received = _moment(text)
+        if high is None or received > high:
+            high = received
+        else:
+            lag = max(lag, (high - received) // timedelta(milliseconds=1))
+    _store_lag(conn, lag)
+
+
+def _moment(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _fold(value: Any) -> str:
+    """Text as the substring filters compare it: case-folded (Unicode), never None."""
+    folded = _text(value)
+    return "" if folded is None else folded.casefold()
+
+
+# The trigram index answers substrings of at least this many characters; shorter needles are
+# matched by scanning message_search (small rows, but linear in what it has to scan).
+_TRIGRAM = 3
+_TEXT_COLUMNS = (("subject", "subject"), ("mail_from", "mail_from"), ("to", "rcpt_to"))
+
+
+@dataclass(slots=True)
+class _Plan:
+    """One list query: a driving source that yields seq newest first (an index, the trigram
+    index or the table itself), joined to the messages it names and checked for the rest."""
+
+    source: str
+    key: str  # the driver's seq, for the range and the order
+    where: list[str]
+    params: list[Any]
+
+    def select(self, columns: str, *, limit: bool) -> tuple[str, tuple[Any, ...]]:
+        sql = f"SELECT {columns} FROM {self.source}"
+        if self.where:
+            sql += " WHERE " + " AND ".join(self.where)
+        sql += f" ORDER BY {self.key} DESC"
+        if limit:
+            sql += " LIMIT ? OFFSET ?"
+        return sql, tuple(self.params)
+
+
+def _plan(conn: sqlite3.Connection, query: Query) -> _Plan | None:
+    """How to answer ``query`` without scanning what it does not match; None when nothing can
+    match. The driver is, in order: the trigram index (a substring of 3+ characters), the
+    finding-code index, a scan of the narrow message_search table (shorter substrings), the
+    messages table with its verdict and profile indexes (SQLite picks)."""
+    low, high = 1, None if query.before is None else query.before - 1
+    if query.since is not None or query.until is not None:
+        bounds = _time_bounds(conn, query.since, query.until)
+        if bounds is None:
+            return None
+        low = max(low, bounds[0])
+        if bounds[1] is not None:
+            high = bounds[1] if high is None else min(high, bounds[1])
+    if high is not None and high < low:
+        return None
+
+    needles: list[tuple[str, str]] = []
+    for field_name, column in _TEXT_COLUMNS:
+        value = getattr(query, field_name)
+        if value is not None:
+            needle = _fold(value)
+            if column == "rcpt_to" and "\n" in needle:
+                return None  # recipients are stored one per line; none holds a line break
+            needles.append((column, needle))
+    indexed = [(c, n) for c, n in needles if len(n) >= _TRIGRAM]
+    scanned = [(c, n) for c, n in needles if len(n) < _TRIGRAM]
+
+    where: list[str] = []
+    params: list[Any] = []
+    if indexed:
+        source, key = "message_text t CROSS JOIN messages m ON m.seq = t.rowid", "t.rowid"
+        where.append("t.message_text MATCH ?")
+        # A quoted FTS5 string is one phrase: the trigram tokenizer makes it a substring match.
+        params.append(
+            " AND ".join(f'{c} : "{n.replace(chr(34), chr(34) * 2)}"' for c, n in indexed)
+        )
+    elif query.code is not None:
+        source, key = "finding_codes f CROSS JOIN messages m ON m.seq = f.seq", "f.seq"
+        where.append("f.code = ?")
         params.append(query.code)
+    elif scanned:
+        source, key = "message_search s CROSS JOIN messages m ON m.seq = s.seq", "s.seq"
+    else:
+        source, key = "messages m", "m.seq"
+
+    if scanned:
+        checks = " AND ".join(f"instr(s.{c}, ?) > 0" for c, _ in scanned)
+        if key == "s.seq":
+            where.append(checks)
+        else:
+            where.append(
+                f"EXISTS (SELECT 1 FROM message_search s WHERE s.seq = m.seq AND {checks})"
+            )
+        params.extend(n for _, n in scanned)
+    if query.code is not None and key != "f.seq":
+        where.append("EXISTS (SELECT 1 FROM finding_codes c WHERE c.code = ? AND c.seq = m.seq)")
+        params.append(query.code)
+    for column, value in (("verdict", query.verdict), ("profile", query.profile)):
+        if value is not None:
+            where.append(f"m.{column} = ?")
+            params.append(value)
     if query.since is not None:
-        clauses.append("received_at >= ?")
+        where.append("m.received_at >= ?")
         params.append(iso(query.since.astimezone(UTC)))
     if query.until is not None:
-        clauses.append("received_at < ?")
+        where.append("m.received_at < ?")
         params.append(iso(query.until.astimezone(UTC)))
-    return (" WHERE " + " AND ".join(clauses) if clauses else ""), tuple(params)
+    if low > 1:
+        where.append(f"{key} >= ?")
+        params.append(low)
+    if high is not None:
+        where.append(f"{key} <= ?")
+        params.append(high)
+    return _Plan(source, key, where, params)
+
+
+def _time_bounds(
+    conn: sqlite3.Connection, since: datetime | None, until: datetime | None
+) -> tuple[int, int | None] | None:
+    """The seq range that holds every row with ``since <= received_at < until`` (see
+    ``_Clock``), found with two seeks on received_max; None when no row can match."""
+    low, high = 1, None
+    first_at = "SELECT seq FROM messages WHERE received_max >= ? ORDER BY received_max, seq LIMIT 1"
+    if since is not None:
+        row = conn.execute(first_at, (iso(since.astimezone(UTC)),)).fetchone()
+        if row is None:
+            return None  # nothing was received that late
+        low = int(row[0])
+    if until is not None:
+        stored = conn.execute("SELECT value FROM meta WHERE key = 'received_lag_ms'").fetchone()
+        lag = timedelta(milliseconds=0 if stored is None else int(stored[0]))
+        edge = until.astimezone(UTC)
+        edge = edge.replace(microsecond=edge.microsecond // 1000 * 1000) + lag
+        # Rows after the first whose received_max reaches until + lag were received at or
+        # after until; that first row itself may still match.
+        row = conn.execute(first_at, (iso(edge),)).fetchone()
+        high = None if row is None else int(row[0])
+    return low, high
 
 
 def _text(value: Any) -> str | None:

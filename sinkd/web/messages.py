@@ -10,6 +10,7 @@ profiles are looked up by id among the loaded ones, never by path.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 from datetime import UTC, datetime
@@ -38,11 +39,27 @@ log = logging.getLogger(__name__)
 
 MAX_LIMIT = 500
 DEFAULT_LIMIT = 50
+# ``total`` counts matches up to this many, so a list answer costs the same at any store size;
+# above it the answer says ``"total_exact": false``.
+TOTAL_CAP = 1_000
 _ID = re.compile(r"[0-9A-Za-z][0-9A-Za-z_-]{0,63}")
 _PROFILE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 _LIST_PARAMS = frozenset(
-    {"verdict", "profile", "to", "from", "subject", "code", "since", "until", "limit", "offset"}
+    {
+        "verdict",
+        "profile",
+        "to",
+        "from",
+        "subject",
+        "code",
+        "since",
+        "until",
+        "limit",
+        "offset",
+        "before",
+    }
 )
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def routes() -> list[BaseRoute]:
@@ -107,6 +124,8 @@ def list_query(params: Any) -> Query:
             return None
         if value == "":
             raise ApiError(400, "bad parameter", f"{name}: must not be empty")
+        if _CONTROL.search(value):
+            raise ApiError(400, "bad parameter", f"{name}: must not contain control characters")
         return str(value)
 
     verdict = text("verdict")
@@ -127,6 +146,7 @@ def list_query(params: Any) -> Query:
         until=_moment("until", text("until")),
         limit=_whole("limit", params.get("limit"), DEFAULT_LIMIT, 1, MAX_LIMIT),
         offset=_whole("offset", params.get("offset"), 0, 0, None),
+        before=_whole("before", params.get("before"), 0, 1, None) or None,
     )
 
 
@@ -159,17 +179,27 @@ def _moment(name: str, value: str | None) -> datetime | None:
 
 
 async def list_messages(request: Request) -> Response:
-    """Newest first: ``{"total", "limit", "offset", "messages": [...]}``."""
+    """Newest first: ``{"total", "total_exact", "limit", "offset", "next", "messages"}``.
+
+    ``next`` is the cursor for the following page (``before=<next>``), null on the last one;
+    ``total`` counts every match of the filters (not just the page) up to ``TOTAL_CAP``."""
     query = list_query(request.query_params)
     store = _store(request)
-    total = await store.count(query)
-    rows = await store.list(query)
+    # One row more than asked tells whether a next page exists without another query.
+    rows = await store.list(dataclasses.replace(query, limit=query.limit + 1))
+    page, more = rows[: query.limit], len(rows) > query.limit
+    if query.before is None and query.offset == 0 and not more:
+        total = len(page)  # the first page holds every match: no second scan to count them
+    else:
+        total = await store.count(query, at_most=TOTAL_CAP + 1)
     return JSONResponse(
         {
-            "total": total,
+            "total": min(total, TOTAL_CAP),
+            "total_exact": total <= TOTAL_CAP,
             "limit": query.limit,
             "offset": query.offset,
-            "messages": [row.data for row in rows],
+            "next": page[-1].seq if more and page else None,
+            "messages": [row.data for row in page],
         }
     )
 

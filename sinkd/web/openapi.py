@@ -83,14 +83,24 @@ _TIME = {"type": "string", "format": "date-time"}
 _LIST_PARAMS = [
     _query("verdict", {"enum": ["accept", "quarantine", "reject"]}, "the verdict"),
     _query("profile", _STRING, "the profile id"),
-    _query("to", _STRING, "a substring of a recipient, ignoring ASCII case"),
-    _query("from", _STRING, "a substring of the envelope sender, ignoring ASCII case"),
-    _query("subject", _STRING, "a substring of the subject, ignoring ASCII case"),
+    _query("to", _STRING, "a substring of a recipient, ignoring case (Unicode)"),
+    _query("from", _STRING, "a substring of the envelope sender, ignoring case (Unicode)"),
+    _query("subject", _STRING, "a substring of the subject, ignoring case (Unicode)"),
     _query("code", _STRING, "a finding code, exact"),
     _query("since", _TIME, "RFC 3339; since <= received_at"),
     _query("until", _TIME, "RFC 3339; received_at < until"),
     _query("limit", {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}, "page"),
-    _query("offset", {"type": "integer", "minimum": 0, "default": 0}, "page start"),
+    _query(
+        "before",
+        {"type": "integer", "minimum": 1},
+        "paging cursor: the previous answer's `next`; only older messages follow, and new"
+        " arrivals never shift a page (the documented way to page)",
+    ),
+    _query(
+        "offset",
+        {"type": "integer", "minimum": 0, "default": 0},
+        "skip this many matches (after `before`); its cost grows with it, prefer `before`",
+    ),
 ]
 
 _ERROR_TEXT = {
@@ -184,9 +194,21 @@ def document() -> dict[str, Any]:
                     {
                         "type": "object",
                         "properties": {
-                            "total": {"type": "integer"},
+                            "total": {
+                                "type": "integer",
+                                "description": "matches of the filters, counted up to 1000",
+                            },
+                            "total_exact": {
+                                "type": "boolean",
+                                "description": "false when more than 1000 match",
+                            },
                             "limit": {"type": "integer"},
                             "offset": {"type": "integer"},
+                            "next": {
+                                "type": ["integer", "null"],
+                                "description": "pass as `before` for the next page; null on"
+                                " the last page",
+                            },
                             "messages": {"type": "array", "items": _ref("Message")},
                         },
                     },

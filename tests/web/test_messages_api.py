@@ -125,6 +125,40 @@ async def test_list_pages_with_limit_and_offset_and_reports_the_total(
     assert ids(await listed(http, limit="1", offset="3")) == []
 
 
+async def test_list_pages_with_the_next_cursor_and_a_new_arrival_shifts_nothing(
+    app: Sinkd, http: httpx.AsyncClient, three: dict[str, str]
+) -> None:
+    first = await listed(http, limit="2")
+    assert ids(first) == [three["reject"], three["quarantine"]]
+    assert (first["total"], first["total_exact"]) == (3, True)
+    assert isinstance(first["next"], int)
+    await send(app, message("Arrived while paging"), "zed@late.example", "bob@corp.example")
+    second = await listed(http, limit="2", before=str(first["next"]))
+    assert ids(second) == [three["accept"]]  # not the newcomer, not a repeat
+    assert second["next"] is None
+    assert (await listed(http))["total"] == 4
+
+
+async def test_list_total_is_capped_and_says_so(
+    app: Sinkd, http: httpx.AsyncClient, three: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sinkd.web import messages
+
+    monkeypatch.setattr(messages, "TOTAL_CAP", 2)
+    body = await listed(http)
+    assert (body["total"], body["total_exact"], len(body["messages"])) == (2, False, 3)
+    assert (await listed(http, verdict="reject"))["total_exact"] is True
+
+
+async def test_list_subject_filter_folds_unicode_case(app: Sinkd, http: httpx.AsyncClient) -> None:
+    await send(
+        app, message("=?utf-8?q?Gr=C3=BC=C3=9Fe_aus_K=C3=B6ln?="), "a@x.example", "b@y.example"
+    )
+    await send(app, message("Plain"), "a@x.example", "b@y.example")
+    (found,) = (await listed(http, subject="GRÜSSE AUS köln"))["messages"]
+    assert found["subject"] == "Grüße aus Köln"
+
+
 @pytest.mark.parametrize(
     "params",
     [
@@ -136,6 +170,9 @@ async def test_list_pages_with_limit_and_offset_and_reports_the_total(
         {"since": "yesterday"},
         {"until": "2026-01-01T00:00:00"},  # no offset: not RFC 3339
         {"subject": ""},
+        {"to": "a\nb"},
+        {"before": "0"},
+        {"before": "x"},
         {"colour": "red"},
     ],
 )
