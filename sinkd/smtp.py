@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, AnyStr, Literal
 
-from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword, Session, syntax
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword, Session, _AuthMechAttr, syntax
 from aiosmtpd.smtp import Envelope as SmtpEnvelope
 
 from sinkd.chaos import Chaos, ChaosStage, log_injected
@@ -70,6 +70,17 @@ _ENHANCED: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"^554 Command refused.*$"), "554 5.7.0 Command refused due to lack of security"),
     (re.compile(r"^555 (.*)$"), r"555 5.5.4 \1"),
 ]
+# What SMTP.__init__ sets afresh for each connection (aiosmtpd 1.4.6); see SinkdSMTP.clone.
+_CONNECTION_STATE: dict[str, Any] = {
+    "_timeout_handle": None,
+    "_tls_handshake_okay": True,
+    "_tls_protocol": None,
+    "_original_transport": None,
+    "session": None,
+    "envelope": None,
+    "transport": None,
+    "_handler_coroutine": None,
+}
 _SIZE_VALUE = re.compile(r"[0-9]{1,20}")  # RFC 1870 §3: size-value ::= 1*20DIGIT
 _HAS_ENHANCED = re.compile(r"^\d{3}[ -][245]\.\d{1,3}\.\d{1,3}( |$)")
 
@@ -153,6 +164,40 @@ class SinkdSMTP(SMTP):
         self.sinkd = _State()
         # aiosmtpd counts MAIL's size limit from this base; the extensions add to it.
         self.command_size_limits["XCLIENT"] = 2048
+
+    def clone(self) -> SinkdSMTP:
+        """A fresh protocol for the next connection, configured like this one.
+
+        aiosmtpd's ``__init__`` reflects over the handler and the protocol on every connection
+        (``inspect.getmembers``, ``dir``, ``inspect.signature``): ~85% of a new protocol's
+        cost and, at 1 KB messages, a tenth of a message's CPU. The reflection's results are
+        the same for every connection of a server, so they are computed once, for a prototype,
+        and each connection gets a copy: the stream machinery from asyncio's own ``__init__``,
+        the per-connection attributes reset, the prototype's methods re-bound to the copy.
+        ``tests/test_smtp_clone.py`` checks the copy against a fully built protocol, so a new
+        aiosmtpd that adds an attribute fails there rather than here.
+        """
+        copy = object.__new__(type(self))
+        state = copy.__dict__
+        state.update(self.__dict__)
+        asyncio.StreamReaderProtocol.__init__(
+            copy,
+            asyncio.StreamReader(loop=self.loop, limit=self.line_length_limit),
+            client_connected_cb=copy._cb_client_connected,
+            loop=self.loop,
+        )
+        state.update(_CONNECTION_STATE)
+        state["sinkd"] = _State()
+        state["_smtp_methods"] = {
+            name: method.__func__.__get__(copy) for name, method in self._smtp_methods.items()
+        }
+        state["_auth_methods"] = {
+            name: _AuthMechAttr(entry.method.__func__.__get__(copy), True)
+            if entry.is_builtin
+            else entry
+            for name, entry in self._auth_methods.items()
+        }
+        return copy
 
     async def push(self, status: AnyStr) -> None:
         # Replies are str, except AUTH's "334 <challenge>" continuations, which aiosmtpd pushes
@@ -640,24 +685,26 @@ def make_authenticator(options: ServerOptions) -> Callable[..., AuthResult]:
 
 
 def protocol_factory(handler: SinkHandler, options: ServerOptions) -> Callable[[], SinkdSMTP]:
-    """A new ``SinkdSMTP`` per connection, configured from the server options."""
+    """A new ``SinkdSMTP`` per connection, configured from the server options: a clone of one
+    prototype built here (see ``SinkdSMTP.clone``). Call it with the server's loop running."""
+    return build_protocol(handler, options).clone
+
+
+def build_protocol(handler: SinkHandler, options: ServerOptions) -> SinkdSMTP:
+    """One ``SinkdSMTP`` built the long way, through aiosmtpd's ``__init__``."""
     authenticator = make_authenticator(options)
-
-    def make() -> SinkdSMTP:
-        return SinkdSMTP(
-            handler,
-            data_size_limit=options.max_message_size,
-            enable_SMTPUTF8=True,
-            decode_data=False,
-            hostname=options.hostname,
-            ident="ESMTP sinkd",
-            tls_context=options.tls_context,
-            timeout=options.timeout,
-            auth_required=options.auth == "required",
-            auth_require_tls=False,
-            authenticator=authenticator,
-            auth_exclude_mechanism=["LOGIN", "PLAIN"] if options.auth == "off" else None,
-            proxy_protocol_timeout=10.0 if options.proxy_protocol else None,
-        )
-
-    return make
+    return SinkdSMTP(
+        handler,
+        data_size_limit=options.max_message_size,
+        enable_SMTPUTF8=True,
+        decode_data=False,
+        hostname=options.hostname,
+        ident="ESMTP sinkd",
+        tls_context=options.tls_context,
+        timeout=options.timeout,
+        auth_required=options.auth == "required",
+        auth_require_tls=False,
+        authenticator=authenticator,
+        auth_exclude_mechanism=["LOGIN", "PLAIN"] if options.auth == "off" else None,
+        proxy_protocol_timeout=10.0 if options.proxy_protocol else None,
+    )
