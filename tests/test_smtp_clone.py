@@ -14,7 +14,7 @@ import inspect
 from typing import Any
 
 from sinkd.engine import Router
-from sinkd.smtp import ServerOptions, SinkdSMTP, SinkHandler, build_protocol
+from sinkd.smtp import ServerOptions, SinkHandler, build_protocol
 from sinkd.store import Store
 
 
@@ -103,4 +103,3 @@ _PER_OBJECT = {
 
 def _same_kind(a: Any, b: Any) -> bool:
     return type(a) is type(b) and not isinstance(a, (int, str, bool, float, type(None)))
-
