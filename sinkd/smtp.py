@@ -16,6 +16,7 @@ import re
 import secrets
 import ssl
 import time
+import types
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -189,10 +190,10 @@ class SinkdSMTP(SMTP):
         state.update(_CONNECTION_STATE)
         state["sinkd"] = _State()
         state["_smtp_methods"] = {
-            name: method.__func__.__get__(copy) for name, method in self._smtp_methods.items()
+            name: _rebind(method, copy) for name, method in self._smtp_methods.items()
         }
         state["_auth_methods"] = {
-            name: _AuthMechAttr(entry.method.__func__.__get__(copy), True)
+            name: _AuthMechAttr(_rebind(entry.method, copy), True)
             if entry.is_builtin
             else entry
             for name, entry in self._auth_methods.items()
@@ -682,6 +683,11 @@ def make_authenticator(options: ServerOptions) -> Callable[..., AuthResult]:
         return AuthResult(success=ok, handled=False, auth_data=auth_data if ok else None)
 
     return authenticate
+
+
+def _rebind(method: Any, target: object) -> Any:
+    """``method`` (bound to a prototype) bound to ``target`` instead."""
+    return types.MethodType(method.__func__, target)
 
 
 def protocol_factory(handler: SinkHandler, options: ServerOptions) -> Callable[[], SinkdSMTP]:
