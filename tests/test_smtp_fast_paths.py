@@ -103,3 +103,63 @@ _PER_OBJECT = {
 
 def _same_kind(a: Any, b: Any) -> bool:
     return type(a) is type(b) and not isinstance(a, (int, str, bool, float, type(None)))
+
+
+# --- plain addresses: sinkd's match against aiosmtpd's RFC 5322 parser ----------------------
+
+_SAMPLES = [
+    "<a@example.com>",
+    "<a@example.com> SIZE=100 BODY=8BITMIME",
+    "  <First.Last+tag@mail.example.org>   SIZE=1",
+    "<a@x>SIZE=1",
+    "<a@x> ",
+    "<A@B>  x  ",
+    "<o'hara@example.ie>",
+    "<{weird}~|$@ex-ample.com>",
+    "<a@-x>",
+    # not plain: left to aiosmtpd's parser, whatever it makes of them
+    "<>",
+    "<a..b@x>",
+    "<.a@x>",
+    '<"quoted local"@x>',
+    "<a@[192.0.2.1]>",
+    "<a@x.>",
+    "<a@x> (comment) SIZE=1",
+    "<@relay.example:a@x>",
+    "a@example.com",
+    "<a@x",
+    "<a b@x>",
+    "<ä@x>",
+    "<a@exämple.com>",
+]
+
+
+def _alphabet_strings(count: int) -> list[str]:
+    import random
+
+    rng = random.Random(5321)
+    pieces = ["<", ">", "@", ".", "a", "Z", "0", "-", "+", " ", "\t", "(", ")", '"', "x", "=", "ä"]
+    return ["".join(rng.choice(pieces) for _ in range(rng.randint(1, 14))) for _ in range(count)]
+
+
+async def test_plain_addresses_parse_exactly_as_aiosmtpds_parser_would() -> None:
+    from aiosmtpd.smtp import SMTP
+
+    options = ServerOptions()
+    protocol = build_protocol(_handler(options), options).clone()
+    fast_hits = 0
+    for sample in _SAMPLES + _alphabet_strings(5000):
+        try:
+            expected = SMTP._getaddr(protocol, sample)
+        except IndexError:  # the email package's parser on truncated input: malformed
+            expected = (None, None)
+        got = protocol._getaddr(sample)
+        assert got == expected, sample
+        fast_hits += _fast_path_taken(sample)
+    assert fast_hits >= 9  # the plain samples really went the fast way
+
+
+def _fast_path_taken(sample: str) -> int:
+    from sinkd.smtp import _PLAIN_PATH
+
+    return int(_PLAIN_PATH.match(sample) is not None)
