@@ -1,4 +1,4 @@
-"""The ``sinkd`` command line: serve, check, report, profiles and messages.
+"""The ``sinkd`` command line: serve, check, report, profiles, messages and readyz.
 
 Owns parsing arguments (each ``serve`` option also read from a ``SINKD_*`` variable), exit
 codes and human or JSON output. It holds no policy: checks go through the same engine
@@ -15,7 +15,9 @@ import json
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
@@ -26,9 +28,10 @@ from sinkd.chaos import ChaosConfig, ChaosTrigger, parse_triggers
 from sinkd.dns import build_resolver
 from sinkd.engine import Transaction
 from sinkd.errors import ConfigError, InputError, NotFound, ProfileError, SinkdError, StoreError
+from sinkd.gate import FAIL_ON_CHOICES, Checked, junit_xml, write_table
 from sinkd.logs import setup as setup_logging
 from sinkd.model import ClientIdentity, Verdict, VerdictAction
-from sinkd.population import Population, load_population
+from sinkd.population import Outcome, Population, load_population
 from sinkd.ports import Lookups, Resolver
 from sinkd.profiles import CATALOGUE_FILE, DEFAULT_PROFILE, ProfileSet, load_catalogue
 from sinkd.report import MessageReport, render_html, write_text
@@ -40,6 +43,7 @@ from sinkd.store.sqlite import open_sqlite
 
 EXIT_OK = 0
 EXIT_ERROR = 1
+EXIT_GATE_FAILED = 1  # check --fail-on: a file at or above the level (a CI failure, not a crash)
 EXIT_USAGE = 2
 EXIT_QUARANTINE = 3
 EXIT_REJECT = 4
@@ -342,6 +346,14 @@ def build_parser() -> argparse.ArgumentParser:
         "attempt is still deferred, any retry passes (env SINKD_GREYLIST_DELAY)",
     )
     serve.add_argument(
+        "--verdict-log",
+        type=Path,
+        default=_env("VERDICT_LOG") or None,
+        metavar="PATH",
+        help="append one JSON line per stored verdict (the API's message object) to PATH, "
+        "written after the store commit and before the reply (env SINKD_VERDICT_LOG)",
+    )
+    serve.add_argument(
         "--log-format",
         choices=["text", "json"],
         default=_env("LOG_FORMAT", "text"),
@@ -367,7 +379,8 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="+",
         type=Path,
         metavar="FILE.eml",
-        help="message files ('-' reads standard input)",
+        help="message files ('-' reads standard input); a directory stands for every *.eml "
+        "file in it, in name order",
     )
     _add_profile_options(check)
     check.add_argument("--mail-from", help="envelope sender (default: the header From address)")
@@ -388,6 +401,20 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="write the message as delivered, after strip actions (a directory for several "
         "files: <name>.filtered.eml in it)",
+    )
+    check.add_argument(
+        "--fail-on",
+        choices=FAIL_ON_CHOICES,
+        metavar="{" + ",".join(FAIL_ON_CHOICES) + "}",
+        help="CI gate: print a summary table and exit 1 if any file's verdict is at or above "
+        "this level (intact < stripped < quarantine < reject), else 0",
+    )
+    check.add_argument(
+        "--junit-xml",
+        type=Path,
+        metavar="PATH",
+        help="write a JUnit XML report: one testsuite per profile, one testcase per file, a "
+        "failure for each at or above --fail-on (default quarantine)",
     )
 
     report = commands.add_parser(
@@ -443,6 +470,30 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("paths", nargs="+", type=Path, metavar="PATH")
         else:
             sub.add_argument("--json", action="store_true")
+
+    readyz = commands.add_parser(
+        "readyz",
+        help="is a running sinkd ready? exit 0 if it is, 1 if not (health checks, CI scripts)",
+    )
+    readyz.add_argument(
+        "--url",
+        default=_env("URL", "http://127.0.0.1:8025"),
+        help="its HTTP API, http://USER:PASS@HOST:PORT under --http-auth "
+        "(default http://127.0.0.1:8025; env SINKD_URL)",
+    )
+    readyz.add_argument(
+        "--wait",
+        action="store_true",
+        help="retry (short backoff, up to 1 s apart) until it is ready or --timeout passes",
+    )
+    readyz.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=None,
+        metavar="SECONDS",
+        help=f"with --wait: how long to wait in all (default {READYZ_WAIT:g}); "
+        f"without: how long the one request may take (default {READYZ_REQUEST:g})",
+    )
 
     messages = commands.add_parser("messages", help="read the store")
     message_commands = messages.add_subparsers(
@@ -515,6 +566,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         http_host=args.http_host,
         http_port=args.http_port,
         http_auth=_http_auth(args.http_auth),
+        verdict_log=args.verdict_log,
     )
     if args.hostname:
         settings.hostname = args.hostname
@@ -674,7 +726,23 @@ def _write_filtered(
             raise InputError(f"--write-filtered {path}: cannot write: {exc.strerror}") from None
 
 
+def _message_files(paths: Sequence[Path]) -> list[Path]:
+    """The files to check: each path as given, a directory as its *.eml files in name order."""
+    files: list[Path] = []
+    for path in paths:
+        if str(path) != "-" and path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.suffix.lower() == ".eml" and p.is_file())
+            if not found:
+                raise InputError(f"{path}: a directory with no *.eml files in it")
+            files.extend(found)
+        else:
+            files.append(path)
+    return files
+
+
 def _check(args: argparse.Namespace, out: TextIO) -> int:
+    """Exit codes: without --fail-on the strictest verdict (0 accept, 3 quarantine, 4 reject);
+    with --fail-on, 1 if any file is at or above that level, else 0; 2 for bad input."""
     profiles = ProfileSet(args.profiles_dir)
     routes = dict(args.route)
     resolver = dns_resolver(  # built once: zone errors stop the command before any file
@@ -686,10 +754,16 @@ def _check(args: argparse.Namespace, out: TextIO) -> int:
         zones=args.dns_zone,
         timeout=args.dns_timeout,
     )
+    files = _message_files(args.files)
+    # A directory argument counts as several files, even holding one: --write-filtered PATH is
+    # then a directory too.
+    many = len(files) > 1 or any(str(p) != "-" and p.is_dir() for p in args.files)
+    raws = [(path, _read_message(path)) for path in files]  # unreadable files: exit 2 first
     worst = EXIT_OK
     results: list[dict[str, Any]] = []
-    for path in args.files:
-        raw = _read_message(path)
+    checked: list[Checked] = []
+    for path, raw in raws:
+        started = time.perf_counter()
         verdicts = asyncio.run(
             check_message(
                 raw,
@@ -704,17 +778,33 @@ def _check(args: argparse.Namespace, out: TextIO) -> int:
                 resolver=resolver,
             )
         )
+        checked.append(Checked(str(path), verdicts, time.perf_counter() - started))
         for verdict in verdicts:
             worst = max(worst, _EXIT_OF[verdict.action])
         if args.write_filtered is not None:
-            _write_filtered(args.write_filtered, path, raw, verdicts, many=len(args.files) > 1)
+            _write_filtered(args.write_filtered, path, raw, verdicts, many=many)
         if args.json:
             results.extend({"file": str(path)} | v.to_json() for v in verdicts)
-        else:
+        elif args.fail_on is None:
             for verdict in verdicts:
                 _print_verdict(str(path), verdict, out)
+    # Without --fail-on the XML marks what makes the exit code non-zero: quarantine and worse.
+    fail_on = Outcome(args.fail_on or Outcome.QUARANTINE.value)
+    if args.junit_xml is not None:
+        command = " ".join(["sinkd", "check", *map(str, args.files), "--profile", args.profile])
+        xml = junit_xml(checked, fail_on, timestamp=datetime.now(UTC), command=command)
+        try:
+            args.junit_xml.write_bytes(xml)
+        except OSError as exc:
+            raise InputError(
+                f"--junit-xml {args.junit_xml}: cannot write: {exc.strerror}"
+            ) from None
     if args.json:
         print(json.dumps(results, indent=2, ensure_ascii=False), file=out)
+    elif args.fail_on is not None:
+        write_table(checked, fail_on, out)
+    if args.fail_on is not None:
+        return EXIT_GATE_FAILED if any(c.fails(fail_on) for c in checked) else EXIT_OK
     return worst
 
 
@@ -893,6 +983,47 @@ async def _messages(args: argparse.Namespace, out: TextIO) -> int:
         await store.close()
 
 
+# --- readyz ---------------------------------------------------------------------------------
+
+READYZ_WAIT = 30.0  # seconds --wait waits by default
+READYZ_REQUEST = 5.0  # seconds one readiness request may take
+READYZ_BACKOFF = (0.05, 1.0)  # first and longest pause between attempts of --wait
+
+
+def _readyz(args: argparse.Namespace, out: TextIO) -> int:
+    """One readiness check, or with ``--wait`` checks until ready or the deadline. Waiting
+    pauses between attempts (doubling, at most a second): sinkd is another process, and a
+    refused connection has no event to wait on. Only "not there yet" (refused, 503) is retried;
+    any other answer (401, 404) will not change by waiting."""
+    from sinkd.client import SinkdClient
+    from sinkd.errors import HttpApiError, HttpApiUnreachable
+
+    total = args.timeout or (READYZ_WAIT if args.wait else READYZ_REQUEST)
+    deadline = time.monotonic() + total
+    pause = READYZ_BACKOFF[0]
+    with SinkdClient(args.url, timeout=min(total, READYZ_REQUEST)) as client:
+        while True:
+            try:
+                readiness = client.readyz()
+            except HttpApiUnreachable as exc:
+                why = str(exc.detail)
+            except HttpApiError as exc:
+                print(f"sinkd: {client.url}: not ready: {exc}", file=sys.stderr)
+                return EXIT_ERROR
+            else:
+                if readiness.ready:
+                    print(f"sinkd at {client.url}: ready", file=out)
+                    return EXIT_OK
+                why = f"{client.url}: {readiness.why_not}"
+            left = deadline - time.monotonic()
+            if not args.wait or left <= 0:
+                waited = f" (waited {total:g} s)" if args.wait else ""
+                print(f"sinkd: {why}{waited}", file=sys.stderr)
+                return EXIT_ERROR
+            time.sleep(min(pause, left))
+            pause = min(pause * 2, READYZ_BACKOFF[1])
+
+
 # --- main -----------------------------------------------------------------------------------
 
 
@@ -908,6 +1039,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
             "report": _report,
             "profiles": _profiles,
             "messages": lambda a, o: asyncio.run(_messages(a, o)),
+            "readyz": _readyz,
         }
         return runners[args.command](args, out)
     except (ConfigError, InputError, ProfileError) as exc:

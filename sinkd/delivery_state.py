@@ -161,6 +161,15 @@ class DeliveryState:
         self._bound(self._windows)
         return len(times)
 
+    def clear(self) -> int:
+        """Forget every triplet and every client window (a fresh server's memory, e.g. between
+        tests); return how many entries there were."""
+        entries = len(self)
+        self._triplets.clear()
+        self._windows.clear()
+        self._last_sweep = None
+        return entries
+
     # --- bounded memory ----------------------------------------------------------------------
 
     def _maybe_sweep(self, now: float) -> None:

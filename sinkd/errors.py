@@ -8,11 +8,15 @@ Owns every exception type sinkd raises on purpose. Bad mail is never an exceptio
     ├── ConfigError (ValueError)        a command-line option or environment variable is invalid
     ├── InputError (ValueError)         a message file given to the CLI cannot be read
     ├── BackendError (OSError)          an outside service (spamd) failed or timed out
+    ├── HttpApiError                    sinkd's HTTP API answered with an error (the client)
+    │   └── HttpApiUnreachable (ConnectionError)  it did not answer at all
     └── StoreError
         └── NotFound (LookupError)      no stored message has that id
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 
 class SinkdError(Exception):
@@ -37,6 +41,25 @@ class InputError(SinkdError, ValueError):
 
 class BackendError(SinkdError, OSError):
     """An outside service a filter relies on failed; the filter turns it into a finding."""
+
+
+class HttpApiError(SinkdError):
+    """sinkd's HTTP API answered ``status`` with its JSON error ``{"error", "detail"}``
+    (``sinkd.client``). ``status`` is None when there was no answer (``HttpApiUnreachable``)."""
+
+    def __init__(self, status: int | None, error: str, detail: Any = None) -> None:
+        self.status = status
+        self.error = error
+        self.detail = detail
+        text = error if status is None else f"HTTP {status} {error}"
+        super().__init__(f"{text}: {detail}" if detail not in (None, "") else text)
+
+
+class HttpApiUnreachable(HttpApiError, ConnectionError):
+    """No answer from sinkd's HTTP API: connection refused, timed out or cut."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(None, "unreachable", detail)
 
 
 class StoreError(SinkdError):

@@ -5,10 +5,12 @@ expressions over markup. Pure: no I/O, no logging, and no HTML makes it raise.
 
 from __future__ import annotations
 
+import re
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
+from html import escape
 from typing import Any
 
 import tinycss2  # type: ignore[import-untyped]
@@ -17,7 +19,7 @@ from tinycss2.color3 import parse_color  # type: ignore[import-untyped]
 
 from sinkd.html_depth import too_deep
 
-__all__ = ["HTML_CLASSES", "HtmlHit", "HtmlReport", "inspect_html", "strip_html"]
+__all__ = ["HTML_CLASSES", "HtmlHit", "HtmlReport", "inspect_html", "mark_html", "strip_html"]
 
 HTML_CLASSES: tuple[str, ...] = (
     "images",
@@ -102,6 +104,126 @@ def strip_html(html: str, classes: Collection[str]) -> tuple[str, list[HtmlHit]]
     scan.apply()
     removed = [f.hit for f in found if f.hit.cls in wanted or f.doomed]
     return scan.serialize(), removed
+
+
+# What a mark's label says, by the class of its first hit.
+_MARK_LABELS = {
+    "images": "image removed",
+    "tracking_pixels": "tracking pixel removed",
+    "multimedia": "media removed",
+    "active_script": "script removed",
+    "hidden_text": "hidden text removed",
+}
+MARK_TAG = "sinkd-mark"  # the label element; a custom element name no mail uses for layout
+# Labels inside these would not render (or would move <head> content into <body>).
+_NO_LABEL_INSIDE = frozenset({"head", "svg", "math", "select", "template", "noscript"})
+
+
+def mark_html(html: str, classes: Collection[str], attr: str) -> tuple[str, int]:
+    """``html`` with what ``strip_html(html, classes)`` would edit marked instead, and how many
+    marks there are.
+
+    Every element strip_html would remove or change gets the attribute ``attr`` (``removed``
+    or ``changed``), and a ``<sinkd-mark attr="label" title="what">`` element with a short label
+    is inserted before it (or before hidden text), unless it sits where a label cannot render.
+    Nothing of the mail is removed or rewritten, so the caller must keep treating the result as
+    the hostile mail it is; what is added is attributes and text only (escaped when serialized),
+    and ``attr`` must be an attribute name the caller chose (validated here), so that a mail
+    cannot forge a mark a stylesheet selects by it.
+    """
+    if not _MARK_ATTR.fullmatch(attr):
+        raise ValueError(f"mark attribute {attr!r}: expected data-[a-z0-9-]+")
+    wanted = frozenset(classes)
+    unknown = wanted.difference(HTML_CLASSES)
+    if unknown:
+        raise ValueError(f"unknown HTML classes {sorted(unknown)}; known: {list(HTML_CLASSES)}")
+    if not wanted or too_deep(html) is not None:
+        return html, 0
+    scan = _Scan(html, wanted)
+    found = scan.run()
+    if not any(f.hit.cls in wanted for f in found):
+        return html, 0
+    marks = 0
+    by_order: dict[int, list[_Action]] = {}
+    for action in scan.actions:
+        by_order.setdefault(action.order, []).append(action)
+    for order, actions in sorted(by_order.items()):
+        node = actions[0].node
+        removed = any(a.kind in _ENDING for a in actions)
+        hits = _mark_hits(scan, order, actions, removed)
+        if node.tag == "-text":
+            if any(a.kind == _REMOVE for a in actions) and _starts_soft(scan, actions[0].slot):
+                continue  # one label per hidden passage: only at its first text node
+        else:
+            node.attrs[attr] = "removed" if removed else "changed"
+        if _label_fits(node):
+            node.insert_before(_label(hits, attr, removed or node.tag == "-text"))
+            marks += 1
+        elif node.tag != "-text":
+            marks += 1
+    return scan.serialize(), marks
+
+
+_MARK_ATTR = re.compile(r"data-[a-z0-9][a-z0-9-]{0,40}")
+
+
+def _mark_hits(scan: _Scan, order: int, actions: list[_Action], removed: bool) -> list[HtmlHit]:
+    slots: list[int] = [a.slot for a in actions if a.slot >= 0]
+    if not slots:
+        start, end = scan.spans.get(order, (0, 0))
+        slots = list(range(start, end))
+    hits = []
+    for index in slots:
+        found = scan.slots[index]
+        if found is None:
+            continue
+        if removed or (found.hit.cls in scan.strip and found.hit.cls != "hidden_text"):
+            hits.append(found.hit)
+    return hits
+
+
+def _starts_soft(scan: _Scan, slot: int) -> bool:
+    """False for the first text node of a hidden passage, True for its later ones."""
+    seen = scan.labelled
+    if slot in seen:
+        return True
+    seen.add(slot)
+    return False
+
+
+def _label_fits(node: LexborNode) -> bool:
+    """Whether a label before ``node`` renders where it stands (a fragment's top-level nodes
+    have no parent to insert into)."""
+    parent = node.parent
+    if parent is None:
+        return False
+    while parent is not None:
+        if parent.tag in _NO_LABEL_INSIDE:
+            return False
+        parent = parent.parent
+    return True
+
+
+def _label(hits: list[HtmlHit], attr: str, removed: bool) -> LexborNode:
+    if hits:
+        text = _MARK_LABELS.get(hits[0].cls, "removed")
+        if not removed:
+            text += " from this element"
+        quote = next((h.text for h in hits if h.text), None)
+        if quote:
+            text += f": “{_short(quote, 48)}”"
+        title = "; ".join(dict.fromkeys(h.what for h in hits))
+    else:
+        text, title = "removed", "removed with the element around it"
+    # Escaped text parsed as a fragment: it can only ever become this one element with text.
+    fragment = LexborHTMLParser(
+        f'<{MARK_TAG} {attr}="label" title="{escape(title, quote=True)}">'
+        f"✂ {escape(text, quote=False)}</{MARK_TAG}>",
+        is_fragment=True,
+    )
+    label = fragment.root
+    assert label is not None
+    return label
 
 
 def _same_edits(cached: tuple[_Scan, frozenset[str], list[_Found]], wanted: frozenset[str]) -> bool:
@@ -931,6 +1053,7 @@ class _Action:
     kind: int
     node: LexborNode
     arg: str = ""
+    slot: int = -1  # the hit a text-node edit belongs to (elements: _Scan.spans)
 
 
 class _Scan:
@@ -949,6 +1072,10 @@ class _Scan:
         self.reshown: set[int] = set()
         self.sheet_hits: dict[int, list[tuple[str, str]]] = {}
         self.sheets_apply = False  # whether any node needs its mem_id looked up
+        # Element order -> the range of slots its own hits took, for elements strip_html edits
+        # (mark_html labels each edit with the hits that caused it).
+        self.spans: dict[int, tuple[int, int]] = {}
+        self.labelled: set[int] = set()  # mark_html: hidden passages already labelled
 
     # -- results --
 
@@ -963,7 +1090,7 @@ class _Scan:
             if "hidden_text" in self.strip:
                 # Node by node: what a descendant made visible again stays.
                 for order, node in soft.nodes:
-                    self.actions.append(_Action(order, _REMOVE, node))
+                    self.actions.append(_Action(order, _REMOVE, node, slot=soft.slot))
         for zw in self.zero_width.values():
             counts: dict[str, int] = {}
             for char in zw.chars:
@@ -1129,7 +1256,8 @@ class _Scan:
         zw.chars.extend(found)
         zw.texts.append(text)
         if "hidden_text" in self.strip and not state.doomed:
-            self.actions.append(_Action(order, _SET_TEXT, node, _clean_zero_width(text, found)))
+            cleaned = _clean_zero_width(text, found)
+            self.actions.append(_Action(order, _SET_TEXT, node, cleaned, slot=zw.slot))
 
     def _hit(self, cls: str, what: str) -> None:
         self.slots.append(_Found(HtmlHit(cls, what)))
@@ -1149,6 +1277,7 @@ class _Scan:
             reshown = key in self.reshown
 
         first = len(self.slots)
+        planned = len(self.actions)
         strip = _NOTHING if state.doomed else self.strip  # nothing to edit inside a doomed node
         edits: list[tuple[int, str]] = []
         drop_props: list[str] = []
@@ -1187,6 +1316,8 @@ class _Scan:
                     found.doomed = True
             if child.soft >= 0 and child.soft != state.soft:
                 self.softs[child.soft].doomed = True
+        if len(self.actions) > planned:
+            self.spans[order] = (first, len(self.slots))
 
         if removes or tag in _CONTEXT_TAGS:
             if child is state:

@@ -220,6 +220,7 @@ class Combination:
 class Estimate:
     shares: Mapping[Outcome, Fraction]
     causes: tuple[Cause, ...]
+    gain_all: Fraction  # share that becomes intact when every cause is fixed at once
     combinations: tuple[Combination, ...]
     source: str
     assumptions: tuple[str, ...]
@@ -231,6 +232,7 @@ class Estimate:
         return {
             "population": {o.value: float(self.shares[o]) for o in Outcome},
             "causes": [c.to_json() for c in self.causes],
+            "gain_all_intact": float(self.gain_all),
             "model": {"source": self.source, "assumptions": list(self.assumptions)},
         }
 
@@ -345,9 +347,11 @@ class Population:
         for share, run in runs:
             shares[outcome_of(run.verdict)] += share
         assert sum(shares.values()) == 1, shares
+        causes = _causes(runs, message)
         return Estimate(
             shares=shares,
-            causes=tuple(_causes(runs, message)),
+            causes=tuple(causes),
+            gain_all=_gain_all(runs, message, causes),
             combinations=tuple(combos),
             source=" ".join(self.spec.source.split()),
             assumptions=tuple(self.spec.assumptions),
@@ -387,23 +391,40 @@ async def _judge(
     return _Run(pipeline, verdict, envelope, early, [*early, *late])
 
 
-def _redecide(run: _Run, message: ParsedMessage, drop: str) -> Outcome:
-    """The outcome without the findings of code ``drop``, by ``Pipeline.decide``: refused at
-    the envelope if a hard envelope finding remains, else decided at the end of DATA."""
-    early = [f for f in run.envelope_findings if f.code != drop]
+def _redecide(run: _Run, message: ParsedMessage, drop: frozenset[str]) -> Outcome:
+    """The outcome without the findings of the codes ``drop``, by ``Pipeline.decide``: refused
+    at the envelope if a hard envelope finding remains, else decided at the end of DATA."""
+    early = [f for f in run.envelope_findings if f.code not in drop]
     if any(f.action in _HARD_ENVELOPE for f in early):
         verdict = run.pipeline.decide(
             early, stage=Stage.RCPT, envelope=run.envelope, message_id="population"
         )
     else:
         verdict = run.pipeline.decide(
-            [f for f in run.all_findings if f.code != drop],
+            [f for f in run.all_findings if f.code not in drop],
             stage=Stage.DATA,
             envelope=run.envelope,
             message_id="population",
             message=message,
         )
     return outcome_of(verdict)
+
+
+def _gain_all(
+    runs: Sequence[tuple[Fraction, _Run]], message: ParsedMessage, causes: Sequence[Cause]
+) -> Fraction:
+    """The share that becomes intact when every cause is fixed at once. Where causes overlap
+    (images and hidden text stripped by the same company) no single fix gains anything, yet
+    fixing them all does: this is the number that says so."""
+    codes = frozenset(c.code for c in causes)
+    gain = Fraction(0)
+    if not codes:
+        return gain
+    for share, run in runs:
+        before = outcome_of(run.verdict) is Outcome.INTACT
+        after = _redecide(run, message, codes) is Outcome.INTACT
+        gain += share * (int(after) - int(before))
+    return gain
 
 
 def _causes(runs: Sequence[tuple[Fraction, _Run]], message: ParsedMessage) -> list[Cause]:
@@ -421,7 +442,7 @@ def _causes(runs: Sequence[tuple[Fraction, _Run]], message: ParsedMessage) -> li
         gain = Fraction(0)
         for share, run in runs:
             before = outcome_of(run.verdict) is Outcome.INTACT
-            after = _redecide(run, message, code) is Outcome.INTACT
+            after = _redecide(run, message, frozenset({code})) is Outcome.INTACT
             gain += share * (int(after) - int(before))
         found = examples.get(code, [])
         reason = found[0].reason if found else code

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 from sinkd.model import Verdict
-from sinkd.population import Estimate, Outcome, culprits
+from sinkd.population import Cause, Estimate, Outcome, culprits
 
+STRIPPED_SHOWN = 6  # items per profile in the HTML table; the text and JSON list every one
 COLOURS = {
     Outcome.INTACT: "#2e7d32",
     Outcome.STRIPPED: "#f9a825",
@@ -33,27 +34,44 @@ class MessageReport:
     estimate: Estimate
 
     def profile_rows(self) -> list[dict[str, Any]]:
-        rows = []
-        for v in self.verdicts:
-            reasons = [f.reason for f in culprits(v)]
-            rows.append(
-                {
-                    "profile": v.profile,
-                    "verdict": v.action.value,
-                    "stage": v.stage.value,
-                    "reply": f"{v.reply.code} {v.reply.enhanced} {v.reply.text}",
-                    "reasons": reasons,
-                    "stripped": list(v.stripped),
-                }
-            )
-        return rows
+        return [profile_row(v) for v in self.verdicts]
 
     def to_json(self) -> dict[str, Any]:
         return {"message": self.message, "profiles": self.profile_rows(), **self.estimate.to_json()}
 
 
+def profile_row(verdict: Verdict) -> dict[str, Any]:
+    """One profile's line of the report (and of the dashboard's compare page): verdict, stage,
+    the SMTP reply, the deciding reasons and what was stripped."""
+    reply = verdict.reply
+    return {
+        "profile": verdict.profile,
+        "verdict": verdict.action.value,
+        "stage": verdict.stage.value,
+        "reply": f"{reply.code} {reply.enhanced} {reply.text}",
+        "reasons": [f.reason for f in culprits(verdict)],
+        "stripped": list(verdict.stripped),
+    }
+
+
 def _pct(value: float) -> str:
     return f"{100 * value:.1f}%"
+
+
+def gain_text(cause: Cause) -> str:
+    """What fixing one cause alone gains. A cause that overlaps others (the same companies also
+    strip or refuse for another reason) gains nothing alone: say so instead of "+0.0"."""
+    gain = 100 * float(cause.gain_intact)
+    if round(gain, 1) == 0:
+        return "no gain on its own: other causes hit the same recipients"
+    return f"+{gain:.1f} points intact"
+
+
+def gain_all_text(est: Estimate) -> str | None:
+    """The gain of fixing every cause, when it says more than the single gains do."""
+    if len(est.causes) < 2:
+        return None
+    return f"fix all {len(est.causes)} causes: +{100 * float(est.gain_all):.1f} points intact"
 
 
 def write_text(report: MessageReport, out: TextIO) -> None:
@@ -79,9 +97,12 @@ def write_text(report: MessageReport, out: TextIO) -> None:
         for cause in est.causes:
             print(
                 f"  {cause.code:<26} costs {_pct(float(cause.share_lost)):>6}   "
-                f"{cause.fix}: +{100 * float(cause.gain_intact):.1f} points intact",
+                f"{cause.fix}: {gain_text(cause)}",
                 file=out,
             )
+        together = gain_all_text(est)
+        if together:
+            print(f"  {'':<26}              {together}", file=out)
     print(f"\nModel: {est.source}", file=out)
     for assumption in est.assumptions:
         print(f"  - {assumption}", file=out)
@@ -152,7 +173,8 @@ def _bars(est: Estimate) -> str:
     )
 
 
-def render_html(reports: Sequence[MessageReport]) -> str:
+def render_html(reports: Sequence[MessageReport], *, back: tuple[str, str] | None = None) -> str:
+    """The report page; ``back`` is a (relative URL, text) link above it (the dashboard's)."""
     e = html.escape
     out = [
         "<!DOCTYPE html>",
@@ -160,8 +182,10 @@ def render_html(reports: Sequence[MessageReport]) -> str:
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         "<title>sinkd deliverability report</title>",
         f"<style>{_CSS}</style></head><body>",
-        "<h1>Deliverability report</h1>",
     ]
+    if back is not None:
+        out.append(f'<p class="back"><a href="{e(back[0])}">← {e(back[1])}</a></p>')
+    out.append("<h1>Deliverability report</h1>")
     for report in reports:
         est = report.estimate
         out.append('<section class="message">')
@@ -188,7 +212,13 @@ def render_html(reports: Sequence[MessageReport]) -> str:
                 out.append(
                     f"<tr><td><code>{e(c.code)}</code><br><small>{e(c.reason)}</small></td>"
                     f"<td>{_pct(float(c.share_lost))}</td><td>{e(c.fix)}</td>"
-                    f"<td>+{100 * float(c.gain_intact):.1f} points intact</td></tr>"
+                    f"<td>{e(gain_text(c))}</td></tr>"
+                )
+            together = gain_all_text(est)
+            if together:
+                out.append(
+                    f'<tr class="all"><td colspan="3">All of the above</td><td>{e(together)}'
+                    "</td></tr>"
                 )
             out.append("</table>")
         else:
@@ -200,7 +230,10 @@ def render_html(reports: Sequence[MessageReport]) -> str:
         )
         for row in report.profile_rows():
             reasons = "".join(f"<li>{e(r)}</li>" for r in row["reasons"]) or "-"
-            stripped = "".join(f"<li>{e(s)}</li>" for s in row["stripped"]) or "-"
+            shown = row["stripped"][:STRIPPED_SHOWN]
+            stripped = "".join(f"<li>{e(s)}</li>" for s in shown) or "-"
+            if len(row["stripped"]) > len(shown):
+                stripped += f"<li><small>and {len(row['stripped']) - len(shown)} more</small></li>"
             out.append(
                 f"<tr><td>{e(row['profile'])}</td>"
                 f'<td class="v-{e(row["verdict"])}">{e(row["verdict"])}</td>'

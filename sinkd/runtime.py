@@ -1,36 +1,43 @@
 """Wiring for a running server: settings → profiles → store → SMTP listener → HTTP API.
 
 Owns start-up and shutdown of ``sinkd serve`` (and of test servers): it loads and compiles the
-profiles, opens the store, prepares TLS, binds the SMTP listener and serves the HTTP API
-(``sinkd.web``) in the same event loop. It holds no policy and parses
+profiles, opens the verdict log and the store, prepares TLS, binds the SMTP listener and serves
+the HTTP API (``sinkd.web``) in the same event loop. It holds no policy and parses
 no command line (``cli.py`` does).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import socket
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 from sinkd.chaos import Chaos, ChaosConfig, ChaosTrigger
 from sinkd.delivery_state import DeliveryState
 from sinkd.dns import DnsMode, build_resolver
 from sinkd.engine import Pipeline, Router, compile_profile
+from sinkd.errors import ProfileError
 from sinkd.ports import Lookups, Resolver
-from sinkd.profiles import DEFAULT_PROFILE, ProfileSet
+from sinkd.profiles import DEFAULT_PROFILE, LoadedProfile, ProfileSet
 from sinkd.smtp import AuthMode, ServerOptions, SinkHandler, protocol_factory
 from sinkd.spamd import SpamdService
 from sinkd.store import MessageRecord, Store
 from sinkd.store.sqlite import open_sqlite
 from sinkd.tls import self_signed, server_context
+from sinkd.verdict_log import VerdictLog
 from sinkd.web import HttpServer, create_app
 from sinkd.web.hub import Hub
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 def default_db_path() -> Path:
@@ -72,6 +79,7 @@ class Settings:
     http_host: str = "127.0.0.1"  # loopback by default: the API changes state; see http_auth
     http_port: int = 8025  # 0 picks a free one
     http_auth: tuple[str, str] | None = None  # --http-auth USER:PASS: basic auth on the API
+    verdict_log: Path | None = None  # --verdict-log: one JSON line per stored verdict
 
 
 def build_router(profiles: ProfileSet, default: str, routes: Mapping[str, str]) -> Router:
@@ -84,6 +92,13 @@ def build_router(profiles: ProfileSet, default: str, routes: Mapping[str, str]) 
         return compiled[name]
 
     return Router(pipeline(default), {domain: pipeline(name) for domain, name in routes.items()})
+
+
+def _zones_of(loaded: Sequence[LoadedProfile]) -> list[Path]:
+    zones: dict[Path, None] = {}
+    for profile in loaded:
+        zones.update(dict.fromkeys(profile.dns_zones))
+    return list(zones)
 
 
 def profile_dns_zones(profiles: ProfileSet, default: str, routes: Mapping[str, str]) -> list[Path]:
@@ -126,16 +141,80 @@ class Sinkd:
         self.http_address: tuple[str, int] | None = None
         # Live events (GET /api/v1/events): every stored verdict, every release.
         self.hub = Hub()
+        self.handler: SinkHandler | None = None  # set by start(); set_routing swaps its router
+        self.profiles: ProfileSet | None = None
+        # The profiles routed at start by id: a --profile given as a YAML path keeps its id
+        # usable in set_routing although no profiles directory holds it.
+        self._started_with: dict[str, LoadedProfile] = {}
+        self._zones: list[Path] = []  # the DNS zone files the current resolver was built from
+
+        self.verdict_log: VerdictLog | None = None
+
+    def routing(self) -> tuple[str, dict[str, str]]:
+        """The default profile's id and the recipient routes (domain -> profile id) in force."""
+        assert self.handler is not None, "the server has not started"
+        router = self.handler.router
+        routes = {domain: p.name for domain, p in router.exact.items()}
+        routes.update({f"*{suffix}": p.name for suffix, p in router.wildcards})
+        return router.default.name, routes
+
+    def known_profiles(self) -> list[str]:
+        """Profile ids ``set_routing`` accepts: every loaded profile and those started with."""
+        assert self.profiles is not None, "the server has not started"
+        return sorted({*self.profiles.names(), *self._started_with})
+
+    def set_routing(self, profile: str, routes: Mapping[str, str]) -> None:
+        """Judge mail with ``profile`` by default and ``routes`` (domain -> profile id) from the
+        next MAIL FROM on; open transactions finish with the routing they began with. Only
+        profile ids are accepted, never paths. ``ProfileError`` names an unknown or invalid
+        profile; nothing changes then. The DNS fixtures the profiles name are loaded too,
+        as ``sinkd serve --profile ... --route ...`` would load them."""
+        assert self.handler is not None and self.profiles is not None, "the server has not started"
+        loaded: dict[str, LoadedProfile] = {}
+        for name in (profile, *routes.values()):
+            if name in loaded:
+                continue
+            if name in self.profiles.names():
+                loaded[name] = self.profiles.resolve(name)
+            elif name in self._started_with:
+                loaded[name] = self._started_with[name]
+            else:
+                raise ProfileError(
+                    f"unknown profile {name!r}; available: {', '.join(self.known_profiles())}"
+                )
+        compiled = {name: compile_profile(p) for name, p in loaded.items()}
+        router = Router(compiled[profile], {d: compiled[p] for d, p in routes.items()})
+        zones = [
+            *_zones_of([loaded[profile], *(loaded[p] for p in routes.values())]),
+            *self.settings.dns_zones,
+        ]
+        lookups = self.handler.lookups
+        if zones != self._zones:
+            s = self.settings
+            resolver = build_resolver(s.dns, s.dns_server, zones, s.dns_timeout)
+            lookups = dataclasses.replace(lookups, resolver=resolver)
+            self._zones = zones
+        self.handler.router, self.handler.lookups = router, lookups
+        self.settings.profile, self.settings.routes = profile, dict(routes)
+        shown = ", ".join(f"{d}={p}" for d, p in routes.items()) or "none"
+        log.info("routing profile=%s routes=%s (set over HTTP)", profile, shown)
 
     def publish_records(self, records: Sequence[MessageRecord]) -> None:
-        """Publish stored records as ``verdict`` events (after their commit)."""
+        """After the commit, before the reply: append the records to the verdict log, then
+        publish them as ``verdict`` events. Neither can fail the transaction."""
+        if self.verdict_log is not None:
+            self.verdict_log.write(records)
         for record in records:
             self.hub.publish("verdict", record.to_json())
 
     async def start(self) -> None:
         s = self.settings
-        profiles = ProfileSet(s.profiles_dirs)
+        profiles = self.profiles = ProfileSet(s.profiles_dirs)
         router = build_router(profiles, s.profile, s.routes)
+        for name in (s.profile, *s.routes.values()):
+            loaded = profiles.resolve(name)
+            self._started_with[loaded.profile.id] = loaded
+        self._zones = [*profile_dns_zones(profiles, s.profile, s.routes), *s.dns_zones]
         resolver = dns_resolver(
             profiles,
             s.profile,
@@ -161,12 +240,15 @@ class Sinkd:
             proxy_protocol=s.proxy_protocol,
             tls_context=server_context(cert, key),
         )
+        if s.verdict_log is not None:  # before the store: a bad path stops the start cleanly
+            self.verdict_log = VerdictLog(s.verdict_log)
+            log.info("verdict log %s", s.verdict_log)
         self.store = await open_sqlite(s.db)
         lookups = Lookups(
             spamd=SpamdService(override=s.spamd), resolver=resolver, state=self.delivery
         )
         self.chaos = Chaos(ChaosConfig(tuple(s.chaos_triggers), s.chaos_seed))
-        handler = SinkHandler(
+        handler = self.handler = SinkHandler(
             router, self.store, options, lookups, chaos=self.chaos, on_commit=self.publish_records
         )
         loop = asyncio.get_running_loop()
@@ -218,3 +300,59 @@ class Sinkd:
         if self.store is not None:
             await self.store.close()
             self.store = None
+        if self.verdict_log is not None:
+            self.verdict_log.close()
+            self.verdict_log = None
+
+
+class ServerThread:
+    """A ``Sinkd`` in a background thread with its own event loop, for synchronous callers
+    (the pytest plugin, scripts): ``start()`` returns once it listens (or raises what stopped
+    it), ``stop()`` stops it and ends the thread."""
+
+    def __init__(self, settings: Settings, *, start_timeout: float = 30.0) -> None:
+        self.sinkd = Sinkd(settings)
+        self.start_timeout = start_timeout
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> Sinkd:
+        loop = self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=loop.run_forever, name="sinkd-server", daemon=True)
+        self._thread.start()
+        started = asyncio.run_coroutine_threadsafe(self.sinkd.start(), loop)
+        try:
+            started.result(self.start_timeout)
+        except BaseException:
+            self._end()
+            raise
+        return self.sinkd
+
+    def stop(self) -> None:
+        if self._loop is None:
+            return
+        try:
+            asyncio.run_coroutine_threadsafe(self.sinkd.stop(), self._loop).result(30.0)
+        finally:
+            self._end()
+
+    def call(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        """Run ``coroutine`` in the server's loop and return its result (for tests and
+        tools that change the running server from outside)."""
+        assert self._loop is not None, "the server thread is not running"
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(30.0)
+
+    def _end(self) -> None:
+        loop, thread = self._loop, self._thread
+        self._loop = self._thread = None
+        if loop is None or thread is None:
+            return
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(30.0)
+        loop.close()
+
+    def __enter__(self) -> Sinkd:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()

@@ -88,6 +88,15 @@ def free_port(host: str = "127.0.0.1") -> int:
         return port
 
 
+@contextlib.contextmanager
+def refused_port(host: str = "127.0.0.1") -> Iterator[int]:
+    """A port that refuses connections for as long as the block runs: bound but not listening,
+    so no other process (tests run beside other servers) can take it meanwhile."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        yield sock.getsockname()[1]
+
+
 def spamd_port_unused(host: str = "127.0.0.1") -> tuple[str, int]:
     """An address where no spamd (nor anything else) listens: connections are refused."""
     return host, free_port(host)

@@ -8,7 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from sinkd.html_policy import HTML_CLASSES, HtmlHit, HtmlReport, inspect_html, strip_html
+from sinkd.html_policy import (
+    HTML_CLASSES,
+    HtmlHit,
+    HtmlReport,
+    inspect_html,
+    mark_html,
+    strip_html,
+)
 
 CONTENT = Path(__file__).resolve().parent / "messages" / "content"
 
@@ -605,3 +612,56 @@ def test_a_stripped_document_stays_a_whole_document() -> None:
     out, _ = strip_html(fixture("hidden-preheader.html"), ["hidden_text"])
     assert out.startswith("<!DOCTYPE html><html")
     assert "<title>Your October statement</title>" in out
+
+
+# --- marking what strip_html would remove -------------------------------------------------------
+
+MARK = "data-sinkd-test"
+
+
+def test_marking_labels_every_removed_element_and_removes_nothing() -> None:
+    html = fixture("hidden-preheader.html")
+    marked, count = mark_html(html, HTML_CLASSES, MARK)
+    assert count == 1
+    assert f'<sinkd-mark {MARK}="label" title="&lt;div style=&quot;display: none;' in marked
+    assert "✂ hidden text removed: “Your statement is ready – plus 20% off renewals…”" in marked
+    assert (
+        f'opacity: 0; overflow: hidden; mso-hide: all;" {MARK}="removed">Your statement' in marked
+    )
+    _, removed = strip_html(html, HTML_CLASSES)
+    assert [hit.cls for hit in removed] == ["hidden_text"]
+    for text in ["View your statement", "Your statement is ready"]:
+        assert text in marked  # marked, not stripped
+
+
+def test_marking_labels_edits_and_removals_with_their_hits() -> None:
+    marked, count = mark_html(fixture("script-zoo.html"), ["active_script"], MARK)
+    assert count >= 10
+    assert f'<a href="javascript:alert(1)" {MARK}="changed">' in marked
+    assert "✂ script removed from this element" in marked
+    assert f'<script {MARK}="removed">document.title = "inline";</script>' in marked
+    head = marked.split("</head>", 1)[0]
+    assert f'<script {MARK}="removed">' in head and "<sinkd-mark" not in head  # no labels there
+
+
+def test_a_label_is_escaped_text_whatever_the_mail_contains() -> None:
+    html = (
+        "<html><body><p>x</p>"
+        '<img src="https://x.example/a.png?&quot;&gt;&lt;script&gt;alert(1)&lt;/script&gt;">'
+        "</body></html>"
+    )
+    marked, count = mark_html(html, ["images"], MARK)
+    assert count == 1
+    label = marked.split("<sinkd-mark", 1)[1].split("</sinkd-mark>", 1)[0]
+    assert "<script" not in label and "&lt;script&gt;" in label
+
+
+def test_marking_nothing_or_with_a_bad_attribute_name() -> None:
+    clean = "<p>Hello</p>"
+    assert mark_html(clean, HTML_CLASSES, MARK) == (clean, 0)
+    assert mark_html(fixture("script-zoo.html"), [], MARK)[1] == 0
+    for bad in ["onclick", "data-x onload=alert(1)", 'data-"x"', "style"]:
+        with pytest.raises(ValueError, match="mark attribute"):
+            mark_html(clean, HTML_CLASSES, bad)
+    with pytest.raises(ValueError, match="unknown HTML classes"):
+        mark_html(clean, ["fonts"], MARK)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from fractions import Fraction
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from sinkd.model import Action, Category, ClientIdentity, Finding
 from sinkd.population import Estimate, Outcome, fix_for, load_population
 from sinkd.ports import Lookups
 from sinkd.profiles import ProfileSet
+from sinkd.report import MessageReport, render_html, write_text
 
 F = Fraction
 FILTERING = 1 - F(3, 100)  # 97% run some filter
@@ -194,3 +196,28 @@ def test_a_share_above_one_is_refused_with_its_location(tmp_path: Path) -> None:
     bad.write_text(text.replace("share: 0.64", "share: 1.64"))
     with pytest.raises(ProfileError, match=r"features\[1\]\.share"):
         load_population(ProfileSet(), bad)
+
+
+async def test_overlapping_causes_gain_nothing_alone_and_everything_together() -> None:
+    raw = eml(
+        "October news",
+        '<div style="display:none">Plus 20% off renewals this week.</div>'
+        '<p>Hello Sam.</p><img src="https://cdn.shop.example/hero.jpg" width="600" height="300">',
+    )
+    est = await estimate(raw)
+    stripped = FILTERING * R  # the same companies strip the images and the hidden text
+    assert est.share(Outcome.STRIPPED) == stripped
+    causes = {c.code: c for c in est.causes}
+    assert set(causes) == {"MIME_HIDDEN_TEXT", "MIME_IMAGES"}
+    assert causes["MIME_HIDDEN_TEXT"].gain_intact == causes["MIME_IMAGES"].gain_intact == 0
+    assert est.gain_all == stripped
+    assert est.to_json()["gain_all_intact"] == pytest.approx(0.6208)
+    text = io.StringIO()
+    write_text(MessageReport("news.eml", "October news", [], est), text)
+    assert (
+        "remove the hidden preheader text: no gain on its own: other causes hit" in text.getvalue()
+    )
+    assert "+0.0" not in text.getvalue()
+    assert "fix all 2 causes: +62.1 points intact" in text.getvalue()
+    page = render_html([MessageReport("news.eml", "October news", [], est)])
+    assert "fix all 2 causes: +62.1 points intact" in page and "+0.0" not in page

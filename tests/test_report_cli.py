@@ -55,7 +55,7 @@ def test_the_json_report_has_the_documented_shape(newsletter: Path) -> None:
     code, text = run(str(newsletter), "--profiles", "typical-corporate,no-filter", "--json")
     assert code == EXIT_OK
     data = json.loads(text)
-    assert set(data) == {"message", "profiles", "population", "causes", "model"}
+    assert set(data) == {"message", "profiles", "population", "causes", "gain_all_intact", "model"}
     assert data["message"] == str(newsletter)
     assert [p["profile"] for p in data["profiles"]] == ["typical-corporate", "no-filter"]
     corporate = data["profiles"][0]

@@ -64,7 +64,7 @@ def create_app(sinkd: Sinkd) -> Starlette:
     """The API over a running ``sinkd`` (its SMTP listener, store, chaos and HTTP address),
     which endpoints reach as ``request.app.state.sinkd``."""
     # Here, not at the top: sinkd.web.messages builds on this module's errors and helpers.
-    from sinkd.web import events, messages, openapi
+    from sinkd.web import events, messages, openapi, routing
     from sinkd.web.dashboard import Dashboard
 
     routes: list[BaseRoute] = [
@@ -72,6 +72,7 @@ def create_app(sinkd: Sinkd) -> Starlette:
         Route("/readyz", readyz, methods=["GET"]),
         Route(f"{API}/chaos", ChaosResource),
         *messages.routes(),
+        *routing.routes(),
         *events.routes(),
         *openapi.routes(),
     ]
@@ -251,8 +252,10 @@ class StateChangeGuard:
 
     An ``Origin`` is the server's own when its host and port are the bound address; on a
     loopback or wildcard bind ``localhost``, ``127.0.0.1`` and ``[::1]`` too, and on a wildcard
-    bind any IP literal the request was addressed to (``Host``). Host names other than
-    ``localhost`` are never trusted, so DNS rebinding gains nothing.
+    bind any IP literal the request was addressed to (``Host``). Behind a published port
+    (``docker run -p 18025:8025``) the port differs from the bound one: such an origin is the
+    server's own when it equals the request's ``Host`` and its host is one of those names. Host
+    names other than ``localhost`` are never trusted, so DNS rebinding gains nothing.
     """
 
     def __init__(self, app: ASGIApp, own_address: Callable[[], tuple[str, int] | None]) -> None:
@@ -291,17 +294,29 @@ class StateChangeGuard:
         try:
             parts = urlsplit(origin)
             origin_host, origin_port = (parts.hostname or "").lower(), parts.port or 80
+            requested = urlsplit(f"//{host_header}")
+            requested_host, requested_port = (requested.hostname or "").lower(), requested.port
         except ValueError:
             return False
-        if parts.scheme != "http" or origin_port != port:
+        if parts.scheme != "http":
             return False
+        trusted_name = (bound in _WILDCARD or bound in _LOOPBACK_NAMES) and (
+            origin_host in _LOOPBACK_NAMES or (bound in _WILDCARD and _is_ip(origin_host))
+        )
+        if origin_port != port:
+            # A published port (docker run -p 18025:8025): the browser's origin and Host name
+            # the port on the Docker host, not the one bound here. Same origin when the Origin
+            # is exactly the Host the request was sent to and a name trusted below.
+            return trusted_name and (requested_host, requested_port or 80) == (
+                origin_host,
+                origin_port,
+            )
         if origin_host == bound.lower():
             return True
         if (bound in _WILDCARD or bound in _LOOPBACK_NAMES) and origin_host in _LOOPBACK_NAMES:
             return True
         if bound in _WILDCARD and _is_ip(origin_host):
-            requested = urlsplit(f"//{host_header}")
-            return (requested.hostname or "").lower() == origin_host
+            return requested_host == origin_host
         return False
 
 

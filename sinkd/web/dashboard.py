@@ -1,22 +1,23 @@
 """The dashboard: server-rendered HTML pages over the store and the profiles.
 
-``/`` lists verdicts (live through ``/api/v1/events``), ``/messages/{id}`` explains one,
-``/profiles/{name}`` states a policy in plain language. Pages are Python string templates in
-which every value passes through ``e()`` (``html.escape``); captured HTML is shown only inside
-``<iframe sandbox="" srcdoc=...>``, escaped as an attribute value. Every response carries
-``CSP`` and ``nosniff``; the one script and stylesheet are package files served under fixed
-names, so nothing here builds a file path from request or message data.
+``/`` lists verdicts (live through ``/api/v1/events``; filters and paging by plain links),
+``/messages/{id}`` explains one, ``/profiles/{name}`` states a policy in plain language; the
+compare and report pages live in ``sinkd.web.compare``, the captured mail's own pages in
+``sinkd.web.renderings``. Pages are Python string templates in which every value passes through
+``e()`` (``html.escape``); captured HTML never appears in them, only in ``<iframe sandbox="">``
+frames over the rendering endpoint. Every response carries ``CSP`` and ``nosniff``; the one
+script and stylesheet are package files served under fixed names, so nothing here builds a file
+path from request or message data.
 """
 
 from __future__ import annotations
 
-import email
-import email.policy
 from collections.abc import Iterable
-from email.message import EmailMessage, Message
+from email.message import Message
 from html import escape
 from importlib import resources
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
@@ -42,7 +43,7 @@ SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
 }
-LIST_LIMIT = 200
+LIST_LIMIT = 50  # rows per page of the list
 CATEGORY_TITLES = {
     Category.ENVELOPE.value: "Envelope",
     Category.AUTHENTICATION.value: "Authentication",
@@ -60,9 +61,13 @@ _STATIC = {
 
 
 def routes() -> list[BaseRoute]:
+    from sinkd.web import compare, renderings
+
     return [
         Route("/", index, methods=["GET"]),
         Route("/messages/{id}", message_page, methods=["GET"]),
+        *renderings.routes(),
+        *compare.routes(),
         Route("/profiles/{name}", profile_page, methods=["GET"]),
         Route("/static/dashboard.js", _static("dashboard.js"), methods=["GET"]),
         Route("/static/dashboard.css", _static("dashboard.css"), methods=["GET"]),
@@ -89,7 +94,7 @@ class Dashboard:
                 await self.router(scope, receive, send)
             except ApiError as exc:  # outside the app's exception handlers: answer here
                 body = f"<h1>{e(exc.error)}</h1><p>{e(exc.detail)}</p>"
-                await _page(exc.error, body, exc.status)(scope, receive, send)
+                await page(exc.error, body, exc.status)(scope, receive, send)
             return
         await self.app(scope, receive, send)
 
@@ -113,7 +118,7 @@ def _static(name: str) -> Any:
     return serve
 
 
-def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
+def page(title: str, body: str, status: int = 200) -> HTMLResponse:
     html = f"""<!doctype html>
 <html lang="en">
 <head>
@@ -121,6 +126,7 @@ def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="referrer" content="no-referrer">
 <title>{e(title)} · sinkd</title>
+<link rel="icon" href="data:,">
 <link rel="stylesheet" href="/static/dashboard.css">
 </head>
 <body>
@@ -137,8 +143,8 @@ def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
     return HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)
 
 
-def _not_found(detail: str) -> HTMLResponse:
-    return _page(
+def not_found(detail: str) -> HTMLResponse:
+    return page(
         "Not found",
         f'<h1>Not found</h1><p class="muted">{e(detail)}</p>'
         '<p><a href="/">Back to messages</a></p>',
@@ -146,7 +152,7 @@ def _not_found(detail: str) -> HTMLResponse:
     )
 
 
-def _store(request: Request) -> Store:
+def store_of(request: Request) -> Store:
     sinkd: Sinkd = request.app.state.sinkd
     if sinkd.store is None:
         raise ApiError(503, "not ready", "the message store is not open")
@@ -170,10 +176,23 @@ def badge(data: dict[str, Any]) -> str:
 
 
 def deciding_reason(data: dict[str, Any]) -> str:
-    for finding in data.get("findings") or []:
+    """The deciding finding's reason; for mail accepted without one, what was stripped."""
+    findings = data.get("findings") or []
+    for finding in findings:
         if finding.get("decided"):
             return str(finding.get("reason", ""))
+    if data.get("stripped"):
+        return "accepted after stripping " + ", ".join(_stripped_what(findings))
     return "accepted"
+
+
+def _stripped_what(findings: list[dict[str, Any]]) -> list[str]:
+    what = []
+    for finding in findings:
+        if finding.get("action") == "strip":
+            cls = (finding.get("detail") or {}).get("class")
+            what.append(str(cls or finding.get("code", "")).replace("_", " ").lower())
+    return list(dict.fromkeys(what)) or ["content"]
 
 
 def _when(value: object) -> str:
@@ -191,38 +210,110 @@ def _envelope(data: dict[str, Any]) -> tuple[str, str]:
 # --- the list ---------------------------------------------------------------------------------
 
 
+def _list_view(request: Request) -> tuple[Query, dict[str, str]]:
+    """The list's filters and page from the query string. The page is a plain link, so a bad
+    value (a hand-edited URL) falls back to the default rather than failing."""
+    from sinkd.web.messages import _profiles
+
+    params = request.query_params
+    verdict = params.get("verdict") or ""
+    if verdict not in {v.value for v in VerdictAction}:
+        verdict = ""
+    profile = params.get("profile") or ""
+    if profile not in _profiles(request).names():
+        profile = ""
+    subject = (params.get("subject") or "").strip()[:200]
+    offset_text = params.get("offset") or "0"
+    offset = int(offset_text) if offset_text.isdigit() and len(offset_text) < 10 else 0
+    query = Query(
+        verdict=verdict or None,
+        profile=profile or None,
+        subject=subject or None,
+        limit=LIST_LIMIT,
+        offset=offset,
+    )
+    return query, {"verdict": verdict, "profile": profile, "subject": subject}
+
+
+def _list_url(filters: dict[str, str], offset: int) -> str:
+    params = {k: v for k, v in filters.items() if v}
+    if offset:
+        params["offset"] = str(offset)
+    return "/" + (f"?{urlencode(params)}" if params else "")
+
+
 async def index(request: Request) -> Response:
-    verdict = request.query_params.get("verdict") or None
-    verdicts = [v.value for v in VerdictAction]
-    if verdict not in verdicts:
-        verdict = None
-    store = _store(request)
-    query = Query(verdict=verdict, limit=LIST_LIMIT)
+    from sinkd.web.messages import _profiles
+
+    query, filters = _list_view(request)
+    store = store_of(request)
     total = await store.count(query)
     rows = await store.list(query)
-    options = "".join(
-        f'<option value="{e(v)}"{" selected" if v == verdict else ""}>{e(v)}</option>'
-        for v in verdicts
-    )
+    verdicts = [v.value for v in VerdictAction]
+
+    def options(values: Iterable[str], chosen: str) -> str:
+        return "".join(
+            f'<option value="{e(v)}"{" selected" if v == chosen else ""}>{e(v)}</option>'
+            for v in values
+        )
+
+    filtered = any(filters.values())
     body_rows = "".join(_row(row.data) for row in rows)
-    empty = "" if rows else '<tr class="empty"><td colspan="6">No messages yet.</td></tr>'
+    if rows:
+        empty = ""
+    elif filtered or query.offset:
+        empty = (
+            '<tr class="empty"><td colspan="6"><b>No messages match.</b> '
+            '<a href="/">Show all messages</a></td></tr>'
+        )
+    else:
+        empty = (
+            '<tr class="empty"><td colspan="6"><b>No messages yet.</b> Send one to sinkd\'s '
+            "SMTP port and it appears here as soon as it is judged.</td></tr>"
+        )
+    first = query.offset + 1 if rows else 0
+    last = query.offset + len(rows)
+    newer = (
+        f'<a class="page-link" rel="prev" id="newer" '
+        f'href="{e(_list_url(filters, max(query.offset - LIST_LIMIT, 0)))}">← Newer</a>'
+        if query.offset
+        else '<span class="page-link off">← Newer</span>'
+    )
+    older = (
+        f'<a class="page-link" rel="next" id="older" '
+        f'href="{e(_list_url(filters, query.offset + LIST_LIMIT))}">Older →</a>'
+        if last < total
+        else '<span class="page-link off">Older →</span>'
+    )
+    pager = (
+        f'<nav class="pager" aria-label="pages">{newer}'
+        f'<span class="range" id="range">{first}–{last} of {total}</span>{older}</nav>'
+    )
+    clear = '<a class="clear" href="/">Clear</a>' if filtered else ""
     body = f"""
 <div class="titlebar">
   <h1>Messages <span class="count" id="total">{total}</span></h1>
-  <form method="get" action="/" class="filter">
-    <label for="verdict-filter">Verdict</label>
-    <select id="verdict-filter" name="verdict"><option value="">all</option>{options}</select>
-    <button type="submit">Filter</button>
-  </form>
   <span id="live" class="live" data-state="connecting">connecting…</span>
 </div>
-<table class="list" id="messages" data-verdict="{e(verdict or "")}">
+<form method="get" action="/" class="filter" id="filters">
+  <label>Verdict <select id="verdict-filter" name="verdict"><option value="">all</option>
+    {options(verdicts, filters["verdict"])}</select></label>
+  <label>Profile <select id="profile-filter" name="profile"><option value="">all</option>
+    {options(_profiles(request).names(), filters["profile"])}</select></label>
+  <label>Subject <input id="subject-filter" name="subject" type="search" maxlength="200"
+    placeholder="contains…" value="{e(filters["subject"])}"></label>
+  <button type="submit">Filter</button>{clear}
+</form>
+<table class="list" id="messages" data-verdict="{e(filters["verdict"])}"
+  data-profile="{e(filters["profile"])}" data-subject="{e(filters["subject"])}"
+  data-offset="{query.offset}">
 <thead><tr><th>Verdict</th><th>Subject</th><th>From → To</th><th>Profile</th>
-<th>Reason</th><th>Time</th></tr></thead>
+<th>Reason</th><th>Received</th></tr></thead>
 <tbody>{body_rows}{empty}</tbody>
 </table>
+{pager}
 """
-    return _page("Messages", body)
+    return page("Messages", body)
 
 
 def _row(data: dict[str, Any]) -> str:
@@ -248,23 +339,38 @@ async def message_page(request: Request) -> Response:
     from sinkd.web.messages import _ID  # the API's id shape
 
     if not _ID.fullmatch(message_id):
-        return _not_found(f"{message_id!r} is not a message id")
+        return not_found(f"{message_id!r} is not a message id")
     try:
-        stored = await _store(request).get(message_id, with_raw=True)
+        stored = await store_of(request).get(message_id, with_raw=True)
     except NotFound:
-        return _not_found(f"There is no message with id {message_id!r}.")
-    return _page(str(stored.data.get("subject") or stored.id), _message_body(stored))
+        return not_found(f"There is no message with id {message_id!r}.")
+    from sinkd.web.renderings import remote_images_on
+
+    title = str(stored.data.get("subject") or stored.id)
+    return page(title, _message_body(stored, remote_images_on(request)))
 
 
-def _message_body(stored: StoredMessage) -> str:
+def _message_body(stored: StoredMessage, remote_images: bool) -> str:
     data = stored.data
     sender, rcpts = _envelope(data)
     reply = data.get("reply") or {}
     reply_text = " ".join(str(reply.get(k) or "") for k in ("code", "enhanced", "text")).strip()
     profile = data.get("profile") or ""
+    actions = (
+        (
+            f'<a class="button" id="compare-link" href="/compare/{e(stored.id)}">Compare with '
+            "every profile</a>"
+            f'<a class="button" id="report-link" href="/messages/{e(stored.id)}/report">'
+            "Deliverability report</a>"
+        )
+        if stored.raw is not None
+        else ""
+    ) + f'<a class="button quiet" href="/api/v1/messages/{e(stored.id)}/raw">Download .eml</a>'
     summary = f"""
+<p class="crumbs"><a href="/">Messages</a> › {e(data.get("subject") or "(no subject)")}</p>
 <div class="titlebar"><h1>{e(data.get("subject") or "(no subject)")}</h1>{badge(data)}</div>
 <p class="reason-lead">{e(deciding_reason(data))}</p>
+<p class="actions">{actions}</p>
 <dl class="facts">
   <dt>Verdict</dt><dd>{e(data.get("verdict"))} ({e(data.get("disposition"))})</dd>
   <dt>Score</dt><dd>{e(data.get("score"))}</dd>
@@ -277,7 +383,8 @@ def _message_body(stored: StoredMessage) -> str:
     <a href="/api/v1/messages/{e(stored.id)}">JSON</a></dd>
 </dl>
 """
-    return summary + _findings(data) + _renderings(stored) + _headers(stored.raw)
+    rendered = _renderings(stored, remote_images)
+    return summary + _findings(data) + rendered + _headers(stored.raw)
 
 
 def _findings(data: dict[str, Any]) -> str:
@@ -311,71 +418,82 @@ def _findings(data: dict[str, Any]) -> str:
     return "".join(out)
 
 
-def _parse(raw: bytes) -> EmailMessage | None:
-    try:
-        parsed = email.message_from_bytes(raw, policy=email.policy.default)
-    except Exception:
-        return None
-    return parsed if isinstance(parsed, EmailMessage) else None
-
-
-def _rendering(raw: bytes | None) -> str | None:
-    """The HTML part (or the text part, escaped, in ``<pre>``) as a document for srcdoc."""
-    if raw is None:
-        return None
-    parsed = _parse(raw)
-    if parsed is None:
-        return None
-    try:
-        part = parsed.get_body(preferencelist=("html", "plain"))
-        if part is None:
-            return "<p><em>(no text or HTML part)</em></p>"
-        content = part.get_content()
-    except Exception as exc:  # a broken part: say so rather than fail the page
-        return f"<p><em>(the body could not be decoded: {e(type(exc).__name__)})</em></p>"
-    text = content if isinstance(content, str) else bytes(content).decode("utf-8", "replace")
-    if part.get_content_type() == "text/html":
-        return text
-    style = "white-space:pre-wrap;font:14px/1.5 ui-monospace,monospace;margin:12px"
-    return f'<pre style="{style}">{e(text)}</pre>'
-
-
-def _frame(label: str, doc: str | None, empty: str) -> str:
-    if doc is None:
-        return f'<div class="frame-empty muted">{e(empty)}</div>'
+def _frame(stored: StoredMessage, which: str, remote_images: bool) -> str:
+    """A sandboxed frame (no scripts, no same origin) over the rendering endpoint, which
+    answers with its own CSP: the toggle widens that one to remote images, never the page's."""
+    query = "?remote_images=1" if remote_images else ""
+    src = f"/messages/{stored.id}/render/{which}{query}"
     return (
-        f'<iframe class="mail {e(label)}" sandbox="" referrerpolicy="no-referrer" '
-        f'title="{e(label)} rendering" srcdoc="{e(doc)}"></iframe>'
+        f'<iframe class="mail {e(which)}" sandbox="" referrerpolicy="no-referrer" '
+        f'title="{e(which)} rendering" src="{e(src)}"></iframe>'
     )
 
 
-def _renderings(stored: StoredMessage) -> str:
+def _renderings(stored: StoredMessage, remote_images: bool) -> str:
+    from sinkd.web.renderings import stripped_classes
+
     data = stored.data
-    refused = data.get("verdict") == VerdictAction.REJECT.value or stored.raw is None
-    original = _rendering(stored.raw)
-    delivered = None if refused else _rendering(stored.filtered or stored.raw)
+    refused = data.get("verdict") == VerdictAction.REJECT.value
     stripped: list[str] = list(data.get("stripped") or [])
-    stripped_html = (
-        "<ul class='stripped'>" + "".join(f"<li>{e(s)}</li>" for s in stripped) + "</ul>"
-        if stripped
-        else '<p class="muted small">Nothing was stripped.</p>'
+    if stripped:
+        items = "<ul class='stripped'>" + "".join(f"<li>{e(s)}</li>" for s in stripped) + "</ul>"
+        many = len(stripped) > 5  # a long list folds away; the marks in the original remain
+        stripped_html = (
+            f"<details{'' if many else ' open'}><summary>{len(stripped)} item"
+            f"{'s' if len(stripped) != 1 else ''} removed</summary>{items}</details>"
+        )
+    else:
+        stripped_html = '<p class="muted small">Nothing was stripped.</p>'
+
+    if stored.raw is None:
+        original = _empty_frame("Refused before DATA: no message was received.")
+    else:
+        original = _frame(stored, "original", remote_images)
+    if refused or stored.raw is None:
+        delivered = _empty_frame("Nothing was delivered: the message was refused.")
+    else:
+        delivered = _frame(stored, "filtered", remote_images)
+    legend = (
+        '<p class="legend small"><span class="scissors">✂</span> Labels and dashed outlines '
+        "mark what the filter removed.</p>"
+        if stored.raw is not None and stripped_classes(data)
+        else ""
     )
+    if remote_images:
+        toggle = (
+            '<div class="remote on" id="remote-images"><b>Remote images are loaded</b> from the '
+            "sender's servers in this view (the sender may learn that the message was opened)."
+            f' <a href="/messages/{e(stored.id)}">Block them again</a></div>'
+        )
+    else:
+        toggle = (
+            '<div class="remote" id="remote-images">Remote images are blocked, as most mail '
+            f'clients do. <a href="/messages/{e(stored.id)}?remote_images=1">Load remote '
+            "images</a></div>"
+        )
     return f"""
 <section><h2>Original and delivered</h2>
+{toggle}
 <div class="side">
-  <div class="pane"><h3>Original (as sent)</h3>
-    {_frame("original", original, "Refused before DATA: no message was received.")}</div>
+  <div class="pane"><h3>Original (as sent)</h3>{legend}
+    {original}</div>
   <div class="pane"><h3>Delivered (filtered)</h3>
-    {_frame("filtered", delivered, "Nothing was delivered: the message was refused.")}
+    {delivered}
     <h4>Stripped</h4>{stripped_html}</div>
 </div>
-<p class="muted small">Captured HTML is shown in sandboxed frames: no scripts run and no
-remote content loads.</p>
+<p class="muted small">Captured HTML is shown in sandboxed frames under their own
+Content-Security-Policy: no scripts run, and nothing remote loads unless you allow images.</p>
 </section>
 """
 
 
+def _empty_frame(text: str) -> str:
+    return f'<div class="frame-empty muted">{e(text)}</div>'
+
+
 def _headers(raw: bytes | None) -> str:
+    from sinkd.web.renderings import _parse
+
     parsed = _parse(raw) if raw is not None else None
     if parsed is None:
         return ""
@@ -461,7 +579,7 @@ async def profile_page(request: Request) -> Response:
         loaded = _profile(request, name)
     except ApiError as exc:
         if exc.status == 404:
-            return _not_found(f"There is no profile {name!r}.")
+            return not_found(f"There is no profile {name!r}.")
         raise
     data = dump(loaded.profile)
     grouped = _policy_items(list(data.get("filters") or []))
@@ -502,4 +620,4 @@ async def profile_page(request: Request) -> Response:
 </section>
 <section><h2>What it models (sources)</h2><ul class="models">{models}</ul></section>
 """
-    return _page(str(data.get("title") or name), body)
+    return page(str(data.get("title") or name), body)

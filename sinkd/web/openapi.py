@@ -101,13 +101,14 @@ _ERROR_TEXT = {
     405: "method not allowed",
     409: "the message's state forbids it",
     415: "not Content-Type: application/json",
-    422: "an invalid body",
+    422: "an invalid body (or an unknown profile in it)",
     503: "not ready",
 }
 
 
 def document() -> dict[str, Any]:
     message = _json(_ref("Message"), "a message in the one JSON shape")
+    routing = _json(_ref("Routing"), "the routing in force")
     paths: dict[str, Any] = {
         "/livez": {"get": _op("the process answers", _json({"type": "object"}, "ok"))},
         "/readyz": {
@@ -132,6 +133,48 @@ def document() -> dict[str, Any]:
                         "seed": {"type": ["integer", "null"], "minimum": 0},
                     },
                 },
+            ),
+        },
+        f"{API}/routing": {
+            "get": _op("the default profile and the recipient routes", routing, 401, 503),
+            "put": _op(
+                "replace the default profile and the recipient routes (from the next MAIL FROM)",
+                routing,
+                400,
+                401,
+                403,
+                415,
+                422,
+                503,
+                body={
+                    "type": "object",
+                    "additionalProperties": False,
+                    "required": ["profile"],
+                    "properties": {
+                        "profile": {**_STRING, "description": "a profile id, never a path"},
+                        "routes": {
+                            "type": "object",
+                            "description": "recipient domain (or *.domain) -> profile id",
+                            "additionalProperties": _STRING,
+                        },
+                    },
+                },
+            ),
+        },
+        f"{API}/delivery-state": {
+            "get": _op(
+                "how many greylist triplets and rate-limit windows the server remembers",
+                _json({"type": "object", "properties": {"entries": {"type": "integer"}}}, "ok"),
+                401,
+                503,
+            ),
+            "delete": _op(
+                "forget every greylist triplet and rate-limit window",
+                _json({"type": "object", "properties": {"forgotten": {"type": "integer"}}}, "ok"),
+                401,
+                403,
+                415,
+                503,
             ),
         },
         f"{API}/messages": {
@@ -308,6 +351,18 @@ def document() -> dict[str, Any]:
                         "triggers": _STRING,
                         "seed": {"type": "integer"},
                         "stages": {"type": "array", "items": _STRING},
+                    },
+                },
+                "Routing": {
+                    "type": "object",
+                    "properties": {
+                        "profile": _STRING,
+                        "routes": {"type": "object", "additionalProperties": _STRING},
+                        "profiles": {
+                            "type": "array",
+                            "items": _STRING,
+                            "description": "the profile ids a PUT may name",
+                        },
                     },
                 },
                 "Message": {

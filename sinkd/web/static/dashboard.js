@@ -1,15 +1,32 @@
-// sinkd dashboard: live rows from /api/v1/events and the verdict filter. No innerHTML: every
+// sinkd dashboard: live rows from /api/v1/events and the list's filters. No innerHTML: every
 // value from a message is set as text, so captured mail cannot inject markup here.
 (function () {
   "use strict";
-  var filter = document.getElementById("verdict-filter");
-  if (filter && filter.form) {
-    filter.addEventListener("change", function () { filter.form.submit(); });
+  var filters = document.getElementById("filters");
+  if (filters) {
+    // Empty fields stay out of the URL: "/?verdict=quarantine", not "...&profile=&subject=".
+    filters.addEventListener("submit", function () {
+      Array.prototype.forEach.call(filters.elements, function (field) {
+        if (field.name && !field.value) { field.disabled = true; }
+      });
+    });
+    ["verdict-filter", "profile-filter"].forEach(function (id) {
+      var select = document.getElementById(id);
+      if (!select) { return; }
+      select.addEventListener("change", function () {
+        if (filters.requestSubmit) { filters.requestSubmit(); } else { filters.submit(); }
+      });
+    });
   }
   var table = document.getElementById("messages");
   if (!table || typeof EventSource === "undefined") { return; }
   var tbody = table.tBodies[0];
   var wanted = table.getAttribute("data-verdict") || "";
+  var wantedProfile = table.getAttribute("data-profile") || "";
+  var wantedSubject = (table.getAttribute("data-subject") || "").toLowerCase();
+  // Past the first page, new mail belongs to page one: count it, do not insert it here.
+  var firstPage = (table.getAttribute("data-offset") || "0") === "0";
+  var fresh = 0;
   var live = document.getElementById("live");
   var total = document.getElementById("total");
 
@@ -43,10 +60,19 @@
     return td;
   }
 
-  function reason(m) {
+  function reason(m) {  // as deciding_reason() in dashboard.py
     var findings = m.findings || [];
+    var stripped = [];
     for (var i = 0; i < findings.length; i++) {
       if (findings[i].decided) { return findings[i].reason; }
+      if (findings[i].action === "strip") {
+        var cls = (findings[i].detail || {})["class"] || findings[i].code || "";
+        cls = String(cls).replace(/_/g, " ").toLowerCase();
+        if (stripped.indexOf(cls) < 0) { stripped.push(cls); }
+      }
+    }
+    if (m.stripped && m.stripped.length) {
+      return "accepted after stripping " + (stripped.join(", ") || "content");
     }
     return "accepted";
   }
@@ -76,6 +102,16 @@
   source.addEventListener("verdict", function (event) {
     var m = JSON.parse(event.data);
     if (wanted && m.verdict !== wanted) { return; }
+    if (wantedProfile && m.profile !== wantedProfile) { return; }
+    if (wantedSubject && String(m.subject || "").toLowerCase().indexOf(wantedSubject) < 0) {
+      return;
+    }
+    if (!firstPage) {
+      fresh += 1;
+      if (total) { total.textContent = String(Number(total.textContent || "0") + 1); }
+      setLive("open", "live · " + fresh + " new on the first page");
+      return;
+    }
     var empty = tbody.querySelector("tr.empty");
     if (empty) { empty.remove(); }
     tbody.insertBefore(row(m), tbody.firstChild);

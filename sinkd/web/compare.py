@@ -1,0 +1,228 @@
+"""The dashboard's what-if pages for one stored message: ``/compare/{id}`` (every profile's
+verdict in one table) and ``/messages/{id}/report`` (the deliverability report of
+``sinkd report``, population estimate included).
+
+Owns only presentation and wiring: each profile's verdict comes from the API's re-evaluation
+(``sinkd.web.messages._judge``, the staged transaction with the stored envelope), the rows and
+the report page from ``sinkd.report``, the estimate from ``sinkd.population``. Nothing is stored.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from sinkd.dns import build_resolver
+from sinkd.errors import NotFound, SinkdError
+from sinkd.model import ClientIdentity, Verdict
+from sinkd.population import Population, load_population
+from sinkd.ports import Lookups
+from sinkd.report import MessageReport, profile_row, render_html
+from sinkd.spamd import SpamdService
+from sinkd.store import StoredMessage
+from sinkd.web.app import ApiError
+from sinkd.web.dashboard import badge, e, not_found, page, store_of
+
+if TYPE_CHECKING:
+    from sinkd.runtime import Sinkd
+
+log = logging.getLogger(__name__)
+
+# The report is one self-contained page: inline CSS and SVG, no scripts, nothing remote.
+REPORT_CSP = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; "
+    "form-action 'none'; frame-ancestors 'none'"
+)
+
+
+def routes() -> list[BaseRoute]:
+    return [
+        Route("/compare/{id}", compare_page, methods=["GET"]),
+        Route("/messages/{id}/report", report_page, methods=["GET"]),
+    ]
+
+
+async def _stored(request: Request) -> StoredMessage | Response:
+    from sinkd.web.messages import _ID
+
+    message_id = str(request.path_params["id"])
+    if not _ID.fullmatch(message_id):
+        return not_found(f"{message_id!r} is not a message id")
+    try:
+        return await store_of(request).get(message_id, with_raw=True)
+    except NotFound:
+        return not_found(f"There is no message with id {message_id!r}.")
+
+
+async def every_profile(request: Request, stored: StoredMessage) -> list[tuple[str, Verdict | str]]:
+    """Each loaded profile's verdict on the stored message (or why there is none), by id."""
+    from sinkd.web.messages import _judge, _profile, _profiles
+
+    sinkd: Sinkd = request.app.state.sinkd
+    out: list[tuple[str, Verdict | str]] = []
+    for name in _profiles(request).names():
+        try:
+            verdicts = await _judge(sinkd, _profile(request, name), stored)
+        except ApiError as exc:  # a broken profile file: one row says so, the others stand
+            out.append((name, str(exc.detail)))
+            continue
+        out.extend((name, verdict) for verdict in verdicts)
+    return out
+
+
+def _no_content(stored: StoredMessage) -> Response:
+    return page(
+        "Nothing to compare",
+        f"<h1>Nothing to compare</h1><p class='muted'>Message <code>{e(stored.id)}</code> was "
+        "refused before DATA: sinkd never received its content.</p>"
+        f'<p><a href="/messages/{e(stored.id)}">Back to the message</a></p>',
+        status=409,
+    )
+
+
+# --- compare ----------------------------------------------------------------------------------
+
+
+async def compare_page(request: Request) -> Response:
+    stored = await _stored(request)
+    if isinstance(stored, Response):
+        return stored
+    if stored.raw is None:
+        return _no_content(stored)
+    results = await every_profile(request, stored)
+    own = stored.data.get("profile")
+    rows = "".join(_compare_row(name, result, name == own) for name, result in results)
+    counts: dict[str, int] = {}
+    for _, result in results:
+        if not isinstance(result, str):
+            key = "stripped" if result.stripped and result.action.value == "accept" else None
+            key = key or result.action.value
+            counts[key] = counts.get(key, 0) + 1
+    summary = "".join(
+        f'<span class="tally t-{e(k)}"><b>{n}</b> {e(k)}</span>'
+        for k, n in sorted(counts.items(), key=lambda kv: _ORDER.index(kv[0]))
+    )
+    subject = stored.data.get("subject") or "(no subject)"
+    body = f"""
+<p class="crumbs"><a href="/">Messages</a> › <a href="/messages/{e(stored.id)}">{e(subject)}</a>
+ › Compare</p>
+<div class="titlebar"><h1>Every profile on this message</h1></div>
+<p class="lead">The stored message, with its envelope, judged again by each profile sinkd has
+loaded. Nothing is stored; the row marked <span class="marker">this message</span> is the
+profile it was received under.</p>
+<p class="tallies" id="tallies">{summary}</p>
+<table class="list compare" id="compare">
+<thead><tr><th>Profile</th><th>Verdict</th><th>Stage</th><th>SMTP reply</th>
+<th>Deciding reasons</th><th>Stripped</th><th class="num">Score</th></tr></thead>
+<tbody>{rows}</tbody>
+</table>
+<p class="actions"><a class="button" href="/messages/{e(stored.id)}/report">Deliverability
+report across the surveyed population →</a></p>
+"""
+    return page(f"Compare · {subject}", body)
+
+
+_ORDER = ["accept", "stripped", "quarantine", "reject"]
+
+
+def _compare_row(name: str, result: Verdict | str, own: bool) -> str:
+    mark = ' <span class="marker">this message</span>' if own else ""
+    profile = f'<a href="/profiles/{e(name)}">{e(name)}</a>{mark}'
+    if isinstance(result, str):
+        return (
+            f'<tr data-profile="{e(name)}" data-verdict="error"><td>{profile}</td>'
+            f'<td colspan="6" class="muted">Could not evaluate: {e(result)}</td></tr>'
+        )
+    row: dict[str, Any] = profile_row(result)
+    data = {"verdict": row["verdict"], "stripped": row["stripped"]}
+    reasons = "".join(f"<li>{e(r)}</li>" for r in row["reasons"])
+    reasons_html = (
+        f"<ul class='reasons'>{reasons}</ul>" if reasons else '<span class="muted">—</span>'
+    )
+    stripped = row["stripped"]
+    if not stripped:
+        stripped_html = '<span class="muted">—</span>'
+    else:
+        items = "".join(f"<li>{e(s)}</li>" for s in stripped)
+        stripped_html = (
+            f"<details><summary>{len(stripped)} item{'s' if len(stripped) != 1 else ''}"
+            f"</summary><ul class='stripped'>{items}</ul></details>"
+        )
+    own_class = ' class="own"' if own else ""
+    return (
+        f'<tr{own_class} data-profile="{e(name)}" data-verdict="{e(row["verdict"])}">'
+        f"<td>{profile}</td><td class='nowrap'>{badge(data)}</td>"
+        f"<td>{e(row['stage'])}</td><td><code class='reply'>{e(row['reply'])}</code></td>"
+        f"<td class='reason'>{reasons_html}</td><td>{stripped_html}</td>"
+        f"<td class='num'>{result.score:.1f}</td></tr>"
+    )
+
+
+# --- report -----------------------------------------------------------------------------------
+
+
+def _population(request: Request) -> Population:
+    """The survey model over the loaded profiles, built once per app (its pipelines too)."""
+    from sinkd.web.messages import _profiles
+
+    state = request.app.state
+    population: Population | None = getattr(state, "population", None)
+    if population is None:
+        try:
+            population = load_population(_profiles(request))
+        except SinkdError as exc:
+            raise ApiError(422, "invalid population model", str(exc)) from None
+        state.population = population
+    return population
+
+
+async def report_page(request: Request) -> Response:
+    stored = await _stored(request)
+    if isinstance(stored, Response):
+        return stored
+    if stored.raw is None:
+        return _no_content(stored)
+    sinkd: Sinkd = request.app.state.sinkd
+    population = _population(request)
+    results = await every_profile(request, stored)
+    verdicts = [v for _, v in results if not isinstance(v, str)]
+    s = sinkd.settings
+    zones = {
+        zone: None
+        for name in population.profile_ids
+        for zone in population.profiles.resolve(name).dns_zones
+    }
+    data = stored.data
+    envelope, identity = data["envelope"], data.get("identity") or {}
+    rcpts = envelope.get("rcpt_to") or ["recipient@example.com"]
+    try:
+        resolver = build_resolver(s.dns, s.dns_server, [*zones, *s.dns_zones], s.dns_timeout)
+        estimate = await population.estimate(
+            stored.raw,
+            mail_from=envelope.get("mail_from") or "",
+            rcpt=rcpts[0],
+            client=ClientIdentity(
+                ip=envelope["client_ip"],
+                helo=envelope.get("helo"),
+                name=identity.get("name"),
+                source=identity.get("source", "connection"),
+            ),
+            lookups=Lookups(spamd=SpamdService(override=s.spamd), resolver=resolver),
+        )
+    except SinkdError as exc:
+        raise ApiError(422, "cannot estimate", str(exc)) from None
+    subject = data.get("subject")
+    report = MessageReport(f"message {stored.id}", subject, verdicts, estimate)
+    html = render_html([report], back=(f"/messages/{stored.id}", "Back to the message"))
+    return HTMLResponse(
+        html,
+        headers={
+            "Content-Security-Policy": REPORT_CSP,
+            "X-Content-Type-Options": "nosniff",
+            "Referrer-Policy": "no-referrer",
+        },
+    )
