@@ -112,6 +112,15 @@ def format_reply(reply: Reply) -> str:
 _SEQUENCE = itertools.count(secrets.randbelow(1 << 28))
 
 
+def configure_ids(index: int, total: int) -> None:
+    """Make this process's ids distinct from those of the other ``total - 1`` SMTP processes
+    of one server (``--workers``): its sequence numbers are those equal to ``index`` modulo
+    ``total``, so two processes never draw the same one in the same millisecond."""
+    global _SEQUENCE
+    start = secrets.randbelow(1 << 28) // total * total + index
+    _SEQUENCE = itertools.count(start, total)
+
+
 def new_message_id() -> str:
     """A short, time-ordered, unique id: milliseconds then a per-process counter (18 hex digits).
 
