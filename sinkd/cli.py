@@ -250,6 +250,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="SMTP port; 0 picks a free one (env SINKD_PORT)",
     )
     serve.add_argument(
+        "--workers",
+        type=_workers,
+        default=_env("WORKERS", "1"),  # a string default goes through type= like an argument
+        metavar="N|auto",
+        help="SMTP processes sharing the port (SO_REUSEPORT) and the store; auto: one per "
+        "core up to 4, or 1 when a profile greylists or rate-limits (default 1; env "
+        "SINKD_WORKERS)",
+    )
+    serve.add_argument(
         "--http-host",
         default=_env("HTTP_HOST", "127.0.0.1"),
         help="HTTP API listen address (default 127.0.0.1; env SINKD_HTTP_HOST)",
@@ -530,6 +539,15 @@ def _http_auth(value: str | None) -> tuple[str, str] | None:
     return user, password
 
 
+def _workers(text: str) -> int:
+    """--workers N (1..64) or auto (0)."""
+    if text == "auto":
+        return 0
+    if text.isascii() and text.isdigit() and 1 <= int(text) <= 64:
+        return int(text)
+    raise argparse.ArgumentTypeError(f"{text!r}: expected a number of processes 1..64, or auto")
+
+
 def _settings(args: argparse.Namespace) -> Settings:
     if bool(args.tls_cert) != bool(args.tls_key):
         raise ConfigError("--tls-cert and --tls-key go together")
@@ -567,6 +585,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         http_port=args.http_port,
         http_auth=_http_auth(args.http_auth),
         verdict_log=args.verdict_log,
+        workers=args.workers,
     )
     if args.hostname:
         settings.hostname = args.hostname

@@ -272,6 +272,23 @@ class Router:
         # The most specific wildcard wins, whatever order the routes were given in.
         self.wildcards.sort(key=lambda item: len(item[0]), reverse=True)
 
+    def pipelines(self) -> list[Pipeline]:
+        """The default pipeline and every routed one, each once."""
+        found = {id(self.default): self.default}
+        for pipeline in [*self.exact.values(), *(p for _, p in self.wildcards)]:
+            found.setdefault(id(pipeline), pipeline)
+        return list(found.values())
+
+    def keeps_state(self) -> str | None:
+        """The first profile whose filters or connection limit remember clients across
+        sessions (in one process's memory), or None."""
+        for pipeline in self.pipelines():
+            if pipeline.profile.smtp.max_connections_per_ip is not None or any(
+                f.keeps_state for f in pipeline.filters
+            ):
+                return pipeline.name
+        return None
+
     def pipeline_for(self, rcpt: str) -> Pipeline:
         domain = rcpt.rpartition("@")[2].lower().rstrip(".")
         if domain in self.exact:

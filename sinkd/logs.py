@@ -35,7 +35,17 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(data, ensure_ascii=False, default=str)
 
 
+_current: tuple[LogFormat, int] | None = None  # what setup() was last called with
+
+
+def current() -> tuple[LogFormat, int]:
+    """The format and level in force, for processes that log like this one (workers)."""
+    return _current or ("text", logging.getLogger().getEffectiveLevel())
+
+
 def setup(log_format: LogFormat = "text", level: int = logging.INFO) -> None:
+    global _current
+    _current = (log_format, level)
     handler = logging.StreamHandler(sys.stderr)
     if log_format == "json":
         handler.setFormatter(JsonFormatter())

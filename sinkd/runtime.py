@@ -14,19 +14,20 @@ import logging
 import os
 import socket
 import threading
-from collections.abc import Coroutine, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from sinkd import logs
 from sinkd.chaos import Chaos, ChaosConfig, ChaosTrigger
 from sinkd.delivery_state import DeliveryState
 from sinkd.dns import DnsMode, build_resolver
 from sinkd.engine import Pipeline, Router, compile_profile
-from sinkd.errors import ProfileError
+from sinkd.errors import ConfigError, ProfileError
 from sinkd.ports import Lookups, Resolver
 from sinkd.profiles import DEFAULT_PROFILE, LoadedProfile, ProfileSet
-from sinkd.smtp import AuthMode, ServerOptions, SinkHandler, protocol_factory
+from sinkd.smtp import AuthMode, ServerOptions, SinkHandler, configure_ids, protocol_factory
 from sinkd.spamd import SpamdService
 from sinkd.store import MessageRecord, Store
 from sinkd.store.sqlite import open_sqlite
@@ -34,8 +35,11 @@ from sinkd.tls import self_signed, server_context
 from sinkd.verdict_log import VerdictLog
 from sinkd.web import HttpServer, create_app
 from sinkd.web.hub import Hub
+from sinkd.workers import WorkerPool, worker_chaos
 
 log = logging.getLogger(__name__)
+
+MAX_WORKERS = 4  # --workers 0 (auto): beyond four, SQLite's single writer is the bound
 
 T = TypeVar("T")
 
@@ -80,6 +84,9 @@ class Settings:
     http_port: int = 8025  # 0 picks a free one
     http_auth: tuple[str, str] | None = None  # --http-auth USER:PASS: basic auth on the API
     verdict_log: Path | None = None  # --verdict-log: one JSON line per stored verdict
+    # --workers: SMTP listener processes on the one port (0: one per core, up to MAX_WORKERS,
+    # when the profiles allow it; see Sinkd.listener_count).
+    workers: int = 1
 
 
 def build_router(profiles: ProfileSet, default: str, routes: Mapping[str, str]) -> Router:
@@ -129,8 +136,14 @@ class Sinkd:
     """A running sinkd: ``await start()``, then ``smtp_address`` (and ``http_address`` unless
     ``settings.http`` is False); ``await stop()``."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, listener: tuple[int, int] = (0, 1)) -> None:
         self.settings = settings
+        # (index, total) of this process's SMTP listener: (0, 1) alone; a worker of
+        # ``--workers N`` is (i, N) with i >= 1 and serves no HTTP (sinkd.workers).
+        self.listener = listener
+        self.workers: WorkerPool | None = None
+        # Told of every committed batch too (a worker sends them to the primary's event hub).
+        self.on_records: Callable[[Sequence[MessageRecord]], None] | None = None
         self.store: Store | None = None
         self.server: asyncio.Server | None = None
         self.smtp_address: tuple[str, int] | None = None
@@ -163,7 +176,7 @@ class Sinkd:
         assert self.profiles is not None, "the server has not started"
         return sorted({*self.profiles.names(), *self._started_with})
 
-    def set_routing(self, profile: str, routes: Mapping[str, str]) -> None:
+    def set_routing(self, profile: str, routes: Mapping[str, str], *, forward: bool = True) -> None:
         """Judge mail with ``profile`` by default and ``routes`` (domain -> profile id) from the
         next MAIL FROM on; open transactions finish with the routing they began with. Only
         profile ids are accepted, never paths. ``ProfileError`` names an unknown or invalid
@@ -184,6 +197,12 @@ class Sinkd:
                 )
         compiled = {name: compile_profile(p) for name, p in loaded.items()}
         router = Router(compiled[profile], {d: compiled[p] for d, p in routes.items()})
+        if self.workers is not None and (stateful := router.keeps_state()):
+            raise ConfigError(
+                f"profile {stateful!r} keeps delivery state (greylisting, rate or connection "
+                f"limits) in each process's memory, and this server runs "
+                f"{self.workers.count + 1} SMTP processes; restart it with --workers 1"
+            )
         zones = [
             *_zones_of([loaded[profile], *(loaded[p] for p in routes.values())]),
             *self.settings.dns_zones,
@@ -196,8 +215,38 @@ class Sinkd:
             self._zones = zones
         self.handler.router, self.handler.lookups = router, lookups
         self.settings.profile, self.settings.routes = profile, dict(routes)
+        if forward and self.workers is not None:
+            self.workers.set_routing(profile, dict(routes))
         shown = ", ".join(f"{d}={p}" for d, p in routes.items()) or "none"
         log.info("routing profile=%s routes=%s (set over HTTP)", profile, shown)
+
+    def set_chaos(self, config: ChaosConfig) -> None:
+        """Replace the chaos triggers in every SMTP process (``PUT /api/v1/chaos``)."""
+        assert self.chaos is not None, "the server has not started"
+        self.chaos.update(config)
+        if self.workers is not None:
+            self.workers.set_chaos(self.chaos.config)
+
+    def listener_count(self, router: Router) -> int:
+        """How many SMTP processes to run: ``--workers N`` as given (refused when a profile
+        keeps delivery state in memory, which processes would not share); ``--workers 0``
+        (auto): one per core up to ``MAX_WORKERS``, or 1 when a profile keeps state or chaos
+        is on (a seeded chaos run replays exactly only in one process)."""
+        s = self.settings
+        stateful = router.keeps_state()
+        if s.workers == 0:
+            if stateful or s.chaos_triggers:
+                why = f"profile {stateful!r} keeps delivery state" if stateful else "chaos is on"
+                log.info("workers: 1 (%s)", why)
+                return 1
+            return max(1, min(os.cpu_count() or 1, MAX_WORKERS))
+        if s.workers > 1 and stateful:
+            raise ConfigError(
+                f"--workers {s.workers}: profile {stateful!r} keeps delivery state "
+                "(greylisting, rate or connection limits) in each process's memory; "
+                "use --workers 1 with it"
+            )
+        return s.workers
 
     def publish_records(self, records: Sequence[MessageRecord]) -> None:
         """After the commit, before the reply: append the records to the verdict log, then
@@ -206,6 +255,13 @@ class Sinkd:
             self.verdict_log.write(records)
         for record in records:
             self.hub.publish("verdict", record.to_json())
+        if self.on_records is not None:
+            self.on_records(records)
+
+    def publish_json(self, records: Sequence[dict[str, Any]]) -> None:
+        """Records a worker process committed (and logged), as ``verdict`` events."""
+        for record in records:
+            self.hub.publish("verdict", record)
 
     async def start(self) -> None:
         s = self.settings
@@ -247,22 +303,35 @@ class Sinkd:
         lookups = Lookups(
             spamd=SpamdService(override=s.spamd), resolver=resolver, state=self.delivery
         )
-        self.chaos = Chaos(ChaosConfig(tuple(s.chaos_triggers), s.chaos_seed))
+        index, total = self.listener
+        if index == 0:
+            total = self.listener_count(router)
+        chaos = ChaosConfig(tuple(s.chaos_triggers), s.chaos_seed)
+        self.chaos = Chaos(worker_chaos(chaos, index))
+        configure_ids(index, total)
         handler = self.handler = SinkHandler(
             router, self.store, options, lookups, chaos=self.chaos, on_commit=self.publish_records
         )
         loop = asyncio.get_running_loop()
         self.server = await loop.create_server(
-            protocol_factory(handler, options), host=s.host, port=s.port, reuse_address=True
+            protocol_factory(handler, options),
+            host=s.host,
+            port=s.port,
+            reuse_address=True,
+            # Several listeners on one port (--workers): the kernel spreads the connections.
+            reuse_port=total > 1,
         )
         host, port = self.server.sockets[0].getsockname()[:2]
         self.smtp_address = (host, port)
+        if index == 0 and total > 1:
+            await self._start_workers(total - 1, port, self.chaos.config.seed)
         routes = ", ".join(f"{d}={p}" for d, p in s.routes.items()) or "none"
         dns = "live" if s.dns == "live" or s.dns_server else "offline"
         if s.dns_server:
             dns += f" via {s.dns_server[0]}:{s.dns_server[1]}"
         log.info(
-            "listening on %s:%d profile=%s routes=%s store=%s dns=%s",
+            "listening on %s:%d profile=%s routes=%s store=%s dns=%s"
+            + (f" (worker {index})" if index else ""),
             host,
             port,
             router.default.name,
@@ -279,6 +348,19 @@ class Sinkd:
                 await self.stop()
                 raise
 
+    async def _start_workers(self, count: int, port: int, chaos_seed: int | None) -> None:
+        worker_settings = dataclasses.replace(
+            self.settings, port=port, http=False, workers=1, chaos_seed=chaos_seed
+        )
+        self.workers = WorkerPool(worker_settings, count, logs.current(), self.publish_json)
+        try:
+            await self.workers.start()
+        except BaseException:
+            self.workers = None
+            await self.stop()
+            raise
+        log.info("workers: %d SMTP processes on port %d", count + 1, port)
+
     async def _start_http(self) -> None:
         s = self.settings
         self.http = HttpServer(create_app(self), s.http_host, s.http_port)
@@ -289,6 +371,9 @@ class Sinkd:
 
     async def stop(self) -> None:
         self.hub.close()  # ends open event streams, so the HTTP server need not wait for them
+        if self.workers is not None:  # they finish their open sessions first
+            await self.workers.stop()
+            self.workers = None
         if self.http is not None:
             await self.http.stop()
             self.http = None

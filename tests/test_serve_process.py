@@ -52,6 +52,7 @@ class Served:
     process: asyncio.subprocess.Process
     host: str = ""
     port: int = 0
+    http: str | None = None  # "http://HOST:PORT" when the readiness line names an HTTP API
     stderr: list[str] = field(default_factory=list)
     drain: asyncio.Task[None] | None = None
 
@@ -102,6 +103,8 @@ async def serve(tmp_path: Path) -> AsyncIterator[StartServe]:
         match = READY.match(line)
         assert match, f"no readiness line, got {line!r}; stderr: {served.stderr}"
         served.host, served.port = match["host"], int(match["port"])
+        if match["http_host"]:
+            served.http = f"http://{match['http_host']}:{match['http_port']}"
         return served
 
     yield start

@@ -539,6 +539,20 @@ async def test_a_malformed_or_repeated_size_parameter_is_a_501_syntax_error(
     assert await count(app) == 1
 
 
+@pytest.mark.parametrize("path", ["<", "x@", "<a@", "=@"])
+async def test_a_truncated_address_is_a_syntax_error_not_an_internal_error(
+    start_server: StartServer, path: str
+) -> None:
+    app = await start_server()
+    async with raw_client(app) as client:
+        mail = await client.command(f"MAIL FROM:{path}")
+        assert mail.code in (501, 553), mail.line
+        await client.ok("MAIL FROM:<alice@sender.example>")
+        rcpt = await client.command(f"RCPT TO:{path}")
+        assert rcpt.code in (501, 553), rcpt.line
+        await client.quit()
+
+
 async def test_message_over_the_profile_size_is_refused_after_data_with_552_and_stored(
     start_server: StartServer, tmp_path: Path
 ) -> None:

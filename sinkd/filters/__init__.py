@@ -56,6 +56,9 @@ class Filter:
     # is skipped only when all of them are; otherwise only the skipped categories' findings go.
     categories: ClassVar[tuple[Category, ...]] = ()
     answers_at_mail: ClassVar[bool] = False
+    # Remembers senders across messages in ``ctx.lookups.state`` (greylist, rate_limit): such
+    # memory lives in one process, so a server running it must run one SMTP process.
+    keeps_state: ClassVar[bool] = False
 
     def __init__(self, spec: Any, ctx: CompileContext) -> None:
         self.name: str = spec.name

@@ -89,6 +89,7 @@ def normalise_sender(sender: str, substitutions: bool) -> str:
 
 class GreylistFilter(Filter):
     kind = "greylist"
+    keeps_state = True
     Spec = GreylistSpec
     category = Category.DELIVERY
 

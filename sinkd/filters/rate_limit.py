@@ -54,6 +54,7 @@ class RateLimitSpec(Spec):
 
 class RateLimitFilter(Filter):
     kind = "rate_limit"
+    keeps_state = True
     Spec = RateLimitSpec
     category = Category.DELIVERY
     # Postfix answers the message rate at MAIL FROM, whatever smtpd_delay_reject says.

@@ -125,8 +125,9 @@ class ChaosResource(HTTPEndpoint):
         return JSONResponse(chaos_state(_chaos(_sinkd(request))))
 
     async def put(self, request: Request) -> Response:
-        chaos = _chaos(_sinkd(request))
-        chaos.update(chaos_config(await read_json(request)))
+        sinkd = _sinkd(request)
+        chaos = _chaos(sinkd)
+        sinkd.set_chaos(chaos_config(await read_json(request)))  # in every SMTP process
         log.info("chaos triggers=%s (set over HTTP)", chaos.describe())
         return JSONResponse(chaos_state(chaos))
 

@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from sinkd.errors import SinkdError
+from sinkd.errors import ConfigError, SinkdError
 from sinkd.web.app import API, ApiError, read_json
 
 if TYPE_CHECKING:
@@ -62,6 +62,8 @@ class RoutingResource(HTTPEndpoint):
         profile, routes = routing_body(await read_json(request), sinkd.known_profiles())
         try:
             sinkd.set_routing(profile, routes)
+        except ConfigError as exc:  # a greylisting profile on a server of several processes
+            raise ApiError(409, "routing conflicts with --workers", str(exc)) from None
         except SinkdError as exc:  # a profile or a DNS zone it names is invalid on disk
             raise ApiError(422, "invalid profile", str(exc)) from None
         return JSONResponse(routing_state(sinkd))

@@ -1,0 +1,184 @@
+"""``sinkd serve --workers N``: several SMTP processes on one port and one store.
+
+Real processes: ``python -m sinkd serve --workers 2`` with its HTTP API, driven over SMTP by
+aiosmtplib and read back through the API and the live event stream. Which process takes a
+connection is the kernel's choice (SO_REUSEPORT); a message's id tells which one did (each
+process draws the sequence numbers equal to its index modulo the number of processes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import select
+import signal
+import sqlite3
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests import test_serve_process
+from tests.test_serve_process import (
+    TIMEOUT,
+    Served,
+    StartServe,
+    clean_env,
+    message,
+    run_sinkd,
+    send,
+)
+
+serve = test_serve_process.serve  # the fixture: real ``sinkd serve`` processes
+
+HTTP = {"SINKD_NO_HTTP": "", "SINKD_HTTP_PORT": "0"}
+
+
+def http_url(served: Served) -> str:
+    assert served.http is not None, "started without its HTTP API"
+    return served.http
+
+
+def worker_pids(served: Served) -> list[int]:
+    """The primary's worker processes (its children started by multiprocessing's spawn)."""
+    pid = served.process.pid
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [
+        int(child)
+        for child in children
+        if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes()
+    ]
+
+
+def process_of(message_id: str, total: int) -> int:
+    return int(message_id[-7:], 16) % total
+
+
+def wait_for_exit(pid: int, timeout: float) -> bool:
+    """True once the process ``pid`` (not our child) has ended, False after ``timeout``."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    try:
+        readable, _, _ = select.select([fd], [], [], timeout)
+        return bool(readable)
+    finally:
+        os.close(fd)
+
+
+async def send_many(served: Served, count: int, connections: int) -> list[str]:
+    groups = [range(k, count, connections) for k in range(connections)]
+    results = await asyncio.gather(*(send(served, *(message(n) for n in g)) for g in groups))
+    return [i for ids in results for i in ids]
+
+
+async def test_two_processes_share_the_port_and_every_message_reaches_store_and_events(
+    serve: StartServe, tmp_path: Path
+) -> None:
+    served = await serve(
+        "--db", str(tmp_path / "s.db"), "--workers", "2", "--profile", "no-filter",
+        env=clean_env(**HTTP),
+    )  # fmt: skip
+    assert len(worker_pids(served)) == 1
+    url = http_url(served)
+    events: list[dict[str, object]] = []
+    async with httpx.AsyncClient(base_url=url, timeout=TIMEOUT) as client:
+        async with client.stream("GET", "/api/v1/events") as stream:
+            lines = stream.aiter_lines()
+            ids = await send_many(served, 60, 30)  # 30 connections: the kernel uses both
+            async with asyncio.timeout(TIMEOUT):
+                async for line in lines:
+                    if line.startswith("data:"):
+                        events.append(json.loads(line[5:]))
+                        if len(events) == len(ids):
+                            break
+        listed = (await client.get("/api/v1/messages", params={"limit": 500})).json()
+    assert len(set(ids)) == 60
+    assert {e["id"] for e in events} == set(ids)
+    stored = {m["id"] for m in listed["messages"]}
+    assert stored == set(ids)
+    assert {process_of(i, 2) for i in ids} == {0, 1}  # both processes took connections
+
+
+async def test_a_routing_change_over_http_reaches_every_process(
+    serve: StartServe, tmp_path: Path
+) -> None:
+    served = await serve(
+        "--db", str(tmp_path / "s.db"), "--workers", "2", "--profile", "no-filter",
+        env=clean_env(**HTTP),
+    )  # fmt: skip
+    url = http_url(served)
+    async with httpx.AsyncClient(base_url=url, timeout=TIMEOUT) as client:
+        answer = await client.put("/api/v1/routing", json={"profile": "strict-finance"})
+        assert answer.status_code == 200, answer.text
+        ids = await send_many(served, 40, 20)
+        profiles = {(await client.get(f"/api/v1/messages/{i}")).json()["profile"] for i in ids}
+    assert {process_of(i, 2) for i in ids} == {0, 1}
+    assert profiles == {"strict-finance"}
+
+
+async def test_a_greylisting_profile_cannot_be_routed_to_while_processes_run(
+    serve: StartServe, tmp_path: Path
+) -> None:
+    served = await serve("--db", str(tmp_path / "s.db"), "--workers", "2", env=clean_env(**HTTP))
+    async with httpx.AsyncClient(base_url=http_url(served), timeout=TIMEOUT) as client:
+        answer = await client.put("/api/v1/routing", json={"profile": "deferring-gateway"})
+        routing = (await client.get("/api/v1/routing")).json()
+    assert answer.status_code == 409
+    assert "--workers 1" in answer.json()["detail"]
+    assert routing["profile"] == "typical-corporate"
+
+
+async def test_workers_are_refused_for_a_profile_that_keeps_delivery_state(
+    tmp_path: Path,
+) -> None:
+    code, _, err = await run_sinkd(
+        "serve", "--port", "0", "--db", str(tmp_path / "s.db"), "--workers", "2",
+        "--profile", "deferring-gateway",
+    )  # fmt: skip
+    assert code == 2
+    assert "--workers 2: profile 'deferring-gateway' keeps delivery state" in err
+
+
+async def test_auto_runs_one_process_for_a_greylisting_profile(
+    serve: StartServe, tmp_path: Path
+) -> None:
+    served = await serve(
+        "--db", str(tmp_path / "s.db"), "--workers", "auto", "--profile", "deferring-gateway"
+    )
+    assert worker_pids(served) == []  # and the log says why (not checked: stderr may lag)
+
+
+async def test_sigterm_stops_every_process_after_its_open_sessions(
+    serve: StartServe, tmp_path: Path
+) -> None:
+    served = await serve("--db", str(tmp_path / "s.db"), "--workers", "2", "--profile", "no-filter")
+    [pid] = worker_pids(served)
+    await send_many(served, 10, 10)
+    assert await served.stop(signal.SIGTERM) == 0
+    assert wait_for_exit(pid, TIMEOUT)
+
+
+async def test_workers_end_when_the_primary_is_killed_and_their_messages_are_stored(
+    serve: StartServe, tmp_path: Path
+) -> None:
+    db = tmp_path / "s.db"
+    served = await serve("--db", str(db), "--workers", "2", "--profile", "no-filter")
+    [pid] = worker_pids(served)
+    ids = await send_many(served, 40, 20)
+    served.process.kill()
+    assert await served.wait() == -signal.SIGKILL
+    assert wait_for_exit(pid, TIMEOUT)  # its pipe to the primary closed: it ends by itself
+    with sqlite3.connect(db) as conn:
+        found = {row[0] for row in conn.execute("SELECT id FROM messages")}
+    assert set(ids) <= found
+    assert {process_of(i, 2) for i in ids} == {0, 1}
+
+
+@pytest.mark.parametrize("value", ["0", "65", "two", "-1"])
+async def test_a_bad_number_of_workers_is_a_usage_error_naming_the_option(value: str) -> None:
+    code, _, err = await run_sinkd("serve", "--port", "0", "--workers", value)
+    assert code == 2
+    assert "--workers" in err and "expected a number of processes 1..64, or auto" in err
