@@ -1188,6 +1188,11 @@ PHASES: list[tuple[str, re.Pattern[str]]] = [
     ("reply formatting (push, enhance)", re.compile(r"\.push |enhance ")),
     ("aiosmtpd command loop (readline, dispatch)", re.compile(r"_handle_client ")),
     ("asyncio machinery (tasks, futures, callbacks)", re.compile(r"/asyncio/")),
+    # py-spy cuts some deep stacks (email's recursive header parser) short of their callers.
+    (
+        "email header/address parser, stack cut short (MAIL/RCPT or parse)",
+        re.compile(r"TokenList|get_atext|AddrlistClass|FeedParser"),
+    ),
 ]
 
 
