@@ -386,6 +386,9 @@ SINKD_VARIANTS = {
     "a": ("sinkd a no-filter", "no-filter"),
     "b": ("sinkd b typical-corporate", "typical-corporate"),
     "c": ("sinkd c corporate+spamd", "bench-corporate-spamd"),
+    # The same as a and b with two SMTP processes on the port (serve --workers 2).
+    "a2": ("sinkd a2 no-filter, 2 workers", "no-filter"),
+    "b2": ("sinkd b2 typical-corporate, 2 workers", "typical-corporate"),
 }
 
 
@@ -396,7 +399,9 @@ def sinkd_command(
     command = [*(runner or [sys.executable, "-m", "sinkd"]), "serve", "--host", HOST, "--port", "0"]
     command += ["--http-port", "0", "--db", str(db), "--hostname", "sinkd.bench"]
     command += ["--profile", profile]
-    if variant in ("b", "c"):
+    if variant.endswith("2"):
+        command += ["--workers", "2"]
+    if variant[0] in ("b", "c"):
         command += ["--dns-zone", str(DEMO_ZONE), "--client-ip", CLIENT_IP]
         command += ["--helo", "mx.shop.example"]
     if variant == "c":
@@ -794,8 +799,8 @@ async def core_times(
         (profiles_dir / "bench-corporate-spamd.yaml").write_text(SPAMD_PROFILE, encoding="utf-8")
         profiles = ProfileSet([profiles_dir])
         for variant, (_, profile) in SINKD_VARIANTS.items():
-            if variant == "c" and spamd_port is None:
-                continue
+            if (variant == "c" and spamd_port is None) or variant.endswith("2"):
+                continue  # a2/b2 run the same core as a/b
             router = build_router(profiles, profile, {})
             zones = [DEMO_ZONE] if variant != "a" else []
             resolver = dns_resolver(profiles, profile, {}, zones=zones)
@@ -1364,14 +1369,14 @@ def main() -> None:
     parser.add_argument("--soak", action="store_true", help="point 4: many sessions for a while")
     parser.add_argument("--soak-sessions", type=int, default=200)
     parser.add_argument("--soak-seconds", type=float, default=60.0)
-    parser.add_argument("--soak-variant", default="a", choices=sorted(SINKD_VARIANTS)[:2])
+    parser.add_argument("--soak-variant", default="a", choices=["a", "b", "a2", "b2"])
     parser.add_argument("--kill9", action="store_true", help="point 4: kill -9 under load")
     parser.add_argument("--kill9-rounds", type=int, default=3)
     parser.add_argument("--kill9-after", type=float, default=2.0, help="seconds of load")
     parser.add_argument("--rss", type=int, metavar="N", help="RSS after N messages")
     parser.add_argument("--rss-variants", default="a,b")
     parser.add_argument("--profile-sinkd", action="store_true", help="where sinkd's CPU goes")
-    parser.add_argument("--profile-variant", default="a", choices=sorted(SINKD_VARIANTS)[:2])
+    parser.add_argument("--profile-variant", default="a", choices=["a", "b", "a2", "b2"])
     parser.add_argument("--cprofile", action="store_true", help="cProfile instead of py-spy")
     parser.add_argument("--keep-profile", help="copy py-spy's raw stacks here")
     args = parser.parse_args()
