@@ -14,7 +14,7 @@ import logging
 import os
 import socket
 import threading
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -136,14 +136,16 @@ class Sinkd:
     """A running sinkd: ``await start()``, then ``smtp_address`` (and ``http_address`` unless
     ``settings.http`` is False); ``await stop()``."""
 
-    def __init__(self, settings: Settings, *, listener: tuple[int, int] = (0, 1)) -> None:
+    def __init__(
+        self, settings: Settings, *, listener: tuple[int, int] = (0, 1), store: Store | None = None
+    ) -> None:
         self.settings = settings
         # (index, total) of this process's SMTP listener: (0, 1) alone; a worker of
         # ``--workers N`` is (i, N) with i >= 1 and serves no HTTP (sinkd.workers).
         self.listener = listener
         self.workers: WorkerPool | None = None
-        # Told of every committed batch too (a worker sends them to the primary's event hub).
-        self.on_records: Callable[[Sequence[MessageRecord]], None] | None = None
+        self._given_store = store  # a worker's: the primary's, through its pipe (PipeStore)
+        self._port_holder: socket.socket | None = None  # the SMTP port, while workers serve it
         self.store: Store | None = None
         self.server: asyncio.Server | None = None
         self.smtp_address: tuple[str, int] | None = None
@@ -201,7 +203,7 @@ class Sinkd:
             raise ConfigError(
                 f"profile {stateful!r} keeps delivery state (greylisting, rate or connection "
                 f"limits) in each process's memory, and this server runs "
-                f"{self.workers.count + 1} SMTP processes; restart it with --workers 1"
+                f"{self.workers.count} SMTP processes; restart it with --workers 1"
             )
         zones = [
             *_zones_of([loaded[profile], *(loaded[p] for p in routes.values())]),
@@ -255,13 +257,6 @@ class Sinkd:
             self.verdict_log.write(records)
         for record in records:
             self.hub.publish("verdict", record.to_json())
-        if self.on_records is not None:
-            self.on_records(records)
-
-    def publish_json(self, records: Sequence[dict[str, Any]]) -> None:
-        """Records a worker process committed (and logged), as ``verdict`` events."""
-        for record in records:
-            self.hub.publish("verdict", record)
 
     async def start(self) -> None:
         s = self.settings
@@ -299,39 +294,48 @@ class Sinkd:
         if s.verdict_log is not None:  # before the store: a bad path stops the start cleanly
             self.verdict_log = VerdictLog(s.verdict_log)
             log.info("verdict log %s", s.verdict_log)
-        self.store = await open_sqlite(s.db)
+        self.store = self._given_store or await open_sqlite(s.db)
         lookups = Lookups(
             spamd=SpamdService(override=s.spamd), resolver=resolver, state=self.delivery
         )
         index, total = self.listener
-        if index == 0:
-            total = self.listener_count(router)
+        workers = self.listener_count(router) if index == 0 else 1
+        if workers > 1:
+            total = workers + 1  # the primary (index 0) and the SMTP workers 1..N draw ids
         chaos = ChaosConfig(tuple(s.chaos_triggers), s.chaos_seed)
         self.chaos = Chaos(worker_chaos(chaos, index))
         configure_ids(index, total)
         handler = self.handler = SinkHandler(
             router, self.store, options, lookups, chaos=self.chaos, on_commit=self.publish_records
         )
-        loop = asyncio.get_running_loop()
-        self.server = await loop.create_server(
-            protocol_factory(handler, options),
-            host=s.host,
-            port=s.port,
-            reuse_address=True,
-            # Several listeners on one port (--workers): the kernel spreads the connections.
-            reuse_port=total > 1,
-        )
-        host, port = self.server.sockets[0].getsockname()[:2]
-        self.smtp_address = (host, port)
-        if index == 0 and total > 1:
-            await self._start_workers(total - 1, port, self.chaos.config.seed)
+        if workers > 1:
+            # The workers take every SMTP connection; the primary keeps the store's one writer,
+            # the HTTP API and the event hub, out of the way of SMTP for the GIL. It holds the
+            # port bound (SO_REUSEPORT, not listening: the kernel hands connections only to
+            # listening sockets) so that nothing else takes it while workers come and go.
+            self._port_holder = _hold_port(s.host, s.port)
+            host, port = self._port_holder.getsockname()[:2]
+            self.smtp_address = (host, port)
+            await self._start_workers(workers, port, self.chaos.config.seed)
+        else:
+            self.server = await asyncio.get_running_loop().create_server(
+                protocol_factory(handler, options),
+                host=s.host,
+                port=s.port,
+                reuse_address=True,
+                # A worker of --workers: the kernel spreads the connections over the listeners.
+                reuse_port=total > 1,
+            )
+            host, port = self.server.sockets[0].getsockname()[:2]
+            self.smtp_address = (host, port)
         routes = ", ".join(f"{d}={p}" for d, p in s.routes.items()) or "none"
         dns = "live" if s.dns == "live" or s.dns_server else "offline"
         if s.dns_server:
             dns += f" via {s.dns_server[0]}:{s.dns_server[1]}"
         log.info(
             "listening on %s:%d profile=%s routes=%s store=%s dns=%s"
-            + (f" (worker {index})" if index else ""),
+            + (f" (worker {index})" if index else "")
+            + (f" ({workers} SMTP workers)" if workers > 1 else ""),
             host,
             port,
             router.default.name,
@@ -350,16 +354,25 @@ class Sinkd:
 
     async def _start_workers(self, count: int, port: int, chaos_seed: int | None) -> None:
         worker_settings = dataclasses.replace(
-            self.settings, port=port, http=False, workers=1, chaos_seed=chaos_seed
+            # The primary writes the verdict log, for every process's records.
+            self.settings,
+            port=port,
+            http=False,
+            workers=1,
+            chaos_seed=chaos_seed,
+            verdict_log=None,
         )
-        self.workers = WorkerPool(worker_settings, count, logs.current(), self.publish_json)
+        assert self.store is not None
+        self.workers = WorkerPool(
+            worker_settings, count, logs.current(), self.store, self.publish_records
+        )
         try:
             await self.workers.start()
         except BaseException:
             self.workers = None
             await self.stop()
             raise
-        log.info("workers: %d SMTP processes on port %d", count + 1, port)
+        log.info("workers: %d SMTP processes on port %d", count, port)
 
     async def _start_http(self) -> None:
         s = self.settings
@@ -374,6 +387,9 @@ class Sinkd:
         if self.workers is not None:  # they finish their open sessions first
             await self.workers.stop()
             self.workers = None
+        if self._port_holder is not None:
+            self._port_holder.close()
+            self._port_holder = None
         if self.http is not None:
             await self.http.stop()
             self.http = None
@@ -388,6 +404,22 @@ class Sinkd:
         if self.verdict_log is not None:
             self.verdict_log.close()
             self.verdict_log = None
+
+
+def _hold_port(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port`` (port 0: a free one) with SO_REUSEPORT, not listening."""
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    holder = socket.socket(family, kind, proto)
+    try:
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        holder.bind(address)
+    except OSError:
+        holder.close()
+        raise
+    return holder
 
 
 class ServerThread:

@@ -1,11 +1,13 @@
 """Worker processes of ``sinkd serve --workers N``: more SMTP listeners on the same port.
 
-Owns starting the extra SMTP processes, the pipe to each and what travels on it: committed
-records up (so the primary's live event stream shows every verdict), routing and chaos changes
-down (so ``PUT /api/v1/routing`` and ``PUT /api/v1/chaos`` reach every process), and stopping
-them. Each worker is a whole SMTP server (profiles, engine, its own store connection and group
-commit writer) bound with ``SO_REUSEPORT`` to the primary's port: the kernel spreads incoming
-connections over the listeners, and SQLite's WAL lets every process commit to the one store.
+Owns starting the extra SMTP processes, the pipe to each and what travels on it: records to
+commit up, "committed" down; routing and chaos changes down (so ``PUT /api/v1/routing`` and
+``PUT /api/v1/chaos`` reach every process); and stopping them. Each worker is an SMTP server
+with the profiles and the engine, bound with ``SO_REUSEPORT`` to the primary's port (the kernel
+spreads incoming connections over the listeners), whose store is a ``PipeStore``: the primary
+commits every process's records with its one writer, so group commit spans all of them and no
+two processes wait on SQLite's file lock (whose busy handler sleeps: 1, 2, 5 ... ms). A worker
+still answers 250 only once the primary has committed the message.
 
 Why processes: the filter core and aiosmtpd are Python, so one process uses one core; on a
 machine with more, the listeners multiply throughput (bench/RESULTS.md). It holds no policy,
@@ -17,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import itertools
 import logging
 import multiprocessing
 import os
@@ -26,13 +29,15 @@ from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
 from sinkd.chaos import ChaosConfig
-from sinkd.errors import ConfigError
+from sinkd.errors import ConfigError, StoreError
 from sinkd.logs import LogFormat
 
 if TYPE_CHECKING:
+    from datetime import datetime
     from multiprocessing.process import BaseProcess
 
     from sinkd.runtime import Settings
+    from sinkd.store import MessageRecord, Query, Store, StoredMessage
 
 log = logging.getLogger(__name__)
 
@@ -43,15 +48,16 @@ STOP_TIMEOUT = 30.0  # open sessions finish their transaction before a worker en
 _CONTEXT = multiprocessing.get_context("spawn")
 
 # Messages on a worker's pipe: (kind, payload).
-# up:   ("ready", None), ("failed", text), ("records", [record JSON, ...])
-# down: ("routing", (profile, routes)), ("chaos", ChaosConfig), ("stop", None)
+# up:   ("ready", None), ("failed", text), ("save", (n, MessageRecord))
+# down: ("saved", (n, error text or None)), ("routing", (profile, routes)),
+#       ("chaos", ChaosConfig), ("stop", None)
 
 
 class WorkerPool:
     """The extra SMTP processes of one server: ``await start()``, ``broadcast()``, ``stop()``.
 
-    ``on_records`` gets the JSON of every record a worker committed (after its commit), in
-    the primary's event loop.
+    ``store`` commits the workers' records; ``on_commit`` is told of them after their
+    commit and before the worker is (verdict log, live events), in the primary's event loop.
     """
 
     def __init__(
@@ -59,13 +65,16 @@ class WorkerPool:
         settings: Settings,
         count: int,
         log_setup: tuple[LogFormat, int],
-        on_records: Callable[[Sequence[dict[str, Any]]], None],
+        store: Store,
+        on_commit: Callable[[Sequence[MessageRecord]], None],
     ) -> None:
         self.settings = settings
-        self.count = count  # extra processes: the primary is listener 0 of count + 1
+        self.count = count  # SMTP processes 1..count; the primary (0) serves no SMTP
         self.log_setup = log_setup
-        self.on_records = on_records
+        self.store = store
+        self.on_commit = on_commit
         self._workers: list[_Worker] = []
+        self._saving: set[asyncio.Task[None]] = set()
 
     @property
     def pids(self) -> list[int]:
@@ -138,12 +147,32 @@ class WorkerPool:
                 code = worker.process.exitcode
                 log.error("worker %d ended unexpectedly (exit code %s)", worker.index, code)
             return
-        if kind == "records":
-            self.on_records(payload)
+        if kind == "save":
+            task = asyncio.ensure_future(self._save(worker, *payload))
+            self._saving.add(task)
+            task.add_done_callback(self._saving.discard)
         elif kind == "ready" and not worker.ready.done():
             worker.ready.set_result(None)
         elif kind == "failed" and not worker.ready.done():
             worker.ready.set_exception(ConfigError(f"worker {worker.index}: {payload}"))
+
+    async def _save(self, worker: _Worker, number: int, record: MessageRecord) -> None:
+        error: str | None = None
+        try:
+            await self.store.save(record)
+        except Exception as exc:  # the worker answers 451 4.3.5, as the primary itself would
+            log.exception("could not store verdict %s from worker %d", record.id, worker.index)
+            error = str(exc) or type(exc).__name__
+        else:
+            try:
+                self.on_commit([record])
+            except Exception:  # a listener's failure never costs the client its reply
+                log.exception("commit listener failed")
+        if worker.alive:
+            try:
+                worker.conn.send(("saved", (number, error)))
+            except OSError as exc:
+                log.error("worker %d: cannot confirm %s: %s", worker.index, record.id, exc)
 
     def _close(self, worker: _Worker) -> None:
         if worker.alive:
@@ -186,8 +215,8 @@ def worker_main(
 async def _serve(settings: Settings, index: int, total: int, conn: Connection) -> None:
     from sinkd.runtime import Sinkd
 
-    app = Sinkd(settings, listener=(index, total))
-    app.on_records = lambda records: _send(conn, ("records", [r.to_json() for r in records]))
+    store = PipeStore(conn)
+    app = Sinkd(settings, listener=(index, total), store=store)
     try:
         await app.start()
     except Exception as exc:
@@ -201,7 +230,10 @@ async def _serve(settings: Settings, index: int, total: int, conn: Connection) -
             kind, payload = conn.recv()
         except (EOFError, OSError):  # the primary is gone: finish and end
             kind, payload = "stop", None
-        if kind == "stop":
+            store.primary_gone()
+        if kind == "saved":
+            store.settled(*payload)
+        elif kind == "stop":
             loop.remove_reader(conn.fileno())
             if not stopped.done():
                 stopped.set_result(None)
@@ -220,6 +252,67 @@ async def _serve(settings: Settings, index: int, total: int, conn: Connection) -
     finally:
         await app.stop()
         conn.close()
+
+
+class PipeStore:
+    """The store as a worker sees it: ``save`` sends the record to the primary and returns
+    once the primary has committed it. Nothing else is served here (no HTTP in a worker)."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self._numbers = itertools.count()
+        self._pending: dict[int, asyncio.Future[None]] = {}
+        self._gone = False
+
+    async def save(self, record: MessageRecord) -> None:
+        if self._gone:
+            raise StoreError("the primary process is gone")
+        number = next(self._numbers)
+        done = self._pending[number] = asyncio.get_running_loop().create_future()
+        try:
+            self._conn.send(("save", (number, record)))
+        except OSError as exc:
+            del self._pending[number]
+            raise StoreError(f"cannot reach the primary process: {exc}") from None
+        await done
+
+    def settled(self, number: int, error: str | None) -> None:
+        done = self._pending.pop(number, None)
+        if done is None or done.done():
+            return
+        if error is None:
+            done.set_result(None)
+        else:
+            done.set_exception(StoreError(error))
+
+    def primary_gone(self) -> None:
+        """The pipe closed: whatever was not confirmed was not committed (no 250 for it)."""
+        self._gone = True
+        for done in self._pending.values():
+            if not done.done():
+                done.set_exception(StoreError("the primary process is gone"))
+        self._pending.clear()
+
+    async def get(self, message_id: str, *, with_raw: bool = False) -> StoredMessage:
+        raise StoreError("a worker process reads nothing")
+
+    async def list(self, query: Query) -> Sequence[StoredMessage]:
+        raise StoreError("a worker process reads nothing")
+
+    async def count(self, query: Query | None = None, *, at_most: int | None = None) -> int:
+        raise StoreError("a worker process reads nothing")
+
+    async def release(self, message_id: str, released_at: datetime) -> bool:
+        raise StoreError("a worker process changes nothing")
+
+    async def delete(self, message_id: str) -> None:
+        raise StoreError("a worker process changes nothing")
+
+    async def clear(self) -> int:
+        raise StoreError("a worker process changes nothing")
+
+    async def close(self) -> None:
+        """Nothing to release: the primary owns the store."""
 
 
 def worker_chaos(config: ChaosConfig, index: int) -> ChaosConfig:

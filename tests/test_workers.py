@@ -81,7 +81,7 @@ async def test_two_processes_share_the_port_and_every_message_reaches_store_and_
         "--db", str(tmp_path / "s.db"), "--workers", "2", "--profile", "no-filter",
         env=clean_env(**HTTP),
     )  # fmt: skip
-    assert len(worker_pids(served)) == 1
+    assert len(worker_pids(served)) == 2
     url = http_url(served)
     events: list[dict[str, object]] = []
     async with httpx.AsyncClient(base_url=url, timeout=TIMEOUT) as client:
@@ -99,7 +99,7 @@ async def test_two_processes_share_the_port_and_every_message_reaches_store_and_
     assert {e["id"] for e in events} == set(ids)
     stored = {m["id"] for m in listed["messages"]}
     assert stored == set(ids)
-    assert {process_of(i, 2) for i in ids} == {0, 1}  # both processes took connections
+    assert {process_of(i, 3) for i in ids} == {1, 2}  # both workers took connections
 
 
 async def test_a_routing_change_over_http_reaches_every_process(
@@ -115,7 +115,7 @@ async def test_a_routing_change_over_http_reaches_every_process(
         assert answer.status_code == 200, answer.text
         ids = await send_many(served, 40, 20)
         profiles = {(await client.get(f"/api/v1/messages/{i}")).json()["profile"] for i in ids}
-    assert {process_of(i, 2) for i in ids} == {0, 1}
+    assert {process_of(i, 3) for i in ids} == {1, 2}
     assert profiles == {"strict-finance"}
 
 
@@ -155,10 +155,11 @@ async def test_sigterm_stops_every_process_after_its_open_sessions(
     serve: StartServe, tmp_path: Path
 ) -> None:
     served = await serve("--db", str(tmp_path / "s.db"), "--workers", "2", "--profile", "no-filter")
-    [pid] = worker_pids(served)
+    pids = worker_pids(served)
+    assert len(pids) == 2
     await send_many(served, 10, 10)
     assert await served.stop(signal.SIGTERM) == 0
-    assert wait_for_exit(pid, TIMEOUT)
+    assert all(wait_for_exit(pid, TIMEOUT) for pid in pids)
 
 
 async def test_workers_end_when_the_primary_is_killed_and_their_messages_are_stored(
@@ -166,15 +167,15 @@ async def test_workers_end_when_the_primary_is_killed_and_their_messages_are_sto
 ) -> None:
     db = tmp_path / "s.db"
     served = await serve("--db", str(db), "--workers", "2", "--profile", "no-filter")
-    [pid] = worker_pids(served)
+    pids = worker_pids(served)
     ids = await send_many(served, 40, 20)
     served.process.kill()
     assert await served.wait() == -signal.SIGKILL
-    assert wait_for_exit(pid, TIMEOUT)  # its pipe to the primary closed: it ends by itself
+    assert all(wait_for_exit(pid, TIMEOUT) for pid in pids)  # its pipe to the primary closed: it ends by itself
     with sqlite3.connect(db) as conn:
         found = {row[0] for row in conn.execute("SELECT id FROM messages")}
     assert set(ids) <= found
-    assert {process_of(i, 2) for i in ids} == {0, 1}
+    assert {process_of(i, 3) for i in ids} == {1, 2}
 
 
 @pytest.mark.parametrize("value", ["0", "65", "two", "-1"])
