@@ -66,6 +66,9 @@ class SpfResult:
     record: str | None
     domain: str = ""  # the <domain> checked: the sender's domain part, or the HELO name
     nxdomain: bool = False  # that domain does not exist (its TXT lookup said NXDOMAIN)
+    # How long the result holds: the smallest TTL of the DNS answers it rests on (RFC 2181
+    # §8, RFC 2308 §5 for negative ones); 0 when any answer had none or nothing was asked.
+    ttl: int = 0
 
 
 # --- the DNS dispatcher ----------------------------------------------------------------------
@@ -83,6 +86,7 @@ class _Session:
     in_flight: concurrent.futures.Future[DnsAnswer] | None = None
     nxdomain: set[str] = field(default_factory=set)  # names whose TXT lookup said NXDOMAIN
     lock: threading.Lock = field(default_factory=threading.Lock)
+    ttl: int | None = None  # the smallest TTL of the answers so far (None: nothing asked)
 
     def abandon(self) -> None:
         """Called from the loop when the awaiting task goes away: wake the worker now."""
@@ -101,6 +105,7 @@ class _Session:
             raise spf.TempError(f"DNS timeout: the check ran out of its {self.timeout:g} s")
         name = name.rstrip(".").lower()
         answer = self._ask(name, cast(RecordType, qtype), remaining)
+        self.ttl = answer.ttl if self.ttl is None else min(self.ttl, answer.ttl)
         if answer.temporary:
             raise spf.TempError(f"DNS {answer.rcode} for {name} {qtype}")
         if answer.rcode == "NXDOMAIN" and qtype == "TXT":
@@ -371,5 +376,12 @@ async def check_host(
     if result == "none" and missing and nxdomain == "fail":
         result, explanation = "fail", f"the domain {domain} does not exist"
     return SpfResult(
-        cast(SpfResultCode, result), explanation, mechanism, lookups, record, domain, missing
+        cast(SpfResultCode, result),
+        explanation,
+        mechanism,
+        lookups,
+        record,
+        domain,
+        missing,
+        session.ttl or 0,
     )

@@ -38,7 +38,7 @@ from pydantic import Field, field_validator
 
 from sinkd.filters import EnvelopeContext, Filter, reply_variables
 from sinkd.model import Action, Category, Envelope, Finding, Stage
-from sinkd.ports import Resolver
+from sinkd.ports import Lookups, Resolver
 from sinkd.schema import CompileContext, FilterName, ReplyRef, ReplyTemplate, Score, Spec
 from sinkd.spf_eval import SpfResult, SpfResultCode, check_host, is_checkable_domain
 
@@ -178,6 +178,35 @@ def spf_reason(identity: SpfIdentity, ip: str, outcome: SpfResult) -> str:
     )
 
 
+class SpfMemo:
+    """``check_host()`` results kept for as long as the DNS answers they rest on hold (their
+    smallest TTL, ``SpfResult.ttl``), as a caching resolver would keep the answers themselves.
+
+    Campaign mail repeats the same (client, sender, HELO) over and over; evaluating SPF again
+    gives the same result until a record expires, at a cost of ~0.4 ms each (pyspf in a worker
+    thread). Results are kept per resolver (a routing change brings a new one); temperrors and
+    results on answers without a TTL are never kept. Pure: time comes from the caller.
+    """
+
+    LIMIT = 4096  # entries; past it the memo starts afresh (a sink sees few distinct senders)
+
+    def __init__(self) -> None:
+        self._entries: dict[tuple[str, ...], tuple[Resolver, float, SpfResult]] = {}
+
+    def get(self, resolver: Resolver, key: tuple[str, ...], now: float) -> SpfResult | None:
+        entry = self._entries.get(key)
+        if entry is None or entry[0] is not resolver or entry[1] <= now:
+            return None
+        return entry[2]
+
+    def put(self, resolver: Resolver, key: tuple[str, ...], now: float, result: SpfResult) -> None:
+        if result.result == "temperror" or result.ttl <= 0:
+            return
+        if len(self._entries) >= self.LIMIT:
+            self._entries.clear()
+        self._entries[key] = (resolver, now + result.ttl, result)
+
+
 def no_resolver(domain: str) -> SpfResult:
     return SpfResult("temperror", "no DNS resolver is available", None, 0, None, domain)
 
@@ -191,17 +220,24 @@ class SpfFilter(Filter):
         super().__init__(spec, ctx)
         self.spec = spec
         self.outcomes = compile_outcomes(spec.on, ctx)
+        self.memo = SpfMemo()
 
     async def _check(
-        self, resolver: Resolver | None, envelope: Envelope, identity: SpfIdentity
+        self, lookups: Lookups, envelope: Envelope, identity: SpfIdentity
     ) -> SpfResult:
         client = envelope.client
         helo = (client.helo or "").strip()
         sender = (envelope.mail_from or "") if identity == "mail_from" else ""
+        resolver = lookups.resolver
         if resolver is None:
             domain = sender.rpartition("@")[2] if sender else helo
             return no_resolver(domain.lower())
-        return await check_host(
+        key = (client.ip, sender.lower(), helo.lower(), identity)
+        now = lookups.clock.now()
+        known = self.memo.get(resolver, key, now)
+        if known is not None:
+            return known
+        outcome = await check_host(
             resolver,
             client.ip,
             sender,
@@ -209,6 +245,8 @@ class SpfFilter(Filter):
             identity="mfrom" if identity == "mail_from" else "helo",
             timeout=self.spec.timeout,
         )
+        self.memo.put(resolver, key, now, outcome)
+        return outcome
 
     def _finding(self, envelope: Envelope, identity: SpfIdentity, outcome: SpfResult) -> Finding:
         compiled = self.outcomes[outcome.result]
@@ -243,14 +281,13 @@ class SpfFilter(Filter):
         if ctx.rcpt is not None or envelope.mail_from is None:
             return []
         identities = list(self.spec.identities)
-        resolver = ctx.lookups.resolver
         # RFC 7208 §2.4: a null sender is checked as postmaster@<HELO>, which is the HELO check
         # itself; run it once and report it for both identities.
         if envelope.mail_from == "" and set(identities) == {"mail_from", "helo"}:
-            outcomes = [await self._check(resolver, envelope, "mail_from")] * 2
+            outcomes = [await self._check(ctx.lookups, envelope, "mail_from")] * 2
         else:
             outcomes = list(
-                await asyncio.gather(*(self._check(resolver, envelope, i) for i in identities))
+                await asyncio.gather(*(self._check(ctx.lookups, envelope, i) for i in identities))
             )
         return [
             self._finding(envelope, identity, outcome)

@@ -465,3 +465,83 @@ def test_pyspf_users_outside_a_check_keep_pyspfs_own_lookup(
     result, _code, _expl = spf.query(i=IP, s="a@x.example", h=HELO).check()
     assert result == "fail"
     assert calls == [("x.example", "TXT")]
+
+
+# --- remembered results (SpfMemo) -------------------------------------------------------------
+
+
+class StepClock:
+    def __init__(self) -> None:
+        self.t = 1_000_000.0
+
+    def now(self) -> float:
+        return self.t
+
+
+async def _twice(
+    flt: SpfFilter, resolver: Resolver, clock: StepClock, sender: str, advance: float = 0
+) -> tuple[list[Finding], list[Finding]]:
+    lookups = Lookups(resolver=resolver, clock=clock)
+    first = await flt.check_envelope(Stage.MAIL, EnvelopeContext(envelope(sender), None, lookups))
+    clock.t += advance
+    again = await flt.check_envelope(Stage.MAIL, EnvelopeContext(envelope(sender), None, lookups))
+    return first, again
+
+
+async def test_a_repeated_sender_and_client_reuse_the_result_without_asking_dns_again() -> None:
+    resolver, clock = resolver_for(ZONE), StepClock()
+    first, again = await _twice(
+        spf_filter(identities=["mail_from"]), resolver, clock, "a@passes.example"
+    )
+    assert [f.code for f in first] == [f.code for f in again] == ["SPF_PASS"]
+    assert first == again
+    assert resolver.questions == [("passes.example", "TXT")]  # once, for both messages
+
+
+async def test_a_remembered_result_expires_with_the_smallest_ttl_of_its_answers() -> None:
+    resolver, clock = resolver_for(ZONE), StepClock()
+    flt = spf_filter(identities=["mail_from"])
+    await _twice(flt, resolver, clock, "a@passes.example", advance=299)
+    assert len(resolver.questions) == 1  # FakeResolver's TTL is 300 s: still held at 299
+    clock.t += 1
+    await at_mail_with(flt, resolver, clock, "a@passes.example")
+    assert len(resolver.questions) == 2
+
+
+async def test_temperrors_and_answers_without_ttl_are_never_remembered() -> None:
+    resolver, clock = resolver_for(ZONE), StepClock()
+    flt = spf_filter(identities=["mail_from"])
+    await _twice(flt, resolver, clock, "a@slow.example")  # TIMEOUT: temperror
+    await _twice(flt, resolver, clock, "a@nowhere.example")  # NXDOMAIN without a TTL
+    asked = [name for name, _ in resolver.questions]
+    assert asked.count("slow.example") == 2 and asked.count("nowhere.example") == 2
+
+
+async def test_a_result_is_not_reused_for_another_client_or_another_resolver() -> None:
+    resolver, clock = resolver_for(ZONE), StepClock()
+    flt = spf_filter(identities=["mail_from"])
+    (passed,) = await flt.check_envelope(
+        Stage.MAIL,
+        EnvelopeContext(
+            envelope("a@passes.example"), None, Lookups(resolver=resolver, clock=clock)
+        ),
+    )
+    (other_ip,) = await flt.check_envelope(
+        Stage.MAIL,
+        EnvelopeContext(
+            envelope("a@passes.example", ip="198.51.100.9"),
+            None,
+            Lookups(resolver=resolver, clock=clock),
+        ),
+    )
+    denying = resolver_for({"passes.example": [{"TXT": "v=spf1 -all"}]})
+    (other_dns,) = await flt.check_envelope(
+        Stage.MAIL,
+        EnvelopeContext(envelope("a@passes.example"), None, Lookups(resolver=denying, clock=clock)),
+    )
+    assert (passed.code, other_ip.code, other_dns.code) == ("SPF_PASS", "SPF_FAIL", "SPF_FAIL")
+
+
+async def at_mail_with(flt: SpfFilter, resolver: Resolver, clock: StepClock, sender: str) -> None:
+    lookups = Lookups(resolver=resolver, clock=clock)
+    await flt.check_envelope(Stage.MAIL, EnvelopeContext(envelope(sender), None, lookups))
