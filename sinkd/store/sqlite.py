@@ -135,6 +135,12 @@ _INSERT_MESSAGE = (
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
+_INSERT_MESSAGE_SEQ = (
+    "INSERT INTO messages (seq, id, received_at, transaction_id, profile, verdict, disposition,"
+    " score, stage, subject, mail_from, client_ip, size, data, received_max)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
 T = TypeVar("T")
 
 
@@ -395,6 +401,12 @@ class SqliteStore:
             conn.close()
 
     def _write_batch(self, conn: sqlite3.Connection, ops: Sequence[_Op]) -> None:
+        if len(ops) > 1 and all(op.kind == "save" for op in ops) and self._write_saves(conn, ops):
+            self._commits += 1
+            for op in ops:
+                if op.loop is not None and op.future is not None:
+                    _settle(op.loop, op.future, None, None)
+            return
         try:
             conn.execute("BEGIN IMMEDIATE")
             for op in ops:
@@ -417,6 +429,53 @@ class SqliteStore:
         for op in ops:
             if op.loop is not None and op.future is not None:
                 _settle(op.loop, op.future, op.result, op.error)
+
+    def _write_saves(self, conn: sqlite3.Connection, ops: Sequence[_Op]) -> bool:
+        """Commit a batch of saves with one statement per table (``executemany``); False, with
+        nothing written, when any row fails (the caller then writes op by op to find it).
+
+        Under load every batch is saves. Each statement releases the GIL and must take it back
+        from the event loop, which may hold it for a switch interval (5 ms) when busy; one
+        statement per table instead of six per record cut a batch from ~6 ms to well under 1.
+        Sequence numbers are assigned here (the writer is the only one, inside BEGIN IMMEDIATE)
+        so that every table's rows can be written at once.
+        """
+        clock = self._clock
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'messages'").fetchone()
+            last = 0 if row is None else int(row[0])
+            messages: list[tuple[Any, ...]] = []
+            raws: list[tuple[str | None, bytes, bytes | None]] = []
+            codes: list[tuple[str, int]] = []
+            search: list[tuple[int, str, str, str]] = []
+            for seq, op in enumerate(ops, start=last + 1):
+                assert op.received is not None
+                high = clock.advance(conn, op.received)
+                clock.commit(op.received)
+                messages.append((seq, *op.row, high))
+                if op.raw is not None:
+                    raws.append((op.message_id, op.raw, op.filtered))
+                codes.extend((code, seq) for code in op.codes if code is not None)
+                search.append((seq, *op.search))
+            conn.executemany(_INSERT_MESSAGE_SEQ, messages)
+            conn.executemany("INSERT INTO raw (id, bytes, filtered) VALUES (?, ?, ?)", raws)
+            conn.executemany("INSERT INTO finding_codes (code, seq) VALUES (?, ?)", codes)
+            conn.executemany(
+                "INSERT INTO message_search (seq, subject, mail_from, rcpt_to) VALUES (?, ?, ?, ?)",
+                search,
+            )
+            conn.executemany(
+                "INSERT INTO message_text (rowid, subject, mail_from, rcpt_to) VALUES (?, ?, ?, ?)",
+                search,
+            )
+            conn.execute("COMMIT")
+        except Exception:  # a duplicate id, an odd value, a full disk: retry op by op
+            _rollback(conn)
+            with contextlib.suppress(sqlite3.Error):
+                self._clock = _Clock.load(conn)
+            return False
+        return True
 
     def _run_op(self, conn: sqlite3.Connection, op: _Op) -> None:
         # A savepoint per op keeps one bad record (a duplicate id) from failing the other

@@ -291,6 +291,25 @@ async def test_failed_batch_reports_store_error_and_writer_keeps_serving(
     assert await store.count() == 3
 
 
+async def test_a_batch_of_saves_is_one_commit_with_consecutive_seqs_never_reused(
+    store: SqliteStore,
+) -> None:
+    await store.save(make_record(1))
+    commits = store.commits
+    await asyncio.gather(*(store.save(make_record(n)) for n in range(2, 42)))
+    assert store.commits - commits < 40  # group commit: the writer took them in batches
+    listed = await store.list(Query(limit=100))
+    seqs = [m.seq for m in listed]
+    assert seqs == sorted(seqs, reverse=True) and len(set(seqs)) == 41
+    assert len(await store.list(Query(code="CONTENT_SPAM_WORD", limit=100))) == 41
+    newest = listed[0]
+    await store.delete(newest.id)
+    await store.save(make_record(99))
+    (latest,) = await store.list(Query(limit=1))
+    assert latest.id == "m0099" and latest.seq is not None and newest.seq is not None
+    assert latest.seq > newest.seq  # AUTOINCREMENT: a deleted seq is not handed out again
+
+
 async def test_locked_database_fails_the_whole_batch_and_writer_keeps_serving(
     db_path: Path,
 ) -> None:
