@@ -171,7 +171,9 @@ async def test_workers_end_when_the_primary_is_killed_and_their_messages_are_sto
     ids = await send_many(served, 40, 20)
     served.process.kill()
     assert await served.wait() == -signal.SIGKILL
-    assert all(wait_for_exit(pid, TIMEOUT) for pid in pids)  # its pipe to the primary closed: it ends by itself
+    assert all(
+        wait_for_exit(pid, TIMEOUT) for pid in pids
+    )  # its pipe to the primary closed: it ends by itself
     with sqlite3.connect(db) as conn:
         found = {row[0] for row in conn.execute("SELECT id FROM messages")}
     assert set(ids) <= found
