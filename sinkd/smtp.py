@@ -23,7 +23,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, AnyStr, Literal
 
-from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword, Session, _AuthMechAttr, syntax
+from aiosmtpd.smtp import (
+    MISSING,
+    SMTP,
+    AuthResult,
+    LoginPassword,
+    Session,
+    _AuthMechAttr,
+    syntax,
+)
 from aiosmtpd.smtp import Envelope as SmtpEnvelope
 
 from sinkd.chaos import Chaos, ChaosStage, log_injected
@@ -266,6 +274,84 @@ class SinkdSMTP(SMTP):
             self._handler_coroutine.cancel()
         if isinstance(self.transport, asyncio.WriteTransport):
             self.transport.abort()
+
+    @syntax("DATA")
+    async def smtp_DATA(self, arg: str) -> None:
+        # aiosmtpd's own smtp_DATA reads the message a line at a time (a readuntil and a few
+        # Python steps per line: ~1.3 us a line, a third of a 20 KB message's protocol cost).
+        # This reads up to each ".\r\n" instead, which only the end of data and lines ending
+        # in a dot contain, and applies the same rules to the whole: data ends only at
+        # CRLF.CRLF (RFC 5321 §4.1.1.4; no bare-LF look-alikes, see smuggling), a leading dot
+        # is removed from each line (§4.5.2), more than the size limit is 552 after the end
+        # (§4.5.3.1.10), a line over the line limit is 500, whichever came first, as aiosmtpd.
+        if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
+            return
+        assert self.envelope is not None
+        if not self.envelope.rcpt_tos:
+            await self.push("503 Error: need RCPT command")
+            return
+        if arg:
+            await self.push("501 Syntax: DATA")
+            return
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        try:
+            content, refusal = await self._read_data()
+        except asyncio.CancelledError:
+            log.info("Connection lost during DATA")
+            self._writer.close()
+            raise
+        if refusal is not None:
+            await self.push(refusal)
+            self._set_post_data_state()  # type: ignore[no-untyped-call]
+            return
+        self.envelope.content = content
+        self.envelope.original_content = content
+        status = await self._call_handler_hook("DATA")
+        self._set_post_data_state()  # type: ignore[no-untyped-call]
+        await self.push("250 OK" if status is MISSING else status)
+
+    async def _read_data(self) -> tuple[bytes, str | None]:
+        """The message up to CRLF.CRLF, dot-unstuffed; or a refusal once it has been read."""
+        reader = self._reader
+        limit = self.data_size_limit
+        # The CRLF ending the DATA command line counts before the first line: ".\r\n" at once
+        # is an empty message.
+        data = bytearray(b"\r\n")
+        refusal: str | None = None
+        while True:
+            try:
+                data += await reader.readuntil(b".\r\n")
+            except asyncio.LimitOverrunError as over:
+                # No ".\r\n" within the stream limit: take what cannot hold one, go on.
+                data += await reader.readexactly(over.consumed)
+                continue
+            finally:
+                if refusal is None and limit and len(data) - 2 > limit + 3:
+                    refusal = self._too_long(data) or "552 Error: Too much mail data"
+                if refusal is not None and len(data) > 8:
+                    del data[2:-5]  # keep the tail: the end may straddle two reads
+            if data.endswith(b"\r\n.\r\n"):
+                break
+        if refusal is not None:
+            return b"", refusal
+        del data[-3:]  # the ".\r\n" line; the CRLF before it ends the last line
+        body = bytes(data[2:])
+        if limit and len(body) > limit:
+            return b"", self._too_long(data) or "552 Error: Too much mail data"
+        if len(body) > self.line_length_limit:
+            refusal = self._too_long(data)
+            if refusal is not None:
+                return b"", refusal
+        if body.startswith(b"."):
+            body = body[1:]
+        return body.replace(b"\r\n.", b"\r\n"), None
+
+    def _too_long(self, data: bytearray) -> str | None:
+        """aiosmtpd's reply when a line of ``data`` exceeds the line limit (it refuses those
+        even when the message is also too big, if the long line came first)."""
+        if max(map(len, bytes(data).split(b"\r\n"))) + 2 > self.line_length_limit:
+            return "500 Line too long (see RFC5321 4.5.3.1.6)"
+        return None
 
     @syntax("MAIL FROM: <address>", extended=" [SP <mail-parameters>]")  # keeps it in HELP
     async def smtp_MAIL(self, arg: str | None) -> None:
