@@ -222,6 +222,12 @@ class Sinkd:
         shown = ", ".join(f"{d}={p}" for d, p in routes.items()) or "none"
         log.info("routing profile=%s routes=%s (set over HTTP)", profile, shown)
 
+    def smtp_serving(self) -> bool:
+        """Whether SMTP is served: this process's listener, or every worker's (``--workers``)."""
+        if self.workers is not None:
+            return self.workers.serving()
+        return self.server is not None and self.server.is_serving()
+
     def set_chaos(self, config: ChaosConfig) -> None:
         """Replace the chaos triggers in every SMTP process (``PUT /api/v1/chaos``)."""
         assert self.chaos is not None, "the server has not started"

@@ -105,6 +105,18 @@ class WorkerPool:
             await self.stop()
             raise
 
+    def serving(self) -> bool:
+        """Every worker is alive and listening. When one dies, the kernel hands its share of
+        new connections to the others, but the server is degraded and ``/readyz`` says so."""
+        return bool(self._workers) and all(
+            w.alive
+            and w.ready.done()
+            and not w.ready.cancelled()
+            and w.ready.exception() is None
+            and w.process.is_alive()
+            for w in self._workers
+        )
+
     def broadcast(self, kind: str, payload: Any) -> None:
         for worker in self._workers:
             if worker.alive:

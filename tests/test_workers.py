@@ -185,3 +185,39 @@ async def test_a_bad_number_of_workers_is_a_usage_error_naming_the_option(value:
     code, _, err = await run_sinkd("serve", "--port", "0", "--workers", value)
     assert code == 2
     assert "--workers" in err and "expected a number of processes 1..64, or auto" in err
+
+
+async def test_readyz_is_ok_while_every_worker_listens_and_503_once_one_has_died(
+    serve: StartServe, tmp_path: Path
+) -> None:
+    served = await serve(
+        "--db", str(tmp_path / "s.db"), "--workers", "2", "--profile", "no-filter",
+        env=clean_env(**HTTP),
+    )  # fmt: skip
+    first, _ = worker_pids(served)
+    async with httpx.AsyncClient(base_url=http_url(served), timeout=TIMEOUT) as client:
+        ready = await client.get("/readyz")
+        assert ready.status_code == 200, ready.text
+        os.kill(first, signal.SIGKILL)
+        assert wait_for_exit(first, TIMEOUT)
+        # The primary learns of it when the worker's pipe closes; readyz asks the process too.
+        degraded = await client.get("/readyz")
+        ids = await send_many(served, 10, 5)  # the other worker takes the connections
+    assert degraded.status_code == 503
+    assert degraded.json()["detail"]["smtp"] is False
+    assert len(ids) == 10
+
+
+async def test_the_primary_writes_every_workers_verdict_to_the_verdict_log(
+    serve: StartServe, tmp_path: Path
+) -> None:
+    log_path = tmp_path / "verdicts.jsonl"
+    served = await serve(
+        "--db", str(tmp_path / "s.db"), "--workers", "2", "--profile", "no-filter",
+        "--verdict-log", str(log_path),
+    )  # fmt: skip
+    ids = await send_many(served, 30, 15)
+    # Each line is written before its 250 is sent: all are there once every reply came back.
+    logged = [json.loads(line)["id"] for line in log_path.read_text().splitlines()]
+    assert sorted(logged) == sorted(ids)
+    assert {process_of(i, 3) for i in ids} == {1, 2}

@@ -106,7 +106,7 @@ async def readyz(request: Request) -> Response:
     """200 while the SMTP listener serves and the store is open, else 503 saying which is not."""
     sinkd = _sinkd(request)
     checks = {
-        "smtp": sinkd.server is not None and sinkd.server.is_serving(),
+        "smtp": sinkd.smtp_serving(),
         "store": sinkd.store is not None,
     }
     if all(checks.values()):
