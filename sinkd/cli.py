@@ -254,7 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=_workers,
         default=_env("WORKERS", "1"),  # a string default goes through type= like an argument
         metavar="N|auto",
-        help="SMTP processes sharing the port (SO_REUSEPORT) and the store; auto: one per "
+        help="SMTP worker processes taking the port's connections in turn; auto: one per "
         "core up to 4, or 1 when a profile greylists or rate-limits (default 1; env "
         "SINKD_WORKERS)",
     )

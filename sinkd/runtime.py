@@ -14,7 +14,7 @@ import logging
 import os
 import socket
 import threading
-from collections.abc import Coroutine, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -145,7 +145,8 @@ class Sinkd:
         self.listener = listener
         self.workers: WorkerPool | None = None
         self._given_store = store  # a worker's: the primary's, through its pipe (PipeStore)
-        self._port_holder: socket.socket | None = None  # the SMTP port, while workers serve it
+        self._listener: socket.socket | None = None  # the SMTP port, while workers serve it
+        self._factory: Callable[[], asyncio.Protocol] | None = None  # a worker's protocols
         self.store: Store | None = None
         self.server: asyncio.Server | None = None
         self.smtp_address: tuple[str, int] | None = None
@@ -221,6 +222,11 @@ class Sinkd:
             self.workers.set_routing(profile, dict(routes))
         shown = ", ".join(f"{d}={p}" for d, p in routes.items()) or "none"
         log.info("routing profile=%s routes=%s (set over HTTP)", profile, shown)
+
+    async def adopt(self, connection: socket.socket) -> None:
+        """Serve an SMTP connection the primary accepted (a worker of ``--workers``)."""
+        assert self._factory is not None, "not a worker"
+        await asyncio.get_running_loop().connect_accepted_socket(self._factory, connection)
 
     def smtp_serving(self) -> bool:
         """Whether SMTP is served: this process's listener, or every worker's (``--workers``)."""
@@ -315,22 +321,23 @@ class Sinkd:
             router, self.store, options, lookups, chaos=self.chaos, on_commit=self.publish_records
         )
         if workers > 1:
-            # The workers take every SMTP connection; the primary keeps the store's one writer,
-            # the HTTP API and the event hub, out of the way of SMTP for the GIL. It holds the
-            # port bound (SO_REUSEPORT, not listening: the kernel hands connections only to
-            # listening sockets) so that nothing else takes it while workers come and go.
-            self._port_holder = _hold_port(s.host, s.port)
-            host, port = self._port_holder.getsockname()[:2]
+            # The workers handle every SMTP connection; the primary accepts them and hands
+            # each to the next worker in turn (sinkd.workers), and keeps the store's one
+            # writer, the HTTP API and the event hub, out of the way of SMTP for the GIL.
+            self._listener = _listen(s.host, s.port)
+            host, port = self._listener.getsockname()[:2]
             self.smtp_address = (host, port)
             await self._start_workers(workers, port, self.chaos.config.seed)
+            assert self.workers is not None
+            self.workers.accept_from(self._listener)
+        elif index > 0:
+            # A worker: no listener of its own; the primary hands it accepted connections.
+            self._factory = protocol_factory(handler, options)
+            host, port = s.host, s.port
+            self.smtp_address = (host, port)
         else:
             self.server = await asyncio.get_running_loop().create_server(
-                protocol_factory(handler, options),
-                host=s.host,
-                port=s.port,
-                reuse_address=True,
-                # A worker of --workers: the kernel spreads the connections over the listeners.
-                reuse_port=total > 1,
+                protocol_factory(handler, options), host=s.host, port=s.port, reuse_address=True
             )
             host, port = self.server.sockets[0].getsockname()[:2]
             self.smtp_address = (host, port)
@@ -390,12 +397,13 @@ class Sinkd:
 
     async def stop(self) -> None:
         self.hub.close()  # ends open event streams, so the HTTP server need not wait for them
-        if self.workers is not None:  # they finish their open sessions first
+        if self._listener is not None:  # no new connections, then the workers stop
+            asyncio.get_running_loop().remove_reader(self._listener.fileno())
+            self._listener.close()
+            self._listener = None
+        if self.workers is not None:
             await self.workers.stop()
             self.workers = None
-        if self._port_holder is not None:
-            self._port_holder.close()
-            self._port_holder = None
         if self.http is not None:
             await self.http.stop()
             self.http = None
@@ -412,20 +420,21 @@ class Sinkd:
             self.verdict_log = None
 
 
-def _hold_port(host: str, port: int) -> socket.socket:
-    """A socket bound to ``host:port`` (port 0: a free one) with SO_REUSEPORT, not listening."""
+def _listen(host: str, port: int) -> socket.socket:
+    """A non-blocking listening socket on ``host:port`` (port 0: a free one)."""
     family, kind, proto, _, address = socket.getaddrinfo(
         host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
     )[0]
-    holder = socket.socket(family, kind, proto)
+    listener = socket.socket(family, kind, proto)
     try:
-        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        holder.bind(address)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(address)
+        listener.listen(1024)
+        listener.setblocking(False)
     except OSError:
-        holder.close()
+        listener.close()
         raise
-    return holder
+    return listener
 
 
 class ServerThread:

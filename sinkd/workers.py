@@ -1,13 +1,15 @@
 """Worker processes of ``sinkd serve --workers N``: more SMTP listeners on the same port.
 
-Owns starting the extra SMTP processes, the pipe to each and what travels on it: records to
-commit up, "committed" down; routing and chaos changes down (so ``PUT /api/v1/routing`` and
-``PUT /api/v1/chaos`` reach every process); and stopping them. Each worker is an SMTP server
-with the profiles and the engine, bound with ``SO_REUSEPORT`` to the primary's port (the kernel
-spreads incoming connections over the listeners), whose store is a ``PipeStore``: the primary
-commits every process's records with its one writer, so group commit spans all of them and no
-two processes wait on SQLite's file lock (whose busy handler sleeps: 1, 2, 5 ... ms). A worker
-still answers 250 only once the primary has committed the message.
+Owns starting the extra SMTP processes, handing them connections, the pipe to each and what
+travels on it: records to commit up, "committed" down; routing and chaos changes down (so
+``PUT /api/v1/routing`` and ``PUT /api/v1/chaos`` reach every process); and stopping them.
+
+The primary accepts every SMTP connection and passes it to the next worker in turn over a Unix
+socket (SCM_RIGHTS), so long-lived sessions are spread evenly (``SO_REUSEPORT`` hashing put 12
+of 19 on one worker of two). A worker is an SMTP server with the profiles and the engine whose
+store is a ``PipeStore``: the primary commits every process's records with its one writer, so
+group commit spans all of them and no two processes wait on SQLite's file lock (whose busy
+handler sleeps: 1, 2, 5 ... ms). A worker answers 250 only once the primary has committed.
 
 Why processes: the filter core and aiosmtpd are Python, so one process uses one core; on a
 machine with more, the listeners multiply throughput (bench/RESULTS.md). It holds no policy,
@@ -24,6 +26,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import socket
 from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
@@ -75,6 +78,7 @@ class WorkerPool:
         self.on_commit = on_commit
         self._workers: list[_Worker] = []
         self._saving: set[asyncio.Task[None]] = set()
+        self._next = 0  # the worker the next connection goes to
 
     @property
     def pids(self) -> list[int]:
@@ -87,15 +91,19 @@ class WorkerPool:
         total = self.count + 1
         for index in range(1, total):
             ours, theirs = _CONTEXT.Pipe()
+            # Accepted connections travel here; SEQPACKET keeps one descriptor per message.
+            handover, their_handover = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
             process = _CONTEXT.Process(
                 target=worker_main,
-                args=(self.settings, index, total, theirs, self.log_setup),
+                args=(self.settings, index, total, theirs, their_handover, self.log_setup),
                 name=f"sinkd-worker-{index}",
                 daemon=True,  # never outlives the primary's interpreter
             )
             process.start()
             theirs.close()
-            worker = _Worker(index, process, ours, loop.create_future())
+            their_handover.close()
+            handover.setblocking(False)
+            worker = _Worker(index, process, ours, loop.create_future(), handover)
             self._workers.append(worker)
             loop.add_reader(ours.fileno(), self._receive, worker)
         try:
@@ -104,6 +112,38 @@ class WorkerPool:
         except BaseException:
             await self.stop()
             raise
+
+    def accept_from(self, listener: socket.socket) -> None:
+        """Accept on ``listener`` (non-blocking) from now on, handing connections to workers."""
+        asyncio.get_running_loop().add_reader(listener.fileno(), self._accept, listener)
+
+    def _accept(self, listener: socket.socket) -> None:
+        for _ in range(64):  # a burst at a time; the loop comes back for more
+            try:
+                connection, _ = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # EMFILE and the like: the client retries or times out
+                log.warning("cannot accept an SMTP connection: %s", exc)
+                return
+            try:
+                self._hand_over(connection)
+            finally:
+                connection.close()  # the worker holds its own descriptor now
+
+    def _hand_over(self, connection: socket.socket) -> None:
+        count = len(self._workers)
+        for step in range(count):
+            worker = self._workers[(self._next + step) % count]
+            if not worker.alive:
+                continue
+            try:
+                socket.send_fds(worker.handover, [b"c"], [connection.fileno()])
+            except OSError:  # its queue is full or it is gone: the next one
+                continue
+            self._next = (self._next + step + 1) % count
+            return
+        log.error("no worker could take an SMTP connection; closed it")
 
     def serving(self) -> bool:
         """Every worker is alive and listening. When one dies, the kernel hands its share of
@@ -192,6 +232,7 @@ class WorkerPool:
             with contextlib.suppress(Exception):
                 asyncio.get_running_loop().remove_reader(worker.conn.fileno())
             worker.conn.close()
+            worker.handover.close()
 
 
 @dataclasses.dataclass(eq=False)
@@ -200,6 +241,7 @@ class _Worker:
     process: BaseProcess
     conn: Connection
     ready: asyncio.Future[None]
+    handover: socket.socket  # accepted connections go to the worker through it
     alive: bool = True
     stopping: bool = False
 
@@ -208,7 +250,12 @@ class _Worker:
 
 
 def worker_main(
-    settings: Settings, index: int, total: int, conn: Connection, log_setup: tuple[LogFormat, int]
+    settings: Settings,
+    index: int,
+    total: int,
+    conn: Connection,
+    handover: socket.socket,
+    log_setup: tuple[LogFormat, int],
 ) -> None:
     """A worker process: one more SMTP listener on the primary's port until told to stop, or
     until the primary goes away (its end of the pipe closes)."""
@@ -221,10 +268,12 @@ def worker_main(
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve(settings, index, total, conn))
+        asyncio.run(_serve(settings, index, total, conn, handover))
 
 
-async def _serve(settings: Settings, index: int, total: int, conn: Connection) -> None:
+async def _serve(
+    settings: Settings, index: int, total: int, conn: Connection, handover: socket.socket
+) -> None:
     from sinkd.runtime import Sinkd
 
     store = PipeStore(conn)
@@ -255,6 +304,26 @@ async def _serve(settings: Settings, index: int, total: int, conn: Connection) -
         elif kind == "chaos" and app.chaos is not None:
             app.chaos.update(worker_chaos(payload, index))
 
+    adopting: set[asyncio.Task[None]] = set()
+
+    def take() -> None:
+        while True:
+            try:
+                _, fds, _, _ = socket.recv_fds(handover, 1, 16)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                fds = []
+            if not fds:  # the primary closed its end (or sent nothing usable): no more
+                loop.remove_reader(handover.fileno())
+                return
+            for fd in fds:
+                task = loop.create_task(app.adopt(socket.socket(fileno=fd)))
+                adopting.add(task)
+                task.add_done_callback(adopting.discard)
+
+    handover.setblocking(False)
+    loop.add_reader(handover.fileno(), take)
     loop.add_reader(conn.fileno(), control)
     # Logged before "ready": the primary's readiness line then follows it on stderr.
     log.info("worker %d of %d listening (pid %d)", index, total - 1, os.getpid())
@@ -262,6 +331,9 @@ async def _serve(settings: Settings, index: int, total: int, conn: Connection) -
     try:
         await stopped
     finally:
+        with contextlib.suppress(Exception):
+            loop.remove_reader(handover.fileno())
+        handover.close()
         await app.stop()
         conn.close()
 

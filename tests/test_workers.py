@@ -1,9 +1,9 @@
 """``sinkd serve --workers N``: several SMTP processes on one port and one store.
 
 Real processes: ``python -m sinkd serve --workers 2`` with its HTTP API, driven over SMTP by
-aiosmtplib and read back through the API and the live event stream. Which process takes a
-connection is the kernel's choice (SO_REUSEPORT); a message's id tells which one did (each
-process draws the sequence numbers equal to its index modulo the number of processes).
+aiosmtplib and read back through the API and the live event stream. The primary hands each
+connection to the next worker in turn; a message's id tells which one took it (each process
+draws the sequence numbers equal to its index modulo the number of processes).
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ async def test_two_processes_share_the_port_and_every_message_reaches_store_and_
     async with httpx.AsyncClient(base_url=url, timeout=TIMEOUT) as client:
         async with client.stream("GET", "/api/v1/events") as stream:
             lines = stream.aiter_lines()
-            ids = await send_many(served, 60, 30)  # 30 connections: the kernel uses both
+            ids = await send_many(served, 60, 30)  # 30 connections: both workers get some
             async with asyncio.timeout(TIMEOUT):
                 async for line in lines:
                     if line.startswith("data:"):
