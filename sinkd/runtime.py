@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import logging
 import os
 import socket
@@ -30,7 +31,7 @@ from sinkd.profiles import DEFAULT_PROFILE, LoadedProfile, ProfileSet
 from sinkd.smtp import AuthMode, ServerOptions, SinkHandler, configure_ids, protocol_factory
 from sinkd.spamd import SpamdService
 from sinkd.store import MessageRecord, Store
-from sinkd.store.sqlite import open_sqlite
+from sinkd.store.sqlite import PreparedSave, SqliteStore, open_sqlite
 from sinkd.tls import self_signed, server_context
 from sinkd.verdict_log import VerdictLog
 from sinkd.web import HttpServer, create_app
@@ -223,6 +224,13 @@ class Sinkd:
         shown = ", ".join(f"{d}={p}" for d, p in routes.items()) or "none"
         log.info("routing profile=%s routes=%s (set over HTTP)", profile, shown)
 
+    def publish_prepared(self, prepared: PreparedSave) -> None:
+        """``publish_records`` for a record a worker prepared: its JSON text is the line."""
+        if self.verdict_log is not None:
+            self.verdict_log.write_line(prepared.message_id, prepared.json_text)
+        if self.hub.subscribers:  # parsed back only for someone to read it
+            self.hub.publish("verdict", json.loads(prepared.json_text))
+
     async def adopt(self, connection: socket.socket) -> None:
         """Serve an SMTP connection the primary accepted (a worker of ``--workers``)."""
         assert self._factory is not None, "not a worker"
@@ -375,9 +383,9 @@ class Sinkd:
             chaos_seed=chaos_seed,
             verdict_log=None,
         )
-        assert self.store is not None
+        assert isinstance(self.store, SqliteStore)
         self.workers = WorkerPool(
-            worker_settings, count, logs.current(), self.store, self.publish_records
+            worker_settings, count, logs.current(), self.store, self.publish_prepared
         )
         try:
             await self.workers.start()

@@ -40,16 +40,20 @@ class VerdictLog:
         """Append one line per record; never raises (a failure is logged with the ids)."""
         for record in records:
             line = json.dumps(record.to_json(), ensure_ascii=False, separators=(",", ":"))
-            try:
-                self._append((line + "\n").encode("utf-8"))
-            except OSError as exc:
-                self.failures += 1
-                log.error(
-                    "verdict log %s: could not write verdict %s (%s); it is stored all the same",
-                    self.path,
-                    record.id,
-                    exc.strerror or exc,
-                )
+            self.write_line(record.id, line)
+
+    def write_line(self, message_id: str, line: str) -> None:
+        """Append one record's JSON text (one line, no newline in it); never raises."""
+        try:
+            self._append((line + "\n").encode("utf-8"))
+        except OSError as exc:
+            self.failures += 1
+            log.error(
+                "verdict log %s: could not write verdict %s (%s); it is stored all the same",
+                self.path,
+                message_id,
+                exc.strerror or exc,
+            )
 
     def _append(self, data: bytes) -> None:
         if self._fd is None:

@@ -34,13 +34,15 @@ from typing import TYPE_CHECKING, Any
 from sinkd.chaos import ChaosConfig
 from sinkd.errors import ConfigError, StoreError
 from sinkd.logs import LogFormat
+from sinkd.store.sqlite import PreparedSave, prepare
 
 if TYPE_CHECKING:
     from datetime import datetime
     from multiprocessing.process import BaseProcess
 
     from sinkd.runtime import Settings
-    from sinkd.store import MessageRecord, Query, Store, StoredMessage
+    from sinkd.store import MessageRecord, Query, StoredMessage
+    from sinkd.store.sqlite import SqliteStore
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +61,9 @@ _CONTEXT = multiprocessing.get_context("spawn")
 class WorkerPool:
     """The extra SMTP processes of one server: ``await start()``, ``broadcast()``, ``stop()``.
 
-    ``store`` commits the workers' records; ``on_commit`` is told of them after their
-    commit and before the worker is (verdict log, live events), in the primary's event loop.
+    ``store`` commits the workers' records (prepared in the workers); ``on_commit`` is told of
+    each after its commit and before the worker is (verdict log, live events), in the
+    primary's event loop.
     """
 
     def __init__(
@@ -68,8 +71,8 @@ class WorkerPool:
         settings: Settings,
         count: int,
         log_setup: tuple[LogFormat, int],
-        store: Store,
-        on_commit: Callable[[Sequence[MessageRecord]], None],
+        store: SqliteStore,
+        on_commit: Callable[[PreparedSave], None],
     ) -> None:
         self.settings = settings
         self.count = count  # SMTP processes 1..count; the primary (0) serves no SMTP
@@ -208,23 +211,27 @@ class WorkerPool:
         elif kind == "failed" and not worker.ready.done():
             worker.ready.set_exception(ConfigError(f"worker {worker.index}: {payload}"))
 
-    async def _save(self, worker: _Worker, number: int, record: MessageRecord) -> None:
+    async def _save(self, worker: _Worker, number: int, prepared: PreparedSave) -> None:
         error: str | None = None
         try:
-            await self.store.save(record)
+            await self.store.save_prepared(prepared)
         except Exception as exc:  # the worker answers 451 4.3.5, as the primary itself would
-            log.exception("could not store verdict %s from worker %d", record.id, worker.index)
+            log.exception(
+                "could not store verdict %s from worker %d", prepared.message_id, worker.index
+            )
             error = str(exc) or type(exc).__name__
         else:
             try:
-                self.on_commit([record])
+                self.on_commit(prepared)
             except Exception:  # a listener's failure never costs the client its reply
                 log.exception("commit listener failed")
         if worker.alive:
             try:
                 worker.conn.send(("saved", (number, error)))
             except OSError as exc:
-                log.error("worker %d: cannot confirm %s: %s", worker.index, record.id, exc)
+                log.error(
+                    "worker %d: cannot confirm %s: %s", worker.index, prepared.message_id, exc
+                )
 
     def _close(self, worker: _Worker) -> None:
         if worker.alive:
@@ -351,10 +358,11 @@ class PipeStore:
     async def save(self, record: MessageRecord) -> None:
         if self._gone:
             raise StoreError("the primary process is gone")
+        prepared = prepare(record)  # here, not in the primary: it serves every worker
         number = next(self._numbers)
         done = self._pending[number] = asyncio.get_running_loop().create_future()
         try:
-            self._conn.send(("save", (number, record)))
+            self._conn.send(("save", (number, prepared)))
         except OSError as exc:
             del self._pending[number]
             raise StoreError(f"cannot reach the primary process: {exc}") from None
