@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 START_TIMEOUT = 60.0  # a worker imports sinkd and compiles the profiles: ~1 s, more when loaded
+ACCEPT_RETRY_DELAY = 1.0  # after accept() failed for want of descriptors
 STOP_TIMEOUT = 30.0  # open sessions finish their transaction before a worker ends
 # spawn, not fork: the primary runs an event loop and threads (the store's writer), which a
 # forked child must not inherit.
@@ -126,13 +127,22 @@ class WorkerPool:
                 connection, _ = listener.accept()
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError as exc:  # EMFILE and the like: the client retries or times out
-                log.warning("cannot accept an SMTP connection: %s", exc)
+            except OSError as exc:
+                # EMFILE and the like: the connection stays queued and the socket readable, so
+                # pause accepting for a second instead of spinning (as asyncio's servers do).
+                log.warning("cannot accept an SMTP connection: %s; retrying in 1 s", exc)
+                loop = asyncio.get_running_loop()
+                loop.remove_reader(listener.fileno())
+                loop.call_later(ACCEPT_RETRY_DELAY, self._resume, listener)
                 return
             try:
                 self._hand_over(connection)
             finally:
                 connection.close()  # the worker holds its own descriptor now
+
+    def _resume(self, listener: socket.socket) -> None:
+        if listener.fileno() != -1:  # not closed by a stop meanwhile
+            self.accept_from(listener)
 
     def _hand_over(self, connection: socket.socket) -> None:
         count = len(self._workers)

@@ -221,3 +221,43 @@ async def test_the_primary_writes_every_workers_verdict_to_the_verdict_log(
     logged = [json.loads(line)["id"] for line in log_path.read_text().splitlines()]
     assert sorted(logged) == sorted(ids)
     assert {process_of(i, 3) for i in ids} == {1, 2}
+
+
+async def test_accept_failures_pause_accepting_instead_of_spinning(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import errno
+    import socket
+    import time
+
+    from sinkd import workers
+
+    monkeypatch.setattr(workers, "ACCEPT_RETRY_DELAY", 0.2)
+    pool = workers.WorkerPool(None, 0, ("text", 20), None, lambda prepared: None)  # type: ignore[arg-type]
+    calls: list[float] = []
+    second = asyncio.Event()
+
+    class OutOfDescriptors:  # a listener whose accept() fails as under EMFILE
+        def __init__(self, sock: socket.socket) -> None:
+            self.sock = sock
+
+        def fileno(self) -> int:
+            return self.sock.fileno()
+
+        def accept(self) -> tuple[socket.socket, object]:
+            calls.append(time.monotonic())
+            if len(calls) == 2:
+                second.set()
+            raise OSError(errno.EMFILE, "Too many open files")
+
+    with socket.create_server(("127.0.0.1", 0)) as sock:
+        sock.setblocking(False)
+        client = socket.create_connection(sock.getsockname())  # the listener is readable now
+        try:
+            pool.accept_from(OutOfDescriptors(sock))  # type: ignore[arg-type]
+            async with asyncio.timeout(TIMEOUT):
+                await second.wait()
+            asyncio.get_running_loop().remove_reader(sock.fileno())
+        finally:
+            client.close()
+    assert calls[1] - calls[0] >= 0.2  # one try, a pause, the next: no busy loop meanwhile
