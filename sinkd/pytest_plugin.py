@@ -125,6 +125,7 @@ class SinkdServer:
     smtp_port: int
     client: SinkdClient
     baseline: Routing  # the routing the session started with, restored after marked tests
+    chaos_baseline: tuple[str, int | None] | None  # the chaos it started with (None: no API)
     current: tuple[str, tuple[tuple[str, str], ...]]  # what the server has now
     remote: bool
     timeout: float
@@ -177,12 +178,14 @@ def sinkd_server(
         client = SinkdClient(url)
     try:
         baseline = client.routing()
+        chaos_baseline = _chaos_of(client)
         server = SinkdServer(
             url=url,
             smtp_host=host,
             smtp_port=port,
             client=client,
             baseline=baseline,
+            chaos_baseline=chaos_baseline,
             current=(baseline.profile, tuple(sorted(baseline.routes.items()))),
             remote=thread is None,
             timeout=timeout,
@@ -195,6 +198,19 @@ def sinkd_server(
         client.close()
         if thread is not None:
             thread.stop()
+
+
+def _chaos_of(client: SinkdClient) -> tuple[str, int | None] | None:
+    """The server's chaos (triggers, seed); None for a sinkd without the chaos endpoint."""
+    from sinkd.errors import HttpApiError
+
+    try:
+        chaos = client.chaos()
+    except HttpApiError as exc:
+        if exc.status == 404:
+            return None
+        raise
+    return chaos.triggers, chaos.seed
 
 
 def _smtp_address(spec: str | None, url: str) -> tuple[str, int]:
@@ -264,8 +280,10 @@ def _wanted_routing(node: pytest.Item, baseline: Routing) -> tuple[str, dict[str
 
 @pytest.fixture
 def sinkd(request: pytest.FixtureRequest, sinkd_server: SinkdServer) -> Iterator[SinkdFixture]:
-    """The session's sinkd, emptied for this test (messages, greylist and rate-limit memory)
-    and routed as the test's ``sinkd_profile`` / ``sinkd_routes`` markers say."""
+    """The session's sinkd, emptied for this test (messages, greylist and rate-limit memory),
+    with the chaos it had when the session began (a test that injects failures does not leak
+    them into the next), and routed as the test's ``sinkd_profile`` / ``sinkd_routes`` markers
+    say."""
     from sinkd.errors import HttpApiError
 
     profile, routes = _wanted_routing(request.node, sinkd_server.baseline)
@@ -277,6 +295,11 @@ def sinkd(request: pytest.FixtureRequest, sinkd_server: SinkdServer) -> Iterator
     except HttpApiError as exc:
         if exc.status != 404:  # an older sinkd without the endpoint: nothing to reset there
             raise
+    wanted = sinkd_server.chaos_baseline
+    if wanted is not None:
+        current = _chaos_of(client)
+        if current is not None and current[0] != wanted[0]:
+            client.set_chaos(*wanted)
     fixture = SinkdFixture(sinkd_server, profile, routes)
     try:
         yield fixture

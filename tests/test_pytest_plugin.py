@@ -93,6 +93,17 @@ def test_a_gtube_message_is_rejected(sinkd):
     assert rejected.reply.code == 554
 
 
+def test_a_test_may_inject_failures(sinkd):
+    sinkd.client.set_chaos("rcpt:550:100")
+    with pytest.raises(smtplib.SMTPRecipientsRefused):
+        send(sinkd, "bob@corp.example", "Quarterly figures")
+
+
+def test_the_next_test_gets_the_server_without_them(sinkd):
+    send(sinkd, "bob@corp.example", "Quarterly figures")
+    sinkd.assert_accepted(to="bob@")
+
+
 def test_a_near_miss_is_reported(sinkd):
     send(sinkd, "bob@corp.example", "Quarterly figures")
     send(sinkd, "bob@corp.example", "Win the lottery", SPAM)
@@ -106,7 +117,7 @@ def test_a_user_suite_sends_waits_routes_and_reads_a_near_miss_report(
 ) -> None:
     pytester.makepyfile(test_mail=USER_TESTS)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", timeout=RUN_TIMEOUT)
-    result.assert_outcomes(passed=7, failed=1)
+    result.assert_outcomes(passed=9, failed=1)
     result.stdout.fnmatch_lines(
         [
             "*test_a_near_miss_is_reported*",
