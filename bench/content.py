@@ -67,6 +67,9 @@ async def measure(router: Router, raw: bytes, runs: int) -> list[float]:
 
 
 def pct(values: list[float], q: float) -> float:
+    """The ``q`` quantile (0..1) of ``values``, nearest rank; NaN for none (shared by benches)."""
+    if not values:
+        return float("nan")
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 

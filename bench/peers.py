@@ -60,7 +60,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
-from content import newsletter_message  # noqa: E402
+from content import newsletter_message, pct  # noqa: E402
 
 HOST = "127.0.0.1"
 MAILDEV_DIR = HERE / ".maildev"
@@ -104,13 +104,6 @@ def free_port() -> int:
         sock.bind((HOST, 0))
         port: int = sock.getsockname()[1]
         return port
-
-
-def pct(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 # --- /proc: CPU and memory ---------------------------------------------------------------------

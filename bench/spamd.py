@@ -45,7 +45,7 @@ import aiosmtplib
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from content import newsletter_message  # noqa: E402
+from content import newsletter_message, pct  # noqa: E402
 
 HOST = "127.0.0.1"
 CONCURRENCY = 4
@@ -75,11 +75,6 @@ def free_port() -> int:
         sock.bind((HOST, 0))
         port: int = sock.getsockname()[1]
         return port
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def cpu_seconds(pid: int, *, reaped_children: bool = False) -> float:

@@ -275,8 +275,9 @@ class Sinkd:
         publish them as ``verdict`` events. Neither can fail the transaction."""
         if self.verdict_log is not None:
             self.verdict_log.write(records)
-        for record in records:
-            self.hub.publish("verdict", record.to_json())
+        if self.hub.subscribers:  # the JSON is made only for someone to read it
+            for record in records:
+                self.hub.publish("verdict", record.to_json())
 
     async def start(self) -> None:
         s = self.settings

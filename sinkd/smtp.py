@@ -318,20 +318,17 @@ class SinkdSMTP(SMTP):
         # is an empty message.
         data = bytearray(b"\r\n")
         refusal: str | None = None
-        while True:
+        while not data.endswith(b"\r\n.\r\n"):
             try:
                 data += await reader.readuntil(b".\r\n")
             except asyncio.LimitOverrunError as over:
-                # No ".\r\n" within the stream limit: take what cannot hold one, go on.
+                # No ".\r\n" within the stream limit: take what cannot hold one (so this part
+                # cannot end the data either), go on.
                 data += await reader.readexactly(over.consumed)
-                continue
-            finally:
-                if refusal is None and limit and len(data) - 2 > limit + 3:
-                    refusal = self._too_long(data) or "552 Error: Too much mail data"
-                if refusal is not None and len(data) > 8:
-                    del data[2:-5]  # keep the tail: the end may straddle two reads
-            if data.endswith(b"\r\n.\r\n"):
-                break
+            if refusal is None and limit and len(data) - 2 > limit + 3:
+                refusal = self._too_long(data) or "552 Error: Too much mail data"
+            if refusal is not None and len(data) > 8:
+                del data[2:-5]  # keep the tail: the end may straddle two reads
         if refusal is not None:
             return b"", refusal
         del data[-3:]  # the ".\r\n" line; the CRLF before it ends the last line

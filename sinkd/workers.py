@@ -84,10 +84,6 @@ class WorkerPool:
         self._saving: set[asyncio.Task[None]] = set()
         self._next = 0  # the worker the next connection goes to
 
-    @property
-    def pids(self) -> list[int]:
-        return [w.process.pid for w in self._workers if w.process.pid is not None]
-
     async def start(self) -> None:
         """Start every worker and return once each listens; ``ConfigError`` names one that
         could not (the others are stopped again)."""
@@ -161,14 +157,8 @@ class WorkerPool:
     def serving(self) -> bool:
         """Every worker is alive and listening. When one dies, the kernel hands its share of
         new connections to the others, but the server is degraded and ``/readyz`` says so."""
-        return bool(self._workers) and all(
-            w.alive
-            and w.ready.done()
-            and not w.ready.cancelled()
-            and w.ready.exception() is None
-            and w.process.is_alive()
-            for w in self._workers
-        )
+        # Asked only once start() has returned, so every worker said "ready" then.
+        return bool(self._workers) and all(w.alive and w.process.is_alive() for w in self._workers)
 
     def broadcast(self, kind: str, payload: Any) -> None:
         for worker in self._workers:
