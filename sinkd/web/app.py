@@ -143,18 +143,26 @@ def chaos_state(chaos: Chaos) -> dict[str, Any]:
     }
 
 
+def json_fields(body: Any, fields: tuple[str, ...], error: str, expected: str) -> dict[str, Any]:
+    """``body`` as a JSON object holding only ``fields``; else ``ApiError`` 422 ``error`` with
+    ``expected`` (what a right body looks like) or the first unknown field."""
+    if not isinstance(body, dict):
+        raise ApiError(422, error, expected)
+    unknown = sorted(set(body) - set(fields))
+    if unknown:
+        raise ApiError(422, error, f"unknown field {unknown[0]!r}: expected {', '.join(fields)}")
+    return body
+
+
 def chaos_config(body: Any) -> ChaosConfig:
     """``{"triggers": SPEC, "seed": N|null}`` (sinkd's or Mailpit's trigger syntax; "" is no
     chaos; no seed: a random one). ``ApiError`` 422 names the bad field or trigger."""
-    if not isinstance(body, dict):
-        raise ApiError(
-            422, "invalid chaos", 'expected a JSON object {"triggers": "...", "seed": N}'
-        )
-    unknown = sorted(set(body) - {"triggers", "seed"})
-    if unknown:
-        raise ApiError(
-            422, "invalid chaos", f"unknown field {unknown[0]!r}: expected triggers, seed"
-        )
+    body = json_fields(
+        body,
+        ("triggers", "seed"),
+        "invalid chaos",
+        'expected a JSON object {"triggers": "...", "seed": N}',
+    )
     triggers, seed = body.get("triggers"), body.get("seed")
     if not isinstance(triggers, str):
         raise ApiError(

@@ -30,7 +30,7 @@ from sinkd.schema import dump
 from sinkd.smtp import new_message_id
 from sinkd.spamd import SpamdService
 from sinkd.store import MessageRecord, Query, Store, StoredMessage
-from sinkd.web.app import API, ApiError, read_json
+from sinkd.web.app import API, ApiError, json_fields, read_json
 
 if TYPE_CHECKING:
     from sinkd.runtime import Sinkd
@@ -328,13 +328,7 @@ async def evaluate_message(request: Request) -> Response:
 
 def _evaluate_body(body: Any) -> tuple[str, bool]:
     expected = 'expected a JSON object {"profile": "strict-finance", "store": false}'
-    if not isinstance(body, dict):
-        raise ApiError(422, "invalid evaluation", expected)
-    unknown = sorted(set(body) - {"profile", "store"})
-    if unknown:
-        raise ApiError(
-            422, "invalid evaluation", f"unknown field {unknown[0]!r}: expected profile, store"
-        )
+    body = json_fields(body, ("profile", "store"), "invalid evaluation", expected)
     name, store_it = body.get("profile"), body.get("store", False)
     if not isinstance(name, str) or not name:
         raise ApiError(422, "invalid evaluation", f"profile: {expected}")

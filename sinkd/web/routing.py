@@ -18,7 +18,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from sinkd.errors import ConfigError, SinkdError
-from sinkd.web.app import API, ApiError, read_json
+from sinkd.web.app import API, ApiError, json_fields, read_json
 
 if TYPE_CHECKING:
     from sinkd.runtime import Sinkd
@@ -71,13 +71,7 @@ class RoutingResource(HTTPEndpoint):
 
 def routing_body(body: Any, known: list[str]) -> tuple[str, dict[str, str]]:
     """``(profile, routes)`` from a PUT body; ``ApiError`` 422 naming the bad field."""
-    if not isinstance(body, dict):
-        raise ApiError(422, "invalid routing", _EXPECTED)
-    unknown = sorted(set(body) - {"profile", "routes"})
-    if unknown:
-        raise ApiError(
-            422, "invalid routing", f"unknown field {unknown[0]!r}: expected profile, routes"
-        )
+    body = json_fields(body, ("profile", "routes"), "invalid routing", _EXPECTED)
     profile, routes = body.get("profile"), body.get("routes", {})
     if not isinstance(profile, str) or not profile:
         raise ApiError(422, "invalid routing", f"profile: {_EXPECTED}")
