@@ -1,4 +1,5 @@
-"""The SQLite message store: one database file, one writer thread, group commit.
+"""The SQLite message store: one database file, one writer (a thread, or a process of its own
+for ``sinkd serve``), group commit.
 
 Owns the schema and every SQL statement sinkd runs. It must not acknowledge a ``save`` before
 the record is committed with ``synchronous=FULL``, and it must not let a raw ``sqlite3`` error
@@ -19,10 +20,13 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, TypeVar
 
 from sinkd.errors import NotFound, StoreError
 from sinkd.store import MessageRecord, Query, StoredMessage, iso
+
+if TYPE_CHECKING:
+    from sinkd.store.writer import WriterProcess
 
 __all__ = ["SCHEMA_VERSION", "PreparedSave", "SqliteStore", "bulk_load", "open_sqlite", "prepare"]
 
@@ -143,6 +147,9 @@ _INSERT_MESSAGE_SEQ = (
 
 T = TypeVar("T")
 
+# Where a store's writes run (see open_sqlite).
+WriterKind = Literal["thread", "process"]
+
 
 @dataclass(slots=True)
 class _Op:
@@ -169,8 +176,12 @@ _STOP = object()  # queued by close(); everything queued before it is still writ
 class SqliteStore:
     """A ``Store`` on one SQLite file. Create it with ``open_sqlite``."""
 
-    def __init__(self, path: Path, *, busy_timeout: float = 5.0) -> None:
+    def __init__(
+        self, path: Path, *, busy_timeout: float = 5.0, writer: WriterKind = "thread"
+    ) -> None:
         self._path = path
+        self._writer_kind = writer
+        self._remote: WriterProcess | None = None  # writer="process": set by _start
         self._busy_timeout = busy_timeout
         self._queue: queue.SimpleQueue[_Op | object] = queue.SimpleQueue()
         # Guards the closed flag together with enqueueing, so nothing can be queued behind
@@ -180,7 +191,6 @@ class SqliteStore:
         self._commits = 0
         self._readers: list[sqlite3.Connection] = []
         self._ready: asyncio.Future[None] | None = None
-        self._clock = _Clock()  # the writer thread's; loaded from the file when it opens
         self._thread = threading.Thread(
             target=self._run_writer, name=f"sinkd-store-writer:{path.name}", daemon=True
         )
@@ -191,8 +201,8 @@ class SqliteStore:
 
     @property
     def commits(self) -> int:
-        """How many write transactions the writer thread has committed (for tests and stats)."""
-        return self._commits
+        """How many write transactions the writer has committed (for tests and stats)."""
+        return self._commits if self._remote is None else self._remote.commits
 
     # -- writes: all go through the writer thread, so they are serialized ------------------
 
@@ -223,6 +233,10 @@ class SqliteStore:
         return await self._enqueue(_Op(kind, loop, loop.create_future(), message_id, row))
 
     async def _enqueue(self, op: _Op) -> Any:
+        if self._remote is not None:
+            if self._closed:
+                raise StoreError(f"message store {self._path} is closed")
+            return await self._remote.submit(op)
         with self._lock:
             if self._closed:
                 raise StoreError(f"message store {self._path} is closed")
@@ -338,6 +352,13 @@ class SqliteStore:
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def _start(self) -> None:
+        if self._writer_kind == "process":
+            from sinkd.store.writer import WriterProcess  # it imports this module
+
+            remote = WriterProcess(self._path, self._busy_timeout)
+            await remote.start()
+            self._remote = remote
+            return
         loop = asyncio.get_running_loop()
         self._ready = loop.create_future()
         self._thread.start()
@@ -356,7 +377,10 @@ class SqliteStore:
             if not self._closed:
                 self._closed = True
                 self._queue.put(_STOP)
-        if self._thread.is_alive():
+        if self._remote is not None:
+            # The process answers everything sent before the stop, then ends.
+            await self._remote.close()
+        elif self._thread.is_alive():
             # Joining waits for every write queued before the stop marker to be committed.
             await asyncio.to_thread(self._thread.join)
         with self._lock:
@@ -376,17 +400,10 @@ class SqliteStore:
         ready = self._ready
         assert ready is not None
         try:
-            conn = _open_writer(self._path, self._busy_timeout)
+            writer = _Writer(self._path, self._busy_timeout)
         except StoreError as exc:
             _settle(ready.get_loop(), ready, None, exc)
             return
-        try:
-            clock = _Clock.load(conn)
-        except sqlite3.Error as exc:
-            conn.close()
-            _settle(ready.get_loop(), ready, None, StoreError(f"cannot open {self._path}: {exc}"))
-            return
-        self._clock = clock
         _settle(ready.get_loop(), ready, None, None)
         try:
             stop = False
@@ -400,41 +417,61 @@ class SqliteStore:
                 ops = [item for item in batch if isinstance(item, _Op)]
                 stop = len(ops) != len(batch)
                 if ops:
-                    self._write_batch(conn, ops)
+                    writer.write(ops)
+                    self._commits = writer.commits
+                    for op in ops:
+                        if op.loop is not None and op.future is not None:
+                            _settle(op.loop, op.future, op.result, op.error)
         finally:
-            conn.close()
+            writer.close()
 
-    def _write_batch(self, conn: sqlite3.Connection, ops: Sequence[_Op]) -> None:
-        if len(ops) > 1 and all(op.kind == "save" for op in ops) and self._write_saves(conn, ops):
-            self._commits += 1
-            for op in ops:
-                if op.loop is not None and op.future is not None:
-                    _settle(op.loop, op.future, None, None)
+
+class _Writer:
+    """The write connection and the SQL of every write: one batch of queued operations per
+    transaction (group commit). Synchronous; run by the writer thread or, for ``sinkd serve``,
+    by the writer process (``sinkd.store.writer``). Fills in each op's result or error and
+    never settles futures itself."""
+
+    def __init__(self, path: Path, busy_timeout: float) -> None:
+        self.path = path
+        self.conn = _open_writer(path, busy_timeout)
+        try:
+            self.clock = _Clock.load(self.conn)
+        except sqlite3.Error as exc:
+            self.conn.close()
+            raise StoreError(f"cannot open {path}: {exc}") from exc
+        self.commits = 0
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def write(self, ops: Sequence[_Op]) -> None:
+        """Commit ``ops`` in one transaction; each op's ``result`` or ``error`` is set."""
+        conn = self.conn
+        if len(ops) > 1 and all(op.kind == "save" for op in ops) and self._write_saves(ops):
+            self.commits += 1
             return
         try:
             conn.execute("BEGIN IMMEDIATE")
             for op in ops:
-                self._run_op(conn, op)
+                self._run_op(op)
             conn.execute("COMMIT")
         except Exception as exc:
             # The transaction as a whole failed (lock timeout, disk full, I/O error): nothing
             # of it is durable, so every op that had not already failed on its own fails now.
             _rollback(conn)
-            failure = StoreError(f"writing message store {self._path} failed: {exc}")
+            failure = StoreError(f"writing message store {self.path} failed: {exc}")
             failure.__cause__ = exc
             for op in ops:
                 if op.error is None:
                     op.error = failure
             # The clock may have advanced for rows that are gone; read back what is stored.
             with contextlib.suppress(sqlite3.Error):
-                self._clock = _Clock.load(conn)
+                self.clock = _Clock.load(conn)
         else:
-            self._commits += 1
-        for op in ops:
-            if op.loop is not None and op.future is not None:
-                _settle(op.loop, op.future, op.result, op.error)
+            self.commits += 1
 
-    def _write_saves(self, conn: sqlite3.Connection, ops: Sequence[_Op]) -> bool:
+    def _write_saves(self, ops: Sequence[_Op]) -> bool:
         """Commit a batch of saves with one statement per table (``executemany``); False, with
         nothing written, when any row fails (the caller then writes op by op to find it).
 
@@ -444,7 +481,7 @@ class SqliteStore:
         Sequence numbers are assigned here (the writer is the only one, inside BEGIN IMMEDIATE)
         so that every table's rows can be written at once.
         """
-        clock = self._clock
+        conn, clock = self.conn, self.clock
         try:
             conn.execute("BEGIN IMMEDIATE")
             row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'messages'").fetchone()
@@ -477,17 +514,18 @@ class SqliteStore:
         except Exception:  # a duplicate id, an odd value, a full disk: retry op by op
             _rollback(conn)
             with contextlib.suppress(sqlite3.Error):
-                self._clock = _Clock.load(conn)
+                self.clock = _Clock.load(conn)
             return False
         return True
 
-    def _run_op(self, conn: sqlite3.Connection, op: _Op) -> None:
+    def _run_op(self, op: _Op) -> None:
+        conn = self.conn
         # A savepoint per op keeps one bad record (a duplicate id) from failing the other
         # sessions that share its transaction; errors raised by SAVEPOINT/ROLLBACK TO escape
         # to the batch level, since then the transaction itself is gone.
         conn.execute("SAVEPOINT op")
         try:
-            op.result = _apply(conn, op, self._clock)
+            op.result = _apply(conn, op, self.clock)
         except NotFound as exc:
             op.error = exc
         except sqlite3.IntegrityError as exc:
@@ -563,12 +601,17 @@ def _apply(conn: sqlite3.Connection, op: _Op, clock: _Clock) -> Any:
     raise AssertionError(f"unknown store operation {op.kind!r}")
 
 
-async def open_sqlite(path: str | Path, *, busy_timeout: float = 5.0) -> SqliteStore:
+async def open_sqlite(
+    path: str | Path, *, busy_timeout: float = 5.0, writer: WriterKind = "thread"
+) -> SqliteStore:
     """Open (creating when missing) the store at ``path``; raise ``StoreError`` naming it.
 
     ``busy_timeout`` is how many seconds a statement waits for another process's lock.
+    ``writer`` is where the writes run: a thread of this process, or a process of its own
+    (``sinkd.store.writer``; what ``sinkd serve`` uses, so that the SMTP event loop never
+    shares the interpreter lock with SQLite work).
     """
-    store = SqliteStore(Path(path), busy_timeout=busy_timeout)
+    store = SqliteStore(Path(path), busy_timeout=busy_timeout, writer=writer)
     await store._start()
     return store
 

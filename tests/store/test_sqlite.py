@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
+import select
 import sqlite3
 import subprocess
 import sys
@@ -28,7 +30,7 @@ from sinkd.model import (
     VerdictAction,
 )
 from sinkd.store import MessageRecord, Query
-from sinkd.store.sqlite import SCHEMA_VERSION, SqliteStore, open_sqlite
+from sinkd.store.sqlite import SCHEMA_VERSION, SqliteStore, WriterKind, open_sqlite
 
 T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 
@@ -85,9 +87,16 @@ def db_path(tmp_path: Path) -> Path:
     return tmp_path / "state" / "sinkd.sqlite3"
 
 
+@pytest.fixture(params=["thread", "process"])
+def writer(request: pytest.FixtureRequest) -> WriterKind:
+    """Every store test runs with the writer thread and with the writer process."""
+    kind: WriterKind = request.param
+    return kind
+
+
 @pytest.fixture
-async def store(db_path: Path) -> AsyncIterator[SqliteStore]:
-    s = await open_sqlite(db_path)
+async def store(db_path: Path, writer: WriterKind) -> AsyncIterator[SqliteStore]:
+    s = await open_sqlite(db_path, writer=writer)
     yield s
     await s.close()
 
@@ -222,13 +231,13 @@ async def test_clear_returns_how_many_records_it_removed(store: SqliteStore, db_
     assert await store.clear() == 0
 
 
-async def test_records_survive_reopening_the_file(db_path: Path) -> None:
-    first = await open_sqlite(db_path)
+async def test_records_survive_reopening_the_file(db_path: Path, writer: WriterKind) -> None:
+    first = await open_sqlite(db_path, writer=writer)
     await first.save(make_record(1))
     await first.save(make_record(2))
     await first.close()
 
-    again = await open_sqlite(db_path)
+    again = await open_sqlite(db_path, writer=writer)
     try:
         assert [m.id for m in await again.list(Query())] == ["m0002", "m0001"]
         await again.save(make_record(3))
@@ -237,7 +246,9 @@ async def test_records_survive_reopening_the_file(db_path: Path) -> None:
         await again.close()
 
 
-async def test_saved_records_survive_the_process_being_killed(db_path: Path) -> None:
+async def test_saved_records_survive_the_process_being_killed(
+    db_path: Path, writer: WriterKind
+) -> None:
     # The child acknowledges each save on stdout, then dies by SIGKILL without closing:
     # whatever it acknowledged must be in the file.
     script = textwrap.dedent(
@@ -248,9 +259,10 @@ async def test_saved_records_survive_the_process_being_killed(db_path: Path) -> 
         from sinkd.store.sqlite import open_sqlite
 
         async def main():
-            store = await open_sqlite({str(db_path)!r})
+            store = await open_sqlite({str(db_path)!r}, writer={writer!r})
             await asyncio.gather(*(store.save(make_record(n)) for n in range(20)))
-            print("saved", flush=True)
+            remote = store._remote
+            print("saved", remote._process.pid if remote else 0, flush=True)
             os.kill(os.getpid(), signal.SIGKILL)
 
         asyncio.run(main())
@@ -264,14 +276,31 @@ async def test_saved_records_survive_the_process_being_killed(db_path: Path) -> 
         stdout=subprocess.PIPE,
     )
     out, _ = await proc.communicate()
-    assert out.strip() == b"saved"
+    said, writer_pid = out.split()
+    assert said == b"saved"
     assert proc.returncode == -9
+    if writer == "process":
+        # The writer process sees its socket close and ends on its own: no orphan holds the
+        # file. (A pidfd becomes readable when the process ends: no polling.)
+        assert await asyncio.to_thread(process_ends, int(writer_pid), 10.0)
 
-    store = await open_sqlite(db_path)
+    store = await open_sqlite(db_path, writer=writer)
     try:
         assert await store.count() == 20
     finally:
         await store.close()
+
+
+def process_ends(pid: int, timeout: float) -> bool:
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True  # already gone
+    try:
+        readable, _, _ = select.select([fd], [], [], timeout)
+        return bool(readable)
+    finally:
+        os.close(fd)
 
 
 async def test_failed_batch_reports_store_error_and_writer_keeps_serving(
@@ -313,7 +342,7 @@ async def test_a_batch_of_saves_is_one_commit_with_consecutive_seqs_never_reused
 async def test_locked_database_fails_the_whole_batch_and_writer_keeps_serving(
     db_path: Path,
 ) -> None:
-    store = await open_sqlite(db_path, busy_timeout=0.05)
+    store = await open_sqlite(db_path, busy_timeout=0.05, writer=writer)
     blocker = sqlite3.connect(db_path, isolation_level=None)
     try:
         blocker.execute("BEGIN IMMEDIATE")  # another process holds the write lock
@@ -331,8 +360,10 @@ async def test_locked_database_fails_the_whole_batch_and_writer_keeps_serving(
         await store.close()
 
 
-async def test_close_finishes_pending_saves_and_is_idempotent(db_path: Path) -> None:
-    store = await open_sqlite(db_path)
+async def test_close_finishes_pending_saves_and_is_idempotent(
+    db_path: Path, writer: WriterKind
+) -> None:
+    store = await open_sqlite(db_path, writer=writer)
     tasks = [asyncio.create_task(store.save(make_record(n))) for n in range(30)]
     await asyncio.sleep(0)  # let every task queue its record
 
@@ -343,8 +374,8 @@ async def test_close_finishes_pending_saves_and_is_idempotent(db_path: Path) -> 
     assert direct_count(db_path, "messages") == 30
 
 
-async def test_closed_store_refuses_work(db_path: Path) -> None:
-    store = await open_sqlite(db_path)
+async def test_closed_store_refuses_work(db_path: Path, writer: WriterKind) -> None:
+    store = await open_sqlite(db_path, writer=writer)
     await store.close()
 
     with pytest.raises(StoreError, match="is closed"):
@@ -353,8 +384,10 @@ async def test_closed_store_refuses_work(db_path: Path) -> None:
         await store.count()
 
 
-async def test_newer_schema_version_is_refused_with_the_path(db_path: Path) -> None:
-    store = await open_sqlite(db_path)
+async def test_newer_schema_version_is_refused_with_the_path(
+    db_path: Path, writer: WriterKind
+) -> None:
+    store = await open_sqlite(db_path, writer=writer)
     await store.close()
     conn = sqlite3.connect(db_path)
     with conn:
@@ -362,11 +395,13 @@ async def test_newer_schema_version_is_refused_with_the_path(db_path: Path) -> N
     conn.close()
 
     with pytest.raises(StoreError, match="schema version 99, newer") as info:
-        await open_sqlite(db_path)
+        await open_sqlite(db_path, writer=writer)
     assert str(db_path) in str(info.value)
 
 
-async def test_unopenable_path_raises_store_error_naming_it(tmp_path: Path) -> None:
+async def test_unopenable_path_raises_store_error_naming_it(
+    tmp_path: Path, writer: WriterKind
+) -> None:
     not_a_dir = tmp_path / "file"
     not_a_dir.write_text("x")
     under_a_file = not_a_dir / "sinkd.sqlite3"
@@ -375,16 +410,18 @@ async def test_unopenable_path_raises_store_error_naming_it(tmp_path: Path) -> N
 
     for path in (under_a_file, a_directory):
         with pytest.raises(StoreError) as info:
-            await open_sqlite(path)
+            await open_sqlite(path, writer=writer)
         assert str(path) in str(info.value)
 
 
-async def test_corrupt_database_raises_store_error_naming_it(tmp_path: Path) -> None:
+async def test_corrupt_database_raises_store_error_naming_it(
+    tmp_path: Path, writer: WriterKind
+) -> None:
     path = tmp_path / "corrupt.sqlite3"
     path.write_bytes(b"this is not a database, just some bytes" * 100)
 
     with pytest.raises(StoreError, match="cannot open message store") as info:
-        await open_sqlite(path)
+        await open_sqlite(path, writer=writer)
     assert str(path) in str(info.value)
 
 
@@ -401,7 +438,9 @@ async def test_filtered_bytes_are_stored_beside_the_original(store: SqliteStore)
     assert (await store.get(make_record(1).id, with_raw=False)).filtered is None
 
 
-async def test_a_version_1_store_is_migrated_and_keeps_its_messages(db_path: Path) -> None:
+async def test_a_version_1_store_is_migrated_and_keeps_its_messages(
+    db_path: Path, writer: WriterKind
+) -> None:
     # A store as the first release wrote it: no 'filtered' column, schema_version 1.
     db_path.parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(db_path)
@@ -423,7 +462,7 @@ async def test_a_version_1_store_is_migrated_and_keeps_its_messages(db_path: Pat
             """
         )
     conn.close()
-    store = await open_sqlite(db_path)
+    store = await open_sqlite(db_path, writer=writer)
     try:
         old = await store.get("OLD1", with_raw=True)
         assert old.raw == b"hi" and old.filtered is None

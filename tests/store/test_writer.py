@@ -1,0 +1,88 @@
+"""The store's writer process: what happens when it dies, and that it never outlives work."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+from sinkd.errors import StoreError
+from sinkd.store import Query
+from sinkd.store.sqlite import open_sqlite
+from sinkd.store.writer import WriterProcess
+from tests.store.test_sqlite import make_record
+
+
+def remote_of(store: object) -> WriterProcess:
+    remote = getattr(store, "_remote", None)
+    assert isinstance(remote, WriterProcess)
+    return remote
+
+
+async def test_a_save_in_flight_when_the_writer_process_dies_fails_and_the_next_one_restarts_it(
+    tmp_path: Path,
+) -> None:
+    store = await open_sqlite(tmp_path / "s.db", writer="process")
+    try:
+        await store.save(make_record(1))
+        remote = remote_of(store)
+        assert remote._process is not None
+        first_pid = remote._process.pid
+        # Stopped, the process cannot answer: the save below is sent and stays unconfirmed.
+        os.kill(first_pid, signal.SIGSTOP)
+        in_flight = asyncio.create_task(store.save(make_record(2)))
+        await asyncio.sleep(0)  # let the task send its record
+        os.kill(first_pid, signal.SIGKILL)
+
+        with pytest.raises(StoreError, match=r"ended .*before confirming the commit"):
+            await in_flight  # never a 250 for a record nobody confirmed
+
+        await store.save(make_record(3))  # a new writer process takes over
+        assert remote._process is not None and remote._process.pid != first_pid
+        ids = {m.id for m in await store.list(Query())}
+        assert {"m0001", "m0003"} <= ids
+    finally:
+        await store.close()
+
+
+async def test_close_answers_every_save_sent_before_it_and_ends_the_process(
+    tmp_path: Path,
+) -> None:
+    store = await open_sqlite(tmp_path / "s.db", writer="process")
+    remote = remote_of(store)
+    saves = [asyncio.create_task(store.save(make_record(n))) for n in range(50)]
+    await asyncio.sleep(0)
+
+    await store.close()
+
+    assert [s.result() for s in saves] == [None] * 50
+    assert remote._process is not None and remote._process.returncode == 0
+    with pytest.raises(StoreError, match="is closed"):
+        await store.save(make_record(99))
+
+
+async def test_a_writer_process_that_cannot_open_the_file_is_reported_and_reaped(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "dir.db").mkdir()
+    with pytest.raises(StoreError, match="cannot open message store") as info:
+        await open_sqlite(tmp_path / "dir.db", writer="process")
+    assert str(tmp_path / "dir.db") in str(info.value)
+
+
+async def test_the_writer_process_ignores_the_terminals_ctrl_c(tmp_path: Path) -> None:
+    # A terminal's Ctrl-C signals the server's process group; the writer runs in a session of
+    # its own and ignores SIGINT, so it is still there to commit the sessions that finish.
+    store = await open_sqlite(tmp_path / "s.db", writer="process")
+    try:
+        remote = remote_of(store)
+        assert remote._process is not None
+        assert os.getpgid(remote._process.pid) != os.getpgid(0)
+        os.kill(remote._process.pid, signal.SIGINT)
+        await store.save(make_record(1))
+        assert remote._process.poll() is None
+    finally:
+        await store.close()
