@@ -4,9 +4,10 @@
 instead of ``python -m sinkd serve ...``. Before handing over to ``sinkd.cli.main`` it wraps,
 per message: aiosmtpd's DATA command from the 354 to the handler hook (reading the body line
 by line, including waiting for the client's bytes), the engine's ``Transaction.data`` (parse,
-filters, verdict), the store's ``save`` (from queueing the record to the writer thread's
-commit: the commit wait the 250 depends on), and the whole ``handle_DATA``; plus the writer's
-batch sizes. At exit it writes the samples' p50/p99/mean (µs) to OUT.json.
+filters, verdict), the store's ``save`` (from handing the record to the writer process to its
+commit: the commit wait the 250 depends on), and the whole ``handle_DATA``. The writer's batches
+run in its own process, out of reach of these wrappers. At exit it writes the samples'
+p50/p99/mean (µs) to OUT.json.
 """
 
 from __future__ import annotations
@@ -56,18 +57,6 @@ def install() -> None:
     sqlite.SqliteStore.save = timed(
         "store save: queue → committed (commit wait)", sqlite.SqliteStore.save
     )  # type: ignore[method-assign]
-    batches = SAMPLES.setdefault("writer batch size (messages per commit)", [])
-    write_batch = sqlite.SqliteStore._write_batch
-
-    def counting(self: Any, conn: Any, ops: Any) -> None:
-        batches.append(len(ops))
-        start = time.perf_counter()
-        write_batch(self, conn, ops)
-        SAMPLES.setdefault("writer: one batch transaction (BEGIN…COMMIT, fsync)", []).append(
-            time.perf_counter() - start
-        )
-
-    sqlite.SqliteStore._write_batch = counting  # type: ignore[method-assign]
 
 
 def dump(path: Path) -> None:

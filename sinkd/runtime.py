@@ -31,7 +31,7 @@ from sinkd.profiles import DEFAULT_PROFILE, LoadedProfile, ProfileSet
 from sinkd.smtp import AuthMode, ServerOptions, SinkHandler, configure_ids, protocol_factory
 from sinkd.spamd import SpamdService
 from sinkd.store import MessageRecord, Store
-from sinkd.store.sqlite import PreparedSave, SqliteStore, open_sqlite
+from sinkd.store.sqlite import SqliteStore, open_sqlite
 from sinkd.tls import self_signed, server_context
 from sinkd.verdict_log import VerdictLog
 from sinkd.web import HttpServer, create_app
@@ -224,12 +224,12 @@ class Sinkd:
         shown = ", ".join(f"{d}={p}" for d, p in routes.items()) or "none"
         log.info("routing profile=%s routes=%s (set over HTTP)", profile, shown)
 
-    def publish_prepared(self, prepared: PreparedSave) -> None:
-        """``publish_records`` for a record a worker prepared: its JSON text is the line."""
-        if self.verdict_log is not None:
-            self.verdict_log.write_line(prepared.message_id, prepared.json_text)
+    def publish_committed(self, json_texts: Sequence[str]) -> None:
+        """``verdict`` events for the records the workers saved (the writer process tells the
+        primary of them after each commit; the workers wrote their verdict log lines)."""
         if self.hub.subscribers:  # parsed back only for someone to read it
-            self.hub.publish("verdict", json.loads(prepared.json_text))
+            for text in json_texts:
+                self.hub.publish("verdict", json.loads(text))
 
     async def adopt(self, connection: socket.socket) -> None:
         """Serve an SMTP connection the primary accepted (a worker of ``--workers``)."""
@@ -315,7 +315,9 @@ class Sinkd:
         if s.verdict_log is not None:  # before the store: a bad path stops the start cleanly
             self.verdict_log = VerdictLog(s.verdict_log)
             log.info("verdict log %s", s.verdict_log)
-        self.store = self._given_store or await open_sqlite(s.db)
+        # The writes run in a process of their own: a writer thread would share the
+        # interpreter lock with the SMTP loop (sinkd.store.writer says what that costs).
+        self.store = self._given_store or await open_sqlite(s.db, writer="process")
         lookups = Lookups(
             spamd=SpamdService(override=s.spamd), resolver=resolver, state=self.delivery
         )
@@ -376,18 +378,19 @@ class Sinkd:
 
     async def _start_workers(self, count: int, port: int, chaos_seed: int | None) -> None:
         worker_settings = dataclasses.replace(
-            # The primary writes the verdict log, for every process's records.
+            # Each worker appends its own records' lines to the verdict log (O_APPEND).
             self.settings,
             port=port,
             http=False,
             workers=1,
             chaos_seed=chaos_seed,
-            verdict_log=None,
         )
         assert isinstance(self.store, SqliteStore)
-        self.workers = WorkerPool(
-            worker_settings, count, logs.current(), self.store, self.publish_prepared
-        )
+        writer = self.store.writer_process
+        assert writer is not None, "the server's store writes in a process"
+        self.workers = WorkerPool(worker_settings, count, logs.current(), writer)
+        writer.on_committed = self.publish_committed
+        writer.on_restart = self.workers.reattach
         try:
             await self.workers.start()
         except BaseException:

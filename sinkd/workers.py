@@ -7,9 +7,11 @@ travels on it: records to commit up, "committed" down; routing and chaos changes
 The primary accepts every SMTP connection and passes it to the next worker in turn over a Unix
 socket (SCM_RIGHTS), so long-lived sessions are spread evenly (``SO_REUSEPORT`` hashing put 12
 of 19 on one worker of two). A worker is an SMTP server with the profiles and the engine whose
-store is a ``PipeStore``: the primary commits every process's records with its one writer, so
-group commit spans all of them and no two processes wait on SQLite's file lock (whose busy
-handler sleeps: 1, 2, 5 ... ms). A worker answers 250 only once the primary has committed.
+store is a ``PipeStore``: it sends its records straight to the store's writer process (a
+socket the primary obtained from it), which commits every process's records, so group commit
+spans all of them and no two processes wait on SQLite's file lock (whose busy handler sleeps:
+1, 2, 5 ... ms). A worker answers 250 only once the writer has committed, and writes its own
+verdict log lines; the writer tells the primary of the records for its live event stream.
 
 Why processes: the filter core and aiosmtpd are Python, so one process uses one core; on a
 machine with more, the listeners multiply throughput (bench/RESULTS.md). It holds no policy,
@@ -21,28 +23,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import itertools
 import logging
 import multiprocessing
 import os
 import signal
 import socket
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
 from sinkd.chaos import ChaosConfig
 from sinkd.errors import ConfigError, StoreError
 from sinkd.logs import LogFormat
-from sinkd.store.sqlite import PreparedSave, prepare
+from sinkd.store.sqlite import prepare
+from sinkd.store.writer import WriterClient
 
 if TYPE_CHECKING:
     from datetime import datetime
     from multiprocessing.process import BaseProcess
+    from pathlib import Path
 
     from sinkd.runtime import Settings
     from sinkd.store import MessageRecord, Query, StoredMessage
-    from sinkd.store.sqlite import SqliteStore
+    from sinkd.store.writer import WriterProcess
 
 log = logging.getLogger(__name__)
 
@@ -54,17 +57,15 @@ STOP_TIMEOUT = 30.0  # open sessions finish their transaction before a worker en
 _CONTEXT = multiprocessing.get_context("spawn")
 
 # Messages on a worker's pipe: (kind, payload).
-# up:   ("ready", None), ("failed", text), ("save", (n, MessageRecord))
-# down: ("saved", (n, error text or None)), ("routing", (profile, routes)),
-#       ("chaos", ChaosConfig), ("stop", None)
+# up:   ("ready", None), ("failed", text)
+# down: ("routing", (profile, routes)), ("chaos", ChaosConfig), ("writer", socket) (a new
+#       writer process replaced one that died), ("stop", None)
 
 
 class WorkerPool:
     """The extra SMTP processes of one server: ``await start()``, ``broadcast()``, ``stop()``.
 
-    ``store`` commits the workers' records (prepared in the workers); ``on_commit`` is told of
-    each after its commit and before the worker is (verdict log, live events), in the
-    primary's event loop.
+    ``writer`` is the store's writer process; each worker gets a connection of its own to it.
     """
 
     def __init__(
@@ -72,16 +73,13 @@ class WorkerPool:
         settings: Settings,
         count: int,
         log_setup: tuple[LogFormat, int],
-        store: SqliteStore,
-        on_commit: Callable[[PreparedSave], None],
+        writer: WriterProcess,
     ) -> None:
         self.settings = settings
         self.count = count  # SMTP processes 1..count; the primary (0) serves no SMTP
         self.log_setup = log_setup
-        self.store = store
-        self.on_commit = on_commit
+        self.writer = writer
         self._workers: list[_Worker] = []
-        self._saving: set[asyncio.Task[None]] = set()
         self._next = 0  # the worker the next connection goes to
 
     async def start(self) -> None:
@@ -93,15 +91,28 @@ class WorkerPool:
             ours, theirs = _CONTEXT.Pipe()
             # Accepted connections travel here; SEQPACKET keeps one descriptor per message.
             handover, their_handover = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            try:
+                store_socket = self.writer.attach()
+            except OSError as exc:
+                raise ConfigError(f"worker {index}: no connection to the store: {exc}") from exc
             process = _CONTEXT.Process(
                 target=worker_main,
-                args=(self.settings, index, total, theirs, their_handover, self.log_setup),
+                args=(
+                    self.settings,
+                    index,
+                    total,
+                    theirs,
+                    their_handover,
+                    store_socket,
+                    self.log_setup,
+                ),
                 name=f"sinkd-worker-{index}",
                 daemon=True,  # never outlives the primary's interpreter
             )
             process.start()
             theirs.close()
             their_handover.close()
+            store_socket.close()
             handover.setblocking(False)
             worker = _Worker(index, process, ours, loop.create_future(), handover)
             self._workers.append(worker)
@@ -174,6 +185,24 @@ class WorkerPool:
     def set_chaos(self, config: ChaosConfig) -> None:
         self.broadcast("chaos", config)
 
+    def reattach(self) -> None:
+        """A new writer process replaced one that died: give every worker a connection to it
+        (until then their saves fail with 451, as the primary's own would have)."""
+        for worker in self._workers:
+            if not worker.alive:
+                continue
+            try:
+                store_socket = self.writer.attach()
+            except OSError as exc:
+                log.error("worker %d: no connection to the new store writer: %s", worker.index, exc)
+                continue
+            try:
+                worker.conn.send(("writer", store_socket))
+            except OSError as exc:
+                log.error("worker %d: cannot send the store connection: %s", worker.index, exc)
+            finally:
+                store_socket.close()
+
     async def stop(self) -> None:
         """Ask every worker to finish its open sessions and end; kill those that do not."""
         for worker in self._workers:
@@ -202,36 +231,10 @@ class WorkerPool:
                 code = worker.process.exitcode
                 log.error("worker %d ended unexpectedly (exit code %s)", worker.index, code)
             return
-        if kind == "save":
-            task = asyncio.ensure_future(self._save(worker, *payload))
-            self._saving.add(task)
-            task.add_done_callback(self._saving.discard)
-        elif kind == "ready" and not worker.ready.done():
+        if kind == "ready" and not worker.ready.done():
             worker.ready.set_result(None)
         elif kind == "failed" and not worker.ready.done():
             worker.ready.set_exception(ConfigError(f"worker {worker.index}: {payload}"))
-
-    async def _save(self, worker: _Worker, number: int, prepared: PreparedSave) -> None:
-        error: str | None = None
-        try:
-            await self.store.save_prepared(prepared)
-        except Exception as exc:  # the worker answers 451 4.3.5, as the primary itself would
-            log.exception(
-                "could not store verdict %s from worker %d", prepared.message_id, worker.index
-            )
-            error = str(exc) or type(exc).__name__
-        else:
-            try:
-                self.on_commit(prepared)
-            except Exception:  # a listener's failure never costs the client its reply
-                log.exception("commit listener failed")
-        if worker.alive:
-            try:
-                worker.conn.send(("saved", (number, error)))
-            except OSError as exc:
-                log.error(
-                    "worker %d: cannot confirm %s: %s", worker.index, prepared.message_id, exc
-                )
 
     def _close(self, worker: _Worker) -> None:
         if worker.alive:
@@ -262,6 +265,7 @@ def worker_main(
     total: int,
     conn: Connection,
     handover: socket.socket,
+    store_socket: socket.socket,
     log_setup: tuple[LogFormat, int],
 ) -> None:
     """A worker process: one more SMTP listener on the primary's port until told to stop, or
@@ -275,15 +279,21 @@ def worker_main(
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve(settings, index, total, conn, handover))
+        asyncio.run(_serve(settings, index, total, conn, handover, store_socket))
 
 
 async def _serve(
-    settings: Settings, index: int, total: int, conn: Connection, handover: socket.socket
+    settings: Settings,
+    index: int,
+    total: int,
+    conn: Connection,
+    handover: socket.socket,
+    store_socket: socket.socket,
 ) -> None:
     from sinkd.runtime import Sinkd
 
-    store = PipeStore(conn)
+    store = PipeStore(settings.db)
+    store.client.bind(store_socket)
     app = Sinkd(settings, listener=(index, total), store=store)
     try:
         await app.start()
@@ -298,9 +308,8 @@ async def _serve(
             kind, payload = conn.recv()
         except (EOFError, OSError):  # the primary is gone: finish and end
             kind, payload = "stop", None
-            store.primary_gone()
-        if kind == "saved":
-            store.settled(*payload)
+        if kind == "writer":
+            store.client.bind(payload)
         elif kind == "stop":
             loop.remove_reader(conn.fileno())
             if not stopped.done():
@@ -342,48 +351,21 @@ async def _serve(
             loop.remove_reader(handover.fileno())
         handover.close()
         await app.stop()
+        await store.client.close()
         conn.close()
 
 
 class PipeStore:
-    """The store as a worker sees it: ``save`` sends the record to the primary and returns
-    once the primary has committed it. Nothing else is served here (no HTTP in a worker)."""
+    """The store as a worker sees it: ``save`` sends the prepared record to the store's writer
+    process and returns once it is committed. Nothing else is served here (no HTTP in a
+    worker)."""
 
-    def __init__(self, conn: Connection) -> None:
-        self._conn = conn
-        self._numbers = itertools.count()
-        self._pending: dict[int, asyncio.Future[None]] = {}
-        self._gone = False
+    def __init__(self, path: Path) -> None:
+        self.client = WriterClient(path)
 
     async def save(self, record: MessageRecord) -> None:
-        if self._gone:
-            raise StoreError("the primary process is gone")
-        prepared = prepare(record)  # here, not in the primary: it serves every worker
-        number = next(self._numbers)
-        done = self._pending[number] = asyncio.get_running_loop().create_future()
-        try:
-            self._conn.send(("save", (number, prepared)))
-        except OSError as exc:
-            del self._pending[number]
-            raise StoreError(f"cannot reach the primary process: {exc}") from None
-        await done
-
-    def settled(self, number: int, error: str | None) -> None:
-        done = self._pending.pop(number, None)
-        if done is None or done.done():
-            return
-        if error is None:
-            done.set_result(None)
-        else:
-            done.set_exception(StoreError(error))
-
-    def primary_gone(self) -> None:
-        """The pipe closed: whatever was not confirmed was not committed (no 250 for it)."""
-        self._gone = True
-        for done in self._pending.values():
-            if not done.done():
-                done.set_exception(StoreError("the primary process is gone"))
-        self._pending.clear()
+        # Prepared here, not in the primary or the writer: the workers share that work.
+        await self.client.submit_prepared(prepare(record))
 
     async def get(self, message_id: str, *, with_raw: bool = False) -> StoredMessage:
         raise StoreError("a worker process reads nothing")
@@ -404,7 +386,7 @@ class PipeStore:
         raise StoreError("a worker process changes nothing")
 
     async def close(self) -> None:
-        """Nothing to release: the primary owns the store."""
+        """Nothing to release here: the worker closes its writer connection when it ends."""
 
 
 def worker_chaos(config: ChaosConfig, index: int) -> ChaosConfig:

@@ -16,6 +16,7 @@ import signal
 import sqlite3
 from pathlib import Path
 
+import aiosmtplib
 import httpx
 import pytest
 
@@ -24,6 +25,7 @@ from tests.test_serve_process import (
     TIMEOUT,
     Served,
     StartServe,
+    assert_store_intact,
     clean_env,
     message,
     run_sinkd,
@@ -208,7 +210,7 @@ async def test_readyz_is_ok_while_every_worker_listens_and_503_once_one_has_died
     assert len(ids) == 10
 
 
-async def test_the_primary_writes_every_workers_verdict_to_the_verdict_log(
+async def test_every_workers_verdicts_reach_the_verdict_log(
     serve: StartServe, tmp_path: Path
 ) -> None:
     log_path = tmp_path / "verdicts.jsonl"
@@ -233,7 +235,7 @@ async def test_accept_failures_pause_accepting_instead_of_spinning(
     from sinkd import workers
 
     monkeypatch.setattr(workers, "ACCEPT_RETRY_DELAY", 0.2)
-    pool = workers.WorkerPool(None, 0, ("text", 20), None, lambda prepared: None)  # type: ignore[arg-type]
+    pool = workers.WorkerPool(None, 0, ("text", 20), None)  # type: ignore[arg-type]
     calls: list[float] = []
     second = asyncio.Event()
 
@@ -261,3 +263,40 @@ async def test_accept_failures_pause_accepting_instead_of_spinning(
         finally:
             client.close()
     assert calls[1] - calls[0] >= 0.2  # one try, a pause, the next: no busy loop meanwhile
+
+
+def writer_pid(served: Served) -> int:
+    """The primary's store writer process (``python -m sinkd.store.writer``)."""
+    pid = served.process.pid
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    (found,) = [
+        int(child)
+        for child in children
+        if b"sinkd.store.writer" in Path(f"/proc/{child}/cmdline").read_bytes()
+    ]
+    return found
+
+
+async def test_workers_save_through_a_new_writer_process_after_the_old_one_dies(
+    serve: StartServe, tmp_path: Path
+) -> None:
+    db = tmp_path / "s.db"
+    served = await serve("--db", str(db), "--workers", "2", "--profile", "no-filter")
+    before = await send_many(served, 10, 5)
+    old = writer_pid(served)
+    os.kill(old, signal.SIGKILL)
+    assert wait_for_exit(old, TIMEOUT)
+    # The primary starts a new writer at once and gives each worker a connection to it;
+    # meanwhile a save fails with 451 (never a 250 for an unconfirmed commit), and a client
+    # retries, as an MTA would.
+    after: list[str] = []
+    async with asyncio.timeout(TIMEOUT):
+        while len(after) < 10:
+            try:
+                after += await send(served, message(len(after)))
+            except aiosmtplib.SMTPResponseException as exc:
+                assert exc.code == 451, exc
+    assert writer_pid(served) != old
+    assert {process_of(i, 3) for i in await send_many(served, 10, 5)} == {1, 2}
+    assert await served.stop(signal.SIGTERM) == 0
+    assert_store_intact(db, before + after)

@@ -200,6 +200,11 @@ class SqliteStore:
         return self._path
 
     @property
+    def writer_process(self) -> WriterProcess | None:
+        """The writer process (``writer="process"``), which SMTP workers connect to."""
+        return self._remote
+
+    @property
     def commits(self) -> int:
         """How many write transactions the writer has committed (for tests and stats)."""
         return self._commits if self._remote is None else self._remote.commits
