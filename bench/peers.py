@@ -161,6 +161,14 @@ def rss_mib(pid: int) -> float:
     return status_kib(pid, "VmRSS") / 1024
 
 
+def tree_rss_mib(pid: int) -> tuple[float, str]:
+    """Resident memory of a process and its children (sinkd's store writer, workers), and
+    each one's share as text."""
+    pids = [pid, *children_of(pid)]
+    shares = [rss_mib(p) for p in pids]
+    return sum(shares), " + ".join(f"{m:.0f}" for m in shares)
+
+
 # --- servers -----------------------------------------------------------------------------------
 
 
@@ -1118,7 +1126,7 @@ async def rss(args: argparse.Namespace) -> int:
         for variant in args.rss_variants:
             server = start_sinkd(workdir, variant)
             try:
-                idle = rss_mib(server.pid)
+                idle, idle_parts = tree_rss_mib(server.pid)
                 marks: list[str] = []
                 total = 0
                 step = max(1, args.rss // 4)
@@ -1132,11 +1140,13 @@ async def rss(args: argparse.Namespace) -> int:
                         print(f"  errors: {drive.errors[:3]}")
                         status = 1
                         break
-                    marks.append(f"{total}: {rss_mib(server.pid):.0f}")
-                    log(f"rss {variant}: {total} messages, RSS {rss_mib(server.pid):.0f} MiB")
+                    now, parts = tree_rss_mib(server.pid)
+                    marks.append(f"{total}: {now:.0f} ({parts})")
+                    log(f"rss {variant}: {total} messages, RSS {now:.0f} MiB ({parts})")
                 seconds = time.perf_counter() - start
                 cpu = server.cpu() - cpu0
-                after, peak = rss_mib(server.pid), hwm_mib(server.pid)
+                after, after_parts = tree_rss_mib(server.pid)
+                peak = server.peak_mib()
             finally:
                 stop_process(server.process)
             assert server.db is not None
@@ -1144,8 +1154,9 @@ async def rss(args: argparse.Namespace) -> int:
             ok = after <= 80
             status |= 0 if ok else 1
             print(
-                f"rss: sinkd {SINKD_VARIANTS[variant][1]}: idle {idle:.0f} MiB; after {total} "
-                f"messages RSS {after:.0f} MiB, peak {peak:.0f} MiB (target ≤ 80: "
+                f"rss: sinkd {SINKD_VARIANTS[variant][1]} (server + store writer process): idle "
+                f"{idle:.0f} MiB ({idle_parts}); after {total} messages RSS {after:.0f} MiB "
+                f"({after_parts}), peak {peak:.0f} MiB (target ≤ 80: "
                 f"{'met' if ok else 'NOT met'}); RSS MiB by messages: {', '.join(marks)}; "
                 f"{total / seconds:.0f} msgs/s, CPU {cpu / max(1, total) * 1000:.2f} ms/msg; "
                 f"store rows {rows} (load average {loadavg()})"

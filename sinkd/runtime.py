@@ -299,7 +299,7 @@ class Sinkd:
         if s.tls_cert and s.tls_key:
             cert, key = s.tls_cert, s.tls_key
         else:
-            cert, key = self_signed(s.db.parent, s.hostname)
+            cert, key = await self_signed(s.db.parent, s.hostname)
         options = ServerOptions(
             hostname=s.hostname,
             max_message_size=s.max_message_size,

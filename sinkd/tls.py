@@ -2,30 +2,56 @@
 
 Owns creating and loading the server's TLS context. The self-signed certificate is written
 next to the store at first start and reused afterwards, so clients that pin it keep working.
+It is made in a child process (``python -m sinkd.tls DIR HOSTNAME``): the ``cryptography``
+package costs a server ~6 MiB of memory for the rest of its life, for a file made once.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import ipaddress
 import os
 import ssl
+import sys
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
-
+from sinkd.children import child_env
 from sinkd.errors import ConfigError
 
 
-def self_signed(directory: Path, hostname: str) -> tuple[Path, Path]:
-    """Paths of a self-signed certificate and key in ``directory``, created if missing."""
-    cert_path = directory / "sinkd-cert.pem"
-    key_path = directory / "sinkd-key.pem"
+async def self_signed(directory: Path, hostname: str) -> tuple[Path, Path]:
+    """Paths of a self-signed certificate and key in ``directory``, created (by a child
+    process) if missing; ``ConfigError`` naming the directory if that fails."""
+    cert_path, key_path = directory / "sinkd-cert.pem", directory / "sinkd-key.pem"
     if cert_path.is_file() and key_path.is_file():
         return cert_path, key_path
+    child = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "sinkd.tls",
+        str(directory),
+        hostname,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+        env=child_env(),
+    )
+    _, err = await child.communicate()
+    if child.returncode != 0:
+        last = err.decode("utf-8", "replace").strip().splitlines()[-1:] or ["no reason given"]
+        raise ConfigError(f"cannot create a self-signed certificate in {directory}: {last[0]}")
+    return cert_path, key_path
+
+
+def create_self_signed(directory: Path, hostname: str) -> None:
+    """Write a self-signed certificate and key (EC P-256, ten years) into ``directory``."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    cert_path, key_path = directory / "sinkd-cert.pem", directory / "sinkd-key.pem"
     directory.mkdir(parents=True, exist_ok=True)
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)])
@@ -58,7 +84,6 @@ def self_signed(directory: Path, hostname: str) -> tuple[Path, Path]:
     with os.fdopen(fd, "wb") as handle:
         handle.write(key_bytes)
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    return cert_path, key_path
 
 
 def server_context(cert: Path, key: Path) -> ssl.SSLContext:
@@ -69,3 +94,7 @@ def server_context(cert: Path, key: Path) -> ssl.SSLContext:
     except (OSError, ssl.SSLError) as exc:
         raise ConfigError(f"--tls-cert {cert} / --tls-key {key}: cannot load: {exc}") from None
     return context
+
+
+if __name__ == "__main__":
+    create_self_signed(Path(sys.argv[1]), sys.argv[2])

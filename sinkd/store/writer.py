@@ -2,7 +2,8 @@
 
 Owns starting the writer process, the sockets to it and what travels on them: operations (a
 save's prepared values, a release, a delete, a clear) down, one answer per committed batch
-up. The SQL itself is ``sinkd.store.sqlite._Writer``'s, the same the writer thread runs.
+up. The SQL is ``sinkd.store.sql``'s, the same the writer thread runs; the process's loop is
+``sinkd.store.writer_main``.
 
 Why a process: a writer thread shares the interpreter lock with the event loop, and each of
 its statements hands the lock back and forth with the loop; measured under 20 SMTP sessions,
@@ -28,78 +29,25 @@ import asyncio
 import contextlib
 import itertools
 import logging
-import os
-import pickle
-import signal
 import socket
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable, Sequence
-from multiprocessing import reduction
-from multiprocessing.connection import Connection, wait
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sinkd.errors import NotFound, StoreError
-from sinkd.store.sqlite import MAX_BATCH, PreparedSave, _Op, _op_of, _Writer
+from sinkd.children import child_env
+from sinkd.errors import StoreError
+from sinkd.store.sql import Op, PreparedSave
+from sinkd.store.writer_main import Channel, Wire, error_from_wire, to_wire
 
 log = logging.getLogger(__name__)
 
 START_TIMEOUT = 30.0  # the process imports the store and opens (maybe migrates) the file
-# How long a batch waits for more operations when the server is busy (see serve()). Under 20
-# sessions at 1 KB, one SMTP process: 0 ms 1,513 msgs/s, 1 ms 1,912-2,214, 2 ms 1,873-2,042,
-# 4 ms 1,951, 8 ms 1,756 (longer waits leave the cores idle); runs differ by ~10%.
-COMMIT_DELAY = 0.001
 # Big enough that a large message is written to the socket in one go while the process
 # commits the batch before it.
 SOCKET_BUFFER = 4 * 1024 * 1024
-
-# Down: a list of (number, kind, message_id, row, raw, filtered, codes, received, search), the
-#       operations submitted in one turn of a client's event loop; from the server also None
-#       (stop) and ("attach",) followed by a socket (SCM_RIGHTS) for one more client.
-# Up:   ("ready", None) | ("failed", text) | ("done", commits, [(number, result, error)]) where
-#       error is None or (class name, text) | to the server: ("committed", [json text]), the
-#       records the other clients saved in a batch.
-_Wire = tuple[Any, ...]
-
-
-def _to_wire(number: int, op: _Op) -> _Wire:
-    return (
-        number,
-        op.kind,
-        op.message_id,
-        op.row,
-        op.raw,
-        op.filtered,
-        op.codes,
-        op.received,
-        op.search,
-    )
-
-
-def _from_wire(item: _Wire) -> tuple[int, _Op]:
-    number, kind, message_id, row, raw, filtered, codes, received, search = item
-    op = _Op(kind, None, None, message_id, row, raw, filtered, codes, received, search)
-    return number, op
-
-
-def _error_to_wire(error: BaseException | None) -> tuple[str, str] | None:
-    if error is None:
-        return None
-    return ("NotFound" if isinstance(error, NotFound) else "StoreError", str(error))
-
-
-def _error_from_wire(error: tuple[str, str]) -> StoreError:
-    kind, text = error
-    return NotFound(text) if kind == "NotFound" else StoreError(text)
-
-
-def _dumps(value: Any) -> bytes:
-    # pickle.dumps, not Connection.send: multiprocessing's pickler copies its dispatch table
-    # on every call (~15 us a record, measured).
-    return pickle.dumps(value, pickle.HIGHEST_PROTOCOL)
 
 
 def socket_pair() -> tuple[socket.socket, socket.socket]:
@@ -127,8 +75,8 @@ class WriterClient:
         self._numbers = itertools.count()
         self._pending: dict[int, tuple[asyncio.AbstractEventLoop, asyncio.Future[Any]]] = {}
         self._send_lock = threading.Lock()  # guards the outbox and the socket's sending end
-        self._outbox: list[_Wire] = []  # submitted this turn of the loop, not yet sent
-        self._conn: Connection | None = None
+        self._outbox: list[Wire] = []  # submitted this turn of the loop, not yet sent
+        self._conn: Channel | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ended: asyncio.Future[None] | None = None
         self._closing = False
@@ -136,14 +84,13 @@ class WriterClient:
     def bind(self, sock: socket.socket) -> None:
         """Use ``sock`` (a connection to the writer process) from the running event loop."""
         loop = self._loop = asyncio.get_running_loop()
-        sock.setblocking(True)
-        conn = Connection(sock.detach())
+        conn = Channel(sock)
         self._ended = loop.create_future()
         with self._send_lock:
             self._conn = conn
         loop.add_reader(conn.fileno(), self._receive)
 
-    async def submit(self, op: _Op) -> Any:
+    async def submit(self, op: Op) -> Any:
         """Send ``op`` and return its result once the process has committed it."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
@@ -154,7 +101,7 @@ class WriterClient:
             if self._conn is None:
                 raise StoreError(f"the writer process for {self.path} is gone")
             self._pending[number] = (loop, future)
-            self._outbox.append(_to_wire(number, op))
+            self._outbox.append(to_wire(number, op))
             first = len(self._outbox) == 1
         if first:
             # Everything submitted during this turn of the event loop travels as one batch
@@ -171,7 +118,7 @@ class WriterClient:
 
     async def submit_prepared(self, prepared: PreparedSave) -> None:
         """Save a record ``prepare`` turned into values; return once it is committed."""
-        await self.submit(_op_of(prepared, None))
+        await self.submit(Op.of_prepared(prepared, None))
 
     def _flush(self) -> None:
         with self._send_lock:
@@ -182,7 +129,7 @@ class WriterClient:
             try:
                 if conn is None:
                     raise OSError("it has ended")
-                conn.send_bytes(_dumps(items))
+                conn.send(items)
                 return
             except (OSError, ValueError) as exc:
                 failure = StoreError(f"the writer process for {self.path} is gone: {exc}")
@@ -197,13 +144,13 @@ class WriterClient:
         with self._send_lock:
             if self._conn is None:
                 raise OSError("the writer process has ended")
-            self._conn.send_bytes(_dumps(message))
+            self._conn.send(message)
 
     def _receive(self) -> None:
         conn = self._conn
         assert conn is not None
         try:
-            message = pickle.loads(conn.recv_bytes())
+            message = conn.recv()
         except (EOFError, OSError):
             self._lost()
             return
@@ -214,7 +161,7 @@ class WriterClient:
                 entry = self._pending.pop(number, None)
                 if entry is None:
                     continue
-                failure = None if error is None else _error_from_wire(error)
+                failure = None if error is None else error_from_wire(error)
                 _settle_on(entry[0], self._loop, entry[1], result, failure)
         elif kind == "committed":
             if self.on_committed is not None:
@@ -284,14 +231,14 @@ class WriterProcess(WriterClient):
                 [
                     sys.executable,
                     "-m",
-                    "sinkd.store.writer",
+                    "sinkd.store.writer_main",
                     str(theirs.fileno()),
                     str(self.path),
                     repr(self.busy_timeout),
                 ],
                 pass_fds=[theirs.fileno()],
                 stdin=subprocess.DEVNULL,
-                env=_child_env(),
+                env=child_env(),
                 # Its own session: a terminal's Ctrl-C reaches the server's process group, and
                 # the writer must outlive it until the server has finished its sessions.
                 start_new_session=True,
@@ -314,7 +261,7 @@ class WriterProcess(WriterClient):
                 ) from None
             raise
 
-    async def submit(self, op: _Op) -> Any:
+    async def submit(self, op: Op) -> Any:
         if self._conn is None and not self._closing:
             await self._start_again()
         return await super().submit(op)
@@ -336,8 +283,8 @@ class WriterProcess(WriterClient):
                 conn, process = self._conn, self._process
                 if conn is None or process is None:
                     raise OSError("the writer process has ended")
-                conn.send_bytes(_dumps(("attach",)))
-                reduction.send_handle(conn, theirs.fileno(), process.pid)
+                conn.send(("attach",))
+                conn.send_socket(theirs)
         except BaseException:
             ours.close()
             raise
@@ -353,7 +300,15 @@ class WriterProcess(WriterClient):
             self._ready.set_exception(StoreError(str(message[1])))
 
     def _lost(self) -> None:
-        was_running = self._ready is not None and self._ready.done()
+        ready = self._ready
+        # Replaced only if it had started: a process that could not open the store would
+        # fail again, and start() reports that to its caller.
+        was_running = (
+            ready is not None
+            and ready.done()
+            and not ready.cancelled()
+            and ready.exception() is None
+        )
         if self._ready is not None and not self._ready.done():
             self._ready.set_exception(
                 StoreError(f"the writer process for {self.path} ended before it opened the store")
@@ -432,110 +387,3 @@ def _wait(process: subprocess.Popen[bytes]) -> None:
         log.error("the store writer process %d did not end; killed", process.pid)
         process.kill()
         process.wait()
-
-
-def _child_env() -> dict[str, str]:
-    """The server's environment, with the directory sinkd was imported from first on the path
-    (a source checkout run without installing still finds ``sinkd.store.writer``)."""
-    env = dict(os.environ)
-    root = str(Path(__file__).resolve().parents[2])
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
-    return env
-
-
-# --- the process side --------------------------------------------------------------------
-
-
-def serve(server: Connection, path: Path, busy_timeout: float) -> int:
-    """Commit what the clients send, in batches, until the server says stop or goes away."""
-    try:
-        writer = _Writer(path, busy_timeout)
-    except StoreError as exc:
-        server.send_bytes(_dumps(("failed", str(exc))))
-        return 1
-    server.send_bytes(_dumps(("ready", None)))
-    clients: list[Connection] = [server]
-    try:
-        done = False
-        busy = False  # operations arrived while the last batch was committing
-        while not done:
-            items: list[tuple[Connection, _Wire]] = []
-            ready = wait(clients)  # block until some client sends
-            # Under load, wait a moment for more before committing: a commit's cost is mostly
-            # per transaction (fsync, page writes), measured 281 us of CPU per save in batches
-            # of 1, 107 in batches of 3, 52 in batches of 10. An idle server (nothing arrived
-            # during the last commit) commits at once.
-            deadline = time.monotonic() + (COMMIT_DELAY if busy else 0.0)
-            while True:
-                for client in ready:
-                    assert isinstance(client, Connection)
-                    done = _read(client, server, clients, items) or done
-                if done or len(items) >= MAX_BATCH:
-                    break
-                ready = wait(clients, max(0.0, deadline - time.monotonic()))
-                if not ready:
-                    break
-            if items:
-                _commit(writer, server, items)
-            busy = bool(wait(clients, 0))
-    finally:
-        writer.close()
-        for client in clients:
-            client.close()
-    return 0
-
-
-def _read(
-    client: Connection,
-    server: Connection,
-    clients: list[Connection],
-    items: list[tuple[Connection, _Wire]],
-) -> bool:
-    """Take one message from ``client``; True when the server said stop or went away."""
-    try:
-        message = pickle.loads(client.recv_bytes())
-    except (EOFError, OSError):
-        if client is server:
-            return True  # the server is gone: commit what arrived, then end
-        clients.remove(client)  # a worker ended
-        client.close()
-        return False
-    if message is None:
-        return client is server
-    if isinstance(message, tuple) and message[0] == "attach":
-        clients.append(Connection(reduction.recv_handle(client)))
-        return False
-    items.extend((client, item) for item in message)
-    return False
-
-
-def _commit(writer: _Writer, server: Connection, items: list[tuple[Connection, _Wire]]) -> None:
-    """One transaction for ``items``, then each client's answers in one message."""
-    batch = [(client, *_from_wire(item)) for client, item in items]
-    writer.write([op for _, _, op in batch])
-    answers: dict[Connection, list[tuple[int, Any, tuple[str, str] | None]]] = {}
-    others: list[str] = []
-    for client, number, op in batch:
-        answers.setdefault(client, []).append((number, op.result, _error_to_wire(op.error)))
-        if client is not server and op.kind == "save" and op.error is None:
-            others.append(str(op.row[12]))  # the record's JSON text
-    for client, answered in answers.items():
-        # A client that is gone gets nothing; its records are committed all the same.
-        with contextlib.suppress(OSError):
-            client.send_bytes(_dumps(("done", writer.commits, answered)))
-    if others:
-        with contextlib.suppress(OSError):
-            server.send_bytes(_dumps(("committed", others)))
-
-
-def main(argv: Sequence[str]) -> int:
-    fd, path, busy_timeout = argv
-    # The server stops this process (through the socket) once its sessions are done.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    logging.basicConfig(level=logging.WARNING, format="sinkd store writer: %(message)s")
-    return serve(Connection(int(fd)), Path(path), float(busy_timeout))
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
