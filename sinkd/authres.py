@@ -139,30 +139,35 @@ def authentication_results(authserv_id: str, findings: Sequence[Finding]) -> str
 # --- putting it on a message ----------------------------------------------------------------
 
 
+_TOP_SPECIAL = re.compile(r'[\\"();]')
+
+
 def _split_top(value: str) -> list[str]:
-    """``value`` cut at the semicolons outside quoted strings and comments."""
+    """``value`` cut at the semicolons outside quoted strings and comments. Only the special
+    characters are looked at (a Python step per character cost ~30 us a message)."""
     parts: list[str] = []
-    current: list[str] = []
-    depth, quoted, escaped = 0, False, False
-    for char in value:
-        if escaped:
-            escaped = False
-        elif char == "\\" and (quoted or depth):
-            escaped = True
+    start = 0
+    depth, quoted, skip_at = 0, False, -1
+    for match in _TOP_SPECIAL.finditer(value):
+        at = match.start()
+        if at == skip_at:
+            continue  # escaped by the backslash before it
+        char = value[at]
+        if char == "\\":
+            if quoted or depth:
+                skip_at = at + 1
         elif quoted:
             quoted = char != '"'
-        elif char == '"' and not depth:
-            quoted = True
+        elif char == '"':
+            quoted = not depth
         elif char == "(":
             depth += 1
-        elif char == ")" and depth:
-            depth -= 1
-        elif char == ";" and not depth:
-            parts.append("".join(current).strip())
-            current = []
-            continue
-        current.append(char)
-    parts.append("".join(current).strip())
+        elif char == ")":
+            depth = max(0, depth - 1)
+        elif not depth:  # ";"
+            parts.append(value[start:at].strip())
+            start = at + 1
+    parts.append(value[start:].strip())
     return [p for p in parts if p]
 
 

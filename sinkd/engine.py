@@ -51,6 +51,17 @@ class Pipeline:
     policy_reply: ReplyTemplate
     tempfail_reply: ReplyTemplate
     connection_reply: ReplyTemplate  # smtp.max_connections_per_ip exceeded (421)
+    # Each filter with the values of every category its findings may carry (for skips).
+    _categories: tuple[tuple[Filter, frozenset[str]], ...] = field(
+        init=False, repr=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        categories = tuple(
+            (flt, frozenset(c.value for c in (flt.categories or (flt.category,))))
+            for flt in self.filters
+        )
+        object.__setattr__(self, "_categories", categories)
 
     @property
     def name(self) -> str:
@@ -64,13 +75,16 @@ class Pipeline:
         """Run the filters in profile order; each sees the findings of those before it (DMARC
         reads SPF's and DKIM's)."""
         findings: list[Finding] = []
-        for flt in self.filters:
+        for flt, categories in self._categories:
             # A filter may find more than its own category (mime: content and attachments); an
             # allowlist's skip drops the findings of the skipped categories, not the others.
-            categories = flt.categories or (flt.category,)
-            if all(c.value in skip for c in categories):
+            if skip and categories <= skip:
                 continue
-            new = [f for f in await call(flt, findings) if f.category.value not in skip]
+            new = await call(flt, findings)
+            if not new:
+                continue
+            if skip:
+                new = [f for f in new if f.category.value not in skip]
             findings.extend(new)
             skip = skip | _skips(new)
         return findings

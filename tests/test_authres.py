@@ -264,3 +264,42 @@ def test_the_field_goes_on_top_of_the_stripped_message(pipeline: Pipeline) -> No
 
 def _fields(finding: Finding) -> dict[str, Any]:
     return {name: getattr(finding, name) for name in finding.__dataclass_fields__}
+
+
+def _split_top_one_char_at_a_time(value: str) -> list[str]:
+    """The plain reading of RFC 8601's top level, one character at a time (the oracle)."""
+    parts: list[str] = []
+    current: list[str] = []
+    depth, quoted, escaped = 0, False, False
+    for char in value:
+        if escaped:
+            escaped = False
+        elif char == "\\" and (quoted or depth):
+            escaped = True
+        elif quoted:
+            quoted = char != '"'
+        elif char == '"' and not depth:
+            quoted = True
+        elif char == "(":
+            depth += 1
+        elif char == ")" and depth:
+            depth -= 1
+        elif char == ";" and not depth:
+            parts.append("".join(current).strip())
+            current = []
+            continue
+        current.append(char)
+    parts.append("".join(current).strip())
+    return [p for p in parts if p]
+
+
+def test_splitting_at_top_level_semicolons_matches_a_character_by_character_reading() -> None:
+    import random
+
+    from sinkd.authres import _split_top
+
+    pieces = ["a", " ", '"', "\\", "(", ")", ";", "x=y", "é", '\\"', "\\\\", "((", ";;"]
+    rng = random.Random(3)
+    for _ in range(20_000):
+        value = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 20)))
+        assert _split_top(value) == _split_top_one_char_at_a_time(value), value

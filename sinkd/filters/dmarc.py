@@ -113,6 +113,8 @@ class DmarcRecord:
     ignored: tuple[str, ...]  # what of the record was ignored, and why
 
 
+# Records are few and read for every message: parse each text once (DmarcRecord is frozen).
+@functools.lru_cache(maxsize=1024)
 def parse_record(text: str, domain: str, spec: str = "rfc7489") -> DmarcRecord | None:
     """A DMARC record, or None when the text is not one (it must start with ``v=DMARC1``)."""
     parts = [part.strip() for part in text.split(";")]

@@ -393,11 +393,25 @@ def _url_host(authority: str) -> Target | None:
 
 
 def text_url_hosts(text: str) -> Iterator[Target]:
-    """Hosts of the http(s) URLs written in plain text."""
-    for match in _TEXT_URL.finditer(text):
-        target = _url_host(match.group(1))
-        if target is not None:
-            yield target
+    """Hosts of the http(s) URLs written in plain text.
+
+    The same matches as ``_TEXT_URL.finditer(text)``, found from each "://" instead: a
+    case-insensitive pattern has no literal prefix for the regex engine to skip ahead with, so
+    scanning text that holds few URLs cost ~10 ns a character (0.2 ms for 20 KB)."""
+    end = 0  # where the last match ended: matches do not overlap, as with finditer
+    at = text.find("://")
+    while at != -1:
+        for start in (at - 5, at - 4):  # "https" or "http" right before it
+            if start < end:
+                continue
+            match = _TEXT_URL.match(text, start)
+            if match is not None:
+                end = match.end()
+                target = _url_host(match.group(1))
+                if target is not None:
+                    yield target
+                break
+        at = text.find("://", at + 3)
 
 
 def attribute_url_host(value: str) -> Target | None:

@@ -580,3 +580,24 @@ async def test_answer_keys_may_be_ranges_of_full_addresses_or_cidr_blocks() -> N
     [low] = await at_mail(flt, resolver)
     [dbl] = await at_mail(flt, resolver, envelope(ip="192.0.2.98"))
     assert (low.detail["id"], dbl.detail["id"]) == ("LOW", "DBL")
+
+
+def test_url_hosts_in_text_are_exactly_what_the_url_pattern_finds() -> None:
+    # text_url_hosts looks for "://" first (fast) instead of running the case-insensitive
+    # pattern over the whole text; both must find the same hosts in the same order.
+    import random
+
+    from sinkd.filters import dnsbl
+
+    def reference(text: str) -> list[object]:
+        found = (dnsbl._url_host(m.group(1)) for m in dnsbl._TEXT_URL.finditer(text))
+        return [t for t in found if t is not None]
+
+    pieces = [
+        "http", "https", "HTTP", "hTtPs", "://", ":/", "/", "x", "é", "_", "1", " ", "\n",
+        "a.b", "exa.mple.com", "<", ">", "'", '"', "?", "#", "\\", ":", "ü.de", "s", "h", "t",
+    ]  # fmt: skip
+    rng = random.Random(7)
+    for _ in range(20_000):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 25)))
+        assert list(dnsbl.text_url_hosts(text)) == reference(text), text
