@@ -9,6 +9,7 @@ no command line (``cli.py`` does).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import logging
@@ -281,6 +282,20 @@ class Sinkd:
 
     async def start(self) -> None:
         s = self.settings
+        # A missing self-signed certificate is made by a child process while the profiles load.
+        making_cert = None
+        if not (s.tls_cert and s.tls_key):
+            making_cert = asyncio.ensure_future(self_signed(s.db.parent, s.hostname))
+        try:
+            await self._start(making_cert)
+        finally:
+            if making_cert is not None and not making_cert.done():
+                making_cert.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await making_cert
+
+    async def _start(self, making_cert: asyncio.Future[tuple[Path, Path]] | None) -> None:
+        s = self.settings
         profiles = self.profiles = ProfileSet(s.profiles_dirs)
         router = build_router(profiles, s.profile, s.routes)
         for name in (s.profile, *s.routes.values()):
@@ -296,10 +311,11 @@ class Sinkd:
             zones=s.dns_zones,
             timeout=s.dns_timeout,
         )
-        if s.tls_cert and s.tls_key:
+        if making_cert is None:
+            assert s.tls_cert and s.tls_key
             cert, key = s.tls_cert, s.tls_key
         else:
-            cert, key = await self_signed(s.db.parent, s.hostname)
+            cert, key = await making_cert
         options = ServerOptions(
             hostname=s.hostname,
             max_message_size=s.max_message_size,
