@@ -726,7 +726,10 @@ class SinkHandler:
         now = datetime.now(UTC)
         records = [MessageRecord(v.id, now, transaction_id, v, raw) for v in verdicts]
         try:
-            await asyncio.gather(*(self.store.save(r) for r in records))
+            if len(records) == 1:  # the common case, without a task per record
+                await self.store.save(records[0])
+            else:
+                await asyncio.gather(*(self.store.save(r) for r in records))
         except Exception:
             log.exception("could not store verdict(s) %s", ", ".join(v.id for v in verdicts))
             return format_reply(TEMPFAIL_STORE)

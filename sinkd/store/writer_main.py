@@ -19,6 +19,7 @@ import struct
 import sys
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -48,13 +49,15 @@ def to_wire(number: int, op: Op) -> Wire:
         op.raw,
         op.filtered,
         op.codes,
-        op.received,
+        # Milliseconds since the epoch: pickling a datetime cost ~8 us of a record's ~9.
+        None if op.received is None else (op.received - _EPOCH) // _MILLISECOND,
         op.search,
     )
 
 
 def from_wire(item: Wire) -> tuple[int, Op]:
-    number, kind, message_id, row, raw, filtered, codes, received, search = item
+    number, kind, message_id, row, raw, filtered, codes, millis, search = item
+    received = None if millis is None else _EPOCH + millis * _MILLISECOND
     op = Op(kind, None, None, message_id, row, raw, filtered, codes, received, search)
     return number, op
 
@@ -76,6 +79,8 @@ def dumps(value: Any) -> bytes:
     return pickle.dumps(value, pickle.HIGHEST_PROTOCOL)
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MILLISECOND = timedelta(milliseconds=1)
 _HEADER = struct.Struct("!I")  # each message: its length, then the pickle
 
 

@@ -154,9 +154,11 @@ QUERIES = [
 ]
 
 
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    s = await open_sqlite(tmp_path / "sinkd.sqlite3")
+@pytest.fixture(params=["thread", "process"])
+async def store(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[SqliteStore]:
+    # Both writers: the process gets received times over its socket, which the time-range
+    # plan (received_max, the lag) depends on.
+    s = await open_sqlite(tmp_path / "sinkd.sqlite3", writer=request.param)
     yield s
     await s.close()
 
