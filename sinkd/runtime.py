@@ -146,7 +146,7 @@ class Sinkd:
         # ``--workers N`` is (i, N) with i >= 1 and serves no HTTP (sinkd.workers).
         self.listener = listener
         self.workers: WorkerPool | None = None
-        self._given_store = store  # a worker's: the primary's, through its pipe (PipeStore)
+        self._given_store = store  # a worker's PipeStore: records go to the writer process
         self._listener: socket.socket | None = None  # the SMTP port, while workers serve it
         self._factory: Callable[[], asyncio.Protocol] | None = None  # a worker's protocols
         self.store: Store | None = None

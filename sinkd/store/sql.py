@@ -145,7 +145,7 @@ INSERT_MESSAGE_SEQ = (
 
 
 class PreparedSave(NamedTuple):
-    """A record's writes as plain values, computed off the writer thread: on the caller's,
+    """A record's writes as plain values, computed off the writer: on the caller's loop,
     or (``--workers``) in the worker process that judged it, which sends them to the writer
     process (a tuple of strings and bytes pickles several times faster than the record)."""
 
@@ -177,7 +177,7 @@ class Op:
     codes: tuple[str | None, ...] = ()  # the record's finding codes, each once
     received: datetime | None = None  # a save's received_at, whole milliseconds, UTC
     search: tuple[str, str, str] = ("", "", "")  # a save's case-folded subject, sender, rcpts
-    # Filled in by the writer thread once the op has run inside the batch transaction.
+    # Filled in by the writer (thread or process) once the op has run in the batch transaction.
     result: Any = None
     error: BaseException | None = field(default=None)
 
@@ -374,7 +374,8 @@ def apply_op(conn: sqlite3.Connection, op: Op, clock: Clock) -> Any:
 
 
 def open_writer(path: Path, busy_timeout: float) -> sqlite3.Connection:
-    """Open the write connection and create or check the schema; runs in the writer thread."""
+    """Open the write connection and create or check the schema (in the writer thread or
+    process)."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

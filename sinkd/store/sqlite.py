@@ -93,14 +93,10 @@ class SqliteStore:
         """How many write transactions the writer has committed (for tests and stats)."""
         return self._commits if self._remote is None else self._remote.commits
 
-    # -- writes: all go through the writer thread, so they are serialized ------------------
+    # -- writes: all go through the one writer (thread or process), so they are serialized -
 
     async def save(self, record: MessageRecord) -> None:
         await self._enqueue(_save_op(record, asyncio.get_running_loop()))
-
-    async def save_prepared(self, prepared: PreparedSave) -> None:
-        """``save`` for a record ``prepare`` already turned into values (a worker's)."""
-        await self._enqueue(Op.of_prepared(prepared, asyncio.get_running_loop()))
 
     async def release(self, message_id: str, released_at: datetime) -> bool:
         released: bool = await self._submit(
