@@ -547,15 +547,16 @@ def _settle(
     error: BaseException | None,
 ) -> None:
     """Resolve ``future`` on its own loop from the writer thread."""
-
-    def resolve() -> None:
-        if future.done():  # the awaiting task was cancelled; the write stands regardless
-            return
-        if error is not None:
-            future.set_exception(error)
-        else:
-            future.set_result(result)
-
     # RuntimeError: the loop is closed, so nobody is waiting for the answer any more.
     with contextlib.suppress(RuntimeError):
-        loop.call_soon_threadsafe(resolve)
+        loop.call_soon_threadsafe(resolve_future, future, result, error)
+
+
+def resolve_future(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    """Settle a write's future, on its own loop (the writer thread's and process's answers)."""
+    if future.done():  # the awaiting task was cancelled; the write stands regardless
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)

@@ -40,6 +40,7 @@ from typing import Any
 from sinkd.children import child_env
 from sinkd.errors import StoreError
 from sinkd.store.sql import Op, PreparedSave
+from sinkd.store.sqlite import resolve_future
 from sinkd.store.writer_main import Channel, Wire, error_from_wire, to_wire
 
 log = logging.getLogger(__name__)
@@ -365,19 +366,10 @@ def _settle_on(
 ) -> None:
     """Resolve ``future`` now when it belongs to the loop we run in, else on its own loop."""
     if caller is home:
-        _resolve(future, result, error)
+        resolve_future(future, result, error)
     else:
         with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits
-            caller.call_soon_threadsafe(_resolve, future, result, error)
-
-
-def _resolve(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
-    if future.done():  # the awaiting task was cancelled; the write stands regardless
-        return
-    if error is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(result)
+            caller.call_soon_threadsafe(resolve_future, future, result, error)
 
 
 def _wait(process: subprocess.Popen[bytes]) -> None:
