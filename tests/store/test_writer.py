@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from sinkd.errors import StoreError
+from sinkd.errors import NotFound, StoreError
 from sinkd.store import Query
-from sinkd.store.sqlite import open_sqlite
+from sinkd.store.sqlite import WriterKind, open_sqlite
 from sinkd.store.writer import WriterProcess
 from tests.store.test_sqlite import make_record
 
@@ -86,3 +86,30 @@ async def test_the_writer_process_ignores_the_terminals_ctrl_c(tmp_path: Path) -
         assert remote._process.poll() is None
     finally:
         await store.close()
+
+
+@pytest.mark.parametrize("writer", ["thread", "process"])
+async def test_a_store_opened_in_another_event_loop_answers_saves_from_this_one(
+    tmp_path: Path, writer: WriterKind
+) -> None:
+    # The pytest plugin's server runs in a thread with its own loop; whatever loop submits a
+    # write gets its answer on that loop.
+    import threading
+
+    home = asyncio.new_event_loop()
+    thread = threading.Thread(target=home.run_forever, daemon=True)
+    thread.start()
+    try:
+        opened = asyncio.run_coroutine_threadsafe(
+            open_sqlite(tmp_path / "s.db", writer=writer), home
+        )
+        store = await asyncio.wrap_future(opened)
+        await asyncio.gather(*(store.save(make_record(n)) for n in range(20)))
+        assert await store.count() == 20
+        with pytest.raises(NotFound):
+            await store.delete("no-such-id")
+        await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(store.close(), home))
+    finally:
+        home.call_soon_threadsafe(home.stop)
+        thread.join(timeout=10)
+        home.close()
