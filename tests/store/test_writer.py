@@ -104,10 +104,11 @@ async def test_a_store_opened_in_another_event_loop_answers_saves_from_this_one(
             open_sqlite(tmp_path / "s.db", writer=writer), home
         )
         store = await asyncio.wrap_future(opened)
-        await asyncio.gather(*(store.save(make_record(n)) for n in range(20)))
-        assert await store.count() == 20
-        with pytest.raises(NotFound):
-            await store.delete("no-such-id")
+        async with asyncio.timeout(30):  # an answer that never comes fails, not hangs
+            await asyncio.gather(*(store.save(make_record(n)) for n in range(20)))
+            assert await store.count() == 20
+            with pytest.raises(NotFound):
+                await store.delete("no-such-id")
         await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(store.close(), home))
     finally:
         home.call_soon_threadsafe(home.stop)
