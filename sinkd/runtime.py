@@ -237,6 +237,11 @@ class Sinkd:
         assert self._factory is not None, "not a worker"
         await asyncio.get_running_loop().connect_accepted_socket(self._factory, connection)
 
+    def store_ready(self) -> bool:
+        """Whether the store takes writes (its writer process is there; see /readyz)."""
+        store = self.store
+        return store is not None and (not isinstance(store, SqliteStore) or store.writable)
+
     def smtp_serving(self) -> bool:
         """Whether SMTP is served: this process's listener, or every worker's (``--workers``)."""
         if self.workers is not None:

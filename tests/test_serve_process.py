@@ -163,6 +163,18 @@ async def send(served: Served, *messages: bytes) -> list[str]:
     return ids
 
 
+def writer_pid(served: Served) -> int:
+    """The server's store writer process (``python -m sinkd.store.writer_main``)."""
+    pid = served.process.pid
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    (found,) = [
+        int(child)
+        for child in children
+        if b"sinkd.store.writer_main" in Path(f"/proc/{child}/cmdline").read_bytes()
+    ]
+    return found
+
+
 def assert_store_intact(db: Path, ids: list[str]) -> None:
     with contextlib.closing(sqlite3.connect(db)) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
@@ -317,3 +329,38 @@ async def test_a_bad_profile_exits_with_2_naming_the_file_without_a_traceback(
     assert out == b""  # never became ready
     if problem == "bad-field":
         assert "scoring.thresholds.quarantine" in err
+
+
+async def test_readyz_says_the_store_is_down_while_its_writer_cannot_be_replaced(
+    serve: StartServe, tmp_path: Path
+) -> None:
+    import httpx
+
+    db = tmp_path / "state" / "s.db"
+    served = await serve(
+        "--db", str(db), "--profile", "no-filter",
+        env=clean_env(SINKD_NO_HTTP="", SINKD_HTTP_PORT="0"),
+    )  # fmt: skip
+    assert served.http is not None
+    writer = writer_pid(served)
+    async with httpx.AsyncClient(base_url=served.http, timeout=TIMEOUT) as client:
+        assert (await client.get("/readyz")).status_code == 200
+        # The file is moved away and a directory takes its place: a new writer cannot open it.
+        db.rename(tmp_path / "moved.db")
+        db.mkdir()
+        os.kill(writer, signal.SIGKILL)
+        async with asyncio.timeout(TIMEOUT):
+            # Another process's state: asking /readyz, as a monitor would, is how to see it.
+            while (down := await client.get("/readyz")).status_code == 200:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+        assert down.status_code == 503
+        assert down.json()["detail"] == {"smtp": True, "store": False}
+        with pytest.raises(aiosmtplib.SMTPResponseException) as refused:
+            await send(served, message(1))
+        assert refused.value.code == 451  # never a 250 without a commit
+        db.rmdir()
+        (tmp_path / "moved.db").rename(db)
+        (stored,) = await send(served, message(2))  # the next write starts a writer again
+        assert (await client.get("/readyz")).status_code == 200
+    assert await served.stop() == 0
+    assert_store_intact(db, [stored])

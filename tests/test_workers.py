@@ -30,6 +30,7 @@ from tests.test_serve_process import (
     message,
     run_sinkd,
     send,
+    writer_pid,
 )
 
 serve = test_serve_process.serve  # the fixture: real ``sinkd serve`` processes
@@ -263,18 +264,6 @@ async def test_accept_failures_pause_accepting_instead_of_spinning(
         finally:
             client.close()
     assert calls[1] - calls[0] >= 0.2  # one try, a pause, the next: no busy loop meanwhile
-
-
-def writer_pid(served: Served) -> int:
-    """The primary's store writer process (``python -m sinkd.store.writer``)."""
-    pid = served.process.pid
-    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    (found,) = [
-        int(child)
-        for child in children
-        if b"sinkd.store.writer" in Path(f"/proc/{child}/cmdline").read_bytes()
-    ]
-    return found
 
 
 async def test_workers_save_through_a_new_writer_process_after_the_old_one_dies(

@@ -89,6 +89,13 @@ class SqliteStore:
         return self._remote
 
     @property
+    def writable(self) -> bool:
+        """Whether writes can be committed now: open, and its writer thread or process there."""
+        if self._closed:
+            return False
+        return self._remote.connected if self._remote is not None else self._thread.is_alive()
+
+    @property
     def commits(self) -> int:
         """How many write transactions the writer has committed (for tests and stats)."""
         return self._commits if self._remote is None else self._remote.commits

@@ -82,6 +82,11 @@ class WriterClient:
         self._ended: asyncio.Future[None] | None = None
         self._closing = False
 
+    @property
+    def connected(self) -> bool:
+        """Whether the writer process can be reached (False once it ended, until replaced)."""
+        return self._conn is not None
+
     def bind(self, sock: socket.socket) -> None:
         """Use ``sock`` (a connection to the writer process) from the running event loop."""
         loop = self._loop = asyncio.get_running_loop()

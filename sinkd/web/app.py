@@ -103,11 +103,12 @@ async def livez(request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
-    """200 while the SMTP listener serves and the store is open, else 503 saying which is not."""
+    """200 while the SMTP listener serves and the store takes writes, else 503 saying which
+    is not (a store whose writer process died and could not be replaced takes none)."""
     sinkd = _sinkd(request)
     checks = {
         "smtp": sinkd.smtp_serving(),
-        "store": sinkd.store is not None,
+        "store": sinkd.store_ready(),
     }
     if all(checks.values()):
         return JSONResponse({"status": "ok", **checks})
