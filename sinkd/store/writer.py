@@ -41,7 +41,7 @@ from sinkd.children import child_env
 from sinkd.errors import StoreError
 from sinkd.store.sql import Op, PreparedSave
 from sinkd.store.sqlite import resolve_future
-from sinkd.store.writer_main import Channel, Wire, error_from_wire, to_wire
+from sinkd.store.writer_main import FrameReader, Wire, error_from_wire, frame, to_wire
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +65,10 @@ def socket_pair() -> tuple[socket.socket, socket.socket]:
 
 class WriterClient:
     """One connection to the writer process: ``bind(sock)`` in an event loop, then ``await
-    submit(op)``. Answers are read by that loop; operations may be submitted from any thread
-    and loop (their futures are settled on their own loop)."""
+    submit(op)``. That loop does all the socket's I/O, without blocking: a writer process that
+    is slow to read (a commit waiting for another program's lock) never stalls the SMTP
+    sessions or the HTTP API sharing the loop. Operations may be submitted from any thread and
+    loop (their futures are settled on their own loop)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path  # for messages only
@@ -77,7 +79,9 @@ class WriterClient:
         self._pending: dict[int, tuple[asyncio.AbstractEventLoop, asyncio.Future[Any]]] = {}
         self._send_lock = threading.Lock()  # guards the outbox and the socket's sending end
         self._outbox: list[Wire] = []  # submitted this turn of the loop, not yet sent
-        self._conn: Channel | None = None
+        self._sock: socket.socket | None = None  # non-blocking; None once the process ended
+        self._unsent = bytearray()  # what the socket did not take yet (sent when writable)
+        self._reader = FrameReader()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ended: asyncio.Future[None] | None = None
         self._closing = False
@@ -85,16 +89,18 @@ class WriterClient:
     @property
     def connected(self) -> bool:
         """Whether the writer process can be reached (False once it ended, until replaced)."""
-        return self._conn is not None
+        return self._sock is not None
 
     def bind(self, sock: socket.socket) -> None:
         """Use ``sock`` (a connection to the writer process) from the running event loop."""
         loop = self._loop = asyncio.get_running_loop()
-        conn = Channel(sock)
+        sock.setblocking(False)
         self._ended = loop.create_future()
         with self._send_lock:
-            self._conn = conn
-        loop.add_reader(conn.fileno(), self._receive)
+            self._sock = sock
+            self._unsent = bytearray()
+            self._reader = FrameReader()
+        loop.add_reader(sock.fileno(), self._receive)
 
     async def submit(self, op: Op) -> Any:
         """Send ``op`` and return its result once the process has committed it."""
@@ -104,7 +110,7 @@ class WriterClient:
         with self._send_lock:
             if self._closing:
                 raise StoreError(f"message store {self.path} is closed")
-            if self._conn is None:
+            if self._sock is None:
                 raise StoreError(f"the writer process for {self.path} is gone")
             self._pending[number] = (loop, future)
             self._outbox.append(to_wire(number, op))
@@ -127,39 +133,78 @@ class WriterClient:
         await self.submit(Op.of_prepared(prepared, None))
 
     def _flush(self) -> None:
+        """Send this turn's submissions (in the home loop)."""
         with self._send_lock:
             items, self._outbox = self._outbox, []
-            conn = self._conn
             if not items:
                 return
             try:
-                if conn is None:
-                    raise OSError("it has ended")
-                conn.send(items)
+                self._write(frame(items))
                 return
-            except (OSError, ValueError) as exc:
+            except OSError as exc:
                 failure = StoreError(f"the writer process for {self.path} is gone: {exc}")
             lost = [self._pending.pop(item[0], None) for item in items]
         for entry in lost:
             if entry is not None:
                 _settle_on(entry[0], self._loop, entry[1], None, failure)
 
+    def _write(self, data: bytes) -> None:
+        """Send ``data`` after what is still unsent, as far as the socket takes it now; the
+        loop sends the rest when the socket is writable. Under ``_send_lock``."""
+        sock, loop = self._sock, self._loop
+        if sock is None or loop is None:
+            raise OSError("the writer process has ended")
+        if not self._unsent:
+            try:
+                sent = sock.send(data)
+            except BlockingIOError:
+                sent = 0
+            if sent == len(data):
+                return
+            loop.add_writer(sock.fileno(), self._write_more)
+            data = data[sent:]
+        self._unsent += data
+
+    def _write_more(self) -> None:
+        with self._send_lock:
+            sock, loop = self._sock, self._loop
+            if sock is None or loop is None:
+                return
+            try:
+                sent = sock.send(self._unsent)
+            except BlockingIOError:
+                return
+            except OSError:
+                sent = -1
+            else:
+                del self._unsent[:sent]
+                if not self._unsent:
+                    loop.remove_writer(sock.fileno())
+        if sent < 0:
+            self._lost()
+
     def _send_control(self, message: Any) -> None:
         """Send ``message`` after what this turn submitted; raise OSError when gone."""
         self._flush()
         with self._send_lock:
-            if self._conn is None:
-                raise OSError("the writer process has ended")
-            self._conn.send(message)
+            self._write(frame(message))
 
     def _receive(self) -> None:
-        conn = self._conn
-        assert conn is not None
+        sock = self._sock
+        assert sock is not None
         try:
-            message = conn.recv()
-        except (EOFError, OSError):
+            data = sock.recv(1 << 16)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:  # end of file: the process ended
             self._lost()
             return
+        for message in self._reader.feed(data):
+            self._handle(message)
+
+    def _handle(self, message: Any) -> None:
         kind = message[0]
         if kind == "done":
             self.commits = message[1]
@@ -184,16 +229,17 @@ class WriterClient:
     def _lost(self) -> None:
         """The socket closed: the process ended. Nothing unanswered may count as committed."""
         loop = self._loop
-        conn = self._conn
-        if conn is not None and loop is not None:
-            with contextlib.suppress(Exception):
-                loop.remove_reader(conn.fileno())
         with self._send_lock:
-            self._conn = None
+            sock, self._sock = self._sock, None
             pending, self._pending = self._pending, {}
             self._outbox = []
-        if conn is not None:
-            conn.close()
+            self._unsent = bytearray()
+        if sock is not None:
+            if loop is not None:
+                with contextlib.suppress(Exception):
+                    loop.remove_reader(sock.fileno())
+                    loop.remove_writer(sock.fileno())
+            sock.close()
         failure = StoreError(self._lost_text())
         if not self._closing:
             log.error("%s", failure)
@@ -268,14 +314,14 @@ class WriterProcess(WriterClient):
             raise
 
     async def submit(self, op: Op) -> Any:
-        if self._conn is None and not self._closing:
+        if self._sock is None and not self._closing:
             await self._start_again()
         return await super().submit(op)
 
     async def _start_again(self) -> None:
         assert self._restart is not None
         async with self._restart:
-            if self._conn is None and not self._closing:
+            if self._sock is None and not self._closing:
                 log.warning("starting a new writer process for %s", self.path)
                 await self.start()
                 if self.on_restart is not None:
@@ -286,11 +332,20 @@ class WriterProcess(WriterClient):
         ours, theirs = socket_pair()
         try:
             with self._send_lock:
-                conn, process = self._conn, self._process
-                if conn is None or process is None:
+                sock, loop = self._sock, self._loop
+                if sock is None or loop is None:
                     raise OSError("the writer process has ended")
-                conn.send(("attach",))
-                conn.send_socket(theirs)
+                # Rare (start-up, a replaced writer): send in order and blocking, the socket
+                # after the message that announces it.
+                sock.setblocking(True)
+                try:
+                    sock.sendall(self._unsent + frame(("attach",)))
+                    socket.send_fds(sock, [b"s"], [theirs.fileno()])
+                finally:
+                    sock.setblocking(False)
+                if self._unsent:
+                    self._unsent = bytearray()
+                    loop.remove_writer(sock.fileno())
         except BaseException:
             ours.close()
             raise

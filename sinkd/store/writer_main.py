@@ -138,6 +138,35 @@ class Channel:
         self.sock.close()
 
 
+def frame(value: Any) -> bytes:
+    """``value`` as it travels: its pickle's length, then the pickle."""
+    data = dumps(value)
+    return _HEADER.pack(len(data)) + data
+
+
+class FrameReader:
+    """The messages in a stream read in arbitrary pieces (a non-blocking socket's)."""
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+
+    def feed(self, data: bytes) -> list[Any]:
+        """Take ``data``; return every message it completed, in order."""
+        buffer = self._buffer
+        buffer += data
+        messages: list[Any] = []
+        at = 0
+        while len(buffer) - at >= _HEADER.size:
+            (size,) = _HEADER.unpack_from(buffer, at)
+            end = at + _HEADER.size + size
+            if len(buffer) < end:
+                break
+            messages.append(pickle.loads(buffer[at + _HEADER.size : end]))
+            at = end
+        del buffer[:at]
+        return messages
+
+
 def ready_among(channels: list[Channel], timeout: float | None) -> list[Channel]:
     readable: list[Channel] = select.select(channels, [], [], timeout)[0]
     return readable

@@ -116,3 +116,28 @@ async def test_a_store_opened_in_another_event_loop_answers_saves_from_this_one(
         home.call_soon_threadsafe(home.stop)
         thread.join(timeout=10)
         home.close()
+
+
+async def test_a_writer_process_slow_to_read_never_blocks_the_event_loop(tmp_path: Path) -> None:
+    # Megabytes of records wait in the client while the process cannot read (stopped, as when
+    # its commit waits for another program's lock): the loop keeps serving everything else.
+    store = await open_sqlite(tmp_path / "s.db", writer="process")
+    remote = remote_of(store)
+    assert remote._process is not None
+    pid = remote._process.pid
+    try:
+        os.kill(pid, signal.SIGSTOP)
+        saves = [
+            asyncio.create_task(store.save(make_record(n, raw=b"x" * 200_000))) for n in range(50)
+        ]
+        async with asyncio.timeout(10):
+            assert await store.count() == 0  # a read, answered while 10 MB wait to be sent
+        assert remote._unsent  # more than the socket took
+        assert not any(s.done() for s in saves)
+        os.kill(pid, signal.SIGCONT)
+        async with asyncio.timeout(30):
+            await asyncio.gather(*saves)
+        assert await store.count() == 50
+    finally:
+        os.kill(pid, signal.SIGCONT)
+        await store.close()
