@@ -85,10 +85,10 @@ _HEADER = struct.Struct("!I")  # each message: its length, then the pickle
 
 
 class Channel:
-    """Length-prefixed pickles on a Unix stream socket, and sockets passed over it (SCM_RIGHTS).
-
-    Both ends of the store's wire use it (multiprocessing's ``Channel`` would do the same
-    and cost the writer process ~3 MiB of imports)."""
+    """The writer process's end of a client's socket: blocking reads and writes of framed
+    messages (``frame``), and sockets for more clients passed over it (SCM_RIGHTS).
+    multiprocessing's ``Connection`` would do the same and cost the process ~3 MiB of
+    imports; the clients' ends are non-blocking (``sinkd.store.writer``)."""
 
     def __init__(self, sock: socket.socket) -> None:
         sock.setblocking(True)
@@ -98,12 +98,7 @@ class Channel:
         return self.sock.fileno()
 
     def send(self, value: Any) -> None:
-        data = dumps(value)
-        if len(data) < 65536:
-            self.sock.sendall(_HEADER.pack(len(data)) + data)
-        else:  # a large message: no copy of it
-            self.sock.sendall(_HEADER.pack(len(data)))
-            self.sock.sendall(data)
+        self.sock.sendall(frame(value))
 
     def recv(self) -> Any:
         """The next message; EOFError when the other end has closed."""
@@ -121,12 +116,6 @@ class Channel:
                 raise EOFError
             got += n
         return buffer
-
-    def poll(self, timeout: float) -> bool:
-        return bool(select.select([self.sock], [], [], timeout)[0])
-
-    def send_socket(self, other: socket.socket) -> None:
-        socket.send_fds(self.sock, [b"s"], [other.fileno()])
 
     def recv_socket(self) -> socket.socket:
         _, fds, _, _ = socket.recv_fds(self.sock, 1, 1)
