@@ -92,7 +92,11 @@ class WriterClient:
         return self._sock is not None
 
     def bind(self, sock: socket.socket) -> None:
-        """Use ``sock`` (a connection to the writer process) from the running event loop."""
+        """Use ``sock`` (a connection to the writer process) from the running event loop; a
+        socket bound before (to a writer that was replaced) is dropped, with whatever it had
+        not answered."""
+        if self._sock is not None:
+            self._lost()
         loop = self._loop = asyncio.get_running_loop()
         sock.setblocking(False)
         self._ended = loop.create_future()
@@ -100,7 +104,7 @@ class WriterClient:
             self._sock = sock
             self._unsent = bytearray()
             self._reader = FrameReader()
-        loop.add_reader(sock.fileno(), self._receive)
+        loop.add_reader(sock.fileno(), self._receive, sock)
 
     async def submit(self, op: Op) -> Any:
         """Send ``op`` and return its result once the process has committed it."""
@@ -189,9 +193,9 @@ class WriterClient:
         with self._send_lock:
             self._write(frame(message))
 
-    def _receive(self) -> None:
-        sock = self._sock
-        assert sock is not None
+    def _receive(self, sock: socket.socket) -> None:
+        if sock is not self._sock:  # dropped meanwhile
+            return
         try:
             data = sock.recv(1 << 16)
         except BlockingIOError:
