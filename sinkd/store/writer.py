@@ -281,6 +281,11 @@ class WriterProcess(WriterClient):
         """Start the process; return once it has opened the store, or raise ``StoreError``."""
         loop = asyncio.get_running_loop()
         self._restart = self._restart or asyncio.Lock()
+        previous = self._process
+        if previous is not None and previous.poll() is None:
+            # One that died but is not reaped yet (or hangs): it must not linger as a zombie.
+            previous.kill()
+            await loop.run_in_executor(None, _wait, previous)
         ours, theirs = socket_pair()
         try:
             self._process = subprocess.Popen(  # noqa: ASYNC220 (fork and exec; the wait is the ready message)
