@@ -33,7 +33,13 @@ from sinkd.logs import setup as setup_logging
 from sinkd.model import ClientIdentity, Verdict, VerdictAction
 from sinkd.population import Outcome, Population, load_population
 from sinkd.ports import Lookups, Resolver
-from sinkd.profiles import CATALOGUE_FILE, DEFAULT_PROFILE, ProfileSet, load_catalogue
+from sinkd.profiles import (
+    CATALOGUE_FILE,
+    DEFAULT_PROFILE,
+    ProfileSet,
+    dns_zones_of,
+    load_catalogue,
+)
 from sinkd.report import MessageReport, render_html, write_text
 from sinkd.runtime import Settings, Sinkd, build_router, default_db_path, dns_resolver
 from sinkd.schema import dump
@@ -838,9 +844,7 @@ def _report(args: argparse.Namespace, out: TextIO) -> int:
     for name in names:
         profiles.resolve(name)  # unknown ids stop the command before any file
     population = load_population(profiles)
-    zones: dict[Path, None] = {}
-    for name in (*names, *population.profile_ids):
-        zones.update(dict.fromkeys(profiles.resolve(name).dns_zones))
+    zones = dns_zones_of(profiles.resolve(name) for name in (*names, *population.profile_ids))
     resolver = build_resolver(args.dns, args.dns_server, [*zones, *args.dns_zone], args.dns_timeout)
     raws = [(path, _read_message(path)) for path in args.files]  # missing files: exit 2 first
     reports: list[MessageReport] = []

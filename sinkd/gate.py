@@ -25,7 +25,7 @@ from typing import TextIO
 
 from sinkd import __version__
 from sinkd.model import Verdict
-from sinkd.population import Outcome, culprits, outcome_of
+from sinkd.population import Outcome, culprits, is_threshold, outcome_of
 
 LADDER: tuple[Outcome, ...] = tuple(Outcome)
 FAIL_ON_CHOICES: tuple[str, ...] = tuple(o.value for o in LADDER[1:])  # failing on intact: no
@@ -48,7 +48,7 @@ class Checked:
         return max((outcome_of(v) for v in self.verdicts), key=rank)
 
     def fails(self, fail_on: Outcome) -> bool:
-        return rank(self.outcome) >= rank(fail_on)
+        return any(_fails(v, fail_on) for v in self.verdicts)
 
 
 def deciding_reason(verdict: Verdict) -> str:
@@ -59,7 +59,7 @@ def deciding_reason(verdict: Verdict) -> str:
     decided = verdict.deciding
     if decided is None:
         return pushed[0].reason if pushed else "-"
-    if decided.filter == "scoring" and decided.code.startswith("SCORE_"):
+    if is_threshold(decided):
         points = [f"{f.code} {f.score:+g}" for f in pushed if f.score]
         if points:
             return f"{decided.reason} Points: {', '.join(points)}."

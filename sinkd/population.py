@@ -103,7 +103,8 @@ def outcome_of(verdict: Verdict) -> Outcome:
     return Outcome.STRIPPED if verdict.stripped else Outcome.INTACT
 
 
-def _is_threshold(finding: Finding) -> bool:
+def is_threshold(finding: Finding) -> bool:
+    """Whether ``finding`` is the score threshold's (the scoring step's, not a filter's)."""
     return finding.filter == "scoring" and finding.code.startswith("SCORE_")
 
 
@@ -122,11 +123,11 @@ def culprits(verdict: Verdict) -> list[Finding]:
         disposition = DISPOSITION_OF_ACTION.get(f.action)
         return disposition is not None and disposition.verdict is wanted
 
-    by_score = any(_is_threshold(f) and leads(f) for f in verdict.findings)
+    by_score = any(is_threshold(f) and leads(f) for f in verdict.findings)
     return [
         f
         for f in verdict.findings
-        if not _is_threshold(f) and (leads(f) or (by_score and f.score > 0))
+        if not is_threshold(f) and (leads(f) or (by_score and f.score > 0))
     ]
 
 
@@ -249,7 +250,7 @@ class _Run:
 
 
 def _undecided(findings: Sequence[Finding]) -> list[Finding]:
-    return [dataclasses.replace(f, decided=False) for f in findings if not _is_threshold(f)]
+    return [dataclasses.replace(f, decided=False) for f in findings if not is_threshold(f)]
 
 
 @dataclass
@@ -417,12 +418,17 @@ def _gain_all(
     (images and hidden text stripped by the same company) no single fix gains anything, yet
     fixing them all does: this is the number that says so."""
     codes = frozenset(c.code for c in causes)
+    return _gain(runs, message, codes) if codes else Fraction(0)
+
+
+def _gain(
+    runs: Sequence[tuple[Fraction, _Run]], message: ParsedMessage, drop: frozenset[str]
+) -> Fraction:
+    """The share that becomes intact (net of any that stops being so) without ``drop``."""
     gain = Fraction(0)
-    if not codes:
-        return gain
     for share, run in runs:
         before = outcome_of(run.verdict) is Outcome.INTACT
-        after = _redecide(run, message, codes) is Outcome.INTACT
+        after = _redecide(run, message, drop) is Outcome.INTACT
         gain += share * (int(after) - int(before))
     return gain
 
@@ -439,11 +445,7 @@ def _causes(runs: Sequence[tuple[Fraction, _Run]], message: ParsedMessage) -> li
                 examples.setdefault(finding.code, []).append(finding)
     causes: list[Cause] = []
     for code, share_lost in lost.items():
-        gain = Fraction(0)
-        for share, run in runs:
-            before = outcome_of(run.verdict) is Outcome.INTACT
-            after = _redecide(run, message, frozenset({code})) is Outcome.INTACT
-            gain += share * (int(after) - int(before))
+        gain = _gain(runs, message, frozenset({code}))
         found = examples.get(code, [])
         reason = found[0].reason if found else code
         causes.append(Cause(code, share_lost, gain, fix_for(code, found), reason))

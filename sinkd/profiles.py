@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import itertools
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -385,6 +385,14 @@ class LoadedProfile:
     def dns_zones(self) -> tuple[Path, ...]:
         """The profile's DNS fixture files, absolute (the loader resolved them)."""
         return tuple(Path(zone) for zone in self.profile.dns_zones)
+
+
+def dns_zones_of(loaded: Iterable[LoadedProfile]) -> list[Path]:
+    """The DNS fixture files these profiles name, each once, in order of first mention."""
+    zones: dict[Path, None] = {}
+    for profile in loaded:
+        zones.update(dict.fromkeys(profile.dns_zones))
+    return list(zones)
 
 
 class ProfileSet:

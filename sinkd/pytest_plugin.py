@@ -127,9 +127,12 @@ class SinkdServer:
     baseline: Routing  # the routing the session started with, restored after marked tests
     chaos_baseline: tuple[str, int | None] | None  # the chaos it started with (None: no API)
     current: tuple[str, tuple[tuple[str, str], ...]]  # what the server has now
-    remote: bool
     timeout: float
-    thread: ServerThread | None = None
+    thread: ServerThread | None = None  # the local server's; None for a remote one
+
+    @property
+    def remote(self) -> bool:
+        return self.thread is None
 
     def route(self, profile: str, routes: Mapping[str, str]) -> None:
         wanted = (profile, tuple(sorted(routes.items())))
@@ -187,7 +190,6 @@ def sinkd_server(
             baseline=baseline,
             chaos_baseline=chaos_baseline,
             current=(baseline.profile, tuple(sorted(baseline.routes.items()))),
-            remote=thread is None,
             timeout=timeout,
             thread=thread,
         )
@@ -236,13 +238,10 @@ def _start_local(config: pytest.Config, directory: Path) -> ServerThread:
     profile = _setting(config, "sinkd_profile", "sinkd_profile")
     if profile:
         settings.profile = str(profile)
-    settings.profiles_dirs = [
-        Path(p)
-        for p in config.getoption("sinkd_profiles_dir") or config.getini("sinkd_profiles_dirs")
-    ]
-    settings.dns_zones = [
-        Path(p) for p in config.getoption("sinkd_dns_zone") or config.getini("sinkd_dns_zones")
-    ]
+    dirs = _setting(config, "sinkd_profiles_dir", "sinkd_profiles_dirs") or []
+    settings.profiles_dirs = [Path(p) for p in dirs]
+    zones = _setting(config, "sinkd_dns_zone", "sinkd_dns_zones") or []
+    settings.dns_zones = [Path(p) for p in zones]
     delay = _setting(config, "sinkd_greylist_delay", "sinkd_greylist_delay")
     if delay is not None:
         settings.greylist_delay = float(delay)
@@ -360,9 +359,9 @@ class SinkdFixture:
         that a message stored in between is in one or the other, never in neither."""
         __tracebackhide__ = True  # the failure is the test's line, not this one
         wanted = _Filter(to, subject, sender, verdict, profile, code)
-        found = self._wait(wanted, self.timeout if timeout is None else timeout)
+        seconds = self.timeout if timeout is None else timeout
+        found = self._wait(wanted, seconds)
         if found is None:
-            seconds = self.timeout if timeout is None else timeout
             raise AssertionError(
                 self.near_miss_report(f"no message {wanted} arrived within {seconds:g} s", wanted)
             )

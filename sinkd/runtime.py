@@ -28,7 +28,7 @@ from sinkd.dns import DnsMode, build_resolver
 from sinkd.engine import Pipeline, Router, compile_profile
 from sinkd.errors import ConfigError, ProfileError
 from sinkd.ports import Lookups, Resolver
-from sinkd.profiles import DEFAULT_PROFILE, LoadedProfile, ProfileSet
+from sinkd.profiles import DEFAULT_PROFILE, LoadedProfile, ProfileSet, dns_zones_of
 from sinkd.smtp import AuthMode, ServerOptions, SinkHandler, configure_ids, protocol_factory
 from sinkd.spamd import SpamdService
 from sinkd.store import MessageRecord, Store
@@ -103,19 +103,9 @@ def build_router(profiles: ProfileSet, default: str, routes: Mapping[str, str]) 
     return Router(pipeline(default), {domain: pipeline(name) for domain, name in routes.items()})
 
 
-def _zones_of(loaded: Sequence[LoadedProfile]) -> list[Path]:
-    zones: dict[Path, None] = {}
-    for profile in loaded:
-        zones.update(dict.fromkeys(profile.dns_zones))
-    return list(zones)
-
-
 def profile_dns_zones(profiles: ProfileSet, default: str, routes: Mapping[str, str]) -> list[Path]:
     """The DNS zone files named by the default profile and every routed one, in that order."""
-    zones: dict[Path, None] = {}
-    for name in (default, *routes.values()):
-        zones.update(dict.fromkeys(profiles.resolve(name).dns_zones))
-    return list(zones)
+    return dns_zones_of([profiles.resolve(name) for name in (default, *routes.values())])
 
 
 def dns_resolver(
@@ -209,7 +199,7 @@ class Sinkd:
                 f"{self.workers.count} SMTP processes; restart it with --workers 1"
             )
         zones = [
-            *_zones_of([loaded[profile], *(loaded[p] for p in routes.values())]),
+            *dns_zones_of([loaded[profile], *(loaded[p] for p in routes.values())]),
             *self.settings.dns_zones,
         ]
         lookups = self.handler.lookups
@@ -279,11 +269,14 @@ class Sinkd:
     def publish_records(self, records: Sequence[MessageRecord]) -> None:
         """After the commit, before the reply: append the records to the verdict log, then
         publish them as ``verdict`` events. Neither can fail the transaction."""
-        if self.verdict_log is not None:
-            self.verdict_log.write(records)
-        if self.hub.subscribers:  # the JSON is made only for someone to read it
-            for record in records:
-                self.hub.publish("verdict", record.to_json())
+        if self.verdict_log is None and not self.hub.subscribers:
+            return  # the JSON is made only for someone to read it
+        for record in records:
+            data = record.to_json()
+            if self.verdict_log is not None:
+                self.verdict_log.write(record.id, data)
+            if self.hub.subscribers:
+                self.hub.publish("verdict", data)
 
     async def start(self) -> None:
         s = self.settings
@@ -303,19 +296,11 @@ class Sinkd:
         s = self.settings
         profiles = self.profiles = ProfileSet(s.profiles_dirs)
         router = build_router(profiles, s.profile, s.routes)
-        for name in (s.profile, *s.routes.values()):
-            loaded = profiles.resolve(name)
-            self._started_with[loaded.profile.id] = loaded
-        self._zones = [*profile_dns_zones(profiles, s.profile, s.routes), *s.dns_zones]
-        resolver = dns_resolver(
-            profiles,
-            s.profile,
-            s.routes,
-            mode=s.dns,
-            server=s.dns_server,
-            zones=s.dns_zones,
-            timeout=s.dns_timeout,
-        )
+        started = [profiles.resolve(name) for name in (s.profile, *s.routes.values())]
+        self._started_with = {loaded.profile.id: loaded for loaded in started}
+        # The profiles' zones, then --dns-zone's, which win where both hold a name and type.
+        self._zones = [*dns_zones_of(started), *s.dns_zones]
+        resolver = build_resolver(s.dns, s.dns_server, self._zones, s.dns_timeout)
         if making_cert is None:
             assert s.tls_cert and s.tls_key
             cert, key = s.tls_cert, s.tls_key
@@ -354,8 +339,8 @@ class Sinkd:
         )
         if workers > 1:
             # The workers handle every SMTP connection; the primary accepts them and hands
-            # each to the next worker in turn (sinkd.workers), and keeps the store's one
-            # writer, the HTTP API and the event hub, out of the way of SMTP for the GIL.
+            # each to the next worker in turn (sinkd.workers) and keeps the HTTP API and the
+            # event hub; every process's records go to the store's writer process.
             self._listener = _listen(s.host, s.port)
             host, port = self._listener.getsockname()[:2]
             self.smtp_address = (host, port)

@@ -12,11 +12,10 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from sinkd.errors import ConfigError
-from sinkd.store import MessageRecord
 
 log = logging.getLogger(__name__)
 
@@ -36,14 +35,10 @@ class VerdictLog:
             raise ConfigError(f"--verdict-log {path}: cannot open: {exc.strerror}") from None
         self.failures = 0  # writes that failed since start (logged each time)
 
-    def write(self, records: Sequence[MessageRecord]) -> None:
-        """Append one line per record; never raises (a failure is logged with the ids)."""
-        for record in records:
-            line = json.dumps(record.to_json(), ensure_ascii=False, separators=(",", ":"))
-            self.write_line(record.id, line)
-
-    def write_line(self, message_id: str, line: str) -> None:
-        """Append one record's JSON text (one line, no newline in it); never raises."""
+    def write(self, message_id: str, data: dict[str, Any]) -> None:
+        """Append one record's line (its API JSON, ``data``); never raises (a failure is
+        logged with the id)."""
+        line = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
         try:
             self._append((line + "\n").encode("utf-8"))
         except OSError as exc:

@@ -157,11 +157,6 @@ class PreparedSave(NamedTuple):
     received: datetime  # whole milliseconds, UTC
     search: tuple[str, str, str]
 
-    @property
-    def json_text(self) -> str:
-        """The record's JSON (the API's message object), as stored."""
-        return str(self.row[12])
-
 
 @dataclass(slots=True)
 class Op:

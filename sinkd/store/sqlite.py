@@ -103,7 +103,7 @@ class SqliteStore:
     # -- writes: all go through the one writer (thread or process), so they are serialized -
 
     async def save(self, record: MessageRecord) -> None:
-        await self._enqueue(_save_op(record, asyncio.get_running_loop()))
+        await self._enqueue(_save_op(record, self._answer_loop()))
 
     async def release(self, message_id: str, released_at: datetime) -> bool:
         released: bool = await self._submit(
@@ -121,8 +121,14 @@ class SqliteStore:
     async def _submit(
         self, kind: str, *, message_id: str | None = None, row: tuple[Any, ...] = ()
     ) -> Any:
-        loop = asyncio.get_running_loop()
-        return await self._enqueue(Op(kind, loop, loop.create_future(), message_id, row))
+        loop = self._answer_loop()
+        future = None if loop is None else loop.create_future()
+        return await self._enqueue(Op(kind, loop, future, message_id, row))
+
+    def _answer_loop(self) -> asyncio.AbstractEventLoop | None:
+        """The loop the writer thread answers an op on; None with the writer process, whose
+        client keeps its own futures (an op's would go unused)."""
+        return None if self._remote is not None else asyncio.get_running_loop()
 
     async def _enqueue(self, op: Op) -> Any:
         if self._remote is not None:

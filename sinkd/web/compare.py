@@ -17,15 +17,16 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from sinkd.dns import build_resolver
-from sinkd.errors import NotFound, SinkdError
+from sinkd.errors import SinkdError
 from sinkd.model import ClientIdentity, Verdict
 from sinkd.population import Population, load_population
 from sinkd.ports import Lookups
+from sinkd.profiles import dns_zones_of
 from sinkd.report import MessageReport, profile_row, render_html
 from sinkd.spamd import SpamdService
 from sinkd.store import StoredMessage
 from sinkd.web.app import ApiError
-from sinkd.web.dashboard import badge, e, not_found, page, store_of
+from sinkd.web.dashboard import badge, e, page, stored_message
 
 if TYPE_CHECKING:
     from sinkd.runtime import Sinkd
@@ -46,16 +47,19 @@ def routes() -> list[BaseRoute]:
     ]
 
 
-async def _stored(request: Request) -> StoredMessage | Response:
-    from sinkd.web.messages import _ID
-
-    message_id = str(request.path_params["id"])
-    if not _ID.fullmatch(message_id):
-        return not_found(f"{message_id!r} is not a message id")
-    try:
-        return await store_of(request).get(message_id, with_raw=True)
-    except NotFound:
-        return not_found(f"There is no message with id {message_id!r}.")
+async def _stored_with_content(request: Request) -> StoredMessage | Response:
+    """The path's stored message, or the page saying why it cannot be judged again (no such
+    message; refused before DATA, so sinkd never had its content)."""
+    stored = await stored_message(request)
+    if isinstance(stored, Response) or stored.raw is not None:
+        return stored
+    return page(
+        "Nothing to compare",
+        f"<h1>Nothing to compare</h1><p class='muted'>Message <code>{e(stored.id)}</code> was "
+        "refused before DATA: sinkd never received its content.</p>"
+        f'<p><a href="/messages/{e(stored.id)}">Back to the message</a></p>',
+        status=409,
+    )
 
 
 async def every_profile(request: Request, stored: StoredMessage) -> list[tuple[str, Verdict | str]]:
@@ -74,25 +78,13 @@ async def every_profile(request: Request, stored: StoredMessage) -> list[tuple[s
     return out
 
 
-def _no_content(stored: StoredMessage) -> Response:
-    return page(
-        "Nothing to compare",
-        f"<h1>Nothing to compare</h1><p class='muted'>Message <code>{e(stored.id)}</code> was "
-        "refused before DATA: sinkd never received its content.</p>"
-        f'<p><a href="/messages/{e(stored.id)}">Back to the message</a></p>',
-        status=409,
-    )
-
-
 # --- compare ----------------------------------------------------------------------------------
 
 
 async def compare_page(request: Request) -> Response:
-    stored = await _stored(request)
+    stored = await _stored_with_content(request)
     if isinstance(stored, Response):
         return stored
-    if stored.raw is None:
-        return _no_content(stored)
     results = await every_profile(request, stored)
     own = stored.data.get("profile")
     rows = "".join(_compare_row(name, result, name == own) for name, result in results)
@@ -181,26 +173,21 @@ def _population(request: Request) -> Population:
 
 
 async def report_page(request: Request) -> Response:
-    stored = await _stored(request)
+    stored = await _stored_with_content(request)
     if isinstance(stored, Response):
         return stored
-    if stored.raw is None:
-        return _no_content(stored)
     sinkd: Sinkd = request.app.state.sinkd
     population = _population(request)
     results = await every_profile(request, stored)
     verdicts = [v for _, v in results if not isinstance(v, str)]
     s = sinkd.settings
-    zones = {
-        zone: None
-        for name in population.profile_ids
-        for zone in population.profiles.resolve(name).dns_zones
-    }
+    zones = dns_zones_of(population.profiles.resolve(name) for name in population.profile_ids)
     data = stored.data
     envelope, identity = data["envelope"], data.get("identity") or {}
     rcpts = envelope.get("rcpt_to") or ["recipient@example.com"]
     try:
         resolver = build_resolver(s.dns, s.dns_server, [*zones, *s.dns_zones], s.dns_timeout)
+        assert stored.raw is not None  # _stored_with_content answered for a message without
         estimate = await population.estimate(
             stored.raw,
             mail_from=envelope.get("mail_from") or "",

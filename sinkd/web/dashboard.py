@@ -334,16 +334,23 @@ def _row(data: dict[str, Any]) -> str:
 # --- one message ------------------------------------------------------------------------------
 
 
-async def message_page(request: Request) -> Response:
+async def stored_message(request: Request) -> StoredMessage | Response:
+    """The stored message (with its bytes) the path's ``{id}`` names, or the 404 page."""
     message_id = str(request.path_params["id"])
     from sinkd.web.messages import _ID  # the API's id shape
 
     if not _ID.fullmatch(message_id):
         return not_found(f"{message_id!r} is not a message id")
     try:
-        stored = await store_of(request).get(message_id, with_raw=True)
+        return await store_of(request).get(message_id, with_raw=True)
     except NotFound:
         return not_found(f"There is no message with id {message_id!r}.")
+
+
+async def message_page(request: Request) -> Response:
+    stored = await stored_message(request)
+    if isinstance(stored, Response):
+        return stored
     from sinkd.web.renderings import remote_images_on
 
     title = str(stored.data.get("subject") or stored.id)

@@ -19,11 +19,11 @@ from starlette.routing import BaseRoute, Route
 
 from sinkd.errors import ConfigError, SinkdError
 from sinkd.web.app import API, ApiError, json_fields, read_json
+from sinkd.web.messages import _PROFILE_ID
 
 if TYPE_CHECKING:
     from sinkd.runtime import Sinkd
 
-_PROFILE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 # A domain as --route takes it: "example.com", or "*.example.com" for its subdomains.
 _DOMAIN = re.compile(r"(\*\.)?[a-z0-9_]([a-z0-9_-]{0,62})(\.[a-z0-9_]([a-z0-9_-]{0,62}))*")
 MAX_ROUTES = 1000
