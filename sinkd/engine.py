@@ -27,6 +27,7 @@ from sinkd.model import (
     Reply,
     Stage,
     StripPlan,
+    Unjudged,
     Verdict,
     VerdictAction,
 )
@@ -80,7 +81,13 @@ class Pipeline:
             # allowlist's skip drops the findings of the skipped categories, not the others.
             if skip and categories <= skip:
                 continue
-            new = await call(flt, findings)
+            try:
+                new = await call(flt, findings)
+            except Exception as exc:  # real mail of any shape must be judged
+                # A filter that raises on a message is a sinkd bug, never the sender's: the
+                # message is judged by the other filters, and the verdict says it is incomplete
+                # (``sinkd check`` exits 3; the corpus tests demand that no message does this).
+                new = [_filter_error(flt, exc)]
             if not new:
                 continue
             if skip:
@@ -231,6 +238,21 @@ class Pipeline:
                     reply=reply,
                 )
         return None
+
+
+def _filter_error(flt: Filter, exc: Exception) -> Finding:
+    return Finding(
+        code=f"{flt.kind.upper()}_ERROR",
+        filter=flt.name,
+        category=flt.category,
+        action=Action.NONE,
+        reason=(
+            f"The {flt.name} check failed on this message ({type(exc).__name__}), so the verdict "
+            "was reached without it. This is a sinkd bug: please report it with the message."
+        ),
+        detail={"error": f"{type(exc).__name__}: {exc}"[:500]},
+        unjudged=Unjudged.ERROR,
+    )
 
 
 def _skips(findings: Sequence[Finding]) -> frozenset[str]:

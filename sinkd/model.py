@@ -102,6 +102,21 @@ class Category(enum.StrEnum):
     DELIVERY = "delivery"  # greylisting and rate limits: how a gateway paces delivery
 
 
+class Unjudged(enum.StrEnum):
+    """Why a check could not reach an answer of its own; its finding then records only.
+
+    ``NO_DNS_DATA`` is the designed state of offline DNS (no fixture for a name the check
+    needed): the check is reported as not judged, with how to give the data. ``UNAVAILABLE``
+    (a scanner or a live lookup the profile needs did not answer) and ``ERROR`` (the filter
+    raised on this message) mean the verdict is incomplete: ``sinkd check`` exits with its own
+    status for them.
+    """
+
+    NO_DNS_DATA = "no-dns-data"
+    UNAVAILABLE = "unavailable"
+    ERROR = "error"
+
+
 @dataclass(frozen=True, slots=True)
 class ClientIdentity:
     """Who the filter believes is sending: the effective, possibly simulated, identity.
@@ -196,6 +211,7 @@ class Finding:
     skip: frozenset[str] = frozenset()  # with Action.ALLOW: categories of later checks to skip
     decided: bool = False  # set by the engine on the finding(s) that decided the verdict
     strip: StripPlan | None = None  # with Action.STRIP: what to remove from the message
+    unjudged: Unjudged | None = None  # set when the check could not reach its own answer
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -207,6 +223,7 @@ class Finding:
             "reason": self.reason,
             "stage": self.stage.value,
             "decided": self.decided,
+            "unjudged": None if self.unjudged is None else self.unjudged.value,
             "detail": dict(self.detail),
         }
 
@@ -231,6 +248,21 @@ class Verdict:
     @property
     def codes(self) -> list[str]:
         return [f.code for f in self.findings]
+
+    @property
+    def incomplete(self) -> tuple[Finding, ...]:
+        """Findings of checks that could not answer (scanner down, filter error): the verdict
+        was reached without them. Offline DNS without data is not among them (see Unjudged)."""
+        return tuple(
+            f
+            for f in self.findings
+            if f.unjudged is not None and f.unjudged is not Unjudged.NO_DNS_DATA
+        )
+
+    @property
+    def without_dns_data(self) -> tuple[Finding, ...]:
+        """Findings of checks that offline DNS left without data (no fixture for the name)."""
+        return tuple(f for f in self.findings if f.unjudged is Unjudged.NO_DNS_DATA)
 
     @property
     def deciding(self) -> Finding | None:
@@ -259,5 +291,6 @@ class Verdict:
             "identity": env.client.to_json() | {"auth_user": env.auth_user, "tls": env.tls},
             "subject": self.subject,
             "stripped": list(self.stripped),
+            "fully_judged": not self.incomplete,
             "findings": [f.to_json() for f in self.findings],
         }

@@ -479,7 +479,7 @@ async def test_verdict_json_has_exactly_the_documented_keys(tmp_path: Path) -> N
     data = json.loads(json.dumps(verdict.to_json(received_at="2024-01-01T00:00:00.000Z")))
     assert set(data) == {
         "id", "received_at", "profile", "verdict", "disposition", "score", "stage", "reply",
-        "envelope", "identity", "subject", "stripped", "findings",
+        "envelope", "identity", "subject", "stripped", "fully_judged", "findings",
     }  # fmt: skip
     assert set(data["reply"]) == {"code", "enhanced", "text"}
     assert set(data["envelope"]) == {"client_ip", "helo", "mail_from", "rcpt_to"}
@@ -494,7 +494,7 @@ async def test_verdict_json_has_exactly_the_documented_keys(tmp_path: Path) -> N
     for item in data["findings"]:
         assert set(item) == {
             "code", "filter", "category", "action", "score", "reason", "stage", "decided",
-            "detail",
+            "unjudged", "detail",
         }  # fmt: skip
     assert data["id"] == "id1"
     assert data["received_at"] == "2024-01-01T00:00:00.000Z"
