@@ -86,7 +86,7 @@ class Pipeline:
             except Exception as exc:  # real mail of any shape must be judged
                 # A filter that raises on a message is a sinkd bug, never the sender's: the
                 # message is judged by the other filters, and the verdict says it is incomplete
-                # (``sinkd check`` exits 3; the corpus tests demand that no message does this).
+                # (``sinkd check`` exits 5; the corpus tests demand that no message does this).
                 new = [_filter_error(flt, exc)]
             if not new:
                 continue

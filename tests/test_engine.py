@@ -3,6 +3,7 @@ the one DATA reply, the verdict JSON shape and the shipped profiles end to end."
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import re
@@ -14,6 +15,7 @@ import pytest
 
 from sinkd.dns import FixtureResolver
 from sinkd.engine import Pipeline, Router, Transaction, compile_profile, data_reply
+from sinkd.filters import Filter, MessageContext
 from sinkd.filters.content import ContentSpec
 from sinkd.filters.sender_id import SenderIdFilter
 from sinkd.model import (
@@ -25,6 +27,7 @@ from sinkd.model import (
     Finding,
     Reply,
     Stage,
+    Unjudged,
     Verdict,
     VerdictAction,
 )
@@ -639,3 +642,50 @@ def test_the_most_specific_wildcard_route_wins_whatever_the_order_given(tmp_path
         assert router.pipeline_for("a@x.eu.corp.example") is narrow
         assert router.pipeline_for("a@eu.corp.example") is broad
         assert router.pipeline_for("a@us.corp.example") is broad
+
+
+# --- a filter that raises -------------------------------------------------------------------
+
+
+class _Raises(Filter):
+    """A filter kind that fails on every message, as a sinkd bug would."""
+
+    kind = "content"
+    category = Category.CONTENT
+
+    def __init__(self) -> None:
+        self.name = "broken-check"
+
+    async def check_message(self, ctx: MessageContext) -> list[Finding]:
+        raise ValueError("Can not serialize <ParseError invalid>")
+
+
+def with_broken_filter(pipeline: Pipeline) -> Pipeline:
+    return dataclasses.replace(pipeline, filters=(_Raises(), *pipeline.filters))
+
+
+async def test_a_filter_that_raises_leaves_an_unjudged_error_finding_and_the_rest_judges(
+    tmp_path: Path,
+) -> None:
+    pipeline = with_broken_filter(
+        compile_yaml(
+            tmp_path,
+            THRESHOLDS
+            + "filters:\n  - kind: content\n    name: words\n    gtube: {action: reject}\n",
+        )
+    )
+    [verdict] = await deliver(Router(pipeline), message(body=GTUBE))
+    assert verdict.disposition is Disposition.REJECTED  # the other filters still judged it
+    error = next(f for f in verdict.findings if f.code == "CONTENT_ERROR")
+    assert error.unjudged is Unjudged.ERROR
+    assert error.action is Action.NONE
+    assert error.filter == "broken-check"
+    assert "ParseError" in error.detail["error"]
+    assert verdict.incomplete == (error,)
+    assert verdict.to_json()["fully_judged"] is False
+
+
+async def test_a_verdict_whose_checks_all_answered_is_fully_judged(scored: Pipeline) -> None:
+    [verdict] = await deliver(Router(scored), message())
+    assert verdict.incomplete == ()
+    assert verdict.to_json()["fully_judged"] is True
