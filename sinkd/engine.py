@@ -187,8 +187,12 @@ class Pipeline:
                 if finding.action is Action.STRIP and finding.strip:
                     plan = plan.merge(finding.strip)
             if plan:
-                filtered, lines = apply_strip(message, plan)
-                stripped = tuple(lines)
+                try:
+                    filtered, lines = apply_strip(message, plan)
+                    stripped = tuple(lines)
+                except Exception as exc:  # a message the strip path cannot rewrite is still
+                    # delivered, as it arrived, with the failure on record (never a 451)
+                    findings.append(_strip_error(exc))
             if any(f.category is Category.AUTHENTICATION for f in findings):
                 # RFC 8601: the delivered copy says what was checked, and no forged field
                 # claiming this receiver survives. AUTHSERV_ID until profiles name their own.
@@ -249,6 +253,22 @@ def _filter_error(flt: Filter, exc: Exception) -> Finding:
         reason=(
             f"The {flt.name} check failed on this message ({type(exc).__name__}), so the verdict "
             "was reached without it. This is a sinkd bug: please report it with the message."
+        ),
+        detail={"error": f"{type(exc).__name__}: {exc}"[:500]},
+        unjudged=Unjudged.ERROR,
+    )
+
+
+def _strip_error(exc: Exception) -> Finding:
+    return Finding(
+        code="STRIP_ERROR",
+        filter="strip",
+        category=Category.CONTENT,
+        action=Action.NONE,
+        reason=(
+            f"The parts the policy removes could not be removed from this message "
+            f"({type(exc).__name__}), so it is delivered as it arrived. This is a sinkd bug: "
+            "please report it with the message."
         ),
         detail={"error": f"{type(exc).__name__}: {exc}"[:500]},
         unjudged=Unjudged.ERROR,

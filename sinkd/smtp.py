@@ -777,6 +777,16 @@ def log_verdict(verdict: Verdict, raw: bytes | None) -> None:
         fields["reply"],
         extra={"sinkd": fields},
     )
+    for finding in verdict.incomplete:
+        # Not a second verdict line: the operator's pointer to a check that did not answer
+        # (a scanner down) or to a sinkd bug (a filter that raised), with the message id.
+        log.warning(
+            "verdict id=%s: %s could not judge the message (%s): %s",
+            verdict.id,
+            finding.filter,
+            finding.unjudged,
+            finding.detail.get("error", finding.reason),
+        )
 
 
 def make_authenticator(options: ServerOptions) -> Callable[..., AuthResult]:

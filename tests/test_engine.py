@@ -689,3 +689,27 @@ async def test_a_verdict_whose_checks_all_answered_is_fully_judged(scored: Pipel
     [verdict] = await deliver(Router(scored), message())
     assert verdict.incomplete == ()
     assert verdict.to_json()["fully_judged"] is True
+
+
+async def test_a_message_the_strip_path_cannot_rewrite_is_delivered_as_it_arrived(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken_strip(message: object, plan: object) -> object:
+        raise LookupError("unknown encoding: x-broken")
+
+    monkeypatch.setattr("sinkd.engine.apply_strip", broken_strip)
+    pipeline = compile_yaml(
+        tmp_path,
+        "filters:\n  - kind: mime\n    name: rich\n    classes:\n"
+        "      active_script: {action: strip}\n",
+    )
+    raw = (
+        b"From: a@sender.example\r\nTo: bob@corp.example\r\nSubject: s\r\n"
+        b"Content-Type: text/html\r\n\r\n<p>Hi</p><script>alert(1)</script>\r\n"
+    )
+    [verdict] = await deliver(Router(pipeline), raw)
+    assert verdict.action is VerdictAction.ACCEPT
+    assert verdict.filtered is None and verdict.stripped == ()
+    [error] = verdict.incomplete
+    assert error.code == "STRIP_ERROR"
+    assert "x-broken" in error.detail["error"]
