@@ -39,7 +39,7 @@ from sinkd.filters.sender_id import SenderIdSpec
 from sinkd.filters.size import SizeSpec
 from sinkd.filters.spamassassin import SpamAssassinSpec
 from sinkd.filters.spf import SpfSpec
-from sinkd.schema import ReplyRef, ReplyTemplate, Spec, parse_literal_reply
+from sinkd.schema import Origin, ReplyRef, ReplyTemplate, Spec, parse_literal_reply
 
 SCHEMA = "sinkd.profile/v1"
 DEFAULT_PROFILE = "typical-corporate"
@@ -69,8 +69,15 @@ ListName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9_]+$", max_length=
 
 
 class Provenance(Spec):
+    """One line of the profile's summary: what it models and where that comes from."""
+
     what: str
-    source: str
+
+    @model_validator(mode="after")
+    def _says_where_from(self) -> Provenance:
+        if self.provenance is None:
+            raise ValueError("say where this comes from: source: (a document) or assumption: (why)")
+        return self
 
 
 class Survey(Spec):
@@ -344,23 +351,54 @@ def _absolute_zones(source: _Source) -> dict[str, Any]:
 # --- reply catalogue ------------------------------------------------------------------------
 
 
+# Keys of one catalogue entry: the reply and where its wording comes from (see Spec).
+_CATALOGUE_ENTRY_KEYS = ("reply", "source", "assumption")
+
+
+def _catalogue_entries(
+    path: Path,
+) -> Iterator[tuple[str, ReplyTemplate, Origin | None]]:
+    """The entries of one ``replies.yaml``: key, template and its source or assumption.
+
+    An entry is ``key: "550 5.7.1 text"`` or ``key: {reply: ..., source: ...}`` (or
+    ``assumption:`` instead of ``source:``, as on every profile node)."""
+    source = _read_yaml(path)
+    replies = source.data.get("replies")
+    if not isinstance(replies, dict):
+        raise located_error(source, ["replies"], "expected a mapping of key -> {reply, source}")
+    for key, entry in replies.items():
+        provenance: Origin | None = None
+        if isinstance(entry, dict):
+            for field in entry:
+                if field not in _CATALOGUE_ENTRY_KEYS:
+                    raise located_error(source, ["replies", key, field], "unknown key")
+            given = [(k, entry[k]) for k in ("source", "assumption") if k in entry]
+            for field, value in given:
+                if not isinstance(value, str) or not value.strip():
+                    raise located_error(source, ["replies", key, field], "must be a non-empty text")
+            if len(given) == 2:
+                raise located_error(
+                    source, ["replies", key], "give either source: or assumption:, not both"
+                )
+            if given:
+                provenance = (
+                    ("source", given[0][1]) if "source" in entry else ("assumption", given[0][1])
+                )
+        text = entry.get("reply") if isinstance(entry, dict) else entry
+        template = parse_literal_reply(text) if isinstance(text, str) else None
+        if template is None:
+            raise located_error(source, ["replies", key], "expected a reply like '550 5.7.1 text'")
+        yield str(key), template, provenance
+
+
 def load_catalogue(paths: Sequence[Path]) -> dict[str, ReplyTemplate]:
     """Read ``replies.yaml`` files (later ones override earlier ones)."""
-    catalogue: dict[str, ReplyTemplate] = {}
-    for path in paths:
-        source = _read_yaml(path)
-        replies = source.data.get("replies")
-        if not isinstance(replies, dict):
-            raise located_error(source, ["replies"], "expected a mapping of key -> {reply, source}")
-        for key, entry in replies.items():
-            text = entry.get("reply") if isinstance(entry, dict) else entry
-            template = parse_literal_reply(text) if isinstance(text, str) else None
-            if template is None:
-                raise located_error(
-                    source, ["replies", key], "expected a reply like '550 5.7.1 text'"
-                )
-            catalogue[str(key)] = template
-    return catalogue
+    return {key: template for path in paths for key, template, _ in _catalogue_entries(path)}
+
+
+def catalogue_provenance(paths: Sequence[Path]) -> dict[str, Origin | None]:
+    """Where each catalogue reply's wording comes from (later files override earlier ones)."""
+    return {key: where for path in paths for key, _, where in _catalogue_entries(path)}
 
 
 # --- profile sets ---------------------------------------------------------------------------
@@ -412,6 +450,7 @@ class ProfileSet:
                     self._files[path.stem] = path
         catalogues = [d / CATALOGUE_FILE for d in self.dirs if (d / CATALOGUE_FILE).is_file()]
         self.catalogue = load_catalogue(catalogues)
+        self.catalogue_provenance = catalogue_provenance(catalogues)
         self._cache: dict[Path, LoadedProfile] = {}
 
     def names(self) -> list[str]:

@@ -11,9 +11,16 @@ import re
 import string
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from sinkd.model import Action, Reply
 
@@ -25,14 +32,53 @@ FilterName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]*$", m
 ReplyRef = Annotated[str, StringConstraints(min_length=1, max_length=512)]
 Score = Annotated[float, Field(ge=-1000.0, le=1000.0)]
 
+# ("source", text) or ("assumption", text): where a fact in a profile comes from.
+Origin = tuple[Literal["source", "assumption"], str]
+
 _LITERAL_REPLY = re.compile(r"^([245]\d\d) ([245]\.\d{1,3}\.\d{1,3}) (\S.*)$")
 _CATALOGUE_KEY = re.compile(r"^[a-z0-9_]+(\.[a-z0-9_]+)+$")
 
 
 class Spec(BaseModel):
-    """Base of every profile model: unknown keys are errors, values are immutable."""
+    """Base of every profile model: unknown keys are errors, values are immutable.
+
+    Every node may say where its fact comes from: ``source:`` names something a reader can
+    check (a vendor document, an RFC section, a product's shipped configuration) and
+    ``assumption:`` says why sinkd chose the value when no such document exists. A node gives
+    one or the other, never both, and never an empty one. The built-in profiles must carry one
+    on every rule, threshold, size limit, reply and stage (tests/test_profiles.py checks it);
+    ``sinkd profiles show`` prints them.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    source: str | None = None
+    assumption: str | None = None
+
+    @field_validator("source", "assumption")
+    @classmethod
+    def _not_empty(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("must not be empty: say where the fact comes from, or leave it out")
+        return value
+
+    @model_validator(mode="after")
+    def _source_or_assumption(self) -> Spec:
+        if self.source is not None and self.assumption is not None:
+            raise ValueError(
+                "give either source: (a document a reader can check) or assumption: (why "
+                "sinkd chose this), not both"
+            )
+        return self
+
+    @property
+    def provenance(self) -> Origin | None:
+        """``("source", text)`` or ``("assumption", text)``, or None when the node says neither."""
+        if self.source is not None:
+            return ("source", self.source)
+        if self.assumption is not None:
+            return ("assumption", self.assumption)
+        return None
 
 
 class Outcome(Spec):
@@ -166,5 +212,21 @@ class CompileContext:
 
 
 def dump(model: BaseModel) -> dict[str, Any]:
-    """A model as plain data for display (`sinkd profiles show`)."""
-    return model.model_dump(mode="json", by_alias=True, exclude_defaults=False)
+    """A model as plain data for display (`sinkd profiles show`, the web API): every field,
+    except a ``source``/``assumption`` a node does not give (one of the two is always unset)."""
+    data: dict[str, Any] = _without_unset_origin(
+        model.model_dump(mode="json", by_alias=True, exclude_defaults=False)
+    )
+    return data
+
+
+def _without_unset_origin(data: Any) -> Any:
+    if isinstance(data, dict):
+        return {
+            key: _without_unset_origin(value)
+            for key, value in data.items()
+            if not (key in ("source", "assumption") and value is None)
+        }
+    if isinstance(data, list):
+        return [_without_unset_origin(item) for item in data]
+    return data
