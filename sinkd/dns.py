@@ -1,5 +1,8 @@
 """The DNS adapter: answers from zone fixtures offline, and from real DNS only when asked.
 
+Offline, a name outside every loaded fixture answers ``UNKNOWN`` (no data), never NXDOMAIN;
+live answers carry ``live=True`` so that a live timeout can be told from a fixture's forced one.
+
 Owns every use of dnspython: ``FixtureResolver`` answers from RFC 1035 master files and YAML
 record maps, ``LiveResolver`` asks real servers, ``OverlayResolver`` and ``CachingResolver``
 combine them, and ``build_resolver`` wires them from the command-line options.
@@ -8,6 +11,7 @@ combine them, and ``build_resolver`` wires them from the command-line options.
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import logging
 import time
@@ -37,6 +41,7 @@ import dns.rrset
 import dns.tokenizer
 import dns.zonefile
 import yaml
+from publicsuffixlist import PublicSuffixList
 
 from sinkd.errors import ConfigError
 from sinkd.ports import DnsAnswer, Rcode, Rdata, RecordType, Resolver
@@ -45,7 +50,8 @@ log = logging.getLogger(__name__)
 
 DnsMode = Literal["offline", "live"]
 RECORD_TYPES: frozenset[str] = frozenset(get_args(RecordType))
-_RCODES: dict[str, Rcode] = {rcode: rcode for rcode in get_args(Rcode)}
+# What a record map may force: every rcode but UNKNOWN, which only the absence of data says.
+_RCODES: dict[str, Rcode] = {rcode: rcode for rcode in get_args(Rcode) if rcode != "UNKNOWN"}
 RCODES: frozenset[str] = frozenset(_RCODES)
 RECORD_MAP_SUFFIXES = (".yaml", ".yml")
 FIXTURE_TTL = 300  # a record map's records, unless the name says ``ttl:``
@@ -95,6 +101,18 @@ def _rdata(rdata: dns.rdata.Rdata) -> Rdata | None:
 
 def _clamp(ttl: int, limit: int) -> int:
     return max(0, min(int(ttl), limit))
+
+
+@functools.cache
+def _psl() -> PublicSuffixList:
+    """The Public Suffix List publicsuffixlist bundles (read from disk, never downloaded)."""
+    return PublicSuffixList()
+
+
+def _registrable(name: dns.name.Name) -> str:
+    """The registrable domain (PSL) of a name: whose zone a record map speaks for."""
+    text = _text(name).removeprefix("*.")
+    return _psl().privatesuffix(text) or text
 
 
 # --- fixtures -------------------------------------------------------------------------------
@@ -215,6 +233,8 @@ class FixtureResolver:
     for every type. Later sources replace earlier ones per name and type. Wildcards follow
     RFC 4592 (closest encloser), CNAMEs are chased within the fixture, names are
     case-insensitive, and a name that exists only as an ancestor of another answers NODATA.
+    A name the fixture does not speak for (no SOA above it, no name of its registrable domain
+    held) answers ``UNKNOWN``: offline, no data is not "does not exist".
     """
 
     def __init__(
@@ -223,6 +243,7 @@ class FixtureResolver:
         self._nodes: dict[dns.name.Name, _Node] = {}
         self._exists: set[dns.name.Name] = set()  # names with a node, and all their ancestors
         self._negative_ttl: dict[dns.name.Name, int] = {}  # zone apex -> RFC 2308 §5 TTL
+        self._domains: set[str] = set()  # registrable domains of the names the fixture holds
         for path in zones:
             self.load(path)
         if records is not None:
@@ -373,6 +394,7 @@ class FixtureResolver:
         node = self._nodes.get(name)
         if node is None:
             node = self._nodes[name] = _Node()
+            self._domains.add(_registrable(name))
             ancestor = name
             while ancestor not in self._exists:
                 self._exists.add(ancestor)
@@ -390,6 +412,24 @@ class FixtureResolver:
             return False
         node, _ = self._find(qname)
         return node is not None and node.has_data
+
+    def covers(self, name: str) -> bool:
+        """Whether the fixture speaks for ``name``: it lies in a zone whose SOA a master file
+        holds, or shares its registrable domain (Public Suffix List) with a name the fixture
+        holds. Only there does a missing name mean NXDOMAIN or NODATA; elsewhere the fixture
+        knows nothing, and offline DNS answers ``UNKNOWN``."""
+        qname = _name(name)
+        return qname is not None and self._covers(qname)
+
+    def _covers(self, qname: dns.name.Name) -> bool:
+        ancestor = qname
+        while True:
+            if ancestor in self._negative_ttl:
+                return True
+            if ancestor == dns.name.root:
+                break
+            ancestor = ancestor.parent()
+        return _registrable(qname) in self._domains
 
     def _find(self, qname: dns.name.Name) -> tuple[_Node | None, bool]:
         """The node answering for ``qname`` (its own or a wildcard's, RFC 4592 §3.3.1) and
@@ -418,7 +458,9 @@ class FixtureResolver:
     def lookup(self, name: str, rdtype: RecordType) -> tuple[DnsAnswer, str | None]:
         """The fixture's answer, and the name where the answer must continue outside the
         fixture: ``name`` itself when the fixture knows nothing about it, a CNAME target the
-        fixture does not know, or None when the fixture's answer is complete."""
+        fixture does not know, or None when the fixture's answer is complete. For a name the
+        fixture holds nothing for, the answer is NXDOMAIN or NODATA where the fixture speaks
+        for the name's zone (``covers``) and ``UNKNOWN`` elsewhere: no data is not NXDOMAIN."""
         qname = _name(name)
         if qname is None:
             return DnsAnswer("NXDOMAIN"), None
@@ -428,6 +470,8 @@ class FixtureResolver:
         for _ in range(MAX_CNAME_CHAIN):
             node, exists = self._find(current)
             if node is None or not node.has_data:
+                if not self._covers(current):
+                    return DnsAnswer("UNKNOWN", (), chain_ttl or 0), _text(current)
                 negative = self._negative(current)
                 ttl = negative if chain_ttl is None else min(chain_ttl, negative or chain_ttl)
                 rcode: Rcode = "NOERROR" if exists else "NXDOMAIN"
@@ -530,27 +574,28 @@ class LiveResolver:
             )
         except dns.resolver.NXDOMAIN as exc:
             responses = list(exc.kwargs.get("responses", {}).values())
-            return DnsAnswer("NXDOMAIN", (), _negative_ttl(responses[-1] if responses else None))
+            ttl = _negative_ttl(responses[-1] if responses else None)
+            return DnsAnswer("NXDOMAIN", (), ttl, live=True)
         except dns.resolver.NoAnswer as exc:
             response = exc.kwargs.get("response")
             message = response if isinstance(response, dns.message.Message) else None
-            return DnsAnswer("NOERROR", (), _negative_ttl(message))
+            return DnsAnswer("NOERROR", (), _negative_ttl(message), live=True)
         except dns.resolver.NoNameservers as exc:
-            return DnsAnswer(_failure_rcode(exc))
+            return DnsAnswer(_failure_rcode(exc), live=True)
         except dns.exception.Timeout:
-            return DnsAnswer("TIMEOUT")
+            return DnsAnswer("TIMEOUT", live=True)  # no server answered: ``unanswered``
         except dns.exception.DNSException as exc:
             log.debug("DNS %s %s: %s", name, rdtype, exc)
-            return DnsAnswer("SERVFAIL")
+            return DnsAnswer("SERVFAIL", live=True)
         except Exception as exc:
             if type(exc) not in self._logged:
                 self._logged.add(type(exc))
                 log.debug("DNS %s %s: unexpected error", name, rdtype, exc_info=True)
-            return DnsAnswer("SERVFAIL")
+            return DnsAnswer("SERVFAIL", live=True)
         rrset = answer.rrset
         records = tuple(r for r in map(_rdata, rrset or ()) if r is not None)
         ttl = _clamp(answer.chaining_result.minimum_ttl, MAX_TTL)
-        return DnsAnswer("NOERROR", records, ttl)
+        return DnsAnswer("NOERROR", records, ttl, live=True)
 
 
 class OverlayResolver:
@@ -569,7 +614,7 @@ class OverlayResolver:
             return await self.live.query(name, rdtype)
         tail = await self.live.query(rest, rdtype)  # the fixture's CNAME chain left the fixture
         ttl = min(answer.ttl, tail.ttl) if tail.ttl else answer.ttl
-        return DnsAnswer(tail.rcode, tail.records, ttl)
+        return DnsAnswer(tail.rcode, tail.records, ttl, tail.live)
 
 
 # --- caching --------------------------------------------------------------------------------
@@ -650,8 +695,9 @@ def _cache_lifetime(answer: DnsAnswer) -> int:
 def build_resolver(
     mode: DnsMode, server: tuple[str, int] | None, zones: Sequence[Path], timeout: float
 ) -> Resolver:
-    """Offline (the default): the fixtures alone, nothing leaves the machine. Live, or with a
-    server (which implies live): the fixtures first, then real DNS. Cached either way."""
+    """Offline (the default): the fixtures alone, nothing leaves the machine, and a name no
+    fixture speaks for is ``UNKNOWN`` (never NXDOMAIN). Live, or with a server (which implies
+    live): the fixtures first, then real DNS. Cached either way."""
     if mode not in ("offline", "live"):
         raise ConfigError(f"--dns {mode!r}: expected offline or live")
     if not timeout > 0:

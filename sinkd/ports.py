@@ -8,7 +8,8 @@ never opens a socket or a file itself, and tests pass fakes.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Literal, Protocol, TypeAlias
 
 
@@ -54,21 +55,51 @@ RecordType = Literal["A", "AAAA", "TXT", "MX", "PTR", "CNAME", "NS"]
 # (RFC 1035 §3.3.14; SPF and DKIM join them, RFC 7208 §3.3); MX (preference, exchange);
 # PTR/CNAME/NS the target name. Names are absolute-less, lower-case, without the final dot.
 Rdata: TypeAlias = str | tuple[bytes, ...] | tuple[int, str]
-Rcode = Literal["NOERROR", "NXDOMAIN", "SERVFAIL", "REFUSED", "TIMEOUT"]
+# ``UNKNOWN`` is no DNS rcode: it is offline DNS saying "no fixture has data for this name",
+# which is neither NXDOMAIN nor NODATA (the name may well exist) nor a failure to retry.
+Rcode = Literal["NOERROR", "NXDOMAIN", "SERVFAIL", "REFUSED", "TIMEOUT", "UNKNOWN"]
+
+NO_DNS_DATA_HINT = "Give it with --dns-zone FILE or judge with --dns live."
 
 
 @dataclass(frozen=True, slots=True)
 class DnsAnswer:
-    """The answer to one question. NOERROR with no records is NODATA (RFC 2308 §2.2)."""
+    """The answer to one question. NOERROR with no records is NODATA (RFC 2308 §2.2).
+
+    ``live`` says the answer came from (or was awaited from) real DNS rather than a fixture:
+    a live TIMEOUT means no server answered sinkd, so the check could not be judged, while a
+    fixture's forced TIMEOUT models the gateway's own DNS trouble and is a real answer.
+    """
 
     rcode: Rcode
     records: tuple[Rdata, ...] = ()
     ttl: int = 0
+    live: bool = field(default=False, compare=False)  # where it came from, not what
 
     @property
     def temporary(self) -> bool:
-        """A failure worth retrying later: SPF's temperror (RFC 7208 §2.6.6)."""
+        """A failure worth retrying later: SPF's temperror (RFC 7208 §2.6.6). ``UNKNOWN`` is
+        not one: nothing would answer differently later."""
         return self.rcode in ("SERVFAIL", "TIMEOUT", "REFUSED")
+
+    @property
+    def unknown(self) -> bool:
+        """Offline DNS has no data for the name: the check depending on it cannot be judged."""
+        return self.rcode == "UNKNOWN"
+
+    @property
+    def unanswered(self) -> bool:
+        """Live DNS gave no answer in time: the check is unavailable, the verdict incomplete."""
+        return self.live and self.rcode == "TIMEOUT"
+
+
+def no_dns_data_reason(check: str, names: Sequence[str]) -> str:
+    """The plain sentence of a finding whose check offline DNS left without data."""
+    shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+    return (
+        f"{check} could not be judged: sinkd's DNS is offline and no fixture has data for "
+        f"{shown or 'the names it needs'}. {NO_DNS_DATA_HINT}"
+    )
 
 
 class Resolver(Protocol):
@@ -79,11 +110,11 @@ class Resolver(Protocol):
 
 
 class NoDns:
-    """DNS with no data at all: every name is NXDOMAIN. What offline DNS without fixtures
+    """DNS with no data at all: every name is ``UNKNOWN``. What offline DNS without fixtures
     answers, and what a transaction gets when nobody injects a resolver."""
 
     async def query(self, name: str, rdtype: RecordType) -> DnsAnswer:
-        return DnsAnswer("NXDOMAIN")
+        return DnsAnswer("UNKNOWN")
 
 
 NO_DNS = NoDns()
@@ -142,9 +173,9 @@ class DeliveryMemory(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Lookups:
-    """Injected lookups for network-backed filters. Without a resolver DNS knows no name (as
-    offline DNS without fixtures); without spamd, spamassassin filters report an error.
-    Without ``state`` (``sinkd check``) nothing is remembered between messages: greylisting
+    """Injected lookups for network-backed filters. By default DNS has data for no name (as
+    offline DNS without fixtures: every answer ``UNKNOWN``); without spamd, spamassassin
+    filters report an error. Without ``state`` (``sinkd check``) nothing is remembered between messages: greylisting
     is skipped and rate limits see one message."""
 
     spamd: Spamd | None = None

@@ -40,7 +40,7 @@ from sinkd.dns import (
     build_resolver,
 )
 from sinkd.errors import ConfigError, ProfileError
-from sinkd.ports import DnsAnswer, RecordType
+from sinkd.ports import NO_DNS, DnsAnswer, RecordType
 from sinkd.profiles import ProfileSet
 from sinkd.runtime import Settings, Sinkd, dns_resolver
 from tests.conftest import StartDnsServer
@@ -124,7 +124,8 @@ async def test_one_file_can_hold_several_zones_each_with_its_soa(zone: FixtureRe
 async def test_a_missing_name_is_nxdomain_and_a_name_with_other_types_is_nodata(
     zone: FixtureResolver,
 ) -> None:
-    assert (await zone.query("nothing.else.example", "A")).rcode == "NXDOMAIN"
+    # other.example's SOA is in the fixture: it speaks for every name of that zone.
+    assert (await zone.query("nothing.other.example", "A")).rcode == "NXDOMAIN"
     nodata = await zone.query("mx.corp.example", "MX")
     assert (nodata.rcode, nodata.records) == ("NOERROR", ())
     # b.corp.example holds nothing itself but has a name below it: an empty non-terminal.
@@ -137,8 +138,36 @@ async def test_a_cname_is_chased_within_the_fixture_with_the_shortest_ttl(
     assert await zone.query("www.corp.example", "A") == DnsAnswer("NOERROR", ("192.0.2.80",), 60)
     assert (await zone.query("www.corp.example", "CNAME")).records == ("web.corp.example",)
     assert (await zone.query("www.corp.example", "MX")).rcode == "NOERROR"
-    assert (await zone.query("away.corp.example", "A")).rcode == "NXDOMAIN"
+    # The target elsewhere.example is in no zone of the fixture: no data, not NXDOMAIN.
+    assert (await zone.query("away.corp.example", "A")).rcode == "UNKNOWN"
     assert (await zone.query("loop1.corp.example", "A")).rcode == "SERVFAIL"
+
+
+async def test_a_name_outside_every_fixture_zone_is_unknown_not_nxdomain(
+    zone: FixtureResolver,
+) -> None:
+    for name in ("nothing.else.example", "gmail.com", "example"):
+        answer = await zone.query(name, "TXT")
+        assert (answer.rcode, answer.unknown, answer.temporary) == ("UNKNOWN", True, False)
+    assert not zone.covers("gmail.com")
+    assert zone.covers("deep.below.corp.example")
+
+
+async def test_offline_dns_without_any_fixture_knows_nothing_and_says_so() -> None:
+    answer = await FixtureResolver().query("example.com", "TXT")
+    assert answer == DnsAnswer("UNKNOWN")
+    assert (await NO_DNS.query("example.com", "A")).unknown
+
+
+async def test_a_record_map_that_forces_nxdomain_is_still_nxdomain(tmp_path: Path) -> None:
+    resolver = FixtureResolver([write(tmp_path, "gone.yaml", "gone.example: {rcode: NXDOMAIN}\n")])
+    assert (await resolver.query("gone.example", "TXT")).rcode == "NXDOMAIN"
+    assert (await resolver.query("sub.gone.example", "TXT")).rcode == "NXDOMAIN"
+
+
+def test_a_record_map_cannot_force_unknown_which_only_missing_data_says(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="rcode must be one of"):
+        FixtureResolver([write(tmp_path, "x.yaml", "x.example: {rcode: UNKNOWN}\n")])
 
 
 async def test_wildcards_match_only_names_that_do_not_exist_as_rfc_4592_says(
@@ -241,7 +270,9 @@ async def test_a_record_map_answers_like_a_zone(records: FixtureResolver) -> Non
     assert (await records.query("MX.example.COM", "A")).records == ("192.0.2.25",)
     assert (await records.query("alias.example", "TXT")).records == ((b"v=spf1 -all",),)
     assert (await records.query("a.b.wild.example", "A")).records == ("192.0.2.9",)
-    assert (await records.query("nothing.example", "A")).rcode == "NXDOMAIN"
+    # A record map speaks for the registrable domains of its names (Public Suffix List).
+    assert (await records.query("nothing.example.com", "A")).rcode == "NXDOMAIN"
+    assert (await records.query("nothing.example", "A")).rcode == "UNKNOWN"
     assert (await records.query("example.com", "A")).rcode == "NOERROR"
 
 
@@ -522,6 +553,15 @@ async def test_a_server_that_never_answers_is_a_timeout_within_the_timeout(
     server.silent = True
     answer = await asyncio.wait_for(live.query("example.com", "A"), 10)
     assert answer == DnsAnswer("TIMEOUT")
+    assert answer.unanswered  # no server answered sinkd: the check is unavailable
+
+
+async def test_a_fixture_that_forces_a_timeout_is_an_answer_not_an_unavailable_lookup(
+    tmp_path: Path,
+) -> None:
+    resolver = FixtureResolver([write(tmp_path, "slow.yaml", "slow.example: {rcode: TIMEOUT}\n")])
+    answer = await resolver.query("slow.example", "TXT")
+    assert (answer.rcode, answer.temporary, answer.unanswered) == ("TIMEOUT", True, False)
 
 
 async def test_a_port_where_nothing_listens_is_a_failure_not_an_exception() -> None:
@@ -660,9 +700,9 @@ async def test_offline_dns_answers_from_fixtures_and_never_from_the_network(
     resolver = build_resolver("offline", None, [write(tmp_path, "z.zone", ZONE)], timeout=5)
     assert isinstance(resolver, CachingResolver)
     assert (await resolver.query("corp.example", "MX")).records == ((10, "mx.corp.example"),)
-    assert (await resolver.query("gmail.com", "MX")).rcode == "NXDOMAIN"
+    assert (await resolver.query("gmail.com", "MX")).rcode == "UNKNOWN"
     assert (await build_resolver("offline", None, [], 5).query("example.com", "A")).rcode == (
-        "NXDOMAIN"
+        "UNKNOWN"
     )
 
 
