@@ -10,7 +10,12 @@ thread without a session (anyone else calling pyspf in this process) gets pyspf'
 
 Every DNS wait is bounded by the check's deadline, so a worker never outlives ``timeout`` by
 more than one scheduling delay; a TIMEOUT, SERVFAIL or REFUSED answer, the deadline and an
-abandoned check are all ``temperror`` (RFC 7208 §2.6.6, §4.6.4), never an exception.
+abandoned check are all ``temperror`` (RFC 7208 §2.6.6, §4.6.4), never an exception. A live
+timeout or the deadline also names the lookup in ``SpfResult.unanswered`` (the check is
+unavailable, not judged). An ``UNKNOWN`` answer (offline DNS without data for the name) at any
+step of the evaluation, ``include``/``redirect``/``a``/``mx``/``exists``/``ptr`` included,
+stops it and makes the result ``none`` with the names in ``SpfResult.unknown``: without the
+data no result can be known, and it is never read as "that domain does not exist".
 
 Besides ``v=spf1`` (RFC 7208) it selects Sender ID records (RFC 4406 §3): ``record_prefix``
 ``("spf2.0/pra",)`` takes the one ``spf2.0/...`` record whose scope list holds ``pra``, at the
@@ -69,6 +74,10 @@ class SpfResult:
     # How long the result holds: the smallest TTL of the DNS answers it rests on (RFC 2181
     # §8, RFC 2308 §5 for negative ones); 0 when any answer had none or nothing was asked.
     ttl: int = 0
+    # Names offline DNS had no data for: the result ("none") is not a judgement then.
+    unknown: tuple[str, ...] = ()
+    # Lookups live DNS did not answer in time: the temperror is sinkd's, not the sender's.
+    unanswered: tuple[str, ...] = ()
 
 
 # --- the DNS dispatcher ----------------------------------------------------------------------
@@ -87,6 +96,8 @@ class _Session:
     nxdomain: set[str] = field(default_factory=set)  # names whose TXT lookup said NXDOMAIN
     lock: threading.Lock = field(default_factory=threading.Lock)
     ttl: int | None = None  # the smallest TTL of the answers so far (None: nothing asked)
+    unknown: list[str] = field(default_factory=list)  # names offline DNS had no data for
+    unanswered: list[str] = field(default_factory=list)  # lookups live DNS did not answer
 
     def abandon(self) -> None:
         """Called from the loop when the awaiting task goes away: wake the worker now."""
@@ -100,13 +111,20 @@ class _Session:
             return []  # type 99 "SPF" and the like: RFC 7208 §3.1 looks in TXT only
         if self.abandoned.is_set():
             raise spf.TempError("SPF check abandoned")
+        name = name.rstrip(".").lower()
         remaining = self.deadline - time.monotonic()
         if remaining <= 0:
+            self.unanswered.append(name)
             raise spf.TempError(f"DNS timeout: the check ran out of its {self.timeout:g} s")
-        name = name.rstrip(".").lower()
         answer = self._ask(name, cast(RecordType, qtype), remaining)
         self.ttl = answer.ttl if self.ttl is None else min(self.ttl, answer.ttl)
+        if answer.unknown:
+            if name not in self.unknown:
+                self.unknown.append(name)
+            raise spf.TempError(f"no DNS data for {name} {qtype}")  # stops the evaluation
         if answer.temporary:
+            if answer.unanswered:
+                self.unanswered.append(name)
             raise spf.TempError(f"DNS {answer.rcode} for {name} {qtype}")
         if answer.rcode == "NXDOMAIN" and qtype == "TXT":
             self.nxdomain.add(name)
@@ -129,6 +147,7 @@ class _Session:
             return future.result(timeout=remaining)
         except concurrent.futures.TimeoutError:
             future.cancel()
+            self.unanswered.append(name)
             raise spf.TempError(
                 f"DNS timeout for {name} {qtype}: the check ran out of its {self.timeout:g} s"
             ) from None
@@ -373,8 +392,13 @@ async def check_host(
     if result not in _RESULTS:  # "ambiguous" exists only in pyspf's harsh mode (strict=2)
         result = "permerror"
     missing = domain in session.nxdomain
-    if result == "none" and missing and nxdomain == "fail":
+    unknown = tuple(session.unknown)
+    if unknown:  # no data, no judgement: never fail, never "does not exist"
+        result, mechanism, missing = "none", None, False
+        explanation = f"no DNS data for {', '.join(unknown)}"
+    elif result == "none" and missing and nxdomain == "fail":
         result, explanation = "fail", f"the domain {domain} does not exist"
+    unanswered = tuple(session.unanswered) if result == "temperror" else ()
     return SpfResult(
         cast(SpfResultCode, result),
         explanation,
@@ -383,5 +407,7 @@ async def check_host(
         record,
         domain,
         missing,
-        session.ttl or 0,
+        0 if unknown else session.ttl or 0,
+        unknown,
+        unanswered,
     )

@@ -30,6 +30,11 @@ Outcomes per result as for ``spf``; ``fail`` is refused by default with Exchange
 Codes: ``SENDERID_PASS``, ``SENDERID_FAIL``, ``SENDERID_SOFTFAIL``, ``SENDERID_NEUTRAL``,
 ``SENDERID_NONE``, ``SENDERID_TEMPERROR``, ``SENDERID_PERMERROR`` for the PRA and
 ``SENDERID_MFROM_*`` for the mfrom scope.
+
+Only DNS that says so makes a domain "not exist": offline DNS without data for a name the
+check needs (no fixture) gives ``SENDERID_NONE`` recorded only, with ``unjudged=no-dns-data``
+and ``detail["dns_names"]``, never a refusal; a live DNS timeout gives ``SENDERID_TEMPERROR``
+recorded only, with ``unjudged=unavailable``.
 """
 
 from __future__ import annotations
@@ -45,13 +50,16 @@ from pydantic import Field, field_validator
 
 from sinkd.filters import Filter, MessageContext, reply_variables
 from sinkd.filters.spf import (
+    CompiledOutcome,
     ResultOutcome,
     compile_outcomes,
     mechanism_text,
     no_resolver,
+    unjudged,
+    unjudged_detail,
 )
 from sinkd.model import Action, Category, Envelope, Finding, Stage
-from sinkd.ports import Resolver
+from sinkd.ports import Resolver, no_dns_data_reason
 from sinkd.schema import CompileContext, FilterName, Spec
 from sinkd.spf_eval import SpfResult, SpfResultCode, check_host
 
@@ -182,6 +190,13 @@ def _reason(scope: Scope, ip: str, outcome: SpfResult, pra: Pra | None) -> str:
         whose = f"{domain}, the domain of the sender shown to the reader ({pra.header} header)"
     else:
         whose = f"{domain}, the envelope sender's domain"
+    if outcome.unknown:
+        return no_dns_data_reason(f"Sender ID for {whose}", outcome.unknown)
+    if outcome.unanswered:
+        return (
+            f"Sender ID for {whose} could not be judged: live DNS did not answer in time "
+            f"({', '.join(outcome.unanswered)}), so the verdict was reached without it."
+        )
     said = f"its Sender ID record says {outcome.result}{mechanism_text(outcome)}"
     result = outcome.result
     if result == "pass":
@@ -254,6 +269,9 @@ class SenderIdFilter(Filter):
 
     def _finding(self, envelope: Envelope, scope: Scope, outcome: SpfResult, pra: Pra) -> Finding:
         compiled = self.outcomes[outcome.result]
+        why = unjudged(outcome)
+        if why is not None:  # no judgement: recorded only, whatever the profile does with it
+            compiled = CompiledOutcome(Action.NONE, 0.0, None)
         prefix = "SENDERID_" if scope == "pra" else "SENDERID_MFROM_"
         variables = reply_variables(envelope, spf_expl=outcome.explanation)
         detail: dict[str, object] = {"scope": scope}
@@ -270,6 +288,7 @@ class SenderIdFilter(Filter):
             "lookups": outcome.lookups,
             "spf1_fallback": self.spec.spf1_fallback,
             "client_ip": envelope.client.ip,
+            **unjudged_detail(outcome),
         }
         return Finding(
             code=prefix + outcome.result.upper(),
@@ -281,6 +300,7 @@ class SenderIdFilter(Filter):
             stage=Stage.DATA,
             detail=detail,
             reply=compiled.reply.render(variables) if compiled.reply else None,
+            unjudged=why,
         )
 
     async def check_message(self, ctx: MessageContext) -> list[Finding]:

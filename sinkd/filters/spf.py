@@ -25,6 +25,14 @@ Codes: ``SPF_PASS``, ``SPF_FAIL``, ``SPF_SOFTFAIL``, ``SPF_NEUTRAL``, ``SPF_NONE
 ``SPF_TEMPERROR``, ``SPF_PERMERROR`` for MAIL FROM and ``SPF_HELO_*`` for HELO. Without an
 explicit reply a refusal uses the result's catalogue reply when its class fits the action
 (5xx for reject, 4xx for tempfail), else ``generic.policy`` / ``generic.tempfail``.
+
+A check that could not be judged records only, whatever ``on`` says: offline DNS without data
+for a name the evaluation needed gives ``SPF_NONE`` with ``unjudged=no-dns-data`` and
+``detail["dns_names"]``; a lookup live DNS did not answer in time gives ``SPF_TEMPERROR`` with
+``unjudged=unavailable`` (a fixture's forced TIMEOUT or SERVFAIL stays the profile's own
+temperror outcome: it models the gateway's DNS trouble). ``detail["result"]`` always holds the
+RFC 7208 result (``pass``, ``fail``, ``softfail``, ``neutral``, ``none``, ``temperror``,
+``permerror``).
 """
 
 from __future__ import annotations
@@ -37,8 +45,8 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from sinkd.filters import EnvelopeContext, Filter, reply_variables
-from sinkd.model import Action, Category, Envelope, Finding, Stage
-from sinkd.ports import Lookups, Resolver
+from sinkd.model import Action, Category, Envelope, Finding, Stage, Unjudged
+from sinkd.ports import Lookups, Resolver, no_dns_data_reason
 from sinkd.schema import CompileContext, FilterName, ReplyRef, ReplyTemplate, Score, Spec
 from sinkd.spf_eval import SpfResult, SpfResultCode, check_host, is_checkable_domain
 
@@ -130,10 +138,36 @@ def mechanism_text(outcome: SpfResult) -> str:
     return f" ({outcome.mechanism})" if outcome.mechanism else ""
 
 
+def unjudged(outcome: SpfResult) -> Unjudged | None:
+    """Why an SPF or Sender ID result is no judgement, or None when it is one."""
+    if outcome.unknown:
+        return Unjudged.NO_DNS_DATA
+    if outcome.unanswered:
+        return Unjudged.UNAVAILABLE
+    return None
+
+
+def unjudged_detail(outcome: SpfResult) -> dict[str, object]:
+    """The detail keys of a result that is no judgement (the contract of ``Unjudged``)."""
+    if outcome.unknown:
+        return {"dns_names": list(outcome.unknown)}
+    if outcome.unanswered:
+        return {"dns_names": list(outcome.unanswered)}
+    return {}
+
+
 def spf_reason(identity: SpfIdentity, ip: str, outcome: SpfResult) -> str:
     """One plain sentence for a marketer."""
     domain = outcome.domain
     result = outcome.result
+    if outcome.unknown:
+        what = "SPF of the HELO name" if identity == "helo" else "SPF"
+        return no_dns_data_reason(f"{what} for {domain}", outcome.unknown)
+    if outcome.unanswered:
+        return (
+            f"SPF for {domain} could not be judged: live DNS did not answer in time "
+            f"({', '.join(outcome.unanswered)}), so the verdict was reached without it."
+        )
     said = f"its SPF record says {result}{mechanism_text(outcome)}"
     if identity == "helo":
         use = f"use the name {domain} it introduced itself with"
@@ -250,6 +284,9 @@ class SpfFilter(Filter):
 
     def _finding(self, envelope: Envelope, identity: SpfIdentity, outcome: SpfResult) -> Finding:
         compiled = self.outcomes[outcome.result]
+        why = unjudged(outcome)
+        if why is not None:  # no judgement: recorded only, whatever the profile does with it
+            compiled = CompiledOutcome(Action.NONE, 0.0, None)
         prefix = "SPF_HELO_" if identity == "helo" else "SPF_"
         variables = reply_variables(envelope, spf_expl=outcome.explanation)
         checked = envelope.mail_from if identity == "mail_from" else ""
@@ -272,8 +309,10 @@ class SpfFilter(Filter):
                 "record": outcome.record,
                 "lookups": outcome.lookups,
                 "client_ip": envelope.client.ip,
+                **unjudged_detail(outcome),
             },
             reply=compiled.reply.render(variables) if compiled.reply else None,
+            unjudged=why,
         )
 
     async def check_envelope(self, stage: Stage, ctx: EnvelopeContext) -> list[Finding]:

@@ -11,7 +11,16 @@ import pytest
 from sinkd.filters import MessageContext
 from sinkd.filters.sender_id import SenderIdFilter, SenderIdSpec, purported_responsible_address
 from sinkd.message import parse
-from sinkd.model import Action, Category, ClientIdentity, Envelope, Finding, Reply, Stage
+from sinkd.model import (
+    Action,
+    Category,
+    ClientIdentity,
+    Envelope,
+    Finding,
+    Reply,
+    Stage,
+    Unjudged,
+)
 from sinkd.ports import Lookups, Resolver
 from sinkd.profiles import ProfileSet
 from sinkd.schema import CompileContext
@@ -311,12 +320,22 @@ async def test_without_a_resolver_the_check_is_a_temperror() -> None:
     assert finding.detail["explanation"] == "no DNS resolver is available"
 
 
-async def test_by_default_dns_knows_no_pra_domain_so_the_check_fails() -> None:
-    # Lookups() without a resolver is offline DNS without fixtures: the PRA domain does not
-    # exist, which Sender ID fails (pra_nxdomain: fail, the default).
+async def test_by_default_dns_has_no_data_so_sender_id_is_not_judged_and_never_refuses() -> None:
+    # Lookups() is offline DNS without fixtures: no data is not "the domain does not exist".
     lookups = Lookups()
     (finding,) = await at_data(sender_id(), message("From: a@pra.example"), lookups=lookups)
+    assert finding.code == "SENDERID_NONE"
+    assert finding.unjudged is Unjudged.NO_DNS_DATA
+    assert finding.detail["dns_names"] == ["pra.example"]
+    assert (finding.action, finding.reply) == (Action.NONE, None)
+    assert "does not exist" not in finding.reason
+    assert "--dns-zone FILE" in finding.reason and "--dns live" in finding.reason
+
+
+async def test_a_pra_domain_that_dns_says_does_not_exist_still_fails() -> None:
+    (finding,) = await at_data(sender_id(), message("From: a@gone.example"))
     assert finding.code == "SENDERID_FAIL"
+    assert finding.unjudged is None
     assert "that domain does not exist" in finding.reason
 
 

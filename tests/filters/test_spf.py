@@ -15,12 +15,21 @@ import spf
 import sinkd.spf_eval
 from sinkd.filters import EnvelopeContext
 from sinkd.filters.spf import SpfFilter, SpfSpec
-from sinkd.model import Action, Category, ClientIdentity, Envelope, Finding, Reply, Stage
+from sinkd.model import (
+    Action,
+    Category,
+    ClientIdentity,
+    Envelope,
+    Finding,
+    Reply,
+    Stage,
+    Unjudged,
+)
 from sinkd.ports import DnsAnswer, Lookups, RecordType, Resolver
 from sinkd.profiles import ProfileSet
 from sinkd.schema import CompileContext
 from sinkd.spf_eval import check_host
-from tests.spf import FakeResolver, HangingResolver, resolver_for
+from tests.spf import FakeResolver, HangingResolver, resolver_for, zonedata_to_records
 
 CATALOGUE = ProfileSet().catalogue
 IP = "203.0.113.7"
@@ -148,8 +157,10 @@ async def test_a_resolver_that_never_answers_is_cut_off_at_the_timeout() -> None
     started = time.monotonic()
     (finding,) = await at_mail(flt, envelope("ann@shop.example"), hanging)
     assert time.monotonic() - started < 3
+    # No answer from DNS in time is sinkd's trouble, not the sender's: not judged, no 451.
     assert finding.code == "SPF_TEMPERROR"
-    assert finding.reply is not None and finding.reply.code == 451
+    assert finding.unjudged is Unjudged.UNAVAILABLE
+    assert (finding.action, finding.reply) == (Action.NONE, None)
     assert "ran out of its 0.3 s" in finding.detail["explanation"]
     for _ in range(100):
         if hanging.cancelled:
@@ -545,3 +556,81 @@ async def test_a_result_is_not_reused_for_another_client_or_another_resolver() -
 async def at_mail_with(flt: SpfFilter, resolver: Resolver, clock: StepClock, sender: str) -> None:
     lookups = Lookups(resolver=resolver, clock=clock)
     await flt.check_envelope(Stage.MAIL, EnvelopeContext(envelope(sender), None, lookups))
+
+
+# --- offline DNS without data, live DNS without an answer ------------------------------------
+
+
+class LiveTimeout:
+    """Live DNS that never answers in time (``DnsAnswer.live``), unlike a fixture's TIMEOUT."""
+
+    async def query(self, name: str, rdtype: RecordType) -> DnsAnswer:
+        return DnsAnswer("TIMEOUT", live=True)
+
+
+UNKNOWN_ZONE: dict[str, Any] = ZONE | {
+    "inc.example": [{"TXT": "v=spf1 include:elsewhere.example -all"}],
+    "mx.example": [{"TXT": "v=spf1 mx -all"}, {"MX": [10, "mx.elsewhere.example"]}],
+    "redir.example": [{"TXT": "v=spf1 redirect=elsewhere.example"}],
+}
+
+
+def unknown_resolver(*names: str) -> Resolver:
+    records = zonedata_to_records(UNKNOWN_ZONE)
+    for name in names:
+        records[name] = {"rcode": "UNKNOWN"}  # offline DNS: no fixture has data for it
+    return FakeResolver(records)
+
+
+async def test_offline_dns_without_a_fixture_leaves_spf_not_judged_and_says_how_to_give_it() -> (
+    None
+):
+    flt = spf_filter(identities=["mail_from"])
+    ctx = EnvelopeContext(envelope("ann@nofixture.example"), None, Lookups())
+    (finding,) = await flt.check_envelope(Stage.MAIL, ctx)
+    assert finding.code == "SPF_NONE"
+    assert finding.detail["result"] == "none"
+    assert finding.unjudged is Unjudged.NO_DNS_DATA
+    assert finding.detail["dns_names"] == ["nofixture.example"]
+    assert (finding.action, finding.score, finding.reply) == (Action.NONE, 0, None)
+    assert finding.reason == (
+        "SPF for nofixture.example could not be judged: sinkd's DNS is offline and no fixture "
+        "has data for nofixture.example. Give it with --dns-zone FILE or judge with --dns live."
+    )
+    assert "does not exist" not in finding.reason
+
+
+@pytest.mark.parametrize(
+    ("sender", "unknown"),
+    [
+        ("ann@inc.example", "elsewhere.example"),  # include:
+        ("ann@redir.example", "elsewhere.example"),  # redirect=
+        ("ann@mx.example", "mx.elsewhere.example"),  # the A record of an MX host
+    ],
+)
+async def test_an_unknown_name_anywhere_in_the_evaluation_makes_spf_unknown_never_fail(
+    sender: str, unknown: str
+) -> None:
+    finding = await mail_from_finding(sender, resolver=unknown_resolver(unknown))
+    assert finding.code == "SPF_NONE"
+    assert finding.unjudged is Unjudged.NO_DNS_DATA
+    assert finding.detail["dns_names"] == [unknown]
+    assert finding.action is Action.NONE
+
+
+async def test_an_include_that_real_dns_says_does_not_exist_is_still_a_permerror() -> None:
+    finding = await mail_from_finding("ann@inc.example", resolver=unknown_resolver())
+    assert finding.code == "SPF_PERMERROR"
+    assert finding.unjudged is None
+
+
+async def test_a_live_dns_timeout_is_unavailable_while_a_fixture_timeout_is_a_temperror() -> None:
+    live = await mail_from_finding("ann@shop.example", resolver=LiveTimeout())
+    assert (live.code, live.unjudged, live.action) == (
+        "SPF_TEMPERROR",
+        Unjudged.UNAVAILABLE,
+        Action.NONE,
+    )
+    assert live.detail["dns_names"] == ["shop.example"]
+    fixture = await mail_from_finding("ann@slow.example")
+    assert (fixture.unjudged, fixture.action) == (None, Action.TEMPFAIL)
