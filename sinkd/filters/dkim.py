@@ -11,6 +11,13 @@ permerror (RFC 6376 §3.6.1), and ``l=`` body-length signatures are flagged in t
 the number of body bytes left unsigned (RFC 6376 §8.2) or, with ``ignore_l_tag_bodies``,
 refused. Pure: DNS only through ``ctx.lookups.resolver``; dkimpy's logging is silenced.
 
+A key the check could not get is no judgement, and records only whatever ``on`` says: offline
+DNS without data for ``<s>._domainkey.<d>`` gives ``DKIM_NEUTRAL`` (RFC 8601 §2.7.1: signed,
+but the signature could not be processed) with ``unjudged=no-dns-data`` and
+``detail["dns_names"]``, never "no key published" nor a fail; a live DNS timeout gives
+``DKIM_TEMPERROR`` with ``unjudged=unavailable``. ``detail["result"]`` holds the result
+(``pass``, ``fail``, ``none``, ``neutral``, ``temperror``, ``permerror``).
+
 ```yaml
 - kind: dkim
   name: dkim
@@ -39,8 +46,8 @@ from dkim.canonicalization import CanonicalizationPolicy
 from pydantic import Field
 
 from sinkd.filters import Filter, MessageContext, reply_variables
-from sinkd.model import Action, Category, Finding, Stage
-from sinkd.ports import DnsAnswer, Rdata
+from sinkd.model import Action, Category, Finding, Stage, Unjudged
+from sinkd.ports import DnsAnswer, Rdata, no_dns_data_reason
 from sinkd.schema import (
     CompileContext,
     FilterName,
@@ -49,7 +56,8 @@ from sinkd.schema import (
     Spec,
 )
 
-Result = Literal["pass", "fail", "none", "temperror", "permerror"]
+Result = Literal["pass", "fail", "none", "temperror", "permerror", "neutral"]
+# The results a profile gives outcomes for; ``neutral`` (no DNS data for the key) records only.
 RESULTS: tuple[Result, ...] = ("pass", "fail", "none", "temperror", "permerror")
 _HARD = (Action.REJECT, Action.TEMPFAIL)
 
@@ -90,6 +98,7 @@ class _Signature:
     key_name: str | None = None  # "<s>._domainkey.<d>", once the signature validated
     key_bits: int | None = None
     lookup: str | None = None  # why the key lookup failed, for a temperror
+    unjudged: Unjudged | None = None  # the key could not be had: no judgement
     detail: dict[str, Any] = field(default_factory=dict)
 
     def tag(self, name: bytes) -> str | None:
@@ -209,7 +218,13 @@ class DkimFilter(Filter):
 
     def _verify(self, verifier: Any, sig: _Signature, answer: DnsAnswer, resolver: bool) -> None:
         """RFC 6376 §6.1.2-6.1.3 with the key already fetched, then RFC 8301."""
+        if answer.unknown:  # offline DNS has no data: the key may well exist
+            sig.result, sig.unjudged = "neutral", Unjudged.NO_DNS_DATA
+            sig.error = f"no DNS data for the key {sig.key_name}"
+            return
         if answer.temporary:
+            if answer.unanswered:
+                sig.unjudged = Unjudged.UNAVAILABLE
             sig.lookup = answer.rcode if resolver else "no DNS resolver is configured"
             sig.result, sig.error = "temperror", f"key lookup failed ({sig.lookup})"
             return
@@ -307,7 +322,17 @@ class DkimFilter(Filter):
             **sig.detail,
         }
         who = domain or "an unnamed domain"
-        if sig.result == "pass":
+        if sig.unjudged is not None:
+            detail["dns_names"] = [sig.key_name]
+        if sig.unjudged is Unjudged.NO_DNS_DATA:
+            assert sig.key_name is not None
+            reason = no_dns_data_reason(f"The DKIM signature from {who}", [sig.key_name])
+        elif sig.unjudged is Unjudged.UNAVAILABLE:
+            reason = (
+                f"The DKIM signature from {who} could not be judged: live DNS did not answer "
+                f"in time for its key {sig.key_name}, so the verdict was reached without it."
+            )
+        elif sig.result == "pass":
             reason = f"The message carries a valid DKIM signature from {who}."
             if detail["body_length"] is not None:
                 length, unsigned = detail["body_length"], detail.get("unsigned_body_bytes") or 0
@@ -330,7 +355,7 @@ class DkimFilter(Filter):
             )
         else:
             reason = f"The DKIM signature from {who} cannot be checked: {sig.error}."
-        return self._make(ctx, sig.result, reason, detail, domain)
+        return self._make(ctx, sig.result, reason, detail, domain, sig.unjudged)
 
     def _none(self, ctx: MessageContext) -> Finding:
         reason = "The message carries no DKIM signature."
@@ -361,7 +386,19 @@ class DkimFilter(Filter):
         reason: str,
         detail: dict[str, Any],
         domain: str | None,
+        unjudged: Unjudged | None = None,
     ) -> Finding:
+        if unjudged is not None or result == "neutral":  # no judgement: recorded only
+            return Finding(
+                code=f"DKIM_{result.upper()}",
+                filter=self.name,
+                category=Category.AUTHENTICATION,
+                action=Action.NONE,
+                reason=reason,
+                stage=Stage.DATA,
+                detail=detail,
+                unjudged=unjudged,
+            )
         outcome = self.spec.on.of(result)
         reply = None
         if outcome.action in _HARD:

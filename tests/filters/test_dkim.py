@@ -19,8 +19,8 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from sinkd.filters import MessageContext
 from sinkd.filters.dkim import DkimFilter, DkimSpec
 from sinkd.message import parse
-from sinkd.model import Action, Category, ClientIdentity, Envelope, Finding
-from sinkd.ports import DnsAnswer, Lookups, RecordType
+from sinkd.model import Action, Category, ClientIdentity, Envelope, Finding, Unjudged
+from sinkd.ports import NO_DNS, DnsAnswer, Lookups, RecordType
 from sinkd.profiles import ProfileSet
 from sinkd.schema import CompileContext
 
@@ -281,6 +281,32 @@ async def test_a_missing_key_is_a_permerror(keys: dict[str, Key]) -> None:
     assert finding.detail["error"] == "no key published (s1._domainkey.shop.example does not exist)"
 
 
+async def test_a_key_offline_dns_has_no_data_for_is_not_judged_never_a_missing_key(
+    keys: dict[str, Key],
+) -> None:
+    ctx = MessageContext(ENVELOPE, parse(sign(MESSAGE, keys["rsa2048"])), Lookups(resolver=NO_DNS))
+    # Even a profile that refuses DKIM permerrors and fails leaves an unjudged one alone.
+    flt = make_filter(on={"permerror": {"action": "reject"}, "fail": {"action": "reject"}})
+    [finding] = await flt.check_message(ctx)
+    assert finding.code == "DKIM_NEUTRAL"
+    assert finding.detail["result"] == "neutral"
+    assert finding.unjudged is Unjudged.NO_DNS_DATA
+    assert finding.detail["dns_names"] == ["s1._domainkey.shop.example"]
+    assert (finding.action, finding.reply) == (Action.NONE, None)
+    assert "could not be judged" in finding.reason and "--dns-zone FILE" in finding.reason
+    assert "does not exist" not in finding.reason
+
+
+async def test_a_key_lookup_live_dns_did_not_answer_is_unavailable(keys: dict[str, Key]) -> None:
+    zone = {("s1._domainkey.shop.example", "TXT"): DnsAnswer("TIMEOUT", live=True)}
+    [finding] = await check(
+        sign(MESSAGE, keys["rsa2048"]), zone, on={"temperror": {"action": "tempfail"}}
+    )
+    assert finding.code == "DKIM_TEMPERROR"
+    assert finding.unjudged is Unjudged.UNAVAILABLE
+    assert (finding.action, finding.reply) == (Action.NONE, None)
+
+
 @pytest.mark.parametrize("rcode", ["TIMEOUT", "SERVFAIL"])
 async def test_a_key_lookup_that_times_out_or_fails_is_a_temperror(
     keys: dict[str, Key], rcode: Any
@@ -299,13 +325,13 @@ async def test_without_a_resolver_every_signature_is_a_temperror(keys: dict[str,
     assert "no DNS resolver" in finding.detail["error"]
 
 
-async def test_by_default_dns_knows_no_key_so_a_signature_is_a_permerror(
+async def test_by_default_dns_has_no_key_data_so_a_signature_is_not_judged(
     keys: dict[str, Key],
 ) -> None:
-    # Lookups() without a resolver is offline DNS without fixtures: the key does not exist.
+    # Lookups() is offline DNS without fixtures: no data for the key, which is not "no key".
     ctx = MessageContext(ENVELOPE, parse(sign(MESSAGE, keys["rsa2048"])), Lookups())
     [finding] = await make_filter().check_message(ctx)
-    assert finding.code == "DKIM_PERMERROR"
+    assert (finding.code, finding.unjudged) == ("DKIM_NEUTRAL", Unjudged.NO_DNS_DATA)
 
 
 async def test_a_malformed_signature_is_a_permerror_without_any_lookup() -> None:
