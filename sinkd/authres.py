@@ -5,6 +5,12 @@ it on a message: every Authentication-Results field that claims our authserv-id 
 first (RFC 8601 §5: they can only be forged, since they came from outside), the new one goes
 on top, and every other byte of the message stays as it was. Pure.
 
+A check that could not be judged (``Finding.unjudged``: offline DNS without data, live DNS
+without an answer) reports the result its filter gave it (``none`` for SPF, Sender ID and
+DMARC, ``neutral`` for a DKIM signature whose key could not be had, ``temperror`` for a live
+timeout), never ``fail`` or ``permerror``, with a comment saying why (RFC 8601 §2.2 allows
+comments in a resinfo).
+
 ``AUTHSERV_ID`` names this receiver until profiles carry an authserv-id of their own (a
 profile field is planned; the engine reads this constant meanwhile).
 """
@@ -16,7 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sinkd.model import Category, Finding
+from sinkd.model import Category, Finding, Unjudged
 
 AUTHSERV_ID = "sinkd.local"
 HEADER_NAME = "Authentication-Results"
@@ -34,6 +40,12 @@ _DMARC_RESULTS = frozenset({"none", "pass", "fail", "temperror", "permerror"})
 _TOKEN = re.compile(r"^[!#$%&'*+\-.0-9A-Z^_`a-z{|}~]+$")
 _ADDRESS = re.compile(r"^[!#$%&'*+\-/=?^_`{|}~.0-9A-Za-z]*@[0-9A-Za-z._-]+$")
 _FIELD_NAME = re.compile(rb"([!-9;-~]+)[ \t]*:")  # used with match(): anchored
+_UNJUDGED_COMMENT = {
+    Unjudged.NO_DNS_DATA: "not judged: no DNS data",
+    Unjudged.UNAVAILABLE: "not judged: DNS did not answer",
+    Unjudged.ERROR: "not judged: check failed",
+}
+_CANNOT_STAND = frozenset({"fail", "permerror", "softfail", "pass"})  # not without a judgement
 
 
 def _quoted(text: str) -> str:
@@ -124,8 +136,12 @@ def authentication_results(authserv_id: str, findings: Sequence[Finding]) -> str
             result = _result(method, finding)
             if result is None:
                 continue
+            if finding.unjudged is not None and result in _CANNOT_STAND:
+                result = "none"  # a check that was not judged cannot claim a result
             parts = [f"{method.name}={result}"]
             comment = method.comment(finding.detail)
+            if finding.unjudged is not None:
+                comment = _UNJUDGED_COMMENT[finding.unjudged]
             if comment:
                 parts.append(f"({comment})")
             error = finding.detail.get("error")

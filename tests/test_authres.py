@@ -26,6 +26,7 @@ from sinkd.model import (
     Finding,
     Stage,
     StripPlan,
+    Unjudged,
     VerdictAction,
 )
 from sinkd.profiles import ProfileSet
@@ -82,6 +83,27 @@ def test_findings_of_other_categories_or_unknown_results_are_left_out() -> None:
     ]
     assert authentication_results("sinkd.local", findings) == (
         "sinkd.local; dmarc=none header.from=shop.example"
+    )
+
+
+def test_checks_judged_without_dns_data_are_none_or_neutral_with_a_comment_never_fail() -> None:
+    def unjudged(finding: Finding, why: Unjudged = Unjudged.NO_DNS_DATA) -> Finding:
+        return Finding(**{**_fields(finding), "unjudged": why})
+
+    findings = [
+        unjudged(auth("SPF_NONE", identity="mail_from", domain="a.example", result="none")),
+        unjudged(auth("SENDERID_NONE", scope="pra", pra="x@a.example", result="none")),
+        unjudged(auth("DKIM_NEUTRAL", domain="a.example", selector="s1", result="neutral")),
+        unjudged(auth("DMARC_FAIL", domain="a.example", result="fail")),
+        unjudged(auth("SPF_TEMPERROR", identity="helo", domain="h.example"), Unjudged.UNAVAILABLE),
+    ]
+    value = authentication_results("sinkd.local", findings)
+    assert value == (
+        "sinkd.local; spf=none (not judged: no DNS data) smtp.mailfrom=a.example; "
+        "spf=temperror (not judged: DNS did not answer) smtp.helo=h.example; "
+        "sender-id=none (not judged: no DNS data) header.from=x@a.example; "
+        "dkim=neutral (not judged: no DNS data) header.d=a.example header.s=s1; "
+        "dmarc=none (not judged: no DNS data) header.from=a.example"
     )
 
 
