@@ -27,6 +27,13 @@ The Organizational Domain is the Public Suffix List's registrable domain with ``
 ```
 ``pct: deterministic`` samples by a hash of the Message-ID, so the same message always lands
 on the same side of ``pct`` (for reproducible tests).
+
+DMARC is not judged, and records only, when what it rests on is unknown: offline DNS without
+data for a name of the policy discovery (``_dmarc.<domain>``, the tree walk, np='s existence
+test) gives ``DMARC_NONE`` with ``unjudged=no-dns-data`` and ``detail["dns_names"]``; so does
+a message that no aligned pass saves while an SPF or DKIM result that could have aligned was
+itself not judged (DMARC never fails a message on checks that did not run). A live DNS timeout
+gives ``DMARC_TEMPERROR`` with ``unjudged=unavailable``.
 """
 
 from __future__ import annotations
@@ -45,8 +52,8 @@ from publicsuffixlist import PublicSuffixList
 
 from sinkd.filters import Filter, MessageContext, reply_variables
 from sinkd.message import ParsedMessage
-from sinkd.model import Action, Category, Envelope, Finding, Stage
-from sinkd.ports import DnsAnswer, RecordType, Resolver
+from sinkd.model import Action, Category, Envelope, Finding, Stage, Unjudged
+from sinkd.ports import NO_DNS_DATA_HINT, DnsAnswer, RecordType, Resolver, no_dns_data_reason
 from sinkd.schema import (
     RECORD_ONLY,
     CompileContext,
@@ -219,10 +226,19 @@ def tree_walk_targets(domain: str) -> list[str]:
 
 
 class _Temporary(Exception):
-    def __init__(self, name: str, rcode: str) -> None:
+    def __init__(self, name: str, rcode: str, unanswered: bool = False) -> None:
         super().__init__(f"{rcode} for {name}")
         self.name = name
         self.rcode = rcode
+        self.unanswered = unanswered  # live DNS did not answer: not judged
+
+
+class _NoData(Exception):
+    """Offline DNS has no data for a name the evaluation needs."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"no DNS data for {name}")
+        self.name = name
 
 
 class _Dns:
@@ -241,14 +257,17 @@ class _Dns:
         task = self.answers.get(key)
         if task is None:  # concurrent askers share one query
             task = self.answers[key] = asyncio.ensure_future(self.resolver.query(name, rdtype))
-        return await task
+        answer = await task
+        if answer.unknown:
+            raise _NoData(name)
+        return answer
 
     async def records(self, domain: str) -> list[DmarcRecord]:
         """The DMARC records at ``_dmarc.<domain>``; raises ``_Temporary`` on DNS trouble."""
         name = f"_dmarc.{domain}"
         answer = await self.query(name, "TXT")
         if answer.temporary:
-            raise _Temporary(name, answer.rcode)
+            raise _Temporary(name, answer.rcode, answer.unanswered)
         found = []
         for rdata in answer.records:
             if isinstance(rdata, tuple) and all(isinstance(s, bytes) for s in rdata):
@@ -292,7 +311,8 @@ class _Dns:
 
     async def nonexistent(self, domain: str) -> bool:
         """RFC 9989 (after RFC 9091 §2.7): NXDOMAIN or NODATA for A, AAAA and MX. A
-        temporary failure counts as existing: np= is then not applied."""
+        temporary failure counts as existing: np= is then not applied. No DNS data raises
+        ``_NoData``: whether the domain exists is then unknown."""
         try:
             first = await self.query(domain, "A")
         except _Temporary:
@@ -323,6 +343,7 @@ class _Evaluation:
     dkim_aligned: bool = False
     error: str | None = None
     notes: list[str] = field(default_factory=list)
+    dns_names: list[str] = field(default_factory=list)  # what was missing, when not judged
 
 
 def author_domain(message: ParsedMessage) -> tuple[str | None, str | None]:
@@ -414,8 +435,20 @@ class DmarcFilter(Filter):
         dns = _Dns(ctx.lookups.resolver, self.spec.spec)
         try:
             return [await self._evaluate(ctx, dns, ev, domain)]
+        except _NoData as exc:
+            ev.error = str(exc)
+            ev.dns_names = [exc.name]
+            reason = no_dns_data_reason(f"DMARC for {domain}", [exc.name])
+            return [self._finding(ctx, "none", ev, reason, unjudged=Unjudged.NO_DNS_DATA)]
         except _Temporary as exc:
             ev.error = f"DNS lookup failed: {exc}"
+            if exc.unanswered:
+                ev.dns_names = [exc.name]
+                reason = (
+                    f"DMARC for {domain} could not be judged: live DNS did not answer in time "
+                    f"for {exc.name}, so the verdict was reached without it."
+                )
+                return [self._finding(ctx, "temperror", ev, reason, unjudged=Unjudged.UNAVAILABLE)]
             reason = (
                 f"The DMARC policy of {domain} could not be looked up right now ({exc.rcode} "
                 f"for {exc.name}), so DMARC could not be evaluated."
@@ -496,7 +529,35 @@ class DmarcFilter(Filter):
                 how.append("DKIM-aligned")
             reason = f"{published}, and this message is {' and '.join(how)} with it, so it passes."
             return self._finding(ctx, "pass", ev, reason)
+        unjudged = await _unjudged_alignment(ctx, dns, domain, record)
+        if unjudged:
+            return self._not_judged(ctx, ev, published, unjudged)
         return self._fail(ctx, ev, published)
+
+    def _not_judged(
+        self, ctx: MessageContext, ev: _Evaluation, published: str, unjudged: list[Finding]
+    ) -> Finding:
+        """No aligned pass, but an SPF or DKIM result that might have aligned was not judged:
+        DMARC cannot say fail (RFC 7489 §4.2: a pass of either aligned mechanism passes)."""
+        names: list[str] = []
+        for finding in unjudged:
+            for name in finding.detail.get("dns_names") or ():
+                if str(name) not in names:
+                    names.append(str(name))
+        ev.dns_names = names
+        checks = ", ".join(sorted({f.code for f in unjudged}))
+        no_data = all(f.unjudged is Unjudged.NO_DNS_DATA for f in unjudged)
+        why = Unjudged.NO_DNS_DATA if no_data else Unjudged.UNAVAILABLE
+        if no_data:
+            shown = ", ".join(names) or "the names they need"
+            tail = f"sinkd's DNS is offline and no fixture has data for {shown}. {NO_DNS_DATA_HINT}"
+        else:
+            tail = "they could not be checked, so the verdict was reached without DMARC."
+        reason = (
+            f"DMARC for {ev.domain} could not be judged: {published}, but no aligned check "
+            f"passed and {checks} could not be judged: {tail}"
+        )
+        return self._finding(ctx, "none", ev, reason, unjudged=why)
 
     def _published(self, ev: _Evaluation, domain: str) -> str:
         record, tag, policy = ev.record, ev.policy_tag, ev.policy
@@ -552,8 +613,11 @@ class DmarcFilter(Filter):
         *,
         outcome: Outcome | None = None,
         reply_key: str | None = None,
+        unjudged: Unjudged | None = None,
     ) -> Finding:
         outcome = outcome or self.spec.on.of(result)
+        if unjudged is not None:  # no judgement: recorded only, whatever the profile says
+            outcome = RECORD_ONLY
         record = ev.record
         detail: dict[str, Any] = {
             "result": result,
@@ -577,6 +641,8 @@ class DmarcFilter(Filter):
             "ignored": ev.notes,
             "error": ev.error,
         }
+        if unjudged is not None:
+            detail["dns_names"] = ev.dns_names
         reply = None
         if outcome.action in _HARD:
             variables = reply_variables(ctx.envelope, text=reason, from_domain=ev.domain or "")
@@ -591,7 +657,35 @@ class DmarcFilter(Filter):
             stage=Stage.DATA,
             detail=detail,
             reply=reply,
+            unjudged=unjudged,
         )
+
+
+async def _unjudged_alignment(
+    ctx: MessageContext, dns: _Dns, domain: str, record: DmarcRecord
+) -> list[Finding]:
+    """The SPF (MAIL FROM, or HELO for a null sender) and DKIM findings that were not judged
+    and whose domain could have aligned with ``domain``: had they passed, DMARC would pass."""
+    out: list[Finding] = []
+    for finding in ctx.earlier:
+        if finding.unjudged is None:
+            continue
+        detail = finding.detail
+        if finding.code.startswith("SPF_"):
+            identity = detail.get("identity")
+            if not (
+                identity == "mail_from" or (identity == "helo" and ctx.envelope.mail_from == "")
+            ):
+                continue
+            mode = record.aspf
+        elif finding.code.startswith("DKIM_"):
+            mode = record.adkim
+        else:
+            continue
+        other = str(detail.get("domain") or "").lower().rstrip(".")
+        if other and await dns.aligned(other, domain, mode):
+            out.append(finding)
+    return out
 
 
 def _tail(outcome: Outcome) -> str:

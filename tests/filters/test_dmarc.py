@@ -17,7 +17,7 @@ from sinkd.filters.dmarc import (
     tree_walk_targets,
 )
 from sinkd.message import parse
-from sinkd.model import Action, Category, ClientIdentity, Envelope, Finding, Stage
+from sinkd.model import Action, Category, ClientIdentity, Envelope, Finding, Stage, Unjudged
 from sinkd.ports import DnsAnswer, Lookups, RecordType
 from sinkd.profiles import ProfileSet
 from sinkd.schema import CompileContext
@@ -454,3 +454,68 @@ def test_the_spec_reads_pass_as_written_in_a_profile() -> None:
     )
     assert spec.on.of("pass").score == -1
     assert spec.on_fail_policy.reject.action is Action.REJECT
+
+
+# --- checks that could not be judged -----------------------------------------------------------
+
+
+def not_judged(finding: Finding, *names: str) -> Finding:
+    detail = {**finding.detail, "result": "none", "dns_names": list(names)}
+    code = finding.code.rpartition("_")[0] + (
+        "_NEUTRAL" if finding.code.startswith("DKIM") else "_NONE"
+    )
+    return Finding(
+        code=code,
+        filter=finding.filter,
+        category=finding.category,
+        action=Action.NONE,
+        reason="",
+        stage=finding.stage,
+        detail=detail,
+        unjudged=Unjudged.NO_DNS_DATA,
+    )
+
+
+async def test_a_policy_record_offline_dns_has_no_data_for_leaves_dmarc_not_judged() -> None:
+    unknown = txt("shop.example", DnsAnswer("UNKNOWN"))
+    finding = await check(unknown, on={"none": {"action": "reject"}})
+    assert finding.code == "DMARC_NONE"
+    assert finding.unjudged is Unjudged.NO_DNS_DATA
+    assert finding.detail["dns_names"] == ["_dmarc.shop.example"]
+    assert (finding.action, finding.reply) == (Action.NONE, None)
+    assert "DMARC for shop.example could not be judged" in finding.reason
+    assert "--dns-zone FILE" in finding.reason
+
+
+async def test_dmarc_does_not_fail_a_message_on_spf_and_dkim_that_were_not_judged() -> None:
+    earlier = [
+        not_judged(spf("shop.example"), "shop.example"),
+        not_judged(dkim("shop.example"), "s1._domainkey.shop.example"),
+    ]
+    finding = await check(txt("shop.example", REJECT), earlier)
+    assert finding.code == "DMARC_NONE"
+    assert finding.unjudged is Unjudged.NO_DNS_DATA
+    assert finding.detail["dns_names"] == ["shop.example", "s1._domainkey.shop.example"]
+    assert finding.detail["policy"] == "reject"
+    assert (finding.action, finding.reply) == (Action.NONE, None)
+
+
+async def test_an_unjudged_check_that_could_never_align_does_not_stop_a_dmarc_fail() -> None:
+    earlier = [not_judged(dkim("esp.example"), "s1._domainkey.esp.example")]
+    finding = await check(txt("shop.example", REJECT), earlier)
+    assert (finding.code, finding.unjudged, finding.action) == ("DMARC_FAIL", None, Action.REJECT)
+
+
+async def test_an_aligned_pass_passes_even_when_another_check_was_not_judged() -> None:
+    earlier = [spf("shop.example"), not_judged(dkim("shop.example"), "s1._domainkey.shop.example")]
+    finding = await check(txt("shop.example", REJECT), earlier)
+    assert (finding.code, finding.unjudged) == ("DMARC_PASS", None)
+
+
+async def test_a_policy_lookup_live_dns_did_not_answer_is_unavailable() -> None:
+    finding = await check(txt("shop.example", DnsAnswer("TIMEOUT", live=True)))
+    assert (finding.code, finding.unjudged, finding.action) == (
+        "DMARC_TEMPERROR",
+        Unjudged.UNAVAILABLE,
+        Action.NONE,
+    )
