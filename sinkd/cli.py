@@ -2,7 +2,22 @@
 
 Owns parsing arguments (each ``serve`` option also read from a ``SINKD_*`` variable), exit
 codes and human or JSON output. It holds no policy: checks go through the same engine
-``Transaction`` the server uses, and reads go through the store.
+``Transaction`` the server uses, and reads go through the store. Message *files* are judged as
+an SMTP client would send them (``sinkd.as_sent``); a file that is no message, or an option
+that is no address, stops ``check`` and ``report`` with exit 2 and a line naming it.
+
+Exit codes of ``sinkd check``:
+
+- without ``--fail-on``: 0 accept, 3 quarantine, 4 reject (the strictest verdict);
+- with ``--fail-on LEVEL``: 0 no file at or above LEVEL, 1 at least one;
+- 5 (``EXIT_INCOMPLETE``): a verdict was reached without a check its profile needs (spamd did
+  not answer, a live DNS lookup timed out, a filter raised: ``Verdict.incomplete``). It wins
+  over 0, 3 and 4, because a verdict code stated for a message that was not fully judged would
+  be trusted as if it had been; with ``--fail-on`` a gate failure (1) wins over it: the build
+  fails either way, and 1 points at a message to fix. A CI job never passes on a message that
+  was not judged. Checks offline DNS left without data are reported, never exit 5 (that is
+  offline mode's designed state, see ``Unjudged``);
+- 2: bad options or input, before anything is judged.
 """
 
 from __future__ import annotations
@@ -11,8 +26,10 @@ import argparse
 import asyncio
 import contextlib
 import email.utils
+import ipaddress
 import json
 import os
+import re
 import signal
 import sys
 import time
@@ -24,14 +41,23 @@ from typing import Any, TextIO, TypeVar
 import yaml
 
 from sinkd import __version__
+from sinkd.as_sent import as_sent, not_a_message
 from sinkd.chaos import ChaosConfig, ChaosTrigger, parse_triggers
 from sinkd.dns import build_resolver
 from sinkd.engine import Transaction
 from sinkd.errors import ConfigError, InputError, NotFound, ProfileError, SinkdError, StoreError
-from sinkd.gate import FAIL_ON_CHOICES, Checked, junit_xml, write_table
+from sinkd.gate import (
+    FAIL_ON_CHOICES,
+    INCOMPLETE,
+    Checked,
+    Level,
+    junit_xml,
+    unjudged_notes,
+    write_table,
+)
 from sinkd.logs import setup as setup_logging
 from sinkd.model import ClientIdentity, Verdict, VerdictAction
-from sinkd.population import Outcome, Population, load_population
+from sinkd.population import Population, load_population
 from sinkd.ports import Lookups, Resolver
 from sinkd.profiles import (
     CATALOGUE_FILE,
@@ -53,6 +79,7 @@ EXIT_GATE_FAILED = 1  # check --fail-on: a file at or above the level (a CI fail
 EXIT_USAGE = 2
 EXIT_QUARANTINE = 3
 EXIT_REJECT = 4
+EXIT_INCOMPLETE = 5  # check: a verdict reached without a check its profile needs
 _EXIT_OF = {
     VerdictAction.ACCEPT: EXIT_OK,
     VerdictAction.QUARANTINE: EXIT_QUARANTINE,
@@ -165,6 +192,71 @@ def _delay(text: str) -> float:
     if not 0 <= value <= 86400:
         raise argparse.ArgumentTypeError(f"expected 0 <= seconds <= 86400, got {text!r}")
     return value
+
+
+def _ip(text: str) -> str:
+    """--client-ip: an IPv4 or IPv6 address, as the filters (SPF, DNSBL) will use it."""
+    try:
+        return str(ipaddress.ip_address(text.strip()))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected an IPv4 or IPv6 address such as 192.0.2.10 or 2001:db8::10, got {text!r}"
+        ) from None
+
+
+# RFC 5321 §4.1.2: Mailbox = Local-part "@" ( Domain / address-literal ), Local-part =
+# Dot-string / Quoted-string; RFC 6531 §3.3 adds UTF-8 to atext and to domain labels.
+_U = r"\u0080-\U0010ffff"
+_ATOM = rf"[A-Za-z0-9!#$%&'*+/=?^_`{{|}}~\-{_U}]+"
+_QUOTED = rf'"(?:[\x20\x21\x23-\x5b\x5d-\x7e{_U}]|\\[\x20-\x7e])*"'
+_LABEL = rf"[A-Za-z0-9{_U}](?:[A-Za-z0-9\-{_U}]*[A-Za-z0-9{_U}])?"
+_MAILBOX = re.compile(
+    rf"(?P<local>{_ATOM}(?:\.{_ATOM})*|{_QUOTED})"
+    rf"@(?:{_LABEL}(?:\.{_LABEL})*|\[(?P<literal>[^\[\]\\\s]+)\])"
+)
+_GENERAL_LITERAL = re.compile(r"[A-Za-z0-9-]*[A-Za-z0-9]:[\x21-\x5a\x5e-\x7e]+")
+
+
+def _mailbox_problem(text: str) -> str | None:
+    found = _MAILBOX.fullmatch(text)
+    if found is None:
+        return "not an address (RFC 5321 §4.1.2: local-part@domain)"
+    if len(found["local"].encode()) > 64:  # RFC 5321 §4.5.3.1.1
+        return "its local part is longer than 64 octets (RFC 5321 §4.5.3.1.1)"
+    literal = found["literal"]
+    if literal is not None:
+        try:  # RFC 5321 §4.1.3: IPv4, "IPv6:" address, or a registered tag
+            if literal.lower().startswith("ipv6:"):
+                ipaddress.IPv6Address(literal[5:])
+            elif not _GENERAL_LITERAL.fullmatch(literal):
+                ipaddress.IPv4Address(literal)
+        except ValueError:
+            return f"[{literal}] is not an address literal (RFC 5321 §4.1.3)"
+    return None
+
+
+def _recipient(text: str) -> str:
+    """--rcpt: one mailbox, with or without angle brackets."""
+    address = text.strip()
+    if address.startswith("<") and address.endswith(">"):
+        address = address[1:-1]
+    problem = _mailbox_problem(address)
+    if problem is not None:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: {problem}; expected an address such as bob@example.com"
+        )
+    return address
+
+
+def _sender(text: str) -> str:
+    """--mail-from: one mailbox, or '' (or '<>') for the null reverse-path of bounces
+    (RFC 5321 §4.5.5)."""
+    if text.strip() in ("", "<>"):
+        return ""
+    try:
+        return _recipient(text)
+    except argparse.ArgumentTypeError as exc:
+        raise argparse.ArgumentTypeError(f"{exc}, or '' for the null sender") from None
 
 
 def _add_dns_options(p: argparse.ArgumentParser) -> None:
@@ -398,15 +490,23 @@ def build_parser() -> argparse.ArgumentParser:
         "file in it, in name order",
     )
     _add_profile_options(check)
-    check.add_argument("--mail-from", help="envelope sender (default: the header From address)")
+    check.add_argument(
+        "--mail-from",
+        type=_sender,
+        help="envelope sender; '' for the null sender (default: the header From address)",
+    )
     check.add_argument(
         "--rcpt",
         action="append",
+        type=_recipient,
         default=[],
         help="envelope recipient (repeatable; default: the header To/Cc addresses)",
     )
     check.add_argument(
-        "--client-ip", default="127.0.0.1", help="sending server's IP (default 127.0.0.1)"
+        "--client-ip",
+        type=_ip,
+        default="127.0.0.1",
+        help="sending server's IPv4 or IPv6 address (default 127.0.0.1)",
     )
     check.add_argument("--helo", default="localhost", help="sending server's HELO name")
     check.add_argument("--json", action="store_true", help="print the verdicts as JSON")
@@ -422,14 +522,25 @@ def build_parser() -> argparse.ArgumentParser:
         choices=FAIL_ON_CHOICES,
         metavar="{" + ",".join(FAIL_ON_CHOICES) + "}",
         help="CI gate: print a summary table and exit 1 if any file's verdict is at or above "
-        "this level (intact < stripped < quarantine < reject), else 0",
+        "this level, else 0. Levels, by how much of the message its reader sees: intact < "
+        "tagged (inbox, marked as spam) < stripped (inbox, parts removed) < junk (junk "
+        "folder) < quarantine (held, or discarded) < reject (refused or deferred)",
     )
     check.add_argument(
         "--junit-xml",
         type=Path,
         metavar="PATH",
         help="write a JUnit XML report: one testsuite per profile, one testcase per file, a "
-        "failure for each at or above --fail-on (default quarantine)",
+        "failure for each at or above --fail-on (default quarantine) or not fully judged",
+    )
+    check.epilog = (
+        "Files are judged as an SMTP client sends them: a file with LF line endings "
+        "throughout is judged as the CRLF message, a leading mbox 'From ' line is dropped; "
+        "mixed line endings are kept. Exit codes: 0 accepted (with --fail-on: no file at or "
+        "above the level); 1 with --fail-on: a file at or above the level; 3 quarantined; 4 "
+        "refused or deferred; 5 not fully judged: a check the profile needs could not answer "
+        "(spamd down, a live DNS timeout, a filter error) - wins over 0/3/4, while a failed "
+        "gate (1) wins over it; 2 bad options or input (empty, headerless or binary file)."
     )
 
     report = commands.add_parser(
@@ -451,9 +562,16 @@ def build_parser() -> argparse.ArgumentParser:
         default=[Path(d) for d in _env_list("PROFILES_DIR")],
         help="extra directory of profiles (and population.yaml), loaded over the built-in ones",
     )
-    report.add_argument("--mail-from", help="envelope sender (default: the header From address)")
     report.add_argument(
-        "--client-ip", default="127.0.0.1", help="sending server's IP (default 127.0.0.1)"
+        "--mail-from",
+        type=_sender,
+        help="envelope sender; '' for the null sender (default: the header From address)",
+    )
+    report.add_argument(
+        "--client-ip",
+        type=_ip,
+        default="127.0.0.1",
+        help="sending server's IPv4 or IPv6 address (default 127.0.0.1)",
     )
     report.add_argument("--helo", default="localhost", help="sending server's HELO name")
     _add_dns_options(report)
@@ -642,16 +760,25 @@ async def _serve(settings: Settings, out: TextIO) -> int:
 
 
 def _read_message(path: Path) -> bytes:
+    """The file's message as an SMTP client would send it (``sinkd.as_sent``); a file that is
+    not a message is an InputError naming the file and the problem (exit 2)."""
     if str(path) == "-":
-        return sys.stdin.buffer.read()
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise InputError(f"{path}: is a directory, not a message file") from None
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read: {exc.strerror}") from None
+        data = sys.stdin.buffer.read()
+    else:
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise InputError(f"{path}: no such file") from None
+        except IsADirectoryError:
+            raise InputError(f"{path}: is a directory, not a message file") from None
+        except OSError as exc:
+            raise InputError(f"{path}: cannot read: {exc.strerror}") from None
+    raw = as_sent(data)
+    problem = not_a_message(raw)
+    if problem is not None:
+        name = "standard input" if str(path) == "-" else str(path)
+        raise InputError(f"{name}: {problem}")
+    return raw
 
 
 def _header_addresses(raw: bytes, *names: str) -> list[str]:
@@ -719,11 +846,15 @@ def _print_verdict(name: str, verdict: Verdict, out: TextIO) -> None:
         print("  findings: none", file=out)
     for finding in verdict.findings:
         mark = "*" if finding.decided else _MARK.get(finding.action.value, "-")
+        if finding.unjudged is not None and not finding.decided:
+            mark = "?"  # the check could not reach its own answer
         score = f"{finding.score:+g}" if finding.score else ""
         print(
             f"  {mark} {finding.code:<28} {finding.action.value:<10} {score:>6}  {finding.reason}",
             file=out,
         )
+    for note in unjudged_notes(verdict):
+        print(f"  {note}", file=out)
 
 
 def _write_filtered(
@@ -739,7 +870,7 @@ def _write_filtered(
         target = target / f"{stem}.filtered.eml"
     delivered = [v for v in verdicts if v.action is not VerdictAction.REJECT]
     if not delivered:
-        print(f"sinkd: {source}: refused by every profile; nothing to write", file=sys.stderr)
+        print(f"sinkd check: {source}: refused by every profile; nothing to write", file=sys.stderr)
         return
     for verdict in delivered:
         path = target
@@ -767,7 +898,8 @@ def _message_files(paths: Sequence[Path]) -> list[Path]:
 
 def _check(args: argparse.Namespace, out: TextIO) -> int:
     """Exit codes: without --fail-on the strictest verdict (0 accept, 3 quarantine, 4 reject);
-    with --fail-on, 1 if any file is at or above that level, else 0; 2 for bad input."""
+    with --fail-on, 1 if any file is at or above that level, else 0; 5 when a verdict is
+    incomplete, unless the gate failed (see the module docstring); 2 for bad input."""
     profiles = ProfileSet(args.profiles_dir)
     routes = dict(args.route)
     resolver = dns_resolver(  # built once: zone errors stop the command before any file
@@ -814,7 +946,7 @@ def _check(args: argparse.Namespace, out: TextIO) -> int:
             for verdict in verdicts:
                 _print_verdict(str(path), verdict, out)
     # Without --fail-on the XML marks what makes the exit code non-zero: quarantine and worse.
-    fail_on = Outcome(args.fail_on or Outcome.QUARANTINE.value)
+    fail_on = Level(args.fail_on or Level.QUARANTINE.value)
     if args.junit_xml is not None:
         command = " ".join(["sinkd", "check", *map(str, args.files), "--profile", args.profile])
         xml = junit_xml(checked, fail_on, timestamp=datetime.now(UTC), command=command)
@@ -828,9 +960,18 @@ def _check(args: argparse.Namespace, out: TextIO) -> int:
         print(json.dumps(results, indent=2, ensure_ascii=False), file=out)
     elif args.fail_on is not None:
         write_table(checked, fail_on, out)
-    if args.fail_on is not None:
-        return EXIT_GATE_FAILED if any(c.fails(fail_on) for c in checked) else EXIT_OK
-    return worst
+    unjudged = [c.file for c in checked if c.incomplete]
+    if unjudged:
+        print(
+            f"sinkd check: {len(unjudged)} of {len(checked)} file(s) not fully judged ("
+            f"{INCOMPLETE}, exit {EXIT_INCOMPLETE} unless the gate failed): {', '.join(unjudged)}",
+            file=sys.stderr,
+        )
+    if args.fail_on is not None and any(c.fails(fail_on) for c in checked):
+        return EXIT_GATE_FAILED  # the build fails either way; 1 names a message to fix
+    if unjudged:
+        return EXIT_INCOMPLETE
+    return EXIT_OK if args.fail_on is not None else worst
 
 
 # --- report ---------------------------------------------------------------------------------
@@ -1050,6 +1191,14 @@ def _readyz(args: argparse.Namespace, out: TextIO) -> int:
 # --- main -----------------------------------------------------------------------------------
 
 
+def _prog(argv: Sequence[str] | None) -> str:
+    """Who speaks in an input error: ``sinkd check`` / ``sinkd report`` (their errors name a
+    file or option of that command), else ``sinkd``."""
+    words = sys.argv[1:] if argv is None else argv
+    command = next((w for w in words if not w.startswith("-")), None)
+    return f"sinkd {command}" if command in ("check", "report") else "sinkd"
+
+
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     try:
@@ -1066,7 +1215,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         }
         return runners[args.command](args, out)
     except (ConfigError, InputError, ProfileError) as exc:
-        print(f"sinkd: {exc}", file=sys.stderr)
+        print(f"{_prog(argv)}: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except NotFound as exc:
         print(f"sinkd: {exc}", file=sys.stderr)

@@ -122,9 +122,12 @@ class Finding:
     stage: str
     decided: bool
     detail: Mapping[str, Any] = field(default_factory=dict)
+    # Why the check could not reach its own answer: "no-dns-data", "unavailable", "error".
+    unjudged: str | None = None
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Finding:
+        unjudged = data.get("unjudged")
         return cls(
             str(data["code"]),
             str(data.get("filter", "")),
@@ -135,6 +138,7 @@ class Finding:
             str(data.get("stage", "")),
             bool(data.get("decided", False)),
             dict(data.get("detail") or {}),
+            None if unjudged is None else str(unjudged),
         )
 
 
@@ -189,6 +193,12 @@ class Message:
     @property
     def codes(self) -> list[str]:
         return [f.code for f in self.findings]
+
+    @property
+    def fully_judged(self) -> bool:
+        """False when a check the profile needs could not answer (a scanner down, a filter
+        error): the verdict was reached without it. Offline DNS without data does not count."""
+        return bool(self.data.get("fully_judged", True))
 
     @property
     def deciding(self) -> list[Finding]:

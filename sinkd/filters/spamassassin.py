@@ -2,10 +2,19 @@
 
 Owns the ``spamassassin`` filter kind: it asks the injected ``Spamd`` port for a REPORT and
 turns SpamAssassin's score and every rule hit into findings. In ``add`` mode the score joins
-sinkd's own total (as amavisd-new adds SpamAssassin's score to its own); in ``own`` mode the
-filter maps the score to tag/quarantine/reject itself (as spamass-milter's reject threshold
-does). spamd down, slow or talking nonsense becomes a ``SPAMASSASSIN_ERROR`` finding with the
-profile's ``on_error`` outcome, never a hung session. Pure: all I/O is behind the port.
+sinkd's own total and the profile's ``scoring.thresholds`` decide (as amavisd-new adds
+SpamAssassin's score to its own); in ``own`` mode the filter maps the score to
+tag/quarantine/reject itself (as spamass-milter's reject threshold does). In both modes the
+``SPAMASSASSIN_SCORE`` finding carries SpamAssassin's score, so the verdict's ``score`` shows
+it (a GTUBE message scores 1000, not 0). A profile in ``own`` mode therefore sets no
+``scoring.thresholds`` of its own: they would judge the same points a second time
+(``spamassassin-default`` has none; a test keeps every built-in profile so).
+
+spamd down, slow or talking nonsense becomes a ``SPAMASSASSIN_ERROR`` finding with the
+profile's ``on_error`` outcome (what the modelled gateway does: spamass-milter and amavisd-new
+pass mail unscored, others defer), never a hung session; it is marked
+``unjudged=UNAVAILABLE``, so the verdict is incomplete and ``sinkd check`` exits 5. Pure: all
+I/O is behind the port.
 
 ```yaml
 - kind: spamassassin
@@ -29,7 +38,7 @@ from pydantic import Field, model_validator
 
 from sinkd.errors import BackendError
 from sinkd.filters import Filter, MessageContext, reply_variables
-from sinkd.model import Action, Category, Finding, Stage
+from sinkd.model import Action, Category, Finding, Stage, Unjudged
 from sinkd.ports import SpamdTarget, SpamReport
 from sinkd.schema import CompileContext, FilterName, Outcome, ReplyRef, Spec
 
@@ -121,6 +130,9 @@ class SpamAssassinFilter(Filter):
             stage=Stage.DATA,
             detail={"error": problem},
             reply=self.error_reply.render(reply_variables(ctx.envelope, text=reason)),
+            # The profile needs SpamAssassin's answer and did not get it: the verdict is the
+            # gateway's fallback, not a judgement of the message.
+            unjudged=Unjudged.UNAVAILABLE,
         )
 
     def _score(self, ctx: MessageContext, report: SpamReport) -> Finding:
@@ -161,6 +173,9 @@ class SpamAssassinFilter(Filter):
             filter=self.name,
             category=Category.SCORE,
             action=action,
+            # The verdict's score is SpamAssassin's here too; this filter's own thresholds
+            # decided above, and the profile has none to apply it to again (module docstring).
+            score=report.score,
             reason=f"SpamAssassin scored the message {score} points, {verdict}.",
             stage=Stage.DATA,
             detail=detail,
