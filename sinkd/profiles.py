@@ -35,6 +35,7 @@ from sinkd.filters.format import FormatSpec
 from sinkd.filters.greylist import GreylistSpec
 from sinkd.filters.mime import MimeSpec
 from sinkd.filters.rate_limit import RateLimitSpec
+from sinkd.filters.sender_auth import SenderAuthSpec
 from sinkd.filters.sender_id import SenderIdSpec
 from sinkd.filters.size import SizeSpec
 from sinkd.filters.spamassassin import SpamAssassinSpec
@@ -54,6 +55,7 @@ FilterSpec = Annotated[
     | SpfSpec
     | SenderIdSpec
     | DkimSpec
+    | SenderAuthSpec
     | DmarcSpec
     | DnsblSpec
     | ContentSpec

@@ -500,6 +500,7 @@ def test_the_registry_and_the_profile_schema_name_the_same_filter_kinds() -> Non
             "spf",
             "sender_id",
             "dkim",
+            "sender_auth",
             "dmarc",
             "dnsbl",
             "content",

@@ -100,6 +100,7 @@ def _registry() -> Mapping[str, type[Filter]]:
     from sinkd.filters.greylist import GreylistFilter
     from sinkd.filters.mime import MimeFilter
     from sinkd.filters.rate_limit import RateLimitFilter
+    from sinkd.filters.sender_auth import SenderAuthFilter
     from sinkd.filters.sender_id import SenderIdFilter
     from sinkd.filters.size import SizeFilter
     from sinkd.filters.spamassassin import SpamAssassinFilter
@@ -111,6 +112,7 @@ def _registry() -> Mapping[str, type[Filter]]:
         SpfFilter,
         SenderIdFilter,
         DkimFilter,
+        SenderAuthFilter,
         DmarcFilter,
         DnsblFilter,
         ContentFilter,
