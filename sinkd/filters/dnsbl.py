@@ -29,8 +29,13 @@ through ``ctx.lookups.resolver``; selectolax is imported only for messages with 
 ```
 
 Findings: ``DNSBL_LISTED`` (client_ip, helo), ``RHSBL_LISTED`` (sender and From domains),
-``URIBL_LISTED`` (link hosts) and ``DNSBL_ERROR``. NXDOMAIN and NODATA mean "not listed" and
-record nothing. The reason TXT record is asked for only when a name is listed. Link hosts are
+``URIBL_LISTED`` (link hosts), ``DNSBL_ERROR`` and ``DNSBL_NOT_JUDGED``. NXDOMAIN and NODATA
+mean "not listed" and record nothing. An ``UNKNOWN`` answer (offline DNS, no fixture for the
+zone) is not "not listed" but no answer at all: one ``DNSBL_NOT_JUDGED`` per zone records it
+(``unjudged=no-dns-data``, ``detail["dns_names"]``) and never acts. A lookup live DNS did not
+answer in time is a ``DNSBL_ERROR`` with ``unjudged=unavailable`` that records only; a
+fixture's forced TIMEOUT or SERVFAIL gets the zone's ``on_error`` outcome.
+The reason TXT record is asked for only when a name is listed. Link hosts are
 looked up as they are (no reduction to the registrable domain); over-long names lose leading
 labels until the query fits in 253 octets.
 """
@@ -51,8 +56,8 @@ from pydantic import Field, field_validator
 from sinkd.filters import EnvelopeContext, Filter, MessageContext, reply_variables
 from sinkd.html_depth import too_deep
 from sinkd.message import ParsedMessage
-from sinkd.model import Action, Category, Envelope, Finding, Stage
-from sinkd.ports import DnsAnswer, RecordType, Resolver
+from sinkd.model import Action, Category, Envelope, Finding, Stage, Unjudged
+from sinkd.ports import DnsAnswer, RecordType, Resolver, no_dns_data_reason
 from sinkd.schema import (
     CompileContext,
     FilterName,
@@ -89,14 +94,19 @@ _WHAT = {
     "uri_host": "A link in the message (to {value})",
 }
 # Postfix default_rbl_reply "$rbl_code Service unavailable; $rbl_class [$rbl_what] blocked using
-# $rbl_domain" with maps_rbl_reject_code 554 and the rbl_class names of smtpd_check.c
-# (SMTPD_NAME_CLIENT "Client host", SMTPD_NAME_HELO "Helo command", SMTPD_NAME_SENDER "Sender
-# address"); Postfix has no From-header or link lookups, so those refuse with RFC 3463 X.7.1.
+# $rbl_domain${rbl_reason?; $rbl_reason}" (postconf(5); `postconf -d`, postfix 3.7.11) with
+# maps_rbl_reject_code 554 and the rbl_class names of smtpd_check.c (SMTPD_NAME_CLIENT "Client
+# host", SMTPD_NAME_HELO "Helo command", SMTPD_NAME_SENDER "Sender address"); ${rbl_reason} is
+# "; <the list's TXT answer>" or empty. Postfix has no From-header or link lookups, so those
+# refuse with RFC 3463 X.7.1.
 _DEFAULT_REPLY = {
     "client_ip": "postfix.rbl",
-    "helo": "554 5.7.1 Service unavailable; Helo command [${helo}] blocked using ${zone}",
+    "helo": (
+        "554 5.7.1 Service unavailable; Helo command [${helo}] blocked using ${zone}${rbl_reason}"
+    ),
     "mail_from_domain": (
-        "554 5.7.1 Service unavailable; Sender address [${mail_from_domain}] blocked using ${zone}"
+        "554 5.7.1 Service unavailable; Sender address [${mail_from_domain}] blocked using "
+        "${zone}${rbl_reason}"
     ),
     "header_from_domain": "generic.policy",
     "uri_host": "generic.policy",
@@ -514,8 +524,8 @@ async def _ask(resolver: Resolver, name: str, rdtype: RecordType, zone: _Zone) -
     try:
         async with asyncio.timeout(zone.timeout):
             return await resolver.query(name, rdtype)
-    except TimeoutError:
-        return DnsAnswer("TIMEOUT")
+    except TimeoutError:  # fixtures answer at once: what did not answer is live DNS
+        return DnsAnswer("TIMEOUT", live=True)
     except Exception:  # a resolver breaking its promise never to raise: not worth a session
         return DnsAnswer("SERVFAIL")
 
@@ -655,12 +665,39 @@ class DnsblFilter(Filter):
         for query, reason in zip(listed, reasons, strict=True):
             query.txt = _txt(reason) if reason.rcode == "NOERROR" else None
         findings: list[Finding] = []
+        unknown: dict[str, list[_Query]] = {}
         for query in queries:
+            if query.answer is not None and query.answer.unknown:
+                unknown.setdefault(query.zone.zone, []).append(query)
+                continue
             for code, answers_of_code in query.listed.values():
                 findings.append(self._listed(query, code, answers_of_code, envelope))
             if query.failed:
                 findings.append(self._error(query, envelope, _problem(query)))
+        findings.extend(self._not_judged(group) for group in unknown.values())
         return findings
+
+    def _not_judged(self, queries: list[_Query]) -> Finding:
+        """Offline DNS has no data for these names of one zone: not listed, not judged."""
+        zone = queries[0].zone
+        names = [q.name for q in queries]
+        values = [q.value for q in queries]
+        return Finding(
+            code="DNSBL_NOT_JUDGED",
+            filter=self.name,
+            category=self._category(zone),
+            action=Action.NONE,
+            reason=no_dns_data_reason(f"The blocklist {zone.zone}", [zone.zone]),
+            stage=_STAGE[zone.lookup],
+            detail={
+                "zone": zone.zone,
+                "lookup": zone.lookup,
+                "values": values,
+                "queries": names,
+                "dns_names": names,
+            },
+            unjudged=Unjudged.NO_DNS_DATA,
+        )
 
     def _category(self, zone: _Zone) -> Category:
         return Category.CONTENT if zone.lookup == "uri_host" else Category.ENVELOPE
@@ -698,9 +735,14 @@ class DnsblFilter(Filter):
     def _error(self, query: _Query, envelope: Envelope, problem: str) -> Finding:
         zone = query.zone
         outcome = zone.on_error
+        unavailable = query.answer is not None and query.answer.unanswered
+        if unavailable:  # sinkd's DNS did not answer: not judged, recorded only
+            outcome = Outcome(action=Action.NONE)
         what = _WHAT[zone.lookup].format(value=query.value)
         what = what[0].lower() + what[1:]
-        if outcome.action is Action.TEMPFAIL:
+        if unavailable:
+            tail = "so the verdict was reached without it"
+        elif outcome.action is Action.TEMPFAIL:
             tail = "so the server asks the sender to try again later"
         elif outcome.action in (Action.NONE, Action.ALLOW):
             tail = "so the message was judged without it"
@@ -726,6 +768,8 @@ class DnsblFilter(Filter):
                 "rcode": query.answer.rcode if query.answer is not None else None,
                 "answer": list(query.problems),
                 "error": problem,
+                **({"dns_names": [query.name]} if unavailable else {}),
             },
-            reply=zone.error_reply.render(variables),
+            reply=None if unavailable else zone.error_reply.render(variables),
+            unjudged=Unjudged.UNAVAILABLE if unavailable else None,
         )

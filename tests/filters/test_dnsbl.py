@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from sinkd.filters import EnvelopeContext, MessageContext
 from sinkd.filters.dnsbl import DnsblFilter, DnsblSpec
 from sinkd.message import parse
-from sinkd.model import Action, Category, ClientIdentity, Envelope, Finding, Stage
+from sinkd.model import Action, Category, ClientIdentity, Envelope, Finding, Stage, Unjudged
 from sinkd.ports import DnsAnswer, Lookups, RecordType
 from sinkd.profiles import ProfileSet
 from sinkd.schema import CompileContext
@@ -298,9 +298,65 @@ async def test_a_resolver_slower_than_the_zone_timeout_gives_a_timeout_error() -
     resolver = FakeResolver({"99.2.0.192.zen.example": a("127.0.0.2")}, delay=30)
     loop = asyncio.get_running_loop()
     started = loop.time()
-    [finding] = await at_mail(make_filter(client_zone(timeout=0.05)), resolver)
+    flt = make_filter(client_zone(timeout=0.05), on_error={"action": "tempfail"})
+    [finding] = await at_mail(flt, resolver)
     assert loop.time() - started < 5
     assert (finding.code, finding.detail["rcode"]) == ("DNSBL_ERROR", "TIMEOUT")
+    # DNS that did not answer sinkd in time is no answer: not judged, and no 4xx for it.
+    assert finding.unjudged is Unjudged.UNAVAILABLE
+    assert (finding.action, finding.reply) == (Action.NONE, None)
+    assert finding.detail["dns_names"] == ["99.2.0.192.zen.example"]
+
+
+async def test_a_list_offline_dns_has_no_data_for_does_not_list_and_says_it_was_not_judged() -> (
+    None
+):
+    unknown = DnsAnswer("UNKNOWN")
+    resolver = FakeResolver(
+        {"99.2.0.192.zen.example": unknown, "mail.sender.example.zen.example": unknown}
+    )
+    flt = make_filter(client_zone(default={"action": "reject"}), client_zone(lookup="helo"))
+    [finding] = await at_mail(flt, resolver)
+    assert finding.code == "DNSBL_NOT_JUDGED"
+    assert finding.unjudged is Unjudged.NO_DNS_DATA
+    assert (finding.action, finding.reply) == (Action.NONE, None)
+    assert finding.detail["dns_names"] == [
+        "99.2.0.192.zen.example",
+        "mail.sender.example.zen.example",
+    ]
+    assert finding.reason == (
+        "The blocklist zen.example could not be judged: sinkd's DNS is offline and no fixture "
+        "has data for zen.example. Give it with --dns-zone FILE or judge with --dns live."
+    )
+
+
+async def test_a_postfix_rbl_refusal_appends_the_list_s_txt_answer_as_postfix_does() -> None:
+    resolver = FakeResolver(
+        {
+            "99.2.0.192.zen.example": a("127.0.0.2"),
+            ("99.2.0.192.zen.example", "TXT"): txt("https://check.example/ip/192.0.2.99"),
+        }
+    )
+    [finding] = await at_mail(make_filter(client_zone()), resolver)
+    # postconf(5) default_rbl_reply: ...blocked using $rbl_domain${rbl_reason?; $rbl_reason}
+    assert reply_line(finding) == (
+        "554 5.7.1 Service unavailable; Client host [192.0.2.99] blocked using zen.example; "
+        "https://check.example/ip/192.0.2.99"
+    )
+
+
+async def test_a_helo_rbl_refusal_appends_the_txt_answer_too() -> None:
+    resolver = FakeResolver(
+        {
+            "mail.sender.example.dbl.example": a("127.0.0.2"),
+            ("mail.sender.example.dbl.example", "TXT"): txt("listed helo"),
+        }
+    )
+    [finding] = await at_mail(make_filter({"zone": "dbl.example", "lookup": "helo"}), resolver)
+    assert reply_line(finding) == (
+        "554 5.7.1 Service unavailable; Helo command [mail.sender.example] blocked using "
+        "dbl.example; listed helo"
+    )
 
 
 async def test_servfail_takes_the_configured_on_error_outcome() -> None:
