@@ -3,6 +3,7 @@ spf2.0 records (RFC 4406), with and without the v=spf1 fallback."""
 
 from __future__ import annotations
 
+from email.message import EmailMessage
 from typing import Any
 
 import pydantic
@@ -24,7 +25,10 @@ from sinkd.model import (
 from sinkd.ports import Lookups, Resolver
 from sinkd.profiles import ProfileSet
 from sinkd.schema import CompileContext
+from sinkd.store import Query
+from tests.conftest import StartServer
 from tests.spf import resolver_for
+from tests.test_smtp import aio_client
 
 CATALOGUE = ProfileSet().catalogue
 IP = "203.0.113.7"
@@ -350,3 +354,30 @@ def test_the_spec_refuses_unknown_scopes_and_keys() -> None:
         SenderIdSpec.model_validate(
             {"kind": "sender_id", "name": "sid", "pra_nxdomain": "permerror"}
         )
+
+
+# --- over SMTP -------------------------------------------------------------------------------
+
+
+async def test_legacy_sender_id_with_offline_dns_and_no_fixture_accepts_mail_over_smtp(
+    start_server: StartServer,
+) -> None:
+    # The default DNS mode (offline, no fixture) must not read "no data" as "the domain does
+    # not exist": Exchange's Sender ID agent would have refused nothing it could not look up.
+    app = await start_server(profile="legacy-sender-id")
+    msg = EmailMessage()
+    msg["From"] = "Shop <news@shop.example>"
+    msg["To"] = "bob@corp.example"
+    msg["Subject"] = "Your receipt"
+    msg.set_content("Thank you for your order.\n")
+    async with aio_client(app) as client:
+        await client.mail("bounce@shop.example")
+        await client.rcpt("bob@corp.example")
+        answer = await client.data(msg.as_bytes())
+    assert answer.code == 250
+    assert app.store is not None
+    (record,) = await app.store.list(Query(limit=1))
+    assert record.data["verdict"] == "accept"
+    sender_id_finding = next(f for f in record.data["findings"] if f["code"] == "SENDERID_NONE")
+    assert sender_id_finding["unjudged"] == "no-dns-data"
+    assert sender_id_finding["detail"]["dns_names"] == ["shop.example"]
