@@ -4,6 +4,10 @@ or one self-contained HTML page.
 Owns the presentation only (``sinkd report``): verdicts come from the engine, shares and causes
 from ``sinkd.population``. The HTML has inline CSS and an inline SVG chart, no scripts and no
 remote assets, and everything taken from the message is escaped.
+
+Checks that offline DNS left without data (``Verdict.without_dns_data``) are said plainly in
+every format: which checks, for which names, and how to give the data (``--dns-zone FILE``,
+``--dns live``); so are checks that could not answer at all (``Verdict.incomplete``).
 """
 
 from __future__ import annotations
@@ -14,8 +18,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from sinkd.model import Verdict
+from sinkd.model import Finding, Verdict
 from sinkd.population import Cause, Estimate, Outcome, culprits
+from sinkd.ports import NO_DNS_DATA_HINT
 
 STRIPPED_SHOWN = 6  # items per profile in the HTML table; the text and JSON list every one
 COLOURS = {
@@ -37,7 +42,78 @@ class MessageReport:
         return [profile_row(v) for v in self.verdicts]
 
     def to_json(self) -> dict[str, Any]:
-        return {"message": self.message, "profiles": self.profile_rows(), **self.estimate.to_json()}
+        return {
+            "message": self.message,
+            "profiles": self.profile_rows(),
+            "without_dns_data": without_dns_data(self.verdicts),
+            "dns_note": dns_note(self.verdicts),
+            **self.estimate.to_json(),
+        }
+
+
+def _names(finding: Finding) -> list[str]:
+    return [str(n) for n in finding.detail.get("dns_names") or ()]
+
+
+def without_dns_data(verdicts: Sequence[Verdict]) -> list[dict[str, Any]]:
+    """The checks offline DNS left without data, once each (code and names), over profiles."""
+    seen: dict[str, list[str]] = {}
+    for verdict in verdicts:
+        for finding in verdict.without_dns_data:
+            names = seen.setdefault(finding.code, [])
+            names.extend(n for n in _names(finding) if n not in names)
+    return [{"code": code, "dns_names": names} for code, names in seen.items()]
+
+
+_CHECK_LABELS = (  # finding-code prefix -> the check's name for a reader
+    ("SENDER_AUTH_", "sender authentication"),
+    ("SENDERID_", "Sender ID"),
+    ("SPF_", "SPF"),
+    ("DKIM_", "DKIM"),
+    ("DMARC_", "DMARC"),
+    ("DNSBL_", "blocklists"),
+    ("RHSBL_", "blocklists"),
+    ("URIBL_", "blocklists"),
+)
+
+
+def _check_label(code: str) -> str:
+    return next((label for prefix, label in _CHECK_LABELS if code.startswith(prefix)), code)
+
+
+def dns_note(verdicts: Sequence[Verdict]) -> str | None:
+    """One plain paragraph when checks were judged without DNS data, else None."""
+    checks = without_dns_data(verdicts)
+    if not checks:
+        return None
+    names: list[str] = []
+    for check in checks:
+        names.extend(n for n in check["dns_names"] if n not in names)
+    labels: list[str] = []
+    for check in checks:
+        label = _check_label(check["code"])
+        if label not in labels:
+            labels.append(label)
+    codes = ", ".join(labels)
+    shown = ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
+    return (
+        f"Judged without DNS data: sinkd's DNS is offline and no fixture has data for "
+        f"{shown or 'the names these checks need'}, so {codes} could not be judged (they are "
+        f"recorded, never counted as a pass or a failure). {NO_DNS_DATA_HINT}"
+    )
+
+
+def incomplete_note(verdicts: Sequence[Verdict]) -> str | None:
+    """One plain sentence when a check could not answer (scanner down, live DNS timeout)."""
+    codes: list[str] = []
+    for verdict in verdicts:
+        codes.extend(f.code for f in verdict.incomplete if f.code not in codes)
+    if not codes:
+        return None
+    return (
+        f"Not fully judged: {', '.join(codes)} could not answer, so the verdict was reached "
+        "without them."
+    )
 
 
 def profile_row(verdict: Verdict) -> dict[str, Any]:
@@ -51,6 +127,10 @@ def profile_row(verdict: Verdict) -> dict[str, Any]:
         "reply": f"{reply.code} {reply.enhanced} {reply.text}",
         "reasons": [f.reason for f in culprits(verdict)],
         "stripped": list(verdict.stripped),
+        "fully_judged": not verdict.incomplete,
+        "without_dns_data": [
+            {"code": f.code, "dns_names": _names(f)} for f in verdict.without_dns_data
+        ],
     }
 
 
@@ -76,6 +156,9 @@ def gain_all_text(est: Estimate) -> str | None:
 
 def write_text(report: MessageReport, out: TextIO) -> None:
     print(f"== {report.message}  (subject: {report.subject or '-'})", file=out)
+    for note in (dns_note(report.verdicts), incomplete_note(report.verdicts)):
+        if note:
+            print(f"   ! {note}", file=out)
     rows = report.profile_rows()
     width = max((len(r["profile"]) for r in rows), default=7)
     for row in rows:
@@ -121,6 +204,7 @@ th{background:#f2f2f2}.v-accept{color:#2e7d32}.v-quarantine{color:#ef6c00}
 .v-reject{color:#c62828}.chart{display:flex;gap:2em;align-items:center;flex-wrap:wrap}
 .legend td{border:none;padding:.15em .5em}.swatch{display:inline-block;width:1em;height:1em}
 ul{margin:.2em 0;padding-left:1.2em}code{font-size:.9em}small{color:#666}
+.note{background:#fff8e1;border:1px solid #f9a825;padding:.5em .8em}
 """
 
 
@@ -193,6 +277,12 @@ def render_html(reports: Sequence[MessageReport], *, back: tuple[str, str] | Non
             f"<h2>{e(report.message)}</h2><p>Subject: <strong>{e(report.subject or '-')}"
             "</strong></p>"
         )
+        note = dns_note(report.verdicts)
+        if note:
+            out.append(f'<p class="note dns-note">{e(note)}</p>')
+        unfinished = incomplete_note(report.verdicts)
+        if unfinished:
+            out.append(f'<p class="note incomplete-note">{e(unfinished)}</p>')
         out.append("<h3>Of the companies you send to</h3>")
         legend = "".join(
             f'<tr><td><span class="swatch" style="background:{COLOURS[o]}"></span></td>'
@@ -245,7 +335,8 @@ def render_html(reports: Sequence[MessageReport], *, back: tuple[str, str] | Non
         for verdict in report.verdicts:
             items = "".join(
                 f"<li><code>{e(f.code)}</code> ({e(f.action.value)}"
-                f"{f', {f.score:+g} points' if f.score else ''}): {e(f.reason)}</li>"
+                f"{f', {f.score:+g} points' if f.score else ''}"
+                f"{f', not judged: {f.unjudged.value}' if f.unjudged else ''}): {e(f.reason)}</li>"
                 for f in verdict.findings
             )
             out.append(f"<h4>{e(verdict.profile)}</h4><ul>{items or '<li>none</li>'}</ul>")

@@ -55,11 +55,29 @@ def test_the_json_report_has_the_documented_shape(newsletter: Path) -> None:
     code, text = run(str(newsletter), "--profiles", "typical-corporate,no-filter", "--json")
     assert code == EXIT_OK
     data = json.loads(text)
-    assert set(data) == {"message", "profiles", "population", "causes", "gain_all_intact", "model"}
+    assert set(data) == {
+        "message",
+        "profiles",
+        "population",
+        "causes",
+        "gain_all_intact",
+        "model",
+        "without_dns_data",
+        "dns_note",
+    }
     assert data["message"] == str(newsletter)
     assert [p["profile"] for p in data["profiles"]] == ["typical-corporate", "no-filter"]
     corporate = data["profiles"][0]
-    assert set(corporate) == {"profile", "verdict", "stage", "reply", "reasons", "stripped"}
+    assert set(corporate) == {
+        "profile",
+        "verdict",
+        "stage",
+        "reply",
+        "reasons",
+        "stripped",
+        "fully_judged",
+        "without_dns_data",
+    }
     assert corporate["verdict"] == "quarantine" and corporate["stage"] == "data"
     assert corporate["reply"].startswith("250 2.0.0")
     assert corporate["stripped"]
@@ -110,3 +128,41 @@ def test_an_unknown_profile_exits_2(newsletter: Path, capsys: pytest.CaptureFixt
     code, _ = run(str(newsletter), "--profiles", "typical-corporate,nonesuch")
     assert code == EXIT_USAGE
     assert "unknown profile 'nonesuch'" in capsys.readouterr().err
+
+
+def test_offline_dns_without_data_never_refuses_and_the_report_says_how_to_give_it(
+    newsletter: Path,
+) -> None:
+    code, text = run(str(newsletter), "--profiles", "legacy-sender-id")
+    assert code == EXIT_OK
+    assert "REJECT" not in text and "does not exist" not in text
+    assert "Judged without DNS data" in text
+    assert "shop.example" in text
+    assert "--dns-zone FILE" in text and "--dns live" in text
+    code, text = run(str(newsletter), "--profiles", "legacy-sender-id", "--json")
+    data = json.loads(text)
+    assert data["profiles"][0]["verdict"] != "reject"
+    assert {"code": "SENDERID_NONE", "dns_names": ["shop.example"]} in data["without_dns_data"]
+    assert data["dns_note"].startswith("Judged without DNS data")
+
+
+def test_a_fixture_that_says_the_pra_domain_does_not_exist_still_refuses(
+    newsletter: Path, tmp_path: Path
+) -> None:
+    zone = tmp_path / "gone.yaml"
+    zone.write_text("shop.example: {rcode: NXDOMAIN}\n")
+    code, text = run(str(newsletter), "--profiles", "legacy-sender-id", "--dns-zone", str(zone))
+    assert code == EXIT_OK
+    assert "REJECT" in text and "that domain does not exist" in text
+    assert "550 5.7.1 Sender ID (PRA) Not Permitted" in text
+
+
+def test_the_html_report_says_when_checks_were_judged_without_dns_data(
+    newsletter: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "report.html"
+    code, _ = run(str(newsletter), "--profiles", "legacy-sender-id", "--html", str(out))
+    assert code == EXIT_OK
+    page = out.read_text(encoding="utf-8")
+    assert '<p class="note dns-note">Judged without DNS data' in page
+    assert "not judged: no-dns-data" in page

@@ -179,7 +179,7 @@ class SenderAuthFilter(Filter):
                 if str(name) not in names:
                     names.append(str(name))
         checks = " and ".join(sorted({f.code.partition("_")[0] for f in inputs}))
-        check = f"Whether the message passes SPF or DKIM ({checks} not judged)"
+        check = "The rule that a message must pass SPF or DKIM"
         if why is Unjudged.NO_DNS_DATA:
             reason = no_dns_data_reason(check, names)
         elif why is Unjudged.UNAVAILABLE:
@@ -199,7 +199,7 @@ class SenderAuthFilter(Filter):
             action=Action.NONE,
             reason=reason,
             stage=Stage.DATA,
-            detail={"result": "unjudged", **detail, "dns_names": names},
+            detail={"result": "unjudged", **detail, "not_judged": checks, "dns_names": names},
             unjudged=why,
         )
 

@@ -282,8 +282,10 @@ async def test_offline_dns_without_data_leaves_the_rule_unjudged_not_refused() -
     assert finding.reply is None
     assert finding.unjudged is Unjudged.NO_DNS_DATA
     assert finding.detail["dns_names"] == ["shop.example"]
+    assert finding.detail["not_judged"] == "SPF"
     assert finding.reason.startswith(
-        "Whether the message passes SPF or DKIM (SPF not judged) could not be judged"
+        "The rule that a message must pass SPF or DKIM could not be judged: sinkd's DNS is "
+        "offline and no fixture has data for shop.example."
     )
     assert "shop.example" in finding.reason
     assert "--dns-zone FILE" in finding.reason
@@ -298,7 +300,7 @@ async def test_the_dns_names_of_every_unjudged_input_are_listed_once() -> None:
         ),
     )
     assert finding.detail["dns_names"] == ["shop.example", "mail._domainkey.x"]
-    assert "(DKIM and SPF not judged)" in finding.reason
+    assert finding.detail["not_judged"] == "DKIM and SPF"
 
 
 async def test_an_unanswered_lookup_makes_the_rule_unavailable_whatever_else_lacks_data() -> None:
