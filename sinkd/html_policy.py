@@ -37,6 +37,7 @@ class HtmlHit:
     cls: str
     what: str
     text: str | None = None
+    remote: bool = False  # an image the mail client fetches from the network to show it
 
 
 @dataclass(frozen=True, slots=True)
@@ -1259,8 +1260,8 @@ class _Scan:
             cleaned = _clean_zero_width(text, found)
             self.actions.append(_Action(order, _SET_TEXT, node, cleaned, slot=zw.slot))
 
-    def _hit(self, cls: str, what: str) -> None:
-        self.slots.append(_Found(HtmlHit(cls, what)))
+    def _hit(self, cls: str, what: str, remote: bool = False) -> None:
+        self.slots.append(_Found(HtmlHit(cls, what, remote=remote)))
 
     def _element(self, node: LexborNode, tag: str, state: _State, order: int) -> _State:
         attrs = node.attributes
@@ -1390,7 +1391,8 @@ class _Scan:
             removes = self._img(attrs, style, state, reshown, strip)
         elif tag == "input" and (attrs.get("type") or "").strip().lower() == "image":
             src = attrs.get("src") or ""
-            self._hit("images", f"{_tag(tag, attrs, 'type', 'src')} {_source_kind(src)}")
+            remote = src.strip().lower().startswith(_REMOTE)
+            self._hit("images", f"{_tag(tag, attrs, 'type', 'src')} {_source_kind(src)}", remote)
             removes = "images" in strip
         elif tag == "source" and state.picture and attrs.get("srcset"):
             self._hit("images", f"{_tag(tag, attrs, 'srcset')} in <picture>")
@@ -1451,10 +1453,11 @@ class _Scan:
             candidates = (attrs.get("srcset") or "").split(",")[0].split()
             src = candidates[0] if candidates else ""
             shown = _tag("img", attrs, "srcset")
-        self._hit("images", f"{shown} {_source_kind(src)}")
+        remote = src.strip().lower().startswith(_REMOTE)
+        self._hit("images", f"{shown} {_source_kind(src)}", remote)
         # Only a fetched image can report an open: a 1x1 cid: or data: image is just a spacer.
         pixel = False
-        if src.strip().lower().startswith(_REMOTE):
+        if remote:
             width = _dimension(style.width, attrs.get("width"))
             height = _dimension(style.height, attrs.get("height"))
             if width is not None and height is not None and width <= 1 and height <= 1:

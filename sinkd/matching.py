@@ -14,10 +14,21 @@ from collections.abc import Iterable, Sequence
 from functools import cache
 from itertools import compress
 
-__all__ = ["GTUBE", "RegexSet", "WordMatcher", "has_gtube", "normalize", "tokenize"]
+__all__ = [
+    "GTUBE",
+    "GTUBE_TEXT",
+    "RegexSet",
+    "WordMatcher",
+    "excerpt",
+    "has_gtube",
+    "normalize",
+    "tokenize",
+]
 
-# SpamAssassin's Generic Test for Unsolicited Bulk Email.
+# SpamAssassin's Generic Test for Unsolicited Bulk Email (rules/20_body_tests.cf: a body rule,
+# unanchored, so it matches anywhere in the decoded, rendered text of a paragraph).
 GTUBE = b"XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
+GTUBE_TEXT = GTUBE.decode("ascii")
 
 # Invisible format characters (soft hyphen, zero-width space/joiners, direction marks, word
 # joiner, BOM) are removed before tokenizing: they do not separate words on screen, and
@@ -132,11 +143,14 @@ class WordMatcher:
 class RegexSet:
     """A handful of user regexes, compiled once; ``find`` reports each one that matches.
 
-    An invalid pattern raises ``re.error`` from the constructor.
+    Text is read as body rules read it (sinkd.message.BodyPart): one paragraph per line, and,
+    as SpamAssassin matches "independently against each of these lines" (Conf.pm, ``body``),
+    a match never spans two lines and ``^``/``$`` anchor at each line. An invalid pattern raises
+    ``re.error`` from the constructor.
     """
 
     def __init__(self, patterns: Sequence[str], *, ignore_case: bool = True) -> None:
-        flags = re.IGNORECASE if ignore_case else 0
+        flags = re.MULTILINE | (re.IGNORECASE if ignore_case else 0)
         self._compiled: dict[str, re.Pattern[str]] = {}
         for pattern in patterns:
             if pattern not in self._compiled:
@@ -149,20 +163,25 @@ class RegexSet:
         return f"<RegexSet {len(self)} patterns>"
 
     def find(self, text: str) -> dict[str, str]:
-        """Each matching pattern -> the text of its first match, cut to 80 characters."""
+        """Each matching pattern -> an excerpt of its first match (see ``excerpt``)."""
         found: dict[str, str] = {}
         for pattern, compiled in self._compiled.items():
             match = compiled.search(text)
+            if match is not None and "\n" in match.group(0):
+                # One search over the whole text is the fast path; a match that crosses a line
+                # is not one SpamAssassin would see, so look again line by line.
+                match = next(filter(None, map(compiled.search, text.split("\n"))), None)
             if match is not None:
-                found[pattern] = match.group(0)[:MATCH_EXCERPT_CHARS]
+                found[pattern] = excerpt(match.group(0))
         return found
 
 
-_HEADER_END = re.compile(rb"\r?\n\r?\n")
+def excerpt(text: str, limit: int = MATCH_EXCERPT_CHARS) -> str:
+    """``text`` on one line, cut to ``limit`` characters with an ellipsis when longer."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
 
 
-def has_gtube(raw: bytes) -> bool:
-    """True if the body of ``raw`` contains the GTUBE string exactly (as SpamAssassin checks)."""
-    # The body starts after the first empty line (RFC 5322 §2.1); without one, look everywhere.
-    end = _HEADER_END.search(raw)
-    return raw.find(GTUBE, end.end() if end else 0) != -1
+def has_gtube(text: str) -> bool:
+    """True if ``text`` (one part as body rules read it) contains the GTUBE string."""
+    return GTUBE_TEXT in text

@@ -25,7 +25,15 @@ from sinkd.html_depth import too_deep
 if TYPE_CHECKING:
     from sinkd.mimetree import MimeTree
 
-__all__ = ["ParsedMessage", "RawIssues", "decode_encoded_words", "decode_text", "parse"]
+__all__ = [
+    "BODY_PART_SCAN_SIZE",
+    "BodyPart",
+    "ParsedMessage",
+    "RawIssues",
+    "decode_encoded_words",
+    "decode_text",
+    "parse",
+]
 
 # RFC 5322 §2.1.1: a line must be no more than 998 characters, excluding the CRLF.
 MAX_LINE_OCTETS = 998
@@ -87,18 +95,65 @@ _NOT_BASE64 = re.compile(rb"[^A-Za-z0-9+/]")
 # and <CR>.<CR>. The line break after the dot is only looked at, so overlapping look-alikes
 # ("\n.\n.\n") all count; every branch starts with a literal so the scan stays fast.
 _SMUGGLING = re.compile(rb"\n\.(?=\n)|\r\.(?=\r)|\n(?<!\r\n)\.(?=\r\n)")
-# Block-level tags: a space is put before each (opening or closing) so that "<p>a</p><p>b</p>"
-# renders as "a b" while inline markup such as "V<b>iagra</b>" stays one word, as a mail client
-# would show it.
+# SpamAssassin's body_part_scan_size (Conf.pm, default 50000): each part's rendered text is cut
+# to about this many characters before body rules run, which keeps the work on a huge part
+# bounded (tokenizing and matching cost grows with the text). The cut prefers a line break, then
+# a space, within 1024 characters after the limit, as Message.pm get_body_text_array_common does.
+BODY_PART_SCAN_SIZE = 50_000
+_SCAN_SLACK = 1024
+# An HTML source is parsed up to SpamAssassin's rawbody_part_scan_size (Conf.pm, default 500000)
+# characters: markup is most of an HTML body, so a 50,000-character cut of the source would lose
+# text SpamAssassin sees, while the parse of a multi-megabyte body must stay bounded. (sinkd's
+# choice; SpamAssassin renders the whole part and cuts the rendered text only.)
+HTML_SOURCE_SCAN_SIZE = 500_000
+
+# Mail::SpamAssassin::HTML html_whitespace (lib/Mail/SpamAssassin/HTML.pm): <p>, <hr>,
+# <blockquote>, <pre>, <listing>, <plaintext>, <xmp> and <title> (opening and closing, "bug
+# 5009") end a paragraph; <br>, <div>, <li>, <td>, <th>, <dt>, <dd>, <embed> and <h1>-<h6> put
+# white space. sinkd also puts a space at the HTML5 block elements SpamAssassin's older list does
+# not know (<section>, <table>, <tr>, ...), as a mail client shows them on lines of their own.
+# Inline markup (<b>, <span>, <a>, ...) puts nothing, so "via<b>gra</b>" reads "viagra" there as
+# on screen. A paragraph break is marked with a noncharacter (removed from the input first) so
+# that line breaks inside text, which SpamAssassin turns into spaces, never make one.
+_HTML_PARAGRAPH_TAG = re.compile(
+    r"<(?=/?(?:blockquote|hr|listing|p|plaintext|pre|title|xmp)\b)", re.IGNORECASE
+)
 _HTML_BLOCK_TAG = re.compile(
-    r"<(?=/?(?:address|article|aside|blockquote|br|center|dd|div|dl|dt|fieldset|figcaption"
-    r"|figure|footer|form|h[1-6]|header|hr|li|main|nav|ol|option|p|pre|section|table|tbody"
+    r"<(?=/?(?:address|article|aside|br|center|dd|div|dl|dt|embed|fieldset|figcaption"
+    r"|figure|footer|form|h[1-6]|header|li|main|nav|ol|option|section|table|tbody"
     r"|td|tfoot|th|thead|tr|ul)\b)",
     re.IGNORECASE,
 )
-# Not rendered by a mail client: scripts, styles and the whole head (including the title).
-_HTML_HIDDEN_TAGS = ["script", "style", "head", "title", "template"]
+_PARAGRAPH_MARK = "\ufdd0"
+_PARAGRAPH_MARKS = re.compile(" ?\ufdd0[\ufdd0 ]*")
+# Not rendered: scripts and styles (HTML.pm html_text skips their text) and templates (inert).
+# The <title> stays, as SpamAssassin renders it.
+_HTML_HIDDEN_TAGS = ["script", "style", "template"]
 _HTML_TAG = re.compile(r"<[^>]*>")
+# Message.pm get_body_text_array_common: "double newlines => null", then every other run of
+# white space becomes one space, then null => newline: one paragraph per line.
+_BLANK_LINES = re.compile(r"\n+\s*\n+")
+_HTML_NAME = re.compile(r"\.s?html?$", re.IGNORECASE)
+
+
+@dataclass(frozen=True, slots=True)
+class BodyPart:
+    """One text part as body rules read it: decoded, HTML rendered, one paragraph per line."""
+
+    index: int  # position in the depth-first walk of the MIME tree (0: the message itself)
+    html: bool  # rendered from text/html (or a part named *.html)
+    inline: bool  # False for an attachment, or a file that only its name makes HTML
+    filename: str | None
+    text: str  # paragraphs separated by "\n", white space runs single spaces
+
+    @property
+    def label(self) -> str:
+        """Where the part is, in words a reader of a finding understands."""
+        if self.inline:
+            return "HTML body" if self.html else "text body"
+        if self.filename:
+            return f"attachment '{self.filename}'"
+        return "attached HTML part" if self.html else "attached text part"
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +178,7 @@ class ParsedMessage:
     def __init__(self, raw: bytes) -> None:
         self.raw = raw
         self._notes: list[str] = []  # defects found by sinkd itself while decoding
+        self._decoded: dict[int, str] = {}  # walk index -> decoded text of that part
 
     def __repr__(self) -> str:
         return f"<ParsedMessage {self.size} octets>"
@@ -259,9 +315,18 @@ class ParsedMessage:
         return found
 
     def _part_text(self, index: int, part: email.message.Message) -> str:
+        """The decoded text of one part, computed once whoever asks (the bodies, the view)."""
+        cached = self._decoded.get(index)
+        if cached is None:
+            cached = self._decoded[index] = self._decode_part(index, part, quiet=False)
+        return cached
+
+    def _decode_part(self, index: int, part: email.message.Message, *, quiet: bool) -> str:
+        """Undo the transfer encoding, then the charset; ``quiet`` records no defect."""
         try:
-            # decode=True undoes base64 / quoted-printable and tolerates most broken base64
-            # (recording InvalidBase64* defects on the part).
+            # decode=True undoes base64 / quoted-printable (RFC 2045 §6.7: the decode itself
+            # removes soft line breaks) and tolerates most broken base64 (recording
+            # InvalidBase64* defects on the part).
             data = part.get_payload(decode=True)
             if isinstance(data, bytes) and any(
                 isinstance(d, email.errors.InvalidBase64LengthDefect) for d in part.defects
@@ -271,11 +336,16 @@ class ParsedMessage:
                 data = _lenient_b64decode(data)
             charset = part.get_content_charset()
         except Exception as exc:
-            self._note(f"body could not be decoded in part {index} ({_describe(exc)})")
+            if not quiet:
+                self._note(f"body could not be decoded in part {index} ({_describe(exc)})")
             return ""
         if not isinstance(data, bytes):
             return ""
-        return self._decode(data, charset, f"part {index}").replace("\r\n", "\n")
+        if quiet:
+            text, _ = decode_text(data, charset)
+        else:
+            text = self._decode(data, charset, f"part {index}")
+        return text.replace("\r\n", "\n")
 
     @cached_property
     def text_body(self) -> str:
@@ -291,13 +361,49 @@ class ParsedMessage:
 
     @cached_property
     def html_text(self) -> str:
+        """The inline HTML parts rendered to text, on one line (paragraph breaks as spaces)."""
         if not self.has_html:
             return ""
-        return " ".join(filter(None, (_html_to_text(h) for h in self.html_bodies)))
+        texts = (p.text.replace("\n", " ") for p in self.body_parts if p.html and p.inline)
+        return " ".join(filter(None, texts))
 
     @cached_property
     def body_text(self) -> str:
         return self.text_body + "\n" + self.html_text
+
+    @cached_property
+    def body_parts(self) -> tuple[BodyPart, ...]:
+        """Every text part as SpamAssassin's body rules read it, one decode and render each.
+
+        Follows Mail::SpamAssassin::Message::get_body_text_array_common (lib/Mail/SpamAssassin/
+        Message.pm) and Message::Node::rendered(): every leaf whose effective type is
+        text/plain or text/html (a part named *.htm, *.html or *.shtml counts as HTML, Node.pm
+        effective_type), attachments included; transfer encoding and charset undone; HTML
+        rendered to text; each part cut at body_part_scan_size; then paragraphs (blank-line
+        separated) become one line each with every run of white space a single space.
+        """
+        found: list[BodyPart] = []
+        inline_plain = {i for i, _ in self._body_parts("plain")}
+        inline_html = {i for i, _ in self._body_parts("html")}
+        for index, part in enumerate(self._parts):
+            if index in inline_plain or index in inline_html:
+                name = _filename(part)
+                html = index in inline_html or bool(_HTML_NAME.search(name or ""))
+                inline = True
+                text = self._part_text(index, part)
+            else:
+                kind = _attached_text_kind(part)
+                if kind is None:
+                    continue
+                html, inline, name = kind == "html", False, _filename(part)
+                # Read quietly: decoding an attachment must not add defects that depend on
+                # whether a content rule happened to look at it.
+                before = len(part.defects)
+                text = self._decode_part(index, part, quiet=True)
+                del part.defects[before:]
+            text = _render_html(text) if html else _paragraphs(text)
+            found.append(BodyPart(index, html, inline, name, text))
+        return tuple(found)
 
     # --- defects and raw octets ---------------------------------------------------------------
 
@@ -462,20 +568,78 @@ def _defect_text(defect: object) -> str:
     return text
 
 
-def _html_to_text(html: str) -> str:
-    """Render HTML to the text a reader sees: hidden elements dropped, whitespace collapsed."""
-    spaced = _HTML_BLOCK_TAG.sub(" <", html)
-    if too_deep(spaced) is not None:
-        # Hostile nesting would stall the parser: strip the tags instead (text is all we need).
-        return _WHITESPACE.sub(" ", _HTML_TAG.sub(" ", spaced)).strip()
-    try:
-        # Imported here: messages without HTML must not pay for (or even load) selectolax.
-        from selectolax.lexbor import LexborHTMLParser
+def _render_html(html: str) -> str:
+    """HTML to the text SpamAssassin's body rules see, one paragraph per line (see _paragraphs).
 
-        tree = LexborHTMLParser(spaced)
-        tree.strip_tags(_HTML_HIDDEN_TAGS, recursive=True)
-        root = tree.body or tree.root
-        text = root.text(separator="") if root is not None else ""
-    except Exception:
-        text = _HTML_TAG.sub(" ", spaced)  # last resort; selectolax is not known to fail
+    Scripts, styles and templates dropped; text hidden by styling is kept, as in
+    SpamAssassin's "rendered" text (its "visible_rendered" is for Bayes only).
+    """
+    marked = html.replace(_PARAGRAPH_MARK, "")
+    marked = _HTML_PARAGRAPH_TAG.sub(_PARAGRAPH_MARK + "<", marked)
+    marked = _HTML_BLOCK_TAG.sub(" <", marked)
+    if too_deep(marked) is not None:
+        # Hostile nesting would stall the parser: strip the tags instead (text is all we need).
+        text = _HTML_TAG.sub(" ", marked)
+    else:
+        try:
+            # Imported here: messages without HTML must not pay for (or even load) selectolax.
+            from selectolax.lexbor import LexborHTMLParser
+
+            tree = LexborHTMLParser(marked[:HTML_SOURCE_SCAN_SIZE])
+            tree.strip_tags(_HTML_HIDDEN_TAGS, recursive=True)
+            root = tree.root
+            text = root.text(separator="") if root is not None else ""
+        except Exception:
+            text = _HTML_TAG.sub(" ", marked)  # last resort; selectolax is not known to fail
+    # HTML.pm display_text: white space inside text (line breaks too) is one space; only the
+    # paragraph tags above end a paragraph.
+    text = _cut(_WHITESPACE.sub(" ", text), BODY_PART_SCAN_SIZE)
+    return _PARAGRAPH_MARKS.sub("\n", text).strip()
+
+
+def _paragraphs(text: str) -> str:
+    """Plain text as body rules see it: cut at the scan size, one paragraph per line.
+
+    Message.pm get_body_text_array_common ("whitespace handling (warning: small changes have
+    large effects!)"): a hard line break inside a paragraph becomes a space, so a word or GTUBE
+    split by one is not found, as in SpamAssassin.
+    """
+    text = _cut(text, BODY_PART_SCAN_SIZE)
+    if "\n" in text:
+        text = _BLANK_LINES.sub("\0", text)
+        return _WHITESPACE.sub(" ", text).replace("\0", "\n").strip()
     return _WHITESPACE.sub(" ", text).strip()
+
+
+def _cut(text: str, size: int) -> str:
+    """Cut ``text`` near ``size`` characters as Message.pm does for body_part_scan_size."""
+    if len(text) <= size:
+        return text
+    for stop in ("\n", " "):
+        end = text.find(stop, size, size + _SCAN_SLACK + 1)
+        if end >= 0:
+            return text[: end + 1]
+    return text[:size]
+
+
+def _attached_text_kind(part: email.message.Message) -> str | None:
+    """'plain' or 'html' for a leaf body rules read that the inline bodies leave out."""
+    try:
+        if part.is_multipart():
+            return None
+        if _HTML_NAME.search(_filename(part) or ""):
+            return "html"  # Node.pm effective_type (bugs 6260, 6439)
+        ctype = part.get_content_type()
+    except Exception:
+        return None
+    if ctype in ("text/plain", "text/html"):
+        return ctype[5:]
+    return None
+
+
+def _filename(part: email.message.Message) -> str | None:
+    try:
+        name = part.get_filename()
+    except Exception:
+        return None
+    return str(name) if name else None

@@ -6,11 +6,12 @@ import base64
 import subprocess
 import sys
 import textwrap
+from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
 
-from sinkd.message import ParsedMessage, RawIssues, parse
+from sinkd.message import BODY_PART_SCAN_SIZE, ParsedMessage, RawIssues, parse
 
 ROOT = Path(__file__).resolve().parent.parent
 MESSAGES = Path(__file__).resolve().parent / "messages"
@@ -27,6 +28,7 @@ PROPERTIES = [
     "has_html",
     "html_text",
     "body_text",
+    "body_parts",
     "defects",
     "raw_issues",
     "size",
@@ -172,17 +174,147 @@ def test_a_base64_html_part_is_decoded() -> None:
     assert msg.html_bodies[0].startswith("<html><head><title>Title words</title>")
 
 
-def test_html_text_is_what_a_reader_sees() -> None:
+def test_html_text_is_the_html_as_spamassassin_renders_it() -> None:
     html_text = parse(MULTIPART).html_text
-    # Inline markup does not split a word, block elements and &nbsp; separate words.
-    assert html_text == "Hello world second block cell1 cell2"
-    for hidden in ("hidden", "color", "Title"):
+    # Inline markup does not split a word, block elements and &nbsp; separate words; the title
+    # is rendered (HTML.pm keeps it), scripts and styles are not.
+    assert html_text == "Title words Hello world second block cell1 cell2"
+    for hidden in ("hidden", "color"):
         assert hidden not in html_text
 
 
 def test_body_text_joins_plain_and_html_text() -> None:
     msg = parse(MULTIPART)
     assert msg.body_text == msg.text_body + "\n" + msg.html_text
+
+
+# --- body parts as body rules read them ---------------------------------------------------------
+
+GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
+
+
+def test_body_parts_are_every_text_part_with_where_it_is() -> None:
+    parts = parse(MULTIPART).body_parts
+    assert [(p.index, p.html, p.inline, p.label) for p in parts] == [
+        (1, False, True, "text body"),
+        (2, True, True, "HTML body"),
+        # Message.pm reads every text/plain and text/html leaf, attachments too.
+        (3, False, False, "attachment 'notes.txt'"),
+    ]
+    assert parts[0].text == "Café plain text, softwrapped."
+    assert parts[2].text == "attached secret words"
+
+
+def test_a_quoted_printable_soft_line_break_inside_a_word_is_removed() -> None:
+    msg = EmailMessage()
+    msg["Subject"] = "x"
+    msg.set_content("A line long enough that quoted-printable must wrap it here: " + GTUBE)
+    raw = msg.as_bytes()
+    assert GTUBE.encode() not in raw
+    [part] = parse(raw).body_parts
+    assert GTUBE in part.text
+
+
+def test_a_blank_line_ends_a_paragraph_and_other_white_space_is_one_space() -> None:
+    raw = crlf("Subject: x\n\nFirst line\n  still first\t paragraph\n\n \n\nSecond\n")
+    [part] = parse(raw).body_parts
+    assert part.text == "First line still first paragraph\nSecond"
+
+
+def test_html_paragraphs_follow_spamassassins_renderer() -> None:
+    html = (
+        "<html><head><title>The title</title><style>.a{}</style></head><body>"
+        "<p>via<b>gra</b>\n\n\nstill one paragraph</p>"
+        "<div>div one</div><div>div two</div>a<br>b<table><tr><td>c1</td><td>c2</td></tr></table>"
+        "<script>var x;</script><blockquote>quoted</blockquote>tail &nbsp; end</body></html>"
+    )
+    raw = b"Subject: x\r\nContent-Type: text/html\r\n\r\n" + html.encode()
+    [part] = parse(raw).body_parts
+    assert part.text.split("\n") == [
+        "The title",
+        "viagra still one paragraph",
+        "div one div two a b c1 c2",
+        "quoted",
+        "tail end",
+    ]
+
+
+def test_a_part_named_html_is_rendered_as_html() -> None:
+    msg = EmailMessage()
+    msg["Subject"] = "x"
+    msg.set_content("see attachment")
+    msg.add_attachment(
+        b"<p>Pay <b>now</b></p>",
+        maintype="application",
+        subtype="octet-stream",
+        filename="invoice.htm",
+    )
+    parts = parse(msg.as_bytes()).body_parts
+    assert [(p.html, p.label, p.text) for p in parts] == [
+        (False, "text body", "see attachment"),
+        (True, "attachment 'invoice.htm'", "Pay now"),
+    ]
+
+
+def test_a_binary_attachment_is_not_a_body_part() -> None:
+    msg = EmailMessage()
+    msg.set_content("see attachment")
+    msg.add_attachment(b"\x00\x01casino", maintype="application", subtype="pdf", filename="a.pdf")
+    assert [p.label for p in parse(msg.as_bytes()).body_parts] == ["text body"]
+
+
+def test_reading_an_attachment_adds_no_defect() -> None:
+    raw = crlf(
+        """
+        Subject: x
+        MIME-Version: 1.0
+        Content-Type: multipart/mixed; boundary="b"
+
+        --b
+        Content-Type: text/plain
+
+        body
+        --b
+        Content-Type: text/plain
+        Content-Disposition: attachment; filename="n.txt"
+        Content-Transfer-Encoding: base64
+
+        Y2FzaW5v=x
+        --b--
+        """
+    )
+    before = parse(raw).defects
+    msg = parse(raw)
+    assert msg.body_parts[1].text == "casino"
+    assert msg.defects == before
+
+
+def test_a_huge_text_part_is_cut_near_the_scan_size_at_a_line_break() -> None:
+    line = "x" * 99 + "\n"
+    raw = b"Subject: x\r\n\r\n" + (line * 2_000).encode() + b"casino\n"
+    [part] = parse(raw).body_parts
+    # Message.pm: cut at the first line break after body_part_scan_size (50,000 characters),
+    # which ends the 501st line here.
+    assert len(part.text) == 501 * 100 - 1
+    assert "casino" not in part.text
+
+
+def test_a_huge_html_part_is_parsed_up_to_its_cap_and_its_text_cut() -> None:
+    html = "<p>" + "word " * 200_000 + "</p><p>casino</p>"
+    raw = b"Subject: x\r\nContent-Type: text/html\r\n\r\n" + html.encode()
+    [part] = parse(raw).body_parts
+    assert len(part.text) <= BODY_PART_SCAN_SIZE + 1024
+    assert "casino" not in part.text
+
+
+def test_each_part_is_decoded_once_for_the_bodies_and_the_body_parts() -> None:
+    msg = parse(MULTIPART)
+    assert msg.text_body.startswith("Café")
+    assert msg.html_bodies[0].startswith("<html>")
+    decoded = dict(msg._decoded)
+    assert msg.body_parts[0].text.startswith("Café")
+    assert msg._decoded == decoded  # the view reused the decode, nothing new
+    assert msg.body_parts is msg.body_parts
 
 
 def test_a_message_without_content_type_is_plain_text() -> None:

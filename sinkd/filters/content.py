@@ -1,9 +1,12 @@
 """Content rules: trigger words, phrases and regular expressions, and GTUBE.
 
 Owns the ``content`` filter kind: words and phrases (whole-word, case-insensitive, Unicode-aware)
-and regular expressions over the subject, the text body, the HTML body rendered to text and
+and regular expressions over the subject, the text parts, the HTML parts rendered to text and
 headers, with per-match scores and caps, as SpamAssassin body rules and Google's "objectionable
-content" do. All word rules of one filter share one index and one pass per part. Pure.
+content" do. Body text comes from the message's one shared decode (ParsedMessage.body_parts:
+transfer encoding and charset undone, HTML rendered, one paragraph per line); this module never
+decodes or parses anything itself. All word rules of one filter share one index and one pass per
+part of the message. Findings quote what matched and say where. Pure.
 
 ```yaml
 - kind: content
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Annotated, Literal
 
 from pydantic import StringConstraints, model_validator
@@ -83,20 +87,51 @@ class ContentSpec(Spec):
     rules: list[ContentRule] = []
 
 
-def part_text(message: ParsedMessage, part: str) -> str:
-    """The text of one named part of the message, as content rules see it."""
-    if part == "subject":
-        return message.subject or ""
-    if part == "body":
-        return message.body_text
-    if part == "text":
-        return message.text_body
-    if part == "html":
-        return message.html_text
-    if part == "headers":
-        return "\n".join(f"{k}: {v}" for k, v in message.message.items())
-    name = part.partition(":")[2]
-    return "\n".join(str(v) for v in message.message.get_all(name, []))
+@dataclass(frozen=True, slots=True)
+class _Segment:
+    """One stretch of text a rule reads, with the words a reader needs to find it."""
+
+    key: str  # unique per message: "subject", "part:3", "headers", "header:X-Mailer"
+    label: str  # "subject", "text body", "HTML body", "attachment 'notes.txt'", "headers", ...
+    mime_part: int | None  # the BodyPart index, for body text
+    text: str
+
+
+class _Segments:
+    """The segments each part name stands for, built on first use from the shared decode."""
+
+    def __init__(self, message: ParsedMessage) -> None:
+        self.message = message
+        self._by_part: dict[str, list[_Segment]] = {}
+
+    def __call__(self, part: str) -> list[_Segment]:
+        segments = self._by_part.get(part)
+        if segments is None:
+            segments = self._by_part[part] = self._build(part)
+        return segments
+
+    def _build(self, part: str) -> list[_Segment]:
+        message = self.message
+        if part == "subject":
+            # SpamAssassin's body rules read the Subject as their first line (Conf.pm, "body":
+            # "the message Subject header is considered part of the body"); sinkd keeps it a
+            # part of its own so that a rule can say where it matched.
+            subject = " ".join((message.subject or "").split())
+            return [_Segment("subject", "subject", None, subject)] if subject else []
+        if part in ("body", "text", "html"):
+            return [
+                _Segment(f"part:{p.index}", p.label, p.index, p.text)
+                for p in message.body_parts
+                if p.text and (part == "body" or p.html == (part == "html"))
+            ]
+        if part == "headers":
+            text = "\n".join(f"{k}: {v}" for k, v in message.message.items())
+            return [_Segment("headers", "headers", None, text)]
+        name = part.partition(":")[2]
+        values = "\n".join(str(v) for v in message.message.get_all(name, []))
+        return (
+            [_Segment(f"header:{name.lower()}", f"{name} header", None, values)] if values else []
+        )
 
 
 class _Rule:
@@ -138,6 +173,11 @@ def _quote(items: list[str], limit: int = 5) -> str:
     return shown + (f" and {more} more" if more > 0 else "")
 
 
+def _where(groups: dict[str, list[str]]) -> str:
+    """ "'a', 'b' in the subject; 'c' in the HTML body"."""
+    return "; ".join(f"{_quote(names)} in the {label}" for label, names in groups.items())
+
+
 class ContentFilter(Filter):
     kind = "content"
     Spec = ContentSpec
@@ -157,28 +197,29 @@ class ContentFilter(Filter):
         for r in word_rules:
             r.words = frozenset(canonical.setdefault(tuple(tokenize(w)), w) for w in r.words)
         self.matcher = WordMatcher(canonical.values()) if word_rules else None
-        self.word_parts = sorted({p for r in word_rules for p in r.rule.parts})
 
     async def check_message(self, ctx: MessageContext) -> list[Finding]:
-        message = ctx.message
+        segments = _Segments(ctx.message)
         findings: list[Finding] = []
-        if self.gtube is not None and has_gtube(message.raw):
-            findings.append(self._gtube_finding(ctx))
-        texts: dict[str, str] = {}
-        hits: dict[str, Mapping[str, int]] = {}
-        if self.matcher is not None:
-            for part in self.word_parts:
-                texts[part] = part_text(message, part)
-                hits[part] = self.matcher.find(texts[part]) if texts[part] else {}
+        if self.gtube is not None:
+            # GTUBE is a SpamAssassin body rule: the subject and every text part, decoded.
+            hit = next(
+                (s for p in ("subject", "body") for s in segments(p) if has_gtube(s.text)), None
+            )
+            if hit is not None:
+                findings.append(self._gtube_finding(ctx, hit))
+        hits: dict[str, Mapping[str, int]] = {}  # segment key -> word hits, shared by rules
         for rule in self.rules:
-            finding = self._check_rule(rule, message, texts, hits, ctx)
+            finding = self._check_rule(rule, segments, hits, ctx)
             if finding is not None:
                 findings.append(finding)
         return findings
 
-    def _gtube_finding(self, ctx: MessageContext) -> Finding:
+    def _gtube_finding(self, ctx: MessageContext, segment: _Segment) -> Finding:
         assert self.gtube is not None and self.gtube_reply is not None
-        reason = "The message contains GTUBE, the standard test string every spam filter flags."
+        reason = (
+            f"The {segment.label} contains GTUBE, the standard test string every spam filter flags."
+        )
         return Finding(
             code="CONTENT_GTUBE",
             filter=self.name,
@@ -187,52 +228,58 @@ class ContentFilter(Filter):
             score=self.gtube.score,
             reason=reason,
             stage=Stage.DATA,
-            detail={"source": "SpamAssassin GTUBE (rules/20_body_tests.cf)"},
+            detail={
+                "source": "SpamAssassin GTUBE (rules/20_body_tests.cf)",
+                "part": segment.label,
+                "mime_part": segment.mime_part,
+            },
             reply=self.gtube_reply.render(reply_variables(ctx.envelope, text=reason)),
         )
 
     def _check_rule(
         self,
         rule: _Rule,
-        message: ParsedMessage,
-        texts: dict[str, str],
+        segments: _Segments,
         hits: dict[str, Mapping[str, int]],
         ctx: MessageContext,
     ) -> Finding | None:
         found: dict[str, int] = {}
-        where: list[str] = []
+        where: list[str] = []  # the rule's part names that matched
+        found_in: list[dict[str, object]] = []
+        groups: dict[str, list[str]] = {}  # label -> what matched there, for the reason
+        seen: set[str] = set()
         for part in rule.rule.parts:
-            if rule.regexes is not None:
-                if part not in texts:
-                    texts[part] = part_text(message, part)
-                matched = rule.regexes.find(texts[part]) if texts[part] else {}
-                part_hits = {text: 1 for text in matched.values()}
-            else:
-                part_hits = {w: n for w, n in hits.get(part, {}).items() if w in rule.words}
-            if part_hits:
-                where.append(part)
+            matched_part = False
+            for segment in segments(part):
+                if segment.key in seen:
+                    continue  # e.g. parts [body, html]: an HTML part is read once
+                seen.add(segment.key)
+                part_hits = self._segment_hits(rule, segment, hits)
+                if not part_hits:
+                    continue
+                matched_part = True
                 for key, count in part_hits.items():
                     found[key] = found.get(key, 0) + count
+                found_in.append(
+                    {"part": segment.label, "mime_part": segment.mime_part, "matches": part_hits}
+                )
+                names = groups.setdefault(segment.label, [])
+                names.extend(k for k in sorted(part_hits) if k not in names)
+            if matched_part:
+                where.append(part)
         if not found:
             return None
         spec = rule.rule
-        names = sorted(found)
-        if spec.describe:
-            reason = spec.describe
-        else:
-            plural = len(where) > 1
-            subject = f"The {' and '.join(where)}"
-            if rule.regexes is not None:
-                verb = "match" if plural else "matches"
-                reason = f"{subject} {verb} a pattern the filter looks for: {_quote(names)}."
-            else:
-                verb = "contain" if plural else "contains"
-                noun = "wording" if len(names) == 1 else "words and phrases"
-                reason = f"{subject} {verb} {noun} the filter looks for: {_quote(names)}."
+        reason = self._reason(rule, groups)
         reply = None
         if spec.action in _HARD:
             reply = rule.reply.render(reply_variables(ctx.envelope, text=reason))
-        detail: dict[str, object] = {"rule": spec.id, "matches": found, "parts": where}
+        detail: dict[str, object] = {
+            "rule": spec.id,
+            "matches": found,
+            "parts": where,
+            "found_in": found_in,
+        }
         if spec.source:
             detail["source"] = spec.source
         return Finding(
@@ -246,3 +293,34 @@ class ContentFilter(Filter):
             detail=detail,
             reply=reply,
         )
+
+    def _segment_hits(
+        self, rule: _Rule, segment: _Segment, hits: dict[str, Mapping[str, int]]
+    ) -> dict[str, int]:
+        """What ``rule`` matched in ``segment``: entry or matched text -> occurrences."""
+        if not segment.text:
+            return {}
+        if rule.regexes is not None:
+            return {text: 1 for text in rule.regexes.find(segment.text).values()}
+        assert self.matcher is not None
+        segment_hits = hits.get(segment.key)
+        if segment_hits is None:
+            segment_hits = hits[segment.key] = self.matcher.find(segment.text)
+        return {w: n for w, n in segment_hits.items() if w in rule.words}
+
+    @staticmethod
+    def _reason(rule: _Rule, groups: dict[str, list[str]]) -> str:
+        """One sentence that quotes what matched and says where (issue 15, point 8)."""
+        if rule.rule.describe:
+            return f"{rule.rule.describe.rstrip()} Found: {_where(groups)}."
+        names = list(dict.fromkeys(n for names in groups.values() for n in names))
+        if rule.regexes is not None:
+            what = "text matching a pattern the filter looks for"
+        elif len(names) == 1:
+            what = "wording the filter looks for"
+        else:
+            what = "words and phrases the filter looks for"
+        if len(groups) == 1:
+            [(label, names)] = groups.items()
+            return f"The {label} contains {what}: {_quote(names)}."
+        return f"The message contains {what}: {_where(groups)}."

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import itertools
 import textwrap
+from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+import sinkd.message
 from sinkd.engine import Pipeline, Router, Transaction, compile_profile
 from sinkd.errors import ProfileError
 from sinkd.filters.content import ContentFilter
@@ -122,10 +125,140 @@ async def test_finding_reason_and_detail_name_the_parts_and_words_found(tmp_path
         "rule": "TRIGGER",
         "matches": {"casino": 3, "lottery": 1},
         "parts": ["subject", "body"],
+        "found_in": [
+            {"part": "subject", "mime_part": None, "matches": {"casino": 1}},
+            {"part": "text body", "mime_part": 0, "matches": {"casino": 2, "lottery": 1}},
+        ],
     }
     assert finding.reason == (
-        "The subject and body contain words and phrases the filter looks for: 'casino', 'lottery'."
+        "The message contains words and phrases the filter looks for: 'casino' in the subject;"
+        " 'casino', 'lottery' in the text body."
     )
+
+
+# --- decoded text, and what matched where ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("html", "found"),
+    [
+        ("<p>Cheap via<b>gra</b> here</p>", True),  # inline markup: one word on screen
+        ("<p>Cheap <span>viagra</span></p>", True),
+        ("<p>Cheap via</p><p>gra</p>", False),  # two paragraphs
+        ("<div>Cheap via</div><div>gra</div>", False),  # HTML.pm: <div> puts a line break
+        ("<p>Cheap via<!-- comment -->gra</p>", True),
+    ],
+)
+async def test_a_trigger_word_split_by_html_markup_is_found_only_where_a_reader_sees_it(
+    tmp_path: Path, html: str, found: bool
+) -> None:
+    pipeline = rules(tmp_path, "{id: TRIGGER, words: [viagra], parts: [html]}")
+    verdict = await judge(pipeline, alternative("Hello", "plain", html))
+    assert verdict.codes == (["CONTENT_TRIGGER"] if found else [])
+
+
+async def test_a_phrase_in_an_encoded_word_subject_is_found_and_quoted(tmp_path: Path) -> None:
+    pipeline = rules(tmp_path, '{id: BEC, words: ["wire transfer"], parts: [subject]}')
+    raw = message("=?utf-8?Q?Urgent=3A_wire_transfer_today?=")
+    finding = (await judge(pipeline, raw)).findings[0]
+    assert finding.reason == "The subject contains wording the filter looks for: 'wire transfer'."
+    assert finding.detail["found_in"] == [
+        {"part": "subject", "mime_part": None, "matches": {"wire transfer": 1}}
+    ]
+
+
+async def test_a_phrase_in_a_base64_html_part_is_quoted_with_its_part(tmp_path: Path) -> None:
+    msg = email_message("Newsletter")
+    msg.set_content("Our news.")
+    msg.add_alternative("<p>Send a <i>wire</i> transfer now</p>", subtype="html", cte="base64")
+    pipeline = rules(tmp_path, '{id: BEC, words: ["wire transfer"], parts: [body]}')
+    finding = (await judge(pipeline, msg.as_bytes())).findings[0]
+    assert finding.reason == (
+        "The HTML body contains wording the filter looks for: 'wire transfer'."
+    )
+    assert finding.detail["found_in"] == [
+        {"part": "HTML body", "mime_part": 2, "matches": {"wire transfer": 1}}
+    ]
+
+
+async def test_a_word_in_a_quoted_printable_latin1_part_is_found(tmp_path: Path) -> None:
+    msg = email_message()
+    msg.set_content(
+        "Gewinnen Sie im Glücksspiel! " * 4, charset="iso-8859-1", cte="quoted-printable"
+    )
+    assert b"Gl=FCcksspiel" in msg.as_bytes()
+    pipeline = rules(tmp_path, "{id: T, words: [glücksspiel], parts: [text]}")
+    assert (await judge(pipeline, msg.as_bytes())).codes == ["CONTENT_T"]
+
+
+async def test_a_described_rule_still_quotes_what_matched_and_where(tmp_path: Path) -> None:
+    pipeline = rules(
+        tmp_path,
+        '{id: BEC, words: ["wire transfer", "gift cards"], action: reject,'
+        ' describe: "The message uses wording typical of payment fraud."}',
+    )
+    verdict = await judge(pipeline, message("Wire transfer", "Please buy gift cards."))
+    assert verdict.findings[0].reason == (
+        "The message uses wording typical of payment fraud. Found: 'wire transfer' in the"
+        " subject; 'gift cards' in the text body."
+    )
+    assert verdict.reply is not None and "'gift cards' in the text body" in verdict.reply.text
+
+
+async def test_a_regex_match_is_quoted_as_written(tmp_path: Path) -> None:
+    pipeline = rules(tmp_path, r"{id: MONEY, regex: '\$\d[\d,]*', parts: [subject]}")
+    verdict = await judge(pipeline, message("You won $1,000,000 today"))
+    assert verdict.findings[0].reason == (
+        "The subject contains text matching a pattern the filter looks for: '$1,000,000'."
+    )
+
+
+async def test_a_regex_never_matches_across_two_paragraphs(tmp_path: Path) -> None:
+    pipeline = rules(tmp_path, r"{id: FM, regex: 'free\s+money'}")
+    same = await judge(pipeline, message(body="Get free\r\nmoney now"))
+    apart = await judge(pipeline, message(body="It is free\r\n\r\nmoney is not"))
+    assert same.findings[0].detail["matches"] == {"free money": 1}
+    assert apart.codes == []
+
+
+async def test_a_regex_anchor_matches_at_the_start_of_each_paragraph(tmp_path: Path) -> None:
+    pipeline = rules(tmp_path, "{id: OPENER, regex: '^dear friend', parts: [body]}")
+    raw = message(body="Hello.\r\n\r\nDear friend, I have a proposal.")
+    assert (await judge(pipeline, raw)).codes == ["CONTENT_OPENER"]
+
+
+async def test_a_phrase_does_not_run_from_the_subject_into_the_body(tmp_path: Path) -> None:
+    pipeline = rules(tmp_path, '{id: BEC, words: ["wire transfer"]}')
+    assert (await judge(pipeline, message("Please wire", "transfer the funds"))).codes == []
+
+
+async def test_every_rule_reads_one_decode_and_one_render_of_each_part(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[str] = []
+    decode = sinkd.message.ParsedMessage._decode_part
+    render = sinkd.message._render_html
+
+    def counting_decode(self: sinkd.message.ParsedMessage, index: int, *a: Any, **k: Any) -> str:
+        calls.append(f"decode {index}")
+        return decode(self, index, *a, **k)
+
+    def counting_render(html: str) -> str:
+        calls.append("render")
+        return render(html)
+
+    monkeypatch.setattr(sinkd.message.ParsedMessage, "_decode_part", counting_decode)
+    monkeypatch.setattr(sinkd.message, "_render_html", counting_render)
+    pipeline = rules(
+        tmp_path,
+        "{id: A, words: [casino], parts: [subject, body]}",
+        "{id: B, words: [lottery], parts: [text, html]}",
+        "{id: C, regex: 'jack\\w+', parts: [html, body]}",
+        "{id: D, regex: 'bit', parts: [text]}",
+    )
+    verdict = await judge(pipeline, alternative("Hi", "casino bitcoin", "<p>lottery jackpot</p>"))
+    assert verdict.codes == ["CONTENT_A", "CONTENT_B", "CONTENT_C", "CONTENT_D"]
+    assert sorted(calls) == ["decode 1", "decode 2", "render"]
 
 
 # --- regexes --------------------------------------------------------------------------------
@@ -135,7 +268,8 @@ async def test_regex_is_case_insensitive_by_default(tmp_path: Path) -> None:
     pipeline = rules(tmp_path, r"{id: PRICE, regex: '\bfree\s+money\b', score: 1.5}")
     verdict = await judge(pipeline, message(body="Get FREE   Money now"))
     assert verdict.codes == ["CONTENT_PRICE"]
-    assert verdict.findings[0].detail["matches"] == {"FREE   Money": 1}
+    # Body text is read as SpamAssassin reads it: each run of white space is one space.
+    assert verdict.findings[0].detail["matches"] == {"FREE Money": 1}
     assert verdict.score == 1.5
 
 
@@ -155,7 +289,7 @@ async def test_a_list_of_regexes_matches_when_any_pattern_matches(tmp_path: Path
     verdict = await judge(pipeline, message(body="see bit.ly/abc and more"))
     assert verdict.findings[0].detail["matches"] == {"bit.ly/abc": 1}
     assert verdict.findings[0].reason == (
-        "The body matches a pattern the filter looks for: 'bit.ly/abc'."
+        "The text body contains text matching a pattern the filter looks for: 'bit.ly/abc'."
     )
 
 
@@ -274,7 +408,7 @@ async def test_a_hard_action_on_a_content_rule_rejects_with_its_reason_as_reply_
     verdict = await judge(pipeline, message(body="cheap viagra"))
     assert verdict.action is VerdictAction.REJECT
     assert verdict.reply == Reply(
-        550, "5.7.1", "The body contains wording the filter looks for: 'viagra'."
+        550, "5.7.1", "The text body contains wording the filter looks for: 'viagra'."
     )
 
 
@@ -305,6 +439,28 @@ async def test_two_rules_listing_the_same_word_in_different_spellings_both_fire(
 # --- GTUBE ----------------------------------------------------------------------------------
 
 
+def gtube_filter(tmp_path: Path) -> Pipeline:
+    return compile_yaml(tmp_path, "filters:\n  - {kind: content, name: w, gtube: {}}\n", "gtube")
+
+
+def email_message(subject: str = "Test") -> EmailMessage:
+    msg = EmailMessage()
+    msg["From"] = "alice@sender.example"
+    msg["To"] = "bob@corp.example"
+    msg["Subject"] = subject
+    return msg
+
+
+def gtube_across_a_soft_line_break() -> bytes:
+    """What Python's EmailMessage.set_content writes for GTUBE inside a long line."""
+    msg = email_message()
+    msg.set_content("This line is long enough that quoted-printable must wrap it: " + GTUBE)
+    raw = msg.as_bytes()
+    assert b"Content-Transfer-Encoding: quoted-printable" in raw
+    assert GTUBE.encode() not in raw  # the soft line break ("=" CRLF) really splits it
+    return raw
+
+
 async def test_gtube_is_rejected_with_the_gtube_pattern_reply(tmp_path: Path) -> None:
     pipeline = compile_yaml(
         tmp_path,
@@ -323,13 +479,80 @@ async def test_gtube_is_rejected_with_the_gtube_pattern_reply(tmp_path: Path) ->
     assert verdict.score == 1000.0
 
 
-async def test_gtube_in_the_subject_only_or_without_a_gtube_setting_is_ignored(
+async def test_gtube_in_the_subject_is_found_as_spamassassin_reads_the_subject_as_body(
     tmp_path: Path,
 ) -> None:
-    with_gtube = compile_yaml(tmp_path, "filters:\n  - {kind: content, name: w, gtube: {}}\n")
-    assert (await judge(with_gtube, message(subject=GTUBE))).codes == []
+    # Conf.pm, "body": the Subject "becomes the first line when running the rules".
+    verdict = await judge(gtube_filter(tmp_path), message(subject=f"Test {GTUBE}"))
+    assert verdict.codes == ["CONTENT_GTUBE"]
+    assert verdict.findings[0].detail["part"] == "subject"
+
+
+async def test_without_a_gtube_setting_gtube_is_ignored(tmp_path: Path) -> None:
     without = compile_yaml(tmp_path, "filters:\n  - {kind: content, name: w}\n", "other")
     assert (await judge(without, message(body=GTUBE))).codes == []
+
+
+async def test_gtube_split_by_a_quoted_printable_soft_line_break_is_rejected(
+    tmp_path: Path,
+) -> None:
+    verdict = await judge(gtube_filter(tmp_path), gtube_across_a_soft_line_break())
+    assert verdict.codes == ["CONTENT_GTUBE"]
+    assert verdict.reply == Reply(554, "5.7.1", "Gtube pattern")
+    assert verdict.findings[0].detail["part"] == "text body"
+
+
+async def test_gtube_in_a_base64_text_part_is_rejected(tmp_path: Path) -> None:
+    msg = email_message()
+    msg.set_content(f"Test message\n{GTUBE}\n", cte="base64")
+    raw = msg.as_bytes()
+    assert GTUBE.encode() not in raw
+    assert (await judge(gtube_filter(tmp_path), raw)).codes == ["CONTENT_GTUBE"]
+
+
+async def test_gtube_in_the_html_alternative_of_a_multipart_alternative_is_rejected(
+    tmp_path: Path,
+) -> None:
+    msg = email_message()
+    msg.set_content("Plain text without the test string.")
+    msg.add_alternative(f"<html><body><p>Test: <b>{GTUBE}</b></p></body></html>", subtype="html")
+    verdict = await judge(gtube_filter(tmp_path), msg.as_bytes())
+    assert verdict.codes == ["CONTENT_GTUBE"]
+    assert verdict.findings[0].detail["part"] == "HTML body"
+    assert verdict.findings[0].reason.startswith("The HTML body contains GTUBE")
+
+
+async def test_gtube_split_by_inline_html_markup_is_found_as_the_reader_sees_it(
+    tmp_path: Path,
+) -> None:
+    html = f"<p>{GTUBE[:20]}<span>{GTUBE[20:]}</span></p>"
+    verdict = await judge(gtube_filter(tmp_path), alternative("Test", "plain", html))
+    assert verdict.codes == ["CONTENT_GTUBE"]
+
+
+async def test_gtube_split_by_a_hard_line_break_is_not_found_as_in_spamassassin(
+    tmp_path: Path,
+) -> None:
+    # Message.pm turns a line break inside a paragraph into a space before body rules run.
+    body = f"{GTUBE[:30]}\r\n{GTUBE[30:]}"
+    assert (await judge(gtube_filter(tmp_path), message(body=body))).codes == []
+
+
+async def test_gtube_in_a_text_attachment_is_found_but_not_in_a_binary_one(
+    tmp_path: Path,
+) -> None:
+    text = email_message()
+    text.set_content("See the attached notes.")
+    text.add_attachment(f"notes\n{GTUBE}\n", filename="notes.txt")
+    binary = email_message()
+    binary.set_content("See the attached file.")
+    binary.add_attachment(
+        GTUBE.encode(), maintype="application", subtype="octet-stream", filename="blob.bin"
+    )
+    found = await judge(gtube_filter(tmp_path), text.as_bytes())
+    assert found.codes == ["CONTENT_GTUBE"]  # SpamAssassin reads every text/plain leaf
+    assert found.findings[0].detail["part"] == "attachment 'notes.txt'"
+    assert (await judge(gtube_filter(tmp_path), binary.as_bytes())).codes == []
 
 
 # --- big lists ------------------------------------------------------------------------------
