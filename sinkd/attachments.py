@@ -519,7 +519,9 @@ class _Inspector:
             encrypted = any(i.flag_bits & 0x1 for i in infos)
             files = [i for i in infos if not i.is_dir()]
             if depth >= self.limits.max_depth:
-                if files:
+                # max_depth 0: archives are not opened at all (a filter that, like Exchange's
+                # Attachment Filtering agent, judges names and types only); nothing was missed.
+                if files and self.limits.max_depth > 0:
                     self.problem(
                         f"archives nested deeper than {self.limits.max_depth} levels;"
                         " not inspected further"
@@ -674,9 +676,11 @@ class _Inspector:
     def gzip(self, name: str | None, data: bytes, depth: int) -> tuple[FileInfo, ...]:
         """The one member a gzip file holds: its stored name, type from its first bytes, size."""
         if depth >= self.limits.max_depth:
-            self.problem(
-                f"archives nested deeper than {self.limits.max_depth} levels; not inspected further"
-            )
+            if self.limits.max_depth > 0:
+                self.problem(
+                    f"archives nested deeper than {self.limits.max_depth} levels;"
+                    " not inspected further"
+                )
             return ()
         if self.listed >= self.limits.max_members:
             self.problem(f"more than {self.limits.max_members} members; the rest were not listed")

@@ -398,6 +398,16 @@ def test_archives_nested_past_the_depth_limit_are_reported_not_opened() -> None:
     assert deeper.problems == ()
 
 
+def test_a_depth_of_zero_opens_no_archive_and_reports_nothing_missed() -> None:
+    # A filter that judges names and declared types only (Exchange's Attachment Filtering
+    # agent) does not open archives; that is its design, not content it failed to inspect.
+    zipped = inspect("tools.zip", make_zip({"setup.exe": pe_bytes()}), Limits(max_depth=0))
+    gzipped = inspect("setup.exe.gz", gzip.compress(pe_bytes()), Limits(max_depth=0))
+    for result in (zipped, gzipped):
+        assert [i.depth for i in result.walk()] == [0]
+        assert result.problems == ()
+
+
 def test_an_encrypted_member_is_listed_by_name_and_size_but_not_read() -> None:
     data = set_encrypted_flag(make_zip({"secret.exe": pe_bytes()}, zipfile.ZIP_STORED))
     result = inspect("locked.zip", data)

@@ -121,6 +121,23 @@ def test_remote_images_of_one_pixel_or_less_are_tracking_pixels_and_images() -> 
     assert len(report.of("images")) == 8  # every <img>, pixels included
 
 
+def test_only_images_fetched_from_the_network_are_marked_remote() -> None:
+    html = (
+        '<img src="https://cdn.example/a.png"><img src="//cdn.example/b.png">'
+        '<img src="cid:logo"><img src="data:image/gif;base64,R0lGODlhAQABAAAAACw=">'
+        '<input type="image" src="http://cdn.example/go.png">'
+        '<img srcset="https://cdn.example/c.png 2x">'
+    )
+    assert [hit.remote for hit in inspect_html(html).of("images")] == [
+        True,
+        True,
+        False,
+        False,
+        True,
+        True,
+    ]
+
+
 def test_embedded_spacers_thin_dividers_and_banners_are_not_tracking_pixels() -> None:
     pixels = " ".join(whats(inspect_html(fixture("tracking-pixel.html")), "tracking_pixels"))
     for src in ("cid:spacer@shop.example", "divider.png", "banner.jpg", "logo.png"):

@@ -63,6 +63,13 @@ TrueKind = Literal[
 _HARD = (Action.REJECT, Action.TEMPFAIL)
 # Classes found in HTML and removed from it by strip_html, and the MIME parts of each class.
 _HTML_CLASSES = ("images", "tracking_pixels", "multimedia", "active_script", "hidden_text")
+# Classes found in HTML that are only recorded or scored, never stripped: what the reader's mail
+# client does with remote images, and SpamAssassin's HTML_IMAGE_ONLY_* (little HTML, images).
+_RECORD_CLASSES = ("remote_images", "image_only")
+# SpamAssassin's HTML_IMAGE_ONLY_04 .. _32 fire when an HTML part with an <img> is at most this
+# many characters long, markup included (Mail::SpamAssassin::HTML adds length($text) of the
+# whole part to {length}; Plugin/HTMLEval.pm html_image_only; rules/20_html_tests.cf).
+IMAGE_ONLY_MAX_CHARS = 3200
 _PART_CLASSES = ("images", "multimedia", "active_script")
 _FILE_CLASSES = ("macro_documents", "encrypted_archives", "unscannable")
 _CLASS_TEXT = {
@@ -71,6 +78,8 @@ _CLASS_TEXT = {
     "multimedia": "audio, video or Flash content",
     "active_script": "active content (scripts, event handlers, frames, forms or plug-ins)",
     "hidden_text": "text hidden from the reader",
+    "remote_images": "remote images",
+    "image_only": "little text next to its images",
     "macro_documents": "Office documents with macros",
     "encrypted_archives": "password-protected archives the filter cannot inspect",
     "unscannable": "content the filter could not fully inspect",
@@ -115,6 +124,8 @@ class Classes(Spec):
     that names no HTML class never parses HTML); ``{action: none}`` records it, nothing more."""
 
     images: Outcome | None = None
+    remote_images: Outcome | None = None  # record or score only: mail clients withhold them
+    image_only: Outcome | None = None  # record or score only: SpamAssassin's HTML_IMAGE_ONLY_*
     tracking_pixels: Outcome | None = None
     multimedia: Outcome | None = None
     active_script: Outcome | None = None
@@ -122,6 +133,17 @@ class Classes(Spec):
     macro_documents: Outcome | None = None
     encrypted_archives: Outcome | None = None
     unscannable: Outcome | None = None
+
+    @model_validator(mode="after")
+    def _record_only(self) -> Classes:
+        for name in _RECORD_CLASSES:
+            outcome: Outcome | None = getattr(self, name)
+            if outcome is not None and outcome.action is Action.STRIP:
+                raise ValueError(
+                    f"{name} can be recorded, scored or act on the whole message, not stripped"
+                    " (strip 'images' to remove images)"
+                )
+        return self
 
 
 class AttachmentRule(Spec):
@@ -240,8 +262,13 @@ class _Rule:
         default = "generic.tempfail" if rule.action is Action.TEMPFAIL else "generic.policy"
         self.reply: ReplyTemplate = here.reply(rule.reply or default)
 
-    def matches(self, info: FileInfo, true_extensions: tuple[str, ...]) -> str | None:
-        """Why this file matches the rule (a short phrase), or None."""
+    def matches(
+        self, info: FileInfo, true_extensions: tuple[str, ...], true_type: str | None
+    ) -> str | None:
+        """Why this file matches the rule (a short phrase), or None.
+
+        ``true_type`` is None when the filter matches declared types and names only (as
+        Exchange's Attachment Filtering agent does: by file name and MIME content type)."""
         if info.depth > 0 and not self.rule.in_archives:
             return None
         named = info.extensions
@@ -264,7 +291,7 @@ class _Rule:
                 ext = true_extensions[0]
                 return f"really a .{ext} file ({info.true_type}) whatever its name says"
         if self.mime_types is not None:
-            for mime_type in (info.declared_type, info.true_type):
+            for mime_type in (info.declared_type, true_type):
                 if mime_type and mime_type.lower() in self.mime_types:
                     return f"of type {mime_type}"
         if self.true_kinds and info.true_kind in self.true_kinds:
@@ -272,6 +299,30 @@ class _Rule:
         if self.filename_regex is not None and info.name and self.filename_regex.search(info.name):
             return "named like a dangerous file"
         return None
+
+
+def _record_reason(name: str, hits: _Hits, action: Action) -> str:
+    """What the reader's mailbox does with a record-only class, in words marketing can use."""
+    count = len(hits.items)
+    then = _consequence(action, count != 1)
+    first = hits.items[0].split(": ", 1)[-1]
+    if name == "remote_images":
+        # Outlook for Windows does not download pictures from the Internet until the reader
+        # clicks "Download pictures" (or the sender is a Safe Sender): Microsoft support,
+        # "Block or unblock automatic picture downloads in email messages". Gmail shows remote
+        # images through its image proxy unless the reader chose "Ask before displaying
+        # external images" or the message looks suspicious (support.google.com/mail/answer/145919).
+        first = first.removesuffix(" remote http(s):")
+        them = f"{count} remote images" if count != 1 else "remote image"
+        return (
+            f"Outlook does not show the {them} (such as {first}) until the reader clicks to"
+            " download pictures; Gmail loads them through its image proxy unless the reader"
+            f" has chosen to be asked first{then}."
+        )
+    return (
+        f"The HTML has little text around its images ({first}): SpamAssassin's HTML_IMAGE_ONLY"
+        f" rules fire on up to {IMAGE_ONLY_MAX_CHARS} characters of HTML with an image{then}."
+    )
 
 
 def _is_attachment(node: MimeNode) -> bool:
@@ -293,14 +344,16 @@ class MimeFilter(Filter):
         self.rules = [_Rule(rule, i, ctx) for i, rule in enumerate(spec.attachments)]
         self.replies: dict[str, ReplyTemplate] = {}
         self.outcomes: dict[str, Outcome] = {}
-        for name in (*_HTML_CLASSES, *_FILE_CLASSES):
+        for name in (*_HTML_CLASSES, *_RECORD_CLASSES, *_FILE_CLASSES):
             outcome: Outcome | None = getattr(spec.classes, name)
             if outcome is None:
                 continue
             self.outcomes[name] = outcome
             default = "generic.tempfail" if outcome.action is Action.TEMPFAIL else "generic.policy"
             self.replies[name] = ctx.at("classes", name).reply(outcome.reply or default)
-        self.inspects_html = any(name in self.outcomes for name in _HTML_CLASSES)
+        self.inspects_html = any(
+            name in self.outcomes for name in (*_HTML_CLASSES, *_RECORD_CLASSES)
+        )
         archives = spec.archives
         self.limits = Limits(
             max_depth=archives.max_depth if archives.inspect else 0,
@@ -351,12 +404,22 @@ class MimeFilter(Filter):
         report = _inspect_html(html, plan=self.html_strips)
         if report.problem is not None:
             hits("unscannable").items.append(f"part {node.path or 'body'}: {report.problem}")
+        images = 0
         for hit in report.hits:
             entry = hits(hit.cls)
             entry.html_paths.add(node.path)
             entry.items.append(f"part {node.path or 'body'}: {hit.what}")
             if hit.text:
                 entry.quotes.append(hit.text)
+            if hit.cls == "images":
+                images += 1
+                if hit.remote:
+                    hits("remote_images").items.append(f"part {node.path or 'body'}: {hit.what}")
+        if images and len(html) <= IMAGE_ONLY_MAX_CHARS:
+            hits("image_only").items.append(
+                f"part {node.path or 'body'}: {images} image{'s' if images != 1 else ''}"
+                f" in {len(html)} characters of HTML"
+            )
 
     def _file(self, node: MimeNode, inspection: Inspection, hits: HitsFor) -> None:
         for problem in inspection.problems:
@@ -369,8 +432,9 @@ class MimeFilter(Filter):
             if info.encrypted:
                 hits("encrypted_archives").add_part(node, f"{label} is password-protected")
             true_extensions = self._true_extensions(info)
+            true_type = info.true_type if self.spec.true_type else None
             for rule in self.rules:
-                why = rule.matches(info, true_extensions)
+                why = rule.matches(info, true_extensions, true_type)
                 if why is not None:
                     entry = hits(rule.code)
                     entry.add_part(node, f"{label} is {why}")
@@ -386,16 +450,16 @@ class MimeFilter(Filter):
 
     def _findings(self, ctx: MessageContext, found: dict[str, _Hits]) -> list[Finding]:
         findings: list[Finding] = []
-        for name in (*_HTML_CLASSES, *_FILE_CLASSES):
+        for name in (*_HTML_CLASSES, *_RECORD_CLASSES, *_FILE_CLASSES):
             outcome = self.outcomes.get(name)
             if name in found and outcome is not None:
                 findings.append(
                     self._finding(
                         ctx,
                         code=f"MIME_{name.upper()}",
-                        category=Category.CONTENT
-                        if name in _HTML_CLASSES
-                        else Category.ATTACHMENTS,
+                        category=Category.ATTACHMENTS
+                        if name in _FILE_CLASSES
+                        else Category.CONTENT,
                         action=outcome.action,
                         score=outcome.score,
                         reply=self.replies[name],
@@ -403,6 +467,9 @@ class MimeFilter(Filter):
                         what=_CLASS_TEXT[name],
                         detail={"class": name},
                         html_class=name if name in _HTML_CLASSES else None,
+                        describe=_record_reason(name, found[name], outcome.action)
+                        if name in _RECORD_CLASSES
+                        else None,
                     )
                 )
         for rule in self.rules:

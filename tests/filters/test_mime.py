@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from sinkd.engine import Pipeline, Router, Transaction, compile_profile
+from sinkd.filters.mime import IMAGE_ONLY_MAX_CHARS
 from sinkd.mimetree import build_tree
 from sinkd.model import Action, Category, ClientIdentity, Finding, Reply, Verdict, VerdictAction
 from sinkd.profiles import ProfileSet
@@ -1021,26 +1022,27 @@ async def test_a_clean_plain_text_message_is_accepted_by_every_profile(profile_i
     assert authentication_results_added(verdict.filtered, raw) == authentication_results
 
 
-async def test_typical_corporate_strips_the_hidden_preheader() -> None:
+async def test_typical_corporate_records_the_esp_preheader_and_delivers_it_intact() -> None:
+    # SpamAssassin does not score a short display:none preheader (only a sub-rule fires), and
+    # no gateway default removes it: the reader's client uses it as the inbox preview line.
     raw = html_message(fixture("hidden-preheader.html"))
     verdict = await judge(builtin("typical-corporate"), raw)
     assert verdict.action is VerdictAction.ACCEPT
-    assert verdict.codes == ["SPF_NONE", "MIME_HIDDEN_TEXT", "DKIM_NONE", "DMARC_NONE"]
-    assert "'Your statement is ready – plus 20% off renewals this week only.'" in (
-        finding(verdict, "MIME_HIDDEN_TEXT").reason
-    )
-    new_html = html_of(filtered_message(raw, verdict, {"2"}))
-    assert "20% off renewals" not in new_html
-    assert "View your statement" in new_html
+    hidden = finding(verdict, "MIME_HIDDEN_TEXT")
+    assert (hidden.action, hidden.score) == (Action.NONE, 0.0)
+    assert "'Your statement is ready – plus 20% off renewals this week only.'" in hidden.reason
+    assert hidden.strip is None
+    assert verdict.stripped == ()
+    assert "20% off renewals" in (verdict.filtered or b"").decode()
 
 
-async def test_strict_finance_quarantines_the_hidden_preheader() -> None:
+async def test_strict_finance_counts_the_hidden_preheader_a_little_and_holds_nothing() -> None:
     raw = html_message(fixture("hidden-preheader.html"))
     verdict = await judge(builtin("strict-finance"), raw)
-    assert verdict.action is VerdictAction.QUARANTINE
-    assert finding(verdict, "MIME_HIDDEN_TEXT").decided
+    hidden = finding(verdict, "MIME_HIDDEN_TEXT")
+    assert (hidden.action, hidden.score) == (Action.SCORE, 1.0)
+    assert verdict.action is VerdictAction.ACCEPT
     assert verdict.stripped == ()
-    authentication_results_added(verdict.filtered, raw)  # held as sent, nothing stripped
 
 
 @pytest.mark.parametrize(
@@ -1062,11 +1064,29 @@ async def test_an_exe_renamed_pdf_is_refused(profile_id: str, code: str, reply: 
     assert verdict.filtered is None
 
 
-async def test_strict_finance_quarantines_an_exe_renamed_pdf() -> None:
+async def test_strict_finance_refuses_an_exe_renamed_pdf_as_eops_strict_preset_does() -> None:
     raw = with_attachments(attachment("invoice.pdf", PE, "application/pdf"))
     verdict = await judge(builtin("strict-finance"), raw)
-    assert verdict.action is VerdictAction.QUARANTINE
-    assert mime_codes(verdict) == ["MIME_NOT_BUSINESS_TYPE"]
+    assert verdict.action is VerdictAction.REJECT
+    assert verdict.reply == EOP_REPLY
+    assert mime_codes(verdict) == ["MIME_EXECUTABLE_ATTACHMENT", "MIME_NOT_BUSINESS_TYPE"]
+
+
+@pytest.mark.parametrize(
+    ("filename", "data"),
+    [
+        ("setup.exe", PE),
+        ("invoice.pdf.exe", PE),
+        ("report.docm", ooxml(DOCM_MAIN, vba=True)),
+        ("report.docx", ooxml(WORD_MAIN, vba=True)),
+    ],
+)
+async def test_strict_finance_treats_an_exe_at_least_as_severely_as_a_macro_document(
+    filename: str, data: bytes
+) -> None:
+    verdict = await judge(builtin("strict-finance"), with_attachments(attachment(filename, data)))
+    assert verdict.action is VerdictAction.REJECT, filename
+    assert verdict.reply == EOP_REPLY
 
 
 @pytest.mark.parametrize(
@@ -1128,3 +1148,155 @@ async def test_an_encrypted_zip(profile_id: str, action: VerdictAction) -> None:
     encrypted = finding(verdict, "MIME_ENCRYPTED_ARCHIVES")
     expected = Action.NONE if action is VerdictAction.ACCEPT else Action.QUARANTINE
     assert encrypted.action is expected
+
+
+# --- what real gateways do with images, preheaders and archives -----------------------------------
+
+RECEIPT_HTML = (
+    '<!DOCTYPE html><html><body style="font-family: Arial, sans-serif;">'
+    '<img src="cid:logo@shop.example" alt="Northwind" width="120" height="40">'
+    "<h1>Thank you for your order</h1>"
+    + "".join(
+        f"<p>Item {n}: Blue ceramic mug, quantity 1, price 12.00 EUR, delivered by courier.</p>"
+        for n in range(1, 41)
+    )
+    + "<p>Total: 480.00 EUR. Your receipt is attached as a PNG.</p></body></html>"
+)
+JS = b"var shell = new ActiveXObject('WScript.Shell'); shell.Run('calc');\n"
+
+
+def receipt() -> bytes:
+    """A plain receipt: text and HTML with an inline cid: logo, and the receipt as a PNG."""
+    related = multipart(
+        multipart(
+            part("text/plain; charset=utf-8", "Thank you for your order. Total: 480.00 EUR."),
+            part("text/html; charset=utf-8", RECEIPT_HTML),
+            subtype="alternative",
+            boundary="b3",
+        ),
+        part("image/png", PNG, headers="Content-ID: <logo@shop.example>\r\n", disposition="inline"),
+        subtype="related",
+        boundary="b2",
+    )
+    return message(multipart(related, attachment("receipt.png", PNG, "image/png")))
+
+
+async def test_a_plain_receipt_with_an_inline_logo_and_a_png_passes_typical_corporate_intact() -> (
+    None
+):
+    raw = receipt()
+    assert len(RECEIPT_HTML) > IMAGE_ONLY_MAX_CHARS  # enough words: not image-only mail
+    verdict = await judge(builtin("typical-corporate"), raw)
+    assert verdict.action is VerdictAction.ACCEPT
+    assert mime_codes(verdict) == []
+    assert verdict.stripped == ()
+    filtered_message(raw, verdict, set())  # every part byte for byte, logo and PNG included
+
+
+async def test_remote_images_are_recorded_as_withheld_by_outlook_not_stripped() -> None:
+    raw = html_message(fixture("newsletter.html"))
+    verdict = await judge(builtin("typical-corporate"), raw)
+    assert verdict.action is VerdictAction.ACCEPT
+    assert mime_codes(verdict) == ["MIME_REMOTE_IMAGES"]
+    remote = finding(verdict, "MIME_REMOTE_IMAGES")
+    assert (remote.action, remote.score, remote.strip) == (Action.NONE, 0.0, None)
+    assert remote.reason.startswith("Outlook does not show the 12 remote images (such as <img src=")
+    assert "Gmail loads them through its image proxy" in remote.reason
+    assert verdict.stripped == ()
+
+
+async def test_cid_and_data_images_are_not_remote(tmp_path: Path) -> None:
+    html = (
+        '<p>Hello</p><img src="cid:logo"><img src="data:image/png;base64,iVBORw0KGgo=">'
+        '<img src="https://cdn.example/banner.png">'
+    )
+    verdict = await judge(mime(tmp_path, {"remote_images": "{action: none}"}), html_message(html))
+    assert finding(verdict, "MIME_REMOTE_IMAGES").detail["items"] == [
+        'part 2: <img src="https://cdn.example/banner.png"> remote http(s):'
+    ]
+
+
+async def test_short_html_with_an_image_is_scored_like_spamassassins_html_image_only(
+    tmp_path: Path,
+) -> None:
+    pipeline = mime(tmp_path, {"image_only": "{action: score, score: 0.9}"})
+    short = '<p>Buy now</p><img src="https://cdn.example/offer.png">'
+    verdict = await judge(pipeline, html_message(short))
+    image_only = finding(verdict, "MIME_IMAGE_ONLY")
+    assert image_only.score == 0.9
+    assert image_only.detail["items"] == [f"part 2: 1 image in {len(short)} characters of HTML"]
+    # 3201 characters: past HTML_IMAGE_ONLY_32's upper bound. No image: nothing to say.
+    long = short + "x" * (IMAGE_ONLY_MAX_CHARS + 1 - len(short))
+    assert mime_codes(await judge(pipeline, html_message(long))) == []
+    assert mime_codes(await judge(pipeline, html_message("<p>Buy now</p>"))) == []
+
+
+@pytest.mark.parametrize("cls", ["remote_images", "image_only"])
+def test_a_record_only_class_cannot_be_stripped(tmp_path: Path, cls: str) -> None:
+    with pytest.raises(Exception, match="not stripped"):
+        mime(tmp_path, {cls: STRIP})
+
+
+@pytest.mark.parametrize(
+    "profile_id",
+    ["typical-corporate", "strict-finance", "google-workspace-like", "m365-default-like"],
+)
+async def test_a_js_inside_a_zip_gets_the_outcome_of_a_js_alone(profile_id: str) -> None:
+    alone = await judge(
+        builtin(profile_id), with_attachments(attachment("invoice.js", JS, "text/javascript"))
+    )
+    zipped = await judge(
+        builtin(profile_id),
+        with_attachments(
+            attachment("invoice.zip", make_zip({"invoice.js": JS}), "application/zip")
+        ),
+    )
+    assert (zipped.action, zipped.reply) == (alone.action, alone.reply)
+
+
+async def test_typical_corporate_refuses_a_js_as_microsofts_faq_recommends() -> None:
+    raw = with_attachments(
+        attachment("invoice.zip", make_zip({"invoice.js": JS}), "application/zip")
+    )
+    verdict = await judge(builtin("typical-corporate"), raw)
+    assert verdict.action is VerdictAction.REJECT
+    assert finding(verdict, "MIME_BLOCKED_EXTENSION").detail["items"] == [
+        "part 2: 'invoice.js' inside 'invoice.zip' is a .js file"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("filename", "content_type"),
+    [
+        ("cleanup.ps1", "application/octet-stream"),  # FileName *.ps1
+        ("help.chm", "application/octet-stream"),  # FileName *.chm
+        ("update.bin", "application/x-msdownload"),  # ContentType
+        ("widget", "text/javascript"),  # ContentType, no extension at all
+    ],
+)
+async def test_legacy_sender_id_strips_what_exchanges_default_attachment_filter_lists(
+    filename: str, content_type: str
+) -> None:
+    raw = with_attachments(attachment(filename, b"payload\r\n", content_type))
+    verdict = await judge(builtin("legacy-sender-id"), raw)
+    assert verdict.action is VerdictAction.ACCEPT
+    assert verdict.stripped == (f"part 2 '{filename}' ({content_type})",)
+    assert finding(verdict, "MIME_ATTACHMENT_FILTER").action is Action.STRIP
+
+
+@pytest.mark.parametrize(
+    ("filename", "data", "content_type"),
+    [
+        # Names and declared types only: a renamed program passes, and so does a zip.
+        ("invoice.pdf", PE, "application/pdf"),
+        ("tools.zip", make_zip({"setup.exe": PE, "run.js": JS}), "application/zip"),
+        ("report.docm", ooxml(DOCM_MAIN, vba=True), "application/octet-stream"),
+    ],
+)
+async def test_legacy_sender_id_neither_sniffs_true_types_nor_opens_archives(
+    filename: str, data: bytes, content_type: str
+) -> None:
+    raw = with_attachments(attachment(filename, data, content_type))
+    verdict = await judge(builtin("legacy-sender-id"), raw)
+    assert mime_codes(verdict) == []
+    assert verdict.stripped == ()
