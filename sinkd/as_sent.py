@@ -33,6 +33,8 @@ _MBOX_FROM = re.compile(rb"From [^\n]*\n")  # swaks: s/^From [^\n]*\n// on the D
 _FIELD = re.compile(rb"[\x21-\x39\x3b-\x7e]+[ \t]*:")
 _BOM = b"\xef\xbb\xbf"
 _QUOTE = 40  # bytes of a bad first line quoted in the message
+_SNIFF = 8000  # bytes searched for a NUL when the first line is no header field (as Git)
+_CONTROL = re.compile(rb"[\x00-\x08\x0b-\x1f\x7f]")  # but TAB and LF (CR is stripped)
 
 
 def as_sent(data: bytes) -> bytes:
@@ -53,21 +55,21 @@ def not_a_message(data: bytes) -> str | None:
     """Why these bytes (as ``as_sent`` returns them) cannot be judged as a message, in words
     naming the problem; None when they can.
 
-    RFC 5322 §2.1: a message is header fields, then optionally an empty line and a body. So the
-    first line must be a header field. Binary: a NUL byte in the header block, which no header
-    field may hold (RFC 5322 §2.2 and §3.6.8 allow printable characters and WSP; RFC 6532 adds
-    UTF-8, never NUL). Images, archives and office files hit this at once; a NUL in a body is
-    left to the ``format`` filter, as over SMTP.
+    RFC 5322 §2.1: a message is header fields, then optionally an empty line and a body, so
+    the first line must be a header field; past it, anything goes (a NUL byte or bare CR in a
+    header or body is for the ``format`` filter to report, as over SMTP). A file whose first
+    line is not a header field is reported as binary when its first ``_SNIFF`` bytes hold a
+    NUL (Git's test for binary content: ``buffer_is_binary`` in ``xdiff-interface.c``, over
+    the first 8000 bytes) or its first line a control character; else as having no header
+    block. Images, archives and executables are caught by the first.
     """
     if not data:
         return "the file is empty: a message needs at least one header field (RFC 5322 §2.1)"
-    end = min(
-        (i for i in (data.find(b"\r\n\r\n"), data.find(b"\n\n")) if i >= 0),
-        default=len(data),
-    )
-    if b"\x00" in data[:end]:
-        return "binary data (NUL bytes in the header block), not a message file"
     first = data.split(b"\n", 1)[0].rstrip(b"\r")
+    if _FIELD.match(first):
+        return None
+    if b"\x00" in data[:_SNIFF] or _CONTROL.search(first):
+        return "binary data, not a message file (its first line is no header field)"
     if not first:
         return (
             "no header block: the file begins with an empty line, so there are no header "
@@ -78,11 +80,9 @@ def not_a_message(data: bytes) -> str | None:
             "no header block: the file begins with a UTF-8 byte order mark, which no header "
             "field name may hold (RFC 5322 §3.6.8); save it without the BOM"
         )
-    if not _FIELD.match(first):
-        shown = first[:_QUOTE].decode("ascii", "backslashreplace")
-        more = "…" if len(first) > _QUOTE else ""
-        return (
-            f"no header block: the first line is not a header field ('Name: value', "
-            f"RFC 5322 §2.2): {shown!r}{more}"
-        )
-    return None
+    shown = first[:_QUOTE].decode("ascii", "backslashreplace")
+    more = "…" if len(first) > _QUOTE else ""
+    return (
+        f"no header block: the first line is not a header field ('Name: value', "
+        f"RFC 5322 §2.2): {shown!r}{more}"
+    )
