@@ -35,6 +35,33 @@ AUTHENTICATION_RESULTS = (
 )
 
 
+# typical-corporate delivers images and hidden text as real gateways do (the mail client withholds
+# remote images); an admin may still strip them, as MIMEDefang's action_drop_with_warning does.
+# The strip machinery is exercised with that profile.
+STRIPPING_PROFILE = """\
+schema: sinkd.profile/v1
+id: strips-images
+title: typical-corporate whose admin also strips images, tracking pixels and hidden text
+extends: typical-corporate
+models:
+  - {what: "an admin's own choice", assumption: "the strip machinery under test"}
+filters:
+  - kind: mime
+    name: rich-content
+    classes:
+      images: {action: strip}
+      tracking_pixels: {action: strip}
+      hidden_text: {action: strip}
+"""
+
+
+@pytest.fixture
+def stripping(tmp_path: Path) -> dict[str, object]:
+    """start_server settings for the profile that strips images and hidden text."""
+    (tmp_path / "strips-images.yaml").write_text(STRIPPING_PROFILE, encoding="utf-8")
+    return {"profiles_dirs": [tmp_path], "profile": "strips-images"}
+
+
 @pytest.fixture(autouse=True)
 def no_internal_errors(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
     """sinkd must not fail internally whatever it is sent (that is what answers 451 4.3.0)."""
@@ -136,9 +163,11 @@ async def cli(*argv: str | Path) -> int:
 
 
 async def test_a_stripped_newsletter_is_stored_as_sent_and_as_delivered(
-    start_server: StartServer, capsysbinary: pytest.CaptureFixture[bytes]
+    start_server: StartServer,
+    capsysbinary: pytest.CaptureFixture[bytes],
+    stripping: dict[str, object],
 ) -> None:
-    app = await start_server(profile="typical-corporate")
+    app = await start_server(**stripping)
     raw = newsletter()
     answer = await send(app, raw)
     message_id = queued_id(answer)
@@ -176,6 +205,24 @@ async def test_a_stripped_newsletter_is_stored_as_sent_and_as_delivered(
     assert capsysbinary.readouterr().out == filtered
     assert await cli("messages", "show", message_id, "--db", app.settings.db, "--raw") == 0
     assert capsysbinary.readouterr().out == raw
+
+
+async def test_typical_corporate_delivers_an_esp_newsletter_with_its_preheader_intact(
+    start_server: StartServer,
+) -> None:
+    # No script in this one: what is left is what every ESP template carries.
+    raw = newsletter().replace(b'<script>document.write("SCRIPT-MARKER")</script>', b"")
+    app = await start_server(profile="typical-corporate")
+    record = await stored(app, queued_id(await send(app, raw)))
+    assert record.data["verdict"] == "accept"
+    assert record.data["stripped"] == []
+    findings = {f["code"]: f for f in record.data["findings"]}
+    assert findings["MIME_HIDDEN_TEXT"]["action"] == "none"
+    assert findings["MIME_REMOTE_IMAGES"]["reason"].startswith("Outlook does not show the 13 ")
+    assert "MIME_IMAGES" not in findings
+    assert record.filtered is not None
+    for kept in (b"PREHEADER-SECRET", b"track.example/open.gif", b'name="photo.png"'):
+        assert kept in record.filtered
 
 
 async def test_a_message_with_nothing_stripped_shows_the_original_with_authentication_results(
@@ -277,7 +324,7 @@ def big_image() -> bytes:
     )
 
 
-# Each hostile message: how typical-corporate judges it, and whether something was stripped.
+# Each hostile message: how the stripping profile judges it, and whether something was stripped.
 HOSTILE: dict[str, tuple[Callable[[], bytes], str, bool]] = {
     "zip-bomb": (zip_bomb, "quarantine", False),
     "broken-base64": (broken_base64, "accept", False),
@@ -291,9 +338,13 @@ HOSTILE: dict[str, tuple[Callable[[], bytes], str, bool]] = {
 
 @pytest.mark.parametrize(("build", "verdict", "stripped"), HOSTILE.values(), ids=HOSTILE.keys())
 async def test_hostile_content_gets_a_final_reply_a_record_and_the_next_message_passes(
-    start_server: StartServer, build: Callable[[], bytes], verdict: str, stripped: bool
+    start_server: StartServer,
+    build: Callable[[], bytes],
+    verdict: str,
+    stripped: bool,
+    stripping: dict[str, object],
 ) -> None:
-    app = await start_server(profile="typical-corporate")
+    app = await start_server(**stripping)
     raw = build()
     answer = await send(app, raw)
     assert app.store is not None
@@ -327,9 +378,9 @@ async def test_a_zip_bomb_is_quarantined_as_unscannable(start_server: StartServe
 
 
 async def test_a_big_image_attachment_is_stripped_and_the_notice_stored(
-    start_server: StartServer,
+    start_server: StartServer, stripping: dict[str, object]
 ) -> None:
-    app = await start_server(profile="typical-corporate")
+    app = await start_server(**stripping)
     raw = big_image()
     record = await stored(app, queued_id(await send(app, raw)))
     assert record.data["stripped"] == ["part 2 'photo.png' (image/png)"]
@@ -338,8 +389,10 @@ async def test_a_big_image_attachment_is_stripped_and_the_notice_stored(
     assert b"[photo.png (image/png) " + NOTICE.encode() in record.filtered
 
 
-async def test_an_inline_data_image_is_stripped_from_the_html(start_server: StartServer) -> None:
-    app = await start_server(profile="typical-corporate")
+async def test_an_inline_data_image_is_stripped_from_the_html(
+    start_server: StartServer, stripping: dict[str, object]
+) -> None:
+    app = await start_server(**stripping)
     record = await stored(app, queued_id(await send(app, inline_data_image())))
     [line] = record.data["stripped"]
     assert line.startswith("part 1: <img ") and "data: URI, 2.7 MB" in line
