@@ -391,7 +391,38 @@ def _message_body(stored: StoredMessage, remote_images: bool) -> str:
 </dl>
 """
     rendered = _renderings(stored, remote_images)
-    return summary + _findings(data) + rendered + _headers(stored.raw)
+    return summary + unjudged_notes(data) + _findings(data) + rendered + _headers(stored.raw)
+
+
+def unjudged_notes(data: dict[str, Any]) -> str:
+    """A plain banner when checks were judged without DNS data (naming the checks, the names
+    and how to give the data) and when a check could not answer (the verdict is incomplete)."""
+    findings = data.get("findings") or []
+    no_data = [f for f in findings if f.get("unjudged") == "no-dns-data"]
+    other = [f for f in findings if f.get("unjudged") not in (None, "no-dns-data")]
+    out = []
+    if no_data:
+        names: list[str] = []
+        for finding in no_data:
+            for name in (finding.get("detail") or {}).get("dns_names") or ():
+                if str(name) not in names:
+                    names.append(str(name))
+        codes = ", ".join(dict.fromkeys(str(f.get("code")) for f in no_data))
+        out.append(
+            '<p class="note dns-note" id="dns-note"><strong>Judged without DNS data.</strong> '
+            f"sinkd's DNS is offline and no fixture has data for {e(', '.join(names))}, so "
+            f"{e(codes)} could not be judged: they are recorded, never counted as a pass or a "
+            "failure. Give the data with <code>--dns-zone FILE</code> or judge with "
+            "<code>--dns live</code>.</p>"
+        )
+    if other:
+        codes = ", ".join(dict.fromkeys(str(f.get("code")) for f in other))
+        out.append(
+            '<p class="note incomplete-note" id="incomplete-note"><strong>Not fully '
+            f"judged.</strong> {e(codes)} could not answer, so the verdict was reached without "
+            "them.</p>"
+        )
+    return "".join(out)
 
 
 def _findings(data: dict[str, Any]) -> str:
@@ -414,6 +445,8 @@ def _findings(data: dict[str, Any]) -> str:
         for f in groups[category]:
             decided = ' class="decided"' if f.get("decided") else ""
             mark = ' <span class="marker">decided</span>' if f.get("decided") else ""
+            if f.get("unjudged"):
+                mark += f' <span class="marker unjudged">not judged: {e(f.get("unjudged"))}</span>'
             out.append(
                 f"<tr{decided}><td><code>{e(f.get('code'))}</code>{mark}"
                 f'<div class="muted small">{e(f.get("filter"))}</div></td>'

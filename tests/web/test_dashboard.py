@@ -286,6 +286,34 @@ async def test_the_message_page_explains_the_verdict(app: Sinkd, http: httpx.Asy
     assert "<th>Subject</th><td>Win the lottery</td>" in page
 
 
+async def test_the_message_page_says_when_checks_were_judged_without_dns_data(
+    start_server: StartServer,
+) -> None:
+    # legacy-sender-id with offline DNS and no fixture: Sender ID and SPF have no data.
+    app = await start_server(http=True, profile="legacy-sender-id")
+    await send(app, HIDDEN, "news@sender.example", "bob@corp.example")
+    async with httpx.AsyncClient(base_url=base_url(app), timeout=TIMEOUT) as http:
+        page = (await http.get(f"/messages/{await newest_id(app)}")).text
+    assert '<p class="note dns-note" id="dns-note"><strong>Judged without DNS data.</strong>' in (
+        page
+    )
+    assert "no fixture has data for sender.example" in page
+    assert "SENDERID_NONE" in page
+    assert "<code>--dns-zone FILE</code>" in page and "<code>--dns live</code>" in page
+    assert '<span class="marker unjudged">not judged: no-dns-data</span>' in page
+
+
+def test_the_dns_note_appears_only_for_checks_not_judged_and_names_each_kind() -> None:
+    judged = {"code": "SPF_PASS", "unjudged": None, "detail": {}}
+    assert dashboard.unjudged_notes({"findings": [judged]}) == ""
+    no_data = {"code": "DKIM_NEUTRAL", "unjudged": "no-dns-data", "detail": {"dns_names": ["<s>"]}}
+    down = {"code": "SPAMASSASSIN_ERROR", "unjudged": "unavailable", "detail": {}}
+    notes = dashboard.unjudged_notes({"findings": [judged, no_data, down]})
+    assert "no fixture has data for &lt;s&gt;, so DKIM_NEUTRAL could not be judged" in notes
+    assert 'id="incomplete-note"' in notes and "SPAMASSASSIN_ERROR could not answer" in notes
+    assert "SPF_PASS" not in notes
+
+
 async def test_the_profile_page_states_the_policy_in_plain_language(
     http: httpx.AsyncClient,
 ) -> None:
