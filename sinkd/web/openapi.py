@@ -255,7 +255,7 @@ def document() -> dict[str, Any]:
                         "type": "object",
                         "properties": {
                             "id": _STRING,
-                            "findings": {"type": "array", "items": {"type": "object"}},
+                            "findings": {"type": "array", "items": _ref("Finding")},
                         },
                     },
                     "findings",
@@ -388,6 +388,39 @@ def document() -> dict[str, Any]:
                         },
                     },
                 },
+                "Finding": {
+                    "type": "object",
+                    "description": "one evaluated rule and what it found (README)",
+                    "required": ["code", "filter", "category", "action", "reason", "unjudged"],
+                    "properties": {
+                        "code": _STRING,
+                        "filter": _STRING,
+                        "category": _STRING,
+                        "action": _STRING,
+                        "score": {"type": "number"},
+                        "reason": _STRING,
+                        "stage": _STRING,
+                        "decided": {"type": "boolean"},
+                        "unjudged": {
+                            "enum": ["no-dns-data", "unavailable", "error", None],
+                            "description": (
+                                "set when the check could not reach its own answer; the "
+                                "finding then records only. no-dns-data: sinkd's DNS is "
+                                "offline and no fixture has data for detail.dns_names (give "
+                                "it with --dns-zone FILE or judge with --dns live); "
+                                "unavailable: a scanner or live DNS did not answer; error: "
+                                "the filter failed on this message"
+                            ),
+                        },
+                        "detail": {
+                            "type": "object",
+                            "description": (
+                                "the evidence; authentication findings carry result, and "
+                                "unjudged ones dns_names"
+                            ),
+                        },
+                    },
+                },
                 "Message": {
                     "type": "object",
                     "description": "the one JSON shape (README)",
@@ -406,7 +439,16 @@ def document() -> dict[str, Any]:
                         "identity": {"type": ["object", "null"]},
                         "subject": {"type": ["string", "null"]},
                         "stripped": {"type": "array"},
-                        "findings": {"type": "array", "items": {"type": "object"}},
+                        "fully_judged": {
+                            "type": "boolean",
+                            "description": (
+                                "false when a check the profile needs could not answer (a "
+                                "scanner down, a live DNS timeout, a filter error: a finding "
+                                "with unjudged unavailable or error); checks offline DNS had "
+                                "no data for (unjudged no-dns-data) do not make it false"
+                            ),
+                        },
+                        "findings": {"type": "array", "items": _ref("Finding")},
                         "size": {"type": ["integer", "null"]},
                         "released_at": {"type": ["string", "null"], "format": "date-time"},
                     },
