@@ -63,11 +63,11 @@ async def test_a_clean_plain_message_reaches_every_recipient_intact() -> None:
     }
 
 
-async def test_hidden_preheader_text_is_stripped_for_the_rich_content_share_only() -> None:
+async def test_an_inline_script_is_stripped_for_the_rich_content_share_only() -> None:
+    # (A hidden preheader is no longer stripped: typical-corporate records it as gateways do.)
     raw = eml(
         "Your October statement",
-        '<div style="display:none">Plus 20% off renewals this week.</div>'
-        "<p>Hello Sam, your statement is ready.</p>",
+        "<script>track('open')</script><p>Hello Sam, your statement is ready.</p>",
     )
     est = await estimate(raw)
     stripped = FILTERING * R  # 0.97 * 0.64 = 0.6208
@@ -75,10 +75,10 @@ async def test_hidden_preheader_text_is_stripped_for_the_rich_content_share_only
     assert est.share(Outcome.INTACT) == 1 - stripped
     assert est.share(Outcome.QUARANTINE) == est.share(Outcome.REJECT) == 0
     [cause] = est.causes
-    assert cause.code == "MIME_HIDDEN_TEXT"
+    assert cause.code == "MIME_ACTIVE_SCRIPT"
     assert cause.share_lost == stripped
     assert cause.gain_intact == stripped  # without it, every stripped recipient gets it intact
-    assert cause.fix == "remove the hidden preheader text"
+    assert cause.fix == "remove scripts, forms and event handlers from the HTML"
 
 
 ZONE = """$TTL 300
@@ -96,7 +96,7 @@ async def test_a_message_that_trips_every_feature_gets_the_hand_computed_shares(
     zone.write_text(ZONE)
     raw = eml(
         "Last chance",
-        '<div style="display:none">Open now</div>'
+        "<script>open()</script>"
         "<p>Casino night: win the lottery, paid by wire transfer or bitcoin.</p>",
         sender="news@spf-fail.example",
     )
@@ -106,7 +106,7 @@ async def test_a_message_that_trips_every_feature_gets_the_hand_computed_shares(
     #   reject = 0.97 * (1 - 0.25 * 0.49) = 0.97 * 0.8775 = 0.851175
     # - otherwise trigger words score 3 per word, at most 9 points: >= 8, < 15, so quarantine
     #   (trigger words alone never reject): 0.97 * 0.1225 * 0.8 = 0.09506
-    # - otherwise rich content strips the hidden text: 0.97 * 0.1225 * 0.2 * 0.64 = 0.0152096
+    # - otherwise rich content strips the script: 0.97 * 0.1225 * 0.2 * 0.64 = 0.0152096
     # - intact: the rest of the filtering 97% plus the 3% with no filter:
     #   0.97 * 0.1225 * 0.2 * 0.36 + 0.03 = 0.0085554 + 0.03 = 0.0385554
     neither = (1 - L) * (1 - S)
@@ -117,13 +117,13 @@ async def test_a_message_that_trips_every_feature_gets_the_hand_computed_shares(
     assert sum(est.shares.values()) == 1
 
     # Causes, ranked by the share they cost: DNSBL 0.97*0.75 = 0.7275, SPF 0.97*0.51 = 0.4947,
-    # trigger words 0.09506, hidden text 0.0152096.
+    # trigger words 0.09506, script 0.0152096.
     causes = {c.code: c for c in est.causes}
     assert [c.code for c in est.causes] == [
         "DNSBL_LISTED",
         "SPF_FAIL",
         "CONTENT_TRIGGER_WORD",
-        "MIME_HIDDEN_TEXT",
+        "MIME_ACTIVE_SCRIPT",
     ]
     assert causes["DNSBL_LISTED"].share_lost == FILTERING * L
     assert causes["SPF_FAIL"].share_lost == FILTERING * S
@@ -133,7 +133,7 @@ async def test_a_message_that_trips_every_feature_gets_the_hand_computed_shares(
     assert causes["DNSBL_LISTED"].gain_intact == F("0.0256662")
     # Rewording: the quarantined 0.09506 become intact where nothing strips: * 0.36.
     assert causes["CONTENT_TRIGGER_WORD"].gain_intact == F("0.09506") * (1 - R)
-    assert causes["MIME_HIDDEN_TEXT"].gain_intact == F("0.0152096")
+    assert causes["MIME_ACTIVE_SCRIPT"].gain_intact == F("0.0152096")
     assert causes["DNSBL_LISTED"].fix == "delist the sending IP"
     assert causes["SPF_FAIL"].fix == "publish SPF that covers your sending servers"
     assert causes["CONTENT_TRIGGER_WORD"].fix == (
@@ -201,21 +201,22 @@ def test_a_share_above_one_is_refused_with_its_location(tmp_path: Path) -> None:
 async def test_overlapping_causes_gain_nothing_alone_and_everything_together() -> None:
     raw = eml(
         "October news",
-        '<div style="display:none">Plus 20% off renewals this week.</div>'
-        '<p>Hello Sam.</p><img src="https://cdn.shop.example/hero.jpg" width="600" height="300">',
+        "<script>track('open')</script>"
+        '<p>Hello Sam.</p><video src="https://cdn.shop.example/hero.mp4" controls></video>',
     )
     est = await estimate(raw)
-    stripped = FILTERING * R  # the same companies strip the images and the hidden text
+    stripped = FILTERING * R  # the same companies strip the video and the script
     assert est.share(Outcome.STRIPPED) == stripped
     causes = {c.code: c for c in est.causes}
-    assert set(causes) == {"MIME_HIDDEN_TEXT", "MIME_IMAGES"}
-    assert causes["MIME_HIDDEN_TEXT"].gain_intact == causes["MIME_IMAGES"].gain_intact == 0
+    assert set(causes) == {"MIME_ACTIVE_SCRIPT", "MIME_MULTIMEDIA"}
+    assert causes["MIME_ACTIVE_SCRIPT"].gain_intact == causes["MIME_MULTIMEDIA"].gain_intact == 0
     assert est.gain_all == stripped
     assert est.to_json()["gain_all_intact"] == pytest.approx(0.6208)
     text = io.StringIO()
     write_text(MessageReport("news.eml", "October news", [], est), text)
     assert (
-        "remove the hidden preheader text: no gain on its own: other causes hit" in text.getvalue()
+        "remove scripts, forms and event handlers from the HTML: no gain on its own: other"
+        " causes hit" in text.getvalue()
     )
     assert "+0.0" not in text.getvalue()
     assert "fix all 2 causes: +62.1 points intact" in text.getvalue()
