@@ -107,25 +107,25 @@ _SCAN_SLACK = 1024
 # choice; SpamAssassin renders the whole part and cuts the rendered text only.)
 HTML_SOURCE_SCAN_SIZE = 500_000
 
-# Mail::SpamAssassin::HTML html_whitespace (lib/Mail/SpamAssassin/HTML.pm): <p>, <hr>,
-# <blockquote>, <pre>, <listing>, <plaintext>, <xmp> and <title> (opening and closing, "bug
-# 5009") end a paragraph; <br>, <div>, <li>, <td>, <th>, <dt>, <dd>, <embed> and <h1>-<h6> put
-# white space. sinkd also puts a space at the HTML5 block elements SpamAssassin's older list does
-# not know (<section>, <table>, <tr>, ...), as a mail client shows them on lines of their own.
-# Inline markup (<b>, <span>, <a>, ...) puts nothing, so "via<b>gra</b>" reads "viagra" there as
-# on screen. A paragraph break is marked with a noncharacter (removed from the input first) so
-# that line breaks inside text, which SpamAssassin turns into spaces, never make one.
-_HTML_PARAGRAPH_TAG = re.compile(
-    r"<(?=/?(?:blockquote|hr|listing|p|plaintext|pre|title|xmp)\b)", re.IGNORECASE
+# Mail::SpamAssassin::HTML html_whitespace (lib/Mail/SpamAssassin/HTML.pm), at opening and
+# closing tags alike ("bug 5009"): <p>, <hr>, <blockquote>, <pre>, <listing>, <plaintext>, <xmp>
+# and <title> put two line breaks, <br> and <div> one, <li>, <td>, <th>, <dt>, <dd>, <embed> and
+# <h1>-<h6> a space; two line breaks in a row (only white space between) end a paragraph
+# (Message.pm), so "</div><div>" does and a lone "<br>" does not. sinkd also puts a space at the
+# HTML5 block elements SpamAssassin's older list does not know (<section>, <table>, <tr>, ...),
+# as a mail client shows them on lines of their own. Inline markup (<b>, <span>, <a>, ...) puts
+# nothing, so "via<b>gra</b>" reads "viagra" there as on screen. Line breaks are marked with a
+# noncharacter (removed from the input first): a line break inside text is a space in HTML.pm
+# display_text and never counts. The pattern runs on a lower-cased copy, several times faster
+# than an IGNORECASE alternation tried at every "<".
+_HTML_BREAK_TAG = re.compile(
+    r"<(?=/?(?:(blockquote|hr|listing|p|plaintext|pre|title|xmp)|(br|div)|address|article"
+    r"|aside|center|dd|dl|dt|embed|fieldset|figcaption|figure|footer|form|h[1-6]|header|li"
+    r"|main|nav|ol|option|section|table|tbody|td|tfoot|th|thead|tr|ul)\b)"
 )
-_HTML_BLOCK_TAG = re.compile(
-    r"<(?=/?(?:address|article|aside|br|center|dd|div|dl|dt|embed|fieldset|figcaption"
-    r"|figure|footer|form|h[1-6]|header|li|main|nav|ol|option|section|table|tbody"
-    r"|td|tfoot|th|thead|tr|ul)\b)",
-    re.IGNORECASE,
-)
-_PARAGRAPH_MARK = "\ufdd0"
-_PARAGRAPH_MARKS = re.compile(" ?\ufdd0[\ufdd0 ]*")
+_LINE_MARK = "\ufdd0"
+_PARAGRAPH_BREAK = re.compile("(?: ?\ufdd0){2,} ?")
+_LINE_BREAK_MARK = re.compile(" ?\ufdd0 ?")
 # Not rendered: scripts and styles (HTML.pm html_text skips their text) and templates (inert).
 # The <title> stays, as SpamAssassin renders it.
 _HTML_HIDDEN_TAGS = ["script", "style", "template"]
@@ -574,9 +574,7 @@ def _render_html(html: str) -> str:
     Scripts, styles and templates dropped; text hidden by styling is kept, as in
     SpamAssassin's "rendered" text (its "visible_rendered" is for Bayes only).
     """
-    marked = html.replace(_PARAGRAPH_MARK, "")
-    marked = _HTML_PARAGRAPH_TAG.sub(_PARAGRAPH_MARK + "<", marked)
-    marked = _HTML_BLOCK_TAG.sub(" <", marked)
+    marked = _mark_breaks(html.replace(_LINE_MARK, ""))
     if too_deep(marked) is not None:
         # Hostile nesting would stall the parser: strip the tags instead (text is all we need).
         text = _HTML_TAG.sub(" ", marked)
@@ -593,8 +591,28 @@ def _render_html(html: str) -> str:
             text = _HTML_TAG.sub(" ", marked)  # last resort; selectolax is not known to fail
     # HTML.pm display_text: white space inside text (line breaks too) is one space; only the
     # paragraph tags above end a paragraph.
-    text = _cut(_WHITESPACE.sub(" ", text), BODY_PART_SCAN_SIZE)
-    return _PARAGRAPH_MARKS.sub("\n", text).strip()
+    text = _WHITESPACE.sub(" ", text)
+    if _LINE_MARK in text:
+        text = _LINE_BREAK_MARK.sub(" ", _PARAGRAPH_BREAK.sub("\n", text))
+    # Cut after the breaks are collapsed (SpamAssassin counts every line break of the rendered
+    # text): padding of empty elements cannot push the text out of the scanned part.
+    return _cut(text.strip(), BODY_PART_SCAN_SIZE).rstrip()
+
+
+def _mark_breaks(html: str) -> str:
+    """Put line marks or a space before each tag that breaks the text (_HTML_BREAK_TAG)."""
+    lowered = html.lower()
+    if len(lowered) != len(html):  # a few characters lower-case to two: keep offsets exact
+        lowered = "".join(c if len(c) == 1 else "?" for c in map(str.lower, html))
+    pieces: list[str] = []
+    pos = 0
+    for match in _HTML_BREAK_TAG.finditer(lowered):
+        start = match.start()
+        mark = _LINE_MARK * 2 if match.group(1) else _LINE_MARK if match.group(2) else " "
+        pieces += (html[pos:start], mark)
+        pos = start
+    pieces.append(html[pos:])
+    return "".join(pieces)
 
 
 def _paragraphs(text: str) -> str:
