@@ -577,6 +577,59 @@ def test_check_with_spamd_shows_spamassassins_score(spamd: SpamdProcess, tmp_pat
     assert scores[0]["detail"]["score"] >= 1000
     assert scores[0]["detail"]["spamd"] == spamd.spec
     assert verdict["disposition"] == "tagged"
+    # The verdict's score is SpamAssassin's, not 0 (own mode: SpamAssassin's thresholds).
+    assert verdict["score"] >= 1000
+    assert verdict["fully_judged"] is True
+
+
+def test_check_with_spamd_stopped_exits_5_and_names_the_check_that_did_not_answer(
+    own_spamd: SpamdProcess, tmp_path: Path
+) -> None:
+    address = own_spamd.spec
+    own_spamd.stop()
+    result = check(str(gtube_file(tmp_path)), "--profile", "spamassassin-default",
+                   "--spamd", address)  # fmt: skip
+    assert result.returncode == 5, result.stdout + result.stderr
+    # spamassassin-default passes mail through unscored, as its gateways do ...
+    assert "ACCEPT (inbox)" in result.stdout.splitlines()[0]
+    # ... and says that the verdict was reached without SpamAssassin.
+    assert "  not fully judged: SPAMASSASSIN_ERROR could not answer (unavailable): " in (
+        result.stdout
+    )
+    assert address in result.stdout
+    assert "not fully judged" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_check_json_with_spamd_stopped_marks_the_verdict_not_fully_judged(
+    own_spamd: SpamdProcess, tmp_path: Path
+) -> None:
+    address = own_spamd.spec
+    own_spamd.stop()
+    result = check(str(gtube_file(tmp_path)), "--profile", "spamassassin-default",
+                   "--spamd", address, "--json", "--fail-on", "reject")  # fmt: skip
+    assert result.returncode == 5, result.stderr
+    [verdict] = json.loads(result.stdout)
+    assert verdict["fully_judged"] is False
+    [error] = [f for f in verdict["findings"] if f["code"] == "SPAMASSASSIN_ERROR"]
+    assert (error["unjudged"], error["action"]) == ("unavailable", "none")
+
+
+def test_no_built_in_profile_applies_spamassassins_own_score_twice() -> None:
+    # In own mode the SpamAssassin score is the verdict's score: thresholds of the profile's
+    # own would judge the same points again.
+    folder = Path(__file__).parent.parent / "profiles"
+    own = []
+    for path in sorted(folder.glob("*.yaml")):
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        if not isinstance(data, dict) or "filters" not in data:
+            continue
+        for spec in data["filters"]:
+            if spec.get("kind") == "spamassassin" and spec.get("mode") == "own":
+                own.append(path.stem)
+                thresholds = (data.get("scoring") or {}).get("thresholds") or {}
+                assert not any(v is not None for v in thresholds.values()), path
+    assert "spamassassin-default" in own
 
 
 def test_check_refuses_a_spamd_address_without_a_port(tmp_path: Path) -> None:
