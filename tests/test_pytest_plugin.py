@@ -127,7 +127,7 @@ def test_a_user_suite_sends_waits_routes_and_reads_a_near_miss_report(
             "E * > QUARANTINE * to=bob@corp.example subject='Win the lottery'",
             "E *     profile=typical-corporate stage=data score=* reply: 250 2.0.0 Ok: queued as *",
             "E *     deciding SCORE_QUARANTINE: *quarantine threshold*",
-            "E *     also     CONTENT_TRIGGER_WORD *'bitcoin', 'casino', 'lottery'*",
+            "E *     also     CONTENT_TRIGGER_WORD *'lottery' in the subject; 'bitcoin', 'casino'*",
             "test_mail.py:*: AssertionError",
         ]
     )
