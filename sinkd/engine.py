@@ -426,7 +426,9 @@ class Transaction:
         earlier = await self._mail_stage(pipeline)
         own = await pipeline.at_rcpt(self.envelope, rcpt, earlier, self.lookups)
         findings = [*earlier, *own]
-        if any(f.action in _ENVELOPE_HARD for f in findings):
+        # envelope_reply_stage "data": refusals wait for the end of DATA, as Gmail's do.
+        answer_now = pipeline.profile.smtp.envelope_reply_stage != "data"
+        if answer_now and any(f.action in _ENVELOPE_HARD for f in findings):
             envelope = dataclasses.replace(self.envelope, rcpt_to=(rcpt,))
             return pipeline.decide(
                 findings, stage=Stage.RCPT, envelope=envelope, message_id=self.new_id()

@@ -147,8 +147,11 @@ class Tarpit(Spec):
 
 class SmtpSettings(Spec):
     # Postfix answers envelope restrictions at RCPT TO by default (smtpd_delay_reject = yes),
-    # which also lets it log the recipient; "mail" answers sender checks at MAIL FROM.
-    envelope_reply_stage: Literal["mail", "rcpt"] = "rcpt"
+    # which also lets it log the recipient; "mail" answers sender checks at MAIL FROM; "data"
+    # accepts every recipient and answers at the end of DATA, as Gmail answers its SPF and
+    # DMARC refusals (5.7.26) once it has the whole message. A SIZE= too large is still
+    # refused at MAIL FROM (RFC 1870 §6.1) whatever the stage.
+    envelope_reply_stage: Literal["mail", "rcpt", "data"] = "rcpt"
     # Open connections one client IP may hold (the default profile's applies): the next one
     # gets 421 and is closed, as Postfix's smtpd_client_connection_count_limit (default 50).
     max_connections_per_ip: int | None = Field(default=None, gt=0, le=100000)

@@ -534,6 +534,8 @@ def test_profiles_show_json_is_the_profile_as_data() -> None:
     assert code == 0
     data = json.loads(out)
     assert data["smtp"] == {
+        "source": "postconf(5) smtpd_delay_reject = no "
+        "(restrictions answered at the command they judge)",
         "envelope_reply_stage": "mail",
         "max_connections_per_ip": None,
         "connection_limit_reply": "postfix.connection_limit",

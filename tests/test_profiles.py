@@ -14,7 +14,17 @@ import yaml
 from sinkd.engine import compile_profile
 from sinkd.errors import ProfileError
 from sinkd.filters import REGISTRY
-from sinkd.profiles import FilterSpec, ProfileSet, _Loader, builtin_profiles_dir
+from sinkd.model import Action
+from sinkd.profiles import (
+    FilterSpec,
+    Profile,
+    ProfileSet,
+    _Loader,
+    builtin_profiles_dir,
+    format_loc,
+    load_catalogue,
+)
+from sinkd.schema import Spec
 
 HEAD = """\
 schema: sinkd.profile/v1
@@ -86,7 +96,7 @@ def test_every_shipped_profile_validates_compiles_and_cites_its_sources(name: st
     assert profile.models
     for model in profile.models:
         assert model.what.strip()
-        assert model.source.strip()
+        assert model.provenance is not None
     pipeline = compile_profile(loaded)
     assert len(pipeline.filters) == len(profile.filters) >= 1
 
@@ -534,3 +544,191 @@ def test_on_and_off_are_plain_keys_and_strings_in_profiles_as_in_yaml_1_2(tmp_pa
     spf, content = profile.filters
     assert spf.kind == "spf" and "fail" in spf.on  # type: ignore[union-attr]
     assert content.rules[0].words == ["off", "yes"]  # type: ignore[union-attr]
+
+
+# --- sources and assumptions ------------------------------------------------------------------
+
+# The list fields whose every item is a rule, and the mapping whose every value is one.
+RULE_LISTS = frozenset({"rules", "attachments", "zones"})
+RULE_MAPS = frozenset({"codes"})
+
+
+def _acts(node: Spec) -> bool:
+    """Whether an outcome-like node does something beyond recording: an action other than
+    none/score, a score, or a reply. ``{}`` and ``{action: none}`` only record."""
+    action = getattr(node, "action", None)
+    score = getattr(node, "score", 0.0) or 0.0
+    reply = getattr(node, "reply", None)
+    return action not in (None, Action.NONE, Action.SCORE) or score != 0 or reply is not None
+
+
+def unsourced(profile: Profile) -> list[str]:
+    """The field paths of the nodes a built-in profile must source and does not.
+
+    A node needs ``source:`` or ``assumption:`` when it is
+    - a filter (``filters[i]``): its settings (limits, identities, spec, thresholds, ...);
+    - a rule: each item of a filter's ``rules``, ``attachments`` or ``zones`` and each value of
+      a zone's ``codes``;
+    - an outcome that acts, wherever it is written (``on:``, ``on_fail_policy:``, ``gtube``,
+      ``classes``, format actions, a zone's ``default``, ``on_error``): any node with an
+      ``action`` that is not none/score, a non-zero ``score`` or a ``reply``;
+    - the thresholds (``scoring``) and the stage and connection limits (``smtp``), when written;
+    - a named list with entries (which words, which file types);
+    - a ``models`` entry (the schema already demands it).
+    Only what the file writes counts (``model_fields_set``): defaults are the filter's own and
+    its source covers them. Replies are checked in the catalogue (below); a built-in profile
+    may not override one with an unsourced literal, so ``replies:`` must be empty.
+    """
+    missing: list[str] = []
+
+    def needs(node: Spec, path: tuple[str | int, ...]) -> bool:
+        parent = path[-2] if len(path) >= 2 else None
+        if path[:1] == ("filters",) and len(path) == 2:
+            return True
+        if isinstance(path[-1], int) and parent in RULE_LISTS:
+            return True
+        if parent in RULE_MAPS:
+            return True
+        if path in (("scoring",), ("smtp",)) or path[:1] == ("models",):
+            return True
+        if path[:1] == ("lists",) and len(path) == 2:
+            return bool(getattr(node, "entries", None))
+        return "action" in type(node).model_fields and _acts(node)
+
+    def walk(value: object, path: tuple[str | int, ...]) -> None:
+        if isinstance(value, Spec):
+            if path and needs(value, path) and value.provenance is None:
+                missing.append(format_loc(path))
+            fields = type(value).model_fields
+            for field in sorted(value.model_fields_set):
+                walk(getattr(value, field), (*path, fields[field].alias or field))
+        elif isinstance(value, (list, tuple)):
+            for index, item in enumerate(value):
+                walk(item, (*path, index))
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                walk(item, (*path, str(key)))
+
+    walk(profile, ())
+    if profile.replies:
+        missing.append("replies (a built-in profile takes its replies from the catalogue)")
+    return missing
+
+
+@pytest.mark.parametrize("name", SHIPPED.names())
+def test_every_rule_threshold_limit_outcome_and_stage_of_a_builtin_profile_is_sourced(
+    name: str,
+) -> None:
+    loaded = SHIPPED.resolve(name)
+    missing = unsourced(loaded.profile)
+    assert not missing, f"{loaded.path}: no source: or assumption: at " + ", ".join(missing)
+
+
+def test_every_reply_in_the_catalogue_says_where_its_wording_comes_from() -> None:
+    catalogue = builtin_profiles_dir() / "replies.yaml"
+    where = SHIPPED.catalogue_provenance
+    assert set(where) == set(SHIPPED.catalogue)
+    missing = sorted(key for key, origin in where.items() if origin is None)
+    assert not missing, f"{catalogue}: no source: or assumption: for " + ", ".join(missing)
+
+
+def test_the_sourcing_check_finds_an_unsourced_rule_outcome_and_list(tmp_path: Path) -> None:
+    loaded = load(
+        tmp_path,
+        """\
+lists:
+  words: {kind: word, entries: [casino]}
+  empty: {kind: word, entries: []}
+scoring: {thresholds: {reject: 9}, assumption: "a test threshold"}
+filters:
+  - kind: content
+    name: words
+    source: "the test suite"
+    gtube: {action: junk}
+    rules:
+      - {id: WORD, words: "@words", score: 3}
+  - kind: spf
+    name: spf
+    assumption: "a test"
+    on: {fail: {action: none}, softfail: {score: 1.0}, none: {}}
+""",
+    )
+    assert unsourced(loaded.profile) == [
+        "filters[0].gtube",
+        "filters[0].rules[0]",
+        "filters[1].on.softfail",
+        "lists.words",
+    ]
+
+
+def test_source_and_assumption_together_are_an_error_naming_file_line_and_node(
+    tmp_path: Path,
+) -> None:
+    message = error_of(
+        tmp_path,
+        envelope_rule(
+            "{match: client_ip, entries: [192.0.2.1], action: reject, source: a, assumption: b}"
+        ),
+    )
+    assert message.startswith(f"{tmp_path / 'test.yaml'}:{RULE_LINE}: filters[0].rules[0]: ")
+    assert "either source: (a document a reader can check) or assumption:" in message
+
+
+@pytest.mark.parametrize("field", ["source", "assumption"])
+def test_an_empty_source_or_assumption_is_an_error_naming_the_field(
+    tmp_path: Path, field: str
+) -> None:
+    message = error_of(tmp_path, f"scoring:\n  thresholds: {{reject: 9}}\n  {field}: '  '\n")
+    assert f"test.yaml:{BODY_LINE + 2}: scoring.{field}: Value error, must not be empty" in message
+
+
+def test_a_models_entry_without_source_or_assumption_is_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "test.yaml"
+    path.write_text(
+        "schema: sinkd.profile/v1\nid: test\ntitle: T\nmodels:\n  - {what: something}\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(ProfileError) as info:
+        ProfileSet([tmp_path]).resolve(str(path))
+    assert f"{path}:5: models[0]: Value error, say where this comes from" in str(info.value)
+
+
+def test_a_models_entry_may_give_an_assumption_instead_of_a_source(tmp_path: Path) -> None:
+    path = tmp_path / "test.yaml"
+    path.write_text(
+        "schema: sinkd.profile/v1\nid: test\ntitle: T\n"
+        "models:\n  - {what: something, assumption: because}\n",
+        encoding="utf-8",
+    )
+    loaded = ProfileSet([tmp_path]).resolve(str(path))
+    assert loaded.profile.models[0].provenance == ("assumption", "because")
+
+
+def test_a_catalogue_entry_with_both_or_an_unknown_key_is_located(tmp_path: Path) -> None:
+    path = tmp_path / "replies.yaml"
+    path.write_text(
+        "replies:\n  my.reply:\n    reply: '550 5.7.1 no'\n    source: a\n    assumption: b\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(ProfileError) as info:
+        load_catalogue([path])
+    assert (
+        str(info.value)
+        == f"{path}:2: replies.my.reply: give either source: or assumption:, not both"
+    )
+    path.write_text("replies:\n  my.reply: {reply: '550 5.7.1 no', cite: x}\n", encoding="utf-8")
+    with pytest.raises(ProfileError) as info:
+        load_catalogue([path])
+    assert str(info.value) == f"{path}:2: replies.my.reply.cite: unknown key"
+
+
+def test_a_catalogue_in_a_profiles_dir_may_give_plain_replies(tmp_path: Path) -> None:
+    (tmp_path / "replies.yaml").write_text(
+        "replies:\n  my.reply: '550 5.7.1 no'\n"
+        "  my.other: {reply: '451 4.7.1 later', assumption: x}\n",
+        encoding="utf-8",
+    )
+    profiles = ProfileSet([tmp_path])
+    assert profiles.catalogue_provenance["my.reply"] is None
+    assert profiles.catalogue_provenance["my.other"] == ("assumption", "x")
+    assert profiles.catalogue["my.reply"].enhanced == "5.7.1"

@@ -619,9 +619,9 @@ async def test_data_is_answered_250_when_one_of_the_routed_profiles_accepted(
     start_server: StartServer,
 ) -> None:
     app = await start_server(routes={"finance.example": "strict-finance"})
-    # "wire transfer" in the subject: strict-finance refuses it (BEC_SUBJECT), typical-corporate
-    # only scores it 3 points.
-    body = message("Wire transfer today")
+    # Bare <LF> line endings: strict-finance refuses them as Postfix 3.9 does, typical-corporate
+    # only records them.
+    body = BARE_LF + b"\r\n"
     async with raw_client(app) as client:
         answer = await client.mail(
             body, "alice@sender.example", "carol@finance.example", "bob@corp.example"
@@ -946,8 +946,8 @@ async def test_bare_lf_message_is_stored_byte_exact_with_a_bare_line_ending_find
 @pytest.mark.parametrize(
     ("body", "reply"),
     [
-        (SMUGGLING, "550 5.5.2 Message refused: it contains bare end-of-data sequences"),
-        (BARE_LF + b"\r\n", "550 5.5.2 Message refused: bare <LF> line endings are not allowed"),
+        (SMUGGLING, "550 5.5.2 Error: bare <LF> received"),
+        (BARE_LF + b"\r\n", "550 5.5.2 Error: bare <LF> received"),
     ],
     ids=["smuggling", "bare-lf"],
 )
