@@ -131,7 +131,7 @@ async def test_offline_dns_never_asks_the_network_and_knows_only_its_fixtures(
     app = await start_server(profile="typical-corporate", dns_zones=[zone])
     answer = await send_as(app, "203.0.113.5", "news@shop.example", "news@shop.example")
     assert answer.line == "550 5.7.23 SPF validation failed"
-    # A domain no fixture knows does not exist: SPF none, the message goes through.
+    # A domain no fixture knows is unknown (no data): SPF not judged, the message goes through.
     answer = await send_as(app, "203.0.113.5", "a@elsewhere.example", "a@elsewhere.example")
     assert answer.code == 250
     assert app.settings.db.exists()

@@ -519,3 +519,12 @@ async def test_a_policy_lookup_live_dns_did_not_answer_is_unavailable() -> None:
         Unjudged.UNAVAILABLE,
         Action.NONE,
     )
+
+
+async def test_the_rfc9989_tree_walk_reads_a_public_suffix_without_dns_data_as_no_record() -> None:
+    # The fixture speaks for shop.example (NXDOMAIN at _dmarc) but not for the TLD "example".
+    zone = txt("example", DnsAnswer("UNKNOWN"))
+    finding = await check(zone, spec="rfc9989")
+    assert (finding.code, finding.unjudged) == ("DMARC_NONE", None)
+    unknown_own = await check(txt("shop.example", DnsAnswer("UNKNOWN")), spec="rfc9989")
+    assert unknown_own.unjudged is Unjudged.NO_DNS_DATA
