@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 import pytest
 
 if TYPE_CHECKING:
-    from sinkd.client import EventStream, Message, Routing, SinkdClient
+    from sinkd.client import EventStream, Finding, Message, Routing, SinkdClient
     from sinkd.runtime import ServerThread
 
 DEFAULT_TIMEOUT = 5.0  # seconds wait_for and the assertions wait for a message
@@ -404,10 +404,16 @@ class SinkdFixture:
         sender: str | None = None,
         profile: str | None = None,
         timeout: float | None = None,
+        fully_judged: bool = True,
     ) -> Message:
         """Wait for a message matching ``to``/``subject``/``sender``/``profile`` (as
         ``wait_for``), then assert that one of the matching messages got ``verdict``;
-        AssertionError with a near-miss report if none did. Returns that message."""
+        AssertionError with a near-miss report if none did. Returns that message.
+
+        A verdict reached without a check its profile needs (spamd down, a filter error:
+        ``Message.fully_judged`` is False) does not pass, as ``sinkd check`` exits 5 for it: a
+        test must not pass on a message that was not judged. ``fully_judged=False`` accepts
+        such a verdict (for tests of exactly that fallback)."""
         __tracebackhide__ = True  # the failure is the test's line, not this one
         if verdict not in VERDICTS:
             raise ValueError(f"verdict {verdict!r}: expected one of {', '.join(VERDICTS)}")
@@ -423,9 +429,24 @@ class SinkdFixture:
                 )
             )
         matching = self.client.all_messages(**where.query())
+        unjudged: list[Message] = []
         for message in matching:
             if message.verdict == verdict:
+                if fully_judged and not message.fully_judged:
+                    unjudged.append(message)
+                    continue
                 return message
+        if unjudged:
+            checks = ", ".join(
+                sorted({f.code for m in unjudged for f in m.findings if _incomplete(f)})
+            )
+            raise AssertionError(
+                self.near_miss_report(
+                    f"expected a message {wanted}; it got {verdict}, but not fully judged: "
+                    f"{checks} could not answer (pass fully_judged=False to accept that)",
+                    where,
+                )
+            )
         got = ", ".join(sorted({m.verdict for m in matching}))
         raise AssertionError(
             self.near_miss_report(f"expected a message {wanted}, but it got {got}", where)
@@ -507,6 +528,12 @@ class _Filter:
         return "(" + ", ".join(parts) + ")" if parts else "(any)"
 
 
+def _incomplete(finding: Finding) -> bool:
+    """A check that could not answer (scanner down, filter error); offline DNS without data
+    is the designed default, not counted (``sinkd.model.Unjudged``)."""
+    return finding.unjudged is not None and finding.unjudged != "no-dns-data"
+
+
 def _describe(message: Message, mark: str) -> list[str]:
     env = message.envelope
     subject = "-" if message.subject is None else repr(message.subject)
@@ -518,6 +545,9 @@ def _describe(message: Message, mark: str) -> list[str]:
     ]
     for finding in message.deciding:
         lines.append(f"    deciding {finding.code}: {finding.reason}")
+    for finding in message.findings:
+        if _incomplete(finding):
+            lines.append(f"    not judged {finding.code} ({finding.unjudged}): {finding.reason}")
     others = [f for f in message.findings if not f.decided and (f.score or f.action != "none")]
     for finding in others[:5]:
         score = f" {finding.score:+g}" if finding.score else ""

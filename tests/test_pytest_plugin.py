@@ -197,6 +197,51 @@ def test_default(sinkd):
     result.assert_outcomes(passed=1)
 
 
+SPAMD_DOWN = """\
+schema: sinkd.profile/v1
+id: spamd-down
+title: A spamd that does not answer, mail passed through unscored
+models:
+  - {{what: "a test profile", source: "tests/test_pytest_plugin.py"}}
+filters:
+  - kind: spamassassin
+    name: spamd
+    host: 127.0.0.1
+    port: {port}
+    timeout: 5
+    on_error: {{action: none}}
+"""
+
+
+def test_an_assertion_does_not_pass_on_a_verdict_that_was_not_fully_judged(
+    pytester: pytest.Pytester,
+) -> None:
+    folder = pytester.mkdir("profiles")
+    pytester.makepyfile(
+        HELPERS
+        + """
+def test_unjudged(sinkd):
+    send(sinkd, "bob@corp.example", "Quarterly figures")
+    with pytest.raises(AssertionError) as failed:
+        sinkd.assert_accepted(to="bob@")
+    text = str(failed.value)
+    assert "it got accept, but not fully judged: SPAMASSASSIN_ERROR could not answer" in text
+    assert "not judged SPAMASSASSIN_ERROR (unavailable):" in text
+    message = sinkd.assert_accepted(to="bob@", fully_judged=False)
+    assert message.fully_judged is False
+    [error] = [f for f in message.findings if f.code == "SPAMASSASSIN_ERROR"]
+    assert error.unjudged == "unavailable"
+"""
+    )
+    with refused_port() as port:
+        (folder / "spamd-down.yaml").write_text(SPAMD_DOWN.format(port=port), encoding="utf-8")
+        result = pytester.runpytest_subprocess(
+            "-p", "no:cacheprovider", "--sinkd-profiles-dir", str(folder),
+            "--sinkd-profile", "spamd-down", timeout=RUN_TIMEOUT,
+        )  # fmt: skip
+    result.assert_outcomes(passed=1)
+
+
 # --- remote mode --------------------------------------------------------------------------------
 
 
