@@ -276,8 +276,12 @@ async def test_json_log_format_writes_one_json_object_per_verdict_to_stderr(
     assert len(verdicts) == 2, served.stderr
     first, second = verdicts
     assert first["id"] == accepted[0]
-    # Offline DNS knows no name: SPF, DKIM and DMARC find nothing to check.
-    assert (first["verdict"], first["codes"]) == ("accept", ["SPF_NONE", "DKIM_NONE", "DMARC_NONE"])
+    # Offline DNS has data for no name: SPF and the blocklist are not judged, DKIM and DMARC
+    # find nothing to check.
+    assert (first["verdict"], first["codes"]) == (
+        "accept",
+        ["SPF_NONE", "DNSBL_NOT_JUDGED", "DKIM_NONE", "DMARC_NONE"],
+    )
     assert second["verdict"] == "reject"
     assert "CONTENT_GTUBE" in second["codes"]
     assert second["reply"] == "554 5.7.1 Gtube pattern"

@@ -374,10 +374,12 @@ async def test_trigger_words_are_answered_250_but_stored_as_quarantine(
     (message_id,) = answer.ids
     record = await stored(app, message_id)
     assert record.data["verdict"] == "quarantine"
-    # Trigger words 9, and 0.5 for SPF none: offline DNS knows no sender domain.
-    assert record.data["score"] == 9.5
+    # Trigger words 9. Offline DNS has no data for the sender domain: SPF is not judged and
+    # scores nothing (SPF_NONE with unjudged no-dns-data).
+    assert record.data["score"] == 9.0
     assert codes(record) == [
         "SPF_NONE",
+        "DNSBL_NOT_JUDGED",  # no fixture for zen.spamhaus.org: not judged, not "not listed"
         "CONTENT_TRIGGER_WORD",
         "DKIM_NONE",
         "DMARC_NONE",
