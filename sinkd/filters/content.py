@@ -302,7 +302,8 @@ class ContentFilter(Filter):
             return {}
         if rule.regexes is not None:
             return {text: 1 for text in rule.regexes.find(segment.text).values()}
-        assert self.matcher is not None
+        if self.matcher is None or not rule.words:
+            return {}  # a word rule whose list is empty matches nothing
         segment_hits = hits.get(segment.key)
         if segment_hits is None:
             segment_hits = hits[segment.key] = self.matcher.find(segment.text)

@@ -423,6 +423,18 @@ async def test_words_may_come_from_a_named_list_of_phrases(tmp_path: Path) -> No
     assert verdict.findings[0].detail["matches"] == {"urgent payment": 1}
 
 
+async def test_a_rule_over_an_empty_named_list_matches_nothing(tmp_path: Path) -> None:
+    # google-workspace-like's admin word list is empty until an admin fills it.
+    pipeline = rules(
+        tmp_path,
+        "{id: ADMIN, words: '@admin', action: reject}",
+        extra="lists:\n  admin: {kind: word, entries: []}\n",
+    )
+    verdict = await judge(pipeline, message("Casino night", "casino"))
+    assert verdict.codes == []
+    assert verdict.action is VerdictAction.ACCEPT
+
+
 async def test_two_rules_listing_the_same_word_in_different_spellings_both_fire(
     tmp_path: Path,
 ) -> None:
