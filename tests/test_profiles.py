@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import importlib
+import io
+import json
 import re
 import textwrap
 import typing
 from pathlib import Path
 
+import aiosmtplib
 import pytest
 import yaml
 
+from sinkd.cli import main
 from sinkd.engine import compile_profile
 from sinkd.errors import ProfileError
 from sinkd.filters import REGISTRY
-from sinkd.model import Action
+from sinkd.model import Action, ClientIdentity, Disposition, Reply, Verdict, VerdictAction
 from sinkd.profiles import (
     FilterSpec,
     Profile,
@@ -25,6 +29,7 @@ from sinkd.profiles import (
     load_catalogue,
 )
 from sinkd.schema import Spec
+from tests.conftest import StartServer
 
 HEAD = """\
 schema: sinkd.profile/v1
@@ -732,3 +737,192 @@ def test_a_catalogue_in_a_profiles_dir_may_give_plain_replies(tmp_path: Path) ->
     assert profiles.catalogue_provenance["my.reply"] is None
     assert profiles.catalogue_provenance["my.other"] == ("assumption", "x")
     assert profiles.catalogue["my.reply"].enhanced == "5.7.1"
+
+
+# --- what the built-in profiles do (issue 15: the products' documented facts) ---------------
+
+PLAIN = "From: Alice <alice@sender.example>\r\nTo: bob@corp.example\r\nSubject: {subject}\r\n"
+PLAIN += "Date: Mon, 1 Jan 2024 10:00:00 +0000\r\nMessage-ID: <1@sender.example>\r\n\r\n{body}\r\n"
+
+
+async def judged(name: str, subject: str, body: str = "Hello.") -> Verdict:
+    """The verdict of a built-in profile on a plain message from a sender whose domain has no
+    SPF, DKIM or DMARC data (offline DNS: recorded only, no score)."""
+    from sinkd.engine import Router, Transaction
+
+    tx = Transaction(
+        Router(compile_profile(SHIPPED.resolve(name))),
+        ClientIdentity(ip="203.0.113.5"),
+        lambda: "id",
+    )
+    raw = PLAIN.format(subject=subject, body=body).encode()
+    assert await tx.mail("alice@sender.example", len(raw)) is None
+    assert await tx.rcpt("bob@corp.example") is None
+    [verdict] = await tx.data(raw)
+    return verdict
+
+
+async def refused_at_mail(name: str, size: int) -> Verdict | None:
+    from sinkd.engine import Router, Transaction
+
+    tx = Transaction(
+        Router(compile_profile(SHIPPED.resolve(name))),
+        ClientIdentity(ip="203.0.113.5"),
+        lambda: "id",
+    )
+    return await tx.mail("alice@sender.example", size)
+
+
+MB = 1024 * 1024
+
+
+async def test_m365_has_no_trigger_word_filter_so_casino_and_lottery_are_inbox_mail() -> None:
+    verdict = await judged("m365-default-like", "Casino night", "Win the lottery, buy viagra.")
+    assert verdict.disposition is Disposition.INBOX
+    assert not [code for code in verdict.codes if "TRIGGER" in code]
+
+
+async def test_m365_refuses_over_the_36_mb_default_receive_size_and_takes_30_mb() -> None:
+    assert await refused_at_mail("m365-default-like", 30 * MB) is None
+    verdict = await refused_at_mail("m365-default-like", 36 * MB + 1)
+    assert verdict is not None and verdict.action is VerdictAction.REJECT
+    assert verdict.reply == Reply(
+        550, "5.2.3", "RESOLVER.RST.RecipSizeLimit; message too large for this recipient"
+    )
+
+
+async def test_google_takes_a_30_mb_message_and_refuses_over_50_mb_with_552_5_3_4() -> None:
+    assert await refused_at_mail("google-workspace-like", 30 * MB) is None
+    verdict = await refused_at_mail("google-workspace-like", 50 * MB + 1)
+    assert verdict is not None and verdict.action is VerdictAction.REJECT
+    assert verdict.reply == Reply(
+        552, "5.3.4", "Your message exceeded Google's message size limits."
+    )
+
+
+async def test_typical_corporate_does_not_count_unsubscribe_as_a_trigger_word() -> None:
+    verdict = await judged("typical-corporate", "October news", "To unsubscribe, click below.")
+    assert "CONTENT_TRIGGER_WORD" not in verdict.codes
+    assert verdict.score == 0
+
+
+@pytest.mark.parametrize(
+    ("subject", "body"),
+    [
+        ("Reminder: invoice overdue", "Our invoice 4711 is overdue; the invoice overdue notice."),
+        ("Wire transfer received", "We received your wire transfer of EUR 1,200."),
+    ],
+    ids=["dunning-letter", "bank-notice"],
+)
+async def test_strict_finance_delivers_a_dunning_letter_and_a_bank_notice(
+    subject: str, body: str
+) -> None:
+    verdict = await judged("strict-finance", subject, body)
+    assert verdict.action is VerdictAction.ACCEPT
+    assert verdict.disposition is Disposition.INBOX
+    assert {"CONTENT_BEC_SUBJECT", "CONTENT_BEC_TERMS"} <= set(verdict.codes)
+    assert verdict.score < 5
+
+
+async def test_strict_finance_holds_bec_wording_that_comes_with_another_spam_sign() -> None:
+    verdict = await judged(
+        "strict-finance", "Urgent payment: bank details changed", "Click here to act now."
+    )
+    assert verdict.action is VerdictAction.QUARANTINE
+    assert {"CONTENT_BEC_SUBJECT", "CONTENT_TRIGGER_WORD"} <= set(verdict.codes)
+    assert verdict.score >= 5
+
+
+# shop.example (profiles/dns/demo.zone) publishes "v=spf1 ... -all" for 192.0.2.0/24.
+DEMO_ZONE = builtin_profiles_dir() / "dns" / "demo.zone"
+
+
+async def test_google_answers_an_spf_hard_fail_at_the_end_of_data_after_accepting_rcpt(
+    start_server: StartServer,
+) -> None:
+    app = await start_server(
+        profile="google-workspace-like", dns_zones=[DEMO_ZONE], client_ip="203.0.113.5"
+    )
+    assert app.smtp_address is not None
+    host, port = app.smtp_address
+    raw = PLAIN.replace("sender.example", "shop.example").format(subject="Order", body="Hi.")
+    async with aiosmtplib.SMTP(hostname=host, port=port, start_tls=False, timeout=30) as smtp:
+        await smtp.ehlo()
+        assert (await smtp.mail("alice@shop.example"))[0] == 250
+        assert (await smtp.rcpt("ann@gmail.example"))[0] == 250  # not refused at RCPT TO
+        with pytest.raises(aiosmtplib.SMTPDataError) as refused:
+            await smtp.data(raw.encode())
+    assert refused.value.code == 550
+    assert refused.value.message.startswith(
+        "5.7.26 The (E)MAIL FROM domain [shop.example] has an SPF record with a hard fail policy"
+    )
+
+
+async def test_typical_corporate_still_refuses_an_spf_fail_at_rcpt_to(
+    start_server: StartServer,
+) -> None:
+    app = await start_server(
+        profile="typical-corporate", dns_zones=[DEMO_ZONE], client_ip="203.0.113.5"
+    )
+    assert app.smtp_address is not None
+    host, port = app.smtp_address
+    async with aiosmtplib.SMTP(hostname=host, port=port, start_tls=False, timeout=30) as smtp:
+        await smtp.ehlo()
+        assert (await smtp.mail("alice@shop.example"))[0] == 250
+        with pytest.raises(aiosmtplib.SMTPRecipientRefused) as refused:
+            await smtp.rcpt("bob@corp.example")
+    assert (refused.value.code, refused.value.message) == (550, "5.7.23 SPF validation failed")
+
+
+# --- sinkd profiles show ------------------------------------------------------------------------
+
+
+def show(*argv: str) -> str:
+    out = io.StringIO()
+    assert main(["profiles", "show", *argv], out=out) == 0
+    return out.getvalue()
+
+
+def test_profiles_show_prints_each_rule_with_its_source_or_assumption() -> None:
+    lines = show("typical-corporate").splitlines()
+    assert lines[0] == "# Typical corporate IT policy (survey composite)"
+    block = lines[lines.index("  trigger-words (content)") :]
+    rule = next(i for i, line in enumerate(block) if line.startswith("    TRIGGER_WORD: "))
+    assert "score=3 per_match=True max_score=9" in block[rule]
+    assert block[rule + 1].startswith("      assumption: survey: 80% filter trigger words;")
+    stage = lines.index("SMTP: envelope refusals answered at RCPT TO")
+    assert lines[stage + 1].startswith("      source: postconf(5) smtpd_delay_reject")
+    assert lines[stage + 2] == "        answered at RCPT TO)"  # wrapped under its label
+    assert lines[stage + 3].startswith("Scoring: tag at 5, quarantine at 8, reject at 15;")
+    assert lines[stage + 4].startswith("      assumption: tag at 5 is SpamAssassin's")
+
+
+def test_profiles_show_lists_the_replies_the_profile_uses_with_their_sources() -> None:
+    text = show("google-workspace-like")
+    assert "SMTP: envelope refusals answered at the end of DATA" in text
+    replies = text[text.index("\nReplies:\n") :].splitlines()
+    at = replies.index(
+        "  gmail.size: 552 5.3.4 Your message exceeded Google's message size limits."
+    )
+    assert replies[at + 1] == "      source: Google 'Gmail SMTP errors and codes' 552 5.3.4"
+    assert all(len(line) <= 100 or " " not in line.strip() for line in replies)
+
+
+def test_profiles_show_of_a_profile_without_sources_prints_its_rules_only(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        envelope_rule("{id: BLOCK, match: client_ip, entries: [192.0.2.1], action: reject}"),
+    )
+    text = show(str(path))
+    assert "    BLOCK: match=client_ip entries=[192.0.2.1] action=reject\n" in text
+    assert "source:" not in text.split("Filters:")[1].split("Replies:")[0]
+
+
+def test_profiles_show_json_carries_the_sources_given_and_no_empty_ones() -> None:
+    data = json.loads(show("m365-default-like", "--json"))
+    size = next(f for f in data["filters"] if f["kind"] == "size")
+    assert size["max_bytes"] == 36 * MB
+    assert size["source"].startswith("office-docs-powershell Set-MailboxPlan.md -MaxReceiveSize")
+    assert "assumption" not in size
+    assert data["scoring"]["assumption"].startswith("EOP's spam verdicts")
+    assert "source" not in data["scoring"]
