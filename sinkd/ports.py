@@ -175,8 +175,8 @@ class DeliveryMemory(Protocol):
 class Lookups:
     """Injected lookups for network-backed filters. By default DNS has data for no name (as
     offline DNS without fixtures: every answer ``UNKNOWN``); without spamd, spamassassin
-    filters report an error. Without ``state`` (``sinkd check``) nothing is remembered between messages: greylisting
-    is skipped and rate limits see one message."""
+    filters report an error. Without ``state`` (``sinkd check``) nothing is remembered between
+    messages: greylisting is skipped and rate limits see one message."""
 
     spamd: Spamd | None = None
     resolver: Resolver | None = NO_DNS
