@@ -191,10 +191,10 @@ def _reason(scope: Scope, ip: str, outcome: SpfResult, pra: Pra | None) -> str:
     else:
         whose = f"{domain}, the envelope sender's domain"
     if outcome.unknown:
-        return no_dns_data_reason(f"Sender ID for {whose}", outcome.unknown)
+        return no_dns_data_reason(f"Sender ID for {whose},", outcome.unknown)
     if outcome.unanswered:
         return (
-            f"Sender ID for {whose} could not be judged: live DNS did not answer in time "
+            f"Sender ID for {whose}, could not be judged: live DNS did not answer in time "
             f"({', '.join(outcome.unanswered)}), so the verdict was reached without it."
         )
     said = f"its Sender ID record says {outcome.result}{mechanism_text(outcome)}"
