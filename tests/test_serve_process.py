@@ -144,6 +144,7 @@ def message(n: int, body: str | None = None) -> bytes:
         "From: Alice <alice@sender.example>\r\n"
         "To: Bob <bob@corp.example>\r\n"
         f"Subject: durable {n}\r\n"
+        "Date: Mon, 1 Jan 2024 10:00:00 +0000\r\n"
         f"Message-ID: <durable-{n}@sender.example>\r\n"
         "\r\n" + text
     ).encode()
