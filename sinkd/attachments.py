@@ -105,6 +105,17 @@ class Inspection:
             yield info
             stack.extend(reversed(info.members))
 
+    def named(self, root: str) -> Iterator[tuple[str, FileInfo]]:
+        """What ``walk`` yields, each with the name a reader knows it by: the attachment's own
+        name (``root`` when it has none), a member's as ``statement.zip/invoice.exe``, every
+        archive on the way named outermost first. Each file has one name, however many rules or
+        classes it matches, so that findings can count distinct files."""
+        stack = [(self.root.name or root, self.root)]
+        while stack:
+            shown, info = stack.pop()
+            yield shown, info
+            stack.extend((f"{shown}/{m.name or '(unnamed)'}", m) for m in reversed(info.members))
+
 
 def inspect_file(
     name: str | None,

@@ -38,6 +38,9 @@ class HtmlHit:
     what: str
     text: str | None = None
     remote: bool = False  # an image the mail client fetches from the network to show it
+    # The element as a reason names it for a reader: its tag and one identifying thing, such as
+    # "<iframe> from www.youtube.com", "inline <script>", "onclick handler on <a>".
+    label: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,7 +199,7 @@ def _label_fits(node: LexborNode) -> bool:
     """Whether a label before ``node`` renders where it stands (a fragment's top-level nodes
     have no parent to insert into)."""
     parent = node.parent
-    if parent is None:
+    if parent is None or node.tag == "html":  # nothing renders outside the document element
         return False
     while parent is not None:
         if parent.tag in _NO_LABEL_INSIDE:
@@ -784,6 +787,12 @@ def _rewrite_sheet(css: str, drop_images: bool, drop_scripts: bool) -> str:
 
 
 def _rewrite_node(node: Any, drop_images: bool, drop_scripts: bool, depth: int) -> str:
+    if node.type == "error":
+        # What the parser could not make a rule of ("//-->" before the end of the sheet, a
+        # stray "}"): tinycss2 keeps no text for it and refuses to serialize it, and browsers
+        # drop it (CSS Syntax Level 3 §5.4.3: "This is a parse error. Return nothing"), so the
+        # rewritten sheet drops it too.
+        return ""
     if (
         node.type == "at-rule"
         and node.lower_at_keyword in ("media", "supports")
@@ -848,6 +857,44 @@ def _source_kind(src: str) -> str:
     if lowered.startswith(_REMOTE):
         return "remote http(s):"
     return "relative URL" if lowered else "no src"
+
+
+_CSS_URL = re.compile(r"""url\(\s*['"]?([^'")\s]*)""", re.IGNORECASE)
+
+
+def _css_url(text: str) -> str:
+    """The first ``url(...)`` in CSS text, or ""."""
+    match = _CSS_URL.search(text)
+    return match.group(1) if match else ""
+
+
+def _host(url: str) -> str | None:
+    """The host of an http(s) or protocol-relative URL, lower-case and without a port."""
+    text = url.strip(_URL_LEADING)
+    if not text.lower().startswith(_REMOTE):
+        return None
+    authority = re.split(r"[/?#\\]", text.split("//", 1)[1], maxsplit=1)[0]
+    host = authority.rpartition("@")[2]
+    if not host.startswith("["):
+        host = host.partition(":")[0]
+    return _short(host.lower(), 60) or None
+
+
+def _origin(src: str) -> str:
+    """Where an element's content comes from, as a reason says it: " from cdn.example.com",
+    " cid:logo@example" (an attached part), " (data: URI)", ' src="img/a.png"', or ""."""
+    text = src.strip(_URL_LEADING)
+    if not text:
+        return ""
+    host = _host(text)
+    if host is not None:
+        return f" from {host}"
+    lowered = text.lower()
+    if lowered.startswith("cid:"):
+        return f" {_short(text, 40)}"
+    if lowered.startswith("data:"):
+        return " (data: URI)"
+    return f' src="{_short(text, 40)}"'
 
 
 def _size(chars: int) -> str:
@@ -1071,7 +1118,7 @@ class _Scan:
         self.sheet_decls: dict[int, dict[str, tuple[str, bool]]] = {}
         self.sheet_selector: dict[int, str] = {}
         self.reshown: set[int] = set()
-        self.sheet_hits: dict[int, list[tuple[str, str]]] = {}
+        self.sheet_hits: dict[int, list[tuple[str, str, str]]] = {}
         self.sheets_apply = False  # whether any node needs its mem_id looked up
         # Element order -> the range of slots its own hits took, for elements strip_html edits
         # (mark_html labels each edit with the hits that caused it).
@@ -1108,9 +1155,16 @@ class _Scan:
     def apply(self) -> None:
         # Later nodes first; on one node, attribute edits before the unwrap or removal ends it.
         self.actions.sort(key=lambda a: (a.order, a.kind not in _ENDING), reverse=True)
+        root = self.tree.root if self.document else None
         for action in self.actions:
             node = action.node
             if action.kind == _REMOVE:
+                if root is not None and node.mem_id == root.mem_id:
+                    # <html hidden> (also what an <html hidden> tag later in the body makes, as
+                    # its attributes move onto the root: WHATWG HTML §13.2.6.4.7 "in body"): the
+                    # document element itself cannot go, everything inside it does.
+                    _empty(node)
+                    continue
                 node.decompose()
             elif action.kind == _UNWRAP:
                 node.unwrap(delete_empty=True)  # without it, lexbor leaves an empty form be
@@ -1139,13 +1193,16 @@ class _Scan:
             css = _text_of(style_node)
             if not css.strip():
                 continue
-            found: list[tuple[str, str]] = []
+            found: list[tuple[str, str, str]] = []
             for rule in _sheet_rules(css):
+                selector = _short(rule.selector, 40)
                 for decl in rule.images:
-                    found.append(("images", f"{_short(decl)} in <style> rule {rule.selector!r}"))
+                    what = f"{_short(decl)} in <style> rule {rule.selector!r}"
+                    label = f"background image in <style> rule {selector!r}"
+                    found.append(("images", what, label + _origin(_css_url(decl))))
                 for decl in rule.scripts:
                     what = f"script in CSS {_short(decl)} in <style> rule {rule.selector!r}"
-                    found.append(("active_script", what))
+                    found.append(("active_script", what, f"script in <style> rule {selector!r}"))
                 if rule.decls:
                     self._apply_rule(rule)
             if found:
@@ -1260,8 +1317,8 @@ class _Scan:
             cleaned = _clean_zero_width(text, found)
             self.actions.append(_Action(order, _SET_TEXT, node, cleaned, slot=zw.slot))
 
-    def _hit(self, cls: str, what: str, remote: bool = False) -> None:
-        self.slots.append(_Found(HtmlHit(cls, what, remote=remote)))
+    def _hit(self, cls: str, what: str, remote: bool = False, label: str = "") -> None:
+        self.slots.append(_Found(HtmlHit(cls, what, remote=remote, label=label or what)))
 
     def _element(self, node: LexborNode, tag: str, state: _State, order: int) -> _State:
         attrs = node.attributes
@@ -1336,12 +1393,21 @@ class _Scan:
         if inline.image_props:
             props = "/".join(inline.image_props)
             url = _short(inline.image_url or "")
-            self._hit("images", f"{props} in style attribute on <{tag}>: {url}")
+            where = _origin(_css_url(inline.image_url or ""))
+            self._hit(
+                "images",
+                f"{props} in style attribute on <{tag}>: {url}",
+                label=f"background image on <{tag}>{where}",
+            )
             if "images" in strip:
                 drop_props.extend(inline.image_props)
         if inline.script_props:
             decl = _short(inline.script_decl or "")
-            self._hit("active_script", f"script in CSS {decl} in style attribute on <{tag}>")
+            self._hit(
+                "active_script",
+                f"script in CSS {decl} in style attribute on <{tag}>",
+                label=f"script in the style of <{tag}>",
+            )
             if "active_script" in strip:
                 drop_props.extend(inline.script_props)
 
@@ -1357,21 +1423,33 @@ class _Scan:
         """Hits of one attribute: an event handler, a script URL or a background image."""
         where = " inside <svg>" if state.svg else ""
         if name.startswith("on") and len(name) > 2:
-            self._hit("active_script", f"{name} attribute on <{tag}>{where}")
+            self._hit(
+                "active_script",
+                f"{name} attribute on <{tag}>{where}",
+                label=f"{_short(name, 30)} handler on <{tag}>{where}",
+            )
             if "active_script" in strip:
                 edits.append((_DROP_ATTR, name))
             return
         if not value or (name in _SVG_ANIMATION_ATTRS and not state.svg):
             return
         if name == "background" and value.strip():
-            self._hit("images", f"background attribute on <{tag}>: {_short(value)}")
+            self._hit(
+                "images",
+                f"background attribute on <{tag}>: {_short(value)}",
+                label=f"background image on <{tag}>{_origin(value)}",
+            )
             if "images" in strip:
                 edits.append((_DROP_ATTR, "background"))
         scheme = _script_url(value)
         if scheme is None and name == "values":
             scheme = next(filter(None, map(_script_url, value.split(";"))), None)
         if scheme is not None:
-            self._hit("active_script", f"{scheme} URL in <{tag} {name}>{where}")
+            self._hit(
+                "active_script",
+                f"{scheme} URL in <{tag} {name}>{where}",
+                label=f"{scheme} link in <{tag}>{where}",
+            )
             if "active_script" in strip:
                 edits.append((_DROP_ATTR, name))
 
@@ -1392,13 +1470,28 @@ class _Scan:
         elif tag == "input" and (attrs.get("type") or "").strip().lower() == "image":
             src = attrs.get("src") or ""
             remote = src.strip().lower().startswith(_REMOTE)
-            self._hit("images", f"{_tag(tag, attrs, 'type', 'src')} {_source_kind(src)}", remote)
+            self._hit(
+                "images",
+                f"{_tag(tag, attrs, 'type', 'src')} {_source_kind(src)}",
+                remote,
+                label=f"image button <input>{_origin(src)}",
+            )
             removes = "images" in strip
         elif tag == "source" and state.picture and attrs.get("srcset"):
-            self._hit("images", f"{_tag(tag, attrs, 'srcset')} in <picture>")
+            first = (attrs.get("srcset") or "").split(",")[0].split()
+            self._hit(
+                "images",
+                f"{_tag(tag, attrs, 'srcset')} in <picture>",
+                label=f"<source> in <picture>{_origin(first[0] if first else '')}",
+            )
             removes = "images" in strip
         elif tag == "image" and state.svg:
-            self._hit("images", f"{_tag(tag, attrs, 'href', 'xlink:href')} in <svg>")
+            href = attrs.get("href") or attrs.get("xlink:href") or ""
+            self._hit(
+                "images",
+                f"{_tag(tag, attrs, 'href', 'xlink:href')} in <svg>",
+                label=f"<image> in <svg>{_origin(href)}",
+            )
             removes = "images" in strip
         elif tag == "picture":
             removes = "images" in strip
@@ -1406,10 +1499,19 @@ class _Scan:
         # multimedia
         if tag in _MULTIMEDIA_ELEMENTS:
             flash = " (Flash)" if _is_flash(attrs) else ""
-            self._hit("multimedia", _tag(tag, attrs, "src", "data", "type") + flash)
+            source = attrs.get("src") or attrs.get("data") or ""
+            self._hit(
+                "multimedia",
+                _tag(tag, attrs, "src", "data", "type") + flash,
+                label=f"<{tag}>{flash}{_origin(source)}",
+            )
             removes = removes or "multimedia" in strip
         elif tag == "source" and state.media:
-            self._hit("multimedia", f"{_tag(tag, attrs, 'src', 'type')} in a media element")
+            self._hit(
+                "multimedia",
+                f"{_tag(tag, attrs, 'src', 'type')} in a media element",
+                label=f"<source> in a media element{_origin(attrs.get('src') or '')}",
+            )
             removes = removes or "multimedia" in strip
 
         # active script
@@ -1420,18 +1522,38 @@ class _Scan:
                 script_src = attrs.get("src")
                 body = f'src="{_short(script_src)}"' if script_src else "inline"
                 where = " inside <svg>" if state.svg else ""
-                self._hit("active_script", f"<script> ({body}){where}")
+                label = f"<script>{_origin(script_src)}" if script_src else "inline <script>"
+                self._hit("active_script", f"<script> ({body}){where}", label=label + where)
                 removes = removes or "active_script" in strip
         elif tag in _ACTIVE_ELEMENTS:
             flash = " (Flash)" if tag in ("object", "embed") and _is_flash(attrs) else ""
-            self._hit("active_script", _tag(tag, attrs, "src", "data", "code") + flash)
+            source = attrs.get("src") or attrs.get("data") or ""
+            code = attrs.get("code")
+            origin = f' code="{_short(code, 40)}"' if code and not source else _origin(source)
+            self._hit(
+                "active_script",
+                _tag(tag, attrs, "src", "data", "code") + flash,
+                label=f"<{tag}>{flash}{origin}",
+            )
             removes = removes or "active_script" in strip
         elif tag == "form":
-            self._hit("active_script", _tag(tag, attrs, "action", "method"))
+            host = _host(attrs.get("action") or "")
+            self._hit(
+                "active_script",
+                _tag(tag, attrs, "action", "method"),
+                label=f"<form> sending to {host}" if host else "<form>",
+            )
             # strip_html unwraps it (see _CONTEXT_TAGS and _UNWRAP) rather than removing it:
             # the words around the fields are what a reader sees.
         elif tag == "meta" and (attrs.get("http-equiv") or "").strip().lower() == "refresh":
-            self._hit("active_script", _tag(tag, attrs, "http-equiv", "content"))
+            target = (attrs.get("content") or "").partition("=")[2].strip(" '\"")
+            self._hit(
+                "active_script",
+                _tag(tag, attrs, "http-equiv", "content"),
+                label=f"<meta> refresh to {_host(target) or _short(target, 40)}"
+                if target
+                else "<meta> refresh",
+            )
             removes = removes or "active_script" in strip
         if tag in _FORM_CONTROLS and state.form:
             removes = True  # a field of a form being unwrapped; not a hit of its own
@@ -1454,27 +1576,35 @@ class _Scan:
             src = candidates[0] if candidates else ""
             shown = _tag("img", attrs, "srcset")
         remote = src.strip().lower().startswith(_REMOTE)
-        self._hit("images", f"{shown} {_source_kind(src)}", remote)
+        self._hit("images", f"{shown} {_source_kind(src)}", remote, label=f"<img>{_origin(src)}")
         # Only a fetched image can report an open: a 1x1 cid: or data: image is just a spacer.
         pixel = False
         if remote:
             width = _dimension(style.width, attrs.get("width"))
             height = _dimension(style.height, attrs.get("height"))
             if width is not None and height is not None and width <= 1 and height <= 1:
-                self._hit("tracking_pixels", f"{shown} {width:g}x{height:g}")
+                self._hit(
+                    "tracking_pixels",
+                    f"{shown} {width:g}x{height:g}",
+                    label=f"{width:g}x{height:g} <img>{_origin(src)}",
+                )
                 pixel = True
             elif state.display_none or (not reshown and (style.display_none or "hidden" in attrs)):
                 # Never shown, yet fetched (a mobile-only image is reshown by @media instead).
-                self._hit("tracking_pixels", f"{shown} display:none")
+                self._hit(
+                    "tracking_pixels",
+                    f"{shown} display:none",
+                    label=f"hidden <img>{_origin(src)}",
+                )
                 pixel = True
         return "images" in strip or (pixel and "tracking_pixels" in strip)
 
     def _style_hits(self, node: LexborNode, order: int, strip: frozenset[str]) -> None:
         found = self.sheet_hits[node.mem_id]
-        for cls, what in found:
-            self._hit(cls, what)
-        drop_images = "images" in strip and any(cls == "images" for cls, _ in found)
-        drop_scripts = "active_script" in strip and any(cls == "active_script" for cls, _ in found)
+        for cls, what, label in found:
+            self._hit(cls, what, label=label)
+        drop_images = "images" in strip and any(hit[0] == "images" for hit in found)
+        drop_scripts = "active_script" in strip and any(hit[0] == "active_script" for hit in found)
         if drop_images or drop_scripts:
             css = _rewrite_sheet(_text_of(node), drop_images, drop_scripts)
             # "</" could end the <style> element; "<\/" is the same CSS (an escaped "/").
@@ -1619,6 +1749,15 @@ class _Scan:
                 what += f" ({style.hard})"
             self.slots.append(_Found(HtmlHit("hidden_text", what, _quote(text))))
         return "hidden_text" in self.strip
+
+
+def _empty(node: LexborNode) -> None:
+    """Remove every child of ``node``."""
+    child = node.last_child
+    while child is not None:
+        before = child.prev
+        child.decompose()
+        child = before
 
 
 def _text_of(node: LexborNode) -> str:

@@ -8,9 +8,7 @@ tree the filters already built).
 
 from __future__ import annotations
 
-import codecs
-
-from sinkd.message import ParsedMessage
+from sinkd.message import _CHARSET_ALIASES, ParsedMessage
 from sinkd.mimetree import rebuild
 from sinkd.model import StripPlan
 
@@ -23,13 +21,21 @@ def _covered(path: str, removed: set[str]) -> bool:
 
 
 def _encode(text: str, charset: str | None) -> bytes:
-    """Text back into the part's own charset, so that its headers stay true."""
-    name = (charset or "utf-8").strip().lower()
+    """Text back into the part's own charset, so that its headers stay true.
+
+    The codec is the one ``decode_text`` read the part with. A label it could not use (unknown,
+    a bytes-to-bytes codec such as "base64", a NUL in the name) was read as UTF-8 or Latin-1,
+    so UTF-8 written back reads back the same; characters the charset cannot hold (and lone
+    surrogates a UTF-7 body can decode to) become character references, which HTML renders.
+    """
+    label = (charset or "").strip().strip("\"'").lower()
+    codec = _CHARSET_ALIASES.get(label, label) or "utf-8"
     try:
-        codecs.lookup(name)
-    except LookupError:
-        name = "utf-8"
-    return text.encode(name, errors="xmlcharrefreplace")
+        return text.encode(codec, errors="xmlcharrefreplace")
+    except (LookupError, ValueError, UnicodeError, TypeError):
+        # LookupError: unknown or not a text encoding; ValueError: NUL in the name;
+        # UnicodeError/TypeError: a codec that refuses the error handler (idna, undefined).
+        return text.encode("utf-8", errors="xmlcharrefreplace")
 
 
 def apply_strip(message: ParsedMessage, plan: StripPlan) -> tuple[bytes, list[str]]:

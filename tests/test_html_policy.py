@@ -682,3 +682,116 @@ def test_marking_nothing_or_with_a_bad_attribute_name() -> None:
             mark_html(clean, HTML_CLASSES, bad)
     with pytest.raises(ValueError, match="unknown HTML classes"):
         mark_html(clean, ["fonts"], MARK)
+
+
+# --- hostile HTML: judged and stripped, never an exception ----------------------------------------
+
+HOSTILE = Path(__file__).resolve().parent / "messages" / "hostile"
+
+
+def test_a_style_block_ending_in_an_unfinished_rule_is_rewritten_without_it() -> None:
+    # SpamAssassin corpus spam-2/01042: "<!-- ... //-->" around the CSS leaves "//-->" as a rule
+    # with no block, which tinycss2 cannot serialize and browsers drop.
+    css = "<!--\nbody { background-image: url(http://x.example/bg.gif); color: red }\n//-->\n"
+    html = f"<style>{css}</style><p>Offer</p>"
+    out, removed = strip_html(html, ["images"])
+    assert [hit.cls for hit in removed] == ["images"]
+    assert "bg.gif" not in out and "//-->" not in out
+    assert "body {color: red }" in out
+    assert [hit.cls for hit in inspect_html(html, plan=HTML_CLASSES).hits] == ["images"]
+
+
+def test_the_corpus_style_tail_reproduction_strips_its_script_and_image_rules() -> None:
+    html = (HOSTILE / "style-comment-tail.eml").read_bytes().split(b"\r\n\r\n", 1)[1].decode()
+    out, removed = strip_html(html, HTML_CLASSES)
+    assert sorted(hit.cls for hit in removed) == ["active_script", "images"]
+    assert "badge.htc" not in out and "bg.gif" not in out
+    assert "background-repeat: repeat-y" in out and "Special offer inside." in out
+
+
+def test_a_hidden_root_element_hides_the_whole_document_and_stripping_empties_it() -> None:
+    # An <html hidden> tag inside the body moves its attribute onto the root element (WHATWG
+    # HTML, "in body" insertion mode): the root cannot be removed, its content can.
+    html = "<body><p>Visible at first</p><html hidden><p>Secret words</p>"
+    [hit] = inspect_html(html).of("hidden_text")
+    assert hit.what == "<html hidden>" and hit.text == "Visible at firstSecret words"
+    out, removed = strip_html(html, ["hidden_text"])
+    assert [h.cls for h in removed] == ["hidden_text"]
+    assert out == '<html hidden=""></html>'
+    marked, count = mark_html(html, ["hidden_text"], MARK)
+    assert count == 1 and marked.startswith(f'<html hidden="" {MARK}="removed">')
+
+
+# --- labels: the element a reason names ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("html", "cls", "label"),
+    [
+        (
+            '<iframe src="https://www.youtube.com/embed/x?a=1"></iframe>',
+            "active_script",
+            "<iframe> from www.youtube.com",
+        ),
+        (
+            '<script src="https://evil.example:8443/t.js"></script>',
+            "active_script",
+            "<script> from evil.example",
+        ),
+        ("<script>document.write(1)</script>", "active_script", "inline <script>"),
+        ('<a href="#" onclick="go()">x</a>', "active_script", "onclick handler on <a>"),
+        ('<a href=" java\tscript:go()">x</a>', "active_script", "javascript: link in <a>"),
+        (
+            '<form action="https://collect.example/p"><input></form>',
+            "active_script",
+            "<form> sending to collect.example",
+        ),
+        (
+            '<meta http-equiv="refresh" content="0; url=https://go.example/x">',
+            "active_script",
+            "<meta> refresh to go.example",
+        ),
+        (
+            '<div style="width:expression(alert(1))">x</div>',
+            "active_script",
+            "script in the style of <div>",
+        ),
+        ('<img src="https://cdn.esp.example/logo.png">', "images", "<img> from cdn.esp.example"),
+        ('<img src="cid:logo@shop.example">', "images", "<img> cid:logo@shop.example"),
+        ('<img src="data:image/png;base64,AAAA">', "images", "<img> (data: URI)"),
+        (
+            '<table><tr><td style="background: url(//img.example/bg.png)">x</td></tr></table>',
+            "images",
+            "background image on <td> from img.example",
+        ),
+        (
+            "<style>.hero { background-image: url(https://a.example/h.jpg) }</style>",
+            "images",
+            "background image in <style> rule '.hero' from a.example",
+        ),
+        (
+            '<img src="https://t.example/o.gif" width="1" height="1">',
+            "tracking_pixels",
+            "1x1 <img> from t.example",
+        ),
+        (
+            '<img src="https://t.example/o.gif" style="display:none">',
+            "tracking_pixels",
+            "hidden <img> from t.example",
+        ),
+        (
+            '<video src="https://cdn.example/film.mp4"></video>',
+            "multimedia",
+            "<video> from cdn.example",
+        ),
+        (
+            '<embed src="https://cdn.example/intro.swf">',
+            "multimedia",
+            "<embed> (Flash) from cdn.example",
+        ),
+    ],
+)
+def test_every_hit_names_its_element_and_where_its_content_comes_from(
+    html: str, cls: str, label: str
+) -> None:
+    assert [hit.label for hit in inspect_html(f"<div>{html}</div>").of(cls)] == [label]

@@ -17,12 +17,16 @@ from pathlib import Path
 import pytest
 
 from sinkd.cli import main
+from sinkd.html_policy import HTML_CLASSES
+from sinkd.message import parse
+from sinkd.model import StripPlan
 from sinkd.runtime import Sinkd
 from sinkd.store import Query, StoredMessage
+from sinkd.strip import apply_strip
 from tests.conftest import MESSAGES, StartServer
 from tests.delivered import authentication_results_added
 from tests.test_attachments import make_zip, pe_bytes
-from tests.test_smtp import Answer, raw_client
+from tests.test_smtp import Answer, aio_client, raw_client
 
 MiB = 1024 * 1024
 QUEUED = re.compile(r"^250 2\.0\.0 Ok: queued as ([0-9A-F]{12,40})$")
@@ -30,8 +34,9 @@ NOTICE = "was removed by the corporate mail policy]"
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(200)
 # What typical-corporate reports on every delivered copy when DNS knows no name (offline).
 AUTHENTICATION_RESULTS = (
-    "sinkd.local; spf=none smtp.mailfrom=news@sender.example; dkim=none; "
-    "dmarc=none header.from=sender.example"
+    "sinkd.local; spf=none (not judged: no DNS data) smtp.mailfrom=news@sender.example; "
+    "dkim=none; dmarc=none (not judged: no DNS data) "
+    'reason="no DNS data for _dmarc.sender.example" header.from=sender.example'
 )
 
 
@@ -308,6 +313,10 @@ def malformed_html() -> bytes:
     return mixed("Malformed", html_part(html))
 
 
+def hostile(name: str) -> bytes:
+    return (MESSAGES / "hostile" / name).read_bytes()
+
+
 def inline_data_image() -> bytes:
     data = base64.b64encode(PNG + bytes(2 * MiB)).decode()
     html = f'<p>Look:</p><img src="data:image/png;base64,{data}">'
@@ -333,6 +342,10 @@ HOSTILE: dict[str, tuple[Callable[[], bytes], str, bool]] = {
     "malformed-html": (malformed_html, "accept", True),
     "2mb-inline-data-image": (inline_data_image, "accept", True),
     "5mb-image-attachment": (big_image, "accept", True),
+    # tests/messages/hostile/README.md says where each came from.
+    "style-comment-tail": (lambda: hostile("style-comment-tail.eml"), "accept", True),
+    "html-charset-not-text": (lambda: hostile("html-charset-not-text.eml"), "accept", True),
+    "html-hidden-root": (lambda: hostile("html-hidden-root.eml"), "accept", True),
 }
 
 
@@ -401,3 +414,60 @@ async def test_an_inline_data_image_is_stripped_from_the_html(
     [html] = [p for p in parsed.walk() if p.get_content_type() == "text/html"]
     assert "data:image" not in html.get_content()
     assert "Look:" in html.get_content()
+
+
+# --- hostile HTML over SMTP and through the strip path --------------------------------------------
+
+
+async def test_the_corpus_css_crash_gets_a_verdict_from_typical_corporate_never_a_451(
+    start_server: StartServer,
+) -> None:
+    # SpamAssassin corpus spam-2/01042 made the HTML policy raise while typical-corporate
+    # stripped its <style> block: 451 4.3.0 on every retry, so it could never be delivered.
+    app = await start_server(profile="typical-corporate")
+    raw = hostile("style-comment-tail.eml")
+    async with aio_client(app) as smtp:
+        _, text = await smtp.sendmail("news@sender.example", ["bob@corp.example"], raw)
+    assert text.startswith("2.0.0 Ok: queued as "), text
+    record = await stored(app, text.rsplit(" ", 1)[1])
+    assert not [f for f in record.data["findings"] if f.get("unjudged") == "error"]
+    active = [f for f in record.data["findings"] if f["code"] == "MIME_ACTIVE_SCRIPT"]
+    assert [f["reason"] for f in active] == [
+        "The message contains active content (scripts, event handlers, frames, forms or "
+        "plug-ins): script in <style> rule '.badge'; the policy removes it before delivery."
+    ]
+    assert record.filtered is not None and b"badge.htc" not in record.filtered
+    assert b"Special offer inside." in record.filtered
+
+
+@pytest.mark.parametrize(
+    "name", ["style-comment-tail.eml", "html-charset-not-text.eml", "html-hidden-root.eml"]
+)
+def test_every_html_class_stripped_from_a_hostile_message_leaves_a_message_that_parses(
+    name: str,
+) -> None:
+    raw = hostile(name)
+    message = parse(raw)
+    leaves = message.tree.leaves()
+    plan = StripPlan(
+        html={n.path: frozenset(HTML_CLASSES) for n in leaves if n.content_type == "text/html"}
+    )
+    filtered, removed = apply_strip(message, plan)
+    assert removed
+    again = parse(filtered)
+    assert [n.content_type for n in again.tree.leaves()] == [n.content_type for n in leaves]
+    for node in again.tree.leaves():
+        text = node.text(filtered)
+        assert "<script" not in text and "badge.htc" not in text and "Secret" not in text
+
+
+def test_html_in_a_charset_that_names_no_text_encoding_is_written_back_as_utf8() -> None:
+    # charset=base64 (a bytes-to-bytes codec) and a NUL inside the label: the reader decodes
+    # both as UTF-8 (message.decode_text), so the stripped HTML is written back as UTF-8.
+    raw = hostile("html-charset-not-text.eml")
+    message = parse(raw)
+    plan = StripPlan(html={"1": frozenset({"active_script"}), "2": frozenset({"active_script"})})
+    filtered, removed = apply_strip(message, plan)
+    assert removed == ["part 1: <script> (inline)", "part 2: <script> (inline)"]
+    again = parse(filtered)
+    assert [n.text(filtered).strip() for n in again.tree.leaves()] == ["<p>Hello</p>"] * 2

@@ -190,14 +190,18 @@ class _Hits:
     quotes: list[str] = field(default_factory=list)  # hidden text quoted
     html_paths: set[str] = field(default_factory=set)  # HTML parts to strip the class from
     parts: dict[str, MimeNode] = field(default_factory=dict)  # whole parts to remove
-    files: list[str] = field(default_factory=list)  # file names involved
-    whys: list[str] = field(default_factory=list)  # for attachment rules: "'x.pdf' is a .exe file"
+    # What a reason names, each thing once: "'statement.zip/invoice.exe'" for files and archive
+    # members (quoted), "<iframe> from www.youtube.com" for HTML elements.
+    names: list[str] = field(default_factory=list)
+    whys: dict[str, str] = field(default_factory=dict)  # attachment rules: name -> "a .exe file"
 
-    def add_part(self, node: MimeNode, what: str) -> None:
+    def add_part(self, node: MimeNode, what: str, name: str | None = None) -> None:
         self.parts[node.path] = node
         self.items.append(f"part {node.path or 'body'}: {what}")
-        if node.filename:
-            self.files.append(node.filename)
+        self.names.append(name or _part_name(node))
+
+    def distinct(self) -> list[str]:
+        return list(dict.fromkeys(self.names))
 
 
 HitsFor = Callable[[str], _Hits]
@@ -211,10 +215,20 @@ def _inspect_html(html: str, *, plan: frozenset[str] = frozenset()) -> HtmlRepor
     return inspect_html(html, plan=plan)
 
 
-def _label(info: FileInfo, top: MimeNode) -> str:
-    if info.depth == 0:
-        return repr(info.name or top.filename or f"part {top.path or 'body'}")
-    return f"{info.name!r} inside {top.filename or 'part ' + (top.path or 'body')!r}"
+def _part_name(node: MimeNode) -> str:
+    """A MIME part as a reason names it: its file name, else its type and place."""
+    if node.filename:
+        return repr(node.filename)
+    return f"an inline {node.content_type} (part {node.path or 'body'})"
+
+
+def _listed(names: list[str], limit: int = 3) -> str:
+    """ "a", "a and b", "a, b and c", "a, b, c and 2 more"."""
+    if len(names) > limit:
+        return f"{', '.join(names[:limit])} and {len(names) - limit} more"
+    if len(names) > 1:
+        return f"{', '.join(names[:-1])} and {names[-1]}"
+    return names[0] if names else ""
 
 
 def _consequence(action: Action, plural: bool) -> str:
@@ -379,7 +393,9 @@ class MimeFilter(Filter):
             return found.setdefault(key, _Hits())
 
         for problem in tree.problems:
-            hits("unscannable").items.append(problem)
+            entry = hits("unscannable")
+            entry.items.append(problem)
+            entry.names.append(problem)
         for node in tree.leaves():
             ctype = node.content_type
             if ctype == "text/html":
@@ -403,12 +419,15 @@ class MimeFilter(Filter):
     def _html(self, node: MimeNode, html: str, hits: HitsFor) -> None:
         report = _inspect_html(html, plan=self.html_strips)
         if report.problem is not None:
-            hits("unscannable").items.append(f"part {node.path or 'body'}: {report.problem}")
+            entry = hits("unscannable")
+            entry.items.append(f"part {node.path or 'body'}: {report.problem}")
+            entry.names.append(f"the HTML of part {node.path or 'body'}")
         images = 0
         for hit in report.hits:
             entry = hits(hit.cls)
             entry.html_paths.add(node.path)
             entry.items.append(f"part {node.path or 'body'}: {hit.what}")
+            entry.names.append(hit.label or hit.what)
             if hit.text:
                 entry.quotes.append(hit.text)
             if hit.cls == "images":
@@ -425,20 +444,25 @@ class MimeFilter(Filter):
         for problem in inspection.problems:
             entry = hits("unscannable")
             entry.add_part(node, problem)
-        for info in inspection.walk():
-            label = _label(info, node)
+        default = node.filename or f"part {node.path or 'body'}"
+        for shown, info in inspection.named(default):
+            label = repr(shown)
             if info.macros:
-                hits("macro_documents").add_part(node, f"{label} contains macros")
+                hits("macro_documents").add_part(node, f"{label} contains macros", label)
             if info.encrypted:
-                hits("encrypted_archives").add_part(node, f"{label} is password-protected")
+                # Named by the archive that locks it: one locked zip is one thing, however many
+                # of its members the encryption covers.
+                archive = shown if info.depth == 0 else shown.rpartition("/")[0]
+                entry = hits("encrypted_archives")
+                entry.add_part(node, f"{label} is password-protected", repr(archive))
             true_extensions = self._true_extensions(info)
             true_type = info.true_type if self.spec.true_type else None
             for rule in self.rules:
                 why = rule.matches(info, true_extensions, true_type)
                 if why is not None:
                     entry = hits(rule.code)
-                    entry.add_part(node, f"{label} is {why}")
-                    entry.whys.append(f"{label} is {why}")
+                    entry.add_part(node, f"{label} is {why}", label)
+                    entry.whys.setdefault(label, why)
 
     def _true_extensions(self, info: FileInfo) -> tuple[str, ...]:
         if not self.spec.true_type or info.true_type is None:
@@ -510,25 +534,26 @@ class MimeFilter(Filter):
         html_class: str | None,
         describe: str | None = None,
     ) -> Finding:
-        count = len(hits.items)
+        # Counted as distinct things: one archive is one file however many rules it matches.
+        names = hits.distinct()
+        count = len(names) or len(hits.items)
         plural = count != 1
         then = _consequence(action, plural)
         if describe:
             reason = describe
+        elif len(hits.whys) == 1:
+            [(name, why)] = hits.whys.items()
+            reason = f"The attachment {name} is {why}: a type this policy does not accept{then}."
         elif hits.whys:
-            more = f" (and {len(hits.whys) - 1} more)" if len(hits.whys) > 1 else ""
-            reason = (
-                f"The attachment {hits.whys[0]}{more}: a type this policy does not accept{then}."
-            )
+            each = [f"{name} ({why})" for name, why in hits.whys.items()]
+            reason = f"The attachments {_listed(each)} are types this policy does not accept{then}."
         elif hits.quotes:
-            quoted = "; ".join(f"'{q}'" for q in hits.quotes[:3])
-            reason = f"The message contains {what}: {quoted}{then}."
-        elif hits.files:
-            files = list(dict.fromkeys(hits.files))
-            names = ", ".join(f"'{n}'" for n in files)
-            if count > len(files):
-                names = f"{count} found, including {names}"
-            reason = f"The message contains {what} ({names}){then}."
+            quotes = list(dict.fromkeys(hits.quotes))
+            more = f" and {len(quotes) - 3} more" if len(quotes) > 3 else ""
+            quoted = "; ".join(f"'{q}'" for q in quotes[:3])
+            reason = f"The message contains {what}: {quoted}{more}{then}."
+        elif names:
+            reason = f"The message contains {what}: {_listed(names)}{then}."
         else:
             reason = f"The message contains {what} ({count} found){then}."
         strip = None

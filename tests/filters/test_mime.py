@@ -261,7 +261,7 @@ async def test_an_attached_image_is_replaced_by_a_notice_naming_it(tmp_path: Pat
     assert (images.category, images.action) == (Category.CONTENT, Action.STRIP)
     assert images.detail == {"class": "images", "items": ["part 2: image/png logo.png"], "count": 1}
     assert images.reason == (
-        "The message contains images ('logo.png'); the policy removes it before delivery."
+        "The message contains images: 'logo.png'; the policy removes it before delivery."
     )
     assert verdict.stripped == ("part 2 'logo.png' (image/png)",)
     parsed = filtered_message(raw, verdict, {"2"})
@@ -472,7 +472,7 @@ async def test_every_hidden_text_case_is_found_and_no_visible_look_alike(tmp_pat
         (
             "letters.zip",
             make_zip({"inner/letter.doc": MACRO_DOC}),
-            "part 2: 'inner/letter.doc' inside 'letters.zip' contains macros",
+            "part 2: 'letters.zip/inner/letter.doc' contains macros",
         ),
     ],
     ids=["ooxml-docm", "ooxml-docx-with-vba", "ole-doc", "ole-doc-in-zip"],
@@ -485,9 +485,10 @@ async def test_macro_documents_are_found_in_ooxml_and_ole_files(
     macros = finding(verdict, "MIME_MACRO_DOCUMENTS")
     assert (macros.category, macros.action) == (Category.ATTACHMENTS, Action.QUARANTINE)
     assert macros.detail == {"class": "macro_documents", "items": [item], "count": 1}
+    named = item.split("'")[1]  # the document itself, inside its archive when there is one
     assert macros.reason == (
-        "The message contains Office documents with macros "
-        f"('{filename}'), so the message is held in quarantine."
+        f"The message contains Office documents with macros: '{named}', "
+        "so the message is held in quarantine."
     )
     assert verdict.action is VerdictAction.QUARANTINE
     assert verdict.filtered is None
@@ -510,8 +511,14 @@ async def test_an_encrypted_archive_is_found_with_its_encrypted_members(tmp_path
     assert (encrypted.category, encrypted.action) == (Category.ATTACHMENTS, Action.QUARANTINE)
     assert encrypted.detail["items"] == [
         "part 2: 'salaries.zip' is password-protected",
-        "part 2: 'salaries.xlsx' inside 'salaries.zip' is password-protected",
+        "part 2: 'salaries.zip/salaries.xlsx' is password-protected",
     ]
+    # One locked archive: named once and counted once, however many members it locks.
+    assert encrypted.detail["count"] == 1
+    assert encrypted.reason == (
+        "The message contains password-protected archives the filter cannot inspect: "
+        "'salaries.zip', so the message is held in quarantine."
+    )
     assert verdict.action is VerdictAction.QUARANTINE
 
 
@@ -559,7 +566,8 @@ async def test_mime_nested_deeper_than_the_tree_limit_is_unscannable(tmp_path: P
     ]
     assert unscannable.category is Category.ATTACHMENTS
     assert unscannable.reason == (
-        "The message contains content the filter could not fully inspect (1 found), "
+        "The message contains content the filter could not fully inspect: multipart nested "
+        "deeper than 20 levels; deeper parts not inspected, "
         "so the message is held in quarantine."
     )
     assert verdict.action is VerdictAction.QUARANTINE
@@ -891,7 +899,7 @@ async def test_an_exe_inside_a_zip_matches_only_with_in_archives(
     )
     if matches:
         assert finding(verdict, "MIME_EXECUTABLE").detail["items"] == [
-            "part 2: 'docs/setup.exe' inside 'docs.zip' is a .exe file"
+            "part 2: 'docs.zip/docs/setup.exe' is a .exe file"
         ]
         assert verdict.action is VerdictAction.REJECT
     else:
@@ -929,8 +937,8 @@ async def test_several_matches_of_one_rule_are_one_finding_listing_each(tmp_path
         "part 3: 'b.scr' is a .scr file",
     ]
     assert found.reason == (
-        "The attachment 'a.exe' is a .exe file (and 1 more): a type this policy does not "
-        "accept, so the message is refused."
+        "The attachments 'a.exe' (a .exe file) and 'b.scr' (a .scr file) are types this policy "
+        "does not accept, so the message is refused."
     )
 
 
@@ -1101,9 +1109,7 @@ async def test_a_zip_holding_an_exe_is_refused(profile_id: str, code: str, reply
     verdict = await judge(builtin(profile_id), raw)
     assert verdict.action is VerdictAction.REJECT
     assert verdict.reply == reply
-    assert finding(verdict, code).detail["items"] == [
-        "part 2: 'setup.exe' inside 'docs.zip' is a .exe file"
-    ]
+    assert finding(verdict, code).detail["items"] == ["part 2: 'docs.zip/setup.exe' is a .exe file"]
 
 
 async def test_typical_corporate_quarantines_macro_documents_not_on_the_eop_list() -> None:
@@ -1261,7 +1267,7 @@ async def test_typical_corporate_refuses_a_js_as_microsofts_faq_recommends() -> 
     verdict = await judge(builtin("typical-corporate"), raw)
     assert verdict.action is VerdictAction.REJECT
     assert finding(verdict, "MIME_BLOCKED_EXTENSION").detail["items"] == [
-        "part 2: 'invoice.js' inside 'invoice.zip' is a .js file"
+        "part 2: 'invoice.zip/invoice.js' is a .js file"
     ]
 
 
@@ -1300,3 +1306,69 @@ async def test_legacy_sender_id_neither_sniffs_true_types_nor_opens_archives(
     verdict = await judge(builtin("legacy-sender-id"), raw)
     assert mime_codes(verdict) == []
     assert verdict.stripped == ()
+
+
+# --- reasons name the element or the file ---------------------------------------------------------
+
+
+async def test_a_youtube_iframe_is_named_with_its_host_in_the_reason(tmp_path: Path) -> None:
+    raw = html_message(
+        '<p>Watch our launch:</p><iframe src="https://www.youtube.com/embed/dQw4w9WgXcQ"></iframe>'
+    )
+    verdict = await judge(mime(tmp_path, {"active_script": STRIP}), raw)
+    active = finding(verdict, "MIME_ACTIVE_SCRIPT")
+    assert active.reason == (
+        "The message contains active content (scripts, event handlers, frames, forms or "
+        "plug-ins): <iframe> from www.youtube.com; the policy removes it before delivery."
+    )
+    assert active.detail["count"] == 1
+
+
+async def test_several_elements_are_each_named_once_and_counted_as_distinct_things(
+    tmp_path: Path,
+) -> None:
+    raw = html_message(
+        '<script src="https://cdn.example/a.js"></script><script>x()</script>'
+        '<a href="#" onclick="go()">one</a><a href="#" onclick="go()">two</a>'
+        '<form action="https://collect.example/p"><input></form>'
+    )
+    verdict = await judge(mime(tmp_path, {"active_script": "{action: quarantine}"}), raw)
+    active = finding(verdict, "MIME_ACTIVE_SCRIPT")
+    assert len(active.detail["items"]) == 5  # every element listed in the detail
+    assert active.detail["count"] == 4  # two onclick handlers on <a> are one kind of thing
+    assert active.reason == (
+        "The message contains active content (scripts, event handlers, frames, forms or "
+        "plug-ins): <script> from cdn.example, inline <script>, onclick handler on <a> and 1 "
+        "more, so the message is held in quarantine."
+    )
+
+
+async def test_tracking_pixels_and_remote_images_are_named_by_their_host(tmp_path: Path) -> None:
+    raw = html_message(
+        '<img src="https://cdn.esp.example/logo.png" width="120" height="40">'
+        '<img src="https://open.esp.example/o.gif?u=7" width="1" height="1">'
+    )
+    classes = {"images": "{action: score, score: 1}", "tracking_pixels": STRIP}
+    verdict = await judge(mime(tmp_path, classes), raw)
+    assert finding(verdict, "MIME_TRACKING_PIXELS").reason == (
+        "The message contains tracking pixels (1x1 images that report when the mail is "
+        "opened): 1x1 <img> from open.esp.example; the policy removes it before delivery."
+    )
+    assert finding(verdict, "MIME_IMAGES").reason == (
+        "The message contains images: <img> from cdn.esp.example and <img> from "
+        "open.esp.example, which counts against the message."
+    )
+
+
+async def test_an_archive_member_is_named_inside_its_archive(tmp_path: Path) -> None:
+    rule = "{id: EXECUTABLE, extensions: [exe]}"
+    statement = make_zip({"invoice.exe": pe_bytes(), "terms.pdf": PDF})
+    verdict = await attachment_verdict(
+        tmp_path, rule, "statement.zip", statement, content_type="application/zip"
+    )
+    found = finding(verdict, "MIME_EXECUTABLE")
+    assert found.detail["count"] == 1
+    assert found.reason == (
+        "The attachment 'statement.zip/invoice.exe' is a .exe file: a type this policy does "
+        "not accept, so the message is refused."
+    )
