@@ -98,6 +98,7 @@ class _Session:
     ttl: int | None = None  # the smallest TTL of the answers so far (None: nothing asked)
     unknown: list[str] = field(default_factory=list)  # names offline DNS had no data for
     unanswered: list[str] = field(default_factory=list)  # lookups live DNS did not answer
+    explaining: bool = False  # fetching the exp= text, which decides nothing (RFC 7208 §6.2)
 
     def abandon(self) -> None:
         """Called from the loop when the awaiting task goes away: wake the worker now."""
@@ -119,6 +120,8 @@ class _Session:
         answer = self._ask(name, cast(RecordType, qtype), remaining)
         self.ttl = answer.ttl if self.ttl is None else min(self.ttl, answer.ttl)
         if answer.unknown:
+            if self.explaining:
+                return []  # RFC 7208 §6.2: no explanation record, as if exp= were not given
             if name not in self.unknown:
                 self.unknown.append(name)
             raise spf.TempError(f"no DNS data for {name} {qtype}")  # stops the evaluation
@@ -285,6 +288,17 @@ class _Query(spf.query):  # type: ignore[misc]  # pyspf ships no type hints
         # pyspf evaluates "v=spf1 <terms>": a Sender ID record has the same terms (RFC 4406 §3).
         terms = text.split(" ", 1)[1] if " " in text else ""
         return f"v=spf1 {terms}" if terms else "v=spf1"
+
+    def get_explanation(self, spec: str) -> str | None:
+        session: _Session | None = getattr(_local, "session", None)
+        if session is not None:
+            session.explaining = True
+        try:
+            explanation: str | None = super().get_explanation(spec)
+            return explanation
+        finally:
+            if session is not None:
+                session.explaining = False
 
     def validated_ptrs(self) -> list[str]:
         names = self.dns_ptr(self.i)[: spf.MAX_PTR]

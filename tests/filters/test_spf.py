@@ -634,3 +634,11 @@ async def test_a_live_dns_timeout_is_unavailable_while_a_fixture_timeout_is_a_te
     assert live.detail["dns_names"] == ["shop.example"]
     fixture = await mail_from_finding("ann@slow.example")
     assert (fixture.unjudged, fixture.action) == (None, Action.TEMPFAIL)
+
+
+async def test_an_explanation_without_dns_data_leaves_the_fail_a_fail() -> None:
+    # RFC 7208 §6.2: exp= only explains; no data for it is no explanation, not an unknown result.
+    records = zonedata_to_records({"expl.example": [{"TXT": "v=spf1 -all exp=why.other.example"}]})
+    records["why.other.example"] = {"rcode": "UNKNOWN"}
+    finding = await mail_from_finding("ann@expl.example", resolver=FakeResolver(records))
+    assert (finding.code, finding.unjudged) == ("SPF_FAIL", None)
