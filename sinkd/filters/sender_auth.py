@@ -122,8 +122,7 @@ class SenderAuthFilter(Filter):
         for result in _JUDGED:
             outcome = spec.on.of(result)
             default = "generic.tempfail" if outcome.action is Action.TEMPFAIL else "generic.policy"
-            alias = "pass" if result == "pass" else result
-            self.replies[result] = ctx.at("on", alias).reply(outcome.reply or default)
+            self.replies[result] = ctx.at("on", result).reply(outcome.reply or default)
 
     async def check_message(self, ctx: MessageContext) -> list[Finding]:
         inputs = gather(ctx.earlier, ctx.envelope)
