@@ -29,6 +29,7 @@ def authentication_results_added(filtered: bytes | None, original: bytes) -> str
 # What typical-corporate (SPF on MAIL FROM, DKIM, DMARC) reports for mail from
 # alice@sender.example when DNS knows no name (offline, no fixtures).
 OFFLINE_TYPICAL_CORPORATE = (
-    "sinkd.local; spf=none smtp.mailfrom=alice@sender.example; dkim=none; "
-    "dmarc=none header.from=sender.example"
+    "sinkd.local; spf=none (not judged: no DNS data) smtp.mailfrom=alice@sender.example; "
+    "dkim=none; dmarc=none (not judged: no DNS data) "
+    'reason="no DNS data for _dmarc.sender.example" header.from=sender.example'
 )

@@ -315,6 +315,12 @@ class _Rule:
         return None
 
 
+def _provenance(node: Outcome | AttachmentRule) -> dict[str, object]:
+    """``{"source": ...}`` or ``{"assumption": ...}`` of a profile node, for a finding's detail."""
+    origin = node.provenance
+    return {origin[0]: origin[1]} if origin else {}
+
+
 def _record_reason(name: str, hits: _Hits, action: Action) -> str:
     """What the reader's mailbox does with a record-only class, in words marketing can use."""
     count = len(hits.items)
@@ -489,7 +495,7 @@ class MimeFilter(Filter):
                         reply=self.replies[name],
                         hits=found[name],
                         what=_CLASS_TEXT[name],
-                        detail={"class": name},
+                        detail={"class": name} | _provenance(outcome),
                         html_class=name if name in _HTML_CLASSES else None,
                         describe=_record_reason(name, found[name], outcome.action)
                         if name in _RECORD_CLASSES
@@ -499,9 +505,7 @@ class MimeFilter(Filter):
         for rule in self.rules:
             if rule.code in found:
                 spec = rule.rule
-                detail: dict[str, object] = {"rule": spec.id}
-                if spec.source:
-                    detail["source"] = spec.source
+                detail: dict[str, object] = {"rule": spec.id} | _provenance(spec)
                 findings.append(
                     self._finding(
                         ctx,

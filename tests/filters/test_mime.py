@@ -988,12 +988,19 @@ async def test_typical_corporates_partner_allowlist_still_refuses_executables(
     html = html_message(fixture("hidden-preheader.html"))
     allowed = await judge(partners, html)
     # SPF ran at MAIL FROM, before the header From was known; DKIM and DMARC are not skipped.
-    assert allowed.codes == ["SPF_NONE", "ENVELOPE_ALLOW_SENDER", "DKIM_NONE", "DMARC_NONE"]
+    assert allowed.codes == [
+        "SPF_NONE",
+        "DNSBL_NOT_JUDGED",
+        "ENVELOPE_ALLOW_SENDER",
+        "DKIM_NONE",
+        "DMARC_NONE",
+    ]
     assert allowed.stripped == ()
     assert authentication_results_added(allowed.filtered, html) == OFFLINE_TYPICAL_CORPORATE
     refused = await judge(partners, with_attachments(attachment("tool.exe", PE)))
     assert refused.codes == [
         "SPF_NONE",
+        "DNSBL_NOT_JUDGED",
         "ENVELOPE_ALLOW_SENDER",
         "MIME_EXECUTABLE_ATTACHMENT",
         "DKIM_NONE",
@@ -1005,14 +1012,15 @@ async def test_typical_corporates_partner_allowlist_still_refuses_executables(
 # --- the built-in profiles ------------------------------------------------------------------------
 
 PROFILES = ["typical-corporate", "strict-finance", "google-workspace-like"]
-# Offline DNS knows no name: SPF none (typical-corporate +0.5), no DMARC record (strict-finance
-# +2), and the delivered copy says so. strict-finance also checks the (absent) HELO name.
+# Offline DNS knows no name: SPF and DMARC are not judged (no points), and the delivered copy
+# says so. strict-finance also checks the (absent) HELO name.
 CLEAN_SCORE_AND_AUTHENTICATION_RESULTS = {
-    "typical-corporate": (0.5, OFFLINE_TYPICAL_CORPORATE),
+    "typical-corporate": (0.0, OFFLINE_TYPICAL_CORPORATE),
     "strict-finance": (
-        2.0,
-        "sinkd.local; spf=none smtp.mailfrom=alice@sender.example; spf=none; dkim=none; "
-        "dmarc=none header.from=sender.example",
+        0.0,
+        "sinkd.local; spf=none (not judged: no DNS data) smtp.mailfrom=alice@sender.example; "
+        "spf=none; dkim=none; dmarc=none (not judged: no DNS data) "
+        'reason="no DNS data for _dmarc.sender.example" header.from=sender.example',
     ),
     "google-workspace-like": (0.0, OFFLINE_TYPICAL_CORPORATE),
 }
@@ -1208,6 +1216,7 @@ async def test_remote_images_are_recorded_as_withheld_by_outlook_not_stripped() 
     assert (remote.action, remote.score, remote.strip) == (Action.NONE, 0.0, None)
     assert remote.reason.startswith("Outlook does not show the 12 remote images (such as <img src=")
     assert "Gmail loads them through its image proxy" in remote.reason
+    assert remote.detail["source"].startswith("Microsoft support 'Block or unblock automatic")
     assert verdict.stripped == ()
 
 
