@@ -143,10 +143,10 @@ class WordMatcher:
 class RegexSet:
     """A handful of user regexes, compiled once; ``find`` reports each one that matches.
 
-    Text is read as body rules read it (sinkd.message.BodyPart): one paragraph per line, and,
-    as SpamAssassin matches "independently against each of these lines" (Conf.pm, ``body``),
-    a match never spans two lines and ``^``/``$`` anchor at each line. An invalid pattern raises
-    ``re.error`` from the constructor.
+    Text is read as body rules read it (sinkd.message.BodyPart): one paragraph per line. As
+    SpamAssassin matches each of those lines on its own (Conf.pm, ``body``), a match never spans
+    two lines and ``^``/``$`` anchor at each line. An invalid pattern raises ``re.error`` from
+    the constructor.
     """
 
     def __init__(self, patterns: Sequence[str], *, ignore_case: bool = True) -> None:

@@ -108,16 +108,16 @@ _SCAN_SLACK = 1024
 HTML_SOURCE_SCAN_SIZE = 500_000
 
 # Mail::SpamAssassin::HTML html_whitespace (lib/Mail/SpamAssassin/HTML.pm), at opening and
-# closing tags alike ("bug 5009"): <p>, <hr>, <blockquote>, <pre>, <listing>, <plaintext>, <xmp>
-# and <title> put two line breaks, <br> and <div> one, <li>, <td>, <th>, <dt>, <dd>, <embed> and
-# <h1>-<h6> a space; two line breaks in a row (only white space between) end a paragraph
-# (Message.pm), so "</div><div>" does and a lone "<br>" does not. sinkd also puts a space at the
-# HTML5 block elements SpamAssassin's older list does not know (<section>, <table>, <tr>, ...),
-# as a mail client shows them on lines of their own. Inline markup (<b>, <span>, <a>, ...) puts
-# nothing, so "via<b>gra</b>" reads "viagra" there as on screen. Line breaks are marked with a
-# noncharacter (removed from the input first): a line break inside text is a space in HTML.pm
-# display_text and never counts. The pattern runs on a lower-cased copy, several times faster
-# than an IGNORECASE alternation tried at every "<".
+# closing tags alike (SpamAssassin bug 5009): <p>, <hr>, <blockquote>, <pre>, <listing>,
+# <plaintext>, <xmp> and <title> put two line breaks, <br> and <div> one, and <li>, <td>, <th>,
+# <dt>, <dd>, <embed> and <h1>-<h6> a space; two line breaks in a row (only white space
+# between) end a paragraph (Message.pm), so "</div><div>" does and a lone "<br>" does not.
+# sinkd also puts a space at the HTML5 block elements SpamAssassin's older list does not know
+# (<section>, <table>, <tr>, ...), as a mail client shows them on lines of their own. Inline
+# markup (<b>, <span>, <a>, ...) puts nothing, so "via<b>gra</b>" reads "viagra" there as on
+# screen. Line breaks are marked with a noncharacter (removed from the input first): a line
+# break inside text is a space in HTML.pm display_text and never counts. The pattern runs on a
+# lower-cased copy, faster than an IGNORECASE alternation tried at every "<".
 _HTML_BREAK_TAG = re.compile(
     r"<(?=/?(?:(blockquote|hr|listing|p|plaintext|pre|title|xmp)|(br|div)|address|article"
     r"|aside|center|dd|dl|dt|embed|fieldset|figcaption|figure|footer|form|h[1-6]|header|li"
@@ -130,8 +130,8 @@ _LINE_BREAK_MARK = re.compile(" ?\ufdd0 ?")
 # The <title> stays, as SpamAssassin renders it.
 _HTML_HIDDEN_TAGS = ["script", "style", "template"]
 _HTML_TAG = re.compile(r"<[^>]*>")
-# Message.pm get_body_text_array_common: "double newlines => null", then every other run of
-# white space becomes one space, then null => newline: one paragraph per line.
+# Message.pm get_body_text_array_common: line breaks with only white space between them end a
+# paragraph; every other run of white space becomes one space; one paragraph per line.
 _BLANK_LINES = re.compile(r"\n+\s*\n+")
 _HTML_NAME = re.compile(r"\.s?html?$", re.IGNORECASE)
 
@@ -618,9 +618,8 @@ def _mark_breaks(html: str) -> str:
 def _paragraphs(text: str) -> str:
     """Plain text as body rules see it: cut at the scan size, one paragraph per line.
 
-    Message.pm get_body_text_array_common ("whitespace handling (warning: small changes have
-    large effects!)"): a hard line break inside a paragraph becomes a space, so a word or GTUBE
-    split by one is not found, as in SpamAssassin.
+    Message.pm get_body_text_array_common: a hard line break inside a paragraph becomes a
+    space, so a word or GTUBE split by one is not found, as in SpamAssassin.
     """
     text = _cut(text, BODY_PART_SCAN_SIZE)
     if "\n" in text:

@@ -113,9 +113,8 @@ class _Segments:
     def _build(self, part: str) -> list[_Segment]:
         message = self.message
         if part == "subject":
-            # SpamAssassin's body rules read the Subject as their first line (Conf.pm, "body":
-            # "the message Subject header is considered part of the body"); sinkd keeps it a
-            # part of its own so that a rule can say where it matched.
+            # SpamAssassin's body rules read the Subject as the first line of the body (Conf.pm,
+            # "body"); sinkd keeps it a part of its own so that a rule can say where it matched.
             subject = " ".join((message.subject or "").split())
             return [_Segment("subject", "subject", None, subject)] if subject else []
         if part in ("body", "text", "html"):
