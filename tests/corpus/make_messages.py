@@ -16,12 +16,14 @@ This script owns the corpus files only; it judges nothing (that is ``generate.py
 
 from __future__ import annotations
 
+import email.utils
 import io
 import struct
 import zipfile
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from email import policy
 from email.message import EmailMessage
 from pathlib import Path
@@ -39,6 +41,7 @@ KEY = (ROOT / "profiles" / "dns" / "demo-dkim-private.pem").read_bytes()
 # CRLF for signing (RFC 6376 signs the message as sent); stored with LF afterwards.
 POLICY = policy.SMTP.clone(max_line_length=78)
 
+SENT_EARLIER = timedelta(weeks=104)
 RCPT = "jordan.lee@corp.example"
 TO = "Jordan Lee <jordan.lee@corp.example>"
 
@@ -131,7 +134,7 @@ def make_zip(files: dict[str, bytes], *, encrypted: bool = False) -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         for name, content in files.items():
-            info = zipfile.ZipInfo(name, date_time=(2026, 11, 20, 9, 30, 0))
+            info = zipfile.ZipInfo(name, date_time=(2024, 11, 22, 9, 30, 0))
             info.compress_type = zipfile.ZIP_DEFLATED
             archive.writestr(info, content)
     data = bytearray(buffer.getvalue())
@@ -197,10 +200,10 @@ def ics(method: str, summary: str, uid: str, *, sequence: int = 0) -> str:
             "ATTENDEE;ROLE=REQ-PARTICIPANT;PARTSTAT=NEEDS-ACTION;RSVP=TRUE;CN=Jordan Lee:"
             "mailto:jordan.lee@corp.example",
             f"SUMMARY:{summary}",
-            "DTSTART:20261210T150000Z",
-            "DTEND:20261210T153000Z",
+            "DTSTART:20241212T150000Z",
+            "DTEND:20241212T153000Z",
             f"UID:{uid}",
-            "DTSTAMP:20261201T091500Z",
+            "DTSTAMP:20241203T091500Z",
             f"SEQUENCE:{sequence}",
             f"STATUS:{status}",
             "LOCATION:Microsoft Teams Meeting",
@@ -237,7 +240,7 @@ class Corpus:
         if sign is not None:
             domain, selector = sign
             # A fixed signing time (t=) keeps the output identical from run to run.
-            with mock.patch("time.time", return_value=1796115600):  # 2026-12-01 09:00 UTC
+            with mock.patch("time.time", return_value=1733356800):  # 2024-12-05 00:00 UTC
                 header = dkim.sign(
                     raw,
                     selector.encode(),
@@ -283,7 +286,12 @@ def msg(
     message["From"] = sender
     message["To"] = to
     message["Subject"] = subject
-    message["Date"] = date
+    # Dates are written as in late 2026 and sent 104 weeks earlier (same weekdays), so that
+    # no Date and no DKIM t= lies in the future of any CI clock: verifiers refuse a signature
+    # from the future (RFC 6376 §3.5 t=; dkimpy allows 10 hours of clock skew).
+    message["Date"] = email.utils.format_datetime(
+        email.utils.parsedate_to_datetime(date) - SENT_EARLIER
+    )
     message["Message-ID"] = message_id
     for key, value in (extra or {}).items():
         message[key] = value
@@ -485,20 +493,20 @@ def transactional(corpus: Corpus) -> None:
     )
 
     m = msg(
-        "Invoice INV-2026-1187 from Acme Store",
+        "Invoice INV-2024-1187 from Acme Store",
         "Acme Store Billing <billing@acme-store.example>",
         date="Tue, 24 Nov 2026 08:00:00 +0000",
-        message_id="<INV-2026-1187@acme-store.example>",
+        message_id="<INV-2024-1187@acme-store.example>",
     )
     m.set_content(
-        "Dear customer,\n\nplease find attached invoice INV-2026-1187 (48.40 EUR), paid by card "
-        "on 23 November 2026. No action is needed.\n\nAcme Store Billing\n"
+        "Dear customer,\n\nplease find attached invoice INV-2024-1187 (48.40 EUR), paid by card "
+        "on 25 November 2024. No action is needed.\n\nAcme Store Billing\n"
     )
     m.add_attachment(
-        pdf("Invoice INV-2026-1187 - 48.40 EUR - paid"),
+        pdf("Invoice INV-2024-1187 - 48.40 EUR - paid"),
         maintype="application",
         subtype="pdf",
-        filename="INV-2026-1187.pdf",
+        filename="INV-2024-1187.pdf",
     )
     corpus.add(
         "tx-invoice-pdf",
@@ -562,13 +570,13 @@ def transactional(corpus: Corpus) -> None:
         "Your monthly statement is ready",
         "Example Bank <notifications@bank.example>",
         date="Tue, 01 Dec 2026 06:00:00 +0000",
-        message_id="<stmt-2026-11.99812@notify.bank.example>",
+        message_id="<stmt-2024-11.99812@notify.bank.example>",
     )
     alternative(
         m,
-        "Your statement for November 2026 is ready in online banking.\n"
+        "Your statement for November 2024 is ready in online banking.\n"
         "Sign in at https://bank.example/ (we never send links to sign in).\n",
-        "<html><body><p>Your statement for November 2026 is ready in online banking.</p>"
+        "<html><body><p>Your statement for November 2024 is ready in online banking.</p>"
         "<p>Sign in at bank.example as usual. We never send sign-in links.</p></body></html>\n",
     )
     corpus.add(
@@ -581,19 +589,19 @@ def transactional(corpus: Corpus) -> None:
     )
 
     m = msg(
-        "Payslip November 2026",
+        "Payslip November 2024",
         "Partner Payroll <payroll@partner.example>",
         date="Fri, 27 Nov 2026 16:30:00 +0000",
-        message_id="<payslip-2026-11-4471@partner.example>",
+        message_id="<payslip-2024-11-4471@partner.example>",
     )
     m.set_content(
-        "Hello Jordan,\n\nyour payslip for November 2026 is attached (PDF).\n\nPayroll team\n"
+        "Hello Jordan,\n\nyour payslip for November 2024 is attached (PDF).\n\nPayroll team\n"
     )
     m.add_attachment(
-        pdf("Payslip 2026-11 Jordan Lee"),
+        pdf("Payslip 2024-11 Jordan Lee"),
         maintype="application",
         subtype="pdf",
-        filename="Payslip_2026-11.pdf",
+        filename="Payslip_2024-11.pdf",
     )
     corpus.add(
         "tx-payslip-pdf",
@@ -612,7 +620,7 @@ def transactional(corpus: Corpus) -> None:
     )
     m.set_content("The weekly orders report is attached.\n")
     m.add_attachment(
-        "order,date,total\nA-20931,2026-11-23,48.40\nA-20932,2026-11-24,12.00\n",
+        "order,date,total\nA-20931,2024-11-23,48.40\nA-20932,2024-11-24,12.00\n",
         subtype="csv",
         filename="orders-week-48.csv",
     )
@@ -644,7 +652,7 @@ def transactional(corpus: Corpus) -> None:
         m,
         "Hi Jordan,\n\nThursday 10:00 works for us. I'll bring the draft roadmap.\n\n"
         "Best,\nPriya\n\n"
-        "From: Jordan Lee <jordan.lee@corp.example>\nSent: 30 November 2026 17:40\n"
+        "From: Jordan Lee <jordan.lee@corp.example>\nSent: 2 December 2024 17:40\n"
         "Subject: Q1 planning workshop\n\n"
         "> Could we meet on Thursday to plan Q1?\n",
         '<html><head><meta http-equiv="Content-Type" content="text/html; charset=utf-8">'
@@ -655,7 +663,7 @@ def transactional(corpus: Corpus) -> None:
         '<p class="MsoNormal">Best,<br>Priya</p>'
         '<div style="border:none;border-top:solid #E1E1E1 1.0pt;padding:3.0pt 0cm 0cm 0cm">'
         '<p class="MsoNormal"><b>From:</b> Jordan Lee &lt;jordan.lee@corp.example&gt;<br>'
-        "<b>Sent:</b> 30 November 2026 17:40<br><b>Subject:</b> Q1 planning workshop</p></div>"
+        "<b>Sent:</b> 2 December 2024 17:40<br><b>Subject:</b> Q1 planning workshop</p></div>"
         '<p class="MsoNormal">Could we meet on Thursday to plan Q1?</p></div></body></html>\n',
     )
     corpus.add(
@@ -708,7 +716,7 @@ def transactional(corpus: Corpus) -> None:
         )
         cal = ics(method, summary, "040000008200E00074C5B7101A82E00800000000", sequence=seq)
         m.set_content(
-            f"{summary}\nThursday, 10 December 2026 15:00-15:30 (UTC)\nMicrosoft Teams meeting\n"
+            f"{summary}\nThursday, 12 December 2024 15:00-15:30 (UTC)\nMicrosoft Teams meeting\n"
         )
         m.add_alternative(cal, subtype="calendar", params={"method": method})
         m.make_mixed()
@@ -767,10 +775,10 @@ def newsletters(corpus: Corpus) -> None:
         corpus,
         "nl-webinar-invite",
         "Webinar invitation newsletter without a hero image",
-        "Webinar: securing your email in 2027",
+        "Webinar: securing your email in 2025",
         "Join us live on 15 December, 16:00 CET.",
         "Join our webinar on 15 December, 16:00 CET.\nRegister: https://newsletter.example/webinar",
-        "<h1>Securing your email in 2027</h1><p>Live on 15 December, 16:00 CET, with Q&amp;A."
+        "<h1>Securing your email in 2025</h1><p>Live on 15 December, 16:00 CET, with Q&amp;A."
         '</p><p><a href="https://click.newsletter.example/c/u-8842/4">Register</a></p>',
         day=12,
         hero=None,
@@ -807,7 +815,7 @@ def hostile(corpus: Corpus) -> None:
         "Congratulations! You have won the International Lottery",
         "Claims Department <claims@winner-notice.example>",
         date="Mon, 30 Nov 2026 03:11:09 +0000",
-        message_id="<20261130031109.winner@winner-notice.example>",
+        message_id="<20241202031109.winner@winner-notice.example>",
         extra={"Reply-To": "claims.agent@freemail.example"},
     )
     m.set_content(
