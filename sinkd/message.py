@@ -574,16 +574,19 @@ def _render_html(html: str) -> str:
     Scripts, styles and templates dropped; text hidden by styling is kept, as in
     SpamAssassin's "rendered" text (its "visible_rendered" is for Bayes only).
     """
-    marked = _mark_breaks(html.replace(_LINE_MARK, ""))
-    if too_deep(marked) is not None:
-        # Hostile nesting would stall the parser: strip the tags instead (text is all we need).
-        text = _HTML_TAG.sub(" ", marked)
+    html = html.replace(_LINE_MARK, "")
+    source = html[:HTML_SOURCE_SCAN_SIZE]
+    if too_deep(source) is not None:
+        # Hostile nesting would stall the parser: strip the tags instead, over the whole part
+        # (one C-speed pass; the text is all we need, and padding must not hide it).
+        text = _HTML_TAG.sub(" ", html)
     else:
+        marked = _mark_breaks(source)
         try:
             # Imported here: messages without HTML must not pay for (or even load) selectolax.
             from selectolax.lexbor import LexborHTMLParser
 
-            tree = LexborHTMLParser(marked[:HTML_SOURCE_SCAN_SIZE])
+            tree = LexborHTMLParser(marked)
             tree.strip_tags(_HTML_HIDDEN_TAGS, recursive=True)
             root = tree.root
             text = root.text(separator="") if root is not None else ""
