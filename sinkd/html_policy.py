@@ -726,8 +726,23 @@ def _cached_sheet_rules(css: str) -> tuple[_Rule, ...]:
 
 def _parse_sheet(css: str) -> tuple[_Rule, ...]:
     rules: list[_Rule] = []
-    _collect_rules(tinycss2.parse_stylesheet(css, True, True), False, 0, rules)
+    _collect_rules(tinycss2.parse_stylesheet(_tokenizable(css), True, True), False, 0, rules)
     return tuple(rules)
+
+
+# tinycss2 reads every integer token with int(), and CPython refuses int() of a string longer
+# than sys.get_int_max_str_digits() (4300 by default, CVE-2020-10735). A longer run of digits is
+# cut to this many before tokenizing: the number stays one a browser clamps (10**3999 px is as
+# out of range as the original), and nothing else of the sheet changes.
+_MAX_DIGITS = 4000
+_LONG_DIGITS = re.compile(rf"[0-9]{{{_MAX_DIGITS + 1},}}")
+
+
+def _tokenizable(css: str) -> str:
+    """``css`` with every run of digits cut to ``_MAX_DIGITS``, so that tinycss2 never raises."""
+    if len(css) <= _MAX_DIGITS:
+        return css
+    return _LONG_DIGITS.sub(lambda match: match.group()[:_MAX_DIGITS], css)
 
 
 def _collect_rules(nodes: Iterable[Any], media: bool, depth: int, rules: list[_Rule]) -> None:
@@ -781,7 +796,8 @@ def _rule(node: Any, media: bool) -> _Rule | None:
 def _rewrite_sheet(css: str, drop_images: bool, drop_scripts: bool) -> str:
     """``css`` without its image and/or script declarations; rules left empty are dropped."""
     out: list[str] = []
-    for node in tinycss2.parse_stylesheet(css, skip_comments=False, skip_whitespace=False):
+    sheet = tinycss2.parse_stylesheet(_tokenizable(css), skip_comments=False, skip_whitespace=False)
+    for node in sheet:
         out.append(_rewrite_node(node, drop_images, drop_scripts, 0))
     return "".join(out)
 

@@ -33,6 +33,7 @@ import zipfile
 
 import pytest
 
+from sinkd.attachments import Limits, inspect_file
 from sinkd.cli import check_message
 from sinkd.html_policy import HTML_CLASSES, inspect_html, mark_html, strip_html
 from sinkd.message import ParsedMessage, parse
@@ -381,6 +382,49 @@ def zip_bytes(rnd: random.Random, depth: int = 0) -> bytes:
     return data
 
 
+OLE_MAGIC = bytes.fromhex("d0cf11e0a1b11ae1")
+GZIP_MAGIC = b"\x1f\x8b\x08"
+
+
+def file_bytes(rnd: random.Random) -> tuple[str, bytes]:
+    """An attachment's name and bytes: archives, Office and OLE documents, gzip, programs, all
+    of them possibly truncated or with bytes flipped."""
+    roll = rnd.random()
+    if roll < 0.3:
+        name, data = "statement.zip", zip_bytes(rnd)
+    elif roll < 0.5:
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w") as archive:
+            archive.writestr(
+                "[Content_Types].xml",
+                rnd.choice(
+                    (
+                        b'<Types><Override ContentType="application/'
+                        b'vnd.ms-word.document.macroEnabled.main+xml"/></Types>',
+                        b"<Types><Override ContentType=",
+                        b"\xff\xfe\x00<",
+                        b"<!DOCTYPE x [<!ENTITY a 'aaaa'>]><Types>&a;&a;</Types>",
+                    )
+                ),
+            )
+            if rnd.random() < 0.5:
+                archive.writestr("word/vbaProject.bin", OLE_MAGIC + bytes(rnd.randint(0, 600)))
+        name, data = rnd.choice(("report.docm", "report.docx", "sheet.xlsx")), buffer.getvalue()
+    elif roll < 0.65:
+        name = rnd.choice(("letter.doc", "sheet.xls", "setup.msi"))
+        data = OLE_MAGIC + bytes(rnd.randrange(256) for _ in range(rnd.randint(0, 1500)))
+    elif roll < 0.8:
+        name = rnd.choice(("data.csv.gz", "a.tgz", "x.gz"))
+        data = GZIP_MAGIC + bytes(rnd.randrange(256) for _ in range(rnd.randint(0, 300)))
+    else:
+        name, data = rnd.choice(("invoice.pdf.exe", "run.scr", "noext")), pe_bytes()
+    for _ in range(rnd.randint(0, 3) if rnd.random() < 0.4 else 0):
+        if data:
+            at = rnd.randrange(len(data))
+            data = data[:at] + bytes([rnd.randrange(256)]) + data[at + 1 :]  # a flipped byte
+    return name, data
+
+
 def leaf(rnd: random.Random, depth: int) -> bytes:
     roll = rnd.random()
     charset = rnd.choice(CHARSETS)
@@ -400,8 +444,9 @@ def leaf(rnd: random.Random, depth: int) -> bytes:
         ctype, data = b"image/png", b"\x89PNG\r\n\x1a\n" + bytes(rnd.randint(0, 300))
         disposition = rnd.choice((b"inline", b'attachment; filename="logo.png"', b""))
     elif roll < 0.76:
-        ctype, data = b'application/zip; name="statement.zip"', zip_bytes(rnd)
-        disposition = b'attachment; filename="statement.zip"'
+        name, data = file_bytes(rnd)
+        ctype = b"application/octet-stream; name=" + name.encode()
+        disposition = b'attachment; filename="' + name.encode() + b'"'
     elif roll < 0.82:
         ctype, data = b"application/octet-stream", pe_bytes()
         disposition = b'attachment; filename="invoice.pdf.exe"'
@@ -503,6 +548,16 @@ def exercise_parse(message: ParsedMessage) -> None:
             node.text(message.raw)
 
 
+def file_paths(raw: bytes) -> None:
+    """The attachment inspector on every leaf, with the default limits and with tight ones."""
+    message = parse(raw)
+    for node in message.tree.leaves():
+        data = node.payload(raw)
+        for limits in (Limits(), Limits(max_depth=1, max_members=3, max_total_bytes=4096)):
+            for _ in inspect_file(node.filename, node.content_type, data, limits).walk():
+                pass
+
+
 def html_paths(html: str) -> None:
     """The HTML policy's own entry points, on one HTML text."""
     inspect_html(html)
@@ -569,6 +624,7 @@ async def test_hostile_html_css_and_mime_never_make_a_filter_raise() -> None:
             raw = message_bytes(random.Random(case_seed))
             try:
                 exercise_parse(parse(raw))
+                file_paths(raw)
                 strip_everything(raw)
                 await judge_everywhere(raw, profiles, ("127.0.0.1", port))
             except Exception as exc:

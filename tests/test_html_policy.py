@@ -16,6 +16,7 @@ from sinkd.html_policy import (
     mark_html,
     strip_html,
 )
+from sinkd.message import parse
 
 CONTENT = Path(__file__).resolve().parent / "messages" / "content"
 
@@ -720,6 +721,28 @@ def test_a_hidden_root_element_hides_the_whole_document_and_stripping_empties_it
     assert out == '<html hidden=""></html>'
     marked, count = mark_html(html, ["hidden_text"], MARK)
     assert count == 1 and marked.startswith(f'<html hidden="" {MARK}="removed">')
+
+
+def test_a_css_number_longer_than_python_converts_is_read_and_stripped() -> None:
+    # CPython refuses int() of more than 4300 digits, and tinycss2 int()s every integer token.
+    digits = "9" * 5000
+    html = (
+        f"<style>.wide {{ width: {digits}px; behavior: url(x.htc) }} .gone {{ display: none }}"
+        '</style><p class="wide">Hello</p><p class="gone">Secret</p>'
+    )
+    report = inspect_html(html, plan=HTML_CLASSES)
+    assert sorted(hit.cls for hit in report.hits) == ["active_script", "hidden_text"]
+    out, removed = strip_html(html, HTML_CLASSES)
+    assert sorted(hit.cls for hit in removed) == ["active_script", "hidden_text"]
+    assert "x.htc" not in out and "Secret" not in out and "Hello" in out
+    assert f"width: {digits[:4000]}px" in out  # the number is cut, the rule kept
+
+
+def test_the_huge_number_reproduction_is_inspected() -> None:
+    raw = (HOSTILE / "css-huge-number.eml").read_bytes()
+    [node] = parse(raw).tree.leaves()
+    [hit] = inspect_html(node.text(raw)).hits
+    assert hit.label == "script in <style> rule '.wide'"
 
 
 # --- labels: the element a reason names ------------------------------------------------------

@@ -346,6 +346,7 @@ HOSTILE: dict[str, tuple[Callable[[], bytes], str, bool]] = {
     "style-comment-tail": (lambda: hostile("style-comment-tail.eml"), "accept", True),
     "html-charset-not-text": (lambda: hostile("html-charset-not-text.eml"), "accept", True),
     "html-hidden-root": (lambda: hostile("html-hidden-root.eml"), "accept", True),
+    "css-huge-number": (lambda: hostile("css-huge-number.eml"), "accept", True),
 }
 
 
@@ -441,7 +442,13 @@ async def test_the_corpus_css_crash_gets_a_verdict_from_typical_corporate_never_
 
 
 @pytest.mark.parametrize(
-    "name", ["style-comment-tail.eml", "html-charset-not-text.eml", "html-hidden-root.eml"]
+    "name",
+    [
+        "style-comment-tail.eml",
+        "html-charset-not-text.eml",
+        "html-hidden-root.eml",
+        "css-huge-number.eml",
+    ],
 )
 def test_every_html_class_stripped_from_a_hostile_message_leaves_a_message_that_parses(
     name: str,
