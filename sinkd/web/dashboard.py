@@ -638,8 +638,15 @@ async def profile_page(request: Request) -> Response:
         for k, v in thresholds.items()
         if v is not None
     )
+    # A models entry gives a source or, where no document says, an assumption (sinkd.schema.Spec).
     models = "".join(
-        f"<li>{e(m.get('what'))}<div class='muted small'>Source: {e(m.get('source'))}</div></li>"
+        f"<li>{e(m.get('what'))}<div class='muted small'>"
+        + (
+            f"Source: {e(m['source'])}"
+            if m.get("source")
+            else f"Assumption: {e(m.get('assumption'))}"
+        )
+        + "</div></li>"
         for m in data.get("models") or []
     )
     extends = data.get("extends")

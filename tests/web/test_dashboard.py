@@ -353,6 +353,14 @@ async def test_the_profile_page_states_the_policy_in_plain_language(
     assert "mimedefang-filter(5)" in page  # a cited source
 
 
+async def test_the_profile_page_shows_an_assumption_where_a_model_gives_no_source(
+    http: httpx.AsyncClient,
+) -> None:
+    page = (await http.get("/profiles/google-workspace-like")).text
+    assert "Assumption: Gmail&#x27;s spam model is proprietary" in page
+    assert "Source: None" not in page
+
+
 # --- in a browser ---------------------------------------------------------------------------
 
 
