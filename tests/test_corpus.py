@@ -10,10 +10,13 @@ When a verdict changes on purpose: ``python -m tests.corpus.generate``, review t
 from __future__ import annotations
 
 import asyncio
+import io
+import json
 from pathlib import Path
 
 import pytest
 
+from sinkd.cli import main as sinkd_main
 from sinkd.model import Verdict
 from tests.conftest import SpamdProcess
 from tests.corpus import make_messages
@@ -24,6 +27,7 @@ from tests.support.corpus import (
     MESSAGES,
     README,
     SPAMD_PROFILE,
+    ZONE,
     Cell,
     Judge,
     Table,
@@ -180,3 +184,46 @@ def test_the_readme_matrix_is_generated_from_the_expected_table() -> None:
         "the README's corpus matrix differs from tests/corpus/expected.yaml: "
         "python -m tests.corpus.generate --no-spamd rewrites it"
     )
+
+
+@pytest.mark.parametrize(
+    ("name", "profile"),
+    [
+        ("phish-dmarc-reject-spoof", "m365-default-like"),
+        ("auth-spf-fail", "typical-corporate"),
+        ("mal-zip-exe", "google-workspace-like"),
+        ("spam-lottery-listed-ip", "strict-finance"),
+        ("tx-invoice-pdf", "typical-corporate"),
+    ],
+)
+def test_sinkd_check_on_the_stored_file_gives_the_cell_of_the_expected_table(
+    name: str, profile: str
+) -> None:
+    """The table is judged in process; ``sinkd check`` on the LF file must agree with it."""
+    envelope = envelopes()[name]
+    out = io.StringIO()
+    argv = [
+        "check",
+        str(MESSAGES / f"{name}.eml"),
+        "--json",
+        "--profile",
+        profile,
+        "--dns-zone",
+        str(ZONE),
+        "--client-ip",
+        envelope.client_ip,
+        "--helo",
+        envelope.helo,
+        "--mail-from",
+        envelope.mail_from,
+        *(arg for rcpt in envelope.rcpt for arg in ("--rcpt", rcpt)),
+    ]
+    sinkd_main(argv, out=out)
+    (verdict,) = json.loads(out.getvalue())
+    deciding = [f["code"] for f in verdict["findings"] if f["decided"]]
+    cell = load_expected()[name][profile]
+    assert verdict["disposition"] == cell.disposition
+    assert verdict["verdict"] == cell.verdict
+    assert deciding[:1] == ([cell.code] if cell.code else [])
+    assert f"{verdict['reply']['code']} {verdict['reply']['enhanced']}" == cell.reply
+    assert verdict["stage"] == cell.stage
