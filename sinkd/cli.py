@@ -1235,14 +1235,30 @@ def _children(node: Spec, indent: int, prefix: str = "") -> list[str]:
     return lines
 
 
+# Actions whose outcome is sent as an SMTP reply; other outcomes keep a default reply unused.
+_REPLYING = frozenset({"reject", "tempfail"})
+
+
 def _reply_keys(data: object) -> list[str]:
-    """Catalogue keys the profile names in any ``*reply`` field, in order of first mention."""
+    """Catalogue keys the profile may answer with (a ``reply`` of an outcome that refuses,
+    ``reject_reply`` with a reject threshold, ``connection_limit_reply`` with a connection
+    limit, any other ``*_reply``), in order of first mention."""
     found: dict[str, None] = {}
+
+    def used(node: dict[Any, Any], key: str) -> bool:
+        if key == "reply":
+            return node.get("action") in _REPLYING or "action" not in node
+        if key == "reject_reply":
+            return (node.get("thresholds") or {}).get("reject") is not None
+        if key == "connection_limit_reply":
+            return node.get("max_connections_per_ip") is not None
+        return True
 
     def walk(value: object) -> None:
         if isinstance(value, dict):
             for key, item in value.items():
-                if isinstance(key, str) and key.endswith("reply") and isinstance(item, str):
+                is_reply = isinstance(key, str) and key.endswith("reply")
+                if is_reply and isinstance(item, str) and used(value, key):
                     found.setdefault(item, None)
                 walk(item)
         elif isinstance(value, list):

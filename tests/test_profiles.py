@@ -926,3 +926,12 @@ def test_profiles_show_json_carries_the_sources_given_and_no_empty_ones() -> Non
     assert "assumption" not in size
     assert data["scoring"]["assumption"].startswith("EOP's spam verdicts")
     assert "source" not in data["scoring"]
+
+
+def test_profiles_show_lists_only_the_replies_the_profile_can_send() -> None:
+    replies = show("m365-default-like").split("\nReplies:\n")[1]
+    assert "  m365.dmarc_reject: 550 5.7.509" in replies
+    # GTUBE goes to Junk, there is no reject threshold and no connection limit: their default
+    # replies are never sent.
+    for unused in ("gtube.reject", "generic.spam", "postfix.connection_limit"):
+        assert f"  {unused}:" not in replies
