@@ -5,7 +5,11 @@ block images, multimedia, active script or hidden text) and dangerous attachment
 extension, declared type, true type from magic bytes, inside archives, macro documents,
 encrypted archives), and gives each class the profile's outcome: strip (MIMEDefang's
 drop-with-warning, Exchange's attachment filter "Strip"), quarantine, reject, score or ignore.
-Pure: it reads the parsed message and returns findings with strip plans; ``strip.py`` rewrites.
+Two HTML classes are recorded or scored, never stripped, because no gateway strips them: remote
+images (the reader's client withholds them) and SpamAssassin's image-only HTML. With
+``true_type: false`` rules see names and declared types only, as Exchange's Attachment
+Filtering agent does. Pure: it reads the parsed message and returns findings with strip plans;
+``strip.py`` rewrites.
 
 ```yaml
 - kind: mime
@@ -15,6 +19,8 @@ Pure: it reads the parsed message and returns findings with strip plans; ``strip
   archives: {inspect: true, max_depth: 3, max_members: 1000}
   classes:
     images: {action: strip}
+    remote_images: {action: none}       # record only: what Outlook withholds until allowed
+    image_only: {action: score, score: 0.9}   # SpamAssassin HTML_IMAGE_ONLY_*
     tracking_pixels: {action: score, score: 0.5}
     multimedia: {action: strip}
     active_script: {action: strip}
