@@ -109,7 +109,8 @@ def test_signed_corpus_messages_pass_dkim_unless_altered_after_signing() -> None
     assert len(judged_after_data) >= 40
     for name, verdict in judged_after_data.items():
         codes = verdict.codes
-        signed = read_message(name).lower().startswith(b"dkim-signature:")
+        head = read_message(name).partition(b"\r\n\r\n")[0].lower()
+        signed = head.startswith(b"dkim-signature:") or b"\r\ndkim-signature:" in head
         if not signed:
             assert "DKIM_NONE" in codes, (name, codes)
         elif "altered" in name:

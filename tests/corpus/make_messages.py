@@ -17,6 +17,7 @@ This script owns the corpus files only; it judges nothing (that is ``generate.py
 from __future__ import annotations
 
 import email.utils
+import hashlib
 import io
 import struct
 import zipfile
@@ -59,6 +60,21 @@ FORWARDER = ("203.0.113.150", "lists.forwarder.example")
 CRM = ("198.51.100.140", "legacy-crm.example")
 NODMARC = ("198.51.100.151", "mail.nodmarc.example")
 TWOSPF = ("198.51.100.161", "mail.twospf.example")
+
+
+# Where the sending MTA got each message from: the author's client or the application, over
+# authenticated submission (RFC 6409) from an internal address (RFC 1918).
+SUBMITTER = "app-01.internal (app-01.internal [10.20.30.41])"
+FORWARDED_FROM = ACME  # auth-dkim-* messages reach the list from acme-store.example's server
+
+
+def received(by: str, source: str, date: str, seed: str, protocol: str = "ESMTPSA") -> bytes:
+    """A Postfix-style trace field (RFC 5321 §4.4) with a queue id derived from ``seed``."""
+    queue_id = hashlib.sha1(seed.encode()).hexdigest()[:11].upper()
+    return (
+        f"Received: from {source}\r\n\tby {by} (Postfix) with {protocol} id {queue_id}\r\n"
+        f"\tfor <{RCPT}>; {date}\r\n"
+    ).encode()
 
 
 # --- binary parts ------------------------------------------------------------------------------
@@ -236,7 +252,11 @@ class Corpus:
         alter: Callable[[bytes], bytes] | None = None,
         rcpt: str = RCPT,
     ) -> None:
-        raw = message.as_bytes(policy=POLICY)
+        date = str(message["Date"])
+        origin = FORWARDED_FROM if server == FORWARDER else server
+        # The sending organisation's own outbound hop (RFC 5321 §4.4): it received the message
+        # from the author's client and signs it on the way out, so Received comes first.
+        raw = received(origin[1], SUBMITTER, date, name) + message.as_bytes(policy=POLICY)
         if sign is not None:
             domain, selector = sign
             # A fixed signing time (t=) keeps the output identical from run to run.
@@ -261,6 +281,9 @@ class Corpus:
             altered = alter(raw)
             assert altered != raw, f"{name}: the alteration changed nothing"
             raw = altered
+        if server == FORWARDER:  # the list's hop, after the shop's: on top
+            shop = f"{FORWARDED_FROM[1]} ({FORWARDED_FROM[1]} [{FORWARDED_FROM[0]}])"
+            raw = received(server[1], shop, date, f"list-{name}", "ESMTPS") + raw
         assert b"\r" not in raw.replace(b"\r\n", b""), f"{name}: a bare CR"
         assert b"\n" not in raw.replace(b"\r\n", b""), f"{name}: a bare LF"
         (self.out / f"{name}.eml").write_bytes(raw.replace(b"\r\n", b"\n"))
