@@ -1381,3 +1381,18 @@ async def test_an_archive_member_is_named_inside_its_archive(tmp_path: Path) -> 
         "The attachment 'statement.zip/invoice.exe' is a .exe file: a type this policy does "
         "not accept, so the message is refused."
     )
+
+
+async def test_typical_corporate_judges_microsofts_faq_extensions_by_the_last_one() -> None:
+    # The mail flow rule condition looks at the extension: a .txt named after a shortcut is text.
+    text = await judge(
+        builtin("typical-corporate"),
+        with_attachments(attachment("notes.url.txt", b"just notes\r\n", "text/plain")),
+    )
+    assert mime_codes(text) == []
+    script = await judge(
+        builtin("typical-corporate"),
+        with_attachments(attachment("invoice.pdf.js", JS, "application/octet-stream")),
+    )
+    assert mime_codes(script) == ["MIME_BLOCKED_EXTENSION"]
+    assert script.action is VerdictAction.REJECT
