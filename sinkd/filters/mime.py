@@ -327,11 +327,32 @@ def _provenance(node: Outcome | AttachmentRule) -> dict[str, object]:
     return {origin[0]: origin[1]} if origin else {}
 
 
+# Classes whose reason, when they are delivered rather than stripped, says what the reader's
+# mail client does with them.
+_CLIENT_CLASSES = ("tracking_pixels", "hidden_text")
+
+
 def _record_reason(name: str, hits: _Hits, action: Action) -> str:
-    """What the reader's mailbox does with a record-only class, in words marketing can use."""
+    """What the reader's mailbox does with a delivered class, in words marketing can use."""
     count = len(hits.items)
     then = _consequence(action, count != 1)
     first = hits.items[0].split(": ", 1)[-1]
+    if name == "hidden_text":
+        # The inbox preview line is the first text of the body, hidden or not: that is what
+        # the preheader of an ESP template is for (SpamAssassin scores it only with other
+        # signs or when long: 72_active.cf HTML_TEXT_INVISIBLE_STYLE, LONG_INVISIBLE_TEXT).
+        quoted = "; ".join(f"'{q}'" for q in hits.quotes[:3]) or first
+        return (
+            f"The message contains text hidden from the reader ({quoted}); mail clients show"
+            " hidden text at the top of a message as its inbox preview line (the preheader of"
+            f" ESP templates){then}."
+        )
+    if name == "tracking_pixels":
+        them = f"{count} tracking pixels" if count != 1 else "tracking pixel"
+        return (
+            f"Outlook does not load the {them} (such as {first}) until the reader allows"
+            f" pictures to download, so no open is counted before that{then}."
+        )
     if name == "remote_images":
         # Outlook for Windows does not download pictures from the Internet until the reader
         # clicks "Download pictures" (or the sender is a Safe Sender): Microsoft support,
@@ -505,6 +526,7 @@ class MimeFilter(Filter):
                         html_class=name if name in _HTML_CLASSES else None,
                         describe=_record_reason(name, found[name], outcome.action)
                         if name in _RECORD_CLASSES
+                        or (name in _CLIENT_CLASSES and outcome.action is not Action.STRIP)
                         else None,
                     )
                 )

@@ -1047,6 +1047,9 @@ async def test_typical_corporate_records_the_esp_preheader_and_delivers_it_intac
     hidden = finding(verdict, "MIME_HIDDEN_TEXT")
     assert (hidden.action, hidden.score) == (Action.NONE, 0.0)
     assert "'Your statement is ready – plus 20% off renewals this week only.'" in hidden.reason
+    assert "mail clients show hidden text at the top of a message as its inbox preview line" in (
+        hidden.reason
+    )
     assert hidden.strip is None
     assert verdict.stripped == ()
     assert "20% off renewals" in (verdict.filtered or b"").decode()
@@ -1396,3 +1399,13 @@ async def test_typical_corporate_judges_microsofts_faq_extensions_by_the_last_on
     )
     assert mime_codes(script) == ["MIME_BLOCKED_EXTENSION"]
     assert script.action is VerdictAction.REJECT
+
+
+async def test_typical_corporate_says_outlook_loads_no_tracking_pixel_until_allowed() -> None:
+    verdict = await judge(
+        builtin("typical-corporate"), html_message(fixture("tracking-pixel.html"))
+    )
+    pixels = finding(verdict, "MIME_TRACKING_PIXELS")
+    assert (pixels.action, pixels.strip) == (Action.NONE, None)
+    assert pixels.reason.startswith("Outlook does not load the 4 tracking pixels (such as <img")
+    assert verdict.stripped == ()
