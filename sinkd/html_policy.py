@@ -1553,11 +1553,12 @@ class _Scan:
             )
             removes = removes or "active_script" in strip
         elif tag == "form":
-            host = _host(attrs.get("action") or "")
+            action = (attrs.get("action") or "").strip()
+            target = _host(action) or (f'"{_short(action, 40)}"' if action else "")
             self._hit(
                 "active_script",
                 _tag(tag, attrs, "action", "method"),
-                label=f"<form> sending to {host}" if host else "<form>",
+                label=f"<form> sending to {target}" if target else "<form>",
             )
             # strip_html unwraps it (see _CONTEXT_TAGS and _UNWRAP) rather than removing it:
             # the words around the fields are what a reader sees.

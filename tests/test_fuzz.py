@@ -525,7 +525,26 @@ def message_bytes(rnd: random.Random, depth: int = 0) -> bytes:
             raw = raw.replace(b"\r\n", b"\n")
         elif roll < 0.2:
             raw = raw.replace(b"\r\n", rnd.choice((b"\r", b"\n\r", b"\r\r\n")), 5)
+        elif roll < 0.35:
+            raw = shuffle_lines(rnd, raw)
     return raw
+
+
+def shuffle_lines(rnd: random.Random, raw: bytes) -> bytes:
+    """Line-level damage: lines (headers, boundaries, blank separators) dropped, doubled, moved."""
+    lines = raw.split(b"\r\n")
+    for _ in range(rnd.randint(1, 4)):
+        at = rnd.randrange(len(lines))
+        roll = rnd.random()
+        if roll < 0.4:
+            del lines[at]
+        elif roll < 0.7:
+            lines.insert(at, lines[at])
+        else:
+            lines.insert(rnd.randrange(len(lines) + 1), lines.pop(at))
+        if not lines:
+            break
+    return b"\r\n".join(lines)
 
 
 # --- the paths ------------------------------------------------------------------------------------

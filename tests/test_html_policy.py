@@ -770,6 +770,12 @@ def test_the_huge_number_reproduction_is_inspected() -> None:
             "<form> sending to collect.example",
         ),
         (
+            '<form action="thankyou.php"><input></form>',
+            "active_script",
+            '<form> sending to "thankyou.php"',
+        ),
+        ("<form><input></form>", "active_script", "<form>"),
+        (
             '<meta http-equiv="refresh" content="0; url=https://go.example/x">',
             "active_script",
             "<meta> refresh to go.example",
