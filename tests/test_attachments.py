@@ -381,6 +381,24 @@ def test_walk_visits_the_root_then_members_depth_first() -> None:
     assert names == ["outer.zip", "a.txt", "inner.zip", "b.txt", "c.exe", "d.txt"]
 
 
+def test_each_member_is_named_inside_every_archive_that_holds_it() -> None:
+    inner = make_zip({"b.txt": b"b", "c.exe": pe_bytes()})
+    outer = make_zip([("docs/a.txt", b"a"), ("inner.zip", inner)])
+    named = [shown for shown, _ in inspect("outer.zip", outer).named("part 2")]
+    assert named == [
+        "outer.zip",
+        "outer.zip/docs/a.txt",
+        "outer.zip/inner.zip",
+        "outer.zip/inner.zip/b.txt",
+        "outer.zip/inner.zip/c.exe",
+    ]
+    # A part without a file name is named by the caller's default.
+    assert [shown for shown, _ in inspect(None, inner).named("part 2")][:2] == [
+        "part 2",
+        "part 2/b.txt",
+    ]
+
+
 def test_archives_nested_past_the_depth_limit_are_reported_not_opened() -> None:
     data = make_zip({"payload.exe": pe_bytes()})
     for level in (4, 3, 2):
