@@ -4,11 +4,13 @@ Each case is a message built from a seeded ``random.Random``: HTML with unclosed
 nesting, random and huge attributes, inline styles and ``<style>`` blocks with broken CSS,
 entities, control and zero-width characters; MIME with missing, duplicated, nested and overlong
 boundaries, wrong or unknown transfer encodings, broken base64 and quoted-printable, unknown
-charsets, truncated parts, non-ASCII and duplicated headers, archives and nested messages. Every
-case goes through the transaction the server runs (``check_message``) for every built-in profile,
-and through the strip path (``apply_strip``) with every HTML class and every leaf planned for
-removal. The assertions: no filter raises (no finding is unjudged because of an error), nothing
-raises, and every filtered message parses again into as many parts as before.
+charsets, truncated parts, non-ASCII and duplicated headers, lines dropped, doubled and moved,
+nested messages, and attachments (zip archives, Office and OLE documents, gzip, programs)
+truncated or with bytes flipped. Every case goes through the transaction the server runs
+(``check_message``) for every built-in profile, through the attachment inspector with default
+and tight limits, and through the strip path (``apply_strip``) with every HTML class and every
+leaf planned for removal. The assertions: no filter raises (no finding is unjudged because of
+an error), nothing raises, and every filtered message parses again into as many parts as before.
 
 The run is bounded by a case count and a time budget, whichever comes first: the budget bounds
 the work on a busy machine, it asserts nothing. A failure prints the seed and case number that
