@@ -117,6 +117,14 @@ class MimeTree:
 
     root: MimeNode
     problems: tuple[str, ...]
+    # Of the problems, the defects of form every part was read in spite of (a boundary never
+    # closed, a multipart with a transfer encoding): the rest left some content unread.
+    read_anyway: frozenset[str] = frozenset()
+
+    @property
+    def unread(self) -> tuple[str, ...]:
+        """The problems that left content unread (not split, not inspected, not listed)."""
+        return tuple(p for p in self.problems if p not in self.read_anyway)
 
     def find(self, path: str) -> MimeNode:
         """The node with this path; KeyError if there is none."""
@@ -189,6 +197,7 @@ def build_tree(raw: bytes, *, max_depth: int = 20, max_parts: int = 1000) -> Mim
     left unsplit, each limit adding a problem; nothing raises.
     """
     problems: list[str] = []
+    read_anyway: list[str] = []  # the problems after which every part was still read
     limits: list[str] = []  # listed first, and never left out
     root = _read_part(raw, 0, len(raw), "", "text/plain", problems)
     count = 1
@@ -206,7 +215,7 @@ def build_tree(raw: bytes, *, max_depth: int = 20, max_parts: int = 1000) -> Mim
                 f"multipart nested deeper than {max_depth} levels; deeper parts not inspected"
             )
             continue
-        children, truncated = _expand(raw, part, max(0, max_parts - count), problems)
+        children, truncated = _expand(raw, part, max(0, max_parts - count), problems, read_anyway)
         if truncated:
             limits.append(f"too many parts (over {max_parts}); the rest not inspected")
         count += len(children)
@@ -219,10 +228,16 @@ def build_tree(raw: bytes, *, max_depth: int = 20, max_parts: int = 1000) -> Mim
     if len(listed) > _MAX_PROBLEMS:
         more = len(listed) - _MAX_PROBLEMS
         listed[_MAX_PROBLEMS:] = [f"{more} more problems of the MIME structure not listed"]
-    return MimeTree(root=root.node, problems=tuple(dict.fromkeys(limits + listed)))
+    return MimeTree(
+        root=root.node,
+        problems=tuple(dict.fromkeys(limits + listed)),
+        read_anyway=frozenset(read_anyway),
+    )
 
 
-def _expand(raw: bytes, part: _Part, limit: int, problems: list[str]) -> tuple[list[_Part], bool]:
+def _expand(
+    raw: bytes, part: _Part, limit: int, problems: list[str], read_anyway: list[str]
+) -> tuple[list[_Part], bool]:
     """The children of a multipart or encapsulated message, at most ``limit`` of them, and
     whether there were more."""
     where = _where(part.path)
@@ -245,7 +260,7 @@ def _expand(raw: bytes, part: _Part, limit: int, problems: list[str]) -> tuple[l
         inner.expandable = False  # split here, its parts becoming this part's children, or never
         where = f"the message in {where}"
         container = inner
-    split = _split_multipart(raw, container, where, limit, problems)
+    split = _split_multipart(raw, container, where, limit, problems, read_anyway)
     if split is None:
         return ([container], False) if container is not part else ([], False)
     # RFC 2046 §5.1.5: in a digest the default content type of a part is message/rfc822.
@@ -258,14 +273,20 @@ def _expand(raw: bytes, part: _Part, limit: int, problems: list[str]) -> tuple[l
 
 
 def _split_multipart(
-    raw: bytes, part: _Part, where: str, limit: int, problems: list[str]
+    raw: bytes, part: _Part, where: str, limit: int, problems: list[str], read_anyway: list[str]
 ) -> _Split | None:
-    """Split a multipart's body at its boundary; None (and a problem) if it cannot be."""
+    """Split a multipart's body at its boundary; None (and a problem) if it cannot be.
+
+    A wrong transfer encoding and a missing close delimiter are defects the parts are read in
+    spite of (``read_anyway``), as mail clients read them: they leave nothing uninspected.
+    """
     if part.transfer_encoding not in _IDENTITY:
-        problems.append(
+        defect = (
             f"{where} is multipart with a {part.transfer_encoding} transfer encoding "
             "(RFC 2045 §6.4 allows only 7bit, 8bit or binary)"
         )
+        problems.append(defect)
+        read_anyway.append(defect)
     if not part.boundary:
         problems.append(f"{where} is multipart without a boundary parameter; body not split")
         return None
@@ -277,7 +298,10 @@ def _split_multipart(
         problems.append(f"{where} is multipart without any body part; body not split")
         return None
     if not split.closed and not split.truncated:
+        # RFC 2046 §5.1.1 ends the last part with the close delimiter; without it the last
+        # part runs to the end of its container, every part read all the same.
         problems.append(f"boundary of {where} never closed")
+        read_anyway.append(f"boundary of {where} never closed")
     return split
 
 

@@ -413,6 +413,7 @@ def test_a_missing_close_delimiter_lets_the_last_part_run_to_the_end() -> None:
     )
     tree = build_tree(raw)
     assert tree.problems == ("boundary of the message never closed",)
+    assert tree.unread == ()  # every part was read all the same
     last = tree.find("2")
     assert last.end == len(raw)
     assert last.payload(raw) == b"two, never closed\r\n"
@@ -434,6 +435,7 @@ def test_a_boundary_that_never_occurs_leaves_the_multipart_as_one_opaque_leaf() 
     assert not tree.root.is_multipart
     assert tree.leaves() == [tree.root]
     assert any("never found" in p for p in tree.problems)
+    assert tree.unread == tree.problems  # its parts were never read
 
 
 def test_a_multipart_without_a_boundary_parameter_is_one_opaque_leaf() -> None:
@@ -443,6 +445,20 @@ def test_a_multipart_without_a_boundary_parameter_is_one_opaque_leaf() -> None:
     assert tree.problems == (
         "the message is multipart without a boundary parameter; body not split",
     )
+
+
+def test_a_multipart_with_a_transfer_encoding_is_still_split_and_read() -> None:
+    raw = crlf(
+        "Content-Type: multipart/mixed; boundary=b\nContent-Transfer-Encoding: quoted-printable\n"
+        "\n--b\n\none\n--b--\n"
+    )
+    tree = build_tree(raw)
+    assert [n.payload(raw) for n in tree.leaves()] == [b"one"]
+    assert tree.problems == (
+        "the message is multipart with a quoted-printable transfer encoding "
+        "(RFC 2045 §6.4 allows only 7bit, 8bit or binary)",
+    )
+    assert tree.unread == ()
 
 
 def test_boundary_lines_that_follow_one_another_delimit_no_part() -> None:

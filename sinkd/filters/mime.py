@@ -425,7 +425,9 @@ class MimeFilter(Filter):
         def hits(key: str) -> _Hits:
             return found.setdefault(key, _Hits())
 
-        for problem in tree.problems:
+        # Only what left content unread: a boundary never closed is a defect of form that every
+        # part is read in spite of (FORMAT_MIME_DEFECTS reports it), not uninspected content.
+        for problem in tree.unread:
             entry = hits("unscannable")
             entry.items.append(problem)
             entry.names.append(problem)

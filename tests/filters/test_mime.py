@@ -1409,3 +1409,12 @@ async def test_typical_corporate_says_outlook_loads_no_tracking_pixel_until_allo
     assert (pixels.action, pixels.strip) == (Action.NONE, None)
     assert pixels.reason.startswith("Outlook does not load the 4 tracking pixels (such as <img")
     assert verdict.stripped == ()
+
+
+async def test_a_missing_close_delimiter_is_no_reason_to_hold_the_message(tmp_path: Path) -> None:
+    # SpamAssassin corpus hard-ham-1/00021 ends without its close delimiter: every part is read
+    # (mail clients show it), so nothing is left uninspected; FORMAT_MIME_DEFECTS reports it.
+    raw = with_attachments(attachment("figures.pdf", PDF)).rsplit(b"--b1--", 1)[0]
+    verdict = await judge(mime(tmp_path, {"unscannable": "{action: quarantine}"}), raw)
+    assert verdict.codes == []
+    assert verdict.action is VerdictAction.ACCEPT
