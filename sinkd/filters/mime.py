@@ -46,7 +46,7 @@ from pydantic import Field, model_validator
 
 from sinkd.attachments import FileInfo, Inspection, Limits, inspect_file
 from sinkd.filters import Filter, MessageContext, reply_variables
-from sinkd.mimetree import MimeNode
+from sinkd.mimetree import MimeNode, MimeTree
 from sinkd.model import Action, Category, Finding, Stage, StripPlan
 from sinkd.schema import (
     CompileContext,
@@ -372,6 +372,27 @@ def _record_reason(name: str, hits: _Hits, action: Action) -> str:
     )
 
 
+# RFC 1847 §2.1: the second part of a multipart/signed is the signature over the first, control
+# information of the signing protocol (OpenPGP, RFC 3156 §5; S/MIME, RFC 8551 §3.5.3), not a
+# file the sender attached. Attachment rules skip it: counting it as a file put every signed
+# message of the SpamAssassin corpus in a business-types quarantine (sinkd's reading of the
+# RFCs; no gateway documents treating a signature part as an attachment).
+_SIGNATURE_TYPES = frozenset(
+    {"application/pgp-signature", "application/pkcs7-signature", "application/x-pkcs7-signature"}
+)
+
+
+def _signature_parts(tree: MimeTree) -> frozenset[str]:
+    """Paths of the signature parts of every multipart/signed in the message."""
+    return frozenset(
+        node.children[1].path
+        for node in tree.root.walk()
+        if node.content_type == "multipart/signed"
+        and len(node.children) == 2
+        and node.children[1].content_type in _SIGNATURE_TYPES
+    )
+
+
 def _is_attachment(node: MimeNode) -> bool:
     if node.filename or node.disposition == "attachment":
         return True
@@ -431,6 +452,7 @@ class MimeFilter(Filter):
             entry = hits("unscannable")
             entry.items.append(problem)
             entry.names.append(problem)
+        signatures = _signature_parts(tree)
         for node in tree.leaves():
             ctype = node.content_type
             if ctype == "text/html":
@@ -446,7 +468,7 @@ class MimeFilter(Filter):
                 hits("images").add_part(node, f"{ctype} {node.filename or 'inline'}")
             elif ctype.startswith(("audio/", "video/")) or ctype == "application/x-shockwave-flash":
                 hits("multimedia").add_part(node, f"{ctype} {node.filename or 'inline'}")
-            if _is_attachment(node):
+            if _is_attachment(node) and node.path not in signatures:
                 inspection = inspect_file(node.filename, ctype, node.payload(raw), self.limits)
                 self._file(node, inspection, hits)
         return self._findings(ctx, found)

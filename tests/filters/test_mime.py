@@ -1418,3 +1418,39 @@ async def test_a_missing_close_delimiter_is_no_reason_to_hold_the_message(tmp_pa
     verdict = await judge(mime(tmp_path, {"unscannable": "{action: quarantine}"}), raw)
     assert verdict.codes == []
     assert verdict.action is VerdictAction.ACCEPT
+
+
+# --- signed messages ----------------------------------------------------------------------------
+
+PGP_SIGNATURE = (
+    "-----BEGIN PGP SIGNATURE-----\r\n\r\niQEzBAEBCAAdFiEE\r\n-----END PGP SIGNATURE-----"
+)
+BUSINESS_TYPES = "{id: NOT_BUSINESS_TYPE, not_extensions: [pdf, docx], action: quarantine}"
+
+
+@pytest.mark.parametrize(
+    "signature",
+    [
+        part("application/pgp-signature", PGP_SIGNATURE),  # RFC 3156 §5, unnamed as mutt sends
+        part("application/pkcs7-signature", b"0\x82\x01\x00", filename="smime.p7s"),  # RFC 8551
+    ],
+    ids=["openpgp", "smime"],
+)
+async def test_the_signature_part_of_a_signed_message_is_no_attachment(
+    tmp_path: Path, signature: bytes
+) -> None:
+    signed = multipart(
+        part("text/plain; charset=utf-8", TEXT),
+        signature,
+        subtype='signed; protocol="application/pgp-signature"; micalg=pgp-sha256',
+    )
+    verdict = await judge(mime(tmp_path, attachments=[BUSINESS_TYPES]), message(signed))
+    assert verdict.action is VerdictAction.ACCEPT
+    assert mime_codes(verdict) == []
+
+
+async def test_a_signature_file_attached_on_its_own_is_still_an_attachment(tmp_path: Path) -> None:
+    raw = with_attachments(attachment("key.asc", PGP_SIGNATURE.encode(), "application/pgp-keys"))
+    verdict = await judge(mime(tmp_path, attachments=[BUSINESS_TYPES]), raw)
+    assert verdict.action is VerdictAction.QUARANTINE
+    assert "key.asc" in finding(verdict, "MIME_NOT_BUSINESS_TYPE").reason
