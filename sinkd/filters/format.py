@@ -298,7 +298,9 @@ class FormatFilter(Filter):
                     "missing_message_id",
                     "FORMAT_MISSING_MESSAGE_ID",
                     "The message has no Message-ID header field; RFC 5322 §3.6.4 says every "
-                    "message should have one, and some receivers (Gmail) refuse mail without it.",
+                    "message should have one, and some receivers (Gmail) refuse mail without it. "
+                    "Most submission servers and ESPs add one on the way out; if the message "
+                    "reaches the receiver through one that does, it will not be refused for this.",
                     {"field": "Message-ID"},
                     field="Message-ID",
                 )
