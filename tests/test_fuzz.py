@@ -600,7 +600,7 @@ def strip_everything(raw: bytes) -> None:
         if node.content_type == "text/html":
             html[node.path] = frozenset(HTML_CLASSES)
             html_paths(node.text(raw))
-        elif node.path:
+        else:  # the message itself too, when it is one part (a lone attachment)
             parts[node.path] = f"[{node.filename} was removed]"
     filtered, _lines = apply_strip(message, StripPlan(parts, html))
     again = parse(filtered)
