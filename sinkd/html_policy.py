@@ -1179,8 +1179,9 @@ class _Scan:
             if action.kind == _REMOVE:
                 if root is not None and node.mem_id == root.mem_id:
                     # <html hidden> (also what an <html hidden> tag later in the body makes, as
-                    # its attributes move onto the root: WHATWG HTML §13.2.6.4.7 "in body"): the
-                    # document element itself cannot go, everything inside it does.
+                    # its attributes move onto the root: WHATWG HTML, the "in body" insertion
+                    # mode, parsing.html#parsing-main-inbody): the document element itself
+                    # cannot go, everything inside it does.
                     _empty(node)
                     continue
                 node.decompose()
