@@ -808,8 +808,8 @@ def _rewrite_node(node: Any, drop_images: bool, drop_scripts: bool, depth: int) 
     if node.type == "error":
         # What the parser could not make a rule of ("//-->" before the end of the sheet, a
         # stray "}"): tinycss2 keeps no text for it and refuses to serialize it, and browsers
-        # drop it (CSS Syntax Level 3 §5.4.3: "This is a parse error. Return nothing"), so the
-        # rewritten sheet drops it too.
+        # drop it (CSS Syntax Level 3, #consume-a-qualified-rule: a rule cut off by the end of
+        # the sheet is a parse error and yields no rule), so the rewritten sheet drops it too.
         return ""
     if (
         node.type == "at-rule"
