@@ -336,7 +336,7 @@ def _record_reason(name: str, hits: _Hits, action: Action) -> str:
     """What the reader's mailbox does with a delivered class, in words marketing can use."""
     count = len(hits.items)
     then = _consequence(action, count != 1)
-    first = hits.items[0].split(": ", 1)[-1]
+    first = hits.names[0] if hits.names else hits.items[0].split(": ", 1)[-1]
     if name == "hidden_text":
         # The inbox preview line is the first text of the body, hidden or not: that is what
         # the preheader of an ESP template is for (SpamAssassin scores it only with other
