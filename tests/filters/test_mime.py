@@ -1407,7 +1407,9 @@ async def test_typical_corporate_says_outlook_loads_no_tracking_pixel_until_allo
     )
     pixels = finding(verdict, "MIME_TRACKING_PIXELS")
     assert (pixels.action, pixels.strip) == (Action.NONE, None)
-    assert pixels.reason.startswith("Outlook does not load the 4 tracking pixels (such as 1x1 <img> from")
+    assert pixels.reason.startswith(
+        "Outlook does not load the 4 tracking pixels (such as 1x1 <img> from"
+    )
     assert verdict.stripped == ()
 
 
