@@ -245,31 +245,35 @@ class Pipeline:
 
 
 def _filter_error(flt: Filter, exc: Exception) -> Finding:
-    return Finding(
-        code=f"{flt.kind.upper()}_ERROR",
-        filter=flt.name,
-        category=flt.category,
-        action=Action.NONE,
-        reason=(
-            f"The {flt.name} check failed on this message ({type(exc).__name__}), so the verdict "
-            "was reached without it. This is a sinkd bug: please report it with the message."
-        ),
-        detail={"error": f"{type(exc).__name__}: {exc}"[:500]},
-        unjudged=Unjudged.ERROR,
+    return _error_finding(
+        f"{flt.kind.upper()}_ERROR",
+        flt.name,
+        flt.category,
+        f"The {flt.name} check failed on this message ({type(exc).__name__}), so the verdict "
+        "was reached without it.",
+        exc,
     )
 
 
 def _strip_error(exc: Exception) -> Finding:
+    return _error_finding(
+        "STRIP_ERROR",
+        "strip",
+        Category.CONTENT,
+        "The parts the policy removes could not be removed from this message "
+        f"({type(exc).__name__}), so it is delivered as it arrived.",
+        exc,
+    )
+
+
+def _error_finding(code: str, name: str, category: Category, what: str, exc: Exception) -> Finding:
+    """A record-only finding for a sinkd failure on one message; the verdict is incomplete."""
     return Finding(
-        code="STRIP_ERROR",
-        filter="strip",
-        category=Category.CONTENT,
+        code=code,
+        filter=name,
+        category=category,
         action=Action.NONE,
-        reason=(
-            f"The parts the policy removes could not be removed from this message "
-            f"({type(exc).__name__}), so it is delivered as it arrived. This is a sinkd bug: "
-            "please report it with the message."
-        ),
+        reason=f"{what} This is a sinkd bug: please report it with the message.",
         detail={"error": f"{type(exc).__name__}: {exc}"[:500]},
         unjudged=Unjudged.ERROR,
     )

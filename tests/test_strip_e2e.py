@@ -25,6 +25,7 @@ from sinkd.store import Query, StoredMessage
 from sinkd.strip import apply_strip
 from tests.conftest import MESSAGES, StartServer
 from tests.delivered import authentication_results_added
+from tests.support.profiles import STRIPPING_PROFILE_ID, write_stripping_profile
 from tests.test_attachments import make_zip, pe_bytes
 from tests.test_smtp import Answer, aio_client, raw_client
 
@@ -40,31 +41,11 @@ AUTHENTICATION_RESULTS = (
 )
 
 
-# typical-corporate delivers images and hidden text as real gateways do (the mail client withholds
-# remote images); an admin may still strip them, as MIMEDefang's action_drop_with_warning does.
-# The strip machinery is exercised with that profile.
-STRIPPING_PROFILE = """\
-schema: sinkd.profile/v1
-id: strips-images
-title: typical-corporate whose admin also strips images, tracking pixels and hidden text
-extends: typical-corporate
-models:
-  - {what: "an admin's own choice", assumption: "the strip machinery under test"}
-filters:
-  - kind: mime
-    name: rich-content
-    classes:
-      images: {action: strip}
-      tracking_pixels: {action: strip}
-      hidden_text: {action: strip}
-"""
-
-
 @pytest.fixture
 def stripping(tmp_path: Path) -> dict[str, object]:
     """start_server settings for the profile that strips images and hidden text."""
-    (tmp_path / "strips-images.yaml").write_text(STRIPPING_PROFILE, encoding="utf-8")
-    return {"profiles_dirs": [tmp_path], "profile": "strips-images"}
+    write_stripping_profile(tmp_path)
+    return {"profiles_dirs": [tmp_path], "profile": STRIPPING_PROFILE_ID}
 
 
 @pytest.fixture(autouse=True)

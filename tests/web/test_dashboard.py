@@ -25,6 +25,7 @@ from sinkd.web.compare import REPORT_CSP
 from sinkd.web.dashboard import CSP
 from sinkd.web.renderings import frame_csp
 from tests.conftest import StartServer, free_port, require_executable
+from tests.support.profiles import STRIPPING_PROFILE_ID, write_stripping_profile
 from tests.test_smtp import SPAMMY_MESSAGE, TIMEOUT, message
 from tests.web.campaign import campaign_message
 from tests.web.test_chaos_api import base_url
@@ -75,29 +76,12 @@ def hostile(hit_port: int, remote_port: int) -> bytes:
     )
 
 
-# typical-corporate no longer strips images or hidden text (real gateways leave them to the mail
-# client); the dashboard's strip views are shown with an admin's profile that still does.
-STRIPPING_PROFILE = """\
-schema: sinkd.profile/v1
-id: strips-images
-title: typical-corporate whose admin also strips images, tracking pixels and hidden text
-extends: typical-corporate
-models:
-  - {what: "an admin's own choice", assumption: "the strip views under test"}
-filters:
-  - kind: mime
-    name: rich-content
-    classes:
-      images: {action: strip}
-      tracking_pixels: {action: strip}
-      hidden_text: {action: strip}
-"""
-OWN = "strips-images"
+OWN = STRIPPING_PROFILE_ID
 
 
 @pytest.fixture
 async def app(start_server: StartServer, tmp_path: Path) -> Sinkd:
-    (tmp_path / f"{OWN}.yaml").write_text(STRIPPING_PROFILE, encoding="utf-8")
+    write_stripping_profile(tmp_path)
     return await start_server(http=True, profiles_dirs=[tmp_path], profile=OWN)
 
 
