@@ -170,6 +170,12 @@ class CompileContext:
         """The same context, located deeper in the profile (for error messages)."""
         return CompileContext(lists=self.lists, replies=self.replies, loc=self.loc + loc)
 
+    def outcome_reply(self, action: Action, reply: str | None) -> ReplyTemplate:
+        """The reply of a rule or outcome here: its own, else the catalogue's generic tempfail
+        for a tempfail and generic policy refusal for anything else."""
+        default = "generic.tempfail" if action is Action.TEMPFAIL else "generic.policy"
+        return self.reply(reply or default)
+
     def reply(self, ref: str, field: str | int = "reply") -> ReplyTemplate:
         """Resolve a catalogue key or a literal reply; a bad one is a located CompileError."""
         literal = parse_literal_reply(ref)

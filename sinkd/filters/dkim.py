@@ -138,8 +138,7 @@ class DkimFilter(Filter):
         self.replies: dict[Result, ReplyTemplate] = {}
         for result in RESULTS:
             outcome = spec.on.of(result)
-            default = "generic.tempfail" if outcome.action is Action.TEMPFAIL else "generic.policy"
-            self.replies[result] = ctx.at("on", result).reply(outcome.reply or default)
+            self.replies[result] = ctx.at("on", result).outcome_reply(outcome.action, outcome.reply)
 
     async def check_message(self, ctx: MessageContext) -> list[Finding]:
         raw = ctx.message.raw

@@ -431,8 +431,7 @@ class DmarcFilter(Filter):
 
     @staticmethod
     def _reply(ctx: CompileContext, outcome: Outcome) -> ReplyTemplate:
-        default = "generic.tempfail" if outcome.action is Action.TEMPFAIL else "generic.policy"
-        return ctx.reply(outcome.reply or default)
+        return ctx.outcome_reply(outcome.action, outcome.reply)
 
     async def check_message(self, ctx: MessageContext) -> list[Finding]:
         domain, problem = author_domain(ctx.message)

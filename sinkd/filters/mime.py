@@ -279,8 +279,7 @@ class _Rule:
                 raise CompileError(
                     (*here.loc, "filename_regex"), f"invalid regular expression: {exc}"
                 ) from None
-        default = "generic.tempfail" if rule.action is Action.TEMPFAIL else "generic.policy"
-        self.reply: ReplyTemplate = here.reply(rule.reply or default)
+        self.reply: ReplyTemplate = here.outcome_reply(rule.action, rule.reply)
 
     def matches(
         self, info: FileInfo, true_extensions: tuple[str, ...], true_type: str | None
@@ -417,8 +416,9 @@ class MimeFilter(Filter):
             if outcome is None:
                 continue
             self.outcomes[name] = outcome
-            default = "generic.tempfail" if outcome.action is Action.TEMPFAIL else "generic.policy"
-            self.replies[name] = ctx.at("classes", name).reply(outcome.reply or default)
+            self.replies[name] = ctx.at("classes", name).outcome_reply(
+                outcome.action, outcome.reply
+            )
         self.inspects_html = any(
             name in self.outcomes for name in (*_HTML_CLASSES, *_RECORD_CLASSES)
         )

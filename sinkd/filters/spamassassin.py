@@ -81,8 +81,7 @@ class SpamAssassinFilter(Filter):
         self.target = SpamdTarget(spec.host, spec.port, spec.timeout, spec.max_concurrency)
         self.reject_reply = ctx.reply(spec.reject_reply, "reject_reply")
         error = spec.on_error
-        default = "generic.tempfail" if error.action is Action.TEMPFAIL else "generic.policy"
-        self.error_reply = ctx.at("on_error").reply(error.reply or default)
+        self.error_reply = ctx.at("on_error").outcome_reply(error.action, error.reply)
 
     async def check_message(self, ctx: MessageContext) -> list[Finding]:
         message = ctx.message
