@@ -383,6 +383,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="require these HTTP Basic credentials on the API, except /livez and /readyz"
         " (env SINKD_HTTP_AUTH)",
     )
+    serve.add_argument(
+        "--http-allowed-host",
+        dest="http_allowed_hosts",
+        action="append",
+        metavar="NAME",
+        default=_env_list("HTTP_ALLOWED_HOSTS"),
+        help="also serve requests whose Host is NAME (repeatable), e.g. a container's service "
+        "name; loopback names, IP literals and --http-host always pass; '*' turns the DNS "
+        "rebinding check off (unsafe) (env SINKD_HTTP_ALLOWED_HOSTS, comma-separated)",
+    )
     _add_profile_options(serve)
     serve.add_argument(
         "--db",
@@ -666,6 +676,18 @@ def _http_auth(value: str | None) -> tuple[str, str] | None:
     return user, password
 
 
+def _allowed_hosts(names: list[str]) -> list[str]:
+    """--http-allowed-host names: host names only (a Host's port is not checked, so one given
+    here would never match)."""
+    for name in names:
+        if name != "*" and (not name or "/" in name or name.count(":") == 1):
+            raise ConfigError(
+                f"--http-allowed-host {name!r}: expected a host name such as sinkd, without "
+                "scheme or port (or '*')"
+            )
+    return list(names)
+
+
 def _workers(text: str) -> int:
     """--workers N (1..64) or auto (0)."""
     if text == "auto":
@@ -711,6 +733,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         http_host=args.http_host,
         http_port=args.http_port,
         http_auth=_http_auth(args.http_auth),
+        http_allowed_hosts=_allowed_hosts(args.http_allowed_hosts),
         verdict_log=args.verdict_log,
         workers=args.workers,
     )

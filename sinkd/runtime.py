@@ -85,6 +85,9 @@ class Settings:
     http_host: str = "127.0.0.1"  # loopback by default: the API changes state; see http_auth
     http_port: int = 8025  # 0 picks a free one
     http_auth: tuple[str, str] | None = None  # --http-auth USER:PASS: basic auth on the API
+    # --http-allowed-host: Host names served besides loopback names, IP literals and http_host
+    # ("*": any, unsafe); README 'Security'.
+    http_allowed_hosts: list[str] = field(default_factory=list)
     verdict_log: Path | None = None  # --verdict-log: one JSON line per stored verdict
     # --workers: SMTP listener processes on the one port (0: one per core, up to MAX_WORKERS,
     # when the profiles allow it; see Sinkd.listener_count).

@@ -1,9 +1,11 @@
 """The Starlette app of sinkd's HTTP API: health checks and runtime chaos here; messages and
 profiles in ``sinkd.web.messages``.
 
-Owns the routes, JSON bodies (errors included: ``{"error": ..., "detail": ...}``) and the guard
-of state-changing requests (``StateChangeGuard``). It holds no policy: chaos specs are parsed
-and applied by ``sinkd.chaos``; it only reads and changes the running ``Sinkd``.
+Owns the routes, JSON bodies (errors included: ``{"error": ..., "detail": ...}``) and the guards
+in front of them: the ``Host`` allowlist against DNS rebinding (``HostGuard``), the cap on
+request bodies (``BodyLimit``) and the guard of state-changing requests (``StateChangeGuard``).
+It holds no policy: chaos specs are parsed and applied by ``sinkd.chaos``; it only reads and
+changes the running ``Sinkd``.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import hmac
 import ipaddress
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -27,7 +29,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sinkd.chaos import STAGES, Chaos, ChaosConfig, parse_triggers
 from sinkd.errors import ConfigError
@@ -42,6 +44,11 @@ STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 _WILDCARD = frozenset({"", "0.0.0.0", "::"})
 OPEN_PATHS = frozenset({"/livez", "/readyz"})  # answered without credentials under --http-auth
+ANY_HOST = "*"  # --http-allowed-host '*': no Host check (unsafe: README 'Security')
+# Every body sinkd reads is a small JSON control object (chaos, routing, evaluate, release); no
+# route takes a message over HTTP (mail comes over SMTP, capped by --max-message-size), so one
+# cap fits every route family. README 'HTTP API' documents it.
+BODY_LIMIT = 64 * 1024
 
 
 class ApiError(Exception):
@@ -76,10 +83,16 @@ def create_app(sinkd: Sinkd) -> Starlette:
         *events.routes(),
         *openapi.routes(),
     ]
+    settings = sinkd.settings
     app = Starlette(
         routes=routes,
         middleware=[
-            Middleware(BasicAuth, credentials=sinkd.settings.http_auth),
+            # First: a page under a rebound name learns nothing, not even that auth is on.
+            Middleware(
+                HostGuard, allowed=settings.http_allowed_hosts, bind_host=settings.http_host
+            ),
+            Middleware(BodyLimit, limit=BODY_LIMIT),
+            Middleware(BasicAuth, credentials=settings.http_auth),
             Middleware(StateChangeGuard, own_address=lambda: sinkd.http_address),
             Middleware(Dashboard),  # the HTML pages: README 'Dashboard', not API routes
         ],
@@ -336,3 +349,141 @@ def _is_ip(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+class HostGuard:
+    """Serves only requests whose ``Host`` (RFC 9110 §7.2) names this server as the developer
+    reaches it: a loopback name (``localhost``, any ``*.localhost``: RFC 6761 §6.3 keeps those
+    on loopback), an IP literal, the bind address (``--http-host``) or a name in ``allowed``
+    (``--http-allowed-host``; ``*`` turns the check off). Anything else is 403 with a JSON body
+    naming the option, except ``OPEN_PATHS``, which reveal nothing.
+
+    Why: a page on ``evil.example`` can rebind its own name to 127.0.0.1 and then read sinkd
+    with same-origin requests, which the browser sends with ``Host: evil.example``; CORS and
+    ``StateChangeGuard`` cannot tell those from the dashboard's own. The ``Host`` is the one
+    thing the attacker cannot choose. webpack-dev-server (``allowedHosts: 'auto'``), Vite
+    (``server.allowedHosts``, GHSA-vg6x-rcgg-rjx6) and Jupyter (``allow_remote_access`` /
+    ``local_hostnames``) answer the attack the same way.
+
+    IP literals pass whatever the bind (as in Vite, which allows "all IP addresses", and
+    Jupyter, which allows local ones): rebinding needs a *name* whose answer the attacker
+    controls; a page loaded from ``http://203.0.113.9:8025/`` was served by whoever holds that
+    address, and the browser never re-resolves a literal, so a foreign page cannot end up on an
+    IP-literal origin that reaches sinkd. This keeps ``docker run -p`` (``127.0.0.1:18025``) and
+    a container's own address working with no option. The port is ignored: behind a published
+    port it differs from the bound one, and rebinding keeps the attacker's port anyway.
+
+    A request with no ``Host`` is refused too (unless ``*``): HTTP/1.1 requires one (RFC 9112
+    §3.2) and every client sinkd documents sends one; refusing costs nothing and leaves no
+    request unchecked.
+    """
+
+    def __init__(self, app: ASGIApp, allowed: Sequence[str], bind_host: str) -> None:
+        self.app = app
+        names = {_host_name(name) for name in allowed}
+        self.any_host = ANY_HOST in names
+        if bind_host not in _WILDCARD:
+            names.add(_host_name(bind_host))
+        self.names = frozenset(names | _LOOPBACK_NAMES)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] == "http"
+            and not self.any_host
+            and scope["path"] not in OPEN_PATHS
+            and not self.allows(Headers(scope=scope).get("host"))
+        ):
+            await self.refusal(Headers(scope=scope).get("host"))(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+    def allows(self, host_header: str | None) -> bool:
+        if host_header is None:
+            return False
+        name = _host_name(host_header, with_port=True)
+        if not name:
+            return False
+        return name in self.names or name.endswith(".localhost") or _is_ip(name)
+
+    def refusal(self, host_header: str | None) -> Response:
+        if host_header is None:
+            detail = "a request without a Host header is refused"
+        else:
+            name = _host_name(host_header, with_port=True) or host_header
+            detail = (
+                f"Host {name[:100]!r} is not a name of this server: open it as localhost or "
+                f"127.0.0.1, or start sinkd with --http-allowed-host {name[:100]} (env "
+                "SINKD_HTTP_ALLOWED_HOSTS) if that name is yours; this guards against DNS "
+                "rebinding (README 'Security')"
+            )
+        return error_response(403, "forbidden", detail)
+
+
+def _host_name(text: str, *, with_port: bool = False) -> str:
+    """The host of a ``Host`` header or an option value, lower-cased, without the port,
+    brackets or a trailing dot (``localhost.`` is ``localhost``); "" if it does not parse."""
+    text = text.strip().lower()
+    if text == ANY_HOST:
+        return text
+    if not with_port and text.count(":") > 1 and not text.startswith("["):
+        return text  # a bare IPv6 address given as an option: ::1
+    try:
+        host = urlsplit(f"//{text}").hostname or ""
+    except ValueError:
+        return ""
+    return host.removesuffix(".")
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+class BodyLimit:
+    """Refuses a request body over ``limit`` bytes with 413 before it is read whole: at once
+    from ``Content-Length``, and for a chunked body (RFC 9112 §7.1, no length up front) as soon
+    as the bytes received pass the limit, from a ``receive`` that counts them. The answer closes
+    the connection, so the server does not go on reading what the client still sends."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = Headers(scope=scope).get("content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
+            await self.refusal()(scope, receive, send)
+            return
+        received = 0
+        started = False
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    raise _BodyTooLarge
+            return message
+
+        async def watching_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, watching_send)
+        except _BodyTooLarge:
+            if started:  # a streaming answer that reads the body as it goes: nothing to say
+                raise
+            await self.refusal()(scope, receive, send)
+
+    def refusal(self) -> Response:
+        return error_response(
+            413,
+            "content too large",
+            f"request bodies are limited to {self.limit} bytes (README 'HTTP API')",
+            headers={"Connection": "close"},
+        )

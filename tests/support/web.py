@@ -1,0 +1,100 @@
+"""A running sinkd's HTTP API and SMTP port as the web tests reach them: its base URL, a message
+sent over SMTP, raw HTTP/1.1 exchanges that no client library would send (a lying
+``Content-Length``, an unfinished chunked body, no ``Host``), and the Chromium flags the
+browser tests share."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import aiosmtplib
+
+from sinkd.runtime import Sinkd
+
+TIMEOUT = 10.0  # a bound on a hung server, never a threshold a passing test comes near
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def base_url(app: Sinkd) -> str:
+    assert app.http_address is not None
+    host, port = app.http_address
+    return f"http://{host}:{port}"
+
+
+def http_port(app: Sinkd) -> int:
+    assert app.http_address is not None
+    return app.http_address[1]
+
+
+def mail(subject: str, body: str) -> bytes:
+    return (
+        "From: Alice <alice@sender.example>\r\nTo: Bob <bob@corp.example>\r\n"
+        f"Subject: {subject}\r\nDate: Thu, 01 Jan 2026 10:00:00 +0000\r\n"
+        "Message-ID: <reset-1@sender.example>\r\nMIME-Version: 1.0\r\n"
+        f"Content-Type: text/plain; charset=utf-8\r\n\r\n{body}\r\n"
+    ).encode()
+
+
+async def send(app: Sinkd, raw: bytes) -> None:
+    """``raw`` from alice@sender.example to bob@corp.example over SMTP; stored even if refused."""
+    assert app.smtp_address is not None
+    host, port = app.smtp_address
+    smtp = aiosmtplib.SMTP(hostname=host, port=port, start_tls=False, timeout=TIMEOUT)
+    async with smtp:
+        with contextlib.suppress(aiosmtplib.SMTPDataError):
+            await smtp.sendmail("alice@sender.example", ["bob@corp.example"], raw)
+
+
+@dataclass
+class RawResponse:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+    closed: bool  # the server closed the connection after the answer
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+async def raw_exchange(app: Sinkd, head: bytes, *body: bytes) -> RawResponse:
+    """Send ``head`` (request line and headers, ending in an empty line) and ``body`` parts,
+    then read one answer, whatever of the request the server has not read yet. The server must
+    close the connection after it (HTTP/1.0, ``Connection: close``, or a refusal that closes
+    it); ``closed`` says whether it did so at once."""
+    assert app.http_address is not None
+    host, port = app.http_address
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        writer.write(head)
+        for part in body:
+            writer.write(part)
+        await writer.drain()
+        return await asyncio.wait_for(_read_response(reader), TIMEOUT)
+    finally:
+        writer.close()
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()
+
+
+async def _read_response(reader: asyncio.StreamReader) -> RawResponse:
+    status_line = await reader.readline()
+    status = int(status_line.split()[1])
+    headers: dict[str, str] = {}
+    while (line := await reader.readline()) not in (b"\r\n", b""):
+        name, _, value = line.decode("latin-1").partition(":")
+        headers[name.strip().lower()] = value.strip()
+    body = await reader.readexactly(int(headers.get("content-length", "0")))
+    closed = await reader.read(1) == b""
+    return RawResponse(status, headers, body, closed)
