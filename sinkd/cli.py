@@ -342,7 +342,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="run the SMTP sink")
     serve.add_argument(
-        "--host", default=_env("HOST", "127.0.0.1"), help="listen address (env SINKD_HOST)"
+        "--host",
+        default=_env("HOST", "localhost"),
+        help="SMTP listen address; localhost (the default): both 127.0.0.1 and ::1 on the one "
+        "port, whichever a client's resolver gives first (env SINKD_HOST)",
     )
     serve.add_argument(
         "--port",
@@ -361,8 +364,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--http-host",
-        default=_env("HTTP_HOST", "127.0.0.1"),
-        help="HTTP API listen address (default 127.0.0.1; env SINKD_HTTP_HOST)",
+        default=_env("HTTP_HOST", "localhost"),
+        help="HTTP API listen address (default localhost: both 127.0.0.1 and ::1; env "
+        "SINKD_HTTP_HOST)",
     )
     serve.add_argument(
         "--http-port",

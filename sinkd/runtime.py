@@ -27,6 +27,7 @@ from sinkd.delivery_state import DeliveryState
 from sinkd.dns import DnsMode, build_resolver
 from sinkd.engine import Pipeline, Router, compile_profile
 from sinkd.errors import ConfigError, ProfileError
+from sinkd.listen import LOOPBACK_NAME, listen, show
 from sinkd.ports import Lookups, Resolver
 from sinkd.profiles import DEFAULT_PROFILE, LoadedProfile, ProfileSet, dns_zones_of
 from sinkd.smtp import AuthMode, ServerOptions, SinkHandler, configure_ids, protocol_factory
@@ -41,6 +42,7 @@ from sinkd.workers import WorkerPool, worker_chaos
 
 log = logging.getLogger(__name__)
 
+SMTP_BACKLOG = 1024  # pending connections per listening socket
 MAX_WORKERS = 4  # --workers 0 (auto): beyond four, SQLite's single writer is the bound
 
 T = TypeVar("T")
@@ -56,7 +58,9 @@ def default_db_path() -> Path:
 
 @dataclass
 class Settings:
-    host: str = "127.0.0.1"
+    # "localhost": 127.0.0.1 and ::1 on one port (sinkd.listen; RFC 6761 §6.3), else exactly
+    # the address given (0.0.0.0, ::, one address). The same holds for http_host.
+    host: str = LOOPBACK_NAME
     port: int = 2525
     profile: str = DEFAULT_PROFILE
     profiles_dirs: list[Path] = field(default_factory=list)
@@ -82,7 +86,7 @@ class Settings:
     chaos_seed: int | None = None  # None: a random seed, logged at start
     hostname: str = field(default_factory=socket.getfqdn)
     http: bool = True  # serve the HTTP API (--no-http: False)
-    http_host: str = "127.0.0.1"  # loopback by default: the API changes state; see http_auth
+    http_host: str = LOOPBACK_NAME  # loopback by default: the API changes state; see http_auth
     http_port: int = 8025  # 0 picks a free one
     http_auth: tuple[str, str] | None = None  # --http-auth USER:PASS: basic auth on the API
     # --http-allowed-host: Host names served besides loopback names, IP literals and http_host
@@ -129,7 +133,11 @@ def dns_resolver(
 
 class Sinkd:
     """A running sinkd: ``await start()``, then ``smtp_address`` (and ``http_address`` unless
-    ``settings.http`` is False); ``await stop()``."""
+    ``settings.http`` is False); ``await stop()``.
+
+    Under ``localhost`` (the default host) those are the 127.0.0.1 addresses, and
+    ``smtp_addresses`` and ``http_addresses`` list every one it listens on: ::1 too, on the
+    same port."""
 
     def __init__(
         self, settings: Settings, *, listener: tuple[int, int] = (0, 1), store: Store | None = None
@@ -140,16 +148,19 @@ class Sinkd:
         self.listener = listener
         self.workers: WorkerPool | None = None
         self._given_store = store  # a worker's PipeStore: records go to the writer process
-        self._listener: socket.socket | None = None  # the SMTP port, while workers serve it
         self._factory: Callable[[], asyncio.Protocol] | None = None  # a worker's protocols
         self.store: Store | None = None
-        self.server: asyncio.Server | None = None
+        self.server: asyncio.Server | None = None  # the first of ``servers`` (127.0.0.1's)
+        self.servers: list[asyncio.Server] = []  # one per listening socket
+        self._listeners: list[socket.socket] = []  # the SMTP sockets, while workers serve them
         self.smtp_address: tuple[str, int] | None = None
+        self.smtp_addresses: list[tuple[str, int]] = []
         # What greylist and rate_limit filters remember: one per server, across sessions.
         self.delivery = DeliveryState(delay_override=settings.greylist_delay)
         self.chaos: Chaos | None = None  # set by start(); Chaos.update changes it at runtime
         self.http: HttpServer | None = None
         self.http_address: tuple[str, int] | None = None
+        self.http_addresses: list[tuple[str, int]] = []
         # Live events (GET /api/v1/events): every stored verdict, every release.
         self.hub = Hub()
         self.handler: SinkHandler | None = None  # set by start(); set_routing swaps its router
@@ -239,7 +250,7 @@ class Sinkd:
         """Whether SMTP is served: this process's listener, or every worker's (``--workers``)."""
         if self.workers is not None:
             return self.workers.serving()
-        return self.server is not None and self.server.is_serving()
+        return bool(self.servers) and all(server.is_serving() for server in self.servers)
 
     def set_chaos(self, config: ChaosConfig) -> None:
         """Replace the chaos triggers in every SMTP process (``PUT /api/v1/chaos``)."""
@@ -344,33 +355,47 @@ class Sinkd:
             # The workers handle every SMTP connection; the primary accepts them and hands
             # each to the next worker in turn (sinkd.workers) and keeps the HTTP API and the
             # event hub; every process's records go to the store's writer process.
-            self._listener = _listen(s.host, s.port)
-            host, port = self._listener.getsockname()[:2]
-            self.smtp_address = (host, port)
+            self._listeners = await self._listen()
+            self.smtp_addresses = [_address(listener) for listener in self._listeners]
+            port = self.smtp_addresses[0][1]
             await self._start_workers(workers, port, self.chaos.config.seed)
             assert self.workers is not None
-            self.workers.accept_from(self._listener)
+            for listener in self._listeners:  # every socket's connections go to the workers
+                self.workers.accept_from(listener)
         elif index > 0:
             # A worker: no listener of its own; the primary hands it accepted connections.
             self._factory = protocol_factory(handler, options)
-            host, port = s.host, s.port
-            self.smtp_address = (host, port)
+            self.smtp_addresses = [(s.host, s.port)]
         else:
-            self.server = await asyncio.get_running_loop().create_server(
-                protocol_factory(handler, options), host=s.host, port=s.port, reuse_address=True
-            )
-            host, port = self.server.sockets[0].getsockname()[:2]
-            self.smtp_address = (host, port)
+            loop = asyncio.get_running_loop()
+            listeners = await self._listen()
+            # One asyncio server per socket: given several hosts and port 0, create_server
+            # would pick a different port for each.
+            while listeners:
+                try:
+                    server = await loop.create_server(
+                        protocol_factory(handler, options), sock=listeners[0], backlog=SMTP_BACKLOG
+                    )
+                except BaseException:
+                    for listener in listeners:
+                        listener.close()
+                    await self.stop()
+                    raise
+                self.servers.append(server)
+                listeners.pop(0)
+            self.server = self.servers[0]
+            self.smtp_addresses = [_address(server.sockets[0]) for server in self.servers]
+        self.smtp_address = self.smtp_addresses[0]
+        listening = " and ".join(show(address) for address in self.smtp_addresses)
         routes = ", ".join(f"{d}={p}" for d, p in s.routes.items()) or "none"
         dns = "live" if s.dns == "live" or s.dns_server else "offline"
         if s.dns_server:
             dns += f" via {s.dns_server[0]}:{s.dns_server[1]}"
         log.info(
-            "listening on %s:%d profile=%s routes=%s store=%s dns=%s"
+            "listening on %s profile=%s routes=%s store=%s dns=%s"
             + (f" (worker {index})" if index else "")
             + (f" ({workers} SMTP workers)" if workers > 1 else ""),
-            host,
-            port,
+            listening,
             router.default.name,
             routes,
             s.db,
@@ -384,6 +409,15 @@ class Sinkd:
             except BaseException:
                 await self.stop()
                 raise
+
+    async def _listen(self) -> list[socket.socket]:
+        """The SMTP sockets (``sinkd.listen``); when they cannot be bound, what started is
+        stopped (the store's writer process) before the error goes up."""
+        try:
+            return listen(self.settings.host, self.settings.port, backlog=SMTP_BACKLOG)
+        except BaseException:
+            await self.stop()
+            raise
 
     async def _start_workers(self, count: int, port: int, chaos_seed: int | None) -> None:
         worker_settings = dataclasses.replace(
@@ -413,15 +447,16 @@ class Sinkd:
         self.http = HttpServer(create_app(self), s.http_host, s.http_port)
         await self.http.start()
         self.http_address = self.http.address
+        self.http_addresses = list(self.http.addresses)
         assert self.http_address is not None
-        log.info("http api on %s:%d", *self.http_address)
+        log.info("http api on %s", " and ".join(show(address) for address in self.http_addresses))
 
     async def stop(self) -> None:
         self.hub.close()  # ends open event streams, so the HTTP server need not wait for them
-        if self._listener is not None:  # no new connections, then the workers stop
-            asyncio.get_running_loop().remove_reader(self._listener.fileno())
-            self._listener.close()
-            self._listener = None
+        for listener in self._listeners:  # no new connections, then the workers stop
+            asyncio.get_running_loop().remove_reader(listener.fileno())
+            listener.close()
+        self._listeners = []
         if self.workers is not None:
             await self.workers.stop()
             self.workers = None
@@ -429,10 +464,13 @@ class Sinkd:
             await self.http.stop()
             self.http = None
             self.http_address = None
-        if self.server is not None:
-            self.server.close()
-            await self.server.wait_closed()
-            self.server = None
+            self.http_addresses = []
+        for server in self.servers:
+            server.close()
+        for server in self.servers:
+            await server.wait_closed()
+        self.servers = []
+        self.server = None
         if self.store is not None:
             await self.store.close()
             self.store = None
@@ -441,21 +479,9 @@ class Sinkd:
             self.verdict_log = None
 
 
-def _listen(host: str, port: int) -> socket.socket:
-    """A non-blocking listening socket on ``host:port`` (port 0: a free one)."""
-    family, kind, proto, _, address = socket.getaddrinfo(
-        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-    )[0]
-    listener = socket.socket(family, kind, proto)
-    try:
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(address)
-        listener.listen(1024)
-        listener.setblocking(False)
-    except OSError:
-        listener.close()
-        raise
-    return listener
+def _address(sock: socket.socket) -> tuple[str, int]:
+    host, port = sock.getsockname()[:2]
+    return host, port
 
 
 class ServerThread:
