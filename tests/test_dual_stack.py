@@ -96,7 +96,22 @@ async def test_by_default_http_answers_over_127_0_0_1_and_ipv6_loopback_on_one_p
             response = await client.get(url)
             assert response.status_code == 200, url
         ready = await client.get(f"http://[::1]:{port}/readyz")
-    assert ready.status_code == 200
+        assert ready.status_code == 200
+        # The API too: the Host guard and the same-origin guard take [::1] and localhost as
+        # sinkd's own, as a browser on http://localhost:PORT sends them over ::1.
+        listed = await client.get(f"http://[::1]:{port}/api/v1/messages")
+        assert listed.status_code == 200
+        by_name = await client.get(
+            f"http://[::1]:{port}/api/v1/messages", headers={"Host": f"localhost:{port}"}
+        )
+        assert by_name.status_code == 200
+        for origin in (f"http://[::1]:{port}", f"http://localhost:{port}"):
+            changed = await client.put(
+                f"http://[::1]:{port}/api/v1/chaos",
+                json={"triggers": ""},
+                headers={"Origin": origin},
+            )
+            assert changed.status_code == 200, (origin, changed.text)
 
 
 async def test_with_two_workers_the_primary_accepts_over_both_loopback_addresses(
