@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from sinkd.web.app import API
+from sinkd.web.app import API, BODY_LIMIT, OPEN_PATHS
 
 _JSON = "application/json"
 
@@ -106,10 +106,12 @@ _LIST_PARAMS = [
 _ERROR_TEXT = {
     400: "bad JSON, a malformed id or a bad parameter",
     401: "no or wrong HTTP Basic credentials (only with --http-auth)",
-    403: "a cross-site state-changing request",
+    403: "a Host that is not sinkd's (the DNS rebinding guard), or a cross-site state-changing "
+    "request",
     404: "no such endpoint, message or profile",
     405: "method not allowed",
     409: "the message's state forbids it",
+    413: f"a request body over {BODY_LIMIT} bytes",
     415: "not Content-Type: application/json",
     422: "an invalid body (or an unknown profile in it)",
     503: "not ready",
@@ -357,6 +359,12 @@ def document() -> dict[str, Any]:
             )
         },
     }
+    for path, ops in paths.items():
+        if path in OPEN_PATHS:
+            continue
+        for op in ops.values():
+            # sinkd.web.app.HostGuard and BodyLimit stand in front of every other route.
+            op["responses"] = dict(sorted({**op["responses"], **_errors(403, 413)}.items()))
     return {
         "openapi": "3.1.0",
         "info": {"title": "sinkd HTTP API", "version": "1"},
