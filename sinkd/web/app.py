@@ -387,14 +387,11 @@ class HostGuard:
         self.names = frozenset(names | _LOOPBACK_NAMES)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (
-            scope["type"] == "http"
-            and not self.any_host
-            and scope["path"] not in OPEN_PATHS
-            and not self.allows(Headers(scope=scope).get("host"))
-        ):
-            await self.refusal(Headers(scope=scope).get("host"))(scope, receive, send)
-            return
+        if scope["type"] == "http" and not self.any_host and scope["path"] not in OPEN_PATHS:
+            host = Headers(scope=scope).get("host")
+            if not self.allows(host):
+                await self.refusal(host)(scope, receive, send)
+                return
         await self.app(scope, receive, send)
 
     def allows(self, host_header: str | None) -> bool:
@@ -407,7 +404,10 @@ class HostGuard:
 
     def refusal(self, host_header: str | None) -> Response:
         if host_header is None:
-            detail = "a request without a Host header is refused"
+            detail = (
+                "a request without a Host header is refused: this guards against DNS "
+                "rebinding (README 'Security')"
+            )
         else:
             name = _host_name(host_header, with_port=True) or host_header
             detail = (
