@@ -12,6 +12,7 @@ from pathlib import Path
 
 from sinkd.cli import EXIT_OK, main
 from tests.conftest import require_executable
+from tests.support.web import CHROMIUM_ARGS
 
 SCREENSHOT_COPY = os.environ.get("SINKD_REPORT_SCREENSHOT")  # e.g. /tmp/report.png
 
@@ -21,13 +22,7 @@ def chromium(binary: str, profile: Path, *args: str) -> subprocess.CompletedProc
         [
             binary,
             "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
+            *CHROMIUM_ARGS,
             f"--user-data-dir={profile}",
             "--enable-logging=stderr",
             "--v=0",

@@ -26,20 +26,11 @@ from sinkd.web.dashboard import CSP
 from sinkd.web.renderings import frame_csp
 from tests.conftest import StartServer, free_port, require_executable
 from tests.support.profiles import STRIPPING_PROFILE_ID, write_stripping_profile
+from tests.support.web import CHROMIUM_ARGS
 from tests.test_smtp import SPAMMY_MESSAGE, TIMEOUT, message
 from tests.web.campaign import campaign_message
 from tests.web.test_chaos_api import base_url
 from tests.web.test_messages_api import send
-
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 def html_message(subject: str, html: str, *, sender: str = "alice@sender.example") -> bytes:
