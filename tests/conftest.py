@@ -1,14 +1,17 @@
-"""Shared fixtures: in-process servers on free ports, message files, a real spamd, and the rule
+"""Shared fixtures: in-process servers on free ports, ``sinkd serve`` processes, message files, a
+real spamd, and the rule
 that a test needing a missing real component skips on a laptop but fails in CI (CI=true)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -20,6 +23,7 @@ import pytest
 
 from sinkd.runtime import Settings, Sinkd
 from tests.dns_server import DnsTestServer, RecordMap
+from tests.support.servers import READY, START_TIMEOUT, Served, StartServe, clean_env
 
 MESSAGES = Path(__file__).parent / "messages"
 
@@ -71,6 +75,65 @@ async def start_server(tmp_path: Path) -> AsyncIterator[StartServer]:
     yield start
     for app in started:
         await app.stop()
+
+
+@pytest.fixture
+def no_internal_errors(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """Whatever a test sends, sinkd itself must not fail: no ERROR from its loggers (an
+    internal error is what makes the server answer "451 4.3.0"). A module opts in with
+    ``pytestmark = pytest.mark.usefixtures("no_internal_errors")``."""
+    yield
+    errors = [
+        r for r in caplog.get_records("call") if r.name.startswith("sinkd") and r.levelno >= 40
+    ]
+    assert not errors, [r.getMessage() for r in errors]
+
+
+# --- ``sinkd serve`` as a real process ---------------------------------------------------------
+
+
+@pytest.fixture
+async def serve(tmp_path: Path) -> AsyncIterator[StartServe]:
+    """Start ``sinkd serve`` and wait for its readiness line; every process is reaped after."""
+    started: list[Served] = []
+
+    async def start(*args: str, env: dict[str, str] | None = None, port: bool = True) -> Served:
+        command = [sys.executable, "-m", "sinkd", "serve", *(["--port", "0"] if port else [])]
+        process = await asyncio.create_subprocess_exec(
+            *command,
+            *args,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=env or clean_env(),
+            cwd=tmp_path,
+        )
+        served = Served(process)
+        started.append(served)
+
+        async def drain() -> None:
+            assert process.stderr is not None
+            async for line in process.stderr:
+                served.stderr.append(line.decode("utf-8", "replace").rstrip("\n"))
+
+        served.drain = asyncio.create_task(drain())
+        assert process.stdout is not None
+        async with asyncio.timeout(START_TIMEOUT):
+            line = (await process.stdout.readline()).decode().strip()
+        match = READY.match(line)
+        assert match, f"no readiness line, got {line!r}; stderr: {served.stderr}"
+        served.host, served.port = match["host"], int(match["port"])
+        if match["http_host"]:
+            served.http = f"http://{match['http_host']}:{match['http_port']}"
+        return served
+
+    yield start
+    for served in started:
+        if served.process.returncode is None:
+            served.process.kill()
+        await served.wait()
+        assert served.process.stdout is not None
+        await served.process.stdout.read()
 
 
 # --- a real spamd ------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from sinkd.runtime import Sinkd
 from sinkd.store import Query
 from tests.conftest import StartDnsServer, StartServer
 from tests.dns_server import DnsTestServer
-from tests.test_smtp import Answer, message, raw_client, stored
+from tests.support.smtp import Answer, message, raw_client, stored
 
 WORLD = {
     "shop.example": {"TXT": ["v=spf1 ip4:192.0.2.0/24 -all"], "MX": [[10, "mx.shop.example"]]},

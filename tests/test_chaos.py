@@ -28,8 +28,8 @@ from sinkd.errors import ConfigError
 from sinkd.model import Reply
 from sinkd.runtime import Sinkd
 from tests.conftest import StartServer
-from tests.test_serve_process import READY, START_TIMEOUT, clean_env
-from tests.test_smtp import TIMEOUT, count, message, raw_client
+from tests.support.servers import READY, START_TIMEOUT, clean_env
+from tests.support.smtp import TIMEOUT, count, message, raw_client
 
 DRAWS = 200
 

@@ -16,7 +16,7 @@ import pytest
 
 from sinkd.cli import main
 from tests.conftest import MESSAGES
-from tests.test_attachments import pe_bytes
+from tests.support.attachments import pe_bytes
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(200)
 NOTICE = b"[logo.png (image/png) was removed by the corporate mail policy]"

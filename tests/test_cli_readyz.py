@@ -14,7 +14,7 @@ import pytest
 
 from sinkd.runtime import ServerThread, Settings, Sinkd
 from tests.conftest import free_port, refused_port
-from tests.test_serve_process import clean_env
+from tests.support.servers import clean_env
 
 RUN_TIMEOUT = 60.0
 

@@ -16,7 +16,7 @@ from sinkd.client import Message, SinkdClient
 from sinkd.errors import HttpApiError, HttpApiUnreachable
 from sinkd.runtime import ServerThread, Settings, Sinkd
 from tests.conftest import refused_port
-from tests.test_smtp import GTUBE_MESSAGE, SPAMMY_MESSAGE, TIMEOUT, message
+from tests.support.smtp import GTUBE_MESSAGE, SPAMMY_MESSAGE, TIMEOUT, message
 
 
 @pytest.fixture

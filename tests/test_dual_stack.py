@@ -25,7 +25,7 @@ from sinkd.errors import ConfigError
 from sinkd.runtime import Settings, Sinkd
 from tests.conftest import StartServer
 from tests.support.loopback import require_ipv6_loopback
-from tests.test_serve_process import QUEUED, READY, START_TIMEOUT, TIMEOUT, clean_env
+from tests.support.servers import QUEUED, READY, START_TIMEOUT, TIMEOUT, clean_env
 
 LOOPBACKS = ("127.0.0.1", "::1")
 

@@ -44,7 +44,7 @@ from sinkd.profiles import ProfileSet
 from sinkd.runtime import dns_resolver
 from sinkd.strip import apply_strip
 from tests.conftest import refused_port
-from tests.test_attachments import pe_bytes
+from tests.support.attachments import pe_bytes
 
 SEED = int(os.environ.get("SINKD_FUZZ_SEED", "20261206"))
 CASES = int(os.environ.get("SINKD_FUZZ_CASES", "400"))

@@ -13,7 +13,7 @@ import pytest
 from sinkd.client import SinkdClient
 from sinkd.runtime import ServerThread, Settings, Sinkd
 from tests.conftest import refused_port
-from tests.test_smtp import TIMEOUT
+from tests.support.smtp import TIMEOUT
 
 pytest_plugins = ["pytester"]
 

@@ -36,7 +36,7 @@ from tests.conftest import (
     spamd_port_unused,
     start_spamd,
 )
-from tests.test_smtp import GTUBE_MESSAGE, message, raw_client
+from tests.support.smtp import GTUBE_MESSAGE, message, raw_client
 
 GUARD = 10.0  # a generous bound on anything that must merely not hang
 SAMPLES = Path("/usr/share/doc/spamassassin/examples")

@@ -25,9 +25,9 @@ from sinkd.store import Query, StoredMessage
 from sinkd.strip import apply_strip
 from tests.conftest import MESSAGES, StartServer
 from tests.delivered import authentication_results_added
+from tests.support.attachments import make_zip, pe_bytes
 from tests.support.profiles import STRIPPING_PROFILE_ID, write_stripping_profile
-from tests.test_attachments import make_zip, pe_bytes
-from tests.test_smtp import Answer, aio_client, raw_client
+from tests.support.smtp import Answer, aio_client, raw_client
 
 MiB = 1024 * 1024
 QUEUED = re.compile(r"^250 2\.0\.0 Ok: queued as ([0-9A-F]{12,40})$")

@@ -17,8 +17,8 @@ from sinkd.cli import build_parser, main
 from sinkd.runtime import Sinkd
 from sinkd.store import Query
 from tests.conftest import StartServer
-from tests.test_smtp import GTUBE_MESSAGE, SPAMMY_MESSAGE, TIMEOUT, aio_client, message
-from tests.web.test_chaos_api import base_url
+from tests.support.smtp import GTUBE_MESSAGE, SPAMMY_MESSAGE, TIMEOUT, aio_client, message
+from tests.support.web import base_url
 
 
 async def send(app: Sinkd, raw: bytes, *rcpts: str) -> str:

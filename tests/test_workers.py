@@ -20,8 +20,7 @@ import aiosmtplib
 import httpx
 import pytest
 
-from tests import test_serve_process
-from tests.test_serve_process import (
+from tests.support.servers import (
     TIMEOUT,
     Served,
     StartServe,
@@ -32,8 +31,6 @@ from tests.test_serve_process import (
     send,
     writer_pid,
 )
-
-serve = test_serve_process.serve  # the fixture: real ``sinkd serve`` processes
 
 HTTP = {"SINKD_NO_HTTP": "", "SINKD_HTTP_PORT": "0"}
 

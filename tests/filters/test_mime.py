@@ -22,7 +22,7 @@ from sinkd.model import Action, Category, ClientIdentity, Finding, Reply, Verdic
 from sinkd.profiles import ProfileSet
 from tests.conftest import MESSAGES
 from tests.delivered import OFFLINE_TYPICAL_CORPORATE, authentication_results_added
-from tests.test_attachments import (
+from tests.support.attachments import (
     DOCM_MAIN,
     MACRO_DOC,
     WORD_MAIN,

@@ -28,7 +28,7 @@ from sinkd.schema import CompileContext
 from sinkd.store import Query
 from tests.conftest import StartServer
 from tests.spf import resolver_for
-from tests.test_smtp import aio_client
+from tests.support.smtp import aio_client
 
 CATALOGUE = ProfileSet().catalogue
 IP = "203.0.113.7"

@@ -11,75 +11,17 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from sinkd.errors import NotFound, StoreError
 from sinkd.model import (
-    Action,
-    Category,
-    ClientIdentity,
-    Disposition,
-    Envelope,
-    Finding,
-    Reply,
-    Stage,
-    Verdict,
     VerdictAction,
 )
-from sinkd.store import MessageRecord, Query
+from sinkd.store import Query
 from sinkd.store.sqlite import SCHEMA_VERSION, SqliteStore, WriterKind, open_sqlite
-
-T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
-
-_DISPOSITIONS = {
-    VerdictAction.ACCEPT: Disposition.INBOX,
-    VerdictAction.QUARANTINE: Disposition.QUARANTINED,
-    VerdictAction.REJECT: Disposition.REJECTED,
-}
-
-
-def make_record(
-    n: int,
-    *,
-    verdict: VerdictAction = VerdictAction.ACCEPT,
-    profile: str = "default",
-    raw: bytes | None = b"Subject: hi\r\n\r\nbody\r\n",
-    message_id: str | None = None,
-) -> MessageRecord:
-    finding = Finding(
-        code="CONTENT_SPAM_WORD",
-        filter="content",
-        category=Category.CONTENT,
-        action=Action.SCORE,
-        reason="The body uses a phrase spam filters look for.",
-        score=1.5,
-        detail={"word": "free"},
-    )
-    v = Verdict(
-        profile=profile,
-        action=verdict,
-        disposition=_DISPOSITIONS[verdict],
-        score=1.5,
-        stage=Stage.DATA,
-        reply=Reply(250, "2.0.0", "OK"),
-        findings=(finding,),
-        envelope=Envelope(
-            client=ClientIdentity(ip="192.0.2.7", helo="mx.example"),
-            mail_from="sender@example.com",
-            rcpt_to=("rcpt@example.org",),
-        ),
-        subject=f"message {n}",
-    )
-    return MessageRecord(
-        id=message_id or f"m{n:04d}",
-        received_at=T0 + timedelta(seconds=n),
-        transaction_id=f"t{n:04d}",
-        verdict=v,
-        raw=raw,
-    )
+from tests.support.store import make_record
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from sinkd.errors import NotFound, StoreError
 from sinkd.store import Query
 from sinkd.store.sqlite import WriterKind, open_sqlite
 from sinkd.store.writer import WriterProcess
-from tests.store.test_sqlite import make_record
+from tests.support.store import make_record
 
 
 def remote_of(store: object) -> WriterProcess:

@@ -1,7 +1,7 @@
-"""A running sinkd's HTTP API and SMTP port as the web tests reach them: its base URL, a message
-sent over SMTP, raw HTTP/1.1 exchanges that no client library would send (a lying
-``Content-Length``, an unfinished chunked body, no ``Host``), and the Chromium flags the
-browser tests share."""
+"""A running sinkd's HTTP API and SMTP port as the web tests reach them: its base URL and API
+paths, a chaos PUT, the one JSON error shape, a message sent over SMTP, raw HTTP/1.1 exchanges
+that no client library would send (a lying ``Content-Length``, an unfinished chunked body, no
+``Host``), and the Chromium flags the browser tests share."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiosmtplib
+import httpx
 
 from sinkd.runtime import Sinkd
 
@@ -27,10 +28,28 @@ CHROMIUM_ARGS = [
 ]
 
 
+CHAOS = "/api/v1/chaos"
+MESSAGES = "/api/v1/messages"
+JSON = {"Content-Type": "application/json"}
+
+
 def base_url(app: Sinkd) -> str:
     assert app.http_address is not None
     host, port = app.http_address
     return f"http://{host}:{port}"
+
+
+async def put_chaos(http: httpx.AsyncClient, body: Any, **headers: str) -> httpx.Response:
+    return await http.put(CHAOS, content=json.dumps(body), headers=JSON | headers)
+
+
+def assert_error(response: httpx.Response, status: int, *, detail: str = "") -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/json"
+    body: dict[str, Any] = response.json()
+    assert set(body) == {"error", "detail"} and body["error"]
+    assert detail in str(body["detail"])
+    return body
 
 
 def http_port(app: Sinkd) -> int:

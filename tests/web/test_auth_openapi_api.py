@@ -11,8 +11,8 @@ from starlette.routing import Route
 
 from sinkd.runtime import Sinkd
 from tests.conftest import StartServer
-from tests.test_smtp import TIMEOUT
-from tests.web.test_chaos_api import assert_error, base_url
+from tests.support.smtp import TIMEOUT
+from tests.support.web import assert_error, base_url
 
 PROTECTED = [
     "/api/v1/messages",

@@ -5,12 +5,10 @@ requests; and ``sinkd serve`` as a process announcing both listeners."""
 from __future__ import annotations
 
 import asyncio
-import json
 import socket
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -18,18 +16,11 @@ import pytest
 from sinkd.errors import ConfigError
 from sinkd.runtime import Settings, Sinkd
 from tests.conftest import StartServer
-from tests.test_serve_process import READY, START_TIMEOUT, clean_env
-from tests.test_smtp import TIMEOUT, count, message, raw_client
+from tests.support.servers import READY, START_TIMEOUT, clean_env
+from tests.support.smtp import TIMEOUT, count, message, raw_client
+from tests.support.web import CHAOS, JSON, assert_error, base_url, put_chaos
 
-CHAOS = "/api/v1/chaos"
-JSON = {"Content-Type": "application/json"}
 STAGES = ["connect", "ehlo", "auth", "mail", "rcpt", "data"]
-
-
-def base_url(app: Sinkd) -> str:
-    assert app.http_address is not None
-    host, port = app.http_address
-    return f"http://{host}:{port}"
 
 
 @pytest.fixture
@@ -43,25 +34,12 @@ async def http(app: Sinkd) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
-async def put_chaos(http: httpx.AsyncClient, body: Any, **headers: str) -> httpx.Response:
-    return await http.put(CHAOS, content=json.dumps(body), headers=JSON | headers)
-
-
 async def rcpt_answer(app: Sinkd) -> str:
     async with raw_client(app) as client:
         await client.ok("MAIL FROM:<alice@sender.example>")
         answer = await client.command("RCPT TO:<bob@corp.example>")
         await client.quit()
     return answer.line
-
-
-def assert_error(response: httpx.Response, status: int, *, detail: str = "") -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/json"
-    body: dict[str, Any] = response.json()
-    assert set(body) == {"error", "detail"} and body["error"]
-    assert detail in str(body["detail"])
-    return body
 
 
 # --- health ---------------------------------------------------------------------------------------

@@ -26,11 +26,9 @@ from sinkd.web.dashboard import CSP
 from sinkd.web.renderings import frame_csp
 from tests.conftest import StartServer, free_port, require_executable
 from tests.support.profiles import STRIPPING_PROFILE_ID, write_stripping_profile
-from tests.support.web import CHROMIUM_ARGS
-from tests.test_smtp import SPAMMY_MESSAGE, TIMEOUT, message
+from tests.support.smtp import SPAMMY_MESSAGE, TIMEOUT, message, send
+from tests.support.web import CHROMIUM_ARGS, base_url
 from tests.web.campaign import campaign_message
-from tests.web.test_chaos_api import base_url
-from tests.web.test_messages_api import send
 
 
 def html_message(subject: str, html: str, *, sender: str = "alice@sender.example") -> bytes:

@@ -17,9 +17,8 @@ from sinkd.runtime import Sinkd
 from sinkd.store import Query
 from sinkd.web.hub import QUEUE_SIZE, Hub
 from tests.conftest import StartServer
-from tests.test_smtp import SPAMMY_MESSAGE, TIMEOUT, message
-from tests.web.test_chaos_api import JSON, assert_error, base_url
-from tests.web.test_messages_api import MESSAGES, send
+from tests.support.smtp import SPAMMY_MESSAGE, TIMEOUT, message, send
+from tests.support.web import JSON, MESSAGES, assert_error, base_url
 
 EVENTS = "/api/v1/events"
 

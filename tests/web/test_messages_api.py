@@ -3,23 +3,26 @@ messages are sent over SMTP first, then listed, read, re-evaluated and deleted o
 
 from __future__ import annotations
 
-import contextlib
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import aiosmtplib
 import httpx
 import pytest
 
 from sinkd.runtime import Sinkd
 from sinkd.store import Query
 from tests.conftest import StartServer
-from tests.test_smtp import GTUBE_MESSAGE, SPAMMY_MESSAGE, TIMEOUT, aio_client, count, message
-from tests.web.test_chaos_api import JSON, assert_error, base_url
-
-MESSAGES = "/api/v1/messages"
+from tests.support.smtp import (
+    GTUBE_MESSAGE,
+    SPAMMY_MESSAGE,
+    TIMEOUT,
+    count,
+    message,
+    send,
+)
+from tests.support.web import JSON, MESSAGES, assert_error, base_url
 
 
 @pytest.fixture
@@ -31,12 +34,6 @@ async def app(start_server: StartServer) -> Sinkd:
 async def http(app: Sinkd) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=base_url(app), timeout=TIMEOUT) as client:
         yield client
-
-
-async def send(app: Sinkd, raw: bytes, sender: str, *rcpts: str) -> None:
-    async with aio_client(app) as smtp:
-        with contextlib.suppress(aiosmtplib.SMTPDataError):  # a rejected message is still stored
-            await smtp.sendmail(sender, list(rcpts), raw)
 
 
 @pytest.fixture

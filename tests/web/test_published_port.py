@@ -12,8 +12,8 @@ import pytest
 
 from sinkd.runtime import Sinkd
 from tests.conftest import StartServer
-from tests.test_smtp import TIMEOUT
-from tests.web.test_chaos_api import CHAOS, assert_error, put_chaos
+from tests.support.smtp import TIMEOUT
+from tests.support.web import CHAOS, assert_error, put_chaos
 
 PUBLISHED = 18025  # the port on the Docker host; sinkd itself listens on a free one
 

@@ -13,10 +13,9 @@ import pytest
 
 from sinkd.runtime import Sinkd
 from tests.conftest import StartServer
-from tests.test_delivery_e2e import BODY, RCPT, SENDER, gateway, greylisted_then_accepted
-from tests.test_smtp import SPAMMY_MESSAGE, TIMEOUT, newest, raw_client
-from tests.web.test_chaos_api import JSON, assert_error, base_url
-from tests.web.test_messages_api import send
+from tests.support.delivery import BODY, RCPT, SENDER, gateway, greylisted_then_accepted
+from tests.support.smtp import SPAMMY_MESSAGE, TIMEOUT, newest, raw_client, send
+from tests.support.web import JSON, assert_error, base_url
 
 ROUTING = "/api/v1/routing"
 DELIVERY = "/api/v1/delivery-state"
