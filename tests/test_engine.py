@@ -4,17 +4,15 @@ the one DATA reply, the verdict JSON shape and the shipped profiles end to end."
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import json
 import re
-import textwrap
-from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from sinkd.dns import FixtureResolver
-from sinkd.engine import Pipeline, Router, Transaction, compile_profile, data_reply
+from sinkd.engine import Pipeline, Router, compile_profile, data_reply
 from sinkd.filters import Filter, MessageContext
 from sinkd.filters.content import ContentSpec
 from sinkd.filters.sender_id import SenderIdFilter
@@ -31,16 +29,11 @@ from sinkd.model import (
     Verdict,
     VerdictAction,
 )
-from sinkd.ports import NO_LOOKUPS, Lookups
+from sinkd.ports import Lookups
 from sinkd.profiles import ProfileSet
+from tests.support import judging
+from tests.support.judging import compile_yaml
 
-HEAD = """\
-schema: sinkd.profile/v1
-id: {id}
-title: Test profile
-models:
-  - {{what: "a test", source: "the test suite"}}
-"""
 THRESHOLDS = """\
 scoring:
   thresholds: {tag: 2.0, junk: 4.0, quarantine: 6.0, reject: 8.0}
@@ -51,12 +44,6 @@ ENVELOPE = Envelope(
     "alice@sender.example",
     ("bob@corp.example",),
 )
-
-
-def compile_yaml(tmp_path: Path, body: str, profile_id: str = "test") -> Pipeline:
-    path = tmp_path / f"{profile_id}.yaml"
-    path.write_text(HEAD.format(id=profile_id) + textwrap.dedent(body), encoding="utf-8")
-    return compile_profile(ProfileSet([tmp_path]).resolve(str(path)))
 
 
 def finding(
@@ -88,26 +75,9 @@ def message(subject: str = "Lunch on Friday", body: str = "See you at noon.") ->
     ).encode()
 
 
-async def deliver(
-    router: Router,
-    raw: bytes,
-    *,
-    rcpts: Sequence[str] = ("bob@corp.example",),
-    mail_from: str = "alice@sender.example",
-    client_ip: str = "203.0.113.5",
-    lookups: Lookups = NO_LOOKUPS,
-) -> list[Verdict]:
-    ids = (f"id{n}" for n in itertools.count(1))
-    tx = Transaction(
-        router, ClientIdentity(ip=client_ip, helo="mx.sender.example"), lambda: next(ids), lookups
-    )
-    refused = await tx.mail(mail_from, len(raw))
-    if refused is not None:
-        return [refused]
-    verdicts = [v for r in rcpts if (v := await tx.rcpt(r)) is not None]
-    if tx.recipients:
-        verdicts += await tx.data(raw)
-    return verdicts
+async def deliver(router: Router, raw: bytes, **kwargs: Any) -> list[Verdict]:
+    """Every verdict of one transaction from HELO ``mx.sender.example``, declaring its SIZE."""
+    return await judging.deliver(router, raw, helo="mx.sender.example", declare_size=True, **kwargs)
 
 
 @pytest.fixture

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
-import textwrap
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -11,26 +9,13 @@ from typing import Any
 import pytest
 
 import sinkd.message
-from sinkd.engine import Pipeline, Router, Transaction, compile_profile
+from sinkd.engine import Pipeline
 from sinkd.errors import ProfileError
 from sinkd.filters.content import ContentFilter
-from sinkd.model import Action, ClientIdentity, Disposition, Reply, Stage, Verdict, VerdictAction
-from sinkd.profiles import ProfileSet
+from sinkd.model import Action, Disposition, Reply, Stage, VerdictAction
+from tests.support.judging import compile_yaml, judge
 
-HEAD = """\
-schema: sinkd.profile/v1
-id: {id}
-title: Test profile
-models:
-  - {{what: "a test", source: "the test suite"}}
-"""
 GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
-
-
-def compile_yaml(tmp_path: Path, body: str, profile_id: str = "test") -> Pipeline:
-    path = tmp_path / f"{profile_id}.yaml"
-    path.write_text(HEAD.format(id=profile_id) + textwrap.dedent(body), encoding="utf-8")
-    return compile_profile(ProfileSet([tmp_path]).resolve(str(path)))
 
 
 def rules(tmp_path: Path, *lines: str, thresholds: str = "{}", extra: str = "") -> Pipeline:
@@ -63,15 +48,6 @@ def alternative(subject: str, text: str, html: str) -> bytes:
         f"{html}\r\n"
         "--b1--\r\n"
     ).encode()
-
-
-async def judge(pipeline: Pipeline, raw: bytes) -> Verdict:
-    ids = (f"id{n}" for n in itertools.count(1))
-    tx = Transaction(Router(pipeline), ClientIdentity(ip="203.0.113.5"), lambda: next(ids))
-    assert await tx.mail("alice@sender.example") is None
-    assert await tx.rcpt("bob@corp.example") is None
-    [verdict] = await tx.data(raw)
-    return verdict
 
 
 # --- words and phrases ----------------------------------------------------------------------

@@ -2,31 +2,17 @@
 
 from __future__ import annotations
 
-import itertools
-import textwrap
-from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from sinkd.engine import Pipeline, Router, Transaction, compile_profile
-from sinkd.model import Action, ClientIdentity, Disposition, Reply, Stage, Verdict, VerdictAction
-from sinkd.profiles import ProfileSet
+from sinkd.engine import Pipeline
+from sinkd.model import Action, Disposition, Reply, Stage, Verdict, VerdictAction
+from tests.support import judging
+from tests.support.judging import compile_yaml
 
-HEAD = """\
-schema: sinkd.profile/v1
-id: {id}
-title: Test profile
-models:
-  - {{what: "a test", source: "the test suite"}}
-"""
 GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
-
-
-def compile_yaml(tmp_path: Path, body: str, profile_id: str = "test") -> Pipeline:
-    path = tmp_path / f"{profile_id}.yaml"
-    path.write_text(HEAD.format(id=profile_id) + textwrap.dedent(body), encoding="utf-8")
-    return compile_profile(ProfileSet([tmp_path]).resolve(str(path)))
 
 
 def one_rule(tmp_path: Path, rule: str, *, reply_stage: str = "rcpt") -> Pipeline:
@@ -53,31 +39,16 @@ def message(
     return (head + "\r\n" + body + "\r\n").encode()
 
 
-async def deliver(
-    pipeline: Pipeline,
-    raw: bytes | None = None,
-    *,
-    mail_from: str = "alice@sender.example",
-    rcpts: Sequence[str] = ("bob@corp.example",),
-    client_ip: str = "203.0.113.5",
-    helo: str = "mail.sender.example",
-) -> list[Verdict]:
-    """Every verdict of one transaction: a refusal at MAIL, refusals at RCPT, then DATA's."""
-    ids = (f"id{n}" for n in itertools.count(1))
-    tx = Transaction(Router(pipeline), ClientIdentity(ip=client_ip, helo=helo), lambda: next(ids))
-    refused = await tx.mail(mail_from)
-    if refused is not None:
-        return [refused]
-    verdicts = [v for r in rcpts if (v := await tx.rcpt(r)) is not None]
-    if tx.recipients:
-        verdicts += await tx.data(raw if raw is not None else message())
-    return verdicts
+async def deliver(pipeline: Pipeline, raw: bytes | None = None, **kwargs: Any) -> list[Verdict]:
+    """Every verdict of one transaction from HELO ``mail.sender.example``, of ``message()``
+    unless ``raw`` is given."""
+    kwargs.setdefault("helo", "mail.sender.example")
+    return await judging.deliver(pipeline, raw if raw is not None else message(), **kwargs)
 
 
-async def judge(pipeline: Pipeline, raw: bytes | None = None, **kwargs: object) -> Verdict:
-    verdicts = await deliver(pipeline, raw, **kwargs)  # type: ignore[arg-type]
-    assert len(verdicts) == 1, verdicts
-    return verdicts[0]
+async def judge(pipeline: Pipeline, raw: bytes | None = None, **kwargs: Any) -> Verdict:
+    kwargs.setdefault("helo", "mail.sender.example")
+    return await judging.judge(pipeline, raw if raw is not None else message(), **kwargs)
 
 
 # --- client IP ------------------------------------------------------------------------------

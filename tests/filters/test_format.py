@@ -3,23 +3,13 @@ and the RFC 5322 §3.6 header fields (From, Date, Message-ID, fields that may oc
 
 from __future__ import annotations
 
-import itertools
-import textwrap
 from pathlib import Path
 
 import pytest
 
-from sinkd.engine import Pipeline, Router, Transaction, compile_profile
-from sinkd.model import Action, Category, ClientIdentity, Disposition, Reply, Verdict
-from sinkd.profiles import ProfileSet
+from sinkd.model import Action, Category, Disposition, Reply, Verdict
+from tests.support.judging import compile_yaml, judge
 
-HEAD = """\
-schema: sinkd.profile/v1
-id: {id}
-title: Test profile
-models:
-  - {{what: "a test", source: "the test suite"}}
-"""
 STRICT = """\
 scoring:
   thresholds: {reject: 100}
@@ -37,21 +27,6 @@ HEADER = (
     "Date: Mon, 1 Jan 2024 10:00:00 +0000\r\nMessage-ID: <1@sender.example>\r\n"
 )
 CLEAN = (HEADER + "\r\nHello there.\r\n").encode()
-
-
-def compile_yaml(tmp_path: Path, body: str, profile_id: str = "test") -> Pipeline:
-    path = tmp_path / f"{profile_id}.yaml"
-    path.write_text(HEAD.format(id=profile_id) + textwrap.dedent(body), encoding="utf-8")
-    return compile_profile(ProfileSet([tmp_path]).resolve(str(path)))
-
-
-async def judge(pipeline: Pipeline, raw: bytes) -> Verdict:
-    ids = (f"id{n}" for n in itertools.count(1))
-    tx = Transaction(Router(pipeline), ClientIdentity(ip="203.0.113.5"), lambda: next(ids))
-    assert await tx.mail("alice@sender.example") is None
-    assert await tx.rcpt("bob@corp.example") is None
-    [verdict] = await tx.data(raw)
-    return verdict
 
 
 def by_code(verdict: Verdict) -> dict[str, Action]:

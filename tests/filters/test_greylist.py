@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from sinkd.delivery_state import DeliveryState
-from sinkd.engine import Pipeline, Router, Transaction, compile_profile
+from sinkd.engine import Pipeline, Router, compile_profile
 from sinkd.errors import ProfileError
 from sinkd.filters.greylist import client_network, normalise_sender
-from sinkd.model import Action, Category, ClientIdentity, Disposition, Reply, Stage, Verdict
+from sinkd.model import Action, Category, Disposition, Reply, Stage, Verdict
 from sinkd.ports import Lookups
 from sinkd.profiles import ProfileSet
+from tests.support import judging
 
 HEAD = """\
 schema: sinkd.profile/v1
@@ -71,32 +71,13 @@ def world() -> World:
     return World(FakeClock(), DeliveryState())
 
 
-async def deliver(
-    pipeline: Pipeline,
-    lookups: Lookups,
-    *,
-    mail_from: str = "alice@sender.example",
-    rcpts: Sequence[str] = ("bob@corp.example",),
-    client_ip: str = "203.0.113.5",
-) -> list[Verdict]:
-    """Every verdict of one transaction: refusals at MAIL and RCPT, then DATA's."""
-    ids = (f"id{n}" for n in itertools.count(1))
-    tx = Transaction(
-        Router(pipeline), ClientIdentity(ip=client_ip), lambda: next(ids), lookups=lookups
-    )
-    refused = await tx.mail(mail_from)
-    if refused is not None:
-        return [refused]
-    verdicts = [v for r in rcpts if (v := await tx.rcpt(r)) is not None]
-    if tx.recipients:
-        verdicts += await tx.data(MESSAGE)
-    return verdicts
+async def deliver(target: Pipeline | Router, lookups: Lookups, **kwargs: Any) -> list[Verdict]:
+    """Every verdict of one transaction carrying ``MESSAGE``."""
+    return await judging.deliver(target, MESSAGE, lookups=lookups, **kwargs)
 
 
-async def judge(pipeline: Pipeline, lookups: Lookups, **kwargs: object) -> Verdict:
-    verdicts = await deliver(pipeline, lookups, **kwargs)  # type: ignore[arg-type]
-    assert len(verdicts) == 1, verdicts
-    return verdicts[0]
+async def judge(target: Pipeline | Router, lookups: Lookups, **kwargs: Any) -> Verdict:
+    return await judging.judge(target, MESSAGE, lookups=lookups, **kwargs)
 
 
 # --- the first attempt and retries -------------------------------------------------------------

@@ -6,19 +6,17 @@ from __future__ import annotations
 import base64
 import email
 import email.policy
-import itertools
 import re
-import textwrap
 from collections.abc import Sequence
 from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
 
-from sinkd.engine import Pipeline, Router, Transaction, compile_profile
+from sinkd.engine import Pipeline, compile_profile
 from sinkd.filters.mime import IMAGE_ONLY_MAX_CHARS
 from sinkd.mimetree import build_tree
-from sinkd.model import Action, Category, ClientIdentity, Finding, Reply, Verdict, VerdictAction
+from sinkd.model import Action, Category, Finding, Reply, Verdict, VerdictAction
 from sinkd.profiles import ProfileSet
 from tests.conftest import MESSAGES
 from tests.delivered import OFFLINE_TYPICAL_CORPORATE, authentication_results_added
@@ -31,15 +29,9 @@ from tests.support.attachments import (
     pe_bytes,
     set_encrypted_flag,
 )
+from tests.support.judging import HEAD, compile_yaml, judge
 
 CONTENT = MESSAGES / "content"
-HEAD = """\
-schema: sinkd.profile/v1
-id: {id}
-title: Test profile
-models:
-  - {{what: "a test", source: "the test suite"}}
-"""
 MiB = 1024 * 1024
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(200)
 PE = pe_bytes()
@@ -55,12 +47,6 @@ GMAIL_REPLY = Reply(
 
 
 # --- profiles -----------------------------------------------------------------------------------
-
-
-def compile_yaml(tmp_path: Path, body: str, profile_id: str = "test") -> Pipeline:
-    path = tmp_path / f"{profile_id}.yaml"
-    path.write_text(HEAD.format(id=profile_id) + textwrap.dedent(body), encoding="utf-8")
-    return compile_profile(ProfileSet([tmp_path]).resolve(str(path)))
 
 
 def mime(
@@ -171,15 +157,6 @@ def with_attachments(*attachments: bytes, text: str = TEXT) -> bytes:
 
 def attachment(filename: str, data: bytes, content_type: str = "application/octet-stream") -> bytes:
     return part(content_type, data, filename=filename)
-
-
-async def judge(pipeline: Pipeline, raw: bytes) -> Verdict:
-    ids = (f"id{n}" for n in itertools.count(1))
-    tx = Transaction(Router(pipeline), ClientIdentity(ip="203.0.113.5"), lambda: next(ids))
-    assert await tx.mail("alice@sender.example") is None
-    assert await tx.rcpt("bob@corp.example") is None
-    [verdict] = await tx.data(raw)
-    return verdict
 
 
 def finding(verdict: Verdict, code: str) -> Finding:

@@ -7,7 +7,6 @@ the rest hand the filter the findings it reads, for the cases a fixture cannot s
 
 from __future__ import annotations
 
-import itertools
 import textwrap
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import dkim
 import pytest
 
 from sinkd.dns import FixtureResolver
-from sinkd.engine import Pipeline, Router, Transaction, compile_profile
+from sinkd.engine import Pipeline, compile_profile
 from sinkd.filters import MessageContext
 from sinkd.filters.sender_auth import SenderAuthFilter, SenderAuthSpec
 from sinkd.message import parse
@@ -34,6 +33,7 @@ from sinkd.model import (
 from sinkd.ports import Lookups
 from sinkd.profiles import ProfileSet, builtin_profiles_dir
 from sinkd.schema import CompileContext
+from tests.support import judging
 
 DEMO = builtin_profiles_dir() / "dns"
 FIXTURE = Lookups(resolver=FixtureResolver([DEMO / "demo.zone"]))
@@ -61,6 +61,8 @@ filters:
 """
 
 
+# Not tests.support.judging.compile_yaml: PROFILE is a whole profile (no shared HEAD) whose {id}
+# is filled in here.
 def compile_yaml(tmp_path: Path, text: str = PROFILE) -> Pipeline:
     path = tmp_path / "test.yaml"
     path.write_text(textwrap.dedent(text).format(id="test"), encoding="utf-8")
@@ -82,12 +84,9 @@ def signed(raw: bytes, domain: str = "shop.example") -> bytes:
 
 
 async def judge(pipeline: Pipeline, raw: bytes, *, client_ip: str, mail_from: str) -> Verdict:
-    ids = (f"id{n}" for n in itertools.count(1))
-    tx = Transaction(Router(pipeline), ClientIdentity(ip=client_ip), lambda: next(ids), FIXTURE)
-    assert await tx.mail(mail_from) is None
-    assert await tx.rcpt("bob@corp.example") is None
-    [verdict] = await tx.data(raw)
-    return verdict
+    return await judging.judge(
+        pipeline, raw, client_ip=client_ip, mail_from=mail_from, lookups=FIXTURE
+    )
 
 
 def the(verdict: Verdict) -> Finding:

@@ -3,26 +3,11 @@
 from __future__ import annotations
 
 import itertools
-import textwrap
 from pathlib import Path
 
-from sinkd.engine import Pipeline, Router, Transaction, compile_profile
+from sinkd.engine import Pipeline, Router, Transaction
 from sinkd.model import Action, ClientIdentity, Disposition, Reply, Stage, VerdictAction
-from sinkd.profiles import ProfileSet
-
-HEAD = """\
-schema: sinkd.profile/v1
-id: {id}
-title: Test profile
-models:
-  - {{what: "a test", source: "the test suite"}}
-"""
-
-
-def compile_yaml(tmp_path: Path, body: str, profile_id: str = "test") -> Pipeline:
-    path = tmp_path / f"{profile_id}.yaml"
-    path.write_text(HEAD.format(id=profile_id) + textwrap.dedent(body), encoding="utf-8")
-    return compile_profile(ProfileSet([tmp_path]).resolve(str(path)))
+from tests.support.judging import compile_yaml
 
 
 def size_profile(tmp_path: Path, extra: str = "", *, reply_stage: str = "rcpt") -> Pipeline:
