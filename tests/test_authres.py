@@ -4,7 +4,6 @@ our authserv-id removed, every other byte kept, and the engine putting it on del
 from __future__ import annotations
 
 import re
-import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,7 @@ from sinkd.authres import (
     authentication_results,
     authserv_id_of,
 )
-from sinkd.engine import Pipeline, compile_profile
+from sinkd.engine import Pipeline
 from sinkd.message import parse
 from sinkd.model import (
     Action,
@@ -29,7 +28,7 @@ from sinkd.model import (
     Unjudged,
     VerdictAction,
 )
-from sinkd.profiles import ProfileSet
+from tests.support.judging import compile_yaml
 
 ENVELOPE = Envelope(ClientIdentity("192.0.2.10"), "bounce@shop.example", ("bob@corp.example",))
 RAW = (
@@ -206,20 +205,10 @@ def test_the_authserv_id_is_read_past_comments_and_folding() -> None:
 
 # --- in the engine ----------------------------------------------------------------------------
 
-HEAD = """\
-schema: sinkd.profile/v1
-id: {id}
-title: Test profile
-models:
-  - {{what: "a test", source: "the test suite"}}
-"""
-
 
 @pytest.fixture
 def pipeline(tmp_path: Path) -> Pipeline:
-    path = tmp_path / "test.yaml"
-    path.write_text(HEAD.format(id="test") + textwrap.dedent("scoring:\n  thresholds: {}\n"))
-    return compile_profile(ProfileSet([tmp_path]).resolve(str(path)))
+    return compile_yaml(tmp_path, "scoring:\n  thresholds: {}\n")
 
 
 def decide(pipeline: Pipeline, raw: bytes, *findings: Finding) -> Any:

@@ -18,15 +18,9 @@ from sinkd.cli import main
 from sinkd.model import ClientIdentity, Disposition, Envelope, Reply, Stage, Verdict, VerdictAction
 from sinkd.store import MessageRecord
 from sinkd.store.sqlite import open_sqlite
+from tests.support.judging import HEAD
 
 GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
-HEAD = """\
-schema: sinkd.profile/v1
-id: {id}
-title: Test profile
-models:
-  - {{what: "a test", source: "the test suite"}}
-"""
 
 
 @pytest.fixture(autouse=True)

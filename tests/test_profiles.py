@@ -30,14 +30,8 @@ from sinkd.profiles import (
 )
 from sinkd.schema import Spec
 from tests.conftest import StartServer
+from tests.support.judging import HEAD
 
-HEAD = """\
-schema: sinkd.profile/v1
-id: {id}
-title: Test profile
-models:
-  - {{what: "a test", source: "the test suite"}}
-"""
 BODY_LINE = 6  # the first line after HEAD
 
 

@@ -9,21 +9,14 @@ from typing import Any
 import pytest
 
 from sinkd.delivery_state import DeliveryState
-from sinkd.engine import Pipeline, Router, compile_profile
+from sinkd.engine import Pipeline, Router
 from sinkd.errors import ProfileError
 from sinkd.filters.greylist import client_network, normalise_sender
 from sinkd.model import Action, Category, Disposition, Reply, Stage, Verdict
 from sinkd.ports import Lookups
-from sinkd.profiles import ProfileSet
 from tests.support import judging
+from tests.support.judging import compile_yaml
 
-HEAD = """\
-schema: sinkd.profile/v1
-id: {id}
-title: Test profile
-models:
-  - {{what: "a test", source: "the test suite"}}
-"""
 T0 = 1_700_000_000.0
 MESSAGE = b"From: alice@sender.example\r\nTo: bob@corp.example\r\nSubject: hi\r\n\r\nHello.\r\n"
 
@@ -51,9 +44,7 @@ def greylisting(tmp_path: Path, extra: str = "", rules: str = "") -> Pipeline:
     )
     keys = "".join(f"    {line.strip()}\n" for line in extra.splitlines())
     body = f"filters:\n{envelope}  - kind: greylist\n    name: greylisting\n{keys}"
-    path = tmp_path / "test.yaml"
-    path.write_text(HEAD.format(id="test") + body, encoding="utf-8")
-    return compile_profile(ProfileSet([tmp_path]).resolve(str(path)))
+    return compile_yaml(tmp_path, body)
 
 
 @dataclass

@@ -10,20 +10,13 @@ from typing import Any
 import pytest
 
 from sinkd.delivery_state import DeliveryState
-from sinkd.engine import Pipeline, Router, compile_profile
+from sinkd.engine import Pipeline, Router
 from sinkd.errors import ProfileError
 from sinkd.model import Action, Category, Disposition, Reply, Stage, Verdict
 from sinkd.ports import Lookups
-from sinkd.profiles import ProfileSet
 from tests.support import judging
+from tests.support.judging import compile_yaml
 
-HEAD = """\
-schema: sinkd.profile/v1
-id: {id}
-title: Test profile
-models:
-  - {{what: "a test", source: "the test suite"}}
-"""
 T0 = 1_700_000_000.0
 MESSAGE = b"From: alice@sender.example\r\nTo: bob@corp.example\r\nSubject: hi\r\n\r\nHello.\r\n"
 ALLOW_PARTNER = (
@@ -46,9 +39,7 @@ def limits(
     """A profile with one rate_limit filter (``keys``: its settings, one per line)."""
     lines = "".join(f"    {line.strip()}\n" for line in keys.splitlines())
     body = f"{smtp}filters:\n{before}  - kind: rate_limit\n    name: anvil\n{lines}"
-    path = tmp_path / f"{profile_id}.yaml"
-    path.write_text(HEAD.format(id=profile_id) + body, encoding="utf-8")
-    return compile_profile(ProfileSet([tmp_path]).resolve(str(path)))
+    return compile_yaml(tmp_path, body, profile_id)
 
 
 @dataclass

@@ -18,7 +18,6 @@ from sinkd.model import (
     Action,
     Category,
     ClientIdentity,
-    Disposition,
     Envelope,
     Finding,
     Reply,
@@ -28,13 +27,8 @@ from sinkd.model import (
 )
 from sinkd.store import MessageRecord, Query, iso
 from sinkd.store.sqlite import SCHEMA_VERSION, SqliteStore, bulk_load, open_sqlite
+from tests.support.store import DISPOSITIONS, T0
 
-T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
-_DISPOSITION = {
-    VerdictAction.ACCEPT: Disposition.INBOX,
-    VerdictAction.QUARANTINE: Disposition.QUARANTINED,
-    VerdictAction.REJECT: Disposition.REJECTED,
-}
 _SUBJECTS = [
     "Quarterly figures",
     "INVOICE 2026-001",
@@ -68,7 +62,7 @@ def varied(n: int, rng: random.Random) -> MessageRecord:
     v = Verdict(
         profile=rng.choice(["typical-corporate", "strict-finance"]),
         action=verdict,
-        disposition=_DISPOSITION[verdict],
+        disposition=DISPOSITIONS[verdict],
         score=0.0,
         stage=Stage.DATA,
         reply=Reply(250, "2.0.0", "OK"),

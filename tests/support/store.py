@@ -21,7 +21,7 @@ from sinkd.store import MessageRecord
 
 T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 
-_DISPOSITIONS = {
+DISPOSITIONS = {
     VerdictAction.ACCEPT: Disposition.INBOX,
     VerdictAction.QUARANTINE: Disposition.QUARANTINED,
     VerdictAction.REJECT: Disposition.REJECTED,
@@ -48,7 +48,7 @@ def make_record(
     v = Verdict(
         profile=profile,
         action=verdict,
-        disposition=_DISPOSITIONS[verdict],
+        disposition=DISPOSITIONS[verdict],
         score=1.5,
         stage=Stage.DATA,
         reply=Reply(250, "2.0.0", "OK"),
