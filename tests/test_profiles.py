@@ -30,7 +30,7 @@ from sinkd.profiles import (
 )
 from sinkd.schema import Spec
 from tests.conftest import StartServer
-from tests.support.judging import HEAD
+from tests.support.judging import HEAD, judge
 
 BODY_LINE = 6  # the first line after HEAD
 
@@ -742,18 +742,8 @@ PLAIN += "Date: Mon, 1 Jan 2024 10:00:00 +0000\r\nMessage-ID: <1@sender.example>
 async def judged(name: str, subject: str, body: str = "Hello.") -> Verdict:
     """The verdict of a built-in profile on a plain message from a sender whose domain has no
     SPF, DKIM or DMARC data (offline DNS: recorded only, no score)."""
-    from sinkd.engine import Router, Transaction
-
-    tx = Transaction(
-        Router(compile_profile(SHIPPED.resolve(name))),
-        ClientIdentity(ip="203.0.113.5"),
-        lambda: "id",
-    )
     raw = PLAIN.format(subject=subject, body=body).encode()
-    assert await tx.mail("alice@sender.example", len(raw)) is None
-    assert await tx.rcpt("bob@corp.example") is None
-    [verdict] = await tx.data(raw)
-    return verdict
+    return await judge(compile_profile(SHIPPED.resolve(name)), raw, declare_size=True)
 
 
 async def refused_at_mail(name: str, size: int) -> Verdict | None:
