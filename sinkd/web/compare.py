@@ -26,7 +26,7 @@ from sinkd.report import MessageReport, profile_row, render_html
 from sinkd.spamd import SpamdService
 from sinkd.store import StoredMessage
 from sinkd.web.app import ApiError
-from sinkd.web.dashboard import badge, e, page, stored_message
+from sinkd.web.dashboard import badge, e, page, stored_message, unjudged_notes
 
 if TYPE_CHECKING:
     from sinkd.runtime import Sinkd
@@ -99,6 +99,10 @@ async def compare_page(request: Request) -> Response:
         for k, n in sorted(counts.items(), key=lambda kv: _ORDER.index(kv[0]))
     )
     subject = stored.data.get("subject") or "(no subject)"
+    # One banner for every profile's checks that could not judge (no DNS data, a scanner down),
+    # as the message page and the report say it: the same names would repeat on every row.
+    judged = [r for _, r in results if not isinstance(r, str)]
+    notes = unjudged_notes({"findings": [f.to_json() for v in judged for f in v.findings]})
     body = f"""
 <p class="crumbs"><a href="/">Messages</a> › <a href="/messages/{e(stored.id)}">{e(subject)}</a>
  › Compare</p>
@@ -106,6 +110,7 @@ async def compare_page(request: Request) -> Response:
 <p class="lead">The stored message, with its envelope, judged again by each profile sinkd has
 loaded. Nothing is stored; the row marked <span class="marker">this message</span> is the
 profile it was received under.</p>
+{notes}
 <p class="tallies" id="tallies">{summary}</p>
 <table class="list compare" id="compare">
 <thead><tr><th>Profile</th><th>Verdict</th><th>Stage</th><th>SMTP reply</th>
@@ -145,9 +150,12 @@ def _compare_row(name: str, result: Verdict | str, own: bool) -> str:
             f"</summary><ul class='stripped'>{items}</ul></details>"
         )
     own_class = ' class="own"' if own else ""
+    incomplete = (
+        ' <span class="marker incomplete">not fully judged</span>' if result.incomplete else ""
+    )
     return (
         f'<tr{own_class} data-profile="{e(name)}" data-verdict="{e(row["verdict"])}">'
-        f"<td>{profile}</td><td class='nowrap'>{badge(data)}</td>"
+        f"<td>{profile}</td><td class='nowrap'>{badge(data)}{incomplete}</td>"
         f"<td>{e(row['stage'])}</td><td><code class='reply'>{e(row['reply'])}</code></td>"
         f"<td class='reason'>{reasons_html}</td><td>{stripped_html}</td>"
         f"<td class='num'>{result.score:.1f}</td></tr>"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import re
 import threading
 from collections.abc import AsyncIterator, Iterator
@@ -17,11 +18,24 @@ from typing import Any
 import httpx
 import pytest
 
+from sinkd.model import (
+    Action,
+    Category,
+    ClientIdentity,
+    Disposition,
+    Envelope,
+    Finding,
+    Reply,
+    Stage,
+    Unjudged,
+    Verdict,
+    VerdictAction,
+)
 from sinkd.profiles import ProfileSet
 from sinkd.runtime import Sinkd
 from sinkd.store import Query
 from sinkd.web import dashboard
-from sinkd.web.compare import REPORT_CSP
+from sinkd.web.compare import REPORT_CSP, _compare_row
 from sinkd.web.dashboard import CSP
 from sinkd.web.renderings import frame_csp
 from tests.conftest import StartServer, free_port, require_executable
@@ -245,6 +259,9 @@ async def test_the_compare_page_judges_the_message_with_every_profile(
     assert verdicts["no-filter"] == "accept" and verdicts["typical-corporate"] == "accept"
     assert f'<tr class="own" data-profile="{OWN}"' in response.text
     assert "HIDDEN-MARKER 50% off this week only" in response.text  # a deciding reason
+    # Offline DNS has no data for sender.example: one banner says so for every profile.
+    assert response.text.count('id="dns-note"') == 1
+    assert "no fixture has data for sender.example" in response.text
     assert app.store is not None and await app.store.count() == 1  # nothing was stored
     refused = await http.get("/compare/0123456789ABCDEF")
     assert refused.status_code == 404
@@ -572,3 +589,28 @@ async def test_older_and_newer_links_page_through_the_list(
     await page.locator("#newer").click()
     await page.wait_for_url(re.compile(r".*/$"))
     assert "Report 3" in await rows.first.inner_text()
+
+
+def test_a_compare_row_marks_a_verdict_reached_without_a_check() -> None:
+    envelope = Envelope(ClientIdentity(ip="192.0.2.1"), "a@sender.example", ("b@corp.example",))
+    down = Finding(
+        code="SPAMASSASSIN_ERROR",
+        filter="spamd",
+        category=Category.SCORE,
+        action=Action.NONE,
+        reason="SpamAssassin could not score the message (connection refused).",
+        unjudged=Unjudged.UNAVAILABLE,
+    )
+    verdict = Verdict(
+        profile="spamassassin-default",
+        action=VerdictAction.ACCEPT,
+        disposition=Disposition.INBOX,
+        score=0.0,
+        stage=Stage.DATA,
+        reply=Reply(250, "2.0.0", "Ok: queued as 1"),
+        findings=(down,),
+        envelope=envelope,
+    )
+    assert "not fully judged" in _compare_row("spamassassin-default", verdict, own=False)
+    judged = dataclasses.replace(verdict, findings=())
+    assert "not fully judged" not in _compare_row("spamassassin-default", judged, own=False)
