@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import re
 import string
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
     BaseModel,
@@ -34,6 +34,8 @@ Score = Annotated[float, Field(ge=-1000.0, le=1000.0)]
 
 # ("source", text) or ("assumption", text): where a fact in a profile comes from.
 Origin = tuple[Literal["source", "assumption"], str]
+
+K = TypeVar("K", bound=str)  # the keys of a filter's outcomes: results, policies, fields
 
 _LITERAL_REPLY = re.compile(r"^([245]\d\d) ([245]\.\d{1,3}\.\d{1,3}) (\S.*)$")
 _CATALOGUE_KEY = re.compile(r"^[a-z0-9_]+(\.[a-z0-9_]+)+$")
@@ -170,11 +172,22 @@ class CompileContext:
         """The same context, located deeper in the profile (for error messages)."""
         return CompileContext(lists=self.lists, replies=self.replies, loc=self.loc + loc)
 
-    def outcome_reply(self, action: Action, reply: str | None) -> ReplyTemplate:
+    def outcome_reply(
+        self, action: Action, reply: str | None, refusal: str = "generic.policy"
+    ) -> ReplyTemplate:
         """The reply of a rule or outcome here: its own, else the catalogue's generic tempfail
-        for a tempfail and generic policy refusal for anything else."""
-        default = "generic.tempfail" if action is Action.TEMPFAIL else "generic.policy"
-        return self.reply(reply or default)
+        for a tempfail and ``refusal`` (the generic policy refusal) for anything else."""
+        return self.reply(reply or ("generic.tempfail" if action is Action.TEMPFAIL else refusal))
+
+    def outcome_replies(
+        self, field: str, of: Callable[[K], Outcome], keys: Iterable[K]
+    ) -> dict[K, ReplyTemplate]:
+        """``outcome_reply`` for each key's outcome (``of(key)``), located at ``field.key``."""
+        replies: dict[K, ReplyTemplate] = {}
+        for key in keys:
+            outcome = of(key)
+            replies[key] = self.at(field, key).outcome_reply(outcome.action, outcome.reply)
+        return replies
 
     def reply(self, ref: str, field: str | int = "reply") -> ReplyTemplate:
         """Resolve a catalogue key or a literal reply; a bad one is a located CompileError."""

@@ -135,10 +135,7 @@ class DkimFilter(Filter):
     def __init__(self, spec: DkimSpec, ctx: CompileContext) -> None:
         super().__init__(spec, ctx)
         self.spec = spec
-        self.replies: dict[Result, ReplyTemplate] = {}
-        for result in RESULTS:
-            outcome = spec.on.of(result)
-            self.replies[result] = ctx.at("on", result).outcome_reply(outcome.action, outcome.reply)
+        self.replies: dict[Result, ReplyTemplate] = ctx.outcome_replies("on", spec.on.of, RESULTS)
 
     async def check_message(self, ctx: MessageContext) -> list[Finding]:
         raw = ctx.message.raw

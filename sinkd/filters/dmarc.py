@@ -418,20 +418,15 @@ class DmarcFilter(Filter):
     def __init__(self, spec: DmarcSpec, ctx: CompileContext) -> None:
         super().__init__(spec, ctx)
         self.spec = spec
-        self.replies: dict[str, ReplyTemplate] = {}
-        for result in RESULTS:
-            self.replies[result] = self._reply(ctx.at("on", result), spec.on.of(result))
-        for policy in POLICIES:
-            outcome = getattr(spec.on_fail_policy, policy)
-            self.replies[f"policy:{policy}"] = self._reply(
-                ctx.at("on_fail_policy", policy), outcome
-            )
+        self.replies: dict[str, ReplyTemplate] = dict(
+            ctx.outcome_replies("on", spec.on.of, RESULTS)
+        )
+        policies = ctx.outcome_replies(
+            "on_fail_policy", lambda policy: getattr(spec.on_fail_policy, policy), POLICIES
+        )
+        self.replies.update({f"policy:{p}": reply for p, reply in policies.items()})
         if spec.spec == "rfc7489":
             _psl()  # load the list at compile time, not on the first message
-
-    @staticmethod
-    def _reply(ctx: CompileContext, outcome: Outcome) -> ReplyTemplate:
-        return ctx.outcome_reply(outcome.action, outcome.reply)
 
     async def check_message(self, ctx: MessageContext) -> list[Finding]:
         domain, problem = author_domain(ctx.message)

@@ -142,10 +142,9 @@ class FormatFilter(Filter):
         self.replies: dict[str, ReplyTemplate] = {}
         for field in FIELDS:
             outcome: Outcome = getattr(spec, field)
-            default = (
-                "generic.tempfail" if outcome.action is Action.TEMPFAIL else "postfix.content_text"
+            self.replies[field] = ctx.at(field).outcome_reply(
+                outcome.action, outcome.reply, refusal="postfix.content_text"
             )
-            self.replies[field] = ctx.at(field).reply(outcome.reply or default)
 
     def _finding(
         self,

@@ -118,10 +118,7 @@ class SenderAuthFilter(Filter):
     def __init__(self, spec: SenderAuthSpec, ctx: CompileContext) -> None:
         super().__init__(spec, ctx)
         self.spec = spec
-        self.replies: dict[Result, ReplyTemplate] = {}
-        for result in _JUDGED:
-            outcome = spec.on.of(result)
-            self.replies[result] = ctx.at("on", result).outcome_reply(outcome.action, outcome.reply)
+        self.replies: dict[Result, ReplyTemplate] = ctx.outcome_replies("on", spec.on.of, _JUDGED)
 
     async def check_message(self, ctx: MessageContext) -> list[Finding]:
         inputs = gather(ctx.earlier, ctx.envelope)
