@@ -49,6 +49,7 @@ from sinkd.filters import Filter, MessageContext, reply_variables
 from sinkd.model import Action, Category, Finding, Stage, Unjudged
 from sinkd.ports import DnsAnswer, Rdata, no_dns_data_reason
 from sinkd.schema import (
+    RECORD_ONLY,
     CompileContext,
     FilterName,
     ReplyTemplate,
@@ -384,18 +385,8 @@ class DkimFilter(Filter):
         domain: str | None,
         unjudged: Unjudged | None = None,
     ) -> Finding:
-        if unjudged is not None or result == "neutral":  # no judgement: recorded only
-            return Finding(
-                code=f"DKIM_{result.upper()}",
-                filter=self.name,
-                category=Category.AUTHENTICATION,
-                action=Action.NONE,
-                reason=reason,
-                stage=Stage.DATA,
-                detail=detail,
-                unjudged=unjudged,
-            )
-        outcome = self.spec.on.of(result)
+        no_judgement = unjudged is not None or result == "neutral"  # recorded only
+        outcome = RECORD_ONLY if no_judgement else self.spec.on.of(result)
         reply = None
         if outcome.action in _HARD:
             variables = reply_variables(ctx.envelope, text=reason, from_domain=domain or "")
@@ -410,6 +401,7 @@ class DkimFilter(Filter):
             stage=Stage.DATA,
             detail=detail,
             reply=reply,
+            unjudged=unjudged,
         )
 
 
