@@ -36,7 +36,7 @@ from typing import Any
 
 import httpx
 
-from sinkd.model import (
+from sinkd.core.model import (
     Action,
     Category,
     ClientIdentity,
@@ -48,7 +48,7 @@ from sinkd.model import (
     Verdict,
     VerdictAction,
 )
-from sinkd.runtime import Settings, Sinkd
+from sinkd.server.runtime import Settings, Sinkd
 from sinkd.store import MessageRecord
 from sinkd.store.sqlite import open_sqlite
 from sinkd.web.messages import list_query

@@ -19,9 +19,9 @@ import textwrap
 import time
 from pathlib import Path
 
-from sinkd.engine import Router, Transaction, compile_profile
-from sinkd.model import ClientIdentity
-from sinkd.profiles import ProfileSet
+from sinkd.core.engine import Router, Transaction, compile_profile
+from sinkd.core.model import ClientIdentity
+from sinkd.core.profiles import ProfileSet
 
 HERE = Path(__file__).resolve().parent
 NEWSLETTER = HERE.parent / "tests" / "messages" / "content" / "newsletter.html"
@@ -80,8 +80,8 @@ def html_loaded_for_plain_text() -> bool:
         import asyncio, sys
         sys.path.insert(0, {here!r})
         from content import plain_message, measure
-        from sinkd.engine import Router, compile_profile
-        from sinkd.profiles import ProfileSet
+        from sinkd.core.engine import Router, compile_profile
+        from sinkd.core.profiles import ProfileSet
         router = Router(compile_profile(ProfileSet().resolve("typical-corporate")))
         asyncio.run(measure(router, plain_message(), 5))
         print("selectolax" in sys.modules, "tinycss2" in sys.modules)

@@ -22,7 +22,7 @@ For each target it prints messages/s (median over ``--rounds`` interleaved round
 acknowledgement latency, server CPU per message (utime+stime from /proc of the server process
 and its threads; spamd's own, parent and children, in a separate column) and peak resident
 memory (VmHWM), with ratios to bare aiosmtpd and to MailDev. Then the filter core's own CPU
-per message (p50/p99), measured in process with ``sinkd.engine`` on the very messages stored,
+per message (p50/p99), measured in process with ``sinkd.core.engine`` on the very messages stored,
 and a durability check: every acknowledged message must be a row in sinkd's SQLite store.
 
     python bench/peers.py [--quick] [--sizes 1,20,500] [--sessions 20] [--messages N]
@@ -790,16 +790,16 @@ def print_table(
 async def core_times(
     raws: dict[str, bytes], spamd_port: int | None, runs: int
 ) -> dict[tuple[str, str], tuple[float, float, float]]:
-    """The filter core in process (sinkd.engine's staged Transaction, as sinkd serve runs it),
+    """The filter core in process (sinkd.core.engine's staged Transaction, as sinkd serve runs it),
     CPU per message p50/p99 and wall p50, for each variant's profile and each message."""
-    from sinkd.delivery_state import DeliveryState
-    from sinkd.engine import Transaction
-    from sinkd.model import ClientIdentity
-    from sinkd.ports import Lookups
-    from sinkd.profiles import ProfileSet
-    from sinkd.runtime import build_router, dns_resolver
-    from sinkd.smtp import new_message_id
-    from sinkd.spamd import SpamdService
+    from sinkd.core.delivery_state import DeliveryState
+    from sinkd.core.engine import Transaction
+    from sinkd.core.model import ClientIdentity
+    from sinkd.core.ports import Lookups
+    from sinkd.core.profiles import ProfileSet
+    from sinkd.lookups.spamd import SpamdService
+    from sinkd.server.runtime import build_router, dns_resolver
+    from sinkd.server.smtp import new_message_id
 
     results: dict[tuple[str, str], tuple[float, float, float]] = {}
     with tempfile.TemporaryDirectory(prefix="sinkd-bench-core-") as tmp:
@@ -995,7 +995,7 @@ async def compare(args: argparse.Namespace) -> int:
         "parent + children, sampled). 500 KB messages exceed the spamassassin filter's "
         "max_size (512,000 bytes, spamc's default), so (c) does not send them to spamd.",
         "",
-        "Filter core in process (sinkd.engine Transaction: MAIL, RCPT, DATA with parse, "
+        "Filter core in process (sinkd.core.engine Transaction: MAIL, RCPT, DATA with parse, "
         f"filters, verdict, strip; no sockets, no store), CPU per message, {args.core_runs} runs:",
         "",
         "| message | profile | core CPU p50 ms | p99 ms | wall p50 ms "
@@ -1192,12 +1192,12 @@ PHASES: list[tuple[str, re.Pattern[str]]] = [
         re.compile(r"smtp_MAIL |smtp_RCPT |handle_MAIL |handle_RCPT "),
     ),
     (
-        "email parsing (sinkd.message, email package)",
+        "email parsing (sinkd.core.message, email package)",
         re.compile(r"sinkd/message\.py|/email/|mimetree\.py"),
     ),
     (
         "engine: filters, verdict, strip",
-        re.compile(r"sinkd/engine\.py|sinkd/filters/|sinkd/strip\.py|authres"),
+        re.compile(r"sinkd/engine\.py|sinkd/core/filters/|sinkd/strip\.py|authres"),
     ),
     ("handle_DATA rest (commit bookkeeping, reply text)", re.compile(r"handle_DATA |_commit ")),
     ("DATA reading (up to each '.\\r\\n', unstuffing)", re.compile(r"smtp_DATA |_read_data ")),

@@ -25,8 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from sinkd.engine import Router, compile_profile
-from sinkd.profiles import ProfileSet
+from sinkd.core.engine import Router, compile_profile
+from sinkd.core.profiles import ProfileSet
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from content import measure, plain_message

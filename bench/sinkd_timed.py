@@ -24,7 +24,9 @@ from typing import Any
 
 from aiosmtpd.smtp import SMTP
 
-from sinkd import cli, engine, smtp
+from sinkd import cli
+from sinkd.core import engine
+from sinkd.server import smtp
 from sinkd.store import sqlite
 
 SAMPLES: dict[str, list[float]] = {}

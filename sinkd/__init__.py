@@ -5,8 +5,7 @@ The public surface is re-exported here one name at a time; everything else may c
 
 from __future__ import annotations
 
-from sinkd.errors import ConfigError, InputError, NotFound, ProfileError, SinkdError, StoreError
-from sinkd.model import (
+from sinkd.core.model import (
     Action,
     Category,
     ClientIdentity,
@@ -18,6 +17,7 @@ from sinkd.model import (
     Verdict,
     VerdictAction,
 )
+from sinkd.errors import ConfigError, InputError, NotFound, ProfileError, SinkdError, StoreError
 
 __version__ = "0.1.0"
 

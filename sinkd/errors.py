@@ -45,7 +45,8 @@ class BackendError(SinkdError, OSError):
 
 class HttpApiError(SinkdError):
     """sinkd's HTTP API answered ``status`` with its JSON error ``{"error", "detail"}``
-    (``sinkd.client``). ``status`` is None when there was no answer (``HttpApiUnreachable``)."""
+    (``sinkd.testing.client``). ``status`` is None when there was no answer
+    (``HttpApiUnreachable``)."""
 
     def __init__(self, status: int | None, error: str, detail: Any = None) -> None:
         self.status = status

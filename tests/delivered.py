@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from sinkd.authres import AUTHSERV_ID
+from sinkd.core.authres import AUTHSERV_ID
 
 # sinkd's own field at the very top, with its folded continuation lines.
 _OUR_FIELD = re.compile(

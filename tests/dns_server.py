@@ -6,7 +6,7 @@ tests control every byte: TXT character-strings travel exactly as given, answers
 bytes (or the client's EDNS size) come back truncated over UDP, and names can be made to fail
 with any rcode or never to answer at all.
 
-The record map has the shape ``sinkd.dns.FixtureResolver`` reads::
+The record map has the shape ``sinkd.lookups.dns.FixtureResolver`` reads::
 
     {
         "example.com": {"TXT": ["v=spf1 -all"], "MX": [[10, "mx.example.com"]]},

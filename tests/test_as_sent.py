@@ -1,4 +1,4 @@
-"""A message file as an SMTP client would send it (``sinkd.as_sent``), and what is no message."""
+"""A message file as an SMTP client would send it (``core.as_sent``), and what is no message."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import smtplib
 
 import pytest
 
-from sinkd.as_sent import as_sent, not_a_message
+from sinkd.core.as_sent import as_sent, not_a_message
 
 LF = b"From: a@sender.example\nTo: b@corp.example\nSubject: Hi\n\nLine one.\nLine two.\n"
 CRLF = LF.replace(b"\n", b"\r\n")

@@ -16,7 +16,7 @@ import zipfile
 
 import pytest
 
-from sinkd.attachments import FileInfo, Inspection, Limits, inspect_file
+from sinkd.core.attachments import FileInfo, Inspection, Limits, inspect_file
 from tests.support.attachments import (
     DOCM_MAIN,
     DOCM_TYPE,

@@ -9,15 +9,15 @@ from typing import Any
 
 import pytest
 
-from sinkd.authres import (
+from sinkd.core.authres import (
     AUTHSERV_ID,
     add_authentication_results,
     authentication_results,
     authserv_id_of,
 )
-from sinkd.engine import Pipeline
-from sinkd.message import parse
-from sinkd.model import (
+from sinkd.core.engine import Pipeline
+from sinkd.core.message import parse
+from sinkd.core.model import (
     Action,
     Category,
     ClientIdentity,
@@ -307,7 +307,7 @@ def _split_top_one_char_at_a_time(value: str) -> list[str]:
 def test_splitting_at_top_level_semicolons_matches_a_character_by_character_reading() -> None:
     import random
 
-    from sinkd.authres import _split_top
+    from sinkd.core.authres import _split_top
 
     pieces = ["a", " ", '"', "\\", "(", ")", ";", "x=y", "é", '\\"', "\\\\", "((", ";;"]
     rng = random.Random(3)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from sinkd.chaos import (
+from sinkd.core.chaos import (
     DEFAULT_TEXT,
     Chaos,
     ChaosConfig,
@@ -24,9 +24,9 @@ from sinkd.chaos import (
     default_enhanced,
     parse_triggers,
 )
+from sinkd.core.model import Reply
 from sinkd.errors import ConfigError
-from sinkd.model import Reply
-from sinkd.runtime import Sinkd
+from sinkd.server.runtime import Sinkd
 from tests.conftest import StartServer
 from tests.support.servers import READY, START_TIMEOUT, clean_env
 from tests.support.smtp import TIMEOUT, count, message, raw_client

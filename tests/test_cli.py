@@ -15,7 +15,15 @@ from pathlib import Path
 import pytest
 
 from sinkd.cli import main
-from sinkd.model import ClientIdentity, Disposition, Envelope, Reply, Stage, Verdict, VerdictAction
+from sinkd.core.model import (
+    ClientIdentity,
+    Disposition,
+    Envelope,
+    Reply,
+    Stage,
+    Verdict,
+    VerdictAction,
+)
 from sinkd.store import MessageRecord
 from sinkd.store.sqlite import open_sqlite
 from tests.support.judging import HEAD

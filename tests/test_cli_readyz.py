@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from sinkd.runtime import ServerThread, Settings, Sinkd
+from sinkd.server.runtime import ServerThread, Settings, Sinkd
 from tests.conftest import free_port, refused_port
 from tests.support.servers import clean_env
 

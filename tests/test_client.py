@@ -1,5 +1,5 @@
-"""``sinkd.client.SinkdClient`` against a real sinkd in a background thread (SMTP and HTTP on
-free ports): typed results, typed errors and the event stream, as a test suite or a script
+"""``sinkd.testing.client.SinkdClient`` against a real sinkd in a background thread (SMTP and
+HTTP on free ports): typed results, typed errors and the event stream, as a test suite or a script
 uses them."""
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from sinkd.client import Message, SinkdClient
 from sinkd.errors import HttpApiError, HttpApiUnreachable
-from sinkd.runtime import ServerThread, Settings, Sinkd
+from sinkd.server.runtime import ServerThread, Settings, Sinkd
+from sinkd.testing.client import Message, SinkdClient
 from tests.conftest import refused_port
 from tests.support.smtp import GTUBE_MESSAGE, SPAMMY_MESSAGE, TIMEOUT, message
 

@@ -12,8 +12,8 @@ from email.message import EmailMessage
 
 import pytest
 
-from sinkd.matching import GTUBE, GTUBE_TEXT
-from sinkd.runtime import Sinkd
+from sinkd.core.matching import GTUBE, GTUBE_TEXT
+from sinkd.server.runtime import Sinkd
 from sinkd.store import Query
 from tests.conftest import StartServer
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from sinkd.cli import main as sinkd_main
-from sinkd.model import Verdict
+from sinkd.core.model import Verdict
 from tests.conftest import SpamdProcess
 from tests.corpus import make_messages
 from tests.support.corpus import (

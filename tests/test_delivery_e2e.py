@@ -15,9 +15,9 @@ import aiosmtplib
 import pytest
 
 from sinkd.cli import _settings, build_parser, main
+from sinkd.core.profiles import ProfileSet
 from sinkd.errors import ProfileError
-from sinkd.profiles import ProfileSet
-from sinkd.runtime import Sinkd
+from sinkd.server.runtime import Sinkd
 from sinkd.store import Query
 from tests.conftest import StartServer
 from tests.support.delivery import BODY, RCPT, SENDER, gateway, greylisted_then_accepted

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sinkd.delivery_state import DeliveryState, GreylistDecision
+from sinkd.core.delivery_state import DeliveryState, GreylistDecision
 
 KEY = ("192.0.2.0/24", "alice@sender.example", "bob@corp.example")
 T0 = 1_700_000_000.0

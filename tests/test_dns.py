@@ -32,17 +32,17 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from dns.rdtypes.ANY.TXT import TXT
 
 from sinkd.cli import build_parser, main
-from sinkd.dns import (
+from sinkd.core.ports import NO_DNS, DnsAnswer, RecordType
+from sinkd.core.profiles import ProfileSet
+from sinkd.errors import ConfigError, ProfileError
+from sinkd.lookups.dns import (
     CachingResolver,
     FixtureResolver,
     LiveResolver,
     OverlayResolver,
     build_resolver,
 )
-from sinkd.errors import ConfigError, ProfileError
-from sinkd.ports import NO_DNS, DnsAnswer, RecordType
-from sinkd.profiles import ProfileSet
-from sinkd.runtime import Settings, Sinkd, dns_resolver
+from sinkd.server.runtime import Settings, Sinkd, dns_resolver
 from tests.conftest import StartDnsServer
 from tests.dns_server import DnsTestServer
 

@@ -18,8 +18,8 @@ import pytest
 import yaml
 
 from sinkd.cli import _settings, build_parser
-from sinkd.profiles import ProfileSet
-from sinkd.runtime import Settings
+from sinkd.core.profiles import ProfileSet
+from sinkd.server.runtime import Settings
 
 ROOT = Path(__file__).parent.parent
 DOCKER = ROOT / "docker"

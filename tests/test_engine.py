@@ -11,12 +11,11 @@ from typing import Any
 
 import pytest
 
-from sinkd.dns import FixtureResolver
-from sinkd.engine import Pipeline, Router, compile_profile, data_reply
-from sinkd.filters import Filter, MessageContext
-from sinkd.filters.content import ContentSpec
-from sinkd.filters.sender_id import SenderIdFilter
-from sinkd.model import (
+from sinkd.core.engine import Pipeline, Router, compile_profile, data_reply
+from sinkd.core.filters import Filter, MessageContext
+from sinkd.core.filters.content import ContentSpec
+from sinkd.core.filters.sender_id import SenderIdFilter
+from sinkd.core.model import (
     Action,
     Category,
     ClientIdentity,
@@ -29,8 +28,9 @@ from sinkd.model import (
     Verdict,
     VerdictAction,
 )
-from sinkd.ports import Lookups
-from sinkd.profiles import ProfileSet
+from sinkd.core.ports import Lookups
+from sinkd.core.profiles import ProfileSet
+from sinkd.lookups.dns import FixtureResolver
 from tests.support import judging
 from tests.support.judging import compile_yaml
 
@@ -682,7 +682,7 @@ async def test_a_message_the_strip_path_cannot_rewrite_is_delivered_as_it_arrive
     def broken_strip(message: object, plan: object) -> object:
         raise LookupError("unknown encoding: x-broken")
 
-    monkeypatch.setattr("sinkd.engine.apply_strip", broken_strip)
+    monkeypatch.setattr("sinkd.core.engine.apply_strip", broken_strip)
     pipeline = compile_yaml(
         tmp_path,
         "filters:\n  - kind: mime\n    name: rich\n    classes:\n"

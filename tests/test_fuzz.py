@@ -35,14 +35,14 @@ import zipfile
 
 import pytest
 
-from sinkd.attachments import Limits, inspect_file
 from sinkd.cli import check_message
-from sinkd.html_policy import HTML_CLASSES, inspect_html, mark_html, strip_html
-from sinkd.message import ParsedMessage, parse
-from sinkd.model import StripPlan, Unjudged
-from sinkd.profiles import ProfileSet
-from sinkd.runtime import dns_resolver
-from sinkd.strip import apply_strip
+from sinkd.core.attachments import Limits, inspect_file
+from sinkd.core.html.policy import HTML_CLASSES, inspect_html, mark_html, strip_html
+from sinkd.core.message import ParsedMessage, parse
+from sinkd.core.model import StripPlan, Unjudged
+from sinkd.core.profiles import ProfileSet
+from sinkd.core.strip import apply_strip
+from sinkd.server.runtime import dns_resolver
 from tests.conftest import refused_port
 from tests.support.attachments import pe_bytes
 

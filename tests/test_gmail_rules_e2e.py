@@ -15,8 +15,8 @@ from email.message import EmailMessage
 import aiosmtplib
 import pytest
 
-from sinkd.profiles import builtin_profiles_dir
-from sinkd.runtime import Sinkd
+from sinkd.core.profiles import builtin_profiles_dir
+from sinkd.server.runtime import Sinkd
 from sinkd.store import Query
 from tests.conftest import StartServer
 

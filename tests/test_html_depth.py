@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from sinkd.html_depth import CHECK_ABOVE, MAX_DEPTH, too_deep
-from sinkd.html_policy import inspect_html, strip_html
-from sinkd.message import parse
+from sinkd.core.html.depth import CHECK_ABOVE, MAX_DEPTH, too_deep
+from sinkd.core.html.policy import inspect_html, strip_html
+from sinkd.core.message import parse
 
 
 def test_small_html_is_never_scanned() -> None:

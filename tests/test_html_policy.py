@@ -1,4 +1,4 @@
-"""sinkd.html_policy: what a corporate filter finds in an HTML body, and what stripping leaves."""
+"""core.html.policy: what a corporate filter finds in an HTML body, and what stripping leaves."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from sinkd.html_policy import (
+from sinkd.core.html.policy import (
     HTML_CLASSES,
     HtmlHit,
     HtmlReport,
@@ -16,7 +16,7 @@ from sinkd.html_policy import (
     mark_html,
     strip_html,
 )
-from sinkd.message import parse
+from sinkd.core.message import parse
 
 CONTENT = Path(__file__).resolve().parent / "messages" / "content"
 

@@ -1,4 +1,4 @@
-"""Tests for sinkd.matching: word/phrase lists, regex sets and GTUBE."""
+"""Tests for sinkd.core.matching: word/phrase lists, regex sets and GTUBE."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from sinkd.matching import GTUBE_TEXT, RegexSet, WordMatcher, excerpt, has_gtube, tokenize
+from sinkd.core.matching import GTUBE_TEXT, RegexSet, WordMatcher, excerpt, has_gtube, tokenize
 
 # --- WordMatcher ----------------------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""Tests for sinkd.message: lazy, never-raising parsing of raw messages."""
+"""Tests for sinkd.core.message: lazy, never-raising parsing of raw messages."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from sinkd.message import BODY_PART_SCAN_SIZE, ParsedMessage, RawIssues, parse
+from sinkd.core.message import BODY_PART_SCAN_SIZE, ParsedMessage, RawIssues, parse
 
 ROOT = Path(__file__).resolve().parent.parent
 MESSAGES = Path(__file__).resolve().parent / "messages"
@@ -468,7 +468,7 @@ def test_a_message_without_html_never_imports_selectolax() -> None:
     script = textwrap.dedent(
         """
         import sys
-        from sinkd.message import parse
+        from sinkd.core.message import parse
         msg = parse(b"Subject: x\\r\\nContent-Type: text/plain\\r\\n\\r\\nplain\\r\\n")
         for name in sys.argv[1:]:
             getattr(msg, name)
@@ -490,7 +490,7 @@ def test_a_message_with_html_does_import_selectolax() -> None:
     script = textwrap.dedent(
         """
         import sys
-        from sinkd.message import parse
+        from sinkd.core.message import parse
         msg = parse(b"Content-Type: text/html\\r\\n\\r\\n<p>x</p>\\r\\n")
         assert "selectolax" not in sys.modules
         assert msg.html_text == "x"

@@ -1,4 +1,4 @@
-"""Tests for sinkd.mimetree: MIME parts located by byte offsets, and parts spliced out or in."""
+"""sinkd.core.mimetree: MIME parts located by byte offsets, and parts spliced out or in."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-import sinkd.message
-from sinkd.mimetree import MimeNode, MimeTree, build_tree, rebuild
+import sinkd.core.message
+from sinkd.core.mimetree import MimeNode, MimeTree, build_tree, rebuild
 
 MESSAGES = Path(__file__).resolve().parent / "messages"
 CORPUS = sorted((MESSAGES / "cpython").glob("msg_*.txt")) + sorted(
@@ -163,7 +163,7 @@ def test_most_of_the_corpus_is_compared_with_the_email_package() -> None:
 
 
 def test_a_parsed_message_builds_its_tree_once() -> None:
-    msg = sinkd.message.parse(MIXED)
+    msg = sinkd.core.message.parse(MIXED)
     assert msg.tree is msg.tree
     assert msg.tree == build_tree(MIXED)
 

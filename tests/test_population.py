@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from sinkd.dns import build_resolver
+from sinkd.core.model import Action, Category, ClientIdentity, Finding
+from sinkd.core.population import Estimate, Outcome, fix_for, load_population
+from sinkd.core.ports import Lookups
+from sinkd.core.profiles import ProfileSet
 from sinkd.errors import ProfileError
-from sinkd.model import Action, Category, ClientIdentity, Finding
-from sinkd.population import Estimate, Outcome, fix_for, load_population
-from sinkd.ports import Lookups
-from sinkd.profiles import ProfileSet
-from sinkd.report import MessageReport, render_html, write_text
+from sinkd.lookups.dns import build_resolver
+from sinkd.reports.deliverability import MessageReport, render_html, write_text
 
 F = Fraction
 FILTERING = 1 - F(3, 100)  # 97% run some filter

@@ -15,11 +15,10 @@ import pytest
 import yaml
 
 from sinkd.cli import main
-from sinkd.engine import compile_profile
-from sinkd.errors import ProfileError
-from sinkd.filters import REGISTRY
-from sinkd.model import Action, ClientIdentity, Disposition, Reply, Verdict, VerdictAction
-from sinkd.profiles import (
+from sinkd.core.engine import compile_profile
+from sinkd.core.filters import REGISTRY
+from sinkd.core.model import Action, ClientIdentity, Disposition, Reply, Verdict, VerdictAction
+from sinkd.core.profiles import (
     FilterSpec,
     Profile,
     ProfileSet,
@@ -28,7 +27,8 @@ from sinkd.profiles import (
     format_loc,
     load_catalogue,
 )
-from sinkd.schema import Spec
+from sinkd.core.schema import Spec
+from sinkd.errors import ProfileError
 from tests.conftest import StartServer
 from tests.support.judging import HEAD, judge
 
@@ -103,9 +103,9 @@ def test_every_shipped_profile_validates_compiles_and_cites_its_sources(name: st
 def test_the_filter_examples_in_module_docstrings_are_valid_profiles(tmp_path: Path) -> None:
     filters: list[object] = []
     for kind in sorted(REGISTRY):
-        doc = importlib.import_module(f"sinkd.filters.{kind}").__doc__ or ""
+        doc = importlib.import_module(f"sinkd.core.filters.{kind}").__doc__ or ""
         match = re.search(r"```yaml\n(.*?)```", doc, re.S)
-        assert match, f"sinkd/filters/{kind}.py has no YAML example"
+        assert match, f"sinkd/core/filters/{kind}.py has no YAML example"
         filters.extend(yaml.load(match.group(1), Loader=_Loader))  # as profiles are read
     body = yaml.safe_dump(
         {
@@ -423,8 +423,8 @@ def test_extends_merges_lists_thresholds_and_filters_by_name(tmp_path: Path) -> 
 
 
 async def test_an_extended_profile_judges_with_the_merged_rules(tmp_path: Path) -> None:
-    from sinkd.engine import Router, Transaction
-    from sinkd.model import ClientIdentity, VerdictAction
+    from sinkd.core.engine import Router, Transaction
+    from sinkd.core.model import ClientIdentity, VerdictAction
 
     write(tmp_path, BASE, "base")
     write(tmp_path, CHILD, "child", head=False)
@@ -528,7 +528,7 @@ def test_the_registry_and_the_profile_schema_name_the_same_filter_kinds() -> Non
 def test_each_filter_class_kind_equals_its_module_name(kind: str) -> None:
     cls = REGISTRY[kind]
     assert cls.kind == kind
-    assert cls.__module__ == f"sinkd.filters.{kind}"
+    assert cls.__module__ == f"sinkd.core.filters.{kind}"
 
 
 def test_on_and_off_are_plain_keys_and_strings_in_profiles_as_in_yaml_1_2(tmp_path: Path) -> None:
@@ -747,7 +747,7 @@ async def judged(name: str, subject: str, body: str = "Hello.") -> Verdict:
 
 
 async def refused_at_mail(name: str, size: int) -> Verdict | None:
-    from sinkd.engine import Router, Transaction
+    from sinkd.core.engine import Router, Transaction
 
     tx = Transaction(
         Router(compile_profile(SHIPPED.resolve(name))),

@@ -37,7 +37,7 @@ def test_exported_classes_come_from_sinkd_modules() -> None:
     for name in sinkd.__all__:
         value = getattr(sinkd, name)
         if inspect.isclass(value):
-            assert value.__module__ in ("sinkd.model", "sinkd.errors"), name
+            assert value.__module__ in ("sinkd.core.model", "sinkd.errors"), name
             assert value.__name__ == name
 
 

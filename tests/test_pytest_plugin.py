@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from sinkd.client import SinkdClient
-from sinkd.runtime import ServerThread, Settings, Sinkd
+from sinkd.server.runtime import ServerThread, Settings, Sinkd
+from sinkd.testing.client import SinkdClient
 from tests.conftest import refused_port
 from tests.support.smtp import TIMEOUT
 
@@ -140,7 +140,7 @@ def test_a_suite_that_does_not_use_the_fixture_starts_no_sinkd(pytester: pytest.
         import threading
 
         def test_nothing_started():
-            assert "sinkd.runtime" not in sys.modules
+            assert "sinkd.server.runtime" not in sys.modules
             assert not [t for t in threading.enumerate() if t.name.startswith("sinkd")]
         """
     )

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from sinkd.runtime import Settings
+from sinkd.server.runtime import Settings
 from sinkd.store import Query
 from tests.conftest import StartServer
 from tests.postfix_relay import PostfixRelay
@@ -75,7 +75,7 @@ async def test_postfix_retries_a_greylisted_message_until_sinkd_accepts_it(
 ) -> None:
     settings = {f.name for f in dataclasses.fields(Settings)}
     assert "greylist_delay" in settings, (
-        "sinkd.runtime.Settings has no greylist_delay field (sinkd serve --greylist-delay):"
+        "sinkd.server.runtime.Settings has no greylist_delay field (sinkd serve --greylist-delay):"
         " greylisting has not landed, or the override is named differently"
     )
     (tmp_path / "greylisting.yaml").write_text(GREYLISTING, encoding="utf-8")

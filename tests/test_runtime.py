@@ -1,4 +1,4 @@
-"""Starting and stopping a whole server in process (``sinkd.runtime.Sinkd``)."""
+"""Starting and stopping a whole server in process (``sinkd.server.runtime.Sinkd``)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from sinkd.errors import SinkdError
-from sinkd.runtime import Settings, Sinkd
+from sinkd.server.runtime import Settings, Sinkd
 
 
 def children() -> list[str]:

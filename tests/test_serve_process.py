@@ -18,7 +18,7 @@ from pathlib import Path
 import aiosmtplib
 import pytest
 
-from sinkd.matching import GTUBE
+from sinkd.core.matching import GTUBE
 from tests.support.servers import (
     TIMEOUT,
     StartServe,

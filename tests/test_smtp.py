@@ -18,8 +18,8 @@ from pathlib import Path
 import aiosmtplib
 import pytest
 
-from sinkd.matching import GTUBE
-from sinkd.runtime import Sinkd
+from sinkd.core.matching import GTUBE
+from sinkd.server.runtime import Sinkd
 from sinkd.store import Query
 from tests.conftest import MESSAGES, StartServer, require_executable
 from tests.support.smtp import (

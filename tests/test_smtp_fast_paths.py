@@ -13,8 +13,8 @@ import asyncio
 import inspect
 from typing import Any
 
-from sinkd.engine import Router
-from sinkd.smtp import ServerOptions, SinkHandler, build_protocol
+from sinkd.core.engine import Router
+from sinkd.server.smtp import ServerOptions, SinkHandler, build_protocol
 from sinkd.store import Store
 
 
@@ -160,6 +160,6 @@ async def test_plain_addresses_parse_exactly_as_aiosmtpds_parser_would() -> None
 
 
 def _fast_path_taken(sample: str) -> int:
-    from sinkd.smtp import _PLAIN_PATH
+    from sinkd.server.smtp import _PLAIN_PATH
 
     return int(_PLAIN_PATH.match(sample) is not None)

@@ -17,12 +17,12 @@ from pathlib import Path
 import pytest
 
 from sinkd.cli import main
-from sinkd.html_policy import HTML_CLASSES
-from sinkd.message import parse
-from sinkd.model import StripPlan
-from sinkd.runtime import Sinkd
+from sinkd.core.html.policy import HTML_CLASSES
+from sinkd.core.message import parse
+from sinkd.core.model import StripPlan
+from sinkd.core.strip import apply_strip
+from sinkd.server.runtime import Sinkd
 from sinkd.store import Query, StoredMessage
-from sinkd.strip import apply_strip
 from tests.conftest import MESSAGES, StartServer
 from tests.delivered import authentication_results_added
 from tests.support.attachments import make_zip, pe_bytes

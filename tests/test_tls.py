@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from sinkd.errors import ConfigError
-from sinkd.tls import self_signed, server_context
+from sinkd.server.tls import self_signed, server_context
 
 
 async def test_a_self_signed_certificate_is_made_once_and_then_reused(tmp_path: Path) -> None:
@@ -37,7 +37,7 @@ async def test_a_directory_that_cannot_be_written_is_a_config_error_naming_it(
 
 
 def test_the_server_modules_do_not_load_cryptography() -> None:
-    code = "import sys, sinkd.cli, sinkd.runtime; print('cryptography' in sys.modules)"
+    code = "import sys, sinkd.cli, sinkd.server.runtime; print('cryptography' in sys.modules)"
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from sinkd.cli import build_parser, main
-from sinkd.runtime import Sinkd
+from sinkd.server.runtime import Sinkd
 from sinkd.store import Query
 from tests.conftest import StartServer
 from tests.support.smtp import GTUBE_MESSAGE, SPAMMY_MESSAGE, TIMEOUT, aio_client, message
@@ -95,14 +95,14 @@ async def test_a_log_that_cannot_be_written_loses_no_message_and_the_server_goes
 ) -> None:
     # /dev/full takes the open and fails every write with ENOSPC, as a full disk does.
     app = await start_server(verdict_log=Path("/dev/full"))
-    with caplog.at_level(logging.ERROR, logger="sinkd.verdict_log"):
+    with caplog.at_level(logging.ERROR, logger="sinkd.store.verdict_log"):
         first = await send(app, message("one"), "bob@corp.example")
         second = await send(app, message("two"), "bob@corp.example")
     assert first.startswith("2.0.0 Ok: queued as") and second.startswith("2.0.0 Ok: queued as")
     assert app.store is not None
     stored = await app.store.list(Query(limit=10))
     assert sorted(m.data["subject"] for m in stored) == ["one", "two"]
-    errors = [r.getMessage() for r in caplog.records if r.name == "sinkd.verdict_log"]
+    errors = [r.getMessage() for r in caplog.records if r.name == "sinkd.store.verdict_log"]
     assert len(errors) == 2
     for record_id, error in zip(sorted(m.id for m in stored), sorted(errors), strict=True):
         assert error.startswith(f"verdict log /dev/full: could not write verdict {record_id}")

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from sinkd.model import Verdict
+from sinkd.core.model import Verdict
 
 
 @dataclass(frozen=True, slots=True)

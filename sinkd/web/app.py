@@ -4,7 +4,7 @@ profiles in ``sinkd.web.messages``.
 Owns the routes, JSON bodies (errors included: ``{"error": ..., "detail": ...}``) and the guards
 in front of them: the ``Host`` allowlist against DNS rebinding (``HostGuard``), the cap on
 request bodies (``BodyLimit``) and the guard of state-changing requests (``StateChangeGuard``).
-It holds no policy: chaos specs are parsed and applied by ``sinkd.chaos``; it only reads and
+It holds no policy: chaos specs are parsed and applied by ``sinkd.core.chaos``; it only reads and
 changes the running ``Sinkd``.
 """
 
@@ -31,11 +31,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from sinkd.chaos import STAGES, Chaos, ChaosConfig, parse_triggers
+from sinkd.core.chaos import STAGES, Chaos, ChaosConfig, parse_triggers
 from sinkd.errors import ConfigError
 
 if TYPE_CHECKING:
-    from sinkd.runtime import Sinkd
+    from sinkd.server.runtime import Sinkd
 
 log = logging.getLogger(__name__)
 

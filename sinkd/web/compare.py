@@ -4,7 +4,8 @@ verdict in one table) and ``/messages/{id}/report`` (the deliverability report o
 
 Owns only presentation and wiring: each profile's verdict comes from the API's re-evaluation
 (``sinkd.web.messages._judge``, the staged transaction with the stored envelope), the rows and
-the report page from ``sinkd.report``, the estimate from ``sinkd.population``. Nothing is stored.
+the report page from ``sinkd.reports.deliverability``, the estimate from
+``sinkd.core.population``. Nothing is stored.
 """
 
 from __future__ import annotations
@@ -16,20 +17,20 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from sinkd.dns import build_resolver
+from sinkd.core.model import ClientIdentity, Verdict
+from sinkd.core.population import Population, load_population
+from sinkd.core.ports import Lookups
+from sinkd.core.profiles import dns_zones_of
 from sinkd.errors import SinkdError
-from sinkd.model import ClientIdentity, Verdict
-from sinkd.population import Population, load_population
-from sinkd.ports import Lookups
-from sinkd.profiles import dns_zones_of
-from sinkd.report import MessageReport, profile_row, render_html
-from sinkd.spamd import SpamdService
+from sinkd.lookups.dns import build_resolver
+from sinkd.lookups.spamd import SpamdService
+from sinkd.reports.deliverability import MessageReport, profile_row, render_html
 from sinkd.store import StoredMessage
 from sinkd.web.app import ApiError
 from sinkd.web.dashboard import badge, e, page, stored_message, unjudged_notes
 
 if TYPE_CHECKING:
-    from sinkd.runtime import Sinkd
+    from sinkd.server.runtime import Sinkd
 
 log = logging.getLogger(__name__)
 

@@ -24,14 +24,14 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Match, Route, Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from sinkd.core.model import Category, VerdictAction
+from sinkd.core.schema import dump
 from sinkd.errors import NotFound
-from sinkd.model import Category, VerdictAction
-from sinkd.schema import dump
 from sinkd.store import Query, Store, StoredMessage
 from sinkd.web.app import ApiError
 
 if TYPE_CHECKING:
-    from sinkd.runtime import Sinkd
+    from sinkd.server.runtime import Sinkd
 
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
@@ -638,7 +638,7 @@ async def profile_page(request: Request) -> Response:
         for k, v in thresholds.items()
         if v is not None
     )
-    # A models entry gives a source or, where no document says, an assumption (sinkd.schema.Spec).
+    # A models entry gives a source or, where no document says, an assumption (schema.Spec).
     models = "".join(
         f"<li>{e(m.get('what'))}<div class='muted small'>"
         + (

@@ -22,7 +22,7 @@ from sinkd.web.app import API
 from sinkd.web.hub import Event, Hub, Subscription
 
 if TYPE_CHECKING:
-    from sinkd.runtime import Sinkd
+    from sinkd.server.runtime import Sinkd
 
 HEARTBEAT = 15.0  # seconds; proxies and browsers keep a stream open that sees traffic
 

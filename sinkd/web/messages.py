@@ -20,20 +20,20 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from sinkd.dns import build_resolver
-from sinkd.engine import Router, Transaction, compile_profile
+from sinkd.core.engine import Router, Transaction, compile_profile
+from sinkd.core.model import ClientIdentity, Verdict, VerdictAction
+from sinkd.core.ports import Lookups
+from sinkd.core.profiles import LoadedProfile, ProfileSet
+from sinkd.core.schema import dump
 from sinkd.errors import NotFound, ProfileError, SinkdError
-from sinkd.model import ClientIdentity, Verdict, VerdictAction
-from sinkd.ports import Lookups
-from sinkd.profiles import LoadedProfile, ProfileSet
-from sinkd.schema import dump
-from sinkd.smtp import new_message_id
-from sinkd.spamd import SpamdService
+from sinkd.lookups.dns import build_resolver
+from sinkd.lookups.spamd import SpamdService
+from sinkd.server.smtp import new_message_id
 from sinkd.store import MessageRecord, Query, Store, StoredMessage
 from sinkd.web.app import API, ApiError, json_fields, read_json
 
 if TYPE_CHECKING:
-    from sinkd.runtime import Sinkd
+    from sinkd.server.runtime import Sinkd
 
 log = logging.getLogger(__name__)
 

@@ -26,8 +26,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from sinkd.core.model import VerdictAction
 from sinkd.errors import NotFound
-from sinkd.model import VerdictAction
 from sinkd.store import StoredMessage
 
 WHICH = ("original", "filtered")
@@ -123,7 +123,7 @@ def rendering(raw: bytes) -> tuple[str, bool]:
 def stripped_classes(data: dict[str, Any]) -> frozenset[str]:
     """The HTML classes the stored verdict's strip findings removed (``MIME_*`` with
     ``detail.class``), when anything was stripped at all."""
-    from sinkd.html_policy import HTML_CLASSES
+    from sinkd.core.html.policy import HTML_CLASSES
 
     if not data.get("stripped"):
         return frozenset()
@@ -142,7 +142,7 @@ def marked_original(stored: StoredMessage) -> str:
     classes = stripped_classes(stored.data)
     if not is_html or not classes:
         return doc
-    from sinkd.html_policy import MARK_TAG, mark_html
+    from sinkd.core.html.policy import MARK_TAG, mark_html
 
     attr = f"data-sinkd-{secrets.token_hex(6)}"  # a mail cannot know it, so cannot forge marks
     marked, count = mark_html(doc, classes, attr)

@@ -22,7 +22,7 @@ from sinkd.web.app import API, ApiError, json_fields, read_json
 from sinkd.web.messages import _PROFILE_ID
 
 if TYPE_CHECKING:
-    from sinkd.runtime import Sinkd
+    from sinkd.server.runtime import Sinkd
 
 # A domain as --route takes it: "example.com", or "*.example.com" for its subdomains.
 _DOMAIN = re.compile(r"(\*\.)?[a-z0-9_]([a-z0-9_-]{0,62})(\.[a-z0-9_]([a-z0-9_-]{0,62}))*")

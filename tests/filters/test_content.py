@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-import sinkd.message
-from sinkd.engine import Pipeline
+import sinkd.core.message
+from sinkd.core.engine import Pipeline
+from sinkd.core.filters.content import ContentFilter
+from sinkd.core.model import Action, Disposition, Reply, Stage, VerdictAction
 from sinkd.errors import ProfileError
-from sinkd.filters.content import ContentFilter
-from sinkd.model import Action, Disposition, Reply, Stage, VerdictAction
 from tests.support.judging import compile_yaml, judge
 
 GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
@@ -212,10 +212,12 @@ async def test_every_rule_reads_one_decode_and_one_render_of_each_part(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[str] = []
-    decode = sinkd.message.ParsedMessage._decode_part
-    render = sinkd.message._render_html
+    decode = sinkd.core.message.ParsedMessage._decode_part
+    render = sinkd.core.message._render_html
 
-    def counting_decode(self: sinkd.message.ParsedMessage, index: int, *a: Any, **k: Any) -> str:
+    def counting_decode(
+        self: sinkd.core.message.ParsedMessage, index: int, *a: Any, **k: Any
+    ) -> str:
         calls.append(f"decode {index}")
         return decode(self, index, *a, **k)
 
@@ -223,8 +225,8 @@ async def test_every_rule_reads_one_decode_and_one_render_of_each_part(
         calls.append("render")
         return render(html)
 
-    monkeypatch.setattr(sinkd.message.ParsedMessage, "_decode_part", counting_decode)
-    monkeypatch.setattr(sinkd.message, "_render_html", counting_render)
+    monkeypatch.setattr(sinkd.core.message.ParsedMessage, "_decode_part", counting_decode)
+    monkeypatch.setattr(sinkd.core.message, "_render_html", counting_render)
     pipeline = rules(
         tmp_path,
         "{id: A, words: [casino], parts: [subject, body]}",

@@ -16,13 +16,13 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
-from sinkd.filters import MessageContext
-from sinkd.filters.dkim import DkimFilter, DkimSpec
-from sinkd.message import parse
-from sinkd.model import Action, Category, ClientIdentity, Envelope, Finding, Unjudged
-from sinkd.ports import NO_DNS, DnsAnswer, Lookups, RecordType
-from sinkd.profiles import ProfileSet
-from sinkd.schema import CompileContext
+from sinkd.core.filters import MessageContext
+from sinkd.core.filters.dkim import DkimFilter, DkimSpec
+from sinkd.core.message import parse
+from sinkd.core.model import Action, Category, ClientIdentity, Envelope, Finding, Unjudged
+from sinkd.core.ports import NO_DNS, DnsAnswer, Lookups, RecordType
+from sinkd.core.profiles import ProfileSet
+from sinkd.core.schema import CompileContext
 
 DKIMPY_DATA = Path(__file__).resolve().parent.parent / "messages" / "dkimpy"
 ENVELOPE = Envelope(

@@ -8,19 +8,19 @@ from typing import Any
 
 import pytest
 
-from sinkd.filters import MessageContext
-from sinkd.filters.dmarc import (
+from sinkd.core.filters import MessageContext
+from sinkd.core.filters.dmarc import (
     DmarcFilter,
     DmarcSpec,
     parse_record,
     psl_org_domain,
     tree_walk_targets,
 )
-from sinkd.message import parse
-from sinkd.model import Action, Category, ClientIdentity, Envelope, Finding, Stage, Unjudged
-from sinkd.ports import DnsAnswer, Lookups, RecordType
-from sinkd.profiles import ProfileSet
-from sinkd.schema import CompileContext
+from sinkd.core.message import parse
+from sinkd.core.model import Action, Category, ClientIdentity, Envelope, Finding, Stage, Unjudged
+from sinkd.core.ports import DnsAnswer, Lookups, RecordType
+from sinkd.core.profiles import ProfileSet
+from sinkd.core.schema import CompileContext
 
 ENVELOPE = Envelope(
     ClientIdentity(ip="192.0.2.10", helo="mail.shop.example"),

@@ -14,13 +14,13 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from sinkd.filters import EnvelopeContext, MessageContext
-from sinkd.filters.dnsbl import DnsblFilter, DnsblSpec
-from sinkd.message import parse
-from sinkd.model import Action, Category, ClientIdentity, Envelope, Finding, Stage, Unjudged
-from sinkd.ports import DnsAnswer, Lookups, RecordType
-from sinkd.profiles import ProfileSet
-from sinkd.schema import CompileContext
+from sinkd.core.filters import EnvelopeContext, MessageContext
+from sinkd.core.filters.dnsbl import DnsblFilter, DnsblSpec
+from sinkd.core.message import parse
+from sinkd.core.model import Action, Category, ClientIdentity, Envelope, Finding, Stage, Unjudged
+from sinkd.core.ports import DnsAnswer, Lookups, RecordType
+from sinkd.core.profiles import ProfileSet
+from sinkd.core.schema import CompileContext
 
 NXDOMAIN = DnsAnswer("NXDOMAIN")
 SPAMHAUS_CODES = {
@@ -643,7 +643,7 @@ def test_url_hosts_in_text_are_exactly_what_the_url_pattern_finds() -> None:
     # pattern over the whole text; both must find the same hosts in the same order.
     import random
 
-    from sinkd.filters import dnsbl
+    from sinkd.core.filters import dnsbl
 
     def reference(text: str) -> list[object]:
         found = (dnsbl._url_host(m.group(1)) for m in dnsbl._TEXT_URL.finditer(text))

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from sinkd.engine import Pipeline
-from sinkd.model import Action, Disposition, Reply, Stage, Verdict, VerdictAction
+from sinkd.core.engine import Pipeline
+from sinkd.core.model import Action, Disposition, Reply, Stage, Verdict, VerdictAction
 from tests.support import judging
 from tests.support.judging import compile_yaml
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from sinkd.model import Action, Category, Disposition, Reply, Verdict
+from sinkd.core.model import Action, Category, Disposition, Reply, Verdict
 from tests.support.judging import compile_yaml, judge
 
 STRICT = """\

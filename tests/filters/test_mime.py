@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from sinkd.engine import Pipeline, compile_profile
-from sinkd.filters.mime import IMAGE_ONLY_MAX_CHARS
-from sinkd.mimetree import build_tree
-from sinkd.model import Action, Category, Finding, Reply, Verdict, VerdictAction
-from sinkd.profiles import ProfileSet
+from sinkd.core.engine import Pipeline, compile_profile
+from sinkd.core.filters.mime import IMAGE_ONLY_MAX_CHARS
+from sinkd.core.mimetree import build_tree
+from sinkd.core.model import Action, Category, Finding, Reply, Verdict, VerdictAction
+from sinkd.core.profiles import ProfileSet
 from tests.conftest import MESSAGES
 from tests.delivered import OFFLINE_TYPICAL_CORPORATE, authentication_results_added
 from tests.support.attachments import (

@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from sinkd.delivery_state import DeliveryState
-from sinkd.engine import Pipeline, Router
+from sinkd.core.delivery_state import DeliveryState
+from sinkd.core.engine import Pipeline, Router
+from sinkd.core.model import Action, Category, Disposition, Reply, Stage, Verdict
+from sinkd.core.ports import Lookups
 from sinkd.errors import ProfileError
-from sinkd.model import Action, Category, Disposition, Reply, Stage, Verdict
-from sinkd.ports import Lookups
 from tests.support import judging
 from tests.support.judging import compile_yaml
 

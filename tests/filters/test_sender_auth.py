@@ -13,12 +13,11 @@ from pathlib import Path
 import dkim
 import pytest
 
-from sinkd.dns import FixtureResolver
-from sinkd.engine import Pipeline, compile_profile
-from sinkd.filters import MessageContext
-from sinkd.filters.sender_auth import SenderAuthFilter, SenderAuthSpec
-from sinkd.message import parse
-from sinkd.model import (
+from sinkd.core.engine import Pipeline, compile_profile
+from sinkd.core.filters import MessageContext
+from sinkd.core.filters.sender_auth import SenderAuthFilter, SenderAuthSpec
+from sinkd.core.message import parse
+from sinkd.core.model import (
     Action,
     Category,
     ClientIdentity,
@@ -30,9 +29,10 @@ from sinkd.model import (
     Unjudged,
     Verdict,
 )
-from sinkd.ports import Lookups
-from sinkd.profiles import ProfileSet, builtin_profiles_dir
-from sinkd.schema import CompileContext
+from sinkd.core.ports import Lookups
+from sinkd.core.profiles import ProfileSet, builtin_profiles_dir
+from sinkd.core.schema import CompileContext
+from sinkd.lookups.dns import FixtureResolver
 from tests.support import judging
 
 DEMO = builtin_profiles_dir() / "dns"

@@ -9,10 +9,10 @@ from typing import Any
 import pydantic
 import pytest
 
-from sinkd.filters import MessageContext
-from sinkd.filters.sender_id import SenderIdFilter, SenderIdSpec, purported_responsible_address
-from sinkd.message import parse
-from sinkd.model import (
+from sinkd.core.filters import MessageContext
+from sinkd.core.filters.sender_id import SenderIdFilter, SenderIdSpec, purported_responsible_address
+from sinkd.core.message import parse
+from sinkd.core.model import (
     Action,
     Category,
     ClientIdentity,
@@ -22,9 +22,9 @@ from sinkd.model import (
     Stage,
     Unjudged,
 )
-from sinkd.ports import Lookups, Resolver
-from sinkd.profiles import ProfileSet
-from sinkd.schema import CompileContext
+from sinkd.core.ports import Lookups, Resolver
+from sinkd.core.profiles import ProfileSet
+from sinkd.core.schema import CompileContext
 from sinkd.store import Query
 from tests.conftest import StartServer
 from tests.spf import resolver_for

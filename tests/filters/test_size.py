@@ -5,8 +5,8 @@ from __future__ import annotations
 import itertools
 from pathlib import Path
 
-from sinkd.engine import Pipeline, Router, Transaction
-from sinkd.model import Action, ClientIdentity, Disposition, Reply, Stage, VerdictAction
+from sinkd.core.engine import Pipeline, Router, Transaction
+from sinkd.core.model import Action, ClientIdentity, Disposition, Reply, Stage, VerdictAction
 from tests.support.judging import compile_yaml
 
 

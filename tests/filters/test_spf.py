@@ -1,5 +1,5 @@
 """The spf filter: RFC 7208 results for MAIL FROM and HELO as findings, outcomes and replies,
-and the limits and failure modes of the evaluation underneath (sinkd.spf_eval)."""
+and the limits and failure modes of the evaluation underneath (sinkd.core.spf_eval)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ import pydantic
 import pytest
 import spf
 
-import sinkd.spf_eval
-from sinkd.filters import EnvelopeContext
-from sinkd.filters.spf import SpfFilter, SpfSpec
-from sinkd.model import (
+import sinkd.core.spf_eval
+from sinkd.core.filters import EnvelopeContext
+from sinkd.core.filters.spf import SpfFilter, SpfSpec
+from sinkd.core.model import (
     Action,
     Category,
     ClientIdentity,
@@ -25,10 +25,10 @@ from sinkd.model import (
     Stage,
     Unjudged,
 )
-from sinkd.ports import DnsAnswer, Lookups, RecordType, Resolver
-from sinkd.profiles import ProfileSet
-from sinkd.schema import CompileContext
-from sinkd.spf_eval import check_host
+from sinkd.core.ports import DnsAnswer, Lookups, RecordType, Resolver
+from sinkd.core.profiles import ProfileSet
+from sinkd.core.schema import CompileContext
+from sinkd.core.spf_eval import check_host
 from tests.spf import FakeResolver, HangingResolver, resolver_for, zonedata_to_records
 
 CATALOGUE = ProfileSet().catalogue
@@ -422,7 +422,7 @@ async def test_a_cancelled_check_stops_its_worker_thread_at_once(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     finished = threading.Event()
-    evaluate = sinkd.spf_eval._evaluate
+    evaluate = sinkd.core.spf_eval._evaluate
 
     def watched(*args: Any) -> Any:
         try:
@@ -430,7 +430,7 @@ async def test_a_cancelled_check_stops_its_worker_thread_at_once(
         finally:
             finished.set()
 
-    monkeypatch.setattr(sinkd.spf_eval, "_evaluate", watched)
+    monkeypatch.setattr(sinkd.core.spf_eval, "_evaluate", watched)
     hanging = HangingResolver()
     task = asyncio.create_task(check_host(hanging, IP, "a@x.example", HELO, timeout=60))
     await asyncio.wait_for(hanging.first_question.wait(), 5)
@@ -471,8 +471,8 @@ def test_pyspf_users_outside_a_check_keep_pyspfs_own_lookup(
         calls.append((name, qtype))
         return [((name, qtype), (b"v=spf1 -all",))]
 
-    monkeypatch.setattr(sinkd.spf_eval, "_pyspf_lookup", own_lookup)
-    assert spf.DNSLookup is sinkd.spf_eval._dispatch
+    monkeypatch.setattr(sinkd.core.spf_eval, "_pyspf_lookup", own_lookup)
+    assert spf.DNSLookup is sinkd.core.spf_eval._dispatch
     result, _code, _expl = spf.query(i=IP, s="a@x.example", h=HELO).check()
     assert result == "fail"
     assert calls == [("x.example", "TXT")]

@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import Mapping
 from typing import Any
 
-from sinkd.ports import DnsAnswer, Rdata, RecordType
+from sinkd.core.ports import DnsAnswer, Rdata, RecordType
 
 MAX_CNAME_CHAIN = 8
 

@@ -1,5 +1,5 @@
 """The OpenSPF RFC 7208 test suite (release 2014.04 + 2019.08 additions), every test of every
-scenario, run through sinkd's SPF evaluator and its live DNS layer (``sinkd.dns``) against a
+scenario, run through sinkd's SPF evaluator and its live DNS layer (``sinkd.lookups.dns``) against a
 real DNS server on a loopback port serving the scenario's zonedata over UDP and TCP.
 
 ``rfc7208-tests.yml``, ``.LICENSE`` and ``.CHANGES`` are copied unchanged from pyspf 2.0.14's
@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 import yaml
 
-from sinkd.dns import build_resolver
-from sinkd.ports import DnsAnswer, Resolver
-from sinkd.spf_eval import check_host
+from sinkd.core.ports import DnsAnswer, Resolver
+from sinkd.core.spf_eval import check_host
+from sinkd.lookups.dns import build_resolver
 from tests.dns_server import DnsTestServer
 from tests.spf import FakeResolver, Records, zonedata_to_records
 

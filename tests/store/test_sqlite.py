@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from sinkd.errors import NotFound, StoreError
-from sinkd.model import (
+from sinkd.core.model import (
     VerdictAction,
 )
+from sinkd.errors import NotFound, StoreError
 from sinkd.store import Query
 from sinkd.store.sqlite import SCHEMA_VERSION, SqliteStore, WriterKind, open_sqlite
 from tests.support.store import make_record

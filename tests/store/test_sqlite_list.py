@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from sinkd.model import (
+from sinkd.core.model import (
     Action,
     Category,
     ClientIdentity,

@@ -18,13 +18,13 @@ from typing import Any
 
 import yaml
 
-from sinkd.as_sent import as_sent
-from sinkd.engine import Pipeline, Transaction
-from sinkd.model import Action, ClientIdentity, Disposition, Finding, Verdict, VerdictAction
-from sinkd.ports import Lookups, Resolver
-from sinkd.profiles import LoadedProfile, ProfileSet
-from sinkd.runtime import build_router, dns_resolver
-from sinkd.spamd import SpamdService
+from sinkd.core.as_sent import as_sent
+from sinkd.core.engine import Pipeline, Transaction
+from sinkd.core.model import Action, ClientIdentity, Disposition, Finding, Verdict, VerdictAction
+from sinkd.core.ports import Lookups, Resolver
+from sinkd.core.profiles import LoadedProfile, ProfileSet
+from sinkd.lookups.spamd import SpamdService
+from sinkd.server.runtime import build_router, dns_resolver
 
 ROOT = Path(__file__).resolve().parents[2]
 CORPUS = ROOT / "tests" / "corpus"
@@ -202,7 +202,7 @@ def header_from(raw: bytes) -> str:
     """The first header From address, as ``sinkd check`` uses when no --mail-from is given."""
     import email.utils
 
-    from sinkd.message import parse
+    from sinkd.core.message import parse
 
     values = [str(v) for v in parse(raw).message.get_all("From", [])]
     return next((a for _, a in email.utils.getaddresses(values) if "@" in a), "")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sinkd.runtime import Sinkd
+from sinkd.server.runtime import Sinkd
 from tests.support.smtp import message, raw_client, write_profile
 
 SENDER = "alice@sender.example"

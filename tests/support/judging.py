@@ -9,10 +9,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from sinkd.engine import Pipeline, Router, Transaction, compile_profile
-from sinkd.model import ClientIdentity, Verdict
-from sinkd.ports import NO_LOOKUPS, Lookups
-from sinkd.profiles import ProfileSet
+from sinkd.core.engine import Pipeline, Router, Transaction, compile_profile
+from sinkd.core.model import ClientIdentity, Verdict
+from sinkd.core.ports import NO_LOOKUPS, Lookups
+from sinkd.core.profiles import ProfileSet
 
 HEAD = """\
 schema: sinkd.profile/v1

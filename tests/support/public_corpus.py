@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
 
-from sinkd.as_sent import as_sent
-from sinkd.model import Action, Disposition, Unjudged, Verdict, VerdictAction
+from sinkd.core.as_sent import as_sent
+from sinkd.core.model import Action, Disposition, Unjudged, Verdict, VerdictAction
 from tests.support.corpus import ROOT, SPAMD_PROFILE, Judge, builtin_profiles
 
 DEFAULT_DATA = ROOT / ".ci" / "corpus" / "node_modules" / "@stdlib" / "datasets-spam-assassin"

@@ -14,8 +14,8 @@ from typing import Any
 
 import aiosmtplib
 
-from sinkd.matching import GTUBE
-from sinkd.runtime import Sinkd
+from sinkd.core.matching import GTUBE
+from sinkd.server.runtime import Sinkd
 from sinkd.store import Query, StoredMessage
 
 TIMEOUT = 10.0

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from sinkd.model import (
+from sinkd.core.model import (
     Action,
     Category,
     ClientIdentity,

@@ -14,7 +14,7 @@ from typing import Any
 import aiosmtplib
 import httpx
 
-from sinkd.runtime import Sinkd
+from sinkd.server.runtime import Sinkd
 
 TIMEOUT = 10.0  # a bound on a hung server, never a threshold a passing test comes near
 CHROMIUM_ARGS = [

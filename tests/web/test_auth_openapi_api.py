@@ -9,7 +9,7 @@ import httpx
 import pytest
 from starlette.routing import Route
 
-from sinkd.runtime import Sinkd
+from sinkd.server.runtime import Sinkd
 from tests.conftest import StartServer
 from tests.support.smtp import TIMEOUT
 from tests.support.web import assert_error, base_url

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from sinkd.errors import ConfigError
-from sinkd.runtime import Settings, Sinkd
+from sinkd.server.runtime import Settings, Sinkd
 from tests.conftest import StartServer
 from tests.support.servers import READY, START_TIMEOUT, clean_env
 from tests.support.smtp import TIMEOUT, count, message, raw_client

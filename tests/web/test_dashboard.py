@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from sinkd.model import (
+from sinkd.core.model import (
     Action,
     Category,
     ClientIdentity,
@@ -31,8 +31,8 @@ from sinkd.model import (
     Verdict,
     VerdictAction,
 )
-from sinkd.profiles import ProfileSet
-from sinkd.runtime import Sinkd
+from sinkd.core.profiles import ProfileSet
+from sinkd.server.runtime import Sinkd
 from sinkd.store import Query
 from sinkd.web import dashboard
 from sinkd.web.compare import REPORT_CSP, _compare_row

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from sinkd.runtime import Sinkd
+from sinkd.server.runtime import Sinkd
 from sinkd.store import Query
 from sinkd.web.hub import QUEUE_SIZE, Hub
 from tests.conftest import StartServer

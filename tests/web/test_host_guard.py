@@ -14,7 +14,7 @@ import pytest
 
 from sinkd.cli import _settings, build_parser
 from sinkd.errors import ConfigError
-from sinkd.runtime import Sinkd
+from sinkd.server.runtime import Sinkd
 from sinkd.store import Query
 from sinkd.web.app import HostGuard
 from tests.conftest import StartServer, require_executable

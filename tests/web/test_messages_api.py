@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from sinkd.runtime import Sinkd
+from sinkd.server.runtime import Sinkd
 from sinkd.store import Query
 from tests.conftest import StartServer
 from tests.support.smtp import (

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from sinkd.runtime import Sinkd
+from sinkd.server.runtime import Sinkd
 from tests.conftest import StartServer
 from tests.support.smtp import TIMEOUT
 from tests.support.web import CHAOS, assert_error, put_chaos

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from sinkd.runtime import Sinkd
+from sinkd.server.runtime import Sinkd
 from tests.conftest import StartServer
 from tests.support.delivery import BODY, RCPT, SENDER, gateway, greylisted_then_accepted
 from tests.support.smtp import SPAMMY_MESSAGE, TIMEOUT, newest, raw_client, send

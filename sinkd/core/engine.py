@@ -1,0 +1,497 @@
+"""The filter engine: compiled profiles, recipient routing and the staged evaluation of one
+SMTP transaction into verdicts.
+
+Owns how findings combine: scores add up against the profile's thresholds, hard actions apply
+directly, the strictest disposition wins, and every finding is kept. It is a pure function of
+envelope, raw message, profile and injected lookups; it never opens sockets, touches disk,
+logs decisions or formats SMTP lines (replies are ``Reply`` values).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from sinkd.core.authres import AUTHSERV_ID, add_authentication_results, authentication_results
+from sinkd.core.filters import REGISTRY, EnvelopeContext, Filter, MessageContext, reply_variables
+from sinkd.core.message import ParsedMessage, parse
+from sinkd.core.model import (
+    DISPOSITION_OF_ACTION,
+    Action,
+    Category,
+    ClientIdentity,
+    Disposition,
+    Envelope,
+    Finding,
+    Reply,
+    Stage,
+    StripPlan,
+    Unjudged,
+    Verdict,
+    VerdictAction,
+)
+from sinkd.core.ports import NO_LOOKUPS, Lookups
+from sinkd.core.profiles import LoadedProfile, Profile
+from sinkd.core.schema import CompileContext, ListValue, ReplyTemplate
+from sinkd.core.strip import apply_strip
+
+_ENVELOPE_HARD = (Action.REJECT, Action.TEMPFAIL)
+QUEUED = ReplyTemplate(250, "2.0.0", "Ok: queued as ${id}")
+
+
+@dataclass(frozen=True, slots=True)
+class Pipeline:
+    """A profile compiled once: its filters instantiated, lists expanded, replies resolved."""
+
+    profile: Profile
+    filters: tuple[Filter, ...]
+    mail_answerers: frozenset[str]  # filter names whose MAIL findings are answered at MAIL
+    catalogue: Mapping[str, ReplyTemplate]
+    reject_reply: ReplyTemplate
+    policy_reply: ReplyTemplate
+    tempfail_reply: ReplyTemplate
+    connection_reply: ReplyTemplate  # smtp.max_connections_per_ip exceeded (421)
+    # Each filter with the values of every category its findings may carry (for skips).
+    _categories: tuple[tuple[Filter, frozenset[str]], ...] = field(
+        init=False, repr=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        categories = tuple(
+            (flt, frozenset(c.value for c in (flt.categories or (flt.category,))))
+            for flt in self.filters
+        )
+        object.__setattr__(self, "_categories", categories)
+
+    @property
+    def name(self) -> str:
+        return self.profile.id
+
+    async def _run(
+        self,
+        skip: frozenset[str],
+        call: Callable[[Filter, Sequence[Finding]], Awaitable[list[Finding]]],
+    ) -> list[Finding]:
+        """Run the filters in profile order; each sees the findings of those before it (DMARC
+        reads SPF's and DKIM's)."""
+        findings: list[Finding] = []
+        for flt, categories in self._categories:
+            # A filter may find more than its own category (mime: content and attachments); an
+            # allowlist's skip drops the findings of the skipped categories, not the others.
+            if skip and categories <= skip:
+                continue
+            try:
+                new = await call(flt, findings)
+            except Exception as exc:  # real mail of any shape must be judged
+                # A filter that raises on a message is a sinkd bug, never the sender's: the
+                # message is judged by the other filters, and the verdict says it is incomplete
+                # (``sinkd check`` exits 5; the corpus tests demand that no message does this).
+                new = [_filter_error(flt, exc)]
+            if not new:
+                continue
+            if skip:
+                new = [f for f in new if f.category.value not in skip]
+            findings.extend(new)
+            skip = skip | _skips(new)
+        return findings
+
+    async def at_mail(self, envelope: Envelope, lookups: Lookups = NO_LOOKUPS) -> list[Finding]:
+        def check(flt: Filter, so_far: Sequence[Finding]) -> Awaitable[list[Finding]]:
+            ctx = EnvelopeContext(envelope, None, lookups, tuple(so_far))
+            return flt.check_envelope(Stage.MAIL, ctx)
+
+        return await self._run(frozenset(), check)
+
+    async def at_rcpt(
+        self,
+        envelope: Envelope,
+        rcpt: str,
+        earlier: Sequence[Finding] = (),
+        lookups: Lookups = NO_LOOKUPS,
+    ) -> list[Finding]:
+        before = tuple(earlier)
+
+        def check(flt: Filter, so_far: Sequence[Finding]) -> Awaitable[list[Finding]]:
+            ctx = EnvelopeContext(envelope, rcpt, lookups, (*before, *so_far))
+            return flt.check_envelope(Stage.RCPT, ctx)
+
+        return await self._run(_skips(earlier), check)
+
+    async def at_data(
+        self,
+        envelope: Envelope,
+        message: ParsedMessage,
+        earlier: Sequence[Finding] = (),
+        lookups: Lookups = NO_LOOKUPS,
+    ) -> list[Finding]:
+        before = tuple(earlier)
+
+        def check(flt: Filter, so_far: Sequence[Finding]) -> Awaitable[list[Finding]]:
+            ctx = MessageContext(envelope, message, lookups, (*before, *so_far))
+            return flt.check_message(ctx)
+
+        return await self._run(_skips(earlier), check)
+
+    def decide(
+        self,
+        findings: Sequence[Finding],
+        *,
+        stage: Stage,
+        envelope: Envelope,
+        message_id: str,
+        subject: str | None = None,
+        message: ParsedMessage | None = None,
+    ) -> Verdict:
+        """Combine findings into a verdict: the strictest disposition wins, and at end of DATA
+        the score is compared with the profile's thresholds. Strip actions then produce the
+        filtered message, unless the message is refused anyway."""
+        findings = list(findings)
+        skip = _skips(findings)
+        score = sum(f.score for f in findings)
+        if stage is Stage.DATA and "score" not in skip:
+            threshold = self._threshold_finding(score, envelope)
+            if threshold is not None:
+                findings.append(threshold)
+        final = max(
+            (DISPOSITION_OF_ACTION.get(f.action, Disposition.INBOX) for f in findings),
+            key=lambda d: d.rank,
+            default=Disposition.INBOX,
+        )
+        decided_index = next(
+            (
+                i
+                for i, f in enumerate(findings)
+                if DISPOSITION_OF_ACTION.get(f.action, Disposition.INBOX) is final
+            ),
+            None,
+        )
+        if final is Disposition.INBOX:
+            decided_index = None
+        if decided_index is not None:
+            findings[decided_index] = dataclasses.replace(findings[decided_index], decided=True)
+        variables = reply_variables(envelope, id=message_id, score=round(score, 2))
+        reply: Reply
+        if final in (Disposition.REJECTED, Disposition.DEFERRED):
+            assert decided_index is not None
+            deciding = findings[decided_index]
+            fallback = self.tempfail_reply if final is Disposition.DEFERRED else self.policy_reply
+            reply = deciding.reply or fallback.render(variables)
+        else:
+            reply = QUEUED.render(variables)
+        filtered: bytes | None = None
+        stripped: tuple[str, ...] = ()
+        if message is not None and final.verdict is not VerdictAction.REJECT:
+            plan = StripPlan()
+            for finding in findings:
+                if finding.action is Action.STRIP and finding.strip:
+                    plan = plan.merge(finding.strip)
+            if plan:
+                try:
+                    filtered, lines = apply_strip(message, plan)
+                    stripped = tuple(lines)
+                except Exception as exc:  # a message the strip path cannot rewrite is still
+                    # delivered, as it arrived, with the failure on record (never a 451)
+                    findings.append(_strip_error(exc))
+            if any(f.category is Category.AUTHENTICATION for f in findings):
+                # RFC 8601: the delivered copy says what was checked, and no forged field
+                # claiming this receiver survives. AUTHSERV_ID until profiles name their own.
+                value = authentication_results(AUTHSERV_ID, findings)
+                base = message.raw if filtered is None else filtered
+                filtered = add_authentication_results(base, value, AUTHSERV_ID)
+        return Verdict(
+            profile=self.profile.id,
+            action=final.verdict,
+            disposition=final,
+            score=score,
+            stage=stage,
+            reply=reply,
+            findings=tuple(findings),
+            envelope=envelope,
+            subject=subject,
+            id=message_id,
+            filtered=filtered,
+            stripped=stripped,
+        )
+
+    def _threshold_finding(self, score: float, envelope: Envelope) -> Finding | None:
+        thresholds = self.profile.scoring.thresholds
+        levels: list[tuple[float | None, Action, str]] = [
+            (thresholds.reject, Action.REJECT, "refused as spam"),
+            (thresholds.quarantine, Action.QUARANTINE, "held in quarantine"),
+            (thresholds.junk, Action.JUNK, "delivered to the junk folder"),
+            (thresholds.tag, Action.TAG, "delivered but marked as spam"),
+        ]
+        for limit, action, outcome in levels:
+            if limit is not None and score >= limit:
+                reply = None
+                if action is Action.REJECT:
+                    variables = reply_variables(envelope, score=round(score, 2))
+                    reply = self.reject_reply.render(variables)
+                return Finding(
+                    code=f"SCORE_{action.value.upper()}",
+                    filter="scoring",
+                    category=Category.SCORE,
+                    action=action,
+                    reason=(
+                        f"The message scored {score:g} points, at or above the {action.value} "
+                        f"threshold of {limit:g}, so it is {outcome}."
+                    ),
+                    stage=Stage.DATA,
+                    detail={"score": round(score, 3), "threshold": limit},
+                    reply=reply,
+                )
+        return None
+
+
+def _filter_error(flt: Filter, exc: Exception) -> Finding:
+    return _error_finding(
+        f"{flt.kind.upper()}_ERROR",
+        flt.name,
+        flt.category,
+        f"The {flt.name} check failed on this message ({type(exc).__name__}), so the verdict "
+        "was reached without it.",
+        exc,
+    )
+
+
+def _strip_error(exc: Exception) -> Finding:
+    return _error_finding(
+        "STRIP_ERROR",
+        "strip",
+        Category.CONTENT,
+        "The parts the policy removes could not be removed from this message "
+        f"({type(exc).__name__}), so it is delivered as it arrived.",
+        exc,
+    )
+
+
+def _error_finding(code: str, name: str, category: Category, what: str, exc: Exception) -> Finding:
+    """A record-only finding for a sinkd failure on one message; the verdict is incomplete."""
+    return Finding(
+        code=code,
+        filter=name,
+        category=category,
+        action=Action.NONE,
+        reason=f"{what} This is a sinkd bug: please report it with the message.",
+        detail={"error": f"{type(exc).__name__}: {exc}"[:500]},
+        unjudged=Unjudged.ERROR,
+    )
+
+
+def _skips(findings: Sequence[Finding]) -> frozenset[str]:
+    out: frozenset[str] = frozenset()
+    for f in findings:
+        if f.action is Action.ALLOW and f.skip:
+            out = out | f.skip
+    return out
+
+
+def compile_profile(loaded: LoadedProfile) -> Pipeline:
+    """Instantiate a profile's filters once; errors are ``CompileError``s located by field."""
+    profile = loaded.profile
+    lists = {
+        name: ListValue(spec.kind, tuple(spec.entries)) for name, spec in profile.lists.items()
+    }
+    filters: list[Filter] = []
+    for index, spec in enumerate(profile.filters):
+        cls = REGISTRY[spec.kind]
+        ctx = CompileContext(lists=lists, replies=loaded.catalogue, loc=("filters", index))
+        filters.append(cls(spec, ctx))
+    ctx = CompileContext(lists=lists, replies=loaded.catalogue, loc=("scoring",))
+    smtp = CompileContext(lists=lists, replies=loaded.catalogue, loc=("smtp",))
+    return Pipeline(
+        profile=profile,
+        filters=tuple(filters),
+        mail_answerers=frozenset(f.name for f in filters if f.answers_at_mail),
+        catalogue=loaded.catalogue,
+        reject_reply=ctx.reply(profile.scoring.reject_reply, "reject_reply"),
+        policy_reply=ctx.reply("generic.policy"),
+        tempfail_reply=ctx.reply("generic.tempfail"),
+        connection_reply=smtp.reply(profile.smtp.connection_limit_reply, "connection_limit_reply"),
+    )
+
+
+class Router:
+    """Picks the pipeline for each recipient domain (``--route DOMAIN=PROFILE``).
+
+    A route for ``example.com`` covers that domain only; ``*.example.com`` covers its
+    subdomains. Recipients of no route use the default pipeline.
+    """
+
+    def __init__(self, default: Pipeline, routes: Mapping[str, Pipeline] | None = None) -> None:
+        self.default = default
+        self.exact: dict[str, Pipeline] = {}
+        self.wildcards: list[tuple[str, Pipeline]] = []
+        for domain, pipeline in (routes or {}).items():
+            domain = domain.lower().rstrip(".")
+            if domain.startswith("*."):
+                self.wildcards.append((domain[1:], pipeline))
+            else:
+                self.exact[domain] = pipeline
+        # The most specific wildcard wins, whatever order the routes were given in.
+        self.wildcards.sort(key=lambda item: len(item[0]), reverse=True)
+
+    def pipelines(self) -> list[Pipeline]:
+        """The default pipeline and every routed one, each once."""
+        found = {id(self.default): self.default}
+        for pipeline in [*self.exact.values(), *(p for _, p in self.wildcards)]:
+            found.setdefault(id(pipeline), pipeline)
+        return list(found.values())
+
+    def keeps_state(self) -> str | None:
+        """The first profile whose filters or connection limit remember clients across
+        sessions (in one process's memory), or None."""
+        for pipeline in self.pipelines():
+            if pipeline.profile.smtp.max_connections_per_ip is not None or any(
+                f.keeps_state for f in pipeline.filters
+            ):
+                return pipeline.name
+        return None
+
+    def pipeline_for(self, rcpt: str) -> Pipeline:
+        domain = rcpt.rpartition("@")[2].lower().rstrip(".")
+        if domain in self.exact:
+            return self.exact[domain]
+        for suffix, pipeline in self.wildcards:
+            if domain.endswith(suffix):
+                return pipeline
+        return self.default
+
+
+@dataclass
+class _Accepted:
+    rcpt: str
+    pipeline: Pipeline
+    findings: list[Finding]
+
+
+@dataclass
+class Transaction:
+    """One SMTP mail transaction, evaluated stage by stage (RFC 5321 §3.3).
+
+    ``mail`` and ``rcpt`` return a verdict only when they refuse (the caller stores it and
+    replies with ``verdict.reply``); ``data`` returns one verdict per profile among the accepted
+    recipients. The same object drives ``sinkd check``, so the CLI and the server agree.
+    """
+
+    router: Router
+    client: ClientIdentity
+    new_id: Callable[[], str]
+    lookups: Lookups = NO_LOOKUPS
+    auth_user: str | None = None
+    tls: bool = False
+    envelope: Envelope = field(init=False)
+    _mail_findings: dict[str, list[Finding]] = field(init=False, default_factory=dict)
+    _accepted: list[_Accepted] = field(init=False, default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.envelope = Envelope(self.client, auth_user=self.auth_user, tls=self.tls)
+
+    @property
+    def recipients(self) -> list[str]:
+        return [a.rcpt for a in self._accepted]
+
+    @property
+    def pipelines(self) -> list[Pipeline]:
+        """The pipelines of the accepted recipients, each once, in order of acceptance."""
+        seen: dict[str, Pipeline] = {}
+        for accepted in self._accepted:
+            seen.setdefault(accepted.pipeline.name, accepted.pipeline)
+        return list(seen.values())
+
+    async def _mail_stage(self, pipeline: Pipeline) -> list[Finding]:
+        if pipeline.name not in self._mail_findings:
+            self._mail_findings[pipeline.name] = await pipeline.at_mail(self.envelope, self.lookups)
+        return self._mail_findings[pipeline.name]
+
+    async def mail(self, mail_from: str, size: int | None = None) -> Verdict | None:
+        self.envelope = Envelope(
+            self.client, mail_from, (), size, auth_user=self.auth_user, tls=self.tls
+        )
+        self._mail_findings.clear()
+        self._accepted.clear()
+        pipeline = self.router.default
+        findings = await self._mail_stage(pipeline)
+        answer_now = pipeline.profile.smtp.envelope_reply_stage == "mail"
+        hard = [
+            f
+            for f in findings
+            if f.action in _ENVELOPE_HARD and (answer_now or f.filter in pipeline.mail_answerers)
+        ]
+        if not hard:
+            return None
+        return pipeline.decide(
+            findings, stage=Stage.MAIL, envelope=self.envelope, message_id=self.new_id()
+        )
+
+    async def rcpt(self, rcpt: str) -> Verdict | None:
+        pipeline = self.router.pipeline_for(rcpt)
+        earlier = await self._mail_stage(pipeline)
+        own = await pipeline.at_rcpt(self.envelope, rcpt, earlier, self.lookups)
+        findings = [*earlier, *own]
+        # envelope_reply_stage "data": refusals wait for the end of DATA, as Gmail's do.
+        answer_now = pipeline.profile.smtp.envelope_reply_stage != "data"
+        if answer_now and any(f.action in _ENVELOPE_HARD for f in findings):
+            envelope = dataclasses.replace(self.envelope, rcpt_to=(rcpt,))
+            return pipeline.decide(
+                findings, stage=Stage.RCPT, envelope=envelope, message_id=self.new_id()
+            )
+        self._accepted.append(_Accepted(rcpt, pipeline, own))
+        self.envelope = dataclasses.replace(self.envelope, rcpt_to=(*self.envelope.rcpt_to, rcpt))
+        return None
+
+    async def run(self, mail_from: str, rcpts: Sequence[str], raw: bytes) -> list[Verdict]:
+        """The whole transaction at once, as a client would send it: the refusal at MAIL, or
+        one verdict per refused recipient plus one per profile that got the message."""
+        refused = await self.mail(mail_from, len(raw))
+        if refused is not None:
+            return [refused]
+        verdicts = [v for v in [await self.rcpt(r) for r in rcpts] if v is not None]
+        if self.recipients:
+            verdicts.extend(await self.data(raw))
+        return verdicts
+
+    async def data(self, raw: bytes) -> list[Verdict]:
+        """Judge the message once per profile among the accepted recipients."""
+        message = parse(raw)
+        groups: dict[str, list[_Accepted]] = {}
+        for accepted in self._accepted:
+            groups.setdefault(accepted.pipeline.name, []).append(accepted)
+        verdicts: list[Verdict] = []
+        for members in groups.values():
+            pipeline = members[0].pipeline
+            envelope = dataclasses.replace(self.envelope, rcpt_to=tuple(m.rcpt for m in members))
+            earlier = [*self._mail_findings.get(pipeline.name, [])]
+            for member in members:
+                earlier.extend(member.findings)
+            own = await pipeline.at_data(envelope, message, earlier, self.lookups)
+            verdicts.append(
+                pipeline.decide(
+                    [*earlier, *own],
+                    stage=Stage.DATA,
+                    envelope=envelope,
+                    message_id=self.new_id(),
+                    subject=message.subject,
+                    message=message,
+                )
+            )
+        return verdicts
+
+
+def data_reply(verdicts: Sequence[Verdict]) -> Reply:
+    """The one reply to DATA when the recipients' profiles disagree.
+
+    SMTP has a single reply to DATA for all recipients (RFC 5321 §4.2.5 leaves per-recipient
+    replies to LMTP). If any profile accepted or quarantined the message it was delivered
+    somewhere, so the reply is 250 naming every stored id, and the refused recipients keep their
+    own recorded verdict, as a gateway that accepts and then bounces (amavisd-new) would. If
+    none accepted, a temporary refusal wins over a permanent one, so that the sender retries
+    and the deferring profile gets its second chance; otherwise the first refusal is the reply.
+    """
+    delivered = [v for v in verdicts if v.reply.is_success]
+    if delivered:
+        ids = " ".join(v.id for v in delivered)
+        return Reply(250, "2.0.0", f"Ok: queued as {ids}")
+    temporary = [v for v in verdicts if v.reply.is_temporary]
+    return (temporary or list(verdicts))[0].reply

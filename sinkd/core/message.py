@@ -1,0 +1,665 @@
+"""Parse one raw message once, lazily, into the views the filters read.
+
+Owns MIME parsing, header and body decoding and the raw-octet checks. It must never raise on
+any input (every failure becomes a ``defects`` entry), does no I/O, and imports selectolax only
+when a message actually has an HTML part.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import email.errors
+import email.message
+import email.policy
+import email.utils
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from email.parser import BytesParser
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+from sinkd.core.html.depth import too_deep
+
+if TYPE_CHECKING:
+    from sinkd.core.mimetree import MimeTree
+
+__all__ = [
+    "BODY_PART_SCAN_SIZE",
+    "BodyPart",
+    "ParsedMessage",
+    "RawIssues",
+    "decode_encoded_words",
+    "decode_text",
+    "parse",
+]
+
+# RFC 5322 §2.1.1: a line must be no more than 998 characters, excluding the CRLF.
+MAX_LINE_OCTETS = 998
+
+# Short sentences for the email package's defect classes (email.errors); unknown classes fall
+# back to their de-camel-cased name so a new Python version never breaks ``defects``.
+_DEFECT_TEXT: dict[str, str] = {
+    "NoBoundaryInMultipartDefect": "multipart without a boundary parameter",
+    "StartBoundaryNotFoundDefect": "MIME boundary never found in the body",
+    "CloseBoundaryNotFoundDefect": "missing MIME boundary end",
+    "FirstHeaderLineIsContinuationDefect": "first header line is a continuation line",
+    "MisplacedEnvelopeHeaderDefect": "misplaced envelope 'From ' line",
+    "MissingHeaderBodySeparatorDefect": "missing blank line between header and body",
+    "MultipartInvariantViolationDefect": "multipart content type on a non-multipart body",
+    "InvalidMultipartContentTransferEncodingDefect": "invalid transfer encoding on a multipart",
+    "UndecodableBytesDefect": "undecodable bytes",
+    "InvalidBase64PaddingDefect": "invalid base64 padding",
+    "InvalidBase64CharactersDefect": "invalid characters in base64 data",
+    "InvalidBase64LengthDefect": "invalid base64 length",
+    "InvalidHeaderDefect": "invalid header",
+    "HeaderMissingRequiredValue": "header missing a required value",
+    "NonPrintableDefect": "non-printable characters in a header",
+    "ObsoleteHeaderDefect": "obsolete header syntax",
+    "NonASCIILocalPartDefect": "non-ASCII local part in an address",
+    "InvalidDateDefect": "invalid date",
+}
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+
+# Charset labels that mail uses but Python's codec registry lacks, or that are better read as
+# their superset; follows the WHATWG Encoding Standard's label table.
+_CHARSET_ALIASES: dict[str, str] = {
+    "iso-8859-6-i": "iso-8859-6",
+    "iso-8859-6-e": "iso-8859-6",
+    "iso-8859-8-i": "iso-8859-8",
+    "iso-8859-8-e": "iso-8859-8",
+    "windows-874": "cp874",
+    "x-sjis": "cp932",
+    "shift_jis": "cp932",
+    "x-euc-jp": "euc_jp",
+    "gb2312": "gb18030",
+    "gbk": "gb18030",
+    "x-gbk": "gb18030",
+    "ks_c_5601-1987": "cp949",
+    "euc-kr": "cp949",
+    "x-mac-roman": "mac-roman",
+}
+# No charset, or US-ASCII (RFC 2045 §5.2 default), is read as UTF-8 (an ASCII superset) so that
+# the common undeclared 8-bit body still yields its words.
+_ASCII_LABELS = frozenset({"us-ascii", "ascii", "ansi_x3.4-1968", "iso646-us", "us"})
+
+# RFC 2047 §2 encoded-word; the text part is matched non-greedily up to "?=" like the email
+# package does, which tolerates the spaces broken mailers put inside Q-encoded words.
+_ENCODED_WORD = re.compile(r"=\?([^?\s]*)\?([qQbB])\?(.*?)\?=")
+_LINE_BREAK = re.compile(r"\r\n|[\r\n]")
+_WHITESPACE = re.compile(r"\s+")
+_NOT_BASE64 = re.compile(rb"[^A-Za-z0-9+/]")
+# End-of-data look-alikes that some MTAs accept as <CRLF>.<CRLF> (SMTP smuggling,
+# CVE-2023-51764/51765/51766): <LF>.<LF> and <CRLF>.<LF>, <LF>.<CRLF> with a bare LF first,
+# and <CR>.<CR>. The line break after the dot is only looked at, so overlapping look-alikes
+# ("\n.\n.\n") all count; every branch starts with a literal so the scan stays fast.
+_SMUGGLING = re.compile(rb"\n\.(?=\n)|\r\.(?=\r)|\n(?<!\r\n)\.(?=\r\n)")
+# SpamAssassin's body_part_scan_size (Conf.pm, default 50000): each part's rendered text is cut
+# to about this many characters before body rules run, which keeps the work on a huge part
+# bounded (tokenizing and matching cost grows with the text). The cut prefers a line break, then
+# a space, within 1024 characters after the limit, as Message.pm get_body_text_array_common does.
+BODY_PART_SCAN_SIZE = 50_000
+_SCAN_SLACK = 1024
+# An HTML source is parsed up to SpamAssassin's rawbody_part_scan_size (Conf.pm, default 500000)
+# characters: markup is most of an HTML body, so a 50,000-character cut of the source would lose
+# text SpamAssassin sees, while the parse of a multi-megabyte body must stay bounded. (sinkd's
+# choice; SpamAssassin renders the whole part and cuts the rendered text only.)
+HTML_SOURCE_SCAN_SIZE = 500_000
+
+# Mail::SpamAssassin::HTML html_whitespace (lib/Mail/SpamAssassin/HTML.pm), at opening and
+# closing tags alike (SpamAssassin bug 5009): <p>, <hr>, <blockquote>, <pre>, <listing>,
+# <plaintext>, <xmp> and <title> put two line breaks, <br> and <div> one, and <li>, <td>, <th>,
+# <dt>, <dd>, <embed> and <h1>-<h6> a space; two line breaks in a row (only white space
+# between) end a paragraph (Message.pm), so "</div><div>" does and a lone "<br>" does not.
+# sinkd also puts a space at the HTML5 block elements SpamAssassin's older list does not know
+# (<section>, <table>, <tr>, ...), as a mail client shows them on lines of their own. Inline
+# markup (<b>, <span>, <a>, ...) puts nothing, so "via<b>gra</b>" reads "viagra" there as on
+# screen. Line breaks are marked with a noncharacter (removed from the input first): a line
+# break inside text is a space in HTML.pm display_text and never counts. The pattern runs on a
+# lower-cased copy, faster than an IGNORECASE alternation tried at every "<".
+_HTML_BREAK_TAG = re.compile(
+    r"<(?=/?(?:(blockquote|hr|listing|p|plaintext|pre|title|xmp)|(br|div)|address|article"
+    r"|aside|center|dd|dl|dt|embed|fieldset|figcaption|figure|footer|form|h[1-6]|header|li"
+    r"|main|nav|ol|option|section|table|tbody|td|tfoot|th|thead|tr|ul)\b)"
+)
+_LINE_MARK = "\ufdd0"
+_PARAGRAPH_BREAK = re.compile("(?: ?\ufdd0){2,} ?")
+_LINE_BREAK_MARK = re.compile(" ?\ufdd0 ?")
+# Not rendered: scripts and styles (HTML.pm html_text skips their text) and templates (inert).
+# The <title> stays, as SpamAssassin renders it.
+_HTML_HIDDEN_TAGS = ["script", "style", "template"]
+_HTML_TAG = re.compile(r"<[^>]*>")
+# Message.pm get_body_text_array_common: line breaks with only white space between them end a
+# paragraph; every other run of white space becomes one space; one paragraph per line.
+_BLANK_LINES = re.compile(r"\n+\s*\n+")
+_HTML_NAME = re.compile(r"\.s?html?$", re.IGNORECASE)
+
+
+@dataclass(frozen=True, slots=True)
+class BodyPart:
+    """One text part as body rules read it: decoded, HTML rendered, one paragraph per line."""
+
+    index: int  # position in the depth-first walk of the MIME tree (0: the message itself)
+    html: bool  # rendered from text/html (or a part named *.html)
+    inline: bool  # False for an attachment, or a file that only its name makes HTML
+    filename: str | None
+    text: str  # paragraphs separated by "\n", white space runs single spaces
+
+    @property
+    def label(self) -> str:
+        """Where the part is, in words a reader of a finding understands."""
+        if self.inline:
+            return "HTML body" if self.html else "text body"
+        if self.filename:
+            return f"attachment '{self.filename}'"
+        return "attached HTML part" if self.html else "attached text part"
+
+
+@dataclass(frozen=True, slots=True)
+class RawIssues:
+    """Counts of octet-level problems in the raw message (all zero for a clean message)."""
+
+    bare_lf: int  # LF not preceded by CR (RFC 5322 §2.3: CR and LF only as CRLF)
+    bare_cr: int  # CR not followed by LF
+    nul_bytes: int
+    long_lines: int  # lines over 998 octets, excluding the line ending (RFC 5322 §2.1.1)
+    max_line_length: int  # longest line in octets, excluding the line ending
+    smuggling: int  # end-of-data look-alikes left in the body (see _SMUGGLING)
+
+
+class ParsedMessage:
+    """One message, parsed on first use; every property is computed once and never raises.
+
+    Defects are reported per part as ``... in part N`` where N is the part's position in a
+    depth-first walk of the MIME tree and part 0 is the message itself.
+    """
+
+    def __init__(self, raw: bytes) -> None:
+        self.raw = raw
+        self._notes: list[str] = []  # defects found by sinkd itself while decoding
+        self._decoded: dict[int, str] = {}  # walk index -> decoded text of that part
+
+    def __repr__(self) -> str:
+        return f"<ParsedMessage {self.size} octets>"
+
+    @property
+    def size(self) -> int:
+        return len(self.raw)
+
+    # --- the MIME tree ------------------------------------------------------------------------
+
+    @cached_property
+    def message(self) -> email.message.Message:
+        # compat32: its plain-string headers are fast and never raise on access, unlike the
+        # header objects of policy.default.
+        parser = BytesParser(policy=email.policy.compat32)
+        try:
+            return parser.parsebytes(self.raw)
+        except Exception as exc:  # e.g. RecursionError on absurdly deep nesting
+            self._note(f"message could not be parsed ({_describe(exc)})")
+        try:
+            # Keep at least the header; the body stays one undecoded string.
+            return parser.parsebytes(self.raw, headersonly=True)
+        except Exception as exc:
+            self._note(f"message header could not be parsed ({_describe(exc)})")
+        return email.message.Message()
+
+    @cached_property
+    def _parts(self) -> list[email.message.Message]:
+        """Every part, depth first, the message itself first (iterative: no recursion limit)."""
+        parts: list[email.message.Message] = []
+        stack = [self.message]
+        try:
+            while stack:
+                part = stack.pop()
+                parts.append(part)
+                if not part.is_multipart():
+                    continue  # get_payload() of a leaf would decode (and may raise): not needed
+                payload = part.get_payload()
+                if isinstance(payload, list):
+                    stack.extend(
+                        p for p in reversed(payload) if isinstance(p, email.message.Message)
+                    )
+        except Exception as exc:
+            self._note(f"MIME tree could not be walked ({_describe(exc)})")
+        return parts
+
+    @cached_property
+    def tree(self) -> MimeTree:
+        """The MIME parts located by byte offset in ``raw``, for stripping (sinkd.core.mimetree)."""
+        # Imported here: sinkd.core.mimetree reuses this module's decoding helpers.
+        from sinkd.core.mimetree import build_tree
+
+        return build_tree(self.raw)
+
+    # --- headers ------------------------------------------------------------------------------
+
+    def _header(self, name: str) -> str | None:
+        """The first ``name`` header, unfolded, with raw 8-bit octets decoded; None if absent."""
+        try:
+            wanted = name.lower()
+            # raw_items() gives the stored string; compat32's get() would wrap a value with
+            # 8-bit octets in a Header object.
+            value = next((v for k, v in self.message.raw_items() if k.lower() == wanted), None)
+            if value is None:
+                return None
+            value = _LINE_BREAK.sub("", str(value))  # RFC 5322 §2.2.3: unfolding removes CRLF
+            if value.isascii():
+                return value
+            # BytesParser stores non-ASCII octets as surrogate escapes.
+            octets = value.encode("ascii", "surrogateescape")
+        except UnicodeEncodeError:
+            return value  # real characters already (not from BytesParser)
+        except Exception as exc:
+            self._note(f"{name} header could not be read ({_describe(exc)})")
+            return None
+        try:
+            return octets.decode("utf-8")  # RFC 6532 §3.2 allows UTF-8 in header fields
+        except UnicodeDecodeError:
+            self._note(f"raw 8-bit bytes in {name} header that are not UTF-8 (read as latin-1)")
+            return octets.decode("latin-1")
+
+    @cached_property
+    def subject(self) -> str | None:
+        value = self._header("Subject")
+        if value is None:
+            return None
+        return self._decode_encoded_words(value, "Subject").strip()
+
+    @cached_property
+    def header_from(self) -> str | None:
+        value = self._header("From")
+        if value is None:
+            return None
+        try:
+            # Parsed before any RFC 2047 decoding so that an encoded display name cannot inject
+            # address syntax.
+            addresses = email.utils.getaddresses([value])
+        except Exception as exc:
+            self._note(f"From header could not be parsed ({_describe(exc)})")
+            return None
+        return next((addr for _, addr in addresses if addr), None)
+
+    @cached_property
+    def header_from_domain(self) -> str | None:
+        address = self.header_from
+        if address is None or "@" not in address:
+            return None
+        return address.rpartition("@")[2].lower() or None
+
+    def _decode_encoded_words(self, value: str, where: str) -> str:
+        return decode_encoded_words(value, f"{where} header", self._note)
+
+    # --- bodies -------------------------------------------------------------------------------
+
+    def _body_parts(self, subtype: str) -> list[tuple[int, email.message.Message]]:
+        """Inline text/<subtype> parts with their walk index (attachments are skipped)."""
+        found: list[tuple[int, email.message.Message]] = []
+        for index, part in enumerate(self._parts):
+            try:
+                ctype = part.get_content_type()
+                if ctype == "text/" + subtype:
+                    if part.get_content_disposition() != "attachment":
+                        found.append((index, part))
+                elif (
+                    subtype == "plain"
+                    and ctype.startswith("multipart/")
+                    and not part.is_multipart()
+                ):
+                    # A multipart whose boundary is missing or never found keeps its body as
+                    # one string: read it as text so hidden content is still matched.
+                    found.append((index, part))
+            except Exception as exc:
+                self._note(f"content type could not be read in part {index} ({_describe(exc)})")
+        return found
+
+    def _part_text(self, index: int, part: email.message.Message) -> str:
+        """The decoded text of one part, computed once whoever asks (the bodies, the view)."""
+        cached = self._decoded.get(index)
+        if cached is None:
+            cached = self._decoded[index] = self._decode_part(index, part, quiet=False)
+        return cached
+
+    def _decode_part(self, index: int, part: email.message.Message, *, quiet: bool) -> str:
+        """Undo the transfer encoding, then the charset; ``quiet`` records no defect."""
+        try:
+            # decode=True undoes base64 / quoted-printable (RFC 2045 §6.7: the decode itself
+            # removes soft line breaks) and tolerates most broken base64 (recording
+            # InvalidBase64* defects on the part).
+            data = part.get_payload(decode=True)
+            if isinstance(data, bytes) and any(
+                isinstance(d, email.errors.InvalidBase64LengthDefect) for d in part.defects
+            ):
+                # The email package gives up and returns the encoded text; mail clients decode
+                # what they can, so do the same rather than let a stray character hide a body.
+                data = _lenient_b64decode(data)
+            charset = part.get_content_charset()
+        except Exception as exc:
+            if not quiet:
+                self._note(f"body could not be decoded in part {index} ({_describe(exc)})")
+            return ""
+        if not isinstance(data, bytes):
+            return ""
+        if quiet:
+            text, _ = decode_text(data, charset)
+        else:
+            text = self._decode(data, charset, f"part {index}")
+        return text.replace("\r\n", "\n")
+
+    @cached_property
+    def text_body(self) -> str:
+        return "\n".join(self._part_text(i, p) for i, p in self._body_parts("plain"))
+
+    @cached_property
+    def html_bodies(self) -> list[str]:
+        return [self._part_text(i, p) for i, p in self._body_parts("html")]
+
+    @cached_property
+    def has_html(self) -> bool:
+        return bool(self._body_parts("html"))
+
+    @cached_property
+    def html_text(self) -> str:
+        """The inline HTML parts rendered to text, on one line (paragraph breaks as spaces)."""
+        if not self.has_html:
+            return ""
+        texts = (p.text.replace("\n", " ") for p in self.body_parts if p.html and p.inline)
+        return " ".join(filter(None, texts))
+
+    @cached_property
+    def body_text(self) -> str:
+        return self.text_body + "\n" + self.html_text
+
+    @cached_property
+    def body_parts(self) -> tuple[BodyPart, ...]:
+        """Every text part as SpamAssassin's body rules read it, one decode and render each.
+
+        Follows Mail::SpamAssassin::Message::get_body_text_array_common (lib/Mail/SpamAssassin/
+        Message.pm) and Message::Node::rendered(): every leaf whose effective type is
+        text/plain or text/html (a part named *.htm, *.html or *.shtml counts as HTML, Node.pm
+        effective_type), attachments included; transfer encoding and charset undone; HTML
+        rendered to text; each part cut at body_part_scan_size; then paragraphs (blank-line
+        separated) become one line each with every run of white space a single space.
+        """
+        found: list[BodyPart] = []
+        inline_plain = {i for i, _ in self._body_parts("plain")}
+        inline_html = {i for i, _ in self._body_parts("html")}
+        for index, part in enumerate(self._parts):
+            if index in inline_plain or index in inline_html:
+                name = _filename(part)
+                html = index in inline_html or bool(_HTML_NAME.search(name or ""))
+                inline = True
+                text = self._part_text(index, part)
+            else:
+                kind = _attached_text_kind(part)
+                if kind is None:
+                    continue
+                html, inline, name = kind == "html", False, _filename(part)
+                # Read quietly: decoding an attachment must not add defects that depend on
+                # whether a content rule happened to look at it.
+                before = len(part.defects)
+                text = self._decode_part(index, part, quiet=True)
+                del part.defects[before:]
+            text = _render_html(text) if html else _paragraphs(text)
+            found.append(BodyPart(index, html, inline, name, text))
+        return tuple(found)
+
+    # --- defects and raw octets ---------------------------------------------------------------
+
+    @cached_property
+    def defects(self) -> list[str]:
+        # Decode everything that can record a defect first, so the list does not depend on which
+        # properties happened to be read before.
+        _ = self.subject, self.header_from, self.text_body, self.html_bodies
+        found: list[str] = []
+        for index, part in enumerate(self._parts):
+            for defect in getattr(part, "defects", ()):
+                found.append(f"{_defect_text(defect)} in part {index}")
+        # dict.fromkeys: de-duplicate, keep order (a part decoded twice records twice).
+        return list(dict.fromkeys(self._notes + found))
+
+    @cached_property
+    def raw_issues(self) -> RawIssues:
+        raw = self.raw
+        crlf = raw.count(b"\r\n")
+        # Lines are split on LF; a CR right before it is the line ending, not content.
+        lengths = list(map(len, raw.replace(b"\r\n", b"\n").split(b"\n")))
+        max_length = max(lengths)
+        long_lines = 0
+        if max_length > MAX_LINE_OCTETS:
+            long_lines = sum(1 for n in lengths if n > MAX_LINE_OCTETS)
+        smuggling = 0
+        if b"\n." in raw or b"\r." in raw:  # cheap pre-check: most messages have no dot lines
+            smuggling = len(_SMUGGLING.findall(raw))
+        return RawIssues(
+            bare_lf=raw.count(b"\n") - crlf,
+            bare_cr=raw.count(b"\r") - crlf,
+            nul_bytes=raw.count(b"\0"),
+            long_lines=long_lines,
+            max_line_length=max_length,
+            smuggling=smuggling,
+        )
+
+    # --- helpers ------------------------------------------------------------------------------
+
+    def _note(self, defect: str) -> None:
+        self._notes.append(defect)
+
+    def _decode(self, data: bytes, charset: str | None, where: str) -> str:
+        """Bytes to text in ``charset``; never raises, records what went wrong."""
+        text, problem = decode_text(data, charset)
+        if problem:
+            self._note(f"{problem} in {where}")
+        return text
+
+
+def parse(raw: bytes) -> ParsedMessage:
+    """Wrap ``raw`` (the DATA payload after dot-unstuffing); nothing is parsed until read."""
+    return ParsedMessage(raw)
+
+
+def decode_text(data: bytes, charset: str | None) -> tuple[str, str | None]:
+    """Bytes to text in ``charset`` as a mail reader would; never raises.
+
+    Returns the text and, when something went wrong, what (e.g. "unknown charset 'x-foo'").
+    """
+    label = (charset or "").strip().strip("\"'").lower()
+    if not label or label in _ASCII_LABELS:
+        return _utf8_or_latin1(data), None
+    codec = _CHARSET_ALIASES.get(label, label)
+    try:
+        return data.decode(codec), None
+    except UnicodeDecodeError:
+        pass
+    except Exception:
+        # LookupError for unknown names and for bytes-to-bytes codecs ("hex", "zlib");
+        # UnicodeError for codecs that cannot decode at all ("undefined").
+        return _utf8_or_latin1(data), f"unknown charset {label!r}"
+    problem = f"undecodable bytes for charset {label!r}"
+    try:
+        return data.decode(codec, "replace"), problem
+    except Exception:  # a codec that rejects the "replace" handler (e.g. idna)
+        return _utf8_or_latin1(data), problem
+
+
+def decode_encoded_words(value: str, where: str, note: Callable[[str], None]) -> str:
+    """Decode RFC 2047 encoded-words, joining them the way email.header.make_header does.
+
+    Never raises: what went wrong is passed to ``note`` as a sentence ending in ``where`` (a
+    noun phrase such as "Subject header"). Hand-written rather than email.header.decode_header:
+    that raises on bad base64 and mangles non-ASCII text outside encoded-words
+    (raw-unicode-escape).
+    """
+    if "=?" not in value:
+        return value
+    out: list[str] = []
+    pending = bytearray()  # adjacent words in one charset are decoded together, since a
+    pending_charset = ""  # multi-byte character may be split across them (RFC 2047 §5)
+
+    def flush() -> None:
+        if pending:
+            text, problem = decode_text(bytes(pending), pending_charset)
+            if problem:
+                note(f"{problem} in {where}")
+            out.append(text)
+            pending.clear()
+
+    pos = 0
+    after_word = False
+    for match in _ENCODED_WORD.finditer(value):
+        gap = value[pos : match.start()]
+        # RFC 2047 §6.2: white space between adjacent encoded-words is not displayed.
+        if gap and not (after_word and gap.isspace()):
+            flush()
+            out.append(gap)
+        # RFC 2231 §5: "charset*language"
+        charset = match.group(1).partition("*")[0].lower()
+        encoded = match.group(3).encode("utf-8", "surrogateescape")
+        try:
+            if match.group(2) in "qQ":
+                data = binascii.a2b_qp(encoded, header=True)  # RFC 2047 §4.2: "_" is space
+            else:
+                data = base64.b64decode(encoded + b"=" * (-len(encoded) % 4))
+        except (binascii.Error, ValueError):
+            note(f"bad base64 in an encoded-word of the {where}")
+            flush()
+            out.append(match.group(0))
+            after_word = False
+        else:
+            if charset != pending_charset:
+                flush()
+                pending_charset = charset
+            pending += data
+            after_word = True
+        pos = match.end()
+    flush()
+    out.append(value[pos:])
+    return "".join(out)
+
+
+def _utf8_or_latin1(data: bytes) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode("latin-1")  # maps every octet, cannot fail
+
+
+def _lenient_b64decode(data: bytes) -> bytes:
+    """Decode what is decodable: drop non-alphabet octets, then a lone trailing sextet."""
+    sextets = _NOT_BASE64.sub(b"", data)
+    if len(sextets) % 4 == 1:
+        sextets = sextets[:-1]  # 6 bits cannot make an octet
+    return base64.b64decode(sextets + b"=" * (-len(sextets) % 4))
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    if len(text) > 120:
+        text = text[:117] + "..."
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _defect_text(defect: object) -> str:
+    name = type(defect).__name__
+    text = _DEFECT_TEXT.get(name)
+    if text is None:
+        text = _CAMEL.sub(" ", name.removesuffix("Defect")).lower() or "defect"
+    return text
+
+
+def _render_html(html: str) -> str:
+    """HTML to the text SpamAssassin's body rules see, one paragraph per line (see _paragraphs).
+
+    Scripts, styles and templates dropped; text hidden by styling is kept, as in
+    SpamAssassin's "rendered" text (its "visible_rendered" is for Bayes only).
+    """
+    html = html.replace(_LINE_MARK, "")
+    source = html[:HTML_SOURCE_SCAN_SIZE]
+    if too_deep(source) is not None:
+        # Hostile nesting would stall the parser: strip the tags instead, over the whole part
+        # (one C-speed pass; the text is all we need, and padding must not hide it).
+        text = _HTML_TAG.sub(" ", html)
+    else:
+        marked = _mark_breaks(source)
+        try:
+            # Imported here: messages without HTML must not pay for (or even load) selectolax.
+            from selectolax.lexbor import LexborHTMLParser
+
+            tree = LexborHTMLParser(marked)
+            tree.strip_tags(_HTML_HIDDEN_TAGS, recursive=True)
+            root = tree.root
+            text = root.text(separator="") if root is not None else ""
+        except Exception:
+            text = _HTML_TAG.sub(" ", marked)  # last resort; selectolax is not known to fail
+    # HTML.pm display_text: white space inside text (line breaks too) is one space; only the
+    # paragraph tags above end a paragraph.
+    text = _WHITESPACE.sub(" ", text)
+    if _LINE_MARK in text:
+        text = _LINE_BREAK_MARK.sub(" ", _PARAGRAPH_BREAK.sub("\n", text))
+    # Cut after the breaks are collapsed (SpamAssassin counts every line break of the rendered
+    # text): padding of empty elements cannot push the text out of the scanned part.
+    return _cut(text.strip(), BODY_PART_SCAN_SIZE).rstrip()
+
+
+def _mark_breaks(html: str) -> str:
+    """Put line marks or a space before each tag that breaks the text (_HTML_BREAK_TAG)."""
+    lowered = html.lower()
+    if len(lowered) != len(html):  # a few characters lower-case to two: keep offsets exact
+        lowered = "".join(c if len(c) == 1 else "?" for c in map(str.lower, html))
+    pieces: list[str] = []
+    pos = 0
+    for match in _HTML_BREAK_TAG.finditer(lowered):
+        start = match.start()
+        mark = _LINE_MARK * 2 if match.group(1) else _LINE_MARK if match.group(2) else " "
+        pieces += (html[pos:start], mark)
+        pos = start
+    pieces.append(html[pos:])
+    return "".join(pieces)
+
+
+def _paragraphs(text: str) -> str:
+    """Plain text as body rules see it: cut at the scan size, one paragraph per line.
+
+    Message.pm get_body_text_array_common: a hard line break inside a paragraph becomes a
+    space, so a word or GTUBE split by one is not found, as in SpamAssassin.
+    """
+    text = _cut(text, BODY_PART_SCAN_SIZE)
+    if "\n" in text:
+        text = _BLANK_LINES.sub("\0", text)
+        return _WHITESPACE.sub(" ", text).replace("\0", "\n").strip()
+    return _WHITESPACE.sub(" ", text).strip()
+
+
+def _cut(text: str, size: int) -> str:
+    """Cut ``text`` near ``size`` characters as Message.pm does for body_part_scan_size."""
+    if len(text) <= size:
+        return text
+    for stop in ("\n", " "):
+        end = text.find(stop, size, size + _SCAN_SLACK + 1)
+        if end >= 0:
+            return text[: end + 1]
+    return text[:size]
+
+
+def _attached_text_kind(part: email.message.Message) -> str | None:
+    """'plain' or 'html' for a leaf body rules read that the inline bodies leave out."""
+    try:
+        if part.is_multipart():
+            return None
+        if _HTML_NAME.search(_filename(part) or ""):
+            return "html"  # Node.pm effective_type (bugs 6260, 6439)
+        ctype = part.get_content_type()
+    except Exception:
+        return None
+    if ctype in ("text/plain", "text/html"):
+        return ctype[5:]
+    return None
+
+
+def _filename(part: email.message.Message) -> str | None:
+    try:
+        name = part.get_filename()
+    except Exception:
+        return None
+    return str(name) if name else None

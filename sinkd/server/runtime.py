@@ -1,0 +1,537 @@
+"""Wiring for a running server: settings → profiles → store → SMTP listener → HTTP API.
+
+Owns start-up and shutdown of ``sinkd serve`` (and of test servers): it loads and compiles the
+profiles, opens the verdict log and the store, prepares TLS, binds the SMTP listener and serves
+the HTTP API (``sinkd.web``) in the same event loop. It holds no policy and parses
+no command line (``cli.py`` does).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+import socket
+import threading
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sinkd.core.chaos import Chaos, ChaosConfig, ChaosTrigger
+from sinkd.core.delivery_state import DeliveryState
+from sinkd.core.engine import Pipeline, Router, compile_profile
+from sinkd.core.ports import Lookups, Resolver
+from sinkd.core.profiles import DEFAULT_PROFILE, LoadedProfile, ProfileSet, dns_zones_of
+from sinkd.errors import ConfigError, ProfileError
+from sinkd.listen import LOOPBACK_NAME, listen, show
+from sinkd.lookups.dns import DnsMode, build_resolver
+from sinkd.lookups.spamd import SpamdService
+from sinkd.server import logs
+from sinkd.server.smtp import AuthMode, ServerOptions, SinkHandler, configure_ids, protocol_factory
+from sinkd.server.tls import self_signed, server_context
+from sinkd.server.workers import WorkerPool, worker_chaos
+from sinkd.store import MessageRecord, Store
+from sinkd.store.sqlite import SqliteStore, open_sqlite
+from sinkd.store.verdict_log import VerdictLog
+from sinkd.web import HttpServer, create_app
+from sinkd.web.hub import Hub
+
+log = logging.getLogger(__name__)
+
+SMTP_BACKLOG = 1024  # pending connections per listening socket
+MAX_WORKERS = 4  # --workers 0 (auto): beyond four, SQLite's single writer is the bound
+
+T = TypeVar("T")
+
+
+def default_db_path() -> Path:
+    """``$SINKD_DB``, else ``$XDG_DATA_HOME/sinkd/sinkd.db`` (``~/.local/share/sinkd``)."""
+    if os.environ.get("SINKD_DB"):
+        return Path(os.environ["SINKD_DB"])
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "sinkd" / "sinkd.db"
+
+
+@dataclass
+class Settings:
+    # "localhost": 127.0.0.1 and ::1 on one port (sinkd.listen; RFC 6761 §6.3), else exactly
+    # the address given (0.0.0.0, ::, one address). The same holds for http_host.
+    host: str = LOOPBACK_NAME
+    port: int = 2525
+    profile: str = DEFAULT_PROFILE
+    profiles_dirs: list[Path] = field(default_factory=list)
+    routes: Mapping[str, str] = field(default_factory=dict)
+    db: Path = field(default_factory=default_db_path)
+    max_message_size: int = 52428800
+    max_recipients: int = 1000
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    auth: AuthMode = "any"
+    auth_user: str | None = None
+    auth_password: str | None = None
+    client_ip: str | None = None
+    helo: str | None = None
+    proxy_protocol: bool = False
+    spamd: tuple[str, int] | None = None  # --spamd: overrides every spamassassin filter's address
+    dns: DnsMode = "offline"  # offline: DNS answers come from fixtures only, never the network
+    dns_server: tuple[str, int] | None = None  # implies live
+    dns_zones: list[Path] = field(default_factory=list)
+    dns_timeout: float = 5.0
+    greylist_delay: float | None = None  # --greylist-delay: overrides every greylist's delay
+    chaos_triggers: tuple[ChaosTrigger, ...] = ()  # injected failures (README "Chaos")
+    chaos_seed: int | None = None  # None: a random seed, logged at start
+    hostname: str = field(default_factory=socket.getfqdn)
+    http: bool = True  # serve the HTTP API (--no-http: False)
+    http_host: str = LOOPBACK_NAME  # loopback by default: the API changes state; see http_auth
+    http_port: int = 8025  # 0 picks a free one
+    http_auth: tuple[str, str] | None = None  # --http-auth USER:PASS: basic auth on the API
+    # --http-allowed-host: Host names served besides loopback names, IP literals and http_host
+    # ("*": any, unsafe); README 'Security'.
+    http_allowed_hosts: list[str] = field(default_factory=list)
+    verdict_log: Path | None = None  # --verdict-log: one JSON line per stored verdict
+    # --workers: SMTP listener processes on the one port (0: one per core, up to MAX_WORKERS,
+    # when the profiles allow it; see Sinkd.listener_count).
+    workers: int = 1
+
+
+def build_router(profiles: ProfileSet, default: str, routes: Mapping[str, str]) -> Router:
+    """Compile the default profile and every routed one (each once)."""
+    compiled: dict[str, Pipeline] = {}
+
+    def pipeline(name: str) -> Pipeline:
+        if name not in compiled:
+            compiled[name] = compile_profile(profiles.resolve(name))
+        return compiled[name]
+
+    return Router(pipeline(default), {domain: pipeline(name) for domain, name in routes.items()})
+
+
+def profile_dns_zones(profiles: ProfileSet, default: str, routes: Mapping[str, str]) -> list[Path]:
+    """The DNS zone files named by the default profile and every routed one, in that order."""
+    return dns_zones_of([profiles.resolve(name) for name in (default, *routes.values())])
+
+
+def dns_resolver(
+    profiles: ProfileSet,
+    default: str,
+    routes: Mapping[str, str],
+    *,
+    mode: DnsMode = "offline",
+    server: tuple[str, int] | None = None,
+    zones: Sequence[Path] = (),
+    timeout: float = 5.0,
+) -> Resolver:
+    """The resolver for these options over the zones of the profiles used, then ``zones``
+    (``--dns-zone``), which win where both hold the same name and type."""
+    all_zones = [*profile_dns_zones(profiles, default, routes), *zones]
+    return build_resolver(mode, server, all_zones, timeout)
+
+
+class Sinkd:
+    """A running sinkd: ``await start()``, then ``smtp_address`` (and ``http_address`` unless
+    ``settings.http`` is False); ``await stop()``.
+
+    Under ``localhost`` (the default host) those are the 127.0.0.1 addresses, and
+    ``smtp_addresses`` and ``http_addresses`` list every one it listens on: ::1 too, on the
+    same port."""
+
+    def __init__(
+        self, settings: Settings, *, listener: tuple[int, int] = (0, 1), store: Store | None = None
+    ) -> None:
+        self.settings = settings
+        # (index, total) of this process's SMTP listener: (0, 1) alone; a worker of
+        # ``--workers N`` is (i, N) with i >= 1 and serves no HTTP (sinkd.server.workers).
+        self.listener = listener
+        self.workers: WorkerPool | None = None
+        self._given_store = store  # a worker's PipeStore: records go to the writer process
+        self._factory: Callable[[], asyncio.Protocol] | None = None  # a worker's protocols
+        self.store: Store | None = None
+        self.server: asyncio.Server | None = None  # the first of ``servers`` (127.0.0.1's)
+        self.servers: list[asyncio.Server] = []  # one per listening socket
+        self._listeners: list[socket.socket] = []  # the SMTP sockets, while workers serve them
+        self.smtp_address: tuple[str, int] | None = None
+        self.smtp_addresses: list[tuple[str, int]] = []
+        # What greylist and rate_limit filters remember: one per server, across sessions.
+        self.delivery = DeliveryState(delay_override=settings.greylist_delay)
+        self.chaos: Chaos | None = None  # set by start(); Chaos.update changes it at runtime
+        self.http: HttpServer | None = None
+        self.http_address: tuple[str, int] | None = None
+        self.http_addresses: list[tuple[str, int]] = []
+        # Live events (GET /api/v1/events): every stored verdict, every release.
+        self.hub = Hub()
+        self.handler: SinkHandler | None = None  # set by start(); set_routing swaps its router
+        self.profiles: ProfileSet | None = None
+        # The profiles routed at start by id: a --profile given as a YAML path keeps its id
+        # usable in set_routing although no profiles directory holds it.
+        self._started_with: dict[str, LoadedProfile] = {}
+        self._zones: list[Path] = []  # the DNS zone files the current resolver was built from
+
+        self.verdict_log: VerdictLog | None = None
+
+    def routing(self) -> tuple[str, dict[str, str]]:
+        """The default profile's id and the recipient routes (domain -> profile id) in force."""
+        assert self.handler is not None, "the server has not started"
+        router = self.handler.router
+        routes = {domain: p.name for domain, p in router.exact.items()}
+        routes.update({f"*{suffix}": p.name for suffix, p in router.wildcards})
+        return router.default.name, routes
+
+    def known_profiles(self) -> list[str]:
+        """Profile ids ``set_routing`` accepts: every loaded profile and those started with."""
+        assert self.profiles is not None, "the server has not started"
+        return sorted({*self.profiles.names(), *self._started_with})
+
+    def set_routing(self, profile: str, routes: Mapping[str, str], *, forward: bool = True) -> None:
+        """Judge mail with ``profile`` by default and ``routes`` (domain -> profile id) from the
+        next MAIL FROM on; open transactions finish with the routing they began with. Only
+        profile ids are accepted, never paths. ``ProfileError`` names an unknown or invalid
+        profile; nothing changes then. The DNS fixtures the profiles name are loaded too,
+        as ``sinkd serve --profile ... --route ...`` would load them."""
+        assert self.handler is not None and self.profiles is not None, "the server has not started"
+        loaded: dict[str, LoadedProfile] = {}
+        for name in (profile, *routes.values()):
+            if name in loaded:
+                continue
+            if name in self.profiles.names():
+                loaded[name] = self.profiles.resolve(name)
+            elif name in self._started_with:
+                loaded[name] = self._started_with[name]
+            else:
+                raise ProfileError(
+                    f"unknown profile {name!r}; available: {', '.join(self.known_profiles())}"
+                )
+        compiled = {name: compile_profile(p) for name, p in loaded.items()}
+        router = Router(compiled[profile], {d: compiled[p] for d, p in routes.items()})
+        if self.workers is not None and (stateful := router.keeps_state()):
+            raise ConfigError(
+                f"profile {stateful!r} keeps delivery state (greylisting, rate or connection "
+                f"limits) in each process's memory, and this server runs "
+                f"{self.workers.count} SMTP processes; restart it with --workers 1"
+            )
+        zones = [
+            *dns_zones_of([loaded[profile], *(loaded[p] for p in routes.values())]),
+            *self.settings.dns_zones,
+        ]
+        lookups = self.handler.lookups
+        if zones != self._zones:
+            s = self.settings
+            resolver = build_resolver(s.dns, s.dns_server, zones, s.dns_timeout)
+            lookups = dataclasses.replace(lookups, resolver=resolver)
+            self._zones = zones
+        self.handler.router, self.handler.lookups = router, lookups
+        self.settings.profile, self.settings.routes = profile, dict(routes)
+        if forward and self.workers is not None:
+            self.workers.set_routing(profile, dict(routes))
+        shown = ", ".join(f"{d}={p}" for d, p in routes.items()) or "none"
+        log.info("routing profile=%s routes=%s (set over HTTP)", profile, shown)
+
+    def publish_committed(self, json_texts: Sequence[str]) -> None:
+        """``verdict`` events for the records the workers saved (the writer process tells the
+        primary of them after each commit; the workers wrote their verdict log lines)."""
+        if self.hub.subscribers:  # parsed back only for someone to read it
+            for text in json_texts:
+                self.hub.publish("verdict", json.loads(text))
+
+    async def adopt(self, connection: socket.socket) -> None:
+        """Serve an SMTP connection the primary accepted (a worker of ``--workers``)."""
+        assert self._factory is not None, "not a worker"
+        await asyncio.get_running_loop().connect_accepted_socket(self._factory, connection)
+
+    def store_ready(self) -> bool:
+        """Whether the store takes writes (its writer process is there; see /readyz)."""
+        store = self.store
+        return store is not None and (not isinstance(store, SqliteStore) or store.writable)
+
+    def smtp_serving(self) -> bool:
+        """Whether SMTP is served: this process's listener, or every worker's (``--workers``)."""
+        if self.workers is not None:
+            return self.workers.serving()
+        return bool(self.servers) and all(server.is_serving() for server in self.servers)
+
+    def set_chaos(self, config: ChaosConfig) -> None:
+        """Replace the chaos triggers in every SMTP process (``PUT /api/v1/chaos``)."""
+        assert self.chaos is not None, "the server has not started"
+        self.chaos.update(config)
+        if self.workers is not None:
+            self.workers.set_chaos(self.chaos.config)
+
+    def listener_count(self, router: Router) -> int:
+        """How many SMTP processes to run: ``--workers N`` as given (refused when a profile
+        keeps delivery state in memory, which processes would not share); ``--workers 0``
+        (auto): one per core up to ``MAX_WORKERS``, or 1 when a profile keeps state or chaos
+        is on (a seeded chaos run replays exactly only in one process)."""
+        s = self.settings
+        stateful = router.keeps_state()
+        if s.workers == 0:
+            if stateful or s.chaos_triggers:
+                why = f"profile {stateful!r} keeps delivery state" if stateful else "chaos is on"
+                log.info("workers: 1 (%s)", why)
+                return 1
+            return max(1, min(os.cpu_count() or 1, MAX_WORKERS))
+        if s.workers > 1 and stateful:
+            raise ConfigError(
+                f"--workers {s.workers}: profile {stateful!r} keeps delivery state "
+                "(greylisting, rate or connection limits) in each process's memory; "
+                "use --workers 1 with it"
+            )
+        return s.workers
+
+    def publish_records(self, records: Sequence[MessageRecord]) -> None:
+        """After the commit, before the reply: append the records to the verdict log, then
+        publish them as ``verdict`` events. Neither can fail the transaction."""
+        if self.verdict_log is None and not self.hub.subscribers:
+            return  # the JSON is made only for someone to read it
+        for record in records:
+            data = record.to_json()
+            if self.verdict_log is not None:
+                self.verdict_log.write(record.id, data)
+            if self.hub.subscribers:
+                self.hub.publish("verdict", data)
+
+    async def start(self) -> None:
+        s = self.settings
+        # A missing self-signed certificate is made by a child process while the profiles load.
+        making_cert = None
+        if not (s.tls_cert and s.tls_key):
+            making_cert = asyncio.ensure_future(self_signed(s.db.parent, s.hostname))
+        try:
+            await self._start(making_cert)
+        finally:
+            if making_cert is not None and not making_cert.done():
+                making_cert.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await making_cert
+
+    async def _start(self, making_cert: asyncio.Future[tuple[Path, Path]] | None) -> None:
+        s = self.settings
+        profiles = self.profiles = ProfileSet(s.profiles_dirs)
+        router = build_router(profiles, s.profile, s.routes)
+        started = [profiles.resolve(name) for name in (s.profile, *s.routes.values())]
+        self._started_with = {loaded.profile.id: loaded for loaded in started}
+        # The profiles' zones, then --dns-zone's, which win where both hold a name and type.
+        self._zones = [*dns_zones_of(started), *s.dns_zones]
+        resolver = build_resolver(s.dns, s.dns_server, self._zones, s.dns_timeout)
+        if making_cert is None:
+            assert s.tls_cert and s.tls_key
+            cert, key = s.tls_cert, s.tls_key
+        else:
+            cert, key = await making_cert
+        options = ServerOptions(
+            hostname=s.hostname,
+            max_message_size=s.max_message_size,
+            max_recipients=s.max_recipients,
+            auth=s.auth,
+            auth_user=s.auth_user,
+            auth_password=s.auth_password,
+            client_ip=s.client_ip,
+            helo=s.helo,
+            proxy_protocol=s.proxy_protocol,
+            tls_context=server_context(cert, key),
+        )
+        if s.verdict_log is not None:  # before the store: a bad path stops the start cleanly
+            self.verdict_log = VerdictLog(s.verdict_log)
+            log.info("verdict log %s", s.verdict_log)
+        # The writes run in a process of their own: a writer thread would share the
+        # interpreter lock with the SMTP loop (sinkd.store.writer says what that costs).
+        self.store = self._given_store or await open_sqlite(s.db, writer="process")
+        lookups = Lookups(
+            spamd=SpamdService(override=s.spamd), resolver=resolver, state=self.delivery
+        )
+        index, total = self.listener
+        workers = self.listener_count(router) if index == 0 else 1
+        if workers > 1:
+            total = workers + 1  # the primary (index 0) and the SMTP workers 1..N draw ids
+        chaos = ChaosConfig(tuple(s.chaos_triggers), s.chaos_seed)
+        self.chaos = Chaos(worker_chaos(chaos, index))
+        configure_ids(index, total)
+        handler = self.handler = SinkHandler(
+            router, self.store, options, lookups, chaos=self.chaos, on_commit=self.publish_records
+        )
+        if workers > 1:
+            # The workers handle every SMTP connection; the primary accepts them and hands
+            # each to the next worker in turn (sinkd.server.workers) and keeps the HTTP API and the
+            # event hub; every process's records go to the store's writer process.
+            self._listeners = await self._listen()
+            self.smtp_addresses = [_address(listener) for listener in self._listeners]
+            port = self.smtp_addresses[0][1]
+            await self._start_workers(workers, port, self.chaos.config.seed)
+            assert self.workers is not None
+            for listener in self._listeners:  # every socket's connections go to the workers
+                self.workers.accept_from(listener)
+        elif index > 0:
+            # A worker: no listener of its own; the primary hands it accepted connections.
+            self._factory = protocol_factory(handler, options)
+            self.smtp_addresses = [(s.host, s.port)]
+        else:
+            loop = asyncio.get_running_loop()
+            listeners = await self._listen()
+            # One asyncio server per socket: given several hosts and port 0, create_server
+            # would pick a different port for each.
+            while listeners:
+                try:
+                    server = await loop.create_server(
+                        protocol_factory(handler, options), sock=listeners[0], backlog=SMTP_BACKLOG
+                    )
+                except BaseException:
+                    for listener in listeners:
+                        listener.close()
+                    await self.stop()
+                    raise
+                self.servers.append(server)
+                listeners.pop(0)
+            self.server = self.servers[0]
+            self.smtp_addresses = [_address(server.sockets[0]) for server in self.servers]
+        self.smtp_address = self.smtp_addresses[0]
+        listening = " and ".join(show(address) for address in self.smtp_addresses)
+        routes = ", ".join(f"{d}={p}" for d, p in s.routes.items()) or "none"
+        dns = "live" if s.dns == "live" or s.dns_server else "offline"
+        if s.dns_server:
+            dns += f" via {s.dns_server[0]}:{s.dns_server[1]}"
+        log.info(
+            "listening on %s profile=%s routes=%s store=%s dns=%s"
+            + (f" (worker {index})" if index else "")
+            + (f" ({workers} SMTP workers)" if workers > 1 else ""),
+            listening,
+            router.default.name,
+            routes,
+            s.db,
+            dns,
+        )
+        if self.chaos.enabled:  # the seed is logged so that a run can be repeated exactly
+            log.info("chaos triggers=%s", self.chaos.describe())
+        if s.http:
+            try:
+                await self._start_http()
+            except BaseException:
+                await self.stop()
+                raise
+
+    async def _listen(self) -> list[socket.socket]:
+        """The SMTP sockets (``sinkd.listen``); when they cannot be bound, what started is
+        stopped (the store's writer process) before the error goes up."""
+        try:
+            return listen(self.settings.host, self.settings.port, backlog=SMTP_BACKLOG)
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start_workers(self, count: int, port: int, chaos_seed: int | None) -> None:
+        worker_settings = dataclasses.replace(
+            # Each worker appends its own records' lines to the verdict log (O_APPEND).
+            self.settings,
+            port=port,
+            http=False,
+            workers=1,
+            chaos_seed=chaos_seed,
+        )
+        assert isinstance(self.store, SqliteStore)
+        writer = self.store.writer_process
+        assert writer is not None, "the server's store writes in a process"
+        self.workers = WorkerPool(worker_settings, count, logs.current(), writer)
+        writer.on_committed = self.publish_committed
+        writer.on_restart = self.workers.reattach
+        try:
+            await self.workers.start()
+        except BaseException:
+            self.workers = None
+            await self.stop()
+            raise
+        log.info("workers: %d SMTP processes on port %d", count, port)
+
+    async def _start_http(self) -> None:
+        s = self.settings
+        self.http = HttpServer(create_app(self), s.http_host, s.http_port)
+        await self.http.start()
+        self.http_address = self.http.address
+        self.http_addresses = list(self.http.addresses)
+        assert self.http_address is not None
+        log.info("http api on %s", " and ".join(show(address) for address in self.http_addresses))
+
+    async def stop(self) -> None:
+        self.hub.close()  # ends open event streams, so the HTTP server need not wait for them
+        for listener in self._listeners:  # no new connections, then the workers stop
+            asyncio.get_running_loop().remove_reader(listener.fileno())
+            listener.close()
+        self._listeners = []
+        if self.workers is not None:
+            await self.workers.stop()
+            self.workers = None
+        if self.http is not None:
+            await self.http.stop()
+            self.http = None
+            self.http_address = None
+            self.http_addresses = []
+        for server in self.servers:
+            server.close()
+        for server in self.servers:
+            await server.wait_closed()
+        self.servers = []
+        self.server = None
+        if self.store is not None:
+            await self.store.close()
+            self.store = None
+        if self.verdict_log is not None:
+            self.verdict_log.close()
+            self.verdict_log = None
+
+
+def _address(sock: socket.socket) -> tuple[str, int]:
+    host, port = sock.getsockname()[:2]
+    return host, port
+
+
+class ServerThread:
+    """A ``Sinkd`` in a background thread with its own event loop, for synchronous callers
+    (the pytest plugin, scripts): ``start()`` returns once it listens (or raises what stopped
+    it), ``stop()`` stops it and ends the thread."""
+
+    def __init__(self, settings: Settings, *, start_timeout: float = 30.0) -> None:
+        self.sinkd = Sinkd(settings)
+        self.start_timeout = start_timeout
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> Sinkd:
+        loop = self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=loop.run_forever, name="sinkd-server", daemon=True)
+        self._thread.start()
+        started = asyncio.run_coroutine_threadsafe(self.sinkd.start(), loop)
+        try:
+            started.result(self.start_timeout)
+        except BaseException:
+            self._end()
+            raise
+        return self.sinkd
+
+    def stop(self) -> None:
+        if self._loop is None:
+            return
+        try:
+            asyncio.run_coroutine_threadsafe(self.sinkd.stop(), self._loop).result(30.0)
+        finally:
+            self._end()
+
+    def call(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        """Run ``coroutine`` in the server's loop and return its result (for tests and
+        tools that change the running server from outside)."""
+        assert self._loop is not None, "the server thread is not running"
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(30.0)
+
+    def _end(self) -> None:
+        loop, thread = self._loop, self._thread
+        self._loop = self._thread = None
+        if loop is None or thread is None:
+            return
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(30.0)
+        loop.close()
+
+    def __enter__(self) -> Sinkd:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()

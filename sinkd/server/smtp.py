@@ -1,0 +1,844 @@
+"""The SMTP adapter: aiosmtpd in front of the engine and the store.
+
+Owns the SMTP conversation: extensions (PIPELINING, ENHANCEDSTATUSCODES, XCLIENT, AUTH,
+STARTTLS), the effective client identity, mapping each stage to the engine's ``Transaction``,
+committing every verdict before its reply, and one log line per verdict. It never decides
+policy (the engine does) and never relays anything anywhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import itertools
+import logging
+import re
+import secrets
+import ssl
+import time
+import types
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, AnyStr, Literal
+
+from aiosmtpd.smtp import (
+    MISSING,
+    SMTP,
+    AuthResult,
+    LoginPassword,
+    Session,
+    _AuthMechAttr,
+    syntax,
+)
+from aiosmtpd.smtp import Envelope as SmtpEnvelope
+
+from sinkd.core.chaos import Chaos, ChaosStage, log_injected
+from sinkd.core.engine import Router, Transaction, data_reply
+from sinkd.core.model import ClientIdentity, Reply, Verdict
+from sinkd.core.ports import NO_LOOKUPS, Lookups
+from sinkd.store import MessageRecord, Store
+
+log = logging.getLogger("sinkd.smtp")
+
+AuthMode = Literal["any", "required", "off"]
+# RFC 5321 §4.5.3.1.8 asks servers to take at least 100 recipients; Postfix's
+# smtpd_recipient_limit defaults to 1000.
+DEFAULT_MAX_RECIPIENTS = 1000
+# Lines longer than RFC 5322's 998 octets are common in ESP-made HTML; real gateways mostly
+# accept them, so sinkd does too (and records a FORMAT_LONG_LINES finding) up to this bound.
+DATA_LINE_LIMIT = 65536
+TEMPFAIL_STORE = Reply(451, "4.3.5", "Unable to process mail; try again later")
+TEMPFAIL_INTERNAL = Reply(451, "4.3.0", "Internal error; try again later")
+
+# aiosmtpd's own replies carry no enhanced status code. Having advertised
+# ENHANCEDSTATUSCODES we owe one on every reply (RFC 2034 §3), so they are rewritten here.
+_ENHANCED: list[tuple[re.Pattern[str], str]] = [
+    (re.compile(r"^250 OK$"), "250 2.0.0 OK"),
+    (re.compile(r"^250 (Syntax|Supported commands): (.*)$"), r"250 2.0.0 \1: \2"),  # HELP
+    (re.compile(r"^221 Bye$"), "221 2.0.0 Bye"),
+    (re.compile(r"^252 (.*)$"), r"252 2.5.0 \1"),
+    (re.compile(r"^354 (.*)$"), r"354 \1"),  # intermediate replies take no enhanced code
+    (re.compile(r"^220 Ready to start TLS$"), "220 2.0.0 Ready to start TLS"),
+    (re.compile(r"^500 Command line too long$"), "500 5.5.2 Command line too long"),
+    (re.compile(r"^500 Line too long.*$"), "500 5.5.2 Line too long (RFC 5321 §4.5.3.1.6)"),
+    (re.compile(r"^500 Error: bad syntax$"), "500 5.5.2 Error: bad syntax"),
+    (re.compile(r"^500 Error: strict ASCII mode$"), "500 5.6.7 Error: non-ASCII without SMTPUTF8"),
+    (re.compile(r"^500 Error: command (.*)$"), r"500 5.5.1 Error: command \1"),
+    (re.compile(r"^501 (.*)$"), r"501 5.5.4 \1"),
+    (re.compile(r"^502 (.*)$"), r"502 5.5.1 \1"),
+    (re.compile(r"^503 (.*)$"), r"503 5.5.1 \1"),
+    (re.compile(r"^530 (.*)$"), r"530 5.7.0 \1"),
+    (re.compile(r"^552 Error: Too much mail data$"), "552 5.3.4 Message size exceeds fixed limit"),
+    (
+        re.compile(r"^552 Error: message size exceeds.*$"),
+        "552 5.3.4 Message size exceeds fixed limit",
+    ),
+    (re.compile(r"^553 (?!\d\.)(.*)$"), r"553 5.1.3 \1"),
+    (re.compile(r"^554 Command refused.*$"), "554 5.7.0 Command refused due to lack of security"),
+    (re.compile(r"^555 (.*)$"), r"555 5.5.4 \1"),
+]
+# What SMTP.__init__ sets afresh for each connection (aiosmtpd 1.4.6); see SinkdSMTP.clone.
+_CONNECTION_STATE: dict[str, Any] = {
+    "_timeout_handle": None,
+    "_tls_handshake_okay": True,
+    "_tls_protocol": None,
+    "_original_transport": None,
+    "session": None,
+    "envelope": None,
+    "transport": None,
+    "_handler_coroutine": None,
+}
+# A reverse- or forward-path that is a plain <local@domain> (RFC 5321 §4.1.2 Dot-string and
+# sub-domains), then the parameters after any spaces; a comment after ">" is left to aiosmtpd.
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_PLAIN_PATH = re.compile(
+    rf"[ \t]*<({_ATEXT}(?:\.{_ATEXT})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)>[ \t]*+(?!\()(.*)",
+    re.DOTALL,
+)
+_SIZE_VALUE = re.compile(r"[0-9]{1,20}")  # RFC 1870 §3: size-value ::= 1*20DIGIT
+_HAS_ENHANCED = re.compile(r"^\d{3}[ -][245]\.\d{1,3}\.\d{1,3}( |$)")
+
+
+def enhance(status: str) -> str:
+    """Give one of aiosmtpd's built-in replies its RFC 3463 enhanced status code."""
+    if _HAS_ENHANCED.match(status) or status[3:4] == "-":
+        return status
+    for pattern, replacement in _ENHANCED:
+        if pattern.match(status):
+            return pattern.sub(replacement, status)
+    return status
+
+
+def format_reply(reply: Reply) -> str:
+    """A ``Reply`` as one SMTP reply line (RFC 5321 §4.2, RFC 3463 §2)."""
+    text = " ".join(reply.text.split())  # no CR/LF may reach the wire from a template
+    return f"{reply.code} {reply.enhanced} {text}"[:512]
+
+
+_SEQUENCE = itertools.count(secrets.randbelow(1 << 28))
+
+
+def configure_ids(index: int, total: int) -> None:
+    """Make this process's ids distinct from those of the other ``total - 1`` SMTP processes
+    of one server (``--workers``): its sequence numbers are those equal to ``index`` modulo
+    ``total``, so two processes never draw the same one in the same millisecond."""
+    global _SEQUENCE
+    start = secrets.randbelow(1 << 28) // total * total + index
+    _SEQUENCE = itertools.count(start, total)
+
+
+def new_message_id() -> str:
+    """A short, time-ordered, unique id: milliseconds then a per-process counter (18 hex digits).
+
+    The counter starts at a random point so that ids of separate processes sharing a store do
+    not collide; within a process they never do.
+    """
+    return f"{int(time.time() * 1000):011X}{next(_SEQUENCE) & 0xFFFFFFF:07X}"
+
+
+@dataclass
+class ServerOptions:
+    hostname: str = "sinkd.localhost"
+    max_message_size: int = 52428800
+    max_recipients: int = DEFAULT_MAX_RECIPIENTS
+    auth: AuthMode = "any"
+    auth_user: str | None = None
+    auth_password: str | None = None
+    client_ip: str | None = None
+    helo: str | None = None
+    proxy_protocol: bool = False
+    tls_context: ssl.SSLContext | None = None
+    timeout: float = 300.0
+
+
+@dataclass
+class _Xclient:
+    """Attributes a client set with XCLIENT (Postfix XCLIENT_README)."""
+
+    addr: str | None = None
+    name: str | None = None
+    helo: str | None = None
+    login: str | None = None
+
+
+@dataclass
+class _State:
+    """Per-connection state sinkd keeps beside aiosmtpd's session."""
+
+    xclient: _Xclient = field(default_factory=_Xclient)
+    transaction: Transaction | None = None
+    transaction_id: str = ""
+
+
+class SinkdSMTP(SMTP):
+    """aiosmtpd's SMTP with sinkd's additions: XCLIENT, enhanced codes on every reply."""
+
+    line_length_limit = DATA_LINE_LIMIT
+    # The connecting address while it counts against max_connections_per_ip, and the 421
+    # reply when this connection is one too many (decided at connect, sent before greeting).
+    sinkd_counted: str | None = None
+    sinkd_refusal: str | None = None
+
+    def __init__(self, handler: SinkHandler, **kwargs: Any) -> None:
+        with warnings.catch_warnings():
+            # AUTH without TLS is deliberate here (apps insist on AUTH; see README).
+            warnings.simplefilter("ignore")
+            super().__init__(handler, **kwargs)
+        self.sinkd = _State()
+        # aiosmtpd counts MAIL's size limit from this base; the extensions add to it.
+        self.command_size_limits["XCLIENT"] = 2048
+
+    def clone(self) -> SinkdSMTP:
+        """A fresh protocol for the next connection, configured like this one.
+
+        aiosmtpd's ``__init__`` reflects over the handler and the protocol on every connection
+        (``inspect.getmembers``, ``dir``, ``inspect.signature``): ~85% of a new protocol's
+        cost and, at 1 KB messages, a tenth of a message's CPU. The reflection's results are
+        the same for every connection of a server, so they are computed once, for a prototype,
+        and each connection gets a copy: the stream machinery from asyncio's own ``__init__``,
+        the per-connection attributes reset, the prototype's methods re-bound to the copy.
+        ``tests/test_smtp_fast_paths.py`` checks the copy against a fully built protocol, so a new
+        aiosmtpd that adds an attribute fails there rather than here.
+        """
+        copy = object.__new__(type(self))
+        state = copy.__dict__
+        state.update(self.__dict__)
+        asyncio.StreamReaderProtocol.__init__(
+            copy,
+            asyncio.StreamReader(loop=self.loop, limit=self.line_length_limit),
+            client_connected_cb=copy._cb_client_connected,
+            loop=self.loop,
+        )
+        state.update(_CONNECTION_STATE)
+        state["sinkd"] = _State()
+        state["_smtp_methods"] = {
+            name: _rebind(method, copy) for name, method in self._smtp_methods.items()
+        }
+        state["_auth_methods"] = {
+            name: _AuthMechAttr(_rebind(entry.method, copy), True) if entry.is_builtin else entry
+            for name, entry in self._auth_methods.items()
+        }
+        return copy
+
+    async def push(self, status: AnyStr) -> None:
+        # Replies are str, except AUTH's "334 <challenge>" continuations, which aiosmtpd pushes
+        # as bytes and which take no enhanced code (RFC 4954 §4): pass those through untouched.
+        if isinstance(status, str):
+            await super().push(enhance(status))
+        else:
+            await super().push(status)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self.sinkd_counted is None and self.transport is None:  # not STARTTLS's second call
+            peer = transport.get_extra_info("peername")
+            self.sinkd_counted = peer[0] if isinstance(peer, tuple) else "unknown"
+            self.sinkd_refusal = self.event_handler.connection_opened(self.sinkd_counted)
+        super().connection_made(transport)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        super().connection_lost(error)
+        if self.sinkd_counted is not None:
+            self.event_handler.connection_closed(self.sinkd_counted)
+            self.sinkd_counted = None
+
+    async def _call_handler_hook(self, command: str, *args: Any) -> Any:
+        # Tarpits: RCPT's and DATA's replies wait. The delay is known before the hook runs
+        # (DATA's hook ends the transaction that names the recipients' profiles).
+        delay = self.event_handler.tarpit_delay(self, command, args)
+        status = await super()._call_handler_hook(command, *args)
+        if delay > 0:
+            await asyncio.sleep(delay)
+        return status
+
+    async def _handle_client(self) -> None:
+        if not await self.event_handler.before_greeting(self):  # connection limit, tarpit
+            return
+        # Chaos at connect answers in place of the 220 greeting, then closes. Behind a PROXY
+        # header, handle_PROXY asks instead, once the header has been read.
+        if self._proxy_timeout is None:
+            refused = self.event_handler.inject(self, "connect")
+            if refused is not None:
+                if refused and self.transport is not None:
+                    await self.push(refused)
+                    self.transport.close()
+                return
+        await super()._handle_client()
+
+    def drop(self) -> None:
+        """Close the connection at once, sending nothing more (chaos ``disconnect``): the
+        transport is aborted, so a reply pushed after this never reaches the wire, and the
+        command loop ends, as after QUIT."""
+        if self._handler_coroutine is not None:
+            self._handler_coroutine.cancel()
+        if isinstance(self.transport, asyncio.WriteTransport):
+            self.transport.abort()
+
+    @syntax("DATA")
+    async def smtp_DATA(self, arg: str) -> None:
+        # aiosmtpd's own smtp_DATA reads the message a line at a time (a readuntil and a few
+        # Python steps per line: ~1.3 us a line, a third of a 20 KB message's protocol cost).
+        # This reads up to each ".\r\n" instead, which only the end of data and lines ending
+        # in a dot contain, and applies the same rules to the whole: data ends only at
+        # CRLF.CRLF (RFC 5321 §4.1.1.4; no bare-LF look-alikes, see smuggling), a leading dot
+        # is removed from each line (§4.5.2), more than the size limit is 552 after the end
+        # (§4.5.3.1.10), a line over the line limit is 500, whichever came first, as aiosmtpd.
+        if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
+            return
+        assert self.envelope is not None
+        if not self.envelope.rcpt_tos:
+            await self.push("503 Error: need RCPT command")
+            return
+        if arg:
+            await self.push("501 Syntax: DATA")
+            return
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        try:
+            content, refusal = await self._read_data()
+        except asyncio.CancelledError:
+            log.info("Connection lost during DATA")
+            self._writer.close()
+            raise
+        if refusal is not None:
+            await self.push(refusal)
+            self._set_post_data_state()  # type: ignore[no-untyped-call]
+            return
+        self.envelope.content = content
+        self.envelope.original_content = content
+        status = await self._call_handler_hook("DATA")
+        self._set_post_data_state()  # type: ignore[no-untyped-call]
+        await self.push("250 OK" if status is MISSING else status)
+
+    async def _read_data(self) -> tuple[bytes, str | None]:
+        """The message up to CRLF.CRLF, dot-unstuffed; or a refusal once it has been read."""
+        reader = self._reader
+        limit = self.data_size_limit
+        # The CRLF ending the DATA command line counts before the first line: ".\r\n" at once
+        # is an empty message.
+        data = bytearray(b"\r\n")
+        refusal: str | None = None
+        while not data.endswith(b"\r\n.\r\n"):
+            try:
+                data += await reader.readuntil(b".\r\n")
+            except asyncio.LimitOverrunError as over:
+                # No ".\r\n" within the stream limit: take what cannot hold one (so this part
+                # cannot end the data either), go on.
+                data += await reader.readexactly(over.consumed)
+            if refusal is None and limit and len(data) - 2 > limit + 3:
+                refusal = self._too_long(data) or "552 Error: Too much mail data"
+            if refusal is not None and len(data) > 8:
+                del data[2:-5]  # keep the tail: the end may straddle two reads
+        if refusal is not None:
+            return b"", refusal
+        del data[-3:]  # the ".\r\n" line; the CRLF before it ends the last line
+        body = bytes(data[2:])
+        if limit and len(body) > limit:
+            return b"", self._too_long(data) or "552 Error: Too much mail data"
+        if len(body) > self.line_length_limit:
+            refusal = self._too_long(data)
+            if refusal is not None:
+                return b"", refusal
+        if body.startswith(b"."):
+            body = body[1:]
+        return body.replace(b"\r\n.", b"\r\n"), None
+
+    def _too_long(self, data: bytearray) -> str | None:
+        """aiosmtpd's reply when a line of ``data`` exceeds the line limit (it refuses those
+        even when the message is also too big, if the long line came first)."""
+        if max(map(len, bytes(data).split(b"\r\n"))) + 2 > self.line_length_limit:
+            return "500 Line too long (see RFC5321 4.5.3.1.6)"
+        return None
+
+    @syntax("MAIL FROM: <address>", extended=" [SP <mail-parameters>]")  # keeps it in HELP
+    async def smtp_MAIL(self, arg: str | None) -> None:
+        # RFC 1870: SIZE=1*20DIGIT, given once. aiosmtpd lets a repeated SIZE or non-ASCII
+        # digits ("SIZE=²") through to int(), which fails as a 451 internal error; refuse them
+        # as the syntax errors they are.
+        sizes = self._size_params(arg)
+        if len(sizes) > 1 or not all(_SIZE_VALUE.fullmatch(size) for size in sizes):
+            await self.push("501 5.5.4 Syntax error in parameters: SIZE=<1 to 20 digits>, once")
+            return
+        # RFC 1870 §6.1: refuse a declared SIZE over the server's fixed limit at MAIL FROM,
+        # with 552 5.3.4 (aiosmtpd's own reply lacks the enhanced code).
+        if sizes and self.data_size_limit and int(sizes[0]) > self.data_size_limit:
+            await self.push("552 5.3.4 Message size exceeds fixed maximum message size")
+            return
+        await super().smtp_MAIL(arg)
+
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        # aiosmtpd parses every MAIL/RCPT address with the email package's RFC 5322 parser:
+        # ~0.2 ms an address, most of a small message's protocol cost. Nearly every address
+        # is a plain <dot-atom@domain>, for which that parser returns exactly what this match
+        # does (tests/test_smtp_fast_paths.py compares the two); anything else goes the long way.
+        if arg and not self.local_part_limit:
+            plain = _PLAIN_PATH.match(arg)
+            if plain is not None:
+                return plain[1], plain[2]
+        try:
+            address, rest = super()._getaddr(arg)
+        except IndexError:
+            # The email package's parser indexes past the end on some truncated addresses
+            # ("<", "x@"); aiosmtpd only expects HeaderParseError, and the IndexError became
+            # "451 4.3.0 Internal error". A malformed address it is (553 5.1.3 / 501 5.5.4).
+            return None, None
+        return address, rest
+
+    def _size_params(self, arg: str | None) -> list[str]:
+        """The values of every SIZE= parameter after MAIL FROM's address."""
+        rest = self._strip_command_keyword("FROM:", arg) if arg else None
+        params = self._getaddr(rest)[1] if rest else None
+        return [p[5:] for p in (params or "").split() if p[:5].upper() == "SIZE="]
+
+    async def smtp_XCLIENT(self, arg: str | None) -> None:
+        """Postfix XCLIENT: let a trusted client set the identity the filters see.
+
+        sinkd is a test sink, so every client is trusted; the simulated identity is recorded
+        with source "xclient". Success answers with a new greeting and resets the session, as
+        Postfix does; the client then says EHLO again.
+        """
+        assert self.envelope is not None and self.session is not None
+        if self.envelope.mail_from:
+            await self.push("503 5.5.1 Error: MAIL transaction in progress")
+            return
+        if not arg:
+            await self.push("501 5.5.4 Syntax: XCLIENT attribute=value [attribute=value ...]")
+            return
+        update = _Xclient(**vars(self.sinkd.xclient))
+        for item in arg.split():
+            name, eq, raw_value = item.partition("=")
+            name = name.upper()
+            if not eq or name not in _XCLIENT_ATTRIBUTES:
+                await self.push(f"501 5.5.4 Bad XCLIENT attribute name: {name[:64]}")
+                return
+            value = _xtext_decode(raw_value)
+            if any(ord(ch) < 0x21 or ord(ch) == 0x7F for ch in value):
+                # xtext may encode any octet; a name or HELO with controls or spaces is bogus.
+                await self.push(f"501 5.5.4 Bad XCLIENT {name} syntax")
+                return
+            unavailable = value.upper() in ("[UNAVAILABLE]", "[TEMPUNAVAIL]")
+            if name == "ADDR":
+                address = None if unavailable else _xclient_address(value)
+                if address is None and not unavailable:
+                    await self.push(f"501 5.5.4 Bad XCLIENT ADDR syntax: {value[:64]}")
+                    return
+                update.addr = address
+            elif name == "NAME":
+                update.name = None if unavailable else value
+            elif name == "HELO":
+                update.helo = None if unavailable else value
+            elif name == "LOGIN":
+                update.login = None if unavailable else value
+        self.sinkd = _State(xclient=update)
+        self.session.host_name = None
+        self.session.extended_smtp = False
+        self._set_rset_state()  # type: ignore[no-untyped-call]
+        await self.push(f"220 {self.hostname} {self.__ident__}")
+
+
+_XCLIENT_ATTRIBUTES = frozenset(
+    {"NAME", "ADDR", "PORT", "PROTO", "HELO", "LOGIN", "DESTADDR", "DESTPORT"}
+)
+
+
+def _xtext_decode(value: str) -> str:
+    """RFC 3461 §4 xtext: "+" followed by two hex digits encodes one octet."""
+    return re.sub(r"\+([0-9A-Fa-f]{2})", lambda m: chr(int(m.group(1), 16)), value)
+
+
+def _xclient_address(value: str) -> str | None:
+    text = value[5:] if value.upper().startswith("IPV6:") else value
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        return None
+
+
+class SinkHandler:
+    """aiosmtpd handler: one engine ``Transaction`` per mail transaction."""
+
+    def __init__(
+        self,
+        router: Router,
+        store: Store,
+        options: ServerOptions,
+        lookups: Lookups = NO_LOOKUPS,
+        chaos: Chaos | None = None,
+        on_commit: Callable[[list[MessageRecord]], None] | None = None,
+    ) -> None:
+        self.router = router
+        self.store = store
+        self.options = options
+        self.lookups = lookups
+        self.chaos = chaos or Chaos()
+        self.connections: dict[str, int] = {}  # open connections per connecting address
+        # Told of every committed batch of records, after the commit (the runtime's event hub).
+        self.on_commit = on_commit
+
+    # --- chaos ------------------------------------------------------------------------------
+
+    def inject(self, server: SinkdSMTP, stage: ChaosStage) -> str | None:
+        """Chaos at ``stage`` (README "Chaos"): None to go on as usual, else the reply line to
+        send instead of the real answer, or "" when a ``disconnect`` trigger has dropped the
+        connection. Injected failures are logged, never stored: they are no verdict."""
+        trigger = self.chaos.decide(stage)
+        if trigger is None:
+            return None
+        peer = server.session.peer if server.session is not None else None
+        log_injected(trigger, peer[0] if isinstance(peer, tuple) else None)
+        if trigger.disconnect:
+            server.drop()
+            return ""
+        return format_reply(trigger.reply())
+
+    # --- connection limits and tarpits (the profile's smtp settings) ------------------------
+
+    def connection_opened(self, ip: str) -> str | None:
+        """Count a new connection from ``ip``: the 421 reply line when it is one too many
+        (the default profile's ``max_connections_per_ip``, Postfix's
+        smtpd_client_connection_count_limit), else None."""
+        self.connections[ip] = open_now = self.connections.get(ip, 0) + 1
+        pipeline = self.router.default
+        limit = pipeline.profile.smtp.max_connections_per_ip
+        if limit is None or open_now <= limit:
+            return None
+        log.warning(
+            "connection limit: %d connections from %s, limit %d; refused with 421",
+            open_now,
+            ip,
+            limit,
+        )
+        variables = {"client_ip": ip, "hostname": self.options.hostname}
+        return format_reply(pipeline.connection_reply.render(variables))
+
+    def connection_closed(self, ip: str) -> None:
+        left = self.connections.get(ip, 0) - 1
+        if left > 0:
+            self.connections[ip] = left
+        else:
+            self.connections.pop(ip, None)
+
+    async def before_greeting(self, server: SinkdSMTP) -> bool:
+        """Refuse a connection over the limit (421, then close), or wait out the default
+        profile's banner tarpit. False when the connection was refused."""
+        if server.sinkd_refusal is not None:
+            await server.push(server.sinkd_refusal)
+            if server.transport is not None:
+                server.transport.close()
+            return False
+        delay = self.router.default.profile.smtp.tarpit.banner
+        if delay > 0:
+            try:
+                await asyncio.sleep(delay)
+            except asyncio.CancelledError:  # the client gave up waiting: close our end too
+                if server.transport is not None:
+                    server.transport.close()
+                raise
+        return True
+
+    def tarpit_delay(self, server: SinkdSMTP, command: str, args: tuple[Any, ...]) -> float:
+        """Seconds to wait before answering ``command``: RCPT by the recipient's profile,
+        DATA by the slowest profile among the transaction's recipients."""
+        if command == "RCPT" and args and isinstance(args[0], str):
+            return self.router.pipeline_for(args[0]).profile.smtp.tarpit.rcpt
+        if command == "DATA" and server.sinkd.transaction is not None:
+            pipelines = server.sinkd.transaction.pipelines
+            return max((p.profile.smtp.tarpit.data for p in pipelines), default=0.0)
+        return 0.0
+
+    # --- identity ---------------------------------------------------------------------------
+
+    def identity(self, server: SinkdSMTP, session: Session) -> ClientIdentity:
+        xclient = server.sinkd.xclient
+        peer = session.peer[0] if isinstance(session.peer, tuple) else None
+        proxy_ip = None
+        if session.proxy_data is not None and session.proxy_data.src_addr is not None:
+            proxy_ip = str(session.proxy_data.src_addr)
+        if xclient.addr:
+            ip, source = xclient.addr, "xclient"
+        elif proxy_ip:
+            ip, source = proxy_ip, "proxy"
+        elif self.options.client_ip:
+            ip, source = self.options.client_ip, "option"
+        else:
+            ip, source = peer or "0.0.0.0", "connection"
+        helo = xclient.helo or self.options.helo or session.host_name
+        return ClientIdentity(ip=ip, helo=helo, name=xclient.name, source=source, peer=peer)
+
+    # --- aiosmtpd hooks ---------------------------------------------------------------------
+
+    async def handle_PROXY(
+        self, server: SinkdSMTP, session: Session, envelope: SmtpEnvelope, proxy_data: Any
+    ) -> bool:
+        refused = self.inject(server, "connect")  # chaos at connect, in place of the greeting
+        if refused is not None:
+            if refused:
+                await server.push(refused)
+            return False  # aiosmtpd closes the connection
+        return True  # the header was valid (aiosmtpd checked it); its source address is used
+
+    async def handle_EHLO(
+        self,
+        server: SinkdSMTP,
+        session: Session,
+        envelope: SmtpEnvelope,
+        hostname: str,
+        responses: list[str],
+    ) -> list[str]:
+        session.host_name = hostname
+        server.sinkd.transaction = None
+        refused = self.inject(server, "ehlo")
+        if refused is not None:  # chaos: the client is not greeted (MAIL gets 503)
+            session.host_name, session.extended_smtp = None, False
+            return [refused]
+        extra = [
+            "250-PIPELINING",
+            "250-ENHANCEDSTATUSCODES",
+            "250-XCLIENT NAME ADDR HELO LOGIN PROTO PORT DESTADDR DESTPORT",
+        ]
+        lines = [
+            r
+            for r in responses[:-1]
+            if not (self.options.auth == "off" and r.startswith("250-AUTH"))
+        ]
+        return [*lines, *extra, responses[-1]]
+
+    async def handle_HELO(
+        self, server: SinkdSMTP, session: Session, envelope: SmtpEnvelope, hostname: str
+    ) -> str:
+        session.host_name = hostname
+        server.sinkd.transaction = None
+        refused = self.inject(server, "ehlo")
+        if refused is not None:  # chaos: the client is not greeted (MAIL gets 503)
+            session.host_name = None
+            return refused
+        return f"250 {server.hostname}"
+
+    async def handle_RSET(self, server: SinkdSMTP, session: Session, envelope: SmtpEnvelope) -> str:
+        server.sinkd.transaction = None
+        return "250 2.0.0 Ok"
+
+    async def handle_NOOP(
+        self, server: SinkdSMTP, session: Session, envelope: SmtpEnvelope, arg: str
+    ) -> str:
+        return "250 2.0.0 Ok"
+
+    async def handle_MAIL(
+        self,
+        server: SinkdSMTP,
+        session: Session,
+        envelope: SmtpEnvelope,
+        address: str,
+        mail_options: list[str],
+    ) -> str:
+        refused = self.inject(server, "mail")  # chaos: refused before any transaction exists
+        if refused is not None:
+            return refused
+        size = None
+        for option in mail_options:
+            if option.upper().startswith("SIZE="):
+                size = int(option[5:])
+        auth_user = None
+        if server.sinkd.xclient.login:
+            auth_user = server.sinkd.xclient.login
+        elif isinstance(session.auth_data, LoginPassword):
+            auth_user = session.auth_data.login.decode("utf-8", "replace")
+        transaction = Transaction(
+            self.router,
+            self.identity(server, session),
+            new_message_id,
+            lookups=self.lookups,
+            auth_user=auth_user,
+            tls=server._tls_protocol is not None,
+        )
+        server.sinkd.transaction = transaction
+        server.sinkd.transaction_id = new_message_id()
+        try:
+            # aiosmtpd spells the null reverse-path "<>"; the engine's envelope spells it "".
+            verdict = await transaction.mail("" if address == "<>" else address, size)
+            if verdict is not None:
+                server.sinkd.transaction = None
+                return await self._commit([verdict], None, server.sinkd.transaction_id)
+        except Exception:
+            log.exception("MAIL FROM evaluation failed")
+            server.sinkd.transaction = None
+            return format_reply(TEMPFAIL_INTERNAL)
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 2.1.0 Ok"
+
+    async def handle_RCPT(
+        self,
+        server: SinkdSMTP,
+        session: Session,
+        envelope: SmtpEnvelope,
+        address: str,
+        rcpt_options: list[str],
+    ) -> str:
+        transaction = server.sinkd.transaction
+        if transaction is None:
+            return "503 5.5.1 Error: need MAIL command"
+        if not address or address.strip("<>") == "":
+            # RFC 5321 §4.1.1.3: the null path is a reverse-path only; Postfix says the same.
+            return "501 5.1.3 Bad recipient address syntax"
+        if len(envelope.rcpt_tos) >= self.options.max_recipients:
+            return "452 4.5.3 Error: too many recipients"  # RFC 5321 §4.5.3.1.10
+        refused = self.inject(server, "rcpt")  # chaos: the recipient is not added
+        if refused is not None:
+            return refused
+        try:
+            verdict = await transaction.rcpt(address)
+            if verdict is not None:
+                return await self._commit([verdict], None, server.sinkd.transaction_id)
+        except Exception:
+            log.exception("RCPT TO evaluation failed")
+            return format_reply(TEMPFAIL_INTERNAL)
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return "250 2.1.5 Ok"
+
+    async def handle_DATA(self, server: SinkdSMTP, session: Session, envelope: SmtpEnvelope) -> str:
+        transaction = server.sinkd.transaction
+        server.sinkd.transaction = None
+        if transaction is None or not transaction.recipients:
+            return "503 5.5.1 Error: need RCPT command"
+        refused = self.inject(server, "data")  # chaos: data received, no verdict, nothing stored
+        if refused is not None:
+            return refused
+        raw = envelope.original_content
+        assert isinstance(raw, bytes)
+        try:
+            verdicts = await transaction.data(raw)
+        except Exception:
+            log.exception("DATA evaluation failed")
+            return format_reply(TEMPFAIL_INTERNAL)
+        return await self._commit(verdicts, raw, server.sinkd.transaction_id)
+
+    async def handle_exception(self, error: Exception) -> str:
+        # aiosmtpd's default shows the Python class name to the client; never do that.
+        log.exception("SMTP session error", exc_info=error)
+        return format_reply(TEMPFAIL_INTERNAL)
+
+    # --- commit -----------------------------------------------------------------------------
+
+    async def _commit(self, verdicts: list[Verdict], raw: bytes | None, transaction_id: str) -> str:
+        """Store every verdict, then answer: the reply is sent only after the commit."""
+        now = datetime.now(UTC)
+        records = [MessageRecord(v.id, now, transaction_id, v, raw) for v in verdicts]
+        try:
+            if len(records) == 1:  # the common case, without a task per record
+                await self.store.save(records[0])
+            else:
+                await asyncio.gather(*(self.store.save(r) for r in records))
+        except Exception:
+            log.exception("could not store verdict(s) %s", ", ".join(v.id for v in verdicts))
+            return format_reply(TEMPFAIL_STORE)
+        for record in records:
+            log_verdict(record.verdict, raw)
+        if self.on_commit is not None:
+            try:
+                self.on_commit(records)
+            except Exception:  # a listener's failure never costs the client its reply
+                log.exception("commit listener failed")
+        reply = verdicts[0].reply if raw is None else data_reply(verdicts)
+        return format_reply(reply)
+
+
+def log_verdict(verdict: Verdict, raw: bytes | None) -> None:
+    """The one log line per verdict (JSON fields ride in ``extra`` for --log-format json)."""
+    env = verdict.envelope
+    codes = [f.code for f in verdict.findings]
+    fields: dict[str, object] = {
+        "id": verdict.id,
+        "profile": verdict.profile,
+        "verdict": verdict.action.value,
+        "disposition": verdict.disposition.value,
+        "stage": verdict.stage.value,
+        "score": round(verdict.score, 3),
+        "reply": format_reply(verdict.reply),
+        "client_ip": env.client.ip,
+        "mail_from": env.mail_from,
+        "rcpt_to": list(env.rcpt_to),
+        "size": None if raw is None else len(raw),
+        "codes": codes,
+    }
+    log.info(
+        "verdict id=%s profile=%s verdict=%s stage=%s score=%g client=%s from=<%s> to=%s "
+        "codes=%s reply=%r",
+        verdict.id,
+        verdict.profile,
+        verdict.action.value,
+        verdict.stage.value,
+        verdict.score,
+        env.client.ip,
+        env.mail_from or "",
+        ",".join(f"<{r}>" for r in env.rcpt_to),
+        ",".join(codes) or "-",
+        fields["reply"],
+        extra={"sinkd": fields},
+    )
+    for finding in verdict.incomplete:
+        # Not a second verdict line: the operator's pointer to a check that did not answer
+        # (a scanner down) or to a sinkd bug (a filter that raised), with the message id.
+        log.warning(
+            "verdict id=%s: %s could not judge the message (%s): %s",
+            verdict.id,
+            finding.filter,
+            finding.unjudged,
+            finding.detail.get("error", finding.reason),
+        )
+
+
+def make_authenticator(options: ServerOptions) -> Callable[..., AuthResult]:
+    """AUTH PLAIN/LOGIN: any credentials, or exactly the configured pair."""
+
+    def authenticate(
+        server: SMTP, session: Session, envelope: SmtpEnvelope, mechanism: str, auth_data: Any
+    ) -> AuthResult:
+        if not isinstance(auth_data, LoginPassword):
+            return AuthResult(success=False, handled=False)
+        if isinstance(server, SinkdSMTP):  # chaos decides before the credentials are checked
+            refused = server.event_handler.inject(server, "auth")
+            if refused is not None:  # "" (dropped): handled, so nothing more is sent
+                return AuthResult(success=False, handled=not refused, message=refused or None)
+        if options.auth_user is None:
+            return AuthResult(success=True, auth_data=auth_data)
+        user = auth_data.login.decode("utf-8", "replace")
+        password = auth_data.password.decode("utf-8", "replace")
+        ok = secrets.compare_digest(user, options.auth_user) and secrets.compare_digest(
+            password, options.auth_password or ""
+        )
+        return AuthResult(success=ok, handled=False, auth_data=auth_data if ok else None)
+
+    return authenticate
+
+
+def _rebind(method: Any, target: object) -> Any:
+    """``method`` (bound to a prototype) bound to ``target`` instead."""
+    return types.MethodType(method.__func__, target)
+
+
+def protocol_factory(handler: SinkHandler, options: ServerOptions) -> Callable[[], SinkdSMTP]:
+    """A new ``SinkdSMTP`` per connection, configured from the server options: a clone of one
+    prototype built here (see ``SinkdSMTP.clone``). Call it with the server's loop running."""
+    return build_protocol(handler, options).clone
+
+
+def build_protocol(handler: SinkHandler, options: ServerOptions) -> SinkdSMTP:
+    """One ``SinkdSMTP`` built the long way, through aiosmtpd's ``__init__``."""
+    authenticator = make_authenticator(options)
+    return SinkdSMTP(
+        handler,
+        data_size_limit=options.max_message_size,
+        enable_SMTPUTF8=True,
+        decode_data=False,
+        hostname=options.hostname,
+        ident="ESMTP sinkd",
+        tls_context=options.tls_context,
+        timeout=options.timeout,
+        auth_required=options.auth == "required",
+        auth_require_tls=False,
+        authenticator=authenticator,
+        auth_exclude_mechanism=["LOGIN", "PLAIN"] if options.auth == "off" else None,
+        proxy_protocol_timeout=10.0 if options.proxy_protocol else None,
+    )
