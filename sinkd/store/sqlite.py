@@ -9,7 +9,6 @@ escape: failures become ``StoreError`` naming the database file.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import itertools
 import json
@@ -20,10 +19,11 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 from sinkd.errors import NotFound, StoreError
 from sinkd.store import MessageRecord, Query, StoredMessage, iso
+from sinkd.store.settle import settle_threadsafe
 from sinkd.store.sql import (
     MAX_BATCH,
     SCHEMA_VERSION,
@@ -37,9 +37,7 @@ from sinkd.store.sql import (
     open_writer,
     rollback,
 )
-
-if TYPE_CHECKING:
-    from sinkd.store.writer import WriterProcess
+from sinkd.store.writer import WriterProcess
 
 __all__ = ["SCHEMA_VERSION", "PreparedSave", "SqliteStore", "bulk_load", "open_sqlite", "prepare"]
 
@@ -251,8 +249,6 @@ class SqliteStore:
 
     async def _start(self) -> None:
         if self._writer_kind == "process":
-            from sinkd.store.writer import WriterProcess  # it imports this module
-
             remote = WriterProcess(self._path, self._busy_timeout)
             await remote.start()
             self._remote = remote
@@ -300,9 +296,9 @@ class SqliteStore:
         try:
             writer = Writer(self._path, self._busy_timeout)
         except StoreError as exc:
-            _settle(ready.get_loop(), ready, None, exc)
+            settle_threadsafe(ready.get_loop(), ready, None, exc)
             return
-        _settle(ready.get_loop(), ready, None, None)
+        settle_threadsafe(ready.get_loop(), ready, None, None)
         try:
             stop = False
             while not stop:
@@ -319,7 +315,7 @@ class SqliteStore:
                     self._commits = writer.commits
                     for op in ops:
                         if op.loop is not None and op.future is not None:
-                            _settle(op.loop, op.future, op.result, op.error)
+                            settle_threadsafe(op.loop, op.future, op.result, op.error)
         finally:
             writer.close()
 
@@ -551,25 +547,3 @@ def _time_bounds(
         row = conn.execute(first_at, (iso(edge),)).fetchone()
         high = None if row is None else int(row[0])
     return low, high
-
-
-def _settle(
-    loop: asyncio.AbstractEventLoop,
-    future: asyncio.Future[Any],
-    result: Any,
-    error: BaseException | None,
-) -> None:
-    """Resolve ``future`` on its own loop from the writer thread."""
-    # RuntimeError: the loop is closed, so nobody is waiting for the answer any more.
-    with contextlib.suppress(RuntimeError):
-        loop.call_soon_threadsafe(resolve_future, future, result, error)
-
-
-def resolve_future(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
-    """Settle a write's future, on its own loop (the writer thread's and process's answers)."""
-    if future.done():  # the awaiting task was cancelled; the write stands regardless
-        return
-    if error is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(result)

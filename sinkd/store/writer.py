@@ -39,8 +39,8 @@ from typing import Any
 
 from sinkd.children import child_env
 from sinkd.errors import StoreError
+from sinkd.store.settle import settle_on
 from sinkd.store.sql import Op, PreparedSave
-from sinkd.store.sqlite import resolve_future
 from sinkd.store.writer_main import FrameReader, Wire, error_from_wire, frame, to_wire
 
 log = logging.getLogger(__name__)
@@ -150,7 +150,7 @@ class WriterClient:
             lost = [self._pending.pop(item[0], None) for item in items]
         for entry in lost:
             if entry is not None:
-                _settle_on(entry[0], self._loop, entry[1], None, failure)
+                settle_on(entry[0], self._loop, entry[1], None, failure)
 
     def _write(self, data: bytes) -> None:
         """Send ``data`` after what is still unsent, as far as the socket takes it now; the
@@ -217,7 +217,7 @@ class WriterClient:
                 if entry is None:
                     continue
                 failure = None if error is None else error_from_wire(error)
-                _settle_on(entry[0], self._loop, entry[1], result, failure)
+                settle_on(entry[0], self._loop, entry[1], result, failure)
         elif kind == "committed":
             if self.on_committed is not None:
                 try:
@@ -248,7 +248,7 @@ class WriterClient:
         if not self._closing:
             log.error("%s", failure)
         for caller, future in pending.values():
-            _settle_on(caller, loop, future, None, failure)
+            settle_on(caller, loop, future, None, failure)
         if self._ended is not None and not self._ended.done():
             self._ended.set_result(None)
 
@@ -424,21 +424,6 @@ class WriterProcess(WriterClient):
         self._lost()
         if process is not None:
             await asyncio.get_running_loop().run_in_executor(None, _wait, process)
-
-
-def _settle_on(
-    caller: asyncio.AbstractEventLoop,
-    home: asyncio.AbstractEventLoop | None,
-    future: asyncio.Future[Any],
-    result: Any,
-    error: BaseException | None,
-) -> None:
-    """Resolve ``future`` now when it belongs to the loop we run in, else on its own loop."""
-    if caller is home:
-        resolve_future(future, result, error)
-    else:
-        with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits
-            caller.call_soon_threadsafe(resolve_future, future, result, error)
 
 
 def _wait(process: subprocess.Popen[bytes]) -> None:
