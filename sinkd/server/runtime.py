@@ -34,7 +34,7 @@ from sinkd.server import logs
 from sinkd.server.smtp import AuthMode, ServerOptions, SinkHandler, configure_ids, protocol_factory
 from sinkd.server.tls import self_signed, server_context
 from sinkd.server.workers import WorkerPool, worker_chaos
-from sinkd.store import MessageRecord, Store
+from sinkd.store import MessageRecord, Store, VerdictSink
 from sinkd.store.sqlite import SqliteStore, open_sqlite
 from sinkd.store.verdict_log import VerdictLog
 from sinkd.web import HttpServer, create_app
@@ -140,15 +140,22 @@ class Sinkd:
     same port."""
 
     def __init__(
-        self, settings: Settings, *, listener: tuple[int, int] = (0, 1), store: Store | None = None
+        self,
+        settings: Settings,
+        *,
+        listener: tuple[int, int] = (0, 1),
+        store: VerdictSink | None = None,
     ) -> None:
         self.settings = settings
         # (index, total) of this process's SMTP listener: (0, 1) alone; a worker of
         # ``--workers N`` is (i, N) with i >= 1 and serves no HTTP (sinkd.server.workers).
         self.listener = listener
         self.workers: WorkerPool | None = None
-        self._given_store = store  # a worker's PipeStore: records go to the writer process
+        self._given_sink = store  # a worker's PipeStore: records go to the writer process
         self._factory: Callable[[], asyncio.Protocol] | None = None  # a worker's protocols
+        # Where the SMTP path saves; ``store`` too is set (the same object) unless a worker's
+        # sink was given, and is what the HTTP API reads.
+        self.sink: VerdictSink | None = None
         self.store: Store | None = None
         self.server: asyncio.Server | None = None  # the first of ``servers`` (127.0.0.1's)
         self.servers: list[asyncio.Server] = []  # one per listening socket
@@ -243,8 +250,7 @@ class Sinkd:
 
     def store_ready(self) -> bool:
         """Whether the store takes writes (its writer process is there; see /readyz)."""
-        store = self.store
-        return store is not None and (not isinstance(store, SqliteStore) or store.writable)
+        return self.sink is not None and self.sink.writable
 
     def smtp_serving(self) -> bool:
         """Whether SMTP is served: this process's listener, or every worker's (``--workers``)."""
@@ -337,7 +343,10 @@ class Sinkd:
             log.info("verdict log %s", s.verdict_log)
         # The writes run in a process of their own: a writer thread would share the
         # interpreter lock with the SMTP loop (sinkd.store.writer says what that costs).
-        self.store = self._given_store or await open_sqlite(s.db, writer="process")
+        if self._given_sink is not None:
+            self.sink = self._given_sink
+        else:
+            self.sink = self.store = await open_sqlite(s.db, writer="process")
         lookups = Lookups(
             spamd=SpamdService(override=s.spamd), resolver=resolver, state=self.delivery
         )
@@ -349,7 +358,7 @@ class Sinkd:
         self.chaos = Chaos(worker_chaos(chaos, index))
         configure_ids(index, total)
         handler = self.handler = SinkHandler(
-            router, self.store, options, lookups, chaos=self.chaos, on_commit=self.publish_records
+            router, self.sink, options, lookups, chaos=self.chaos, on_commit=self.publish_records
         )
         if workers > 1:
             # The workers handle every SMTP connection; the primary accepts them and hands
@@ -471,9 +480,9 @@ class Sinkd:
             await server.wait_closed()
         self.servers = []
         self.server = None
-        if self.store is not None:
-            await self.store.close()
-            self.store = None
+        if self.sink is not None:
+            await self.sink.close()
+            self.sink = self.store = None
         if self.verdict_log is not None:
             self.verdict_log.close()
             self.verdict_log = None

@@ -38,7 +38,7 @@ from sinkd.core.chaos import Chaos, ChaosStage, log_injected
 from sinkd.core.engine import Router, Transaction, data_reply
 from sinkd.core.model import ClientIdentity, Reply, Verdict
 from sinkd.core.ports import NO_LOOKUPS, Lookups
-from sinkd.store import MessageRecord, Store
+from sinkd.store import MessageRecord, VerdictSink
 
 log = logging.getLogger("sinkd.smtp")
 
@@ -460,7 +460,7 @@ class SinkHandler:
     def __init__(
         self,
         router: Router,
-        store: Store,
+        store: VerdictSink,
         options: ServerOptions,
         lookups: Lookups = NO_LOOKUPS,
         chaos: Chaos | None = None,

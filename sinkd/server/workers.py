@@ -28,23 +28,21 @@ import multiprocessing
 import os
 import signal
 import socket
-from collections.abc import Sequence
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
 from sinkd.core.chaos import ChaosConfig
-from sinkd.errors import ConfigError, StoreError
+from sinkd.errors import ConfigError
 from sinkd.server.logs import LogFormat
 from sinkd.store.sqlite import prepare
 from sinkd.store.writer import WriterClient
 
 if TYPE_CHECKING:
-    from datetime import datetime
     from multiprocessing.process import BaseProcess
     from pathlib import Path
 
     from sinkd.server.runtime import Settings
-    from sinkd.store import MessageRecord, Query, StoredMessage
+    from sinkd.store import MessageRecord
     from sinkd.store.writer import WriterProcess
 
 log = logging.getLogger(__name__)
@@ -356,34 +354,21 @@ async def _serve(
 
 
 class PipeStore:
-    """The store as a worker sees it: ``save`` sends the prepared record to the store's writer
-    process and returns once it is committed. Nothing else is served here (no HTTP in a
-    worker)."""
+    """The store as a worker sees it: only a ``VerdictSink``. ``save`` sends the prepared
+    record to the store's writer process and returns once it is committed; reads and
+    administration are the primary's (a worker serves no HTTP)."""
 
     def __init__(self, path: Path) -> None:
         self.client = WriterClient(path)
 
+    @property
+    def writable(self) -> bool:
+        """Whether the writer process can be reached (until the primary sends a new one)."""
+        return self.client.connected
+
     async def save(self, record: MessageRecord) -> None:
         # Prepared here, not in the primary or the writer: the workers share that work.
         await self.client.submit_prepared(prepare(record))
-
-    async def get(self, message_id: str, *, with_raw: bool = False) -> StoredMessage:
-        raise StoreError("a worker process reads nothing")
-
-    async def list(self, query: Query) -> Sequence[StoredMessage]:
-        raise StoreError("a worker process reads nothing")
-
-    async def count(self, query: Query | None = None, *, at_most: int | None = None) -> int:
-        raise StoreError("a worker process reads nothing")
-
-    async def release(self, message_id: str, released_at: datetime) -> bool:
-        raise StoreError("a worker process changes nothing")
-
-    async def delete(self, message_id: str) -> None:
-        raise StoreError("a worker process changes nothing")
-
-    async def clear(self) -> int:
-        raise StoreError("a worker process changes nothing")
 
     async def close(self) -> None:
         """Nothing to release here: the worker closes its writer connection when it ends."""

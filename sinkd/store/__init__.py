@@ -1,8 +1,11 @@
 """The message store: what a stored transaction looks like and the interface to keep it.
 
-Owns the record type and the ``Store`` protocol. Implementations live beside it
-(``sqlite.py``); nothing here evaluates mail or speaks SMTP. ``save`` returns only once the
-record is durably committed, because a 250 reply promises exactly that.
+Owns the record types and the store's contract, split by who needs what: ``VerdictSink`` (the
+SMTP path: save, and whether saving works now), ``Repository`` (reads and administration) and
+``Store``, both at once, for a full backend. Implementations live beside it (``sqlite.py``,
+``memory.py``; a worker's ``PipeStore`` in ``sinkd.server.workers`` is only a sink); nothing
+here evaluates mail or speaks SMTP. ``save`` returns only once the record is durably
+committed, because a 250 reply promises exactly that.
 """
 
 from __future__ import annotations
@@ -70,9 +73,25 @@ class Query:
     before: int | None = None  # only messages stored before the one with this seq
 
 
-class Store(Protocol):
+class VerdictSink(Protocol):
+    """Where the SMTP path commits verdicts: everything an SMTP process needs of a store, and
+    all that a worker of ``--workers`` has (``PipeStore``). A 250 reply waits for ``save``."""
+
+    @property
+    def writable(self) -> bool:
+        """Whether a ``save`` can be committed now (``/readyz`` reports it)."""
+
     async def save(self, record: MessageRecord) -> None:
-        """Commit one record durably; return only after the commit."""
+        """Commit one record durably; return only after the commit (a later ``get`` or
+        ``list`` through the backend's ``Repository`` sees it). A second record with the same
+        id fails with ``StoreError``."""
+
+    async def close(self) -> None:
+        """Finish pending commits and release what the sink holds."""
+
+
+class Repository(Protocol):
+    """Reading and administering stored records: the HTTP API, the dashboard and the CLI."""
 
     async def get(self, message_id: str, *, with_raw: bool = False) -> StoredMessage:
         """Read one record (with its original and filtered bytes if ``with_raw``); raise
@@ -98,6 +117,12 @@ class Store(Protocol):
 
     async def close(self) -> None:
         """Finish pending commits and release the database."""
+
+
+class Store(VerdictSink, Repository, Protocol):
+    """A full backend: the sink the SMTP path saves to and the repository that reads it back
+    (``SqliteStore``, ``MemoryStore``). ``tests/store/test_contract.py`` is what every one
+    must pass."""
 
 
 def iso(moment: datetime) -> str:

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from sinkd.errors import NotFound, StoreError
 from sinkd.store import iso
@@ -48,7 +48,7 @@ MIGRATIONS: dict[int, tuple[str | Callable[[sqlite3.Connection], None], ...]] = 
     3: ("ALTER TABLE messages ADD COLUMN released_at TEXT",),
     # 5: every list filter indexed for keyset paging (newest first by seq): finding codes keyed
     # by (code, seq); subject, sender and recipients case-folded in message_search with a
-    # trigram FTS5 index over them; received_max (see _TimeBounds) for time ranges.
+    # trigram FTS5 index over them; received_max (see ReceivedClock) for time ranges.
     4: (
         "CREATE TABLE finding_codes_v5 (code TEXT NOT NULL, seq INTEGER NOT NULL"
         " REFERENCES messages(seq) ON DELETE CASCADE, PRIMARY KEY (code, seq)) WITHOUT ROWID",
@@ -144,34 +144,68 @@ INSERT_MESSAGE_SEQ = (
 )
 
 
+class MessageRow(NamedTuple):
+    """A record's columns of the messages table, in INSERT_MESSAGE's order (the writer adds
+    ``received_max``, see ``ReceivedClock``)."""
+
+    id: str
+    received_at: str  # RFC 3339, whole milliseconds, UTC
+    transaction_id: str
+    profile: str | None
+    verdict: str
+    disposition: str
+    score: float
+    stage: str
+    subject: str | None
+    mail_from: str | None
+    client_ip: str | None
+    size: int | None
+    data: str  # the record's JSON text, as the API answers it (released_at null)
+
+
+class SearchText(NamedTuple):
+    """A record's case-folded text for the substring filters (``message_search``)."""
+
+    subject: str
+    mail_from: str
+    rcpt_to: str  # one recipient a line
+
+
+NO_SEARCH = SearchText("", "", "")
+
+# What a queued write does.
+OpKind = Literal["save", "delete", "clear", "release"]
+
+
 class PreparedSave(NamedTuple):
     """A record's writes as plain values, computed off the writer: on the caller's loop,
     or (``--workers``) in the worker process that judged it, which sends them to the writer
     process (a tuple of strings and bytes pickles several times faster than the record)."""
 
     message_id: str
-    row: tuple[Any, ...]  # the messages columns of INSERT_MESSAGE; row[12] is the JSON text
+    row: MessageRow
     raw: bytes | None
     filtered: bytes | None
     codes: tuple[str | None, ...]
     received: datetime  # whole milliseconds, UTC
-    search: tuple[str, str, str]
+    search: SearchText
 
 
 @dataclass(slots=True)
 class Op:
     """One queued write and the future its caller awaits."""
 
-    kind: str  # "save" | "delete" | "clear" | "release"
+    kind: OpKind
     loop: asyncio.AbstractEventLoop | None  # None (with future) for bulk_load's ops
     future: asyncio.Future[Any] | None
     message_id: str | None = None
-    row: tuple[Any, ...] = ()
+    row: MessageRow | None = None  # a save's columns
     raw: bytes | None = None
     filtered: bytes | None = None
     codes: tuple[str | None, ...] = ()  # the record's finding codes, each once
     received: datetime | None = None  # a save's received_at, whole milliseconds, UTC
-    search: tuple[str, str, str] = ("", "", "")  # a save's case-folded subject, sender, rcpts
+    search: SearchText = NO_SEARCH  # a save's case-folded subject, sender, rcpts
+    released_at: str | None = None  # a release's time (RFC 3339, UTC)
     # Filled in by the writer (thread or process) once the op has run in the batch transaction.
     result: Any = None
     error: BaseException | None = field(default=None)
@@ -192,6 +226,12 @@ class Op:
             search=prepared.search,
         )
 
+    def save_values(self) -> tuple[MessageRow, datetime]:
+        """A save's columns and received time (both set for every save)."""
+        if self.row is None or self.received is None:
+            raise AssertionError(f"a {self.kind} operation is not a save")
+        return self.row, self.received
+
 
 class Writer:
     """The write connection and the SQL of every write: one batch of queued operations per
@@ -203,7 +243,7 @@ class Writer:
         self.path = path
         self.conn = open_writer(path, busy_timeout)
         try:
-            self.clock = Clock.load(self.conn)
+            self.clock = ReceivedClock.load(self.conn)
         except sqlite3.Error as exc:
             self.conn.close()
             raise StoreError(f"cannot open {path}: {exc}") from exc
@@ -234,7 +274,7 @@ class Writer:
                     op.error = failure
             # The clock may have advanced for rows that are gone; read back what is stored.
             with contextlib.suppress(sqlite3.Error):
-                self.clock = Clock.load(conn)
+                self.clock = ReceivedClock.load(conn)
         else:
             self.commits += 1
 
@@ -251,17 +291,19 @@ class Writer:
         conn, clock = self.conn, self.clock
         try:
             conn.execute("BEGIN IMMEDIATE")
-            row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'messages'").fetchone()
-            last = 0 if row is None else int(row[0])
+            found = conn.execute(
+                "SELECT seq FROM sqlite_sequence WHERE name = 'messages'"
+            ).fetchone()
+            (last,) = found or (0,)
             messages: list[tuple[Any, ...]] = []
             raws: list[tuple[str | None, bytes, bytes | None]] = []
             codes: list[tuple[str, int]] = []
             search: list[tuple[int, str, str, str]] = []
             for seq, op in enumerate(ops, start=last + 1):
-                assert op.received is not None
-                high = clock.advance(conn, op.received)
-                clock.commit(op.received)
-                messages.append((seq, *op.row, high))
+                columns, received = op.save_values()
+                high = clock.advance(conn, received)
+                clock.commit(received)
+                messages.append((seq, *columns, high))
                 if op.raw is not None:
                     raws.append((op.message_id, op.raw, op.filtered))
                 codes.extend((code, seq) for code in op.codes if code is not None)
@@ -281,7 +323,7 @@ class Writer:
         except Exception:  # a duplicate id, an odd value, a full disk: retry op by op
             rollback(conn)
             with contextlib.suppress(sqlite3.Error):
-                self.clock = Clock.load(conn)
+                self.clock = ReceivedClock.load(conn)
             return False
         return True
 
@@ -306,12 +348,12 @@ class Writer:
         conn.execute("RELEASE op")
 
 
-def apply_op(conn: sqlite3.Connection, op: Op, clock: Clock) -> Any:
+def apply_op(conn: sqlite3.Connection, op: Op, clock: ReceivedClock) -> Any:
     """Run one queued operation's SQL on the writer connection (inside the batch's savepoint)."""
     if op.kind == "save":
-        assert op.received is not None
-        high = clock.advance(conn, op.received)
-        seq = conn.execute(INSERT_MESSAGE, (*op.row, high)).lastrowid
+        columns, received = op.save_values()
+        high = clock.advance(conn, received)
+        seq = conn.execute(INSERT_MESSAGE, (*columns, high)).lastrowid
         if op.raw is not None:
             conn.execute(
                 "INSERT INTO raw (id, bytes, filtered) VALUES (?, ?, ?)",
@@ -329,7 +371,7 @@ def apply_op(conn: sqlite3.Connection, op: Op, clock: Clock) -> Any:
             "INSERT INTO message_text (rowid, subject, mail_from, rcpt_to) VALUES (?, ?, ?, ?)",
             (seq, *op.search),
         )
-        clock.commit(op.received)  # last: had anything above failed, the clock stays put
+        clock.commit(received)  # last: had anything above failed, the clock stays put
         return None
     if op.kind == "delete":
         found = conn.execute("SELECT seq FROM messages WHERE id = ?", (op.message_id,)).fetchone()
@@ -352,7 +394,7 @@ def apply_op(conn: sqlite3.Connection, op: Op, clock: Clock) -> Any:
     if op.kind == "release":
         changed = conn.execute(
             "UPDATE messages SET released_at = ? WHERE id = ? AND released_at IS NULL",
-            (*op.row, op.message_id),
+            (op.released_at, op.message_id),
         ).rowcount
         if changed:
             return True
@@ -404,8 +446,8 @@ def ensure_schema(conn: sqlite3.Connection, path: Path) -> None:
     conn.execute("BEGIN IMMEDIATE")
     try:
         conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-        row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-        if row is None:
+        stored = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        if stored is None:
             # One statement at a time: executescript would COMMIT the open transaction first.
             for statement in SCHEMA.split(";"):
                 if statement.strip():
@@ -415,8 +457,9 @@ def ensure_schema(conn: sqlite3.Connection, path: Path) -> None:
                 (str(SCHEMA_VERSION),),
             )
         else:
+            (stored_version,) = stored
             try:
-                version = int(row[0])
+                version = int(stored_version)
             except ValueError:
                 version = -1
             while version in MIGRATIONS and version < SCHEMA_VERSION:
@@ -432,7 +475,7 @@ def ensure_schema(conn: sqlite3.Connection, path: Path) -> None:
             if version != SCHEMA_VERSION:
                 newer = version > SCHEMA_VERSION
                 raise StoreError(
-                    f"message store {path} has schema version {row[0]}, "
+                    f"message store {path} has schema version {stored_version}, "
                     + (
                         f"newer than this sinkd supports ({SCHEMA_VERSION}); upgrade sinkd "
                         "or point it at another file"
@@ -447,7 +490,7 @@ def ensure_schema(conn: sqlite3.Connection, path: Path) -> None:
 
 
 @dataclass(slots=True)
-class Clock:
+class ReceivedClock:
     """The writer's view of received times, which turns a time range into a seq range.
 
     ``high`` is the latest ``received_at`` stored so far; every saved row stores it (its own
@@ -461,13 +504,14 @@ class Clock:
     lag_ms: int = 0
 
     @classmethod
-    def load(cls, conn: sqlite3.Connection) -> Clock:
-        row = conn.execute("SELECT received_max FROM messages ORDER BY seq DESC LIMIT 1").fetchone()
+    def load(cls, conn: sqlite3.Connection) -> ReceivedClock:
+        last = conn.execute(
+            "SELECT received_max FROM messages ORDER BY seq DESC LIMIT 1"
+        ).fetchone()
         lag = conn.execute("SELECT value FROM meta WHERE key = 'received_lag_ms'").fetchone()
-        return cls(
-            None if row is None or row[0] is None else moment(row[0]),
-            0 if lag is None else int(lag[0]),
-        )
+        (high,) = last or (None,)
+        (lag_ms,) = lag or (0,)
+        return cls(None if high is None else moment(high), int(lag_ms))
 
     def advance(self, conn: sqlite3.Connection, received: datetime) -> str:
         """``received_max`` for a row received at ``received``; records a larger lag in meta
@@ -496,7 +540,8 @@ def _store_lag(conn: sqlite3.Connection, lag_ms: int) -> None:
 
 
 def _backfill_lag(conn: sqlite3.Connection) -> None:
-    """Schema 5 migration: ``received_lag_ms`` over the rows already stored (see ``Clock``)."""
+    """Schema 5 migration: ``received_lag_ms`` over the rows already stored (see
+    ``ReceivedClock``)."""
     high: datetime | None = None
     lag = 0
     for (text,) in conn.execute("SELECT received_at FROM messages ORDER BY seq"):

@@ -27,9 +27,12 @@ from sinkd.store.settle import settle_threadsafe
 from sinkd.store.sql import (
     MAX_BATCH,
     SCHEMA_VERSION,
-    Clock,
+    MessageRow,
     Op,
+    OpKind,
     PreparedSave,
+    ReceivedClock,
+    SearchText,
     Writer,
     apply_op,
     as_text,
@@ -105,7 +108,7 @@ class SqliteStore:
 
     async def release(self, message_id: str, released_at: datetime) -> bool:
         released: bool = await self._submit(
-            "release", message_id=message_id, row=(iso(released_at.astimezone(UTC)),)
+            "release", message_id=message_id, released_at=iso(released_at.astimezone(UTC))
         )
         return released
 
@@ -117,11 +120,13 @@ class SqliteStore:
         return removed
 
     async def _submit(
-        self, kind: str, *, message_id: str | None = None, row: tuple[Any, ...] = ()
+        self, kind: OpKind, *, message_id: str | None = None, released_at: str | None = None
     ) -> Any:
         loop = self._answer_loop()
         future = None if loop is None else loop.create_future()
-        return await self._enqueue(Op(kind, loop, future, message_id, row))
+        return await self._enqueue(
+            Op(kind, loop, future, message_id=message_id, released_at=released_at)
+        )
 
     def _answer_loop(self) -> asyncio.AbstractEventLoop | None:
         """The loop the writer thread answers an op on; None with the writer process, whose
@@ -158,9 +163,12 @@ class SqliteStore:
                 ).fetchone()
             if row is None:
                 raise NotFound(f"no message with id {message_id!r}")
-            raw = None if row[1] is None else bytes(row[1])
-            filtered = None if row[2] is None else bytes(row[2])
-            return StoredMessage(data=_data(row[0], row[3]), raw=raw, filtered=filtered)
+            text, raw, filtered, released_at = row
+            return StoredMessage(
+                data=_data(text, released_at),
+                raw=None if raw is None else bytes(raw),
+                filtered=None if filtered is None else bytes(filtered),
+            )
 
         return await self._read(read)
 
@@ -357,32 +365,32 @@ def prepare(record: MessageRecord) -> PreparedSave:
     # Whole milliseconds, as stored: the clock's arithmetic must agree with the stored text.
     received = received.replace(microsecond=received.microsecond // 1000 * 1000)
     envelope = data["envelope"]
-    row = (
-        record.id,
-        iso(received),
-        record.transaction_id,
-        as_text(data["profile"]),
-        data["verdict"],
-        data["disposition"],
-        float(data["score"]),
-        data["stage"],
-        as_text(data["subject"]),
-        as_text(envelope["mail_from"]),
-        as_text(envelope["client_ip"]),
-        data["size"],
-        text,
+    row = MessageRow(
+        id=record.id,
+        received_at=iso(received),
+        transaction_id=record.transaction_id,
+        profile=as_text(data["profile"]),
+        verdict=data["verdict"],
+        disposition=data["disposition"],
+        score=float(data["score"]),
+        stage=data["stage"],
+        subject=as_text(data["subject"]),
+        mail_from=as_text(envelope["mail_from"]),
+        client_ip=as_text(envelope["client_ip"]),
+        size=data["size"],
+        data=text,
     )
     return PreparedSave(
-        record.id,
-        row,
-        record.raw,
-        record.verdict.filtered,
-        tuple(dict.fromkeys(as_text(f["code"]) for f in data["findings"])),
-        received,
-        (
-            fold(data["subject"]),
-            fold(envelope["mail_from"]),
-            "\n".join(fold(r) for r in envelope["rcpt_to"] or ()),
+        message_id=record.id,
+        row=row,
+        raw=record.raw,
+        filtered=record.verdict.filtered,
+        codes=tuple(dict.fromkeys(as_text(f["code"]) for f in data["findings"])),
+        received=received,
+        search=SearchText(
+            subject=fold(data["subject"]),
+            mail_from=fold(envelope["mail_from"]),
+            rcpt_to="\n".join(fold(r) for r in envelope["rcpt_to"] or ()),
         ),
     )
 
@@ -397,7 +405,7 @@ def bulk_load(path: str | Path, records: Iterable[MessageRecord], *, batch: int 
     stored = 0
     try:
         conn.execute("PRAGMA synchronous = OFF")
-        clock = Clock.load(conn)
+        clock = ReceivedClock.load(conn)
         ops = (_save_op(record, None) for record in records)
         while True:
             chunk = list(itertools.islice(ops, batch))
@@ -459,9 +467,10 @@ def _plan(conn: sqlite3.Connection, query: Query) -> _Plan | None:
         bounds = _time_bounds(conn, query.since, query.until)
         if bounds is None:
             return None
-        low = max(low, bounds[0])
-        if bounds[1] is not None:
-            high = bounds[1] if high is None else min(high, bounds[1])
+        first, last = bounds
+        low = max(low, first)
+        if last is not None:
+            high = last if high is None else min(high, last)
     if high is not None and high < low:
         return None
 
@@ -529,21 +538,21 @@ def _time_bounds(
     conn: sqlite3.Connection, since: datetime | None, until: datetime | None
 ) -> tuple[int, int | None] | None:
     """The seq range that holds every row with ``since <= received_at < until`` (see
-    ``Clock``), found with two seeks on received_max; None when no row can match."""
+    ``ReceivedClock``), found with two seeks on received_max; None when no row can match."""
     low, high = 1, None
     first_at = "SELECT seq FROM messages WHERE received_max >= ? ORDER BY received_max, seq LIMIT 1"
     if since is not None:
-        row = conn.execute(first_at, (iso(since.astimezone(UTC)),)).fetchone()
-        if row is None:
+        found = conn.execute(first_at, (iso(since.astimezone(UTC)),)).fetchone()
+        if found is None:
             return None  # nothing was received that late
-        low = int(row[0])
+        (low,) = found
     if until is not None:
         stored = conn.execute("SELECT value FROM meta WHERE key = 'received_lag_ms'").fetchone()
-        lag = timedelta(milliseconds=0 if stored is None else int(stored[0]))
+        (lag_ms,) = stored or (0,)
+        lag = timedelta(milliseconds=int(lag_ms))
         edge = until.astimezone(UTC)
         edge = edge.replace(microsecond=edge.microsecond // 1000 * 1000) + lag
         # Rows after the first whose received_max reaches until + lag were received at or
         # after until; that first row itself may still match.
-        row = conn.execute(first_at, (iso(edge),)).fetchone()
-        high = None if row is None else int(row[0])
+        (high,) = conn.execute(first_at, (iso(edge),)).fetchone() or (None,)
     return low, high

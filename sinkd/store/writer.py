@@ -147,10 +147,11 @@ class WriterClient:
                 return
             except OSError as exc:
                 failure = StoreError(f"the writer process for {self.path} is gone: {exc}")
-            lost = [self._pending.pop(item[0], None) for item in items]
+            lost = [self._pending.pop(number, None) for number, *_ in items]
         for entry in lost:
             if entry is not None:
-                settle_on(entry[0], self._loop, entry[1], None, failure)
+                caller, future = entry
+                settle_on(caller, self._loop, future, None, failure)
 
     def _write(self, data: bytes) -> None:
         """Send ``data`` after what is still unsent, as far as the socket takes it now; the
@@ -209,23 +210,24 @@ class WriterClient:
             self._handle(message)
 
     def _handle(self, message: Any) -> None:
-        kind = message[0]
-        if kind == "done":
-            self.commits = message[1]
-            for number, result, error in message[2]:
-                entry = self._pending.pop(number, None)
-                if entry is None:
-                    continue
-                failure = None if error is None else error_from_wire(error)
-                settle_on(entry[0], self._loop, entry[1], result, failure)
-        elif kind == "committed":
-            if self.on_committed is not None:
-                try:
-                    self.on_committed(message[1])
-                except Exception:  # a listener's failure never stops the answers
-                    log.exception("commit listener failed")
-        else:
-            self._control(message)
+        match message:
+            case ("done", commits, answers):
+                self.commits = commits
+                for number, result, error in answers:
+                    entry = self._pending.pop(number, None)
+                    if entry is None:
+                        continue
+                    caller, future = entry
+                    failure = None if error is None else error_from_wire(error)
+                    settle_on(caller, self._loop, future, result, failure)
+            case ("committed", records):
+                if self.on_committed is not None:
+                    try:
+                        self.on_committed(records)
+                    except Exception:  # a listener's failure never stops the answers
+                        log.exception("commit listener failed")
+            case _:
+                self._control(message)
 
     def _control(self, message: Any) -> None:
         """Messages other than answers (the server's: ready, failed)."""
@@ -363,11 +365,14 @@ class WriterProcess(WriterClient):
         return ours
 
     def _control(self, message: Any) -> None:
-        kind = message[0]
-        if kind == "ready" and self._ready is not None and not self._ready.done():
-            self._ready.set_result(None)
-        elif kind == "failed" and self._ready is not None and not self._ready.done():
-            self._ready.set_exception(StoreError(str(message[1])))
+        ready = self._ready
+        if ready is None or ready.done():
+            return
+        match message:
+            case ("ready", _):
+                ready.set_result(None)
+            case ("failed", text):
+                ready.set_exception(StoreError(str(text)))
 
     def _lost(self) -> None:
         ready = self._ready

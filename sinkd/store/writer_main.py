@@ -24,16 +24,17 @@ from pathlib import Path
 from typing import Any
 
 from sinkd.errors import NotFound, StoreError
-from sinkd.store.sql import MAX_BATCH, Op, Writer
+from sinkd.store.sql import MAX_BATCH, MessageRow, Op, SearchText, Writer
 
 # How long a batch waits for more operations when the server is busy (see serve()). Under 20
 # sessions at 1 KB, one SMTP process: 0 ms 1,513 msgs/s, 1 ms 1,912-2,214, 2 ms 1,873-2,042,
 # 4 ms 1,951, 8 ms 1,756 (longer waits leave the cores idle); runs differ by ~10%.
 COMMIT_DELAY = 0.001
 
-# Down: a list of (number, kind, message_id, row, raw, filtered, codes, received, search), the
-#       operations submitted in one turn of a client's event loop; from the server also None
-#       (stop) and ("attach",) followed by a socket (SCM_RIGHTS) for one more client.
+# Down: a list of (number, kind, message_id, row, raw, filtered, codes, received, search,
+#       released_at) (see to_wire), the operations submitted in one turn of a client's event
+#       loop; from the server also None (stop) and ("attach",) followed by a socket
+#       (SCM_RIGHTS) for one more client.
 # Up:   ("ready", None) | ("failed", text) | ("done", commits, [(number, result, error)]) where
 #       error is None or (class name, text) | to the server: ("committed", [json text]), the
 #       records the other clients saved in a batch.
@@ -41,24 +42,38 @@ Wire = tuple[Any, ...]
 
 
 def to_wire(number: int, op: Op) -> Wire:
+    """``op`` as it travels, numbered for its answer: plain tuples only (the named ones would
+    pickle their class with every operation)."""
     return (
         number,
         op.kind,
         op.message_id,
-        op.row,
+        None if op.row is None else tuple(op.row),
         op.raw,
         op.filtered,
         op.codes,
         # Milliseconds since the epoch: pickling a datetime cost ~8 us of a record's ~9.
         None if op.received is None else (op.received - _EPOCH) // _MILLISECOND,
-        op.search,
+        tuple(op.search),
+        op.released_at,
     )
 
 
 def from_wire(item: Wire) -> tuple[int, Op]:
-    number, kind, message_id, row, raw, filtered, codes, millis, search = item
-    received = None if millis is None else _EPOCH + millis * _MILLISECOND
-    op = Op(kind, None, None, message_id, row, raw, filtered, codes, received, search)
+    number, kind, message_id, row, raw, filtered, codes, millis, search, released_at = item
+    op = Op(
+        kind,
+        None,
+        None,
+        message_id,
+        None if row is None else MessageRow._make(row),
+        raw=raw,
+        filtered=filtered,
+        codes=codes,
+        received=None if millis is None else _EPOCH + millis * _MILLISECOND,
+        search=SearchText._make(search),
+        released_at=released_at,
+    )
     return number, op
 
 
@@ -157,7 +172,8 @@ class FrameReader:
 
 
 def ready_among(channels: list[Channel], timeout: float | None) -> list[Channel]:
-    readable: list[Channel] = select.select(channels, [], [], timeout)[0]
+    readable: list[Channel]
+    readable, _, _ = select.select(channels, [], [], timeout)
     return readable
 
 
@@ -214,12 +230,13 @@ def _read(
         clients.remove(client)  # a worker ended
         client.close()
         return False
-    if message is None:
-        return client is server
-    if isinstance(message, tuple) and message[0] == "attach":
-        clients.append(Channel(client.recv_socket()))
-        return False
-    items.extend((client, item) for item in message)
+    match message:
+        case None:
+            return client is server
+        case ("attach",):
+            clients.append(Channel(client.recv_socket()))
+        case _:
+            items.extend((client, item) for item in message)
     return False
 
 
@@ -231,8 +248,8 @@ def _commit(writer: Writer, server: Channel, items: list[tuple[Channel, Wire]]) 
     others: list[str] = []
     for client, number, op in batch:
         answers.setdefault(client, []).append((number, op.result, error_to_wire(op.error)))
-        if client is not server and op.kind == "save" and op.error is None:
-            others.append(str(op.row[12]))  # the record's JSON text
+        if client is not server and op.row is not None and op.error is None:
+            others.append(op.row.data)  # a record another client saved: its JSON text
     for client, answered in answers.items():
         # A client that is gone gets nothing; its records are committed all the same.
         with contextlib.suppress(OSError):
