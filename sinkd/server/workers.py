@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 from sinkd.core.chaos import ChaosConfig
 from sinkd.errors import ConfigError
 from sinkd.server.logs import LogFormat
-from sinkd.store.sqlite import prepare
+from sinkd.store.columns import prepare
 from sinkd.store.writer import WriterClient
 
 if TYPE_CHECKING:

@@ -17,10 +17,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal
 
 from sinkd.errors import NotFound, StoreError
 from sinkd.store import iso
+from sinkd.store.columns import NO_SEARCH, MessageRow, PreparedSave, SearchText, fold
 
 if TYPE_CHECKING:
     import asyncio
@@ -144,51 +145,8 @@ INSERT_MESSAGE_SEQ = (
 )
 
 
-class MessageRow(NamedTuple):
-    """A record's columns of the messages table, in INSERT_MESSAGE's order (the writer adds
-    ``received_max``, see ``ReceivedClock``)."""
-
-    id: str
-    received_at: str  # RFC 3339, whole milliseconds, UTC
-    transaction_id: str
-    profile: str | None
-    verdict: str
-    disposition: str
-    score: float
-    stage: str
-    subject: str | None
-    mail_from: str | None
-    client_ip: str | None
-    size: int | None
-    data: str  # the record's JSON text, as the API answers it (released_at null)
-
-
-class SearchText(NamedTuple):
-    """A record's case-folded text for the substring filters (``message_search``)."""
-
-    subject: str
-    mail_from: str
-    rcpt_to: str  # one recipient a line
-
-
-NO_SEARCH = SearchText("", "", "")
-
 # What a queued write does.
 OpKind = Literal["save", "delete", "clear", "release"]
-
-
-class PreparedSave(NamedTuple):
-    """A record's writes as plain values, computed off the writer: on the caller's loop,
-    or (``--workers``) in the worker process that judged it, which sends them to the writer
-    process (a tuple of strings and bytes pickles several times faster than the record)."""
-
-    message_id: str
-    row: MessageRow
-    raw: bytes | None
-    filtered: bytes | None
-    codes: tuple[str | None, ...]
-    received: datetime  # whole milliseconds, UTC
-    search: SearchText
 
 
 @dataclass(slots=True)
@@ -555,20 +513,6 @@ def _backfill_lag(conn: sqlite3.Connection) -> None:
 
 def moment(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
-
-
-def fold(value: Any) -> str:
-    """Text as the substring filters compare it: case-folded (Unicode), never None."""
-    folded = as_text(value)
-    return "" if folded is None else folded.casefold()
-
-
-def as_text(value: Any) -> str | None:
-    """A column copy of a JSON string; lone surrogates (undecodable header bytes) would make
-    sqlite3 refuse the whole row, so they are replaced here (``data`` keeps them escaped)."""
-    if value is None:
-        return None
-    return str(value).encode("utf-8", "replace").decode("utf-8")
 
 
 def rollback(conn: sqlite3.Connection) -> None:

@@ -23,20 +23,16 @@ from typing import Any, Literal, TypeVar
 
 from sinkd.errors import NotFound, StoreError
 from sinkd.store import MessageRecord, Query, StoredMessage, iso
+from sinkd.store.columns import PreparedSave, fold, prepare
 from sinkd.store.settle import settle_threadsafe
 from sinkd.store.sql import (
     MAX_BATCH,
     SCHEMA_VERSION,
-    MessageRow,
     Op,
     OpKind,
-    PreparedSave,
     ReceivedClock,
-    SearchText,
     Writer,
     apply_op,
-    as_text,
-    fold,
     open_writer,
     rollback,
 )
@@ -352,47 +348,6 @@ def _data(text: str, released_at: str | None) -> dict[str, Any]:
 
 def _save_op(record: MessageRecord, loop: asyncio.AbstractEventLoop | None) -> Op:
     return Op.of_prepared(prepare(record), loop)
-
-
-def prepare(record: MessageRecord) -> PreparedSave:
-    """One record's column values, search text and JSON; ``StoreError`` if it has no JSON."""
-    data = record.to_json()
-    try:
-        text = json.dumps(data, separators=(",", ":"))
-    except (TypeError, ValueError) as exc:
-        raise StoreError(f"message {record.id!r} cannot be stored as JSON: {exc}") from exc
-    received = record.received_at.astimezone(UTC)
-    # Whole milliseconds, as stored: the clock's arithmetic must agree with the stored text.
-    received = received.replace(microsecond=received.microsecond // 1000 * 1000)
-    envelope = data["envelope"]
-    row = MessageRow(
-        id=record.id,
-        received_at=iso(received),
-        transaction_id=record.transaction_id,
-        profile=as_text(data["profile"]),
-        verdict=data["verdict"],
-        disposition=data["disposition"],
-        score=float(data["score"]),
-        stage=data["stage"],
-        subject=as_text(data["subject"]),
-        mail_from=as_text(envelope["mail_from"]),
-        client_ip=as_text(envelope["client_ip"]),
-        size=data["size"],
-        data=text,
-    )
-    return PreparedSave(
-        message_id=record.id,
-        row=row,
-        raw=record.raw,
-        filtered=record.verdict.filtered,
-        codes=tuple(dict.fromkeys(as_text(f["code"]) for f in data["findings"])),
-        received=received,
-        search=SearchText(
-            subject=fold(data["subject"]),
-            mail_from=fold(envelope["mail_from"]),
-            rcpt_to="\n".join(fold(r) for r in envelope["rcpt_to"] or ()),
-        ),
-    )
 
 
 def bulk_load(path: str | Path, records: Iterable[MessageRecord], *, batch: int = 20_000) -> int:

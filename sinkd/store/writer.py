@@ -39,8 +39,9 @@ from typing import Any
 
 from sinkd.children import child_env
 from sinkd.errors import StoreError
+from sinkd.store.columns import PreparedSave
 from sinkd.store.settle import settle_on
-from sinkd.store.sql import Op, PreparedSave
+from sinkd.store.sql import Op
 from sinkd.store.writer_main import FrameReader, Wire, error_from_wire, frame, to_wire
 
 log = logging.getLogger(__name__)

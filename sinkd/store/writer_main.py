@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from sinkd.errors import NotFound, StoreError
-from sinkd.store.sql import MAX_BATCH, MessageRow, Op, SearchText, Writer
+from sinkd.store.columns import MessageRow, SearchText
+from sinkd.store.sql import MAX_BATCH, Op, Writer
 
 # How long a batch waits for more operations when the server is busy (see serve()). Under 20
 # sessions at 1 KB, one SMTP process: 0 ms 1,513 msgs/s, 1 ms 1,912-2,214, 2 ms 1,873-2,042,
