@@ -85,7 +85,7 @@ MIGRATIONS: dict[int, tuple[str | Callable[[sqlite3.Connection], None], ...]] = 
 MAX_BATCH = 256
 
 
-SCHEMA = """
+SQL_SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     id TEXT NOT NULL UNIQUE,
@@ -407,7 +407,7 @@ def ensure_schema(conn: sqlite3.Connection, path: Path) -> None:
         stored = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
         if stored is None:
             # One statement at a time: executescript would COMMIT the open transaction first.
-            for statement in SCHEMA.split(";"):
+            for statement in SQL_SCHEMA.split(";"):
                 if statement.strip():
                     conn.execute(statement)
             conn.execute(

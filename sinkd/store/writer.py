@@ -46,7 +46,7 @@ from sinkd.store.writer_main import FrameReader, Wire, error_from_wire, frame, t
 
 log = logging.getLogger(__name__)
 
-START_TIMEOUT = 30.0  # the process imports the store and opens (maybe migrates) the file
+WRITER_START_TIMEOUT = 30.0  # the process imports the store and opens (maybe migrates) the file
 # Big enough that a large message is written to the socket in one go while the process
 # commits the batch before it.
 SOCKET_BUFFER = 4 * 1024 * 1024
@@ -315,13 +315,14 @@ class WriterProcess(WriterClient):
         self._ready = loop.create_future()
         self.bind(ours)
         try:
-            async with asyncio.timeout(START_TIMEOUT):
+            async with asyncio.timeout(WRITER_START_TIMEOUT):
                 await asyncio.shield(self._ready)
         except BaseException as exc:
             await self._abandon()
             if isinstance(exc, TimeoutError):
                 raise StoreError(
-                    f"the writer process for {self.path} did not start in {START_TIMEOUT:.0f} s"
+                    f"the writer process for {self.path} did not start"
+                    f" in {WRITER_START_TIMEOUT:.0f} s"
                 ) from None
             raise
 
