@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from sinkd.core.authres import AUTHSERV_ID, add_authentication_results, authentication_results
-from sinkd.core.filters import REGISTRY, EnvelopeContext, Filter, MessageContext, reply_variables
+from sinkd.core.filters import EnvelopeContext, Filter, MessageContext, reply_variables
 from sinkd.core.message import ParsedMessage, parse
 from sinkd.core.model import (
     DISPOSITION_OF_ACTION,
@@ -32,8 +32,8 @@ from sinkd.core.model import (
     VerdictAction,
 )
 from sinkd.core.ports import NO_LOOKUPS, Lookups
-from sinkd.core.profiles import LoadedProfile, Profile
-from sinkd.core.schema import CompileContext, ListValue, ReplyTemplate
+from sinkd.core.profiles import LoadedProfile, Profile, compile_loaded
+from sinkd.core.schema import ReplyTemplate
 from sinkd.core.strip import apply_strip
 
 _ENVELOPE_HARD = (Action.REJECT, Action.TEMPFAIL)
@@ -289,26 +289,16 @@ def _skips(findings: Sequence[Finding]) -> frozenset[str]:
 
 def compile_profile(loaded: LoadedProfile) -> Pipeline:
     """Instantiate a profile's filters once; errors are ``CompileError``s located by field."""
-    profile = loaded.profile
-    lists = {
-        name: ListValue(spec.kind, tuple(spec.entries)) for name, spec in profile.lists.items()
-    }
-    filters: list[Filter] = []
-    for index, spec in enumerate(profile.filters):
-        cls = REGISTRY[spec.kind]
-        ctx = CompileContext(lists=lists, replies=loaded.catalogue, loc=("filters", index))
-        filters.append(cls(spec, ctx))
-    ctx = CompileContext(lists=lists, replies=loaded.catalogue, loc=("scoring",))
-    smtp = CompileContext(lists=lists, replies=loaded.catalogue, loc=("smtp",))
+    compiled = compile_loaded(loaded)
     return Pipeline(
-        profile=profile,
-        filters=tuple(filters),
-        mail_answerers=frozenset(f.name for f in filters if f.answers_at_mail),
+        profile=loaded.profile,
+        filters=compiled.filters,
+        mail_answerers=frozenset(f.name for f in compiled.filters if f.answers_at_mail),
         catalogue=loaded.catalogue,
-        reject_reply=ctx.reply(profile.scoring.reject_reply, "reject_reply"),
-        policy_reply=ctx.reply("generic.policy"),
-        tempfail_reply=ctx.reply("generic.tempfail"),
-        connection_reply=smtp.reply(profile.smtp.connection_limit_reply, "connection_limit_reply"),
+        reject_reply=compiled.reject_reply,
+        policy_reply=compiled.policy_reply,
+        tempfail_reply=compiled.tempfail_reply,
+        connection_reply=compiled.connection_reply,
     )
 
 

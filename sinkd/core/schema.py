@@ -83,6 +83,14 @@ class Spec(BaseModel):
         return None
 
 
+class FilterSpecBase(Spec):
+    """Base of every filter kind's spec: ``kind`` (each kind narrows it to its own
+    ``Literal``, which tells the profile schema's union apart) and the instance ``name``."""
+
+    kind: str
+    name: FilterName
+
+
 class Outcome(Spec):
     """What a matching rule does: an action, an optional score and an optional reply."""
 

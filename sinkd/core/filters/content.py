@@ -32,14 +32,14 @@ from typing import Annotated, Literal
 
 from pydantic import StringConstraints, model_validator
 
-from sinkd.core.filters import Filter, MessageContext, reply_variables
+from sinkd.core.filters.base import Filter, MessageContext, reply_variables
 from sinkd.core.matching import RegexSet, WordMatcher, has_gtube, tokenize
 from sinkd.core.message import ParsedMessage
 from sinkd.core.model import Action, Category, Finding, Stage
 from sinkd.core.schema import (
     CompileContext,
     CompileError,
-    FilterName,
+    FilterSpecBase,
     ReplyRef,
     ReplyTemplate,
     RuleId,
@@ -80,9 +80,8 @@ class GtubeSpec(Spec):
     reply: ReplyRef = "gtube.reject"
 
 
-class ContentSpec(Spec):
+class ContentSpec(FilterSpecBase):
     kind: Literal["content"]
-    name: FilterName
     gtube: GtubeSpec | None = None
     rules: list[ContentRule] = []
 

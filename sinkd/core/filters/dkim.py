@@ -45,16 +45,15 @@ import dkim as dkimpy
 from dkim.canonicalization import CanonicalizationPolicy
 from pydantic import Field
 
-from sinkd.core.filters import Filter, MessageContext, reply_variables
+from sinkd.core.filters.base import Filter, MessageContext, reply_variables
 from sinkd.core.model import Action, Category, Finding, Stage, Unjudged
 from sinkd.core.ports import DnsAnswer, Rdata, no_dns_data_reason
 from sinkd.core.schema import (
     RECORD_ONLY,
     CompileContext,
-    FilterName,
+    FilterSpecBase,
     ReplyTemplate,
     ResultOutcomes,
-    Spec,
 )
 
 Result = Literal["pass", "fail", "none", "temperror", "permerror", "neutral"]
@@ -78,9 +77,8 @@ class DkimOutcomes(ResultOutcomes):
     """What each DKIM result does; every result is recorded only unless the profile says."""
 
 
-class DkimSpec(Spec):
+class DkimSpec(FilterSpecBase):
     kind: Literal["dkim"]
-    name: FilterName
     min_rsa_bits: int = Field(default=1024, ge=512, le=16384)
     accept_rsa_sha1: bool = False
     ignore_l_tag_bodies: bool = False

@@ -50,14 +50,14 @@ from typing import Any, Literal
 
 from publicsuffixlist import PublicSuffixList
 
-from sinkd.core.filters import Filter, MessageContext, reply_variables
+from sinkd.core.filters.base import Filter, MessageContext, reply_variables
 from sinkd.core.message import ParsedMessage
 from sinkd.core.model import Action, Category, Envelope, Finding, Stage, Unjudged
 from sinkd.core.ports import NO_DNS_DATA_HINT, DnsAnswer, RecordType, Resolver, no_dns_data_reason
 from sinkd.core.schema import (
     RECORD_ONLY,
     CompileContext,
-    FilterName,
+    FilterSpecBase,
     Outcome,
     ReplyTemplate,
     ResultOutcomes,
@@ -88,9 +88,8 @@ class DmarcOutcomes(ResultOutcomes):
     """What each other result does; ``fail`` is used only when ``honor_policy`` is false."""
 
 
-class DmarcSpec(Spec):
+class DmarcSpec(FilterSpecBase):
     kind: Literal["dmarc"]
-    name: FilterName
     spec: Literal["rfc7489", "rfc9989"] = "rfc7489"
     honor_policy: bool = True
     pct: Literal["honor", "ignore", "deterministic"] = "honor"

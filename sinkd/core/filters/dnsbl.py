@@ -53,14 +53,14 @@ from typing import Literal, TypeAlias
 
 from pydantic import Field, field_validator
 
-from sinkd.core.filters import EnvelopeContext, Filter, MessageContext, reply_variables
+from sinkd.core.filters.base import EnvelopeContext, Filter, MessageContext, reply_variables
 from sinkd.core.html.depth import too_deep
 from sinkd.core.message import ParsedMessage
 from sinkd.core.model import Action, Category, Envelope, Finding, Stage, Unjudged
 from sinkd.core.ports import DnsAnswer, RecordType, Resolver, no_dns_data_reason
 from sinkd.core.schema import (
     CompileContext,
-    FilterName,
+    FilterSpecBase,
     Outcome,
     ReplyTemplate,
     RuleId,
@@ -202,9 +202,8 @@ class DnsblZone(Spec):
         return value
 
 
-class DnsblSpec(Spec):
+class DnsblSpec(FilterSpecBase):
     kind: Literal["dnsbl"]
-    name: FilterName
     zones: list[DnsblZone] = Field(min_length=1)
     max_uri_hosts: int = Field(default=20, ge=1, le=1000)
     on_error: Outcome = Outcome(action=Action.NONE)

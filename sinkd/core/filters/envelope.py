@@ -28,12 +28,12 @@ from typing import Literal
 
 from pydantic import model_validator
 
-from sinkd.core.filters import EnvelopeContext, Filter, MessageContext, reply_variables
+from sinkd.core.filters.base import EnvelopeContext, Filter, MessageContext, reply_variables
 from sinkd.core.model import Action, Category, Finding, Stage
 from sinkd.core.schema import (
     CompileContext,
     CompileError,
-    FilterName,
+    FilterSpecBase,
     ReplyRef,
     ReplyTemplate,
     RuleId,
@@ -110,9 +110,8 @@ class EnvelopeRule(Spec):
         return self
 
 
-class EnvelopeSpec(Spec):
+class EnvelopeSpec(FilterSpecBase):
     kind: Literal["envelope"]
-    name: FilterName
     rules: list[EnvelopeRule]
 
 

@@ -37,10 +37,15 @@ import re
 from collections import Counter
 from typing import Literal
 
-from sinkd.core.filters import Filter, MessageContext, reply_variables
+from sinkd.core.filters.base import Filter, MessageContext, reply_variables
 from sinkd.core.message import ParsedMessage
 from sinkd.core.model import Action, Category, Finding, Stage
-from sinkd.core.schema import CompileContext, FilterName, Outcome, ReplyTemplate, Spec
+from sinkd.core.schema import (
+    CompileContext,
+    FilterSpecBase,
+    Outcome,
+    ReplyTemplate,
+)
 
 _NOTE = Outcome(action=Action.NONE)
 
@@ -86,9 +91,8 @@ FIELDS: tuple[str, ...] = (
 )
 
 
-class FormatSpec(Spec):
+class FormatSpec(FilterSpecBase):
     kind: Literal["format"]
-    name: FilterName
     bare_lf: Outcome = _NOTE
     smuggling: Outcome = _NOTE
     nul_bytes: Outcome = _NOTE

@@ -35,17 +35,16 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from sinkd.core.filters import EnvelopeContext, Filter, reply_variables
+from sinkd.core.filters.base import EnvelopeContext, Filter, reply_variables
 from sinkd.core.model import Action, Category, Finding, Stage
-from sinkd.core.schema import CompileContext, FilterName, ReplyRef, Spec
+from sinkd.core.schema import CompileContext, FilterSpecBase, ReplyRef
 
 _REFUSING = (Action.REJECT, Action.TEMPFAIL)
 _NUMBER = re.compile(r"\b\d+\b")
 
 
-class GreylistSpec(Spec):
+class GreylistSpec(FilterSpecBase):
     kind: Literal["greylist"]
-    name: FilterName
     delay: float = Field(default=300.0, ge=0, le=86400)
     retry_window: float = Field(default=14400.0, gt=0, le=30 * 86400)
     remember: float = Field(default=3024000.0, ge=0, le=400 * 86400)

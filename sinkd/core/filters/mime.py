@@ -45,13 +45,13 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import Field, model_validator
 
 from sinkd.core.attachments import FileInfo, Inspection, Limits, inspect_file
-from sinkd.core.filters import Filter, MessageContext, reply_variables
+from sinkd.core.filters.base import Filter, MessageContext, reply_variables
 from sinkd.core.mimetree import MimeNode, MimeTree
 from sinkd.core.model import Action, Category, Finding, Stage, StripPlan
 from sinkd.core.schema import (
     CompileContext,
     CompileError,
-    FilterName,
+    FilterSpecBase,
     Outcome,
     ReplyRef,
     ReplyTemplate,
@@ -178,9 +178,8 @@ class AttachmentRule(Spec):
         return self
 
 
-class MimeSpec(Spec):
+class MimeSpec(FilterSpecBase):
     kind: Literal["mime"]
-    name: FilterName
     true_type: bool = True
     strip_notice: str = "[${filename} (${content_type}) was removed by the mail policy]"
     archives: Archives = Archives()

@@ -29,17 +29,16 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from sinkd.core.filters import EnvelopeContext, Filter, reply_variables
+from sinkd.core.filters.base import EnvelopeContext, Filter, reply_variables
 from sinkd.core.model import Action, Category, Finding, Stage
-from sinkd.core.schema import CompileContext, FilterName, ReplyRef, Spec
+from sinkd.core.schema import CompileContext, FilterSpecBase, ReplyRef
 
 WINDOW = 60.0  # seconds: Postfix's anvil_rate_time_unit default
 _INSTANCES = itertools.count(1)
 
 
-class RateLimitSpec(Spec):
+class RateLimitSpec(FilterSpecBase):
     kind: Literal["rate_limit"]
-    name: FilterName
     messages_per_minute: int | None = Field(default=None, gt=0, le=100000)
     max_recipients: int | None = Field(default=None, gt=0, le=100000)
     message_reply: ReplyRef = "postfix.message_rate"

@@ -40,10 +40,17 @@ from typing import Literal
 
 from pydantic import ConfigDict, Field
 
-from sinkd.core.filters import Filter, MessageContext, reply_variables
+from sinkd.core.filters.base import Filter, MessageContext, reply_variables
 from sinkd.core.model import Action, Category, Envelope, Finding, Stage, Unjudged
 from sinkd.core.ports import no_dns_data_reason
-from sinkd.core.schema import RECORD_ONLY, CompileContext, FilterName, Outcome, ReplyTemplate, Spec
+from sinkd.core.schema import (
+    RECORD_ONLY,
+    CompileContext,
+    FilterSpecBase,
+    Outcome,
+    ReplyTemplate,
+    Spec,
+)
 
 Result = Literal["pass", "fail", "temperror", "unjudged", "none"]
 _JUDGED: tuple[Result, ...] = ("pass", "fail", "temperror")
@@ -71,9 +78,8 @@ class SenderAuthOutcomes(Spec):
         return RECORD_ONLY  # unjudged and none never act
 
 
-class SenderAuthSpec(Spec):
+class SenderAuthSpec(FilterSpecBase):
     kind: Literal["sender_auth"]
-    name: FilterName
     on: SenderAuthOutcomes = SenderAuthOutcomes()
 
 

@@ -48,7 +48,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from sinkd.core.filters import Filter, MessageContext, reply_variables
+from sinkd.core.filters.base import Filter, MessageContext, reply_variables
 from sinkd.core.filters.spf import (
     CompiledOutcome,
     ResultOutcome,
@@ -60,7 +60,7 @@ from sinkd.core.filters.spf import (
 )
 from sinkd.core.model import Action, Category, Envelope, Finding, Stage
 from sinkd.core.ports import Resolver, no_dns_data_reason
-from sinkd.core.schema import CompileContext, FilterName, Spec
+from sinkd.core.schema import CompileContext, FilterSpecBase
 from sinkd.core.spf_eval import SpfResult, SpfResultCode, check_host
 
 Scope = Literal["pra", "mfrom"]
@@ -163,9 +163,8 @@ def purported_responsible_address(headers: Iterable[tuple[str, str]]) -> Pra:
     return Pra(address, header)
 
 
-class SenderIdSpec(Spec):
+class SenderIdSpec(FilterSpecBase):
     kind: Literal["sender_id"]
-    name: FilterName
     scopes: list[Scope] = Field(default=["pra"], min_length=1)
     spf1_fallback: bool = True
     pra_nxdomain: Literal["fail", "none"] = "fail"

@@ -18,14 +18,13 @@ from typing import Literal
 
 from pydantic import Field
 
-from sinkd.core.filters import EnvelopeContext, Filter, MessageContext, reply_variables
+from sinkd.core.filters.base import EnvelopeContext, Filter, MessageContext, reply_variables
 from sinkd.core.model import Action, Category, Envelope, Finding, Stage
-from sinkd.core.schema import CompileContext, FilterName, ReplyRef, Score, Spec
+from sinkd.core.schema import CompileContext, FilterSpecBase, ReplyRef, Score
 
 
-class SizeSpec(Spec):
+class SizeSpec(FilterSpecBase):
     kind: Literal["size"]
-    name: FilterName
     max_bytes: int = Field(gt=0)
     action: Action = Action.REJECT
     score: Score = 0.0

@@ -36,10 +36,10 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from sinkd.core.filters import Filter, MessageContext, reply_variables
+from sinkd.core.filters.base import Filter, MessageContext, reply_variables
 from sinkd.core.model import Action, Category, Finding, Stage, Unjudged
 from sinkd.core.ports import SpamdTarget, SpamReport
-from sinkd.core.schema import CompileContext, FilterName, Outcome, ReplyRef, Spec
+from sinkd.core.schema import CompileContext, FilterSpecBase, Outcome, ReplyRef, Spec
 from sinkd.errors import BackendError
 
 
@@ -56,9 +56,8 @@ class SpamThresholds(Spec):
         return self
 
 
-class SpamAssassinSpec(Spec):
+class SpamAssassinSpec(FilterSpecBase):
     kind: Literal["spamassassin"]
-    name: FilterName
     host: str = "127.0.0.1"
     port: int = Field(default=783, ge=1, le=65535)
     timeout: float = Field(default=30.0, gt=0, le=600)

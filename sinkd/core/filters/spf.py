@@ -44,10 +44,17 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from sinkd.core.filters import EnvelopeContext, Filter, reply_variables
+from sinkd.core.filters.base import EnvelopeContext, Filter, reply_variables
 from sinkd.core.model import Action, Category, Envelope, Finding, Stage, Unjudged
 from sinkd.core.ports import Lookups, Resolver, no_dns_data_reason
-from sinkd.core.schema import CompileContext, FilterName, ReplyRef, ReplyTemplate, Score, Spec
+from sinkd.core.schema import (
+    CompileContext,
+    FilterSpecBase,
+    ReplyRef,
+    ReplyTemplate,
+    Score,
+    Spec,
+)
 from sinkd.core.spf_eval import SpfResult, SpfResultCode, check_host, is_checkable_domain
 
 SpfIdentity = Literal["mail_from", "helo"]
@@ -119,9 +126,8 @@ def compile_outcomes(
     return compiled
 
 
-class SpfSpec(Spec):
+class SpfSpec(FilterSpecBase):
     kind: Literal["spf"]
-    name: FilterName
     identities: list[SpfIdentity] = Field(default=["mail_from", "helo"], min_length=1)
     on: dict[SpfResultCode, ResultOutcome] = {}
     timeout: float = Field(default=20.0, gt=0, le=300)
