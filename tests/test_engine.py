@@ -698,3 +698,7 @@ async def test_a_message_the_strip_path_cannot_rewrite_is_delivered_as_it_arrive
     [error] = verdict.incomplete
     assert error.code == "STRIP_ERROR"
     assert "x-broken" in error.detail["error"]
+
+
+def test_only_reject_and_tempfail_are_refusals() -> None:
+    assert {action for action in Action if action.refuses} == {Action.REJECT, Action.TEMPFAIL}

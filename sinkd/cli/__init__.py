@@ -46,7 +46,7 @@ from sinkd import __version__
 from sinkd.core.as_sent import as_sent, not_a_message
 from sinkd.core.chaos import ChaosConfig, ChaosTrigger, parse_triggers
 from sinkd.core.engine import Transaction
-from sinkd.core.model import ClientIdentity, Verdict, VerdictAction
+from sinkd.core.model import Action, ClientIdentity, Verdict, VerdictAction
 from sinkd.core.population import Population, load_population
 from sinkd.core.ports import Lookups, Resolver
 from sinkd.core.profiles import (
@@ -1263,7 +1263,7 @@ def _children(node: Spec, indent: int, prefix: str = "") -> list[str]:
 
 
 # Actions whose outcome is sent as an SMTP reply; other outcomes keep a default reply unused.
-_REPLYING = frozenset({"reject", "tempfail"})
+_REPLYING = frozenset(action.value for action in Action if action.refuses)
 
 
 def _reply_keys(data: object) -> list[str]:

@@ -36,7 +36,6 @@ from sinkd.core.profiles import LoadedProfile, Profile, compile_loaded
 from sinkd.core.schema import ReplyTemplate
 from sinkd.core.strip import apply_strip
 
-_ENVELOPE_HARD = (Action.REJECT, Action.TEMPFAIL)
 QUEUED = ReplyTemplate(250, "2.0.0", "Ok: queued as ${id}")
 
 
@@ -407,7 +406,7 @@ class Transaction:
         hard = [
             f
             for f in findings
-            if f.action in _ENVELOPE_HARD and (answer_now or f.filter in pipeline.mail_answerers)
+            if f.action.refuses and (answer_now or f.filter in pipeline.mail_answerers)
         ]
         if not hard:
             return None
@@ -422,7 +421,7 @@ class Transaction:
         findings = [*earlier, *own]
         # envelope_reply_stage "data": refusals wait for the end of DATA, as Gmail's do.
         answer_now = pipeline.profile.smtp.envelope_reply_stage != "data"
-        if answer_now and any(f.action in _ENVELOPE_HARD for f in findings):
+        if answer_now and any(f.action.refuses for f in findings):
             envelope = dataclasses.replace(self.envelope, rcpt_to=(rcpt,))
             return pipeline.decide(
                 findings, stage=Stage.RCPT, envelope=envelope, message_id=self.new_id()

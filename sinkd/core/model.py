@@ -27,6 +27,11 @@ class Action(enum.StrEnum):
     TEMPFAIL = "tempfail"  # 4xx: try again later
     REJECT = "reject"  # 5xx
 
+    @property
+    def refuses(self) -> bool:
+        """The sender is refused with an SMTP error: reject (5xx) or tempfail (4xx)."""
+        return self is Action.REJECT or self is Action.TEMPFAIL
+
 
 class Disposition(enum.StrEnum):
     """Where the message ends up; the strictest one of all findings wins."""

@@ -50,7 +50,6 @@ from sinkd.core.schema import (
 Part = Annotated[
     str, StringConstraints(pattern=r"^(subject|body|text|html|headers|header:[!-9;-~]+)$")
 ]
-_HARD = (Action.REJECT, Action.TEMPFAIL)
 
 
 class ContentRule(Spec):
@@ -270,7 +269,7 @@ class ContentFilter(Filter):
         spec = rule.rule
         reason = self._reason(rule, groups)
         reply = None
-        if spec.action in _HARD:
+        if spec.action.refuses:
             reply = rule.reply.render(reply_variables(ctx.envelope, text=reason))
         detail: dict[str, object] = {
             "rule": spec.id,

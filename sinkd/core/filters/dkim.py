@@ -46,7 +46,7 @@ from dkim.canonicalization import CanonicalizationPolicy
 from pydantic import Field
 
 from sinkd.core.filters.base import Filter, MessageContext, reply_variables
-from sinkd.core.model import Action, Category, Finding, Stage, Unjudged
+from sinkd.core.model import Category, Finding, Stage, Unjudged
 from sinkd.core.ports import DnsAnswer, Rdata, no_dns_data_reason
 from sinkd.core.schema import (
     RECORD_ONLY,
@@ -59,7 +59,6 @@ from sinkd.core.schema import (
 Result = Literal["pass", "fail", "none", "temperror", "permerror", "neutral"]
 # The results a profile gives outcomes for; ``neutral`` (no DNS data for the key) records only.
 RESULTS: tuple[Result, ...] = ("pass", "fail", "none", "temperror", "permerror")
-_HARD = (Action.REJECT, Action.TEMPFAIL)
 
 # dkimpy logs through a logger of its own; a filter decides, it does not log.
 _QUIET = logging.getLogger("sinkd.core.filters.dkim.dkimpy")
@@ -386,7 +385,7 @@ class DkimFilter(Filter):
         no_judgement = unjudged is not None or result == "neutral"  # recorded only
         outcome = RECORD_ONLY if no_judgement else self.spec.on.of(result)
         reply = None
-        if outcome.action in _HARD:
+        if outcome.action.refuses:
             variables = reply_variables(ctx.envelope, text=reason, from_domain=domain or "")
             reply = self.replies[result].render(variables)
         return Finding(

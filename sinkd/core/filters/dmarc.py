@@ -68,7 +68,6 @@ Policy = Literal["none", "quarantine", "reject"]
 Result = Literal["pass", "fail", "none", "temperror", "permerror"]
 RESULTS: tuple[Result, ...] = ("pass", "fail", "none", "temperror", "permerror")
 POLICIES: tuple[Policy, ...] = ("none", "quarantine", "reject")
-_HARD = (Action.REJECT, Action.TEMPFAIL)
 
 _LOWER: dict[Policy, Policy] = {"reject": "quarantine", "quarantine": "none", "none": "none"}
 _DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?\.)*[a-z0-9_-]+$")
@@ -645,7 +644,7 @@ class DmarcFilter(Filter):
         if unjudged is not None:
             detail["dns_names"] = ev.dns_names
         reply = None
-        if outcome.action in _HARD:
+        if outcome.action.refuses:
             variables = reply_variables(ctx.envelope, text=reason, from_domain=ev.domain or "")
             reply = self.replies[reply_key or result].render(variables)
         return Finding(

@@ -39,7 +39,6 @@ from sinkd.core.filters.base import EnvelopeContext, Filter, reply_variables
 from sinkd.core.model import Action, Category, Finding, Stage
 from sinkd.core.schema import CompileContext, FilterSpecBase, ReplyRef
 
-_REFUSING = (Action.REJECT, Action.TEMPFAIL)
 _NUMBER = re.compile(r"\b\d+\b")
 
 
@@ -100,7 +99,7 @@ class GreylistFilter(Filter):
     async def check_envelope(self, stage: Stage, ctx: EnvelopeContext) -> list[Finding]:
         if ctx.rcpt is None:
             return []
-        if any(f.action in _REFUSING for f in ctx.earlier):
+        if any(f.action.refuses for f in ctx.earlier):
             return []  # refused anyway: the greylist is never consulted
         spec = self.spec
         envelope = ctx.envelope

@@ -66,7 +66,6 @@ if TYPE_CHECKING:
 TrueKind = Literal[
     "executable", "script", "archive", "office", "pdf", "image", "audio", "video", "text"
 ]
-_HARD = (Action.REJECT, Action.TEMPFAIL)
 # Classes found in HTML and removed from it by strip_html, and the MIME parts of each class.
 _HTML_CLASSES = ("images", "tracking_pixels", "multimedia", "active_script", "hidden_text")
 # Classes found in HTML that are only recorded or scored, never stripped: what the reader's mail
@@ -625,7 +624,7 @@ class MimeFilter(Filter):
             html = {path: frozenset({html_class}) for path in hits.html_paths} if html_class else {}
             strip = StripPlan(notices, html)
         rendered = None
-        if action in _HARD:
+        if action.refuses:
             rendered = reply.render(reply_variables(ctx.envelope, text=reason))
         return Finding(
             code=code,

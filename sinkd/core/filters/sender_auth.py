@@ -54,7 +54,6 @@ from sinkd.core.schema import (
 
 Result = Literal["pass", "fail", "temperror", "unjudged", "none"]
 _JUDGED: tuple[Result, ...] = ("pass", "fail", "temperror")
-_HARD = (Action.REJECT, Action.TEMPFAIL)
 # When inputs could not be judged for different reasons, the finding carries the gravest:
 # a filter error or an unanswered lookup makes the verdict incomplete, missing fixtures do not.
 _GRAVITY = (Unjudged.ERROR, Unjudged.UNAVAILABLE, Unjudged.NO_DNS_DATA)
@@ -214,7 +213,7 @@ class SenderAuthFilter(Filter):
     ) -> Finding:
         outcome = self.spec.on.of(result)
         reply = None
-        if outcome.action in _HARD and result in self.replies:
+        if outcome.action.refuses and result in self.replies:
             variables = reply_variables(ctx.envelope, text=reason, spf_domain=spf_domain)
             reply = self.replies[result].render(variables)
         return Finding(

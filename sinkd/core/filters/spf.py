@@ -114,7 +114,7 @@ def compile_outcomes(
         reply: ReplyTemplate | None = None
         if outcome.reply is not None:
             reply = here.reply(outcome.reply)
-        elif action in (Action.REJECT, Action.TEMPFAIL):
+        elif action.refuses:
             wanted = 4 if action is Action.TEMPFAIL else 5
             own = result_replies.get(result)
             candidate = here.reply(own) if own else None
