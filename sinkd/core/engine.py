@@ -24,6 +24,7 @@ from sinkd.core.model import (
     Disposition,
     Envelope,
     Finding,
+    FindingCode,
     Reply,
     Stage,
     StripPlan,
@@ -37,6 +38,16 @@ from sinkd.core.schema import ReplyTemplate
 from sinkd.core.strip import apply_strip
 
 QUEUED = ReplyTemplate(250, "2.0.0", "Ok: queued as ${id}")
+
+# The codes the engine itself gives, beside those each filter kind declares.
+CODES: tuple[FindingCode, ...] = (
+    FindingCode("SCORE_TAG", "the total score reached the tag threshold"),
+    FindingCode("SCORE_JUNK", "the total score reached the junk threshold"),
+    FindingCode("SCORE_QUARANTINE", "the total score reached the quarantine threshold"),
+    FindingCode("SCORE_REJECT", "the total score reached the reject threshold"),
+    FindingCode("<KIND>_ERROR", "the filter failed on this message: a sinkd bug (unjudged)"),
+    FindingCode("STRIP_ERROR", "the strip actions failed: delivered as it arrived (unjudged)"),
+)
 
 
 @dataclass(frozen=True, slots=True)

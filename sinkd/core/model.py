@@ -8,6 +8,7 @@ HTTP API is produced here (``Verdict.to_json``) so that there is exactly one of 
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -194,6 +195,32 @@ class StripPlan:
 
     def __bool__(self) -> bool:
         return bool(self.parts or self.html)
+
+
+# ``<NAME>`` in a declared code: a part the profile or the input supplies (a rule's id, a
+# SpamAssassin rule name, a filter kind).
+_PLACEHOLDER = re.compile(r"<[A-Z_]+>")
+
+
+@dataclass(frozen=True, slots=True)
+class FindingCode:
+    """A finding code a check declares it may emit, with its meaning in one line.
+
+    ``code`` is the code itself (``SPF_FAIL``) or a family with placeholders
+    (``CONTENT_<ID>``: the content rule's id). The README's code table is built from these.
+    """
+
+    code: str
+    meaning: str
+
+    @property
+    def pattern(self) -> str:
+        """A regular expression matching the codes this declaration covers."""
+        parts = _PLACEHOLDER.split(self.code)
+        return "[A-Za-z0-9_]+".join(re.escape(part) for part in parts)
+
+    def matches(self, code: str) -> bool:
+        return re.fullmatch(self.pattern, code) is not None
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,13 +8,26 @@ disk, no SMTP formatting, no logging of decisions.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from sinkd.core.message import ParsedMessage
-from sinkd.core.model import Category, Envelope, Finding, Stage
+from sinkd.core.model import (
+    Action,
+    Category,
+    Envelope,
+    Finding,
+    FindingCode,
+    Reply,
+    Stage,
+    StripPlan,
+    Unjudged,
+)
 from sinkd.core.ports import Lookups
 from sinkd.core.schema import CompileContext, FilterSpecBase
+from sinkd.errors import UndeclaredCode
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,9 +71,60 @@ class Filter:
     # Remembers senders across messages in ``ctx.lookups.state`` (greylist, rate_limit): such
     # memory lives in one process, so a server running it must run one SMTP process.
     keeps_state: ClassVar[bool] = False
+    # Where most of its findings are answered; ``finding(stage=...)`` says otherwise.
+    stage: ClassVar[Stage] = Stage.DATA
+    # Every code its findings may carry, each with its meaning (the README's code table).
+    codes: ClassVar[tuple[FindingCode, ...]] = ()
+    _declared: ClassVar[re.Pattern[str]] = re.compile("(?!)")  # matches nothing
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        alternatives = "|".join(f"(?:{c.pattern})" for c in cls.codes) or "(?!)"
+        cls._declared = re.compile(alternatives)
 
     def __init__(self, spec: Any, ctx: CompileContext) -> None:
         self.name: str = spec.name
+
+    @classmethod
+    def declares(cls, code: str) -> bool:
+        """Whether ``code`` is one of this kind's declared codes."""
+        return cls._declared.fullmatch(code) is not None
+
+    def finding(
+        self,
+        code: str,
+        action: Action,
+        reason: str,
+        *,
+        score: float = 0.0,
+        stage: Stage | None = None,
+        category: Category | None = None,
+        detail: Mapping[str, Any] | None = None,
+        reply: Reply | None = None,
+        skip: frozenset[str] = frozenset(),
+        strip: StripPlan | None = None,
+        unjudged: Unjudged | None = None,
+    ) -> Finding:
+        """A finding of this filter: its name, its category and its stage unless given.
+
+        Raises ``UndeclaredCode`` for a code missing from ``codes``, so that the catalogue of
+        codes cannot fall behind what the filters emit."""
+        if not self.declares(code):
+            raise UndeclaredCode(f"the {self.kind} filter does not declare the code {code!r}")
+        return Finding(
+            code=code,
+            filter=self.name,
+            category=self.category if category is None else category,
+            action=action,
+            reason=reason,
+            score=score,
+            stage=self.stage if stage is None else stage,
+            detail={} if detail is None else detail,
+            reply=reply,
+            skip=skip,
+            strip=strip,
+            unjudged=unjudged,
+        )
 
     async def check_envelope(self, stage: Stage, ctx: EnvelopeContext) -> list[Finding]:
         """Findings at MAIL (``ctx.rcpt`` is None) or at RCPT (once per recipient)."""

@@ -35,7 +35,7 @@ from pydantic import StringConstraints, model_validator
 from sinkd.core.filters.base import Filter, MessageContext, reply_variables
 from sinkd.core.matching import RegexSet, WordMatcher, has_gtube, tokenize
 from sinkd.core.message import ParsedMessage
-from sinkd.core.model import Action, Category, Finding, Stage
+from sinkd.core.model import Action, Category, Finding, FindingCode
 from sinkd.core.schema import (
     CompileContext,
     CompileError,
@@ -179,6 +179,10 @@ class ContentFilter(Filter):
     kind = "content"
     Spec = ContentSpec
     category = Category.CONTENT
+    codes = (
+        FindingCode("CONTENT_<ID>", "the content rule with this id matched"),
+        FindingCode("CONTENT_GTUBE", "SpamAssassin's GTUBE test string"),
+    )
 
     def __init__(self, spec: ContentSpec, ctx: CompileContext) -> None:
         super().__init__(spec, ctx)
@@ -217,14 +221,11 @@ class ContentFilter(Filter):
         reason = (
             f"The {segment.label} contains GTUBE, the standard test string every spam filter flags."
         )
-        return Finding(
+        return self.finding(
             code="CONTENT_GTUBE",
-            filter=self.name,
-            category=Category.CONTENT,
             action=self.gtube.action,
             score=self.gtube.score,
             reason=reason,
-            stage=Stage.DATA,
             detail={
                 "source": "SpamAssassin GTUBE (rules/20_body_tests.cf)",
                 "part": segment.label,
@@ -279,14 +280,11 @@ class ContentFilter(Filter):
         }
         if spec.source:
             detail["source"] = spec.source
-        return Finding(
+        return self.finding(
             code=rule.code,
-            filter=self.name,
-            category=Category.CONTENT,
             action=spec.action,
             score=rule.score_for(len(found)),
             reason=reason,
-            stage=Stage.DATA,
             detail=detail,
             reply=reply,
         )

@@ -46,7 +46,7 @@ from dkim.canonicalization import CanonicalizationPolicy
 from pydantic import Field
 
 from sinkd.core.filters.base import Filter, MessageContext, reply_variables
-from sinkd.core.model import Category, Finding, Stage, Unjudged
+from sinkd.core.model import Category, Finding, FindingCode, Unjudged
 from sinkd.core.ports import DnsAnswer, Rdata, no_dns_data_reason
 from sinkd.core.schema import (
     RECORD_ONLY,
@@ -129,6 +129,14 @@ class DkimFilter(Filter):
     kind = "dkim"
     Spec = DkimSpec
     category = Category.AUTHENTICATION
+    codes = (
+        FindingCode("DKIM_PASS", "a signature verifies"),
+        FindingCode("DKIM_FAIL", "a signature does not verify (altered, or forbidden by RFC 8301)"),
+        FindingCode("DKIM_NONE", "the message is not signed"),
+        FindingCode("DKIM_TEMPERROR", "the key lookup failed for now"),
+        FindingCode("DKIM_PERMERROR", "a signature or its key is malformed or missing"),
+        FindingCode("DKIM_NEUTRAL", "not judged: no DNS data for the key (recorded only)"),
+    )
 
     def __init__(self, spec: DkimSpec, ctx: CompileContext) -> None:
         super().__init__(spec, ctx)
@@ -388,14 +396,11 @@ class DkimFilter(Filter):
         if outcome.action.refuses:
             variables = reply_variables(ctx.envelope, text=reason, from_domain=domain or "")
             reply = self.replies[result].render(variables)
-        return Finding(
+        return self.finding(
             code=f"DKIM_{result.upper()}",
-            filter=self.name,
-            category=Category.AUTHENTICATION,
             action=outcome.action,
             score=outcome.score,
             reason=reason,
-            stage=Stage.DATA,
             detail=detail,
             reply=reply,
             unjudged=unjudged,

@@ -52,7 +52,7 @@ from publicsuffixlist import PublicSuffixList
 
 from sinkd.core.filters.base import Filter, MessageContext, reply_variables
 from sinkd.core.message import ParsedMessage
-from sinkd.core.model import Action, Category, Envelope, Finding, Stage, Unjudged
+from sinkd.core.model import Action, Category, Envelope, Finding, FindingCode, Unjudged
 from sinkd.core.ports import NO_DNS_DATA_HINT, DnsAnswer, RecordType, Resolver, no_dns_data_reason
 from sinkd.core.schema import (
     RECORD_ONLY,
@@ -412,6 +412,15 @@ class DmarcFilter(Filter):
     kind = "dmarc"
     Spec = DmarcSpec
     category = Category.AUTHENTICATION
+    codes = (
+        FindingCode("DMARC_PASS", "SPF or DKIM passed aligned with the From domain"),
+        FindingCode(
+            "DMARC_FAIL", "nothing aligned passed; what happens follows the published policy"
+        ),
+        FindingCode("DMARC_NONE", "the From domain publishes no DMARC record"),
+        FindingCode("DMARC_TEMPERROR", "a DNS lookup failed for now"),
+        FindingCode("DMARC_PERMERROR", "the record or the From header is broken"),
+    )
 
     def __init__(self, spec: DmarcSpec, ctx: CompileContext) -> None:
         super().__init__(spec, ctx)
@@ -647,14 +656,11 @@ class DmarcFilter(Filter):
         if outcome.action.refuses:
             variables = reply_variables(ctx.envelope, text=reason, from_domain=ev.domain or "")
             reply = self.replies[reply_key or result].render(variables)
-        return Finding(
+        return self.finding(
             code=f"DMARC_{result.upper()}",
-            filter=self.name,
-            category=Category.AUTHENTICATION,
             action=outcome.action,
             score=outcome.score,
             reason=reason,
-            stage=Stage.DATA,
             detail=detail,
             reply=reply,
             unjudged=unjudged,

@@ -56,7 +56,7 @@ from pydantic import Field, field_validator
 from sinkd.core.filters.base import EnvelopeContext, Filter, MessageContext, reply_variables
 from sinkd.core.html.depth import too_deep
 from sinkd.core.message import ParsedMessage
-from sinkd.core.model import Action, Category, Envelope, Finding, Stage, Unjudged
+from sinkd.core.model import Action, Category, Envelope, Finding, FindingCode, Stage, Unjudged
 from sinkd.core.ports import DnsAnswer, RecordType, Resolver, no_dns_data_reason
 from sinkd.core.schema import (
     CompileContext,
@@ -604,6 +604,13 @@ class DnsblFilter(Filter):
     Spec = DnsblSpec
     category = Category.ENVELOPE
     categories = (Category.ENVELOPE, Category.CONTENT)
+    codes = (
+        FindingCode("DNSBL_LISTED", "the client IP or the HELO name is listed"),
+        FindingCode("RHSBL_LISTED", "the MAIL FROM or From domain is listed"),
+        FindingCode("URIBL_LISTED", "the host of a link in the body is listed"),
+        FindingCode("DNSBL_ERROR", "the list answered with an error code or not at all"),
+        FindingCode("DNSBL_NOT_JUDGED", "offline DNS has no data for the zone (recorded only)"),
+    )
 
     def __init__(self, spec: DnsblSpec, ctx: CompileContext) -> None:
         super().__init__(spec, ctx)
@@ -681,9 +688,8 @@ class DnsblFilter(Filter):
         zone = queries[0].zone
         names = [q.name for q in queries]
         values = [q.value for q in queries]
-        return Finding(
+        return self.finding(
             code="DNSBL_NOT_JUDGED",
-            filter=self.name,
             category=self._category(zone),
             action=Action.NONE,
             reason=no_dns_data_reason(f"The blocklist {zone.zone}", [zone.zone]),
@@ -711,9 +717,8 @@ class DnsblFilter(Filter):
         variables = reply_variables(
             envelope, zone=zone.zone, answer=answer, text=reason, rbl_reason=rbl_reason
         )
-        return Finding(
+        return self.finding(
             code=_CODE[zone.lookup],
-            filter=self.name,
             category=self._category(zone),
             action=code.outcome.action,
             reason=reason,
@@ -751,9 +756,8 @@ class DnsblFilter(Filter):
         variables = reply_variables(
             envelope, zone=zone.zone, answer=", ".join(query.problems), text=reason
         )
-        return Finding(
+        return self.finding(
             code="DNSBL_ERROR",
-            filter=self.name,
             category=self._category(zone),
             action=outcome.action,
             reason=reason,

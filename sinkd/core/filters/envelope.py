@@ -29,7 +29,7 @@ from typing import Literal
 from pydantic import model_validator
 
 from sinkd.core.filters.base import EnvelopeContext, Filter, MessageContext, reply_variables
-from sinkd.core.model import Action, Category, Finding, Stage
+from sinkd.core.model import Action, Category, Finding, FindingCode, Stage
 from sinkd.core.schema import (
     CompileContext,
     CompileError,
@@ -225,6 +225,17 @@ class EnvelopeFilter(Filter):
     kind = "envelope"
     Spec = EnvelopeSpec
     category = Category.ENVELOPE
+    codes = (
+        FindingCode("ENVELOPE_<ID>", "the envelope rule with this id matched"),
+        FindingCode("ENVELOPE_<FIELD>_ALLOWED", "an allow rule without an id matched this field"),
+        FindingCode(
+            "ENVELOPE_<FIELD>_BLOCKED",
+            "a reject, tempfail, quarantine or discard rule without an id matched",
+        ),
+        FindingCode(
+            "ENVELOPE_<FIELD>_LISTED", "another rule without an id matched (score, tag, …)"
+        ),
+    )
 
     def __init__(self, spec: EnvelopeSpec, ctx: CompileContext) -> None:
         super().__init__(spec, ctx)
@@ -248,10 +259,8 @@ class EnvelopeFilter(Filter):
                 continue
             rule = compiled.rule
             findings.append(
-                Finding(
+                self.finding(
                     code=compiled.code,
-                    filter=self.name,
-                    category=Category.ENVELOPE,
                     action=rule.action,
                     reason=compiled.reason(value),
                     score=rule.score,

@@ -39,7 +39,7 @@ from typing import Literal
 
 from sinkd.core.filters.base import Filter, MessageContext, reply_variables
 from sinkd.core.message import ParsedMessage
-from sinkd.core.model import Action, Category, Finding, Stage
+from sinkd.core.model import Action, Category, Finding, FindingCode
 from sinkd.core.schema import (
     CompileContext,
     FilterSpecBase,
@@ -139,6 +139,25 @@ class FormatFilter(Filter):
     kind = "format"
     Spec = FormatSpec
     category = Category.FORMAT
+    codes = (
+        FindingCode(
+            "FORMAT_SMUGGLING", "end-of-data look-alikes such as `<LF>.<LF>` (SMTP smuggling)"
+        ),
+        FindingCode("FORMAT_BARE_LINE_ENDING", "a bare LF or CR line ending"),
+        FindingCode("FORMAT_NUL_BYTES", "NUL bytes in the message"),
+        FindingCode("FORMAT_LONG_LINES", "a line over 998 octets (RFC 5322 §2.1.1)"),
+        FindingCode("FORMAT_MIME_DEFECTS", "broken MIME: boundaries, charsets, base64"),
+        FindingCode("FORMAT_MISSING_FROM", "no From header field"),
+        FindingCode("FORMAT_INVALID_FROM", "no name@domain in From"),
+        FindingCode("FORMAT_FROM_MULTIPLE_ADDRESSES", "more than one address in From"),
+        FindingCode("FORMAT_MISSING_DATE", "no Date header field"),
+        FindingCode("FORMAT_MISSING_MESSAGE_ID", "no Message-ID header field"),
+        FindingCode("FORMAT_INVALID_MESSAGE_ID", "a Message-ID that is not `<left@right>`"),
+        FindingCode(
+            "FORMAT_DUPLICATE_HEADER",
+            "a field RFC 5322 §3.6 allows once appears twice (one per field)",
+        ),
+    )
 
     def __init__(self, spec: FormatSpec, ctx: CompileContext) -> None:
         super().__init__(spec, ctx)
@@ -160,14 +179,11 @@ class FormatFilter(Filter):
         **variables: object,
     ) -> Finding:
         outcome: Outcome = getattr(self.spec, key)
-        return Finding(
+        return self.finding(
             code=code,
-            filter=self.name,
-            category=Category.FORMAT,
             action=outcome.action,
             score=outcome.score,
             reason=reason,
-            stage=Stage.DATA,
             detail=detail,
             reply=self.replies[key].render(reply_variables(ctx.envelope, text=reason) | variables),
         )

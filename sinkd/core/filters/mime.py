@@ -47,7 +47,7 @@ from pydantic import Field, model_validator
 from sinkd.core.attachments import FileInfo, Inspection, Limits, inspect_file
 from sinkd.core.filters.base import Filter, MessageContext, reply_variables
 from sinkd.core.mimetree import MimeNode, MimeTree
-from sinkd.core.model import Action, Category, Finding, Stage, StripPlan
+from sinkd.core.model import Action, Category, Finding, FindingCode, StripPlan
 from sinkd.core.schema import (
     CompileContext,
     CompileError,
@@ -402,6 +402,21 @@ class MimeFilter(Filter):
     Spec = MimeSpec
     category = Category.CONTENT
     categories = (Category.CONTENT, Category.ATTACHMENTS)
+    codes = (
+        FindingCode("MIME_IMAGES", "images (parts, `<img>`, CSS backgrounds)"),
+        FindingCode("MIME_REMOTE_IMAGES", "images fetched from the network (recorded or scored)"),
+        FindingCode(
+            "MIME_IMAGE_ONLY", "an image in little HTML (SpamAssassin's `HTML_IMAGE_ONLY_*`)"
+        ),
+        FindingCode("MIME_TRACKING_PIXELS", "remote 1x1 or hidden images"),
+        FindingCode("MIME_MULTIMEDIA", "audio, video, Flash"),
+        FindingCode("MIME_ACTIVE_SCRIPT", "scripts, event handlers, frames, forms, plug-ins"),
+        FindingCode("MIME_HIDDEN_TEXT", "text hidden from the reader"),
+        FindingCode("MIME_MACRO_DOCUMENTS", "Office documents with macros"),
+        FindingCode("MIME_ENCRYPTED_ARCHIVES", "password-protected archives"),
+        FindingCode("MIME_UNSCANNABLE", "zip bombs, nesting too deep: content not fully inspected"),
+        FindingCode("MIME_<ID>", "the attachment rule with this id matched"),
+    )
 
     def __init__(self, spec: MimeSpec, ctx: CompileContext) -> None:
         super().__init__(spec, ctx)
@@ -626,14 +641,12 @@ class MimeFilter(Filter):
         rendered = None
         if action.refuses:
             rendered = reply.render(reply_variables(ctx.envelope, text=reason))
-        return Finding(
+        return self.finding(
             code=code,
-            filter=self.name,
             category=category,
             action=action,
             score=score,
             reason=reason,
-            stage=Stage.DATA,
             detail=detail | {"items": hits.items[:50], "count": count},
             reply=rendered,
             strip=strip,

@@ -41,7 +41,7 @@ from typing import Literal
 from pydantic import ConfigDict, Field
 
 from sinkd.core.filters.base import Filter, MessageContext, reply_variables
-from sinkd.core.model import Action, Category, Envelope, Finding, Stage, Unjudged
+from sinkd.core.model import Action, Category, Envelope, Finding, FindingCode, Unjudged
 from sinkd.core.ports import no_dns_data_reason
 from sinkd.core.schema import (
     RECORD_ONLY,
@@ -119,6 +119,16 @@ class SenderAuthFilter(Filter):
     kind = "sender_auth"
     Spec = SenderAuthSpec
     category = Category.AUTHENTICATION
+    codes = (
+        FindingCode("SENDER_AUTH_PASS", "SPF or a DKIM signature passed"),
+        FindingCode("SENDER_AUTH_FAIL", "neither SPF nor DKIM passed, and both were judged"),
+        FindingCode("SENDER_AUTH_TEMPERROR", "neither passed, and a lookup failed for now"),
+        FindingCode(
+            "SENDER_AUTH_UNJUDGED",
+            "neither passed, and SPF or DKIM could not be judged (recorded only)",
+        ),
+        FindingCode("SENDER_AUTH_NONE", "no SPF or DKIM filter ran before it (recorded only)"),
+    )
 
     def __init__(self, spec: SenderAuthSpec, ctx: CompileContext) -> None:
         super().__init__(spec, ctx)
@@ -192,13 +202,10 @@ class SenderAuthFilter(Filter):
                 f"{check} could not be judged: the {checks} check failed on this message, so "
                 "the verdict was reached without it."
             )
-        return Finding(
+        return self.finding(
             code="SENDER_AUTH_UNJUDGED",
-            filter=self.name,
-            category=Category.AUTHENTICATION,
             action=Action.NONE,
             reason=reason,
-            stage=Stage.DATA,
             detail={"result": "unjudged", **detail, "not_judged": checks, "dns_names": names},
             unjudged=why,
         )
@@ -216,14 +223,11 @@ class SenderAuthFilter(Filter):
         if outcome.action.refuses and result in self.replies:
             variables = reply_variables(ctx.envelope, text=reason, spf_domain=spf_domain)
             reply = self.replies[result].render(variables)
-        return Finding(
+        return self.finding(
             code=f"SENDER_AUTH_{result.upper()}",
-            filter=self.name,
-            category=Category.AUTHENTICATION,
             action=outcome.action,
             score=outcome.score,
             reason=reason,
-            stage=Stage.DATA,
             detail={"result": result, **detail},
             reply=reply,
         )

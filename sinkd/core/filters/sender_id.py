@@ -58,7 +58,7 @@ from sinkd.core.filters.spf import (
     unjudged,
     unjudged_detail,
 )
-from sinkd.core.model import Action, Category, Envelope, Finding, Stage
+from sinkd.core.model import Action, Category, Envelope, Finding, FindingCode
 from sinkd.core.ports import Resolver, no_dns_data_reason
 from sinkd.core.schema import CompileContext, FilterSpecBase
 from sinkd.core.spf_eval import SpfResult, SpfResultCode, check_host
@@ -230,6 +230,14 @@ class SenderIdFilter(Filter):
     kind = "sender_id"
     Spec = SenderIdSpec
     category = Category.AUTHENTICATION
+    codes = (
+        FindingCode(
+            "SENDERID_<RESULT>",
+            "the Sender ID result (PASS, FAIL, SOFTFAIL, NEUTRAL, NONE, TEMPERROR, PERMERROR) "
+            "for the Purported Responsible Address",
+        ),
+        FindingCode("SENDERID_MFROM_<RESULT>", "the same results for the MAIL FROM (mfrom) scope"),
+    )
 
     def __init__(self, spec: SenderIdSpec, ctx: CompileContext) -> None:
         super().__init__(spec, ctx)
@@ -289,14 +297,11 @@ class SenderIdFilter(Filter):
             "client_ip": envelope.client.ip,
             **unjudged_detail(outcome),
         }
-        return Finding(
+        return self.finding(
             code=prefix + outcome.result.upper(),
-            filter=self.name,
-            category=Category.AUTHENTICATION,
             action=compiled.action,
             score=compiled.score,
             reason=_reason(scope, envelope.client.ip, outcome, pra if scope == "pra" else None),
-            stage=Stage.DATA,
             detail=detail,
             reply=compiled.reply.render(variables) if compiled.reply else None,
             unjudged=why,

@@ -45,7 +45,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from sinkd.core.filters.base import EnvelopeContext, Filter, reply_variables
-from sinkd.core.model import Action, Category, Envelope, Finding, Stage, Unjudged
+from sinkd.core.model import Action, Category, Envelope, Finding, FindingCode, Stage, Unjudged
 from sinkd.core.ports import Lookups, Resolver, no_dns_data_reason
 from sinkd.core.schema import (
     CompileContext,
@@ -255,6 +255,24 @@ class SpfFilter(Filter):
     kind = "spf"
     Spec = SpfSpec
     category = Category.AUTHENTICATION
+    codes = (
+        FindingCode("SPF_PASS", "the MAIL FROM identity is authorised by the domain's SPF record"),
+        FindingCode(
+            "SPF_FAIL",
+            "the domain's SPF record says the MAIL FROM identity is not authorised (-all)",
+        ),
+        FindingCode(
+            "SPF_SOFTFAIL",
+            "the domain's SPF record says the MAIL FROM identity is probably not authorised (~all)",
+        ),
+        FindingCode(
+            "SPF_NEUTRAL", "the domain's SPF record makes no assertion about this sender (?all)"
+        ),
+        FindingCode("SPF_NONE", "no SPF record to judge by (or no DNS data for it: unjudged)"),
+        FindingCode("SPF_TEMPERROR", "a DNS lookup failed for now"),
+        FindingCode("SPF_PERMERROR", "the SPF record is broken (syntax, too many lookups)"),
+        FindingCode("SPF_HELO_<RESULT>", "the same results (PASS, FAIL, …) for the HELO identity"),
+    )
 
     def __init__(self, spec: SpfSpec, ctx: CompileContext) -> None:
         super().__init__(spec, ctx)
@@ -297,10 +315,8 @@ class SpfFilter(Filter):
         variables = reply_variables(envelope, spf_expl=outcome.explanation)
         checked = envelope.mail_from if identity == "mail_from" else ""
         sender = checked or f"postmaster@{outcome.domain}"  # RFC 7208 §2.3, §2.4
-        return Finding(
+        return self.finding(
             code=prefix + outcome.result.upper(),
-            filter=self.name,
-            category=Category.AUTHENTICATION,
             action=compiled.action,
             score=compiled.score,
             reason=spf_reason(identity, envelope.client.ip, outcome),
