@@ -46,7 +46,7 @@ class MessageContext:
     """What an end-of-DATA check sees: the envelope of this profile's recipients and the message."""
 
     envelope: Envelope
-    message: ParsedMessage
+    parsed: ParsedMessage  # its ``.message`` is the email package's view of the same message
     lookups: Lookups
     # Findings so far: the envelope stages', then those of the filters before this one.
     earlier: tuple[Finding, ...] = field(default=())

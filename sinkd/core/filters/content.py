@@ -98,8 +98,8 @@ class _Segment:
 class _Segments:
     """The segments each part name stands for, built on first use from the shared decode."""
 
-    def __init__(self, message: ParsedMessage) -> None:
-        self.message = message
+    def __init__(self, parsed: ParsedMessage) -> None:
+        self.parsed = parsed
         self._by_part: dict[str, list[_Segment]] = {}
 
     def __call__(self, part: str) -> list[_Segment]:
@@ -109,23 +109,23 @@ class _Segments:
         return segments
 
     def _build(self, part: str) -> list[_Segment]:
-        message = self.message
+        parsed = self.parsed
         if part == "subject":
             # SpamAssassin's body rules read the Subject as the first line of the body (Conf.pm,
             # "body"); sinkd keeps it a part of its own so that a rule can say where it matched.
-            subject = " ".join((message.subject or "").split())
+            subject = " ".join((parsed.subject or "").split())
             return [_Segment("subject", "subject", None, subject)] if subject else []
         if part in ("body", "text", "html"):
             return [
                 _Segment(f"part:{p.index}", p.label, p.index, p.text)
-                for p in message.body_parts
+                for p in parsed.body_parts
                 if p.text and (part == "body" or p.html == (part == "html"))
             ]
         if part == "headers":
-            text = "\n".join(f"{k}: {v}" for k, v in message.message.items())
+            text = "\n".join(f"{k}: {v}" for k, v in parsed.message.items())
             return [_Segment("headers", "headers", None, text)]
         name = part.partition(":")[2]
-        values = "\n".join(str(v) for v in message.message.get_all(name, []))
+        values = "\n".join(str(v) for v in parsed.message.get_all(name, []))
         return (
             [_Segment(f"header:{name.lower()}", f"{name} header", None, values)] if values else []
         )
@@ -200,7 +200,7 @@ class ContentFilter(Filter):
         self.matcher = WordMatcher(canonical.values()) if word_rules else None
 
     async def check_message(self, ctx: MessageContext) -> list[Finding]:
-        segments = _Segments(ctx.message)
+        segments = _Segments(ctx.parsed)
         findings: list[Finding] = []
         if self.gtube is not None:
             # GTUBE is a SpamAssassin body rule: the subject and every text part, decoded.

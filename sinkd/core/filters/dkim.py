@@ -144,7 +144,7 @@ class DkimFilter(Filter):
         self.replies: dict[Result, ReplyTemplate] = ctx.outcome_replies("on", spec.on.of, RESULTS)
 
     async def check_message(self, ctx: MessageContext) -> list[Finding]:
-        raw = ctx.message.raw
+        raw = ctx.parsed.raw
         if _SIGNATURE_HEADER not in _header_section(raw).lower():
             return [self._none(ctx)]  # unsigned: spare dkimpy's parse of a large message
         # Relaxed body canonicalization costs about 0.1 s per MB and signature: off the event
@@ -159,7 +159,7 @@ class DkimFilter(Filter):
             unparsable = _describe(exc)
             headers = [
                 (str(k).encode("ascii", "replace"), str(v).encode("ascii", "surrogateescape"))
-                for k, v in ctx.message.message.raw_items()
+                for k, v in ctx.parsed.message.raw_items()
             ]
         values = [v for k, v in headers if k.lower() == _SIGNATURE_HEADER]
         if not values:

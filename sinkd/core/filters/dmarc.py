@@ -352,9 +352,9 @@ class _Evaluation:
     dns_names: list[str] = field(default_factory=list)  # what was missing, when not judged
 
 
-def author_domain(message: ParsedMessage) -> tuple[str | None, str | None]:
+def author_domain(parsed: ParsedMessage) -> tuple[str | None, str | None]:
     """RFC 7489 §6.6.1: the one author domain, or why there is none."""
-    values = [str(v) for k, v in message.message.raw_items() if k.lower() == "from"]
+    values = [str(v) for k, v in parsed.message.raw_items() if k.lower() == "from"]
     if not values:
         return None, "the message has no From header field"
     if len(values) > 1:
@@ -403,8 +403,8 @@ def _dkim_domains(earlier: Sequence[Finding]) -> list[str]:
 
 def _bucket(ctx: MessageContext) -> int:
     """0-99 from the Message-ID (the raw message when it has none), for pct: deterministic."""
-    ids = [str(v).strip() for k, v in ctx.message.message.raw_items() if k.lower() == "message-id"]
-    seed = ids[0].encode("utf-8", "surrogateescape") if ids else ctx.message.raw
+    ids = [str(v).strip() for k, v in ctx.parsed.message.raw_items() if k.lower() == "message-id"]
+    seed = ids[0].encode("utf-8", "surrogateescape") if ids else ctx.parsed.raw
     return int.from_bytes(hashlib.sha256(seed).digest()[:8], "big") % 100
 
 
@@ -436,7 +436,7 @@ class DmarcFilter(Filter):
             _psl()  # load the list at compile time, not on the first message
 
     async def check_message(self, ctx: MessageContext) -> list[Finding]:
-        domain, problem = author_domain(ctx.message)
+        domain, problem = author_domain(ctx.parsed)
         ev = _Evaluation(domain)
         if domain is None:
             ev.error = problem

@@ -631,7 +631,7 @@ class DnsblFilter(Filter):
     async def check_message(self, ctx: MessageContext) -> list[Finding]:
         if not self.message_zones:
             return []
-        message = ctx.message
+        message = ctx.parsed
         hosts: list[Target] | None = None
         plan: list[tuple[_Zone, list[Target]]] = []
         for zone in self.message_zones:

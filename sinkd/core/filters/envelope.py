@@ -292,7 +292,7 @@ class EnvelopeFilter(Filter):
         if not self.header_rules:
             return []
         values = {
-            "header_from": ctx.message.header_from,
-            "header_from_domain": ctx.message.header_from_domain,
+            "header_from": ctx.parsed.header_from,
+            "header_from_domain": ctx.parsed.header_from_domain,
         }
         return self._evaluate(self.header_rules, values, None, ctx)

@@ -112,9 +112,9 @@ def _unfold(value: object) -> str:
     return re.sub(r"\r\n|[\r\n]", "", str(value))
 
 
-def header_fields(message: ParsedMessage) -> list[tuple[str, str]]:
+def header_fields(parsed: ParsedMessage) -> list[tuple[str, str]]:
     """The top-level header fields as (name, unfolded value), in order."""
-    return [(name, _unfold(value)) for name, value in message.message.raw_items()]
+    return [(name, _unfold(value)) for name, value in parsed.message.raw_items()]
 
 
 def from_addresses(value: str) -> list[str]:
@@ -189,7 +189,7 @@ class FormatFilter(Filter):
         )
 
     async def check_message(self, ctx: MessageContext) -> list[Finding]:
-        issues = ctx.message.raw_issues
+        issues = ctx.parsed.raw_issues
         findings: list[Finding] = []
         if issues.smuggling:
             findings.append(
@@ -236,7 +236,7 @@ class FormatFilter(Filter):
                     {"count": issues.long_lines, "longest": issues.max_line_length},
                 )
             )
-        defects = ctx.message.defects
+        defects = ctx.parsed.defects
         if defects:
             shown = "; ".join(defects[:3]) + ("; ..." if len(defects) > 3 else "")
             findings.append(
@@ -253,7 +253,7 @@ class FormatFilter(Filter):
 
     def _header_findings(self, ctx: MessageContext) -> list[Finding]:
         """RFC 5322 §3.6: the fields every message carries, and those it may carry only once."""
-        fields = header_fields(ctx.message)
+        fields = header_fields(ctx.parsed)
         counts = Counter(name.lower() for name, _ in fields)
         findings: list[Finding] = []
         froms = [value for name, value in fields if name.lower() == "from"]

@@ -451,7 +451,7 @@ class MimeFilter(Filter):
         )
 
     async def check_message(self, ctx: MessageContext) -> list[Finding]:
-        message = ctx.message
+        message = ctx.parsed
         tree = message.tree
         raw = message.raw
         found: dict[str, _Hits] = {}

@@ -310,7 +310,7 @@ class SenderIdFilter(Filter):
     async def check_message(self, ctx: MessageContext) -> list[Finding]:
         envelope = ctx.envelope
         try:
-            headers = list(ctx.message.message.raw_items())
+            headers = list(ctx.parsed.message.raw_items())
         except Exception:
             headers = []
         pra = purported_responsible_address(headers)

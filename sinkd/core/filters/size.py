@@ -72,6 +72,6 @@ class SizeFilter(Filter):
         return []
 
     async def check_message(self, ctx: MessageContext) -> list[Finding]:
-        if ctx.message.size > self.spec.max_bytes:
-            return [self._finding(ctx.envelope, ctx.message.size, Stage.DATA, False)]
+        if ctx.parsed.size > self.spec.max_bytes:
+            return [self._finding(ctx.envelope, ctx.parsed.size, Stage.DATA, False)]
         return []

@@ -95,7 +95,7 @@ class SpamAssassinFilter(Filter):
         self.error_reply = ctx.at("on_error").outcome_reply(error.action, error.reply)
 
     async def check_message(self, ctx: MessageContext) -> list[Finding]:
-        message = ctx.message
+        message = ctx.parsed
         if message.size > self.spec.max_size:
             return [
                 self.finding(
