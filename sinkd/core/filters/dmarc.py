@@ -58,9 +58,9 @@ from sinkd.core.schema import (
     RECORD_ONLY,
     CompileContext,
     FilterSpecBase,
-    Outcome,
     ReplyTemplate,
     ResultOutcomes,
+    RuleOutcome,
     Spec,
 )
 
@@ -78,9 +78,9 @@ _MAX_WALK = 8  # RFC 9989 §4.10: at most eight queries per tree walk
 class DmarcFailPolicy(Spec):
     """What a DMARC failure does under each published (and sampled) policy."""
 
-    reject: Outcome = Outcome(action=Action.REJECT, reply="dmarc.rfc7489")
-    quarantine: Outcome = Outcome(action=Action.QUARANTINE)
-    none: Outcome = RECORD_ONLY
+    reject: RuleOutcome = RuleOutcome(action=Action.REJECT, reply="dmarc.rfc7489")
+    quarantine: RuleOutcome = RuleOutcome(action=Action.QUARANTINE)
+    none: RuleOutcome = RECORD_ONLY
 
 
 class DmarcOutcomes(ResultOutcomes):
@@ -605,7 +605,7 @@ class DmarcFilter(Filter):
             reason += f"; {lowered}, so {disposition} applies instead"
         ev.disposition = disposition
         if self.spec.honor_policy:
-            outcome: Outcome = getattr(self.spec.on_fail_policy, disposition)
+            outcome: RuleOutcome = getattr(self.spec.on_fail_policy, disposition)
             key = f"policy:{disposition}"
             reason += f"{' and' if lowered else ', so'} {_tail(outcome)}."
         else:
@@ -620,7 +620,7 @@ class DmarcFilter(Filter):
         ev: _Evaluation,
         reason: str,
         *,
-        outcome: Outcome | None = None,
+        outcome: RuleOutcome | None = None,
         reply_key: str | None = None,
         unjudged: Unjudged | None = None,
     ) -> Finding:
@@ -694,7 +694,7 @@ async def _unjudged_alignment(
     return out
 
 
-def _tail(outcome: Outcome) -> str:
+def _tail(outcome: RuleOutcome) -> str:
     """What the gateway does with a failing message, for the end of a reason sentence."""
     tails = {
         Action.REJECT: "the gateway refuses it",

@@ -61,9 +61,9 @@ from sinkd.core.ports import DnsAnswer, RecordType, Resolver, no_dns_data_reason
 from sinkd.core.schema import (
     CompileContext,
     FilterSpecBase,
-    Outcome,
     ReplyTemplate,
     RuleId,
+    RuleOutcome,
     Spec,
 )
 
@@ -164,7 +164,7 @@ def parse_answer_range(text: str) -> tuple[int, int]:
     return int(low), int(high)
 
 
-class DnsblOutcome(Outcome):
+class DnsblOutcome(RuleOutcome):
     """An outcome for answers: the shared action/score/reply plus the code's name."""
 
     id: RuleId | None = None
@@ -177,7 +177,7 @@ class DnsblZone(Spec):
     default: DnsblOutcome = DnsblOutcome(action=Action.REJECT)
     ignore: list[str] = ["127.255.255.252-255"]
     timeout: float = Field(default=2.0, gt=0, le=60)
-    on_error: Outcome | None = None
+    on_error: RuleOutcome | None = None
 
     @field_validator("zone")
     @classmethod
@@ -206,7 +206,7 @@ class DnsblSpec(FilterSpecBase):
     kind: Literal["dnsbl"]
     zones: list[DnsblZone] = Field(min_length=1)
     max_uri_hosts: int = Field(default=20, ge=1, le=1000)
-    on_error: Outcome = Outcome(action=Action.NONE)
+    on_error: RuleOutcome = RuleOutcome(action=Action.NONE)
 
 
 # --- compiled zones -----------------------------------------------------------------------
@@ -228,7 +228,7 @@ class _Zone:
     codes: tuple[_Code, ...]
     default: _Code
     ignore: tuple[tuple[int, int], ...]
-    on_error: Outcome
+    on_error: RuleOutcome
     error_reply: ReplyTemplate
 
     def code_for(self, answer: int) -> int:
@@ -242,7 +242,7 @@ class _Zone:
         return any(low <= answer <= high for low, high in self.ignore)
 
 
-def _outcome_reply(ctx: CompileContext, outcome: Outcome, lookup: str) -> ReplyTemplate:
+def _outcome_reply(ctx: CompileContext, outcome: RuleOutcome, lookup: str) -> ReplyTemplate:
     if outcome.reply:
         return ctx.reply(outcome.reply)
     if outcome.action is Action.TEMPFAIL:
@@ -250,14 +250,14 @@ def _outcome_reply(ctx: CompileContext, outcome: Outcome, lookup: str) -> ReplyT
     return ctx.reply(_DEFAULT_REPLY[lookup])
 
 
-def _error_reply(ctx: CompileContext, outcome: Outcome) -> ReplyTemplate:
+def _error_reply(ctx: CompileContext, outcome: RuleOutcome) -> ReplyTemplate:
     if outcome.reply:
         return ctx.reply(outcome.reply)
     return ctx.reply("generic.tempfail" if outcome.action is Action.TEMPFAIL else "generic.policy")
 
 
 def _compile_zone(
-    spec: DnsblZone, on_error: tuple[Outcome, ReplyTemplate], ctx: CompileContext
+    spec: DnsblZone, on_error: tuple[RuleOutcome, ReplyTemplate], ctx: CompileContext
 ) -> _Zone:
     codes = []
     for key, outcome in spec.codes.items():
@@ -741,7 +741,7 @@ class DnsblFilter(Filter):
         outcome = zone.on_error
         unavailable = query.answer is not None and query.answer.unanswered
         if unavailable:  # sinkd's DNS did not answer: not judged, recorded only
-            outcome = Outcome(action=Action.NONE)
+            outcome = RuleOutcome(action=Action.NONE)
         what = _WHAT[zone.lookup].format(value=query.value)
         what = what[0].lower() + what[1:]
         if unavailable:

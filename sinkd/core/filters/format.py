@@ -43,11 +43,11 @@ from sinkd.core.model import Action, Category, Finding, FindingCode
 from sinkd.core.schema import (
     CompileContext,
     FilterSpecBase,
-    Outcome,
     ReplyTemplate,
+    RuleOutcome,
 )
 
-_NOTE = Outcome(action=Action.NONE)
+_NOTE = RuleOutcome(action=Action.NONE)
 
 # RFC 5322 §3.6, the table of fields: orig-date and from occur exactly once; sender, reply-to,
 # to, cc, bcc, message-id, in-reply-to, references and subject at most once. (Gmail checks the
@@ -93,18 +93,18 @@ FIELDS: tuple[str, ...] = (
 
 class FormatSpec(FilterSpecBase):
     kind: Literal["format"]
-    bare_lf: Outcome = _NOTE
-    smuggling: Outcome = _NOTE
-    nul_bytes: Outcome = _NOTE
-    long_lines: Outcome = _NOTE
-    mime_defects: Outcome = _NOTE
-    missing_from: Outcome = _NOTE
-    invalid_from: Outcome = _NOTE
-    multiple_from_addresses: Outcome = _NOTE
-    missing_date: Outcome = _NOTE
-    missing_message_id: Outcome = _NOTE
-    invalid_message_id: Outcome = _NOTE
-    duplicate_headers: Outcome = _NOTE
+    bare_lf: RuleOutcome = _NOTE
+    smuggling: RuleOutcome = _NOTE
+    nul_bytes: RuleOutcome = _NOTE
+    long_lines: RuleOutcome = _NOTE
+    mime_defects: RuleOutcome = _NOTE
+    missing_from: RuleOutcome = _NOTE
+    invalid_from: RuleOutcome = _NOTE
+    multiple_from_addresses: RuleOutcome = _NOTE
+    missing_date: RuleOutcome = _NOTE
+    missing_message_id: RuleOutcome = _NOTE
+    invalid_message_id: RuleOutcome = _NOTE
+    duplicate_headers: RuleOutcome = _NOTE
 
 
 def _unfold(value: object) -> str:
@@ -164,7 +164,7 @@ class FormatFilter(Filter):
         self.spec = spec
         self.replies: dict[str, ReplyTemplate] = {}
         for field in FIELDS:
-            outcome: Outcome = getattr(spec, field)
+            outcome: RuleOutcome = getattr(spec, field)
             self.replies[field] = ctx.at(field).outcome_reply(
                 outcome.action, outcome.reply, refusal="postfix.content_text"
             )
@@ -178,7 +178,7 @@ class FormatFilter(Filter):
         detail: dict[str, object],
         **variables: object,
     ) -> Finding:
-        outcome: Outcome = getattr(self.spec, key)
+        outcome: RuleOutcome = getattr(self.spec, key)
         return self.finding(
             code=code,
             action=outcome.action,

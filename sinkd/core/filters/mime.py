@@ -52,10 +52,10 @@ from sinkd.core.schema import (
     CompileContext,
     CompileError,
     FilterSpecBase,
-    Outcome,
     ReplyRef,
     ReplyTemplate,
     RuleId,
+    RuleOutcome,
     Score,
     Spec,
 )
@@ -128,21 +128,21 @@ class Classes(Spec):
     """One outcome per class. A class left out is ignored: not even looked for (so a profile
     that names no HTML class never parses HTML); ``{action: none}`` records it, nothing more."""
 
-    images: Outcome | None = None
-    remote_images: Outcome | None = None  # record or score only: mail clients withhold them
-    image_only: Outcome | None = None  # record or score only: SpamAssassin's HTML_IMAGE_ONLY_*
-    tracking_pixels: Outcome | None = None
-    multimedia: Outcome | None = None
-    active_script: Outcome | None = None
-    hidden_text: Outcome | None = None
-    macro_documents: Outcome | None = None
-    encrypted_archives: Outcome | None = None
-    unscannable: Outcome | None = None
+    images: RuleOutcome | None = None
+    remote_images: RuleOutcome | None = None  # record or score only: mail clients withhold them
+    image_only: RuleOutcome | None = None  # record or score only: SpamAssassin's HTML_IMAGE_ONLY_*
+    tracking_pixels: RuleOutcome | None = None
+    multimedia: RuleOutcome | None = None
+    active_script: RuleOutcome | None = None
+    hidden_text: RuleOutcome | None = None
+    macro_documents: RuleOutcome | None = None
+    encrypted_archives: RuleOutcome | None = None
+    unscannable: RuleOutcome | None = None
 
     @model_validator(mode="after")
     def _record_only(self) -> Classes:
         for name in _RECORD_CLASSES:
-            outcome: Outcome | None = getattr(self, name)
+            outcome: RuleOutcome | None = getattr(self, name)
             if outcome is not None and outcome.action is Action.STRIP:
                 raise ValueError(
                     f"{name} can be recorded, scored or act on the whole message, not stripped"
@@ -318,7 +318,7 @@ class _Rule:
         return None
 
 
-def _provenance(node: Outcome | AttachmentRule) -> dict[str, object]:
+def _provenance(node: RuleOutcome | AttachmentRule) -> dict[str, object]:
     """``{"source": ...}`` or ``{"assumption": ...}`` of a profile node, for a finding's detail."""
     origin = node.provenance
     return {origin[0]: origin[1]} if origin else {}
@@ -423,9 +423,9 @@ class MimeFilter(Filter):
         self.spec = spec
         self.rules = [_Rule(rule, i, ctx) for i, rule in enumerate(spec.attachments)]
         self.replies: dict[str, ReplyTemplate] = {}
-        self.outcomes: dict[str, Outcome] = {}
+        self.outcomes: dict[str, RuleOutcome] = {}
         for name in (*_HTML_CLASSES, *_RECORD_CLASSES, *_FILE_CLASSES):
-            outcome: Outcome | None = getattr(spec.classes, name)
+            outcome: RuleOutcome | None = getattr(spec.classes, name)
             if outcome is None:
                 continue
             self.outcomes[name] = outcome

@@ -47,8 +47,8 @@ from sinkd.core.schema import (
     RECORD_ONLY,
     CompileContext,
     FilterSpecBase,
-    Outcome,
     ReplyTemplate,
+    RuleOutcome,
     Spec,
 )
 
@@ -64,15 +64,15 @@ class SenderAuthOutcomes(Spec):
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
-    pass_: Outcome = Field(default=RECORD_ONLY, alias="pass")
-    fail: Outcome = RECORD_ONLY
-    temperror: Outcome = RECORD_ONLY
+    pass_: RuleOutcome = Field(default=RECORD_ONLY, alias="pass")
+    fail: RuleOutcome = RECORD_ONLY
+    temperror: RuleOutcome = RECORD_ONLY
 
-    def of(self, result: Result) -> Outcome:
+    def of(self, result: Result) -> RuleOutcome:
         if result == "pass":
             return self.pass_
         if result in ("fail", "temperror"):
-            outcome: Outcome = getattr(self, result)
+            outcome: RuleOutcome = getattr(self, result)
             return outcome
         return RECORD_ONLY  # unjudged and none never act
 

@@ -39,7 +39,7 @@ from pydantic import Field, model_validator
 from sinkd.core.filters.base import Filter, MessageContext, reply_variables
 from sinkd.core.model import Action, Category, Finding, FindingCode, Unjudged
 from sinkd.core.ports import SpamdTarget, SpamReport
-from sinkd.core.schema import CompileContext, FilterSpecBase, Outcome, ReplyRef, Spec
+from sinkd.core.schema import CompileContext, FilterSpecBase, ReplyRef, RuleOutcome, Spec
 from sinkd.errors import BackendError
 
 
@@ -66,7 +66,7 @@ class SpamAssassinSpec(FilterSpecBase):
     mode: Literal["add", "own"] = "add"
     thresholds: SpamThresholds = SpamThresholds()
     reject_reply: ReplyRef = "generic.spam"
-    on_error: Outcome = Outcome(action=Action.TEMPFAIL, reply="generic.tempfail")
+    on_error: RuleOutcome = RuleOutcome(action=Action.TEMPFAIL, reply="generic.tempfail")
 
 
 class SpamAssassinFilter(Filter):
