@@ -859,7 +859,7 @@ _MARK = {"reject": "x", "tempfail": "x", "quarantine": "!", "discard": "!", "jun
 def _print_verdict(name: str, verdict: Verdict, out: TextIO) -> None:
     reply = verdict.reply
     print(
-        f"{name}: {verdict.action.value.upper()} ({verdict.disposition.value}) "
+        f"{name}: {verdict.verdict.value.upper()} ({verdict.disposition.value}) "
         f"profile={verdict.profile} stage={verdict.stage.value} score={verdict.score:g}",
         file=out,
     )
@@ -898,7 +898,7 @@ def _write_filtered(
             )
         stem = "stdin" if str(source) == "-" else source.stem
         target = target / f"{stem}.filtered.eml"
-    delivered = [v for v in verdicts if v.action is not VerdictAction.REJECT]
+    delivered = [v for v in verdicts if v.verdict is not VerdictAction.REJECT]
     if not delivered:
         print(f"sinkd check: {source}: refused by every profile; nothing to write", file=sys.stderr)
         return
@@ -967,7 +967,7 @@ def _check(args: argparse.Namespace, out: TextIO) -> int:
         )
         checked.append(Checked(str(path), verdicts, time.perf_counter() - started))
         for verdict in verdicts:
-            worst = max(worst, _EXIT_OF[verdict.action])
+            worst = max(worst, _EXIT_OF[verdict.verdict])
         if args.write_filtered is not None:
             _write_filtered(args.write_filtered, path, raw, verdicts, many=many)
         if args.json:

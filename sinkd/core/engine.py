@@ -211,7 +211,7 @@ class Pipeline:
                 filtered = add_authentication_results(base, value, AUTHSERV_ID)
         return Verdict(
             profile=self.profile.id,
-            action=final.verdict,
+            verdict=final.verdict,
             disposition=final,
             score=score,
             stage=stage,

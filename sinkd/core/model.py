@@ -265,7 +265,7 @@ class Verdict:
     """The outcome for one message and one profile."""
 
     profile: str
-    action: VerdictAction
+    verdict: VerdictAction  # the JSON's "verdict"; a Finding's ``action`` is the rule's Action
     disposition: Disposition
     score: float
     stage: Stage
@@ -309,7 +309,7 @@ class Verdict:
             "id": self.id or None,
             "received_at": received_at,
             "profile": self.profile,
-            "verdict": self.action.value,
+            "verdict": self.verdict.value,
             "disposition": self.disposition.value,
             "score": round(self.score, 3),
             "stage": self.stage.value,

@@ -95,9 +95,9 @@ class Outcome(enum.StrEnum):
 
 
 def outcome_of(verdict: Verdict) -> Outcome:
-    if verdict.action is VerdictAction.REJECT:
+    if verdict.verdict is VerdictAction.REJECT:
         return Outcome.REJECT
-    if verdict.action is VerdictAction.QUARANTINE:
+    if verdict.verdict is VerdictAction.QUARANTINE:
         return Outcome.QUARANTINE
     return Outcome.STRIPPED if verdict.stripped else Outcome.INTACT
 
@@ -116,7 +116,7 @@ def culprits(verdict: Verdict) -> list[Finding]:
         return []
     if outcome is Outcome.STRIPPED:
         return [f for f in verdict.findings if f.action is Action.STRIP]
-    wanted = verdict.action
+    wanted = verdict.verdict
 
     def leads(f: Finding) -> bool:
         disposition = DISPOSITION_OF_ACTION.get(f.action)

@@ -47,7 +47,7 @@ def make_record(
     )
     v = Verdict(
         profile=profile,
-        action=verdict,
+        verdict=verdict,
         disposition=DISPOSITIONS[verdict],
         score=1.5,
         stage=Stage.DATA,
