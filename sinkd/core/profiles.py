@@ -2,7 +2,10 @@
 
 Owns turning files in ``profiles/`` into validated ``Profile`` models: unknown keys, bad values
 and dangling references are ``ProfileError``s that name the file, the field path and, where
-known, the line. It never evaluates mail (``engine.py`` does) and never writes files.
+known, the line. Loading compiles each profile once (``compile_loaded``: its filters from
+``filters.REGISTRY`` and its replies) so that a dangling reference fails with its location; the
+engine wraps the same compile in a ``Pipeline``. It never evaluates mail (``engine.py`` does),
+never imports the engine and never writes files.
 """
 
 from __future__ import annotations
