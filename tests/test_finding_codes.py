@@ -5,6 +5,7 @@ table is the one ``python -m sinkd.core.codes --markdown`` prints."""
 from __future__ import annotations
 
 import asyncio
+import re
 from types import SimpleNamespace
 
 import pytest
@@ -105,3 +106,17 @@ def test_the_readme_code_table_is_generated_from_the_declarations() -> None:
         "the README's finding-code table differs from the declared codes: replace it with the "
         "output of python -m sinkd.core.codes --markdown"
     )
+
+
+def test_every_code_the_readme_names_beside_the_filter_kinds_is_declared() -> None:
+    text = README.read_text(encoding="utf-8")
+    prose = text.partition("### Filter kinds and finding codes")[2].partition(CODES_START)[0]
+    named = set(re.findall(r"`([A-Z][A-Z0-9]*_[A-Z0-9_<>]+)`", prose))
+    # SpamAssassin's own rule names, quoted where the README explains what a class models.
+    spamassassin_rules = {"HTML_IMAGE_ONLY_04"}
+    placeholders = re.compile(r"<[A-Z]+>")
+    undeclared = sorted(
+        code for code in named - spamassassin_rules if not is_declared(placeholders.sub("X", code))
+    )
+    assert len(named) > 50
+    assert undeclared == []
