@@ -153,7 +153,7 @@ def record(n: int, rng: random.Random) -> MessageRecord:
     message_id = f"B{n:011d}"
     v = Verdict(
         profile=rng.choice(_PROFILES),
-        action=verdict,
+        verdict=verdict,
         disposition=_DISPOSITION[verdict],
         score=1.5 * len(codes),
         stage=Stage.DATA,

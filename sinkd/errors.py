@@ -8,6 +8,7 @@ Owns every exception type sinkd raises on purpose. Bad mail is never an exceptio
     ├── ConfigError (ValueError)        a command-line option or environment variable is invalid
     ├── InputError (ValueError)         a message file given to the CLI cannot be read
     ├── BackendError (OSError)          an outside service (spamd) failed or timed out
+    ├── UndeclaredCode (ValueError)     a filter built a finding code it does not declare (a bug)
     ├── HttpApiError                    sinkd's HTTP API answered with an error (the client)
     │   └── HttpApiUnreachable (ConnectionError)  it did not answer at all
     └── StoreError
@@ -41,6 +42,11 @@ class InputError(SinkdError, ValueError):
 
 class BackendError(SinkdError, OSError):
     """An outside service a filter relies on failed; the filter turns it into a finding."""
+
+
+class UndeclaredCode(SinkdError, ValueError):
+    """A filter built a finding whose code it does not declare in its ``codes``: a sinkd bug,
+    which the engine records as the filter's error finding."""
 
 
 class HttpApiError(SinkdError):

@@ -244,7 +244,7 @@ def test_a_refused_message_gets_no_delivered_copy(pipeline: Pipeline) -> None:
     refused = auth("DMARC_FAIL", domain="shop.example")
     refused = Finding(**{**_fields(refused), "action": Action.REJECT})
     verdict = decide(pipeline, RAW, refused)
-    assert verdict.action is VerdictAction.REJECT
+    assert verdict.verdict is VerdictAction.REJECT
     assert verdict.filtered is None
 
 

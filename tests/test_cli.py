@@ -586,7 +586,7 @@ def _record(
     rejected = action is VerdictAction.REJECT
     verdict = Verdict(
         profile="typical-corporate",
-        action=action,
+        verdict=action,
         disposition=Disposition.REJECTED if rejected else Disposition.INBOX,
         score=0.0,
         stage=Stage.RCPT if rejected else Stage.DATA,

@@ -131,7 +131,7 @@ def test_threshold_reject_replies_with_the_profile_reject_reply_and_score(
         envelope=ENVELOPE,
         message_id="m1",
     )
-    assert verdict.action is VerdictAction.REJECT
+    assert verdict.verdict is VerdictAction.REJECT
     assert verdict.reply == Reply(550, "5.7.1", "Message rejected as spam (score 8.5)")
     assert verdict.deciding is not None
     assert verdict.deciding.code == "SCORE_REJECT"
@@ -217,7 +217,7 @@ def test_the_strictest_disposition_of_all_findings_wins(
     findings = [finding(a, code=f"CONTENT_R{i}") for i, a in enumerate(actions)]
     verdict = scored.decide(findings, stage=Stage.DATA, envelope=ENVELOPE, message_id="m1")
     assert verdict.disposition is winner
-    assert verdict.action is verdict_action
+    assert verdict.verdict is verdict_action
     # Every finding is kept, in order, the non-deciding ones too.
     assert verdict.codes == [f"CONTENT_R{i}" for i in range(len(actions))]
     decided = [f for f in verdict.findings if f.decided]
@@ -303,7 +303,7 @@ async def test_a_reject_at_rcpt_has_stage_rcpt_and_names_only_that_recipient(
     router = Router(compile_yaml(tmp_path, ACCESS))
     [verdict] = await deliver(router, message(), rcpts=["ceo@corp.example"])
     assert verdict.stage is Stage.RCPT
-    assert verdict.action is VerdictAction.REJECT
+    assert verdict.verdict is VerdictAction.REJECT
     assert verdict.envelope.rcpt_to == ("ceo@corp.example",)
     assert verdict.subject is None  # no DATA was seen
     assert verdict.findings[0].decided
@@ -343,9 +343,9 @@ async def test_recipients_in_two_profiles_yield_one_verdict_per_profile(tmp_path
     )
     assert [v.profile for v in verdicts] == ["lenient", "strict"]
     relaxed, refused = verdicts
-    assert relaxed.action is VerdictAction.ACCEPT
+    assert relaxed.verdict is VerdictAction.ACCEPT
     assert relaxed.envelope.rcpt_to == ("a@corp.example", "b@corp.example")
-    assert refused.action is VerdictAction.REJECT
+    assert refused.verdict is VerdictAction.REJECT
     assert refused.envelope.rcpt_to == ("x@secure.example",)
     assert refused.reply == Reply(554, "5.7.1", "Gtube pattern")
     assert relaxed.id != refused.id
@@ -385,7 +385,7 @@ def test_an_exact_route_does_not_cover_subdomains_and_a_wildcard_not_the_domain(
 def _verdict(reply: Reply, message_id: str) -> Verdict:
     return Verdict(
         profile="p",
-        action=VerdictAction.ACCEPT if reply.is_success else VerdictAction.REJECT,
+        verdict=VerdictAction.ACCEPT if reply.is_success else VerdictAction.REJECT,
         disposition=Disposition.INBOX if reply.is_success else Disposition.REJECTED,
         score=0.0,
         stage=Stage.DATA,
@@ -533,7 +533,7 @@ async def test_every_shipped_profile_accepts_a_plain_ham_message(name: str) -> N
         assert verdict.deciding is not None
         assert verdict.deciding.code == "SENDER_AUTH_FAIL"
         return
-    assert verdict.action is VerdictAction.ACCEPT
+    assert verdict.verdict is VerdictAction.ACCEPT
     assert verdict.disposition is Disposition.INBOX
     assert verdict.reply == Reply(250, "2.0.0", "Ok: queued as id1")
     assert verdict.score == HAM_SCORE.get(name, 0)
@@ -547,7 +547,7 @@ async def test_offline_dns_without_data_is_unknown_so_every_profile_accepts_plai
     # judged (recorded only, no score), so none refuses, Sender ID included (issue 15).
     pipeline = compile_profile(SHIPPED.resolve(name))
     [verdict] = await deliver(Router(pipeline), message())
-    assert verdict.action is VerdictAction.ACCEPT
+    assert verdict.verdict is VerdictAction.ACCEPT
     assert verdict.reply == Reply(250, "2.0.0", "Ok: queued as id1")
     assert verdict.score == 0
     assert not [f for f in verdict.incomplete if f.category is Category.AUTHENTICATION]
@@ -590,12 +590,12 @@ async def test_every_shipped_profile_with_a_gtube_rule_rejects_gtube(name: str) 
     )
     if name == "m365-default-like":
         # EOP judges GTUBE spam and its default SpamAction MoveToJmf delivers it to Junk.
-        assert verdict.action is VerdictAction.ACCEPT
+        assert verdict.verdict is VerdictAction.ACCEPT
         assert verdict.disposition is Disposition.JUNK
         assert verdict.deciding is not None
         assert verdict.deciding.code == "CONTENT_GTUBE"
     elif has_gtube_rule(name):
-        assert verdict.action is VerdictAction.REJECT
+        assert verdict.verdict is VerdictAction.REJECT
         # Each profile answers in its own words: Gmail's, or rspamd's "Gtube pattern". Gmail
         # refuses this sender (no SPF record, no DKIM signature) as unauthenticated first.
         expected = {"google-workspace-like": (550, "5.7.26")}.get(name, (554, "5.7.1"))
@@ -606,7 +606,7 @@ async def test_every_shipped_profile_with_a_gtube_rule_rejects_gtube(name: str) 
         assert "CONTENT_GTUBE" in verdict.codes
     else:
         assert "CONTENT_GTUBE" not in verdict.codes
-        assert verdict.action is VerdictAction.ACCEPT
+        assert verdict.verdict is VerdictAction.ACCEPT
         if name == "no-filter":
             assert verdict.codes == []
 
@@ -693,8 +693,12 @@ async def test_a_message_the_strip_path_cannot_rewrite_is_delivered_as_it_arrive
         b"Content-Type: text/html\r\n\r\n<p>Hi</p><script>alert(1)</script>\r\n"
     )
     [verdict] = await deliver(Router(pipeline), raw)
-    assert verdict.action is VerdictAction.ACCEPT
+    assert verdict.verdict is VerdictAction.ACCEPT
     assert verdict.filtered is None and verdict.stripped == ()
     [error] = verdict.incomplete
     assert error.code == "STRIP_ERROR"
     assert "x-broken" in error.detail["error"]
+
+
+def test_only_reject_and_tempfail_are_refusals() -> None:
+    assert {action for action in Action if action.refuses} == {Action.REJECT, Action.TEMPFAIL}

@@ -436,10 +436,10 @@ async def test_an_extended_profile_judges_with_the_merged_rules(tmp_path: Path) 
         assert refused is None
         verdict = await tx.rcpt("bob@corp.example")
         if verdict is not None:
-            return verdict.action
+            return verdict.verdict
         [verdict] = await tx.data(b"Subject: casino\r\n\r\nhello\r\n")
         assert verdict.score == 5.0
-        return verdict.action
+        return verdict.verdict
 
     assert await judge("a@spam.example") is VerdictAction.ACCEPT  # dropped from the list
     assert await judge("c@spam.example") is VerdictAction.REJECT
@@ -769,7 +769,7 @@ async def test_m365_has_no_trigger_word_filter_so_casino_and_lottery_are_inbox_m
 async def test_m365_refuses_over_the_36_mb_default_receive_size_and_takes_30_mb() -> None:
     assert await refused_at_mail("m365-default-like", 30 * MB) is None
     verdict = await refused_at_mail("m365-default-like", 36 * MB + 1)
-    assert verdict is not None and verdict.action is VerdictAction.REJECT
+    assert verdict is not None and verdict.verdict is VerdictAction.REJECT
     assert verdict.reply == Reply(
         550, "5.2.3", "RESOLVER.RST.RecipSizeLimit; message too large for this recipient"
     )
@@ -778,7 +778,7 @@ async def test_m365_refuses_over_the_36_mb_default_receive_size_and_takes_30_mb(
 async def test_google_takes_a_30_mb_message_and_refuses_over_50_mb_with_552_5_3_4() -> None:
     assert await refused_at_mail("google-workspace-like", 30 * MB) is None
     verdict = await refused_at_mail("google-workspace-like", 50 * MB + 1)
-    assert verdict is not None and verdict.action is VerdictAction.REJECT
+    assert verdict is not None and verdict.verdict is VerdictAction.REJECT
     assert verdict.reply == Reply(
         552, "5.3.4", "Your message exceeded Google's message size limits."
     )
@@ -802,7 +802,7 @@ async def test_strict_finance_delivers_a_dunning_letter_and_a_bank_notice(
     subject: str, body: str
 ) -> None:
     verdict = await judged("strict-finance", subject, body)
-    assert verdict.action is VerdictAction.ACCEPT
+    assert verdict.verdict is VerdictAction.ACCEPT
     assert verdict.disposition is Disposition.INBOX
     assert {"CONTENT_BEC_SUBJECT", "CONTENT_BEC_TERMS"} <= set(verdict.codes)
     assert verdict.score < 5
@@ -812,7 +812,7 @@ async def test_strict_finance_holds_bec_wording_that_comes_with_another_spam_sig
     verdict = await judged(
         "strict-finance", "Urgent payment: bank details changed", "Click here to act now."
     )
-    assert verdict.action is VerdictAction.QUARANTINE
+    assert verdict.verdict is VerdictAction.QUARANTINE
     assert {"CONTENT_BEC_SUBJECT", "CONTENT_TRIGGER_WORD"} <= set(verdict.codes)
     assert verdict.score >= 5
 

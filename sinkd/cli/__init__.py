@@ -46,7 +46,7 @@ from sinkd import __version__
 from sinkd.core.as_sent import as_sent, not_a_message
 from sinkd.core.chaos import ChaosConfig, ChaosTrigger, parse_triggers
 from sinkd.core.engine import Transaction
-from sinkd.core.model import ClientIdentity, Verdict, VerdictAction
+from sinkd.core.model import Action, ClientIdentity, Verdict, VerdictAction
 from sinkd.core.population import Population, load_population
 from sinkd.core.ports import Lookups, Resolver
 from sinkd.core.profiles import (
@@ -859,7 +859,7 @@ _MARK = {"reject": "x", "tempfail": "x", "quarantine": "!", "discard": "!", "jun
 def _print_verdict(name: str, verdict: Verdict, out: TextIO) -> None:
     reply = verdict.reply
     print(
-        f"{name}: {verdict.action.value.upper()} ({verdict.disposition.value}) "
+        f"{name}: {verdict.verdict.value.upper()} ({verdict.disposition.value}) "
         f"profile={verdict.profile} stage={verdict.stage.value} score={verdict.score:g}",
         file=out,
     )
@@ -898,7 +898,7 @@ def _write_filtered(
             )
         stem = "stdin" if str(source) == "-" else source.stem
         target = target / f"{stem}.filtered.eml"
-    delivered = [v for v in verdicts if v.action is not VerdictAction.REJECT]
+    delivered = [v for v in verdicts if v.verdict is not VerdictAction.REJECT]
     if not delivered:
         print(f"sinkd check: {source}: refused by every profile; nothing to write", file=sys.stderr)
         return
@@ -967,7 +967,7 @@ def _check(args: argparse.Namespace, out: TextIO) -> int:
         )
         checked.append(Checked(str(path), verdicts, time.perf_counter() - started))
         for verdict in verdicts:
-            worst = max(worst, _EXIT_OF[verdict.action])
+            worst = max(worst, _EXIT_OF[verdict.verdict])
         if args.write_filtered is not None:
             _write_filtered(args.write_filtered, path, raw, verdicts, many=many)
         if args.json:
@@ -1263,7 +1263,7 @@ def _children(node: Spec, indent: int, prefix: str = "") -> list[str]:
 
 
 # Actions whose outcome is sent as an SMTP reply; other outcomes keep a default reply unused.
-_REPLYING = frozenset({"reject", "tempfail"})
+_REPLYING = frozenset(action.value for action in Action if action.refuses)
 
 
 def _reply_keys(data: object) -> list[str]:

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from sinkd.core.authres import AUTHSERV_ID, add_authentication_results, authentication_results
-from sinkd.core.filters import REGISTRY, EnvelopeContext, Filter, MessageContext, reply_variables
+from sinkd.core.filters import EnvelopeContext, Filter, MessageContext, reply_variables
 from sinkd.core.message import ParsedMessage, parse
 from sinkd.core.model import (
     DISPOSITION_OF_ACTION,
@@ -24,6 +24,7 @@ from sinkd.core.model import (
     Disposition,
     Envelope,
     Finding,
+    FindingCode,
     Reply,
     Stage,
     StripPlan,
@@ -32,12 +33,21 @@ from sinkd.core.model import (
     VerdictAction,
 )
 from sinkd.core.ports import NO_LOOKUPS, Lookups
-from sinkd.core.profiles import LoadedProfile, Profile
-from sinkd.core.schema import CompileContext, ListValue, ReplyTemplate
+from sinkd.core.profiles import LoadedProfile, Profile, compile_loaded
+from sinkd.core.schema import ReplyTemplate
 from sinkd.core.strip import apply_strip
 
-_ENVELOPE_HARD = (Action.REJECT, Action.TEMPFAIL)
 QUEUED = ReplyTemplate(250, "2.0.0", "Ok: queued as ${id}")
+
+# The codes the engine itself gives, beside those each filter kind declares.
+CODES: tuple[FindingCode, ...] = (
+    FindingCode("SCORE_TAG", "the total score reached the tag threshold"),
+    FindingCode("SCORE_JUNK", "the total score reached the junk threshold"),
+    FindingCode("SCORE_QUARANTINE", "the total score reached the quarantine threshold"),
+    FindingCode("SCORE_REJECT", "the total score reached the reject threshold"),
+    FindingCode("<KIND>_ERROR", "the filter failed on this message: a sinkd bug (unjudged)"),
+    FindingCode("STRIP_ERROR", "the strip actions failed: delivered as it arrived (unjudged)"),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,7 +211,7 @@ class Pipeline:
                 filtered = add_authentication_results(base, value, AUTHSERV_ID)
         return Verdict(
             profile=self.profile.id,
-            action=final.verdict,
+            verdict=final.verdict,
             disposition=final,
             score=score,
             stage=stage,
@@ -289,26 +299,16 @@ def _skips(findings: Sequence[Finding]) -> frozenset[str]:
 
 def compile_profile(loaded: LoadedProfile) -> Pipeline:
     """Instantiate a profile's filters once; errors are ``CompileError``s located by field."""
-    profile = loaded.profile
-    lists = {
-        name: ListValue(spec.kind, tuple(spec.entries)) for name, spec in profile.lists.items()
-    }
-    filters: list[Filter] = []
-    for index, spec in enumerate(profile.filters):
-        cls = REGISTRY[spec.kind]
-        ctx = CompileContext(lists=lists, replies=loaded.catalogue, loc=("filters", index))
-        filters.append(cls(spec, ctx))
-    ctx = CompileContext(lists=lists, replies=loaded.catalogue, loc=("scoring",))
-    smtp = CompileContext(lists=lists, replies=loaded.catalogue, loc=("smtp",))
+    compiled = compile_loaded(loaded)
     return Pipeline(
-        profile=profile,
-        filters=tuple(filters),
-        mail_answerers=frozenset(f.name for f in filters if f.answers_at_mail),
+        profile=loaded.profile,
+        filters=compiled.filters,
+        mail_answerers=frozenset(f.name for f in compiled.filters if f.answers_at_mail),
         catalogue=loaded.catalogue,
-        reject_reply=ctx.reply(profile.scoring.reject_reply, "reject_reply"),
-        policy_reply=ctx.reply("generic.policy"),
-        tempfail_reply=ctx.reply("generic.tempfail"),
-        connection_reply=smtp.reply(profile.smtp.connection_limit_reply, "connection_limit_reply"),
+        reject_reply=compiled.reject_reply,
+        policy_reply=compiled.policy_reply,
+        tempfail_reply=compiled.tempfail_reply,
+        connection_reply=compiled.connection_reply,
     )
 
 
@@ -417,7 +417,7 @@ class Transaction:
         hard = [
             f
             for f in findings
-            if f.action in _ENVELOPE_HARD and (answer_now or f.filter in pipeline.mail_answerers)
+            if f.action.refuses and (answer_now or f.filter in pipeline.mail_answerers)
         ]
         if not hard:
             return None
@@ -432,7 +432,7 @@ class Transaction:
         findings = [*earlier, *own]
         # envelope_reply_stage "data": refusals wait for the end of DATA, as Gmail's do.
         answer_now = pipeline.profile.smtp.envelope_reply_stage != "data"
-        if answer_now and any(f.action in _ENVELOPE_HARD for f in findings):
+        if answer_now and any(f.action.refuses for f in findings):
             envelope = dataclasses.replace(self.envelope, rcpt_to=(rcpt,))
             return pipeline.decide(
                 findings, stage=Stage.RCPT, envelope=envelope, message_id=self.new_id()

@@ -8,6 +8,7 @@ HTTP API is produced here (``Verdict.to_json``) so that there is exactly one of 
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +27,11 @@ class Action(enum.StrEnum):
     DISCARD = "discard"  # silently dropped; the sender sees 250
     TEMPFAIL = "tempfail"  # 4xx: try again later
     REJECT = "reject"  # 5xx
+
+    @property
+    def refuses(self) -> bool:
+        """The sender is refused with an SMTP error: reject (5xx) or tempfail (4xx)."""
+        return self is Action.REJECT or self is Action.TEMPFAIL
 
 
 class Disposition(enum.StrEnum):
@@ -191,6 +197,32 @@ class StripPlan:
         return bool(self.parts or self.html)
 
 
+# ``<NAME>`` in a declared code: a part the profile or the input supplies (a rule's id, a
+# SpamAssassin rule name, a filter kind).
+_PLACEHOLDER = re.compile(r"<[A-Z_]+>")
+
+
+@dataclass(frozen=True, slots=True)
+class FindingCode:
+    """A finding code a check declares it may emit, with its meaning in one line.
+
+    ``code`` is the code itself (``SPF_FAIL``) or a family with placeholders
+    (``CONTENT_<ID>``: the content rule's id). The README's code table is built from these.
+    """
+
+    code: str
+    meaning: str
+
+    @property
+    def pattern(self) -> str:
+        """A regular expression matching the codes this declaration covers."""
+        parts = _PLACEHOLDER.split(self.code)
+        return "[A-Za-z0-9_]+".join(re.escape(part) for part in parts)
+
+    def matches(self, code: str) -> bool:
+        return re.fullmatch(self.pattern, code) is not None
+
+
 @dataclass(frozen=True, slots=True)
 class Finding:
     """One evaluated rule and what it found.
@@ -233,7 +265,7 @@ class Verdict:
     """The outcome for one message and one profile."""
 
     profile: str
-    action: VerdictAction
+    verdict: VerdictAction  # the JSON's "verdict"; a Finding's ``action`` is the rule's Action
     disposition: Disposition
     score: float
     stage: Stage
@@ -277,7 +309,7 @@ class Verdict:
             "id": self.id or None,
             "received_at": received_at,
             "profile": self.profile,
-            "verdict": self.action.value,
+            "verdict": self.verdict.value,
             "disposition": self.disposition.value,
             "score": round(self.score, 3),
             "stage": self.stage.value,

@@ -46,7 +46,6 @@ from sinkd.core.schema import ReplyTemplate, Spec
 from sinkd.errors import ProfileError
 
 POPULATION_FILE = "population.yaml"
-_HARD_ENVELOPE = (Action.REJECT, Action.TEMPFAIL)
 FeatureId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9_]+$", max_length=64)]
 Share = Annotated[float, Field(ge=0, le=1)]
 
@@ -96,9 +95,9 @@ class Outcome(enum.StrEnum):
 
 
 def outcome_of(verdict: Verdict) -> Outcome:
-    if verdict.action is VerdictAction.REJECT:
+    if verdict.verdict is VerdictAction.REJECT:
         return Outcome.REJECT
-    if verdict.action is VerdictAction.QUARANTINE:
+    if verdict.verdict is VerdictAction.QUARANTINE:
         return Outcome.QUARANTINE
     return Outcome.STRIPPED if verdict.stripped else Outcome.INTACT
 
@@ -117,7 +116,7 @@ def culprits(verdict: Verdict) -> list[Finding]:
         return []
     if outcome is Outcome.STRIPPED:
         return [f for f in verdict.findings if f.action is Action.STRIP]
-    wanted = verdict.action
+    wanted = verdict.verdict
 
     def leads(f: Finding) -> bool:
         disposition = DISPOSITION_OF_ACTION.get(f.action)
@@ -396,7 +395,7 @@ def _redecide(run: _Run, message: ParsedMessage, drop: frozenset[str]) -> Outcom
     """The outcome without the findings of the codes ``drop``, by ``Pipeline.decide``: refused
     at the envelope if a hard envelope finding remains, else decided at the end of DATA."""
     early = [f for f in run.envelope_findings if f.code not in drop]
-    if any(f.action in _HARD_ENVELOPE for f in early):
+    if any(f.action.refuses for f in early):
         verdict = run.pipeline.decide(
             early, stage=Stage.RCPT, envelope=run.envelope, message_id="population"
         )

@@ -120,8 +120,9 @@ class NoDns:
 NO_DNS = NoDns()
 
 
-class Clock(Protocol):
-    """The time filters see, in seconds since the epoch. Tests inject a fake one."""
+class TimeSource(Protocol):
+    """The time filters see, in seconds since the epoch. Tests inject a fake one. (Not named
+    Clock: ``sinkd.store.sql.Clock`` is the writer's watermark of received times.)"""
 
     def now(self) -> float: ...
 
@@ -180,7 +181,7 @@ class Lookups:
 
     spamd: Spamd | None = None
     resolver: Resolver | None = NO_DNS
-    clock: Clock = SYSTEM_CLOCK
+    clock: TimeSource = SYSTEM_CLOCK
     state: DeliveryMemory | None = None
 
 

@@ -2,7 +2,10 @@
 
 Owns turning files in ``profiles/`` into validated ``Profile`` models: unknown keys, bad values
 and dangling references are ``ProfileError``s that name the file, the field path and, where
-known, the line. It never evaluates mail (``engine.py`` does) and never writes files.
+known, the line. Loading compiles each profile once (``compile_loaded``: its filters from
+``filters.REGISTRY`` and its replies) so that a dangling reference fails with its location; the
+engine wraps the same compile in a ``Pipeline``. It never evaluates mail (``engine.py`` does),
+never imports the engine and never writes files.
 """
 
 from __future__ import annotations
@@ -25,21 +28,17 @@ from pydantic import (
     model_validator,
 )
 
-from sinkd.core.filters.content import ContentSpec
-from sinkd.core.filters.dkim import DkimSpec
-from sinkd.core.filters.dmarc import DmarcSpec
-from sinkd.core.filters.dnsbl import DnsblSpec
-from sinkd.core.filters.envelope import EnvelopeSpec
-from sinkd.core.filters.format import FormatSpec
-from sinkd.core.filters.greylist import GreylistSpec
-from sinkd.core.filters.mime import MimeSpec
-from sinkd.core.filters.rate_limit import RateLimitSpec
-from sinkd.core.filters.sender_auth import SenderAuthSpec
-from sinkd.core.filters.sender_id import SenderIdSpec
-from sinkd.core.filters.size import SizeSpec
-from sinkd.core.filters.spamassassin import SpamAssassinSpec
-from sinkd.core.filters.spf import SpfSpec
-from sinkd.core.schema import Origin, ReplyRef, ReplyTemplate, Spec, parse_literal_reply
+from sinkd.core.filters import Filter, FilterSpec, compile_filters
+from sinkd.core.schema import (
+    CompileContext,
+    CompileError,
+    ListValue,
+    Origin,
+    ReplyRef,
+    ReplyTemplate,
+    Spec,
+    parse_literal_reply,
+)
 from sinkd.errors import ProfileError
 
 SCHEMA = "sinkd.profile/v1"
@@ -48,24 +47,6 @@ CATALOGUE_FILE = "replies.yaml"
 # Files in a profiles directory that are not profiles.
 NOT_PROFILES = frozenset({CATALOGUE_FILE, "population.yaml"})
 
-# One entry per filter kind; tests/test_profiles.py checks this against filters.REGISTRY.
-FilterSpec = Annotated[
-    EnvelopeSpec
-    | SizeSpec
-    | SpfSpec
-    | SenderIdSpec
-    | DkimSpec
-    | SenderAuthSpec
-    | DmarcSpec
-    | DnsblSpec
-    | ContentSpec
-    | MimeSpec
-    | SpamAssassinSpec
-    | FormatSpec
-    | GreylistSpec
-    | RateLimitSpec,
-    Field(discriminator="kind"),
-]
 ProfileId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]*$", max_length=64)]
 ListName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9_]+$", max_length=64)]
 
@@ -431,6 +412,37 @@ class LoadedProfile:
         return tuple(Path(zone) for zone in self.profile.dns_zones)
 
 
+@dataclass(frozen=True, slots=True)
+class CompiledProfile:
+    """A loaded profile's filters instantiated and its own replies resolved (the engine's
+    ``compile_profile`` wraps it in a ``Pipeline``)."""
+
+    filters: tuple[Filter, ...]
+    reject_reply: ReplyTemplate
+    policy_reply: ReplyTemplate
+    tempfail_reply: ReplyTemplate
+    connection_reply: ReplyTemplate  # smtp.max_connections_per_ip exceeded (421)
+
+
+def compile_loaded(loaded: LoadedProfile) -> CompiledProfile:
+    """Instantiate a profile's filters and resolve its replies; errors are ``CompileError``s
+    located by field."""
+    profile = loaded.profile
+    lists = {
+        name: ListValue(spec.kind, tuple(spec.entries)) for name, spec in profile.lists.items()
+    }
+    filters = compile_filters(profile.filters, lists, loaded.catalogue)
+    scoring = CompileContext(lists=lists, replies=loaded.catalogue, loc=("scoring",))
+    smtp = CompileContext(lists=lists, replies=loaded.catalogue, loc=("smtp",))
+    return CompiledProfile(
+        filters=filters,
+        reject_reply=scoring.reply(profile.scoring.reject_reply, "reject_reply"),
+        policy_reply=scoring.reply("generic.policy"),
+        tempfail_reply=scoring.reply("generic.tempfail"),
+        connection_reply=smtp.reply(profile.smtp.connection_limit_reply, "connection_limit_reply"),
+    )
+
+
 def dns_zones_of(loaded: Iterable[LoadedProfile]) -> list[Path]:
     """The DNS fixture files these profiles name, each once, in order of first mention."""
     zones: dict[Path, None] = {}
@@ -534,11 +546,8 @@ class ProfileSet:
             catalogue[key] = template
         loaded = LoadedProfile(profile, path, catalogue)
         # Compile once here so that dangling references fail at load time with a location.
-        from sinkd.core.engine import compile_profile
-        from sinkd.core.schema import CompileError
-
         try:
-            compile_profile(loaded)
+            compile_loaded(loaded)
         except CompileError as exc:
             raise located_error(source, exc.loc, exc.message) from None
         return loaded

@@ -83,7 +83,15 @@ class Spec(BaseModel):
         return None
 
 
-class Outcome(Spec):
+class FilterSpecBase(Spec):
+    """Base of every filter kind's spec: ``kind`` (each kind narrows it to its own
+    ``Literal``, which tells the profile schema's union apart) and the instance ``name``."""
+
+    kind: str
+    name: FilterName
+
+
+class RuleOutcome(Spec):
     """What a matching rule does: an action, an optional score and an optional reply."""
 
     action: Action = Action.SCORE
@@ -91,7 +99,7 @@ class Outcome(Spec):
     reply: ReplyRef | None = None
 
 
-RECORD_ONLY = Outcome(action=Action.NONE)
+RECORD_ONLY = RuleOutcome(action=Action.NONE)
 
 
 class ResultOutcomes(Spec):
@@ -100,14 +108,14 @@ class ResultOutcomes(Spec):
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
-    pass_: Outcome = Field(default=RECORD_ONLY, alias="pass")
-    fail: Outcome = RECORD_ONLY
-    none: Outcome = RECORD_ONLY
-    temperror: Outcome = RECORD_ONLY
-    permerror: Outcome = RECORD_ONLY
+    pass_: RuleOutcome = Field(default=RECORD_ONLY, alias="pass")
+    fail: RuleOutcome = RECORD_ONLY
+    none: RuleOutcome = RECORD_ONLY
+    temperror: RuleOutcome = RECORD_ONLY
+    permerror: RuleOutcome = RECORD_ONLY
 
-    def of(self, result: str) -> Outcome:
-        outcome: Outcome = getattr(self, "pass_" if result == "pass" else result)
+    def of(self, result: str) -> RuleOutcome:
+        outcome: RuleOutcome = getattr(self, "pass_" if result == "pass" else result)
         return outcome
 
 
@@ -180,7 +188,7 @@ class CompileContext:
         return self.reply(reply or ("generic.tempfail" if action is Action.TEMPFAIL else refusal))
 
     def outcome_replies(
-        self, field: str, of: Callable[[K], Outcome], keys: Iterable[K]
+        self, field: str, of: Callable[[K], RuleOutcome], keys: Iterable[K]
     ) -> dict[K, ReplyTemplate]:
         """``outcome_reply`` for each key's outcome (``of(key)``), located at ``field.key``."""
         replies: dict[K, ReplyTemplate] = {}

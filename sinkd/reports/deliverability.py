@@ -122,7 +122,7 @@ def profile_row(verdict: Verdict) -> dict[str, Any]:
     reply = verdict.reply
     return {
         "profile": verdict.profile,
-        "verdict": verdict.action.value,
+        "verdict": verdict.verdict.value,
         "stage": verdict.stage.value,
         "reply": f"{reply.code} {reply.enhanced} {reply.text}",
         "reasons": [f.reason for f in culprits(verdict)],

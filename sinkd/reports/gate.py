@@ -258,8 +258,9 @@ def _seconds(value: float) -> str:
 def _summary(verdict: Verdict) -> str:
     """The verdict as plain text: what the testcase's output and the failure body show."""
     reply = verdict.reply
+    verdict_and_disposition = f"{verdict.verdict.value}, {verdict.disposition.value}"
     lines = [
-        f"verdict: {level_of(verdict).value} ({verdict.action.value}, {verdict.disposition.value})",
+        f"verdict: {level_of(verdict).value} ({verdict_and_disposition})",
         f"profile: {verdict.profile}",
         f"stage: {verdict.stage.value}",
         f"score: {verdict.score:g}",

@@ -751,7 +751,7 @@ def log_verdict(verdict: Verdict, raw: bytes | None) -> None:
     fields: dict[str, object] = {
         "id": verdict.id,
         "profile": verdict.profile,
-        "verdict": verdict.action.value,
+        "verdict": verdict.verdict.value,
         "disposition": verdict.disposition.value,
         "stage": verdict.stage.value,
         "score": round(verdict.score, 3),
@@ -767,7 +767,7 @@ def log_verdict(verdict: Verdict, raw: bytes | None) -> None:
         "codes=%s reply=%r",
         verdict.id,
         verdict.profile,
-        verdict.action.value,
+        verdict.verdict.value,
         verdict.stage.value,
         verdict.score,
         env.client.ip,

@@ -92,8 +92,8 @@ async def compare_page(request: Request) -> Response:
     counts: dict[str, int] = {}
     for _, result in results:
         if not isinstance(result, str):
-            key = "stripped" if result.stripped and result.action.value == "accept" else None
-            key = key or result.action.value
+            key = "stripped" if result.stripped and result.verdict.value == "accept" else None
+            key = key or result.verdict.value
             counts[key] = counts.get(key, 0) + 1
     summary = "".join(
         f'<span class="tally t-{e(k)}"><b>{n}</b> {e(k)}</span>'

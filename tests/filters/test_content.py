@@ -384,7 +384,7 @@ async def test_a_hard_action_on_a_content_rule_rejects_with_its_reason_as_reply_
 ) -> None:
     pipeline = rules(tmp_path, "{id: BANNED, words: [viagra], action: reject}")
     verdict = await judge(pipeline, message(body="cheap viagra"))
-    assert verdict.action is VerdictAction.REJECT
+    assert verdict.verdict is VerdictAction.REJECT
     assert verdict.reply == Reply(
         550, "5.7.1", "The text body contains wording the filter looks for: 'viagra'."
     )
@@ -397,7 +397,7 @@ async def test_words_may_come_from_a_named_list_of_phrases(tmp_path: Path) -> No
         extra="lists:\n  finance: {kind: phrase, entries: ['urgent payment', 'gift cards']}\n",
     )
     verdict = await judge(pipeline, message("Urgent payment needed"))
-    assert verdict.action is VerdictAction.QUARANTINE
+    assert verdict.verdict is VerdictAction.QUARANTINE
     assert verdict.findings[0].detail["matches"] == {"urgent payment": 1}
 
 
@@ -410,7 +410,7 @@ async def test_a_rule_over_an_empty_named_list_matches_nothing(tmp_path: Path) -
     )
     verdict = await judge(pipeline, message("Casino night", "casino"))
     assert verdict.codes == []
-    assert verdict.action is VerdictAction.ACCEPT
+    assert verdict.verdict is VerdictAction.ACCEPT
 
 
 async def test_two_rules_listing_the_same_word_in_different_spellings_both_fire(
@@ -462,7 +462,7 @@ async def test_gtube_is_rejected_with_the_gtube_pattern_reply(tmp_path: Path) ->
         """,
     )
     verdict = await judge(pipeline, message(body=f"test\r\n{GTUBE}\r\n"))
-    assert verdict.action is VerdictAction.REJECT
+    assert verdict.verdict is VerdictAction.REJECT
     assert verdict.reply == Reply(554, "5.7.1", "Gtube pattern")
     assert verdict.codes == ["CONTENT_GTUBE"]
     assert verdict.findings[0].decided

@@ -66,7 +66,7 @@ async def test_client_ip_in_a_blocked_cidr_or_host_is_refused_at_rcpt(
     tmp_path: Path, client_ip: str
 ) -> None:
     verdict = await judge(one_rule(tmp_path, IP_RULE), client_ip=client_ip)
-    assert verdict.action is VerdictAction.REJECT
+    assert verdict.verdict is VerdictAction.REJECT
     assert verdict.disposition is Disposition.REJECTED
     assert verdict.stage is Stage.RCPT
     assert verdict.codes == ["ENVELOPE_BLOCK_IP"]
@@ -86,7 +86,7 @@ async def test_client_ip_outside_every_blocked_range_is_accepted(
     tmp_path: Path, client_ip: str
 ) -> None:
     verdict = await judge(one_rule(tmp_path, IP_RULE), client_ip=client_ip)
-    assert verdict.action is VerdictAction.ACCEPT
+    assert verdict.verdict is VerdictAction.ACCEPT
     assert verdict.stage is Stage.DATA
     assert verdict.findings == ()
     assert verdict.reply == Reply(250, "2.0.0", "Ok: queued as id1")
@@ -131,7 +131,7 @@ async def test_helo_globs_and_exact_names_match_whole_names(
             554, "5.7.1", f"<{helo}>: Helo command rejected: Access denied"
         )
     else:
-        assert verdict.action is VerdictAction.ACCEPT
+        assert verdict.verdict is VerdictAction.ACCEPT
         assert verdict.codes == []
 
 
@@ -173,7 +173,7 @@ async def test_sender_entries_match_exact_glob_local_part_domain_and_null_sender
         )
         assert verdict.findings[0].stage is Stage.MAIL
     else:
-        assert verdict.action is VerdictAction.ACCEPT
+        assert verdict.verdict is VerdictAction.ACCEPT
         assert verdict.codes == []
 
 
@@ -194,7 +194,7 @@ async def test_sender_domain_rule_matches_the_domain_and_its_subdomains(tmp_path
     hit = await judge(pipeline, mail_from="x@eu.spam.example")
     miss = await judge(pipeline, mail_from="x@spam.example.org")
     assert hit.codes == ["ENVELOPE_MAIL_FROM_DOMAIN_BLOCKED"]
-    assert hit.action is VerdictAction.REJECT
+    assert hit.verdict is VerdictAction.REJECT
     assert miss.codes == []
 
 
@@ -227,7 +227,7 @@ async def test_blocked_recipient_is_refused_at_rcpt_and_the_others_still_get_the
         554, "5.7.1", "<ceo@corp.example>: Recipient address rejected: Access denied"
     )
     assert refused.findings[0].stage is Stage.RCPT
-    assert delivered.action is VerdictAction.ACCEPT
+    assert delivered.verdict is VerdictAction.ACCEPT
     assert delivered.envelope.rcpt_to == ("bob@corp.example",)
     assert delivered.codes == []
 
@@ -238,7 +238,7 @@ async def test_watched_recipient_is_quarantined_at_data_not_refused_at_rcpt(
     rule = "{match: rcpt_to, entries: [corp.example], action: quarantine}"
     verdict = await judge(one_rule(tmp_path, rule), rcpts=["bob@hr.corp.example"])
     assert verdict.stage is Stage.DATA
-    assert verdict.action is VerdictAction.QUARANTINE
+    assert verdict.verdict is VerdictAction.QUARANTINE
     assert verdict.disposition is Disposition.QUARANTINED
     assert verdict.codes == ["ENVELOPE_RCPT_TO_BLOCKED"]
     assert verdict.reply.code == 250
@@ -256,7 +256,7 @@ async def test_header_from_rule_is_judged_at_data_on_the_from_header_not_the_env
         pipeline, message(sender="Boss@Fraud.Example"), mail_from="bounce@esp.example"
     )
     miss = await judge(pipeline, message(), mail_from="boss@fraud.example")
-    assert hit.action is VerdictAction.QUARANTINE
+    assert hit.verdict is VerdictAction.QUARANTINE
     assert hit.stage is Stage.DATA
     assert hit.codes == ["ENVELOPE_WATCH_FROM"]
     assert hit.findings[0].stage is Stage.DATA
@@ -265,7 +265,7 @@ async def test_header_from_rule_is_judged_at_data_on_the_from_header_not_the_env
         "field": "header_from",
         "value": "Boss@Fraud.Example",
     }
-    assert miss.action is VerdictAction.ACCEPT
+    assert miss.verdict is VerdictAction.ACCEPT
     assert miss.codes == []
 
 
@@ -305,7 +305,7 @@ async def test_allowlisted_from_skips_content_filters_and_score_thresholds(
     pipeline = compile_yaml(tmp_path, ALLOW_PROFILE)
     raw = message("Casino lottery", f"casino\r\n{GTUBE}", sender="ann@partner.example")
     verdict = await judge(pipeline, raw)
-    assert verdict.action is VerdictAction.ACCEPT
+    assert verdict.verdict is VerdictAction.ACCEPT
     assert verdict.disposition is Disposition.INBOX
     assert verdict.codes == ["ENVELOPE_ALLOW_PARTNER"]
     allow = verdict.findings[0]
@@ -371,9 +371,9 @@ async def test_allow_skipping_envelope_stops_the_remaining_envelope_rules(
     )
     allowed = await judge(pipeline, client_ip="203.0.113.5")
     refused = await judge(pipeline, client_ip="203.0.113.6")
-    assert allowed.action is VerdictAction.ACCEPT
+    assert allowed.verdict is VerdictAction.ACCEPT
     assert allowed.codes == ["ENVELOPE_OK_IP"]
-    assert refused.action is VerdictAction.REJECT
+    assert refused.verdict is VerdictAction.REJECT
     assert refused.codes == ["ENVELOPE_BLOCK_ALL"]
 
 
@@ -393,7 +393,7 @@ async def test_tempfail_rule_defers_with_a_4xx_reply(tmp_path: Path) -> None:
     rule = "{id: GREYLIST, match: mail_from, entries: [new.example], action: tempfail}"
     verdict = await judge(one_rule(tmp_path, rule), mail_from="a@new.example")
     assert verdict.disposition is Disposition.DEFERRED
-    assert verdict.action is VerdictAction.REJECT
+    assert verdict.verdict is VerdictAction.REJECT
     assert verdict.stage is Stage.RCPT
     assert verdict.reply == Reply(451, "4.7.1", "Try again later")
     assert verdict.reply.is_temporary
@@ -426,4 +426,4 @@ async def test_score_rule_adds_its_score_without_forcing_a_disposition(tmp_path:
     verdict = await judge(one_rule(tmp_path, rule))
     assert verdict.codes == ["ENVELOPE_HELO_LISTED"]
     assert verdict.score == 2.5
-    assert verdict.action is VerdictAction.ACCEPT
+    assert verdict.verdict is VerdictAction.ACCEPT

@@ -232,7 +232,7 @@ async def test_an_attached_image_is_replaced_by_a_notice_naming_it(tmp_path: Pat
         attachment("logo.png", PNG, "image/png"), attachment("figures.pdf", PDF, "application/pdf")
     )
     verdict = await judge(mime(tmp_path, {"images": STRIP}), raw)
-    assert verdict.action is VerdictAction.ACCEPT
+    assert verdict.verdict is VerdictAction.ACCEPT
     assert verdict.codes == ["MIME_IMAGES"]
     images = finding(verdict, "MIME_IMAGES")
     assert (images.category, images.action) == (Category.CONTENT, Action.STRIP)
@@ -467,7 +467,7 @@ async def test_macro_documents_are_found_in_ooxml_and_ole_files(
         f"The message contains Office documents with macros: '{named}', "
         "so the message is held in quarantine."
     )
-    assert verdict.action is VerdictAction.QUARANTINE
+    assert verdict.verdict is VerdictAction.QUARANTINE
     assert verdict.filtered is None
 
 
@@ -477,7 +477,7 @@ async def test_documents_without_macros_are_not_macro_documents(tmp_path: Path) 
     )
     verdict = await judge(mime(tmp_path, {"macro_documents": "{action: quarantine}"}), raw)
     assert verdict.codes == []
-    assert verdict.action is VerdictAction.ACCEPT
+    assert verdict.verdict is VerdictAction.ACCEPT
 
 
 async def test_an_encrypted_archive_is_found_with_its_encrypted_members(tmp_path: Path) -> None:
@@ -496,7 +496,7 @@ async def test_an_encrypted_archive_is_found_with_its_encrypted_members(tmp_path
         "The message contains password-protected archives the filter cannot inspect: "
         "'salaries.zip', so the message is held in quarantine."
     )
-    assert verdict.action is VerdictAction.QUARANTINE
+    assert verdict.verdict is VerdictAction.QUARANTINE
 
 
 # --- unscannable ----------------------------------------------------------------------------------
@@ -511,7 +511,7 @@ async def test_a_zip_bomb_is_unscannable(tmp_path: Path) -> None:
     [item] = unscannable.detail["items"]
     assert item.startswith("part 2: zip bomb: member 'zeros.bin' expands ")
     assert item.endswith("x; stopped")
-    assert verdict.action is VerdictAction.QUARANTINE
+    assert verdict.verdict is VerdictAction.QUARANTINE
 
 
 async def test_archives_nested_past_the_depth_limit_are_unscannable(tmp_path: Path) -> None:
@@ -547,7 +547,7 @@ async def test_mime_nested_deeper_than_the_tree_limit_is_unscannable(tmp_path: P
         "deeper than 20 levels; deeper parts not inspected, "
         "so the message is held in quarantine."
     )
-    assert verdict.action is VerdictAction.QUARANTINE
+    assert verdict.verdict is VerdictAction.QUARANTINE
 
 
 async def test_a_corrupt_archive_is_unscannable(tmp_path: Path) -> None:
@@ -568,7 +568,7 @@ async def test_quarantine_holds_the_message_and_strips_nothing(tmp_path: Path) -
     images = finding(verdict, "MIME_IMAGES")
     assert images.action is Action.QUARANTINE
     assert images.decided
-    assert verdict.action is VerdictAction.QUARANTINE
+    assert verdict.verdict is VerdictAction.QUARANTINE
     assert verdict.reply.code == 250
     assert (verdict.filtered, verdict.stripped) == (None, ())
 
@@ -584,7 +584,7 @@ async def test_reject_answers_with_the_configured_reply_and_filters_nothing(
         attachment("logo.png", PNG, "image/png"), attachment("film.mp4", bytes(64), "video/mp4")
     )
     verdict = await judge(profile, raw)
-    assert verdict.action is VerdictAction.REJECT
+    assert verdict.verdict is VerdictAction.REJECT
     assert verdict.reply == Reply(554, "5.7.1", "No films here")
     assert finding(verdict, "MIME_MULTIMEDIA").decided
     assert (verdict.filtered, verdict.stripped) == (None, ())  # refused: nothing delivered
@@ -601,7 +601,7 @@ async def test_score_adds_its_points_and_leaves_the_message_alone(tmp_path: Path
     assert (images.action, images.score) == (Action.SCORE, 2.5)
     assert verdict.score == 2.5
     assert images.reason.endswith(", which counts against the message.")
-    assert verdict.action is VerdictAction.ACCEPT
+    assert verdict.verdict is VerdictAction.ACCEPT
     assert verdict.filtered is None
 
 
@@ -620,7 +620,7 @@ async def test_score_counts_against_the_profile_thresholds(tmp_path: Path) -> No
     )
     verdict = await judge(pipeline, IMAGE_MAIL)
     assert verdict.codes == ["MIME_IMAGES", "SCORE_QUARANTINE"]
-    assert verdict.action is VerdictAction.QUARANTINE
+    assert verdict.verdict is VerdictAction.QUARANTINE
 
 
 async def test_none_records_the_finding_and_does_nothing_else(tmp_path: Path) -> None:
@@ -629,7 +629,7 @@ async def test_none_records_the_finding_and_does_nothing_else(tmp_path: Path) ->
     assert (images.action, images.score, images.decided) == (Action.NONE, 0.0, False)
     assert images.reason.endswith("; this policy allows that.")
     assert images.detail["items"] == ["part 2: image/png logo.png"]
-    assert (verdict.action, verdict.score, verdict.filtered) == (VerdictAction.ACCEPT, 0.0, None)
+    assert (verdict.verdict, verdict.score, verdict.filtered) == (VerdictAction.ACCEPT, 0.0, None)
 
 
 async def test_classes_left_out_of_the_profile_are_not_looked_for(tmp_path: Path) -> None:
@@ -728,7 +728,7 @@ async def test_an_extension_rule_rejects_with_its_code_reason_and_reply(tmp_path
         "so the message is refused."
     )
     assert verdict.reply == Reply(554, "5.7.1", "No programs")
-    assert verdict.action is VerdictAction.REJECT
+    assert verdict.verdict is VerdictAction.REJECT
 
 
 async def test_an_extension_rule_ignores_other_extensions(tmp_path: Path) -> None:
@@ -775,7 +775,7 @@ async def test_a_declared_mime_type_rule_matches_the_content_type(tmp_path: Path
     )
     found = finding(verdict, "MIME_JAVASCRIPT")
     assert found.detail["items"] == ["part 2: 'app.txt' is of type application/javascript"]
-    assert verdict.action is VerdictAction.QUARANTINE
+    assert verdict.verdict is VerdictAction.QUARANTINE
     other = await attachment_verdict(tmp_path, rule, "app.txt", b"alert(1)\r\n")
     assert other.codes == []
 
@@ -815,10 +815,10 @@ async def test_an_exe_renamed_pdf_matches_an_exe_rule_only_with_true_type(
             "part 2: 'invoice.pdf' is really a .exe file (application/x-dosexec) "
             "whatever its name says"
         ]
-        assert verdict.action is VerdictAction.REJECT
+        assert verdict.verdict is VerdictAction.REJECT
     else:
         assert verdict.codes == []
-        assert verdict.action is VerdictAction.ACCEPT
+        assert verdict.verdict is VerdictAction.ACCEPT
 
 
 async def test_an_allow_list_flags_every_other_type(tmp_path: Path) -> None:
@@ -827,7 +827,7 @@ async def test_an_allow_list_flags_every_other_type(tmp_path: Path) -> None:
     assert finding(notes, "MIME_NOT_BUSINESS").detail["items"] == [
         "part 2: 'notes.txt' is a .txt file, not on the list of accepted types"
     ]
-    assert notes.action is VerdictAction.QUARANTINE
+    assert notes.verdict is VerdictAction.QUARANTINE
     report = await attachment_verdict(tmp_path, rule, "report.pdf", PDF)
     assert report.codes == []
     no_extension = await attachment_verdict(tmp_path, rule, "README", b"plain notes\r\n")
@@ -878,7 +878,7 @@ async def test_an_exe_inside_a_zip_matches_only_with_in_archives(
         assert finding(verdict, "MIME_EXECUTABLE").detail["items"] == [
             "part 2: 'docs.zip/docs/setup.exe' is a .exe file"
         ]
-        assert verdict.action is VerdictAction.REJECT
+        assert verdict.verdict is VerdictAction.REJECT
     else:
         assert verdict.codes == []
 
@@ -945,10 +945,10 @@ async def test_an_allowlist_skips_only_the_mime_findings_of_its_categories(
     if skip == "content":
         # Content classes are skipped; attachment rules are not content, so the .exe is refused.
         assert verdict.codes == ["ENVELOPE_PARTNER", "MIME_EXECUTABLE"]
-        assert verdict.action is VerdictAction.REJECT
+        assert verdict.verdict is VerdictAction.REJECT
     else:
         assert verdict.codes == ["ENVELOPE_PARTNER", "MIME_IMAGES"]
-        assert verdict.action is VerdictAction.ACCEPT
+        assert verdict.verdict is VerdictAction.ACCEPT
         assert verdict.stripped == ("part 2 'logo.png' (image/png)",)
 
 
@@ -1007,7 +1007,7 @@ CLEAN_SCORE_AND_AUTHENTICATION_RESULTS = {
 async def test_a_clean_plain_text_message_is_accepted_by_every_profile(profile_id: str) -> None:
     raw = plain_message()
     verdict = await judge(builtin(profile_id), raw)
-    assert verdict.action is VerdictAction.ACCEPT
+    assert verdict.verdict is VerdictAction.ACCEPT
     assert mime_codes(verdict) == []
     score, authentication_results = CLEAN_SCORE_AND_AUTHENTICATION_RESULTS[profile_id]
     assert verdict.score == score
@@ -1020,7 +1020,7 @@ async def test_typical_corporate_records_the_esp_preheader_and_delivers_it_intac
     # no gateway default removes it: the reader's client uses it as the inbox preview line.
     raw = html_message(fixture("hidden-preheader.html"))
     verdict = await judge(builtin("typical-corporate"), raw)
-    assert verdict.action is VerdictAction.ACCEPT
+    assert verdict.verdict is VerdictAction.ACCEPT
     hidden = finding(verdict, "MIME_HIDDEN_TEXT")
     assert (hidden.action, hidden.score) == (Action.NONE, 0.0)
     assert "'Your statement is ready – plus 20% off renewals this week only.'" in hidden.reason
@@ -1037,7 +1037,7 @@ async def test_strict_finance_counts_the_hidden_preheader_a_little_and_holds_not
     verdict = await judge(builtin("strict-finance"), raw)
     hidden = finding(verdict, "MIME_HIDDEN_TEXT")
     assert (hidden.action, hidden.score) == (Action.SCORE, 1.0)
-    assert verdict.action is VerdictAction.ACCEPT
+    assert verdict.verdict is VerdictAction.ACCEPT
     assert verdict.stripped == ()
 
 
@@ -1051,7 +1051,7 @@ async def test_strict_finance_counts_the_hidden_preheader_a_little_and_holds_not
 async def test_an_exe_renamed_pdf_is_refused(profile_id: str, code: str, reply: Reply) -> None:
     raw = with_attachments(attachment("invoice.pdf", PE, "application/pdf"))
     verdict = await judge(builtin(profile_id), raw)
-    assert verdict.action is VerdictAction.REJECT
+    assert verdict.verdict is VerdictAction.REJECT
     assert verdict.reply == reply
     assert mime_codes(verdict) == [code]
     assert finding(verdict, code).detail["items"] == [
@@ -1063,7 +1063,7 @@ async def test_an_exe_renamed_pdf_is_refused(profile_id: str, code: str, reply: 
 async def test_strict_finance_refuses_an_exe_renamed_pdf_as_eops_strict_preset_does() -> None:
     raw = with_attachments(attachment("invoice.pdf", PE, "application/pdf"))
     verdict = await judge(builtin("strict-finance"), raw)
-    assert verdict.action is VerdictAction.REJECT
+    assert verdict.verdict is VerdictAction.REJECT
     assert verdict.reply == EOP_REPLY
     assert mime_codes(verdict) == ["MIME_EXECUTABLE_ATTACHMENT", "MIME_NOT_BUSINESS_TYPE"]
 
@@ -1081,7 +1081,7 @@ async def test_strict_finance_treats_an_exe_at_least_as_severely_as_a_macro_docu
     filename: str, data: bytes
 ) -> None:
     verdict = await judge(builtin("strict-finance"), with_attachments(attachment(filename, data)))
-    assert verdict.action is VerdictAction.REJECT, filename
+    assert verdict.verdict is VerdictAction.REJECT, filename
     assert verdict.reply == EOP_REPLY
 
 
@@ -1095,7 +1095,7 @@ async def test_strict_finance_treats_an_exe_at_least_as_severely_as_a_macro_docu
 async def test_a_zip_holding_an_exe_is_refused(profile_id: str, code: str, reply: Reply) -> None:
     raw = with_attachments(attachment("docs.zip", make_zip({"setup.exe": PE}), "application/zip"))
     verdict = await judge(builtin(profile_id), raw)
-    assert verdict.action is VerdictAction.REJECT
+    assert verdict.verdict is VerdictAction.REJECT
     assert verdict.reply == reply
     assert finding(verdict, code).detail["items"] == ["part 2: 'docs.zip/setup.exe' is a .exe file"]
 
@@ -1105,7 +1105,7 @@ async def test_typical_corporate_quarantines_macro_documents_not_on_the_eop_list
         verdict = await judge(
             builtin("typical-corporate"), with_attachments(attachment(filename, data))
         )
-        assert verdict.action is VerdictAction.QUARANTINE, filename
+        assert verdict.verdict is VerdictAction.QUARANTINE, filename
         assert mime_codes(verdict) == ["MIME_MACRO_DOCUMENTS"]
 
 
@@ -1114,14 +1114,14 @@ async def test_typical_corporate_refuses_a_docm_since_eop_lists_the_extension() 
     verdict = await judge(builtin("typical-corporate"), raw)
     # Macro documents are quarantined, but .docm is one of EOP's 53 types: refusal wins.
     assert mime_codes(verdict) == ["MIME_MACRO_DOCUMENTS", "MIME_EXECUTABLE_ATTACHMENT"]
-    assert verdict.action is VerdictAction.REJECT
+    assert verdict.verdict is VerdictAction.REJECT
     assert verdict.reply == EOP_REPLY
 
 
 async def test_strict_finance_refuses_a_macro_document() -> None:
     raw = with_attachments(attachment("report.docx", ooxml(WORD_MAIN, vba=True)))
     verdict = await judge(builtin("strict-finance"), raw)
-    assert verdict.action is VerdictAction.REJECT
+    assert verdict.verdict is VerdictAction.REJECT
     assert finding(verdict, "MIME_MACRO_DOCUMENTS").decided
     assert verdict.reply == EOP_REPLY
 
@@ -1138,7 +1138,7 @@ async def test_an_encrypted_zip(profile_id: str, action: VerdictAction) -> None:
     locked = set_encrypted_flag(make_zip({"report.pdf": PDF}))
     raw = with_attachments(attachment("report.zip", locked, "application/zip"))
     verdict = await judge(builtin(profile_id), raw)
-    assert verdict.action is action
+    assert verdict.verdict is action
     encrypted = finding(verdict, "MIME_ENCRYPTED_ARCHIVES")
     expected = Action.NONE if action is VerdictAction.ACCEPT else Action.QUARANTINE
     assert encrypted.action is expected
@@ -1181,7 +1181,7 @@ async def test_a_plain_receipt_with_an_inline_logo_and_a_png_passes_typical_corp
     raw = receipt()
     assert len(RECEIPT_HTML) > IMAGE_ONLY_MAX_CHARS  # enough words: not image-only mail
     verdict = await judge(builtin("typical-corporate"), raw)
-    assert verdict.action is VerdictAction.ACCEPT
+    assert verdict.verdict is VerdictAction.ACCEPT
     assert mime_codes(verdict) == []
     assert verdict.stripped == ()
     filtered_message(raw, verdict, set())  # every part byte for byte, logo and PNG included
@@ -1190,7 +1190,7 @@ async def test_a_plain_receipt_with_an_inline_logo_and_a_png_passes_typical_corp
 async def test_remote_images_are_recorded_as_withheld_by_outlook_not_stripped() -> None:
     raw = html_message(fixture("newsletter.html"))
     verdict = await judge(builtin("typical-corporate"), raw)
-    assert verdict.action is VerdictAction.ACCEPT
+    assert verdict.verdict is VerdictAction.ACCEPT
     assert mime_codes(verdict) == ["MIME_REMOTE_IMAGES"]
     remote = finding(verdict, "MIME_REMOTE_IMAGES")
     assert (remote.action, remote.score, remote.strip) == (Action.NONE, 0.0, None)
@@ -1246,7 +1246,7 @@ async def test_a_js_inside_a_zip_gets_the_outcome_of_a_js_alone(profile_id: str)
             attachment("invoice.zip", make_zip({"invoice.js": JS}), "application/zip")
         ),
     )
-    assert (zipped.action, zipped.reply) == (alone.action, alone.reply)
+    assert (zipped.verdict, zipped.reply) == (alone.verdict, alone.reply)
 
 
 async def test_typical_corporate_refuses_a_js_as_microsofts_faq_recommends() -> None:
@@ -1254,7 +1254,7 @@ async def test_typical_corporate_refuses_a_js_as_microsofts_faq_recommends() -> 
         attachment("invoice.zip", make_zip({"invoice.js": JS}), "application/zip")
     )
     verdict = await judge(builtin("typical-corporate"), raw)
-    assert verdict.action is VerdictAction.REJECT
+    assert verdict.verdict is VerdictAction.REJECT
     assert finding(verdict, "MIME_BLOCKED_EXTENSION").detail["items"] == [
         "part 2: 'invoice.zip/invoice.js' is a .js file"
     ]
@@ -1274,7 +1274,7 @@ async def test_legacy_sender_id_strips_what_exchanges_default_attachment_filter_
 ) -> None:
     raw = with_attachments(attachment(filename, b"payload\r\n", content_type))
     verdict = await judge(builtin("legacy-sender-id"), raw)
-    assert verdict.action is VerdictAction.ACCEPT
+    assert verdict.verdict is VerdictAction.ACCEPT
     assert verdict.stripped == (f"part 2 '{filename}' ({content_type})",)
     assert finding(verdict, "MIME_ATTACHMENT_FILTER").action is Action.STRIP
 
@@ -1375,7 +1375,7 @@ async def test_typical_corporate_judges_microsofts_faq_extensions_by_the_last_on
         with_attachments(attachment("invoice.pdf.js", JS, "application/octet-stream")),
     )
     assert mime_codes(script) == ["MIME_BLOCKED_EXTENSION"]
-    assert script.action is VerdictAction.REJECT
+    assert script.verdict is VerdictAction.REJECT
 
 
 async def test_typical_corporate_says_outlook_loads_no_tracking_pixel_until_allowed() -> None:
@@ -1396,7 +1396,7 @@ async def test_a_missing_close_delimiter_is_no_reason_to_hold_the_message(tmp_pa
     raw = with_attachments(attachment("figures.pdf", PDF)).rsplit(b"--b1--", 1)[0]
     verdict = await judge(mime(tmp_path, {"unscannable": "{action: quarantine}"}), raw)
     assert verdict.codes == []
-    assert verdict.action is VerdictAction.ACCEPT
+    assert verdict.verdict is VerdictAction.ACCEPT
 
 
 # --- signed messages ----------------------------------------------------------------------------
@@ -1424,12 +1424,12 @@ async def test_the_signature_part_of_a_signed_message_is_no_attachment(
         subtype='signed; protocol="application/pgp-signature"; micalg=pgp-sha256',
     )
     verdict = await judge(mime(tmp_path, attachments=[BUSINESS_TYPES]), message(signed))
-    assert verdict.action is VerdictAction.ACCEPT
+    assert verdict.verdict is VerdictAction.ACCEPT
     assert mime_codes(verdict) == []
 
 
 async def test_a_signature_file_attached_on_its_own_is_still_an_attachment(tmp_path: Path) -> None:
     raw = with_attachments(attachment("key.asc", PGP_SIGNATURE.encode(), "application/pgp-keys"))
     verdict = await judge(mime(tmp_path, attachments=[BUSINESS_TYPES]), raw)
-    assert verdict.action is VerdictAction.QUARANTINE
+    assert verdict.verdict is VerdictAction.QUARANTINE
     assert "key.asc" in finding(verdict, "MIME_NOT_BUSINESS_TYPE").reason

@@ -42,7 +42,7 @@ async def test_declared_size_over_the_limit_is_refused_at_mail_even_when_replies
     verdict = await transaction(pipeline).mail("a@sender.example", size=1001)
     assert verdict is not None
     assert verdict.stage is Stage.MAIL
-    assert verdict.action is VerdictAction.REJECT
+    assert verdict.verdict is VerdictAction.REJECT
     assert verdict.reply == Reply(552, "5.3.4", "Message size exceeds fixed limit")
     assert verdict.codes == ["SIZE_DECLARED_TOO_BIG"]
     finding = verdict.findings[0]
@@ -80,7 +80,7 @@ async def test_real_size_exactly_at_the_limit_is_accepted(tmp_path: Path) -> Non
     await tx.mail("a@sender.example", size=1000)
     await tx.rcpt("b@corp.example")
     [verdict] = await tx.data(message_of(1000))
-    assert verdict.action is VerdictAction.ACCEPT
+    assert verdict.verdict is VerdictAction.ACCEPT
     assert verdict.codes == []
 
 
@@ -98,7 +98,7 @@ async def test_size_filter_may_quarantine_instead_of_rejecting(tmp_path: Path) -
     await tx.mail("a@sender.example")
     await tx.rcpt("b@corp.example")
     [verdict] = await tx.data(message_of(2000))
-    assert verdict.action is VerdictAction.QUARANTINE
+    assert verdict.verdict is VerdictAction.QUARANTINE
     assert verdict.findings[0].action is Action.QUARANTINE
     assert verdict.reply == Reply(250, "2.0.0", "Ok: queued as id1")
 

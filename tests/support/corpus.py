@@ -189,7 +189,7 @@ class Judge:
             source = None
         return Cell(
             disposition=verdict.disposition.value,
-            verdict=verdict.action.value,
+            verdict=verdict.verdict.value,
             code=deciding.code if deciding is not None else None,
             reply=f"{verdict.reply.code} {verdict.reply.enhanced}".strip(),
             stage=verdict.stage.value,

@@ -61,9 +61,9 @@ def corpus_files() -> dict[str, list[Path]]:
 
 def outcome(verdict: Verdict) -> str:
     """The one word the README table counts a verdict under."""
-    if verdict.action is VerdictAction.REJECT:
+    if verdict.verdict is VerdictAction.REJECT:
         return "refused"
-    if verdict.action is VerdictAction.QUARANTINE:
+    if verdict.verdict is VerdictAction.QUARANTINE:
         return "quarantined"
     if verdict.disposition is Disposition.JUNK:
         return "junk"

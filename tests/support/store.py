@@ -58,7 +58,7 @@ def make_record(
     )
     v = Verdict(
         profile=profile,
-        action=verdict,
+        verdict=verdict,
         disposition=DISPOSITIONS[verdict],
         score=1.5,
         stage=Stage.DATA,
@@ -114,7 +114,7 @@ def varied(n: int, rng: random.Random) -> MessageRecord:
     )
     v = Verdict(
         profile=rng.choice(["typical-corporate", "strict-finance"]),
-        action=verdict,
+        verdict=verdict,
         disposition=DISPOSITIONS[verdict],
         score=0.0,
         stage=Stage.DATA,
@@ -144,7 +144,7 @@ def reference(stored: Sequence[MessageRecord], q: Query) -> list[str]:
     out = []
     for r in reversed(stored):
         v = r.verdict
-        if q.verdict is not None and v.action.value != q.verdict:
+        if q.verdict is not None and v.verdict.value != q.verdict:
             continue
         if q.profile is not None and v.profile != q.profile:
             continue

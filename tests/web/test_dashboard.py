@@ -603,7 +603,7 @@ def test_a_compare_row_marks_a_verdict_reached_without_a_check() -> None:
     )
     verdict = Verdict(
         profile="spamassassin-default",
-        action=VerdictAction.ACCEPT,
+        verdict=VerdictAction.ACCEPT,
         disposition=Disposition.INBOX,
         score=0.0,
         stage=Stage.DATA,

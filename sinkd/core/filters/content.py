@@ -32,14 +32,14 @@ from typing import Annotated, Literal
 
 from pydantic import StringConstraints, model_validator
 
-from sinkd.core.filters import Filter, MessageContext, reply_variables
+from sinkd.core.filters.base import Filter, MessageContext, reply_variables
 from sinkd.core.matching import RegexSet, WordMatcher, has_gtube, tokenize
 from sinkd.core.message import ParsedMessage
-from sinkd.core.model import Action, Category, Finding, Stage
+from sinkd.core.model import Action, Category, Finding, FindingCode
 from sinkd.core.schema import (
     CompileContext,
     CompileError,
-    FilterName,
+    FilterSpecBase,
     ReplyRef,
     ReplyTemplate,
     RuleId,
@@ -50,7 +50,6 @@ from sinkd.core.schema import (
 Part = Annotated[
     str, StringConstraints(pattern=r"^(subject|body|text|html|headers|header:[!-9;-~]+)$")
 ]
-_HARD = (Action.REJECT, Action.TEMPFAIL)
 
 
 class ContentRule(Spec):
@@ -80,9 +79,8 @@ class GtubeSpec(Spec):
     reply: ReplyRef = "gtube.reject"
 
 
-class ContentSpec(Spec):
+class ContentSpec(FilterSpecBase):
     kind: Literal["content"]
-    name: FilterName
     gtube: GtubeSpec | None = None
     rules: list[ContentRule] = []
 
@@ -100,8 +98,8 @@ class _Segment:
 class _Segments:
     """The segments each part name stands for, built on first use from the shared decode."""
 
-    def __init__(self, message: ParsedMessage) -> None:
-        self.message = message
+    def __init__(self, parsed: ParsedMessage) -> None:
+        self.parsed = parsed
         self._by_part: dict[str, list[_Segment]] = {}
 
     def __call__(self, part: str) -> list[_Segment]:
@@ -111,23 +109,23 @@ class _Segments:
         return segments
 
     def _build(self, part: str) -> list[_Segment]:
-        message = self.message
+        parsed = self.parsed
         if part == "subject":
             # SpamAssassin's body rules read the Subject as the first line of the body (Conf.pm,
             # "body"); sinkd keeps it a part of its own so that a rule can say where it matched.
-            subject = " ".join((message.subject or "").split())
+            subject = " ".join((parsed.subject or "").split())
             return [_Segment("subject", "subject", None, subject)] if subject else []
         if part in ("body", "text", "html"):
             return [
                 _Segment(f"part:{p.index}", p.label, p.index, p.text)
-                for p in message.body_parts
+                for p in parsed.body_parts
                 if p.text and (part == "body" or p.html == (part == "html"))
             ]
         if part == "headers":
-            text = "\n".join(f"{k}: {v}" for k, v in message.message.items())
+            text = "\n".join(f"{k}: {v}" for k, v in parsed.message.items())
             return [_Segment("headers", "headers", None, text)]
         name = part.partition(":")[2]
-        values = "\n".join(str(v) for v in message.message.get_all(name, []))
+        values = "\n".join(str(v) for v in parsed.message.get_all(name, []))
         return (
             [_Segment(f"header:{name.lower()}", f"{name} header", None, values)] if values else []
         )
@@ -181,6 +179,10 @@ class ContentFilter(Filter):
     kind = "content"
     Spec = ContentSpec
     category = Category.CONTENT
+    codes = (
+        FindingCode("CONTENT_<ID>", "the content rule with this id matched"),
+        FindingCode("CONTENT_GTUBE", "SpamAssassin's GTUBE test string"),
+    )
 
     def __init__(self, spec: ContentSpec, ctx: CompileContext) -> None:
         super().__init__(spec, ctx)
@@ -198,7 +200,7 @@ class ContentFilter(Filter):
         self.matcher = WordMatcher(canonical.values()) if word_rules else None
 
     async def check_message(self, ctx: MessageContext) -> list[Finding]:
-        segments = _Segments(ctx.message)
+        segments = _Segments(ctx.parsed)
         findings: list[Finding] = []
         if self.gtube is not None:
             # GTUBE is a SpamAssassin body rule: the subject and every text part, decoded.
@@ -219,14 +221,11 @@ class ContentFilter(Filter):
         reason = (
             f"The {segment.label} contains GTUBE, the standard test string every spam filter flags."
         )
-        return Finding(
+        return self.finding(
             code="CONTENT_GTUBE",
-            filter=self.name,
-            category=Category.CONTENT,
             action=self.gtube.action,
             score=self.gtube.score,
             reason=reason,
-            stage=Stage.DATA,
             detail={
                 "source": "SpamAssassin GTUBE (rules/20_body_tests.cf)",
                 "part": segment.label,
@@ -271,7 +270,7 @@ class ContentFilter(Filter):
         spec = rule.rule
         reason = self._reason(rule, groups)
         reply = None
-        if spec.action in _HARD:
+        if spec.action.refuses:
             reply = rule.reply.render(reply_variables(ctx.envelope, text=reason))
         detail: dict[str, object] = {
             "rule": spec.id,
@@ -281,14 +280,11 @@ class ContentFilter(Filter):
         }
         if spec.source:
             detail["source"] = spec.source
-        return Finding(
+        return self.finding(
             code=rule.code,
-            filter=self.name,
-            category=Category.CONTENT,
             action=spec.action,
             score=rule.score_for(len(found)),
             reason=reason,
-            stage=Stage.DATA,
             detail=detail,
             reply=reply,
         )

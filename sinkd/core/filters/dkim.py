@@ -45,22 +45,20 @@ import dkim as dkimpy
 from dkim.canonicalization import CanonicalizationPolicy
 from pydantic import Field
 
-from sinkd.core.filters import Filter, MessageContext, reply_variables
-from sinkd.core.model import Action, Category, Finding, Stage, Unjudged
+from sinkd.core.filters.base import Filter, MessageContext, reply_variables
+from sinkd.core.model import Category, Finding, FindingCode, Unjudged
 from sinkd.core.ports import DnsAnswer, Rdata, no_dns_data_reason
 from sinkd.core.schema import (
     RECORD_ONLY,
     CompileContext,
-    FilterName,
+    FilterSpecBase,
     ReplyTemplate,
     ResultOutcomes,
-    Spec,
 )
 
 Result = Literal["pass", "fail", "none", "temperror", "permerror", "neutral"]
 # The results a profile gives outcomes for; ``neutral`` (no DNS data for the key) records only.
 RESULTS: tuple[Result, ...] = ("pass", "fail", "none", "temperror", "permerror")
-_HARD = (Action.REJECT, Action.TEMPFAIL)
 
 # dkimpy logs through a logger of its own; a filter decides, it does not log.
 _QUIET = logging.getLogger("sinkd.core.filters.dkim.dkimpy")
@@ -78,9 +76,8 @@ class DkimOutcomes(ResultOutcomes):
     """What each DKIM result does; every result is recorded only unless the profile says."""
 
 
-class DkimSpec(Spec):
+class DkimSpec(FilterSpecBase):
     kind: Literal["dkim"]
-    name: FilterName
     min_rsa_bits: int = Field(default=1024, ge=512, le=16384)
     accept_rsa_sha1: bool = False
     ignore_l_tag_bodies: bool = False
@@ -132,6 +129,14 @@ class DkimFilter(Filter):
     kind = "dkim"
     Spec = DkimSpec
     category = Category.AUTHENTICATION
+    codes = (
+        FindingCode("DKIM_PASS", "a signature verifies"),
+        FindingCode("DKIM_FAIL", "a signature does not verify (altered, or forbidden by RFC 8301)"),
+        FindingCode("DKIM_NONE", "the message is not signed"),
+        FindingCode("DKIM_TEMPERROR", "the key lookup failed for now"),
+        FindingCode("DKIM_PERMERROR", "a signature or its key is malformed or missing"),
+        FindingCode("DKIM_NEUTRAL", "not judged: no DNS data for the key (recorded only)"),
+    )
 
     def __init__(self, spec: DkimSpec, ctx: CompileContext) -> None:
         super().__init__(spec, ctx)
@@ -139,7 +144,7 @@ class DkimFilter(Filter):
         self.replies: dict[Result, ReplyTemplate] = ctx.outcome_replies("on", spec.on.of, RESULTS)
 
     async def check_message(self, ctx: MessageContext) -> list[Finding]:
-        raw = ctx.message.raw
+        raw = ctx.parsed.raw
         if _SIGNATURE_HEADER not in _header_section(raw).lower():
             return [self._none(ctx)]  # unsigned: spare dkimpy's parse of a large message
         # Relaxed body canonicalization costs about 0.1 s per MB and signature: off the event
@@ -154,7 +159,7 @@ class DkimFilter(Filter):
             unparsable = _describe(exc)
             headers = [
                 (str(k).encode("ascii", "replace"), str(v).encode("ascii", "surrogateescape"))
-                for k, v in ctx.message.message.raw_items()
+                for k, v in ctx.parsed.message.raw_items()
             ]
         values = [v for k, v in headers if k.lower() == _SIGNATURE_HEADER]
         if not values:
@@ -388,17 +393,14 @@ class DkimFilter(Filter):
         no_judgement = unjudged is not None or result == "neutral"  # recorded only
         outcome = RECORD_ONLY if no_judgement else self.spec.on.of(result)
         reply = None
-        if outcome.action in _HARD:
+        if outcome.action.refuses:
             variables = reply_variables(ctx.envelope, text=reason, from_domain=domain or "")
             reply = self.replies[result].render(variables)
-        return Finding(
+        return self.finding(
             code=f"DKIM_{result.upper()}",
-            filter=self.name,
-            category=Category.AUTHENTICATION,
             action=outcome.action,
             score=outcome.score,
             reason=reason,
-            stage=Stage.DATA,
             detail=detail,
             reply=reply,
             unjudged=unjudged,

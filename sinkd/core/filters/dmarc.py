@@ -50,17 +50,17 @@ from typing import Any, Literal
 
 from publicsuffixlist import PublicSuffixList
 
-from sinkd.core.filters import Filter, MessageContext, reply_variables
+from sinkd.core.filters.base import Filter, MessageContext, reply_variables
 from sinkd.core.message import ParsedMessage
-from sinkd.core.model import Action, Category, Envelope, Finding, Stage, Unjudged
+from sinkd.core.model import Action, Category, Envelope, Finding, FindingCode, Unjudged
 from sinkd.core.ports import NO_DNS_DATA_HINT, DnsAnswer, RecordType, Resolver, no_dns_data_reason
 from sinkd.core.schema import (
     RECORD_ONLY,
     CompileContext,
-    FilterName,
-    Outcome,
+    FilterSpecBase,
     ReplyTemplate,
     ResultOutcomes,
+    RuleOutcome,
     Spec,
 )
 
@@ -68,7 +68,6 @@ Policy = Literal["none", "quarantine", "reject"]
 Result = Literal["pass", "fail", "none", "temperror", "permerror"]
 RESULTS: tuple[Result, ...] = ("pass", "fail", "none", "temperror", "permerror")
 POLICIES: tuple[Policy, ...] = ("none", "quarantine", "reject")
-_HARD = (Action.REJECT, Action.TEMPFAIL)
 
 _LOWER: dict[Policy, Policy] = {"reject": "quarantine", "quarantine": "none", "none": "none"}
 _DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?\.)*[a-z0-9_-]+$")
@@ -79,18 +78,17 @@ _MAX_WALK = 8  # RFC 9989 §4.10: at most eight queries per tree walk
 class DmarcFailPolicy(Spec):
     """What a DMARC failure does under each published (and sampled) policy."""
 
-    reject: Outcome = Outcome(action=Action.REJECT, reply="dmarc.rfc7489")
-    quarantine: Outcome = Outcome(action=Action.QUARANTINE)
-    none: Outcome = RECORD_ONLY
+    reject: RuleOutcome = RuleOutcome(action=Action.REJECT, reply="dmarc.rfc7489")
+    quarantine: RuleOutcome = RuleOutcome(action=Action.QUARANTINE)
+    none: RuleOutcome = RECORD_ONLY
 
 
 class DmarcOutcomes(ResultOutcomes):
     """What each other result does; ``fail`` is used only when ``honor_policy`` is false."""
 
 
-class DmarcSpec(Spec):
+class DmarcSpec(FilterSpecBase):
     kind: Literal["dmarc"]
-    name: FilterName
     spec: Literal["rfc7489", "rfc9989"] = "rfc7489"
     honor_policy: bool = True
     pct: Literal["honor", "ignore", "deterministic"] = "honor"
@@ -354,9 +352,9 @@ class _Evaluation:
     dns_names: list[str] = field(default_factory=list)  # what was missing, when not judged
 
 
-def author_domain(message: ParsedMessage) -> tuple[str | None, str | None]:
+def author_domain(parsed: ParsedMessage) -> tuple[str | None, str | None]:
     """RFC 7489 §6.6.1: the one author domain, or why there is none."""
-    values = [str(v) for k, v in message.message.raw_items() if k.lower() == "from"]
+    values = [str(v) for k, v in parsed.message.raw_items() if k.lower() == "from"]
     if not values:
         return None, "the message has no From header field"
     if len(values) > 1:
@@ -405,8 +403,8 @@ def _dkim_domains(earlier: Sequence[Finding]) -> list[str]:
 
 def _bucket(ctx: MessageContext) -> int:
     """0-99 from the Message-ID (the raw message when it has none), for pct: deterministic."""
-    ids = [str(v).strip() for k, v in ctx.message.message.raw_items() if k.lower() == "message-id"]
-    seed = ids[0].encode("utf-8", "surrogateescape") if ids else ctx.message.raw
+    ids = [str(v).strip() for k, v in ctx.parsed.message.raw_items() if k.lower() == "message-id"]
+    seed = ids[0].encode("utf-8", "surrogateescape") if ids else ctx.parsed.raw
     return int.from_bytes(hashlib.sha256(seed).digest()[:8], "big") % 100
 
 
@@ -414,6 +412,15 @@ class DmarcFilter(Filter):
     kind = "dmarc"
     Spec = DmarcSpec
     category = Category.AUTHENTICATION
+    codes = (
+        FindingCode("DMARC_PASS", "SPF or DKIM passed aligned with the From domain"),
+        FindingCode(
+            "DMARC_FAIL", "nothing aligned passed; what happens follows the published policy"
+        ),
+        FindingCode("DMARC_NONE", "the From domain publishes no DMARC record"),
+        FindingCode("DMARC_TEMPERROR", "a DNS lookup failed for now"),
+        FindingCode("DMARC_PERMERROR", "the record or the From header is broken"),
+    )
 
     def __init__(self, spec: DmarcSpec, ctx: CompileContext) -> None:
         super().__init__(spec, ctx)
@@ -429,7 +436,7 @@ class DmarcFilter(Filter):
             _psl()  # load the list at compile time, not on the first message
 
     async def check_message(self, ctx: MessageContext) -> list[Finding]:
-        domain, problem = author_domain(ctx.message)
+        domain, problem = author_domain(ctx.parsed)
         ev = _Evaluation(domain)
         if domain is None:
             ev.error = problem
@@ -598,7 +605,7 @@ class DmarcFilter(Filter):
             reason += f"; {lowered}, so {disposition} applies instead"
         ev.disposition = disposition
         if self.spec.honor_policy:
-            outcome: Outcome = getattr(self.spec.on_fail_policy, disposition)
+            outcome: RuleOutcome = getattr(self.spec.on_fail_policy, disposition)
             key = f"policy:{disposition}"
             reason += f"{' and' if lowered else ', so'} {_tail(outcome)}."
         else:
@@ -613,7 +620,7 @@ class DmarcFilter(Filter):
         ev: _Evaluation,
         reason: str,
         *,
-        outcome: Outcome | None = None,
+        outcome: RuleOutcome | None = None,
         reply_key: str | None = None,
         unjudged: Unjudged | None = None,
     ) -> Finding:
@@ -646,17 +653,14 @@ class DmarcFilter(Filter):
         if unjudged is not None:
             detail["dns_names"] = ev.dns_names
         reply = None
-        if outcome.action in _HARD:
+        if outcome.action.refuses:
             variables = reply_variables(ctx.envelope, text=reason, from_domain=ev.domain or "")
             reply = self.replies[reply_key or result].render(variables)
-        return Finding(
+        return self.finding(
             code=f"DMARC_{result.upper()}",
-            filter=self.name,
-            category=Category.AUTHENTICATION,
             action=outcome.action,
             score=outcome.score,
             reason=reason,
-            stage=Stage.DATA,
             detail=detail,
             reply=reply,
             unjudged=unjudged,
@@ -690,7 +694,7 @@ async def _unjudged_alignment(
     return out
 
 
-def _tail(outcome: Outcome) -> str:
+def _tail(outcome: RuleOutcome) -> str:
     """What the gateway does with a failing message, for the end of a reason sentence."""
     tails = {
         Action.REJECT: "the gateway refuses it",

@@ -53,17 +53,17 @@ from typing import Literal, TypeAlias
 
 from pydantic import Field, field_validator
 
-from sinkd.core.filters import EnvelopeContext, Filter, MessageContext, reply_variables
+from sinkd.core.filters.base import EnvelopeContext, Filter, MessageContext, reply_variables
 from sinkd.core.html.depth import too_deep
 from sinkd.core.message import ParsedMessage
-from sinkd.core.model import Action, Category, Envelope, Finding, Stage, Unjudged
+from sinkd.core.model import Action, Category, Envelope, Finding, FindingCode, Stage, Unjudged
 from sinkd.core.ports import DnsAnswer, RecordType, Resolver, no_dns_data_reason
 from sinkd.core.schema import (
     CompileContext,
-    FilterName,
-    Outcome,
+    FilterSpecBase,
     ReplyTemplate,
     RuleId,
+    RuleOutcome,
     Spec,
 )
 
@@ -164,7 +164,7 @@ def parse_answer_range(text: str) -> tuple[int, int]:
     return int(low), int(high)
 
 
-class DnsblOutcome(Outcome):
+class DnsblOutcome(RuleOutcome):
     """An outcome for answers: the shared action/score/reply plus the code's name."""
 
     id: RuleId | None = None
@@ -177,7 +177,7 @@ class DnsblZone(Spec):
     default: DnsblOutcome = DnsblOutcome(action=Action.REJECT)
     ignore: list[str] = ["127.255.255.252-255"]
     timeout: float = Field(default=2.0, gt=0, le=60)
-    on_error: Outcome | None = None
+    on_error: RuleOutcome | None = None
 
     @field_validator("zone")
     @classmethod
@@ -202,12 +202,11 @@ class DnsblZone(Spec):
         return value
 
 
-class DnsblSpec(Spec):
+class DnsblSpec(FilterSpecBase):
     kind: Literal["dnsbl"]
-    name: FilterName
     zones: list[DnsblZone] = Field(min_length=1)
     max_uri_hosts: int = Field(default=20, ge=1, le=1000)
-    on_error: Outcome = Outcome(action=Action.NONE)
+    on_error: RuleOutcome = RuleOutcome(action=Action.NONE)
 
 
 # --- compiled zones -----------------------------------------------------------------------
@@ -229,7 +228,7 @@ class _Zone:
     codes: tuple[_Code, ...]
     default: _Code
     ignore: tuple[tuple[int, int], ...]
-    on_error: Outcome
+    on_error: RuleOutcome
     error_reply: ReplyTemplate
 
     def code_for(self, answer: int) -> int:
@@ -243,7 +242,7 @@ class _Zone:
         return any(low <= answer <= high for low, high in self.ignore)
 
 
-def _outcome_reply(ctx: CompileContext, outcome: Outcome, lookup: str) -> ReplyTemplate:
+def _outcome_reply(ctx: CompileContext, outcome: RuleOutcome, lookup: str) -> ReplyTemplate:
     if outcome.reply:
         return ctx.reply(outcome.reply)
     if outcome.action is Action.TEMPFAIL:
@@ -251,14 +250,14 @@ def _outcome_reply(ctx: CompileContext, outcome: Outcome, lookup: str) -> ReplyT
     return ctx.reply(_DEFAULT_REPLY[lookup])
 
 
-def _error_reply(ctx: CompileContext, outcome: Outcome) -> ReplyTemplate:
+def _error_reply(ctx: CompileContext, outcome: RuleOutcome) -> ReplyTemplate:
     if outcome.reply:
         return ctx.reply(outcome.reply)
     return ctx.reply("generic.tempfail" if outcome.action is Action.TEMPFAIL else "generic.policy")
 
 
 def _compile_zone(
-    spec: DnsblZone, on_error: tuple[Outcome, ReplyTemplate], ctx: CompileContext
+    spec: DnsblZone, on_error: tuple[RuleOutcome, ReplyTemplate], ctx: CompileContext
 ) -> _Zone:
     codes = []
     for key, outcome in spec.codes.items():
@@ -605,6 +604,13 @@ class DnsblFilter(Filter):
     Spec = DnsblSpec
     category = Category.ENVELOPE
     categories = (Category.ENVELOPE, Category.CONTENT)
+    codes = (
+        FindingCode("DNSBL_LISTED", "the client IP or the HELO name is listed"),
+        FindingCode("RHSBL_LISTED", "the MAIL FROM or From domain is listed"),
+        FindingCode("URIBL_LISTED", "the host of a link in the body is listed"),
+        FindingCode("DNSBL_ERROR", "the list answered with an error code or not at all"),
+        FindingCode("DNSBL_NOT_JUDGED", "offline DNS has no data for the zone (recorded only)"),
+    )
 
     def __init__(self, spec: DnsblSpec, ctx: CompileContext) -> None:
         super().__init__(spec, ctx)
@@ -625,7 +631,7 @@ class DnsblFilter(Filter):
     async def check_message(self, ctx: MessageContext) -> list[Finding]:
         if not self.message_zones:
             return []
-        message = ctx.message
+        message = ctx.parsed
         hosts: list[Target] | None = None
         plan: list[tuple[_Zone, list[Target]]] = []
         for zone in self.message_zones:
@@ -682,9 +688,8 @@ class DnsblFilter(Filter):
         zone = queries[0].zone
         names = [q.name for q in queries]
         values = [q.value for q in queries]
-        return Finding(
+        return self.finding(
             code="DNSBL_NOT_JUDGED",
-            filter=self.name,
             category=self._category(zone),
             action=Action.NONE,
             reason=no_dns_data_reason(f"The blocklist {zone.zone}", [zone.zone]),
@@ -712,9 +717,8 @@ class DnsblFilter(Filter):
         variables = reply_variables(
             envelope, zone=zone.zone, answer=answer, text=reason, rbl_reason=rbl_reason
         )
-        return Finding(
+        return self.finding(
             code=_CODE[zone.lookup],
-            filter=self.name,
             category=self._category(zone),
             action=code.outcome.action,
             reason=reason,
@@ -737,7 +741,7 @@ class DnsblFilter(Filter):
         outcome = zone.on_error
         unavailable = query.answer is not None and query.answer.unanswered
         if unavailable:  # sinkd's DNS did not answer: not judged, recorded only
-            outcome = Outcome(action=Action.NONE)
+            outcome = RuleOutcome(action=Action.NONE)
         what = _WHAT[zone.lookup].format(value=query.value)
         what = what[0].lower() + what[1:]
         if unavailable:
@@ -752,9 +756,8 @@ class DnsblFilter(Filter):
         variables = reply_variables(
             envelope, zone=zone.zone, answer=", ".join(query.problems), text=reason
         )
-        return Finding(
+        return self.finding(
             code="DNSBL_ERROR",
-            filter=self.name,
             category=self._category(zone),
             action=outcome.action,
             reason=reason,

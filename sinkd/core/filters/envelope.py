@@ -28,12 +28,12 @@ from typing import Literal
 
 from pydantic import model_validator
 
-from sinkd.core.filters import EnvelopeContext, Filter, MessageContext, reply_variables
-from sinkd.core.model import Action, Category, Finding, Stage
+from sinkd.core.filters.base import EnvelopeContext, Filter, MessageContext, reply_variables
+from sinkd.core.model import Action, Category, Finding, FindingCode, Stage
 from sinkd.core.schema import (
     CompileContext,
     CompileError,
-    FilterName,
+    FilterSpecBase,
     ReplyRef,
     ReplyTemplate,
     RuleId,
@@ -110,9 +110,8 @@ class EnvelopeRule(Spec):
         return self
 
 
-class EnvelopeSpec(Spec):
+class EnvelopeSpec(FilterSpecBase):
     kind: Literal["envelope"]
-    name: FilterName
     rules: list[EnvelopeRule]
 
 
@@ -226,6 +225,17 @@ class EnvelopeFilter(Filter):
     kind = "envelope"
     Spec = EnvelopeSpec
     category = Category.ENVELOPE
+    codes = (
+        FindingCode("ENVELOPE_<ID>", "the envelope rule with this id matched"),
+        FindingCode("ENVELOPE_<FIELD>_ALLOWED", "an allow rule without an id matched this field"),
+        FindingCode(
+            "ENVELOPE_<FIELD>_BLOCKED",
+            "a reject, tempfail, quarantine or discard rule without an id matched",
+        ),
+        FindingCode(
+            "ENVELOPE_<FIELD>_LISTED", "another rule without an id matched (score, tag, …)"
+        ),
+    )
 
     def __init__(self, spec: EnvelopeSpec, ctx: CompileContext) -> None:
         super().__init__(spec, ctx)
@@ -249,10 +259,8 @@ class EnvelopeFilter(Filter):
                 continue
             rule = compiled.rule
             findings.append(
-                Finding(
+                self.finding(
                     code=compiled.code,
-                    filter=self.name,
-                    category=Category.ENVELOPE,
                     action=rule.action,
                     reason=compiled.reason(value),
                     score=rule.score,
@@ -284,7 +292,7 @@ class EnvelopeFilter(Filter):
         if not self.header_rules:
             return []
         values = {
-            "header_from": ctx.message.header_from,
-            "header_from_domain": ctx.message.header_from_domain,
+            "header_from": ctx.parsed.header_from,
+            "header_from_domain": ctx.parsed.header_from_domain,
         }
         return self._evaluate(self.header_rules, values, None, ctx)

@@ -37,12 +37,17 @@ import re
 from collections import Counter
 from typing import Literal
 
-from sinkd.core.filters import Filter, MessageContext, reply_variables
+from sinkd.core.filters.base import Filter, MessageContext, reply_variables
 from sinkd.core.message import ParsedMessage
-from sinkd.core.model import Action, Category, Finding, Stage
-from sinkd.core.schema import CompileContext, FilterName, Outcome, ReplyTemplate, Spec
+from sinkd.core.model import Action, Category, Finding, FindingCode
+from sinkd.core.schema import (
+    CompileContext,
+    FilterSpecBase,
+    ReplyTemplate,
+    RuleOutcome,
+)
 
-_NOTE = Outcome(action=Action.NONE)
+_NOTE = RuleOutcome(action=Action.NONE)
 
 # RFC 5322 §3.6, the table of fields: orig-date and from occur exactly once; sender, reply-to,
 # to, cc, bcc, message-id, in-reply-to, references and subject at most once. (Gmail checks the
@@ -86,21 +91,20 @@ FIELDS: tuple[str, ...] = (
 )
 
 
-class FormatSpec(Spec):
+class FormatSpec(FilterSpecBase):
     kind: Literal["format"]
-    name: FilterName
-    bare_lf: Outcome = _NOTE
-    smuggling: Outcome = _NOTE
-    nul_bytes: Outcome = _NOTE
-    long_lines: Outcome = _NOTE
-    mime_defects: Outcome = _NOTE
-    missing_from: Outcome = _NOTE
-    invalid_from: Outcome = _NOTE
-    multiple_from_addresses: Outcome = _NOTE
-    missing_date: Outcome = _NOTE
-    missing_message_id: Outcome = _NOTE
-    invalid_message_id: Outcome = _NOTE
-    duplicate_headers: Outcome = _NOTE
+    bare_lf: RuleOutcome = _NOTE
+    smuggling: RuleOutcome = _NOTE
+    nul_bytes: RuleOutcome = _NOTE
+    long_lines: RuleOutcome = _NOTE
+    mime_defects: RuleOutcome = _NOTE
+    missing_from: RuleOutcome = _NOTE
+    invalid_from: RuleOutcome = _NOTE
+    multiple_from_addresses: RuleOutcome = _NOTE
+    missing_date: RuleOutcome = _NOTE
+    missing_message_id: RuleOutcome = _NOTE
+    invalid_message_id: RuleOutcome = _NOTE
+    duplicate_headers: RuleOutcome = _NOTE
 
 
 def _unfold(value: object) -> str:
@@ -108,9 +112,9 @@ def _unfold(value: object) -> str:
     return re.sub(r"\r\n|[\r\n]", "", str(value))
 
 
-def header_fields(message: ParsedMessage) -> list[tuple[str, str]]:
+def header_fields(parsed: ParsedMessage) -> list[tuple[str, str]]:
     """The top-level header fields as (name, unfolded value), in order."""
-    return [(name, _unfold(value)) for name, value in message.message.raw_items()]
+    return [(name, _unfold(value)) for name, value in parsed.message.raw_items()]
 
 
 def from_addresses(value: str) -> list[str]:
@@ -135,13 +139,32 @@ class FormatFilter(Filter):
     kind = "format"
     Spec = FormatSpec
     category = Category.FORMAT
+    codes = (
+        FindingCode(
+            "FORMAT_SMUGGLING", "end-of-data look-alikes such as `<LF>.<LF>` (SMTP smuggling)"
+        ),
+        FindingCode("FORMAT_BARE_LINE_ENDING", "a bare LF or CR line ending"),
+        FindingCode("FORMAT_NUL_BYTES", "NUL bytes in the message"),
+        FindingCode("FORMAT_LONG_LINES", "a line over 998 octets (RFC 5322 §2.1.1)"),
+        FindingCode("FORMAT_MIME_DEFECTS", "broken MIME: boundaries, charsets, base64"),
+        FindingCode("FORMAT_MISSING_FROM", "no From header field"),
+        FindingCode("FORMAT_INVALID_FROM", "no name@domain in From"),
+        FindingCode("FORMAT_FROM_MULTIPLE_ADDRESSES", "more than one address in From"),
+        FindingCode("FORMAT_MISSING_DATE", "no Date header field"),
+        FindingCode("FORMAT_MISSING_MESSAGE_ID", "no Message-ID header field"),
+        FindingCode("FORMAT_INVALID_MESSAGE_ID", "a Message-ID that is not `<left@right>`"),
+        FindingCode(
+            "FORMAT_DUPLICATE_HEADER",
+            "a field RFC 5322 §3.6 allows once appears twice (one per field)",
+        ),
+    )
 
     def __init__(self, spec: FormatSpec, ctx: CompileContext) -> None:
         super().__init__(spec, ctx)
         self.spec = spec
         self.replies: dict[str, ReplyTemplate] = {}
         for field in FIELDS:
-            outcome: Outcome = getattr(spec, field)
+            outcome: RuleOutcome = getattr(spec, field)
             self.replies[field] = ctx.at(field).outcome_reply(
                 outcome.action, outcome.reply, refusal="postfix.content_text"
             )
@@ -155,21 +178,18 @@ class FormatFilter(Filter):
         detail: dict[str, object],
         **variables: object,
     ) -> Finding:
-        outcome: Outcome = getattr(self.spec, key)
-        return Finding(
+        outcome: RuleOutcome = getattr(self.spec, key)
+        return self.finding(
             code=code,
-            filter=self.name,
-            category=Category.FORMAT,
             action=outcome.action,
             score=outcome.score,
             reason=reason,
-            stage=Stage.DATA,
             detail=detail,
             reply=self.replies[key].render(reply_variables(ctx.envelope, text=reason) | variables),
         )
 
     async def check_message(self, ctx: MessageContext) -> list[Finding]:
-        issues = ctx.message.raw_issues
+        issues = ctx.parsed.raw_issues
         findings: list[Finding] = []
         if issues.smuggling:
             findings.append(
@@ -216,7 +236,7 @@ class FormatFilter(Filter):
                     {"count": issues.long_lines, "longest": issues.max_line_length},
                 )
             )
-        defects = ctx.message.defects
+        defects = ctx.parsed.defects
         if defects:
             shown = "; ".join(defects[:3]) + ("; ..." if len(defects) > 3 else "")
             findings.append(
@@ -233,7 +253,7 @@ class FormatFilter(Filter):
 
     def _header_findings(self, ctx: MessageContext) -> list[Finding]:
         """RFC 5322 §3.6: the fields every message carries, and those it may carry only once."""
-        fields = header_fields(ctx.message)
+        fields = header_fields(ctx.parsed)
         counts = Counter(name.lower() for name, _ in fields)
         findings: list[Finding] = []
         froms = [value for name, value in fields if name.lower() == "from"]

@@ -35,17 +35,15 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from sinkd.core.filters import EnvelopeContext, Filter, reply_variables
-from sinkd.core.model import Action, Category, Finding, Stage
-from sinkd.core.schema import CompileContext, FilterName, ReplyRef, Spec
+from sinkd.core.filters.base import EnvelopeContext, Filter, reply_variables
+from sinkd.core.model import Action, Category, Finding, FindingCode, Stage
+from sinkd.core.schema import CompileContext, FilterSpecBase, ReplyRef
 
-_REFUSING = (Action.REJECT, Action.TEMPFAIL)
 _NUMBER = re.compile(r"\b\d+\b")
 
 
-class GreylistSpec(Spec):
+class GreylistSpec(FilterSpecBase):
     kind: Literal["greylist"]
-    name: FilterName
     delay: float = Field(default=300.0, ge=0, le=86400)
     retry_window: float = Field(default=14400.0, gt=0, le=30 * 86400)
     remember: float = Field(default=3024000.0, ge=0, le=400 * 86400)
@@ -92,6 +90,12 @@ class GreylistFilter(Filter):
     keeps_state = True
     Spec = GreylistSpec
     category = Category.DELIVERY
+    codes = (
+        FindingCode("GREYLIST_DEFERRED", "a new or too-early triplet: try again later"),
+        FindingCode("GREYLIST_PASSED", "the triplet waited long enough, or passed before"),
+        FindingCode("GREYLIST_SKIPPED", "no memory to greylist with (sinkd check)"),
+    )
+    stage = Stage.RCPT  # greylisting answers RCPT TO
 
     def __init__(self, spec: GreylistSpec, ctx: CompileContext) -> None:
         super().__init__(spec, ctx)
@@ -101,7 +105,7 @@ class GreylistFilter(Filter):
     async def check_envelope(self, stage: Stage, ctx: EnvelopeContext) -> list[Finding]:
         if ctx.rcpt is None:
             return []
-        if any(f.action in _REFUSING for f in ctx.earlier):
+        if any(f.action.refuses for f in ctx.earlier):
             return []  # refused anyway: the greylist is never consulted
         spec = self.spec
         envelope = ctx.envelope
@@ -117,16 +121,13 @@ class GreylistFilter(Filter):
         state = ctx.lookups.state
         if state is None:
             return [
-                Finding(
+                self.finding(
                     code="GREYLIST_SKIPPED",
-                    filter=self.name,
-                    category=Category.DELIVERY,
                     action=Action.NONE,
                     reason=(
                         "Greylisting was not checked: it needs a server that remembers earlier "
                         "attempts, and this check has no memory (sinkd check)."
                     ),
-                    stage=Stage.RCPT,
                     detail={"triplet": triplet},
                 )
             ]
@@ -148,13 +149,10 @@ class GreylistFilter(Filter):
                     f"the {decision.delay:g} seconds greylisting asks for, so it passes."
                 )
             return [
-                Finding(
+                self.finding(
                     code="GREYLIST_PASSED",
-                    filter=self.name,
-                    category=Category.DELIVERY,
                     action=Action.NONE,
                     reason=reason,
-                    stage=Stage.RCPT,
                     detail=detail
                     | {"waited": round(decision.waited, 3), "remembered": decision.remembered},
                 )
@@ -175,13 +173,10 @@ class GreylistFilter(Filter):
             envelope, ctx.rcpt, retry_after=retry_after, delay=f"{decision.delay:g}"
         )
         return [
-            Finding(
+            self.finding(
                 code="GREYLIST_DEFERRED",
-                filter=self.name,
-                category=Category.DELIVERY,
                 action=Action.TEMPFAIL,
                 reason=reason,
-                stage=Stage.RCPT,
                 detail=detail | {"retry_after": round(decision.retry_after, 3)},
                 reply=self.reply.render(variables),
             )

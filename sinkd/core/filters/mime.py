@@ -45,17 +45,17 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import Field, model_validator
 
 from sinkd.core.attachments import FileInfo, Inspection, Limits, inspect_file
-from sinkd.core.filters import Filter, MessageContext, reply_variables
+from sinkd.core.filters.base import Filter, MessageContext, reply_variables
 from sinkd.core.mimetree import MimeNode, MimeTree
-from sinkd.core.model import Action, Category, Finding, Stage, StripPlan
+from sinkd.core.model import Action, Category, Finding, FindingCode, StripPlan
 from sinkd.core.schema import (
     CompileContext,
     CompileError,
-    FilterName,
-    Outcome,
+    FilterSpecBase,
     ReplyRef,
     ReplyTemplate,
     RuleId,
+    RuleOutcome,
     Score,
     Spec,
 )
@@ -66,7 +66,6 @@ if TYPE_CHECKING:
 TrueKind = Literal[
     "executable", "script", "archive", "office", "pdf", "image", "audio", "video", "text"
 ]
-_HARD = (Action.REJECT, Action.TEMPFAIL)
 # Classes found in HTML and removed from it by strip_html, and the MIME parts of each class.
 _HTML_CLASSES = ("images", "tracking_pixels", "multimedia", "active_script", "hidden_text")
 # Classes found in HTML that are only recorded or scored, never stripped: what the reader's mail
@@ -129,21 +128,21 @@ class Classes(Spec):
     """One outcome per class. A class left out is ignored: not even looked for (so a profile
     that names no HTML class never parses HTML); ``{action: none}`` records it, nothing more."""
 
-    images: Outcome | None = None
-    remote_images: Outcome | None = None  # record or score only: mail clients withhold them
-    image_only: Outcome | None = None  # record or score only: SpamAssassin's HTML_IMAGE_ONLY_*
-    tracking_pixels: Outcome | None = None
-    multimedia: Outcome | None = None
-    active_script: Outcome | None = None
-    hidden_text: Outcome | None = None
-    macro_documents: Outcome | None = None
-    encrypted_archives: Outcome | None = None
-    unscannable: Outcome | None = None
+    images: RuleOutcome | None = None
+    remote_images: RuleOutcome | None = None  # record or score only: mail clients withhold them
+    image_only: RuleOutcome | None = None  # record or score only: SpamAssassin's HTML_IMAGE_ONLY_*
+    tracking_pixels: RuleOutcome | None = None
+    multimedia: RuleOutcome | None = None
+    active_script: RuleOutcome | None = None
+    hidden_text: RuleOutcome | None = None
+    macro_documents: RuleOutcome | None = None
+    encrypted_archives: RuleOutcome | None = None
+    unscannable: RuleOutcome | None = None
 
     @model_validator(mode="after")
     def _record_only(self) -> Classes:
         for name in _RECORD_CLASSES:
-            outcome: Outcome | None = getattr(self, name)
+            outcome: RuleOutcome | None = getattr(self, name)
             if outcome is not None and outcome.action is Action.STRIP:
                 raise ValueError(
                     f"{name} can be recorded, scored or act on the whole message, not stripped"
@@ -178,9 +177,8 @@ class AttachmentRule(Spec):
         return self
 
 
-class MimeSpec(Spec):
+class MimeSpec(FilterSpecBase):
     kind: Literal["mime"]
-    name: FilterName
     true_type: bool = True
     strip_notice: str = "[${filename} (${content_type}) was removed by the mail policy]"
     archives: Archives = Archives()
@@ -320,7 +318,7 @@ class _Rule:
         return None
 
 
-def _provenance(node: Outcome | AttachmentRule) -> dict[str, object]:
+def _provenance(node: RuleOutcome | AttachmentRule) -> dict[str, object]:
     """``{"source": ...}`` or ``{"assumption": ...}`` of a profile node, for a finding's detail."""
     origin = node.provenance
     return {origin[0]: origin[1]} if origin else {}
@@ -404,15 +402,30 @@ class MimeFilter(Filter):
     Spec = MimeSpec
     category = Category.CONTENT
     categories = (Category.CONTENT, Category.ATTACHMENTS)
+    codes = (
+        FindingCode("MIME_IMAGES", "images (parts, `<img>`, CSS backgrounds)"),
+        FindingCode("MIME_REMOTE_IMAGES", "images fetched from the network (recorded or scored)"),
+        FindingCode(
+            "MIME_IMAGE_ONLY", "an image in little HTML (SpamAssassin's `HTML_IMAGE_ONLY_*`)"
+        ),
+        FindingCode("MIME_TRACKING_PIXELS", "remote 1x1 or hidden images"),
+        FindingCode("MIME_MULTIMEDIA", "audio, video, Flash"),
+        FindingCode("MIME_ACTIVE_SCRIPT", "scripts, event handlers, frames, forms, plug-ins"),
+        FindingCode("MIME_HIDDEN_TEXT", "text hidden from the reader"),
+        FindingCode("MIME_MACRO_DOCUMENTS", "Office documents with macros"),
+        FindingCode("MIME_ENCRYPTED_ARCHIVES", "password-protected archives"),
+        FindingCode("MIME_UNSCANNABLE", "zip bombs, nesting too deep: content not fully inspected"),
+        FindingCode("MIME_<ID>", "the attachment rule with this id matched"),
+    )
 
     def __init__(self, spec: MimeSpec, ctx: CompileContext) -> None:
         super().__init__(spec, ctx)
         self.spec = spec
         self.rules = [_Rule(rule, i, ctx) for i, rule in enumerate(spec.attachments)]
         self.replies: dict[str, ReplyTemplate] = {}
-        self.outcomes: dict[str, Outcome] = {}
+        self.outcomes: dict[str, RuleOutcome] = {}
         for name in (*_HTML_CLASSES, *_RECORD_CLASSES, *_FILE_CLASSES):
-            outcome: Outcome | None = getattr(spec.classes, name)
+            outcome: RuleOutcome | None = getattr(spec.classes, name)
             if outcome is None:
                 continue
             self.outcomes[name] = outcome
@@ -438,7 +451,7 @@ class MimeFilter(Filter):
         )
 
     async def check_message(self, ctx: MessageContext) -> list[Finding]:
-        message = ctx.message
+        message = ctx.parsed
         tree = message.tree
         raw = message.raw
         found: dict[str, _Hits] = {}
@@ -626,16 +639,14 @@ class MimeFilter(Filter):
             html = {path: frozenset({html_class}) for path in hits.html_paths} if html_class else {}
             strip = StripPlan(notices, html)
         rendered = None
-        if action in _HARD:
+        if action.refuses:
             rendered = reply.render(reply_variables(ctx.envelope, text=reason))
-        return Finding(
+        return self.finding(
             code=code,
-            filter=self.name,
             category=category,
             action=action,
             score=score,
             reason=reason,
-            stage=Stage.DATA,
             detail=detail | {"items": hits.items[:50], "count": count},
             reply=rendered,
             strip=strip,

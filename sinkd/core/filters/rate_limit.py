@@ -29,17 +29,16 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from sinkd.core.filters import EnvelopeContext, Filter, reply_variables
-from sinkd.core.model import Action, Category, Finding, Stage
-from sinkd.core.schema import CompileContext, FilterName, ReplyRef, Spec
+from sinkd.core.filters.base import EnvelopeContext, Filter, reply_variables
+from sinkd.core.model import Action, Category, Finding, FindingCode, Stage
+from sinkd.core.schema import CompileContext, FilterSpecBase, ReplyRef
 
 WINDOW = 60.0  # seconds: Postfix's anvil_rate_time_unit default
 _INSTANCES = itertools.count(1)
 
 
-class RateLimitSpec(Spec):
+class RateLimitSpec(FilterSpecBase):
     kind: Literal["rate_limit"]
-    name: FilterName
     messages_per_minute: int | None = Field(default=None, gt=0, le=100000)
     max_recipients: int | None = Field(default=None, gt=0, le=100000)
     message_reply: ReplyRef = "postfix.message_rate"
@@ -57,6 +56,12 @@ class RateLimitFilter(Filter):
     keeps_state = True
     Spec = RateLimitSpec
     category = Category.DELIVERY
+    codes = (
+        FindingCode("RATE_LIMIT_MESSAGES", "the client started too many messages within a minute"),
+        FindingCode(
+            "RATE_LIMIT_RECIPIENTS", "the message has the most recipients the server takes"
+        ),
+    )
     # Postfix answers the message rate at MAIL FROM, whatever smtpd_delay_reject says.
     answers_at_mail = True
 
@@ -85,10 +90,8 @@ class RateLimitFilter(Filter):
         if count <= limit:
             return []
         return [
-            Finding(
+            self.finding(
                 code="RATE_LIMIT_MESSAGES",
-                filter=self.name,
-                category=Category.DELIVERY,
                 action=Action.TEMPFAIL,
                 reason=(
                     f"The sending server {ip} started {count} messages within a minute, over "
@@ -108,10 +111,8 @@ class RateLimitFilter(Filter):
         if limit is None or accepted < limit:
             return []
         return [
-            Finding(
+            self.finding(
                 code="RATE_LIMIT_RECIPIENTS",
-                filter=self.name,
-                category=Category.DELIVERY,
                 action=Action.TEMPFAIL,
                 reason=(
                     f"The message already has {accepted} recipients, the most this server takes "

@@ -40,14 +40,20 @@ from typing import Literal
 
 from pydantic import ConfigDict, Field
 
-from sinkd.core.filters import Filter, MessageContext, reply_variables
-from sinkd.core.model import Action, Category, Envelope, Finding, Stage, Unjudged
+from sinkd.core.filters.base import Filter, MessageContext, reply_variables
+from sinkd.core.model import Action, Category, Envelope, Finding, FindingCode, Unjudged
 from sinkd.core.ports import no_dns_data_reason
-from sinkd.core.schema import RECORD_ONLY, CompileContext, FilterName, Outcome, ReplyTemplate, Spec
+from sinkd.core.schema import (
+    RECORD_ONLY,
+    CompileContext,
+    FilterSpecBase,
+    ReplyTemplate,
+    RuleOutcome,
+    Spec,
+)
 
 Result = Literal["pass", "fail", "temperror", "unjudged", "none"]
 _JUDGED: tuple[Result, ...] = ("pass", "fail", "temperror")
-_HARD = (Action.REJECT, Action.TEMPFAIL)
 # When inputs could not be judged for different reasons, the finding carries the gravest:
 # a filter error or an unanswered lookup makes the verdict incomplete, missing fixtures do not.
 _GRAVITY = (Unjudged.ERROR, Unjudged.UNAVAILABLE, Unjudged.NO_DNS_DATA)
@@ -58,22 +64,21 @@ class SenderAuthOutcomes(Spec):
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
-    pass_: Outcome = Field(default=RECORD_ONLY, alias="pass")
-    fail: Outcome = RECORD_ONLY
-    temperror: Outcome = RECORD_ONLY
+    pass_: RuleOutcome = Field(default=RECORD_ONLY, alias="pass")
+    fail: RuleOutcome = RECORD_ONLY
+    temperror: RuleOutcome = RECORD_ONLY
 
-    def of(self, result: Result) -> Outcome:
+    def of(self, result: Result) -> RuleOutcome:
         if result == "pass":
             return self.pass_
         if result in ("fail", "temperror"):
-            outcome: Outcome = getattr(self, result)
+            outcome: RuleOutcome = getattr(self, result)
             return outcome
         return RECORD_ONLY  # unjudged and none never act
 
 
-class SenderAuthSpec(Spec):
+class SenderAuthSpec(FilterSpecBase):
     kind: Literal["sender_auth"]
-    name: FilterName
     on: SenderAuthOutcomes = SenderAuthOutcomes()
 
 
@@ -114,6 +119,16 @@ class SenderAuthFilter(Filter):
     kind = "sender_auth"
     Spec = SenderAuthSpec
     category = Category.AUTHENTICATION
+    codes = (
+        FindingCode("SENDER_AUTH_PASS", "SPF or a DKIM signature passed"),
+        FindingCode("SENDER_AUTH_FAIL", "neither SPF nor DKIM passed, and both were judged"),
+        FindingCode("SENDER_AUTH_TEMPERROR", "neither passed, and a lookup failed for now"),
+        FindingCode(
+            "SENDER_AUTH_UNJUDGED",
+            "neither passed, and SPF or DKIM could not be judged (recorded only)",
+        ),
+        FindingCode("SENDER_AUTH_NONE", "no SPF or DKIM filter ran before it (recorded only)"),
+    )
 
     def __init__(self, spec: SenderAuthSpec, ctx: CompileContext) -> None:
         super().__init__(spec, ctx)
@@ -187,13 +202,10 @@ class SenderAuthFilter(Filter):
                 f"{check} could not be judged: the {checks} check failed on this message, so "
                 "the verdict was reached without it."
             )
-        return Finding(
+        return self.finding(
             code="SENDER_AUTH_UNJUDGED",
-            filter=self.name,
-            category=Category.AUTHENTICATION,
             action=Action.NONE,
             reason=reason,
-            stage=Stage.DATA,
             detail={"result": "unjudged", **detail, "not_judged": checks, "dns_names": names},
             unjudged=why,
         )
@@ -208,17 +220,14 @@ class SenderAuthFilter(Filter):
     ) -> Finding:
         outcome = self.spec.on.of(result)
         reply = None
-        if outcome.action in _HARD and result in self.replies:
+        if outcome.action.refuses and result in self.replies:
             variables = reply_variables(ctx.envelope, text=reason, spf_domain=spf_domain)
             reply = self.replies[result].render(variables)
-        return Finding(
+        return self.finding(
             code=f"SENDER_AUTH_{result.upper()}",
-            filter=self.name,
-            category=Category.AUTHENTICATION,
             action=outcome.action,
             score=outcome.score,
             reason=reason,
-            stage=Stage.DATA,
             detail={"result": result, **detail},
             reply=reply,
         )

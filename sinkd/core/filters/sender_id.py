@@ -48,7 +48,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from sinkd.core.filters import Filter, MessageContext, reply_variables
+from sinkd.core.filters.base import Filter, MessageContext, reply_variables
 from sinkd.core.filters.spf import (
     CompiledOutcome,
     ResultOutcome,
@@ -58,9 +58,9 @@ from sinkd.core.filters.spf import (
     unjudged,
     unjudged_detail,
 )
-from sinkd.core.model import Action, Category, Envelope, Finding, Stage
+from sinkd.core.model import Action, Category, Envelope, Finding, FindingCode
 from sinkd.core.ports import Resolver, no_dns_data_reason
-from sinkd.core.schema import CompileContext, FilterName, Spec
+from sinkd.core.schema import CompileContext, FilterSpecBase
 from sinkd.core.spf_eval import SpfResult, SpfResultCode, check_host
 
 Scope = Literal["pra", "mfrom"]
@@ -163,9 +163,8 @@ def purported_responsible_address(headers: Iterable[tuple[str, str]]) -> Pra:
     return Pra(address, header)
 
 
-class SenderIdSpec(Spec):
+class SenderIdSpec(FilterSpecBase):
     kind: Literal["sender_id"]
-    name: FilterName
     scopes: list[Scope] = Field(default=["pra"], min_length=1)
     spf1_fallback: bool = True
     pra_nxdomain: Literal["fail", "none"] = "fail"
@@ -231,6 +230,14 @@ class SenderIdFilter(Filter):
     kind = "sender_id"
     Spec = SenderIdSpec
     category = Category.AUTHENTICATION
+    codes = (
+        FindingCode(
+            "SENDERID_<RESULT>",
+            "the Sender ID result (PASS, FAIL, SOFTFAIL, NEUTRAL, NONE, TEMPERROR, PERMERROR) "
+            "for the Purported Responsible Address",
+        ),
+        FindingCode("SENDERID_MFROM_<RESULT>", "the same results for the MAIL FROM (mfrom) scope"),
+    )
 
     def __init__(self, spec: SenderIdSpec, ctx: CompileContext) -> None:
         super().__init__(spec, ctx)
@@ -290,14 +297,11 @@ class SenderIdFilter(Filter):
             "client_ip": envelope.client.ip,
             **unjudged_detail(outcome),
         }
-        return Finding(
+        return self.finding(
             code=prefix + outcome.result.upper(),
-            filter=self.name,
-            category=Category.AUTHENTICATION,
             action=compiled.action,
             score=compiled.score,
             reason=_reason(scope, envelope.client.ip, outcome, pra if scope == "pra" else None),
-            stage=Stage.DATA,
             detail=detail,
             reply=compiled.reply.render(variables) if compiled.reply else None,
             unjudged=why,
@@ -306,7 +310,7 @@ class SenderIdFilter(Filter):
     async def check_message(self, ctx: MessageContext) -> list[Finding]:
         envelope = ctx.envelope
         try:
-            headers = list(ctx.message.message.raw_items())
+            headers = list(ctx.parsed.message.raw_items())
         except Exception:
             headers = []
         pra = purported_responsible_address(headers)

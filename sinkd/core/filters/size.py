@@ -18,14 +18,13 @@ from typing import Literal
 
 from pydantic import Field
 
-from sinkd.core.filters import EnvelopeContext, Filter, MessageContext, reply_variables
-from sinkd.core.model import Action, Category, Envelope, Finding, Stage
-from sinkd.core.schema import CompileContext, FilterName, ReplyRef, Score, Spec
+from sinkd.core.filters.base import EnvelopeContext, Filter, MessageContext, reply_variables
+from sinkd.core.model import Action, Category, Envelope, Finding, FindingCode, Stage
+from sinkd.core.schema import CompileContext, FilterSpecBase, ReplyRef, Score
 
 
-class SizeSpec(Spec):
+class SizeSpec(FilterSpecBase):
     kind: Literal["size"]
-    name: FilterName
     max_bytes: int = Field(gt=0)
     action: Action = Action.REJECT
     score: Score = 0.0
@@ -36,6 +35,12 @@ class SizeFilter(Filter):
     kind = "size"
     Spec = SizeSpec
     category = Category.ENVELOPE
+    codes = (
+        FindingCode(
+            "SIZE_DECLARED_TOO_BIG", "MAIL FROM's SIZE= is over the limit (answered at MAIL FROM)"
+        ),
+        FindingCode("SIZE_TOO_BIG", "the message received is over the limit"),
+    )
     # RFC 1870 §6.1: a SIZE= value over the limit is refused at MAIL FROM with 552, even by
     # servers that otherwise delay their decisions to RCPT TO.
     answers_at_mail = True
@@ -48,10 +53,8 @@ class SizeFilter(Filter):
     def _finding(self, envelope: Envelope, size: int, stage: Stage, declared: bool) -> Finding:
         limit = self.spec.max_bytes
         how = "declares" if declared else "is"
-        return Finding(
+        return self.finding(
             code="SIZE_DECLARED_TOO_BIG" if declared else "SIZE_TOO_BIG",
-            filter=self.name,
-            category=Category.ENVELOPE,
             action=self.spec.action,
             score=self.spec.score,
             reason=(
@@ -69,6 +72,6 @@ class SizeFilter(Filter):
         return []
 
     async def check_message(self, ctx: MessageContext) -> list[Finding]:
-        if ctx.message.size > self.spec.max_bytes:
-            return [self._finding(ctx.envelope, ctx.message.size, Stage.DATA, False)]
+        if ctx.parsed.size > self.spec.max_bytes:
+            return [self._finding(ctx.envelope, ctx.parsed.size, Stage.DATA, False)]
         return []

@@ -36,10 +36,10 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from sinkd.core.filters import Filter, MessageContext, reply_variables
-from sinkd.core.model import Action, Category, Finding, Stage, Unjudged
+from sinkd.core.filters.base import Filter, MessageContext, reply_variables
+from sinkd.core.model import Action, Category, Finding, FindingCode, Unjudged
 from sinkd.core.ports import SpamdTarget, SpamReport
-from sinkd.core.schema import CompileContext, FilterName, Outcome, ReplyRef, Spec
+from sinkd.core.schema import CompileContext, FilterSpecBase, ReplyRef, RuleOutcome, Spec
 from sinkd.errors import BackendError
 
 
@@ -56,9 +56,8 @@ class SpamThresholds(Spec):
         return self
 
 
-class SpamAssassinSpec(Spec):
+class SpamAssassinSpec(FilterSpecBase):
     kind: Literal["spamassassin"]
-    name: FilterName
     host: str = "127.0.0.1"
     port: int = Field(default=783, ge=1, le=65535)
     timeout: float = Field(default=30.0, gt=0, le=600)
@@ -67,13 +66,25 @@ class SpamAssassinSpec(Spec):
     mode: Literal["add", "own"] = "add"
     thresholds: SpamThresholds = SpamThresholds()
     reject_reply: ReplyRef = "generic.spam"
-    on_error: Outcome = Outcome(action=Action.TEMPFAIL, reply="generic.tempfail")
+    on_error: RuleOutcome = RuleOutcome(action=Action.TEMPFAIL, reply="generic.tempfail")
 
 
 class SpamAssassinFilter(Filter):
     kind = "spamassassin"
     Spec = SpamAssassinSpec
     category = Category.SCORE
+    codes = (
+        FindingCode(
+            "SPAMASSASSIN_SCORE", "SpamAssassin's score (and, in own mode, what it decides)"
+        ),
+        FindingCode(
+            "SPAMASSASSIN_<RULE>", "a SpamAssassin rule hit, with its points (recorded only)"
+        ),
+        FindingCode(
+            "SPAMASSASSIN_ERROR", "spamd was down, slow or garbled: the on_error outcome (unjudged)"
+        ),
+        FindingCode("SPAMASSASSIN_SKIPPED", "the message is over max_size and was not sent"),
+    )
 
     def __init__(self, spec: SpamAssassinSpec, ctx: CompileContext) -> None:
         super().__init__(spec, ctx)
@@ -84,20 +95,17 @@ class SpamAssassinFilter(Filter):
         self.error_reply = ctx.at("on_error").outcome_reply(error.action, error.reply)
 
     async def check_message(self, ctx: MessageContext) -> list[Finding]:
-        message = ctx.message
+        message = ctx.parsed
         if message.size > self.spec.max_size:
             return [
-                Finding(
+                self.finding(
                     code="SPAMASSASSIN_SKIPPED",
-                    filter=self.name,
-                    category=Category.SCORE,
                     action=Action.NONE,
                     reason=(
                         f"The message ({message.size:,} bytes) is larger than the "
                         f"{self.spec.max_size:,} bytes this gateway sends to SpamAssassin, so it "
                         "was not scored."
                     ),
-                    stage=Stage.DATA,
                     detail={"size": message.size, "max_size": self.spec.max_size},
                 )
             ]
@@ -119,14 +127,11 @@ class SpamAssassinFilter(Filter):
         else:
             tail = f"so the message gets the gateway's fallback outcome ({outcome.action.value})"
         reason = f"SpamAssassin could not score the message ({problem}), {tail}."
-        return Finding(
+        return self.finding(
             code="SPAMASSASSIN_ERROR",
-            filter=self.name,
-            category=Category.SCORE,
             action=outcome.action,
             score=outcome.score,
             reason=reason,
-            stage=Stage.DATA,
             detail={"error": problem},
             reply=self.error_reply.render(reply_variables(ctx.envelope, text=reason)),
             # The profile needs SpamAssassin's answer and did not get it: the verdict is the
@@ -144,14 +149,11 @@ class SpamAssassinFilter(Filter):
         }
         score = f"{report.score:g}"
         if self.spec.mode == "add":
-            return Finding(
+            return self.finding(
                 code="SPAMASSASSIN_SCORE",
-                filter=self.name,
-                category=Category.SCORE,
                 action=Action.SCORE,
                 score=report.score,
                 reason=f"SpamAssassin scored the message {score} points, added to the total.",
-                stage=Stage.DATA,
                 detail=detail,
             )
         limits = self.spec.thresholds
@@ -167,16 +169,13 @@ class SpamAssassinFilter(Filter):
         reply = None
         if action is Action.REJECT:
             reply = self.reject_reply.render(reply_variables(ctx.envelope, score=score))
-        return Finding(
+        return self.finding(
             code="SPAMASSASSIN_SCORE",
-            filter=self.name,
-            category=Category.SCORE,
             action=action,
             # The verdict's score is SpamAssassin's here too; this filter's own thresholds
             # decided above, and the profile has none to apply it to again (module docstring).
             score=report.score,
             reason=f"SpamAssassin scored the message {score} points, {verdict}.",
-            stage=Stage.DATA,
             detail=detail,
             reply=reply,
         )
@@ -185,15 +184,12 @@ class SpamAssassinFilter(Filter):
         # Each rule is recorded with its score for people to read; the total is already in
         # SPAMASSASSIN_SCORE, so these add nothing to the sum.
         return [
-            Finding(
+            self.finding(
                 code=f"SPAMASSASSIN_{rule.name}",
-                filter=self.name,
-                category=Category.SCORE,
                 action=Action.NONE,
                 reason=(
                     f"SpamAssassin rule {rule.name} ({rule.score or 0.0:+g}): {rule.description}"
                 ),
-                stage=Stage.DATA,
                 detail={"rule": rule.name, "points": rule.score, "description": rule.description},
             )
             for rule in report.rules

@@ -44,10 +44,17 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from sinkd.core.filters import EnvelopeContext, Filter, reply_variables
-from sinkd.core.model import Action, Category, Envelope, Finding, Stage, Unjudged
+from sinkd.core.filters.base import EnvelopeContext, Filter, reply_variables
+from sinkd.core.model import Action, Category, Envelope, Finding, FindingCode, Stage, Unjudged
 from sinkd.core.ports import Lookups, Resolver, no_dns_data_reason
-from sinkd.core.schema import CompileContext, FilterName, ReplyRef, ReplyTemplate, Score, Spec
+from sinkd.core.schema import (
+    CompileContext,
+    FilterSpecBase,
+    ReplyRef,
+    ReplyTemplate,
+    Score,
+    Spec,
+)
 from sinkd.core.spf_eval import SpfResult, SpfResultCode, check_host, is_checkable_domain
 
 SpfIdentity = Literal["mail_from", "helo"]
@@ -107,7 +114,7 @@ def compile_outcomes(
         reply: ReplyTemplate | None = None
         if outcome.reply is not None:
             reply = here.reply(outcome.reply)
-        elif action in (Action.REJECT, Action.TEMPFAIL):
+        elif action.refuses:
             wanted = 4 if action is Action.TEMPFAIL else 5
             own = result_replies.get(result)
             candidate = here.reply(own) if own else None
@@ -119,9 +126,8 @@ def compile_outcomes(
     return compiled
 
 
-class SpfSpec(Spec):
+class SpfSpec(FilterSpecBase):
     kind: Literal["spf"]
-    name: FilterName
     identities: list[SpfIdentity] = Field(default=["mail_from", "helo"], min_length=1)
     on: dict[SpfResultCode, ResultOutcome] = {}
     timeout: float = Field(default=20.0, gt=0, le=300)
@@ -249,6 +255,24 @@ class SpfFilter(Filter):
     kind = "spf"
     Spec = SpfSpec
     category = Category.AUTHENTICATION
+    codes = (
+        FindingCode("SPF_PASS", "the MAIL FROM identity is authorised by the domain's SPF record"),
+        FindingCode(
+            "SPF_FAIL",
+            "the domain's SPF record says the MAIL FROM identity is not authorised (-all)",
+        ),
+        FindingCode(
+            "SPF_SOFTFAIL",
+            "the domain's SPF record says the MAIL FROM identity is probably not authorised (~all)",
+        ),
+        FindingCode(
+            "SPF_NEUTRAL", "the domain's SPF record makes no assertion about this sender (?all)"
+        ),
+        FindingCode("SPF_NONE", "no SPF record to judge by (or no DNS data for it: unjudged)"),
+        FindingCode("SPF_TEMPERROR", "a DNS lookup failed for now"),
+        FindingCode("SPF_PERMERROR", "the SPF record is broken (syntax, too many lookups)"),
+        FindingCode("SPF_HELO_<RESULT>", "the same results (PASS, FAIL, …) for the HELO identity"),
+    )
 
     def __init__(self, spec: SpfSpec, ctx: CompileContext) -> None:
         super().__init__(spec, ctx)
@@ -291,10 +315,8 @@ class SpfFilter(Filter):
         variables = reply_variables(envelope, spf_expl=outcome.explanation)
         checked = envelope.mail_from if identity == "mail_from" else ""
         sender = checked or f"postmaster@{outcome.domain}"  # RFC 7208 §2.3, §2.4
-        return Finding(
+        return self.finding(
             code=prefix + outcome.result.upper(),
-            filter=self.name,
-            category=Category.AUTHENTICATION,
             action=compiled.action,
             score=compiled.score,
             reason=spf_reason(identity, envelope.client.ip, outcome),
