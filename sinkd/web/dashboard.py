@@ -14,35 +14,26 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from email.message import Message
-from html import escape
 from importlib import resources
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlencode
 
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Match, Route, Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from sinkd.core.model import Category, VerdictAction
 from sinkd.core.schema import dump
-from sinkd.errors import NotFound
-from sinkd.store import Query, Store, StoredMessage
-from sinkd.web.app import ApiError
+from sinkd.store import Query, StoredMessage
+from sinkd.web import compare, renderings
+from sinkd.web.common import ApiError, context
+from sinkd.web.messages import profile_by_id, profile_names
+from sinkd.web.pages import CSP as CSP
+from sinkd.web.pages import SECURITY_HEADERS, badge, e, not_found, page, stored_message
+from sinkd.web.pages import unjudged_notes as unjudged_notes
+from sinkd.web.renderings import parse_message, remote_images_on, stripped_classes
 
-if TYPE_CHECKING:
-    from sinkd.server.runtime import Sinkd
-
-CSP = (
-    "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
-    "img-src 'self' data:; connect-src 'self'; frame-src 'self'; base-uri 'none'; "
-    "form-action 'self'; frame-ancestors 'none'"
-)
-SECURITY_HEADERS = {
-    "Content-Security-Policy": CSP,
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-}
 LIST_LIMIT = 50  # rows per page of the list
 CATEGORY_TITLES = {
     Category.ENVELOPE.value: "Envelope",
@@ -61,8 +52,6 @@ _STATIC = {
 
 
 def routes() -> list[BaseRoute]:
-    from sinkd.web import compare, renderings
-
     return [
         Route("/", index, methods=["GET"]),
         Route("/messages/{id}", message_page, methods=["GET"]),
@@ -99,11 +88,6 @@ class Dashboard:
         await self.app(scope, receive, send)
 
 
-def e(value: object) -> str:
-    """Escaped text for an element body or a quoted attribute value."""
-    return escape("" if value is None else str(value), quote=True)
-
-
 def _static(name: str) -> Any:
     media_type = _STATIC[name]
     body = (resources.files("sinkd.web") / "static" / name).read_bytes()
@@ -118,61 +102,7 @@ def _static(name: str) -> Any:
     return serve
 
 
-def page(title: str, body: str, status: int = 200) -> HTMLResponse:
-    html = f"""<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="referrer" content="no-referrer">
-<title>{e(title)} · sinkd</title>
-<link rel="icon" href="data:,">
-<link rel="stylesheet" href="/static/dashboard.css">
-</head>
-<body>
-<header class="top"><a class="brand" href="/">sinkd</a>
-<span class="tagline">SMTP sink · corporate mail filter</span>
-<nav><a href="/">Messages</a> <a href="/api/v1/openapi.json">API</a></nav></header>
-<main>
-{body}
-</main>
-<script src="/static/dashboard.js"></script>
-</body>
-</html>
-"""
-    return HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)
-
-
-def not_found(detail: str) -> HTMLResponse:
-    return page(
-        "Not found",
-        f'<h1>Not found</h1><p class="muted">{e(detail)}</p>'
-        '<p><a href="/">Back to messages</a></p>',
-        status=404,
-    )
-
-
-def store_of(request: Request) -> Store:
-    sinkd: Sinkd = request.app.state.sinkd
-    if sinkd.store is None:
-        raise ApiError(503, "not ready", "the message store is not open")
-    return sinkd.store
-
-
 # --- shared fragments -------------------------------------------------------------------------
-
-
-def badge(data: dict[str, Any]) -> str:
-    verdict = str(data.get("verdict", ""))
-    parts = [f'<span class="badge v-{e(verdict)}">{e(verdict)}</span>']
-    disposition = data.get("disposition")
-    if disposition in {"tagged", "junk"}:
-        parts.append(f'<span class="marker">{e(disposition)}</span>')
-    if data.get("stripped"):
-        parts.append('<span class="marker m-stripped">stripped</span>')
-    if data.get("released_at"):
-        parts.append('<span class="marker">released</span>')
-    return "".join(parts)
 
 
 def deciding_reason(data: dict[str, Any]) -> str:
@@ -213,14 +143,12 @@ def _envelope(data: dict[str, Any]) -> tuple[str, str]:
 def _list_view(request: Request) -> tuple[Query, dict[str, str]]:
     """The list's filters and page from the query string. The page is a plain link, so a bad
     value (a hand-edited URL) falls back to the default rather than failing."""
-    from sinkd.web.messages import _profiles
-
     params = request.query_params
     verdict = params.get("verdict") or ""
     if verdict not in {v.value for v in VerdictAction}:
         verdict = ""
     profile = params.get("profile") or ""
-    if profile not in _profiles(request).names():
+    if profile not in profile_names(request):
         profile = ""
     subject = (params.get("subject") or "").strip()[:200]
     offset_text = params.get("offset") or "0"
@@ -243,10 +171,8 @@ def _list_url(filters: dict[str, str], offset: int) -> str:
 
 
 async def index(request: Request) -> Response:
-    from sinkd.web.messages import _profiles
-
     query, filters = _list_view(request)
-    store = store_of(request)
+    store = context(request).messages
     total = await store.count(query)
     rows = await store.list(query)
     verdicts = [v.value for v in VerdictAction]
@@ -299,7 +225,7 @@ async def index(request: Request) -> Response:
   <label>Verdict <select id="verdict-filter" name="verdict"><option value="">all</option>
     {options(verdicts, filters["verdict"])}</select></label>
   <label>Profile <select id="profile-filter" name="profile"><option value="">all</option>
-    {options(_profiles(request).names(), filters["profile"])}</select></label>
+    {options(profile_names(request), filters["profile"])}</select></label>
   <label>Subject <input id="subject-filter" name="subject" type="search" maxlength="200"
     placeholder="contains…" value="{e(filters["subject"])}"></label>
   <button type="submit">Filter</button>{clear}
@@ -334,25 +260,10 @@ def _row(data: dict[str, Any]) -> str:
 # --- one message ------------------------------------------------------------------------------
 
 
-async def stored_message(request: Request) -> StoredMessage | Response:
-    """The stored message (with its bytes) the path's ``{id}`` names, or the 404 page."""
-    message_id = str(request.path_params["id"])
-    from sinkd.web.messages import _ID  # the API's id shape
-
-    if not _ID.fullmatch(message_id):
-        return not_found(f"{message_id!r} is not a message id")
-    try:
-        return await store_of(request).get(message_id, with_raw=True)
-    except NotFound:
-        return not_found(f"There is no message with id {message_id!r}.")
-
-
 async def message_page(request: Request) -> Response:
     stored = await stored_message(request)
     if isinstance(stored, Response):
         return stored
-    from sinkd.web.renderings import remote_images_on
-
     title = str(stored.data.get("subject") or stored.id)
     return page(title, _message_body(stored, remote_images_on(request)))
 
@@ -392,37 +303,6 @@ def _message_body(stored: StoredMessage, remote_images: bool) -> str:
 """
     rendered = _renderings(stored, remote_images)
     return summary + unjudged_notes(data) + _findings(data) + rendered + _headers(stored.raw)
-
-
-def unjudged_notes(data: dict[str, Any]) -> str:
-    """A plain banner when checks were judged without DNS data (naming the checks, the names
-    and how to give the data) and when a check could not answer (the verdict is incomplete)."""
-    findings = data.get("findings") or []
-    no_data = [f for f in findings if f.get("unjudged") == "no-dns-data"]
-    other = [f for f in findings if f.get("unjudged") not in (None, "no-dns-data")]
-    out = []
-    if no_data:
-        names: list[str] = []
-        for finding in no_data:
-            for name in (finding.get("detail") or {}).get("dns_names") or ():
-                if str(name) not in names:
-                    names.append(str(name))
-        codes = ", ".join(dict.fromkeys(str(f.get("code")) for f in no_data))
-        out.append(
-            '<p class="note dns-note" id="dns-note"><strong>Judged without DNS data.</strong> '
-            f"sinkd's DNS is offline and no fixture has data for {e(', '.join(names))}, so "
-            f"{e(codes)} could not be judged: they are recorded, never counted as a pass or a "
-            "failure. Give the data with <code>--dns-zone FILE</code> or judge with "
-            "<code>--dns live</code>.</p>"
-        )
-    if other:
-        codes = ", ".join(dict.fromkeys(str(f.get("code")) for f in other))
-        out.append(
-            '<p class="note incomplete-note" id="incomplete-note"><strong>Not fully '
-            f"judged.</strong> {e(codes)} could not answer, so the verdict was reached without "
-            "them.</p>"
-        )
-    return "".join(out)
 
 
 def _findings(data: dict[str, Any]) -> str:
@@ -470,8 +350,6 @@ def _frame(stored: StoredMessage, which: str, remote_images: bool) -> str:
 
 
 def _renderings(stored: StoredMessage, remote_images: bool) -> str:
-    from sinkd.web.renderings import stripped_classes
-
     data = stored.data
     refused = data.get("verdict") == VerdictAction.REJECT.value
     stripped: list[str] = list(data.get("stripped") or [])
@@ -532,9 +410,7 @@ def _empty_frame(text: str) -> str:
 
 
 def _headers(raw: bytes | None) -> str:
-    from sinkd.web.renderings import _parse
-
-    parsed = _parse(raw) if raw is not None else None
+    parsed = parse_message(raw) if raw is not None else None
     if parsed is None:
         return ""
     rows = "".join(
@@ -612,11 +488,9 @@ def _record(
 
 
 async def profile_page(request: Request) -> Response:
-    from sinkd.web.messages import _profile  # the API's lookup: by id among the loaded ones
-
     name = str(request.path_params["name"])
     try:
-        loaded = _profile(request, name)
+        loaded = profile_by_id(request, name)  # the API's lookup: by id among the loaded ones
     except ApiError as exc:
         if exc.status == 404:
             return not_found(f"There is no profile {name!r}.")
