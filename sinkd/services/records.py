@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sinkd.core.model import ClientIdentity
+from sinkd.core.model import ClientIdentity, VerdictAction
 from sinkd.services.judge import Identity, MailEnvelope
 
 
@@ -32,9 +32,9 @@ class StoredReply:
     text: str
 
     def line(self) -> str:
-        """``code enhanced text`` as the dashboard shows it (empty parts left out)."""
-        parts = ("" if self.code is None else str(self.code), self.enhanced, self.text)
-        return " ".join(p for p in parts if p).strip()
+        """``code enhanced text`` as the dashboard shows it."""
+        code = "" if self.code is None else str(self.code)
+        return " ".join((code, self.enhanced, self.text)).strip()
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +116,11 @@ class StoredVerdict:
     @property
     def deciding(self) -> StoredFinding | None:
         return next((f for f in self.findings if f.decided), None)
+
+    @property
+    def refused(self) -> bool:
+        """Whether the verdict refused the message (nothing was delivered)."""
+        return self.verdict == VerdictAction.REJECT.value
 
 
 def envelope_of(data: Mapping[str, Any]) -> MailEnvelope:

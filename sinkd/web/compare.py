@@ -21,7 +21,7 @@ from sinkd.core.model import Verdict
 from sinkd.core.population import Population
 from sinkd.errors import SinkdError
 from sinkd.reports.deliverability import MessageReport, profile_row, render_html
-from sinkd.services.records import envelope_of, identity_of
+from sinkd.services.records import StoredFinding, StoredVerdict
 from sinkd.store import StoredMessage
 from sinkd.web.common import ApiError, context
 from sinkd.web.messages import judge_stored, profile_by_id, profile_names
@@ -79,7 +79,8 @@ async def compare_page(request: Request) -> Response:
     if isinstance(stored, Response):
         return stored
     results = await every_profile(request, stored)
-    own = stored.data.get("profile")
+    record = StoredVerdict.from_json(stored.data)
+    own = record.profile
     rows = "".join(_compare_row(name, result, name == own) for name, result in results)
     counts: dict[str, int] = {}
     for _, result in results:
@@ -91,11 +92,11 @@ async def compare_page(request: Request) -> Response:
         f'<span class="tally t-{e(k)}"><b>{n}</b> {e(k)}</span>'
         for k, n in sorted(counts.items(), key=lambda kv: _ORDER.index(kv[0]))
     )
-    subject = stored.data.get("subject") or "(no subject)"
+    subject = record.subject or "(no subject)"
     # One banner for every profile's checks that could not judge (no DNS data, a scanner down),
     # as the message page and the report say it: the same names would repeat on every row.
     judged = [r for _, r in results if not isinstance(r, str)]
-    notes = unjudged_notes({"findings": [f.to_json() for v in judged for f in v.findings]})
+    notes = unjudged_notes(StoredFinding.from_json(f.to_json()) for v in judged for f in v.findings)
     body = f"""
 <p class="crumbs"><a href="/">Messages</a> › <a href="/messages/{e(stored.id)}">{e(subject)}</a>
  › Compare</p>
@@ -128,7 +129,6 @@ def _compare_row(name: str, result: Verdict | str, own: bool) -> str:
             f'<td colspan="6" class="muted">Could not evaluate: {e(result)}</td></tr>'
         )
     row: dict[str, Any] = profile_row(result)
-    data = {"verdict": row["verdict"], "stripped": row["stripped"]}
     reasons = "".join(f"<li>{e(r)}</li>" for r in row["reasons"])
     reasons_html = (
         f"<ul class='reasons'>{reasons}</ul>" if reasons else '<span class="muted">—</span>'
@@ -143,12 +143,13 @@ def _compare_row(name: str, result: Verdict | str, own: bool) -> str:
             f"</summary><ul class='stripped'>{items}</ul></details>"
         )
     own_class = ' class="own"' if own else ""
+    verdict = badge(row["verdict"], stripped=bool(row["stripped"]))
     incomplete = (
         ' <span class="marker incomplete">not fully judged</span>' if result.incomplete else ""
     )
     return (
         f'<tr{own_class} data-profile="{e(name)}" data-verdict="{e(row["verdict"])}">'
-        f"<td>{profile}</td><td class='nowrap'>{badge(data)}{incomplete}</td>"
+        f"<td>{profile}</td><td class='nowrap'>{verdict}{incomplete}</td>"
         f"<td>{e(row['stage'])}</td><td><code class='reply'>{e(row['reply'])}</code></td>"
         f"<td class='reason'>{reasons_html}</td><td>{stripped_html}</td>"
         f"<td class='num'>{result.score:.1f}</td></tr>"
@@ -174,18 +175,17 @@ async def report_page(request: Request) -> Response:
     _population(request)  # an invalid model is a 422 before any profile is judged
     results = await every_profile(request, stored)
     verdicts = [v for _, v in results if not isinstance(v, str)]
-    data = stored.data
+    record = StoredVerdict.from_json(stored.data)
     assert stored.raw is not None  # _stored_with_content answered for a message without
     try:
         # The stored sender exactly as the message was judged: address, HELO, name, source,
-        # real peer, AUTH user and TLS (identity_of, the one place that reads them back).
+        # real peer, AUTH user and TLS (services.records, the one place that reads them back).
         estimate = await context(request).judge.estimate(
-            stored.raw, envelope_of(data), identity_of(data)
+            stored.raw, record.envelope, record.identity
         )
     except SinkdError as exc:
         raise ApiError(422, "cannot estimate", str(exc)) from None
-    subject = data.get("subject")
-    report = MessageReport(f"message {stored.id}", subject, verdicts, estimate)
+    report = MessageReport(f"message {stored.id}", record.subject, verdicts, estimate)
     html = render_html([report], back=(f"/messages/{stored.id}", "Back to the message"))
     return HTMLResponse(
         html,

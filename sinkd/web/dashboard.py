@@ -12,7 +12,7 @@ path from request or message data.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from email.message import Message
 from importlib import resources
 from typing import Any
@@ -25,12 +25,13 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from sinkd.core.model import Category, VerdictAction
 from sinkd.core.schema import dump
+from sinkd.services.records import StoredFinding, StoredVerdict
 from sinkd.store import Query, StoredMessage
 from sinkd.web import compare, renderings
 from sinkd.web.common import ApiError, context
 from sinkd.web.messages import profile_by_id, profile_names
 from sinkd.web.pages import CSP as CSP
-from sinkd.web.pages import SECURITY_HEADERS, badge, e, not_found, page, stored_message
+from sinkd.web.pages import SECURITY_HEADERS, e, not_found, page, stored_message, verdict_badge
 from sinkd.web.pages import unjudged_notes as unjudged_notes
 from sinkd.web.renderings import parse_message, remote_images_on, stripped_classes
 
@@ -105,35 +106,31 @@ def _static(name: str) -> Any:
 # --- shared fragments -------------------------------------------------------------------------
 
 
-def deciding_reason(data: dict[str, Any]) -> str:
+def deciding_reason(stored: StoredVerdict) -> str:
     """The deciding finding's reason; for mail accepted without one, what was stripped."""
-    findings = data.get("findings") or []
-    for finding in findings:
-        if finding.get("decided"):
-            return str(finding.get("reason", ""))
-    if data.get("stripped"):
-        return "accepted after stripping " + ", ".join(_stripped_what(findings))
+    deciding = stored.deciding
+    if deciding is not None:
+        return deciding.reason
+    if stored.stripped:
+        return "accepted after stripping " + ", ".join(_stripped_what(stored.findings))
     return "accepted"
 
 
-def _stripped_what(findings: list[dict[str, Any]]) -> list[str]:
+def _stripped_what(findings: Iterable[StoredFinding]) -> list[str]:
     what = []
     for finding in findings:
-        if finding.get("action") == "strip":
-            cls = (finding.get("detail") or {}).get("class")
-            what.append(str(cls or finding.get("code", "")).replace("_", " ").lower())
+        if finding.action == "strip":
+            what.append((finding.html_class or finding.code).replace("_", " ").lower())
     return list(dict.fromkeys(what)) or ["content"]
 
 
-def _when(value: object) -> str:
-    text = str(value or "")
-    return text[:19].replace("T", " ")
+def _when(value: str) -> str:
+    return value[:19].replace("T", " ")
 
 
-def _envelope(data: dict[str, Any]) -> tuple[str, str]:
-    envelope = data.get("envelope") or {}
-    sender = envelope.get("mail_from") or "<>"
-    rcpts = ", ".join(envelope.get("rcpt_to") or []) or "—"
+def _envelope(stored: StoredVerdict) -> tuple[str, str]:
+    sender = stored.envelope.mail_from or "<>"
+    rcpts = ", ".join(stored.envelope.rcpt_to) or "—"
     return sender, rcpts
 
 
@@ -184,7 +181,7 @@ async def index(request: Request) -> Response:
         )
 
     filtered = any(filters.values())
-    body_rows = "".join(_row(row.data) for row in rows)
+    body_rows = "".join(_row(StoredVerdict.from_json(row.data)) for row in rows)
     if rows:
         empty = ""
     elif filtered or query.offset:
@@ -242,18 +239,18 @@ async def index(request: Request) -> Response:
     return page("Messages", body)
 
 
-def _row(data: dict[str, Any]) -> str:
-    sender, rcpts = _envelope(data)
-    message_id = e(data.get("id"))
-    profile = data.get("profile") or ""
+def _row(stored: StoredVerdict) -> str:
+    sender, rcpts = _envelope(stored)
+    message_id = e(stored.id)
+    profile = stored.profile
     return (
-        f'<tr data-id="{message_id}" data-verdict="{e(data.get("verdict"))}">'
-        f'<td class="nowrap">{badge(data)}</td>'
-        f'<td><a href="/messages/{message_id}">{e(data.get("subject") or "(no subject)")}</a></td>'
+        f'<tr data-id="{message_id}" data-verdict="{e(stored.verdict)}">'
+        f'<td class="nowrap">{verdict_badge(stored)}</td>'
+        f'<td><a href="/messages/{message_id}">{e(stored.subject or "(no subject)")}</a></td>'
         f'<td class="addr">{e(sender)} → {e(rcpts)}</td>'
         f'<td><a href="/profiles/{e(profile)}">{e(profile)}</a></td>'
-        f'<td class="reason">{e(deciding_reason(data))}</td>'
-        f'<td class="nowrap muted">{e(_when(data.get("received_at")))}</td></tr>'
+        f'<td class="reason">{e(deciding_reason(stored))}</td>'
+        f'<td class="nowrap muted">{e(_when(stored.received_at))}</td></tr>'
     )
 
 
@@ -264,16 +261,16 @@ async def message_page(request: Request) -> Response:
     stored = await stored_message(request)
     if isinstance(stored, Response):
         return stored
-    title = str(stored.data.get("subject") or stored.id)
-    return page(title, _message_body(stored, remote_images_on(request)))
+    verdict = StoredVerdict.from_json(stored.data)
+    title = verdict.subject or stored.id
+    return page(title, _message_body(stored, verdict, remote_images_on(request)))
 
 
-def _message_body(stored: StoredMessage, remote_images: bool) -> str:
-    data = stored.data
-    sender, rcpts = _envelope(data)
-    reply = data.get("reply") or {}
-    reply_text = " ".join(str(reply.get(k) or "") for k in ("code", "enhanced", "text")).strip()
-    profile = data.get("profile") or ""
+def _message_body(stored: StoredMessage, verdict: StoredVerdict, remote_images: bool) -> str:
+    sender, rcpts = _envelope(verdict)
+    reply_text = verdict.reply.line()
+    profile = verdict.profile
+    subject = verdict.subject or "(no subject)"
     actions = (
         (
             f'<a class="button" id="compare-link" href="/compare/{e(stored.id)}">Compare with '
@@ -285,33 +282,33 @@ def _message_body(stored: StoredMessage, remote_images: bool) -> str:
         else ""
     ) + f'<a class="button quiet" href="/api/v1/messages/{e(stored.id)}/raw">Download .eml</a>'
     summary = f"""
-<p class="crumbs"><a href="/">Messages</a> › {e(data.get("subject") or "(no subject)")}</p>
-<div class="titlebar"><h1>{e(data.get("subject") or "(no subject)")}</h1>{badge(data)}</div>
-<p class="reason-lead">{e(deciding_reason(data))}</p>
+<p class="crumbs"><a href="/">Messages</a> › {e(subject)}</p>
+<div class="titlebar"><h1>{e(subject)}</h1>{verdict_badge(verdict)}</div>
+<p class="reason-lead">{e(deciding_reason(verdict))}</p>
 <p class="actions">{actions}</p>
 <dl class="facts">
-  <dt>Verdict</dt><dd>{e(data.get("verdict"))} ({e(data.get("disposition"))})</dd>
-  <dt>Score</dt><dd>{e(data.get("score"))}</dd>
+  <dt>Verdict</dt><dd>{e(verdict.verdict)} ({e(verdict.disposition)})</dd>
+  <dt>Score</dt><dd>{e(verdict.score)}</dd>
   <dt>SMTP reply</dt><dd><code class="reply">{e(reply_text)}</code></dd>
   <dt>Profile</dt><dd><a href="/profiles/{e(profile)}">{e(profile)}</a></dd>
   <dt>From → To</dt><dd>{e(sender)} → {e(rcpts)}</dd>
-  <dt>Stage</dt><dd>{e(data.get("stage"))}</dd>
-  <dt>Received</dt><dd>{e(data.get("received_at"))}</dd>
+  <dt>Stage</dt><dd>{e(verdict.stage)}</dd>
+  <dt>Received</dt><dd>{e(verdict.received_at)}</dd>
   <dt>Id</dt><dd><code>{e(stored.id)}</code>
     <a href="/api/v1/messages/{e(stored.id)}">JSON</a></dd>
 </dl>
 """
-    rendered = _renderings(stored, remote_images)
-    return summary + unjudged_notes(data) + _findings(data) + rendered + _headers(stored.raw)
+    rendered = _renderings(stored, verdict, remote_images)
+    notes = unjudged_notes(verdict.findings)
+    return summary + notes + _findings(verdict.findings) + rendered + _headers(stored.raw)
 
 
-def _findings(data: dict[str, Any]) -> str:
-    findings = data.get("findings") or []
+def _findings(findings: Sequence[StoredFinding]) -> str:
     if not findings:
         return '<section><h2>Findings</h2><p class="muted">No filter said anything.</p></section>'
-    groups: dict[str, list[dict[str, Any]]] = {}
+    groups: dict[str, list[StoredFinding]] = {}
     for finding in findings:
-        groups.setdefault(str(finding.get("category", "")), []).append(finding)
+        groups.setdefault(finding.category, []).append(finding)
     order = [*CATEGORY_TITLES, *(c for c in groups if c not in CATEGORY_TITLES)]
     out = ['<section><h2>Findings</h2><div class="findings">']
     for category in order:
@@ -323,15 +320,15 @@ def _findings(data: dict[str, Any]) -> str:
             "<th>Reason</th></tr></thead><tbody>"
         )
         for f in groups[category]:
-            decided = ' class="decided"' if f.get("decided") else ""
-            mark = ' <span class="marker">decided</span>' if f.get("decided") else ""
-            if f.get("unjudged"):
-                mark += f' <span class="marker unjudged">not judged: {e(f.get("unjudged"))}</span>'
+            decided = ' class="decided"' if f.decided else ""
+            mark = ' <span class="marker">decided</span>' if f.decided else ""
+            if f.unjudged:
+                mark += f' <span class="marker unjudged">not judged: {e(f.unjudged)}</span>'
             out.append(
-                f"<tr{decided}><td><code>{e(f.get('code'))}</code>{mark}"
-                f'<div class="muted small">{e(f.get("filter"))}</div></td>'
-                f'<td>{e(f.get("action"))}</td><td class="num">{e(f.get("score"))}</td>'
-                f'<td class="finding-reason">{e(f.get("reason"))}</td></tr>'
+                f"<tr{decided}><td><code>{e(f.code)}</code>{mark}"
+                f'<div class="muted small">{e(f.filter)}</div></td>'
+                f'<td>{e(f.action)}</td><td class="num">{e(f.score)}</td>'
+                f'<td class="finding-reason">{e(f.reason)}</td></tr>'
             )
         out.append("</tbody></table>")
     out.append("</div></section>")
@@ -349,10 +346,9 @@ def _frame(stored: StoredMessage, which: str, remote_images: bool) -> str:
     )
 
 
-def _renderings(stored: StoredMessage, remote_images: bool) -> str:
-    data = stored.data
-    refused = data.get("verdict") == VerdictAction.REJECT.value
-    stripped: list[str] = list(data.get("stripped") or [])
+def _renderings(stored: StoredMessage, verdict: StoredVerdict, remote_images: bool) -> str:
+    refused = verdict.refused
+    stripped = verdict.stripped
     if stripped:
         items = "<ul class='stripped'>" + "".join(f"<li>{e(s)}</li>" for s in stripped) + "</ul>"
         many = len(stripped) > 5  # a long list folds away; the marks in the original remain
@@ -374,7 +370,7 @@ def _renderings(stored: StoredMessage, remote_images: bool) -> str:
     legend = (
         '<p class="legend small"><span class="scissors">✂</span> Labels and dashed outlines '
         "mark what the filter removed.</p>"
-        if stored.raw is not None and stripped_classes(data)
+        if stored.raw is not None and stripped_classes(stored.data)
         else ""
     )
     if remote_images:

@@ -25,7 +25,7 @@ from sinkd.core.model import Verdict, VerdictAction
 from sinkd.core.profiles import LoadedProfile
 from sinkd.core.schema import dump
 from sinkd.errors import NotFound, SinkdError
-from sinkd.services.records import envelope_of, identity_of
+from sinkd.services.records import StoredVerdict
 from sinkd.store import Query, StoredMessage
 from sinkd.web.common import (
     API,
@@ -242,7 +242,7 @@ async def get_raw(request: Request) -> Response:
 async def get_filtered(request: Request) -> Response:
     """The message as delivered after strip actions; the original when nothing was stripped."""
     stored = await _get(request, with_raw=True)
-    if stored.data["verdict"] == VerdictAction.REJECT.value or stored.raw is None:
+    if StoredVerdict.from_json(stored.data).refused or stored.raw is None:
         raise ApiError(409, "refused", f"message {stored.id} was refused; nothing was delivered")
     body = stored.filtered if stored.filtered is not None else stored.raw
     return _eml(body, f"{stored.id}.filtered.eml")
@@ -256,14 +256,14 @@ async def release_message(request: Request) -> Response:
     the store and the log and published as a ``released`` event. 409 when its verdict is not
     quarantine or it already was released."""
     stored = await _get(request)
-    if stored.data["verdict"] != VerdictAction.QUARANTINE.value:
+    record = StoredVerdict.from_json(stored.data)
+    if record.verdict != VerdictAction.QUARANTINE.value:
         raise ApiError(
             409,
             "not quarantined",
-            f"message {stored.id} has verdict {stored.data['verdict']!r}; only quarantine is"
-            " released",
+            f"message {stored.id} has verdict {record.verdict!r}; only quarantine is released",
         )
-    if stored.data.get("released_at"):
+    if record.released_at:
         raise _already_released(stored)
     try:
         released = await _store(request).release(stored.id, datetime.now(UTC))
@@ -278,9 +278,8 @@ async def release_message(request: Request) -> Response:
 
 
 def _already_released(stored: StoredMessage) -> ApiError:
-    return ApiError(
-        409, "already released", f"message {stored.id} was released at {stored.data['released_at']}"
-    )
+    when = StoredVerdict.from_json(stored.data).released_at
+    return ApiError(409, "already released", f"message {stored.id} was released at {when}")
 
 
 # --- re-evaluation ----------------------------------------------------------------------------
@@ -335,11 +334,12 @@ async def judge_stored(
     stored envelope and identity; ``ApiError`` 422 when the profile or a zone file it names is
     invalid on disk."""
     assert stored.raw is not None
+    record = StoredVerdict.from_json(stored.data)  # the stored envelope and identity
     try:
         return await context(request).judge.evaluate(
             stored.raw,
-            envelope_of(stored.data),
-            identity_of(stored.data),
+            record.envelope,
+            record.identity,
             profile=loaded.profile.id,
         )
     except SinkdError as exc:

@@ -9,15 +9,19 @@ captured HTML never appears here.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from html import escape
-from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
+from sinkd.core.model import Unjudged
 from sinkd.errors import NotFound
+from sinkd.services.records import StoredFinding, StoredVerdict
 from sinkd.store import StoredMessage
 from sinkd.web.common import MESSAGE_ID, context
+
+NO_DNS_DATA = Unjudged.NO_DNS_DATA.value
 
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
@@ -70,17 +74,29 @@ def not_found(detail: str) -> HTMLResponse:
     )
 
 
-def badge(data: dict[str, Any]) -> str:
-    verdict = str(data.get("verdict", ""))
+def badge(
+    verdict: str, *, disposition: str | None = None, stripped: bool = False, released: bool = False
+) -> str:
+    """The verdict as a coloured badge, with markers for a tagged or junk disposition, for
+    stripped content and for a released quarantine."""
     parts = [f'<span class="badge v-{e(verdict)}">{e(verdict)}</span>']
-    disposition = data.get("disposition")
     if disposition in {"tagged", "junk"}:
         parts.append(f'<span class="marker">{e(disposition)}</span>')
-    if data.get("stripped"):
+    if stripped:
         parts.append('<span class="marker m-stripped">stripped</span>')
-    if data.get("released_at"):
+    if released:
         parts.append('<span class="marker">released</span>')
     return "".join(parts)
+
+
+def verdict_badge(stored: StoredVerdict) -> str:
+    """``badge`` for a stored verdict."""
+    return badge(
+        stored.verdict,
+        disposition=stored.disposition,
+        stripped=bool(stored.stripped),
+        released=stored.released_at is not None,
+    )
 
 
 async def stored_message(request: Request) -> StoredMessage | Response:
@@ -94,20 +110,20 @@ async def stored_message(request: Request) -> StoredMessage | Response:
         return not_found(f"There is no message with id {message_id!r}.")
 
 
-def unjudged_notes(data: dict[str, Any]) -> str:
+def unjudged_notes(findings: Iterable[StoredFinding]) -> str:
     """A plain banner when checks were judged without DNS data (naming the checks, the names
     and how to give the data) and when a check could not answer (the verdict is incomplete)."""
-    findings = data.get("findings") or []
-    no_data = [f for f in findings if f.get("unjudged") == "no-dns-data"]
-    other = [f for f in findings if f.get("unjudged") not in (None, "no-dns-data")]
+    findings = list(findings)
+    no_data = [f for f in findings if f.unjudged == NO_DNS_DATA]
+    other = [f for f in findings if f.unjudged not in (None, NO_DNS_DATA)]
     out = []
     if no_data:
         names: list[str] = []
         for finding in no_data:
-            for name in (finding.get("detail") or {}).get("dns_names") or ():
+            for name in finding.detail.get("dns_names") or ():
                 if str(name) not in names:
                     names.append(str(name))
-        codes = ", ".join(dict.fromkeys(str(f.get("code")) for f in no_data))
+        codes = ", ".join(dict.fromkeys(f.code for f in no_data))
         out.append(
             '<p class="note dns-note" id="dns-note"><strong>Judged without DNS data.</strong> '
             f"sinkd's DNS is offline and no fixture has data for {e(', '.join(names))}, so "
@@ -116,7 +132,7 @@ def unjudged_notes(data: dict[str, Any]) -> str:
             "<code>--dns live</code>.</p>"
         )
     if other:
-        codes = ", ".join(dict.fromkeys(str(f.get("code")) for f in other))
+        codes = ", ".join(dict.fromkeys(f.code for f in other))
         out.append(
             '<p class="note incomplete-note" id="incomplete-note"><strong>Not fully '
             f"judged.</strong> {e(codes)} could not answer, so the verdict was reached without "

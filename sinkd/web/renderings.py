@@ -26,8 +26,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from sinkd.core.model import VerdictAction
 from sinkd.errors import NotFound
+from sinkd.services.records import StoredVerdict
 from sinkd.store import StoredMessage
 from sinkd.web.common import MESSAGE_ID, context
 
@@ -85,7 +85,7 @@ async def render(request: Request) -> Response:
         return _frame_response(_note("Refused before DATA: no message was received."), remote)
     if which == "original":
         return _frame_response(marked_original(stored), remote)
-    if stored.data.get("verdict") == VerdictAction.REJECT.value:
+    if StoredVerdict.from_json(stored.data).refused:
         return _frame_response(_note("Nothing was delivered: the message was refused."), remote)
     doc, _ = rendering(stored.filtered or stored.raw)
     return _frame_response(doc, remote)
