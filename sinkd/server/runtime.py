@@ -1,8 +1,9 @@
 """Wiring for a running server: settings → profiles → store → SMTP listener → HTTP API.
 
-Owns start-up and shutdown of ``sinkd serve`` (and of test servers): it loads and compiles the
-profiles, opens the verdict log and the store, prepares TLS, binds the SMTP listener and serves
-the HTTP API (``sinkd.web``) in the same event loop. It holds no policy and parses
+Owns start-up and shutdown of ``sinkd serve`` (and of test servers): it builds the one
+``Judge`` (profiles, routing, lookups) and the one ``Recorder`` (store, verdict log, events)
+every entry point shares, prepares TLS, binds the SMTP listener and serves the HTTP API
+(``sinkd.web``, over narrow dependencies) in the same event loop. It holds no policy and parses
 no command line (``cli.py`` does).
 """
 

@@ -1,9 +1,10 @@
 """The SMTP adapter: aiosmtpd in front of the engine and the store.
 
 Owns the SMTP conversation: extensions (PIPELINING, ENHANCEDSTATUSCODES, XCLIENT, AUTH,
-STARTTLS), the effective client identity, mapping each stage to the engine's ``Transaction``,
-committing every verdict before its reply, and one log line per verdict. It never decides
-policy (the engine does) and never relays anything anywhere.
+STARTTLS), the effective client identity, mapping each stage to the ``Transaction`` the
+``Judge`` hands out, and replying only after the ``Recorder`` committed every verdict (which
+also writes the one log line per verdict). It never decides policy (the engine does), never
+builds lookups or stores by itself, and never relays anything anywhere.
 """
 
 from __future__ import annotations
