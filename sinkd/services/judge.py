@@ -175,17 +175,18 @@ class Judge:
         envelope: MailEnvelope,
         identity: Identity,
         *,
-        profile: str | None = None,
+        profile: str | LoadedProfile | None = None,
         new_id: Callable[[], str] = new_message_id,
     ) -> list[Verdict]:
         """Judge ``raw`` as a client would send it, through the same staged transaction as
-        SMTP: with the routing in force, or with ``profile`` (an id) alone. Greylisting and
-        rate limits remember nothing here. ``ProfileError``/``ConfigError`` for a profile or a
-        zone file that is invalid on disk."""
+        SMTP: with the routing in force, or with ``profile`` alone (an id, never a path; or a
+        profile a command loaded itself, e.g. from a path it was given). Greylisting and rate
+        limits remember nothing here. ``ProfileError``/``ConfigError`` for a profile or a zone
+        file that is invalid on disk."""
         if profile is None:
             router, resolver = self.router, self._lookups.resolver
         else:
-            loaded = self._by_id(profile)
+            loaded = self._by_id(profile) if isinstance(profile, str) else profile
             router = Router(self._pipeline(loaded))
             resolver = self.resolver_for([*loaded.dns_zones, *self.dns.zones])
         transaction = Transaction(

@@ -11,6 +11,7 @@ import pytest
 
 import sinkd.lookups.dns
 import sinkd.services.judge
+from sinkd.cli import check_message
 from sinkd.core.delivery_state import DeliveryState
 from sinkd.core.model import ClientIdentity
 from sinkd.core.ports import Resolver
@@ -83,6 +84,16 @@ async def test_repeated_evaluations_read_the_zone_files_once_and_share_one_resol
     assert judge.resolver_for([]) is judge.lookups.resolver
 
 
+async def test_a_command_may_judge_with_a_profile_it_loaded_from_a_path(tmp_path: Path) -> None:
+    profiles = zoned_profiles(tmp_path)
+    judge = Judge(ProfileSet())
+    loaded = profiles.resolve(str(tmp_path / "zoned.yaml"))
+    (verdict,) = await judge.evaluate(message(), ENVELOPE, SENDER, profile=loaded)
+    assert verdict.profile == "zoned"
+    with pytest.raises(ProfileError, match="unknown profile"):
+        await judge.evaluate(message(), ENVELOPE, SENDER, profile=str(tmp_path / "zoned.yaml"))
+
+
 def test_a_resolver_given_by_a_command_answers_every_lookup() -> None:
     given = sinkd.lookups.dns.build_resolver("offline", None, [], 5.0)
     judge = Judge(ProfileSet(), resolver=given)
@@ -124,3 +135,30 @@ def test_routing_names_profiles_by_id_only() -> None:
     judge = Judge(ProfileSet())
     with pytest.raises(ProfileError, match="unknown profile"):
         judge.prepare_routing("../profiles/no-filter.yaml", {})
+
+
+@pytest.mark.parametrize("raw", [message(), GTUBE_MESSAGE])
+async def test_the_judge_built_as_a_command_would_gives_what_sinkd_check_gives(raw: bytes) -> None:
+    # The CLI moves onto the Judge after this branch; until then the two must agree exactly.
+    profiles = ProfileSet()
+    routes = {"finance.example": "strict-finance"}
+    rcpts = ("bob@corp.example", "carol@finance.example")
+    expected = await check_message(
+        raw,
+        profiles=profiles,
+        profile="typical-corporate",
+        routes=routes,
+        mail_from="alice@sender.example",
+        rcpts=rcpts,
+        client_ip="192.0.2.10",
+        helo="mail.sender.example",
+    )
+    judge = Judge(profiles, profile="typical-corporate", routes=routes)
+    counter = iter(range(1, 100))
+    found = await judge.evaluate(
+        raw,
+        MailEnvelope("alice@sender.example", rcpts),
+        SENDER,
+        new_id=lambda: f"check-{next(counter)}",
+    )
+    assert [v.to_json() for v in found] == [v.to_json() for v in expected]
