@@ -799,7 +799,7 @@ async def core_times(
     from sinkd.core.profiles import ProfileSet
     from sinkd.lookups.spamd import SpamdService
     from sinkd.server.runtime import build_router, dns_resolver
-    from sinkd.server.smtp import new_message_id
+    from sinkd.services.ids import new_message_id
 
     results: dict[tuple[str, str], tuple[float, float, float]] = {}
     with tempfile.TemporaryDirectory(prefix="sinkd-bench-core-") as tmp:
@@ -1182,7 +1182,7 @@ PHASES: list[tuple[str, re.Pattern[str]]] = [
         re.compile(r"sanitized_log"),
     ),
     ("sinkd verdict log line (logging)", re.compile(r"log_verdict|/logging/")),
-    ("event hub publish (record.to_json again)", re.compile(r"publish_records")),
+    ("event hub publish (record.to_json again)", re.compile(r"Recorder\.publish ")),
     (
         "store hand-off (prepare, pickle, send, answers; the writes are another process)",
         re.compile(r"SqliteStore\.save |SqliteStore\._submit |WriterClient\.|WriterProcess\."),

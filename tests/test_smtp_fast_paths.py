@@ -13,14 +13,14 @@ import asyncio
 import inspect
 from typing import Any
 
-from sinkd.core.engine import Router
 from sinkd.server.smtp import ServerOptions, SinkHandler, build_protocol
-from sinkd.store import Store
+from sinkd.services.judge import Judge
+from sinkd.services.recorder import Recorder
 
 
 def _handler(options: ServerOptions) -> SinkHandler:
     # The handler is only reflected over and held; no message passes through these protocols.
-    return SinkHandler(Router.__new__(Router), Store.__new__(Store), options)  # type: ignore[abstract]
+    return SinkHandler(Judge.__new__(Judge), Recorder.__new__(Recorder), options)
 
 
 def _bound_to(value: Any) -> Any:

@@ -331,14 +331,18 @@ class Population:
         rcpt: str,
         client: ClientIdentity,
         lookups: Lookups = NO_LOOKUPS,
+        auth_user: str | None = None,
+        tls: bool = False,
     ) -> Estimate:
-        """Judge ``raw`` for every combination and add the shares up (exactly, to 1)."""
+        """Judge ``raw`` for every combination and add the shares up (exactly, to 1), as sent
+        by ``client`` (AUTH'd as ``auth_user``, under TLS or not)."""
         message = parse(raw)
         combos: list[Combination] = []
         runs: list[tuple[Fraction, _Run]] = []
         for chosen, share in self.combinations():
+            sender = _Sender(client, auth_user, tls)
             run = await _judge(
-                self.pipeline(chosen), raw, message, mail_from, rcpt, client, lookups
+                self.pipeline(chosen), raw, message, mail_from, rcpt, sender, lookups
             )
             runs.append((share, run))
             features = tuple(f.id for f in self.spec.features if chosen and f.id in chosen)
@@ -358,13 +362,22 @@ class Population:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class _Sender:
+    """Who sends the message every combination judges."""
+
+    client: ClientIdentity
+    auth_user: str | None
+    tls: bool
+
+
 async def _judge(
     pipeline: Pipeline,
     raw: bytes,
     message: ParsedMessage,
     mail_from: str,
     rcpt: str,
-    client: ClientIdentity,
+    sender: _Sender,
     lookups: Lookups,
 ) -> _Run:
     """MAIL, RCPT, DATA through a ``Transaction``, as ``sinkd check``. When the envelope is
@@ -372,7 +385,12 @@ async def _judge(
     fixing the envelope can be decided from findings without evaluating anything again."""
     counter = itertools.count(1)
     transaction = Transaction(
-        Router(pipeline), client, lambda: f"population-{next(counter)}", lookups
+        Router(pipeline),
+        sender.client,
+        lambda: f"population-{next(counter)}",
+        lookups,
+        auth_user=sender.auth_user,
+        tls=sender.tls,
     )
     verdict = await transaction.mail(mail_from, len(raw))
     envelope = dataclasses.replace(transaction.envelope, rcpt_to=(rcpt,))

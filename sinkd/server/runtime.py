@@ -1,8 +1,9 @@
 """Wiring for a running server: settings → profiles → store → SMTP listener → HTTP API.
 
-Owns start-up and shutdown of ``sinkd serve`` (and of test servers): it loads and compiles the
-profiles, opens the verdict log and the store, prepares TLS, binds the SMTP listener and serves
-the HTTP API (``sinkd.web``) in the same event loop. It holds no policy and parses
+Owns start-up and shutdown of ``sinkd serve`` (and of test servers): it builds the one
+``Judge`` (profiles, routing, lookups) and the one ``Recorder`` (store, verdict log, events)
+every entry point shares, prepares TLS, binds the SMTP listener and serves the HTTP API
+(``sinkd.web``, over narrow dependencies) in the same event loop. It holds no policy and parses
 no command line (``cli.py`` does).
 """
 
@@ -24,20 +25,23 @@ from typing import Any, TypeVar
 from sinkd.core.chaos import Chaos, ChaosConfig, ChaosTrigger
 from sinkd.core.delivery_state import DeliveryState
 from sinkd.core.engine import Pipeline, Router, compile_profile
-from sinkd.core.ports import Lookups, Resolver
-from sinkd.core.profiles import DEFAULT_PROFILE, LoadedProfile, ProfileSet, dns_zones_of
-from sinkd.errors import ConfigError, ProfileError
+from sinkd.core.ports import Resolver
+from sinkd.core.profiles import DEFAULT_PROFILE, ProfileSet, dns_zones_of
+from sinkd.errors import ConfigError
 from sinkd.listen import LOOPBACK_NAME, listen, show
 from sinkd.lookups.dns import DnsMode, build_resolver
-from sinkd.lookups.spamd import SpamdService
 from sinkd.server import logs
-from sinkd.server.smtp import AuthMode, ServerOptions, SinkHandler, configure_ids, protocol_factory
+from sinkd.server.smtp import AuthMode, ServerOptions, SinkHandler, protocol_factory
 from sinkd.server.tls import self_signed, server_context
 from sinkd.server.workers import WorkerPool, worker_chaos
-from sinkd.store import MessageRecord, Store, VerdictSink
+from sinkd.services.ids import configure_ids
+from sinkd.services.judge import DnsOptions, Judge
+from sinkd.services.recorder import Recorder
+from sinkd.store import Store, VerdictSink
 from sinkd.store.sqlite import SqliteStore, open_sqlite
 from sinkd.store.verdict_log import VerdictLog
 from sinkd.web import HttpServer, create_app
+from sinkd.web.common import HttpOptions, WebContext
 from sinkd.web.hub import Hub
 
 log = logging.getLogger(__name__)
@@ -170,27 +174,23 @@ class Sinkd:
         self.http_addresses: list[tuple[str, int]] = []
         # Live events (GET /api/v1/events): every stored verdict, every release.
         self.hub = Hub()
-        self.handler: SinkHandler | None = None  # set by start(); set_routing swaps its router
-        self.profiles: ProfileSet | None = None
-        # The profiles routed at start by id: a --profile given as a YAML path keeps its id
-        # usable in set_routing although no profiles directory holds it.
-        self._started_with: dict[str, LoadedProfile] = {}
-        self._zones: list[Path] = []  # the DNS zone files the current resolver was built from
+        self.handler: SinkHandler | None = None  # set by start()
+        # Set by start(): the one Judge (profiles, routing, resolver, spamd, delivery state)
+        # and the one Recorder (store, verdict log, events) every entry point goes through.
+        self.judge: Judge | None = None
+        self.recorder: Recorder | None = None
 
         self.verdict_log: VerdictLog | None = None
 
     def routing(self) -> tuple[str, dict[str, str]]:
         """The default profile's id and the recipient routes (domain -> profile id) in force."""
-        assert self.handler is not None, "the server has not started"
-        router = self.handler.router
-        routes = {domain: p.name for domain, p in router.exact.items()}
-        routes.update({f"*{suffix}": p.name for suffix, p in router.wildcards})
-        return router.default.name, routes
+        assert self.judge is not None, "the server has not started"
+        return self.judge.routing()
 
     def known_profiles(self) -> list[str]:
         """Profile ids ``set_routing`` accepts: every loaded profile and those started with."""
-        assert self.profiles is not None, "the server has not started"
-        return sorted({*self.profiles.names(), *self._started_with})
+        assert self.judge is not None, "the server has not started"
+        return self.judge.known_profiles()
 
     def set_routing(self, profile: str, routes: Mapping[str, str], *, forward: bool = True) -> None:
         """Judge mail with ``profile`` by default and ``routes`` (domain -> profile id) from the
@@ -198,38 +198,15 @@ class Sinkd:
         profile ids are accepted, never paths. ``ProfileError`` names an unknown or invalid
         profile; nothing changes then. The DNS fixtures the profiles name are loaded too,
         as ``sinkd serve --profile ... --route ...`` would load them."""
-        assert self.handler is not None and self.profiles is not None, "the server has not started"
-        loaded: dict[str, LoadedProfile] = {}
-        for name in (profile, *routes.values()):
-            if name in loaded:
-                continue
-            if name in self.profiles.names():
-                loaded[name] = self.profiles.resolve(name)
-            elif name in self._started_with:
-                loaded[name] = self._started_with[name]
-            else:
-                raise ProfileError(
-                    f"unknown profile {name!r}; available: {', '.join(self.known_profiles())}"
-                )
-        compiled = {name: compile_profile(p) for name, p in loaded.items()}
-        router = Router(compiled[profile], {d: compiled[p] for d, p in routes.items()})
-        if self.workers is not None and (stateful := router.keeps_state()):
+        assert self.judge is not None, "the server has not started"
+        routing = self.judge.prepare_routing(profile, routes)
+        if self.workers is not None and (stateful := routing.router.keeps_state()):
             raise ConfigError(
                 f"profile {stateful!r} keeps delivery state (greylisting, rate or connection "
                 f"limits) in each process's memory, and this server runs "
                 f"{self.workers.count} SMTP processes; restart it with --workers 1"
             )
-        zones = [
-            *dns_zones_of([loaded[profile], *(loaded[p] for p in routes.values())]),
-            *self.settings.dns_zones,
-        ]
-        lookups = self.handler.lookups
-        if zones != self._zones:
-            s = self.settings
-            resolver = build_resolver(s.dns, s.dns_server, zones, s.dns_timeout)
-            lookups = dataclasses.replace(lookups, resolver=resolver)
-            self._zones = zones
-        self.handler.router, self.handler.lookups = router, lookups
+        self.judge.apply_routing(routing)
         self.settings.profile, self.settings.routes = profile, dict(routes)
         if forward and self.workers is not None:
             self.workers.set_routing(profile, dict(routes))
@@ -286,18 +263,6 @@ class Sinkd:
             )
         return s.workers
 
-    def publish_records(self, records: Sequence[MessageRecord]) -> None:
-        """After the commit, before the reply: append the records to the verdict log, then
-        publish them as ``verdict`` events. Neither can fail the transaction."""
-        if self.verdict_log is None and not self.hub.subscribers:
-            return  # the JSON is made only for someone to read it
-        for record in records:
-            data = record.to_json()
-            if self.verdict_log is not None:
-                self.verdict_log.write(record.id, data)
-            if self.hub.subscribers:
-                self.hub.publish("verdict", data)
-
     async def start(self) -> None:
         s = self.settings
         # A missing self-signed certificate is made by a child process while the profiles load.
@@ -314,13 +279,15 @@ class Sinkd:
 
     async def _start(self, making_cert: asyncio.Future[tuple[Path, Path]] | None) -> None:
         s = self.settings
-        profiles = self.profiles = ProfileSet(s.profiles_dirs)
-        router = build_router(profiles, s.profile, s.routes)
-        started = [profiles.resolve(name) for name in (s.profile, *s.routes.values())]
-        self._started_with = {loaded.profile.id: loaded for loaded in started}
-        # The profiles' zones, then --dns-zone's, which win where both hold a name and type.
-        self._zones = [*dns_zones_of(started), *s.dns_zones]
-        resolver = build_resolver(s.dns, s.dns_server, self._zones, s.dns_timeout)
+        judge = self.judge = Judge(
+            ProfileSet(s.profiles_dirs),
+            profile=s.profile,
+            routes=s.routes,
+            dns=DnsOptions(s.dns, s.dns_server, tuple(s.dns_zones), s.dns_timeout),
+            spamd=s.spamd,
+            delivery=self.delivery,
+        )
+        router = judge.router
         if making_cert is None:
             assert s.tls_cert and s.tls_key
             cert, key = s.tls_cert, s.tls_key
@@ -347,9 +314,7 @@ class Sinkd:
             self.sink = self._given_sink
         else:
             self.sink = self.store = await open_sqlite(s.db, writer="process")
-        lookups = Lookups(
-            spamd=SpamdService(override=s.spamd), resolver=resolver, state=self.delivery
-        )
+        self.recorder = Recorder(self.sink, verdict_log=self.verdict_log, events=self.hub)
         index, total = self.listener
         workers = self.listener_count(router) if index == 0 else 1
         if workers > 1:
@@ -357,9 +322,7 @@ class Sinkd:
         chaos = ChaosConfig(tuple(s.chaos_triggers), s.chaos_seed)
         self.chaos = Chaos(worker_chaos(chaos, index))
         configure_ids(index, total)
-        handler = self.handler = SinkHandler(
-            router, self.sink, options, lookups, chaos=self.chaos, on_commit=self.publish_records
-        )
+        handler = self.handler = SinkHandler(judge, self.recorder, options, chaos=self.chaos)
         if workers > 1:
             # The workers handle every SMTP connection; the primary accepts them and hands
             # each to the next worker in turn (sinkd.server.workers) and keeps the HTTP API and the
@@ -453,7 +416,17 @@ class Sinkd:
 
     async def _start_http(self) -> None:
         s = self.settings
-        self.http = HttpServer(create_app(self), s.http_host, s.http_port)
+        assert self.judge is not None and self.recorder is not None and self.store is not None
+        context = WebContext(
+            judge=self.judge,
+            recorder=self.recorder,
+            messages=self.store,
+            hub=self.hub,
+            delivery=self.delivery,
+            server=self,  # readiness, chaos and routing: ServerControl
+            http=HttpOptions(s.http_host, tuple(s.http_allowed_hosts), s.http_auth),
+        )
+        self.http = HttpServer(create_app(context), s.http_host, s.http_port)
         await self.http.start()
         self.http_address = self.http.address
         self.http_addresses = list(self.http.addresses)

@@ -1,26 +1,24 @@
 """The SMTP adapter: aiosmtpd in front of the engine and the store.
 
 Owns the SMTP conversation: extensions (PIPELINING, ENHANCEDSTATUSCODES, XCLIENT, AUTH,
-STARTTLS), the effective client identity, mapping each stage to the engine's ``Transaction``,
-committing every verdict before its reply, and one log line per verdict. It never decides
-policy (the engine does) and never relays anything anywhere.
+STARTTLS), the effective client identity, mapping each stage to the ``Transaction`` the
+``Judge`` hands out, and replying only after the ``Recorder`` committed every verdict (which
+also writes the one log line per verdict). It never decides policy (the engine does), never
+builds lookups or stores by itself, and never relays anything anywhere.
 """
 
 from __future__ import annotations
 
 import asyncio
 import ipaddress
-import itertools
 import logging
 import re
 import secrets
 import ssl
-import time
 import types
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, AnyStr, Literal
 
 from aiosmtpd.smtp import (
@@ -35,10 +33,11 @@ from aiosmtpd.smtp import (
 from aiosmtpd.smtp import Envelope as SmtpEnvelope
 
 from sinkd.core.chaos import Chaos, ChaosStage, log_injected
-from sinkd.core.engine import Router, Transaction, data_reply
+from sinkd.core.engine import Router, Transaction
 from sinkd.core.model import ClientIdentity, Reply, Verdict
-from sinkd.core.ports import NO_LOOKUPS, Lookups
-from sinkd.store import MessageRecord, VerdictSink
+from sinkd.services.ids import new_message_id
+from sinkd.services.judge import Identity, Judge
+from sinkd.services.recorder import Recorder, format_reply
 
 log = logging.getLogger("sinkd.smtp")
 
@@ -49,7 +48,6 @@ DEFAULT_MAX_RECIPIENTS = 1000
 # Lines longer than RFC 5322's 998 octets are common in ESP-made HTML; real gateways mostly
 # accept them, so sinkd does too (and records a FORMAT_LONG_LINES finding) up to this bound.
 DATA_LINE_LIMIT = 65536
-TEMPFAIL_STORE = Reply(451, "4.3.5", "Unable to process mail; try again later")
 TEMPFAIL_INTERNAL = Reply(451, "4.3.0", "Internal error; try again later")
 
 # aiosmtpd's own replies carry no enhanced status code. Having advertised
@@ -109,33 +107,6 @@ def enhance(status: str) -> str:
         if pattern.match(status):
             return pattern.sub(replacement, status)
     return status
-
-
-def format_reply(reply: Reply) -> str:
-    """A ``Reply`` as one SMTP reply line (RFC 5321 §4.2, RFC 3463 §2)."""
-    text = " ".join(reply.text.split())  # no CR/LF may reach the wire from a template
-    return f"{reply.code} {reply.enhanced} {text}"[:512]
-
-
-_SEQUENCE = itertools.count(secrets.randbelow(1 << 28))
-
-
-def configure_ids(index: int, total: int) -> None:
-    """Make this process's ids distinct from those of the other ``total - 1`` SMTP processes
-    of one server (``--workers``): its sequence numbers are those equal to ``index`` modulo
-    ``total``, so two processes never draw the same one in the same millisecond."""
-    global _SEQUENCE
-    start = secrets.randbelow(1 << 28) // total * total + index
-    _SEQUENCE = itertools.count(start, total)
-
-
-def new_message_id() -> str:
-    """A short, time-ordered, unique id: milliseconds then a per-process counter (18 hex digits).
-
-    The counter starts at a random point so that ids of separate processes sharing a store do
-    not collide; within a process they never do.
-    """
-    return f"{int(time.time() * 1000):011X}{next(_SEQUENCE) & 0xFFFFFFF:07X}"
 
 
 @dataclass
@@ -459,21 +430,21 @@ class SinkHandler:
 
     def __init__(
         self,
-        router: Router,
-        store: VerdictSink,
+        judge: Judge,
+        recorder: Recorder,
         options: ServerOptions,
-        lookups: Lookups = NO_LOOKUPS,
         chaos: Chaos | None = None,
-        on_commit: Callable[[list[MessageRecord]], None] | None = None,
     ) -> None:
-        self.router = router
-        self.store = store
+        self.judge = judge  # builds each transaction under the routing in force
+        self.recorder = recorder  # stores, logs and publishes every verdict before its reply
         self.options = options
-        self.lookups = lookups
         self.chaos = chaos or Chaos()
         self.connections: dict[str, int] = {}  # open connections per connecting address
-        # Told of every committed batch of records, after the commit (the runtime's event hub).
-        self.on_commit = on_commit
+
+    @property
+    def router(self) -> Router:
+        """The routing in force (the judge's): connection limits and tarpits read it."""
+        return self.judge.router
 
     # --- chaos ------------------------------------------------------------------------------
 
@@ -643,14 +614,10 @@ class SinkHandler:
             auth_user = server.sinkd.xclient.login
         elif isinstance(session.auth_data, LoginPassword):
             auth_user = session.auth_data.login.decode("utf-8", "replace")
-        transaction = Transaction(
-            self.router,
-            self.identity(server, session),
-            new_message_id,
-            lookups=self.lookups,
-            auth_user=auth_user,
-            tls=server._tls_protocol is not None,
+        identity = Identity(
+            self.identity(server, session), auth_user, tls=server._tls_protocol is not None
         )
+        transaction = self.judge.transaction(identity)
         server.sinkd.transaction = transaction
         server.sinkd.transaction_id = new_message_id()
         try:
@@ -723,70 +690,8 @@ class SinkHandler:
 
     async def _commit(self, verdicts: list[Verdict], raw: bytes | None, transaction_id: str) -> str:
         """Store every verdict, then answer: the reply is sent only after the commit."""
-        now = datetime.now(UTC)
-        records = [MessageRecord(v.id, now, transaction_id, v, raw) for v in verdicts]
-        try:
-            if len(records) == 1:  # the common case, without a task per record
-                await self.store.save(records[0])
-            else:
-                await asyncio.gather(*(self.store.save(r) for r in records))
-        except Exception:
-            log.exception("could not store verdict(s) %s", ", ".join(v.id for v in verdicts))
-            return format_reply(TEMPFAIL_STORE)
-        for record in records:
-            log_verdict(record.verdict, raw)
-        if self.on_commit is not None:
-            try:
-                self.on_commit(records)
-            except Exception:  # a listener's failure never costs the client its reply
-                log.exception("commit listener failed")
-        reply = verdicts[0].reply if raw is None else data_reply(verdicts)
-        return format_reply(reply)
-
-
-def log_verdict(verdict: Verdict, raw: bytes | None) -> None:
-    """The one log line per verdict (JSON fields ride in ``extra`` for --log-format json)."""
-    env = verdict.envelope
-    codes = [f.code for f in verdict.findings]
-    fields: dict[str, object] = {
-        "id": verdict.id,
-        "profile": verdict.profile,
-        "verdict": verdict.verdict.value,
-        "disposition": verdict.disposition.value,
-        "stage": verdict.stage.value,
-        "score": round(verdict.score, 3),
-        "reply": format_reply(verdict.reply),
-        "client_ip": env.client.ip,
-        "mail_from": env.mail_from,
-        "rcpt_to": list(env.rcpt_to),
-        "size": None if raw is None else len(raw),
-        "codes": codes,
-    }
-    log.info(
-        "verdict id=%s profile=%s verdict=%s stage=%s score=%g client=%s from=<%s> to=%s "
-        "codes=%s reply=%r",
-        verdict.id,
-        verdict.profile,
-        verdict.verdict.value,
-        verdict.stage.value,
-        verdict.score,
-        env.client.ip,
-        env.mail_from or "",
-        ",".join(f"<{r}>" for r in env.rcpt_to),
-        ",".join(codes) or "-",
-        fields["reply"],
-        extra={"sinkd": fields},
-    )
-    for finding in verdict.incomplete:
-        # Not a second verdict line: the operator's pointer to a check that did not answer
-        # (a scanner down) or to a sinkd bug (a filter that raised), with the message id.
-        log.warning(
-            "verdict id=%s: %s could not judge the message (%s): %s",
-            verdict.id,
-            finding.filter,
-            finding.unjudged,
-            finding.detail.get("error", finding.reason),
-        )
+        committed = await self.recorder.commit(verdicts, raw, transaction_id=transaction_id)
+        return format_reply(committed.reply)
 
 
 def make_authenticator(options: ServerOptions) -> Callable[..., AuthResult]:

@@ -1,8 +1,11 @@
 """sinkd's HTTP layer: the JSON API (health checks, runtime chaos, messages and profiles).
 
-``create_app`` builds the Starlette app over a running ``Sinkd``; ``HttpServer`` serves it with
-uvicorn in the same asyncio loop as the SMTP listener. The rest of the API and the dashboard
-grow here, one module per concern (``messages.py``), each adding routes to ``create_app``.
+``create_app`` builds the Starlette app over a ``WebContext`` (``common.py``: the judge, the
+recorder, the message repository, the event hub, the delivery state and the server's controls;
+never the server's runtime object); ``HttpServer`` serves it with uvicorn in the same asyncio
+loop as the SMTP listener. The API and the dashboard grow here, one module per concern
+(``messages.py``, ``routing.py``, ``dashboard.py``, ...), sharing only ``common.py`` and
+``pages.py``; this package never imports ``sinkd.server``.
 """
 
 from __future__ import annotations

@@ -4,8 +4,9 @@ profiles in ``sinkd.web.messages``.
 Owns the routes, JSON bodies (errors included: ``{"error": ..., "detail": ...}``) and the guards
 in front of them: the ``Host`` allowlist against DNS rebinding (``HostGuard``), the cap on
 request bodies (``BodyLimit``) and the guard of state-changing requests (``StateChangeGuard``).
-It holds no policy: chaos specs are parsed and applied by ``sinkd.core.chaos``; it only reads and
-changes the running ``Sinkd``.
+It holds no policy: chaos specs are parsed and applied by ``sinkd.core.chaos``; it reads and
+changes the running server only through the narrow dependencies of ``WebContext``
+(``sinkd.web.common``), never the server's runtime object.
 """
 
 from __future__ import annotations
@@ -14,11 +15,10 @@ import base64
 import binascii
 import hmac
 import ipaddress
-import json
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
 
 from starlette.applications import Starlette
@@ -33,47 +33,35 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sinkd.core.chaos import STAGES, Chaos, ChaosConfig, parse_triggers
 from sinkd.errors import ConfigError
+from sinkd.web import events, messages, openapi, routing
+from sinkd.web.common import (
+    API,
+    BODY_LIMIT,
+    OPEN_PATHS,
+    ApiError,
+    ServerControl,
+    WebContext,
+    context,
+    error_response,
+    json_fields,
+    read_json,
+)
+from sinkd.web.dashboard import Dashboard
 
-if TYPE_CHECKING:
-    from sinkd.server.runtime import Sinkd
+__all__ = ["API", "BODY_LIMIT", "OPEN_PATHS", "ApiError", "HostGuard", "create_app"]
 
 log = logging.getLogger(__name__)
 
-API = "/api/v1"
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 _WILDCARD = frozenset({"", "0.0.0.0", "::"})
-OPEN_PATHS = frozenset({"/livez", "/readyz"})  # answered without credentials under --http-auth
 ANY_HOST = "*"  # --http-allowed-host '*': no Host check (unsafe: README 'Security')
-# Every body sinkd reads is a small JSON control object (chaos, routing, evaluate, release); no
-# route takes a message over HTTP (mail comes over SMTP, capped by --max-message-size), so one
-# cap fits every route family. README 'HTTP API' documents it.
-BODY_LIMIT = 64 * 1024
 
 
-class ApiError(Exception):
-    """An error answer: ``status`` with the body ``{"error": error, "detail": detail}``."""
-
-    def __init__(self, status: int, error: str, detail: Any = None) -> None:
-        super().__init__(error)
-        self.status = status
-        self.error = error
-        self.detail = detail
-
-
-def error_response(
-    status: int, error: str, detail: Any = None, headers: Mapping[str, str] | None = None
-) -> JSONResponse:
-    return JSONResponse({"error": error, "detail": detail}, status_code=status, headers=headers)
-
-
-def create_app(sinkd: Sinkd) -> Starlette:
-    """The API over a running ``sinkd`` (its SMTP listener, store, chaos and HTTP address),
-    which endpoints reach as ``request.app.state.sinkd``."""
-    # Here, not at the top: sinkd.web.messages builds on this module's errors and helpers.
-    from sinkd.web import events, messages, openapi, routing
-    from sinkd.web.dashboard import Dashboard
-
+def create_app(ctx: WebContext) -> Starlette:
+    """The API and the dashboard over ``ctx`` (the judge, the recorder, the message repository,
+    the event hub, the delivery state and the server's controls), which endpoints reach as
+    ``context(request)``."""
     routes: list[BaseRoute] = [
         Route("/livez", livez, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
@@ -83,28 +71,21 @@ def create_app(sinkd: Sinkd) -> Starlette:
         *events.routes(),
         *openapi.routes(),
     ]
-    settings = sinkd.settings
+    server = ctx.server
     app = Starlette(
         routes=routes,
         middleware=[
             # First: a page under a rebound name learns nothing, not even that auth is on.
-            Middleware(
-                HostGuard, allowed=settings.http_allowed_hosts, bind_host=settings.http_host
-            ),
+            Middleware(HostGuard, allowed=ctx.http.allowed_hosts, bind_host=ctx.http.bind_host),
             Middleware(BodyLimit, limit=BODY_LIMIT),
-            Middleware(BasicAuth, credentials=settings.http_auth),
-            Middleware(StateChangeGuard, own_address=lambda: sinkd.http_address),
+            Middleware(BasicAuth, credentials=ctx.http.auth),
+            Middleware(StateChangeGuard, own_address=lambda: server.http_address),
             Middleware(Dashboard),  # the HTML pages: README 'Dashboard', not API routes
         ],
         exception_handlers={ApiError: _api_error, HTTPException: _http_error, 500: _server_error},
     )
-    app.state.sinkd = sinkd
+    app.state.context = ctx
     return app
-
-
-def _sinkd(request: Request) -> Sinkd:
-    sinkd: Sinkd = request.app.state.sinkd
-    return sinkd
 
 
 # --- health -----------------------------------------------------------------------------------
@@ -118,10 +99,10 @@ async def livez(request: Request) -> Response:
 async def readyz(request: Request) -> Response:
     """200 while the SMTP listener serves and the store takes writes, else 503 saying which
     is not (a store whose writer process died and could not be replaced takes none)."""
-    sinkd = _sinkd(request)
+    server = context(request).server
     checks = {
-        "smtp": sinkd.smtp_serving(),
-        "store": sinkd.store_ready(),
+        "smtp": server.smtp_serving(),
+        "store": server.store_ready(),
     }
     if all(checks.values()):
         return JSONResponse({"status": "ok", **checks})
@@ -136,12 +117,12 @@ class ChaosResource(HTTPEndpoint):
     next SMTP event, in open sessions too."""
 
     async def get(self, request: Request) -> Response:
-        return JSONResponse(chaos_state(_chaos(_sinkd(request))))
+        return JSONResponse(chaos_state(_chaos(context(request).server)))
 
     async def put(self, request: Request) -> Response:
-        sinkd = _sinkd(request)
-        chaos = _chaos(sinkd)
-        sinkd.set_chaos(chaos_config(await read_json(request)))  # in every SMTP process
+        server = context(request).server
+        chaos = _chaos(server)
+        server.set_chaos(chaos_config(await read_json(request)))  # in every SMTP process
         log.info("chaos triggers=%s (set over HTTP)", chaos.describe())
         return JSONResponse(chaos_state(chaos))
 
@@ -155,17 +136,6 @@ def chaos_state(chaos: Chaos) -> dict[str, Any]:
         "seed": config.seed,
         "stages": list(STAGES),
     }
-
-
-def json_fields(body: Any, fields: tuple[str, ...], error: str, expected: str) -> dict[str, Any]:
-    """``body`` as a JSON object holding only ``fields``; else ``ApiError`` 422 ``error`` with
-    ``expected`` (what a right body looks like) or the first unknown field."""
-    if not isinstance(body, dict):
-        raise ApiError(422, error, expected)
-    unknown = sorted(set(body) - set(fields))
-    if unknown:
-        raise ApiError(422, error, f"unknown field {unknown[0]!r}: expected {', '.join(fields)}")
-    return body
 
 
 def chaos_config(body: Any) -> ChaosConfig:
@@ -190,21 +160,13 @@ def chaos_config(body: Any) -> ChaosConfig:
         raise ApiError(422, "invalid chaos", f"triggers: {exc}") from None
 
 
-def _chaos(sinkd: Sinkd) -> Chaos:
-    if sinkd.chaos is None:
+def _chaos(server: ServerControl) -> Chaos:
+    if server.chaos is None:
         raise ApiError(503, "not ready", "the server has not started")
-    return sinkd.chaos
+    return server.chaos
 
 
 # --- requests and errors ----------------------------------------------------------------------
-
-
-async def read_json(request: Request) -> Any:
-    """The request body as JSON (``StateChangeGuard`` checked the content type); 400 if not."""
-    try:
-        return json.loads(await request.body())
-    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
-        raise ApiError(400, "bad JSON", f"the request body is not JSON: {exc}") from None
 
 
 async def _api_error(request: Request, exc: Exception) -> Response:

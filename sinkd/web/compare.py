@@ -3,34 +3,29 @@ verdict in one table) and ``/messages/{id}/report`` (the deliverability report o
 ``sinkd report``, population estimate included).
 
 Owns only presentation and wiring: each profile's verdict comes from the API's re-evaluation
-(``sinkd.web.messages._judge``, the staged transaction with the stored envelope), the rows and
-the report page from ``sinkd.reports.deliverability``, the estimate from
-``sinkd.core.population``. Nothing is stored.
+(``sinkd.web.messages.judge_stored``: the server's ``Judge`` with the stored envelope and
+identity), the rows and the report page from ``sinkd.reports.deliverability``, the estimate
+from the same ``Judge`` (``sinkd.core.population`` under it). Nothing is stored.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from sinkd.core.model import ClientIdentity, Verdict
-from sinkd.core.population import Population, load_population
-from sinkd.core.ports import Lookups
-from sinkd.core.profiles import dns_zones_of
+from sinkd.core.model import Verdict
+from sinkd.core.population import Population
 from sinkd.errors import SinkdError
-from sinkd.lookups.dns import build_resolver
-from sinkd.lookups.spamd import SpamdService
 from sinkd.reports.deliverability import MessageReport, profile_row, render_html
+from sinkd.services.records import StoredFinding, StoredVerdict
 from sinkd.store import StoredMessage
-from sinkd.web.app import ApiError
-from sinkd.web.dashboard import badge, e, page, stored_message, unjudged_notes
-
-if TYPE_CHECKING:
-    from sinkd.server.runtime import Sinkd
+from sinkd.web.common import ApiError, context
+from sinkd.web.messages import judge_stored, profile_by_id, profile_names
+from sinkd.web.pages import badge, e, page, stored_message, unjudged_notes
 
 log = logging.getLogger(__name__)
 
@@ -65,13 +60,10 @@ async def _stored_with_content(request: Request) -> StoredMessage | Response:
 
 async def every_profile(request: Request, stored: StoredMessage) -> list[tuple[str, Verdict | str]]:
     """Each loaded profile's verdict on the stored message (or why there is none), by id."""
-    from sinkd.web.messages import _judge, _profile, _profiles
-
-    sinkd: Sinkd = request.app.state.sinkd
     out: list[tuple[str, Verdict | str]] = []
-    for name in _profiles(request).names():
+    for name in profile_names(request):
         try:
-            verdicts = await _judge(sinkd, _profile(request, name), stored)
+            verdicts = await judge_stored(request, profile_by_id(request, name), stored)
         except ApiError as exc:  # a broken profile file: one row says so, the others stand
             out.append((name, str(exc.detail)))
             continue
@@ -87,7 +79,8 @@ async def compare_page(request: Request) -> Response:
     if isinstance(stored, Response):
         return stored
     results = await every_profile(request, stored)
-    own = stored.data.get("profile")
+    record = StoredVerdict.from_json(stored.data)
+    own = record.profile
     rows = "".join(_compare_row(name, result, name == own) for name, result in results)
     counts: dict[str, int] = {}
     for _, result in results:
@@ -99,11 +92,11 @@ async def compare_page(request: Request) -> Response:
         f'<span class="tally t-{e(k)}"><b>{n}</b> {e(k)}</span>'
         for k, n in sorted(counts.items(), key=lambda kv: _ORDER.index(kv[0]))
     )
-    subject = stored.data.get("subject") or "(no subject)"
+    subject = record.subject or "(no subject)"
     # One banner for every profile's checks that could not judge (no DNS data, a scanner down),
     # as the message page and the report say it: the same names would repeat on every row.
     judged = [r for _, r in results if not isinstance(r, str)]
-    notes = unjudged_notes({"findings": [f.to_json() for v in judged for f in v.findings]})
+    notes = unjudged_notes(StoredFinding.from_json(f.to_json()) for v in judged for f in v.findings)
     body = f"""
 <p class="crumbs"><a href="/">Messages</a> › <a href="/messages/{e(stored.id)}">{e(subject)}</a>
  › Compare</p>
@@ -136,7 +129,6 @@ def _compare_row(name: str, result: Verdict | str, own: bool) -> str:
             f'<td colspan="6" class="muted">Could not evaluate: {e(result)}</td></tr>'
         )
     row: dict[str, Any] = profile_row(result)
-    data = {"verdict": row["verdict"], "stripped": row["stripped"]}
     reasons = "".join(f"<li>{e(r)}</li>" for r in row["reasons"])
     reasons_html = (
         f"<ul class='reasons'>{reasons}</ul>" if reasons else '<span class="muted">—</span>'
@@ -151,12 +143,13 @@ def _compare_row(name: str, result: Verdict | str, own: bool) -> str:
             f"</summary><ul class='stripped'>{items}</ul></details>"
         )
     own_class = ' class="own"' if own else ""
+    verdict = badge(row["verdict"], stripped=bool(row["stripped"]))
     incomplete = (
         ' <span class="marker incomplete">not fully judged</span>' if result.incomplete else ""
     )
     return (
         f'<tr{own_class} data-profile="{e(name)}" data-verdict="{e(row["verdict"])}">'
-        f"<td>{profile}</td><td class='nowrap'>{badge(data)}{incomplete}</td>"
+        f"<td>{profile}</td><td class='nowrap'>{verdict}{incomplete}</td>"
         f"<td>{e(row['stage'])}</td><td><code class='reply'>{e(row['reply'])}</code></td>"
         f"<td class='reason'>{reasons_html}</td><td>{stripped_html}</td>"
         f"<td class='num'>{result.score:.1f}</td></tr>"
@@ -167,52 +160,32 @@ def _compare_row(name: str, result: Verdict | str, own: bool) -> str:
 
 
 def _population(request: Request) -> Population:
-    """The survey model over the loaded profiles, built once per app (its pipelines too)."""
-    from sinkd.web.messages import _profiles
-
-    state = request.app.state
-    population: Population | None = getattr(state, "population", None)
-    if population is None:
-        try:
-            population = load_population(_profiles(request))
-        except SinkdError as exc:
-            raise ApiError(422, "invalid population model", str(exc)) from None
-        state.population = population
-    return population
+    """The survey model over the loaded profiles, loaded once by the judge (its pipelines
+    too)."""
+    try:
+        return context(request).judge.population()
+    except SinkdError as exc:
+        raise ApiError(422, "invalid population model", str(exc)) from None
 
 
 async def report_page(request: Request) -> Response:
     stored = await _stored_with_content(request)
     if isinstance(stored, Response):
         return stored
-    sinkd: Sinkd = request.app.state.sinkd
-    population = _population(request)
+    _population(request)  # an invalid model is a 422 before any profile is judged
     results = await every_profile(request, stored)
     verdicts = [v for _, v in results if not isinstance(v, str)]
-    s = sinkd.settings
-    zones = dns_zones_of(population.profiles.resolve(name) for name in population.profile_ids)
-    data = stored.data
-    envelope, identity = data["envelope"], data.get("identity") or {}
-    rcpts = envelope.get("rcpt_to") or ["recipient@example.com"]
+    record = StoredVerdict.from_json(stored.data)
+    assert stored.raw is not None  # _stored_with_content answered for a message without
     try:
-        resolver = build_resolver(s.dns, s.dns_server, [*zones, *s.dns_zones], s.dns_timeout)
-        assert stored.raw is not None  # _stored_with_content answered for a message without
-        estimate = await population.estimate(
-            stored.raw,
-            mail_from=envelope.get("mail_from") or "",
-            rcpt=rcpts[0],
-            client=ClientIdentity(
-                ip=envelope["client_ip"],
-                helo=envelope.get("helo"),
-                name=identity.get("name"),
-                source=identity.get("source", "connection"),
-            ),
-            lookups=Lookups(spamd=SpamdService(override=s.spamd), resolver=resolver),
+        # The stored sender exactly as the message was judged: address, HELO, name, source,
+        # real peer, AUTH user and TLS (services.records, the one place that reads them back).
+        estimate = await context(request).judge.estimate(
+            stored.raw, record.envelope, record.identity
         )
     except SinkdError as exc:
         raise ApiError(422, "cannot estimate", str(exc)) from None
-    subject = data.get("subject")
-    report = MessageReport(f"message {stored.id}", subject, verdicts, estimate)
+    report = MessageReport(f"message {stored.id}", record.subject, verdicts, estimate)
     html = render_html([report], back=(f"/messages/{stored.id}", "Back to the message"))
     return HTMLResponse(
         html,

@@ -12,37 +12,29 @@ path from request or message data.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from email.message import Message
-from html import escape
 from importlib import resources
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlencode
 
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Match, Route, Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from sinkd.core.model import Category, VerdictAction
 from sinkd.core.schema import dump
-from sinkd.errors import NotFound
-from sinkd.store import Query, Store, StoredMessage
-from sinkd.web.app import ApiError
+from sinkd.services.records import StoredFinding, StoredVerdict
+from sinkd.store import Query, StoredMessage
+from sinkd.web import compare, renderings
+from sinkd.web.common import ApiError, context
+from sinkd.web.messages import profile_by_id, profile_names
+from sinkd.web.pages import CSP as CSP
+from sinkd.web.pages import SECURITY_HEADERS, e, not_found, page, stored_message, verdict_badge
+from sinkd.web.pages import unjudged_notes as unjudged_notes
+from sinkd.web.renderings import parse_message, remote_images_on, stripped_classes
 
-if TYPE_CHECKING:
-    from sinkd.server.runtime import Sinkd
-
-CSP = (
-    "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
-    "img-src 'self' data:; connect-src 'self'; frame-src 'self'; base-uri 'none'; "
-    "form-action 'self'; frame-ancestors 'none'"
-)
-SECURITY_HEADERS = {
-    "Content-Security-Policy": CSP,
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-}
 LIST_LIMIT = 50  # rows per page of the list
 CATEGORY_TITLES = {
     Category.ENVELOPE.value: "Envelope",
@@ -61,8 +53,6 @@ _STATIC = {
 
 
 def routes() -> list[BaseRoute]:
-    from sinkd.web import compare, renderings
-
     return [
         Route("/", index, methods=["GET"]),
         Route("/messages/{id}", message_page, methods=["GET"]),
@@ -99,11 +89,6 @@ class Dashboard:
         await self.app(scope, receive, send)
 
 
-def e(value: object) -> str:
-    """Escaped text for an element body or a quoted attribute value."""
-    return escape("" if value is None else str(value), quote=True)
-
-
 def _static(name: str) -> Any:
     media_type = _STATIC[name]
     body = (resources.files("sinkd.web") / "static" / name).read_bytes()
@@ -118,92 +103,34 @@ def _static(name: str) -> Any:
     return serve
 
 
-def page(title: str, body: str, status: int = 200) -> HTMLResponse:
-    html = f"""<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="referrer" content="no-referrer">
-<title>{e(title)} · sinkd</title>
-<link rel="icon" href="data:,">
-<link rel="stylesheet" href="/static/dashboard.css">
-</head>
-<body>
-<header class="top"><a class="brand" href="/">sinkd</a>
-<span class="tagline">SMTP sink · corporate mail filter</span>
-<nav><a href="/">Messages</a> <a href="/api/v1/openapi.json">API</a></nav></header>
-<main>
-{body}
-</main>
-<script src="/static/dashboard.js"></script>
-</body>
-</html>
-"""
-    return HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)
-
-
-def not_found(detail: str) -> HTMLResponse:
-    return page(
-        "Not found",
-        f'<h1>Not found</h1><p class="muted">{e(detail)}</p>'
-        '<p><a href="/">Back to messages</a></p>',
-        status=404,
-    )
-
-
-def store_of(request: Request) -> Store:
-    sinkd: Sinkd = request.app.state.sinkd
-    if sinkd.store is None:
-        raise ApiError(503, "not ready", "the message store is not open")
-    return sinkd.store
-
-
 # --- shared fragments -------------------------------------------------------------------------
 
 
-def badge(data: dict[str, Any]) -> str:
-    verdict = str(data.get("verdict", ""))
-    parts = [f'<span class="badge v-{e(verdict)}">{e(verdict)}</span>']
-    disposition = data.get("disposition")
-    if disposition in {"tagged", "junk"}:
-        parts.append(f'<span class="marker">{e(disposition)}</span>')
-    if data.get("stripped"):
-        parts.append('<span class="marker m-stripped">stripped</span>')
-    if data.get("released_at"):
-        parts.append('<span class="marker">released</span>')
-    return "".join(parts)
-
-
-def deciding_reason(data: dict[str, Any]) -> str:
+def deciding_reason(stored: StoredVerdict) -> str:
     """The deciding finding's reason; for mail accepted without one, what was stripped."""
-    findings = data.get("findings") or []
-    for finding in findings:
-        if finding.get("decided"):
-            return str(finding.get("reason", ""))
-    if data.get("stripped"):
-        return "accepted after stripping " + ", ".join(_stripped_what(findings))
+    deciding = stored.deciding
+    if deciding is not None:
+        return deciding.reason
+    if stored.stripped:
+        return "accepted after stripping " + ", ".join(_stripped_what(stored.findings))
     return "accepted"
 
 
-def _stripped_what(findings: list[dict[str, Any]]) -> list[str]:
+def _stripped_what(findings: Iterable[StoredFinding]) -> list[str]:
     what = []
     for finding in findings:
-        if finding.get("action") == "strip":
-            cls = (finding.get("detail") or {}).get("class")
-            what.append(str(cls or finding.get("code", "")).replace("_", " ").lower())
+        if finding.action == "strip":
+            what.append((finding.html_class or finding.code).replace("_", " ").lower())
     return list(dict.fromkeys(what)) or ["content"]
 
 
-def _when(value: object) -> str:
-    text = str(value or "")
-    return text[:19].replace("T", " ")
+def _when(value: str) -> str:
+    return value[:19].replace("T", " ")
 
 
-def _envelope(data: dict[str, Any]) -> tuple[str, str]:
-    envelope = data.get("envelope") or {}
-    sender = envelope.get("mail_from") or "<>"
-    rcpts = ", ".join(envelope.get("rcpt_to") or []) or "—"
+def _envelope(stored: StoredVerdict) -> tuple[str, str]:
+    sender = stored.envelope.mail_from or "<>"
+    rcpts = ", ".join(stored.envelope.rcpt_to) or "—"
     return sender, rcpts
 
 
@@ -213,14 +140,12 @@ def _envelope(data: dict[str, Any]) -> tuple[str, str]:
 def _list_view(request: Request) -> tuple[Query, dict[str, str]]:
     """The list's filters and page from the query string. The page is a plain link, so a bad
     value (a hand-edited URL) falls back to the default rather than failing."""
-    from sinkd.web.messages import _profiles
-
     params = request.query_params
     verdict = params.get("verdict") or ""
     if verdict not in {v.value for v in VerdictAction}:
         verdict = ""
     profile = params.get("profile") or ""
-    if profile not in _profiles(request).names():
+    if profile not in profile_names(request):
         profile = ""
     subject = (params.get("subject") or "").strip()[:200]
     offset_text = params.get("offset") or "0"
@@ -243,10 +168,8 @@ def _list_url(filters: dict[str, str], offset: int) -> str:
 
 
 async def index(request: Request) -> Response:
-    from sinkd.web.messages import _profiles
-
     query, filters = _list_view(request)
-    store = store_of(request)
+    store = context(request).messages
     total = await store.count(query)
     rows = await store.list(query)
     verdicts = [v.value for v in VerdictAction]
@@ -258,7 +181,7 @@ async def index(request: Request) -> Response:
         )
 
     filtered = any(filters.values())
-    body_rows = "".join(_row(row.data) for row in rows)
+    body_rows = "".join(_row(StoredVerdict.from_json(row.data)) for row in rows)
     if rows:
         empty = ""
     elif filtered or query.offset:
@@ -299,7 +222,7 @@ async def index(request: Request) -> Response:
   <label>Verdict <select id="verdict-filter" name="verdict"><option value="">all</option>
     {options(verdicts, filters["verdict"])}</select></label>
   <label>Profile <select id="profile-filter" name="profile"><option value="">all</option>
-    {options(_profiles(request).names(), filters["profile"])}</select></label>
+    {options(profile_names(request), filters["profile"])}</select></label>
   <label>Subject <input id="subject-filter" name="subject" type="search" maxlength="200"
     placeholder="contains…" value="{e(filters["subject"])}"></label>
   <button type="submit">Filter</button>{clear}
@@ -316,53 +239,38 @@ async def index(request: Request) -> Response:
     return page("Messages", body)
 
 
-def _row(data: dict[str, Any]) -> str:
-    sender, rcpts = _envelope(data)
-    message_id = e(data.get("id"))
-    profile = data.get("profile") or ""
+def _row(stored: StoredVerdict) -> str:
+    sender, rcpts = _envelope(stored)
+    message_id = e(stored.id)
+    profile = stored.profile
     return (
-        f'<tr data-id="{message_id}" data-verdict="{e(data.get("verdict"))}">'
-        f'<td class="nowrap">{badge(data)}</td>'
-        f'<td><a href="/messages/{message_id}">{e(data.get("subject") or "(no subject)")}</a></td>'
+        f'<tr data-id="{message_id}" data-verdict="{e(stored.verdict)}">'
+        f'<td class="nowrap">{verdict_badge(stored)}</td>'
+        f'<td><a href="/messages/{message_id}">{e(stored.subject or "(no subject)")}</a></td>'
         f'<td class="addr">{e(sender)} → {e(rcpts)}</td>'
         f'<td><a href="/profiles/{e(profile)}">{e(profile)}</a></td>'
-        f'<td class="reason">{e(deciding_reason(data))}</td>'
-        f'<td class="nowrap muted">{e(_when(data.get("received_at")))}</td></tr>'
+        f'<td class="reason">{e(deciding_reason(stored))}</td>'
+        f'<td class="nowrap muted">{e(_when(stored.received_at))}</td></tr>'
     )
 
 
 # --- one message ------------------------------------------------------------------------------
 
 
-async def stored_message(request: Request) -> StoredMessage | Response:
-    """The stored message (with its bytes) the path's ``{id}`` names, or the 404 page."""
-    message_id = str(request.path_params["id"])
-    from sinkd.web.messages import _ID  # the API's id shape
-
-    if not _ID.fullmatch(message_id):
-        return not_found(f"{message_id!r} is not a message id")
-    try:
-        return await store_of(request).get(message_id, with_raw=True)
-    except NotFound:
-        return not_found(f"There is no message with id {message_id!r}.")
-
-
 async def message_page(request: Request) -> Response:
     stored = await stored_message(request)
     if isinstance(stored, Response):
         return stored
-    from sinkd.web.renderings import remote_images_on
+    verdict = StoredVerdict.from_json(stored.data)
+    title = verdict.subject or stored.id
+    return page(title, _message_body(stored, verdict, remote_images_on(request)))
 
-    title = str(stored.data.get("subject") or stored.id)
-    return page(title, _message_body(stored, remote_images_on(request)))
 
-
-def _message_body(stored: StoredMessage, remote_images: bool) -> str:
-    data = stored.data
-    sender, rcpts = _envelope(data)
-    reply = data.get("reply") or {}
-    reply_text = " ".join(str(reply.get(k) or "") for k in ("code", "enhanced", "text")).strip()
-    profile = data.get("profile") or ""
+def _message_body(stored: StoredMessage, verdict: StoredVerdict, remote_images: bool) -> str:
+    sender, rcpts = _envelope(verdict)
+    reply_text = verdict.reply.line()
+    profile = verdict.profile
+    subject = verdict.subject or "(no subject)"
     actions = (
         (
             f'<a class="button" id="compare-link" href="/compare/{e(stored.id)}">Compare with '
@@ -374,64 +282,33 @@ def _message_body(stored: StoredMessage, remote_images: bool) -> str:
         else ""
     ) + f'<a class="button quiet" href="/api/v1/messages/{e(stored.id)}/raw">Download .eml</a>'
     summary = f"""
-<p class="crumbs"><a href="/">Messages</a> › {e(data.get("subject") or "(no subject)")}</p>
-<div class="titlebar"><h1>{e(data.get("subject") or "(no subject)")}</h1>{badge(data)}</div>
-<p class="reason-lead">{e(deciding_reason(data))}</p>
+<p class="crumbs"><a href="/">Messages</a> › {e(subject)}</p>
+<div class="titlebar"><h1>{e(subject)}</h1>{verdict_badge(verdict)}</div>
+<p class="reason-lead">{e(deciding_reason(verdict))}</p>
 <p class="actions">{actions}</p>
 <dl class="facts">
-  <dt>Verdict</dt><dd>{e(data.get("verdict"))} ({e(data.get("disposition"))})</dd>
-  <dt>Score</dt><dd>{e(data.get("score"))}</dd>
+  <dt>Verdict</dt><dd>{e(verdict.verdict)} ({e(verdict.disposition)})</dd>
+  <dt>Score</dt><dd>{e(verdict.score)}</dd>
   <dt>SMTP reply</dt><dd><code class="reply">{e(reply_text)}</code></dd>
   <dt>Profile</dt><dd><a href="/profiles/{e(profile)}">{e(profile)}</a></dd>
   <dt>From → To</dt><dd>{e(sender)} → {e(rcpts)}</dd>
-  <dt>Stage</dt><dd>{e(data.get("stage"))}</dd>
-  <dt>Received</dt><dd>{e(data.get("received_at"))}</dd>
+  <dt>Stage</dt><dd>{e(verdict.stage)}</dd>
+  <dt>Received</dt><dd>{e(verdict.received_at)}</dd>
   <dt>Id</dt><dd><code>{e(stored.id)}</code>
     <a href="/api/v1/messages/{e(stored.id)}">JSON</a></dd>
 </dl>
 """
-    rendered = _renderings(stored, remote_images)
-    return summary + unjudged_notes(data) + _findings(data) + rendered + _headers(stored.raw)
+    rendered = _renderings(stored, verdict, remote_images)
+    notes = unjudged_notes(verdict.findings)
+    return summary + notes + _findings(verdict.findings) + rendered + _headers(stored.raw)
 
 
-def unjudged_notes(data: dict[str, Any]) -> str:
-    """A plain banner when checks were judged without DNS data (naming the checks, the names
-    and how to give the data) and when a check could not answer (the verdict is incomplete)."""
-    findings = data.get("findings") or []
-    no_data = [f for f in findings if f.get("unjudged") == "no-dns-data"]
-    other = [f for f in findings if f.get("unjudged") not in (None, "no-dns-data")]
-    out = []
-    if no_data:
-        names: list[str] = []
-        for finding in no_data:
-            for name in (finding.get("detail") or {}).get("dns_names") or ():
-                if str(name) not in names:
-                    names.append(str(name))
-        codes = ", ".join(dict.fromkeys(str(f.get("code")) for f in no_data))
-        out.append(
-            '<p class="note dns-note" id="dns-note"><strong>Judged without DNS data.</strong> '
-            f"sinkd's DNS is offline and no fixture has data for {e(', '.join(names))}, so "
-            f"{e(codes)} could not be judged: they are recorded, never counted as a pass or a "
-            "failure. Give the data with <code>--dns-zone FILE</code> or judge with "
-            "<code>--dns live</code>.</p>"
-        )
-    if other:
-        codes = ", ".join(dict.fromkeys(str(f.get("code")) for f in other))
-        out.append(
-            '<p class="note incomplete-note" id="incomplete-note"><strong>Not fully '
-            f"judged.</strong> {e(codes)} could not answer, so the verdict was reached without "
-            "them.</p>"
-        )
-    return "".join(out)
-
-
-def _findings(data: dict[str, Any]) -> str:
-    findings = data.get("findings") or []
+def _findings(findings: Sequence[StoredFinding]) -> str:
     if not findings:
         return '<section><h2>Findings</h2><p class="muted">No filter said anything.</p></section>'
-    groups: dict[str, list[dict[str, Any]]] = {}
+    groups: dict[str, list[StoredFinding]] = {}
     for finding in findings:
-        groups.setdefault(str(finding.get("category", "")), []).append(finding)
+        groups.setdefault(finding.category, []).append(finding)
     order = [*CATEGORY_TITLES, *(c for c in groups if c not in CATEGORY_TITLES)]
     out = ['<section><h2>Findings</h2><div class="findings">']
     for category in order:
@@ -443,15 +320,15 @@ def _findings(data: dict[str, Any]) -> str:
             "<th>Reason</th></tr></thead><tbody>"
         )
         for f in groups[category]:
-            decided = ' class="decided"' if f.get("decided") else ""
-            mark = ' <span class="marker">decided</span>' if f.get("decided") else ""
-            if f.get("unjudged"):
-                mark += f' <span class="marker unjudged">not judged: {e(f.get("unjudged"))}</span>'
+            decided = ' class="decided"' if f.decided else ""
+            mark = ' <span class="marker">decided</span>' if f.decided else ""
+            if f.unjudged:
+                mark += f' <span class="marker unjudged">not judged: {e(f.unjudged)}</span>'
             out.append(
-                f"<tr{decided}><td><code>{e(f.get('code'))}</code>{mark}"
-                f'<div class="muted small">{e(f.get("filter"))}</div></td>'
-                f'<td>{e(f.get("action"))}</td><td class="num">{e(f.get("score"))}</td>'
-                f'<td class="finding-reason">{e(f.get("reason"))}</td></tr>'
+                f"<tr{decided}><td><code>{e(f.code)}</code>{mark}"
+                f'<div class="muted small">{e(f.filter)}</div></td>'
+                f'<td>{e(f.action)}</td><td class="num">{e(f.score)}</td>'
+                f'<td class="finding-reason">{e(f.reason)}</td></tr>'
             )
         out.append("</tbody></table>")
     out.append("</div></section>")
@@ -469,12 +346,9 @@ def _frame(stored: StoredMessage, which: str, remote_images: bool) -> str:
     )
 
 
-def _renderings(stored: StoredMessage, remote_images: bool) -> str:
-    from sinkd.web.renderings import stripped_classes
-
-    data = stored.data
-    refused = data.get("verdict") == VerdictAction.REJECT.value
-    stripped: list[str] = list(data.get("stripped") or [])
+def _renderings(stored: StoredMessage, verdict: StoredVerdict, remote_images: bool) -> str:
+    refused = verdict.refused
+    stripped = verdict.stripped
     if stripped:
         items = "<ul class='stripped'>" + "".join(f"<li>{e(s)}</li>" for s in stripped) + "</ul>"
         many = len(stripped) > 5  # a long list folds away; the marks in the original remain
@@ -496,7 +370,7 @@ def _renderings(stored: StoredMessage, remote_images: bool) -> str:
     legend = (
         '<p class="legend small"><span class="scissors">✂</span> Labels and dashed outlines '
         "mark what the filter removed.</p>"
-        if stored.raw is not None and stripped_classes(data)
+        if stored.raw is not None and stripped_classes(stored.data)
         else ""
     )
     if remote_images:
@@ -532,9 +406,7 @@ def _empty_frame(text: str) -> str:
 
 
 def _headers(raw: bytes | None) -> str:
-    from sinkd.web.renderings import _parse
-
-    parsed = _parse(raw) if raw is not None else None
+    parsed = parse_message(raw) if raw is not None else None
     if parsed is None:
         return ""
     rows = "".join(
@@ -612,11 +484,9 @@ def _record(
 
 
 async def profile_page(request: Request) -> Response:
-    from sinkd.web.messages import _profile  # the API's lookup: by id among the loaded ones
-
     name = str(request.path_params["name"])
     try:
-        loaded = _profile(request, name)
+        loaded = profile_by_id(request, name)  # the API's lookup: by id among the loaded ones
     except ApiError as exc:
         if exc.status == 404:
             return not_found(f"There is no profile {name!r}.")

@@ -11,18 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
-from sinkd.web.app import API
+from sinkd.web.common import API, context
 from sinkd.web.hub import Event, Hub, Subscription
-
-if TYPE_CHECKING:
-    from sinkd.server.runtime import Sinkd
 
 HEARTBEAT = 15.0  # seconds; proxies and browsers keep a stream open that sees traffic
 
@@ -32,11 +28,11 @@ def routes() -> list[BaseRoute]:
 
 
 async def events(request: Request) -> Response:
-    sinkd: Sinkd = request.app.state.sinkd
+    hub = context(request).hub
     heartbeat: float = getattr(request.app.state, "heartbeat", HEARTBEAT)
     client = request.client
     name = f"{client.host}:{client.port}" if client is not None else "unknown"
-    return EventStream(sinkd.hub, sinkd.hub.subscribe(name), heartbeat)
+    return EventStream(hub, hub.subscribe(name), heartbeat)
 
 
 def sse(event: Event) -> bytes:

@@ -3,9 +3,10 @@ stored verdicts; list and show profiles.
 
 Owns parsing and validating query strings, path ids and request bodies; every answer is the one
 JSON shape (README "JSON shape") or ``{"error", "detail"}``. It holds no policy: reads go
-through the ``Store`` and a re-evaluation through the engine's staged ``Transaction``, exactly
-as ``sinkd check`` runs one. Nothing here builds a file path from request or message data:
-profiles are looked up by id among the loaded ones, never by path.
+through the message repository, a re-evaluation through the server's ``Judge`` (the staged
+transaction SMTP and ``sinkd check`` run, with the server's resolver and spamd) and storing one
+through its ``Recorder``, as SMTP stores. Nothing here builds a file path from request or
+message data: profiles are looked up by id among the loaded ones, never by path.
 """
 
 from __future__ import annotations
@@ -14,26 +15,27 @@ import dataclasses
 import logging
 import re
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from sinkd.core.engine import Router, Transaction, compile_profile
-from sinkd.core.model import ClientIdentity, Verdict, VerdictAction
-from sinkd.core.ports import Lookups
-from sinkd.core.profiles import LoadedProfile, ProfileSet
+from sinkd.core.model import Verdict, VerdictAction
+from sinkd.core.profiles import LoadedProfile
 from sinkd.core.schema import dump
-from sinkd.errors import NotFound, ProfileError, SinkdError
-from sinkd.lookups.dns import build_resolver
-from sinkd.lookups.spamd import SpamdService
-from sinkd.server.smtp import new_message_id
-from sinkd.store import MessageRecord, Query, Store, StoredMessage
-from sinkd.web.app import API, ApiError, json_fields, read_json
-
-if TYPE_CHECKING:
-    from sinkd.server.runtime import Sinkd
+from sinkd.errors import NotFound, SinkdError
+from sinkd.services.records import StoredVerdict
+from sinkd.store import Query, Repository, StoredMessage
+from sinkd.web.common import (
+    API,
+    MESSAGE_ID,
+    PROFILE_ID,
+    ApiError,
+    context,
+    json_fields,
+    read_json,
+)
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +44,6 @@ DEFAULT_LIMIT = 50
 # ``total`` counts matches up to this many, so a list answer costs the same at any store size;
 # above it the answer says ``"total_exact": false``.
 TOTAL_CAP = 1_000
-_ID = re.compile(r"[0-9A-Za-z][0-9A-Za-z_-]{0,63}")
-_PROFILE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 _LIST_PARAMS = frozenset(
     {
         "verdict",
@@ -78,21 +78,13 @@ def routes() -> list[BaseRoute]:
     ]
 
 
-def _sinkd(request: Request) -> Sinkd:
-    sinkd: Sinkd = request.app.state.sinkd
-    return sinkd
-
-
-def _store(request: Request) -> Store:
-    store = _sinkd(request).store
-    if store is None:
-        raise ApiError(503, "not ready", "the message store is not open")
-    return store
+def _store(request: Request) -> Repository:
+    return context(request).messages
 
 
 def _message_id(request: Request) -> str:
     value = str(request.path_params["id"])
-    if not _ID.fullmatch(value):
+    if not MESSAGE_ID.fullmatch(value):
         raise ApiError(400, "invalid id", f"{value!r} is not a message id")
     return value
 
@@ -249,7 +241,7 @@ async def get_raw(request: Request) -> Response:
 async def get_filtered(request: Request) -> Response:
     """The message as delivered after strip actions; the original when nothing was stripped."""
     stored = await _get(request, with_raw=True)
-    if stored.data["verdict"] == VerdictAction.REJECT.value or stored.raw is None:
+    if StoredVerdict.from_json(stored.data).refused or stored.raw is None:
         raise ApiError(409, "refused", f"message {stored.id} was refused; nothing was delivered")
     body = stored.filtered if stored.filtered is not None else stored.raw
     return _eml(body, f"{stored.id}.filtered.eml")
@@ -263,14 +255,14 @@ async def release_message(request: Request) -> Response:
     the store and the log and published as a ``released`` event. 409 when its verdict is not
     quarantine or it already was released."""
     stored = await _get(request)
-    if stored.data["verdict"] != VerdictAction.QUARANTINE.value:
+    record = StoredVerdict.from_json(stored.data)
+    if record.verdict != VerdictAction.QUARANTINE.value:
         raise ApiError(
             409,
             "not quarantined",
-            f"message {stored.id} has verdict {stored.data['verdict']!r}; only quarantine is"
-            " released",
+            f"message {stored.id} has verdict {record.verdict!r}; only quarantine is released",
         )
-    if stored.data.get("released_at"):
+    if record.released_at:
         raise _already_released(stored)
     try:
         released = await _store(request).release(stored.id, datetime.now(UTC))
@@ -280,14 +272,13 @@ async def release_message(request: Request) -> Response:
     if not released:  # another request released it meanwhile
         raise _already_released(after)
     log.info("released id=%s released_at=%s (over HTTP)", after.id, after.data["released_at"])
-    _sinkd(request).hub.publish("released", after.data)
+    context(request).hub.publish("released", after.data)
     return JSONResponse(after.data)
 
 
 def _already_released(stored: StoredMessage) -> ApiError:
-    return ApiError(
-        409, "already released", f"message {stored.id} was released at {stored.data['released_at']}"
-    )
+    when = StoredVerdict.from_json(stored.data).released_at
+    return ApiError(409, "already released", f"message {stored.id} was released at {when}")
 
 
 # --- re-evaluation ----------------------------------------------------------------------------
@@ -295,27 +286,25 @@ def _already_released(stored: StoredMessage) -> ApiError:
 
 async def evaluate_message(request: Request) -> Response:
     """Judge the stored raw message against another profile, with the stored envelope and
-    identity: ``{"id", "profile", "stored", "verdicts": [...]}``. Stored only if asked."""
+    identity: ``{"id", "profile", "stored", "verdicts": [...]}``. Stored only if asked, then
+    exactly as SMTP stores (the store, the log line, the verdict log, the live event)."""
     body = await read_json(request)
     name, store_it = _evaluate_body(body)
-    loaded = _profile(request, name)
+    loaded = profile_by_id(request, name)
     stored = await _get(request, with_raw=True)
     if stored.raw is None:
         raise ApiError(
             409, "no raw message", f"message {stored.id} was refused before DATA: nothing to judge"
         )
-    verdicts = await _judge(_sinkd(request), loaded, stored)
-    now = datetime.now(UTC)
-    transaction_id = new_message_id()
-    records = [
-        MessageRecord(v.id, now, transaction_id, v, stored.raw if v.stage.value == "data" else None)
-        for v in verdicts
-    ]
+    verdicts = await judge_stored(request, loaded, stored)
+    recorder = context(request).recorder
     if store_it:
-        store = _store(request)
-        for record in records:
-            await store.save(record)
-        _sinkd(request).publish_records(records)
+        committed = await recorder.commit(verdicts, stored.raw)
+        if committed.error is not None:
+            raise committed.error  # the store failed: an internal error, as before
+        records = committed.records
+    else:
+        records = recorder.records(verdicts, stored.raw)
     return JSONResponse(
         {
             "id": stored.id,
@@ -337,69 +326,51 @@ def _evaluate_body(body: Any) -> tuple[str, bool]:
     return name, store_it
 
 
-async def _judge(sinkd: Sinkd, loaded: LoadedProfile, stored: StoredMessage) -> list[Verdict]:
-    """The staged transaction ``sinkd check`` runs, with the stored envelope and the server's
-    DNS (mode, server, --dns-zone plus the profile's zones) and spamd settings."""
+async def judge_stored(
+    request: Request, loaded: LoadedProfile, stored: StoredMessage
+) -> list[Verdict]:
+    """The stored message judged again by ``loaded`` through the server's judge, with the
+    stored envelope and identity; ``ApiError`` 422 when the profile or a zone file it names is
+    invalid on disk."""
     assert stored.raw is not None
-    s = sinkd.settings
-    data = stored.data
-    envelope, identity = data["envelope"], data.get("identity") or {}
+    record = StoredVerdict.from_json(stored.data)  # the stored envelope and identity
     try:
-        router = Router(compile_profile(loaded), {})
-        resolver = build_resolver(
-            s.dns, s.dns_server, [*loaded.dns_zones, *s.dns_zones], s.dns_timeout
+        return await context(request).judge.evaluate(
+            stored.raw,
+            record.envelope,
+            record.identity,
+            profile=loaded.profile.id,
         )
     except SinkdError as exc:
         raise ApiError(422, "invalid profile", str(exc)) from None
-    transaction = Transaction(
-        router,
-        ClientIdentity(
-            ip=envelope["client_ip"],
-            helo=envelope.get("helo"),
-            name=identity.get("name"),
-            source=identity.get("source", "connection"),
-            peer=identity.get("peer"),
-        ),
-        new_message_id,
-        lookups=Lookups(spamd=SpamdService(override=s.spamd), resolver=resolver),
-        auth_user=identity.get("auth_user"),
-        tls=bool(identity.get("tls", False)),
-    )
-    return await transaction.run(
-        envelope.get("mail_from") or "", envelope.get("rcpt_to") or [], stored.raw
-    )
 
 
 # --- profiles ---------------------------------------------------------------------------------
 
 
-def _profiles(request: Request) -> ProfileSet:
-    state = request.app.state
-    profiles: ProfileSet | None = getattr(state, "profiles", None)
-    if profiles is None:
-        profiles = state.profiles = ProfileSet(_sinkd(request).settings.profiles_dirs)
-    return profiles
+def profile_names(request: Request) -> list[str]:
+    """The ids of the profiles the server has loaded (built-ins and ``--profiles-dir``)."""
+    return context(request).judge.profiles.names()
 
 
-def _profile(request: Request, name: str) -> LoadedProfile:
+def profile_by_id(request: Request, name: str) -> LoadedProfile:
     """A profile by id among the loaded ones (never a path): 404 when there is none."""
-    profiles = _profiles(request)
-    if not _PROFILE_ID.fullmatch(name) or name not in profiles.names():
+    names = profile_names(request)
+    if not PROFILE_ID.fullmatch(name) or name not in names:
         raise ApiError(
-            404, "unknown profile", f"no profile {name!r}; available: {', '.join(profiles.names())}"
+            404, "unknown profile", f"no profile {name!r}; available: {', '.join(names)}"
         )
     try:
-        return profiles.load(profiles.path_of(name))
-    except ProfileError as exc:
+        return context(request).judge.profile(name)
+    except SinkdError as exc:
         raise ApiError(422, "invalid profile", str(exc)) from None
 
 
 async def list_profiles(request: Request) -> Response:
-    profiles = _profiles(request)
-    rows = [_profile(request, name).profile for name in profiles.names()]
+    rows = [profile_by_id(request, name).profile for name in profile_names(request)]
     return JSONResponse({"profiles": [{"id": p.id, "title": p.title} for p in rows]})
 
 
 async def show_profile(request: Request) -> Response:
     """The merged profile as JSON, as ``sinkd profiles show --json`` prints it."""
-    return JSONResponse(dump(_profile(request, str(request.path_params["name"])).profile))
+    return JSONResponse(dump(profile_by_id(request, str(request.path_params["name"])).profile))

@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from sinkd.web.app import API, BODY_LIMIT, OPEN_PATHS
+from sinkd.web.common import API, BODY_LIMIT, OPEN_PATHS
 
 _JSON = "application/json"
 

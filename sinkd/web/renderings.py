@@ -26,9 +26,10 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from sinkd.core.model import VerdictAction
 from sinkd.errors import NotFound
+from sinkd.services.records import StoredVerdict
 from sinkd.store import StoredMessage
+from sinkd.web.common import MESSAGE_ID, context
 
 WHICH = ("original", "filtered")
 IMAGES_BLOCKED = "data:"
@@ -71,29 +72,27 @@ def _note(text: str) -> str:
 
 
 async def render(request: Request) -> Response:
-    from sinkd.web.dashboard import store_of
-    from sinkd.web.messages import _ID
-
     remote = remote_images_on(request)
     message_id = str(request.path_params["id"])
     which = str(request.path_params["which"])
-    if which not in WHICH or not _ID.fullmatch(message_id):
+    if which not in WHICH or not MESSAGE_ID.fullmatch(message_id):
         return _frame_response(_note("No such rendering."), False, 404)
     try:
-        stored = await store_of(request).get(message_id, with_raw=True)
+        stored = await context(request).messages.get(message_id, with_raw=True)
     except NotFound:
         return _frame_response(_note(f"There is no message with id {message_id}."), False, 404)
     if stored.raw is None:
         return _frame_response(_note("Refused before DATA: no message was received."), remote)
     if which == "original":
         return _frame_response(marked_original(stored), remote)
-    if stored.data.get("verdict") == VerdictAction.REJECT.value:
+    if StoredVerdict.from_json(stored.data).refused:
         return _frame_response(_note("Nothing was delivered: the message was refused."), remote)
     doc, _ = rendering(stored.filtered or stored.raw)
     return _frame_response(doc, remote)
 
 
-def _parse(raw: bytes) -> EmailMessage | None:
+def parse_message(raw: bytes) -> EmailMessage | None:
+    """The message parsed for display, or None when it cannot be."""
     try:
         parsed = email.message_from_bytes(raw, policy=email.policy.default)
     except Exception:
@@ -103,7 +102,7 @@ def _parse(raw: bytes) -> EmailMessage | None:
 
 def rendering(raw: bytes) -> tuple[str, bool]:
     """The HTML part as a document (True), or the text part escaped in ``<pre>`` (False)."""
-    parsed = _parse(raw)
+    parsed = parse_message(raw)
     if parsed is None:
         return _note("The message could not be parsed."), False
     try:

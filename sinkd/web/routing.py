@@ -2,15 +2,16 @@
 runtime, and forgetting what greylisting and rate limits remember.
 
 Owns validating ``PUT /api/v1/routing`` bodies (profile ids only, never paths; domains as
-``--route`` takes them) and the JSON answers. It holds no policy: ``Sinkd.set_routing`` compiles
-and swaps the router, ``DeliveryState.clear`` forgets. Test suites (the pytest plugin) use both
-between tests, also against a sinkd running elsewhere (Docker).
+``--route`` takes them) and the JSON answers. It holds no policy: the server's ``set_routing``
+(``ServerControl``) compiles and swaps the router, ``DeliveryState.clear`` forgets. Test
+suites (the pytest plugin) use both between tests, also against a sinkd running elsewhere
+(Docker).
 """
 
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from starlette.endpoints import HTTPEndpoint
 from starlette.requests import Request
@@ -18,11 +19,15 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from sinkd.errors import ConfigError, SinkdError
-from sinkd.web.app import API, ApiError, json_fields, read_json
-from sinkd.web.messages import _PROFILE_ID
-
-if TYPE_CHECKING:
-    from sinkd.server.runtime import Sinkd
+from sinkd.web.common import (
+    API,
+    PROFILE_ID,
+    ApiError,
+    ServerControl,
+    context,
+    json_fields,
+    read_json,
+)
 
 # A domain as --route takes it: "example.com", or "*.example.com" for its subdomains.
 _DOMAIN = re.compile(r"(\*\.)?[a-z0-9_]([a-z0-9_-]{0,62})(\.[a-z0-9_]([a-z0-9_-]{0,62}))*")
@@ -37,17 +42,10 @@ def routes() -> list[BaseRoute]:
     ]
 
 
-def _sinkd(request: Request) -> Sinkd:
-    sinkd: Sinkd = request.app.state.sinkd
-    if sinkd.handler is None:
-        raise ApiError(503, "not ready", "the server has not started")
-    return sinkd
-
-
-def routing_state(sinkd: Sinkd) -> dict[str, Any]:
+def routing_state(server: ServerControl) -> dict[str, Any]:
     """``{"profile": id, "routes": {domain: id}, "profiles": [ids a PUT may name]}``."""
-    profile, routes = sinkd.routing()
-    return {"profile": profile, "routes": routes, "profiles": sinkd.known_profiles()}
+    profile, routes = server.routing()
+    return {"profile": profile, "routes": routes, "profiles": server.known_profiles()}
 
 
 class RoutingResource(HTTPEndpoint):
@@ -55,18 +53,18 @@ class RoutingResource(HTTPEndpoint):
     effective from the next MAIL FROM (open transactions keep theirs)."""
 
     async def get(self, request: Request) -> Response:
-        return JSONResponse(routing_state(_sinkd(request)))
+        return JSONResponse(routing_state(context(request).server))
 
     async def put(self, request: Request) -> Response:
-        sinkd = _sinkd(request)
-        profile, routes = routing_body(await read_json(request), sinkd.known_profiles())
+        server = context(request).server
+        profile, routes = routing_body(await read_json(request), server.known_profiles())
         try:
-            sinkd.set_routing(profile, routes)
+            server.set_routing(profile, routes)
         except ConfigError as exc:  # a greylisting profile on a server of several processes
             raise ApiError(409, "routing conflicts with --workers", str(exc)) from None
         except SinkdError as exc:  # a profile or a DNS zone it names is invalid on disk
             raise ApiError(422, "invalid profile", str(exc)) from None
-        return JSONResponse(routing_state(sinkd))
+        return JSONResponse(routing_state(server))
 
 
 def routing_body(body: Any, known: list[str]) -> tuple[str, dict[str, str]]:
@@ -96,7 +94,7 @@ def routing_body(body: Any, known: list[str]) -> tuple[str, dict[str, str]]:
 
 
 def _check_profile(where: str, name: str, known: list[str]) -> None:
-    if not _PROFILE_ID.fullmatch(name) or name not in known:
+    if not PROFILE_ID.fullmatch(name) or name not in known:
         raise ApiError(
             422,
             "unknown profile",
@@ -110,7 +108,7 @@ class DeliveryStateResource(HTTPEndpoint):
     the next test's."""
 
     async def get(self, request: Request) -> Response:
-        return JSONResponse({"entries": len(_sinkd(request).delivery)})
+        return JSONResponse({"entries": len(context(request).delivery)})
 
     async def delete(self, request: Request) -> Response:
-        return JSONResponse({"forgotten": _sinkd(request).delivery.clear()})
+        return JSONResponse({"forgotten": context(request).delivery.clear()})

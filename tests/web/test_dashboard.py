@@ -33,6 +33,7 @@ from sinkd.core.model import (
 )
 from sinkd.core.profiles import ProfileSet
 from sinkd.server.runtime import Sinkd
+from sinkd.services.records import StoredFinding
 from sinkd.store import Query
 from sinkd.web import dashboard
 from sinkd.web.compare import REPORT_CSP, _compare_row
@@ -321,10 +322,10 @@ async def test_the_message_page_says_when_checks_were_judged_without_dns_data(
 
 def test_the_dns_note_appears_only_for_checks_not_judged_and_names_each_kind() -> None:
     judged = {"code": "SPF_PASS", "unjudged": None, "detail": {}}
-    assert dashboard.unjudged_notes({"findings": [judged]}) == ""
+    assert dashboard.unjudged_notes([StoredFinding.from_json(judged)]) == ""
     no_data = {"code": "DKIM_NEUTRAL", "unjudged": "no-dns-data", "detail": {"dns_names": ["<s>"]}}
     down = {"code": "SPAMASSASSIN_ERROR", "unjudged": "unavailable", "detail": {}}
-    notes = dashboard.unjudged_notes({"findings": [judged, no_data, down]})
+    notes = dashboard.unjudged_notes(StoredFinding.from_json(f) for f in (judged, no_data, down))
     assert "no fixture has data for &lt;s&gt;, so DKIM_NEUTRAL could not be judged" in notes
     assert 'id="incomplete-note"' in notes and "SPAMASSASSIN_ERROR could not answer" in notes
     assert "SPF_PASS" not in notes

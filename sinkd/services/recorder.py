@@ -1,0 +1,178 @@
+"""The ``Recorder``: the one path from verdicts to stored, logged and published records.
+
+Owns committing a batch of verdicts: saving every record (through a ``VerdictSink``) before
+anything else happens, then the one log line per verdict, the verdict log's JSON line and the
+live ``verdict`` event, and the reply the client gets. SMTP and the API's re-evaluation commit
+through it, so a stored verdict is logged and published the same way whoever made it. It
+judges nothing (``sinkd.services.judge`` does) and speaks no protocol beyond formatting a
+``Reply`` as the SMTP reply line it is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from sinkd.core.engine import data_reply
+from sinkd.core.model import Reply, Stage, Verdict
+from sinkd.services.ids import new_message_id
+from sinkd.store import MessageRecord, VerdictSink
+
+# The logger operators filter verdict lines by: the name is part of the log's interface
+# (``--log-format json`` consumers select on it), so it stays the SMTP adapter's.
+verdict_log_line = logging.getLogger("sinkd.smtp")
+log = logging.getLogger(__name__)
+
+TEMPFAIL_STORE = Reply(451, "4.3.5", "Unable to process mail; try again later")
+
+
+class JsonLines(Protocol):
+    """The verdict log (``--verdict-log``): one JSON line per stored record."""
+
+    def write(self, message_id: str, data: dict[str, Any]) -> None: ...
+
+
+class Events(Protocol):
+    """The live event hub: ``subscribers`` says whether anyone listens."""
+
+    @property
+    def subscribers(self) -> int: ...
+
+    def publish(self, name: str, data: dict[str, Any]) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Committed:
+    """What a commit did: the records (saved unless ``error``) and the reply to send."""
+
+    records: tuple[MessageRecord, ...]
+    reply: Reply
+    error: Exception | None = None  # the sink's failure: nothing was promised, reply is 451
+
+    @property
+    def stored(self) -> bool:
+        return self.error is None
+
+
+class Recorder:
+    """Commits verdicts: ``sink`` saves them, ``verdict_log`` (optional) gets one JSON line
+    each and ``events`` (optional) one ``verdict`` event each, after the save and before the
+    reply. Neither of those two can fail a commit."""
+
+    def __init__(
+        self,
+        sink: VerdictSink,
+        *,
+        verdict_log: JsonLines | None = None,
+        events: Events | None = None,
+    ) -> None:
+        self.sink = sink
+        self.verdict_log = verdict_log
+        self.events = events
+
+    async def commit(
+        self, verdicts: Sequence[Verdict], raw: bytes | None, *, transaction_id: str | None = None
+    ) -> Committed:
+        """Save one record per verdict (the bytes go with the verdicts judged at DATA), then
+        log and publish them; the reply is the refusal for an envelope verdict, else the one
+        reply to DATA (``data_reply``). A sink failure is logged and answered with 451."""
+        records = self.records(verdicts, raw, transaction_id=transaction_id)
+        try:
+            if len(records) == 1:  # the common case, without a task per record
+                await self.sink.save(records[0])
+            else:
+                await asyncio.gather(*(self.sink.save(r) for r in records))
+        except Exception as exc:
+            log.exception("could not store verdict(s) %s", ", ".join(v.id for v in verdicts))
+            return Committed(records, TEMPFAIL_STORE, exc)
+        for record in records:
+            log_verdict(record.verdict, record.raw)
+        try:
+            self.publish(records)
+        except Exception:  # a listener's failure never costs the client its reply
+            log.exception("commit listener failed")
+        if raw is None or not any(v.stage is Stage.DATA for v in verdicts):
+            reply = verdicts[0].reply
+        else:
+            reply = data_reply(verdicts)
+        return Committed(records, reply)
+
+    @staticmethod
+    def records(
+        verdicts: Sequence[Verdict], raw: bytes | None, *, transaction_id: str | None = None
+    ) -> tuple[MessageRecord, ...]:
+        """The records ``commit`` would save, received now and sharing one transaction id
+        (a new one unless given); the bytes go with the verdicts judged at DATA."""
+        now = datetime.now(UTC)
+        tid = transaction_id or new_message_id()
+        return tuple(
+            MessageRecord(v.id, now, tid, v, raw if v.stage is Stage.DATA else None)
+            for v in verdicts
+        )
+
+    def publish(self, records: Sequence[MessageRecord]) -> None:
+        """Append the records to the verdict log, then publish them as ``verdict`` events."""
+        events = self.events if self.events is not None and self.events.subscribers else None
+        if self.verdict_log is None and events is None:
+            return  # the JSON is made only for someone to read it
+        for record in records:
+            data = record.to_json()
+            if self.verdict_log is not None:
+                self.verdict_log.write(record.id, data)
+            if events is not None:
+                events.publish("verdict", data)
+
+
+def format_reply(reply: Reply) -> str:
+    """A ``Reply`` as one SMTP reply line (RFC 5321 §4.2, RFC 3463 §2)."""
+    text = " ".join(reply.text.split())  # no CR/LF may reach the wire from a template
+    return f"{reply.code} {reply.enhanced} {text}"[:512]
+
+
+def log_verdict(verdict: Verdict, raw: bytes | None) -> None:
+    """The one log line per verdict (JSON fields ride in ``extra`` for --log-format json)."""
+    env = verdict.envelope
+    codes = [f.code for f in verdict.findings]
+    fields: dict[str, object] = {
+        "id": verdict.id,
+        "profile": verdict.profile,
+        "verdict": verdict.verdict.value,
+        "disposition": verdict.disposition.value,
+        "stage": verdict.stage.value,
+        "score": round(verdict.score, 3),
+        "reply": format_reply(verdict.reply),
+        "client_ip": env.client.ip,
+        "mail_from": env.mail_from,
+        "rcpt_to": list(env.rcpt_to),
+        "size": None if raw is None else len(raw),
+        "codes": codes,
+    }
+    verdict_log_line.info(
+        "verdict id=%s profile=%s verdict=%s stage=%s score=%g client=%s from=<%s> to=%s "
+        "codes=%s reply=%r",
+        verdict.id,
+        verdict.profile,
+        verdict.verdict.value,
+        verdict.stage.value,
+        verdict.score,
+        env.client.ip,
+        env.mail_from or "",
+        ",".join(f"<{r}>" for r in env.rcpt_to),
+        ",".join(codes) or "-",
+        fields["reply"],
+        extra={"sinkd": fields},
+    )
+    for finding in verdict.incomplete:
+        # Not a second verdict line: the operator's pointer to a check that did not answer
+        # (a scanner down) or to a sinkd bug (a filter that raised), with the message id.
+        verdict_log_line.warning(
+            "verdict id=%s: %s could not judge the message (%s): %s",
+            verdict.id,
+            finding.filter,
+            finding.unjudged,
+            finding.detail.get("error", finding.reason),
+        )

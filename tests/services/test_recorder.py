@@ -1,0 +1,85 @@
+"""The ``Recorder``: save first, then the log line, the verdict log and the live event, then
+the reply; a sink that fails costs a 451 and nothing else."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+
+from sinkd.core.model import ClientIdentity, Verdict
+from sinkd.core.profiles import ProfileSet
+from sinkd.services.judge import Identity, Judge, MailEnvelope
+from sinkd.services.recorder import Recorder, format_reply
+from sinkd.store import MessageRecord
+from tests.support.smtp import GTUBE_MESSAGE, message
+
+SENDER = Identity(ClientIdentity(ip="192.0.2.10", helo="mail.sender.example"))
+
+
+class Sink:
+    def __init__(self, *, fail: bool = False) -> None:
+        self.saved: list[MessageRecord] = []
+        self.fail = fail
+
+    async def save(self, record: MessageRecord) -> None:
+        if self.fail:
+            raise OSError("disk full")
+        self.saved.append(record)
+
+
+class Lines:
+    def __init__(self) -> None:
+        self.lines: list[tuple[str, dict[str, Any]]] = []
+
+    def write(self, message_id: str, data: dict[str, Any]) -> None:
+        self.lines.append((message_id, data))
+
+
+class Events:
+    subscribers = 1
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, dict[str, Any]]] = []
+
+    def publish(self, name: str, data: dict[str, Any]) -> None:
+        self.events.append((name, data))
+
+
+async def verdicts(raw: bytes, *rcpts: str) -> list[Verdict]:
+    judge = Judge(ProfileSet(), profile="typical-corporate")
+    return await judge.evaluate(raw, MailEnvelope("alice@sender.example", rcpts), SENDER)
+
+
+async def test_a_commit_saves_logs_writes_the_verdict_log_publishes_and_replies(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    sink, lines, events = Sink(), Lines(), Events()
+    recorder = Recorder(sink, verdict_log=lines, events=events)
+    found = await verdicts(message(), "bob@corp.example")
+    caplog.set_level(logging.INFO, logger="sinkd.smtp")
+    committed = await recorder.commit(found, message(), transaction_id="T1")
+    assert committed.stored
+    (record,) = sink.saved
+    assert (record.transaction_id, record.raw) == ("T1", message())
+    assert lines.lines == [(record.id, record.to_json())]
+    assert events.events == [("verdict", record.to_json())]
+    assert any(f"verdict id={record.id}" in r.getMessage() for r in caplog.records)
+    assert format_reply(committed.reply).endswith(f"queued as {record.id}")
+
+
+async def test_a_failing_sink_is_answered_451_and_nothing_is_logged_or_published() -> None:
+    lines, events = Lines(), Events()
+    recorder = Recorder(Sink(fail=True), verdict_log=lines, events=events)
+    committed = await recorder.commit(await verdicts(GTUBE_MESSAGE, "bob@corp.example"), b"x")
+    assert not committed.stored and isinstance(committed.error, OSError)
+    assert format_reply(committed.reply) == "451 4.3.5 Unable to process mail; try again later"
+    assert (lines.lines, events.events) == ([], [])
+
+
+async def test_only_verdicts_judged_at_data_carry_the_bytes() -> None:
+    found = await verdicts(message(), "bob@corp.example")
+    (record,) = Recorder.records(found, message())
+    assert record.raw == message()
+    assert Recorder.records(found, None)[0].raw is None
