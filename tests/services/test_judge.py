@@ -54,7 +54,7 @@ async def test_evaluate_with_the_routing_in_force_judges_as_sinkd_check_does() -
     (verdict,) = await judge.evaluate(
         message(), ENVELOPE, SENDER, new_id=lambda: f"check-{next(counter)}"
     )
-    assert (verdict.id, verdict.profile, verdict.action.value) == (
+    assert (verdict.id, verdict.profile, verdict.verdict.value) == (
         "check-1",
         "typical-corporate",
         "accept",
@@ -65,7 +65,7 @@ async def test_evaluate_with_the_routing_in_force_judges_as_sinkd_check_does() -
 async def test_evaluate_with_a_profile_judges_with_that_profile_alone() -> None:
     judge = Judge(ProfileSet(), profile="no-filter")
     (verdict,) = await judge.evaluate(GTUBE_MESSAGE, ENVELOPE, SENDER, profile="typical-corporate")
-    assert (verdict.profile, verdict.action.value) == ("typical-corporate", "reject")
+    assert (verdict.profile, verdict.verdict.value) == ("typical-corporate", "reject")
 
 
 async def test_repeated_evaluations_read_the_zone_files_once_and_share_one_resolver(
