@@ -7,23 +7,24 @@ when a message actually has an HTML part.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import email.errors
 import email.message
 import email.policy
 import email.utils
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from email.parser import BytesParser
 from functools import cached_property
-from typing import TYPE_CHECKING
 
+from sinkd.core.decoding import (
+    MAX_LINE_OCTETS,
+    decode_encoded_words,
+    decode_text,
+    describe_error,
+    lenient_b64decode,
+)
 from sinkd.core.html.depth import too_deep
-
-if TYPE_CHECKING:
-    from sinkd.core.mimetree import MimeTree
+from sinkd.core.mimetree import MimeTree, build_tree
 
 __all__ = [
     "BODY_PART_SCAN_SIZE",
@@ -35,8 +36,6 @@ __all__ = [
     "parse",
 ]
 
-# RFC 5322 §2.1.1: a line must be no more than 998 characters, excluding the CRLF.
-MAX_LINE_OCTETS = 998
 
 # Short sentences for the email package's defect classes (email.errors); unknown classes fall
 # back to their de-camel-cased name so a new Python version never breaks ``defects``.
@@ -62,34 +61,9 @@ _DEFECT_TEXT: dict[str, str] = {
 }
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 
-# Charset labels that mail uses but Python's codec registry lacks, or that are better read as
-# their superset; follows the WHATWG Encoding Standard's label table.
-_CHARSET_ALIASES: dict[str, str] = {
-    "iso-8859-6-i": "iso-8859-6",
-    "iso-8859-6-e": "iso-8859-6",
-    "iso-8859-8-i": "iso-8859-8",
-    "iso-8859-8-e": "iso-8859-8",
-    "windows-874": "cp874",
-    "x-sjis": "cp932",
-    "shift_jis": "cp932",
-    "x-euc-jp": "euc_jp",
-    "gb2312": "gb18030",
-    "gbk": "gb18030",
-    "x-gbk": "gb18030",
-    "ks_c_5601-1987": "cp949",
-    "euc-kr": "cp949",
-    "x-mac-roman": "mac-roman",
-}
-# No charset, or US-ASCII (RFC 2045 §5.2 default), is read as UTF-8 (an ASCII superset) so that
-# the common undeclared 8-bit body still yields its words.
-_ASCII_LABELS = frozenset({"us-ascii", "ascii", "ansi_x3.4-1968", "iso646-us", "us"})
 
-# RFC 2047 §2 encoded-word; the text part is matched non-greedily up to "?=" like the email
-# package does, which tolerates the spaces broken mailers put inside Q-encoded words.
-_ENCODED_WORD = re.compile(r"=\?([^?\s]*)\?([qQbB])\?(.*?)\?=")
 _LINE_BREAK = re.compile(r"\r\n|[\r\n]")
 _WHITESPACE = re.compile(r"\s+")
-_NOT_BASE64 = re.compile(rb"[^A-Za-z0-9+/]")
 # End-of-data look-alikes that some MTAs accept as <CRLF>.<CRLF> (SMTP smuggling,
 # CVE-2023-51764/51765/51766): <LF>.<LF> and <CRLF>.<LF>, <LF>.<CRLF> with a bare LF first,
 # and <CR>.<CR>. The line break after the dot is only looked at, so overlapping look-alikes
@@ -197,12 +171,12 @@ class ParsedMessage:
         try:
             return parser.parsebytes(self.raw)
         except Exception as exc:  # e.g. RecursionError on absurdly deep nesting
-            self._note(f"message could not be parsed ({_describe(exc)})")
+            self._note(f"message could not be parsed ({describe_error(exc)})")
         try:
             # Keep at least the header; the body stays one undecoded string.
             return parser.parsebytes(self.raw, headersonly=True)
         except Exception as exc:
-            self._note(f"message header could not be parsed ({_describe(exc)})")
+            self._note(f"message header could not be parsed ({describe_error(exc)})")
         return email.message.Message()
 
     @cached_property
@@ -222,15 +196,12 @@ class ParsedMessage:
                         p for p in reversed(payload) if isinstance(p, email.message.Message)
                     )
         except Exception as exc:
-            self._note(f"MIME tree could not be walked ({_describe(exc)})")
+            self._note(f"MIME tree could not be walked ({describe_error(exc)})")
         return parts
 
     @cached_property
     def tree(self) -> MimeTree:
         """The MIME parts located by byte offset in ``raw``, for stripping (sinkd.core.mimetree)."""
-        # Imported here: sinkd.core.mimetree reuses this module's decoding helpers.
-        from sinkd.core.mimetree import build_tree
-
         return build_tree(self.raw)
 
     # --- headers ------------------------------------------------------------------------------
@@ -252,7 +223,7 @@ class ParsedMessage:
         except UnicodeEncodeError:
             return value  # real characters already (not from BytesParser)
         except Exception as exc:
-            self._note(f"{name} header could not be read ({_describe(exc)})")
+            self._note(f"{name} header could not be read ({describe_error(exc)})")
             return None
         try:
             return octets.decode("utf-8")  # RFC 6532 §3.2 allows UTF-8 in header fields
@@ -277,7 +248,7 @@ class ParsedMessage:
             # address syntax.
             addresses = email.utils.getaddresses([value])
         except Exception as exc:
-            self._note(f"From header could not be parsed ({_describe(exc)})")
+            self._note(f"From header could not be parsed ({describe_error(exc)})")
             return None
         return next((addr for _, addr in addresses if addr), None)
 
@@ -311,7 +282,9 @@ class ParsedMessage:
                     # one string: read it as text so hidden content is still matched.
                     found.append((index, part))
             except Exception as exc:
-                self._note(f"content type could not be read in part {index} ({_describe(exc)})")
+                self._note(
+                    f"content type could not be read in part {index} ({describe_error(exc)})"
+                )
         return found
 
     def _part_text(self, index: int, part: email.message.Message) -> str:
@@ -333,11 +306,11 @@ class ParsedMessage:
             ):
                 # The email package gives up and returns the encoded text; mail clients decode
                 # what they can, so do the same rather than let a stray character hide a body.
-                data = _lenient_b64decode(data)
+                data = lenient_b64decode(data)
             charset = part.get_content_charset()
         except Exception as exc:
             if not quiet:
-                self._note(f"body could not be decoded in part {index} ({_describe(exc)})")
+                self._note(f"body could not be decoded in part {index} ({describe_error(exc)})")
             return ""
         if not isinstance(data, bytes):
             return ""
@@ -457,107 +430,6 @@ class ParsedMessage:
 def parse(raw: bytes) -> ParsedMessage:
     """Wrap ``raw`` (the DATA payload after dot-unstuffing); nothing is parsed until read."""
     return ParsedMessage(raw)
-
-
-def decode_text(data: bytes, charset: str | None) -> tuple[str, str | None]:
-    """Bytes to text in ``charset`` as a mail reader would; never raises.
-
-    Returns the text and, when something went wrong, what (e.g. "unknown charset 'x-foo'").
-    """
-    label = (charset or "").strip().strip("\"'").lower()
-    if not label or label in _ASCII_LABELS:
-        return _utf8_or_latin1(data), None
-    codec = _CHARSET_ALIASES.get(label, label)
-    try:
-        return data.decode(codec), None
-    except UnicodeDecodeError:
-        pass
-    except Exception:
-        # LookupError for unknown names and for bytes-to-bytes codecs ("hex", "zlib");
-        # UnicodeError for codecs that cannot decode at all ("undefined").
-        return _utf8_or_latin1(data), f"unknown charset {label!r}"
-    problem = f"undecodable bytes for charset {label!r}"
-    try:
-        return data.decode(codec, "replace"), problem
-    except Exception:  # a codec that rejects the "replace" handler (e.g. idna)
-        return _utf8_or_latin1(data), problem
-
-
-def decode_encoded_words(value: str, where: str, note: Callable[[str], None]) -> str:
-    """Decode RFC 2047 encoded-words, joining them the way email.header.make_header does.
-
-    Never raises: what went wrong is passed to ``note`` as a sentence ending in ``where`` (a
-    noun phrase such as "Subject header"). Hand-written rather than email.header.decode_header:
-    that raises on bad base64 and mangles non-ASCII text outside encoded-words
-    (raw-unicode-escape).
-    """
-    if "=?" not in value:
-        return value
-    out: list[str] = []
-    pending = bytearray()  # adjacent words in one charset are decoded together, since a
-    pending_charset = ""  # multi-byte character may be split across them (RFC 2047 §5)
-
-    def flush() -> None:
-        if pending:
-            text, problem = decode_text(bytes(pending), pending_charset)
-            if problem:
-                note(f"{problem} in {where}")
-            out.append(text)
-            pending.clear()
-
-    pos = 0
-    after_word = False
-    for match in _ENCODED_WORD.finditer(value):
-        gap = value[pos : match.start()]
-        # RFC 2047 §6.2: white space between adjacent encoded-words is not displayed.
-        if gap and not (after_word and gap.isspace()):
-            flush()
-            out.append(gap)
-        # RFC 2231 §5: "charset*language"
-        charset = match.group(1).partition("*")[0].lower()
-        encoded = match.group(3).encode("utf-8", "surrogateescape")
-        try:
-            if match.group(2) in "qQ":
-                data = binascii.a2b_qp(encoded, header=True)  # RFC 2047 §4.2: "_" is space
-            else:
-                data = base64.b64decode(encoded + b"=" * (-len(encoded) % 4))
-        except (binascii.Error, ValueError):
-            note(f"bad base64 in an encoded-word of the {where}")
-            flush()
-            out.append(match.group(0))
-            after_word = False
-        else:
-            if charset != pending_charset:
-                flush()
-                pending_charset = charset
-            pending += data
-            after_word = True
-        pos = match.end()
-    flush()
-    out.append(value[pos:])
-    return "".join(out)
-
-
-def _utf8_or_latin1(data: bytes) -> str:
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        return data.decode("latin-1")  # maps every octet, cannot fail
-
-
-def _lenient_b64decode(data: bytes) -> bytes:
-    """Decode what is decodable: drop non-alphabet octets, then a lone trailing sextet."""
-    sextets = _NOT_BASE64.sub(b"", data)
-    if len(sextets) % 4 == 1:
-        sextets = sextets[:-1]  # 6 bits cannot make an octet
-    return base64.b64decode(sextets + b"=" * (-len(sextets) % 4))
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc)
-    if len(text) > 120:
-        text = text[:117] + "..."
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _defect_text(defect: object) -> str:

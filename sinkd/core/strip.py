@@ -8,7 +8,8 @@ tree the filters already built).
 
 from __future__ import annotations
 
-from sinkd.core.message import _CHARSET_ALIASES, ParsedMessage
+from sinkd.core.decoding import CHARSET_ALIASES
+from sinkd.core.message import ParsedMessage
 from sinkd.core.mimetree import rebuild
 from sinkd.core.model import StripPlan
 
@@ -29,7 +30,7 @@ def _encode(text: str, charset: str | None) -> bytes:
     surrogates a UTF-7 body can decode to) become character references, which HTML renders.
     """
     label = (charset or "").strip().strip("\"'").lower()
-    codec = _CHARSET_ALIASES.get(label, label) or "utf-8"
+    codec = CHARSET_ALIASES.get(label, label) or "utf-8"
     try:
         return text.encode(codec, errors="xmlcharrefreplace")
     except (LookupError, ValueError, UnicodeError, TypeError):
