@@ -1,4 +1,4 @@
-"""core.html.policy: what a corporate filter finds in an HTML body, and what stripping leaves."""
+"""core.html: what a corporate filter finds in an HTML body, and what stripping leaves."""
 
 from __future__ import annotations
 
@@ -8,15 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from sinkd.core.html.policy import (
-    HTML_CLASSES,
-    HtmlHit,
-    HtmlReport,
-    inspect_html,
-    mark_html,
-    strip_html,
-)
+from sinkd.core.html import HTML_CLASSES, HtmlHit, HtmlReport, inspect_html, strip_html
 from sinkd.core.message import parse
+from sinkd.web.marking import mark_html
 
 CONTENT = Path(__file__).resolve().parent / "messages" / "content"
 

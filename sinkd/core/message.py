@@ -23,6 +23,7 @@ from sinkd.core.decoding import (
     describe_error,
     lenient_b64decode,
 )
+from sinkd.core.html import HtmlBody
 from sinkd.core.html.depth import too_deep
 from sinkd.core.mimetree import MimeTree, build_tree
 
@@ -153,6 +154,11 @@ class ParsedMessage:
         self.raw = raw
         self._notes: list[str] = []  # defects found by sinkd itself while decoding
         self._decoded: dict[int, str] = {}  # walk index -> decoded text of that part
+        # One HtmlBody per distinct HTML text, so that every filter and the strip read one parse
+        # of it; keyed with CRLF as LF, which the HTML parser reads alike (WHATWG HTML
+        # §13.2.3.5), since the email package's decode turns CRLF to LF and the MIME tree's
+        # does not.
+        self._html: dict[str, HtmlBody] = {}
 
     def __repr__(self) -> str:
         return f"<ParsedMessage {self.size} octets>"
@@ -203,6 +209,15 @@ class ParsedMessage:
     def tree(self) -> MimeTree:
         """The MIME parts located by byte offset in ``raw``, for stripping (sinkd.core.mimetree)."""
         return build_tree(self.raw)
+
+    def html_body(self, html: str) -> HtmlBody:
+        """The one ``HtmlBody`` of this message for the HTML text ``html``: parsed at most once,
+        whoever reads it (the mime and dnsbl filters, the strip)."""
+        key = html.replace("\r\n", "\n")
+        body = self._html.get(key)
+        if body is None:
+            body = self._html[key] = HtmlBody(html)
+        return body
 
     # --- headers ------------------------------------------------------------------------------
 
