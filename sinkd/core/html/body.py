@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import TYPE_CHECKING
 
-from sinkd.core.html.depth import too_deep
+from sinkd.core.html.depth import is_document, too_deep
 from sinkd.core.html.report import HTML_CLASSES, HtmlHit, HtmlReport
 
 if TYPE_CHECKING:
@@ -91,10 +91,16 @@ class HtmlBody:
     def attribute_values(self, names: tuple[str, ...]) -> list[str]:
         """The non-empty values of the attributes ``names`` as parsed, in document order.
 
-        The caller checks ``too_deep`` first: a body nested that deep is never parsed.
+        Link extraction has always read a document parse. A document shares the scan's parse;
+        a fragment (no <html>, <head>, <body> or doctype) is parsed as a document of its own,
+        since the scan's fragment parse differs for a few hostile inputs (a leading <frameset>
+        or <noscript>). The caller checks ``too_deep`` first: so deep a body is never parsed.
         """
         if self._urls is None:
-            self._urls = self._parsed().attribute_values(names)
+            if is_document(self.html):
+                self._urls = self._parsed().attribute_values(names)
+            else:
+                self._urls = _document_attribute_values(self.html, names)
         return list(self._urls)
 
     # -- the one parse --
@@ -116,6 +122,15 @@ class HtmlBody:
         from sinkd.core.html.scan import Scan
 
         return Scan(self.html)
+
+
+def _document_attribute_values(html: str, names: tuple[str, ...]) -> list[str]:
+    # Imported on first use, as in _new_scan: only a message with HTML loads selectolax.
+    from selectolax.lexbor import LexborHTMLParser
+
+    from sinkd.core.html.scan import attribute_values
+
+    return attribute_values(LexborHTMLParser(html), names)
 
 
 def _same_edits(planned: frozenset[str], found: list[Found], wanted: frozenset[str]) -> bool:

@@ -23,6 +23,7 @@ from sinkd.core.html.css import (
     rewrite_sheet,
     sheet_rules,
 )
+from sinkd.core.html.depth import is_document
 from sinkd.core.html.describe import SOFT_HYPHEN, ZERO_WIDTH, css_url, origin, short
 from sinkd.core.html.detectors import (
     ACTIVE_ELEMENTS,
@@ -41,7 +42,7 @@ from sinkd.core.html.detectors import (
 )
 from sinkd.core.html.edits import REMOVE, SET_SHEET, SET_STYLE, Action, Found, Plan, apply_actions
 
-__all__ = ["Scan", "is_document"]
+__all__ = ["Scan", "attribute_values"]
 
 # Elements that change the walk's context for their subtree.
 _CONTEXT_TAGS = frozenset({"svg", "form", "video", "audio", "picture"})
@@ -99,14 +100,9 @@ class Scan:
         apply_actions(self.plan.actions, self.tree.root if self.document else None)
 
     def attribute_values(self, names: tuple[str, ...]) -> list[str]:
-        """The values of the attributes ``names`` (non-empty ones), element by element in
-        document order, each element's in the order of ``names``."""
-        selector = ", ".join(f"[{name}]" for name in names)
-        values: list[str] = []
-        for node in self.tree.css(selector):
-            attributes = node.attributes
-            values.extend(v for name in names if (v := attributes.get(name)))
-        return values
+        """``attribute_values`` of this scan's tree (read before the strip edits it)."""
+        assert not self.applied, "the tree is the stripped body now"
+        return attribute_values(self.tree, names)
 
     def serialize(self) -> str:
         return self.tree.html or ""
@@ -311,18 +307,12 @@ class Scan:
             self.plan.actions.append(Action(order, SET_SHEET, node, css.replace("</", "<\\/")))
 
 
-def is_document(html: str) -> bool:
-    """Whether ``html`` is a whole document (kept whole) rather than a fragment (kept a fragment).
-
-    A lexical look for the four document-level start tags, not a parse: lexbor's fragment and
-    document modes differ in exactly this (a document moves <style> and <title> into <head>).
-    """
-    lowered = html.lower()
-    for marker in ("<html", "<body", "<head", "<!doctype"):
-        start = lowered.find(marker)
-        while start >= 0:
-            after = lowered[start + len(marker) : start + len(marker) + 1]
-            if after in ("", ">", "/", " ", "\t", "\n", "\r", "\f"):
-                return True
-            start = lowered.find(marker, start + 1)
-    return False
+def attribute_values(tree: LexborHTMLParser, names: tuple[str, ...]) -> list[str]:
+    """The values of the attributes ``names`` (non-empty ones), element by element in document
+    order, each element's in the order of ``names``."""
+    selector = ", ".join(f"[{name}]" for name in names)
+    values: list[str] = []
+    for node in tree.css(selector):
+        attributes = node.attributes
+        values.extend(v for name in names if (v := attributes.get(name)))
+    return values
