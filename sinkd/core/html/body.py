@@ -27,7 +27,8 @@ class HtmlBody:
 
     def __init__(self, html: str) -> None:
         self.html = html
-        self._depth: int | bool | None = False  # False: not measured yet
+        self._measured = False
+        self._depth: int | None = None
         self._scan: Scan | None = None  # parsed, possibly walked, never yet stripped
         self._found: list[Found] | None = None  # the walk's result, once walked
         self._report: HtmlReport | None = None
@@ -35,9 +36,9 @@ class HtmlBody:
 
     def too_deep(self) -> int | None:
         """The depth past ``depth.MAX_DEPTH`` the body reaches, or None (then it is parsed)."""
-        if self._depth is False:
+        if not self._measured:
             self._depth = too_deep(self.html)
-        assert self._depth is not True
+            self._measured = True
         return self._depth
 
     def inspect(self, plan: Collection[str] = ()) -> HtmlReport:
