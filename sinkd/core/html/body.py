@@ -33,6 +33,7 @@ class HtmlBody:
         self._found: list[Found] | None = None  # the walk's result, once walked
         self._report: HtmlReport | None = None
         self._urls: list[str] | None = None
+        self._rendered: str | None = None
 
     def too_deep(self) -> int | None:
         """The depth past ``depth.MAX_DEPTH`` the body reaches, or None (then it is parsed)."""
@@ -103,6 +104,20 @@ class HtmlBody:
             else:
                 self._urls = _document_attribute_values(self.html, names)
         return list(self._urls)
+
+    def rendered(self) -> str:
+        """The text body rules read (``render.render_text``), rendered once."""
+        if self._rendered is None:
+            # Imported on first use, as in _new_scan: only a message with HTML renders any.
+            from sinkd.core.html.render import render_text
+
+            self._rendered = render_text(self._source())
+        return self._rendered
+
+    def _source(self) -> str:
+        # The text as the parsed message reads a body (CRLF as LF): the body may have been
+        # made from the MIME tree's text, and the render's 500,000-character cut counts them.
+        return self.html.replace("\r\n", "\n")
 
     # -- the one parse --
 
