@@ -4,7 +4,8 @@ active script and hidden text found and stripped.
 The public surface is this package: ``HtmlBody`` (one body, parsed once per message),
 ``inspect_html``/``strip_html`` for a lone text, and the report types. Inside, ``css`` reads
 styles, ``detectors`` holds one detector per HTML class, ``scan`` parses and walks, ``edits``
-plans and applies the strip, ``describe`` writes hits for people. It reads HTML only: it judges
+plans and applies the strip, ``describe`` writes hits for people, ``render`` makes the text
+body rules read, ``depth`` looks at a text before any parse. It reads HTML only: it judges
 nothing (the ``mime`` filter turns hits into findings), must not import adapters, and keeps
 importing this package cheap (the HTML parser loads only when a body is parsed).
 """

@@ -2,9 +2,10 @@
 
 Owns the lifetime of a body's parse: the ``mime`` filter's inspection, the ``dnsbl`` filter's
 link extraction and the strip that follows read the same ``Scan`` (one lexbor parse, one walk),
-and the scan planned for stripping is the one the strip applies. The parsed message holds one
-``HtmlBody`` per distinct HTML text (``ParsedMessage.html_body``), so nothing here is global.
-It decides nothing and never raises on any HTML.
+and the scan planned for stripping is the one the strip applies. The text body rules read is
+rendered here too, once (``render``: a parse of its own, of a marked copy). The parsed
+message holds one ``HtmlBody`` per distinct HTML text (``ParsedMessage.html_body``), so
+nothing here is global. It decides nothing and never raises on any HTML.
 """
 
 from __future__ import annotations
