@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import TYPE_CHECKING
 
+from sinkd.core.html import render
 from sinkd.core.html.depth import is_document, too_deep
 from sinkd.core.html.report import HTML_CLASSES, HtmlHit, HtmlReport
 
@@ -109,10 +110,7 @@ class HtmlBody:
     def rendered(self) -> str:
         """The text body rules read (``render.render_text``), rendered once."""
         if self._rendered is None:
-            # Imported on first use, as in _new_scan: only a message with HTML renders any.
-            from sinkd.core.html.render import render_text
-
-            self._rendered = render_text(self._source())
+            self._rendered = render.render_text(self._source())
         return self._rendered
 
     def _source(self) -> str:
