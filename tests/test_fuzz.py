@@ -37,12 +37,13 @@ import pytest
 
 from sinkd.cli import check_message
 from sinkd.core.attachments import Limits, inspect_file
-from sinkd.core.html.policy import HTML_CLASSES, inspect_html, mark_html, strip_html
+from sinkd.core.html import HTML_CLASSES, inspect_html, strip_html
 from sinkd.core.message import ParsedMessage, parse
 from sinkd.core.model import StripPlan, Unjudged
 from sinkd.core.profiles import ProfileSet
 from sinkd.core.strip import apply_strip
 from sinkd.server.runtime import dns_resolver
+from sinkd.web.marking import mark_html
 from tests.conftest import refused_port
 from tests.support.attachments import pe_bytes
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from sinkd.core.html import inspect_html, strip_html
 from sinkd.core.html.depth import CHECK_ABOVE, MAX_DEPTH, too_deep
-from sinkd.core.html.policy import inspect_html, strip_html
 from sinkd.core.message import parse
 
 

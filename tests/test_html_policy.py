@@ -1,4 +1,4 @@
-"""core.html.policy: what a corporate filter finds in an HTML body, and what stripping leaves."""
+"""core.html: what a corporate filter finds in an HTML body, and what stripping leaves."""
 
 from __future__ import annotations
 
@@ -8,17 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from sinkd.core.html.policy import (
-    HTML_CLASSES,
-    HtmlHit,
-    HtmlReport,
-    inspect_html,
-    mark_html,
-    strip_html,
-)
+from sinkd.core.html import HTML_CLASSES, HtmlHit, HtmlReport, inspect_html, strip_html
 from sinkd.core.message import parse
-
-CONTENT = Path(__file__).resolve().parent / "messages" / "content"
+from tests.support.html import content_html
 
 PREHEADER = (
     '<div style="display:none;font-size:1px;color:#ffffff;line-height:1px;max-height:0px;'
@@ -27,8 +19,7 @@ PREHEADER = (
 )
 
 
-def fixture(name: str) -> str:
-    return (CONTENT / name).read_text(encoding="utf-8")
+fixture = content_html
 
 
 def benchmark_newsletter() -> str:
@@ -632,59 +623,6 @@ def test_a_stripped_document_stays_a_whole_document() -> None:
     assert "<title>Your October statement</title>" in out
 
 
-# --- marking what strip_html would remove -------------------------------------------------------
-
-MARK = "data-sinkd-test"
-
-
-def test_marking_labels_every_removed_element_and_removes_nothing() -> None:
-    html = fixture("hidden-preheader.html")
-    marked, count = mark_html(html, HTML_CLASSES, MARK)
-    assert count == 1
-    assert f'<sinkd-mark {MARK}="label" title="&lt;div style=&quot;display: none;' in marked
-    assert "✂ hidden text removed: “Your statement is ready – plus 20% off renewals…”" in marked
-    assert (
-        f'opacity: 0; overflow: hidden; mso-hide: all;" {MARK}="removed">Your statement' in marked
-    )
-    _, removed = strip_html(html, HTML_CLASSES)
-    assert [hit.cls for hit in removed] == ["hidden_text"]
-    for text in ["View your statement", "Your statement is ready"]:
-        assert text in marked  # marked, not stripped
-
-
-def test_marking_labels_edits_and_removals_with_their_hits() -> None:
-    marked, count = mark_html(fixture("script-zoo.html"), ["active_script"], MARK)
-    assert count >= 10
-    assert f'<a href="javascript:alert(1)" {MARK}="changed">' in marked
-    assert "✂ script removed from this element" in marked
-    assert f'<script {MARK}="removed">document.title = "inline";</script>' in marked
-    head = marked.split("</head>", 1)[0]
-    assert f'<script {MARK}="removed">' in head and "<sinkd-mark" not in head  # no labels there
-
-
-def test_a_label_is_escaped_text_whatever_the_mail_contains() -> None:
-    html = (
-        "<html><body><p>x</p>"
-        '<img src="https://x.example/a.png?&quot;&gt;&lt;script&gt;alert(1)&lt;/script&gt;">'
-        "</body></html>"
-    )
-    marked, count = mark_html(html, ["images"], MARK)
-    assert count == 1
-    label = marked.split("<sinkd-mark", 1)[1].split("</sinkd-mark>", 1)[0]
-    assert "<script" not in label and "&lt;script&gt;" in label
-
-
-def test_marking_nothing_or_with_a_bad_attribute_name() -> None:
-    clean = "<p>Hello</p>"
-    assert mark_html(clean, HTML_CLASSES, MARK) == (clean, 0)
-    assert mark_html(fixture("script-zoo.html"), [], MARK)[1] == 0
-    for bad in ["onclick", "data-x onload=alert(1)", 'data-"x"', "style"]:
-        with pytest.raises(ValueError, match="mark attribute"):
-            mark_html(clean, HTML_CLASSES, bad)
-    with pytest.raises(ValueError, match="unknown HTML classes"):
-        mark_html(clean, ["fonts"], MARK)
-
-
 # --- hostile HTML: judged and stripped, never an exception ----------------------------------------
 
 HOSTILE = Path(__file__).resolve().parent / "messages" / "hostile"
@@ -719,8 +657,6 @@ def test_a_hidden_root_element_hides_the_whole_document_and_stripping_empties_it
     out, removed = strip_html(html, ["hidden_text"])
     assert [h.cls for h in removed] == ["hidden_text"]
     assert out == '<html hidden=""></html>'
-    marked, count = mark_html(html, ["hidden_text"], MARK)
-    assert count == 1 and marked.startswith(f'<html hidden="" {MARK}="removed">')
 
 
 def test_a_css_number_longer_than_python_converts_is_read_and_stripped() -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from sinkd.cli import main
-from sinkd.core.html.policy import HTML_CLASSES
+from sinkd.core.html import HTML_CLASSES
 from sinkd.core.message import parse
 from sinkd.core.model import StripPlan
 from sinkd.core.strip import apply_strip

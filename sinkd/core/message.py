@@ -1,29 +1,33 @@
 """Parse one raw message once, lazily, into the views the filters read.
 
 Owns MIME parsing, header and body decoding and the raw-octet checks. It must never raise on
-any input (every failure becomes a ``defects`` entry), does no I/O, and imports selectolax only
-when a message actually has an HTML part.
+any input (every failure becomes a ``defects`` entry) and does no I/O. Its HTML bodies are
+``HtmlBody`` objects it holds, one per distinct text (``html_body``), so that the filters, the
+strip and the rendering for body rules share each parse; the HTML parser loads only when a
+message actually has an HTML part.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import email.errors
 import email.message
 import email.policy
 import email.utils
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from email.parser import BytesParser
 from functools import cached_property
-from typing import TYPE_CHECKING
 
-from sinkd.core.html.depth import too_deep
-
-if TYPE_CHECKING:
-    from sinkd.core.mimetree import MimeTree
+from sinkd.core.decoding import (
+    MAX_LINE_OCTETS,
+    decode_encoded_words,
+    decode_text,
+    describe_error,
+    lenient_b64decode,
+)
+from sinkd.core.html import HtmlBody
+from sinkd.core.html.render import BODY_PART_SCAN_SIZE, cut
+from sinkd.core.mimetree import MimeTree, build_tree
 
 __all__ = [
     "BODY_PART_SCAN_SIZE",
@@ -35,8 +39,6 @@ __all__ = [
     "parse",
 ]
 
-# RFC 5322 §2.1.1: a line must be no more than 998 characters, excluding the CRLF.
-MAX_LINE_OCTETS = 998
 
 # Short sentences for the email package's defect classes (email.errors); unknown classes fall
 # back to their de-camel-cased name so a new Python version never breaks ``defects``.
@@ -62,74 +64,14 @@ _DEFECT_TEXT: dict[str, str] = {
 }
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 
-# Charset labels that mail uses but Python's codec registry lacks, or that are better read as
-# their superset; follows the WHATWG Encoding Standard's label table.
-_CHARSET_ALIASES: dict[str, str] = {
-    "iso-8859-6-i": "iso-8859-6",
-    "iso-8859-6-e": "iso-8859-6",
-    "iso-8859-8-i": "iso-8859-8",
-    "iso-8859-8-e": "iso-8859-8",
-    "windows-874": "cp874",
-    "x-sjis": "cp932",
-    "shift_jis": "cp932",
-    "x-euc-jp": "euc_jp",
-    "gb2312": "gb18030",
-    "gbk": "gb18030",
-    "x-gbk": "gb18030",
-    "ks_c_5601-1987": "cp949",
-    "euc-kr": "cp949",
-    "x-mac-roman": "mac-roman",
-}
-# No charset, or US-ASCII (RFC 2045 §5.2 default), is read as UTF-8 (an ASCII superset) so that
-# the common undeclared 8-bit body still yields its words.
-_ASCII_LABELS = frozenset({"us-ascii", "ascii", "ansi_x3.4-1968", "iso646-us", "us"})
 
-# RFC 2047 §2 encoded-word; the text part is matched non-greedily up to "?=" like the email
-# package does, which tolerates the spaces broken mailers put inside Q-encoded words.
-_ENCODED_WORD = re.compile(r"=\?([^?\s]*)\?([qQbB])\?(.*?)\?=")
 _LINE_BREAK = re.compile(r"\r\n|[\r\n]")
 _WHITESPACE = re.compile(r"\s+")
-_NOT_BASE64 = re.compile(rb"[^A-Za-z0-9+/]")
 # End-of-data look-alikes that some MTAs accept as <CRLF>.<CRLF> (SMTP smuggling,
 # CVE-2023-51764/51765/51766): <LF>.<LF> and <CRLF>.<LF>, <LF>.<CRLF> with a bare LF first,
 # and <CR>.<CR>. The line break after the dot is only looked at, so overlapping look-alikes
 # ("\n.\n.\n") all count; every branch starts with a literal so the scan stays fast.
 _SMUGGLING = re.compile(rb"\n\.(?=\n)|\r\.(?=\r)|\n(?<!\r\n)\.(?=\r\n)")
-# SpamAssassin's body_part_scan_size (Conf.pm, default 50000): each part's rendered text is cut
-# to about this many characters before body rules run, which keeps the work on a huge part
-# bounded (tokenizing and matching cost grows with the text). The cut prefers a line break, then
-# a space, within 1024 characters after the limit, as Message.pm get_body_text_array_common does.
-BODY_PART_SCAN_SIZE = 50_000
-_SCAN_SLACK = 1024
-# An HTML source is parsed up to SpamAssassin's rawbody_part_scan_size (Conf.pm, default 500000)
-# characters: markup is most of an HTML body, so a 50,000-character cut of the source would lose
-# text SpamAssassin sees, while the parse of a multi-megabyte body must stay bounded. (sinkd's
-# choice; SpamAssassin renders the whole part and cuts the rendered text only.)
-HTML_SOURCE_SCAN_SIZE = 500_000
-
-# Mail::SpamAssassin::HTML html_whitespace (lib/Mail/SpamAssassin/HTML.pm), at opening and
-# closing tags alike (SpamAssassin bug 5009): <p>, <hr>, <blockquote>, <pre>, <listing>,
-# <plaintext>, <xmp> and <title> put two line breaks, <br> and <div> one, and <li>, <td>, <th>,
-# <dt>, <dd>, <embed> and <h1>-<h6> a space; two line breaks in a row (only white space
-# between) end a paragraph (Message.pm), so "</div><div>" does and a lone "<br>" does not.
-# sinkd also puts a space at the HTML5 block elements SpamAssassin's older list does not know
-# (<section>, <table>, <tr>, ...), as a mail client shows them on lines of their own. Inline
-# markup (<b>, <span>, <a>, ...) puts nothing, so "via<b>gra</b>" reads "viagra" there as on
-# screen. Line breaks are marked with a noncharacter (removed from the input first): a line
-# break inside text is a space in HTML.pm display_text and never counts. The pattern runs on a
-# lower-cased copy, faster than an IGNORECASE alternation tried at every "<".
-_HTML_BREAK_TAG = re.compile(
-    r"<(?=/?(?:(blockquote|hr|listing|p|plaintext|pre|title|xmp)|(br|div)|address|article"
-    r"|aside|center|dd|dl|dt|embed|fieldset|figcaption|figure|footer|form|h[1-6]|header|li"
-    r"|main|nav|ol|option|section|table|tbody|td|tfoot|th|thead|tr|ul)\b)"
-)
-_LINE_MARK = "\ufdd0"
-_PARAGRAPH_BREAK = re.compile("(?: ?\ufdd0){2,} ?")
-_LINE_BREAK_MARK = re.compile(" ?\ufdd0 ?")
-# Not rendered: scripts and styles (HTML.pm html_text skips their text) and templates (inert).
-# The <title> stays, as SpamAssassin renders it.
-_HTML_HIDDEN_TAGS = ["script", "style", "template"]
-_HTML_TAG = re.compile(r"<[^>]*>")
 # Message.pm get_body_text_array_common: line breaks with only white space between them end a
 # paragraph; every other run of white space becomes one space; one paragraph per line.
 _BLANK_LINES = re.compile(r"\n+\s*\n+")
@@ -179,6 +121,11 @@ class ParsedMessage:
         self.raw = raw
         self._notes: list[str] = []  # defects found by sinkd itself while decoding
         self._decoded: dict[int, str] = {}  # walk index -> decoded text of that part
+        # One HtmlBody per distinct HTML text, so that every filter and the strip read one parse
+        # of it; keyed with CRLF as LF, which the HTML parser reads alike (WHATWG HTML
+        # §13.2.3.5), since the email package's decode turns CRLF to LF and the MIME tree's
+        # does not.
+        self._html: dict[str, HtmlBody] = {}
 
     def __repr__(self) -> str:
         return f"<ParsedMessage {self.size} octets>"
@@ -197,12 +144,12 @@ class ParsedMessage:
         try:
             return parser.parsebytes(self.raw)
         except Exception as exc:  # e.g. RecursionError on absurdly deep nesting
-            self._note(f"message could not be parsed ({_describe(exc)})")
+            self._note(f"message could not be parsed ({describe_error(exc)})")
         try:
             # Keep at least the header; the body stays one undecoded string.
             return parser.parsebytes(self.raw, headersonly=True)
         except Exception as exc:
-            self._note(f"message header could not be parsed ({_describe(exc)})")
+            self._note(f"message header could not be parsed ({describe_error(exc)})")
         return email.message.Message()
 
     @cached_property
@@ -222,16 +169,22 @@ class ParsedMessage:
                         p for p in reversed(payload) if isinstance(p, email.message.Message)
                     )
         except Exception as exc:
-            self._note(f"MIME tree could not be walked ({_describe(exc)})")
+            self._note(f"MIME tree could not be walked ({describe_error(exc)})")
         return parts
 
     @cached_property
     def tree(self) -> MimeTree:
         """The MIME parts located by byte offset in ``raw``, for stripping (sinkd.core.mimetree)."""
-        # Imported here: sinkd.core.mimetree reuses this module's decoding helpers.
-        from sinkd.core.mimetree import build_tree
-
         return build_tree(self.raw)
+
+    def html_body(self, html: str) -> HtmlBody:
+        """The one ``HtmlBody`` of this message for the HTML text ``html``: parsed at most once,
+        whoever reads it (the mime and dnsbl filters, the strip)."""
+        key = html.replace("\r\n", "\n")
+        body = self._html.get(key)
+        if body is None:
+            body = self._html[key] = HtmlBody(html)
+        return body
 
     # --- headers ------------------------------------------------------------------------------
 
@@ -252,7 +205,7 @@ class ParsedMessage:
         except UnicodeEncodeError:
             return value  # real characters already (not from BytesParser)
         except Exception as exc:
-            self._note(f"{name} header could not be read ({_describe(exc)})")
+            self._note(f"{name} header could not be read ({describe_error(exc)})")
             return None
         try:
             return octets.decode("utf-8")  # RFC 6532 §3.2 allows UTF-8 in header fields
@@ -277,7 +230,7 @@ class ParsedMessage:
             # address syntax.
             addresses = email.utils.getaddresses([value])
         except Exception as exc:
-            self._note(f"From header could not be parsed ({_describe(exc)})")
+            self._note(f"From header could not be parsed ({describe_error(exc)})")
             return None
         return next((addr for _, addr in addresses if addr), None)
 
@@ -311,7 +264,9 @@ class ParsedMessage:
                     # one string: read it as text so hidden content is still matched.
                     found.append((index, part))
             except Exception as exc:
-                self._note(f"content type could not be read in part {index} ({_describe(exc)})")
+                self._note(
+                    f"content type could not be read in part {index} ({describe_error(exc)})"
+                )
         return found
 
     def _part_text(self, index: int, part: email.message.Message) -> str:
@@ -333,11 +288,11 @@ class ParsedMessage:
             ):
                 # The email package gives up and returns the encoded text; mail clients decode
                 # what they can, so do the same rather than let a stray character hide a body.
-                data = _lenient_b64decode(data)
+                data = lenient_b64decode(data)
             charset = part.get_content_charset()
         except Exception as exc:
             if not quiet:
-                self._note(f"body could not be decoded in part {index} ({_describe(exc)})")
+                self._note(f"body could not be decoded in part {index} ({describe_error(exc)})")
             return ""
         if not isinstance(data, bytes):
             return ""
@@ -401,7 +356,7 @@ class ParsedMessage:
                 before = len(part.defects)
                 text = self._decode_part(index, part, quiet=True)
                 del part.defects[before:]
-            text = _render_html(text) if html else _paragraphs(text)
+            text = self.html_body(text).rendered() if html else _paragraphs(text)
             found.append(BodyPart(index, html, inline, name, text))
         return tuple(found)
 
@@ -459,107 +414,6 @@ def parse(raw: bytes) -> ParsedMessage:
     return ParsedMessage(raw)
 
 
-def decode_text(data: bytes, charset: str | None) -> tuple[str, str | None]:
-    """Bytes to text in ``charset`` as a mail reader would; never raises.
-
-    Returns the text and, when something went wrong, what (e.g. "unknown charset 'x-foo'").
-    """
-    label = (charset or "").strip().strip("\"'").lower()
-    if not label or label in _ASCII_LABELS:
-        return _utf8_or_latin1(data), None
-    codec = _CHARSET_ALIASES.get(label, label)
-    try:
-        return data.decode(codec), None
-    except UnicodeDecodeError:
-        pass
-    except Exception:
-        # LookupError for unknown names and for bytes-to-bytes codecs ("hex", "zlib");
-        # UnicodeError for codecs that cannot decode at all ("undefined").
-        return _utf8_or_latin1(data), f"unknown charset {label!r}"
-    problem = f"undecodable bytes for charset {label!r}"
-    try:
-        return data.decode(codec, "replace"), problem
-    except Exception:  # a codec that rejects the "replace" handler (e.g. idna)
-        return _utf8_or_latin1(data), problem
-
-
-def decode_encoded_words(value: str, where: str, note: Callable[[str], None]) -> str:
-    """Decode RFC 2047 encoded-words, joining them the way email.header.make_header does.
-
-    Never raises: what went wrong is passed to ``note`` as a sentence ending in ``where`` (a
-    noun phrase such as "Subject header"). Hand-written rather than email.header.decode_header:
-    that raises on bad base64 and mangles non-ASCII text outside encoded-words
-    (raw-unicode-escape).
-    """
-    if "=?" not in value:
-        return value
-    out: list[str] = []
-    pending = bytearray()  # adjacent words in one charset are decoded together, since a
-    pending_charset = ""  # multi-byte character may be split across them (RFC 2047 §5)
-
-    def flush() -> None:
-        if pending:
-            text, problem = decode_text(bytes(pending), pending_charset)
-            if problem:
-                note(f"{problem} in {where}")
-            out.append(text)
-            pending.clear()
-
-    pos = 0
-    after_word = False
-    for match in _ENCODED_WORD.finditer(value):
-        gap = value[pos : match.start()]
-        # RFC 2047 §6.2: white space between adjacent encoded-words is not displayed.
-        if gap and not (after_word and gap.isspace()):
-            flush()
-            out.append(gap)
-        # RFC 2231 §5: "charset*language"
-        charset = match.group(1).partition("*")[0].lower()
-        encoded = match.group(3).encode("utf-8", "surrogateescape")
-        try:
-            if match.group(2) in "qQ":
-                data = binascii.a2b_qp(encoded, header=True)  # RFC 2047 §4.2: "_" is space
-            else:
-                data = base64.b64decode(encoded + b"=" * (-len(encoded) % 4))
-        except (binascii.Error, ValueError):
-            note(f"bad base64 in an encoded-word of the {where}")
-            flush()
-            out.append(match.group(0))
-            after_word = False
-        else:
-            if charset != pending_charset:
-                flush()
-                pending_charset = charset
-            pending += data
-            after_word = True
-        pos = match.end()
-    flush()
-    out.append(value[pos:])
-    return "".join(out)
-
-
-def _utf8_or_latin1(data: bytes) -> str:
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        return data.decode("latin-1")  # maps every octet, cannot fail
-
-
-def _lenient_b64decode(data: bytes) -> bytes:
-    """Decode what is decodable: drop non-alphabet octets, then a lone trailing sextet."""
-    sextets = _NOT_BASE64.sub(b"", data)
-    if len(sextets) % 4 == 1:
-        sextets = sextets[:-1]  # 6 bits cannot make an octet
-    return base64.b64decode(sextets + b"=" * (-len(sextets) % 4))
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc)
-    if len(text) > 120:
-        text = text[:117] + "..."
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
 def _defect_text(defect: object) -> str:
     name = type(defect).__name__
     text = _DEFECT_TEXT.get(name)
@@ -568,78 +422,17 @@ def _defect_text(defect: object) -> str:
     return text
 
 
-def _render_html(html: str) -> str:
-    """HTML to the text SpamAssassin's body rules see, one paragraph per line (see _paragraphs).
-
-    Scripts, styles and templates dropped; text hidden by styling is kept, as in
-    SpamAssassin's "rendered" text (its "visible_rendered" is for Bayes only).
-    """
-    html = html.replace(_LINE_MARK, "")
-    source = html[:HTML_SOURCE_SCAN_SIZE]
-    if too_deep(source) is not None:
-        # Hostile nesting would stall the parser: strip the tags instead, over the whole part
-        # (one C-speed pass; the text is all we need, and padding must not hide it).
-        text = _HTML_TAG.sub(" ", html)
-    else:
-        marked = _mark_breaks(source)
-        try:
-            # Imported here: messages without HTML must not pay for (or even load) selectolax.
-            from selectolax.lexbor import LexborHTMLParser
-
-            tree = LexborHTMLParser(marked)
-            tree.strip_tags(_HTML_HIDDEN_TAGS, recursive=True)
-            root = tree.root
-            text = root.text(separator="") if root is not None else ""
-        except Exception:
-            text = _HTML_TAG.sub(" ", marked)  # last resort; selectolax is not known to fail
-    # HTML.pm display_text: white space inside text (line breaks too) is one space; only the
-    # paragraph tags above end a paragraph.
-    text = _WHITESPACE.sub(" ", text)
-    if _LINE_MARK in text:
-        text = _LINE_BREAK_MARK.sub(" ", _PARAGRAPH_BREAK.sub("\n", text))
-    # Cut after the breaks are collapsed (SpamAssassin counts every line break of the rendered
-    # text): padding of empty elements cannot push the text out of the scanned part.
-    return _cut(text.strip(), BODY_PART_SCAN_SIZE).rstrip()
-
-
-def _mark_breaks(html: str) -> str:
-    """Put line marks or a space before each tag that breaks the text (_HTML_BREAK_TAG)."""
-    lowered = html.lower()
-    if len(lowered) != len(html):  # a few characters lower-case to two: keep offsets exact
-        lowered = "".join(c if len(c) == 1 else "?" for c in map(str.lower, html))
-    pieces: list[str] = []
-    pos = 0
-    for match in _HTML_BREAK_TAG.finditer(lowered):
-        start = match.start()
-        mark = _LINE_MARK * 2 if match.group(1) else _LINE_MARK if match.group(2) else " "
-        pieces += (html[pos:start], mark)
-        pos = start
-    pieces.append(html[pos:])
-    return "".join(pieces)
-
-
 def _paragraphs(text: str) -> str:
     """Plain text as body rules see it: cut at the scan size, one paragraph per line.
 
     Message.pm get_body_text_array_common: a hard line break inside a paragraph becomes a
     space, so a word or GTUBE split by one is not found, as in SpamAssassin.
     """
-    text = _cut(text, BODY_PART_SCAN_SIZE)
+    text = cut(text, BODY_PART_SCAN_SIZE)
     if "\n" in text:
         text = _BLANK_LINES.sub("\0", text)
         return _WHITESPACE.sub(" ", text).replace("\0", "\n").strip()
     return _WHITESPACE.sub(" ", text).strip()
-
-
-def _cut(text: str, size: int) -> str:
-    """Cut ``text`` near ``size`` characters as Message.pm does for body_part_scan_size."""
-    if len(text) <= size:
-        return text
-    for stop in ("\n", " "):
-        end = text.find(stop, size, size + _SCAN_SLACK + 1)
-        if end >= 0:
-            return text[: end + 1]
-    return text[:size]
 
 
 def _attached_text_kind(part: email.message.Message) -> str | None:

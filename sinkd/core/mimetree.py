@@ -17,13 +17,13 @@ from email.parser import BytesHeaderParser
 from email.policy import compat32
 from types import MappingProxyType
 
-from sinkd.core.message import (
+from sinkd.core.decoding import (
     MAX_LINE_OCTETS,
-    _describe,
-    _lenient_b64decode,
-    _utf8_or_latin1,
     decode_encoded_words,
     decode_text,
+    describe_error,
+    lenient_b64decode,
+    utf8_or_latin1,
 )
 
 __all__ = ["MimeNode", "MimeTree", "build_tree", "rebuild"]
@@ -99,7 +99,9 @@ class MimeNode:
         return body  # RFC 2045 §6.2: 7bit, 8bit and binary are the identity encoding
 
     def text(self, raw: bytes) -> str:
-        """The payload read in the part's charset, as the parsed message reads bodies; never raises."""
+        """The payload read in the part's charset, as the parsed message reads bodies.
+
+        Never raises."""
         return decode_text(self.payload(raw), self.params.get("charset"))[0]
 
     def walk(self) -> Iterator[MimeNode]:
@@ -382,7 +384,7 @@ def _read_part(
     try:
         msg = BytesHeaderParser(policy=compat32).parsebytes(raw[start:body_start])
     except Exception as exc:
-        problems.append(f"header of {where} could not be parsed ({_describe(exc)})")
+        problems.append(f"header of {where} could not be parsed ({describe_error(exc)})")
         return part
     # RFC 2045 §5.2: no Content-Type means text/plain (message/rfc822 in a digest); the email
     # package also reads a malformed one as text/plain.
@@ -391,21 +393,23 @@ def _read_part(
     try:
         part.content_type = _clean(msg.get_content_type()).strip().lower()
     except Exception as exc:
-        problems.append(f"Content-Type of {where} could not be read ({_describe(exc)})")
+        problems.append(f"Content-Type of {where} could not be read ({describe_error(exc)})")
     try:
         part.params = _params(msg)
         boundary = msg.get_boundary()  # RFC 2231 decoded, trailing spaces dropped
         if boundary:
             part.boundary = boundary.encode("utf-8", "surrogateescape")
     except Exception as exc:
-        problems.append(f"Content-Type parameters of {where} could not be read ({_describe(exc)})")
+        problems.append(
+            f"Content-Type parameters of {where} could not be read ({describe_error(exc)})"
+        )
     try:
         disposition = msg.get_content_disposition()
         if disposition is not None:
             # RFC 2183 §2.8: an unrecognized disposition type is treated as "attachment".
             part.disposition = "inline" if disposition.strip() == "inline" else "attachment"
     except Exception as exc:
-        problems.append(f"Content-Disposition of {where} could not be read ({_describe(exc)})")
+        problems.append(f"Content-Disposition of {where} could not be read ({describe_error(exc)})")
     try:
         filename = msg.get_filename()  # Content-Disposition filename, else Content-Type name
         if filename is not None:
@@ -414,14 +418,14 @@ def _read_part(
             ).strip()
             part.filename = filename or None
     except Exception as exc:
-        problems.append(f"filename of {where} could not be read ({_describe(exc)})")
+        problems.append(f"filename of {where} could not be read ({describe_error(exc)})")
     try:
         cte = _raw_header(msg, "content-transfer-encoding")
         if cte is not None:
             part.transfer_encoding = _clean(cte).strip().lower() or "7bit"
     except Exception as exc:
         problems.append(
-            f"Content-Transfer-Encoding of {where} could not be read ({_describe(exc)})"
+            f"Content-Transfer-Encoding of {where} could not be read ({describe_error(exc)})"
         )
     return part
 
@@ -466,7 +470,7 @@ def _clean(value: str) -> str:
         octets = value.encode("ascii", "surrogateescape")  # how BytesParser stores them
     except UnicodeEncodeError:
         return value  # real characters already (e.g. from RFC 2231 decoding)
-    return _utf8_or_latin1(octets)
+    return utf8_or_latin1(octets)
 
 
 def _where(path: str) -> str:
@@ -487,7 +491,7 @@ def _b64decode(data: bytes) -> bytes:
     try:
         return binascii.a2b_base64(data + b"==")  # missing padding
     except binascii.Error:
-        return _lenient_b64decode(data)  # e.g. a length that is 1 more than a multiple of 4
+        return lenient_b64decode(data)  # e.g. a length that is 1 more than a multiple of 4
 
 
 # --- rebuilding ---------------------------------------------------------------------------------

@@ -3,12 +3,13 @@
 Owns turning a merged ``StripPlan`` into new message bytes: whole parts replaced by notices,
 HTML parts rewritten without the stripped classes, everything else byte-for-byte as received.
 Pure; it decides nothing (the filters do) and never parses the message twice (it reads the
-tree the filters already built).
+tree and the HTML scans the filters already built).
 """
 
 from __future__ import annotations
 
-from sinkd.core.message import _CHARSET_ALIASES, ParsedMessage
+from sinkd.core.decoding import CHARSET_ALIASES
+from sinkd.core.message import ParsedMessage
 from sinkd.core.mimetree import rebuild
 from sinkd.core.model import StripPlan
 
@@ -29,7 +30,7 @@ def _encode(text: str, charset: str | None) -> bytes:
     surrogates a UTF-7 body can decode to) become character references, which HTML renders.
     """
     label = (charset or "").strip().strip("\"'").lower()
-    codec = _CHARSET_ALIASES.get(label, label) or "utf-8"
+    codec = CHARSET_ALIASES.get(label, label) or "utf-8"
     try:
         return text.encode(codec, errors="xmlcharrefreplace")
     except (LookupError, ValueError, UnicodeError, TypeError):
@@ -45,13 +46,12 @@ def apply_strip(message: ParsedMessage, plan: StripPlan) -> tuple[bytes, list[st
     removed: list[str] = []
     replacements: dict[str, bytes] = {}
     removed_parts = set(plan.parts)
-    if plan.html:
-        from sinkd.core.html.policy import strip_html  # only messages with HTML load the parser
     for path, classes in plan.html.items():
         if _covered(path, removed_parts):
             continue
         node = tree.find(path)
-        new_html, hits = strip_html(node.text(raw), classes)
+        # The message's own HtmlBody: the scan the mime filter planned for this strip is reused.
+        new_html, hits = message.html_body(node.text(raw)).strip(classes)
         if hits:
             replacements[path] = _encode(new_html, node.params.get("charset"))
             label = path or "body"

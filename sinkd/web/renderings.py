@@ -7,7 +7,7 @@ when opened directly rather than in the message page's ``<iframe sandbox>``. Wit
 ``?remote_images=1`` the policy allows ``img-src http: https:`` and nothing else: still no
 scripts, styles, fonts or frames from anywhere.
 
-The original is marked where the filters stripped something (``html_policy.mark_html``): an
+The original is marked where the filters stripped something (``sinkd.web.marking``): an
 attribute with a per-response random name and a label element, styled by one appended
 ``<style>``. Marks add attributes and escaped text only; they never take anything out of the
 hostile HTML, so it stays exactly as contained as unmarked. Nothing here builds a file path.
@@ -26,6 +26,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from sinkd.core.html import HTML_CLASSES
 from sinkd.errors import NotFound
 from sinkd.services.records import StoredVerdict
 from sinkd.store import StoredMessage
@@ -122,8 +123,6 @@ def rendering(raw: bytes) -> tuple[str, bool]:
 def stripped_classes(data: dict[str, Any]) -> frozenset[str]:
     """The HTML classes the stored verdict's strip findings removed (``MIME_*`` with
     ``detail.class``), when anything was stripped at all."""
-    from sinkd.core.html.policy import HTML_CLASSES
-
     if not data.get("stripped"):
         return frozenset()
     classes = set()
@@ -141,7 +140,8 @@ def marked_original(stored: StoredMessage) -> str:
     classes = stripped_classes(stored.data)
     if not is_html or not classes:
         return doc
-    from sinkd.core.html.policy import MARK_TAG, mark_html
+    # Imported here: marking parses HTML (selectolax), which only this view needs.
+    from sinkd.web.marking import MARK_TAG, mark_html
 
     attr = f"data-sinkd-{secrets.token_hex(6)}"  # a mail cannot know it, so cannot forge marks
     marked, count = mark_html(doc, classes, attr)

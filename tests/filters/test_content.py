@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+import sinkd.core.html.render
 import sinkd.core.message
 from sinkd.core.engine import Pipeline
 from sinkd.core.filters.content import ContentFilter
@@ -213,7 +214,7 @@ async def test_every_rule_reads_one_decode_and_one_render_of_each_part(
 ) -> None:
     calls: list[str] = []
     decode = sinkd.core.message.ParsedMessage._decode_part
-    render = sinkd.core.message._render_html
+    render = sinkd.core.html.render.render_text
 
     def counting_decode(
         self: sinkd.core.message.ParsedMessage, index: int, *a: Any, **k: Any
@@ -226,7 +227,7 @@ async def test_every_rule_reads_one_decode_and_one_render_of_each_part(
         return render(html)
 
     monkeypatch.setattr(sinkd.core.message.ParsedMessage, "_decode_part", counting_decode)
-    monkeypatch.setattr(sinkd.core.message, "_render_html", counting_render)
+    monkeypatch.setattr(sinkd.core.html.render, "render_text", counting_render)
     pipeline = rules(
         tmp_path,
         "{id: A, words: [casino], parts: [subject, body]}",

@@ -54,7 +54,7 @@ from typing import Literal, TypeAlias
 from pydantic import Field, field_validator
 
 from sinkd.core.filters.base import EnvelopeContext, Filter, MessageContext, reply_variables
-from sinkd.core.html.depth import too_deep
+from sinkd.core.html import HtmlBody
 from sinkd.core.message import ParsedMessage
 from sinkd.core.model import Action, Category, Envelope, Finding, FindingCode, Stage, Unjudged
 from sinkd.core.ports import DnsAnswer, RecordType, Resolver, no_dns_data_reason
@@ -429,37 +429,27 @@ def attribute_url_host(value: str) -> Target | None:
     return _url_host(match.group(1)) if match else None
 
 
-def html_url_hosts(html: str) -> Iterator[Target]:
+def html_url_hosts(html: str | HtmlBody) -> Iterator[Target]:
     """Hosts of http(s) URLs in link and resource attributes (href, src, action, background)."""
-    for value in _html_attribute_values(html):
+    body = html if isinstance(html, HtmlBody) else HtmlBody(html)
+    for value in _html_attribute_values(body):
         target = attribute_url_host(value)
         if target is not None:
             yield target
 
 
-def _html_attribute_values(html: str) -> list[str]:
-    if too_deep(html) is None:
+def _html_attribute_values(body: HtmlBody) -> list[str]:
+    if body.too_deep() is None:
         try:
-            return _parsed_attribute_values(html)
+            # The message's one parse of the body (selectolax only loads for HTML).
+            return body.attribute_values(_URL_ATTRIBUTES)
         except Exception:
             pass  # selectolax is not known to fail; if it does, the regex below still reads
     # Hostile nesting would stall the parser: read the attributes with a regex instead.
     return [
         htmllib.unescape(next(g for g in match.groups() if g is not None))
-        for match in _ATTRIBUTE_URL.finditer(html)
+        for match in _ATTRIBUTE_URL.finditer(body.html)
     ]
-
-
-def _parsed_attribute_values(html: str) -> list[str]:
-    # Imported here: messages without HTML must not pay for (or even load) selectolax.
-    from selectolax.lexbor import LexborHTMLParser
-
-    selector = ", ".join(f"[{name}]" for name in _URL_ATTRIBUTES)
-    values: list[str] = []
-    for node in LexborHTMLParser(html).css(selector):
-        attributes = node.attributes
-        values.extend(v for name in _URL_ATTRIBUTES if (v := attributes.get(name)))
-    return values
 
 
 def message_url_hosts(message: ParsedMessage, limit: int) -> list[Target]:
@@ -471,7 +461,7 @@ def message_url_hosts(message: ParsedMessage, limit: int) -> list[Target]:
         yield from text_url_hosts(message.text_body)
         if message.has_html:
             for html in message.html_bodies:
-                yield from html_url_hosts(html)
+                yield from html_url_hosts(message.html_body(html))
             yield from text_url_hosts(message.html_text)
 
     for target in sources():

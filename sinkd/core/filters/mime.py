@@ -40,12 +40,13 @@ import re
 import string
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from pydantic import Field, model_validator
 
 from sinkd.core.attachments import FileInfo, Inspection, Limits, inspect_file
 from sinkd.core.filters.base import Filter, MessageContext, reply_variables
+from sinkd.core.html import HtmlReport
 from sinkd.core.mimetree import MimeNode, MimeTree
 from sinkd.core.model import Action, Category, Finding, FindingCode, StripPlan
 from sinkd.core.schema import (
@@ -59,9 +60,6 @@ from sinkd.core.schema import (
     Score,
     Spec,
 )
-
-if TYPE_CHECKING:
-    from sinkd.core.html.policy import HtmlReport
 
 TrueKind = Literal[
     "executable", "script", "archive", "office", "pdf", "image", "audio", "video", "text"
@@ -209,14 +207,6 @@ class _Hits:
 
 
 HitsFor = Callable[[str], _Hits]
-
-
-def _inspect_html(html: str, *, plan: frozenset[str] = frozenset()) -> HtmlReport:
-    # Imported on first use: a message without HTML must not pay for the HTML parser, not
-    # even its import (the same rule message.py follows).
-    from sinkd.core.html.policy import inspect_html
-
-    return inspect_html(html, plan=plan)
 
 
 def _part_name(node: MimeNode) -> str:
@@ -470,12 +460,15 @@ class MimeFilter(Filter):
             ctype = node.content_type
             if ctype == "text/html":
                 if self.inspects_html:
-                    self._html(node, node.text(raw), hits)
+                    # The message's one parse of this body, which the strip reuses: the walk
+                    # plans the edits of the classes this filter strips.
+                    html = node.text(raw)
+                    self._html(node, html, message.html_body(html).inspect(self.html_strips), hits)
             elif ctype == "image/svg+xml":
                 hits("images").add_part(node, f"SVG image {node.filename or ''}".strip())
-                if "active_script" in self.outcomes and _inspect_html(node.text(raw)).of(
-                    "active_script"
-                ):
+                if "active_script" in self.outcomes and message.html_body(
+                    node.text(raw)
+                ).inspect().of("active_script"):
                     hits("active_script").add_part(node, "SVG image carrying script")
             elif ctype.startswith("image/"):
                 hits("images").add_part(node, f"{ctype} {node.filename or 'inline'}")
@@ -486,8 +479,7 @@ class MimeFilter(Filter):
                 self._file(node, inspection, hits)
         return self._findings(ctx, found)
 
-    def _html(self, node: MimeNode, html: str, hits: HitsFor) -> None:
-        report = _inspect_html(html, plan=self.html_strips)
+    def _html(self, node: MimeNode, html: str, report: HtmlReport, hits: HitsFor) -> None:
         if report.problem is not None:
             entry = hits("unscannable")
             entry.items.append(f"part {node.path or 'body'}: {report.problem}")

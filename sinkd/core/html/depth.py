@@ -1,9 +1,10 @@
-"""A cheap guard against HTML nested deeply enough to stall the parser.
+"""Cheap lexical looks at an HTML text, taken before (and instead of) parsing it.
 
-Owns one measurement: how deep the element nesting of an HTML text goes, found with a regular
-expression over tag names only, and stopping as soon as a limit is passed. lexbor's tree
-building grows with the square of nesting depth (40,000 nested ``<div>``s take about 2 s), so
-callers check this before parsing a large HTML body. Pure; it never parses HTML for meaning.
+Owns two: how deep the element nesting goes, found with a regular expression over tag names
+only and stopping as soon as a limit is passed (lexbor's tree building grows with the square of
+nesting depth: 40,000 nested ``<div>``s take about 2 s, so callers check this before parsing a
+large HTML body), and whether the text is a whole document or a fragment (which decides how it
+is parsed). Pure; it never parses HTML for meaning.
 """
 
 from __future__ import annotations
@@ -54,3 +55,20 @@ def too_deep(html: str, limit: int = MAX_DEPTH) -> int | None:
             if depth > limit:
                 return depth
     return None
+
+
+def is_document(html: str) -> bool:
+    """Whether ``html`` is a whole document (kept whole) rather than a fragment (kept a fragment).
+
+    A lexical look for the four document-level start tags, not a parse: lexbor's fragment and
+    document modes differ in exactly this (a document moves <style> and <title> into <head>).
+    """
+    lowered = html.lower()
+    for marker in ("<html", "<body", "<head", "<!doctype"):
+        start = lowered.find(marker)
+        while start >= 0:
+            after = lowered[start + len(marker) : start + len(marker) + 1]
+            if after in ("", ">", "/", " ", "\t", "\n", "\r", "\f"):
+                return True
+            start = lowered.find(marker, start + 1)
+    return False

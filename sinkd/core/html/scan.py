@@ -1,0 +1,318 @@
+"""One parse and one walk of an HTML body: the scan that finds hits and plans their removal.
+
+Owns the lexbor parse (a document stays a document, a fragment a fragment), reading the
+``<style>`` sheets onto the elements they match, and the depth-first walk that hands every
+element, attribute and text node to the detectors (``detectors``), one per HTML class. Given
+classes to strip, the same walk plans the edits (``edits``) that ``apply`` makes. Pure: no I/O,
+no logging, and no HTML makes it raise.
+"""
+
+from __future__ import annotations
+
+from selectolax.lexbor import LexborHTMLParser, LexborNode, SelectolaxError
+
+from sinkd.core.html.css import (
+    DYNAMIC_PSEUDO,
+    NO_STYLE,
+    SheetRule,
+    analyze,
+    cascade,
+    inline_style,
+    reshows,
+    restyle,
+    rewrite_sheet,
+    sheet_rules,
+)
+from sinkd.core.html.depth import is_document
+from sinkd.core.html.describe import SOFT_HYPHEN, ZERO_WIDTH, css_url, origin, short
+from sinkd.core.html.detectors import (
+    ACTIVE_ELEMENTS,
+    FORM_CONTROLS,
+    MULTIMEDIA_ELEMENTS,
+    SVG_ANIMATION_ATTRS,
+    URL_ATTRS,
+    ActiveScript,
+    Edits,
+    HiddenText,
+    Images,
+    Multimedia,
+    TrackingPixels,
+    WalkState,
+    text_of,
+)
+from sinkd.core.html.edits import REMOVE, SET_SHEET, SET_STYLE, Action, Found, Plan, apply_actions
+
+__all__ = ["Scan", "attribute_values"]
+
+# Elements that change the walk's context for their subtree.
+_CONTEXT_TAGS = frozenset({"svg", "form", "video", "audio", "picture"})
+# Elements forbidden as such (or inside something forbidden); the rest need no tag checks.
+_SPECIAL_TAGS = (
+    frozenset({"img", "input", "source", "image", "picture", "script", "form", "meta"})
+    | MULTIMEDIA_ELEMENTS
+    | ACTIVE_ELEMENTS
+    | FORM_CONTROLS
+)
+_NOTHING: frozenset[str] = frozenset()
+
+
+class Scan:
+    """One parse and one depth-first walk; given classes to strip, it also plans the edits."""
+
+    def __init__(self, html: str) -> None:
+        self.document = is_document(html)
+        self.tree = LexborHTMLParser(html, is_fragment=not self.document)
+        self.strip: frozenset[str] = _NOTHING
+        self.plan = Plan(_NOTHING)
+        self.sheet_decls: dict[int, dict[str, tuple[str, bool]]] = {}
+        self.sheet_selector: dict[int, str] = {}
+        self.reshown: set[int] = set()
+        self.sheet_hits: dict[int, list[tuple[str, str, str]]] = {}
+        self.sheets_apply = False  # whether any node needs its mem_id looked up
+        self.ran = False
+        self.applied = False
+
+    # -- results --
+
+    @property
+    def actions(self) -> list[Action]:
+        return self.plan.actions
+
+    def run(self, strip: frozenset[str]) -> list[Found]:
+        """Every hit, in document order; the edits that remove ``strip`` are planned too."""
+        assert not self.ran, "a scan walks its tree once"
+        self.ran = True
+        self.strip = strip
+        self.plan = Plan(strip)
+        self.images = Images(self.plan)
+        self.pixels = TrackingPixels(self.plan)
+        self.multimedia = Multimedia(self.plan)
+        self.script = ActiveScript(self.plan)
+        self.hidden = HiddenText(self.plan, self.sheet_selector)
+        self._read_sheets()
+        self._walk()
+        self.hidden.finish()
+        return self.plan.found()
+
+    def apply(self) -> None:
+        """Make the planned edits; the tree is the stripped body from now on."""
+        self.applied = True
+        apply_actions(self.plan.actions, self.tree.root if self.document else None)
+
+    def attribute_values(self, names: tuple[str, ...]) -> list[str]:
+        """``attribute_values`` of this scan's tree (read before the strip edits it)."""
+        assert not self.applied, "the tree is the stripped body now"
+        return attribute_values(self.tree, names)
+
+    def serialize(self) -> str:
+        return self.tree.html or ""
+
+    # -- <style> blocks --
+
+    def _read_sheets(self) -> None:
+        for style_node in self.tree.css("style"):
+            css = text_of(style_node)
+            if not css.strip():
+                continue
+            found: list[tuple[str, str, str]] = []
+            for rule in sheet_rules(css):
+                selector = short(rule.selector, 40)
+                for decl in rule.images:
+                    what = f"{short(decl)} in <style> rule {rule.selector!r}"
+                    label = f"background image in <style> rule {selector!r}"
+                    found.append(("images", what, label + origin(css_url(decl))))
+                for decl in rule.scripts:
+                    what = f"script in CSS {short(decl)} in <style> rule {rule.selector!r}"
+                    found.append(("active_script", what, f"script in <style> rule {selector!r}"))
+                if rule.decls:
+                    self._apply_rule(rule)
+            if found:
+                self.sheet_hits[style_node.mem_id] = found
+        self.sheets_apply = bool(self.sheet_decls or self.reshown or self.sheet_hits)
+
+    def _apply_rule(self, rule: SheetRule) -> None:
+        selectors = [rule.selector]
+        if any(p in rule.selector for p in DYNAMIC_PSEUDO):
+            selectors = [
+                s for s in rule.selector.split(",") if not any(p in s for p in DYNAMIC_PSEUDO)
+            ]
+        decls = {prop: (value, important) for prop, value, important in rule.decls}
+        if rule.media:
+            # Responsive rules are not applied, but one that shows an element again on some
+            # screens (a "mobile-only" block) makes its hiding layout, not a hidden message.
+            if reshows(decls):
+                for node in self._select(selectors):
+                    self.reshown.add(node.mem_id)
+            return
+        hides = analyze(decls).hard is not None
+        # No specificity: rules apply in source order, !important wins, then inline styles.
+        for node in self._select(selectors):
+            key = node.mem_id
+            mine = self.sheet_decls.setdefault(key, {})
+            for prop, (value, important) in decls.items():
+                old = mine.get(prop)
+                if old is None or important or not old[1]:
+                    mine[prop] = (value, important)
+            if hides:
+                self.sheet_selector[key] = rule.selector
+
+    def _select(self, selectors: list[str]) -> list[LexborNode]:
+        if len(selectors) == 1:
+            try:
+                return self.tree.css(selectors[0])
+            except SelectolaxError:
+                selectors = selectors[0].split(",")  # one unsupported part must not void the rest
+        nodes: list[LexborNode] = []
+        for selector in selectors:
+            try:
+                nodes.extend(self.tree.css(selector))
+            except SelectolaxError:
+                continue  # what lexbor cannot parse, we cannot judge: it matches nothing
+        return nodes
+
+    # -- the walk --
+
+    def _walk(self) -> None:
+        tree = self.tree
+        hidden = self.hidden
+        top: list[LexborNode] = []
+        if self.document:
+            if tree.root is not None:
+                top.append(tree.root)
+        else:
+            node = tree.root  # a fragment's first top-level node
+            while node is not None:
+                top.append(node)
+                node = node.next
+        all_text = tree.text()
+        zw_possible = not ZERO_WIDTH.isdisjoint(all_text) or SOFT_HYPHEN in all_text
+        root_state = WalkState()
+        # An explicit stack, not recursion: hostile mail nests elements thousands deep.
+        stack: list[tuple[LexborNode, WalkState, str]] = [
+            (n, root_state, "") for n in reversed(top)
+        ]
+        order = 0
+        while stack:
+            node, state, parent_tag = stack.pop()
+            order += 1
+            tag = node.tag or ""
+            if tag == "-text":
+                if not state.render or state.hard:
+                    continue
+                if state.soft >= 0:
+                    hidden.soft_text(node, state, order)
+                elif zw_possible:
+                    text = node.text_content
+                    if text and not (ZERO_WIDTH.isdisjoint(text) and SOFT_HYPHEN not in text):
+                        hidden.zero_width_text(node, text, state, order, parent_tag)
+                continue
+            if tag.startswith(("-", "!")):
+                continue  # comments, doctype
+            child_state = self._element(node, tag, state, order)
+            child = node.last_child
+            while child is not None:
+                stack.append((child, child_state, tag))
+                child = child.prev
+
+    def _element(self, node: LexborNode, tag: str, state: WalkState, order: int) -> WalkState:
+        attrs = node.attributes
+        style_text = attrs.get("style")
+        inline = inline_style(style_text) if style_text else NO_STYLE
+        style = inline
+        key = 0
+        reshown = False
+        if self.sheets_apply:
+            key = node.mem_id
+            sheet = self.sheet_decls.get(key)
+            if sheet is not None:
+                style = cascade(tuple(sheet.items()), style_text)
+            reshown = key in self.reshown
+
+        plan = self.plan
+        first = len(plan.slots)
+        planned = len(plan.actions)
+        strip = _NOTHING if state.doomed else self.strip  # nothing to edit inside a doomed node
+        edits: Edits = []
+        drop_props: list[str] = []
+        # Whether strip_html removes this element, and so every hit inside it. The detectors
+        # run in class order, so that one element's hits keep their order.
+        removes = False
+        if tag in _SPECIAL_TAGS:
+            if self.images.element(tag, attrs, state, strip):
+                removes = True
+            if tag == "img" and self.pixels.element(attrs, style, state, reshown, strip):
+                removes = True
+            if self.multimedia.element(tag, attrs, state, strip):
+                removes = True
+            if self.script.element(tag, attrs, state, strip, edits):
+                removes = True
+        if tag == "style" and key in self.sheet_hits:
+            self._style_hits(node, order, strip)
+        if inline.image_props:
+            self.images.style_attribute(tag, inline, strip, drop_props)
+        if inline.script_props:
+            self.script.style_attribute(tag, inline, strip, drop_props)
+        for name in attrs:
+            # One test per attribute name first: almost all are neither events nor URLs.
+            if name[:2] == "on" or name in URL_ATTRS or name in SVG_ANIMATION_ATTRS:
+                value = attrs[name]
+                self.images.attribute(tag, name, value, strip, edits)
+                self.script.attribute(tag, name, value, state, strip, edits)
+        # <base href> only resolves relative links; it runs nothing and is deliberately skipped.
+
+        child = self.hidden.child_state(tag, attrs, style, state, reshown)
+        if child.hard and not state.hard and state.render:
+            removes = self.hidden.hard_hit(node, tag, attrs, style, state, inline, key) or removes
+
+        doomed = state.doomed or removes
+        if removes and not state.doomed:
+            plan.actions.append(Action(order, REMOVE, node))
+        elif not doomed:
+            for kind, arg in edits:
+                plan.actions.append(Action(order, kind, node, arg))
+            if drop_props and style_text is not None:
+                restyled = restyle(style_text, drop_props)
+                plan.actions.append(Action(order, SET_STYLE, node, restyled))
+        if doomed:
+            for index in range(first, len(plan.slots)):
+                found = plan.slots[index]
+                if found is not None:
+                    found.doomed = True
+            if child.soft >= 0 and child.soft != state.soft:
+                self.hidden.doom(child.soft)
+        if len(plan.actions) > planned:
+            plan.spans[order] = (first, len(plan.slots))
+
+        if removes or tag in _CONTEXT_TAGS:
+            if child is state:
+                child = state.copy()
+            child.doomed = doomed
+            child.svg = child.svg or tag == "svg"
+            child.form = child.form or (tag == "form" and "active_script" in strip)
+            child.media = child.media or tag in ("video", "audio")
+            child.picture = child.picture or tag == "picture"
+        return child
+
+    def _style_hits(self, node: LexborNode, order: int, strip: frozenset[str]) -> None:
+        # The sheet's hits stay in the sheet's order (rule by rule), whatever their class, so
+        # they are recorded here rather than by the image and script detectors.
+        found = self.sheet_hits[node.mem_id]
+        for cls, what, label in found:
+            self.plan.hit(cls, what, label=label)
+        drop_images = "images" in strip and any(hit[0] == "images" for hit in found)
+        drop_scripts = "active_script" in strip and any(hit[0] == "active_script" for hit in found)
+        if drop_images or drop_scripts:
+            css = rewrite_sheet(text_of(node), drop_images, drop_scripts)
+            # "</" could end the <style> element; "<\/" is the same CSS (an escaped "/").
+            self.plan.actions.append(Action(order, SET_SHEET, node, css.replace("</", "<\\/")))
+
+
+def attribute_values(tree: LexborHTMLParser, names: tuple[str, ...]) -> list[str]:
+    """The values of the attributes ``names`` (non-empty ones), element by element in document
+    order, each element's in the order of ``names``."""
+    selector = ", ".join(f"[{name}]" for name in names)
+    values: list[str] = []
+    for node in tree.css(selector):
+        attributes = node.attributes
+        values.extend(v for name in names if (v := attributes.get(name)))
+    return values
