@@ -43,7 +43,6 @@ from sinkd.core.schema import Origin, ReplyRef, ReplyTemplate, Spec, parse_liter
 from sinkd.errors import ProfileError
 
 SCHEMA = "sinkd.profile/v1"
-DEFAULT_PROFILE = "typical-corporate"
 CATALOGUE_FILE = "replies.yaml"
 # Files in a profiles directory that are not profiles.
 NOT_PROFILES = frozenset({CATALOGUE_FILE, "population.yaml"})
