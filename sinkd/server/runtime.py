@@ -351,7 +351,7 @@ class Sinkd:
         assert isinstance(self.store, SqliteStore)
         writer = self.store.writer_process
         assert writer is not None, "the server's store writes in a process"
-        self.workers = WorkerPool(worker_settings, count, logs.current(), writer)
+        self.workers = WorkerPool(worker_settings, count, logs.current(), writer, type(self))
         writer.on_committed = self.publish_committed
         writer.on_restart = self.workers.reattach
         try:
