@@ -161,7 +161,8 @@ class Option:
     ``parse`` turns one text (the option's argument, or one item of the variable) into a
     value; ``convert`` turns what argparse collected into the ``Settings`` value (None: as
     is). ``shown`` is how the default reads in the help ("" shows none; None: the default
-    itself)."""
+    itself). ``doc`` and ``doc_default`` are the README's wording where it says more than the
+    help (``markdown_table``)."""
 
     flag: str
     help: str
@@ -177,6 +178,8 @@ class Option:
     read_env: bool = True  # False: the variable is read where the value is checked (chaos)
     shown: str | None = None
     convert: Callable[[Any], Any] | None = None
+    doc: str | None = None  # the README's description (Markdown); None: the help
+    doc_default: str | None = None  # the README's default column (Markdown); None: from shown
 
     @property
     def name(self) -> str:
@@ -207,6 +210,11 @@ class Settings:
                 "--host",
                 "SMTP listen address; localhost: both 127.0.0.1 and ::1 on the one port, "
                 "whichever a client's resolver gives first",
+                doc="SMTP listen address; `localhost` means both loopback addresses, `127.0.0.1` "
+                "and `::1`, on the one port, because resolvers may give either for "
+                "`localhost` and many (macOS, many Linux and Java set-ups) give `::1` first; "
+                "`127.0.0.1` only where the machine has no IPv6 loopback. Any other value is "
+                "bound exactly (`127.0.0.1`, `0.0.0.0`, `::`)",
             )
         },
     )
@@ -214,7 +222,11 @@ class Settings:
         default=DEFAULT_SMTP_PORT,
         metadata={
             "option": Option(
-                "--port", "SMTP port; 0 picks a free one", parse=int, expected="a whole number"
+                "--port",
+                "SMTP port; 0 picks a free one",
+                parse=int,
+                expected="a whole number",
+                doc="SMTP port; `0` picks a free one (see the ready line)",
             )
         },
     )
@@ -229,6 +241,8 @@ class Settings:
                 "up to 4, or 1 when a profile greylists or rate-limits",
                 parse=parse_workers,
                 metavar="N|auto",
+                doc="SMTP worker processes sharing the port (see *Worker processes*); `auto`: "
+                "one per core, up to 4",
             )
         },
     )
@@ -237,7 +251,10 @@ class Settings:
         default=LOOPBACK_NAME,
         metadata={
             "option": Option(
-                "--http-host", "HTTP API listen address (localhost: 127.0.0.1 and ::1)"
+                "--http-host",
+                "HTTP API listen address (localhost: 127.0.0.1 and ::1)",
+                doc="HTTP API listen address, `localhost` as for `--host` (see *HTTP API*); off "
+                "loopback, set `--http-auth`",
             )
         },
     )
@@ -249,6 +266,7 @@ class Settings:
                 "HTTP API port; 0 picks a free one",
                 parse=int,
                 expected="a whole number",
+                doc="HTTP API port; `0` picks a free one (see the ready line)",
             )
         },
     )
@@ -262,6 +280,7 @@ class Settings:
                 kind="switch",
                 shown="",
                 convert=lambda no_http: not no_http,
+                doc="serve SMTP only, no HTTP API",
             )
         },
     )
@@ -274,6 +293,8 @@ class Settings:
                 "require these HTTP Basic credentials on the API, except /livez and /readyz",
                 metavar="USER:PASS",
                 convert=_http_auth,
+                doc="HTTP Basic auth on every HTTP endpoint but `/livez` and `/readyz` (`401` "
+                "otherwise)",
             )
         },
     )
@@ -291,12 +312,24 @@ class Settings:
                 metavar="NAME",
                 dest="http_allowed_hosts",
                 convert=_allowed_hosts,
+                doc="also serve requests whose `Host` is `NAME` (a container's service name, a "
+                "shared host's DNS name); loopback names, IP literals and `--http-host` "
+                "always pass, any other name gets `403`; repeatable; `*` turns the check off "
+                "(unsafe: DNS rebinding, see *Security*)",
             )
         },
     )
     profile: str = field(
         default=DEFAULT_PROFILE,
-        metadata={"option": Option("--profile", "profile id or YAML path", commands=_CHECK)},
+        metadata={
+            "option": Option(
+                "--profile",
+                "profile id or YAML path",
+                commands=_CHECK,
+                metavar="NAME|PATH",
+                doc="the default profile",
+            )
+        },
     )
     profiles_dirs: list[Path] = field(
         default_factory=list,
@@ -308,6 +341,9 @@ class Settings:
                 kind="list",
                 parse=Path,
                 convert=list,
+                metavar="DIR",
+                doc="extra profiles (and an optional `replies.yaml`), over the built-in ones; "
+                "repeatable",
             )
         },
     )
@@ -322,6 +358,8 @@ class Settings:
                 parse=parse_route,
                 metavar="DOMAIN=PROFILE",
                 convert=dict,
+                doc="recipients of `DOMAIN` (or `*.DOMAIN` for its subdomains) use `PROFILE`; "
+                "repeatable",
             )
         },
     )
@@ -335,6 +373,7 @@ class Settings:
                 commands=_CHECK,
                 parse=parse_address,
                 metavar="HOST:PORT",
+                doc="the spamd every `spamassassin` filter uses, whatever its profile says",
             )
         },
     )
@@ -348,6 +387,8 @@ class Settings:
                 "machine; live: fixtures first, then real DNS",
                 commands=_JUDGE,
                 choices=("offline", "live"),
+                doc="where SPF, DKIM, DMARC and blocklist checks get DNS answers (see *Network "
+                "and DNS*)",
             )
         },
     )
@@ -361,6 +402,7 @@ class Settings:
                 commands=_JUDGE,
                 parse=parse_address,
                 metavar="HOST:PORT",
+                doc="ask this DNS server (implies `live`); fixtures still answer first",
             )
         },
     )
@@ -376,6 +418,7 @@ class Settings:
                 metavar="FILE",
                 split=",",
                 convert=list,
+                doc="DNS fixtures: RFC 1035 master files or YAML record maps; repeatable",
             )
         },
     )
@@ -388,6 +431,7 @@ class Settings:
                 commands=_JUDGE,
                 parse=parse_seconds,
                 metavar="SECONDS",
+                doc="per lookup; a timeout becomes a temperror, never a hung session",
             )
         },
     )
@@ -395,7 +439,13 @@ class Settings:
         default_factory=default_db_path,
         metadata={
             "option": Option(
-                "--db", "SQLite store", parse=Path, shown="$XDG_DATA_HOME/sinkd/sinkd.db"
+                "--db",
+                "SQLite store",
+                parse=Path,
+                shown="$XDG_DATA_HOME/sinkd/sinkd.db",
+                metavar="PATH",
+                doc="the SQLite store",
+                doc_default="`$XDG_DATA_HOME/sinkd/sinkd.db` (`~/.local/share/sinkd/sinkd.db`)",
             )
         },
     )
@@ -407,6 +457,10 @@ class Settings:
                 "largest DATA the server takes, bytes or 10M",
                 parse=parse_size,
                 shown=f"{DEFAULT_MAX_MESSAGE_SIZE // 1024**2} MiB",
+                metavar="N",
+                doc="the server's hard DATA limit (`552 5.3.4`); profiles set their own, lower "
+                "limits",
+                doc_default="`50M`",
             )
         },
     )
@@ -418,40 +472,90 @@ class Settings:
                 "recipients per message, like Postfix",
                 parse=int,
                 expected="a whole number",
+                metavar="N",
+                doc="more recipients get `452 4.5.3` (Postfix's default limit)",
             )
         },
     )
     tls_cert: Path | None = field(
         default=None,
-        metadata={"option": Option("--tls-cert", "PEM certificate for STARTTLS", parse=Path)},
+        metadata={
+            "option": Option(
+                "--tls-cert",
+                "PEM certificate for STARTTLS",
+                parse=Path,
+                metavar="PATH",
+                doc="STARTTLS certificate, with `--tls-key`; without them a self-signed one is "
+                "made at first start and kept next to the store",
+                doc_default="self-signed",
+            )
+        },
     )
     tls_key: Path | None = field(
         default=None,
-        metadata={"option": Option("--tls-key", "PEM key for STARTTLS", parse=Path)},
+        metadata={
+            "option": Option(
+                "--tls-key",
+                "PEM key for STARTTLS",
+                parse=Path,
+                metavar="PATH",
+                doc="its key, with `--tls-cert`",
+                doc_default="self-signed",
+            )
+        },
     )
     auth: AuthMode = field(
         default="any",
         metadata={
-            "option": Option("--auth", "AUTH PLAIN/LOGIN", choices=("any", "required", "off"))
+            "option": Option(
+                "--auth",
+                "AUTH PLAIN/LOGIN",
+                choices=("any", "required", "off"),
+                doc="`any`: AUTH PLAIN and LOGIN advertised, any credentials accepted, also "
+                "without TLS (apps and ESPs insist on AUTH); `required`: MAIL before AUTH "
+                "gets `530`; `off`: no AUTH",
+            )
         },
     )
     auth_user: str | None = field(
-        default=None, metadata={"option": Option("--auth-user", "accept only this user")}
+        default=None,
+        metadata={
+            "option": Option(
+                "--auth-user",
+                "accept only this user",
+                doc="accept only this user, with `--auth-password` (`535 5.7.8` otherwise)",
+            )
+        },
     )
     auth_password: str | None = field(
         default=None,
-        metadata={"option": Option("--auth-password", "and this password")},
+        metadata={
+            "option": Option(
+                "--auth-password", "and this password", doc="and this password, with `--auth-user`"
+            )
+        },
     )
     client_ip: str | None = field(
         default=None,
         metadata={
             "option": Option(
-                "--client-ip", "simulated client IP when the client sets none via XCLIENT/PROXY"
+                "--client-ip",
+                "simulated client IP when the client sets none via XCLIENT/PROXY",
+                metavar="IP",
+                doc="the simulated sender's address when the client sets none (see above)",
             )
         },
     )
     helo: str | None = field(
-        default=None, metadata={"option": Option("--helo", "simulated HELO name")}
+        default=None,
+        metadata={
+            "option": Option(
+                "--helo",
+                "simulated HELO name",
+                metavar="NAME",
+                doc="the simulated sender's HELO name when the client sets none (see above)",
+            )
+        },
     )
     proxy_protocol: bool = field(
         default=False,
@@ -471,6 +575,9 @@ class Settings:
                 "name in the greeting",
                 env="SINKD_HOSTNAME_SMTP",  # $HOSTNAME is the shell's, so not SINKD_HOSTNAME
                 shown="this host's FQDN",
+                metavar="NAME",
+                doc="the name in the greeting and the self-signed certificate",
+                doc_default="this host's FQDN",
             )
         },
     )
@@ -484,6 +591,9 @@ class Settings:
                 "attempt is still deferred, any retry passes",
                 parse=parse_delay,
                 metavar="SECONDS",
+                doc="the greylisting delay of every `greylist` filter; `0` allowed (the first "
+                "attempt is still deferred, any retry passes)",
+                doc_default="each profile's (`300` in `deferring-gateway`)",
             )
         },
     )
@@ -497,13 +607,20 @@ class Settings:
                 "written after the store commit and before the reply",
                 parse=Path,
                 metavar="PATH",
+                doc="append one JSON line per stored verdict to `PATH` (the API's message "
+                "object), for CI artifacts (see *In CI*)",
             )
         },
     )
     log_format: LogFormat = field(
         default="text",
         metadata={
-            "option": Option("--log-format", "log lines as text or JSON", choices=("text", "json"))
+            "option": Option(
+                "--log-format",
+                "log lines as text or JSON",
+                choices=("text", "json"),
+                doc="one line per verdict on standard error; `json` gives JSON lines",
+            )
         },
     )
     chaos_triggers: tuple[ChaosTrigger, ...] = field(
@@ -518,6 +635,8 @@ class Settings:
                 metavar="SPEC",
                 read_env=False,
                 shown="",
+                doc="inject SMTP failures (see *Chaos*), e.g. `rcpt:450:25,data:disconnect:2` or "
+                "Mailpit's `Sender:451:50`",
             )
         },
     )
@@ -531,6 +650,9 @@ class Settings:
                 metavar="N",
                 read_env=False,
                 shown="random, logged at start",
+                doc="seed of the chaos decisions: the same seed and SMTP events give the same "
+                "failures",
+                doc_default="random (logged)",
             )
         },
     )
@@ -695,3 +817,33 @@ def _chaos(args: argparse.Namespace) -> tuple[tuple[ChaosTrigger, ...], int | No
         raise ConfigError(f"{seed_from} {seed!r}: expected a whole number >= 0")
     config = ChaosConfig(triggers, None if seed is None else int(seed))
     return config.triggers, config.seed
+
+
+# --- the README's option table ------------------------------------------------------------
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def markdown_table(command: str = "serve") -> str:
+    """The README's table of ``command``'s options, generated from the declarations (a test
+    holds the README to it): option, variable, default, meaning."""
+    rows = ["| option | env | default | meaning |", "|---|---|---|---|"]
+    for f, option in options():
+        if command not in option.commands:
+            continue
+        argument = "|".join(option.choices) if option.choices else option.metavar
+        flag = f"`{option.flag}{' ' + argument if argument else ''}`"
+        variable = f"`{option.variable}`"
+        if option.kind == "switch":
+            variable = f"`{option.variable}=1`"
+        elif option.kind == "list":
+            variable += " (comma-separated)"
+        default = option.doc_default
+        if default is None:
+            shown = _shown(f, option)
+            default = f"`{shown}`" if shown else ("off" if option.kind == "switch" else "–")
+        meaning = option.doc or option.help
+        rows.append(f"| {' | '.join(_cell(c) for c in (flag, variable, default, meaning))} |")
+    return "\n".join(rows) + "\n"
