@@ -48,23 +48,26 @@ class Samples:
 
 
 def run_once(argv: list[str], env: dict[str, str], cwd: Path) -> tuple[float, float]:
-    """Wall and CPU seconds of one run of ``argv`` in ``cwd`` (its output discarded); not
-    in the checkout, whose ``sinkd`` would shadow ``--rev``'s (``-c`` puts the cwd first)."""
+    """Wall and CPU seconds of one run of ``argv`` in ``cwd``: not in the checkout, whose
+    ``sinkd`` would shadow ``--rev``'s (``-c`` puts the working directory first)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    subprocess.run(
-        argv, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False
-    )
+    done = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, check=False)
     wall = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    # A run that failed did not do the work measured: stop rather than print its time. 3, 4
+    # and 5 are check's verdicts (quarantine, reject, not fully judged), not failures.
+    if done.returncode not in (0, 3, 4, 5):
+        raise SystemExit(f"{' '.join(argv)}: exit {done.returncode}\n{done.stderr.decode()}")
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return wall, cpu
 
 
 def tree_at(rev: str, into: Path) -> Path:
-    """The ``sinkd`` package as it is at ``rev``, unpacked under ``into``."""
+    """The ``sinkd`` package and the built-in ``profiles`` beside it (where a checkout keeps
+    them) as they are at ``rev``, unpacked under ``into``."""
     data = subprocess.run(
-        ["git", "-C", str(ROOT), "archive", "--format=tar", rev, "sinkd"],
+        ["git", "-C", str(ROOT), "archive", "--format=tar", rev, "sinkd", "profiles"],
         capture_output=True,
         check=True,
     ).stdout
@@ -115,8 +118,8 @@ def main() -> int:
         }
         samples = {(t, c): Samples() for t in trees for c in commands}
         for _ in range(args.runs):  # interleaved: every tree and command sees the same load
-            for tree, path in trees.items():
-                env = environment(path)
+            for tree, tree_path in trees.items():
+                env = environment(tree_path)
                 for command, argv in commands.items():
                     wall, cpu = run_once(argv, env, work)
                     samples[tree, command].wall.append(wall)
