@@ -35,7 +35,7 @@ import zipfile
 
 import pytest
 
-from sinkd.cli import check_message
+from sinkd.cli.judging import check_message
 from sinkd.core.attachments import Limits, inspect_file
 from sinkd.core.html import HTML_CLASSES, inspect_html, strip_html
 from sinkd.core.message import ParsedMessage, parse

@@ -233,7 +233,7 @@ async def test_accept_failures_pause_accepting_instead_of_spinning(
     from sinkd.server import workers
 
     monkeypatch.setattr(workers, "ACCEPT_RETRY_DELAY", 0.2)
-    pool = workers.WorkerPool(None, 0, ("text", 20), None)  # type: ignore[arg-type]
+    pool = workers.WorkerPool(None, 0, ("text", 20), None, None)  # type: ignore[arg-type]
     calls: list[float] = []
     second = asyncio.Event()
 

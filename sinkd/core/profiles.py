@@ -16,7 +16,7 @@ import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -42,7 +42,6 @@ from sinkd.core.schema import (
 from sinkd.errors import ProfileError
 
 SCHEMA = "sinkd.profile/v1"
-DEFAULT_PROFILE = "typical-corporate"
 CATALOGUE_FILE = "replies.yaml"
 # Files in a profiles directory that are not profiles.
 NOT_PROFILES = frozenset({CATALOGUE_FILE, "population.yaml"})
@@ -173,7 +172,16 @@ class Profile(Spec):
 # --- YAML with locations -------------------------------------------------------------------
 
 
-class _Loader(yaml.SafeLoader):
+# libyaml's parser where PyYAML was built with it: it reads a profile several times faster
+# than the pure-Python one (start-up of ``sinkd check``, bench/startup.py), with the same nodes,
+# marks and resolvers.
+if TYPE_CHECKING or yaml.__with_libyaml__:
+    from yaml import CSafeLoader as _SafeLoader
+else:
+    from yaml import SafeLoader as _SafeLoader
+
+
+class _Loader(_SafeLoader):
     """YAML 1.2 booleans: only true/false. PyYAML follows YAML 1.1, where on/off/yes/no are
     booleans too, which would turn the ``on:`` outcome maps of spf, dkim and dmarc into True."""
 

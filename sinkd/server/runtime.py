@@ -4,7 +4,8 @@ Owns start-up and shutdown of ``sinkd serve`` (and of test servers): it builds t
 ``Judge`` (profiles, routing, lookups) and the one ``Recorder`` (store, verdict log, events)
 every entry point shares, prepares TLS, binds the SMTP listener and serves the HTTP API
 (``sinkd.web``, over narrow dependencies) in the same event loop. It holds no policy and parses
-no command line (``cli.py`` does).
+no command line (``sinkd.cli`` does); what it runs with is ``sinkd.services.settings.Settings``,
+declared there once.
 """
 
 from __future__ import annotations
@@ -18,25 +19,24 @@ import os
 import socket
 import threading
 from collections.abc import Callable, Coroutine, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sinkd.core.chaos import Chaos, ChaosConfig, ChaosTrigger
+from sinkd.core.chaos import Chaos, ChaosConfig
 from sinkd.core.delivery_state import DeliveryState
-from sinkd.core.engine import Pipeline, Router, compile_profile
-from sinkd.core.ports import Resolver
-from sinkd.core.profiles import DEFAULT_PROFILE, ProfileSet, dns_zones_of
+from sinkd.core.engine import Router
+from sinkd.core.profiles import ProfileSet
 from sinkd.errors import ConfigError
-from sinkd.listen import LOOPBACK_NAME, listen, show
-from sinkd.lookups.dns import DnsMode, build_resolver
+from sinkd.listen import listen, show
 from sinkd.server import logs
-from sinkd.server.smtp import AuthMode, ServerOptions, SinkHandler, protocol_factory
+from sinkd.server.smtp import ServerOptions, SinkHandler, protocol_factory
 from sinkd.server.tls import self_signed, server_context
 from sinkd.server.workers import WorkerPool, worker_chaos
 from sinkd.services.ids import configure_ids
 from sinkd.services.judge import DnsOptions, Judge
 from sinkd.services.recorder import Recorder
+from sinkd.services.routing import build_router, dns_resolver, profile_dns_zones
+from sinkd.services.settings import Settings, default_db_path
 from sinkd.store import Store, VerdictSink
 from sinkd.store.sqlite import SqliteStore, open_sqlite
 from sinkd.store.verdict_log import VerdictLog
@@ -46,93 +46,22 @@ from sinkd.web.hub import Hub
 
 log = logging.getLogger(__name__)
 
+# Names this module gave before settings and routing moved to sinkd.services: callers and
+# tests keep importing them from here.
+__all__ = [
+    "ServerThread",
+    "Settings",
+    "Sinkd",
+    "build_router",
+    "default_db_path",
+    "dns_resolver",
+    "profile_dns_zones",
+]
+
 SMTP_BACKLOG = 1024  # pending connections per listening socket
 MAX_WORKERS = 4  # --workers 0 (auto): beyond four, SQLite's single writer is the bound
 
 T = TypeVar("T")
-
-
-def default_db_path() -> Path:
-    """``$SINKD_DB``, else ``$XDG_DATA_HOME/sinkd/sinkd.db`` (``~/.local/share/sinkd``)."""
-    if os.environ.get("SINKD_DB"):
-        return Path(os.environ["SINKD_DB"])
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "sinkd" / "sinkd.db"
-
-
-@dataclass
-class Settings:
-    # "localhost": 127.0.0.1 and ::1 on one port (sinkd.listen; RFC 6761 §6.3), else exactly
-    # the address given (0.0.0.0, ::, one address). The same holds for http_host.
-    host: str = LOOPBACK_NAME
-    port: int = 2525
-    profile: str = DEFAULT_PROFILE
-    profiles_dirs: list[Path] = field(default_factory=list)
-    routes: Mapping[str, str] = field(default_factory=dict)
-    db: Path = field(default_factory=default_db_path)
-    max_message_size: int = 52428800
-    max_recipients: int = 1000
-    tls_cert: Path | None = None
-    tls_key: Path | None = None
-    auth: AuthMode = "any"
-    auth_user: str | None = None
-    auth_password: str | None = None
-    client_ip: str | None = None
-    helo: str | None = None
-    proxy_protocol: bool = False
-    spamd: tuple[str, int] | None = None  # --spamd: overrides every spamassassin filter's address
-    dns: DnsMode = "offline"  # offline: DNS answers come from fixtures only, never the network
-    dns_server: tuple[str, int] | None = None  # implies live
-    dns_zones: list[Path] = field(default_factory=list)
-    dns_timeout: float = 5.0
-    greylist_delay: float | None = None  # --greylist-delay: overrides every greylist's delay
-    chaos_triggers: tuple[ChaosTrigger, ...] = ()  # injected failures (README "Chaos")
-    chaos_seed: int | None = None  # None: a random seed, logged at start
-    hostname: str = field(default_factory=socket.getfqdn)
-    http: bool = True  # serve the HTTP API (--no-http: False)
-    http_host: str = LOOPBACK_NAME  # loopback by default: the API changes state; see http_auth
-    http_port: int = 8025  # 0 picks a free one
-    http_auth: tuple[str, str] | None = None  # --http-auth USER:PASS: basic auth on the API
-    # --http-allowed-host: Host names served besides loopback names, IP literals and http_host
-    # ("*": any, unsafe); README 'Security'.
-    http_allowed_hosts: list[str] = field(default_factory=list)
-    verdict_log: Path | None = None  # --verdict-log: one JSON line per stored verdict
-    # --workers: SMTP listener processes on the one port (0: one per core, up to MAX_WORKERS,
-    # when the profiles allow it; see Sinkd.listener_count).
-    workers: int = 1
-
-
-def build_router(profiles: ProfileSet, default: str, routes: Mapping[str, str]) -> Router:
-    """Compile the default profile and every routed one (each once)."""
-    compiled: dict[str, Pipeline] = {}
-
-    def pipeline(name: str) -> Pipeline:
-        if name not in compiled:
-            compiled[name] = compile_profile(profiles.resolve(name))
-        return compiled[name]
-
-    return Router(pipeline(default), {domain: pipeline(name) for domain, name in routes.items()})
-
-
-def profile_dns_zones(profiles: ProfileSet, default: str, routes: Mapping[str, str]) -> list[Path]:
-    """The DNS zone files named by the default profile and every routed one, in that order."""
-    return dns_zones_of([profiles.resolve(name) for name in (default, *routes.values())])
-
-
-def dns_resolver(
-    profiles: ProfileSet,
-    default: str,
-    routes: Mapping[str, str],
-    *,
-    mode: DnsMode = "offline",
-    server: tuple[str, int] | None = None,
-    zones: Sequence[Path] = (),
-    timeout: float = 5.0,
-) -> Resolver:
-    """The resolver for these options over the zones of the profiles used, then ``zones``
-    (``--dns-zone``), which win where both hold the same name and type."""
-    all_zones = [*profile_dns_zones(profiles, default, routes), *zones]
-    return build_resolver(mode, server, all_zones, timeout)
 
 
 class Sinkd:
@@ -293,18 +222,7 @@ class Sinkd:
             cert, key = s.tls_cert, s.tls_key
         else:
             cert, key = await making_cert
-        options = ServerOptions(
-            hostname=s.hostname,
-            max_message_size=s.max_message_size,
-            max_recipients=s.max_recipients,
-            auth=s.auth,
-            auth_user=s.auth_user,
-            auth_password=s.auth_password,
-            client_ip=s.client_ip,
-            helo=s.helo,
-            proxy_protocol=s.proxy_protocol,
-            tls_context=server_context(cert, key),
-        )
+        options = ServerOptions.of(s, server_context(cert, key))
         if s.verdict_log is not None:  # before the store: a bad path stops the start cleanly
             self.verdict_log = VerdictLog(s.verdict_log)
             log.info("verdict log %s", s.verdict_log)
@@ -403,7 +321,7 @@ class Sinkd:
         assert isinstance(self.store, SqliteStore)
         writer = self.store.writer_process
         assert writer is not None, "the server's store writes in a process"
-        self.workers = WorkerPool(worker_settings, count, logs.current(), writer)
+        self.workers = WorkerPool(worker_settings, count, logs.current(), writer, type(self))
         writer.on_committed = self.publish_committed
         writer.on_restart = self.workers.reattach
         try:

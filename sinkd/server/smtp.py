@@ -18,8 +18,8 @@ import ssl
 import types
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, AnyStr, Literal
+from dataclasses import dataclass, field, fields
+from typing import Any, AnyStr
 
 from aiosmtpd.smtp import (
     MISSING,
@@ -38,13 +38,15 @@ from sinkd.core.model import ClientIdentity, Reply, Verdict
 from sinkd.services.ids import new_message_id
 from sinkd.services.judge import Identity, Judge
 from sinkd.services.recorder import Recorder, format_reply
+from sinkd.services.settings import (
+    DEFAULT_MAX_MESSAGE_SIZE,
+    DEFAULT_MAX_RECIPIENTS,
+    AuthMode,
+    Settings,
+)
 
 log = logging.getLogger("sinkd.smtp")
 
-AuthMode = Literal["any", "required", "off"]
-# RFC 5321 §4.5.3.1.8 asks servers to take at least 100 recipients; Postfix's
-# smtpd_recipient_limit defaults to 1000.
-DEFAULT_MAX_RECIPIENTS = 1000
 # Lines longer than RFC 5322's 998 octets are common in ESP-made HTML; real gateways mostly
 # accept them, so sinkd does too (and records a FORMAT_LONG_LINES finding) up to this bound.
 DATA_LINE_LIMIT = 65536
@@ -111,8 +113,12 @@ def enhance(status: str) -> str:
 
 @dataclass
 class ServerOptions:
+    """What the SMTP protocol needs of the settings, plus its TLS context and idle timeout.
+    A server builds it from ``Settings`` with ``of``; its defaults serve tests that build a
+    protocol alone."""
+
     hostname: str = "sinkd.localhost"
-    max_message_size: int = 52428800
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
     max_recipients: int = DEFAULT_MAX_RECIPIENTS
     auth: AuthMode = "any"
     auth_user: str | None = None
@@ -122,6 +128,15 @@ class ServerOptions:
     proxy_protocol: bool = False
     tls_context: ssl.SSLContext | None = None
     timeout: float = 300.0
+
+    @classmethod
+    def of(cls, settings: Settings, tls_context: ssl.SSLContext | None) -> ServerOptions:
+        """The options of a server running with ``settings``: every field of the same name,
+        so a setting the protocol needs is added in one place (``Settings``)."""
+        taken = {
+            f.name: getattr(settings, f.name) for f in fields(cls) if hasattr(settings, f.name)
+        }
+        return cls(**taken, tls_context=tls_context)
 
 
 @dataclass

@@ -16,6 +16,8 @@ verdict log lines; the writer tells the primary of the records for its live even
 Why processes: the filter core and aiosmtpd are Python, so one process uses one core; on a
 machine with more, the listeners multiply throughput (bench/RESULTS.md). It holds no policy,
 serves no HTTP (the primary does) and never picks the number of workers (``runtime`` does).
+It never imports ``runtime``: ``runtime`` starts the pool and hands it the server class each
+worker runs (``ServerFactory``), which the spawned process imports when it unpickles it.
 """
 
 from __future__ import annotations
@@ -28,12 +30,15 @@ import multiprocessing
 import os
 import signal
 import socket
+from collections.abc import Mapping
 from multiprocessing.connection import Connection
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from sinkd.core.chaos import ChaosConfig
+from sinkd.core.chaos import Chaos, ChaosConfig
 from sinkd.errors import ConfigError
+from sinkd.server import logs
 from sinkd.server.logs import LogFormat
+from sinkd.services.settings import Settings
 from sinkd.store.columns import prepare
 from sinkd.store.writer import WriterClient
 
@@ -41,8 +46,7 @@ if TYPE_CHECKING:
     from multiprocessing.process import BaseProcess
     from pathlib import Path
 
-    from sinkd.server.runtime import Settings
-    from sinkd.store import MessageRecord
+    from sinkd.store import MessageRecord, VerdictSink
     from sinkd.store.writer import WriterProcess
 
 log = logging.getLogger(__name__)
@@ -54,6 +58,34 @@ STOP_TIMEOUT = 30.0  # open sessions finish their transaction before a worker en
 # forked child must not inherit.
 _CONTEXT = multiprocessing.get_context("spawn")
 
+
+class WorkerServer(Protocol):
+    """What a worker process runs: the server ``runtime`` assembles (``Sinkd``), seen from
+    here only through what a worker calls on it. ``runtime`` hands its class to the pool, so
+    this module never imports ``runtime`` (which imports this one to start the workers)."""
+
+    chaos: Chaos | None
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def adopt(self, connection: socket.socket) -> None: ...
+
+    def set_routing(
+        self, profile: str, routes: Mapping[str, str], *, forward: bool = True
+    ) -> None: ...
+
+
+class ServerFactory(Protocol):
+    """Builds a worker's server: ``Sinkd(settings, listener=..., store=...)``. Pickled by
+    reference into the spawned process, which imports it there."""
+
+    def __call__(
+        self, settings: Settings, *, listener: tuple[int, int], store: VerdictSink | None
+    ) -> WorkerServer: ...
+
+
 # Messages on a worker's pipe: (kind, payload).
 # up:   ("ready", None), ("failed", text)
 # down: ("routing", (profile, routes)), ("chaos", ChaosConfig), ("writer", socket) (a new
@@ -64,6 +96,7 @@ class WorkerPool:
     """The extra SMTP processes of one server: ``await start()``, ``broadcast()``, ``stop()``.
 
     ``writer`` is the store's writer process; each worker gets a connection of its own to it.
+    ``server`` builds the server each worker runs (``runtime.Sinkd``).
     """
 
     def __init__(
@@ -72,8 +105,10 @@ class WorkerPool:
         count: int,
         log_setup: tuple[LogFormat, int],
         writer: WriterProcess,
+        server: ServerFactory,
     ) -> None:
         self.settings = settings
+        self.server = server
         self.count = count  # SMTP processes 1..count; the primary (0) serves no SMTP
         self.log_setup = log_setup
         self.writer = writer
@@ -96,6 +131,7 @@ class WorkerPool:
             process = _CONTEXT.Process(
                 target=worker_main,
                 args=(
+                    self.server,
                     self.settings,
                     index,
                     total,
@@ -258,6 +294,7 @@ class _Worker:
 
 
 def worker_main(
+    server: ServerFactory,
     settings: Settings,
     index: int,
     total: int,
@@ -268,19 +305,18 @@ def worker_main(
 ) -> None:
     """A worker process: one more SMTP listener on the primary's port until told to stop, or
     until the primary goes away (its end of the pipe closes)."""
-    from sinkd.server.logs import setup
-
     log_format, level = log_setup
-    setup(log_format, level)
+    logs.setup(log_format, level)
     # The primary decides when to stop (it forwards SIGINT/SIGTERM as "stop"); a terminal's
     # Ctrl-C reaches the whole process group, and must not cut a worker's sessions short.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve(settings, index, total, conn, handover, store_socket))
+        asyncio.run(_serve(server, settings, index, total, conn, handover, store_socket))
 
 
 async def _serve(
+    server: ServerFactory,
     settings: Settings,
     index: int,
     total: int,
@@ -288,11 +324,9 @@ async def _serve(
     handover: socket.socket,
     store_socket: socket.socket,
 ) -> None:
-    from sinkd.server.runtime import Sinkd
-
     store = PipeStore(settings.db)
     store.client.bind(store_socket)
-    app = Sinkd(settings, listener=(index, total), store=store)
+    app = server(settings, listener=(index, total), store=store)
     try:
         await app.start()
     except Exception as exc:

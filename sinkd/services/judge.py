@@ -22,11 +22,12 @@ from sinkd.core.engine import Pipeline, Router, Transaction, compile_profile
 from sinkd.core.model import ClientIdentity, Verdict
 from sinkd.core.population import Estimate, Population, load_population
 from sinkd.core.ports import Lookups, Resolver
-from sinkd.core.profiles import DEFAULT_PROFILE, LoadedProfile, ProfileSet, dns_zones_of
+from sinkd.core.profiles import LoadedProfile, ProfileSet, dns_zones_of
 from sinkd.errors import ProfileError
 from sinkd.lookups.dns import DnsMode, build_resolver
 from sinkd.lookups.spamd import SpamdService
 from sinkd.services.ids import new_message_id
+from sinkd.services.settings import DEFAULT_PROFILE
 
 log = logging.getLogger(__name__)
 

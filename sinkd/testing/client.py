@@ -33,11 +33,11 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 import httpx
 
 from sinkd.errors import HttpApiError, HttpApiUnreachable
+from sinkd.services.settings import DEFAULT_URL
 
 log = logging.getLogger(__name__)
 
 API = "/api/v1"
-DEFAULT_URL = "http://127.0.0.1:8025"
 DEFAULT_TIMEOUT = 10.0  # seconds per request (connect, each read, each write)
 _JSON = {"Content-Type": "application/json"}  # sinkd refuses state changes without it (CSRF)
 

@@ -25,6 +25,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from sinkd.services.settings import DEFAULT_PROFILE, DEFAULT_SMTP_PORT, DEFAULT_URL
+
 if TYPE_CHECKING:
     from sinkd.server.runtime import ServerThread
     from sinkd.testing.client import EventStream, Finding, Message, Routing, SinkdClient
@@ -43,21 +45,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--sinkd-url",
         default=None,
         metavar="URL",
-        help="use the sinkd whose HTTP API is at URL (e.g. http://127.0.0.1:8025) instead of "
+        help=f"use the sinkd whose HTTP API is at URL (e.g. {DEFAULT_URL}) instead of "
         "starting one; env SINKD_URL, ini sinkd_url",
     )
     group.addoption(
         "--sinkd-smtp",
         default=None,
         metavar="HOST:PORT",
-        help="the SMTP address of the sinkd at --sinkd-url (default: its host, port 2525); "
-        "env SINKD_SMTP, ini sinkd_smtp",
+        help=f"the SMTP address of the sinkd at --sinkd-url (default: its host, port "
+        f"{DEFAULT_SMTP_PORT}); env SINKD_SMTP, ini sinkd_smtp",
     )
     group.addoption(
         "--sinkd-profile",
         default=None,
         metavar="ID",
-        help="default profile of the local server (default typical-corporate; ini sinkd_profile)",
+        help=f"default profile of the local server (default {DEFAULT_PROFILE}; ini sinkd_profile)",
     )
     group.addoption(
         "--sinkd-profiles-dir",
@@ -221,7 +223,7 @@ def _smtp_address(spec: str | None, url: str) -> tuple[str, int]:
         if not host or not port.isdigit():
             raise pytest.UsageError(f"--sinkd-smtp/SINKD_SMTP {spec!r}: expected HOST:PORT")
         return host.strip("[]"), int(port)
-    return urlsplit(url).hostname or "127.0.0.1", 2525
+    return urlsplit(url).hostname or "127.0.0.1", DEFAULT_SMTP_PORT
 
 
 def _start_local(config: pytest.Config, directory: Path) -> ServerThread:

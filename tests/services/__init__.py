@@ -1,0 +1,1 @@
+"""Tests of sinkd.services: the application services every entry point goes through."""
