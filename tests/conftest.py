@@ -21,7 +21,8 @@ from typing import Any
 
 import pytest
 
-from sinkd.server.runtime import Settings, Sinkd
+from sinkd.server.runtime import Sinkd
+from sinkd.services.settings import Settings
 from tests.dns_server import DnsTestServer, RecordMap
 from tests.support.servers import READY, START_TIMEOUT, Served, StartServe, clean_env
 

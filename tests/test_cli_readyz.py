@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from sinkd.server.runtime import ServerThread, Settings, Sinkd
+from sinkd.server.runtime import ServerThread, Sinkd
+from sinkd.services.settings import Settings
 from tests.conftest import free_port, refused_port
 from tests.support.servers import clean_env
 

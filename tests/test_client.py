@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from sinkd.errors import HttpApiError, HttpApiUnreachable
-from sinkd.server.runtime import ServerThread, Settings, Sinkd
+from sinkd.server.runtime import ServerThread, Sinkd
+from sinkd.services.settings import Settings
 from sinkd.testing.client import Message, SinkdClient
 from tests.conftest import refused_port
 from tests.support.smtp import GTUBE_MESSAGE, SPAMMY_MESSAGE, TIMEOUT, message

@@ -42,7 +42,9 @@ from sinkd.lookups.dns import (
     OverlayResolver,
     build_resolver,
 )
-from sinkd.server.runtime import Settings, Sinkd, dns_resolver
+from sinkd.server.runtime import Sinkd
+from sinkd.services.judge import Judge
+from sinkd.services.settings import Settings
 from tests.conftest import StartDnsServer
 from tests.dns_server import DnsTestServer
 
@@ -767,7 +769,7 @@ async def test_the_resolver_holds_the_zones_of_every_profile_in_use(tmp_path: Pa
     write(tmp_path, "pa.yaml", PROFILE.format(id="pa") + "dns_zones: [a.zone]\n")
     write(tmp_path, "pb.yaml", PROFILE.format(id="pb") + "dns_zones: [b.yaml]\n")
     profiles = ProfileSet([tmp_path])
-    resolver = dns_resolver(profiles, "pa", {"b.example": "pb"})
+    resolver = Judge(profiles, profile="pa", routes={"b.example": "pb"}).lookups.resolver
     assert (await resolver.query("a.example", "TXT")).records == ((b"a",),)
     assert (await resolver.query("b.example", "TXT")).records == ((b"b",),)
 

@@ -19,7 +19,7 @@ import yaml
 
 from sinkd.cli import _settings, build_parser
 from sinkd.core.profiles import ProfileSet
-from sinkd.server.runtime import Settings
+from sinkd.services.settings import Settings
 
 ROOT = Path(__file__).parent.parent
 DOCKER = ROOT / "docker"

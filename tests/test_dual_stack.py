@@ -22,7 +22,8 @@ import pytest
 from sinkd import listen
 from sinkd.cli import _settings, build_parser
 from sinkd.errors import ConfigError
-from sinkd.server.runtime import Settings, Sinkd
+from sinkd.server.runtime import Sinkd
+from sinkd.services.settings import Settings
 from tests.conftest import StartServer
 from tests.support.loopback import require_ipv6_loopback
 from tests.support.servers import QUEUED, READY, START_TIMEOUT, TIMEOUT, clean_env

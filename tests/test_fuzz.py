@@ -35,14 +35,13 @@ import zipfile
 
 import pytest
 
-from sinkd.cli.judging import check_message
 from sinkd.core.attachments import Limits, inspect_file
 from sinkd.core.html import HTML_CLASSES, inspect_html, strip_html
 from sinkd.core.message import ParsedMessage, parse
-from sinkd.core.model import StripPlan, Unjudged
+from sinkd.core.model import ClientIdentity, StripPlan, Unjudged
 from sinkd.core.profiles import ProfileSet
 from sinkd.core.strip import apply_strip
-from sinkd.server.runtime import dns_resolver
+from sinkd.services.judge import Identity, Judge, MailEnvelope
 from sinkd.web.marking import mark_html
 from tests.conftest import refused_port
 from tests.support.attachments import pe_bytes
@@ -611,17 +610,10 @@ def strip_everything(raw: bytes) -> None:
 
 async def judge_everywhere(raw: bytes, profiles: ProfileSet, spamd: tuple[str, int]) -> None:
     for name in profiles.names():
-        verdicts = await check_message(
+        verdicts = await Judge(profiles, profile=name, spamd=spamd).evaluate(
             raw,
-            profiles=profiles,
-            profile=name,
-            routes={},
-            mail_from="news@sender.example",
-            rcpts=["bob@corp.example"],
-            client_ip="192.0.2.10",
-            helo="mail.sender.example",
-            spamd=spamd,
-            resolver=dns_resolver(profiles, name, {}),
+            MailEnvelope("news@sender.example", ("bob@corp.example",)),
+            Identity(ClientIdentity(ip="192.0.2.10", helo="mail.sender.example", source="option")),
         )
         for verdict in verdicts:
             errors = [

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from sinkd.server.runtime import ServerThread, Settings, Sinkd
+from sinkd.server.runtime import ServerThread, Sinkd
+from sinkd.services.settings import Settings
 from sinkd.testing.client import SinkdClient
 from tests.conftest import refused_port
 from tests.support.smtp import TIMEOUT

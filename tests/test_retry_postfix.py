@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from sinkd.server.runtime import Settings
+from sinkd.services.settings import Settings
 from sinkd.store import Query
 from tests.conftest import StartServer
 from tests.postfix_relay import PostfixRelay

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from sinkd.errors import SinkdError
-from sinkd.server.runtime import Settings, Sinkd
+from sinkd.server.runtime import Sinkd
+from sinkd.services.settings import Settings
 
 
 def children() -> list[str]:

@@ -1,8 +1,8 @@
 """``sinkd check``: judge message files without a server, for a terminal or a CI gate.
 
 Owns the check options, the verdict printout, ``--write-filtered``, the ``--fail-on`` gate
-table, the JUnit report and the exit code (``sinkd.cli``). The judging is
-``sinkd.cli.judging.check_message``: the server's own staged transaction. Must not import the
+table, the JUnit report and the exit code (``sinkd.cli``). The judging is the ``Judge`` the
+server uses too (``sinkd.services.judge``), built once per run. Must not import the
 server, the web app or the store (start-up time: ``bench/startup.py``).
 """
 
@@ -23,6 +23,9 @@ from sinkd.cli.judging import (
     add_client_options,
     add_sender_option,
     check_message,
+    command_judge,
+    envelope_of,
+    identity_of,
     read_message,
     recipient,
 )
@@ -38,7 +41,6 @@ from sinkd.reports.gate import (
     unjudged_notes,
     write_table,
 )
-from sinkd.services.routing import dns_resolver
 from sinkd.services.settings import add_options
 
 _EXIT_OF = {
@@ -180,16 +182,8 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
     with --fail-on, 1 if any file is at or above that level, else 0; 5 when a verdict is
     incomplete, unless the gate failed (see the module docstring); 2 for bad input."""
     profiles = ProfileSet(args.profiles_dir)
-    routes = dict(args.route)
-    resolver = dns_resolver(  # built once: zone errors stop the command before any file
-        profiles,
-        args.profile,
-        routes,
-        mode=args.dns,
-        server=args.dns_server,
-        zones=args.dns_zone,
-        timeout=args.dns_timeout,
-    )
+    judge = command_judge(args, profiles, profile=args.profile, routes=dict(args.route))
+    identity = identity_of(args.client_ip, args.helo)
     files = _message_files(args.files)
     # A directory argument counts as several files, even holding one: --write-filtered PATH is
     # then a directory too.
@@ -200,20 +194,8 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
     checked: list[Checked] = []
     for path, raw in raws:
         started = time.perf_counter()
-        verdicts = asyncio.run(
-            check_message(
-                raw,
-                profiles=profiles,
-                profile=args.profile,
-                routes=routes,
-                mail_from=args.mail_from,
-                rcpts=args.rcpt,
-                client_ip=args.client_ip,
-                helo=args.helo,
-                spamd=args.spamd,
-                resolver=resolver,
-            )
-        )
+        envelope = envelope_of(raw, args.mail_from, args.rcpt)
+        verdicts = asyncio.run(check_message(judge, raw, envelope, identity))
         checked.append(Checked(str(path), verdicts, time.perf_counter() - started))
         for verdict in verdicts:
             worst = max(worst, _EXIT_OF[verdict.verdict])

@@ -1,8 +1,8 @@
 """What ``sinkd check`` and ``sinkd report`` share: reading message files as an SMTP client
 sends them, their envelope and client options, and judging one message without a server.
 
-Owns ``check_message`` (the same staged ``Transaction`` the server runs), the address and IP
-option parsers and the envelope taken from the headers when no option gives one. Must not
+Owns building a command's ``Judge`` (the service the server judges with too), the address and
+IP option parsers and the envelope taken from the headers when no option gives one. Must not
 import the server, the web app or the store: ``sinkd check`` starts without them.
 """
 
@@ -12,20 +12,18 @@ import argparse
 import email.utils
 import functools
 import ipaddress
+import itertools
 import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from sinkd.core.as_sent import as_sent, not_a_message
-from sinkd.core.engine import Transaction
 from sinkd.core.message import parse
 from sinkd.core.model import ClientIdentity, Verdict
-from sinkd.core.ports import Lookups, Resolver
-from sinkd.core.profiles import ProfileSet
+from sinkd.core.profiles import LoadedProfile, ProfileSet
 from sinkd.errors import InputError
-from sinkd.lookups.spamd import SpamdService
-from sinkd.services.routing import build_router, dns_resolver
+from sinkd.services.judge import DEFAULT_RECIPIENT, DnsOptions, Identity, Judge, MailEnvelope
 
 CLIENT_IP = "127.0.0.1"  # the sending server check and report assume
 CLIENT_HELO = "localhost"
@@ -153,33 +151,40 @@ def header_addresses(raw: bytes, *names: str) -> list[str]:
     return [addr for _, addr in email.utils.getaddresses(values) if "@" in addr]
 
 
-async def check_message(
-    raw: bytes,
-    *,
-    profiles: ProfileSet,
-    profile: str,
-    routes: dict[str, str],
-    mail_from: str | None,
-    rcpts: Sequence[str],
-    client_ip: str,
-    helo: str,
-    spamd: tuple[str, int] | None = None,
-    resolver: Resolver | None = None,
-) -> list[Verdict]:
-    """Run one message through the same staged transaction the server runs.
+def command_judge(
+    args: argparse.Namespace, profiles: ProfileSet, *, profile: str, routes: dict[str, str]
+) -> Judge:
+    """The one ``Judge`` of a ``check`` run: its routing and the DNS options it was given.
+    Built before any file is read, so a bad zone file stops the command first."""
+    dns = DnsOptions(args.dns, args.dns_server, tuple(args.dns_zone), args.dns_timeout)
+    return Judge(profiles, profile=profile, routes=routes, dns=dns, spamd=args.spamd)
 
-    Without ``resolver``, DNS is offline: the fixtures the profiles name, nothing else.
-    """
-    router = build_router(profiles, profile, routes)
-    if resolver is None:
-        resolver = dns_resolver(profiles, profile, routes)
-    counter = iter(range(1, 1_000_000))
-    transaction = Transaction(
-        router,
-        ClientIdentity(ip=client_ip, helo=helo, source="option"),
-        lambda: f"check-{next(counter)}",
-        lookups=Lookups(spamd=SpamdService(override=spamd), resolver=resolver),
-    )
+
+def envelope_of(raw: bytes, mail_from: str | None, rcpts: Sequence[str]) -> MailEnvelope:
+    """The envelope a file is judged with: the options', else the header addresses (From;
+    To and Cc), else a placeholder recipient."""
     sender = mail_from if mail_from is not None else next(iter(header_addresses(raw, "From")), "")
-    recipients = list(rcpts) or header_addresses(raw, "To", "Cc") or ["recipient@example.com"]
-    return await transaction.run(sender, recipients, raw)
+    recipients = list(rcpts) or header_addresses(raw, "To", "Cc") or [DEFAULT_RECIPIENT]
+    return MailEnvelope(sender, tuple(recipients))
+
+
+def identity_of(client_ip: str, helo: str) -> Identity:
+    """--client-ip and --helo as the filters see them (no AUTH, no TLS)."""
+    return Identity(ClientIdentity(ip=client_ip, helo=helo, source="option"))
+
+
+async def check_message(
+    judge: Judge,
+    raw: bytes,
+    envelope: MailEnvelope,
+    identity: Identity,
+    *,
+    profile: str | LoadedProfile | None = None,
+) -> list[Verdict]:
+    """Run one message through the judge's staged transaction, the one the server runs: with
+    its routing in force, or ``profile`` alone. Verdict ids count ``check-1``, ``check-2`` …
+    per message."""
+    counter = itertools.count(1)
+    return await judge.evaluate(
+        raw, envelope, identity, profile=profile, new_id=lambda: f"check-{next(counter)}"
+    )

@@ -1,8 +1,8 @@
 """``sinkd report``: a deliverability report of message files, every profile's verdict and the
 survey population estimate, as text, JSON or one HTML page.
 
-Owns the report options and writing the report; the judging is ``check_message`` per profile
-and the population estimate (``sinkd.core.population``), the rendering ``sinkd.reports``.
+Owns the report options and writing the report; the judging (every profile's verdict and the
+population estimate) is the ``Judge`` the server uses too, the rendering ``sinkd.reports``.
 Must not import the server, the web app or the store.
 """
 
@@ -21,17 +21,17 @@ from sinkd.cli.judging import (
     add_sender_option,
     check_message,
     header_addresses,
+    identity_of,
     read_message,
 )
 from sinkd.core.message import parse
-from sinkd.core.model import ClientIdentity, Verdict
-from sinkd.core.population import Population, load_population
-from sinkd.core.ports import Lookups, Resolver
-from sinkd.core.profiles import ProfileSet, dns_zones_of
+from sinkd.core.model import Verdict
+from sinkd.core.population import load_population
+from sinkd.core.profiles import LoadedProfile, ProfileSet, dns_zones_of
 from sinkd.errors import InputError
 from sinkd.lookups.dns import build_resolver
-from sinkd.lookups.spamd import SpamdService
 from sinkd.reports.deliverability import MessageReport, render_html, write_text
+from sinkd.services.judge import DEFAULT_RECIPIENT, Judge, MailEnvelope
 from sinkd.services.settings import add_options
 
 
@@ -66,17 +66,17 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
     the report is written (it describes outcomes, it is not one); 2 for bad input."""
     profiles = ProfileSet(args.profiles_dir)
     names = args.profiles or profiles.names()
-    for name in names:
-        profiles.resolve(name)  # unknown ids stop the command before any file
+    chosen = [profiles.resolve(name) for name in names]  # unknown ids stop it before any file
     population = load_population(profiles)
-    zones = dns_zones_of(profiles.resolve(name) for name in (*names, *population.profile_ids))
+    # One resolver over every zone file the chosen profiles and the population's name, then
+    # --dns-zone's: built before any file, so a bad zone file stops the command first.
+    zones = dns_zones_of([*chosen, *(profiles.resolve(n) for n in population.profile_ids)])
     resolver = build_resolver(args.dns, args.dns_server, [*zones, *args.dns_zone], args.dns_timeout)
+    judge = Judge(profiles, profile=names[0], resolver=resolver, population=population)
     raws = [(path, read_message(path)) for path in args.files]  # missing files: exit 2 first
     reports: list[MessageReport] = []
     for path, raw in raws:
-        reports.append(
-            asyncio.run(_report_one(args, path, raw, profiles, names, population, resolver))
-        )
+        reports.append(asyncio.run(_report_one(args, path, raw, judge, chosen)))
     if args.html is not None:
         try:
             args.html.write_text(render_html(reports), encoding="utf-8")
@@ -99,34 +99,17 @@ async def _report_one(
     args: argparse.Namespace,
     path: Path,
     raw: bytes,
-    profiles: ProfileSet,
-    names: Sequence[str],
-    population: Population,
-    resolver: Resolver,
+    judge: Judge,
+    chosen: Sequence[LoadedProfile],
 ) -> MessageReport:
     sender = args.mail_from
     if sender is None:
         sender = next(iter(header_addresses(raw, "From")), "")
-    rcpt = next(iter(header_addresses(raw, "To", "Cc")), "recipient@example.com")
+    rcpt = next(iter(header_addresses(raw, "To", "Cc")), DEFAULT_RECIPIENT)
+    envelope = MailEnvelope(sender, (rcpt,))
+    identity = identity_of(args.client_ip, args.helo)
     verdicts: list[Verdict] = []
-    for name in names:
-        found = await check_message(
-            raw,
-            profiles=profiles,
-            profile=name,
-            routes={},
-            mail_from=sender,
-            rcpts=[rcpt],
-            client_ip=args.client_ip,
-            helo=args.helo,
-            resolver=resolver,
-        )
-        verdicts.extend(found)
-    estimate = await population.estimate(
-        raw,
-        mail_from=sender,
-        rcpt=rcpt,
-        client=ClientIdentity(ip=args.client_ip, helo=args.helo, source="option"),
-        lookups=Lookups(spamd=SpamdService(), resolver=resolver),
-    )
+    for loaded in chosen:
+        verdicts.extend(await check_message(judge, raw, envelope, identity, profile=loaded))
+    estimate = await judge.estimate(raw, envelope, identity)
     return MessageReport(str(path), parse(raw).subject, verdicts, estimate)

@@ -35,8 +35,7 @@ from sinkd.server.workers import WorkerPool, worker_chaos
 from sinkd.services.ids import configure_ids
 from sinkd.services.judge import DnsOptions, Judge
 from sinkd.services.recorder import Recorder
-from sinkd.services.routing import build_router, dns_resolver, profile_dns_zones
-from sinkd.services.settings import Settings, default_db_path
+from sinkd.services.settings import Settings
 from sinkd.store import Store, VerdictSink
 from sinkd.store.sqlite import SqliteStore, open_sqlite
 from sinkd.store.verdict_log import VerdictLog
@@ -45,18 +44,6 @@ from sinkd.web.common import HttpOptions, WebContext
 from sinkd.web.hub import Hub
 
 log = logging.getLogger(__name__)
-
-# Names this module gave before settings and routing moved to sinkd.services: callers and
-# tests keep importing them from here.
-__all__ = [
-    "ServerThread",
-    "Settings",
-    "Sinkd",
-    "build_router",
-    "default_db_path",
-    "dns_resolver",
-    "profile_dns_zones",
-]
 
 SMTP_BACKLOG = 1024  # pending connections per listening socket
 MAX_WORKERS = 4  # --workers 0 (auto): beyond four, SQLite's single writer is the bound

@@ -93,6 +93,7 @@ class Judge:
         resolver: Resolver | None = None,
         spamd: tuple[str, int] | None = None,
         delivery: DeliveryState | None = None,
+        population: Population | None = None,
     ) -> None:
         self.profiles = profiles
         self.dns = dns or DnsOptions()
@@ -101,7 +102,7 @@ class Judge:
         self._given_resolver = resolver
         self._resolvers: dict[tuple[Path, ...], Resolver] = {}
         self._pipelines: dict[Path, Pipeline] = {}
-        self._population: Population | None = None
+        self._population = population  # loaded on first use unless a command gave it
         routes = dict(routes or {})
         started = {name: profiles.resolve(name) for name in (profile, *routes.values())}
         # The profiles routed at start by id: a --profile given as a YAML path keeps its id

@@ -25,7 +25,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from sinkd.services.settings import DEFAULT_PROFILE, DEFAULT_SMTP_PORT, DEFAULT_URL
+from sinkd.errors import HttpApiError, SinkdError
+from sinkd.services.settings import DEFAULT_PROFILE, DEFAULT_SMTP_PORT, DEFAULT_URL, Settings
 
 if TYPE_CHECKING:
     from sinkd.server.runtime import ServerThread
@@ -140,7 +141,6 @@ class SinkdServer:
         wanted = (profile, tuple(sorted(routes.items())))
         if wanted == self.current:
             return  # nothing to change: most tests cost no routing request at all
-        from sinkd.errors import HttpApiError
 
         try:
             self.client.set_routing(profile, routes)
@@ -155,7 +155,7 @@ def sinkd_server(
 ) -> Iterator[SinkdServer]:
     """The session's sinkd: started on free ports (store in a temporary directory) unless
     ``--sinkd-url`` / ``SINKD_URL`` names a running one."""
-    from sinkd.errors import HttpApiError
+    # Imported when a session asks for sinkd: the client brings httpx.
     from sinkd.testing.client import SinkdClient
 
     config = pytestconfig
@@ -206,7 +206,6 @@ def sinkd_server(
 
 def _chaos_of(client: SinkdClient) -> tuple[str, int | None] | None:
     """The server's chaos (triggers, seed); None for a sinkd without the chaos endpoint."""
-    from sinkd.errors import HttpApiError
 
     try:
         chaos = client.chaos()
@@ -227,8 +226,9 @@ def _smtp_address(spec: str | None, url: str) -> tuple[str, int]:
 
 
 def _start_local(config: pytest.Config, directory: Path) -> ServerThread:
-    from sinkd.errors import SinkdError
-    from sinkd.server.runtime import ServerThread, Settings
+    # Imported when a session starts a server: the plugin loads in every pytest run, most of
+    # which never ask for one (the server brings aiosmtpd, starlette and the store).
+    from sinkd.server.runtime import ServerThread
 
     settings = Settings(
         host="127.0.0.1",
@@ -285,7 +285,6 @@ def sinkd(request: pytest.FixtureRequest, sinkd_server: SinkdServer) -> Iterator
     with the chaos it had when the session began (a test that injects failures does not leak
     them into the next), and routed as the test's ``sinkd_profile`` / ``sinkd_routes`` markers
     say."""
-    from sinkd.errors import HttpApiError
 
     profile, routes = _wanted_routing(request.node, sinkd_server.baseline)
     sinkd_server.route(profile, routes)

@@ -11,7 +11,6 @@ import pytest
 
 import sinkd.lookups.dns
 import sinkd.services.judge
-from sinkd.cli import check_message
 from sinkd.core.delivery_state import DeliveryState
 from sinkd.core.model import ClientIdentity
 from sinkd.core.ports import Resolver
@@ -135,30 +134,3 @@ def test_routing_names_profiles_by_id_only() -> None:
     judge = Judge(ProfileSet())
     with pytest.raises(ProfileError, match="unknown profile"):
         judge.prepare_routing("../profiles/no-filter.yaml", {})
-
-
-@pytest.mark.parametrize("raw", [message(), GTUBE_MESSAGE])
-async def test_the_judge_built_as_a_command_would_gives_what_sinkd_check_gives(raw: bytes) -> None:
-    # The CLI moves onto the Judge after this branch; until then the two must agree exactly.
-    profiles = ProfileSet()
-    routes = {"finance.example": "strict-finance"}
-    rcpts = ("bob@corp.example", "carol@finance.example")
-    expected = await check_message(
-        raw,
-        profiles=profiles,
-        profile="typical-corporate",
-        routes=routes,
-        mail_from="alice@sender.example",
-        rcpts=rcpts,
-        client_ip="192.0.2.10",
-        helo="mail.sender.example",
-    )
-    judge = Judge(profiles, profile="typical-corporate", routes=routes)
-    counter = iter(range(1, 100))
-    found = await judge.evaluate(
-        raw,
-        MailEnvelope("alice@sender.example", rcpts),
-        SENDER,
-        new_id=lambda: f"check-{next(counter)}",
-    )
-    assert [v.to_json() for v in found] == [v.to_json() for v in expected]

@@ -19,12 +19,10 @@ from typing import Any
 import yaml
 
 from sinkd.core.as_sent import as_sent
-from sinkd.core.engine import Pipeline, Transaction
+from sinkd.core.engine import Pipeline
 from sinkd.core.model import Action, ClientIdentity, Disposition, Finding, Verdict, VerdictAction
-from sinkd.core.ports import Lookups, Resolver
 from sinkd.core.profiles import LoadedProfile, ProfileSet
-from sinkd.lookups.spamd import SpamdService
-from sinkd.server.runtime import build_router, dns_resolver
+from sinkd.services import judge as service
 
 ROOT = Path(__file__).resolve().parents[2]
 CORPUS = ROOT / "tests" / "corpus"
@@ -146,14 +144,14 @@ class Judge:
         self.profiles = profiles or ProfileSet()
         self.profile = profile
         self.loaded: LoadedProfile = self.profiles.resolve(profile)
-        self.router = build_router(self.profiles, profile, {})
-        self.resolver: Resolver = dns_resolver(self.profiles, profile, {}, zones=list(zones))
-        self.spamd = SpamdService(override=spamd)
+        self.judge = service.Judge(
+            self.profiles, profile=profile, dns=service.DnsOptions(zones=tuple(zones)), spamd=spamd
+        )
         self._ids = iter(range(1, 1 << 62))
 
     @property
     def pipeline(self) -> Pipeline:
-        return self.router.default
+        return self.judge.router.default
 
     async def verdicts(self, raw: bytes, envelope: Envelope | None = None) -> list[Verdict]:
         """One verdict per profile among the recipients (here: one), as ``sinkd check``."""
@@ -162,17 +160,16 @@ class Judge:
             helo=envelope.helo if envelope else "mail.sender.example",
             source="option",
         )
-        transaction = Transaction(
-            self.router,
-            client,
-            lambda: f"corpus-{next(self._ids)}",
-            lookups=Lookups(spamd=self.spamd, resolver=self.resolver),
-        )
         if envelope is not None:
-            sender, rcpts = envelope.mail_from, list(envelope.rcpt)
+            sender, rcpts = envelope.mail_from, tuple(envelope.rcpt)
         else:
-            sender, rcpts = header_from(raw), ["recipient@corp.example"]
-        return await transaction.run(sender, rcpts, raw)
+            sender, rcpts = header_from(raw), ("recipient@corp.example",)
+        return await self.judge.evaluate(
+            raw,
+            service.MailEnvelope(sender, rcpts),
+            service.Identity(client),
+            new_id=lambda: f"corpus-{next(self._ids)}",
+        )
 
     async def verdict(self, raw: bytes, envelope: Envelope | None = None) -> Verdict:
         (only,) = await self.verdicts(raw, envelope)

@@ -14,7 +14,8 @@ import httpx
 import pytest
 
 from sinkd.errors import ConfigError
-from sinkd.server.runtime import Settings, Sinkd
+from sinkd.server.runtime import Sinkd
+from sinkd.services.settings import Settings
 from tests.conftest import StartServer
 from tests.support.servers import READY, START_TIMEOUT, clean_env
 from tests.support.smtp import TIMEOUT, count, message, raw_client
