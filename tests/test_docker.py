@@ -20,8 +20,8 @@ import yaml
 from sinkd.cli import _settings, build_parser
 from sinkd.core.profiles import ProfileSet
 from sinkd.services.settings import Settings
+from tests.support.paths import ROOT
 
-ROOT = Path(__file__).parent.parent
 DOCKER = ROOT / "docker"
 
 

@@ -34,3 +34,20 @@ def imports_of_test_modules() -> list[str]:
 def test_no_test_module_imports_another() -> None:
     found = imports_of_test_modules()
     assert not found, "move shared helpers to tests/support/ or a conftest.py:\n" + "\n".join(found)
+
+
+# Test directories that hold no package's tests: helpers, data, whole-system scenarios.
+NOT_PACKAGES = {"support", "corpus", "messages", "e2e", "spf"}
+
+
+def test_test_directories_mirror_the_packages_of_sinkd() -> None:
+    package_root = TESTS.parent / "sinkd"
+    strays = [
+        str(directory.relative_to(TESTS))
+        for directory in sorted(TESTS.rglob("*"))
+        if directory.is_dir()
+        and any(directory.glob("test_*.py"))
+        and not NOT_PACKAGES & set(directory.relative_to(TESTS).parts)
+        and not (package_root / directory.relative_to(TESTS) / "__init__.py").is_file()
+    ]
+    assert not strays, f"test directories with no sinkd package of that name: {strays}"

@@ -48,7 +48,7 @@ class Spec(BaseModel):
     check (a vendor document, an RFC section, a product's shipped configuration) and
     ``assumption:`` says why sinkd chose the value when no such document exists. A node gives
     one or the other, never both, and never an empty one. The built-in profiles must carry one
-    on every rule, threshold, size limit, reply and stage (tests/test_profiles.py checks it);
+    on every rule, threshold, size limit, reply and stage (tests/core/test_profiles.py checks it);
     ``sinkd profiles show`` prints them.
     """
 

@@ -1,7 +1,7 @@
 """SPF's ``check_host()`` (RFC 7208 §4) over the injected ``Resolver``, by pyspf 2.0.14.
 
 Owns running pyspf, the reference implementation that passes the OpenSPF RFC 7208 suite
-(``tests/spf/``), against our async ``Resolver`` instead of its own DNS client. pyspf is
+(``tests/core/spf/``), against our async ``Resolver`` instead of its own DNS client. pyspf is
 synchronous and resolves through the module global ``spf.DNSLookup``, so each check runs in a
 worker thread (``asyncio.to_thread``) and ``spf.DNSLookup`` is set once, at import, to a
 dispatcher that finds the calling thread's session (resolver, event loop, deadline) in a

@@ -18,8 +18,8 @@ from sinkd.services.settings import (
     markdown_table,
     options,
 )
+from tests.support.paths import README
 
-README = Path(__file__).resolve().parents[2] / "README.md"
 TABLE_START = "<!-- generated: markdown_table() in sinkd/services/settings.py"
 TABLE_END = "<!-- end of generated table -->"
 

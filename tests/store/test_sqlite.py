@@ -18,6 +18,7 @@ import pytest
 from sinkd.errors import StoreError
 from sinkd.store import Query
 from sinkd.store.sqlite import SCHEMA_VERSION, SqliteStore, WriterKind, open_sqlite
+from tests.support.paths import ROOT
 from tests.support.store import make_record
 
 
@@ -142,7 +143,7 @@ async def test_saved_records_survive_the_process_being_killed(
         sys.executable,
         "-c",
         script,
-        cwd=Path(__file__).parents[2],
+        cwd=ROOT,
         stdout=subprocess.PIPE,
     )
     out, _ = await proc.communicate()

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import email.policy
 from email.message import EmailMessage
-from pathlib import Path
 
-CONTENT = Path(__file__).parent.parent / "messages" / "content"
+from tests.support.paths import MESSAGES
+
+CONTENT = MESSAGES / "content"
 PREHEADER = (
     '<div style="display:none;font-size:1px;color:#f1f1f1;line-height:1px;max-height:0;'
     'overflow:hidden">PREHEADER-MARKER Autumn prices end Sunday &ndash; 20% off gift boxes'

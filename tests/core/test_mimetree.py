@@ -16,8 +16,8 @@ import pytest
 
 import sinkd.core.message
 from sinkd.core.mimetree import MimeNode, MimeTree, build_tree, rebuild
+from tests.support.paths import MESSAGES
 
-MESSAGES = Path(__file__).resolve().parent / "messages"
 CORPUS = sorted((MESSAGES / "cpython").glob("msg_*.txt")) + sorted(
     (MESSAGES / "hostile").glob("*.eml")
 )

@@ -12,9 +12,8 @@ from pathlib import Path
 import pytest
 
 from sinkd.core.message import BODY_PART_SCAN_SIZE, ParsedMessage, RawIssues, parse
+from tests.support.paths import MESSAGES, ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
-MESSAGES = Path(__file__).resolve().parent / "messages"
 CPYTHON_MESSAGES = sorted((MESSAGES / "cpython").glob("msg_*.txt"))
 HOSTILE_MESSAGES = sorted((MESSAGES / "hostile").glob("*.eml"))
 

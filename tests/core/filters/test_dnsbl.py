@@ -8,7 +8,6 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,6 +20,7 @@ from sinkd.core.model import Action, Category, ClientIdentity, Envelope, Finding
 from sinkd.core.ports import DnsAnswer, Lookups, RecordType
 from sinkd.core.profiles import ProfileSet
 from sinkd.core.schema import CompileContext
+from tests.support.paths import ROOT
 
 NXDOMAIN = DnsAnswer("NXDOMAIN")
 SPAMHAUS_CODES = {
@@ -592,7 +592,7 @@ def test_a_message_without_html_never_imports_selectolax() -> None:
     )
     done = subprocess.run(
         [sys.executable, "-c", script],
-        cwd=Path(__file__).resolve().parents[2],
+        cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=60,

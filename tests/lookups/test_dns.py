@@ -47,8 +47,9 @@ from sinkd.services.judge import Judge
 from sinkd.services.settings import Settings
 from tests.conftest import StartDnsServer
 from tests.dns_server import DnsTestServer
+from tests.support.paths import PROFILES
 
-DEMO = Path(__file__).resolve().parent.parent / "profiles" / "dns"
+DEMO = PROFILES / "dns"
 
 ZONE = """\
 $TTL 300

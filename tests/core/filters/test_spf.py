@@ -29,7 +29,7 @@ from sinkd.core.ports import DnsAnswer, Lookups, RecordType, Resolver
 from sinkd.core.profiles import ProfileSet
 from sinkd.core.schema import CompileContext
 from sinkd.core.spf_eval import check_host
-from tests.spf import FakeResolver, HangingResolver, resolver_for, zonedata_to_records
+from tests.support.spf import FakeResolver, HangingResolver, resolver_for, zonedata_to_records
 
 CATALOGUE = ProfileSet().catalogue
 IP = "203.0.113.7"

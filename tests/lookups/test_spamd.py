@@ -36,6 +36,7 @@ from tests.conftest import (
     spamd_port_unused,
     start_spamd,
 )
+from tests.support.paths import PROFILES
 from tests.support.smtp import GTUBE_MESSAGE, message, raw_client
 
 GUARD = 10.0  # a generous bound on anything that must merely not hang
@@ -618,7 +619,7 @@ def test_check_json_with_spamd_stopped_marks_the_verdict_not_fully_judged(
 def test_no_built_in_profile_applies_spamassassins_own_score_twice() -> None:
     # In own mode the SpamAssassin score is the verdict's score: thresholds of the profile's
     # own would judge the same points again.
-    folder = Path(__file__).parent.parent / "profiles"
+    folder = PROFILES
     own = []
     for path in sorted(folder.glob("*.yaml")):
         data = yaml.safe_load(path.read_text(encoding="utf-8"))

@@ -4,7 +4,7 @@ aiosmtpd's own ``__init__`` would have built.
 The copy skips aiosmtpd's per-connection reflection (see ``SinkdSMTP.clone``). These tests
 compare it attribute by attribute with a protocol built the long way, so an aiosmtpd release
 that adds or changes per-connection state fails here instead of sharing state between
-connections. The end-to-end behaviour (every SMTP test in tests/test_smtp.py) runs on clones.
+connections. The end-to-end behaviour (every SMTP test in tests/server/test_smtp.py) runs on clones.
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ schema: sinkd.profile/v1
 id: stripping
 title: Strips images and hidden text, refuses executables
 models:
-  - {what: "a test profile", source: "tests/test_cli_filtered.py"}
+  - {what: "a test profile", source: "tests/cli/test_cli_filtered.py"}
 filters:
   - kind: mime
     name: rich-content
@@ -43,7 +43,7 @@ schema: sinkd.profile/v1
 id: lenient
 title: Filters nothing
 models:
-  - {what: "a test profile", source: "tests/test_cli_filtered.py"}
+  - {what: "a test profile", source: "tests/cli/test_cli_filtered.py"}
 """
 
 

@@ -8,7 +8,6 @@ import base64
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import dkim
@@ -23,8 +22,9 @@ from sinkd.core.model import Action, Category, ClientIdentity, Envelope, Finding
 from sinkd.core.ports import NO_DNS, DnsAnswer, Lookups, RecordType
 from sinkd.core.profiles import ProfileSet
 from sinkd.core.schema import CompileContext
+from tests.support.paths import MESSAGES
 
-DKIMPY_DATA = Path(__file__).resolve().parent.parent / "messages" / "dkimpy"
+DKIMPY_DATA = MESSAGES / "dkimpy"
 ENVELOPE = Envelope(
     ClientIdentity(ip="192.0.2.10", helo="mail.shop.example"),
     "bounce@shop.example",

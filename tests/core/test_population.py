@@ -15,6 +15,7 @@ from sinkd.core.profiles import ProfileSet
 from sinkd.errors import ProfileError
 from sinkd.lookups.dns import build_resolver
 from sinkd.reports.deliverability import MessageReport, render_html, write_text
+from tests.support.paths import PROFILES
 
 F = Fraction
 FILTERING = 1 - F(3, 100)  # 97% run some filter
@@ -180,7 +181,7 @@ def test_unknown_codes_fall_back_to_addressing_their_reason() -> None:
 def test_a_population_naming_a_missing_filter_names_the_file_the_line_and_the_field(
     tmp_path: Path,
 ) -> None:
-    text = (Path(__file__).parents[1] / "profiles" / "population.yaml").read_text()
+    text = (PROFILES / "population.yaml").read_text()
     bad = tmp_path / "population.yaml"
     bad.write_text(text.replace("filters: [trigger-words]", "filters: [trigger-wordz]"))
     with pytest.raises(ProfileError) as caught:
@@ -191,7 +192,7 @@ def test_a_population_naming_a_missing_filter_names_the_file_the_line_and_the_fi
 
 
 def test_a_share_above_one_is_refused_with_its_location(tmp_path: Path) -> None:
-    text = (Path(__file__).parents[1] / "profiles" / "population.yaml").read_text()
+    text = (PROFILES / "population.yaml").read_text()
     bad = tmp_path / "population.yaml"
     bad.write_text(text.replace("share: 0.64", "share: 1.64"))
     with pytest.raises(ProfileError, match=r"features\[1\]\.share"):

@@ -27,6 +27,7 @@ from sinkd.core.model import (
 from sinkd.store import MessageRecord
 from sinkd.store.sqlite import open_sqlite
 from tests.support.judging import HEAD
+from tests.support.paths import MESSAGES, PROFILES
 
 GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
 
@@ -264,7 +265,7 @@ def test_python_dash_m_sinkd_check_exits_with_the_verdict_code(rejected: Path) -
 
 # --- files as an SMTP client sends them -----------------------------------------------------
 
-NEWSLETTER = Path(__file__).parent / "messages" / "content" / "newsletter.html"
+NEWSLETTER = MESSAGES / "content" / "newsletter.html"
 
 
 def newsletter(line_end: bytes) -> bytes:
@@ -545,7 +546,7 @@ def test_profiles_validate_exits_0_for_good_files(
 ) -> None:
     good = tmp_path / "good.yaml"
     good.write_text(HEAD.format(id="good") + "filters: []\n", encoding="utf-8")
-    builtin = Path(__file__).parents[1] / "profiles"
+    builtin = PROFILES
     code, out = run("profiles", "validate", good, builtin / "replies.yaml")
     assert code == 0
     lines = out.splitlines()

@@ -529,7 +529,7 @@ async def test_every_shipped_profile_accepts_a_plain_ham_message(name: str) -> N
     [verdict] = await deliver(router, message(), lookups=PLAIN_SENDER)
     if name == "google-workspace-like":
         # sender.example publishes no SPF record and nothing is DKIM-signed: Gmail refuses a
-        # sender that passes neither (sender_auth; tests/filters/test_sender_auth.py).
+        # sender that passes neither (sender_auth; tests/core/filters/test_sender_auth.py).
         assert verdict.deciding is not None
         assert verdict.deciding.code == "SENDER_AUTH_FAIL"
         return
@@ -580,7 +580,7 @@ def test_the_profiles_with_a_gtube_rule() -> None:
     ]
 
 
-# spamassassin-default leaves GTUBE to spamd (tests/test_spamd.py); no-filter and
+# spamassassin-default leaves GTUBE to spamd (tests/lookups/test_spamd.py); no-filter and
 # legacy-sender-id have no GTUBE rule; m365-default-like files it in Junk, as EOP does.
 @pytest.mark.parametrize("name", SHIPPED.names())
 async def test_every_shipped_profile_with_a_gtube_rule_rejects_gtube(name: str) -> None:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import base64
 import random
-from pathlib import Path
 
 import pytest
 
 from sinkd.core.html import HTML_CLASSES, HtmlHit, HtmlReport, inspect_html, strip_html
 from sinkd.core.message import parse
 from tests.support.html import content_html
+from tests.support.paths import MESSAGES
 
 PREHEADER = (
     '<div style="display:none;font-size:1px;color:#ffffff;line-height:1px;max-height:0px;'
@@ -625,7 +625,7 @@ def test_a_stripped_document_stays_a_whole_document() -> None:
 
 # --- hostile HTML: judged and stripped, never an exception ----------------------------------------
 
-HOSTILE = Path(__file__).resolve().parent / "messages" / "hostile"
+HOSTILE = MESSAGES / "hostile"
 
 
 def test_a_style_block_ending_in_an_unfinished_rule_is_rewritten_without_it() -> None:

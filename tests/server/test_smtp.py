@@ -63,7 +63,7 @@ filters:
 """
 DEFERS = """\
 title: "asks the sender to retry whenever it reads 'deferme'"
-models: [{what: "a test profile", source: "tests/test_smtp.py"}]
+models: [{what: "a test profile", source: "tests/server/test_smtp.py"}]
 filters:
   - kind: content
     name: deferrals

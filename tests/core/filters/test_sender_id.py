@@ -27,7 +27,7 @@ from sinkd.core.profiles import ProfileSet
 from sinkd.core.schema import CompileContext
 from sinkd.store import Query
 from tests.conftest import StartServer
-from tests.spf import resolver_for
+from tests.support.spf import resolver_for
 from tests.support.smtp import aio_client
 
 CATALOGUE = ProfileSet().catalogue

@@ -1,5 +1,5 @@
-"""SPF evaluation against the OpenSPF RFC 7208 test suite (vendored with its BSD notice), and
-the DNS fakes the SPF and Sender ID tests share.
+"""The DNS fakes the SPF and Sender ID tests share (tests/core/spf runs the OpenSPF RFC 7208
+suite with them).
 
 ``zonedata_to_records`` turns the suite's zonedata into a plain record map; ``FakeResolver``
 serves such a map through the ``Resolver`` port. The loopback DNS server of

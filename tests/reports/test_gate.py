@@ -19,7 +19,6 @@ from sinkd.cli import main
 from tests.conftest import refused_port
 
 GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
-MESSAGES = Path(__file__).parent / "messages"
 
 
 @pytest.fixture(autouse=True)
@@ -55,7 +54,7 @@ schema: sinkd.profile/v1
 id: ladder
 title: One rung of the gate's ladder per subject
 models:
-  - {what: "a test profile", source: "tests/test_gate.py"}
+  - {what: "a test profile", source: "tests/reports/test_gate.py"}
 scoring:
   thresholds: {quarantine: 8.0}
 filters:

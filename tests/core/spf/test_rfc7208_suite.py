@@ -4,7 +4,7 @@ real DNS server on a loopback port serving the scenario's zonedata over UDP and 
 
 ``rfc7208-tests.yml``, ``.LICENSE`` and ``.CHANGES`` are copied unchanged from pyspf 2.0.14's
 sdist (``test/``); the licence is BSD-style and its notice travels with the file. The zonedata
-becomes a plain record map (``tests.spf.zonedata_to_records``) that the server serves.
+becomes a plain record map (``tests.support.spf.zonedata_to_records``) that the server serves.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from sinkd.core.ports import DnsAnswer, Resolver
 from sinkd.core.spf_eval import check_host
 from sinkd.lookups.dns import build_resolver
 from tests.dns_server import DnsTestServer
-from tests.spf import FakeResolver, Records, zonedata_to_records
+from tests.support.spf import FakeResolver, Records, zonedata_to_records
 
 SUITE = Path(__file__).parent / "rfc7208-tests.yml"
 # What the suite's explanation "DEFAULT" stands for: the checker's own text (testspf.py sets it).

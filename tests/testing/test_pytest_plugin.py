@@ -203,7 +203,7 @@ schema: sinkd.profile/v1
 id: spamd-down
 title: A spamd that does not answer, mail passed through unscored
 models:
-  - {{what: "a test profile", source: "tests/test_pytest_plugin.py"}}
+  - {{what: "a test profile", source: "tests/testing/test_pytest_plugin.py"}}
 filters:
   - kind: spamassassin
     name: spamd
