@@ -27,8 +27,8 @@ from sinkd.core.profiles import ProfileSet
 from sinkd.core.schema import CompileContext
 from sinkd.store import Query
 from tests.conftest import StartServer
-from tests.support.spf import resolver_for
 from tests.support.smtp import aio_client
+from tests.support.spf import resolver_for
 
 CATALOGUE = ProfileSet().catalogue
 IP = "203.0.113.7"
