@@ -43,7 +43,7 @@ from tests.conftest import StartServer, free_port, require_executable
 from tests.support.profiles import STRIPPING_PROFILE_ID, write_stripping_profile
 from tests.support.smtp import SPAMMY_MESSAGE, TIMEOUT, message, send
 from tests.support.web import CHROMIUM_ARGS, base_url
-from tests.web.campaign import campaign_message
+from tests.support.campaign import campaign_message
 
 
 def html_message(subject: str, html: str, *, sender: str = "alice@sender.example") -> bytes:
