@@ -61,6 +61,13 @@ def test_sinkd_check_imports_no_server_web_or_store(tmp_path: Path) -> None:
     assert loaded(modules, ("sinkd.cli.serve", "sinkd.cli.messages", "sinkd.cli.readyz")) == []
 
 
+def test_sinkd_check_without_spamd_imports_no_spamd_client(tmp_path: Path) -> None:
+    message = tmp_path / "one.eml"
+    message.write_text("From: a@example.com\nTo: b@example.com\nSubject: hi\n\nhello\n")
+    modules = imported_by("check", str(message))
+    assert loaded(modules, ("aiospamc", "loguru", "sinkd.lookups.spamd_client")) == []
+
+
 def test_the_worker_module_does_not_import_the_runtime_that_starts_it() -> None:
     code = "import json, sys, sinkd.server.workers; print(json.dumps(sorted(sys.modules)))"
     result = subprocess.run(
