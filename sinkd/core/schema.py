@@ -52,7 +52,10 @@ class Spec(BaseModel):
     ``sinkd profiles show`` prints them.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # defer_build: a model's validator is built when it first validates, not at import. A
+    # profile is validated from ``Profile`` down, so the ~60 filter and rule models never need
+    # validators of their own, and ``sinkd check`` does not build them (``bench/startup.py``).
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     source: str | None = None
     assumption: str | None = None
