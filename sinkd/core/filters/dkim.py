@@ -11,9 +11,9 @@ permerror (RFC 6376 §3.6.1), and ``l=`` body-length signatures are flagged in t
 the number of body bytes left unsigned (RFC 6376 §8.2) or, with ``ignore_l_tag_bodies``,
 refused. Pure: DNS only through ``ctx.lookups.resolver``; dkimpy's logging is silenced.
 
-dkimpy is imported on the first signed message (``_dkimpy``), not with this module: it loads
-dnspython's resolver and PyNaCl (~15 ms of every ``sinkd check``, ``bench/startup.py``) and
-an unsigned message never needs it. Must not import dkimpy at module level.
+dkimpy is imported on the first signed message (``_dkimpy``), not with this module: it and the
+PyNaCl it loads cost ~8 ms of every ``sinkd check`` (``bench/startup.py``) and an unsigned
+message never needs them. Must not import dkimpy at module level.
 
 A key the check could not get is no judgement, and records only whatever ``on`` says: offline
 DNS without data for ``<s>._domainkey.<d>`` gives ``DKIM_NEUTRAL`` (RFC 8601 §2.7.1: signed,
@@ -71,8 +71,8 @@ _QUIET.propagate = False
 
 
 def _dkimpy() -> ModuleType:
-    """dkimpy, imported here on first use: lazily, because it is a heavy dependency (dnspython's
-    resolver, PyNaCl) that only a signed message needs (see the module docstring)."""
+    """dkimpy, imported here on first use: lazily, because it is a heavy dependency (with
+    PyNaCl) that only a signed message needs (see the module docstring)."""
     return importlib.import_module("dkim")
 
 
