@@ -4,6 +4,10 @@ Owns talking to spamd: one aiospamc client per address, built once and reused (b
 per call costs two SSL contexts, 65-95 ms of CPU each time), a concurrency limit per address
 so that spamd's queue stays bounded, one timeout over waiting and answering, and parsing
 spamd's REPORT into rules. Every failure becomes a ``BackendError``; it never decides policy.
+
+aiospamc (and loguru, which it logs through) is imported on the first request, through
+``sinkd.lookups.spamd_client``: most profiles ask no spamd, and importing it costs ~23 ms of
+every ``sinkd check`` (``bench/startup.py``). Must not import aiospamc at module level.
 """
 
 from __future__ import annotations
@@ -11,18 +15,13 @@ from __future__ import annotations
 import asyncio
 import re
 from dataclasses import dataclass, field
-
-from aiospamc.client import Client
-from aiospamc.connections import TcpConnectionManager, Timeout
-from aiospamc.requests import Request
-from loguru import logger
+from typing import TYPE_CHECKING
 
 from sinkd.core.ports import SpamdTarget, SpamReport, SpamRule
 from sinkd.errors import BackendError
 
-# aiospamc logs every request and every failure through loguru's global logger; sinkd logs
-# once, where a failure becomes a finding, so aiospamc's own logging stays off.
-logger.disable("aiospamc")
+if TYPE_CHECKING:
+    from sinkd.lookups.spamd_client import SpamdConnection
 
 # A REPORT body lists hits as " pts rule name   description", e.g. "1000 GTUBE  BODY: Generic
 # Test..."; descriptions continue on indented lines (Mail::SpamAssassin::PerMsgStatus).
@@ -55,26 +54,9 @@ def parse_report(body: str) -> tuple[SpamRule, ...]:
     return tuple(rules)
 
 
-class _ClosingTcpConnectionManager(TcpConnectionManager):  # type: ignore[misc]
-    """aiospamc's manager closes its socket only after a complete answer; this one closes it
-    however the request ends, so a spamd that times out does not leak a socket per message."""
-
-    async def _send(self, data: bytes) -> bytes:
-        reader, writer = await self._connect()
-        try:
-            writer.write(data)
-            if writer.can_write_eof():
-                writer.write_eof()
-            await writer.drain()
-            response: bytes = await self._receive(reader)
-            return response
-        finally:
-            writer.close()
-
-
 @dataclass
 class _Endpoint:
-    client: Client
+    connection: SpamdConnection
     slots: asyncio.Semaphore
     max_concurrency: int
 
@@ -97,9 +79,14 @@ class SpamdService:
         key = (host, port, max_concurrency, timeout)
         endpoint = self._endpoints.get(key)
         if endpoint is None:
-            manager = _ClosingTcpConnectionManager(host, port, timeout=Timeout(total=timeout))
+            # Lazy: aiospamc is an optional heavy dependency only a spamassassin filter needs
+            # (see the module docstring); this is its first use in the process.
+            from sinkd.lookups import spamd_client
+
             endpoint = _Endpoint(
-                Client(manager), asyncio.Semaphore(max_concurrency), max_concurrency
+                spamd_client.connect(host, port, timeout),
+                asyncio.Semaphore(max_concurrency),
+                max_concurrency,
             )
             self._endpoints[key] = endpoint
         return endpoint
@@ -112,7 +99,7 @@ class SpamdService:
             # One deadline over both the wait for a free slot and spamd's answer, so that a
             # saturated or hung spamd can never hold an SMTP session longer than the timeout.
             async with asyncio.timeout(target.timeout), endpoint.slots:
-                response = await endpoint.client.request(Request("REPORT", body=message))
+                response = await endpoint.connection.report(message)
         except TimeoutError:
             raise BackendError(
                 f"spamd at {address} did not answer within {target.timeout:g} s"

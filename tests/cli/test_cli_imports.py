@@ -61,6 +61,16 @@ def test_sinkd_check_imports_no_server_web_or_store(tmp_path: Path) -> None:
     assert loaded(modules, ("sinkd.cli.serve", "sinkd.cli.messages", "sinkd.cli.readyz")) == []
 
 
+def test_sinkd_check_of_an_unsigned_message_without_spamd_imports_neither_dkimpy_nor_aiospamc(
+    tmp_path: Path,
+) -> None:
+    message = tmp_path / "one.eml"
+    message.write_text("From: a@example.com\nTo: b@example.com\nSubject: hi\n\nhello\n")
+    modules = imported_by("check", str(message))
+    lazy = ("aiospamc", "loguru", "sinkd.lookups.spamd_client", "dkim", "nacl")
+    assert loaded(modules, lazy) == []
+
+
 def test_the_worker_module_does_not_import_the_runtime_that_starts_it() -> None:
     code = "import json, sys, sinkd.server.workers; print(json.dumps(sorted(sys.modules)))"
     result = subprocess.run(

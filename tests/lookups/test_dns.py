@@ -856,3 +856,26 @@ async def test_a_server_with_a_bad_zone_file_does_not_start(tmp_path: Path) -> N
         await app.start()
     await app.stop()
     assert app.store is None and app.server is None
+
+
+# --- the Public Suffix List behind the Organizational Domain (lookups.dns, dmarc) -------------
+
+
+def test_the_quick_psl_load_gives_publicsuffixlists_own_answer_for_every_rule() -> None:
+    """``dmarc._psl`` encodes only the non-ASCII rules itself, and only for a domain with an
+    ``xn--`` label (start-up time); for each rule of the bundled list, as written and punycoded,
+    in any case, below and at the rule, the registrable domain must be what publicsuffixlist's
+    own full parse says."""
+    from publicsuffixlist import PSLFILE, PublicSuffixList
+
+    from sinkd.core.filters.dmarc import psl_org_domain
+
+    reference = PublicSuffixList()
+    rules = Path(PSLFILE).read_text("utf-8").splitlines()
+    names = [r.split(" ")[0].lstrip("!").replace("*", "w") for r in rules]
+    domains = [n for n in names if n and not n.startswith("//")]
+    domains += [d.encode("idna").decode("ascii") for d in domains if not d.isascii()]
+    assert len(domains) > 10000
+    for domain in domains:
+        for name in (domain, f"x.{domain}", f"y.x.{domain}", f"Y.X.{domain.upper()}"):
+            assert psl_org_domain(name) == (reference.privatesuffix(name) or name), name

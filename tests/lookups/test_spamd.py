@@ -522,16 +522,16 @@ async def test_no_more_than_max_concurrency_requests_reach_spamd_at_once() -> No
 async def test_filters_sharing_a_spamd_with_different_limits_keep_one_client_each(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import sinkd.lookups.spamd
+    import sinkd.lookups.spamd_client
 
     built: list[object] = []
-    real_client = sinkd.lookups.spamd.Client
+    real_client = sinkd.lookups.spamd_client.Client
 
     def counting_client(manager: object) -> object:
         built.append(manager)
         return real_client(manager)
 
-    monkeypatch.setattr(sinkd.lookups.spamd, "Client", counting_client)
+    monkeypatch.setattr(sinkd.lookups.spamd_client, "Client", counting_client)
     service = SpamdService()
     async with fake_spamd(answers_fine) as fake:
         for _ in range(3):

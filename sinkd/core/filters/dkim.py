@@ -11,6 +11,10 @@ permerror (RFC 6376 §3.6.1), and ``l=`` body-length signatures are flagged in t
 the number of body bytes left unsigned (RFC 6376 §8.2) or, with ``ignore_l_tag_bodies``,
 refused. Pure: DNS only through ``ctx.lookups.resolver``; dkimpy's logging is silenced.
 
+dkimpy is imported on the first signed message (``_dkimpy``), not with this module: it and the
+PyNaCl it loads cost ~8 ms of every ``sinkd check`` (``bench/startup.py``) and an unsigned
+message never needs them. Must not import dkimpy at module level.
+
 A key the check could not get is no judgement, and records only whatever ``on`` says: offline
 DNS without data for ``<s>._domainkey.<d>`` gives ``DKIM_NEUTRAL`` (RFC 8601 §2.7.1: signed,
 but the signature could not be processed) with ``unjudged=no-dns-data`` and
@@ -35,14 +39,14 @@ but the signature could not be processed) with ``unjudged=no-dns-data`` and
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import Any, Literal, TypeVar
 
-import dkim as dkimpy
-from dkim.canonicalization import CanonicalizationPolicy
 from pydantic import Field
 
 from sinkd.core.filters.base import Filter, MessageContext, reply_variables
@@ -64,6 +68,12 @@ RESULTS: tuple[Result, ...] = ("pass", "fail", "none", "temperror", "permerror")
 _QUIET = logging.getLogger("sinkd.core.filters.dkim.dkimpy")
 _QUIET.addHandler(logging.NullHandler())
 _QUIET.propagate = False
+
+
+def _dkimpy() -> ModuleType:
+    """dkimpy, imported here on first use: lazily, because it is a heavy dependency (with
+    PyNaCl) that only a signed message needs (see the module docstring)."""
+    return importlib.import_module("dkim")
 
 
 _SIGNATURE_HEADER = b"dkim-signature"
@@ -246,7 +256,7 @@ class DkimFilter(Filter):
         if problem is not None:
             sig.result, sig.error = "permerror", problem
             return
-        _pk, keysize, ktag, _tlsrpt = dkimpy.evaluate_pk(sig.key_name, record)
+        _pk, keysize, ktag, _tlsrpt = _dkimpy().evaluate_pk(sig.key_name, record)
         sig.key_bits = keysize
         algorithm = (sig.tag(b"a") or "").lower()
         if ktag is None or not algorithm.startswith(ktag.decode() + "-"):
@@ -287,7 +297,7 @@ class DkimFilter(Filter):
 
         try:
             ok = verifier.verify(sig.index, dnsfunc=dnsfunc)
-        except dkimpy.ValidationError as exc:
+        except _dkimpy().ValidationError as exc:
             text = _describe(exc)
             if "body hash mismatch" in text:
                 sig.result, sig.error = (
@@ -413,7 +423,7 @@ def _header_section(raw: bytes) -> bytes:
 
 
 def _load(raw: bytes) -> Any:
-    return dkimpy.DKIM(raw, logger=_QUIET, minkey=0)
+    return _dkimpy().DKIM(raw, logger=_QUIET, minkey=0)
 
 
 async def _call(threaded: bool, function: Callable[..., T], *args: Any) -> T:
@@ -426,7 +436,7 @@ def _key_problem(record: bytes) -> str | None:
     if b"p" in tags and not re.sub(rb"\s+", b"", tags[b"p"]):
         return "the key has been revoked (empty p=)"
     try:
-        dkimpy.evaluate_pk(b"key", record)
+        _dkimpy().evaluate_pk(b"key", record)
     except Exception as exc:
         return f"malformed key record ({_describe(exc)})"
     return None
@@ -455,6 +465,9 @@ def _domain_of(identity: str) -> str:
 
 def _unsigned_bytes(verifier: Any, sig: _Signature, length: int) -> int:
     """How many canonicalized body bytes lie beyond l= (RFC 6376 §3.5, §8.2)."""
+    # Lazy, as ``_dkimpy``: only a signed message with l= gets here.
+    from dkim.canonicalization import CanonicalizationPolicy
+
     try:
         policy = CanonicalizationPolicy.from_c_value(sig.tags.get(b"c", b"simple/simple"))
         body = policy.canonicalize_body(verifier.body)
