@@ -40,10 +40,10 @@ from sinkd.web.compare import REPORT_CSP, _compare_row
 from sinkd.web.dashboard import CSP
 from sinkd.web.renderings import frame_csp
 from tests.conftest import StartServer, free_port, require_executable
+from tests.support.campaign import campaign_message
 from tests.support.profiles import STRIPPING_PROFILE_ID, write_stripping_profile
 from tests.support.smtp import SPAMMY_MESSAGE, TIMEOUT, message, send
 from tests.support.web import CHROMIUM_ARGS, base_url
-from tests.support.campaign import campaign_message
 
 
 def html_message(subject: str, html: str, *, sender: str = "alice@sender.example") -> bytes:

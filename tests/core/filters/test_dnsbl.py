@@ -579,7 +579,9 @@ def test_a_message_without_html_never_imports_selectolax() -> None:
     script = textwrap.dedent(
         """\
         import asyncio, json, sys
-        from tests.core.filters.test_dnsbl import FakeResolver, at_data, make_filter, message, uri_zone
+        from tests.core.filters.test_dnsbl import (
+            FakeResolver, at_data, make_filter, message, uri_zone,
+        )
 
         flt = make_filter(uri_zone())
         text = message("Visit http://a.example/ today")
