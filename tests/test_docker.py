@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 import yaml
 
-from sinkd.cli import _settings, build_parser
+from sinkd.cli import build_parser
 from sinkd.core.profiles import ProfileSet
-from sinkd.services.settings import Settings
+from sinkd.services.settings import Settings, from_namespace
 from tests.support.paths import ROOT
 
 DOCKER = ROOT / "docker"
@@ -150,7 +150,7 @@ def test_every_sinkd_command_the_container_files_run_parses_with_sinkds_cli(
     assert argv[0] == "sinkd"
     args = build_parser().parse_args(argv[1:])  # an unknown option or bad value raises
     if args.command == "serve":
-        _settings(args)  # the checks serve makes before it starts
+        from_namespace(args)  # the checks serve makes before it starts
         ProfileSet([]).resolve(args.profile)  # a built-in profile: the mounted dir is empty
         for address in (args.spamd,):
             if address is not None:
@@ -175,7 +175,7 @@ def test_the_image_serves_smtp_and_http_on_every_interface_with_the_store_in_dat
 ) -> None:
     for name, value in image_env().items():
         environment.setenv(name, value)
-    settings = _settings(build_parser().parse_args(["serve"]))
+    settings = from_namespace(build_parser().parse_args(["serve"]))
     assert (settings.host, settings.port) == ("0.0.0.0", 2525)
     assert (settings.http_host, settings.http_port) == ("0.0.0.0", 8025)
     assert settings.db == Path("/data/sinkd.db")
@@ -185,7 +185,7 @@ def test_the_image_serves_smtp_and_http_on_every_interface_with_the_store_in_dat
 def test_every_sinkd_variable_the_image_and_compose_set_changes_what_serve_runs_with(
     environment: pytest.MonkeyPatch,
 ) -> None:
-    baseline = asdict(_settings(build_parser().parse_args(["serve"])))
+    baseline = asdict(from_namespace(build_parser().parse_args(["serve"])))
     variables = dict(image_env())
     for service in compose()["services"].values():
         variables.update({k: interpolate(v) for k, v in service.get("environment", {}).items()})
@@ -195,7 +195,7 @@ def test_every_sinkd_variable_the_image_and_compose_set_changes_what_serve_runs_
         if not name.startswith("SINKD_"):
             continue
         environment.setenv(name, value)
-        changed = asdict(_settings(build_parser().parse_args(["serve"])))
+        changed = asdict(from_namespace(build_parser().parse_args(["serve"])))
         environment.delenv(name)
         # The value lands in a setting; where it equals the default, the option says it reads it.
         assert any(

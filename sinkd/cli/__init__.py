@@ -38,9 +38,6 @@ from sinkd.cli.base import (
 )
 from sinkd.cli.main import build_parser, main
 
-# The name serve's settings step had here before the split; tests still call it by it.
-from sinkd.services.settings import from_namespace as _settings
-
 __all__ = [
     "EXIT_ERROR",
     "EXIT_GATE_FAILED",
@@ -49,7 +46,6 @@ __all__ = [
     "EXIT_QUARANTINE",
     "EXIT_REJECT",
     "EXIT_USAGE",
-    "_settings",
     "build_parser",
     "main",
 ]

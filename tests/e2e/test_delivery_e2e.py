@@ -14,10 +14,11 @@ from pathlib import Path
 import aiosmtplib
 import pytest
 
-from sinkd.cli import _settings, build_parser, main
+from sinkd.cli import build_parser, main
 from sinkd.core.profiles import ProfileSet
 from sinkd.errors import ProfileError
 from sinkd.server.runtime import Sinkd
+from sinkd.services.settings import from_namespace
 from sinkd.store import Query
 from tests.conftest import StartServer
 from tests.support.delivery import BODY, RCPT, SENDER, gateway, greylisted_then_accepted
@@ -311,7 +312,7 @@ def test_greylist_delay_reaches_the_servers_delivery_state_and_zero_is_allowed(
     monkeypatch.delenv("SINKD_GREYLIST_DELAY", raising=False)
     assert build_parser().parse_args(["serve"]).greylist_delay is None
     for given, expected in (("5", 5.0), ("0", 0.0), ("0.25", 0.25)):
-        settings = _settings(build_parser().parse_args(["serve", "--greylist-delay", given]))
+        settings = from_namespace(build_parser().parse_args(["serve", "--greylist-delay", given]))
         assert settings.greylist_delay == expected
         assert Sinkd(settings).delivery.delay_override == expected
     monkeypatch.setenv("SINKD_GREYLIST_DELAY", "7")

@@ -44,7 +44,7 @@ from sinkd.lookups.dns import (
 )
 from sinkd.server.runtime import Sinkd
 from sinkd.services.judge import Judge
-from sinkd.services.settings import Settings
+from sinkd.services.settings import Settings, from_namespace
 from tests.conftest import StartDnsServer
 from tests.dns_server import DnsTestServer
 from tests.support.paths import PROFILES
@@ -839,12 +839,11 @@ def test_dns_options_are_checked_and_default_to_offline(tmp_path: Path) -> None:
 
 
 def test_serve_options_reach_the_settings() -> None:
-    from sinkd.cli import _settings
 
     args = build_parser().parse_args(
         ["serve", "--dns-server", "[::1]:53", "--dns-zone", "a.zone", "--dns-timeout", "2"]
     )
-    settings = _settings(args)
+    settings = from_namespace(args)
     assert (settings.dns, settings.dns_server) == ("offline", ("::1", 53))
     assert (settings.dns_zones, settings.dns_timeout) == ([Path("a.zone")], 2.0)
 

@@ -20,10 +20,10 @@ import httpx
 import pytest
 
 from sinkd import listen
-from sinkd.cli import _settings, build_parser
+from sinkd.cli import build_parser
 from sinkd.errors import ConfigError
 from sinkd.server.runtime import Sinkd
-from sinkd.services.settings import Settings
+from sinkd.services.settings import Settings, from_namespace
 from tests.conftest import StartServer
 from tests.support.loopback import require_ipv6_loopback
 from tests.support.servers import QUEUED, READY, START_TIMEOUT, TIMEOUT, clean_env
@@ -64,7 +64,7 @@ def test_serve_listens_on_localhost_by_default_for_smtp_and_http(
 ) -> None:
     for name in [n for n in clean_env() if n.startswith("SINKD_")]:
         monkeypatch.delenv(name, raising=False)
-    settings = _settings(build_parser().parse_args(["serve"]))
+    settings = from_namespace(build_parser().parse_args(["serve"]))
     assert (settings.host, settings.http_host) == ("localhost", "localhost")
     assert Settings.host == Settings.http_host == "localhost"  # the dataclass defaults too
 

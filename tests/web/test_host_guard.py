@@ -12,9 +12,10 @@ from typing import Any
 import httpx
 import pytest
 
-from sinkd.cli import _settings, build_parser
+from sinkd.cli import build_parser
 from sinkd.errors import ConfigError
 from sinkd.server.runtime import Sinkd
+from sinkd.services.settings import from_namespace
 from sinkd.store import Query
 from sinkd.web.app import HostGuard
 from tests.conftest import StartServer, require_executable
@@ -200,19 +201,19 @@ def test_allowed_hosts_come_from_the_option_and_the_variable(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     parse = build_parser().parse_args
-    settings = _settings(
+    settings = from_namespace(
         parse(["serve", "--http-allowed-host", "sinkd", "--http-allowed-host", "x"])
     )
     assert settings.http_allowed_hosts == ["sinkd", "x"]
-    assert _settings(parse(["serve"])).http_allowed_hosts == []
+    assert from_namespace(parse(["serve"])).http_allowed_hosts == []
     monkeypatch.setenv("SINKD_HTTP_ALLOWED_HOSTS", "sinkd, staging.corp")
-    assert _settings(build_parser().parse_args(["serve"])).http_allowed_hosts == [
+    assert from_namespace(build_parser().parse_args(["serve"])).http_allowed_hosts == [
         "sinkd",
         "staging.corp",
     ]
     for bad in ("sinkd:8025", "http://sinkd", ""):
         with pytest.raises(ConfigError, match="--http-allowed-host"):
-            _settings(parse(["serve", "--http-allowed-host", bad]))
+            from_namespace(parse(["serve", "--http-allowed-host", bad]))
 
 
 async def test_a_page_under_a_rebound_name_cannot_read_the_message_list(
