@@ -17,7 +17,7 @@ import yaml
 from sinkd.cli import main
 from sinkd.core.engine import compile_profile
 from sinkd.core.filters import REGISTRY
-from sinkd.core.model import Action, ClientIdentity, Disposition, Reply, Verdict, VerdictAction
+from sinkd.core.model import Action, Disposition, Reply, Verdict, VerdictAction
 from sinkd.core.profiles import (
     FilterSpec,
     Profile,
@@ -30,7 +30,7 @@ from sinkd.core.profiles import (
 from sinkd.core.schema import Spec
 from sinkd.errors import ProfileError
 from tests.conftest import StartServer
-from tests.support.judging import HEAD, judge
+from tests.support.judging import HEAD, judge, transaction
 
 BODY_LINE = 6  # the first line after HEAD
 
@@ -423,15 +423,14 @@ def test_extends_merges_lists_thresholds_and_filters_by_name(tmp_path: Path) -> 
 
 
 async def test_an_extended_profile_judges_with_the_merged_rules(tmp_path: Path) -> None:
-    from sinkd.core.engine import Router, Transaction
-    from sinkd.core.model import ClientIdentity, VerdictAction
+    from sinkd.core.model import VerdictAction
 
     write(tmp_path, BASE, "base")
     write(tmp_path, CHILD, "child", head=False)
     pipeline = compile_profile(ProfileSet([tmp_path]).resolve("child"))
 
     async def judge(mail_from: str) -> VerdictAction:
-        tx = Transaction(Router(pipeline), ClientIdentity(ip="203.0.113.5"), lambda: "id")
+        tx = transaction(pipeline)
         refused = await tx.mail(mail_from)
         assert refused is None
         verdict = await tx.rcpt("bob@corp.example")
@@ -747,13 +746,7 @@ async def judged(name: str, subject: str, body: str = "Hello.") -> Verdict:
 
 
 async def refused_at_mail(name: str, size: int) -> Verdict | None:
-    from sinkd.core.engine import Router, Transaction
-
-    tx = Transaction(
-        Router(compile_profile(SHIPPED.resolve(name))),
-        ClientIdentity(ip="203.0.113.5"),
-        lambda: "id",
-    )
+    tx = transaction(compile_profile(SHIPPED.resolve(name)))
     return await tx.mail("alice@sender.example", size)
 
 

@@ -1,5 +1,6 @@
-"""Judging without a socket: a test profile compiled from a YAML body, and one SMTP transaction
-(MAIL, RCPT..., DATA) through the engine, returning every verdict it gave."""
+"""Judging without a socket: a test profile compiled from a YAML body, a staged transaction to
+drive step by step, and one whole SMTP transaction (MAIL, RCPT..., DATA) through the engine,
+returning every verdict it gave."""
 
 from __future__ import annotations
 
@@ -30,6 +31,20 @@ def compile_yaml(tmp_path: Path, body: str, profile_id: str = "test") -> Pipelin
     return compile_profile(ProfileSet([tmp_path]).resolve(str(path)))
 
 
+def transaction(
+    target: Router | Pipeline,
+    *,
+    client_ip: str = "203.0.113.5",
+    helo: str | None = None,
+    lookups: Lookups = NO_LOOKUPS,
+) -> Transaction:
+    """A staged transaction (MAIL, RCPT..., DATA) for tests that drive it step by step; verdict
+    ids count id1, id2, ..."""
+    router = Router(target) if isinstance(target, Pipeline) else target
+    ids = (f"id{n}" for n in itertools.count(1))
+    return Transaction(router, ClientIdentity(ip=client_ip, helo=helo), lambda: next(ids), lookups)
+
+
 async def deliver(
     target: Router | Pipeline,
     raw: bytes,
@@ -43,9 +58,7 @@ async def deliver(
 ) -> list[Verdict]:
     """Every verdict of one transaction: a refusal at MAIL, refusals at RCPT, then DATA's (if a
     recipient was taken). ``declare_size`` sends ``len(raw)`` as MAIL's SIZE."""
-    router = Router(target) if isinstance(target, Pipeline) else target
-    ids = (f"id{n}" for n in itertools.count(1))
-    tx = Transaction(router, ClientIdentity(ip=client_ip, helo=helo), lambda: next(ids), lookups)
+    tx = transaction(target, client_ip=client_ip, helo=helo, lookups=lookups)
     refused = await tx.mail(mail_from, len(raw) if declare_size else None)
     if refused is not None:
         return [refused]

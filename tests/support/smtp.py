@@ -18,7 +18,7 @@ from sinkd.core.matching import GTUBE
 from sinkd.server.runtime import Sinkd
 from sinkd.store import Query, StoredMessage
 
-TIMEOUT = 10.0
+TIMEOUT = 10.0  # a bound on a hung server, never a threshold a passing test comes near
 # Ids are opaque upper-case hex (their length is the id scheme's business, not the protocol's).
 QUEUED = re.compile(r"^250 2\.0\.0 Ok: queued as ([0-9A-F]{12,40}(?: [0-9A-F]{12,40})*)$")
 

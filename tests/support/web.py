@@ -11,12 +11,11 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-import aiosmtplib
 import httpx
 
 from sinkd.server.runtime import Sinkd
+from tests.support.smtp import TIMEOUT
 
-TIMEOUT = 10.0  # a bound on a hung server, never a threshold a passing test comes near
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -64,16 +63,6 @@ def mail(subject: str, body: str) -> bytes:
         "Message-ID: <reset-1@sender.example>\r\nMIME-Version: 1.0\r\n"
         f"Content-Type: text/plain; charset=utf-8\r\n\r\n{body}\r\n"
     ).encode()
-
-
-async def send(app: Sinkd, raw: bytes) -> None:
-    """``raw`` from alice@sender.example to bob@corp.example over SMTP; stored even if refused."""
-    assert app.smtp_address is not None
-    host, port = app.smtp_address
-    smtp = aiosmtplib.SMTP(hostname=host, port=port, start_tls=False, timeout=TIMEOUT)
-    async with smtp:
-        with contextlib.suppress(aiosmtplib.SMTPDataError):
-            await smtp.sendmail("alice@sender.example", ["bob@corp.example"], raw)
 
 
 @dataclass

@@ -14,7 +14,8 @@ from sinkd.server.runtime import Sinkd
 from sinkd.store import Query
 from sinkd.web.app import BODY_LIMIT
 from tests.conftest import StartServer
-from tests.support.web import TIMEOUT, RawResponse, base_url, mail, raw_exchange, send
+from tests.support.smtp import TIMEOUT, send
+from tests.support.web import RawResponse, base_url, mail, raw_exchange
 
 THIRTY_MB = 30 * 1024 * 1024
 
@@ -22,7 +23,12 @@ THIRTY_MB = 30 * 1024 * 1024
 @pytest.fixture
 async def app(start_server: StartServer) -> Sinkd:
     app = await start_server(http=True)
-    await send(app, mail("Quarterly figures", "Hello Bob, the figures are attached."))
+    await send(
+        app,
+        mail("Quarterly figures", "Hello Bob, the figures are attached."),
+        "alice@sender.example",
+        "bob@corp.example",
+    )
     return app
 
 

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import itertools
 from pathlib import Path
 
-from sinkd.core.engine import Pipeline, Router, Transaction
-from sinkd.core.model import Action, ClientIdentity, Disposition, Reply, Stage, VerdictAction
-from tests.support.judging import compile_yaml
+from sinkd.core.engine import Pipeline
+from sinkd.core.model import Action, Disposition, Reply, Stage, VerdictAction
+from tests.support.judging import compile_yaml, transaction
 
 
 def size_profile(tmp_path: Path, extra: str = "", *, reply_stage: str = "rcpt") -> Pipeline:
@@ -22,11 +21,6 @@ def size_profile(tmp_path: Path, extra: str = "", *, reply_stage: str = "rcpt") 
             {extra}
         """,
     )
-
-
-def transaction(pipeline: Pipeline) -> Transaction:
-    ids = (f"id{n}" for n in itertools.count(1))
-    return Transaction(Router(pipeline), ClientIdentity(ip="203.0.113.5"), lambda: next(ids))
 
 
 def message_of(size: int) -> bytes:
