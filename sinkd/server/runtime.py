@@ -35,8 +35,9 @@ from sinkd.server.workers import WorkerPool, worker_chaos
 from sinkd.services.ids import configure_ids
 from sinkd.services.judge import DnsOptions, Judge
 from sinkd.services.recorder import Recorder
-from sinkd.services.settings import Settings
+from sinkd.services.settings import IN_MEMORY, Settings
 from sinkd.store import Store, VerdictSink
+from sinkd.store.memory import MemoryStore
 from sinkd.store.sqlite import SqliteStore, open_sqlite
 from sinkd.store.verdict_log import VerdictLog
 from sinkd.web import HttpServer, create_app
@@ -164,6 +165,13 @@ class Sinkd:
         (auto): one per core up to ``MAX_WORKERS``, or 1 when a profile keeps state or chaos
         is on (a seeded chaos run replays exactly only in one process)."""
         s = self.settings
+        if s.db == IN_MEMORY:
+            if s.workers > 1:
+                raise ConfigError(
+                    f"--workers {s.workers}: --db :memory: keeps the messages in one process's "
+                    "memory; use a database file with worker processes"
+                )
+            return 1
         stateful = router.keeps_state()
         if s.workers == 0:
             if stateful or s.chaos_triggers:
@@ -217,6 +225,11 @@ class Sinkd:
         # interpreter lock with the SMTP loop (sinkd.store.writer says what that costs).
         if self._given_sink is not None:
             self.sink = self._given_sink
+        elif s.db == IN_MEMORY:
+            # SQLite's own :memory: database is private to one connection: the writer's saves
+            # would be acknowledged and never readable. The in-memory store keeps the contract.
+            self.sink = self.store = MemoryStore()
+            log.info("store: in memory, gone when the server stops (--db :memory:)")
         else:
             self.sink = self.store = await open_sqlite(s.db, writer="process")
         self.recorder = Recorder(self.sink, verdict_log=self.verdict_log, events=self.hub)

@@ -59,6 +59,9 @@ def default_db_path() -> Path:
     return Path(base) / "sinkd" / "sinkd.db"
 
 
+IN_MEMORY = Path(":memory:")  # --db :memory:: the store lives in the server process
+
+
 # --- parsers: an option's text (or one item of its variable) to a value ---------------------
 
 
@@ -440,11 +443,12 @@ class Settings:
         metadata={
             "option": Option(
                 "--db",
-                "SQLite store",
+                "SQLite store; ':memory:' keeps messages in this process only (no file)",
                 parse=Path,
                 shown="$XDG_DATA_HOME/sinkd/sinkd.db",
                 metavar="PATH",
-                doc="the SQLite store",
+                doc="the SQLite store; `:memory:` keeps messages in the server's memory only, "
+                "gone when it stops (one SMTP process)",
                 doc_default="`$XDG_DATA_HOME/sinkd/sinkd.db` (`~/.local/share/sinkd/sinkd.db`)",
             )
         },

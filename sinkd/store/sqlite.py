@@ -334,6 +334,11 @@ async def open_sqlite(
     (``sinkd.store.writer``; what ``sinkd serve`` uses, so that the SMTP event loop never
     shares the interpreter lock with SQLite work).
     """
+    if str(path) == ":memory:":
+        # Each SQLite connection gets its own :memory: database, and the writer has its own:
+        # saves would be acknowledged and never read back. sinkd.store.memory keeps messages in
+        # memory properly (``sinkd serve --db :memory:`` uses it).
+        raise StoreError(":memory: is no SQLite store sinkd can use; give a file path")
     store = SqliteStore(Path(path), busy_timeout=busy_timeout, writer=writer)
     await store._start()
     return store

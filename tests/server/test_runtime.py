@@ -7,9 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from sinkd.errors import SinkdError
+from sinkd.errors import ConfigError, SinkdError, StoreError
 from sinkd.server.runtime import Sinkd
 from sinkd.services.settings import Settings
+from sinkd.store import Query
+from sinkd.store.sqlite import open_sqlite
+from tests.conftest import StartServer
+from tests.support.smtp import message, send
 
 
 def children() -> list[str]:
@@ -31,3 +35,27 @@ async def test_a_start_that_fails_leaves_no_child_process_behind(tmp_path: Path)
     await server.stop()
     assert set(children()) - before == set()
     assert not (tmp_path / "s.db").exists()  # the store was never opened
+
+
+async def test_a_server_on_db_memory_keeps_what_it_accepted_readable(
+    start_server: StartServer,
+) -> None:
+    # SQLite's :memory: is private to one connection: the writer's saves were acknowledged with
+    # 250 and never readable. --db :memory: now means the in-memory store.
+    app = await start_server(db=Path(":memory:"), http=True)
+    await send(app, message("Quarterly figures"), "alice@sender.example", "bob@corp.example")
+    assert app.store is not None
+    (stored,) = await app.store.list(Query(limit=5))
+    assert stored.data["subject"] == "Quarterly figures"
+
+
+async def test_db_memory_with_worker_processes_is_refused_naming_both_options(
+    start_server: StartServer,
+) -> None:
+    with pytest.raises(ConfigError, match=r"--workers 2: --db :memory:"):
+        await start_server(db=Path(":memory:"), workers=2)
+
+
+async def test_open_sqlite_refuses_memory_instead_of_losing_every_save() -> None:
+    with pytest.raises(StoreError, match=":memory:"):
+        await open_sqlite(":memory:")
