@@ -19,15 +19,8 @@ from sinkd.services.settings import from_namespace
 from sinkd.store import Query
 from sinkd.web.app import HostGuard
 from tests.conftest import StartServer, require_executable
-from tests.support.web import (
-    CHROMIUM_ARGS,
-    TIMEOUT,
-    base_url,
-    http_port,
-    mail,
-    raw_exchange,
-    send,
-)
+from tests.support.smtp import TIMEOUT, send
+from tests.support.web import CHROMIUM_ARGS, base_url, http_port, mail, raw_exchange
 
 SECRET = "https://app.example/reset?token=6f1c0ffee"  # what a rebinding page is after
 FOREIGN = "evil.example:8025"
@@ -36,7 +29,8 @@ FOREIGN = "evil.example:8025"
 async def started(start_server: StartServer, **settings: Any) -> tuple[Sinkd, str]:
     """A sinkd serving HTTP with one captured message holding ``SECRET``, and that message's id."""
     app = await start_server(http=True, **settings)
-    await send(app, mail("Reset your password", f"Open {SECRET} to choose a new password."))
+    raw = mail("Reset your password", f"Open {SECRET} to choose a new password.")
+    await send(app, raw, "alice@sender.example", "bob@corp.example")
     assert app.store is not None
     return app, (await app.store.list(Query(limit=1)))[0].id
 
