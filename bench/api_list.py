@@ -48,7 +48,8 @@ from sinkd.core.model import (
     Verdict,
     VerdictAction,
 )
-from sinkd.server.runtime import Settings, Sinkd
+from sinkd.server.runtime import Sinkd
+from sinkd.services.settings import Settings
 from sinkd.store import MessageRecord
 from sinkd.store.sqlite import open_sqlite
 from sinkd.web.messages import list_query

@@ -793,13 +793,9 @@ async def core_times(
     """The filter core in process (sinkd.core.engine's staged Transaction, as sinkd serve runs it),
     CPU per message p50/p99 and wall p50, for each variant's profile and each message."""
     from sinkd.core.delivery_state import DeliveryState
-    from sinkd.core.engine import Transaction
     from sinkd.core.model import ClientIdentity
-    from sinkd.core.ports import Lookups
     from sinkd.core.profiles import ProfileSet
-    from sinkd.lookups.spamd import SpamdService
-    from sinkd.server.runtime import build_router, dns_resolver
-    from sinkd.services.ids import new_message_id
+    from sinkd.services.judge import DnsOptions, Identity, Judge
 
     results: dict[tuple[str, str], tuple[float, float, float]] = {}
     with tempfile.TemporaryDirectory(prefix="sinkd-bench-core-") as tmp:
@@ -809,11 +805,14 @@ async def core_times(
         for variant, (_, profile) in SINKD_VARIANTS.items():
             if (variant == "c" and spamd_port is None) or variant.endswith("2"):
                 continue  # a2/b2 run the same core as a/b
-            router = build_router(profiles, profile, {})
-            zones = [DEMO_ZONE] if variant != "a" else []
-            resolver = dns_resolver(profiles, profile, {}, zones=zones)
-            spamd = SpamdService(override=(HOST, spamd_port)) if spamd_port else None
-            lookups = Lookups(spamd=spamd, resolver=resolver, state=DeliveryState())
+            zones = (DEMO_ZONE,) if variant != "a" else ()
+            judge = Judge(  # what sinkd serve builds: the same transactions, lookups and state
+                profiles,
+                profile=profile,
+                dns=DnsOptions(zones=zones),
+                spamd=(HOST, spamd_port) if spamd_port else None,
+                delivery=DeliveryState(),
+            )
             if variant == "a":
                 client = ClientIdentity(ip=HOST, helo="client.bench", source="connection")
             else:
@@ -826,7 +825,7 @@ async def core_times(
                 wall: list[float] = []
                 for i in range(n + 3):  # the first three warm caches (DNS, imports)
                     c0, w0 = time.process_time(), time.perf_counter()
-                    transaction = Transaction(router, client, new_message_id, lookups=lookups)
+                    transaction = judge.transaction(Identity(client))
                     await transaction.mail(SENDER, len(raw))
                     await transaction.rcpt(RECIPIENT)
                     await transaction.data(raw)
