@@ -1,24 +1,22 @@
-"""The SMTP adapter: aiosmtpd in front of the engine and the store.
+"""The SMTP protocol: aiosmtpd's ``SMTP`` with what sinkd adds to the conversation.
 
-Owns the SMTP conversation: extensions (PIPELINING, ENHANCEDSTATUSCODES, XCLIENT, AUTH,
-STARTTLS), the effective client identity, mapping each stage to the ``Transaction`` the
-``Judge`` hands out, and replying only after the ``Recorder`` committed every verdict (which
-also writes the one log line per verdict). It never decides policy (the engine does), never
-builds lookups or stores by itself, and never relays anything anywhere.
+Owns ``SinkdSMTP`` (RFC 3463 enhanced codes on every reply, the DATA reader, the MAIL/RCPT
+address fast path and SIZE checks, XCLIENT's command, the connection's ``ConnectionSession``,
+chaos at connect, and ``clone()``: a cheap protocol per connection), the AUTH authenticator
+and ``protocol_factory``/``build_protocol``. What each stage means (limits, tarpits, judging,
+committing before replying) is the handler's (``sinkd.server.handler``); XCLIENT's attributes
+and parsing are ``sinkd.server.xclient``'s. It never decides policy and never relays anything.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import re
 import secrets
-import ssl
 import types
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
 from typing import Any, AnyStr
 
 from aiosmtpd.smtp import (
@@ -32,25 +30,16 @@ from aiosmtpd.smtp import (
 )
 from aiosmtpd.smtp import Envelope as SmtpEnvelope
 
-from sinkd.core.chaos import Chaos, ChaosStage, log_injected
-from sinkd.core.engine import Router, Transaction
-from sinkd.core.model import ClientIdentity, Reply, Verdict
-from sinkd.services.ids import new_message_id
-from sinkd.services.judge import Identity, Judge
-from sinkd.services.recorder import Recorder, format_reply
-from sinkd.services.settings import (
-    DEFAULT_MAX_MESSAGE_SIZE,
-    DEFAULT_MAX_RECIPIENTS,
-    AuthMode,
-    Settings,
-)
+from sinkd.server import xclient
+from sinkd.server.handler import SinkHandler
+from sinkd.server.options import ServerOptions
+from sinkd.server.session import ConnectionSession
 
-log = logging.getLogger("sinkd.smtp")
+log = logging.getLogger("sinkd.smtp")  # every SMTP module logs here: users select on it
 
 # Lines longer than RFC 5322's 998 octets are common in ESP-made HTML; real gateways mostly
 # accept them, so sinkd does too (and records a FORMAT_LONG_LINES finding) up to this bound.
 DATA_LINE_LIMIT = 65536
-TEMPFAIL_INTERNAL = Reply(451, "4.3.0", "Internal error; try again later")
 
 # aiosmtpd's own replies carry no enhanced status code. Having advertised
 # ENHANCEDSTATUSCODES we owe one on every reply (RFC 2034 §3), so they are rewritten here.
@@ -111,68 +100,18 @@ def enhance(status: str) -> str:
     return status
 
 
-@dataclass
-class ServerOptions:
-    """What the SMTP protocol needs of the settings, plus its TLS context and idle timeout.
-    A server builds it from ``Settings`` with ``of``; its defaults serve tests that build a
-    protocol alone."""
-
-    hostname: str = "sinkd.localhost"
-    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
-    max_recipients: int = DEFAULT_MAX_RECIPIENTS
-    auth: AuthMode = "any"
-    auth_user: str | None = None
-    auth_password: str | None = None
-    client_ip: str | None = None
-    helo: str | None = None
-    proxy_protocol: bool = False
-    tls_context: ssl.SSLContext | None = None
-    timeout: float = 300.0
-
-    @classmethod
-    def of(cls, settings: Settings, tls_context: ssl.SSLContext | None) -> ServerOptions:
-        """The options of a server running with ``settings``: every field of the same name,
-        so a setting the protocol needs is added in one place (``Settings``)."""
-        taken = {
-            f.name: getattr(settings, f.name) for f in fields(cls) if hasattr(settings, f.name)
-        }
-        return cls(**taken, tls_context=tls_context)
-
-
-@dataclass
-class _Xclient:
-    """Attributes a client set with XCLIENT (Postfix XCLIENT_README)."""
-
-    addr: str | None = None
-    name: str | None = None
-    helo: str | None = None
-    login: str | None = None
-
-
-@dataclass
-class _State:
-    """Per-connection state sinkd keeps beside aiosmtpd's session."""
-
-    xclient: _Xclient = field(default_factory=_Xclient)
-    transaction: Transaction | None = None
-    transaction_id: str = ""
-
-
 class SinkdSMTP(SMTP):
     """aiosmtpd's SMTP with sinkd's additions: XCLIENT, enhanced codes on every reply."""
 
     line_length_limit = DATA_LINE_LIMIT
-    # The connecting address while it counts against max_connections_per_ip, and the 421
-    # reply when this connection is one too many (decided at connect, sent before greeting).
-    sinkd_counted: str | None = None
-    sinkd_refusal: str | None = None
+    event_handler: SinkHandler
 
     def __init__(self, handler: SinkHandler, **kwargs: Any) -> None:
         with warnings.catch_warnings():
             # AUTH without TLS is deliberate here (apps insist on AUTH; see README).
             warnings.simplefilter("ignore")
             super().__init__(handler, **kwargs)
-        self.sinkd = _State()
+        self.connection = ConnectionSession()
         # aiosmtpd counts MAIL's size limit from this base; the extensions add to it.
         self.command_size_limits["XCLIENT"] = 2048
 
@@ -198,7 +137,7 @@ class SinkdSMTP(SMTP):
             loop=self.loop,
         )
         state.update(_CONNECTION_STATE)
-        state["sinkd"] = _State()
+        state["connection"] = ConnectionSession()
         state["_smtp_methods"] = {
             name: _rebind(method, copy) for name, method in self._smtp_methods.items()
         }
@@ -216,18 +155,25 @@ class SinkdSMTP(SMTP):
         else:
             await super().push(status)
 
+    @property
+    def tls(self) -> bool:
+        """Whether STARTTLS has encrypted the connection."""
+        return self._tls_protocol is not None
+
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        if self.sinkd_counted is None and self.transport is None:  # not STARTTLS's second call
+        connection = self.connection
+        if connection.counted is None and self.transport is None:  # not STARTTLS's second call
             peer = transport.get_extra_info("peername")
-            self.sinkd_counted = peer[0] if isinstance(peer, tuple) else "unknown"
-            self.sinkd_refusal = self.event_handler.connection_opened(self.sinkd_counted)
+            connection.counted = peer[0] if isinstance(peer, tuple) else "unknown"
+            connection.refusal = self.event_handler.connection_opened(connection.counted)
         super().connection_made(transport)
 
     def connection_lost(self, error: Exception | None) -> None:
         super().connection_lost(error)
-        if self.sinkd_counted is not None:
-            self.event_handler.connection_closed(self.sinkd_counted)
-            self.sinkd_counted = None
+        connection = self.connection
+        if connection.counted is not None:
+            self.event_handler.connection_closed(connection.counted)
+            connection.counted = None
 
     async def _call_handler_hook(self, command: str, *args: Any) -> Any:
         # Tarpits: RCPT's and DATA's replies wait. The delay is known before the hook runs
@@ -388,326 +334,15 @@ class SinkdSMTP(SMTP):
         if self.envelope.mail_from:
             await self.push("503 5.5.1 Error: MAIL transaction in progress")
             return
-        if not arg:
-            await self.push("501 5.5.4 Syntax: XCLIENT attribute=value [attribute=value ...]")
+        update = xclient.parse(arg, self.connection.xclient)
+        if isinstance(update, str):
+            await self.push(update)
             return
-        update = _Xclient(**vars(self.sinkd.xclient))
-        for item in arg.split():
-            name, eq, raw_value = item.partition("=")
-            name = name.upper()
-            if not eq or name not in _XCLIENT_ATTRIBUTES:
-                await self.push(f"501 5.5.4 Bad XCLIENT attribute name: {name[:64]}")
-                return
-            value = _xtext_decode(raw_value)
-            if any(ord(ch) < 0x21 or ord(ch) == 0x7F for ch in value):
-                # xtext may encode any octet; a name or HELO with controls or spaces is bogus.
-                await self.push(f"501 5.5.4 Bad XCLIENT {name} syntax")
-                return
-            unavailable = value.upper() in ("[UNAVAILABLE]", "[TEMPUNAVAIL]")
-            if name == "ADDR":
-                address = None if unavailable else _xclient_address(value)
-                if address is None and not unavailable:
-                    await self.push(f"501 5.5.4 Bad XCLIENT ADDR syntax: {value[:64]}")
-                    return
-                update.addr = address
-            elif name == "NAME":
-                update.name = None if unavailable else value
-            elif name == "HELO":
-                update.helo = None if unavailable else value
-            elif name == "LOGIN":
-                update.login = None if unavailable else value
-        self.sinkd = _State(xclient=update)
+        self.connection.take_xclient(update)
         self.session.host_name = None
         self.session.extended_smtp = False
         self._set_rset_state()  # type: ignore[no-untyped-call]
         await self.push(f"220 {self.hostname} {self.__ident__}")
-
-
-_XCLIENT_ATTRIBUTES = frozenset(
-    {"NAME", "ADDR", "PORT", "PROTO", "HELO", "LOGIN", "DESTADDR", "DESTPORT"}
-)
-
-
-def _xtext_decode(value: str) -> str:
-    """RFC 3461 §4 xtext: "+" followed by two hex digits encodes one octet."""
-    return re.sub(r"\+([0-9A-Fa-f]{2})", lambda m: chr(int(m.group(1), 16)), value)
-
-
-def _xclient_address(value: str) -> str | None:
-    text = value[5:] if value.upper().startswith("IPV6:") else value
-    try:
-        return str(ipaddress.ip_address(text))
-    except ValueError:
-        return None
-
-
-class SinkHandler:
-    """aiosmtpd handler: one engine ``Transaction`` per mail transaction."""
-
-    def __init__(
-        self,
-        judge: Judge,
-        recorder: Recorder,
-        options: ServerOptions,
-        chaos: Chaos | None = None,
-    ) -> None:
-        self.judge = judge  # builds each transaction under the routing in force
-        self.recorder = recorder  # stores, logs and publishes every verdict before its reply
-        self.options = options
-        self.chaos = chaos or Chaos()
-        self.connections: dict[str, int] = {}  # open connections per connecting address
-
-    @property
-    def router(self) -> Router:
-        """The routing in force (the judge's): connection limits and tarpits read it."""
-        return self.judge.router
-
-    # --- chaos ------------------------------------------------------------------------------
-
-    def inject(self, server: SinkdSMTP, stage: ChaosStage) -> str | None:
-        """Chaos at ``stage`` (README "Chaos"): None to go on as usual, else the reply line to
-        send instead of the real answer, or "" when a ``disconnect`` trigger has dropped the
-        connection. Injected failures are logged, never stored: they are no verdict."""
-        trigger = self.chaos.decide(stage)
-        if trigger is None:
-            return None
-        peer = server.session.peer if server.session is not None else None
-        log_injected(trigger, peer[0] if isinstance(peer, tuple) else None)
-        if trigger.disconnect:
-            server.drop()
-            return ""
-        return format_reply(trigger.reply())
-
-    # --- connection limits and tarpits (the profile's smtp settings) ------------------------
-
-    def connection_opened(self, ip: str) -> str | None:
-        """Count a new connection from ``ip``: the 421 reply line when it is one too many
-        (the default profile's ``max_connections_per_ip``, Postfix's
-        smtpd_client_connection_count_limit), else None."""
-        self.connections[ip] = open_now = self.connections.get(ip, 0) + 1
-        pipeline = self.router.default
-        limit = pipeline.profile.smtp.max_connections_per_ip
-        if limit is None or open_now <= limit:
-            return None
-        log.warning(
-            "connection limit: %d connections from %s, limit %d; refused with 421",
-            open_now,
-            ip,
-            limit,
-        )
-        variables = {"client_ip": ip, "hostname": self.options.hostname}
-        return format_reply(pipeline.connection_reply.render(variables))
-
-    def connection_closed(self, ip: str) -> None:
-        left = self.connections.get(ip, 0) - 1
-        if left > 0:
-            self.connections[ip] = left
-        else:
-            self.connections.pop(ip, None)
-
-    async def before_greeting(self, server: SinkdSMTP) -> bool:
-        """Refuse a connection over the limit (421, then close), or wait out the default
-        profile's banner tarpit. False when the connection was refused."""
-        if server.sinkd_refusal is not None:
-            await server.push(server.sinkd_refusal)
-            if server.transport is not None:
-                server.transport.close()
-            return False
-        delay = self.router.default.profile.smtp.tarpit.banner
-        if delay > 0:
-            try:
-                await asyncio.sleep(delay)
-            except asyncio.CancelledError:  # the client gave up waiting: close our end too
-                if server.transport is not None:
-                    server.transport.close()
-                raise
-        return True
-
-    def tarpit_delay(self, server: SinkdSMTP, command: str, args: tuple[Any, ...]) -> float:
-        """Seconds to wait before answering ``command``: RCPT by the recipient's profile,
-        DATA by the slowest profile among the transaction's recipients."""
-        if command == "RCPT" and args and isinstance(args[0], str):
-            return self.router.pipeline_for(args[0]).profile.smtp.tarpit.rcpt
-        if command == "DATA" and server.sinkd.transaction is not None:
-            pipelines = server.sinkd.transaction.pipelines
-            return max((p.profile.smtp.tarpit.data for p in pipelines), default=0.0)
-        return 0.0
-
-    # --- identity ---------------------------------------------------------------------------
-
-    def identity(self, server: SinkdSMTP, session: Session) -> ClientIdentity:
-        xclient = server.sinkd.xclient
-        peer = session.peer[0] if isinstance(session.peer, tuple) else None
-        proxy_ip = None
-        if session.proxy_data is not None and session.proxy_data.src_addr is not None:
-            proxy_ip = str(session.proxy_data.src_addr)
-        if xclient.addr:
-            ip, source = xclient.addr, "xclient"
-        elif proxy_ip:
-            ip, source = proxy_ip, "proxy"
-        elif self.options.client_ip:
-            ip, source = self.options.client_ip, "option"
-        else:
-            ip, source = peer or "0.0.0.0", "connection"
-        helo = xclient.helo or self.options.helo or session.host_name
-        return ClientIdentity(ip=ip, helo=helo, name=xclient.name, source=source, peer=peer)
-
-    # --- aiosmtpd hooks ---------------------------------------------------------------------
-
-    async def handle_PROXY(
-        self, server: SinkdSMTP, session: Session, envelope: SmtpEnvelope, proxy_data: Any
-    ) -> bool:
-        refused = self.inject(server, "connect")  # chaos at connect, in place of the greeting
-        if refused is not None:
-            if refused:
-                await server.push(refused)
-            return False  # aiosmtpd closes the connection
-        return True  # the header was valid (aiosmtpd checked it); its source address is used
-
-    async def handle_EHLO(
-        self,
-        server: SinkdSMTP,
-        session: Session,
-        envelope: SmtpEnvelope,
-        hostname: str,
-        responses: list[str],
-    ) -> list[str]:
-        session.host_name = hostname
-        server.sinkd.transaction = None
-        refused = self.inject(server, "ehlo")
-        if refused is not None:  # chaos: the client is not greeted (MAIL gets 503)
-            session.host_name, session.extended_smtp = None, False
-            return [refused]
-        extra = [
-            "250-PIPELINING",
-            "250-ENHANCEDSTATUSCODES",
-            "250-XCLIENT NAME ADDR HELO LOGIN PROTO PORT DESTADDR DESTPORT",
-        ]
-        lines = [
-            r
-            for r in responses[:-1]
-            if not (self.options.auth == "off" and r.startswith("250-AUTH"))
-        ]
-        return [*lines, *extra, responses[-1]]
-
-    async def handle_HELO(
-        self, server: SinkdSMTP, session: Session, envelope: SmtpEnvelope, hostname: str
-    ) -> str:
-        session.host_name = hostname
-        server.sinkd.transaction = None
-        refused = self.inject(server, "ehlo")
-        if refused is not None:  # chaos: the client is not greeted (MAIL gets 503)
-            session.host_name = None
-            return refused
-        return f"250 {server.hostname}"
-
-    async def handle_RSET(self, server: SinkdSMTP, session: Session, envelope: SmtpEnvelope) -> str:
-        server.sinkd.transaction = None
-        return "250 2.0.0 Ok"
-
-    async def handle_NOOP(
-        self, server: SinkdSMTP, session: Session, envelope: SmtpEnvelope, arg: str
-    ) -> str:
-        return "250 2.0.0 Ok"
-
-    async def handle_MAIL(
-        self,
-        server: SinkdSMTP,
-        session: Session,
-        envelope: SmtpEnvelope,
-        address: str,
-        mail_options: list[str],
-    ) -> str:
-        refused = self.inject(server, "mail")  # chaos: refused before any transaction exists
-        if refused is not None:
-            return refused
-        size = None
-        for option in mail_options:
-            if option.upper().startswith("SIZE="):
-                size = int(option[5:])
-        auth_user = None
-        if server.sinkd.xclient.login:
-            auth_user = server.sinkd.xclient.login
-        elif isinstance(session.auth_data, LoginPassword):
-            auth_user = session.auth_data.login.decode("utf-8", "replace")
-        identity = Identity(
-            self.identity(server, session), auth_user, tls=server._tls_protocol is not None
-        )
-        transaction = self.judge.transaction(identity)
-        server.sinkd.transaction = transaction
-        server.sinkd.transaction_id = new_message_id()
-        try:
-            # aiosmtpd spells the null reverse-path "<>"; the engine's envelope spells it "".
-            verdict = await transaction.mail("" if address == "<>" else address, size)
-            if verdict is not None:
-                server.sinkd.transaction = None
-                return await self._commit([verdict], None, server.sinkd.transaction_id)
-        except Exception:
-            log.exception("MAIL FROM evaluation failed")
-            server.sinkd.transaction = None
-            return format_reply(TEMPFAIL_INTERNAL)
-        envelope.mail_from = address
-        envelope.mail_options.extend(mail_options)
-        return "250 2.1.0 Ok"
-
-    async def handle_RCPT(
-        self,
-        server: SinkdSMTP,
-        session: Session,
-        envelope: SmtpEnvelope,
-        address: str,
-        rcpt_options: list[str],
-    ) -> str:
-        transaction = server.sinkd.transaction
-        if transaction is None:
-            return "503 5.5.1 Error: need MAIL command"
-        if not address or address.strip("<>") == "":
-            # RFC 5321 §4.1.1.3: the null path is a reverse-path only; Postfix says the same.
-            return "501 5.1.3 Bad recipient address syntax"
-        if len(envelope.rcpt_tos) >= self.options.max_recipients:
-            return "452 4.5.3 Error: too many recipients"  # RFC 5321 §4.5.3.1.10
-        refused = self.inject(server, "rcpt")  # chaos: the recipient is not added
-        if refused is not None:
-            return refused
-        try:
-            verdict = await transaction.rcpt(address)
-            if verdict is not None:
-                return await self._commit([verdict], None, server.sinkd.transaction_id)
-        except Exception:
-            log.exception("RCPT TO evaluation failed")
-            return format_reply(TEMPFAIL_INTERNAL)
-        envelope.rcpt_tos.append(address)
-        envelope.rcpt_options.extend(rcpt_options)
-        return "250 2.1.5 Ok"
-
-    async def handle_DATA(self, server: SinkdSMTP, session: Session, envelope: SmtpEnvelope) -> str:
-        transaction = server.sinkd.transaction
-        server.sinkd.transaction = None
-        if transaction is None or not transaction.recipients:
-            return "503 5.5.1 Error: need RCPT command"
-        refused = self.inject(server, "data")  # chaos: data received, no verdict, nothing stored
-        if refused is not None:
-            return refused
-        raw = envelope.original_content
-        assert isinstance(raw, bytes)
-        try:
-            verdicts = await transaction.data(raw)
-        except Exception:
-            log.exception("DATA evaluation failed")
-            return format_reply(TEMPFAIL_INTERNAL)
-        return await self._commit(verdicts, raw, server.sinkd.transaction_id)
-
-    async def handle_exception(self, error: Exception) -> str:
-        # aiosmtpd's default shows the Python class name to the client; never do that.
-        log.exception("SMTP session error", exc_info=error)
-        return format_reply(TEMPFAIL_INTERNAL)
-
-    # --- commit -----------------------------------------------------------------------------
-
-    async def _commit(self, verdicts: list[Verdict], raw: bytes | None, transaction_id: str) -> str:
-        """Store every verdict, then answer: the reply is sent only after the commit."""
-        committed = await self.recorder.commit(verdicts, raw, transaction_id=transaction_id)
-        return format_reply(committed.reply)
 
 
 def make_authenticator(options: ServerOptions) -> Callable[..., AuthResult]:
