@@ -120,10 +120,11 @@ class SinkHandler:
         DATA by the slowest profile among the transaction's recipients."""
         if command == "RCPT" and args and isinstance(args[0], str):
             return self.router.pipeline_for(args[0]).profile.smtp.tarpit.rcpt
-        transaction = server.connection.transaction
-        if command == "DATA" and transaction is not None:
-            pipelines = transaction.pipelines
-            return max((p.profile.smtp.tarpit.data for p in pipelines), default=0.0)
+        if command == "DATA":  # every command passes here: only DATA reads the session
+            transaction = server.connection.transaction
+            if transaction is not None:
+                pipelines = transaction.pipelines
+                return max((p.profile.smtp.tarpit.data for p in pipelines), default=0.0)
         return 0.0
 
     # --- aiosmtpd hooks ---------------------------------------------------------------------

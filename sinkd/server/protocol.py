@@ -104,14 +104,14 @@ class SinkdSMTP(SMTP):
     """aiosmtpd's SMTP with sinkd's additions: XCLIENT, enhanced codes on every reply."""
 
     line_length_limit = DATA_LINE_LIMIT
-    event_handler: SinkHandler
+    event_handler: SinkHandler  # aiosmtpd's is untyped; this class calls sinkd's own hooks on it
 
     def __init__(self, handler: SinkHandler, **kwargs: Any) -> None:
         with warnings.catch_warnings():
             # AUTH without TLS is deliberate here (apps insist on AUTH; see README).
             warnings.simplefilter("ignore")
             super().__init__(handler, **kwargs)
-        self.connection = ConnectionSession()
+        self.connection = ConnectionSession()  # what the handler keeps about this connection
         # aiosmtpd counts MAIL's size limit from this base; the extensions add to it.
         self.command_size_limits["XCLIENT"] = 2048
 
@@ -124,8 +124,8 @@ class SinkdSMTP(SMTP):
         the same for every connection of a server, so they are computed once, for a prototype,
         and each connection gets a copy: the stream machinery from asyncio's own ``__init__``,
         the per-connection attributes reset, the prototype's methods re-bound to the copy.
-        ``tests/server/test_smtp_fast_paths.py`` checks the copy against a fully built protocol,
-        so a new aiosmtpd that adds an attribute fails there rather than here.
+        ``tests/server/test_protocol_fast_paths.py`` checks the copy against a fully built
+        protocol, so a new aiosmtpd that adds an attribute fails there rather than here.
         """
         copy = object.__new__(type(self))
         state = copy.__dict__
@@ -302,8 +302,8 @@ class SinkdSMTP(SMTP):
         # aiosmtpd parses every MAIL/RCPT address with the email package's RFC 5322 parser:
         # ~0.2 ms an address, most of a small message's protocol cost. Nearly every address
         # is a plain <dot-atom@domain>, for which that parser returns exactly what this match
-        # does (tests/server/test_smtp_fast_paths.py compares the two); anything else goes the
-        # long way.
+        # does (tests/server/test_protocol_fast_paths.py compares the two); anything else goes
+        # the long way.
         if arg and not self.local_part_limit:
             plain = _PLAIN_PATH.match(arg)
             if plain is not None:
