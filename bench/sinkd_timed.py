@@ -26,7 +26,7 @@ from aiosmtpd.smtp import SMTP
 
 from sinkd import cli
 from sinkd.core import engine
-from sinkd.server import smtp
+from sinkd.server import handler
 from sinkd.store import sqlite
 
 SAMPLES: dict[str, list[float]] = {}
@@ -48,8 +48,8 @@ def timed(name: str, fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitab
 
 def install() -> None:
     SMTP.smtp_DATA = timed("aiosmtpd smtp_DATA: 354 → reply (incl. handler)", SMTP.smtp_DATA)  # type: ignore[method-assign]
-    smtp.SinkHandler.handle_DATA = timed(
-        "handle_DATA: engine + commit + reply text", smtp.SinkHandler.handle_DATA
+    handler.SinkHandler.handle_DATA = timed(
+        "handle_DATA: engine + commit + reply text", handler.SinkHandler.handle_DATA
     )  # type: ignore[method-assign]
     engine.Transaction.data = timed(
         "engine Transaction.data (parse, filters, verdict)", engine.Transaction.data

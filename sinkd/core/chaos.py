@@ -3,9 +3,9 @@
 Like Mailpit's Chaos and MailHog's Jim, but deterministic: the same seed and the same SMTP
 events give the same failures, run after run. Owns the trigger syntax (Mailpit's and sinkd's
 own), the default RFC 3463 enhanced codes of injected replies and the decisions. It holds no
-policy and speaks no SMTP: the adapter (``sinkd.server.smtp``) asks ``Chaos.decide(stage)`` and
-sends the reply, or drops the connection. An injected failure is not the filter's judgement: it is
-logged (logger ``sinkd.chaos``) and never stored as a verdict.
+policy and speaks no SMTP: the SMTP handler (``sinkd.server.handler``) asks
+``Chaos.decide(stage)`` and sends the reply, or drops the connection. An injected failure is
+not the filter's judgement: it is logged (logger ``sinkd.chaos``) and never stored as a verdict.
 
 Syntax: comma-separated ``STAGE:CODE:PERCENT[:TEXT]`` items, for example
 ``connect:421:10,ehlo:554:5,data:disconnect:2,rcpt:450:25:Mailbox busy``, or Mailpit's

@@ -29,7 +29,9 @@ from sinkd.core.profiles import ProfileSet
 from sinkd.errors import ConfigError
 from sinkd.listen import listen, show
 from sinkd.server import logs
-from sinkd.server.smtp import ServerOptions, SinkHandler, protocol_factory
+from sinkd.server.handler import SinkHandler
+from sinkd.server.options import ServerOptions
+from sinkd.server.protocol import protocol_factory
 from sinkd.server.tls import self_signed, server_context
 from sinkd.server.workers import WorkerPool, worker_chaos
 from sinkd.services.ids import configure_ids

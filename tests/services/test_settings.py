@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from sinkd.cli import EXIT_USAGE, build_parser, main
-from sinkd.server.smtp import ServerOptions
+from sinkd.server.options import ServerOptions
 from sinkd.services.settings import (
     Settings,
     from_namespace,

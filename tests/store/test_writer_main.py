@@ -10,7 +10,7 @@ def test_the_writer_process_loads_neither_asyncio_nor_the_rest_of_sinkd() -> Non
     code = (
         "import sys, sinkd.store.writer_main\n"
         "heavy = [m for m in sys.modules if m == 'asyncio' or m.startswith(('sinkd.core.filters',"
-        " 'sinkd.server.smtp', 'sinkd.server.runtime', 'pydantic', 'aiosmtpd'))]\n"
+        " 'sinkd.server.protocol', 'sinkd.server.runtime', 'pydantic', 'aiosmtpd'))]\n"
         "print(heavy)"
     )
     out = subprocess.run(

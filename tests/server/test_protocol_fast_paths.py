@@ -13,7 +13,9 @@ import asyncio
 import inspect
 from typing import Any
 
-from sinkd.server.smtp import ServerOptions, SinkHandler, build_protocol
+from sinkd.server.handler import SinkHandler
+from sinkd.server.options import ServerOptions
+from sinkd.server.protocol import build_protocol
 from sinkd.services.judge import Judge
 from sinkd.services.recorder import Recorder
 
@@ -45,7 +47,7 @@ async def test_a_clone_shares_no_per_connection_state_with_its_prototype_or_othe
         if isinstance(value, (dict, list, set, asyncio.StreamReader, asyncio.Future)):
             shared_ok = name == "_handle_hooks"  # bound to the one handler, read only
             assert shared_ok or value is not other, f"{name} is shared between connections"
-    assert first.sinkd is not second.sinkd is not prototype.sinkd
+    assert first.connection is not second.connection is not prototype.connection
     assert first._stream_reader is not second._stream_reader
 
 
@@ -94,7 +96,7 @@ _PER_OBJECT = {
     "_task",
     "_transport",
     "_loop",
-    "sinkd",
+    "connection",
     "_smtp_methods",
     "_auth_methods",
     "_handle_hooks",
@@ -160,6 +162,6 @@ async def test_plain_addresses_parse_exactly_as_aiosmtpds_parser_would() -> None
 
 
 def _fast_path_taken(sample: str) -> int:
-    from sinkd.server.smtp import _PLAIN_PATH
+    from sinkd.server.protocol import _PLAIN_PATH
 
     return int(_PLAIN_PATH.match(sample) is not None)

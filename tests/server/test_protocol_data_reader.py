@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from aiosmtpd.smtp import SMTP
 
+from sinkd.server.protocol import DATA_LINE_LIMIT
 from sinkd.server.runtime import Sinkd
-from sinkd.server.smtp import DATA_LINE_LIMIT
 from tests.conftest import StartServer
 
 TIMEOUT = 10.0

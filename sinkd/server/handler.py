@@ -1,0 +1,282 @@
+"""``SinkHandler``: the aiosmtpd hooks between the SMTP protocol and the services.
+
+Owns what each stage does: chaos injection (the core's ``Chaos`` decides, this logs and
+answers), connection limits and tarpits (the default or recipients' profile's ``smtp``
+settings), one engine ``Transaction`` per mail transaction through ``Judge.transaction()``, and
+replying only after ``Recorder.commit()`` stored every verdict (which also writes the one log
+line per verdict). It reads and writes the connection's ``ConnectionSession`` and sees the
+protocol only as ``SmtpServer`` (``sinkd.server.session``): it must not import
+``sinkd.server.protocol``, decide policy (the engine does) or build lookups or stores.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from aiosmtpd.smtp import Envelope as SmtpEnvelope
+from aiosmtpd.smtp import Session
+
+from sinkd.core.chaos import Chaos, ChaosStage, log_injected
+from sinkd.core.engine import Router
+from sinkd.core.model import Reply, Verdict
+from sinkd.server import xclient
+from sinkd.server.options import ServerOptions
+from sinkd.server.session import SmtpServer
+from sinkd.services.judge import Judge
+from sinkd.services.recorder import Recorder, format_reply
+
+log = logging.getLogger("sinkd.smtp")  # every SMTP module logs here: users select on it
+
+TEMPFAIL_INTERNAL = Reply(451, "4.3.0", "Internal error; try again later")
+
+
+class SinkHandler:
+    """aiosmtpd handler: one engine ``Transaction`` per mail transaction."""
+
+    def __init__(
+        self,
+        judge: Judge,
+        recorder: Recorder,
+        options: ServerOptions,
+        chaos: Chaos | None = None,
+    ) -> None:
+        self.judge = judge  # builds each transaction under the routing in force
+        self.recorder = recorder  # stores, logs and publishes every verdict before its reply
+        self.options = options
+        self.chaos = chaos or Chaos()
+        self.connections: dict[str, int] = {}  # open connections per connecting address
+
+    @property
+    def router(self) -> Router:
+        """The routing in force (the judge's): connection limits and tarpits read it."""
+        return self.judge.router
+
+    # --- chaos ------------------------------------------------------------------------------
+
+    def inject(self, server: SmtpServer, stage: ChaosStage) -> str | None:
+        """Chaos at ``stage`` (README "Chaos"): None to go on as usual, else the reply line to
+        send instead of the real answer, or "" when a ``disconnect`` trigger has dropped the
+        connection. Injected failures are logged, never stored: they are no verdict."""
+        trigger = self.chaos.decide(stage)
+        if trigger is None:
+            return None
+        peer = server.session.peer if server.session is not None else None
+        log_injected(trigger, peer[0] if isinstance(peer, tuple) else None)
+        if trigger.disconnect:
+            server.drop()
+            return ""
+        return format_reply(trigger.reply())
+
+    # --- connection limits and tarpits (the profile's smtp settings) ------------------------
+
+    def connection_opened(self, ip: str) -> str | None:
+        """Count a new connection from ``ip``: the 421 reply line when it is one too many
+        (the default profile's ``max_connections_per_ip``, Postfix's
+        smtpd_client_connection_count_limit), else None."""
+        self.connections[ip] = open_now = self.connections.get(ip, 0) + 1
+        pipeline = self.router.default
+        limit = pipeline.profile.smtp.max_connections_per_ip
+        if limit is None or open_now <= limit:
+            return None
+        log.warning(
+            "connection limit: %d connections from %s, limit %d; refused with 421",
+            open_now,
+            ip,
+            limit,
+        )
+        variables = {"client_ip": ip, "hostname": self.options.hostname}
+        return format_reply(pipeline.connection_reply.render(variables))
+
+    def connection_closed(self, ip: str) -> None:
+        left = self.connections.get(ip, 0) - 1
+        if left > 0:
+            self.connections[ip] = left
+        else:
+            self.connections.pop(ip, None)
+
+    async def before_greeting(self, server: SmtpServer) -> bool:
+        """Refuse a connection over the limit (421, then close), or wait out the default
+        profile's banner tarpit. False when the connection was refused."""
+        refusal = server.connection.refusal
+        if refusal is not None:
+            await server.push(refusal)
+            if server.transport is not None:
+                server.transport.close()
+            return False
+        delay = self.router.default.profile.smtp.tarpit.banner
+        if delay > 0:
+            try:
+                await asyncio.sleep(delay)
+            except asyncio.CancelledError:  # the client gave up waiting: close our end too
+                if server.transport is not None:
+                    server.transport.close()
+                raise
+        return True
+
+    def tarpit_delay(self, server: SmtpServer, command: str, args: tuple[Any, ...]) -> float:
+        """Seconds to wait before answering ``command``: RCPT by the recipient's profile,
+        DATA by the slowest profile among the transaction's recipients."""
+        if command == "RCPT" and args and isinstance(args[0], str):
+            return self.router.pipeline_for(args[0]).profile.smtp.tarpit.rcpt
+        if command == "DATA":  # every command passes here: only DATA reads the session
+            transaction = server.connection.transaction
+            if transaction is not None:
+                pipelines = transaction.pipelines
+                return max((p.profile.smtp.tarpit.data for p in pipelines), default=0.0)
+        return 0.0
+
+    # --- aiosmtpd hooks ---------------------------------------------------------------------
+
+    async def handle_PROXY(
+        self, server: SmtpServer, session: Session, envelope: SmtpEnvelope, proxy_data: Any
+    ) -> bool:
+        refused = self.inject(server, "connect")  # chaos at connect, in place of the greeting
+        if refused is not None:
+            if refused:
+                await server.push(refused)
+            return False  # aiosmtpd closes the connection
+        return True  # the header was valid (aiosmtpd checked it); its source address is used
+
+    async def handle_EHLO(
+        self,
+        server: SmtpServer,
+        session: Session,
+        envelope: SmtpEnvelope,
+        hostname: str,
+        responses: list[str],
+    ) -> list[str]:
+        session.host_name = hostname
+        server.connection.transaction = None
+        refused = self.inject(server, "ehlo")
+        if refused is not None:  # chaos: the client is not greeted (MAIL gets 503)
+            session.host_name, session.extended_smtp = None, False
+            return [refused]
+        extra = [
+            "250-PIPELINING",
+            "250-ENHANCEDSTATUSCODES",
+            f"250-{xclient.EHLO_KEYWORD}",
+        ]
+        lines = [
+            r
+            for r in responses[:-1]
+            if not (self.options.auth == "off" and r.startswith("250-AUTH"))
+        ]
+        return [*lines, *extra, responses[-1]]
+
+    async def handle_HELO(
+        self, server: SmtpServer, session: Session, envelope: SmtpEnvelope, hostname: str
+    ) -> str:
+        session.host_name = hostname
+        server.connection.transaction = None
+        refused = self.inject(server, "ehlo")
+        if refused is not None:  # chaos: the client is not greeted (MAIL gets 503)
+            session.host_name = None
+            return refused
+        return f"250 {server.hostname}"
+
+    async def handle_RSET(
+        self, server: SmtpServer, session: Session, envelope: SmtpEnvelope
+    ) -> str:
+        server.connection.transaction = None
+        return "250 2.0.0 Ok"
+
+    async def handle_NOOP(
+        self, server: SmtpServer, session: Session, envelope: SmtpEnvelope, arg: str
+    ) -> str:
+        return "250 2.0.0 Ok"
+
+    async def handle_MAIL(
+        self,
+        server: SmtpServer,
+        session: Session,
+        envelope: SmtpEnvelope,
+        address: str,
+        mail_options: list[str],
+    ) -> str:
+        refused = self.inject(server, "mail")  # chaos: refused before any transaction exists
+        if refused is not None:
+            return refused
+        size = None
+        for option in mail_options:
+            if option.upper().startswith("SIZE="):
+                size = int(option[5:])
+        connection = server.connection
+        identity = connection.identity(session, self.options, tls=server.tls)
+        transaction = self.judge.transaction(identity)
+        connection.open(transaction)
+        try:
+            # aiosmtpd spells the null reverse-path "<>"; the engine's envelope spells it "".
+            verdict = await transaction.mail("" if address == "<>" else address, size)
+            if verdict is not None:
+                connection.transaction = None
+                return await self._commit([verdict], None, connection.transaction_id)
+        except Exception:
+            log.exception("MAIL FROM evaluation failed")
+            connection.transaction = None
+            return format_reply(TEMPFAIL_INTERNAL)
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 2.1.0 Ok"
+
+    async def handle_RCPT(
+        self,
+        server: SmtpServer,
+        session: Session,
+        envelope: SmtpEnvelope,
+        address: str,
+        rcpt_options: list[str],
+    ) -> str:
+        transaction = server.connection.transaction
+        if transaction is None:
+            return "503 5.5.1 Error: need MAIL command"
+        if not address or address.strip("<>") == "":
+            # RFC 5321 §4.1.1.3: the null path is a reverse-path only; Postfix says the same.
+            return "501 5.1.3 Bad recipient address syntax"
+        if len(envelope.rcpt_tos) >= self.options.max_recipients:
+            return "452 4.5.3 Error: too many recipients"  # RFC 5321 §4.5.3.1.10
+        refused = self.inject(server, "rcpt")  # chaos: the recipient is not added
+        if refused is not None:
+            return refused
+        try:
+            verdict = await transaction.rcpt(address)
+            if verdict is not None:
+                return await self._commit([verdict], None, server.connection.transaction_id)
+        except Exception:
+            log.exception("RCPT TO evaluation failed")
+            return format_reply(TEMPFAIL_INTERNAL)
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return "250 2.1.5 Ok"
+
+    async def handle_DATA(
+        self, server: SmtpServer, session: Session, envelope: SmtpEnvelope
+    ) -> str:
+        connection = server.connection
+        transaction, connection.transaction = connection.transaction, None
+        if transaction is None or not transaction.recipients:
+            return "503 5.5.1 Error: need RCPT command"
+        refused = self.inject(server, "data")  # chaos: data received, no verdict, nothing stored
+        if refused is not None:
+            return refused
+        raw = envelope.original_content
+        assert isinstance(raw, bytes)
+        try:
+            verdicts = await transaction.data(raw)
+        except Exception:
+            log.exception("DATA evaluation failed")
+            return format_reply(TEMPFAIL_INTERNAL)
+        return await self._commit(verdicts, raw, connection.transaction_id)
+
+    async def handle_exception(self, error: Exception) -> str:
+        # aiosmtpd's default shows the Python class name to the client; never do that.
+        log.exception("SMTP session error", exc_info=error)
+        return format_reply(TEMPFAIL_INTERNAL)
+
+    # --- commit -----------------------------------------------------------------------------
+
+    async def _commit(self, verdicts: list[Verdict], raw: bytes | None, transaction_id: str) -> str:
+        """Store every verdict, then answer: the reply is sent only after the commit."""
+        committed = await self.recorder.commit(verdicts, raw, transaction_id=transaction_id)
+        return format_reply(committed.reply)
