@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import socket
+import tempfile
 import threading
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from pathlib import Path
@@ -75,6 +76,7 @@ class Sinkd:
         self.listener = listener
         self.workers: WorkerPool | None = None
         self._given_sink = store  # a worker's PipeStore: records go to the writer process
+        self._scratch: tempfile.TemporaryDirectory[str] | None = None  # --db :memory:'s certificate
         self._factory: Callable[[], asyncio.Protocol] | None = None  # a worker's protocols
         # Where the SMTP path saves; ``store`` too is set (the same object) unless a worker's
         # sink was given, and is what the HTTP API reads.
@@ -194,9 +196,18 @@ class Sinkd:
         # A missing self-signed certificate is made by a child process while the profiles load.
         making_cert = None
         if not (s.tls_cert and s.tls_key):
-            making_cert = asyncio.ensure_future(self_signed(s.db.parent, s.hostname))
+            cert_dir = s.db.parent
+            if s.db == IN_MEMORY:
+                # No data directory to keep it in (":memory:"'s parent is the working
+                # directory): a certificate of this run only, removed at stop.
+                self._scratch = tempfile.TemporaryDirectory(prefix="sinkd-")
+                cert_dir = Path(self._scratch.name)
+            making_cert = asyncio.ensure_future(self_signed(cert_dir, s.hostname))
         try:
             await self._start(making_cert)
+        except BaseException:
+            self._remove_scratch()  # a failed start leaves nothing behind
+            raise
         finally:
             if making_cert is not None and not making_cert.done():
                 making_cert.cancel()
@@ -353,7 +364,13 @@ class Sinkd:
         assert self.http_address is not None
         log.info("http api on %s", " and ".join(show(address) for address in self.http_addresses))
 
+    def _remove_scratch(self) -> None:
+        if self._scratch is not None:
+            self._scratch.cleanup()
+            self._scratch = None
+
     async def stop(self) -> None:
+        self._remove_scratch()
         self.hub.close()  # ends open event streams, so the HTTP server need not wait for them
         for listener in self._listeners:  # no new connections, then the workers stop
             asyncio.get_running_loop().remove_reader(listener.fileno())

@@ -59,3 +59,12 @@ async def test_db_memory_with_worker_processes_is_refused_naming_both_options(
 async def test_open_sqlite_refuses_memory_instead_of_losing_every_save() -> None:
     with pytest.raises(StoreError, match=":memory:"):
         await open_sqlite(":memory:")
+
+
+async def test_a_server_on_db_memory_writes_no_certificate_where_it_was_started(
+    start_server: StartServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # ":memory:"'s parent is the working directory
+    app = await start_server(db=Path(":memory:"))
+    await app.stop()
+    assert os.listdir(tmp_path) == []
