@@ -29,7 +29,7 @@ from tests.support.corpus import (
     SPAMD_PROFILE,
     ZONE,
     Cell,
-    Judge,
+    ProfileJudge,
     Table,
     between,
     builtin_profiles,
@@ -95,7 +95,7 @@ def test_the_committed_corpus_is_what_make_messages_writes(tmp_path: Path) -> No
 
 
 def _typical_verdicts() -> dict[str, Verdict]:
-    judge = Judge("typical-corporate")
+    judge = ProfileJudge("typical-corporate")
     known = envelopes()
 
     async def run() -> dict[str, Verdict]:
@@ -121,7 +121,7 @@ def test_signed_corpus_messages_pass_dkim_unless_altered_after_signing() -> None
 
 @pytest.mark.parametrize("profile", OFFLINE_PROFILES)
 def test_every_check_on_the_corpus_has_the_dns_data_it_needs(profile: str) -> None:
-    judge = Judge(profile)
+    judge = ProfileJudge(profile)
     known = envelopes()
     missing: list[str] = []
 

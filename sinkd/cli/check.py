@@ -24,11 +24,12 @@ from sinkd.cli.judging import (
     add_sender_option,
     check_message,
     command_judge,
-    envelope_of,
-    identity_of,
+    file_envelope,
+    option_identity,
     read_message,
     recipient,
 )
+from sinkd.core.message import parse
 from sinkd.core.model import Verdict, VerdictAction
 from sinkd.core.profiles import ProfileSet
 from sinkd.errors import InputError
@@ -183,7 +184,7 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
     incomplete, unless the gate failed (see the module docstring); 2 for bad input."""
     profiles = ProfileSet(args.profiles_dir)
     judge = command_judge(args, profiles, profile=args.profile, routes=dict(args.route))
-    identity = identity_of(args.client_ip, args.helo)
+    identity = option_identity(args.client_ip, args.helo)
     files = _message_files(args.files)
     # A directory argument counts as several files, even holding one: --write-filtered PATH is
     # then a directory too.
@@ -194,7 +195,7 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
     checked: list[Checked] = []
     for path, raw in raws:
         started = time.perf_counter()
-        envelope = envelope_of(raw, args.mail_from, args.rcpt)
+        envelope = file_envelope(parse(raw), args.mail_from, args.rcpt)
         verdicts = asyncio.run(check_message(judge, raw, envelope, identity))
         checked.append(Checked(str(path), verdicts, time.perf_counter() - started))
         for verdict in verdicts:

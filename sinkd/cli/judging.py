@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from sinkd.core.as_sent import as_sent, not_a_message
-from sinkd.core.message import parse
+from sinkd.core.message import ParsedMessage
 from sinkd.core.model import ClientIdentity, Verdict
 from sinkd.core.profiles import LoadedProfile, ProfileSet
 from sinkd.errors import InputError
@@ -143,8 +143,8 @@ def read_message(path: Path) -> bytes:
     return raw
 
 
-def header_addresses(raw: bytes, *names: str) -> list[str]:
-    message = parse(raw).message
+def header_addresses(parsed: ParsedMessage, *names: str) -> list[str]:
+    message = parsed.message
     values: list[str] = []
     for name in names:
         values.extend(str(v) for v in message.get_all(name, []))
@@ -160,15 +160,18 @@ def command_judge(
     return Judge(profiles, profile=profile, routes=routes, dns=dns, spamd=args.spamd)
 
 
-def envelope_of(raw: bytes, mail_from: str | None, rcpts: Sequence[str]) -> MailEnvelope:
+def file_envelope(
+    parsed: ParsedMessage, mail_from: str | None, rcpts: Sequence[str]
+) -> MailEnvelope:
     """The envelope a file is judged with: the options', else the header addresses (From;
     To and Cc), else a placeholder recipient."""
-    sender = mail_from if mail_from is not None else next(iter(header_addresses(raw, "From")), "")
-    recipients = list(rcpts) or header_addresses(raw, "To", "Cc") or [DEFAULT_RECIPIENT]
-    return MailEnvelope(sender, tuple(recipients))
+    if mail_from is None:
+        mail_from = next(iter(header_addresses(parsed, "From")), "")
+    recipients = list(rcpts) or header_addresses(parsed, "To", "Cc") or [DEFAULT_RECIPIENT]
+    return MailEnvelope(mail_from, tuple(recipients))
 
 
-def identity_of(client_ip: str, helo: str) -> Identity:
+def option_identity(client_ip: str, helo: str) -> Identity:
     """--client-ip and --helo as the filters see them (no AUTH, no TLS)."""
     return Identity(ClientIdentity(ip=client_ip, helo=helo, source="option"))
 

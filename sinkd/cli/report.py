@@ -20,8 +20,8 @@ from sinkd.cli.judging import (
     add_client_options,
     add_sender_option,
     check_message,
-    header_addresses,
-    identity_of,
+    file_envelope,
+    option_identity,
     read_message,
 )
 from sinkd.core.message import parse
@@ -31,7 +31,7 @@ from sinkd.core.profiles import LoadedProfile, ProfileSet, dns_zones_of
 from sinkd.errors import InputError
 from sinkd.lookups.dns import build_resolver
 from sinkd.reports.deliverability import MessageReport, render_html, write_text
-from sinkd.services.judge import DEFAULT_RECIPIENT, Judge, MailEnvelope
+from sinkd.services.judge import Judge, MailEnvelope
 from sinkd.services.settings import add_options
 
 
@@ -102,14 +102,12 @@ async def _report_one(
     judge: Judge,
     chosen: Sequence[LoadedProfile],
 ) -> MessageReport:
-    sender = args.mail_from
-    if sender is None:
-        sender = next(iter(header_addresses(raw, "From")), "")
-    rcpt = next(iter(header_addresses(raw, "To", "Cc")), DEFAULT_RECIPIENT)
-    envelope = MailEnvelope(sender, (rcpt,))
-    identity = identity_of(args.client_ip, args.helo)
+    parsed = parse(raw)  # the header addresses and the subject, read once
+    found = file_envelope(parsed, args.mail_from, ())
+    envelope = MailEnvelope(found.mail_from, found.rcpt_to[:1])  # the report's one recipient
+    identity = option_identity(args.client_ip, args.helo)
     verdicts: list[Verdict] = []
     for loaded in chosen:
         verdicts.extend(await check_message(judge, raw, envelope, identity, profile=loaded))
     estimate = await judge.estimate(raw, envelope, identity)
-    return MessageReport(str(path), parse(raw).subject, verdicts, estimate)
+    return MessageReport(str(path), parsed.subject, verdicts, estimate)

@@ -103,16 +103,6 @@ class Sinkd:
 
         self.verdict_log: VerdictLog | None = None
 
-    def routing(self) -> tuple[str, dict[str, str]]:
-        """The default profile's id and the recipient routes (domain -> profile id) in force."""
-        assert self.judge is not None, "the server has not started"
-        return self.judge.routing()
-
-    def known_profiles(self) -> list[str]:
-        """Profile ids ``set_routing`` accepts: every loaded profile and those started with."""
-        assert self.judge is not None, "the server has not started"
-        return self.judge.known_profiles()
-
     def set_routing(self, profile: str, routes: Mapping[str, str], *, forward: bool = True) -> None:
         """Judge mail with ``profile`` by default and ``routes`` (domain -> profile id) from the
         next MAIL FROM on; open transactions finish with the routing they began with. Only

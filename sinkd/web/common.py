@@ -74,7 +74,8 @@ async def read_json(request: Request) -> Any:
 
 class ServerControl(Protocol):
     """What the API reads and changes of the running server beyond judging and storing:
-    readiness, chaos, recipient routing (every SMTP process's) and its own HTTP address."""
+    readiness, chaos, putting a recipient routing in force in every SMTP process, and its own
+    HTTP address (the routing in force is the ``Judge``'s)."""
 
     http_address: tuple[str, int] | None
     chaos: Chaos | None
@@ -84,10 +85,6 @@ class ServerControl(Protocol):
     def store_ready(self) -> bool: ...
 
     def set_chaos(self, config: ChaosConfig) -> None: ...
-
-    def routing(self) -> tuple[str, dict[str, str]]: ...
-
-    def known_profiles(self) -> list[str]: ...
 
     def set_routing(self, profile: str, routes: Mapping[str, str]) -> None: ...
 

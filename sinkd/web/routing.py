@@ -2,10 +2,10 @@
 runtime, and forgetting what greylisting and rate limits remember.
 
 Owns validating ``PUT /api/v1/routing`` bodies (profile ids only, never paths; domains as
-``--route`` takes them) and the JSON answers. It holds no policy: the server's ``set_routing``
-(``ServerControl``) compiles and swaps the router, ``DeliveryState.clear`` forgets. Test
-suites (the pytest plugin) use both between tests, also against a sinkd running elsewhere
-(Docker).
+``--route`` takes them) and the JSON answers. It holds no policy: the ``Judge`` says which
+routing is in force, the server's ``set_routing`` (``ServerControl``) puts a new one in force
+in every SMTP process, ``DeliveryState.clear`` forgets. Test suites (the pytest plugin) use
+both between tests, also against a sinkd running elsewhere (Docker).
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from sinkd.errors import ConfigError, SinkdError
+from sinkd.services.judge import Judge
 from sinkd.web.common import (
     API,
     PROFILE_ID,
     ApiError,
-    ServerControl,
     context,
     json_fields,
     read_json,
@@ -42,10 +42,10 @@ def routes() -> list[BaseRoute]:
     ]
 
 
-def routing_state(server: ServerControl) -> dict[str, Any]:
+def routing_state(judge: Judge) -> dict[str, Any]:
     """``{"profile": id, "routes": {domain: id}, "profiles": [ids a PUT may name]}``."""
-    profile, routes = server.routing()
-    return {"profile": profile, "routes": routes, "profiles": server.known_profiles()}
+    profile, routes = judge.routing()
+    return {"profile": profile, "routes": routes, "profiles": judge.known_profiles()}
 
 
 class RoutingResource(HTTPEndpoint):
@@ -53,18 +53,18 @@ class RoutingResource(HTTPEndpoint):
     effective from the next MAIL FROM (open transactions keep theirs)."""
 
     async def get(self, request: Request) -> Response:
-        return JSONResponse(routing_state(context(request).server))
+        return JSONResponse(routing_state(context(request).judge))
 
     async def put(self, request: Request) -> Response:
-        server = context(request).server
-        profile, routes = routing_body(await read_json(request), server.known_profiles())
+        ctx = context(request)
+        profile, routes = routing_body(await read_json(request), ctx.judge.known_profiles())
         try:
-            server.set_routing(profile, routes)
+            ctx.server.set_routing(profile, routes)
         except ConfigError as exc:  # a greylisting profile on a server of several processes
             raise ApiError(409, "routing conflicts with --workers", str(exc)) from None
         except SinkdError as exc:  # a profile or a DNS zone it names is invalid on disk
             raise ApiError(422, "invalid profile", str(exc)) from None
-        return JSONResponse(routing_state(server))
+        return JSONResponse(routing_state(ctx.judge))
 
 
 def routing_body(body: Any, known: list[str]) -> tuple[str, dict[str, str]]:

@@ -18,7 +18,7 @@ from sinkd.errors import UndeclaredCode
 from tests.support.corpus import (
     README,
     SPAMD_PROFILE,
-    Judge,
+    ProfileJudge,
     between,
     builtin_profiles,
     envelopes,
@@ -79,7 +79,7 @@ def test_no_code_is_declared_by_two_filter_kinds() -> None:
 
 @pytest.mark.parametrize("profile", OFFLINE_PROFILES)
 def test_every_code_the_corpus_draws_from_a_builtin_profile_is_declared(profile: str) -> None:
-    judge = Judge(profile)
+    judge = ProfileJudge(profile)
     known = envelopes()
 
     async def codes() -> tuple[set[str], list[str]]:

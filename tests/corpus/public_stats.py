@@ -1,4 +1,4 @@
-"""Judge the SpamAssassin public corpus with every built-in profile and print (and with
+"""ProfileJudge the SpamAssassin public corpus with every built-in profile and print (and with
 ``--write-readme`` write into the README) the share of ham and spam each one refuses,
 quarantines, files as junk, tags, strips or accepts.
 

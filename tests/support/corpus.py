@@ -22,9 +22,9 @@ from sinkd.core.as_sent import as_sent
 from sinkd.core.engine import Pipeline
 from sinkd.core.model import Action, ClientIdentity, Disposition, Finding, Verdict, VerdictAction
 from sinkd.core.profiles import LoadedProfile, ProfileSet
-from sinkd.services import judge as service
+from sinkd.services.judge import DnsOptions, Identity, Judge, MailEnvelope
+from tests.support.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 CORPUS = ROOT / "tests" / "corpus"
 MESSAGES = CORPUS / "messages"
 ENVELOPES = CORPUS / "envelopes.yaml"
@@ -129,7 +129,7 @@ def builtin_profiles() -> list[str]:
 # --- judging -------------------------------------------------------------------------------------
 
 
-class Judge:
+class ProfileJudge:
     """Judges messages with one profile: compiled once, DNS from its fixtures plus the corpus
     zone, spamd only when given (else the spamassassin filter reports it unavailable)."""
 
@@ -144,8 +144,8 @@ class Judge:
         self.profiles = profiles or ProfileSet()
         self.profile = profile
         self.loaded: LoadedProfile = self.profiles.resolve(profile)
-        self.judge = service.Judge(
-            self.profiles, profile=profile, dns=service.DnsOptions(zones=tuple(zones)), spamd=spamd
+        self.judge = Judge(
+            self.profiles, profile=profile, dns=DnsOptions(zones=tuple(zones)), spamd=spamd
         )
         self._ids = iter(range(1, 1 << 62))
 
@@ -166,8 +166,8 @@ class Judge:
             sender, rcpts = header_from(raw), ("recipient@corp.example",)
         return await self.judge.evaluate(
             raw,
-            service.MailEnvelope(sender, rcpts),
-            service.Identity(client),
+            MailEnvelope(sender, rcpts),
+            Identity(client),
             new_id=lambda: f"corpus-{next(self._ids)}",
         )
 
@@ -207,7 +207,7 @@ def header_from(raw: bytes) -> str:
 
 def judge_corpus(profile: str, *, spamd: tuple[str, int] | None = None) -> dict[str, Cell]:
     """Every corpus message judged by ``profile``: message name -> cell."""
-    judge = Judge(profile, spamd=spamd)
+    judge = ProfileJudge(profile, spamd=spamd)
     known = envelopes()
 
     async def run() -> dict[str, Cell]:

@@ -27,7 +27,8 @@ from pathlib import Path
 
 from sinkd.core.as_sent import as_sent
 from sinkd.core.model import Action, Disposition, Unjudged, Verdict, VerdictAction
-from tests.support.corpus import ROOT, SPAMD_PROFILE, Judge, builtin_profiles
+from tests.support.corpus import SPAMD_PROFILE, ProfileJudge, builtin_profiles
+from tests.support.paths import ROOT
 
 DEFAULT_DATA = ROOT / ".ci" / "corpus" / "node_modules" / "@stdlib" / "datasets-spam-assassin"
 CPYTHON = ROOT / "tests" / "messages" / "cpython"
@@ -112,7 +113,7 @@ def _judge_chunk(
 ) -> Results:
     """In a worker: every (kind, path) judged by every profile, ``concurrency`` messages at a
     time (more than one only pays when a scanner such as spamd does the work)."""
-    judges = [Judge(p, zones=(), spamd=spamd) for p in profiles]
+    judges = [ProfileJudge(p, zones=(), spamd=spamd) for p in profiles]
     results: Results = {p: {k: Tally() for k in KINDS} for p in profiles}
 
     async def one(kind: str, path: str) -> None:
