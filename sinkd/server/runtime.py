@@ -38,10 +38,10 @@ from sinkd.server.workers import WorkerPool, worker_chaos
 from sinkd.services.ids import configure_ids
 from sinkd.services.judge import DnsOptions, Judge
 from sinkd.services.recorder import Recorder
-from sinkd.services.settings import IN_MEMORY, Settings
+from sinkd.services.settings import Settings
 from sinkd.store import Store, VerdictSink
-from sinkd.store.memory import MemoryStore
-from sinkd.store.sqlite import SqliteStore, open_sqlite
+from sinkd.store.backends import in_memory, open_store
+from sinkd.store.sqlite import SqliteStore
 from sinkd.store.verdict_log import VerdictLog
 from sinkd.web import HttpServer, create_app
 from sinkd.web.common import HttpOptions, WebContext
@@ -159,7 +159,7 @@ class Sinkd:
         (auto): one per core up to ``MAX_WORKERS``, or 1 when a profile keeps state or chaos
         is on (a seeded chaos run replays exactly only in one process)."""
         s = self.settings
-        if s.db == IN_MEMORY:
+        if in_memory(s.db):
             if s.workers > 1:
                 raise ConfigError(
                     f"--workers {s.workers}: --db :memory: keeps the messages in one process's "
@@ -187,7 +187,7 @@ class Sinkd:
         making_cert = None
         if not (s.tls_cert and s.tls_key):
             cert_dir = s.db.parent
-            if s.db == IN_MEMORY:
+            if in_memory(s.db):
                 # No data directory to keep it in (":memory:"'s parent is the working
                 # directory): a certificate of this run only, removed at stop.
                 self._scratch = tempfile.TemporaryDirectory(prefix="sinkd-")
@@ -228,13 +228,10 @@ class Sinkd:
         # interpreter lock with the SMTP loop (sinkd.store.writer says what that costs).
         if self._given_sink is not None:
             self.sink = self._given_sink
-        elif s.db == IN_MEMORY:
-            # SQLite's own :memory: database is private to one connection: the writer's saves
-            # would be acknowledged and never readable. The in-memory store keeps the contract.
-            self.sink = self.store = MemoryStore()
-            log.info("store: in memory, gone when the server stops (--db :memory:)")
         else:
-            self.sink = self.store = await open_sqlite(s.db, writer="process")
+            self.sink = self.store = await open_store(s.db, writer="process")
+            if in_memory(s.db):
+                log.info("store: in memory, gone when the server stops (--db :memory:)")
         self.recorder = Recorder(self.sink, verdict_log=self.verdict_log, events=self.hub)
         index, total = self.listener
         workers = self.listener_count(router) if index == 0 else 1

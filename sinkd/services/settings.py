@@ -59,9 +59,6 @@ def default_db_path() -> Path:
     return Path(base) / "sinkd" / "sinkd.db"
 
 
-IN_MEMORY = Path(":memory:")  # --db :memory:: the store lives in the server process
-
-
 # --- parsers: an option's text (or one item of its variable) to a value ---------------------
 
 

@@ -337,7 +337,7 @@ async def open_sqlite(
     if str(path) == ":memory:":
         # Each SQLite connection gets its own :memory: database, and the writer has its own:
         # saves would be acknowledged and never read back. sinkd.store.memory keeps messages in
-        # memory properly (``sinkd serve --db :memory:`` uses it).
+        # memory properly (``sinkd.store.backends.open_store`` opens it for ``:memory:``).
         raise StoreError(":memory: is no SQLite store sinkd can use; give a file path")
     store = SqliteStore(Path(path), busy_timeout=busy_timeout, writer=writer)
     await store._start()
