@@ -2,8 +2,9 @@
 
 Starts, each on a free loopback port: Postfix's ``smtp-sink`` (C), a bare aiosmtpd sink that
 only answers 250 (``bench/bare_aiosmtpd.py``), MailDev 3 (npm, installed into ``bench/.maildev``
-and preloaded with ``../shared/tools/maildev-loopback-dns.cjs`` so that no DNS query leaves
-the machine), and ``sinkd serve`` three ways: (a) ``no-filter``; (b) ``typical-corporate``
+and preloaded with ``bench/maildev_loopback_dns.cjs``, which answers its reverse lookups of
+loopback clients itself and refuses every other resolution, so that no DNS query leaves the
+machine), and ``sinkd serve`` three ways: (a) ``no-filter``; (b) ``typical-corporate``
 against the demo DNS fixtures (``profiles/dns/demo.zone``; the simulated client is
 192.0.2.25, shop.example's own server, so SPF passes, ZEN/DBL are looked up and miss, DMARC is
 evaluated); (c) the same plus a private spamd (``--local``, 4 children) as an ``add``-mode
@@ -66,7 +67,8 @@ HOST = "127.0.0.1"
 MAILDEV_DIR = HERE / ".maildev"
 MAILDEV_PKG = MAILDEV_DIR / "node_modules" / "maildev"
 MAILDEV_BIN = MAILDEV_PKG / "dist" / "bin" / "maildev.js"
-LOOPBACK_DNS = ROOT.parent / "shared" / "tools" / "maildev-loopback-dns.cjs"
+# MailDev reverse-resolves every SMTP client; this preload keeps that (and any other DNS) local.
+LOOPBACK_DNS = HERE / "maildev_loopback_dns.cjs"
 DEMO_ZONE = ROOT / "profiles" / "dns" / "demo.zone"
 DKIM_KEY = ROOT / "profiles" / "dns" / "demo-dkim-private.pem"
 SENDER = "news@shop.example"
