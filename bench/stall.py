@@ -3,8 +3,9 @@
 Owns the stall benchmark: one ``sinkd serve`` child (free loopback ports, a temporary store,
 ``--dns offline`` with the demo zone, so nothing leaves the machine), a probe SMTP session
 (aiosmtplib) sending a small message every 50 ms and timing MAIL FROM to the 250 after DATA,
-and an HTTP probe (``GET /readyz`` every 50 ms). The probes first run idle, then while each of
-three big messages is sent on another session by a child process of this script:
+and an HTTP probe (``GET /readyz`` every 50 ms). The probes run idle first (the baseline), then
+while each of three big messages is sent on another session by a child process of this script,
+then idle again (what the big messages left behind: a WAL checkpoint, a garbage collection):
 
 - ``html``: a newsletter whose HTML body is repeated up to the size;
 - ``headers``: the same size in header fields (many ``X-`` lines of ~200 bytes, a short body);
@@ -32,6 +33,7 @@ import platform
 import re
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -301,12 +303,13 @@ class Window:
     end: float
 
 
-def overlapping(samples: list[Sample], window: Window) -> list[float]:
-    """Latencies (ms) of the samples that were in flight at any time during ``window``."""
+def overlapping(samples: list[Sample], *windows: Window) -> list[float]:
+    """Latencies (ms) of the samples that were in flight at any time during one of
+    ``windows``."""
     return [
         (s.end - s.start) * 1000
         for s in samples
-        if s.ok and s.start <= window.end and s.end >= window.start
+        if s.ok and any(s.start <= w.end and s.end >= w.start for w in windows)
     ]
 
 
@@ -367,6 +370,24 @@ def stop(process: subprocess.Popen[bytes]) -> None:
         process.wait(timeout=30)
 
 
+def stored_verdict(db: Path, reply: str) -> str:
+    """The stored verdict, disposition and finding codes of the message ``reply`` queued, so
+    the table shows the big message was judged, and how (read after the server stopped)."""
+    match = re.search(r"queued as (\S+)", reply)
+    if match is None or not db.exists():
+        return "not stored"
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+        row = conn.execute(
+            "SELECT seq, verdict, disposition FROM messages WHERE id = ?", (match[1],)
+        ).fetchone()
+        if row is None:
+            return "not in the store"
+        codes = [
+            c for (c,) in conn.execute("SELECT code FROM finding_codes WHERE seq = ?", row[:1])
+        ]
+    return f"{row[1]} ({row[2]}): {', '.join(sorted(codes)) or 'no findings'}"
+
+
 async def run_big(port: int, path: Path) -> dict[str, object]:
     child = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -404,7 +425,7 @@ async def measure(args: argparse.Namespace, workdir: Path) -> int:
         await asyncio.sleep(0.5)  # warm-up: first connection, first verdict, imports
         idle_start = time.monotonic()
         await asyncio.sleep(args.idle)
-        idle = Window("idle", idle_start, time.monotonic())
+        idle = [Window("idle before", idle_start, time.monotonic())]
         for task in tasks:  # a probe that died measures nothing: say why now
             if task.done():
                 task.result()
@@ -420,10 +441,15 @@ async def measure(args: argparse.Namespace, workdir: Path) -> int:
                 results.append((kind, result, Window(kind, math.nan, math.nan)))
             log(f"{kind}: {str(result.get('reply')).splitlines()[-1]}")
             await asyncio.sleep(SETTLE)
+        idle_start = time.monotonic()
+        await asyncio.sleep(args.idle)
+        idle.append(Window("idle after", idle_start, time.monotonic()))
         probes.stop.set()
         await asyncio.wait_for(asyncio.gather(*tasks), timeout=600)
     finally:
         stop(server)
+    for _, result, _ in results:
+        result["stored"] = stored_verdict(workdir / "sinkd.db", str(result.get("reply", "")))
 
     report(args, idle, results, files, probes)
     return 0
@@ -431,13 +457,13 @@ async def measure(args: argparse.Namespace, workdir: Path) -> int:
 
 def report(
     args: argparse.Namespace,
-    idle: Window,
+    idle: list[Window],
     results: list[tuple[str, dict[str, object], Window]],
     files: dict[str, tuple[Path, str, int]],
     probes: Probes,
 ) -> None:
-    idle_smtp = stats(overlapping(probes.smtp, idle))
-    idle_http = stats(overlapping(probes.http, idle))
+    idle_smtp = stats(overlapping(probes.smtp, idle[0]))
+    idle_http = stats(overlapping(probes.http, idle[0]))
     print(
         f"\n### bench/stall.py — profile {args.profile}, messages ~{args.size / MIB:g} MiB, "
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n"
@@ -445,7 +471,7 @@ def report(
     print(
         f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
         f"load average {os.getloadavg()[0]:.2f}; probes every {PROBE_EVERY * 1000:.0f} ms, "
-        f"idle window {idle.end - idle.start:.1f} s.\n"
+        f"idle windows of {idle[0].end - idle[0].start:.1f} s; ratios are to the first.\n"
     )
     print(
         "| window | big message | its time to reply | SMTP probe n, p50 / p99 / max | "
@@ -460,7 +486,7 @@ def report(
 
     s_cell, _ = cells(idle_smtp, idle_smtp[2])
     h_cell, _ = cells(idle_http, idle_http[2])
-    print(f"| idle | – | – | {s_cell} | 1.0× | {h_cell} | 1.0× |")
+    print(f"| idle before | – | – | {s_cell} | 1.0× | {h_cell} | 1.0× |")
     for kind, result, window in results:
         _, what, size = files[kind]
         reply = str(result.get("reply", "")).splitlines()[-1][:60].replace("|", "\\|")
@@ -472,7 +498,13 @@ def report(
             f"| {LABELS[kind]} | {size / MIB:.1f} MiB, {what} | {took_text} | "
             f"{s_cell} | {s_ratio} | {h_cell} | {h_ratio} |"
         )
+    if len(idle) > 1:
+        s_cell, s_ratio = cells(stats(overlapping(probes.smtp, idle[1])), idle_smtp[2])
+        h_cell, h_ratio = cells(stats(overlapping(probes.http, idle[1])), idle_http[2])
+        print(f"| idle after | – | – | {s_cell} | {s_ratio} | {h_cell} | {h_ratio} |")
     print()
+    for kind, result, _ in results:
+        print(f"- {LABELS[kind]}: stored as {result.get('stored')}")
     if probes.errors:
         print(
             f"- probe errors ({len(probes.errors)}): {'; '.join(sorted(set(probes.errors)))[:500]}"
@@ -492,12 +524,15 @@ def main() -> int:
         help="each big message (default 20M; 5M with --quick)",
     )
     parser.add_argument(
-        "--idle", type=float, default=None, help="idle window, s (default 5; 3 with --quick)"
+        "--idle",
+        type=float,
+        default=None,
+        help="each idle window (before, after), s (default 5; 3 with --quick)",
     )
     parser.add_argument(
         "--kinds", default=",".join(KINDS), help=f"comma-separated of {', '.join(KINDS)}"
     )
-    parser.add_argument("--quick", action="store_true", help="~5 MB messages, 3 s idle")
+    parser.add_argument("--quick", action="store_true", help="~5 MB messages, 3 s idle windows")
     # Internal: the child process that sends one big message.
     parser.add_argument("--send", nargs=2, metavar=("PORT", "FILE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
