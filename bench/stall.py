@@ -375,7 +375,7 @@ def stored_verdict(db: Path, reply: str) -> str:
     the table shows the big message was judged, and how (read after the server stopped)."""
     match = re.search(r"queued as (\S+)", reply)
     if match is None or not db.exists():
-        return "not stored"
+        return "– (the reply names no queue id)"
     with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
         row = conn.execute(
             "SELECT seq, verdict, disposition FROM messages WHERE id = ?", (match[1],)
@@ -504,7 +504,7 @@ def report(
         print(f"| idle after | – | – | {s_cell} | {s_ratio} | {h_cell} | {h_ratio} |")
     print()
     for kind, result, _ in results:
-        print(f"- {LABELS[kind]}: stored as {result.get('stored')}")
+        print(f"- {LABELS[kind]}: stored verdict {result.get('stored')}")
     if probes.errors:
         print(
             f"- probe errors ({len(probes.errors)}): {'; '.join(sorted(set(probes.errors)))[:500]}"
