@@ -18,7 +18,7 @@ it would have sent meanwhile: max is the figure that shows how long the sink was
 
     python bench/stall.py                      # ~20 MB messages, typical-corporate
     python bench/stall.py --quick              # ~5 MB messages, shorter idle window
-    python bench/stall.py --profile no-filter --size 10M
+    python bench/stall.py --profile no-filter --size 9M   # under no-filter's 10,240,000 bytes
 """
 
 from __future__ import annotations
@@ -240,6 +240,7 @@ async def smtp_probe(port: int, probes: Probes) -> None:
         port=port,
         timeout=300,
         start_tls=False,
+        # A fixed EHLO name: aiosmtplib's default is socket.getfqdn(), a DNS lookup.
         local_hostname="probe.shop.example",
     )
     await client.connect()
@@ -336,6 +337,7 @@ def start_sinkd(
     command += ["--http-host", HOST, "--http-port", "0", "--db", str(workdir / "sinkd.db")]
     command += ["--profile", args.profile, "--max-message-size", str(limit)]
     command += ["--dns", "offline", "--dns-zone", str(DEMO_ZONE), "--client-ip", CLIENT_IP]
+    # --hostname: the greeting's name, or sinkd would ask for this host's FQDN (a lookup).
     command += ["--helo", "mx.shop.example", "--hostname", "sinkd.bench"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("SINKD_")}
     log_path = workdir / "sinkd.log"
