@@ -122,11 +122,19 @@ def header_message(size: int) -> tuple[bytes, str]:
     return raw, f"{len(lines) + 7:,} header lines, {head / MIB:.1f} MiB of header"
 
 
-def parts_message(size: int) -> tuple[bytes, str]:
-    """multipart/mixed of ~2 KB parts, text/plain and text/html in turn, up to ``size``."""
+PART_SIZE = 1800
+
+
+def parts_message(size: int, part_size: int = PART_SIZE) -> tuple[bytes, str]:
+    """multipart/mixed of ``part_size`` parts, text/plain and text/html in turn, up to
+    ``size``. sinkd inspects the first 1,000 parts (``build_tree``'s ``max_parts``): a larger
+    ``part_size`` (~21K for 20 MiB) keeps every part inspected."""
     para = "Our spring collection is here: linen shirts, canvas shoes and more. " * 3
-    plain = (para + "\r\n") * 8
-    html = "<html><body>" + f'<p>{para}<a href="https://shop.example/p">shop</a></p>\r\n' * 7
+    rows = max(1, part_size // 212)
+    plain = (para + "\r\n") * rows
+    # One row fewer in HTML, whose rows carry a link: both kinds of part about the same size.
+    link_row = f'<p>{para}<a href="https://shop.example/p">shop</a></p>\r\n'
+    html = "<html><body>" + link_row * max(1, rows - 1)
     html += "</body></html>\r\n"
     chunks: list[str] = []
     total = 0
@@ -145,7 +153,8 @@ def parts_message(size: int) -> tuple[bytes, str]:
         + "".join(chunks)
         + "--b2--\r\n"
     ).encode()
-    return raw, f"{n:,} parts of ~2 KB, text/plain and text/html"
+    average = (total / n) / 1024
+    return raw, f"{n:,} parts of ~{average:.1f} KiB, text/plain and text/html"
 
 
 BUILDERS = {"html": html_message, "headers": header_message, "parts": parts_message}
@@ -409,7 +418,10 @@ async def run_big(port: int, path: Path) -> dict[str, object]:
 async def measure(args: argparse.Namespace, workdir: Path) -> int:
     files: dict[str, tuple[Path, str, int]] = {}
     for kind in args.kinds:
-        raw, what = BUILDERS[kind](args.size)
+        if kind == "parts":
+            raw, what = parts_message(args.size, args.part_size)
+        else:
+            raw, what = BUILDERS[kind](args.size)
         path = workdir / f"{kind}.eml"
         path.write_bytes(raw)
         files[kind] = (path, what, len(raw))
@@ -533,6 +545,12 @@ def main() -> int:
     )
     parser.add_argument(
         "--kinds", default=",".join(KINDS), help=f"comma-separated of {', '.join(KINDS)}"
+    )
+    parser.add_argument(
+        "--part-size",
+        type=parse_size,
+        default=PART_SIZE,
+        help="each part of the parts message (default 1800; 21K: ~900 parts at 20M, all inspected)",
     )
     parser.add_argument("--quick", action="store_true", help="~5 MB messages, 3 s idle windows")
     # Internal: the child process that sends one big message.
