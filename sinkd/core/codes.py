@@ -1,7 +1,8 @@
 """The catalogue of finding codes: what every filter kind and the engine declare they emit.
 
-Owns reading the declarations (``Filter.codes`` of each kind in ``REGISTRY``, ``engine.CODES``)
-into one list, answering whether a code is declared, and rendering the README's code table
+Owns reading the declarations (``Filter.codes`` of each kind in ``REGISTRY``, of the scanning
+filter a profile's ``scanning.header_size_limit`` adds, and ``engine.CODES``) into one list,
+answering whether a code is declared, and rendering the README's code table
 (``python -m sinkd.core.codes --markdown``). It declares no code itself and judges no mail.
 """
 
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 
 from sinkd.core.engine import CODES as ENGINE_CODES
 from sinkd.core.filters import REGISTRY
+from sinkd.core.filters.scanning import ScanningFilter
 from sinkd.core.model import FindingCode
 
 __all__ = ["Declared", "catalogue", "is_declared", "main", "markdown"]
@@ -28,8 +30,10 @@ class Declared:
 
 
 def catalogue() -> list[Declared]:
-    """Every declared code, kind by kind in registry order, then the engine's."""
+    """Every declared code, kind by kind in registry order, then the scanning filter's (not a
+    kind a profile lists: its ``scanning:`` setting adds it), then the engine's."""
     found = [Declared(kind, code) for kind, cls in REGISTRY.items() for code in cls.codes]
+    found += [Declared(ScanningFilter.kind, code) for code in ScanningFilter.codes]
     return found + [Declared("engine", code) for code in ENGINE_CODES]
 
 

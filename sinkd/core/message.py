@@ -25,8 +25,9 @@ from sinkd.core.decoding import (
     describe_error,
     lenient_b64decode,
 )
-from sinkd.core.html import HtmlBody
+from sinkd.core.html import HtmlBody, render
 from sinkd.core.html.render import BODY_PART_SCAN_SIZE, cut
+from sinkd.core.limits import DEFAULT_SCAN_LIMITS, HeaderCut, ScanLimits, cut_header
 from sinkd.core.mimetree import MimeTree, build_tree
 
 __all__ = [
@@ -87,6 +88,10 @@ class BodyPart:
     inline: bool  # False for an attachment, or a file that only its name makes HTML
     filename: str | None
     text: str  # paragraphs separated by "\n", white space runs single spaces
+    # Characters before the scan size cut them (None: read whole): of the decoded or rendered
+    # text (body_part_scan_size), and of an HTML source (rawbody_part_scan_size).
+    text_size: int | None = None
+    source_size: int | None = None
 
     @property
     def label(self) -> str:
@@ -117,8 +122,18 @@ class ParsedMessage:
     depth-first walk of the MIME tree and part 0 is the message itself.
     """
 
-    def __init__(self, raw: bytes) -> None:
+    def __init__(
+        self,
+        raw: bytes,
+        limits: ScanLimits = DEFAULT_SCAN_LIMITS,
+        header_cuts: tuple[HeaderCut, ...] = (),
+    ) -> None:
         self.raw = raw
+        self.limits = limits  # how much of each part ``body_parts`` reads
+        self.header_cuts = header_cuts  # what ``within`` cut of the header block it came from
+        self._views: dict[tuple[object, ...], ParsedMessage] = {}
+        self._header_cuts: dict[tuple[int | None, str], tuple[bytes, tuple[HeaderCut, ...]]] = {}
+        self._rendered: dict[str, render.Rendered] = {}
         self._notes: list[str] = []  # defects found by sinkd itself while decoding
         self._decoded: dict[int, str] = {}  # walk index -> decoded text of that part
         # One HtmlBody per distinct HTML text, so that every filter and the strip read one parse
@@ -129,6 +144,25 @@ class ParsedMessage:
 
     def __repr__(self) -> str:
         return f"<ParsedMessage {self.size} octets>"
+
+    def within(self, limits: ScanLimits) -> ParsedMessage:
+        """This message as a profile with ``limits`` reads it: itself when they change nothing
+        (the usual case, which costs one search for the end of the header block), else a
+        message of its own, made once, whose header block was cut before any parse."""
+        raw, cuts = self.raw, self.header_cuts[:0]
+        if limits.header_size_limit is not None:
+            header = self._header_cuts.get(limits.header_key)
+            if header is None:
+                header = cut_header(self.raw, limits.header_size_limit, limits.header_scope)
+                self._header_cuts[limits.header_key] = header
+            raw, cuts = header
+        if not cuts and limits.body_key == self.limits.body_key:
+            return self
+        key = (limits.body_key, limits.header_key if cuts else None)
+        view = self._views.get(key)
+        if view is None:
+            view = self._views[key] = ParsedMessage(raw, limits, cuts)
+        return view
 
     @property
     def size(self) -> int:
@@ -334,8 +368,9 @@ class ParsedMessage:
         Message.pm) and Message::Node::rendered(): every leaf whose effective type is
         text/plain or text/html (a part named *.htm, *.html or *.shtml counts as HTML, Node.pm
         effective_type), attachments included; transfer encoding and charset undone; HTML
-        rendered to text; each part cut at body_part_scan_size; then paragraphs (blank-line
-        separated) become one line each with every run of white space a single space.
+        rendered to text; each part cut at body_part_scan_size (the HTML source first at
+        rawbody_part_scan_size), the sizes of ``limits``; then paragraphs (blank-line separated)
+        become one line each with every run of white space a single space.
         """
         found: list[BodyPart] = []
         inline_plain = {i for i, _ in self._body_parts("plain")}
@@ -356,9 +391,35 @@ class ParsedMessage:
                 before = len(part.defects)
                 text = self._decode_part(index, part, quiet=True)
                 del part.defects[before:]
-            text = self.html_body(text).rendered() if html else _paragraphs(text)
-            found.append(BodyPart(index, html, inline, name, text))
+            if html:
+                rendered = self._render(text)
+                found.append(
+                    BodyPart(
+                        index,
+                        html,
+                        inline,
+                        name,
+                        rendered.text,
+                        rendered.text_size,
+                        rendered.source_size,
+                    )
+                )
+            else:
+                text, size = _paragraphs(text, self.limits.body_part_scan_size)
+                found.append(BodyPart(index, html, inline, name, text, size))
         return tuple(found)
+
+    def _render(self, html: str) -> render.Rendered:
+        """One HTML text rendered at this message's sizes, once (keyed with CRLF as LF, as the
+        HTML parser reads them alike)."""
+        key = html.replace("\r\n", "\n")
+        rendered = self._rendered.get(key)
+        if rendered is None:
+            limits = self.limits
+            rendered = self._rendered[key] = render.render_html(
+                key, limits.body_part_scan_size, limits.rawbody_part_scan_size
+            )
+        return rendered
 
     # --- defects and raw octets ---------------------------------------------------------------
 
@@ -422,17 +483,19 @@ def _defect_text(defect: object) -> str:
     return text
 
 
-def _paragraphs(text: str) -> str:
-    """Plain text as body rules see it: cut at the scan size, one paragraph per line.
+def _paragraphs(text: str, size: int) -> tuple[str, int | None]:
+    """Plain text as body rules see it: cut at the scan size ``size``, one paragraph per line;
+    and the text's size when the cut shortened it.
 
     Message.pm get_body_text_array_common: a hard line break inside a paragraph becomes a
     space, so a word or GTUBE split by one is not found, as in SpamAssassin.
     """
-    text = cut(text, BODY_PART_SCAN_SIZE)
-    if "\n" in text:
-        text = _BLANK_LINES.sub("\0", text)
-        return _WHITESPACE.sub(" ", text).replace("\0", "\n").strip()
-    return _WHITESPACE.sub(" ", text).strip()
+    kept = cut(text, size)
+    full = len(text) if len(kept) < len(text) else None
+    if "\n" in kept:
+        kept = _BLANK_LINES.sub("\0", kept)
+        return _WHITESPACE.sub(" ", kept).replace("\0", "\n").strip(), full
+    return _WHITESPACE.sub(" ", kept).strip(), full
 
 
 def _attached_text_kind(part: email.message.Message) -> str | None:

@@ -29,6 +29,13 @@ from pydantic import (
 )
 
 from sinkd.core.filters import Filter, FilterSpec, compile_filters
+from sinkd.core.filters.scanning import ScanningFilter
+from sinkd.core.limits import (
+    SPAMASSASSIN_BODY_SOURCE,
+    SPAMASSASSIN_RAWBODY_SOURCE,
+    HeaderScope,
+    ScanLimits,
+)
 from sinkd.core.schema import (
     CompileContext,
     CompileError,
@@ -139,6 +146,70 @@ class SmtpSettings(Spec):
     tarpit: Tarpit = Tarpit()
 
 
+ByteCount = Annotated[int, Field(ge=0, le=2_147_483_647)]
+
+
+class ScanSize(Spec):
+    """One per-part scan size in characters of decoded text; 0 reads the whole part."""
+
+    size: ByteCount
+
+
+class HeaderSizeLimit(Spec):
+    """How much header the product keeps, and what it does with more: ``truncate`` (rules
+    read the kept part, as Postfix's cleanup discards the excess) or ``reject`` (the product's
+    reply at the end of DATA, as Exchange's receive connector answers 552 5.3.4)."""
+
+    size: Annotated[int, Field(gt=0, le=2_147_483_647)]
+    applies_to: HeaderScope  # field, value or block: see sinkd.core.limits.HeaderScope
+    action: Literal["truncate", "reject"] = "truncate"
+    reply: ReplyRef | None = None
+
+    @model_validator(mode="after")
+    def _reply_only_to_reject(self) -> HeaderSizeLimit:
+        if self.action == "reject" and self.reply is None:
+            raise ValueError("action reject needs the product's reply: (e.g. '552 5.3.4 ...')")
+        if self.action == "truncate" and self.reply is not None:
+            raise ValueError("a truncated header is not refused: reply: goes with action reject")
+        return self
+
+
+# SpamAssassin's defaults, which sinkd applied to every profile before profiles said.
+_BODY_PART_SCAN_SIZE = ScanSize(size=50_000, source=SPAMASSASSIN_BODY_SOURCE)
+_RAWBODY_PART_SCAN_SIZE = ScanSize(size=500_000, source=SPAMASSASSIN_RAWBODY_SOURCE)
+
+
+class Scanning(Spec):
+    """How much of a message the profile's rules read, after the product it models: a header
+    size limit (none unless given) and SpamAssassin's per-part scan sizes (its defaults unless
+    given). The content filter says in a finding when it read a part only in part."""
+
+    header_size_limit: HeaderSizeLimit | None = None
+    body_part_scan_size: ScanSize = _BODY_PART_SCAN_SIZE
+    rawbody_part_scan_size: ScanSize = _RAWBODY_PART_SCAN_SIZE
+
+    def limits(self) -> ScanLimits:
+        """The values filters read (a reject limit is the scanning filter's, not a cut)."""
+        header = self.header_size_limit
+        truncate = header is not None and header.action == "truncate"
+        return ScanLimits(
+            body_part_scan_size=self.body_part_scan_size.size,
+            body_source=_provenance_text(self.body_part_scan_size),
+            rawbody_part_scan_size=self.rawbody_part_scan_size.size,
+            rawbody_source=_provenance_text(self.rawbody_part_scan_size),
+            header_size_limit=header.size if header is not None and truncate else None,
+            header_scope=header.applies_to if header is not None else "field",
+            header_source=_provenance_text(header) if header is not None else "",
+        )
+
+
+def _provenance_text(node: Spec) -> str:
+    origin = node.provenance
+    if origin is None:
+        return ""
+    return origin[1] if origin[0] == "source" else f"assumption: {origin[1]}"
+
+
 class Profile(Spec):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -151,6 +222,7 @@ class Profile(Spec):
     survey: Survey = Survey()
     lists: dict[ListName, NamedList] = {}
     smtp: SmtpSettings = SmtpSettings()
+    scanning: Scanning = Scanning()
     scoring: Scoring = Scoring()
     replies: dict[str, ReplyRef] = {}
     # DNS fixtures (master files or record maps) the profile's checks rely on; relative paths
@@ -439,7 +511,17 @@ def compile_loaded(loaded: LoadedProfile) -> CompiledProfile:
     lists = {
         name: ListValue(spec.kind, tuple(spec.entries)) for name, spec in profile.lists.items()
     }
-    filters = compile_filters(profile.filters, lists, loaded.catalogue)
+    filters = compile_filters(profile.filters, lists, loaded.catalogue, profile.scanning.limits())
+    header = profile.scanning.header_size_limit
+    if header is not None and header.action == "reject" and header.reply is not None:
+        # The product refuses an oversized header before any filter runs: first, so that its
+        # reply is the one given when another filter refuses too.
+        here = CompileContext(
+            lists=lists, replies=loaded.catalogue, loc=("scanning", "header_size_limit")
+        )
+        reply = here.reply(header.reply)
+        source = _provenance_text(header) or None
+        filters = (ScanningFilter(header.size, header.applies_to, reply, source), *filters)
     scoring = CompileContext(lists=lists, replies=loaded.catalogue, loc=("scoring",))
     smtp = CompileContext(lists=lists, replies=loaded.catalogue, loc=("smtp",))
     return CompiledProfile(

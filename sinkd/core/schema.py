@@ -22,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from sinkd.core.limits import DEFAULT_SCAN_LIMITS, ScanLimits
 from sinkd.core.model import Action, Reply
 
 # Rule ids and finding codes: stable UPPER_SNAKE identifiers.
@@ -167,7 +168,8 @@ class ListValue:
 
 
 class CompileContext:
-    """What a filter may consult while compiling: the profile's named lists and replies."""
+    """What a filter may consult while compiling: the profile's named lists and replies, and
+    its scanning limits (how much of a message its rules read)."""
 
     def __init__(
         self,
@@ -175,14 +177,18 @@ class CompileContext:
         lists: Mapping[str, ListValue],
         replies: Mapping[str, ReplyTemplate],
         loc: Sequence[str | int] = (),
+        limits: ScanLimits = DEFAULT_SCAN_LIMITS,
     ) -> None:
         self.lists = lists
         self.replies = replies
         self.loc: tuple[str | int, ...] = tuple(loc)
+        self.limits = limits
 
     def at(self, *loc: str | int) -> CompileContext:
         """The same context, located deeper in the profile (for error messages)."""
-        return CompileContext(lists=self.lists, replies=self.replies, loc=self.loc + loc)
+        return CompileContext(
+            lists=self.lists, replies=self.replies, loc=self.loc + loc, limits=self.limits
+        )
 
     def outcome_reply(
         self, action: Action, reply: str | None, refusal: str = "generic.policy"

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from sinkd.core.limits import DEFAULT_SCAN_LIMITS, ScanLimits
 from sinkd.core.message import BODY_PART_SCAN_SIZE, ParsedMessage, RawIssues, parse
 from tests.support.paths import MESSAGES, ROOT
 
@@ -523,3 +524,35 @@ def test_every_hostile_message_parses_without_exception(path: Path) -> None:
     read_everything(msg)
     assert msg.subject is not None
     assert msg.body_text.strip()
+
+
+# --- within a profile's scanning limits ---------------------------------------------------------
+
+
+def test_a_message_within_limits_that_change_nothing_is_itself() -> None:
+    parsed = parse(b"Subject: hi\r\n\r\nbody\r\n")
+    assert parsed.within(DEFAULT_SCAN_LIMITS) is parsed
+    postfix = ScanLimits(header_size_limit=102_400, header_scope="field")
+    assert parsed.within(postfix) is parsed  # no field is over the limit
+
+
+def test_a_header_cut_gives_a_view_parsed_from_the_cut_octets_once() -> None:
+    raw = b"Subject: " + b"s" * 300 + b"\r\nTo: bob@corp.example\r\n\r\nbody\r\n"
+    parsed = parse(raw)
+    limits = ScanLimits(header_size_limit=100, header_scope="field")
+    view = parsed.within(limits)
+    assert view is not parsed
+    assert parsed.within(limits) is view
+    assert view.subject == "s" * 91
+    assert [(c.name, c.size, c.kept) for c in view.header_cuts] == [("Subject", 311, 100)]
+    assert parsed.subject == "s" * 300  # the message itself is untouched
+    assert view.body_parts[0].text == "body"
+
+
+def test_other_body_scan_sizes_give_a_view_that_cuts_at_them() -> None:
+    parsed = parse(b"Subject: hi\r\n\r\n" + b"word " * 1000 + b"\r\n")
+    view = parsed.within(ScanLimits(body_part_scan_size=100))
+    [part] = view.body_parts
+    assert len(part.text) < 200
+    assert part.text_size == 5001
+    assert parsed.body_parts[0].text_size is None

@@ -97,7 +97,11 @@ def test_every_shipped_profile_validates_compiles_and_cites_its_sources(name: st
         assert model.what.strip()
         assert model.provenance is not None
     pipeline = compile_profile(loaded)
-    assert len(pipeline.filters) == len(profile.filters) >= 1
+    # A header size limit the product answers with a refusal adds the scanning filter first.
+    header = profile.scanning.header_size_limit
+    added = 1 if header is not None and header.action == "reject" else 0
+    assert len(pipeline.filters) == len(profile.filters) + added
+    assert len(profile.filters) >= 1
 
 
 def test_the_filter_examples_in_module_docstrings_are_valid_profiles(tmp_path: Path) -> None:
@@ -288,6 +292,94 @@ def test_a_profile_reply_override_replaces_the_catalogue_entry(tmp_path: Path) -
     pipeline = compile_profile(loaded)
     assert pipeline.reject_reply.render({"score": 9}).text == "Spam (9)"
     assert SHIPPED.catalogue["generic.spam"].template == "Message rejected as spam (score ${score})"
+
+
+# --- scanning limits ------------------------------------------------------------------------
+
+
+def test_a_negative_scan_size_is_an_error_naming_the_file_line_and_field(tmp_path: Path) -> None:
+    message = error_of(tmp_path, "scanning:\n  body_part_scan_size: {size: -1, source: x}\n")
+    path = tmp_path / "test.yaml"
+    assert message.startswith(f"{path}:{BODY_LINE + 1}: scanning.body_part_scan_size.size: ")
+    assert "greater than or equal to 0" in message
+    assert "(got -1)" in message
+
+
+def test_a_zero_header_size_limit_is_an_error_naming_the_field(tmp_path: Path) -> None:
+    message = error_of(
+        tmp_path,
+        "scanning:\n  header_size_limit: {size: 0, applies_to: field, source: x}\n",
+    )
+    assert "scanning.header_size_limit.size: Input should be greater than 0" in message
+
+
+def test_an_unknown_header_limit_scope_lists_the_known_ones(tmp_path: Path) -> None:
+    message = error_of(
+        tmp_path,
+        "scanning:\n  header_size_limit: {size: 10, applies_to: line, source: x}\n",
+    )
+    assert "scanning.header_size_limit.applies_to: Input should be 'field'" in message
+    assert "(got 'line')" in message
+
+
+def test_a_header_limit_that_rejects_needs_the_products_reply(tmp_path: Path) -> None:
+    message = error_of(
+        tmp_path,
+        "scanning:\n  header_size_limit: {size: 10, applies_to: block, action: reject}\n",
+    )
+    assert "scanning.header_size_limit: Value error, action reject needs the product's reply" in (
+        message
+    )
+
+
+def test_a_header_limit_that_truncates_takes_no_reply(tmp_path: Path) -> None:
+    message = error_of(
+        tmp_path,
+        "scanning:\n  header_size_limit: {size: 10, applies_to: field, reply: x.y}\n",
+    )
+    assert "reply: goes with action reject" in message
+
+
+def test_an_unknown_header_limit_reply_is_located(tmp_path: Path) -> None:
+    message = error_of(
+        tmp_path,
+        "scanning:\n  header_size_limit: {size: 10, applies_to: block, action: reject,"
+        " reply: nope.nothing}\n",
+    )
+    assert "scanning.header_size_limit.reply: unknown reply 'nope.nothing'" in message
+
+
+def test_a_profile_that_says_nothing_reads_as_sinkd_did_before(tmp_path: Path) -> None:
+    limits = load(tmp_path, "filters: []\n").profile.scanning.limits()
+    assert limits.body_part_scan_size == 50_000
+    assert limits.rawbody_part_scan_size == 500_000
+    assert limits.header_size_limit is None
+    assert "Conf.pm" in limits.body_source
+
+
+@pytest.mark.parametrize(
+    ("name", "size", "applies_to", "action"),
+    [
+        ("typical-corporate", 102_400, "field", "truncate"),
+        ("strict-finance", 102_400, "field", "truncate"),
+        ("deferring-gateway", 102_400, "field", "truncate"),
+        ("no-filter", 102_400, "field", "truncate"),
+        ("spamassassin-default", 8192, "value", "truncate"),
+        ("m365-default-like", 262_144, "block", "reject"),
+        ("legacy-sender-id", 262_144, "block", "reject"),
+        ("google-workspace-like", 512_000, "block", "reject"),
+    ],
+)
+def test_each_shipped_profile_has_the_header_size_limit_of_the_product_it_models(
+    name: str, size: int, applies_to: str, action: str
+) -> None:
+    scanning = SHIPPED.resolve(name).profile.scanning
+    header = scanning.header_size_limit
+    assert header is not None
+    assert (header.size, header.applies_to, header.action) == (size, applies_to, action)
+    assert header.provenance is not None
+    assert scanning.body_part_scan_size.size == 50_000
+    assert scanning.rawbody_part_scan_size.size == 500_000
 
 
 def test_thresholds_must_ascend(tmp_path: Path) -> None:
@@ -571,6 +663,7 @@ def unsourced(profile: Profile) -> list[str]:
       ``classes``, format actions, a zone's ``default``, ``on_error``): any node with an
       ``action`` that is not none/score, a non-zero ``score`` or a ``reply``;
     - the thresholds (``scoring``) and the stage and connection limits (``smtp``), when written;
+    - each scanning limit (``scanning.header_size_limit``, ``scanning.body_part_scan_size``, ...);
     - a named list with entries (which words, which file types);
     - a ``models`` entry (the schema already demands it).
     Only what the file writes counts (``model_fields_set``): defaults are the filter's own and
@@ -589,6 +682,8 @@ def unsourced(profile: Profile) -> list[str]:
             return True
         if path in (("scoring",), ("smtp",)) or path[:1] == ("models",):
             return True
+        if path[:1] == ("scanning",) and len(path) == 2:
+            return True  # each scanning limit: which product's, and where it says so
         if path[:1] == ("lists",) and len(path) == 2:
             return bool(getattr(node, "entries", None))
         return "action" in type(node).model_fields and _acts(node)

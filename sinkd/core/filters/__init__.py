@@ -36,6 +36,7 @@ from sinkd.core.filters.base import (
     MessageContext,
     reply_variables,
 )
+from sinkd.core.limits import DEFAULT_SCAN_LIMITS, ScanLimits
 from sinkd.core.schema import CompileContext, FilterSpecBase, ListValue, ReplyTemplate
 
 __all__ = [
@@ -84,10 +85,14 @@ def compile_filters(
     specs: Sequence[FilterSpecBase],
     lists: Mapping[str, ListValue],
     replies: Mapping[str, ReplyTemplate],
+    limits: ScanLimits = DEFAULT_SCAN_LIMITS,
 ) -> tuple[Filter, ...]:
-    """Instantiate a profile's filters in order; errors are ``CompileError``s located at
-    ``filters[index]``."""
+    """Instantiate a profile's filters in order, with the profile's scanning limits; errors are
+    ``CompileError``s located at ``filters[index]``."""
     return tuple(
-        REGISTRY[spec.kind](spec, CompileContext(lists=lists, replies=replies, loc=("filters", i)))
+        REGISTRY[spec.kind](
+            spec,
+            CompileContext(lists=lists, replies=replies, loc=("filters", i), limits=limits),
+        )
         for i, spec in enumerate(specs)
     )

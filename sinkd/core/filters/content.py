@@ -8,6 +8,13 @@ transfer encoding and charset undone, HTML rendered, one paragraph per line); th
 decodes or parses anything itself. All word rules of one filter share one index and one pass per
 part of the message. Findings quote what matched and say where. Pure.
 
+The rules read the message within the profile's scanning limits (``scanning:``, compiled into
+``CompileContext.limits``; ``ParsedMessage.within`` makes the cut): each part up to its scan
+sizes and, where the product truncates long header fields, the header as it keeps it. When a
+part the rules read was cut, a record-only finding (``SCAN_PARTIAL_BODY`` per part,
+``SCAN_PARTIAL_HEADER`` per header block) says what was cut, where, and the limit with its
+source, so that a rule that did not match is not read as "not there".
+
 ```yaml
 - kind: content
   name: trigger-words
@@ -33,8 +40,9 @@ from typing import Annotated, Literal
 from pydantic import StringConstraints, model_validator
 
 from sinkd.core.filters.base import Filter, MessageContext, reply_variables
+from sinkd.core.limits import HeaderCut, ScanLimits
 from sinkd.core.matching import RegexSet, WordMatcher, has_gtube, tokenize
-from sinkd.core.message import ParsedMessage
+from sinkd.core.message import BodyPart, ParsedMessage
 from sinkd.core.model import Action, Category, Finding, FindingCode
 from sinkd.core.schema import (
     CompileContext,
@@ -101,6 +109,10 @@ class _Segments:
     def __init__(self, parsed: ParsedMessage) -> None:
         self.parsed = parsed
         self._by_part: dict[str, list[_Segment]] = {}
+        # What the rules read, for the partial-scan findings: body parts by index, and header
+        # fields by lower-cased name ("" for the whole header block).
+        self.read_parts: dict[int, BodyPart] = {}
+        self.read_headers: set[str] = set()
 
     def __call__(self, part: str) -> list[_Segment]:
         segments = self._by_part.get(part)
@@ -113,18 +125,23 @@ class _Segments:
         if part == "subject":
             # SpamAssassin's body rules read the Subject as the first line of the body (Conf.pm,
             # "body"); sinkd keeps it a part of its own so that a rule can say where it matched.
+            self.read_headers.add("subject")
             subject = " ".join((parsed.subject or "").split())
             return [_Segment("subject", "subject", None, subject)] if subject else []
         if part in ("body", "text", "html"):
-            return [
-                _Segment(f"part:{p.index}", p.label, p.index, p.text)
+            read = [
+                p
                 for p in parsed.body_parts
                 if p.text and (part == "body" or p.html == (part == "html"))
             ]
+            self.read_parts.update((p.index, p) for p in read)
+            return [_Segment(f"part:{p.index}", p.label, p.index, p.text) for p in read]
         if part == "headers":
+            self.read_headers.add("")
             text = "\n".join(f"{k}: {v}" for k, v in parsed.message.items())
             return [_Segment("headers", "headers", None, text)]
         name = part.partition(":")[2]
+        self.read_headers.add(name.lower())
         values = "\n".join(str(v) for v in parsed.message.get_all(name, []))
         return (
             [_Segment(f"header:{name.lower()}", f"{name} header", None, values)] if values else []
@@ -164,6 +181,18 @@ class _Rule:
         return score
 
 
+def _cut(name: str, limit: int, size: int, limits: ScanLimits) -> dict[str, object]:
+    source = limits.body_source if name == "body_part_scan_size" else limits.rawbody_source
+    return {"limit": name, "size": limit, "of": size, "source": source}
+
+
+def _read_header_cuts(cuts: tuple[HeaderCut, ...], read: set[str]) -> list[HeaderCut]:
+    """The cuts of fields the rules read ("" in ``read``: the whole header block)."""
+    if "" in read:
+        return list(cuts)
+    return [c for c in cuts if c.name is None or c.name.lower() in read]
+
+
 def _quote(items: list[str], limit: int = 5) -> str:
     shown = ", ".join(f"'{item}'" for item in items[:limit])
     more = len(items) - limit
@@ -182,10 +211,21 @@ class ContentFilter(Filter):
     codes = (
         FindingCode("CONTENT_<ID>", "the content rule with this id matched"),
         FindingCode("CONTENT_GTUBE", "SpamAssassin's GTUBE test string"),
+        FindingCode(
+            "SCAN_PARTIAL_BODY",
+            "the content rules read only the first part of this body part (the profile's "
+            "body_part_scan_size or rawbody_part_scan_size); record only",
+        ),
+        FindingCode(
+            "SCAN_PARTIAL_HEADER",
+            "the content rules read header fields cut to the profile's header size limit, as "
+            "the product keeps them; record only",
+        ),
     )
 
     def __init__(self, spec: ContentSpec, ctx: CompileContext) -> None:
         super().__init__(spec, ctx)
+        self.limits = ctx.limits
         self.gtube = spec.gtube
         self.gtube_reply = ctx.at("gtube").reply(spec.gtube.reply) if spec.gtube else None
         self.rules = [_Rule(rule, i, ctx) for i, rule in enumerate(spec.rules)]
@@ -200,7 +240,7 @@ class ContentFilter(Filter):
         self.matcher = WordMatcher(canonical.values()) if word_rules else None
 
     async def check_message(self, ctx: MessageContext) -> list[Finding]:
-        segments = _Segments(ctx.parsed)
+        segments = _Segments(ctx.parsed.within(self.limits))
         findings: list[Finding] = []
         if self.gtube is not None:
             # GTUBE is a SpamAssassin body rule: the subject and every text part, decoded.
@@ -214,6 +254,65 @@ class ContentFilter(Filter):
             finding = self._check_rule(rule, segments, hits, ctx)
             if finding is not None:
                 findings.append(finding)
+        findings.extend(self._partial_findings(segments))
+        return findings
+
+    def _partial_findings(self, segments: _Segments) -> list[Finding]:
+        """One record-only finding per part the rules read only in part, and one for the
+        header block when a field they read was cut."""
+        limits = self.limits
+        findings: list[Finding] = []
+        for index in sorted(segments.read_parts):
+            part = segments.read_parts[index]
+            cuts: list[dict[str, object]] = []
+            said: list[str] = []
+            if part.source_size is not None:
+                size = limits.rawbody_part_scan_size
+                cuts.append(_cut("rawbody_part_scan_size", size, part.source_size, limits))
+                said.append(
+                    f"its HTML source was parsed up to {size:,} of {part.source_size:,} characters"
+                )
+            if part.text_size is not None:
+                size = limits.body_part_scan_size
+                cuts.append(_cut("body_part_scan_size", size, part.text_size, limits))
+                said.append(f"its text was read up to about {size:,} of {part.text_size:,}")
+            if not cuts:
+                continue
+            findings.append(
+                self.finding(
+                    code="SCAN_PARTIAL_BODY",
+                    action=Action.NONE,
+                    reason=(
+                        f"The content rules read the {part.label} only in part: "
+                        f"{' and '.join(said)} (the profile's scanning limits), so a rule that "
+                        "did not match may have words past the cut."
+                    ),
+                    detail={"part": part.label, "mime_part": part.index, "cuts": cuts},
+                )
+            )
+        header_cuts = _read_header_cuts(segments.parsed.header_cuts, segments.read_headers)
+        if header_cuts:
+            limit = limits.header_size_limit
+            names = ", ".join(c.name or "header block" for c in header_cuts)
+            detail: dict[str, object] = {
+                "limit": limit,
+                "applies_to": limits.header_scope,
+                "fields": [{"name": c.name, "size": c.size, "kept": c.kept} for c in header_cuts],
+            }
+            if limits.header_source:
+                detail["source"] = limits.header_source
+            findings.append(
+                self.finding(
+                    code="SCAN_PARTIAL_HEADER",
+                    action=Action.NONE,
+                    reason=(
+                        f"The content rules read {names} cut to the header size limit of "
+                        f"{limit:,} bytes, as the modelled product keeps it, so a rule that did "
+                        "not match may have words past the cut."
+                    ),
+                    detail=detail,
+                )
+            )
         return findings
 
     def _gtube_finding(self, ctx: MessageContext, segment: _Segment) -> Finding:

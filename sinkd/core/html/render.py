@@ -2,18 +2,28 @@
 
 Owns the rendering (block tags break lines or paragraphs as Mail::SpamAssassin::HTML does,
 scripts, styles and templates dropped) and SpamAssassin's body_part_scan_size cut, which the
-parsed message also applies to plain text. Its parse is of a copy with line-break marks put
-before block tags, so it cannot share the scan's parse (the marks are text to the parser and
-move with foster parenting). Pure and never raises; selectolax loads only when HTML is rendered.
+parsed message also applies to plain text; the sizes are the profile's (``scanning:``), these
+constants their defaults, and ``render_html`` says what it cut so that a finding can. Its parse
+is of a copy with line-break marks put before block tags, so it cannot share the scan's parse
+(the marks are text to the parser and move with foster parenting). Pure and never raises;
+selectolax loads only when HTML is rendered.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 from sinkd.core.html.depth import too_deep
 
-__all__ = ["BODY_PART_SCAN_SIZE", "HTML_SOURCE_SCAN_SIZE", "cut", "render_text"]
+__all__ = [
+    "BODY_PART_SCAN_SIZE",
+    "HTML_SOURCE_SCAN_SIZE",
+    "Rendered",
+    "cut",
+    "render_html",
+    "render_text",
+]
 
 _WHITESPACE = re.compile(r"\s+")
 # SpamAssassin's body_part_scan_size (Conf.pm, default 50000): each part's rendered text is cut
@@ -53,18 +63,40 @@ _HTML_HIDDEN_TAGS = ["script", "style", "template"]
 _HTML_TAG = re.compile(r"<[^>]*>")
 
 
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    """The text body rules read, and the full sizes of what was cut to make it (else None)."""
+
+    text: str
+    text_size: int | None = None  # characters of rendered text before the body_part cut
+    source_size: int | None = None  # characters of HTML source before the source cut
+
+
 def render_text(html: str) -> str:
+    """HTML to the text SpamAssassin's body rules see, one paragraph per line, at the default
+    sizes (``render_html`` with a profile's)."""
+    return render_html(html).text
+
+
+def render_html(
+    html: str,
+    body_part_scan_size: int = BODY_PART_SCAN_SIZE,
+    source_scan_size: int = HTML_SOURCE_SCAN_SIZE,
+) -> Rendered:
     """HTML to the text SpamAssassin's body rules see, one paragraph per line.
 
     Scripts, styles and templates dropped; text hidden by styling is kept, as in
-    SpamAssassin's "rendered" text (its "visible_rendered" is for Bayes only).
+    SpamAssassin's "rendered" text (its "visible_rendered" is for Bayes only). A size of 0
+    does not cut (Conf.pm: "Disabled with 0").
     """
     html = html.replace(_LINE_MARK, "")
-    source = html[:HTML_SOURCE_SCAN_SIZE]
+    source = html[:source_scan_size] if source_scan_size else html
+    source_size = len(html) if len(source) < len(html) else None
     if too_deep(source) is not None:
         # Hostile nesting would stall the parser: strip the tags instead, over the whole part
         # (one C-speed pass; the text is all we need, and padding must not hide it).
         text = _HTML_TAG.sub(" ", html)
+        source_size = None  # the whole part was read
     else:
         marked = _mark_breaks(source)
         try:
@@ -84,7 +116,10 @@ def render_text(html: str) -> str:
         text = _LINE_BREAK_MARK.sub(" ", _PARAGRAPH_BREAK.sub("\n", text))
     # Cut after the breaks are collapsed (SpamAssassin counts every line break of the rendered
     # text): padding of empty elements cannot push the text out of the scanned part.
-    return cut(text.strip(), BODY_PART_SCAN_SIZE).rstrip()
+    text = text.strip()
+    kept = cut(text, body_part_scan_size)
+    text_size = len(text) if len(kept) < len(text) else None
+    return Rendered(kept.rstrip(), text_size, source_size)
 
 
 def _mark_breaks(html: str) -> str:
@@ -104,8 +139,9 @@ def _mark_breaks(html: str) -> str:
 
 
 def cut(text: str, size: int) -> str:
-    """Cut ``text`` near ``size`` characters as Message.pm does for body_part_scan_size."""
-    if len(text) <= size:
+    """Cut ``text`` near ``size`` characters as Message.pm does for body_part_scan_size; a
+    size of 0 keeps it whole."""
+    if not size or len(text) <= size:
         return text
     for stop in ("\n", " "):
         end = text.find(stop, size, size + _SCAN_SLACK + 1)

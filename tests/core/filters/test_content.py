@@ -214,7 +214,7 @@ async def test_every_rule_reads_one_decode_and_one_render_of_each_part(
 ) -> None:
     calls: list[str] = []
     decode = sinkd.core.message.ParsedMessage._decode_part
-    render = sinkd.core.html.render.render_text
+    render = sinkd.core.html.render.render_html
 
     def counting_decode(
         self: sinkd.core.message.ParsedMessage, index: int, *a: Any, **k: Any
@@ -222,12 +222,12 @@ async def test_every_rule_reads_one_decode_and_one_render_of_each_part(
         calls.append(f"decode {index}")
         return decode(self, index, *a, **k)
 
-    def counting_render(html: str) -> str:
+    def counting_render(html: str, *a: Any, **k: Any) -> sinkd.core.html.render.Rendered:
         calls.append("render")
-        return render(html)
+        return render(html, *a, **k)
 
     monkeypatch.setattr(sinkd.core.message.ParsedMessage, "_decode_part", counting_decode)
-    monkeypatch.setattr(sinkd.core.html.render, "render_text", counting_render)
+    monkeypatch.setattr(sinkd.core.html.render, "render_html", counting_render)
     pipeline = rules(
         tmp_path,
         "{id: A, words: [casino], parts: [subject, body]}",
@@ -573,3 +573,112 @@ async def test_a_ten_thousand_word_list_compiles_into_one_index_and_matches(
     verdict = await judge(pipeline, message(body="spamword0 spamword9999 spamword10000 word5"))
     assert verdict.findings[0].detail["matches"] == {"spamword0": 1, "spamword9999": 1}
     assert verdict.score == 1.0
+
+
+# --- scanning limits: what the rules read, and the finding when a part was cut ---------------
+
+POSTFIX_HEADER_LIMIT = """\
+scanning:
+  header_size_limit: {size: 200, applies_to: field, action: truncate, source: "postconf(5)"}
+"""
+
+
+def scan_sizes(body: int, rawbody: int = 500_000) -> str:
+    return (
+        "scanning:\n"
+        f"  body_part_scan_size: {{size: {body}, source: a test}}\n"
+        f"  rawbody_part_scan_size: {{size: {rawbody}, source: a test}}\n"
+    )
+
+
+async def test_a_body_rule_reads_each_part_up_to_the_profiles_body_part_scan_size(
+    tmp_path: Path,
+) -> None:
+    body = "word " * 1000 + "casino"  # "casino" at 5,000 characters
+    small = rules(tmp_path, "{id: T, words: [casino]}", extra=scan_sizes(1000))
+    assert (await judge(small, message(body=body))).codes == ["SCAN_PARTIAL_BODY"]
+    default = rules(tmp_path, "{id: T, words: [casino]}")
+    assert (await judge(default, message(body=body))).codes == ["CONTENT_T"]
+
+
+async def test_the_partial_body_finding_says_which_part_which_limit_and_its_source(
+    tmp_path: Path,
+) -> None:
+    pipeline = rules(tmp_path, "{id: T, words: [casino]}", extra=scan_sizes(1000))
+    verdict = await judge(pipeline, message(body="word " * 1000))
+    [finding] = verdict.findings
+    assert finding.code == "SCAN_PARTIAL_BODY"
+    assert finding.action is Action.NONE
+    assert finding.score == 0.0
+    assert verdict.disposition is Disposition.INBOX
+    assert finding.detail["part"] == "text body"
+    assert finding.detail["mime_part"] == 0
+    assert finding.detail["cuts"] == [
+        {"limit": "body_part_scan_size", "size": 1000, "of": 5001, "source": "a test"}
+    ]
+    assert "1,000 of 5,001" in finding.reason
+
+
+async def test_no_partial_finding_is_given_when_every_part_fits(tmp_path: Path) -> None:
+    pipeline = rules(tmp_path, "{id: T, words: [casino]}", extra=scan_sizes(1000))
+    assert (await judge(pipeline, message(body="word " * 100))).codes == []
+
+
+async def test_a_scan_size_of_zero_reads_the_whole_part(tmp_path: Path) -> None:
+    pipeline = rules(tmp_path, "{id: T, words: [casino]}", extra=scan_sizes(0))
+    verdict = await judge(pipeline, message(body="word " * 20_000 + "casino"))
+    assert verdict.codes == ["CONTENT_T"]
+
+
+async def test_an_html_source_over_the_rawbody_scan_size_is_parsed_in_part_and_said(
+    tmp_path: Path,
+) -> None:
+    html = "<p>" + "word " * 1000 + "</p><p>casino</p>"
+    pipeline = rules(tmp_path, "{id: T, words: [casino]}", extra=scan_sizes(50_000, 1000))
+    verdict = await judge(pipeline, alternative("Hi", "hello", html))
+    assert verdict.codes == ["SCAN_PARTIAL_BODY"]
+    [cut] = verdict.findings[0].detail["cuts"]
+    assert cut["limit"] == "rawbody_part_scan_size"
+    assert cut["size"] == 1000
+    assert verdict.findings[0].detail["part"] == "HTML body"
+
+
+async def test_a_part_no_rule_reads_gives_no_partial_finding(tmp_path: Path) -> None:
+    pipeline = rules(tmp_path, "{id: T, words: [casino], parts: [subject]}", extra=scan_sizes(1000))
+    assert (await judge(pipeline, message(body="word " * 1000))).codes == []
+
+
+async def test_a_header_rule_reads_a_long_field_cut_to_the_header_size_limit(
+    tmp_path: Path,
+) -> None:
+    headers = "X-Note: " + "pad " * 100 + "casino\r\n"  # "casino" past 200 octets
+    cut = rules(tmp_path, "{id: H, words: [casino], parts: [headers]}", extra=POSTFIX_HEADER_LIMIT)
+    verdict = await judge(cut, message(headers=headers))
+    assert verdict.codes == ["SCAN_PARTIAL_HEADER"]
+    [finding] = verdict.findings
+    assert finding.action is Action.NONE
+    assert finding.detail["limit"] == 200
+    assert finding.detail["applies_to"] == "field"
+    assert finding.detail["source"] == "postconf(5)"
+    assert finding.detail["fields"] == [{"name": "X-Note", "size": 416, "kept": 200}]
+    whole = rules(tmp_path, "{id: H, words: [casino], parts: [headers]}")
+    assert (await judge(whole, message(headers=headers))).codes == ["CONTENT_H"]
+
+
+async def test_a_header_rule_still_matches_within_the_kept_part_of_a_cut_field(
+    tmp_path: Path,
+) -> None:
+    headers = "X-Note: casino " + "pad " * 100 + "\r\n"
+    pipeline = rules(
+        tmp_path, "{id: H, words: [casino], parts: ['header:X-Note']}", extra=POSTFIX_HEADER_LIMIT
+    )
+    verdict = await judge(pipeline, message(headers=headers))
+    assert verdict.codes == ["CONTENT_H", "SCAN_PARTIAL_HEADER"]
+
+
+async def test_a_cut_field_no_rule_reads_gives_no_partial_header_finding(tmp_path: Path) -> None:
+    headers = "X-Note: " + "pad " * 100 + "\r\n"
+    pipeline = rules(
+        tmp_path, "{id: H, words: [casino], parts: [subject]}", extra=POSTFIX_HEADER_LIMIT
+    )
+    assert (await judge(pipeline, message(headers=headers))).codes == []
