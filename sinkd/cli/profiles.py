@@ -18,7 +18,14 @@ from typing import Any, TextIO
 
 from sinkd.cli.base import EXIT_OK, EXIT_USAGE, Parser
 from sinkd.core.model import Action
-from sinkd.core.profiles import CATALOGUE_FILE, LoadedProfile, ProfileSet, load_catalogue
+from sinkd.core.profiles import (
+    CATALOGUE_FILE,
+    LoadedProfile,
+    Profile,
+    ProfileSet,
+    ScanSize,
+    load_catalogue,
+)
 from sinkd.core.schema import Origin, Spec, dump
 from sinkd.errors import ProfileError
 from sinkd.services.settings import add_options
@@ -111,6 +118,7 @@ def _show_profile(loaded: LoadedProfile, origins: dict[str, Origin | None]) -> s
         f"reject reply {profile.scoring.reject_reply}"
     )
     lines += _origin_lines(profile.scoring.provenance, 6)
+    lines += _scanning_lines(profile)
     if profile.lists:
         lines += ["", "Lists:"]
         for name, listed in profile.lists.items():
@@ -134,6 +142,27 @@ def _show_profile(loaded: LoadedProfile, origins: dict[str, Origin | None]) -> s
             lines += _wrap(f"{key}: {template.code} {template.enhanced} {template.template}", 2, 6)
             lines += _origin_lines(origins.get(key), 6)
     return "\n".join(lines) + "\n"
+
+
+_SCOPES = {"field": "of each header field", "value": "of each header value", "block": "of header"}
+
+
+def _scanning_lines(profile: Profile) -> list[str]:
+    """The scanning limits (``scanning:``), each with its source."""
+    scanning = profile.scanning
+    lines = ["Scanning:"]
+    header = scanning.header_size_limit
+    if header is None:
+        lines.append("  header: no limit")
+    else:
+        then = f"refused with {header.reply}" if header.action == "reject" else "the rest cut"
+        lines += _wrap(f"header: {header.size:,} octets {_SCOPES[header.applies_to]}; {then}", 2, 4)
+        lines += _origin_lines(header.provenance, 6)
+    for name in ("body_part_scan_size", "rawbody_part_scan_size"):
+        size: ScanSize = getattr(scanning, name)
+        lines.append(f"  {name}: {size.size:,}" if size.size else f"  {name}: 0 (whole part)")
+        lines += _origin_lines(size.provenance, 6)
+    return lines
 
 
 def _origin_lines(origin: Origin | None, indent: int) -> list[str]:

@@ -969,6 +969,18 @@ def test_profiles_show_prints_each_rule_with_its_source_or_assumption() -> None:
     assert lines[stage + 4].startswith("      assumption: tag at 5 is SpamAssassin's")
 
 
+def test_profiles_show_prints_the_scanning_limits_with_their_sources() -> None:
+    lines = show("m365-default-like").splitlines()
+    at = lines.index("Scanning:")
+    assert lines[at + 1] == (
+        "  header: 262,144 octets of header; refused with exchange.header_size"
+    )
+    assert lines[at + 2].startswith("      assumption: Exchange Online publishes no header limit")
+    sizes = [line for line in lines[at:] if line.startswith("  body_part_scan_size")]
+    assert sizes == ["  body_part_scan_size: 50,000"]
+    assert "  exchange.header_size: 552 5.3.4 Header size exceeds fixed maximum size" in lines
+
+
 def test_profiles_show_lists_the_replies_the_profile_uses_with_their_sources() -> None:
     text = show("google-workspace-like")
     assert "SMTP: envelope refusals answered at the end of DATA" in text
