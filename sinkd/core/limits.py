@@ -72,7 +72,7 @@ class HeaderCut:
     """One header field (or, for the block scope, the block) that was only partly kept."""
 
     name: str | None  # the field name; None when the block was cut
-    size: int  # octets of the field (or block) as it arrived, line breaks included
+    size: int  # octets of the field (folded line breaks included, not its last) or of the block
     kept: int  # octets kept of it
 
 
@@ -116,15 +116,20 @@ def cut_header(raw: bytes, limit: int, scope: HeaderScope) -> tuple[bytes, tuple
     cuts: list[HeaderCut] = []
     for start, end in itertools.pairwise(starts):
         field = header[start:end]
+        # A field's size leaves out the line break that ends it (Postfix's buffer holds none),
+        # so that a field cut once is within the limit when measured again.
+        size = len(field.rstrip(b"\r\n"))
         allowed = limit
         if scope == "value":
             colon = field.find(b":")
             allowed += colon + 1 if colon >= 0 else 0
-        if len(field) <= allowed:
+        if size <= allowed:
             pieces.append(field)
             continue
         kept = field[:allowed].rstrip(b"\r\n")
         pieces.append(kept + eol)
         name = field.partition(b":")[0].strip().decode("ascii", "replace")
-        cuts.append(HeaderCut(name, len(field), len(kept)))
+        cuts.append(HeaderCut(name, size, len(kept)))
+    if not cuts:
+        return raw, ()
     return b"".join(pieces) + rest, tuple(cuts)

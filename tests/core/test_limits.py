@@ -38,7 +38,7 @@ def test_a_field_over_the_limit_keeps_its_first_octets_and_the_others_stay_whole
     raw = b"Subject: hello\r\n" + long_field + b"To: bob@corp.example\r\n" + BODY
     cut, cuts = cut_header(raw, 60, "field")
     assert cut == b"Subject: hello\r\nX-Long: " + b"a" * 52 + b"\r\nTo: bob@corp.example\r\n" + BODY
-    assert cuts == (HeaderCut("X-Long", len(long_field), 60),)
+    assert cuts == (HeaderCut("X-Long", len(long_field) - 2, 60),)  # its last CRLF not counted
 
 
 def test_the_continuation_lines_past_the_limit_are_discarded_with_the_field_kept() -> None:
@@ -70,3 +70,11 @@ def test_lf_only_messages_are_cut_with_lf_line_breaks() -> None:
     raw = b"Subject: " + b"s" * 100 + b"\nTo: bob@corp.example\n\nbody\n"
     cut, _ = cut_header(raw, 30, "field")
     assert cut == b"Subject: " + b"s" * 21 + b"\nTo: bob@corp.example\n\nbody\n"
+
+
+def test_a_field_cut_once_is_within_the_limit_when_cut_again() -> None:
+    raw = b"Subject: " + b"s" * 300 + b"\r\nTo: bob@corp.example\r\n\r\nbody\r\n"
+    once, _ = cut_header(raw, 100, "field")
+    again, cuts = cut_header(once, 100, "field")
+    assert again is once
+    assert cuts == ()

@@ -660,7 +660,7 @@ async def test_a_header_rule_reads_a_long_field_cut_to_the_header_size_limit(
     assert finding.detail["limit"] == 200
     assert finding.detail["applies_to"] == "field"
     assert finding.detail["source"] == "postconf(5)"
-    assert finding.detail["fields"] == [{"name": "X-Note", "size": 416, "kept": 200}]
+    assert finding.detail["fields"] == [{"name": "X-Note", "size": 414, "kept": 200}]
     whole = rules(tmp_path, "{id: H, words: [casino], parts: [headers]}")
     assert (await judge(whole, message(headers=headers))).codes == ["CONTENT_H"]
 
