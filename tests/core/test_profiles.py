@@ -357,6 +357,23 @@ def test_a_profile_that_says_nothing_reads_as_sinkd_did_before(tmp_path: Path) -
     assert "Conf.pm" in limits.body_source
 
 
+def test_a_profile_extending_another_keeps_its_scanning_limits_and_may_change_one(
+    tmp_path: Path,
+) -> None:
+    loaded = load(
+        tmp_path,
+        """\
+        extends: typical-corporate
+        scanning:
+          body_part_scan_size: {size: 20000, source: our gateway's local.cf}
+        """,
+    )
+    limits = loaded.profile.scanning.limits()
+    assert limits.header_size_limit == 102_400  # typical-corporate's Postfix limit
+    assert limits.body_part_scan_size == 20_000
+    assert limits.body_source == "our gateway's local.cf"
+
+
 @pytest.mark.parametrize(
     ("name", "size", "applies_to", "action"),
     [

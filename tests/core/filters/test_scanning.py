@@ -104,7 +104,12 @@ async def test_the_header_refusal_comes_first_whatever_else_refuses(tmp_path: Pa
     raw = with_header_of(400).replace(b"Hello.", gtube.encode())
     verdict = await judge(pipeline, raw)
     assert verdict.reply == Reply(552, "5.3.4", "Header too big")
-    assert [f.action for f in verdict.findings] == [Action.REJECT, Action.REJECT]
+    first = verdict.findings[0]
+    assert (first.code, first.action, first.decided) == (
+        "SCAN_HEADER_TOO_LARGE",
+        Action.REJECT,
+        True,
+    )
 
 
 async def test_a_field_scope_refusal_names_the_field_over_the_limit(tmp_path: Path) -> None:
