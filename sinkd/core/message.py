@@ -148,7 +148,9 @@ class ParsedMessage:
     def within(self, limits: ScanLimits) -> ParsedMessage:
         """This message as a profile with ``limits`` reads it: itself when they change nothing
         (the usual case, which costs one search for the end of the header block), else a
-        message of its own, made once, whose header block was cut before any parse."""
+        message of its own, made once, whose header block was cut before any parse. A view's
+        ``raw`` and ``size`` are the cut message's: checks of the message as it arrived (its
+        size, its raw octets, its signatures) read the message itself."""
         raw, cuts = self.raw, self.header_cuts[:0]
         if limits.header_size_limit is not None:
             header = self._header_cuts.get(limits.header_key)
