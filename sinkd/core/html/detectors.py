@@ -50,6 +50,8 @@ __all__ = [
     "ACTIVE_ELEMENTS",
     "FORM_CONTROLS",
     "MULTIMEDIA_ELEMENTS",
+    "READ_ATTRS",
+    "STATE_TAGS",
     "ActiveScript",
     "HiddenText",
     "Images",
@@ -74,6 +76,11 @@ FORM_CONTROLS = frozenset({"input", "button", "select", "textarea", "keygen"})
 _COLOUR_TAGS = frozenset({"a", "font", "body"})
 # Text in these is never rendered, so it can be neither hidden nor carry zero-width tricks.
 _UNRENDERED = frozenset({"head", "title", "script", "style", "template", "xml"})
+# Elements whose tag alone can change what their subtree inherits: the walk never skips them.
+STATE_TAGS = _COLOUR_TAGS | _UNRENDERED
+# Attributes any detector reads, besides "style" and event handlers ("on..."): an element with
+# none of them, an inert style and no stylesheet rule can be no hit and change nothing.
+READ_ATTRS = frozenset({"hidden", "bgcolor", "background"}) | URL_ATTRS | set(SVG_ANIMATION_ATTRS)
 # A word with this many soft hyphens whose pieces average under this many characters is
 # obfuscated ("V­i­a­g­r­a"), not hyphenated ("Donau­dampf­schiff­fahrt").
 _SOFT_HYPHENS_MIN = 3
