@@ -90,12 +90,15 @@ def css_url(text: str) -> str:
     return match.group(1) if match else ""
 
 
+_AUTHORITY_END = re.compile(r"[/?#\\]")  # the path, query or fragment after the authority
+
+
 def host_of(url: str) -> str | None:
     """The host of an http(s) or protocol-relative URL, lower-case and without a port."""
     text = url.strip(URL_LEADING)
     if not text.lower().startswith(REMOTE):
         return None
-    authority = re.split(r"[/?#\\]", text.split("//", 1)[1], maxsplit=1)[0]
+    authority = _AUTHORITY_END.split(text.split("//", 1)[1], maxsplit=1)[0]
     host = authority.rpartition("@")[2]
     if not host.startswith("["):
         host = host.partition(":")[0]

@@ -77,6 +77,7 @@ class Scan:
         self.sheet_hits: dict[int, list[tuple[str, str, str]]] = {}
         self.sheets_apply = False  # whether any node needs its mem_id looked up
         self.sheet_keys: frozenset[int] = frozenset()  # the elements some <style> rule reaches
+        self.sheet_styles: dict[int, tuple[tuple[str, tuple[str, bool]], ...]] = {}
         self.ran = False
         self.applied = False
 
@@ -131,6 +132,8 @@ class Scan:
                 self.sheet_hits[style_node.mem_id] = found
         self.sheets_apply = bool(self.sheet_decls or self.reshown or self.sheet_hits)
         self.sheet_keys = frozenset(self.sheet_decls).union(self.reshown, self.sheet_hits)
+        # Frozen once, as cascade() caches by them: an element's rules do not change on the walk.
+        self.sheet_styles = {key: tuple(decls.items()) for key, decls in self.sheet_decls.items()}
 
     def _apply_rule(self, rule: _RulePlan) -> None:
         if rule.media:
@@ -233,9 +236,9 @@ class Scan:
         reshown = False
         if self.sheets_apply:
             key = node.mem_id
-            sheet = self.sheet_decls.get(key)
+            sheet = self.sheet_styles.get(key)
             if sheet is not None:
-                style = cascade(tuple(sheet.items()), style_text)
+                style = cascade(sheet, style_text)
             reshown = key in self.reshown
 
         plan = self.plan
