@@ -71,7 +71,7 @@ def quote(text: str) -> str:
 
 
 def source_kind(src: str) -> str:
-    lowered = src.strip().lower()
+    lowered = src.strip()[:8].lower()  # only its scheme is read
     if lowered.startswith("cid:"):
         return "cid: attachment"
     if lowered.startswith("data:"):
@@ -96,9 +96,9 @@ _AUTHORITY_END = re.compile(r"[/?#\\]")  # the path, query or fragment after the
 def host_of(url: str) -> str | None:
     """The host of an http(s) or protocol-relative URL, lower-case and without a port."""
     text = url.strip(URL_LEADING)
-    if not text.lower().startswith(REMOTE):
+    if not text[:8].lower().startswith(REMOTE):  # only its scheme is read
         return None
-    authority = _AUTHORITY_END.split(text.split("//", 1)[1], maxsplit=1)[0]
+    authority = _AUTHORITY_END.split(text.partition("//")[2], maxsplit=1)[0]
     host = authority.rpartition("@")[2]
     if not host.startswith("["):
         host = host.partition(":")[0]
@@ -114,7 +114,7 @@ def origin(src: str) -> str:
     host = host_of(text)
     if host is not None:
         return f" from {host}"
-    lowered = text.lower()
+    lowered = text[:5].lower()  # only its scheme is read
     if lowered.startswith("cid:"):
         return f" {short(text, 40)}"
     if lowered.startswith("data:"):

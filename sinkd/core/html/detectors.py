@@ -58,6 +58,7 @@ __all__ = [
     "Multimedia",
     "TrackingPixels",
     "WalkState",
+    "img_source",
     "text_of",
 ]
 
@@ -158,12 +159,18 @@ class Images:
         self.plan = plan
 
     def element(
-        self, tag: str, attrs: Mapping[str, str | None], state: WalkState, strip: frozenset[str]
+        self,
+        tag: str,
+        attrs: Mapping[str, str | None],
+        state: WalkState,
+        strip: frozenset[str],
+        img: tuple[str, str] = ("", ""),
     ) -> bool:
-        """Hit an image element; whether strip_html removes it."""
+        """Hit an image element; whether strip_html removes it. ``img`` is an ``<img>``'s
+        ``img_source``, which the walk reads once for this detector and the pixel one."""
         plan = self.plan
         if tag == "img":
-            src, shown = _img_source(attrs)
+            src, shown = img
             plan.hit(
                 "images", f"{shown} {source_kind(src)}", _remote(src), label=f"<img>{origin(src)}"
             )
@@ -238,9 +245,11 @@ class TrackingPixels:
         state: WalkState,
         reshown: bool,
         strip: frozenset[str],
+        img: tuple[str, str],
     ) -> bool:
-        """Hit an ``<img>`` that is a tracking pixel; whether strip_html removes it as one."""
-        src, shown = _img_source(attrs)
+        """Hit an ``<img>`` that is a tracking pixel; whether strip_html removes it as one.
+        ``img`` is its ``img_source``."""
+        src, shown = img
         # Only a fetched image can report an open: a 1x1 cid: or data: image is just a spacer.
         if not _remote(src):
             return False
@@ -665,7 +674,7 @@ def text_of(node: LexborNode) -> str:
     return "".join(parts)
 
 
-def _img_source(attrs: Mapping[str, str | None]) -> tuple[str, str]:
+def img_source(attrs: Mapping[str, str | None]) -> tuple[str, str]:
     """An ``<img>``'s source (``src``, else the first ``srcset`` candidate) and how it is shown."""
     src = attrs.get("src") or ""
     if src:
@@ -675,7 +684,8 @@ def _img_source(attrs: Mapping[str, str | None]) -> tuple[str, str]:
 
 
 def _remote(src: str) -> bool:
-    return src.strip().lower().startswith(REMOTE)
+    # Only the first characters can start a scheme: lower-casing a long data: URI is waste.
+    return src.strip()[:8].lower().startswith(REMOTE)
 
 
 def _is_flash(attrs: Mapping[str, str | None]) -> bool:

@@ -43,6 +43,7 @@ from sinkd.core.html.detectors import (
     Multimedia,
     TrackingPixels,
     WalkState,
+    img_source,
     text_of,
 )
 from sinkd.core.html.edits import REMOVE, SET_SHEET, SET_STYLE, Action, Found, Plan, apply_actions
@@ -251,9 +252,10 @@ class Scan:
         # run in class order, so that one element's hits keep their order.
         removes = False
         if tag in _SPECIAL_TAGS:
-            if self.images.element(tag, attrs, state, strip):
+            img = img_source(attrs) if tag == "img" else ("", "")
+            if self.images.element(tag, attrs, state, strip, img):
                 removes = True
-            if tag == "img" and self.pixels.element(attrs, style, state, reshown, strip):
+            if tag == "img" and self.pixels.element(attrs, style, state, reshown, strip, img):
                 removes = True
             if self.multimedia.element(tag, attrs, state, strip):
                 removes = True
