@@ -218,9 +218,21 @@ class Scan:
             else:
                 child_state = self._element(node, tag, attrs, state, order)
             child = node.last_child
-            while child is not None:
-                stack.append((child, child_state, tag))
-                child = child.prev
+            if (
+                child_state.render
+                and not child_state.hard
+                and (zw_possible or child_state.soft >= 0)
+            ):
+                while child is not None:
+                    stack.append((child, child_state, tag))
+                    child = child.prev
+            else:
+                # Text here is read by no detector (unrendered, hidden outright with its
+                # element, or visible without zero-width characters): only elements go on.
+                while child is not None:
+                    if not child.is_text_node:
+                        stack.append((child, child_state, tag))
+                    child = child.prev
 
     def _element(
         self,
