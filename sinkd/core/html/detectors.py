@@ -453,6 +453,8 @@ class HiddenText:
         self.sheet_selector = sheet_selector  # element -> the <style> rule that hides it
         self.softs: list[_Soft] = []
         self.zero_width: dict[int, _ZeroWidth] = {}
+        # child_state's results, shared by siblings; a state handed down is never changed.
+        self._handed_down: dict[tuple[object, ...], tuple[Style, WalkState]] = {}
 
     def finish(self) -> None:
         """Fill in the hits whose text was collected along the walk."""
@@ -532,6 +534,39 @@ class HiddenText:
             and "background" not in attrs
         ):
             return state  # the common case: nothing here changes what children inherit
+        # Table cells repeat the same few styles under one shared state: what one of them
+        # hands down, its siblings hand down too. Everything the computation below reads is in
+        # the key (the style by identity, kept alive by the entry, so its id is never reused),
+        # and a result that opened a new hidden passage is never reused: it names its element.
+        key = (
+            state,
+            id(style),
+            tag if tag in _COLOUR_TAGS else "",
+            reshown,
+            hidden_attr,
+            attrs.get("bgcolor"),
+            attrs.get("background"),
+            attrs.get("color") if tag == "font" else None,
+            attrs.get("text") if tag == "body" else None,
+            tag == "a" and "href" in attrs,
+        )
+        known = self._handed_down.get(key)
+        if known is not None and known[0] is style:
+            return known[1]
+        child = self._child_state(tag, attrs, style, state, reshown, hidden_attr)
+        if child.soft == state.soft or child.soft < 0:
+            self._handed_down[key] = (style, child)
+        return child
+
+    def _child_state(
+        self,
+        tag: str,
+        attrs: Mapping[str, str | None],
+        style: Style,
+        state: WalkState,
+        reshown: bool,
+        hidden_attr: bool,
+    ) -> WalkState:
         display_none = state.display_none or (not reshown and (style.display_none or hidden_attr))
         if not state.render or state.hard:
             if display_none == state.display_none:

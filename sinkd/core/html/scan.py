@@ -311,8 +311,9 @@ class Scan:
             plan.spans[order] = (first, len(plan.slots))
 
         if removes or tag in _CONTEXT_TAGS:
-            if child is state:
-                child = state.copy()
+            # A copy even of a fresh state: child_state may share it with this element's
+            # siblings, and a state handed down is never changed.
+            child = child.copy()
             child.doomed = doomed
             child.svg = child.svg or tag == "svg"
             child.form = child.form or (tag == "form" and "active_script" in strip)
