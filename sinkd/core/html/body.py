@@ -3,7 +3,8 @@
 Owns the lifetime of a body's parse: the ``mime`` filter's inspection, the ``dnsbl`` filter's
 link extraction and the strip that follows read the same ``Scan`` (one lexbor parse, one walk),
 and the scan planned for stripping is the one the strip applies. The text body rules read is
-rendered here too, once (``render``: a parse of its own, of a marked copy). The parsed
+rendered here too, once (``render``: a parse of its own, of a marked copy), and so is any view
+a filter derives from the body (``cached``, such as its link hosts). The parsed
 message holds one ``HtmlBody`` per distinct HTML text (``ParsedMessage.html_body``), so
 nothing here is global. It decides nothing and never raises on any HTML.
 """

@@ -1,10 +1,13 @@
 """One parse and one walk of an HTML body: the scan that finds hits and plans their removal.
 
 Owns the lexbor parse (a document stays a document, a fragment a fragment), reading the
-``<style>`` sheets onto the elements they match, and the depth-first walk that hands every
-element, attribute and text node to the detectors (``detectors``), one per HTML class. Given
-classes to strip, the same walk plans the edits (``edits``) that ``apply`` makes. Pure: no I/O,
-no logging, and no HTML makes it raise.
+``<style>`` sheets onto the elements they match (lexbor's selector engine; each distinct sheet
+planned once), and the depth-first walk that hands elements, attributes and text nodes to the
+detectors (``detectors``), one per HTML class. The walk passes by what no detector can read
+(an element of no special tag, with no attribute a detector reads, an inert style and no
+<style> rule; text where no hidden text or zero-width character can be), which changes no hit.
+Given classes to strip, the same walk plans the edits (``edits``) that ``apply`` makes. Pure:
+no I/O, no logging, and no HTML makes it raise.
 """
 
 from __future__ import annotations
