@@ -25,6 +25,7 @@ __all__ = [
     "NO_STYLE",
     "RGB",
     "RGBA",
+    "SHEET_CACHE_CHARS",
     "WHITE",
     "SheetRule",
     "Style",
@@ -100,7 +101,7 @@ _SHEET_PROPS = frozenset(
 DYNAMIC_PSEUDO = (":hover", ":focus", ":active", ":visited", ":target", "::", ":before", ":after")
 # Unconditional @media preludes: their rules apply like top-level ones.
 _ALWAYS_MEDIA = frozenset({"", "all", "screen", "only screen"})
-_SHEET_CACHE_CHARS = 256 * 1024  # cache parsed <style> text up to this size
+SHEET_CACHE_CHARS = 256 * 1024  # cache parsed <style> text up to this size
 
 WHITE = (255.0, 255.0, 255.0)
 BLACK = (0.0, 0.0, 0.0, 1.0)
@@ -467,7 +468,7 @@ class SheetRule:
 
 
 def sheet_rules(css: str) -> tuple[SheetRule, ...]:
-    if len(css) <= _SHEET_CACHE_CHARS:
+    if len(css) <= SHEET_CACHE_CHARS:
         return _cached_sheet_rules(css)
     return _parse_sheet(css)
 

@@ -71,7 +71,7 @@ def quote(text: str) -> str:
 
 
 def source_kind(src: str) -> str:
-    lowered = src.strip().lower()
+    lowered = src.strip()[:8].lower()  # only its scheme is read
     if lowered.startswith("cid:"):
         return "cid: attachment"
     if lowered.startswith("data:"):
@@ -90,12 +90,15 @@ def css_url(text: str) -> str:
     return match.group(1) if match else ""
 
 
+_AUTHORITY_END = re.compile(r"[/?#\\]")  # the path, query or fragment after the authority
+
+
 def host_of(url: str) -> str | None:
     """The host of an http(s) or protocol-relative URL, lower-case and without a port."""
     text = url.strip(URL_LEADING)
-    if not text.lower().startswith(REMOTE):
+    if not text[:8].lower().startswith(REMOTE):  # only its scheme is read
         return None
-    authority = re.split(r"[/?#\\]", text.split("//", 1)[1], maxsplit=1)[0]
+    authority = _AUTHORITY_END.split(text.partition("//")[2], maxsplit=1)[0]
     host = authority.rpartition("@")[2]
     if not host.startswith("["):
         host = host.partition(":")[0]
@@ -111,7 +114,7 @@ def origin(src: str) -> str:
     host = host_of(text)
     if host is not None:
         return f" from {host}"
-    lowered = text.lower()
+    lowered = text[:5].lower()  # only its scheme is read
     if lowered.startswith("cid:"):
         return f" {short(text, 40)}"
     if lowered.startswith("data:"):

@@ -50,12 +50,15 @@ __all__ = [
     "ACTIVE_ELEMENTS",
     "FORM_CONTROLS",
     "MULTIMEDIA_ELEMENTS",
+    "READ_ATTRS",
+    "STATE_TAGS",
     "ActiveScript",
     "HiddenText",
     "Images",
     "Multimedia",
     "TrackingPixels",
     "WalkState",
+    "img_source",
     "text_of",
 ]
 
@@ -74,6 +77,11 @@ FORM_CONTROLS = frozenset({"input", "button", "select", "textarea", "keygen"})
 _COLOUR_TAGS = frozenset({"a", "font", "body"})
 # Text in these is never rendered, so it can be neither hidden nor carry zero-width tricks.
 _UNRENDERED = frozenset({"head", "title", "script", "style", "template", "xml"})
+# Elements whose tag alone can change what their subtree inherits: the walk never skips them.
+STATE_TAGS = _COLOUR_TAGS | _UNRENDERED
+# Attributes any detector reads, besides "style" and event handlers ("on..."): an element with
+# none of them, an inert style and no stylesheet rule can be no hit and change nothing.
+READ_ATTRS = frozenset({"hidden", "bgcolor", "background"}) | URL_ATTRS | set(SVG_ANIMATION_ATTRS)
 # A word with this many soft hyphens whose pieces average under this many characters is
 # obfuscated ("V­i­a­g­r­a"), not hyphenated ("Donau­dampf­schiff­fahrt").
 _SOFT_HYPHENS_MIN = 3
@@ -151,12 +159,18 @@ class Images:
         self.plan = plan
 
     def element(
-        self, tag: str, attrs: Mapping[str, str | None], state: WalkState, strip: frozenset[str]
+        self,
+        tag: str,
+        attrs: Mapping[str, str | None],
+        state: WalkState,
+        strip: frozenset[str],
+        img: tuple[str, str] = ("", ""),
     ) -> bool:
-        """Hit an image element; whether strip_html removes it."""
+        """Hit an image element; whether strip_html removes it. ``img`` is an ``<img>``'s
+        ``img_source``, which the walk reads once for this detector and the pixel one."""
         plan = self.plan
         if tag == "img":
-            src, shown = _img_source(attrs)
+            src, shown = img
             plan.hit(
                 "images", f"{shown} {source_kind(src)}", _remote(src), label=f"<img>{origin(src)}"
             )
@@ -231,9 +245,11 @@ class TrackingPixels:
         state: WalkState,
         reshown: bool,
         strip: frozenset[str],
+        img: tuple[str, str],
     ) -> bool:
-        """Hit an ``<img>`` that is a tracking pixel; whether strip_html removes it as one."""
-        src, shown = _img_source(attrs)
+        """Hit an ``<img>`` that is a tracking pixel; whether strip_html removes it as one.
+        ``img`` is its ``img_source``."""
+        src, shown = img
         # Only a fetched image can report an open: a 1x1 cid: or data: image is just a spacer.
         if not _remote(src):
             return False
@@ -437,6 +453,8 @@ class HiddenText:
         self.sheet_selector = sheet_selector  # element -> the <style> rule that hides it
         self.softs: list[_Soft] = []
         self.zero_width: dict[int, _ZeroWidth] = {}
+        # child_state's results, shared by siblings; a state handed down is never changed.
+        self._handed_down: dict[tuple[object, ...], tuple[Style, WalkState]] = {}
 
     def finish(self) -> None:
         """Fill in the hits whose text was collected along the walk."""
@@ -516,6 +534,39 @@ class HiddenText:
             and "background" not in attrs
         ):
             return state  # the common case: nothing here changes what children inherit
+        # Table cells repeat the same few styles under one shared state: what one of them
+        # hands down, its siblings hand down too. Everything the computation below reads is in
+        # the key (the style by identity, kept alive by the entry, so its id is never reused),
+        # and a result that opened a new hidden passage is never reused: it names its element.
+        key = (
+            state,
+            id(style),
+            tag if tag in _COLOUR_TAGS else "",
+            reshown,
+            hidden_attr,
+            attrs.get("bgcolor"),
+            attrs.get("background"),
+            attrs.get("color") if tag == "font" else None,
+            attrs.get("text") if tag == "body" else None,
+            tag == "a" and "href" in attrs,
+        )
+        known = self._handed_down.get(key)
+        if known is not None and known[0] is style:
+            return known[1]
+        child = self._child_state(tag, attrs, style, state, reshown, hidden_attr)
+        if child.soft == state.soft or child.soft < 0:
+            self._handed_down[key] = (style, child)
+        return child
+
+    def _child_state(
+        self,
+        tag: str,
+        attrs: Mapping[str, str | None],
+        style: Style,
+        state: WalkState,
+        reshown: bool,
+        hidden_attr: bool,
+    ) -> WalkState:
         display_none = state.display_none or (not reshown and (style.display_none or hidden_attr))
         if not state.render or state.hard:
             if display_none == state.display_none:
@@ -658,7 +709,7 @@ def text_of(node: LexborNode) -> str:
     return "".join(parts)
 
 
-def _img_source(attrs: Mapping[str, str | None]) -> tuple[str, str]:
+def img_source(attrs: Mapping[str, str | None]) -> tuple[str, str]:
     """An ``<img>``'s source (``src``, else the first ``srcset`` candidate) and how it is shown."""
     src = attrs.get("src") or ""
     if src:
@@ -668,7 +719,8 @@ def _img_source(attrs: Mapping[str, str | None]) -> tuple[str, str]:
 
 
 def _remote(src: str) -> bool:
-    return src.strip().lower().startswith(REMOTE)
+    # Only the first characters can start a scheme: lower-casing a long data: URI is waste.
+    return src.strip()[:8].lower().startswith(REMOTE)
 
 
 def _is_flash(attrs: Mapping[str, str | None]) -> bool:

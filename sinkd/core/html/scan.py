@@ -1,20 +1,26 @@
 """One parse and one walk of an HTML body: the scan that finds hits and plans their removal.
 
 Owns the lexbor parse (a document stays a document, a fragment a fragment), reading the
-``<style>`` sheets onto the elements they match, and the depth-first walk that hands every
-element, attribute and text node to the detectors (``detectors``), one per HTML class. Given
-classes to strip, the same walk plans the edits (``edits``) that ``apply`` makes. Pure: no I/O,
-no logging, and no HTML makes it raise.
+``<style>`` sheets onto the elements they match (lexbor's selector engine; each distinct sheet
+planned once), and the depth-first walk that hands elements, attributes and text nodes to the
+detectors (``detectors``), one per HTML class. The walk passes by what no detector can read
+(an element of no special tag, with no attribute a detector reads, an inert style and no
+<style> rule; text where no hidden text or zero-width character can be), which changes no hit.
+Given classes to strip, the same walk plans the edits (``edits``) that ``apply`` makes. Pure:
+no I/O, no logging, and no HTML makes it raise.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
 
 from selectolax.lexbor import LexborHTMLParser, LexborNode, SelectolaxError
 
 from sinkd.core.html.css import (
     DYNAMIC_PSEUDO,
     NO_STYLE,
-    SheetRule,
+    SHEET_CACHE_CHARS,
     analyze,
     cascade,
     inline_style,
@@ -29,6 +35,8 @@ from sinkd.core.html.detectors import (
     ACTIVE_ELEMENTS,
     FORM_CONTROLS,
     MULTIMEDIA_ELEMENTS,
+    READ_ATTRS,
+    STATE_TAGS,
     SVG_ANIMATION_ATTRS,
     URL_ATTRS,
     ActiveScript,
@@ -38,6 +46,7 @@ from sinkd.core.html.detectors import (
     Multimedia,
     TrackingPixels,
     WalkState,
+    img_source,
     text_of,
 )
 from sinkd.core.html.edits import REMOVE, SET_SHEET, SET_STYLE, Action, Found, Plan, apply_actions
@@ -53,6 +62,8 @@ _SPECIAL_TAGS = (
     | ACTIVE_ELEMENTS
     | FORM_CONTROLS
 )
+# Elements the walk always hands to the detectors, whatever their attributes.
+_READ_TAGS = _SPECIAL_TAGS | _CONTEXT_TAGS | STATE_TAGS | {"style"}
 _NOTHING: frozenset[str] = frozenset()
 
 
@@ -69,6 +80,8 @@ class Scan:
         self.reshown: set[int] = set()
         self.sheet_hits: dict[int, list[tuple[str, str, str]]] = {}
         self.sheets_apply = False  # whether any node needs its mem_id looked up
+        self.sheet_keys: frozenset[int] = frozenset()  # the elements some <style> rule reaches
+        self.sheet_styles: dict[int, tuple[tuple[str, tuple[str, bool]], ...]] = {}
         self.ran = False
         self.applied = False
 
@@ -115,53 +128,42 @@ class Scan:
             if not css.strip():
                 continue
             found: list[tuple[str, str, str]] = []
-            for rule in sheet_rules(css):
-                selector = short(rule.selector, 40)
-                for decl in rule.images:
-                    what = f"{short(decl)} in <style> rule {rule.selector!r}"
-                    label = f"background image in <style> rule {selector!r}"
-                    found.append(("images", what, label + origin(css_url(decl))))
-                for decl in rule.scripts:
-                    what = f"script in CSS {short(decl)} in <style> rule {rule.selector!r}"
-                    found.append(("active_script", what, f"script in <style> rule {selector!r}"))
+            for rule in _sheet_plan(css):
+                found.extend(rule.hits)
                 if rule.decls:
                     self._apply_rule(rule)
             if found:
                 self.sheet_hits[style_node.mem_id] = found
         self.sheets_apply = bool(self.sheet_decls or self.reshown or self.sheet_hits)
+        self.sheet_keys = frozenset(self.sheet_decls).union(self.reshown, self.sheet_hits)
+        # Frozen once, as cascade() caches by them: an element's rules do not change on the walk.
+        self.sheet_styles = {key: tuple(decls.items()) for key, decls in self.sheet_decls.items()}
 
-    def _apply_rule(self, rule: SheetRule) -> None:
-        selectors = [rule.selector]
-        if any(p in rule.selector for p in DYNAMIC_PSEUDO):
-            selectors = [
-                s for s in rule.selector.split(",") if not any(p in s for p in DYNAMIC_PSEUDO)
-            ]
-        decls = {prop: (value, important) for prop, value, important in rule.decls}
+    def _apply_rule(self, rule: _RulePlan) -> None:
         if rule.media:
             # Responsive rules are not applied, but one that shows an element again on some
             # screens (a "mobile-only" block) makes its hiding layout, not a hidden message.
-            if reshows(decls):
-                for node in self._select(selectors):
+            if rule.effect:
+                for node in self._select(rule.selectors):
                     self.reshown.add(node.mem_id)
             return
-        hides = analyze(decls).hard is not None
         # No specificity: rules apply in source order, !important wins, then inline styles.
-        for node in self._select(selectors):
+        for node in self._select(rule.selectors):
             key = node.mem_id
             mine = self.sheet_decls.setdefault(key, {})
-            for prop, (value, important) in decls.items():
+            for prop, (value, important) in rule.decls:
                 old = mine.get(prop)
                 if old is None or important or not old[1]:
                     mine[prop] = (value, important)
-            if hides:
+            if rule.effect:
                 self.sheet_selector[key] = rule.selector
 
-    def _select(self, selectors: list[str]) -> list[LexborNode]:
+    def _select(self, selectors: tuple[str, ...]) -> list[LexborNode]:
         if len(selectors) == 1:
             try:
                 return self.tree.css(selectors[0])
             except SelectolaxError:
-                selectors = selectors[0].split(",")  # one unsupported part must not void the rest
+                selectors = tuple(selectors[0].split(","))  # one bad part must not void the rest
         nodes: list[LexborNode] = []
         for selector in selectors:
             try:
@@ -184,6 +186,7 @@ class Scan:
             while node is not None:
                 top.append(node)
                 node = node.next
+        sheets_apply, sheet_keys = self.sheets_apply, self.sheet_keys
         all_text = tree.text()
         zw_possible = not ZERO_WIDTH.isdisjoint(all_text) or SOFT_HYPHEN in all_text
         root_state = WalkState()
@@ -208,14 +211,40 @@ class Scan:
                 continue
             if tag.startswith(("-", "!")):
                 continue  # comments, doctype
-            child_state = self._element(node, tag, state, order)
+            attrs = node.attributes
+            if (
+                tag not in _READ_TAGS
+                and (not attrs or _inert(attrs, state))
+                and (not sheets_apply or node.mem_id not in sheet_keys)
+            ):
+                child_state = state  # no hit, no edit, nothing its subtree inherits differs
+            else:
+                child_state = self._element(node, tag, attrs, state, order)
             child = node.last_child
-            while child is not None:
-                stack.append((child, child_state, tag))
-                child = child.prev
+            if (
+                child_state.render
+                and not child_state.hard
+                and (zw_possible or child_state.soft >= 0)
+            ):
+                while child is not None:
+                    stack.append((child, child_state, tag))
+                    child = child.prev
+            else:
+                # Text here is read by no detector (unrendered, hidden outright with its
+                # element, or visible without zero-width characters): only elements go on.
+                while child is not None:
+                    if not child.is_text_node:
+                        stack.append((child, child_state, tag))
+                    child = child.prev
 
-    def _element(self, node: LexborNode, tag: str, state: WalkState, order: int) -> WalkState:
-        attrs = node.attributes
+    def _element(
+        self,
+        node: LexborNode,
+        tag: str,
+        attrs: dict[str, str | None],
+        state: WalkState,
+        order: int,
+    ) -> WalkState:
         style_text = attrs.get("style")
         inline = inline_style(style_text) if style_text else NO_STYLE
         style = inline
@@ -223,9 +252,9 @@ class Scan:
         reshown = False
         if self.sheets_apply:
             key = node.mem_id
-            sheet = self.sheet_decls.get(key)
+            sheet = self.sheet_styles.get(key)
             if sheet is not None:
-                style = cascade(tuple(sheet.items()), style_text)
+                style = cascade(sheet, style_text)
             reshown = key in self.reshown
 
         plan = self.plan
@@ -238,9 +267,10 @@ class Scan:
         # run in class order, so that one element's hits keep their order.
         removes = False
         if tag in _SPECIAL_TAGS:
-            if self.images.element(tag, attrs, state, strip):
+            img = img_source(attrs) if tag == "img" else ("", "")
+            if self.images.element(tag, attrs, state, strip, img):
                 removes = True
-            if tag == "img" and self.pixels.element(attrs, style, state, reshown, strip):
+            if tag == "img" and self.pixels.element(attrs, style, state, reshown, strip, img):
                 removes = True
             if self.multimedia.element(tag, attrs, state, strip):
                 removes = True
@@ -284,8 +314,9 @@ class Scan:
             plan.spans[order] = (first, len(plan.slots))
 
         if removes or tag in _CONTEXT_TAGS:
-            if child is state:
-                child = state.copy()
+            # A copy even of a fresh state: child_state may share it with this element's
+            # siblings, and a state handed down is never changed.
+            child = child.copy()
             child.doomed = doomed
             child.svg = child.svg or tag == "svg"
             child.form = child.form or (tag == "form" and "active_script" in strip)
@@ -305,6 +336,78 @@ class Scan:
             css = rewrite_sheet(text_of(node), drop_images, drop_scripts)
             # "</" could end the <style> element; "<\/" is the same CSS (an escaped "/").
             self.plan.actions.append(Action(order, SET_SHEET, node, css.replace("</", "<\\/")))
+
+
+@dataclass(frozen=True, slots=True)
+class _RulePlan:
+    """What a scan does with one <style> rule, worked out once per distinct sheet."""
+
+    selector: str  # as written, for the hit that names it
+    selectors: tuple[str, ...]  # what is queried: the selector without its dynamic parts
+    media: bool
+    decls: tuple[tuple[str, tuple[str, bool]], ...]  # prop -> (value, !important), last wins
+    effect: bool  # in @media: it shows an element again; otherwise: it hides outright
+    hits: tuple[tuple[str, str, str], ...]  # (class, what, label) of its images and scripts
+
+
+def _sheet_plan(css: str) -> tuple[_RulePlan, ...]:
+    if len(css) <= SHEET_CACHE_CHARS:
+        return _cached_sheet_plan(css)
+    return _plan_sheet(css)
+
+
+@lru_cache(maxsize=256)
+def _cached_sheet_plan(css: str) -> tuple[_RulePlan, ...]:
+    # The same template's sheet arrives again and again: its selectors, its declarations and
+    # whether they hide (analyze) or show again (reshows) are the same every time.
+    return _plan_sheet(css)
+
+
+def _plan_sheet(css: str) -> tuple[_RulePlan, ...]:
+    plans: list[_RulePlan] = []
+    for rule in sheet_rules(css):
+        selector = short(rule.selector, 40)
+        hits: list[tuple[str, str, str]] = []
+        for decl in rule.images:
+            what = f"{short(decl)} in <style> rule {rule.selector!r}"
+            label = f"background image in <style> rule {selector!r}"
+            hits.append(("images", what, label + origin(css_url(decl))))
+        for decl in rule.scripts:
+            what = f"script in CSS {short(decl)} in <style> rule {rule.selector!r}"
+            hits.append(("active_script", what, f"script in <style> rule {selector!r}"))
+        selectors: tuple[str, ...] = (rule.selector,)
+        if any(p in rule.selector for p in DYNAMIC_PSEUDO):
+            selectors = tuple(
+                s for s in rule.selector.split(",") if not any(p in s for p in DYNAMIC_PSEUDO)
+            )
+        decls = {prop: (value, important) for prop, value, important in rule.decls}
+        effect = False
+        if decls:
+            effect = reshows(decls) if rule.media else analyze(decls).hard is not None
+        plans.append(
+            _RulePlan(
+                rule.selector, selectors, rule.media, tuple(decls.items()), effect, tuple(hits)
+            )
+        )
+    return tuple(plans)
+
+
+def _inert(attrs: dict[str, str | None], state: WalkState) -> bool:
+    """Whether an element of a tag no detector reads, reached by no <style> rule, is invisible
+    to every detector: ``Scan._element`` would record nothing, plan nothing and hand its
+    children ``state`` itself (``HiddenText.child_state``'s common case)."""
+    if not READ_ATTRS.isdisjoint(attrs):
+        return False
+    for name in attrs:
+        if name[:2] == "on":
+            return False  # an event handler ("on" alone is read as a URL attribute)
+    style_text = attrs.get("style")
+    if not style_text:
+        return True
+    style = inline_style(style_text)
+    if style.image_props or style.script_props:
+        return False
+    return not style.inherited or (style.colour_only and style.fg == state.fg)
 
 
 def attribute_values(tree: LexborHTMLParser, names: tuple[str, ...]) -> list[str]:
