@@ -37,6 +37,7 @@ from sinkd.server.tls import self_signed, server_context
 from sinkd.server.workers import WorkerPool, worker_chaos
 from sinkd.services.ids import configure_ids
 from sinkd.services.judge import DnsOptions, Judge
+from sinkd.services.offload import Job, JudgePool, WorkerSetup, judge_task, worker_count
 from sinkd.services.recorder import Recorder
 from sinkd.services.settings import Settings
 from sinkd.store import Store, VerdictSink
@@ -69,8 +70,13 @@ class Sinkd:
         *,
         listener: tuple[int, int] = (0, 1),
         store: VerdictSink | None = None,
+        judge_job: Job = judge_task,
     ) -> None:
         self.settings = settings
+        self._judge_job = judge_job  # what the judge workers run (tests hold it at a gate)
+        # The worker processes judging large messages (--judge-offload-bytes), started by the
+        # first one; None when every message is judged in this process.
+        self.judge_pool: JudgePool | None = None
         # (index, total) of this process's SMTP listener: (0, 1) alone; a worker of
         # ``--workers N`` is (i, N) with i >= 1 and serves no HTTP (sinkd.server.workers).
         self.listener = listener
@@ -206,6 +212,14 @@ class Sinkd:
 
     async def _start(self, making_cert: asyncio.Future[tuple[Path, Path]] | None) -> None:
         s = self.settings
+        if s.judge_offload_bytes is not None:
+            setup = WorkerSetup(tuple(s.profiles_dirs), s.dns, s.dns_server, s.dns_timeout, s.spamd)
+            self.judge_pool = JudgePool(
+                setup,
+                workers=worker_count(s.judge_workers),
+                threshold=s.judge_offload_bytes,
+                job=self._judge_job,
+            )
         judge = self.judge = Judge(
             ProfileSet(s.profiles_dirs),
             profile=s.profile,
@@ -213,6 +227,7 @@ class Sinkd:
             dns=DnsOptions(s.dns, s.dns_server, tuple(s.dns_zones), s.dns_timeout),
             spamd=s.spamd,
             delivery=self.delivery,
+            offload=self.judge_pool,
         )
         router = judge.router
         if making_cert is None:
@@ -377,6 +392,8 @@ class Sinkd:
             await server.wait_closed()
         self.servers = []
         self.server = None
+        if self.judge_pool is not None:  # after SMTP: no message is sent to it any more
+            await self.judge_pool.close()
         if self.sink is not None:
             await self.sink.close()
             self.sink = self.store = None
