@@ -22,11 +22,14 @@ It decides no policy and never stores, logs a verdict or replies; it must not be
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import multiprocessing
+import multiprocessing.connection
 import os
 import signal
-from collections.abc import Callable, Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -103,12 +106,39 @@ def start_worker(setup: WorkerSetup) -> None:
     # Ctrl-C in a terminal signals the whole process group: the server shuts the pool down,
     # so a worker must not die of it first (its message would get a needless 451).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # A worker must not outlive its server, even one killed with SIGKILL (which runs no
+    # shutdown): it ends when its parent's process sentinel says the parent is gone.
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        threading.Thread(target=_end_with, args=(parent.sentinel,), daemon=True).start()
     _worker = _Worker(
         setup,
         ProfileSet(list(setup.profiles_dirs)),
         asyncio.new_event_loop(),
         SpamdService(override=setup.spamd),
     )
+
+
+def _end_with(sentinel: int) -> None:
+    multiprocessing.connection.wait([sentinel])
+    os._exit(0)
+
+
+@contextlib.contextmanager
+def _may_start_children() -> Iterator[None]:
+    """Let this process start pool workers although it is daemonic (an SMTP worker of
+    ``--workers`` is). multiprocessing refuses children of a daemonic process so that none is
+    orphaned when it is terminated at its parent's exit; the pool's workers end with this
+    process's server (``JudgePool.close``) or, if it is killed, with it (``_end_with``)."""
+    me = multiprocessing.current_process()
+    if not me.daemon:
+        yield
+        return
+    me.daemon = False
+    try:
+        yield
+    finally:
+        me.daemon = True
 
 
 def judge_task(task: Task) -> list[Verdict]:
@@ -171,7 +201,9 @@ class JudgePool:
         pool is rebuilt for the next message)."""
         executor = self._pool()
         try:
-            return await asyncio.get_running_loop().run_in_executor(executor, self.job, task)
+            with _may_start_children():  # the executor starts its processes as work arrives
+                judging = asyncio.get_running_loop().run_in_executor(executor, self.job, task)
+            return await judging
         except BrokenProcessPool as exc:
             if self._executor is executor:  # the first of its messages to fail replaces it
                 self._executor = None
