@@ -2,8 +2,10 @@
 
 Owns start-up and shutdown of ``sinkd serve`` (and of test servers): it builds the one
 ``Judge`` (profiles, routing, lookups) and the one ``Recorder`` (store, verdict log, events)
-every entry point shares, prepares TLS, binds the SMTP listener and serves the HTTP API
-(``sinkd.web``, over narrow dependencies) in the same event loop. It holds no policy and parses
+every entry point shares, and the pool of worker processes that judges large messages
+(``sinkd.services.offload``, started by the first one); it prepares TLS, binds the SMTP
+listener and serves the HTTP API (``sinkd.web``, over narrow dependencies) in the same event
+loop. It holds no policy and parses
 no command line (``sinkd.cli`` does); what it runs with is ``sinkd.services.settings.Settings``,
 declared there once.
 """
