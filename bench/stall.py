@@ -19,6 +19,8 @@ it would have sent meanwhile: max is the figure that shows how long the sink was
     python bench/stall.py                      # ~20 MB messages, typical-corporate
     python bench/stall.py --quick              # ~5 MB messages, shorter idle window
     python bench/stall.py --profile no-filter --size 9M   # under no-filter's 10,240,000 bytes
+    python bench/stall.py --judge-offload-bytes off       # every message judged in the loop
+    python bench/stall.py --warm-pool                     # judge workers started before idle
 """
 
 from __future__ import annotations
@@ -348,6 +350,10 @@ def start_sinkd(
     command += ["--dns", "offline", "--dns-zone", str(DEMO_ZONE), "--client-ip", CLIENT_IP]
     # --hostname: the greeting's name, or sinkd would ask for this host's FQDN (a lookup).
     command += ["--helo", "mx.shop.example", "--hostname", "sinkd.bench"]
+    if args.judge_offload_bytes is not None:
+        command += ["--judge-offload-bytes", args.judge_offload_bytes]
+    if args.judge_workers is not None:
+        command += ["--judge-workers", args.judge_workers]
     env = {k: v for k, v in os.environ.items() if not k.startswith("SINKD_")}
     log_path = workdir / "sinkd.log"
     process = subprocess.Popen(
@@ -437,6 +443,10 @@ async def measure(args: argparse.Namespace, workdir: Path) -> int:
             asyncio.create_task(http_probe(http_port, probes)),
         ]
         await asyncio.sleep(0.5)  # warm-up: first connection, first verdict, imports
+        if args.warm_pool:  # one message over the offload threshold starts the judge workers
+            warm = workdir / "warm.eml"
+            warm.write_bytes(html_message(MIB)[0])
+            log(f"warming the judge workers: {(await run_big(smtp_port, warm)).get('reply')}")
         idle_start = time.monotonic()
         await asyncio.sleep(args.idle)
         idle = [Window("idle before", idle_start, time.monotonic())]
@@ -485,7 +495,9 @@ def report(
     print(
         f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
         f"load average {os.getloadavg()[0]:.2f}; probes every {PROBE_EVERY * 1000:.0f} ms, "
-        f"idle windows of {idle[0].end - idle[0].start:.1f} s; ratios are to the first.\n"
+        f"idle windows of {idle[0].end - idle[0].start:.1f} s; ratios are to the first; "
+        f"--judge-offload-bytes {args.judge_offload_bytes or 'default'}, --judge-workers "
+        f"{args.judge_workers or 'default'}{', workers warmed' if args.warm_pool else ''}.\n"
     )
     print(
         "| window | big message | its time to reply | SMTP probe n, p50 / p99 / max | "
@@ -553,6 +565,19 @@ def main() -> int:
         help="each part of the parts message (default 1800; 21K: ~900 parts at 20M, all inspected)",
     )
     parser.add_argument("--quick", action="store_true", help="~5 MB messages, 3 s idle windows")
+    parser.add_argument(
+        "--judge-offload-bytes",
+        metavar="N|off",
+        help="passed to sinkd serve (default: the server's); off judges every message in its loop",
+    )
+    parser.add_argument(
+        "--judge-workers", metavar="N|auto", help="passed to sinkd serve (default: the server's)"
+    )
+    parser.add_argument(
+        "--warm-pool",
+        action="store_true",
+        help="send one 1 MiB message before the idle window, so the judge workers are started",
+    )
     # Internal: the child process that sends one big message.
     parser.add_argument("--send", nargs=2, metavar=("PORT", "FILE"), help=argparse.SUPPRESS)
     args = parser.parse_args()

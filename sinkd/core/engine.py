@@ -32,7 +32,7 @@ from sinkd.core.model import (
     Verdict,
     VerdictAction,
 )
-from sinkd.core.ports import NO_LOOKUPS, Lookups
+from sinkd.core.ports import NO_LOOKUPS, Lookups, Offload
 from sinkd.core.profiles import LoadedProfile, Profile, compile_loaded
 from sinkd.core.schema import ReplyTemplate
 from sinkd.core.strip import apply_strip
@@ -381,6 +381,7 @@ class Transaction:
     lookups: Lookups = NO_LOOKUPS
     auth_user: str | None = None
     tls: bool = False
+    offload: Offload | None = None  # judges large messages elsewhere (worker processes)
     envelope: Envelope = field(init=False)
     _mail_findings: dict[str, list[Finding]] = field(init=False, default_factory=dict)
     _accepted: list[_Accepted] = field(init=False, default_factory=list)
@@ -453,30 +454,71 @@ class Transaction:
         return verdicts
 
     async def data(self, raw: bytes) -> list[Verdict]:
-        """Judge the message once per profile among the accepted recipients."""
-        message = parse(raw)
+        """Judge the message once per profile among the accepted recipients: here, or through
+        the ``offload`` port when it takes a message of this size (worker processes), with the
+        same verdicts either way (``judge_message`` is the one judgement)."""
         groups: dict[str, list[_Accepted]] = {}
         for accepted in self._accepted:
             groups.setdefault(accepted.pipeline.name, []).append(accepted)
-        verdicts: list[Verdict] = []
+        pipelines: dict[str, Pipeline] = {}
+        requests: list[DataGroup] = []
         for members in groups.values():
             pipeline = members[0].pipeline
-            envelope = dataclasses.replace(self.envelope, rcpt_to=tuple(m.rcpt for m in members))
             earlier = [*self._mail_findings.get(pipeline.name, [])]
             for member in members:
                 earlier.extend(member.findings)
-            own = await pipeline.at_data(envelope, message, earlier, self.lookups)
-            verdicts.append(
-                pipeline.decide(
-                    [*earlier, *own],
-                    stage=Stage.DATA,
-                    envelope=envelope,
+            pipelines[pipeline.name] = pipeline
+            requests.append(
+                DataGroup(
+                    profile=pipeline.name,
+                    envelope=dataclasses.replace(
+                        self.envelope, rcpt_to=tuple(m.rcpt for m in members)
+                    ),
+                    earlier=tuple(earlier),
                     message_id=self.new_id(),
-                    subject=message.subject,
-                    message=message,
                 )
             )
-        return verdicts
+        if self.offload is not None and self.offload.offloads(len(raw)):
+            return await self.offload.judge(raw, requests, pipelines)
+        return await judge_message(raw, requests, pipelines, self.lookups)
+
+
+@dataclass(frozen=True, slots=True)
+class DataGroup:
+    """What the DATA stage needs of one profile's recipients, beside the message: plain,
+    picklable values (a worker process judges them with its own copy of the pipeline)."""
+
+    profile: str  # the pipeline's name (its profile id) in the transaction's router
+    envelope: Envelope  # with this profile's accepted recipients only
+    earlier: tuple[Finding, ...]  # the MAIL and RCPT findings for them
+    message_id: str
+
+
+async def judge_message(
+    raw: bytes,
+    groups: Sequence[DataGroup],
+    pipelines: Mapping[str, Pipeline],
+    lookups: Lookups = NO_LOOKUPS,
+) -> list[Verdict]:
+    """The DATA stage of one message, one verdict per group: a function of its arguments only
+    (greylisting and rate limits act at MAIL and RCPT, so no delivery state is read here), and
+    so the same whether it runs in the server's loop or in a worker process."""
+    message = parse(raw)
+    verdicts: list[Verdict] = []
+    for group in groups:
+        pipeline = pipelines[group.profile]
+        own = await pipeline.at_data(group.envelope, message, group.earlier, lookups)
+        verdicts.append(
+            pipeline.decide(
+                [*group.earlier, *own],
+                stage=Stage.DATA,
+                envelope=group.envelope,
+                message_id=group.message_id,
+                subject=message.subject,
+                message=message,
+            )
+        )
+    return verdicts
 
 
 def data_reply(verdicts: Sequence[Verdict]) -> Reply:

@@ -4,8 +4,9 @@ Owns what each stage does: chaos injection (the core's ``Chaos`` decides, this l
 answers), connection limits and tarpits (the default or recipients' profile's ``smtp``
 settings), one engine ``Transaction`` per mail transaction through ``Judge.transaction()``, and
 replying only after ``Recorder.commit()`` stored every verdict (which also writes the one log
-line per verdict). It reads and writes the connection's ``ConnectionSession`` and sees the
-protocol only as ``SmtpServer`` (``sinkd.server.session``): it must not import
+line per verdict); a message whose judge worker died is answered 451 with nothing stored.
+It reads and writes the connection's ``ConnectionSession`` and sees the protocol only as
+``SmtpServer`` (``sinkd.server.session``): it must not import
 ``sinkd.server.protocol``, decide policy (the engine does) or build lookups or stores.
 """
 
@@ -21,6 +22,7 @@ from aiosmtpd.smtp import Session
 from sinkd.core.chaos import Chaos, ChaosStage, log_injected
 from sinkd.core.engine import Router
 from sinkd.core.model import Reply, Verdict
+from sinkd.errors import BackendError
 from sinkd.server import xclient
 from sinkd.server.options import ServerOptions
 from sinkd.server.session import SmtpServer
@@ -264,6 +266,11 @@ class SinkHandler:
         assert isinstance(raw, bytes)
         try:
             verdicts = await transaction.data(raw)
+        except BackendError as exc:
+            # A judge worker died (sinkd.services.offload logged why and started the pool
+            # again): nothing is stored, and the client retries after the 451.
+            log.warning("DATA not judged, answered 451: %s", exc)
+            return format_reply(TEMPFAIL_INTERNAL)
         except Exception:
             log.exception("DATA evaluation failed")
             return format_reply(TEMPFAIL_INTERNAL)

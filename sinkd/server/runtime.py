@@ -2,8 +2,10 @@
 
 Owns start-up and shutdown of ``sinkd serve`` (and of test servers): it builds the one
 ``Judge`` (profiles, routing, lookups) and the one ``Recorder`` (store, verdict log, events)
-every entry point shares, prepares TLS, binds the SMTP listener and serves the HTTP API
-(``sinkd.web``, over narrow dependencies) in the same event loop. It holds no policy and parses
+every entry point shares, and the pool of worker processes that judges large messages
+(``sinkd.services.offload``, started by the first one); it prepares TLS, binds the SMTP
+listener and serves the HTTP API (``sinkd.web``, over narrow dependencies) in the same event
+loop. It holds no policy and parses
 no command line (``sinkd.cli`` does); what it runs with is ``sinkd.services.settings.Settings``,
 declared there once.
 """
@@ -37,6 +39,7 @@ from sinkd.server.tls import self_signed, server_context
 from sinkd.server.workers import WorkerPool, worker_chaos
 from sinkd.services.ids import configure_ids
 from sinkd.services.judge import DnsOptions, Judge
+from sinkd.services.offload import Job, JudgePool, WorkerSetup, judge_task, worker_count
 from sinkd.services.recorder import Recorder
 from sinkd.services.settings import Settings
 from sinkd.store import Store, VerdictSink
@@ -69,8 +72,13 @@ class Sinkd:
         *,
         listener: tuple[int, int] = (0, 1),
         store: VerdictSink | None = None,
+        judge_job: Job = judge_task,
     ) -> None:
         self.settings = settings
+        self._judge_job = judge_job  # what the judge workers run (tests hold it at a gate)
+        # The worker processes judging large messages (--judge-offload-bytes), started by the
+        # first one; None when every message is judged in this process.
+        self.judge_pool: JudgePool | None = None
         # (index, total) of this process's SMTP listener: (0, 1) alone; a worker of
         # ``--workers N`` is (i, N) with i >= 1 and serves no HTTP (sinkd.server.workers).
         self.listener = listener
@@ -206,6 +214,14 @@ class Sinkd:
 
     async def _start(self, making_cert: asyncio.Future[tuple[Path, Path]] | None) -> None:
         s = self.settings
+        if s.judge_offload_bytes is not None:
+            setup = WorkerSetup(tuple(s.profiles_dirs), s.dns, s.dns_server, s.dns_timeout, s.spamd)
+            self.judge_pool = JudgePool(
+                setup,
+                workers=worker_count(s.judge_workers),
+                threshold=s.judge_offload_bytes,
+                job=self._judge_job,
+            )
         judge = self.judge = Judge(
             ProfileSet(s.profiles_dirs),
             profile=s.profile,
@@ -213,6 +229,7 @@ class Sinkd:
             dns=DnsOptions(s.dns, s.dns_server, tuple(s.dns_zones), s.dns_timeout),
             spamd=s.spamd,
             delivery=self.delivery,
+            offload=self.judge_pool,
         )
         router = judge.router
         if making_cert is None:
@@ -377,6 +394,8 @@ class Sinkd:
             await server.wait_closed()
         self.servers = []
         self.server = None
+        if self.judge_pool is not None:  # after SMTP: no message is sent to it any more
+            await self.judge_pool.close()
         if self.sink is not None:
             await self.sink.close()
             self.sink = self.store = None

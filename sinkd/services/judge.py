@@ -3,8 +3,10 @@
 Owns the profiles a server or command judges with, their compiled pipelines, the recipient
 routing in force, the lookups filters use (one DNS resolver per set of zone files, built once
 and kept with its cache; one spamd service; the server's delivery state) and the population
-model. SMTP asks it for a staged ``Transaction`` per mail transaction; the API's re-evaluation,
-the compare and report pages and ``sinkd check``/``report`` call ``evaluate`` and ``estimate``.
+model, and the pool of worker processes SMTP transactions send large messages to (given by
+the server: ``sinkd.services.offload``). SMTP asks it for a staged ``Transaction`` per mail
+transaction; the API's re-evaluation, the compare and report pages and ``sinkd check`` and
+``report`` call ``evaluate`` and ``estimate``.
 
 It holds no policy (the core's engine decides) and speaks no protocol: it never stores,
 logs a verdict or replies (``sinkd.services.recorder`` does), and never parses a request.
@@ -27,6 +29,7 @@ from sinkd.errors import ProfileError
 from sinkd.lookups.dns import DnsMode, build_resolver
 from sinkd.lookups.spamd import SpamdService
 from sinkd.services.ids import new_message_id
+from sinkd.services.offload import JudgePool, Offloaded
 from sinkd.services.settings import DEFAULT_PROFILE
 
 log = logging.getLogger(__name__)
@@ -81,7 +84,9 @@ class Judge:
     profile use (``profile`` may be a YAML path, as ``--profile`` takes it). ``resolver``, when
     given, answers every lookup (a command that built one over all its zones); otherwise one is
     built from ``dns`` for each set of zone files and kept. ``delivery`` is what greylisting and
-    rate limits remember; only SMTP transactions see it, never a what-if ``evaluate``."""
+    rate limits remember; only SMTP transactions see it, never a what-if ``evaluate``.
+    ``offload`` judges SMTP transactions' large messages in worker processes; a what-if
+    ``evaluate`` judges inline."""
 
     def __init__(
         self,
@@ -94,14 +99,18 @@ class Judge:
         spamd: tuple[str, int] | None = None,
         delivery: DeliveryState | None = None,
         population: Population | None = None,
+        offload: JudgePool | None = None,
     ) -> None:
         self.profiles = profiles
+        self.offload = offload
         self.dns = dns or DnsOptions()
         self.delivery = delivery
         self.spamd = SpamdService(override=spamd)
         self._given_resolver = resolver
         self._resolvers: dict[tuple[Path, ...], Resolver] = {}
         self._pipelines: dict[Path, Pipeline] = {}
+        self._paths: dict[int, Path] = {}  # id(pipeline) -> its file, for the offload's workers
+        self._zones_read = 0  # how often a routing change read the zone files again
         self._population = population  # loaded on first use unless a command gave it
         routes = dict(routes or {})
         started = {name: profiles.resolve(name) for name in (profile, *routes.values())}
@@ -152,10 +161,15 @@ class Judge:
         self._routing = routing
         if changed:
             self._lookups = self._server_lookups(routing.zones, fresh=True)
+            self._zones_read += 1
 
     def transaction(self, identity: Identity) -> Transaction:
         """A staged transaction (MAIL, RCPT, DATA) under the routing in force, with the
-        server's lookups and delivery state: what SMTP runs per mail transaction."""
+        server's lookups and delivery state: what SMTP runs per mail transaction. Its large
+        messages go to the worker pool, with the routing it began with."""
+        offload = None
+        if self.offload is not None:
+            offload = Offloaded(self.offload, self._paths, self._routing.zones, self._zones_read)
         return Transaction(
             self.router,
             identity.client,
@@ -163,6 +177,7 @@ class Judge:
             lookups=self._lookups,
             auth_user=identity.auth_user,
             tls=identity.tls,
+            offload=offload,
         )
 
     # --- what-ifs ---------------------------------------------------------------------------
@@ -248,7 +263,8 @@ class Judge:
     def _pipeline(self, loaded: LoadedProfile) -> Pipeline:
         """Each profile file compiled once."""
         if loaded.path not in self._pipelines:
-            self._pipelines[loaded.path] = compile_profile(loaded)
+            pipeline = self._pipelines[loaded.path] = compile_profile(loaded)
+            self._paths[id(pipeline)] = loaded.path
         return self._pipelines[loaded.path]
 
     def _prepare(

@@ -44,6 +44,12 @@ DEFAULT_MAX_MESSAGE_SIZE = 50 * 1024 * 1024  # bytes of DATA
 # RFC 5321 §4.5.3.1.8 asks servers to take at least 100 recipients; Postfix's
 # smtpd_recipient_limit defaults to 1000.
 DEFAULT_MAX_RECIPIENTS = 1000
+# Messages from this size on are judged in worker processes, off the SMTP event loop: at
+# typical-corporate's ~0.3 ms per KiB of HTML, 64 KiB judged inline hold the loop ~20 ms,
+# which stays in the probe's idle noise (bench/stall.py); smaller ones cost less inline than
+# the trip to a worker (sinkd.services.offload).
+DEFAULT_JUDGE_OFFLOAD_BYTES = 64 * 1024
+MAX_JUDGE_WORKERS = 4  # --judge-workers auto: one per core, up to this many
 DEFAULT_DNS_TIMEOUT = 5.0  # seconds for each live lookup, retries included
 # Where a client on this machine finds the HTTP API by default (``sinkd readyz``, SinkdClient).
 DEFAULT_URL = f"http://127.0.0.1:{DEFAULT_HTTP_PORT}"
@@ -123,6 +129,24 @@ def parse_delay(text: str) -> float:
 
 def parse_workers(text: str) -> int:
     """--workers N (1..64) or auto (0)."""
+    if text == "auto":
+        return 0
+    if text.isascii() and text.isdigit() and 1 <= int(text) <= 64:
+        return int(text)
+    raise argparse.ArgumentTypeError(f"{text!r}: expected a number of processes 1..64, or auto")
+
+
+def parse_offload_bytes(text: str) -> int | None:
+    """--judge-offload-bytes: a size (0: every message), or off (None: none)."""
+    if text.strip().lower() == "off":
+        return None
+    if text.strip() == "0":
+        return 0
+    return parse_size(text)
+
+
+def parse_judge_workers(text: str) -> int:
+    """--judge-workers N (1..64) or auto (0)."""
     if text == "auto":
         return 0
     if text.isascii() and text.isdigit() and 1 <= int(text) <= 64:
@@ -243,6 +267,42 @@ class Settings:
                 metavar="N|auto",
                 doc="SMTP worker processes sharing the port (see *Worker processes*); `auto`: "
                 "one per core, up to 4",
+            )
+        },
+    )
+    # Judging large messages in worker processes (sinkd.services.offload): from what size, and
+    # in how many processes (0: auto).
+    judge_offload_bytes: int | None = field(
+        default=DEFAULT_JUDGE_OFFLOAD_BYTES,
+        metadata={
+            "option": Option(
+                "--judge-offload-bytes",
+                "judge messages of this size and more in worker processes, off the SMTP event "
+                "loop, so that they never stall other sessions; 0: every message; off: none",
+                parse=parse_offload_bytes,
+                expected="a size such as 64K, 0 or off",
+                shown="64K",
+                metavar="N|off",
+                doc="messages of this size or more are judged in worker processes (see "
+                "*Large messages*), so one big message never stalls the other sessions; `0`: "
+                "every message; `off`: all in the SMTP process",
+                doc_default="`64K`",
+            )
+        },
+    )
+    judge_workers: int = field(
+        default=0,
+        metadata={
+            "option": Option(
+                "--judge-workers",
+                f"worker processes judging large messages, started at the first one; auto: one "
+                f"per core up to {MAX_JUDGE_WORKERS}",
+                parse=parse_judge_workers,
+                shown="auto",
+                metavar="N|auto",
+                doc="worker processes judging large messages (`--judge-offload-bytes`), started "
+                f"when the first one arrives; `auto`: one per core, up to {MAX_JUDGE_WORKERS}",
+                doc_default="`auto`",
             )
         },
     )
