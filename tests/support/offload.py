@@ -41,10 +41,6 @@ def comparable(data: dict[str, Any]) -> dict[str, Any]:
     for key in ("id", "transaction_id", "received_at"):
         data.pop(key, None)
     data["reply"] = dict(data["reply"], text=MESSAGE_ID.sub("ID", data["reply"]["text"]))
-    # The order of ``stripped`` follows a set of part paths in the mime filter
-    # (``_Hits.html_paths``), so it varies with each process's string hash seed, inline too:
-    # a known ordering bug reported with issue 18, not a difference the worker makes.
-    data["stripped"] = sorted(data["stripped"])
     return data
 
 

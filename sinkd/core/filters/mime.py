@@ -190,7 +190,9 @@ class _Hits:
 
     items: list[str] = field(default_factory=list)  # human lines, "part 2: <img src=...>"
     quotes: list[str] = field(default_factory=list)  # hidden text quoted
-    html_paths: set[str] = field(default_factory=set)  # HTML parts to strip the class from
+    html_paths: dict[str, None] = field(
+        default_factory=dict
+    )  # HTML parts to strip the class from, in MIME order (a set would order them by the hash seed)
     parts: dict[str, MimeNode] = field(default_factory=dict)  # whole parts to remove
     # What a reason names, each thing once: "'statement.zip/invoice.exe'" for files and archive
     # members (quoted), "<iframe> from www.youtube.com" for HTML elements.
@@ -487,7 +489,7 @@ class MimeFilter(Filter):
         images = 0
         for hit in report.hits:
             entry = hits(hit.cls)
-            entry.html_paths.add(node.path)
+            entry.html_paths[node.path] = None
             entry.items.append(f"part {node.path or 'body'}: {hit.what}")
             entry.names.append(hit.label or hit.what)
             if hit.text:
