@@ -9,6 +9,7 @@ message actually has an HTML part.
 
 from __future__ import annotations
 
+import binascii
 import email.errors
 import email.message
 import email.policy
@@ -18,6 +19,7 @@ import re
 from dataclasses import dataclass
 from email.parser import BytesParser
 from functools import cached_property
+from typing import Any
 
 from sinkd.core.decoding import (
     MAX_LINE_OCTETS,
@@ -83,12 +85,14 @@ _HTML_NAME = re.compile(r"\.s?html?$", re.IGNORECASE)
 # without a defect. A header field as the feedparser's headerRE accepts it with a non-empty
 # name (an empty one is its InvalidHeaderDefect, a "From " line its unix-from or
 # MisplacedEnvelopeHeaderDefect), with its folded continuation lines, each ended by LF or CRLF.
-_QUICK_FIELD = re.compile(r"[\x21-\x39\x3b-\x7e]+:[^\r\n]*\r?\n(?:[ \t][^\r\n]*\r?\n)*")
+_QUICK_FIELD = re.compile(rb"[\x21-\x39\x3b-\x7e]+:[^\r\n]*\r?\n(?:[ \t][^\r\n]*\r?\n)*")
 # What may follow "--" boundary on a boundary line (the feedparser's boundaryre, bare CR aside):
 # "--" for the close delimiter, transport padding, the line break or the end of the input.
-_QUICK_BOUNDARY_TAIL = re.compile(r"(--)?[ \t]*(?:\r?\n|\Z)")
+_QUICK_BOUNDARY_TAIL = re.compile(rb"(--)?[ \t]*(?:\r?\n|\Z)")
 _QUICK_DEPTH = 20  # nesting the quick parse reads; deeper structures take the full parse
 _IDENTITY_CTE = ("7bit", "8bit", "binary")
+# Transfer encodings whose decode by the email package may record defects on the part.
+_EMAIL_DECODES = frozenset({"base64", "x-uuencode", "uuencode", "uue", "x-uue"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +143,9 @@ class ParsedMessage:
         # §13.2.3.5), since the email package's decode turns CRLF to LF and the MIME tree's
         # does not.
         self._html: dict[str, HtmlBody] = {}
+        # id() of each leaf the quick parse read -> where its payload is in ``raw``, so that a
+        # body is decoded from those octets (what get_payload(decode=True) would re-encode).
+        self._spans: dict[int, tuple[int, int]] = {}
 
     def __repr__(self) -> str:
         return f"<ParsedMessage {self.size} octets>"
@@ -155,9 +162,10 @@ class ParsedMessage:
         # the email package would at a fraction of its line-by-line cost; anything else, by the
         # email package itself.
         try:
-            quick = quick_message(self.raw)
+            quick = quick_message(self.raw, spans=self._spans, bare_cr=b"\r" in self._lf_raw)
         except Exception:  # whatever the quick parse cannot read, the full parse reads
             quick = None
+            self._spans.clear()
         if quick is not None:
             return quick
         # compat32: its plain-string headers are fast and never raise on access, unlike the
@@ -173,6 +181,12 @@ class ParsedMessage:
         except Exception as exc:
             self._note(f"message header could not be parsed ({describe_error(exc)})")
         return email.message.Message()
+
+    @cached_property
+    def _lf_raw(self) -> bytes:
+        """``raw`` with every CRLF made LF: what is left of CR is bare (shared by the octet
+        counts and the quick parse, one pass instead of a count each)."""
+        return self.raw.replace(b"\r\n", b"\n")
 
     @cached_property
     def _parts(self) -> list[email.message.Message]:
@@ -301,10 +315,22 @@ class ParsedMessage:
     def _decode_part(self, index: int, part: email.message.Message, *, quiet: bool) -> str:
         """Undo the transfer encoding, then the charset; ``quiet`` records no defect."""
         try:
-            # decode=True undoes base64 / quoted-printable (RFC 2045 §6.7: the decode itself
-            # removes soft line breaks) and tolerates most broken base64 (recording
-            # InvalidBase64* defects on the part).
-            data = part.get_payload(decode=True)
+            data: object
+            span = self._spans.get(id(part))
+            # As get_payload reads it (a Header object stringified).
+            cte = "" if span is None else str(part.get("content-transfer-encoding", "")).lower()
+            if span is not None and cte not in _EMAIL_DECODES:
+                # What get_payload(decode=True) returns, without its re-encoding of the payload
+                # string to the very octets it was read from: those octets, or for
+                # quoted-printable their decode (quopri.decodestring is binascii.a2b_qp).
+                data = self.raw[span[0] : span[1]]
+                if cte == "quoted-printable":
+                    data = binascii.a2b_qp(data)
+            else:
+                # decode=True undoes base64 / quoted-printable (RFC 2045 §6.7: the decode itself
+                # removes soft line breaks) and tolerates most broken base64 (recording
+                # InvalidBase64* defects on the part).
+                data = part.get_payload(decode=True)
             if isinstance(data, bytes) and any(
                 isinstance(d, email.errors.InvalidBase64LengthDefect) for d in part.defects
             ):
@@ -399,9 +425,11 @@ class ParsedMessage:
     @cached_property
     def raw_issues(self) -> RawIssues:
         raw = self.raw
-        crlf = raw.count(b"\r\n")
+        lf_raw = self._lf_raw
+        crlf = len(raw) - len(lf_raw)  # each CRLF lost its CR
         # Lines are split on LF; a CR right before it is the line ending, not content.
-        lengths = list(map(len, raw.replace(b"\r\n", b"\n").split(b"\n")))
+        lines = lf_raw.split(b"\n")
+        lengths = list(map(len, lines))
         max_length = max(lengths)
         long_lines = 0
         if max_length > MAX_LINE_OCTETS:
@@ -410,9 +438,11 @@ class ParsedMessage:
         if b"\n." in raw or b"\r." in raw:  # cheap pre-check: most messages have no dot lines
             smuggling = len(_SMUGGLING.findall(raw))
         return RawIssues(
-            bare_lf=raw.count(b"\n") - crlf,
-            bare_cr=raw.count(b"\r") - crlf,
-            nul_bytes=raw.count(b"\0"),
+            # Every LF is still there, one per line break; the CRs left are the bare ones.
+            # ``in`` (memchr) first: a clean message needs no counting pass.
+            bare_lf=len(lines) - 1 - crlf,
+            bare_cr=lf_raw.count(b"\r") if b"\r" in lf_raw else 0,
+            nul_bytes=raw.count(b"\0") if b"\0" in raw else 0,
             long_lines=long_lines,
             max_line_length=max_length,
             smuggling=smuggling,
@@ -436,57 +466,102 @@ def parse(raw: bytes) -> ParsedMessage:
     return ParsedMessage(raw)
 
 
-def quick_message(raw: bytes) -> email.message.Message | None:
+def quick_message(
+    raw: bytes,
+    *,
+    spans: dict[int, tuple[int, int]] | None = None,
+    bare_cr: bool | None = None,
+) -> email.message.Message | None:
     """``raw`` parsed as ``BytesParser(policy=compat32).parsebytes`` parses it, or None.
 
     The email package's feedparser reads a message line by line in Python; this reads the
-    same structure with C searches, for the messages the feedparser reads without a single
-    defect: no bare CR, every header block made of well-formed fields and ended by a blank line
-    (or by the end of its part), every multipart with a boundary, an identity transfer encoding,
-    a first boundary line, no two boundary lines in a row and a close delimiter, no message/*
-    or multipart/digest part, no boundary that is a prefix of an enclosing one and at most
-    ``_QUICK_DEPTH`` levels. For anything else it returns None, and the caller parses in full.
-    Same headers (``set_raw`` of the policy's ``header_source_parse``), unix-from (none),
-    payloads, preambles, epilogues and defects (none) as the full parse: the tests compare the
-    two over every corpus message.
+    same structure with C searches over the octets, for the messages the feedparser reads
+    without a single defect: no bare CR, every header block made of well-formed fields and
+    ended by a blank line (or by the end of its part), every multipart with a boundary, an
+    identity transfer encoding, a first boundary line, no two boundary lines in a row and a
+    close delimiter, no message/* or multipart/digest part, no boundary that is a prefix of an
+    enclosing one and at most ``_QUICK_DEPTH`` levels. For anything else it returns None, and
+    the caller parses in full. Same headers (``set_raw`` of the policy's
+    ``header_source_parse``), unix-from (none), payloads, preambles, epilogues and defects
+    (none) as the full parse: the tests compare the two over every corpus message.
+    ``spans`` receives where each leaf's payload is in ``raw`` (by the leaf's id()); ``bare_cr``
+    says whether ``raw`` has a CR not followed by LF, when the caller already knows.
     """
-    if raw.count(b"\r") != raw.count(b"\r\n"):
+    if bare_cr is None:
+        bare_cr = raw.count(b"\r") != raw.count(b"\r\n")
+    if bare_cr:
         return None  # a bare CR ends a line for the feedparser and not for the searches below
-    text = raw.decode("ascii", "surrogateescape")  # as BytesParser reads bytes
-    root = email.message.Message(policy=email.policy.compat32)
-    if not _quick_part(text, 0, len(text), root, (), 0, in_multipart=False):
+    root = _QuickMessage(policy=email.policy.compat32)
+    found: dict[int, tuple[int, int]] = {}
+    if not _quick_part(raw, 0, len(raw), root, (), 0, found, in_multipart=False):
         return None
+    if spans is not None:
+        spans.update(found)
     return root
 
 
+class _QuickMessage(email.message.Message):
+    """A ``Message`` of the quick parse: a leaf's payload string is made from its octets the
+    first time anything reads it, since the views decode bodies from ``raw`` and that string
+    (the octets as surrogate escapes, a slow decode once one octet is not ASCII) is rarely
+    read. Every ``Message`` method reads and writes ``_payload``, which this makes a property;
+    what it returns is what the feedparser would have stored."""
+
+    def set_lazy_payload(self, raw: bytes, start: int, end: int) -> None:
+        self.__dict__["_lazy"] = (raw, start, end)
+
+    def is_multipart(self) -> bool:
+        # A payload still to be made is a leaf's: no need to make it to say so.
+        return "_lazy" not in self.__dict__ and super().is_multipart()
+
+    @property
+    def _payload(self) -> Any:
+        lazy = self.__dict__.pop("_lazy", None)
+        if lazy is not None:
+            raw, start, end = lazy
+            self.__dict__["_value"] = _text(raw[start:end])
+        return self.__dict__.get("_value")
+
+    @_payload.setter
+    def _payload(self, value: Any) -> None:
+        self.__dict__.pop("_lazy", None)
+        self.__dict__["_value"] = value
+
+
+def _text(octets: bytes) -> str:
+    """Octets as BytesParser reads them: ASCII, every other octet a surrogate escape."""
+    return octets.decode("ascii", "surrogateescape")
+
+
 def _quick_part(
-    text: str,
+    raw: bytes,
     start: int,
     end: int,
-    msg: email.message.Message,
-    outer: tuple[str, ...],
+    msg: _QuickMessage,
+    outer: tuple[bytes, ...],
     depth: int,
+    spans: dict[int, tuple[int, int]],
     *,
     in_multipart: bool,
 ) -> bool:
-    """Read the part in ``text[start:end]`` into ``msg``; False where the feedparser would find
+    """Read the part in ``raw[start:end]`` into ``msg``; False where the feedparser would find
     a defect or read it in a way this does not follow. A part of a multipart ends before the
     next boundary line, whose leading line break belongs to the boundary (RFC 2046 §5.1.1): the
     feedparser drops it from a leaf's payload or a multipart's epilogue, and so does this."""
     pos = start
     policy = msg.policy
     while True:
-        field = _QUICK_FIELD.match(text, pos, end)
+        field = _QUICK_FIELD.match(raw, pos, end)
         if field is None:
             break
         # compat32's header_source_parse of the field's lines: the value is the first line's
         # rest with leading blanks stripped, the continuation lines joined, the end CR/LF
         # dropped; given the lines joined it returns the same (the first line ends in LF).
-        msg.set_raw(*policy.header_source_parse([field.group()]))
+        msg.set_raw(*policy.header_source_parse([_text(field.group())]))
         pos = field.end()
-    if text.startswith("\n", pos, end):
+    if raw.startswith(b"\n", pos, end):
         pos += 1  # the blank line ending the header block belongs to it
-    elif text.startswith("\r\n", pos, end):
+    elif raw.startswith(b"\r\n", pos, end):
         pos += 2
     elif pos != end:
         return False  # a line that is neither a field nor blank (MissingHeaderBodySeparator)
@@ -494,7 +569,9 @@ def _quick_part(
     if maintype == "message":
         return False
     if maintype != "multipart":
-        msg.set_payload(_strip_eol(text[pos:end]) if in_multipart else text[pos:end])
+        stop = _strip_eol(raw, pos, end) if in_multipart else end
+        msg.set_lazy_payload(raw, pos, stop)
+        spans[id(msg)] = (pos, stop)
         return True
     if depth >= _QUICK_DEPTH or msg.get_content_type() == "multipart/digest":
         return False
@@ -503,64 +580,76 @@ def _quick_part(
         return False
     if str(msg.get("content-transfer-encoding", "8bit")).lower() not in _IDENTITY_CTE:
         return False  # InvalidMultipartContentTransferEncodingDefect
-    separator = "--" + boundary
+    try:
+        # The octets the feedparser's str boundary matches (a str made of surrogate escapes
+        # and ASCII); a boundary of other characters matches no octets here.
+        separator = ("--" + boundary).encode("ascii", "surrogateescape")
+    except UnicodeEncodeError:
+        return False
     if any(separator.startswith(o) or o.startswith(separator) for o in outer):
         return False  # the feedparser tries the inner boundary first, this the outer one
-    lines = _boundary_lines(text, pos, end, separator)
+    lines = _boundary_lines(raw, pos, end, separator)
     if not lines or lines[0][2]:
         return False  # StartBoundaryNotFoundDefect
     if lines[0][0] > pos:
         # RFC 2046 §5.1.1: the line break before a boundary line belongs to the boundary.
-        msg.preamble = _strip_eol(text[pos : lines[0][0]])
+        msg.preamble = _text(raw[pos : _strip_eol(raw, pos, lines[0][0])])
     inside = (*outer, separator)
     # Only the last line can be the close delimiter (_boundary_lines stops there).
     for (_, after, _), (following, _, _) in itertools.pairwise(lines):
         if following == after:
             return False  # boundary lines in a row: the feedparser skips a close one there
-        child = email.message.Message(policy=policy)
+        child = _QuickMessage(policy=policy)
         msg.attach(child)
-        if not _quick_part(text, after, following, child, inside, depth + 1, in_multipart=True):
+        if not _quick_part(
+            raw, after, following, child, inside, depth + 1, spans, in_multipart=True
+        ):
             return False
     _, last_end, last_close = lines[-1]
     if not last_close:
         return False  # CloseBoundaryNotFoundDefect
-    epilogue = text[last_end:end]
-    if in_multipart:
-        # The feedparser's empty epilogue becomes None there; any other loses its line break.
-        msg.epilogue = _strip_eol(epilogue) if epilogue else None
+    if not in_multipart:
+        msg.epilogue = _text(raw[last_end:end])
+    elif last_end == end:
+        msg.epilogue = None  # the feedparser's empty epilogue becomes None there
     else:
-        msg.epilogue = epilogue
+        # Any other loses its line break (possibly becoming empty).
+        msg.epilogue = _text(raw[last_end : _strip_eol(raw, last_end, end)])
     return True
 
 
-def _boundary_lines(text: str, start: int, end: int, separator: str) -> list[tuple[int, int, bool]]:
+def _boundary_lines(
+    raw: bytes, start: int, end: int, separator: bytes
+) -> list[tuple[int, int, bool]]:
     """(start, end with the line break, is the close delimiter) of each boundary line in
-    ``text[start:end]`` up to the first close delimiter (RFC 2046 §5.1.1; ``start`` begins a
+    ``raw[start:end]`` up to the first close delimiter (RFC 2046 §5.1.1; ``start`` begins a
     line)."""
     found: list[tuple[int, int, bool]] = []
-    at = start if text.startswith(separator, start, end) else -1
+    needle = b"\n" + separator
+    at = start if raw.startswith(separator, start, end) else -1
     if at < 0:
-        at = text.find("\n" + separator, start, end)
+        at = raw.find(needle, start, end)
         at = at + 1 if at >= 0 else -1
     while at >= 0:
-        tail = _QUICK_BOUNDARY_TAIL.match(text, at + len(separator), end)
+        tail = _QUICK_BOUNDARY_TAIL.match(raw, at + len(separator), end)
         if tail is not None:
             close = tail.group(1) is not None
             found.append((at, tail.end(), close))
             if close:
                 break
-        at = text.find("\n" + separator, at + 1, end)
+        at = raw.find(needle, at + 1, end)
         at = at + 1 if at >= 0 else -1
     return found
 
 
-def _strip_eol(text: str) -> str:
-    """``text`` without one line break at its end (the feedparser's NLCRE_eol)."""
-    if text.endswith("\r\n"):
-        return text[:-2]
-    if text.endswith(("\n", "\r")):
-        return text[:-1]
-    return text
+def _strip_eol(raw: bytes, start: int, end: int) -> int:
+    """Where ``raw[start:end]`` ends without one line break at its end (the feedparser's
+    NLCRE_eol)."""
+    if end - start >= 2 and raw.startswith(b"\r\n", end - 2, end):
+        return end - 2
+    if end > start and raw[end - 1] in b"\r\n":
+        return end - 1
+    return end
 
 
 def _defect_text(defect: object) -> str:
