@@ -146,6 +146,8 @@ class ParsedMessage:
         # id() of each leaf the quick parse read -> where its payload is in ``raw``, so that a
         # body is decoded from those octets (what get_payload(decode=True) would re-encode).
         self._spans: dict[int, tuple[int, int]] = {}
+        self._addresses: dict[str, list[tuple[str, str]] | Exception] = {}
+        self._inline: dict[str, list[tuple[int, email.message.Message]]] = {}
 
     def __repr__(self) -> str:
         return f"<ParsedMessage {self.size} octets>"
@@ -224,16 +226,46 @@ class ParsedMessage:
 
     # --- headers ------------------------------------------------------------------------------
 
+    @cached_property
+    def fields(self) -> tuple[tuple[str, str], ...]:
+        """The top-level header fields as (name, value unfolded), in order, values as stored
+        (raw 8-bit octets as surrogate escapes); read once for every header view."""
+        found: list[tuple[str, str]] = []
+        # raw_items() gives the stored string; compat32's get() would wrap a value with 8-bit
+        # octets in a Header object.
+        for name, value in self.message.raw_items():
+            text = str(value)
+            if "\n" in text or "\r" in text:
+                text = _LINE_BREAK.sub("", text)  # RFC 5322 §2.2.3: unfolding removes CRLF
+            found.append((name, text))
+        return tuple(found)
+
+    @cached_property
+    def _lower_fields(self) -> tuple[tuple[str, str], ...]:
+        return tuple((name.lower(), value) for name, value in self.fields)
+
+    def addresses(self, value: str) -> list[tuple[str, str]]:
+        """``email.utils.getaddresses([value])``, computed once per value for this message
+        (``header_from`` and the format filter both read the From field); raises what it
+        raises."""
+        cached = self._addresses.get(value)
+        if cached is None:
+            try:
+                cached = email.utils.getaddresses([value])
+            except Exception as exc:
+                cached = exc
+            self._addresses[value] = cached
+        if isinstance(cached, Exception):
+            raise cached
+        return list(cached)
+
     def _header(self, name: str) -> str | None:
         """The first ``name`` header, unfolded, with raw 8-bit octets decoded; None if absent."""
         try:
             wanted = name.lower()
-            # raw_items() gives the stored string; compat32's get() would wrap a value with
-            # 8-bit octets in a Header object.
-            value = next((v for k, v in self.message.raw_items() if k.lower() == wanted), None)
+            value = next((v for k, v in self._lower_fields if k == wanted), None)
             if value is None:
                 return None
-            value = _LINE_BREAK.sub("", str(value))  # RFC 5322 §2.2.3: unfolding removes CRLF
             if value.isascii():
                 return value
             # BytesParser stores non-ASCII octets as surrogate escapes.
@@ -264,7 +296,7 @@ class ParsedMessage:
         try:
             # Parsed before any RFC 2047 decoding so that an encoded display name cannot inject
             # address syntax.
-            addresses = email.utils.getaddresses([value])
+            addresses = self.addresses(value)
         except Exception as exc:
             self._note(f"From header could not be parsed ({describe_error(exc)})")
             return None
@@ -283,7 +315,14 @@ class ParsedMessage:
     # --- bodies -------------------------------------------------------------------------------
 
     def _body_parts(self, subtype: str) -> list[tuple[int, email.message.Message]]:
-        """Inline text/<subtype> parts with their walk index (attachments are skipped)."""
+        """Inline text/<subtype> parts with their walk index (attachments are skipped); found
+        once per subtype, whichever view asks."""
+        found = self._inline.get(subtype)
+        if found is None:
+            found = self._inline[subtype] = self._find_body_parts(subtype)
+        return found
+
+    def _find_body_parts(self, subtype: str) -> list[tuple[int, email.message.Message]]:
         found: list[tuple[int, email.message.Message]] = []
         for index, part in enumerate(self._parts):
             try:
@@ -429,11 +468,10 @@ class ParsedMessage:
         crlf = len(raw) - len(lf_raw)  # each CRLF lost its CR
         # Lines are split on LF; a CR right before it is the line ending, not content.
         lines = lf_raw.split(b"\n")
-        lengths = list(map(len, lines))
-        max_length = max(lengths)
+        max_length = max(map(len, lines))
         long_lines = 0
         if max_length > MAX_LINE_OCTETS:
-            long_lines = sum(1 for n in lengths if n > MAX_LINE_OCTETS)
+            long_lines = sum(1 for line in lines if len(line) > MAX_LINE_OCTETS)
         smuggling = 0
         if b"\n." in raw or b"\r." in raw:  # cheap pre-check: most messages have no dot lines
             smuggling = len(_SMUGGLING.findall(raw))
