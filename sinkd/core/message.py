@@ -78,6 +78,8 @@ _WHITESPACE = re.compile(r"\s+")
 _SMUGGLING = re.compile(rb"\n\.(?=\n)|\r\.(?=\r)|\n(?<!\r\n)\.(?=\r\n)")
 # Message.pm get_body_text_array_common: line breaks with only white space between them end a
 # paragraph; every other run of white space becomes one space; one paragraph per line.
+_LF_DOT = re.compile(rb"\n\.")
+_BARE_CR = re.compile(rb"\r(?!\n)")
 _BLANK_LINES = re.compile(r"\n+\s*\n+")
 _HTML_NAME = re.compile(r"\.s?html?$", re.IGNORECASE)
 
@@ -164,7 +166,7 @@ class ParsedMessage:
         # the email package would at a fraction of its line-by-line cost; anything else, by the
         # email package itself.
         try:
-            quick = quick_message(self.raw, spans=self._spans, bare_cr=b"\r" in self._lf_raw)
+            quick = quick_message(self.raw, spans=self._spans, bare_cr=self._bare_cr)
         except Exception:  # whatever the quick parse cannot read, the full parse reads
             quick = None
             self._spans.clear()
@@ -185,10 +187,19 @@ class ParsedMessage:
         return email.message.Message()
 
     @cached_property
-    def _lf_raw(self) -> bytes:
-        """``raw`` with every CRLF made LF: what is left of CR is bare (shared by the octet
-        counts and the quick parse, one pass instead of a count each)."""
-        return self.raw.replace(b"\r\n", b"\n")
+    def _line_breaks(self) -> tuple[int, int, int]:
+        """(CR, LF, CRLF) counts of ``raw``, shared by the octet counts and the quick parse.
+        Counting one octet is a fast pass, and so is the regex engine's scan for a literal
+        first octet; bytes.count of the two octets CRLF is three times slower."""
+        raw = self.raw
+        cr = raw.count(b"\r")
+        bare = len(_BARE_CR.findall(raw)) if cr else 0
+        return cr, raw.count(b"\n"), cr - bare
+
+    @property
+    def _bare_cr(self) -> bool:
+        cr, _, crlf = self._line_breaks
+        return cr != crlf
 
     @cached_property
     def _parts(self) -> list[email.message.Message]:
@@ -464,22 +475,35 @@ class ParsedMessage:
     @cached_property
     def raw_issues(self) -> RawIssues:
         raw = self.raw
-        lf_raw = self._lf_raw
-        crlf = len(raw) - len(lf_raw)  # each CRLF lost its CR
+        cr, lf, crlf = self._line_breaks
         # Lines are split on LF; a CR right before it is the line ending, not content.
-        lines = lf_raw.split(b"\n")
-        max_length = max(map(len, lines))
+        if crlf == 0 or crlf == lf:
+            lines = raw.split(b"\n")
+            if crlf:  # every line but the last ends in CR LF: one octet less each
+                body = lines[:-1]
+                max_length = max(max(map(len, body)) - 1, len(lines[-1]))
+                over = MAX_LINE_OCTETS + 1
+            else:
+                max_length = max(map(len, lines))
+                body, over = lines, MAX_LINE_OCTETS
+        else:  # mixed line breaks: take the CRs of CRLF out first
+            lines = raw.replace(b"\r\n", b"\n").split(b"\n")
+            max_length = max(map(len, lines))
+            body, over = lines, MAX_LINE_OCTETS
         long_lines = 0
         if max_length > MAX_LINE_OCTETS:
-            long_lines = sum(1 for line in lines if len(line) > MAX_LINE_OCTETS)
+            long_lines = sum(1 for line in body if len(line) > over)
+            if body is not lines and len(lines[-1]) > MAX_LINE_OCTETS:
+                long_lines += 1
         smuggling = 0
-        if b"\n." in raw or b"\r." in raw:  # cheap pre-check: most messages have no dot lines
+        # Cheap pre-check, most messages have no dot lines: a literal search (fast in the regex
+        # engine), and "\r." only where some CR is not part of a CRLF.
+        if _LF_DOT.search(raw) or (cr != crlf and b"\r." in raw):
             smuggling = len(_SMUGGLING.findall(raw))
         return RawIssues(
-            # Every LF is still there, one per line break; the CRs left are the bare ones.
+            bare_lf=lf - crlf,
+            bare_cr=cr - crlf,
             # ``in`` (memchr) first: a clean message needs no counting pass.
-            bare_lf=len(lines) - 1 - crlf,
-            bare_cr=lf_raw.count(b"\r") if b"\r" in lf_raw else 0,
             nul_bytes=raw.count(b"\0") if b"\0" in raw else 0,
             long_lines=long_lines,
             max_line_length=max_length,

@@ -1,10 +1,12 @@
-"""Tests for sinkd.core.message's quick parse: the email package's own objects, or nothing.
+"""Tests for sinkd.core.message's fast paths: the quick parse and the octet counts.
+
 
 ``quick_message`` must give exactly what ``BytesParser(policy=compat32)`` gives (headers,
 unix-from, payloads, preambles, epilogues, defects) or None; every view ``ParsedMessage``
 builds on it must then be the same as on the full parse. Checked on every message of the suite,
 the SpamAssassin public corpus when installed, hand-made edge cases and seeded mutations of
-multipart messages.
+multipart messages. The octet counts (``raw_issues``) must be those of the plain definition
+(CRLF made LF, then lines split on LF) on any mix of line breaks.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import pytest
 
 import sinkd.core.message as message_module
 from sinkd.core.as_sent import as_sent
-from sinkd.core.message import ParsedMessage, quick_message
+from sinkd.core.message import ParsedMessage, RawIssues, quick_message
 from tests.support.paths import MESSAGES
 from tests.support.public_corpus import corpus_files
 
@@ -343,3 +345,30 @@ def test_the_quick_parse_of_mutated_multiparts_is_the_full_parse_or_none() -> No
     for _ in range(3000):
         answered += check_same(mutate(rng, rng.choice(bases)))
     assert answered > 100
+
+
+# --- octet counts ---------------------------------------------------------------------------
+
+
+def reference_raw_issues(raw: bytes) -> RawIssues:
+    """The definition: CRLF is one line break, any other CR or LF a bare one."""
+    crlf = raw.count(b"\r\n")
+    lengths = [len(line) for line in raw.replace(b"\r\n", b"\n").split(b"\n")]
+    return RawIssues(
+        bare_lf=raw.count(b"\n") - crlf,
+        bare_cr=raw.count(b"\r") - crlf,
+        nul_bytes=raw.count(b"\0"),
+        long_lines=sum(1 for n in lengths if n > 998),
+        max_line_length=max(lengths),
+        smuggling=ParsedMessage(raw).raw_issues.smuggling,  # not what this test is about
+    )
+
+
+def test_the_octet_counts_follow_their_definition_on_any_mix_of_line_breaks() -> None:
+    rng = random.Random(18)
+    pieces = [b"a", b"\r\n", b"\n", b"\r", b"\0", b".", b"x" * 997, b"y" * 998, b"z" * 999]
+    for _ in range(3000):
+        raw = b"".join(rng.choice(pieces) for _ in range(rng.randint(0, 12)))
+        if rng.random() < 0.5:  # mostly one kind of line break, as real mail
+            raw = raw.replace(b"\r\n", b"\n").replace(b"\r", b"").replace(b"\n", b"\r\n")
+        assert ParsedMessage(raw).raw_issues == reference_raw_issues(raw), raw
