@@ -148,6 +148,9 @@ class ParsedMessage:
         # id() of each leaf the quick parse read -> where its payload is in ``raw``, so that a
         # body is decoded from those octets (what get_payload(decode=True) would re-encode).
         self._spans: dict[int, tuple[int, int]] = {}
+        # Offset of each part the quick parse read -> (end of its header block, that block
+        # parsed), so that the MIME tree does not parse those headers again.
+        self._heads: dict[int, tuple[int, email.message.Message]] = {}
         self._addresses: dict[str, list[tuple[str, str]] | Exception] = {}
         self._inline: dict[str, list[tuple[int, email.message.Message]]] = {}
 
@@ -166,10 +169,13 @@ class ParsedMessage:
         # the email package would at a fraction of its line-by-line cost; anything else, by the
         # email package itself.
         try:
-            quick = quick_message(self.raw, spans=self._spans, bare_cr=self._bare_cr)
+            quick = quick_message(
+                self.raw, spans=self._spans, heads=self._heads, bare_cr=self._bare_cr
+            )
         except Exception:  # whatever the quick parse cannot read, the full parse reads
             quick = None
             self._spans.clear()
+            self._heads.clear()
         if quick is not None:
             return quick
         # compat32: its plain-string headers are fast and never raise on access, unlike the
@@ -223,8 +229,11 @@ class ParsedMessage:
 
     @cached_property
     def tree(self) -> MimeTree:
-        """The MIME parts located by byte offset in ``raw``, for stripping (sinkd.core.mimetree)."""
-        return build_tree(self.raw)
+        """The MIME parts located by byte offset in ``raw``, for stripping (sinkd.core.mimetree).
+
+        Built on the header blocks the parse already read, where it read them."""
+        _ = self.message
+        return build_tree(self.raw, headers=self._heads)
 
     def html_body(self, html: str) -> HtmlBody:
         """The one ``HtmlBody`` of this message for the HTML text ``html``: parsed at most once,
@@ -532,6 +541,7 @@ def quick_message(
     raw: bytes,
     *,
     spans: dict[int, tuple[int, int]] | None = None,
+    heads: dict[int, tuple[int, email.message.Message]] | None = None,
     bare_cr: bool | None = None,
 ) -> email.message.Message | None:
     """``raw`` parsed as ``BytesParser(policy=compat32).parsebytes`` parses it, or None.
@@ -546,8 +556,10 @@ def quick_message(
     the caller parses in full. Same headers (``set_raw`` of the policy's
     ``header_source_parse``), unix-from (none), payloads, preambles, epilogues and defects
     (none) as the full parse: the tests compare the two over every corpus message.
-    ``spans`` receives where each leaf's payload is in ``raw`` (by the leaf's id()); ``bare_cr``
-    says whether ``raw`` has a CR not followed by LF, when the caller already knows.
+    ``spans`` receives where each leaf's payload is in ``raw`` (by the leaf's id()), ``heads``
+    the offset of each part with the end of its header block and that part (for
+    ``build_tree``); ``bare_cr`` says whether ``raw`` has a CR not followed by LF, when the
+    caller already knows.
     """
     if bare_cr is None:
         bare_cr = raw.count(b"\r") != raw.count(b"\r\n")
@@ -555,10 +567,13 @@ def quick_message(
         return None  # a bare CR ends a line for the feedparser and not for the searches below
     root = _QuickMessage(policy=email.policy.compat32)
     found: dict[int, tuple[int, int]] = {}
-    if not _quick_part(raw, 0, len(raw), root, (), 0, found, in_multipart=False):
+    blocks: dict[int, tuple[int, email.message.Message]] = {}
+    if not _quick_part(raw, 0, len(raw), root, (), 0, found, blocks, in_multipart=False):
         return None
     if spans is not None:
         spans.update(found)
+    if heads is not None:
+        heads.update(blocks)
     return root
 
 
@@ -603,6 +618,7 @@ def _quick_part(
     outer: tuple[bytes, ...],
     depth: int,
     spans: dict[int, tuple[int, int]],
+    heads: dict[int, tuple[int, email.message.Message]],
     *,
     in_multipart: bool,
 ) -> bool:
@@ -627,6 +643,7 @@ def _quick_part(
         pos += 2
     elif pos != end:
         return False  # a line that is neither a field nor blank (MissingHeaderBodySeparator)
+    heads[start] = (pos, msg)
     maintype = msg.get_content_maintype()
     if maintype == "message":
         return False
@@ -664,7 +681,7 @@ def _quick_part(
         child = _QuickMessage(policy=policy)
         msg.attach(child)
         if not _quick_part(
-            raw, after, following, child, inside, depth + 1, spans, in_multipart=True
+            raw, after, following, child, inside, depth + 1, spans, heads, in_multipart=True
         ):
             return False
     _, last_end, last_close = lines[-1]

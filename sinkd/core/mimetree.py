@@ -49,6 +49,7 @@ _B64_LINE = 76  # RFC 2045 §6.8: encoded lines at most 76 characters
 _MAX_PROBLEMS = 20  # listed one by one; a hostile message could otherwise have one per part
 _NO_REMOVALS: Mapping[str, str] = MappingProxyType({})
 _NO_REPLACEMENTS: Mapping[str, bytes] = MappingProxyType({})
+_NO_HEADERS: Mapping[int, tuple[int, Message]] = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,16 +193,25 @@ class _Split:
     truncated: bool  # more parts than the limit
 
 
-def build_tree(raw: bytes, *, max_depth: int = 20, max_parts: int = 1000) -> MimeTree:
+def build_tree(
+    raw: bytes,
+    *,
+    max_depth: int = 20,
+    max_parts: int = 1000,
+    headers: Mapping[int, tuple[int, Message]] = _NO_HEADERS,
+) -> MimeTree:
     """Locate every MIME part of ``raw`` (iteratively: deep nesting cannot exhaust the stack).
 
     Parts nested deeper than ``max_depth`` levels and parts beyond the first ``max_parts`` are
-    left unsplit, each limit adding a problem; nothing raises.
+    left unsplit, each limit adding a problem; nothing raises. ``headers`` maps the offset of a
+    part to the end of its header block and that block already parsed (compat32), so that a
+    header block the message's parse read is not parsed twice (sinkd.core.message's quick
+    parse); it is used only where the block ends where this reads it to end, and only read.
     """
     problems: list[str] = []
     read_anyway: list[str] = []  # the problems after which every part was still read
     limits: list[str] = []  # listed first, and never left out
-    root = _read_part(raw, 0, len(raw), "", "text/plain", problems)
+    root = _read_part(raw, 0, len(raw), "", "text/plain", problems, headers)
     count = 1
     order: list[_Part] = []  # depth-first order: every part comes before its children
     stack: list[tuple[_Part, int]] = [(root, 0)]
@@ -217,7 +227,9 @@ def build_tree(raw: bytes, *, max_depth: int = 20, max_parts: int = 1000) -> Mim
                 f"multipart nested deeper than {max_depth} levels; deeper parts not inspected"
             )
             continue
-        children, truncated = _expand(raw, part, max(0, max_parts - count), problems, read_anyway)
+        children, truncated = _expand(
+            raw, part, max(0, max_parts - count), problems, read_anyway, headers
+        )
         if truncated:
             limits.append(f"too many parts (over {max_parts}); the rest not inspected")
         count += len(children)
@@ -238,7 +250,12 @@ def build_tree(raw: bytes, *, max_depth: int = 20, max_parts: int = 1000) -> Mim
 
 
 def _expand(
-    raw: bytes, part: _Part, limit: int, problems: list[str], read_anyway: list[str]
+    raw: bytes,
+    part: _Part,
+    limit: int,
+    problems: list[str],
+    read_anyway: list[str],
+    headers: Mapping[int, tuple[int, Message]],
 ) -> tuple[list[_Part], bool]:
     """The children of a multipart or encapsulated message, at most ``limit`` of them, and
     whether there were more."""
@@ -256,7 +273,7 @@ def _expand(
             return [], True
         # RFC 2046 §5.2.1: the body is a whole message, header first.
         path = _child_path(part.path, 1)
-        inner = _read_part(raw, part.body_start, part.end, path, "text/plain", problems)
+        inner = _read_part(raw, part.body_start, part.end, path, "text/plain", problems, headers)
         if not inner.content_type.startswith("multipart/"):
             return [inner], False
         inner.expandable = False  # split here, its parts becoming this part's children, or never
@@ -268,7 +285,7 @@ def _expand(
     # RFC 2046 §5.1.5: in a digest the default content type of a part is message/rfc822.
     default = "message/rfc822" if container.content_type == "multipart/digest" else "text/plain"
     children = [
-        _read_part(raw, start, end, _child_path(part.path, number), default, problems)
+        _read_part(raw, start, end, _child_path(part.path, number), default, problems, headers)
         for number, (start, end) in enumerate(split.parts, 1)
     ]
     return children, split.truncated
@@ -374,18 +391,28 @@ def _line_starts(raw: bytes, marker: bytes, start: int, end: int) -> Iterator[in
 
 
 def _read_part(
-    raw: bytes, start: int, end: int, path: str, default_type: str, problems: list[str]
+    raw: bytes,
+    start: int,
+    end: int,
+    path: str,
+    default_type: str,
+    problems: list[str],
+    headers: Mapping[int, tuple[int, Message]] = _NO_HEADERS,
 ) -> _Part:
     """The part in ``raw[start:end]`` with its header read; defaults where it cannot be."""
     body_start = _header_end(raw, start, end)
     part = _Part(path=path, start=start, body_start=body_start, end=end)
     part.content_type = default_type
     where = _where(path)
-    try:
-        msg = BytesHeaderParser(policy=compat32).parsebytes(raw[start:body_start])
-    except Exception as exc:
-        problems.append(f"header of {where} could not be parsed ({describe_error(exc)})")
-        return part
+    parsed = headers.get(start)
+    if parsed is not None and parsed[0] == body_start and default_type == "text/plain":
+        msg = parsed[1]  # the same header block, already parsed: read, never changed here
+    else:
+        try:
+            msg = BytesHeaderParser(policy=compat32).parsebytes(raw[start:body_start])
+        except Exception as exc:
+            problems.append(f"header of {where} could not be parsed ({describe_error(exc)})")
+            return part
     # RFC 2045 §5.2: no Content-Type means text/plain (message/rfc822 in a digest); the email
     # package also reads a malformed one as text/plain.
     if default_type != "text/plain":

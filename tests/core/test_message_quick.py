@@ -24,6 +24,7 @@ import pytest
 import sinkd.core.message as message_module
 from sinkd.core.as_sent import as_sent
 from sinkd.core.message import ParsedMessage, RawIssues, quick_message
+from sinkd.core.mimetree import build_tree
 from tests.support.paths import MESSAGES
 from tests.support.public_corpus import corpus_files
 
@@ -39,6 +40,8 @@ VIEWS = (
     "body_parts",
     "defects",
     "raw_issues",
+    "fields",
+    "tree",  # built on the quick parse's header blocks, or on its own parse of each
 )
 
 
@@ -141,6 +144,17 @@ def test_the_quick_parse_of_every_public_corpus_message_is_the_full_parse() -> N
         check_same(raw)
         answered += check_same(as_sent(raw))
     assert answered > len(files) // 2
+
+
+def test_the_mime_tree_of_every_public_corpus_message_is_the_same_on_quick_header_blocks() -> None:
+    files = [p for kind in ("ham", "spam") for p in corpus_files()[kind]]
+    if not files:
+        pytest.skip("the SpamAssassin public corpus is not installed (.ci/run installs it)")
+    for path in files:
+        raw = as_sent(path.read_bytes())
+        heads: dict[int, tuple[int, email.message.Message]] = {}
+        if quick_message(raw, heads=heads) is not None:
+            assert build_tree(raw, headers=heads) == build_tree(raw), path
 
 
 @pytest.mark.parametrize("path", SUITE_MESSAGES, ids=lambda p: str(p.relative_to(MESSAGES)))
