@@ -16,6 +16,7 @@ from email.message import Message
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 from types import MappingProxyType
+from typing import Any
 
 from sinkd.core.decoding import (
     MAX_LINE_OCTETS,
@@ -400,14 +401,18 @@ def _read_part(
     headers: Mapping[int, tuple[int, Message]] = _NO_HEADERS,
 ) -> _Part:
     """The part in ``raw[start:end]`` with its header read; defaults where it cannot be."""
-    body_start = _header_end(raw, start, end)
+    parsed = headers.get(start)
+    if parsed is not None and parsed[0] <= end and default_type == "text/plain":
+        # A block of well-formed fields ended by a blank line inside this part: _header_end
+        # would end it there too. Already parsed: read, never changed here.
+        body_start, msg = parsed
+    else:
+        body_start = _header_end(raw, start, end)
+        msg = None
     part = _Part(path=path, start=start, body_start=body_start, end=end)
     part.content_type = default_type
     where = _where(path)
-    parsed = headers.get(start)
-    if parsed is not None and parsed[0] == body_start and default_type == "text/plain":
-        msg = parsed[1]  # the same header block, already parsed: read, never changed here
-    else:
+    if msg is None:
         try:
             msg = BytesHeaderParser(policy=compat32).parsebytes(raw[start:body_start])
         except Exception as exc:
@@ -421,12 +426,20 @@ def _read_part(
         part.content_type = _clean(msg.get_content_type()).strip().lower()
     except Exception as exc:
         problems.append(f"Content-Type of {where} could not be read ({describe_error(exc)})")
+    # The Content-Type parameters, read once for the parameters, the boundary and the name:
+    # what get_param reads is the first of get_params with that name.
+    items: list[tuple[str, Any]] | None = None
     try:
-        part.params = _params(msg)
-        boundary = msg.get_boundary()  # RFC 2231 decoded, trailing spaces dropped
+        items = msg.get_params(header="content-type")
+        part.params = _params(items)
+        boundary = _param(items, "boundary")
+        if boundary is not None:
+            # As Message.get_boundary: RFC 2231 decoded, trailing spaces dropped.
+            boundary = email.utils.collapse_rfc2231_value(boundary).rstrip()
         if boundary:
             part.boundary = boundary.encode("utf-8", "surrogateescape")
     except Exception as exc:
+        items = None
         problems.append(
             f"Content-Type parameters of {where} could not be read ({describe_error(exc)})"
         )
@@ -438,7 +451,7 @@ def _read_part(
     except Exception as exc:
         problems.append(f"Content-Disposition of {where} could not be read ({describe_error(exc)})")
     try:
-        filename = msg.get_filename()  # Content-Disposition filename, else Content-Type name
+        filename = _filename(msg, items)
         if filename is not None:
             filename = decode_encoded_words(
                 _clean(filename), f"filename of {where}", problems.append
@@ -472,14 +485,34 @@ def _header_end(raw: bytes, start: int, end: int) -> int:
     return end
 
 
-def _params(msg: Message) -> dict[str, str]:
+def _params(items: list[tuple[str, Any]] | None) -> dict[str, str]:
     params: dict[str, str] = {}
     # The first item is the type itself; RFC 2231 continuations are already joined.
-    for name, value in (msg.get_params(header="content-type") or [])[1:]:
+    for name, value in (items or [])[1:]:
         key = _clean(name).strip().lower()
         if key and key not in params:  # the email package reads the first of duplicates
             params[key] = _clean(email.utils.collapse_rfc2231_value(value))
     return params
+
+
+def _param(items: list[tuple[str, Any]] | None, name: str) -> Any:
+    """What ``Message.get_param(name)`` returns, from ``get_params()``'s ``items``: the value
+    of the first parameter so named, None if there is none."""
+    return next((value for key, value in items or () if key.lower() == name), None)
+
+
+def _filename(msg: Message, items: list[tuple[str, Any]] | None) -> str | None:
+    """``msg.get_filename()``: the Content-Disposition filename, else the Content-Type name
+    (from ``items``, its parameters, when they could be read)."""
+    missing = object()
+    name: Any = msg.get_param("filename", missing, "content-disposition")
+    if name is missing:
+        if items is None:
+            return msg.get_filename()  # unreadable parameters: fail as get_filename fails
+        name = _param(items, "name")
+        if name is None:
+            return None
+    return str(email.utils.collapse_rfc2231_value(name).strip())
 
 
 def _raw_header(msg: Message, name: str) -> str | None:
