@@ -25,6 +25,7 @@ from sinkd.core.decoding import (
     MAX_LINE_OCTETS,
     decode_encoded_words,
     decode_text,
+    decodes_cleanly,
     describe_error,
     lenient_b64decode,
 )
@@ -368,18 +369,8 @@ class ParsedMessage:
     def _decode_part(self, index: int, part: email.message.Message, *, quiet: bool) -> str:
         """Undo the transfer encoding, then the charset; ``quiet`` records no defect."""
         try:
-            data: object
-            span = self._spans.get(id(part))
-            # As get_payload reads it (a Header object stringified).
-            cte = "" if span is None else str(part.get("content-transfer-encoding", "")).lower()
-            if span is not None and cte not in _EMAIL_DECODES:
-                # What get_payload(decode=True) returns, without its re-encoding of the payload
-                # string to the very octets it was read from: those octets, or for
-                # quoted-printable their decode (quopri.decodestring is binascii.a2b_qp).
-                data = self.raw[span[0] : span[1]]
-                if cte == "quoted-printable":
-                    data = binascii.a2b_qp(data)
-            else:
+            data: object = self._span_octets(part)
+            if data is None:
                 # decode=True undoes base64 / quoted-printable (RFC 2045 §6.7: the decode itself
                 # removes soft line breaks) and tolerates most broken base64 (recording
                 # InvalidBase64* defects on the part).
@@ -404,6 +395,34 @@ class ParsedMessage:
         if "\r" in text:  # memchr-fast; split and join beat replace on many line breaks
             text = "\n".join(text.split("\r\n"))
         return text
+
+    def _span_octets(self, part: email.message.Message) -> bytes | None:
+        """What ``part.get_payload(decode=True)`` returns, for a leaf the quick parse read and
+        whose transfer encoding records no defect when decoded; None for any other part.
+
+        Without get_payload's re-encoding of the payload string to the very octets it was read
+        from: those octets, or for quoted-printable their decode (quopri.decodestring is
+        binascii.a2b_qp). Raises what reading the header raises."""
+        span = self._spans.get(id(part))
+        if span is None:
+            return None
+        # As get_payload reads it (a Header object stringified).
+        cte = str(part.get("content-transfer-encoding", "")).lower()
+        if cte in _EMAIL_DECODES:
+            return None
+        data = self.raw[span[0] : span[1]]
+        return binascii.a2b_qp(data) if cte == "quoted-printable" else data
+
+    def _decodes_quietly(self, part: email.message.Message) -> bool:
+        """Whether decoding this part would record nothing (no defect, no note), known without
+        building its text (``decodes_cleanly``); False when that is not evident."""
+        try:
+            data = self._span_octets(part)
+            if data is None:
+                return False
+            return decodes_cleanly(data, part.get_content_charset())
+        except Exception:  # decoding it will say what went wrong
+            return False
 
     @cached_property
     def text_body(self) -> str:
@@ -468,8 +487,13 @@ class ParsedMessage:
     @cached_property
     def defects(self) -> list[str]:
         # Decode everything that can record a defect first, so the list does not depend on which
-        # properties happened to be read before.
-        _ = self.subject, self.header_from, self.text_body, self.html_bodies
+        # properties happened to be read before: the inline bodies in the order text_body and
+        # html_bodies decode them, except those whose decode evidently records nothing (a
+        # profile that reads no body, no-filter, then builds no body text at all).
+        _ = self.subject, self.header_from
+        for index, part in [*self._body_parts("plain"), *self._body_parts("html")]:
+            if index not in self._decoded and not self._decodes_quietly(part):
+                self._part_text(index, part)
         found: list[str] = []
         for index, part in enumerate(self._parts):
             for defect in getattr(part, "defects", ()):

@@ -23,6 +23,7 @@ import pytest
 
 import sinkd.core.message as message_module
 from sinkd.core.as_sent import as_sent
+from sinkd.core.decoding import decode_text, decodes_cleanly
 from sinkd.core.message import ParsedMessage, RawIssues, quick_message
 from sinkd.core.mimetree import build_tree
 from tests.support.paths import MESSAGES
@@ -386,3 +387,51 @@ def test_the_octet_counts_follow_their_definition_on_any_mix_of_line_breaks() ->
         if rng.random() < 0.5:  # mostly one kind of line break, as real mail
             raw = raw.replace(b"\r\n", b"\n").replace(b"\r", b"").replace(b"\n", b"\r\n")
         assert ParsedMessage(raw).raw_issues == reference_raw_issues(raw), raw
+
+
+# --- defects without body text ----------------------------------------------------------------
+
+CHARSET_CASES = [
+    ("", b"plain ascii"),
+    ("us-ascii", "caf\u00e9".encode()),
+    ("utf-8", b"ascii only"),
+    ("UTF8", "caf\u00e9".encode()),
+    ("utf-8", b"caf\xe9"),
+    ("latin-1", b"caf\xe9"),
+    ("windows-1252", b"ascii"),
+    ("x-unknown", b"ascii"),
+    ("hex", b"ascii"),
+    ("utf-16", b"ascii"),
+    ("utf-7", b"a+b"),
+    ("shift_jis", b"ascii"),
+    ('"utf-8"', b"\xff"),
+]
+
+
+@pytest.mark.parametrize(("charset", "data"), CHARSET_CASES)
+def test_decoding_cleanly_is_decoding_without_a_problem(charset: str, data: bytes) -> None:
+    assert decodes_cleanly(data, charset or None) is (decode_text(data, charset or None)[1] is None)
+
+
+@pytest.mark.parametrize(("charset", "data"), CHARSET_CASES)
+@pytest.mark.parametrize("cte", ["7bit", "8bit", "quoted-printable", "base64"])
+def test_the_defects_are_the_same_whether_or_not_the_bodies_were_read_first(
+    charset: str, data: bytes, cte: str
+) -> None:
+    if cte == "quoted-printable":
+        body = binascii.b2a_qp(data)
+    elif cte == "base64":
+        body = binascii.b2a_base64(data)
+    else:
+        body = data
+    param = f"; charset={charset}" if charset else ""
+    raw = (
+        b'Content-Type: multipart/alternative; boundary="b"\r\n\r\n--b\r\n'
+        + f"Content-Type: text/plain{param}\r\nContent-Transfer-Encoding: {cte}\r\n\r\n".encode()
+        + body
+        + b"\r\n--b\r\nContent-Type: text/html; charset=utf-8\r\n\r\n<p>\xff</p>\r\n--b--\r\n"
+    )
+    first = ParsedMessage(raw).defects
+    read = ParsedMessage(raw)
+    _ = read.text_body, read.html_bodies
+    assert read.defects == first
