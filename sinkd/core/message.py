@@ -5,6 +5,13 @@ any input (every failure becomes a ``defects`` entry) and does no I/O. Its HTML 
 ``HtmlBody`` objects it holds, one per distinct text (``html_body``), so that the filters, the
 strip and the rendering for body rules share each parse; the HTML parser loads only when a
 message actually has an HTML part.
+
+Each view is computed when first read, so a profile parses only as deep as its filters read.
+Well-formed mail is parsed by ``quick_message`` (the email package's own objects, built with C
+searches; anything it cannot prove the same goes to the email package's parser), whose header
+blocks the MIME tree reuses, so each part's header is parsed once per message; bodies decode
+from their octets in ``raw``, and ``defects`` decodes only the bodies whose decode can record
+something.
 """
 
 from __future__ import annotations
