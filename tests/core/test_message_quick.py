@@ -12,8 +12,10 @@ multipart messages. The octet counts (``raw_issues``) must be those of the plain
 from __future__ import annotations
 
 import binascii
+import copy
 import email.message
 import email.policy
+import pickle
 import random
 from collections.abc import Callable
 from email.parser import BytesParser
@@ -435,3 +437,17 @@ def test_the_defects_are_the_same_whether_or_not_the_bodies_were_read_first(
     read = ParsedMessage(raw)
     _ = read.text_body, read.html_bodies
     assert read.defects == first
+
+
+@pytest.mark.parametrize("path", SUITE_MESSAGES, ids=lambda p: str(p.relative_to(MESSAGES)))
+def test_a_quick_parsed_message_serializes_copies_and_pickles_like_the_full_parse(
+    path: Path,
+) -> None:
+    raw = as_sent(path.read_bytes())
+    quick = quick_message(raw)
+    if quick is None:
+        return
+    expected = full_parse(raw).as_bytes()
+    assert quick.as_bytes() == expected
+    assert pickle.loads(pickle.dumps(quick)).as_bytes() == expected
+    assert copy.deepcopy(quick).as_bytes() == expected
