@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import codecs
 import re
 from collections.abc import Callable
 
@@ -18,6 +19,7 @@ __all__ = [
     "MAX_LINE_OCTETS",
     "decode_encoded_words",
     "decode_text",
+    "decodes_cleanly",
     "describe_error",
     "lenient_b64decode",
     "utf8_or_latin1",
@@ -76,6 +78,25 @@ def decode_text(data: bytes, charset: str | None) -> tuple[str, str | None]:
         return data.decode(codec, "replace"), problem
     except Exception:  # a codec that rejects the "replace" handler (e.g. idna)
         return utf8_or_latin1(data), problem
+
+
+# Codecs (by codecs.lookup name) that read any ASCII octets as those characters without error.
+_ASCII_SUPERSETS = frozenset({"utf-8", "iso8859-1", "iso8859-15", "cp1252", "ascii"})
+
+
+def decodes_cleanly(data: bytes, charset: str | None) -> bool:
+    """Whether ``decode_text(data, charset)`` reports no problem; without building the text
+    where that is evident (no charset or US-ASCII, ASCII octets in an ASCII superset)."""
+    label = (charset or "").strip().strip("\"'").lower()
+    if not label or label in _ASCII_LABELS:
+        return True  # utf8_or_latin1 reads anything
+    if data.isascii():
+        try:
+            if codecs.lookup(CHARSET_ALIASES.get(label, label)).name in _ASCII_SUPERSETS:
+                return True
+        except LookupError:
+            return False  # an unknown charset is a problem
+    return decode_text(data, charset)[1] is None
 
 
 def decode_encoded_words(value: str, where: str, note: Callable[[str], None]) -> str:

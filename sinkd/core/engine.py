@@ -62,17 +62,28 @@ class Pipeline:
     policy_reply: ReplyTemplate
     tempfail_reply: ReplyTemplate
     connection_reply: ReplyTemplate  # smtp.max_connections_per_ip exceeded (421)
-    # Each filter with the values of every category its findings may carry (for skips).
-    _categories: tuple[tuple[Filter, frozenset[str]], ...] = field(
+    # Per stage, each filter that checks anything there, with the values of every category
+    # its findings may carry (for skips): a filter kind that keeps the base class's check of a
+    # stage finds nothing there, so it is not called (a context and a coroutine each time).
+    _envelope_stage: tuple[tuple[Filter, frozenset[str]], ...] = field(
+        init=False, repr=False, compare=False
+    )
+    _message_stage: tuple[tuple[Filter, frozenset[str]], ...] = field(
         init=False, repr=False, compare=False
     )
 
     def __post_init__(self) -> None:
-        categories = tuple(
+        categories = [
             (flt, frozenset(c.value for c in (flt.categories or (flt.category,))))
             for flt in self.filters
-        )
-        object.__setattr__(self, "_categories", categories)
+        ]
+        for attribute, method in (
+            ("_envelope_stage", "check_envelope"),
+            ("_message_stage", "check_message"),
+        ):
+            base = getattr(Filter, method)
+            checking = tuple((f, c) for f, c in categories if getattr(type(f), method) is not base)
+            object.__setattr__(self, attribute, checking)
 
     @property
     def name(self) -> str:
@@ -80,13 +91,14 @@ class Pipeline:
 
     async def _run(
         self,
+        stage: tuple[tuple[Filter, frozenset[str]], ...],
         skip: frozenset[str],
         call: Callable[[Filter, Sequence[Finding]], Awaitable[list[Finding]]],
     ) -> list[Finding]:
-        """Run the filters in profile order; each sees the findings of those before it (DMARC
-        reads SPF's and DKIM's)."""
+        """Run the stage's filters in profile order; each sees the findings of those before it
+        (DMARC reads SPF's and DKIM's)."""
         findings: list[Finding] = []
-        for flt, categories in self._categories:
+        for flt, categories in stage:
             # A filter may find more than its own category (mime: content and attachments); an
             # allowlist's skip drops the findings of the skipped categories, not the others.
             if skip and categories <= skip:
@@ -111,7 +123,7 @@ class Pipeline:
             ctx = EnvelopeContext(envelope, None, lookups, tuple(so_far))
             return flt.check_envelope(Stage.MAIL, ctx)
 
-        return await self._run(frozenset(), check)
+        return await self._run(self._envelope_stage, frozenset(), check)
 
     async def at_rcpt(
         self,
@@ -126,7 +138,7 @@ class Pipeline:
             ctx = EnvelopeContext(envelope, rcpt, lookups, (*before, *so_far))
             return flt.check_envelope(Stage.RCPT, ctx)
 
-        return await self._run(_skips(earlier), check)
+        return await self._run(self._envelope_stage, _skips(earlier), check)
 
     async def at_data(
         self,
@@ -141,7 +153,7 @@ class Pipeline:
             ctx = MessageContext(envelope, message, lookups, (*before, *so_far))
             return flt.check_message(ctx)
 
-        return await self._run(_skips(earlier), check)
+        return await self._run(self._message_stage, _skips(earlier), check)
 
     def decide(
         self,

@@ -5,23 +5,34 @@ any input (every failure becomes a ``defects`` entry) and does no I/O. Its HTML 
 ``HtmlBody`` objects it holds, one per distinct text (``html_body``), so that the filters, the
 strip and the rendering for body rules share each parse; the HTML parser loads only when a
 message actually has an HTML part.
+
+Each view is computed when first read, so a profile parses only as deep as its filters read.
+Well-formed mail is parsed by ``quick_message`` (the email package's own objects, built with C
+searches; anything it cannot prove the same goes to the email package's parser), whose header
+blocks the MIME tree reuses, so each part's header is parsed once per message; bodies decode
+from their octets in ``raw``, and ``defects`` decodes only the bodies whose decode can record
+something.
 """
 
 from __future__ import annotations
 
+import binascii
 import email.errors
 import email.message
 import email.policy
 import email.utils
+import itertools
 import re
 from dataclasses import dataclass
 from email.parser import BytesParser
 from functools import cached_property
+from typing import Any
 
 from sinkd.core.decoding import (
     MAX_LINE_OCTETS,
     decode_encoded_words,
     decode_text,
+    decodes_cleanly,
     describe_error,
     lenient_b64decode,
 )
@@ -38,6 +49,7 @@ __all__ = [
     "decode_encoded_words",
     "decode_text",
     "parse",
+    "quick_message",
 ]
 
 
@@ -75,8 +87,23 @@ _WHITESPACE = re.compile(r"\s+")
 _SMUGGLING = re.compile(rb"\n\.(?=\n)|\r\.(?=\r)|\n(?<!\r\n)\.(?=\r\n)")
 # Message.pm get_body_text_array_common: line breaks with only white space between them end a
 # paragraph; every other run of white space becomes one space; one paragraph per line.
+_LF_DOT = re.compile(rb"\n\.")
+_BARE_CR = re.compile(rb"\r(?!\n)")
 _BLANK_LINES = re.compile(r"\n+\s*\n+")
 _HTML_NAME = re.compile(r"\.s?html?$", re.IGNORECASE)
+
+# The quick parse (``quick_message``) reads only what the email package's feedparser reads
+# without a defect. A header field as the feedparser's headerRE accepts it with a non-empty
+# name (an empty one is its InvalidHeaderDefect, a "From " line its unix-from or
+# MisplacedEnvelopeHeaderDefect), with its folded continuation lines, each ended by LF or CRLF.
+_QUICK_FIELD = re.compile(rb"[\x21-\x39\x3b-\x7e]+:[^\r\n]*\r?\n(?:[ \t][^\r\n]*\r?\n)*")
+# What may follow "--" boundary on a boundary line (the feedparser's boundaryre, bare CR aside):
+# "--" for the close delimiter, transport padding, the line break or the end of the input.
+_QUICK_BOUNDARY_TAIL = re.compile(rb"(--)?[ \t]*(?:\r?\n|\Z)")
+_QUICK_DEPTH = 20  # nesting the quick parse reads; deeper structures take the full parse
+_IDENTITY_CTE = ("7bit", "8bit", "binary")
+# Transfer encodings whose decode by the email package may record defects on the part.
+_EMAIL_DECODES = frozenset({"base64", "x-uuencode", "uuencode", "uue", "x-uue"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +168,13 @@ class ParsedMessage:
         # §13.2.3.5), since the email package's decode turns CRLF to LF and the MIME tree's
         # does not.
         self._html: dict[str, HtmlBody] = {}
+        # id() of each leaf the quick parse read -> where its payload is in ``raw``, so that a
+        # body is decoded from those octets (what get_payload(decode=True) would re-encode).
+        self._spans: dict[int, tuple[int, int]] = {}
+        # Offset of each part the quick parse read -> (end of its header block, that block
+        # parsed), so that the MIME tree does not parse those headers again.
+        self._heads: dict[int, tuple[int, email.message.Message]] = {}
+        self._addresses: dict[str, list[tuple[str, str]] | Exception] = {}
 
     def __repr__(self) -> str:
         return f"<ParsedMessage {self.size} octets>"
@@ -174,6 +208,19 @@ class ParsedMessage:
 
     @cached_property
     def message(self) -> email.message.Message:
+        # Well-formed mail (most of it) is read by the quick parse, which gives the very objects
+        # the email package would at a fraction of its line-by-line cost; anything else, by the
+        # email package itself.
+        try:
+            quick = quick_message(
+                self.raw, spans=self._spans, heads=self._heads, bare_cr=self._bare_cr
+            )
+        except Exception:  # whatever the quick parse cannot read, the full parse reads
+            quick = None
+            self._spans.clear()
+            self._heads.clear()
+        if quick is not None:
+            return quick
         # compat32: its plain-string headers are fast and never raise on access, unlike the
         # header objects of policy.default.
         parser = BytesParser(policy=email.policy.compat32)
@@ -187,6 +234,21 @@ class ParsedMessage:
         except Exception as exc:
             self._note(f"message header could not be parsed ({describe_error(exc)})")
         return email.message.Message()
+
+    @cached_property
+    def _line_breaks(self) -> tuple[int, int, int]:
+        """(CR, LF, CRLF) counts of ``raw``, shared by the octet counts and the quick parse.
+        Counting one octet is a fast pass, and so is the regex engine's scan for a literal
+        first octet; bytes.count of the two octets CRLF is three times slower."""
+        raw = self.raw
+        cr = raw.count(b"\r")
+        bare = len(_BARE_CR.findall(raw)) if cr else 0
+        return cr, raw.count(b"\n"), cr - bare
+
+    @property
+    def _bare_cr(self) -> bool:
+        cr, _, crlf = self._line_breaks
+        return cr != crlf
 
     @cached_property
     def _parts(self) -> list[email.message.Message]:
@@ -210,8 +272,11 @@ class ParsedMessage:
 
     @cached_property
     def tree(self) -> MimeTree:
-        """The MIME parts located by byte offset in ``raw``, for stripping (sinkd.core.mimetree)."""
-        return build_tree(self.raw)
+        """The MIME parts located by byte offset in ``raw``, for stripping (sinkd.core.mimetree).
+
+        Built on the header blocks the parse already read, where it read them."""
+        _ = self.message
+        return build_tree(self.raw, headers=self._heads)
 
     def html_body(self, html: str) -> HtmlBody:
         """The one ``HtmlBody`` of this message for the HTML text ``html``: parsed at most once,
@@ -224,16 +289,46 @@ class ParsedMessage:
 
     # --- headers ------------------------------------------------------------------------------
 
+    @cached_property
+    def fields(self) -> tuple[tuple[str, str], ...]:
+        """The top-level header fields as (name, value unfolded), in order, values as stored
+        (raw 8-bit octets as surrogate escapes); read once for every header view."""
+        found: list[tuple[str, str]] = []
+        # raw_items() gives the stored string; compat32's get() would wrap a value with 8-bit
+        # octets in a Header object.
+        for name, value in self.message.raw_items():
+            text = str(value)
+            if "\n" in text or "\r" in text:
+                text = _LINE_BREAK.sub("", text)  # RFC 5322 §2.2.3: unfolding removes CRLF
+            found.append((name, text))
+        return tuple(found)
+
+    @cached_property
+    def _lower_fields(self) -> tuple[tuple[str, str], ...]:
+        return tuple((name.lower(), value) for name, value in self.fields)
+
+    def addresses(self, value: str) -> list[tuple[str, str]]:
+        """``email.utils.getaddresses([value])``, computed once per value for this message
+        (``header_from`` and the format filter both read the From field); raises what it
+        raises."""
+        cached = self._addresses.get(value)
+        if cached is None:
+            try:
+                cached = email.utils.getaddresses([value])
+            except Exception as exc:
+                cached = exc
+            self._addresses[value] = cached
+        if isinstance(cached, Exception):
+            raise cached
+        return list(cached)
+
     def _header(self, name: str) -> str | None:
         """The first ``name`` header, unfolded, with raw 8-bit octets decoded; None if absent."""
         try:
             wanted = name.lower()
-            # raw_items() gives the stored string; compat32's get() would wrap a value with
-            # 8-bit octets in a Header object.
-            value = next((v for k, v in self.message.raw_items() if k.lower() == wanted), None)
+            value = next((v for k, v in self._lower_fields if k == wanted), None)
             if value is None:
                 return None
-            value = _LINE_BREAK.sub("", str(value))  # RFC 5322 §2.2.3: unfolding removes CRLF
             if value.isascii():
                 return value
             # BytesParser stores non-ASCII octets as surrogate escapes.
@@ -264,7 +359,7 @@ class ParsedMessage:
         try:
             # Parsed before any RFC 2047 decoding so that an encoded display name cannot inject
             # address syntax.
-            addresses = email.utils.getaddresses([value])
+            addresses = self.addresses(value)
         except Exception as exc:
             self._note(f"From header could not be parsed ({describe_error(exc)})")
             return None
@@ -283,22 +378,24 @@ class ParsedMessage:
     # --- bodies -------------------------------------------------------------------------------
 
     def _body_parts(self, subtype: str) -> list[tuple[int, email.message.Message]]:
-        """Inline text/<subtype> parts with their walk index (attachments are skipped)."""
-        found: list[tuple[int, email.message.Message]] = []
+        """Inline text/<subtype> parts with their walk index (attachments are skipped); found
+        once per subtype, whichever view asks."""
+        return self._inline_parts[subtype]
+
+    @cached_property
+    def _inline_parts(self) -> dict[str, list[tuple[int, email.message.Message]]]:
+        """Both subtypes in one walk (each part's content type read once)."""
+        found: dict[str, list[tuple[int, email.message.Message]]] = {"plain": [], "html": []}
         for index, part in enumerate(self._parts):
             try:
                 ctype = part.get_content_type()
-                if ctype == "text/" + subtype:
+                if ctype in ("text/plain", "text/html"):
                     if part.get_content_disposition() != "attachment":
-                        found.append((index, part))
-                elif (
-                    subtype == "plain"
-                    and ctype.startswith("multipart/")
-                    and not part.is_multipart()
-                ):
+                        found[ctype[5:]].append((index, part))
+                elif ctype.startswith("multipart/") and not part.is_multipart():
                     # A multipart whose boundary is missing or never found keeps its body as
                     # one string: read it as text so hidden content is still matched.
-                    found.append((index, part))
+                    found["plain"].append((index, part))
             except Exception as exc:
                 self._note(
                     f"content type could not be read in part {index} ({describe_error(exc)})"
@@ -315,10 +412,12 @@ class ParsedMessage:
     def _decode_part(self, index: int, part: email.message.Message, *, quiet: bool) -> str:
         """Undo the transfer encoding, then the charset; ``quiet`` records no defect."""
         try:
-            # decode=True undoes base64 / quoted-printable (RFC 2045 §6.7: the decode itself
-            # removes soft line breaks) and tolerates most broken base64 (recording
-            # InvalidBase64* defects on the part).
-            data = part.get_payload(decode=True)
+            data: object = self._span_octets(part)
+            if data is None:
+                # decode=True undoes base64 / quoted-printable (RFC 2045 §6.7: the decode itself
+                # removes soft line breaks) and tolerates most broken base64 (recording
+                # InvalidBase64* defects on the part).
+                data = part.get_payload(decode=True)
             if isinstance(data, bytes) and any(
                 isinstance(d, email.errors.InvalidBase64LengthDefect) for d in part.defects
             ):
@@ -336,7 +435,37 @@ class ParsedMessage:
             text, _ = decode_text(data, charset)
         else:
             text = self._decode(data, charset, f"part {index}")
-        return text.replace("\r\n", "\n")
+        if "\r" in text:  # memchr-fast; split and join beat replace on many line breaks
+            text = "\n".join(text.split("\r\n"))
+        return text
+
+    def _span_octets(self, part: email.message.Message) -> bytes | None:
+        """What ``part.get_payload(decode=True)`` returns, for a leaf the quick parse read and
+        whose transfer encoding records no defect when decoded; None for any other part.
+
+        Without get_payload's re-encoding of the payload string to the very octets it was read
+        from: those octets, or for quoted-printable their decode (quopri.decodestring is
+        binascii.a2b_qp). Raises what reading the header raises."""
+        span = self._spans.get(id(part))
+        if span is None:
+            return None
+        # As get_payload reads it (a Header object stringified).
+        cte = str(part.get("content-transfer-encoding", "")).lower()
+        if cte in _EMAIL_DECODES:
+            return None
+        data = self.raw[span[0] : span[1]]
+        return binascii.a2b_qp(data) if cte == "quoted-printable" else data
+
+    def _decodes_quietly(self, part: email.message.Message) -> bool:
+        """Whether decoding this part would record nothing (no defect, no note), known without
+        building its text (``decodes_cleanly``); False when that is not evident."""
+        try:
+            data = self._span_octets(part)
+            if data is None:
+                return False
+            return decodes_cleanly(data, part.get_content_charset())
+        except Exception:  # decoding it will say what went wrong
+            return False
 
     @cached_property
     def text_body(self) -> str:
@@ -428,8 +557,13 @@ class ParsedMessage:
     @cached_property
     def defects(self) -> list[str]:
         # Decode everything that can record a defect first, so the list does not depend on which
-        # properties happened to be read before.
-        _ = self.subject, self.header_from, self.text_body, self.html_bodies
+        # properties happened to be read before: the inline bodies in the order text_body and
+        # html_bodies decode them, except those whose decode evidently records nothing (a
+        # profile that reads no body, no-filter, then builds no body text at all).
+        _ = self.subject, self.header_from
+        for index, part in [*self._body_parts("plain"), *self._body_parts("html")]:
+            if index not in self._decoded and not self._decodes_quietly(part):
+                self._part_text(index, part)
         found: list[str] = []
         for index, part in enumerate(self._parts):
             for defect in getattr(part, "defects", ()):
@@ -440,20 +574,36 @@ class ParsedMessage:
     @cached_property
     def raw_issues(self) -> RawIssues:
         raw = self.raw
-        crlf = raw.count(b"\r\n")
+        cr, lf, crlf = self._line_breaks
         # Lines are split on LF; a CR right before it is the line ending, not content.
-        lengths = list(map(len, raw.replace(b"\r\n", b"\n").split(b"\n")))
-        max_length = max(lengths)
+        if crlf == 0 or crlf == lf:
+            lines = raw.split(b"\n")
+            if crlf:  # every line but the last ends in CR LF: one octet less each
+                body = lines[:-1]
+                max_length = max(max(map(len, body)) - 1, len(lines[-1]))
+                over = MAX_LINE_OCTETS + 1
+            else:
+                max_length = max(map(len, lines))
+                body, over = lines, MAX_LINE_OCTETS
+        else:  # mixed line breaks: take the CRs of CRLF out first (split and join: faster)
+            lines = b"\n".join(raw.split(b"\r\n")).split(b"\n")
+            max_length = max(map(len, lines))
+            body, over = lines, MAX_LINE_OCTETS
         long_lines = 0
         if max_length > MAX_LINE_OCTETS:
-            long_lines = sum(1 for n in lengths if n > MAX_LINE_OCTETS)
+            long_lines = sum(1 for line in body if len(line) > over)
+            if body is not lines and len(lines[-1]) > MAX_LINE_OCTETS:
+                long_lines += 1
         smuggling = 0
-        if b"\n." in raw or b"\r." in raw:  # cheap pre-check: most messages have no dot lines
+        # Cheap pre-check, most messages have no dot lines: a literal search (fast in the regex
+        # engine), and "\r." only where some CR is not part of a CRLF.
+        if _LF_DOT.search(raw) or (cr != crlf and b"\r." in raw):
             smuggling = len(_SMUGGLING.findall(raw))
         return RawIssues(
-            bare_lf=raw.count(b"\n") - crlf,
-            bare_cr=raw.count(b"\r") - crlf,
-            nul_bytes=raw.count(b"\0"),
+            bare_lf=lf - crlf,
+            bare_cr=cr - crlf,
+            # ``in`` (memchr) first: a clean message needs no counting pass.
+            nul_bytes=raw.count(b"\0") if b"\0" in raw else 0,
             long_lines=long_lines,
             max_line_length=max_length,
             smuggling=smuggling,
@@ -475,6 +625,200 @@ class ParsedMessage:
 def parse(raw: bytes) -> ParsedMessage:
     """Wrap ``raw`` (the DATA payload after dot-unstuffing); nothing is parsed until read."""
     return ParsedMessage(raw)
+
+
+def quick_message(
+    raw: bytes,
+    *,
+    spans: dict[int, tuple[int, int]] | None = None,
+    heads: dict[int, tuple[int, email.message.Message]] | None = None,
+    bare_cr: bool | None = None,
+) -> email.message.Message | None:
+    """``raw`` parsed as ``BytesParser(policy=compat32).parsebytes`` parses it, or None.
+
+    The email package's feedparser reads a message line by line in Python; this reads the
+    same structure with C searches over the octets, for the messages the feedparser reads
+    without a single defect: no bare CR, every header block made of well-formed fields and
+    ended by a blank line (or by the end of its part), every multipart with a boundary, an
+    identity transfer encoding, a first boundary line, no two boundary lines in a row and a
+    close delimiter, no message/* or multipart/digest part, no boundary that is a prefix of an
+    enclosing one and at most ``_QUICK_DEPTH`` levels. For anything else it returns None, and
+    the caller parses in full. Same headers (``set_raw`` of the policy's
+    ``header_source_parse``), unix-from (none), payloads, preambles, epilogues and defects
+    (none) as the full parse: the tests compare the two over every corpus message.
+    ``spans`` receives where each leaf's payload is in ``raw`` (by the leaf's id()), ``heads``
+    the offset of each part with the end of its header block and that part (for
+    ``build_tree``); ``bare_cr`` says whether ``raw`` has a CR not followed by LF, when the
+    caller already knows.
+    """
+    if bare_cr is None:
+        bare_cr = raw.count(b"\r") != raw.count(b"\r\n")
+    if bare_cr:
+        return None  # a bare CR ends a line for the feedparser and not for the searches below
+    root = _QuickMessage(policy=email.policy.compat32)
+    found: dict[int, tuple[int, int]] = {}
+    blocks: dict[int, tuple[int, email.message.Message]] = {}
+    if not _quick_part(raw, 0, len(raw), root, (), 0, found, blocks, in_multipart=False):
+        return None
+    if spans is not None:
+        spans.update(found)
+    if heads is not None:
+        heads.update(blocks)
+    return root
+
+
+class _QuickMessage(email.message.Message):
+    """A ``Message`` of the quick parse: a leaf's payload string is made from its octets the
+    first time anything reads it, since the views decode bodies from ``raw`` and that string
+    (the octets as surrogate escapes, a slow decode once one octet is not ASCII) is rarely
+    read. Every ``Message`` method reads and writes ``_payload``, which this makes a property;
+    what it returns is what the feedparser would have stored."""
+
+    def set_lazy_payload(self, raw: bytes, start: int, end: int) -> None:
+        self.__dict__["_lazy"] = (raw, start, end)
+
+    def is_multipart(self) -> bool:
+        # A payload still to be made is a leaf's: no need to make it to say so.
+        return "_lazy" not in self.__dict__ and super().is_multipart()
+
+    @property
+    def _payload(self) -> Any:
+        lazy = self.__dict__.pop("_lazy", None)
+        if lazy is not None:
+            raw, start, end = lazy
+            self.__dict__["_value"] = _text(raw[start:end])
+        return self.__dict__.get("_value")
+
+    @_payload.setter
+    def _payload(self, value: Any) -> None:
+        self.__dict__.pop("_lazy", None)
+        self.__dict__["_value"] = value
+
+
+def _text(octets: bytes) -> str:
+    """Octets as BytesParser reads them: ASCII, every other octet a surrogate escape."""
+    return octets.decode("ascii", "surrogateescape")
+
+
+def _quick_part(
+    raw: bytes,
+    start: int,
+    end: int,
+    msg: _QuickMessage,
+    outer: tuple[bytes, ...],
+    depth: int,
+    spans: dict[int, tuple[int, int]],
+    heads: dict[int, tuple[int, email.message.Message]],
+    *,
+    in_multipart: bool,
+) -> bool:
+    """Read the part in ``raw[start:end]`` into ``msg``; False where the feedparser would find
+    a defect or read it in a way this does not follow. A part of a multipart ends before the
+    next boundary line, whose leading line break belongs to the boundary (RFC 2046 §5.1.1): the
+    feedparser drops it from a leaf's payload or a multipart's epilogue, and so does this."""
+    pos = start
+    policy = msg.policy
+    while True:
+        field = _QUICK_FIELD.match(raw, pos, end)
+        if field is None:
+            break
+        # compat32's header_source_parse of the field's lines: the value is the first line's
+        # rest with leading blanks stripped, the continuation lines joined, the end CR/LF
+        # dropped; given the lines joined it returns the same (the first line ends in LF).
+        msg.set_raw(*policy.header_source_parse([_text(field.group())]))
+        pos = field.end()
+    if raw.startswith(b"\n", pos, end):
+        pos += 1  # the blank line ending the header block belongs to it
+    elif raw.startswith(b"\r\n", pos, end):
+        pos += 2
+    elif pos != end:
+        return False  # a line that is neither a field nor blank (MissingHeaderBodySeparator)
+    heads[start] = (pos, msg)
+    maintype = msg.get_content_maintype()
+    if maintype == "message":
+        return False
+    if maintype != "multipart":
+        stop = _strip_eol(raw, pos, end) if in_multipart else end
+        msg.set_lazy_payload(raw, pos, stop)
+        spans[id(msg)] = (pos, stop)
+        return True
+    if depth >= _QUICK_DEPTH or msg.get_content_type() == "multipart/digest":
+        return False
+    boundary = msg.get_boundary()
+    if not boundary or "\r" in boundary or "\n" in boundary:
+        return False
+    if str(msg.get("content-transfer-encoding", "8bit")).lower() not in _IDENTITY_CTE:
+        return False  # InvalidMultipartContentTransferEncodingDefect
+    try:
+        # The octets the feedparser's str boundary matches (a str made of surrogate escapes
+        # and ASCII); a boundary of other characters matches no octets here.
+        separator = ("--" + boundary).encode("ascii", "surrogateescape")
+    except UnicodeEncodeError:
+        return False
+    if any(separator.startswith(o) or o.startswith(separator) for o in outer):
+        return False  # the feedparser tries the inner boundary first, this the outer one
+    lines = _boundary_lines(raw, pos, end, separator)
+    if not lines or lines[0][2]:
+        return False  # StartBoundaryNotFoundDefect
+    if lines[0][0] > pos:
+        # RFC 2046 §5.1.1: the line break before a boundary line belongs to the boundary.
+        msg.preamble = _text(raw[pos : _strip_eol(raw, pos, lines[0][0])])
+    inside = (*outer, separator)
+    # Only the last line can be the close delimiter (_boundary_lines stops there).
+    for (_, after, _), (following, _, _) in itertools.pairwise(lines):
+        if following == after:
+            return False  # boundary lines in a row: the feedparser skips a close one there
+        child = _QuickMessage(policy=policy)
+        msg.attach(child)
+        if not _quick_part(
+            raw, after, following, child, inside, depth + 1, spans, heads, in_multipart=True
+        ):
+            return False
+    _, last_end, last_close = lines[-1]
+    if not last_close:
+        return False  # CloseBoundaryNotFoundDefect
+    if not in_multipart:
+        msg.epilogue = _text(raw[last_end:end])
+    elif last_end == end:
+        msg.epilogue = None  # the feedparser's empty epilogue becomes None there
+    else:
+        # Any other loses its line break (possibly becoming empty).
+        msg.epilogue = _text(raw[last_end : _strip_eol(raw, last_end, end)])
+    return True
+
+
+def _boundary_lines(
+    raw: bytes, start: int, end: int, separator: bytes
+) -> list[tuple[int, int, bool]]:
+    """(start, end with the line break, is the close delimiter) of each boundary line in
+    ``raw[start:end]`` up to the first close delimiter (RFC 2046 §5.1.1; ``start`` begins a
+    line)."""
+    found: list[tuple[int, int, bool]] = []
+    needle = b"\n" + separator
+    at = start if raw.startswith(separator, start, end) else -1
+    if at < 0:
+        at = raw.find(needle, start, end)
+        at = at + 1 if at >= 0 else -1
+    while at >= 0:
+        tail = _QUICK_BOUNDARY_TAIL.match(raw, at + len(separator), end)
+        if tail is not None:
+            close = tail.group(1) is not None
+            found.append((at, tail.end(), close))
+            if close:
+                break
+        at = raw.find(needle, at + 1, end)
+        at = at + 1 if at >= 0 else -1
+    return found
+
+
+def _strip_eol(raw: bytes, start: int, end: int) -> int:
+    """Where ``raw[start:end]`` ends without one line break at its end (the feedparser's
+    NLCRE_eol)."""
+    if end - start >= 2 and raw.startswith(b"\r\n", end - 2, end):
+        return end - 2
+    if end > start and raw[end - 1] in b"\r\n":
+        return end - 1
+    return end
 
 
 def _defect_text(defect: object) -> str:

@@ -16,6 +16,7 @@ from email.message import Message
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 from types import MappingProxyType
+from typing import Any
 
 from sinkd.core.decoding import (
     MAX_LINE_OCTETS,
@@ -49,6 +50,7 @@ _B64_LINE = 76  # RFC 2045 §6.8: encoded lines at most 76 characters
 _MAX_PROBLEMS = 20  # listed one by one; a hostile message could otherwise have one per part
 _NO_REMOVALS: Mapping[str, str] = MappingProxyType({})
 _NO_REPLACEMENTS: Mapping[str, bytes] = MappingProxyType({})
+_NO_HEADERS: Mapping[int, tuple[int, Message]] = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,16 +194,25 @@ class _Split:
     truncated: bool  # more parts than the limit
 
 
-def build_tree(raw: bytes, *, max_depth: int = 20, max_parts: int = 1000) -> MimeTree:
+def build_tree(
+    raw: bytes,
+    *,
+    max_depth: int = 20,
+    max_parts: int = 1000,
+    headers: Mapping[int, tuple[int, Message]] = _NO_HEADERS,
+) -> MimeTree:
     """Locate every MIME part of ``raw`` (iteratively: deep nesting cannot exhaust the stack).
 
     Parts nested deeper than ``max_depth`` levels and parts beyond the first ``max_parts`` are
-    left unsplit, each limit adding a problem; nothing raises.
+    left unsplit, each limit adding a problem; nothing raises. ``headers`` maps the offset of a
+    part to the end of its header block and that block already parsed (compat32), so that a
+    header block the message's parse read is not parsed twice (sinkd.core.message's quick
+    parse); it is used only where the block ends where this reads it to end, and only read.
     """
     problems: list[str] = []
     read_anyway: list[str] = []  # the problems after which every part was still read
     limits: list[str] = []  # listed first, and never left out
-    root = _read_part(raw, 0, len(raw), "", "text/plain", problems)
+    root = _read_part(raw, 0, len(raw), "", "text/plain", problems, headers)
     count = 1
     order: list[_Part] = []  # depth-first order: every part comes before its children
     stack: list[tuple[_Part, int]] = [(root, 0)]
@@ -217,7 +228,9 @@ def build_tree(raw: bytes, *, max_depth: int = 20, max_parts: int = 1000) -> Mim
                 f"multipart nested deeper than {max_depth} levels; deeper parts not inspected"
             )
             continue
-        children, truncated = _expand(raw, part, max(0, max_parts - count), problems, read_anyway)
+        children, truncated = _expand(
+            raw, part, max(0, max_parts - count), problems, read_anyway, headers
+        )
         if truncated:
             limits.append(f"too many parts (over {max_parts}); the rest not inspected")
         count += len(children)
@@ -238,7 +251,12 @@ def build_tree(raw: bytes, *, max_depth: int = 20, max_parts: int = 1000) -> Mim
 
 
 def _expand(
-    raw: bytes, part: _Part, limit: int, problems: list[str], read_anyway: list[str]
+    raw: bytes,
+    part: _Part,
+    limit: int,
+    problems: list[str],
+    read_anyway: list[str],
+    headers: Mapping[int, tuple[int, Message]],
 ) -> tuple[list[_Part], bool]:
     """The children of a multipart or encapsulated message, at most ``limit`` of them, and
     whether there were more."""
@@ -256,7 +274,7 @@ def _expand(
             return [], True
         # RFC 2046 §5.2.1: the body is a whole message, header first.
         path = _child_path(part.path, 1)
-        inner = _read_part(raw, part.body_start, part.end, path, "text/plain", problems)
+        inner = _read_part(raw, part.body_start, part.end, path, "text/plain", problems, headers)
         if not inner.content_type.startswith("multipart/"):
             return [inner], False
         inner.expandable = False  # split here, its parts becoming this part's children, or never
@@ -268,7 +286,7 @@ def _expand(
     # RFC 2046 §5.1.5: in a digest the default content type of a part is message/rfc822.
     default = "message/rfc822" if container.content_type == "multipart/digest" else "text/plain"
     children = [
-        _read_part(raw, start, end, _child_path(part.path, number), default, problems)
+        _read_part(raw, start, end, _child_path(part.path, number), default, problems, headers)
         for number, (start, end) in enumerate(split.parts, 1)
     ]
     return children, split.truncated
@@ -374,18 +392,32 @@ def _line_starts(raw: bytes, marker: bytes, start: int, end: int) -> Iterator[in
 
 
 def _read_part(
-    raw: bytes, start: int, end: int, path: str, default_type: str, problems: list[str]
+    raw: bytes,
+    start: int,
+    end: int,
+    path: str,
+    default_type: str,
+    problems: list[str],
+    headers: Mapping[int, tuple[int, Message]] = _NO_HEADERS,
 ) -> _Part:
     """The part in ``raw[start:end]`` with its header read; defaults where it cannot be."""
-    body_start = _header_end(raw, start, end)
+    parsed = headers.get(start)
+    if parsed is not None and parsed[0] <= end and default_type == "text/plain":
+        # A block of well-formed fields ended by a blank line inside this part: _header_end
+        # would end it there too. Already parsed: read, never changed here.
+        body_start, msg = parsed
+    else:
+        body_start = _header_end(raw, start, end)
+        msg = None
     part = _Part(path=path, start=start, body_start=body_start, end=end)
     part.content_type = default_type
     where = _where(path)
-    try:
-        msg = BytesHeaderParser(policy=compat32).parsebytes(raw[start:body_start])
-    except Exception as exc:
-        problems.append(f"header of {where} could not be parsed ({describe_error(exc)})")
-        return part
+    if msg is None:
+        try:
+            msg = BytesHeaderParser(policy=compat32).parsebytes(raw[start:body_start])
+        except Exception as exc:
+            problems.append(f"header of {where} could not be parsed ({describe_error(exc)})")
+            return part
     # RFC 2045 §5.2: no Content-Type means text/plain (message/rfc822 in a digest); the email
     # package also reads a malformed one as text/plain.
     if default_type != "text/plain":
@@ -394,12 +426,20 @@ def _read_part(
         part.content_type = _clean(msg.get_content_type()).strip().lower()
     except Exception as exc:
         problems.append(f"Content-Type of {where} could not be read ({describe_error(exc)})")
+    # The Content-Type parameters, read once for the parameters, the boundary and the name:
+    # what get_param reads is the first of get_params with that name.
+    items: list[tuple[str, Any]] | None = None
     try:
-        part.params = _params(msg)
-        boundary = msg.get_boundary()  # RFC 2231 decoded, trailing spaces dropped
+        items = msg.get_params(header="content-type")
+        part.params = _params(items)
+        boundary = _param(items, "boundary")
+        if boundary is not None:
+            # As Message.get_boundary: RFC 2231 decoded, trailing spaces dropped.
+            boundary = email.utils.collapse_rfc2231_value(boundary).rstrip()
         if boundary:
             part.boundary = boundary.encode("utf-8", "surrogateescape")
     except Exception as exc:
+        items = None
         problems.append(
             f"Content-Type parameters of {where} could not be read ({describe_error(exc)})"
         )
@@ -411,7 +451,7 @@ def _read_part(
     except Exception as exc:
         problems.append(f"Content-Disposition of {where} could not be read ({describe_error(exc)})")
     try:
-        filename = msg.get_filename()  # Content-Disposition filename, else Content-Type name
+        filename = _filename(msg, items)
         if filename is not None:
             filename = decode_encoded_words(
                 _clean(filename), f"filename of {where}", problems.append
@@ -445,14 +485,34 @@ def _header_end(raw: bytes, start: int, end: int) -> int:
     return end
 
 
-def _params(msg: Message) -> dict[str, str]:
+def _params(items: list[tuple[str, Any]] | None) -> dict[str, str]:
     params: dict[str, str] = {}
     # The first item is the type itself; RFC 2231 continuations are already joined.
-    for name, value in (msg.get_params(header="content-type") or [])[1:]:
+    for name, value in (items or [])[1:]:
         key = _clean(name).strip().lower()
         if key and key not in params:  # the email package reads the first of duplicates
             params[key] = _clean(email.utils.collapse_rfc2231_value(value))
     return params
+
+
+def _param(items: list[tuple[str, Any]] | None, name: str) -> Any:
+    """What ``Message.get_param(name)`` returns, from ``get_params()``'s ``items``: the value
+    of the first parameter so named, None if there is none."""
+    return next((value for key, value in items or () if key.lower() == name), None)
+
+
+def _filename(msg: Message, items: list[tuple[str, Any]] | None) -> str | None:
+    """``msg.get_filename()``: the Content-Disposition filename, else the Content-Type name
+    (from ``items``, its parameters, when they could be read)."""
+    missing = object()
+    name: Any = msg.get_param("filename", missing, "content-disposition")
+    if name is missing:
+        if items is None:
+            return msg.get_filename()  # unreadable parameters: fail as get_filename fails
+        name = _param(items, "name")
+        if name is None:
+            return None
+    return str(email.utils.collapse_rfc2231_value(name).strip())
 
 
 def _raw_header(msg: Message, name: str) -> str | None:

@@ -979,3 +979,53 @@ def test_removal_and_replacement_together_change_only_their_parts() -> None:
     ]
     assert MIXED[tree.find("1.1").start : tree.find("1.1").end] in out
     assert MIXED[tree.find("3").start : tree.find("3").end] in out
+
+
+# --- Content-Type parameters read once --------------------------------------------------------
+
+PARAM_HEADERS = [
+    'Content-Type: text/plain; name="a.txt"',
+    'Content-Type: text/plain; name="a.txt"\nContent-Disposition: attachment; filename="b.txt"',
+    "Content-Type: application/x; name*=utf-8''%C3%A9t%C3%A9.txt",
+    'Content-Type: application/x; NAME="upper.txt"',
+    'Content-Type: application/x; name="first.txt"; name="second.txt"',
+    "Content-Type: application/x; name",
+    'Content-Type: application/x; name=" spaced.txt "',
+    'Content-Type: application/x; name*0="con"; name*1="tinued.txt"',
+    'Content-Disposition: attachment; filename=""\nContent-Type: text/plain; name="n.txt"',
+    "Content-Disposition: inline",
+]
+
+
+@pytest.mark.parametrize("header", PARAM_HEADERS)
+def test_a_part_filename_is_what_the_email_package_gets(header: str) -> None:
+    raw = (header + "\n\nbody\n").replace("\n", "\r\n").encode()
+    expected = parse(raw).get_filename()
+    expected = (expected or "").strip() or None
+    assert build_tree(raw).root.filename == expected
+
+
+BOUNDARY_HEADERS = {
+    'boundary="a"; boundary="b"': "a",
+    "BOUNDARY=a": "a",
+    "boundary*0=a; boundary*1=b": "ab",
+    'boundary="a  "': "a",
+    "charset=x": None,
+}
+
+
+@pytest.mark.parametrize("params", list(BOUNDARY_HEADERS))
+def test_a_multipart_boundary_is_what_the_email_package_gets(params: str) -> None:
+    expected = BOUNDARY_HEADERS[params]
+    lines = [f"Content-Type: multipart/mixed; {params}", ""]
+    for boundary in ("a", "ab", "b"):  # each a part and a close: only the boundary's counts
+        lines += [f"--{boundary}", "", f"in {boundary}", f"--{boundary}--"]
+    lines.append("")
+    raw = "\r\n".join(lines).encode()
+    assert parse(raw).get_boundary() == expected
+    tree = build_tree(raw)
+    if expected is None:
+        assert not tree.root.children
+    else:
+        assert len(tree.root.children) == 1
+        assert tree.root.children[0].body(raw) == f"in {expected}".encode()

@@ -35,6 +35,7 @@ from __future__ import annotations
 import email.utils
 import re
 from collections import Counter
+from collections.abc import Callable
 from typing import Literal
 
 from sinkd.core.filters.base import Filter, MessageContext, reply_variables
@@ -107,20 +108,24 @@ class FormatSpec(FilterSpecBase):
     duplicate_headers: RuleOutcome = _NOTE
 
 
-def _unfold(value: object) -> str:
-    """A raw field value on one line (RFC 5322 §2.2.3: unfolding removes the CRLFs)."""
-    return re.sub(r"\r\n|[\r\n]", "", str(value))
-
-
 def header_fields(parsed: ParsedMessage) -> list[tuple[str, str]]:
     """The top-level header fields as (name, unfolded value), in order."""
-    return [(name, _unfold(value)) for name, value in parsed.message.raw_items()]
+    return list(parsed.fields)
 
 
-def from_addresses(value: str) -> list[str]:
-    """The mailboxes of a From field that have a local part and a domain (RFC 5322 §3.4)."""
+def _getaddresses(value: str) -> list[tuple[str, str]]:
+    return email.utils.getaddresses([value])
+
+
+def from_addresses(
+    value: str, parse: Callable[[str], list[tuple[str, str]]] = _getaddresses
+) -> list[str]:
+    """The mailboxes of a From field that have a local part and a domain (RFC 5322 §3.4).
+
+    ``parse`` is ``email.utils.getaddresses`` of one value (``ParsedMessage.addresses`` shares
+    its result with ``header_from``)."""
     try:
-        pairs = email.utils.getaddresses([value])
+        pairs = parse(value)
     except Exception:  # a field no parser can read holds no address
         return []
     out: list[str] = []
@@ -270,7 +275,7 @@ class FormatFilter(Filter):
                 )
             )
         elif len(froms) == 1:
-            addresses = from_addresses(froms[0])
+            addresses = from_addresses(froms[0], ctx.parsed.addresses)
             if not addresses:
                 findings.append(
                     self._finding(
