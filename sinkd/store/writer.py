@@ -79,7 +79,8 @@ class WriterClient:
         self._numbers = itertools.count()
         self._pending: dict[int, tuple[asyncio.AbstractEventLoop, asyncio.Future[Any]]] = {}
         self._send_lock = threading.Lock()  # guards the outbox and the socket's sending end
-        self._outbox: list[Wire] = []  # submitted this turn of the loop, not yet sent
+        self._outbox: list[Wire] = []  # submitted, not yet sent (see _flush)
+        self._in_flight = 0  # operations sent and not answered yet
         self._sock: socket.socket | None = None  # non-blocking; None once the process ended
         self._unsent = bytearray()  # what the socket did not take yet (sent when writable)
         self._reader = FrameReader()
@@ -104,6 +105,7 @@ class WriterClient:
         with self._send_lock:
             self._sock = sock
             self._unsent = bytearray()
+            self._in_flight = 0
             self._reader = FrameReader()
         loop.add_reader(sock.fileno(), self._receive, sock)
 
@@ -123,7 +125,8 @@ class WriterClient:
         if first:
             # Everything submitted during this turn of the event loop travels as one batch
             # (several sessions' DATA often end in the same turn): one write, one wake-up of
-            # the process, and a larger group commit.
+            # the process, and a larger group commit. While an earlier batch is in flight the
+            # flush waits for its answer instead (see _flush).
             home = self._loop
             assert home is not None
             if home is loop:
@@ -137,17 +140,32 @@ class WriterClient:
         """Save a record ``prepare`` turned into values; return once it is committed."""
         await self.submit(Op.of_prepared(prepared, None))
 
-    def _flush(self) -> None:
-        """Send this turn's submissions (in the home loop)."""
+    def _flush(self, *, force: bool = False) -> None:
+        """Send what was submitted (in the home loop), unless a batch sent before is still
+        unanswered: then its answer sends them (``_handle``), unless ``force``.
+
+        One batch in flight per client: the process commits one transaction at a time, so
+        operations sent while it commits would only wait in its socket; held here instead,
+        they travel together once it answers, as the next group commit. Under load that is
+        one send and one wake-up of the process per commit rather than per turn of the loop
+        (each a system call that wakes the other process: ~30 us of the SMTP process's CPU
+        per message at 1 KB, measured with py-spy), and larger batches for the process. An
+        idle client sends at once, as before; nothing waits longer than the commit in
+        progress, which it waited for anyway.
+        """
         with self._send_lock:
+            if self._in_flight and not force:
+                return
             items, self._outbox = self._outbox, []
             if not items:
                 return
+            self._in_flight += len(items)
             try:
                 self._write(frame(items))
                 return
             except OSError as exc:
                 failure = StoreError(f"the writer process for {self.path} is gone: {exc}")
+            self._in_flight -= len(items)
             lost = [self._pending.pop(number, None) for number, *_ in items]
         for entry in lost:
             if entry is not None:
@@ -190,8 +208,8 @@ class WriterClient:
             self._lost()
 
     def _send_control(self, message: Any) -> None:
-        """Send ``message`` after what this turn submitted; raise OSError when gone."""
-        self._flush()
+        """Send ``message`` after everything submitted; raise OSError when gone."""
+        self._flush(force=True)
         with self._send_lock:
             self._write(frame(message))
 
@@ -214,6 +232,8 @@ class WriterClient:
         match message:
             case ("done", commits, answers):
                 self.commits = commits
+                with self._send_lock:
+                    self._in_flight = max(0, self._in_flight - len(answers))
                 for number, result, error in answers:
                     entry = self._pending.pop(number, None)
                     if entry is None:
@@ -221,6 +241,7 @@ class WriterClient:
                     caller, future = entry
                     failure = None if error is None else error_from_wire(error)
                     settle_on(caller, self._loop, future, result, failure)
+                self._flush()  # what was held while the batch was in flight (see _flush)
             case ("committed", records):
                 if self.on_committed is not None:
                     try:
@@ -240,6 +261,7 @@ class WriterClient:
             sock, self._sock = self._sock, None
             pending, self._pending = self._pending, {}
             self._outbox = []
+            self._in_flight = 0
             self._unsent = bytearray()
         if sock is not None:
             if loop is not None:
@@ -259,9 +281,9 @@ class WriterClient:
         return f"the writer process for {self.path} ended before confirming the commit"
 
     async def close(self) -> None:
-        """Send what this turn submitted, then close the socket (the process drops this
-        client; whatever it has not answered fails here with ``StoreError``)."""
-        self._flush()
+        """Send what was submitted, then close the socket (the process drops this client;
+        whatever it has not answered fails here with ``StoreError``)."""
+        self._flush(force=True)
         self._closing = True
         self._lost()
 

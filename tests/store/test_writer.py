@@ -141,3 +141,33 @@ async def test_a_writer_process_slow_to_read_never_blocks_the_event_loop(tmp_pat
     finally:
         os.kill(pid, signal.SIGCONT)
         await store.close()
+
+
+async def test_saves_made_while_a_batch_is_in_flight_travel_together_once_it_is_answered(
+    tmp_path: Path,
+) -> None:
+    store = await open_sqlite(tmp_path / "s.db", writer="process")
+    try:
+        await store.save(make_record(1))
+        remote = remote_of(store)
+        assert remote._process is not None
+        commits = store.commits
+        os.kill(remote._process.pid, signal.SIGSTOP)  # the batch below stays unanswered
+        try:
+            first = asyncio.create_task(store.save(make_record(2)))
+            for _ in range(3):
+                await asyncio.sleep(0)  # sent: the socket takes it while the process sleeps
+            later = [asyncio.create_task(store.save(make_record(n))) for n in (3, 4)]
+            for _ in range(3):
+                await asyncio.sleep(0)
+            # Held by the client, not queued in the socket behind the unanswered batch.
+            assert len(remote._outbox) == 2
+        finally:
+            os.kill(remote._process.pid, signal.SIGCONT)
+        await asyncio.gather(first, *later)
+
+        assert store.commits == commits + 2  # the first batch, then both held saves at once
+        ids = {m.id for m in await store.list(Query())}
+        assert {"m0001", "m0002", "m0003", "m0004"} <= ids
+    finally:
+        await store.close()
