@@ -114,4 +114,7 @@ def as_text(value: Any) -> str | None:
     sqlite3 refuse the whole row, so they are replaced here (``data`` keeps them escaped)."""
     if value is None:
         return None
-    return str(value).encode("utf-8", "replace").decode("utf-8")
+    text = str(value)
+    if text.isascii():  # nearly every value: nothing to replace, no copy to make
+        return text
+    return text.encode("utf-8", "replace").decode("utf-8")
