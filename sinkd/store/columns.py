@@ -64,19 +64,39 @@ class PreparedSave(NamedTuple):
 
 def prepare(record: MessageRecord) -> PreparedSave:
     """One record's column values, search text and JSON; ``StoreError`` if it has no JSON."""
-    data = record.to_json()
+    return prepare_json(
+        record.to_json(),
+        record.id,
+        record.transaction_id,
+        record.received_at,
+        record.raw,
+        record.verdict.filtered,
+    )
+
+
+def prepare_json(
+    data: dict[str, Any],
+    message_id: str,
+    transaction_id: str,
+    received_at: datetime,
+    raw: bytes | None,
+    filtered: bytes | None,
+) -> PreparedSave:
+    """``prepare`` from a record's JSON shape (``MessageRecord.to_json``) and the rest of the
+    record: what the writer process runs for a record sent to it as data (``WriterClient.
+    submit_record``); ``StoreError`` if ``data`` cannot be JSON."""
     try:
         text = json.dumps(data, separators=(",", ":"))
     except (TypeError, ValueError) as exc:
-        raise StoreError(f"message {record.id!r} cannot be stored as JSON: {exc}") from exc
-    received = record.received_at.astimezone(UTC)
+        raise StoreError(f"message {message_id!r} cannot be stored as JSON: {exc}") from exc
+    received = received_at.astimezone(UTC)
     # Whole milliseconds, as stored: the clock's arithmetic must agree with the stored text.
     received = received.replace(microsecond=received.microsecond // 1000 * 1000)
     envelope = data["envelope"]
     row = MessageRow(
-        id=record.id,
+        id=message_id,
         received_at=iso(received),
-        transaction_id=record.transaction_id,
+        transaction_id=transaction_id,
         profile=as_text(data["profile"]),
         verdict=data["verdict"],
         disposition=data["disposition"],
@@ -89,10 +109,10 @@ def prepare(record: MessageRecord) -> PreparedSave:
         data=text,
     )
     return PreparedSave(
-        message_id=record.id,
+        message_id=message_id,
         row=row,
-        raw=record.raw,
-        filtered=record.verdict.filtered,
+        raw=raw,
+        filtered=filtered,
         codes=tuple(dict.fromkeys(as_text(f["code"]) for f in data["findings"])),
         received=received,
         search=SearchText(

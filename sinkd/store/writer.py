@@ -39,10 +39,18 @@ from typing import Any
 
 from sinkd.children import child_env
 from sinkd.errors import StoreError
-from sinkd.store.columns import PreparedSave
+from sinkd.store import MessageRecord
+from sinkd.store.columns import PreparedSave, prepare
 from sinkd.store.settle import settle_on
 from sinkd.store.sql import Op
-from sinkd.store.writer_main import FrameReader, Wire, error_from_wire, frame, to_wire
+from sinkd.store.writer_main import (
+    FrameReader,
+    Wire,
+    error_from_wire,
+    frame,
+    op_to_wire,
+    record_to_wire,
+)
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +119,20 @@ class WriterClient:
 
     async def submit(self, op: Op) -> Any:
         """Send ``op`` and return its result once the process has committed it."""
+        return await self.submit_wire(op_to_wire(op))
+
+    async def submit_record(self, record: MessageRecord) -> None:
+        """Save ``record``; return once it is committed. Its JSON text and columns are made
+        by the writer process when the record is plain data (``record_to_wire``), else here
+        (``prepare``); a record without JSON fails with ``StoreError`` either way."""
+        wire = record_to_wire(record)
+        if wire is None:
+            await self.submit(Op.of_prepared(prepare(record), None))
+        else:
+            await self.submit_wire(wire)
+
+    async def submit_wire(self, wire: Wire) -> Any:
+        """Send one operation as it travels (without its number); its result once committed."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         number = next(self._numbers)
@@ -120,7 +142,7 @@ class WriterClient:
             if self._sock is None:
                 raise StoreError(f"the writer process for {self.path} is gone")
             self._pending[number] = (loop, future)
-            self._outbox.append(to_wire(number, op))
+            self._outbox.append((number, *wire))
             first = len(self._outbox) == 1
         if first:
             # Everything submitted during this turn of the event loop travels as one batch
@@ -348,10 +370,10 @@ class WriterProcess(WriterClient):
                 ) from None
             raise
 
-    async def submit(self, op: Op) -> Any:
+    async def submit_wire(self, wire: Wire) -> Any:
         if self._sock is None and not self._closing:
             await self._start_again()
-        return await super().submit(op)
+        return await super().submit_wire(wire)
 
     async def _start_again(self) -> None:
         assert self._restart is not None
