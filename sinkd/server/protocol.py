@@ -79,6 +79,7 @@ _CONNECTION_STATE: dict[str, Any] = {
     "envelope": None,
     "transport": None,
     "_handler_coroutine": None,
+    "_idle_deadline": 0.0,
 }
 # A reverse- or forward-path that is a plain <local@domain> (RFC 5321 §4.1.2 Dot-string and
 # sub-domains), then the parameters after any spaces; a comment after ">" is left to aiosmtpd.
@@ -120,6 +121,7 @@ class SinkdSMTP(SMTP):
             warnings.simplefilter("ignore")
             super().__init__(handler, **kwargs)
         self.connection = ConnectionSession()  # what the handler keeps about this connection
+        self._idle_deadline = 0.0  # loop time at which an idle connection is closed
         # aiosmtpd counts MAIL's size limit from this base; the extensions add to it.
         self.command_size_limits["XCLIENT"] = 2048
 
@@ -154,6 +156,29 @@ class SinkdSMTP(SMTP):
             for name, entry in self._auth_methods.items()
         }
         return copy
+
+    def _reset_timeout(self, duration: float | None = None) -> None:
+        # aiosmtpd cancels its idle timer and schedules a new one on every command: a new
+        # TimerHandle and a heap push each time, the cancelled ones left in the loop's heap
+        # until it is swept (~3 us a command, four commands a message). The deadline moves
+        # instead; the one timer, firing before it, re-arms for what is left (_idle_check).
+        # aiosmtpd's connection_lost cancels whatever handle is current, as before.
+        loop = self.loop
+        deadline = loop.time() + (duration or self._timeout_duration)
+        self._idle_deadline = deadline
+        handle = self._timeout_handle
+        if handle is None or handle.cancelled() or deadline < handle.when():
+            if handle is not None:
+                handle.cancel()  # a shorter timeout than the armed one (PROXY's)
+            self._timeout_handle = loop.call_at(deadline, self._idle_check)
+
+    def _idle_check(self) -> None:
+        """The idle timer fired: close the connection if no command came since it was armed
+        for long enough, else wait out the rest (see ``_reset_timeout``)."""
+        if self.loop.time() < self._idle_deadline:
+            self._timeout_handle = self.loop.call_at(self._idle_deadline, self._idle_check)
+        else:
+            self._timeout_cb()  # type: ignore[no-untyped-call]
 
     async def push(self, status: AnyStr) -> None:
         # Replies are str, except AUTH's "334 <challenge>" continuations, which aiosmtpd pushes
