@@ -1,11 +1,12 @@
 """A record as the store keeps it: its column values, its JSON text and the case-folded text
 the substring filters search.
 
-Owns ``prepare`` (a ``MessageRecord`` to plain values) and the folding rules of ``Query``'s text
-filters, shared by every backend: the SQLite writer (thread or process) stores exactly these
-values, a worker of ``--workers`` prepares them before sending, and ``MemoryStore`` filters on
-them, so the backends cannot drift apart. Standard library only, as the writer process must
-start small; it must not touch a database or decide anything about mail.
+Owns ``prepare`` (a ``MessageRecord`` to plain values; ``prepare_json`` from its JSON shape)
+and the folding rules of ``Query``'s text filters, shared by every backend: the SQLite writer
+(thread or process) stores exactly these values, the writer process prepares the records sent
+to it as data, a worker of ``--workers`` prepares them before sending, and ``MemoryStore``
+filters on them, so the backends cannot drift apart. Standard library only, as the writer
+process must start small; it must not touch a database or decide anything about mail.
 """
 
 from __future__ import annotations
@@ -49,9 +50,11 @@ NO_SEARCH = SearchText("", "", "")
 
 
 class PreparedSave(NamedTuple):
-    """A record's writes as plain values, computed off the writer: on the caller's loop,
-    or (``--workers``) in the worker process that judged it, which sends them to the writer
-    process (a tuple of strings and bytes pickles several times faster than the record)."""
+    """A record's writes as plain values: computed on the caller's loop for the writer
+    thread, in the writer process for a record sent to it as its JSON shape (``sinkd.store.
+    writer_main.record_to_wire``), or (``--workers``) in the worker process that judged it,
+    which sends them to the writer process (a tuple of strings and bytes pickles several
+    times faster than the record)."""
 
     message_id: str
     row: MessageRow

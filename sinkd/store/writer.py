@@ -1,15 +1,16 @@
 """The store's writer process: the SQLite writes of ``sinkd serve`` outside the SMTP processes.
 
 Owns starting the writer process, the sockets to it and what travels on them: operations (a
-save's prepared values, a release, a delete, a clear) down, one answer per committed batch
-up. The SQL is ``sinkd.store.sql``'s, the same the writer thread runs; the process's loop is
-``sinkd.store.writer_main``.
+record to save, as its JSON shape or its prepared values; a release, a delete, a clear)
+down, one answer per committed batch up. The SQL is ``sinkd.store.sql``'s, the same the
+writer thread runs; the process's loop is ``sinkd.store.writer_main``.
 
 Why a process: a writer thread shares the interpreter lock with the event loop, and each of
 its statements hands the lock back and forth with the loop; measured under 20 SMTP sessions,
 that cost the SMTP process far more CPU than the writes themselves (bench/RESULTS.md). The
-process commits in parallel on another core; an event loop only sends each turn's operations
-in one write and, once per commit, reads the answer.
+process commits in parallel on another core, and makes each record's JSON text and columns
+there too; an event loop sends one batch and reads its answer per commit (what is submitted
+meanwhile waits for the answer and goes as the next batch).
 
 Clients: the server (``WriterProcess``, which started the process) and, with ``--workers``,
 each SMTP worker (``WriterClient`` on a socket the server obtained with ``attach()``). One
