@@ -221,3 +221,26 @@ async def test_a_record_that_is_not_plain_data_is_stored_as_the_thread_writer_st
             await store.close()
     assert stored["process"] == stored["thread"] == record.to_json()
     assert stored["process"]["findings"][0]["detail"] == {"category": "content"}
+
+
+async def test_a_subject_with_undecodable_bytes_is_stored_by_the_writer_process_as_by_the_thread(
+    tmp_path: Path,
+) -> None:
+    # A header's undecodable bytes come through as lone surrogates: the JSON keeps them
+    # escaped and the subject filter matches on the rest.
+    record = make_record(1)
+    record = dataclasses.replace(
+        record, verdict=dataclasses.replace(record.verdict, subject="caf\udce9 au lait")
+    )
+    found = {}
+    kinds: tuple[WriterKind, ...] = ("process", "thread")
+    for kind in kinds:
+        store = await open_sqlite(tmp_path / f"{kind}.db", writer=kind)
+        try:
+            await store.save(record)
+            listed = await store.list(Query(subject="AU LAIT"))
+            found[kind] = [m.data for m in listed]
+        finally:
+            await store.close()
+    assert found["process"] == found["thread"]
+    assert [d["subject"] for d in found["process"]] == ["caf\udce9 au lait"]
