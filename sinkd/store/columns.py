@@ -1,11 +1,12 @@
 """A record as the store keeps it: its column values, its JSON text and the case-folded text
 the substring filters search.
 
-Owns ``prepare`` (a ``MessageRecord`` to plain values) and the folding rules of ``Query``'s text
-filters, shared by every backend: the SQLite writer (thread or process) stores exactly these
-values, a worker of ``--workers`` prepares them before sending, and ``MemoryStore`` filters on
-them, so the backends cannot drift apart. Standard library only, as the writer process must
-start small; it must not touch a database or decide anything about mail.
+Owns ``prepare`` (a ``MessageRecord`` to plain values; ``prepare_json`` from its JSON shape)
+and the folding rules of ``Query``'s text filters, shared by every backend: the SQLite writer
+(thread or process) stores exactly these values, the writer process prepares the records sent
+to it as data, a worker of ``--workers`` prepares them before sending, and ``MemoryStore``
+filters on them, so the backends cannot drift apart. Standard library only, as the writer
+process must start small; it must not touch a database or decide anything about mail.
 """
 
 from __future__ import annotations
@@ -49,9 +50,11 @@ NO_SEARCH = SearchText("", "", "")
 
 
 class PreparedSave(NamedTuple):
-    """A record's writes as plain values, computed off the writer: on the caller's loop,
-    or (``--workers``) in the worker process that judged it, which sends them to the writer
-    process (a tuple of strings and bytes pickles several times faster than the record)."""
+    """A record's writes as plain values: computed on the caller's loop for the writer
+    thread, in the writer process for a record sent to it as its JSON shape (``sinkd.store.
+    writer_main.record_to_wire``), or (``--workers``) in the worker process that judged it,
+    which sends them to the writer process (a tuple of strings and bytes pickles several
+    times faster than the record)."""
 
     message_id: str
     row: MessageRow
@@ -64,19 +67,39 @@ class PreparedSave(NamedTuple):
 
 def prepare(record: MessageRecord) -> PreparedSave:
     """One record's column values, search text and JSON; ``StoreError`` if it has no JSON."""
-    data = record.to_json()
+    return prepare_json(
+        record.to_json(),
+        record.id,
+        record.transaction_id,
+        record.received_at,
+        record.raw,
+        record.verdict.filtered,
+    )
+
+
+def prepare_json(
+    data: dict[str, Any],
+    message_id: str,
+    transaction_id: str,
+    received_at: datetime,
+    raw: bytes | None,
+    filtered: bytes | None,
+) -> PreparedSave:
+    """``prepare`` from a record's JSON shape (``MessageRecord.to_json``) and the rest of the
+    record: what the writer process runs for a record sent to it as data (``WriterClient.
+    submit_record``); ``StoreError`` if ``data`` cannot be JSON."""
     try:
         text = json.dumps(data, separators=(",", ":"))
     except (TypeError, ValueError) as exc:
-        raise StoreError(f"message {record.id!r} cannot be stored as JSON: {exc}") from exc
-    received = record.received_at.astimezone(UTC)
+        raise StoreError(f"message {message_id!r} cannot be stored as JSON: {exc}") from exc
+    received = received_at.astimezone(UTC)
     # Whole milliseconds, as stored: the clock's arithmetic must agree with the stored text.
     received = received.replace(microsecond=received.microsecond // 1000 * 1000)
     envelope = data["envelope"]
     row = MessageRow(
-        id=record.id,
+        id=message_id,
         received_at=iso(received),
-        transaction_id=record.transaction_id,
+        transaction_id=transaction_id,
         profile=as_text(data["profile"]),
         verdict=data["verdict"],
         disposition=data["disposition"],
@@ -89,10 +112,10 @@ def prepare(record: MessageRecord) -> PreparedSave:
         data=text,
     )
     return PreparedSave(
-        message_id=record.id,
+        message_id=message_id,
         row=row,
-        raw=record.raw,
-        filtered=record.verdict.filtered,
+        raw=raw,
+        filtered=filtered,
         codes=tuple(dict.fromkeys(as_text(f["code"]) for f in data["findings"])),
         received=received,
         search=SearchText(
@@ -114,4 +137,7 @@ def as_text(value: Any) -> str | None:
     sqlite3 refuse the whole row, so they are replaced here (``data`` keeps them escaped)."""
     if value is None:
         return None
-    return str(value).encode("utf-8", "replace").decode("utf-8")
+    text = str(value)
+    if text.isascii():  # nearly every value: nothing to replace, no copy to make
+        return text
+    return text.encode("utf-8", "replace").decode("utf-8")

@@ -100,6 +100,12 @@ class SqliteStore:
     # -- writes: all go through the one writer (thread or process), so they are serialized -
 
     async def save(self, record: MessageRecord) -> None:
+        if self._remote is not None:
+            # The writer process makes the record's JSON text and columns (submit_record).
+            if self._closed:
+                raise StoreError(f"message store {self._path} is closed")
+            await self._remote.submit_record(record)
+            return
         await self._enqueue(_save_op(record, self._answer_loop()))
 
     async def release(self, message_id: str, released_at: datetime) -> bool:

@@ -83,3 +83,30 @@ async def test_only_verdicts_judged_at_data_carry_the_bytes() -> None:
     (record,) = Recorder.records(found, message())
     assert record.raw == message()
     assert Recorder.records(found, None)[0].raw is None
+
+
+async def test_the_verdict_line_is_one_info_record_of_sinkd_smtp_with_its_json_fields(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    found = await verdicts(message(), "bob@corp.example")
+    caplog.set_level(logging.INFO, logger="sinkd.smtp")
+    committed = await Recorder(Sink()).commit(found, message(), transaction_id="T1")
+    (record,) = committed.records
+    (line,) = [r for r in caplog.records if r.name == "sinkd.smtp"]
+    assert line.levelno == logging.INFO
+    assert line.getMessage().startswith(f"verdict id={record.id} profile=typical-corporate ")
+    assert line.getMessage().endswith(f"reply={format_reply(committed.reply)!r}")
+    fields = line.sinkd
+    assert fields["id"] == record.id and fields["rcpt_to"] == ["bob@corp.example"]
+    assert fields["size"] == len(message()) and fields["reply"] == format_reply(committed.reply)
+    # Made without Logger.info's stack walk, it still names where it comes from.
+    assert (line.module, line.funcName) == ("recorder", "log_verdict")
+
+
+async def test_no_verdict_line_is_made_when_its_level_is_off(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    found = await verdicts(message(), "bob@corp.example")
+    caplog.set_level(logging.WARNING, logger="sinkd.smtp")
+    await Recorder(Sink()).commit(found, message(), transaction_id="T1")
+    assert [r for r in caplog.records if r.name == "sinkd.smtp"] == []

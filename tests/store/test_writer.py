@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import signal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from sinkd.core.model import Category
 from sinkd.errors import NotFound, StoreError
-from sinkd.store import Query
+from sinkd.store import MessageRecord, Query
 from sinkd.store.sqlite import WriterKind, open_sqlite
 from sinkd.store.writer import WriterProcess
 from tests.support.store import make_record
@@ -141,3 +144,103 @@ async def test_a_writer_process_slow_to_read_never_blocks_the_event_loop(tmp_pat
     finally:
         os.kill(pid, signal.SIGCONT)
         await store.close()
+
+
+async def test_saves_made_while_a_batch_is_in_flight_travel_together_once_it_is_answered(
+    tmp_path: Path,
+) -> None:
+    store = await open_sqlite(tmp_path / "s.db", writer="process")
+    try:
+        await store.save(make_record(1))
+        remote = remote_of(store)
+        assert remote._process is not None
+        commits = store.commits
+        os.kill(remote._process.pid, signal.SIGSTOP)  # the batch below stays unanswered
+        try:
+            first = asyncio.create_task(store.save(make_record(2)))
+            for _ in range(3):
+                await asyncio.sleep(0)  # sent: the socket takes it while the process sleeps
+            later = [asyncio.create_task(store.save(make_record(n))) for n in (3, 4)]
+            for _ in range(3):
+                await asyncio.sleep(0)
+            # Held by the client, not queued in the socket behind the unanswered batch.
+            assert len(remote._outbox) == 2
+        finally:
+            os.kill(remote._process.pid, signal.SIGCONT)
+        await asyncio.gather(first, *later)
+
+        assert store.commits == commits + 2  # the first batch, then both held saves at once
+        ids = {m.id for m in await store.list(Query())}
+        assert {"m0001", "m0002", "m0003", "m0004"} <= ids
+    finally:
+        await store.close()
+
+
+def with_detail(record: MessageRecord, detail: dict[str, Any]) -> MessageRecord:
+    (finding,) = record.verdict.findings
+    verdict = dataclasses.replace(
+        record.verdict, findings=(dataclasses.replace(finding, detail=detail),)
+    )
+    return dataclasses.replace(record, verdict=verdict)
+
+
+async def test_a_record_the_writer_process_cannot_encode_fails_alone_and_its_batch_commits(
+    tmp_path: Path,
+) -> None:
+    store = await open_sqlite(tmp_path / "s.db", writer="process")
+    try:
+        # A set travels as data but has no JSON: the writer process finds out, for it alone.
+        bad = with_detail(make_record(1), {"words": {"free"}})
+        saves = [store.save(bad), store.save(make_record(2)), store.save(make_record(3))]
+        results = await asyncio.gather(*saves, return_exceptions=True)
+        assert isinstance(results[0], StoreError)
+        assert "'m0001' cannot be stored as JSON" in str(results[0])
+        assert results[1:] == [None, None]
+        assert {m.id for m in await store.list(Query())} == {"m0002", "m0003"}
+    finally:
+        await store.close()
+
+
+async def test_a_record_that_is_not_plain_data_is_stored_as_the_thread_writer_stores_it(
+    tmp_path: Path,
+) -> None:
+    # A str subclass (a StrEnum) is no plain data to send as such: the record is prepared
+    # before it is sent, as every record was, and stored with the same JSON.
+    record = with_detail(make_record(1), {"category": Category.CONTENT})
+    unencodable = with_detail(make_record(2), {"thing": object()})
+    stored = {}
+    kinds: tuple[WriterKind, ...] = ("process", "thread")
+    for kind in kinds:
+        store = await open_sqlite(tmp_path / f"{kind}.db", writer=kind)
+        try:
+            await store.save(record)
+            with pytest.raises(StoreError, match="'m0002' cannot be stored as JSON"):
+                await store.save(unencodable)
+            stored[kind] = (await store.get("m0001", with_raw=True)).data
+        finally:
+            await store.close()
+    assert stored["process"] == stored["thread"] == record.to_json()
+    assert stored["process"]["findings"][0]["detail"] == {"category": "content"}
+
+
+async def test_a_subject_with_undecodable_bytes_is_stored_by_the_writer_process_as_by_the_thread(
+    tmp_path: Path,
+) -> None:
+    # A header's undecodable bytes come through as lone surrogates: the JSON keeps them
+    # escaped and the subject filter matches on the rest.
+    record = make_record(1)
+    record = dataclasses.replace(
+        record, verdict=dataclasses.replace(record.verdict, subject="caf\udce9 au lait")
+    )
+    found = {}
+    kinds: tuple[WriterKind, ...] = ("process", "thread")
+    for kind in kinds:
+        store = await open_sqlite(tmp_path / f"{kind}.db", writer=kind)
+        try:
+            await store.save(record)
+            listed = await store.list(Query(subject="AU LAIT"))
+            found[kind] = [m.data for m in listed]
+        finally:
+            await store.close()
+    assert found["process"] == found["thread"]
+    assert [d["subject"] for d in found["process"]] == ["caf\udce9 au lait"]
