@@ -115,6 +115,8 @@ class Pipeline:
             if skip:
                 new = [f for f in new if f.category.value not in skip]
             findings.extend(new)
+            if flt.ends_judging and any(f.action.refuses for f in new):
+                break  # the product answers this refusal before its filters run
             skip = skip | _skips(new)
         return findings
 

@@ -68,6 +68,10 @@ class Filter:
     # is skipped only when all of them are; otherwise only the skipped categories' findings go.
     categories: ClassVar[tuple[Category, ...]] = ()
     answers_at_mail: ClassVar[bool] = False
+    # A refusal of this filter ends the evaluation: the product answers it before its content
+    # filters run (the scanning filter: a header block over Exchange's MaxHeaderSize or Gmail's
+    # header limit is refused as it arrives), so no later filter reads the message.
+    ends_judging: ClassVar[bool] = False
     # Remembers senders across messages in ``ctx.lookups.state`` (greylist, rate_limit): such
     # memory lives in one process, so a server running it must run one SMTP process.
     keeps_state: ClassVar[bool] = False

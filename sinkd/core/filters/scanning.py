@@ -24,6 +24,7 @@ __all__ = ["ScanningFilter"]
 class ScanningFilter(Filter):
     kind = "scanning"
     category = Category.FORMAT
+    ends_judging = True
     codes = (
         FindingCode(
             "SCAN_HEADER_TOO_LARGE",

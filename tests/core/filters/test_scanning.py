@@ -112,6 +112,27 @@ async def test_the_header_refusal_comes_first_whatever_else_refuses(tmp_path: Pa
     )
 
 
+async def test_no_filter_reads_a_message_whose_header_block_is_refused(tmp_path: Path) -> None:
+    """Exchange and Gmail refuse the header block as it arrives: their content filters never
+    see the message, so a 20 MiB header block costs only its measuring."""
+    pipeline = compile_yaml(
+        tmp_path,
+        """\
+        scanning:
+          header_size_limit: {size: 300, applies_to: block, action: reject,
+                              reply: "552 5.3.4 Header too big", source: a test}
+        filters:
+          - kind: content
+            name: words
+            gtube: {action: reject}
+        """,
+    )
+    gtube = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
+    raw = with_header_of(400).replace(b"Hello.", gtube.encode())
+    verdict = await judge(pipeline, raw)
+    assert [f.code for f in verdict.findings] == ["SCAN_HEADER_TOO_LARGE"]
+
+
 async def test_a_field_scope_refusal_names_the_field_over_the_limit(tmp_path: Path) -> None:
     pipeline = compile_yaml(
         tmp_path,
