@@ -43,10 +43,12 @@ labels until the query fits in 253 octets.
 from __future__ import annotations
 
 import asyncio
+import functools
 import html as htmllib
 import ipaddress
 import re
 import urllib.parse
+import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, TypeAlias
@@ -381,6 +383,9 @@ def _whatwg_ipv4(host: str) -> IPAddress | Literal[False] | None:
     return ipaddress.IPv4Address(value)
 
 
+# A newsletter repeats a few hosts in a hundred links (tracking redirects, image CDN): the host
+# of each distinct authority is worked out once. Pure and bounded; the targets are immutable.
+@functools.lru_cache(maxsize=4096)
 def _url_host(authority: str) -> Target | None:
     """The host of a URL authority ``[userinfo@]host[:port]``, as a lookup target."""
     host = authority.rpartition("@")[2]  # the last "@" ends the userinfo, as browsers read it
@@ -452,9 +457,26 @@ def _html_attribute_values(body: HtmlBody) -> list[str]:
     ]
 
 
+# The link hosts of the messages being judged, per limit: extracted once per message whatever
+# asks (every uri_host zone, every dnsbl filter of the profile). Weak: gone with the message.
+_HOSTS: weakref.WeakKeyDictionary[ParsedMessage, dict[int, tuple[Target, ...]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 def message_url_hosts(message: ParsedMessage, limit: int) -> list[Target]:
     """Distinct link hosts, first seen first, at most ``limit``: the text body, then the HTML
     parts' attributes, then the URLs written in the HTML's visible text."""
+    known = _HOSTS.get(message)
+    if known is None:
+        known = _HOSTS[message] = {}
+    hosts = known.get(limit)
+    if hosts is None:
+        hosts = known[limit] = tuple(_message_url_hosts(message, limit))
+    return list(hosts)
+
+
+def _message_url_hosts(message: ParsedMessage, limit: int) -> list[Target]:
     found: dict[Target, None] = {}
 
     def sources() -> Iterator[Target]:
