@@ -39,6 +39,7 @@ but the signature could not be processed) with ``unjudged=no-dns-data`` and
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib
 import logging
 import re
@@ -256,7 +257,7 @@ class DkimFilter(Filter):
         if problem is not None:
             sig.result, sig.error = "permerror", problem
             return
-        _pk, keysize, ktag, _tlsrpt = _dkimpy().evaluate_pk(sig.key_name, record)
+        keysize, ktag = _key_shape(record)
         sig.key_bits = keysize
         algorithm = (sig.tag(b"a") or "").lower()
         if ktag is None or not algorithm.startswith(ktag.decode() + "-"):
@@ -423,13 +424,49 @@ def _header_section(raw: bytes) -> bytes:
 
 
 def _load(raw: bytes) -> Any:
-    return _dkimpy().DKIM(raw, logger=_QUIET, minkey=0)
+    """dkimpy's verifier for ``raw``, with exactly the header fields and body its own
+    ``rfc822_parse`` would give, but without splitting the whole message into lines: dkimpy
+    parses only the header block, and the body (lines after the first empty one, rejoined with
+    CRLF) is handed over already normalized. On a 23 KB newsletter the full split took ~0.22 ms
+    of the ~1 ms the filter costs."""
+    header, body = _split_message(raw)
+    verifier = _dkimpy().DKIM(header, logger=_QUIET, minkey=0)
+    verifier.body = body
+    return verifier
+
+
+def _split_message(raw: bytes) -> tuple[bytes, bytes]:
+    """The header block (each line still ending in its LF) and the body as dkimpy's
+    ``rfc822_parse`` reads them: lines split at CRLF or LF, the header ending at the first
+    empty line, the body's lines rejoined with CRLF (a bare CR stays as it is)."""
+    if raw[:1] == b"\n":
+        start = end = 0
+        body_at = 1
+    elif raw[:2] == b"\r\n":
+        start = end = 0
+        body_at = 2
+    else:
+        lf, crlf = raw.find(b"\n\n"), raw.find(b"\n\r\n")
+        if lf < 0 and crlf < 0:
+            return raw, b""  # no empty line: every line is header, the body is empty
+        if crlf < 0 or 0 <= lf < crlf:
+            start, body_at = lf + 1, lf + 2
+        else:
+            start, body_at = crlf + 1, crlf + 3
+        end = start
+    body = raw[body_at:]
+    if body.count(b"\n") != body.count(b"\r\n"):  # some bare LF: make every line end CRLF
+        body = body.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    return raw[:end], body
 
 
 async def _call(threaded: bool, function: Callable[..., T], *args: Any) -> T:
     return await asyncio.to_thread(function, *args) if threaded else function(*args)
 
 
+# A sender signs a campaign with one key: each distinct key record is parsed (base64, ASN.1)
+# once, not twice per signature. Pure functions of the record's bytes; bounded.
+@functools.lru_cache(maxsize=256)
 def _key_problem(record: bytes) -> str | None:
     """Why a key record is unusable (RFC 6376 §3.6.1), or None."""
     tags = _lenient_tags(record)
@@ -440,6 +477,14 @@ def _key_problem(record: bytes) -> str | None:
     except Exception as exc:
         return f"malformed key record ({_describe(exc)})"
     return None
+
+
+@functools.lru_cache(maxsize=256)
+def _key_shape(record: bytes) -> tuple[int, bytes | None]:
+    """The key's size in bits and its type (``k=``) as dkimpy reads them; only for a record
+    ``_key_problem`` accepted."""
+    _pk, keysize, ktag, _tlsrpt = _dkimpy().evaluate_pk(b"key", record)
+    return keysize, ktag
 
 
 def _key_flags_problem(tags: dict[bytes, bytes], algorithm: str, sig: _Signature) -> str | None:
