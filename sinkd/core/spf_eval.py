@@ -105,6 +105,13 @@ class AnswersNow(Protocol):
     def answer_now(self, name: str, rdtype: RecordType) -> DnsAnswer | None: ...
 
 
+def answers_now(resolver: object) -> Callable[[str, RecordType], DnsAnswer | None] | None:
+    """The resolver's ``answer_now`` (``AnswersNow``), or None. Not ``isinstance`` on the
+    protocol: a runtime protocol check costs ~30 us a call on Python 3.11."""
+    method = getattr(resolver, "answer_now", None)
+    return cast(Callable[[str, RecordType], DnsAnswer | None], method) if callable(method) else None
+
+
 class _WouldBlock(spf.TempError):  # type: ignore[misc]  # pyspf ships no type hints
     """An inline check needs an answer that is not at hand: stop it, run it in a worker."""
 
@@ -443,12 +450,11 @@ async def check_host(
     loop = asyncio.get_running_loop()
     prefixes = tuple(record_prefix)
     outcome = None
-    if isinstance(resolver, AnswersNow):
+    at_hand = answers_now(resolver)
+    if at_hand is not None:
         # Every answer may be at hand (offline fixtures, cached answers): pyspf needs no worker
         # thread then, and ~0.1 ms of thread start and loop round trips per check is saved.
-        session = _Session(
-            resolver, loop, time.monotonic() + timeout, timeout, answer_now=resolver.answer_now
-        )
+        session = _Session(resolver, loop, time.monotonic() + timeout, timeout, answer_now=at_hand)
         try:
             outcome = _evaluate(session, ip, sender, helo, prefixes, default_explanation)
         except _WouldBlock:  # pyspf let it through: the same as caught, the check is void

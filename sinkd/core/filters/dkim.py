@@ -60,6 +60,7 @@ from sinkd.core.schema import (
     ReplyTemplate,
     ResultOutcomes,
 )
+from sinkd.core.spf_eval import answers_now
 
 Result = Literal["pass", "fail", "none", "temperror", "permerror", "neutral"]
 # The results a profile gives outcomes for; ``neutral`` (no DNS data for the key) records only.
@@ -214,8 +215,17 @@ class DkimFilter(Filter):
         if resolver is None:  # the runtime gave no DNS: nothing can be looked up
             return {name: DnsAnswer("REFUSED") for name in names}
         ordered = sorted(names)
-        answers = await asyncio.gather(*(resolver.query(name, "TXT") for name in ordered))
-        return dict(zip(ordered, answers, strict=True))
+        found: dict[str, DnsAnswer] = {}
+        at_hand = answers_now(resolver)
+        if at_hand is not None:  # fixtures, cached keys: no task per lookup (~20 us)
+            for name in ordered:
+                answer = at_hand(name, "TXT")
+                if answer is not None:
+                    found[name] = answer
+        waiting = [name for name in ordered if name not in found]
+        answers = await asyncio.gather(*(resolver.query(name, "TXT") for name in waiting))
+        found.update(zip(waiting, answers, strict=True))
+        return found
 
     def _verify_all(
         self,
@@ -419,7 +429,10 @@ class DkimFilter(Filter):
 
 
 def _header_section(raw: bytes) -> bytes:
-    ends = [i for i in (raw.find(b"\r\n\r\n"), raw.find(b"\n\n")) if i >= 0]
+    crlf = raw.find(b"\r\n\r\n")
+    # Only an earlier LF LF matters: not scanning the whole body for one saves ~20 us on 23 KB.
+    lf = raw.find(b"\n\n", 0, crlf + 1) if crlf >= 0 else raw.find(b"\n\n")
+    ends = [i for i in (crlf, lf) if i >= 0]
     return raw[: min(ends)] if ends else raw
 
 
@@ -446,7 +459,8 @@ def _split_message(raw: bytes) -> tuple[bytes, bytes]:
         start = end = 0
         body_at = 2
     else:
-        lf, crlf = raw.find(b"\n\n"), raw.find(b"\n\r\n")
+        crlf = raw.find(b"\n\r\n")  # then LF LF, only where it would come first (as above)
+        lf = raw.find(b"\n\n", 0, crlf + 1) if crlf >= 0 else raw.find(b"\n\n")
         if lf < 0 and crlf < 0:
             return raw, b""  # no empty line: every line is header, the body is empty
         if crlf < 0 or 0 <= lf < crlf:

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from sinkd.core.filters import MessageContext
-from sinkd.core.filters.dkim import DkimFilter, DkimSpec
+from sinkd.core.filters.dkim import DkimFilter, DkimSpec, _load
 from sinkd.core.message import parse
 from sinkd.core.model import Action, Category, ClientIdentity, Envelope, Finding, Unjudged
 from sinkd.core.ports import NO_DNS, DnsAnswer, Lookups, RecordType
@@ -508,3 +508,31 @@ async def test_a_large_message_is_verified_in_a_thread_with_the_same_results(
     assert threaded == ["_load", "_verify_all"]
     [tampered] = await check(raw.replace(b"line 19999", b"line 99999"), key_zone(key))
     assert tampered.code == "DKIM_FAIL"
+
+
+# dkimpy is handed the header block alone and the body already normalized (``_load``): the
+# header fields and the body it then holds must be exactly those of its own whole-message parse.
+_SPLITS = [
+    b"",
+    b"\n",
+    b"\r\n",
+    b"A: b",
+    b"A: b\r\n",
+    b"A: b\r\n\r\n",
+    b"A: b\n\nbody\nx\r\ny\r",
+    b"A: b\r\r\n\r\nx\n\n\r\n",
+    b"\r\nA: b\r\n",
+    b"A: b\r\n c\r\nD: e\n\r\nbody\r\r\n\n",
+    b"From x\r\nA: b\r\n\tfolded\r\n\r\nline 1\nline 2\r\n\r\n",
+    b"A: b\r\n\r\n" + b"x" * 100 + b"\n\n\n",
+]
+
+
+@pytest.mark.parametrize("raw", _SPLITS)
+def test_dkimpy_sees_the_same_header_and_body_when_handed_the_header_block_alone(
+    raw: bytes,
+) -> None:
+    whole = dkim.DKIM(raw, minkey=0)
+    split = _load(raw)
+    assert split.headers == whole.headers
+    assert split.body == whole.body or (not split.body and not whole.body)
