@@ -68,6 +68,7 @@ from sinkd.core.schema import (
     RuleOutcome,
     Spec,
 )
+from sinkd.core.spf_eval import answers_now
 
 Lookup = Literal["client_ip", "helo", "mail_from_domain", "header_from_domain", "uri_host"]
 IPAddress: TypeAlias = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -541,6 +542,28 @@ async def _ask(resolver: Resolver, name: str, rdtype: RecordType, zone: _Zone) -
         return DnsAnswer("SERVFAIL")
 
 
+async def _ask_all(
+    resolver: Resolver, questions: Sequence[tuple[str, RecordType, _Zone]]
+) -> list[DnsAnswer]:
+    """Every question at once: those the resolver has at hand (fixtures, cached answers)
+    without a task and a timer each (~10 us apiece), the others each bounded by its zone's
+    timeout, all awaited together."""
+    answers: list[DnsAnswer | None] = [None] * len(questions)
+    at_hand = answers_now(resolver)
+    if at_hand is not None:
+        for i, (name, rdtype, _zone) in enumerate(questions):
+            try:
+                answers[i] = at_hand(name, rdtype)
+            except Exception:  # as ``_ask`` reads a resolver that raises
+                answers[i] = DnsAnswer("SERVFAIL")
+    waiting = [i for i, answer in enumerate(answers) if answer is None]
+    if waiting:
+        asked = await asyncio.gather(*(_ask(resolver, *questions[i]) for i in waiting))
+        for i, answer in zip(waiting, asked, strict=True):
+            answers[i] = answer
+    return [answer for answer in answers if answer is not None]
+
+
 def _classify(query: _Query) -> None:
     """Sort the A records into listings (by code) and problem answers."""
     zone = query.zone
@@ -674,12 +697,12 @@ class DnsblFilter(Filter):
         if resolver is None:
             return [self._error(q, envelope, "no DNS resolver is configured") for q in queries]
         # Every question of this check at once: the slowest zone bounds the wait, not the sum.
-        answers = await asyncio.gather(*(_ask(resolver, q.name, "A", q.zone) for q in queries))
+        answers = await _ask_all(resolver, [(q.name, "A", q.zone) for q in queries])
         for query, answer in zip(queries, answers, strict=True):
             query.answer = answer
             _classify(query)
         listed = [q for q in queries if q.listed]
-        reasons = await asyncio.gather(*(_ask(resolver, q.name, "TXT", q.zone) for q in listed))
+        reasons = await _ask_all(resolver, [(q.name, "TXT", q.zone) for q in listed])
         for query, reason in zip(listed, reasons, strict=True):
             query.txt = _txt(reason) if reason.rcode == "NOERROR" else None
         findings: list[Finding] = []
