@@ -109,6 +109,7 @@ class _Signature:
     key_bits: int | None = None
     lookup: str | None = None  # why the key lookup failed, for a temperror
     unjudged: Unjudged | None = None  # the key could not be had: no judgement
+    prep: Any = None  # dkimpy's verify_headerprep() of this signature, made once in _validate
     detail: dict[str, Any] = field(default_factory=dict)
 
     def tag(self, name: bytes) -> str | None:
@@ -197,7 +198,7 @@ class DkimFilter(Filter):
     def _validate(self, verifier: Any, sig: _Signature) -> None:
         """RFC 6376 §6.1.1: the signature's own syntax, before any DNS."""
         try:
-            verifier.verify_headerprep(sig.index)
+            sig.prep = verifier.verify_headerprep(sig.index)
         except Exception as exc:
             sig.result, sig.error = "permerror", f"malformed signature ({_describe(exc)})"
             return
@@ -307,7 +308,7 @@ class DkimFilter(Filter):
             return keys.get(re.sub(rb"\s+", b"", name).lower())
 
         try:
-            ok = verifier.verify(sig.index, dnsfunc=dnsfunc)
+            ok = _verify_prepared(verifier, sig, dnsfunc)
         except _dkimpy().ValidationError as exc:
             text = _describe(exc)
             if "body hash mismatch" in text:
@@ -499,6 +500,37 @@ def _key_shape(record: bytes) -> tuple[int, bytes | None]:
     ``_key_problem`` accepted."""
     _pk, keysize, ktag, _tlsrpt = _dkimpy().evaluate_pk(b"key", record)
     return keysize, ktag
+
+
+@functools.lru_cache(maxsize=256)
+def _parsed_key(record: bytes) -> tuple[Any, int, bytes | None, bool]:
+    """dkimpy's ``evaluate_pk`` of a record ``_key_problem`` accepted: (key, bits, k=, tlsrpt).
+    The key objects are only read by the verification (an RSA dict, a PyNaCl VerifyKey)."""
+    result: tuple[Any, int, bytes | None, bool] = _dkimpy().evaluate_pk(b"key", record)
+    return result
+
+
+def _verify_prepared(
+    verifier: Any, sig: _Signature, dnsfunc: Callable[[bytes, int], bytes | None]
+) -> bool:
+    """dkimpy's ``verify(index, dnsfunc)`` (dkimpy 1.1: ``verify_headerprep`` then
+    ``verify_sig``) without doing twice what ``_validate`` and ``_verify`` did already: the
+    header prep made in ``_validate`` and the key record parsed (cached) are reused. The rest
+    is ``verify_sig``'s own steps: the key name it asks ``dnsfunc`` for (a missing key is its
+    ``False``), the key loaded, then ``verify_sig_process`` (body hash, header hash, signature).
+    """
+    if not sig.prep:
+        return bool(verifier.verify(sig.index, dnsfunc=dnsfunc))
+    fields, include_headers, sigheaders = sig.prep
+    sig.prep = None  # verify_sig_process extends include_headers: one use only
+    name = fields[b"s"] + b"._domainkey." + fields[b"d"] + b"."
+    record = dnsfunc(name, 5)
+    if not record:
+        return False  # dkimpy: KeyFormatError "missing public key", logged, then False
+    verifier.pk, verifier.keysize, verifier.ktag, verifier.seqtlsrpt = _parsed_key(record)
+    return bool(
+        verifier.verify_sig_process(fields, include_headers, sigheaders[sig.index], dnsfunc)
+    )
 
 
 def _key_flags_problem(tags: dict[bytes, bytes], algorithm: str, sig: _Signature) -> str | None:

@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from sinkd.core.filters import MessageContext
+from sinkd.core.filters import dkim as dkim_filter
 from sinkd.core.filters.dkim import DkimFilter, DkimSpec, _load
 from sinkd.core.message import parse
 from sinkd.core.model import Action, Category, ClientIdentity, Envelope, Finding, Unjudged
@@ -536,3 +537,49 @@ def test_dkimpy_sees_the_same_header_and_body_when_handed_the_header_block_alone
     split = _load(raw)
     assert split.headers == whole.headers
     assert split.body == whole.body or (not split.body and not whole.body)
+
+
+def _cases(keys: dict[str, Key]) -> dict[str, tuple[bytes, dict[Any, Any]]]:
+    rsa_key, ed_key = keys["rsa2048"], keys["ed25519"]
+    signed = sign(MESSAGE, rsa_key)
+    both = sign(sign(MESSAGE, rsa_key), ed_key, selector="esp", domain="esp.example")
+    dotted = sign(MESSAGE, rsa_key, domain="shop.example.")
+    return {
+        "pass": (signed, key_zone(rsa_key)),
+        "ed25519": (sign(MESSAGE, ed_key), key_zone(ed_key)),
+        "body changed": (signed.replace(b"20% off", b"90% off"), key_zone(rsa_key)),
+        "header changed": (
+            signed.replace(b"Subject: Spring sale", b"Subject: Winter sale"),
+            key_zone(rsa_key),
+        ),
+        "two signatures": (both, {**key_zone(rsa_key), **key_zone(ed_key, "esp", "esp.example")}),
+        "d= with a final dot": (dotted, key_zone(rsa_key)),
+        "l=": (sign(MESSAGE, rsa_key, length=True) + b"appended\r\n", key_zone(rsa_key)),
+    }
+
+
+CASES = [
+    "pass",
+    "ed25519",
+    "body changed",
+    "header changed",
+    "two signatures",
+    "d= with a final dot",
+    "l=",
+]
+
+
+@pytest.mark.parametrize("case", CASES)
+async def test_each_signature_is_judged_as_dkimpys_own_verify_judges_it(
+    keys: dict[str, Key], case: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The filter reuses its header prep and parsed key instead of dkimpy's ``verify()``
+    doing both again: the findings must be those ``verify()`` itself gives."""
+    raw, zone = _cases(keys)[case]
+    reused = await check(raw, zone)
+
+    def own_verify(verifier: Any, sig: Any, dnsfunc: Any) -> bool:
+        return bool(verifier.verify(sig.index, dnsfunc=dnsfunc))
+
+    monkeypatch.setattr(dkim_filter, "_verify_prepared", own_verify)
+    assert await check(raw, zone) == reused
