@@ -6,6 +6,11 @@ live answers carry ``live=True`` so that a live timeout can be told from a fixtu
 Owns every use of dnspython: ``FixtureResolver`` answers from RFC 1035 master files and YAML
 record maps, ``LiveResolver`` asks real servers, ``OverlayResolver`` and ``CachingResolver``
 combine them, and ``build_resolver`` wires them from the command-line options.
+
+Besides ``query``, the fixture, overlay and caching resolvers have ``answer_now`` (the
+``AnswersNow`` protocol of ``sinkd.core.spf_eval``): the answer ``query`` would give when no
+wait is needed (a fixture's, a cached one), else None. The filters take answers at hand that
+way without a task, a timer or (SPF) a worker thread each; live lookups are never made there.
 """
 
 from __future__ import annotations

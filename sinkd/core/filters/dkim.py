@@ -4,9 +4,11 @@ Owns the ``dkim`` filter kind: one finding per signature (``DKIM_PASS``, ``DKIM_
 ``DKIM_TEMPERROR``, ``DKIM_PERMERROR``) or ``DKIM_NONE`` for an unsigned message, each with the
 profile's outcome for that result. dkimpy does the canonicalization and the cryptography; the
 keys are fetched beforehand through the injected ``Resolver`` (all of them concurrently) and
-handed to dkimpy through ``dnsfunc``, so dkimpy never touches the network. On top of dkimpy:
-rsa-sha1 fails (RFC 8301 §3.1; dkimpy still accepts it), RSA keys under ``min_rsa_bits`` fail
-(RFC 8301 §3.2), a key of the wrong type or with an ``h=`` list not naming the hash is a
+handed to dkimpy through ``dnsfunc``, so dkimpy never touches the network. dkimpy parses only
+the header block (the body is handed over already CRLF-normalized, as its own parse leaves it),
+each key record is parsed once, and the signature's header prep is not made twice. On top of
+dkimpy: rsa-sha1 fails (RFC 8301 §3.1; dkimpy still accepts it), RSA keys under ``min_rsa_bits``
+fail (RFC 8301 §3.2), a key of the wrong type or with an ``h=`` list not naming the hash is a
 permerror (RFC 6376 §3.6.1), and ``l=`` body-length signatures are flagged in the detail with
 the number of body bytes left unsigned (RFC 6376 §8.2) or, with ``ignore_l_tag_bodies``,
 refused. Pure: DNS only through ``ctx.lookups.resolver``; dkimpy's logging is silenced.

@@ -35,7 +35,10 @@ zone) is not "not listed" but no answer at all: one ``DNSBL_NOT_JUDGED`` per zon
 (``unjudged=no-dns-data``, ``detail["dns_names"]``) and never acts. A lookup live DNS did not
 answer in time is a ``DNSBL_ERROR`` with ``unjudged=unavailable`` that records only; a
 fixture's forced TIMEOUT or SERVFAIL gets the zone's ``on_error`` outcome.
-The reason TXT record is asked for only when a name is listed. Link hosts are
+The reason TXT record is asked for only when a name is listed. A message's link hosts are
+extracted once, whichever zone or filter asks (weakly keyed on the parsed message), and the
+host of each distinct URL authority is worked out once (a newsletter repeats a few hosts in a
+hundred links); answers the resolver has at hand are taken without a task each. Link hosts are
 looked up as they are (no reduction to the registrable domain); over-long names lose leading
 labels until the query fits in 253 octets.
 """

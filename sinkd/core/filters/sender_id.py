@@ -35,6 +35,10 @@ Only DNS that says so makes a domain "not exist": offline DNS without data for a
 check needs (no fixture) gives ``SENDERID_NONE`` recorded only, with ``unjudged=no-dns-data``
 and ``detail["dns_names"]``, never a refusal; a live DNS timeout gives ``SENDERID_TEMPERROR``
 recorded only, with ``unjudged=unavailable``.
+
+Results are remembered for the smallest TTL of the answers they rest on (the spf filter's
+``SpfMemo``, keyed on the exact client, PRA or MAIL FROM, HELO and scope): a campaign repeats
+the same question, and the answer cannot change before the DNS data does.
 """
 
 from __future__ import annotations
