@@ -250,6 +250,8 @@ def _psl(domain: str) -> PublicSuffixList:
     return _psl_idna() if "xn--" in domain.lower() else _psl_unicode()
 
 
+# Asked twice a message for the same few domains; the list is fixed for the process.
+@functools.lru_cache(maxsize=4096)
 def psl_org_domain(domain: str) -> str:
     """RFC 7489 §3.2: the registrable domain; a public suffix is its own."""
     return _psl(domain).privatesuffix(domain) or domain
