@@ -473,9 +473,12 @@ _HOSTS: weakref.WeakKeyDictionary[ParsedMessage, dict[int, tuple[Target, ...]]] 
 def message_url_hosts(message: ParsedMessage, limit: int) -> list[Target]:
     """Distinct link hosts, first seen first, at most ``limit``: the text body, then the HTML
     parts' attributes, then the URLs written in the HTML's visible text."""
-    known = _HOSTS.get(message)
-    if known is None:
-        known = _HOSTS[message] = {}
+    try:
+        known = _HOSTS.get(message)
+        if known is None:
+            known = _HOSTS[message] = {}
+    except TypeError:  # a message type that takes no weak reference: nothing is kept
+        known = {}
     hosts = known.get(limit)
     if hosts is None:
         hosts = known[limit] = tuple(_message_url_hosts(message, limit))
