@@ -556,6 +556,8 @@ async def _ask_all(
     """Every question at once: those the resolver has at hand (fixtures, cached answers)
     without a task and a timer each (~10 us apiece), the others each bounded by its zone's
     timeout, all awaited together."""
+    if not questions:
+        return []
     answers: list[DnsAnswer | None] = [None] * len(questions)
     at_hand = answers_now(resolver)
     if at_hand is not None:
