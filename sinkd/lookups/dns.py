@@ -6,6 +6,11 @@ live answers carry ``live=True`` so that a live timeout can be told from a fixtu
 Owns every use of dnspython: ``FixtureResolver`` answers from RFC 1035 master files and YAML
 record maps, ``LiveResolver`` asks real servers, ``OverlayResolver`` and ``CachingResolver``
 combine them, and ``build_resolver`` wires them from the command-line options.
+
+Besides ``query``, the fixture, overlay and caching resolvers have ``answer_now`` (the
+``AnswersNow`` protocol of ``sinkd.core.spf_eval``): the answer ``query`` would give when no
+wait is needed (a fixture's, a cached one), else None. The filters take answers at hand that
+way without a task, a timer or (SPF) a worker thread each; live lookups are never made there.
 """
 
 from __future__ import annotations
@@ -495,6 +500,12 @@ class FixtureResolver:
         answer, _ = self.lookup(name, rdtype)
         return answer
 
+    def answer_now(self, name: str, rdtype: RecordType) -> DnsAnswer | None:
+        """What ``query`` answers, never waiting: a fixture always knows at once
+        (``sinkd.core.spf_eval.AnswersNow``)."""
+        answer, _ = self.lookup(name, rdtype)
+        return answer
+
 
 # --- live DNS -------------------------------------------------------------------------------
 
@@ -609,6 +620,11 @@ class OverlayResolver:
         ttl = min(answer.ttl, tail.ttl) if tail.ttl else answer.ttl
         return DnsAnswer(tail.rcode, tail.records, ttl, tail.live)
 
+    def answer_now(self, name: str, rdtype: RecordType) -> DnsAnswer | None:
+        """The fixture's complete answer; None when live DNS must be asked (it may wait)."""
+        answer, rest = self.fixture.lookup(name, rdtype)
+        return answer if rest is None else None
+
 
 # --- caching --------------------------------------------------------------------------------
 
@@ -640,13 +656,9 @@ class CachingResolver:
 
     async def query(self, name: str, rdtype: RecordType) -> DnsAnswer:
         key = (_key(name), rdtype)
-        entry = self._entries.get(key)
-        if entry is not None:
-            expires, answer = entry
-            if self._clock() < expires:
-                self._entries.move_to_end(key)
-                return answer
-            del self._entries[key]
+        answer = self._cached(key)
+        if answer is not None:
+            return answer
         pending = self._inflight.get(key)
         if pending is None:
             pending = asyncio.ensure_future(self._fetch(key, name, rdtype))
@@ -654,18 +666,45 @@ class CachingResolver:
             self._inflight[key] = pending
         return await asyncio.shield(pending)
 
+    def answer_now(self, name: str, rdtype: RecordType) -> DnsAnswer | None:
+        """What ``query`` answers when no wait is needed: a cached answer, or the inner
+        resolver's immediate one (kept as ``query`` keeps it); None when a lookup must wait,
+        or one for the same name and type is already under way."""
+        key = (_key(name), rdtype)
+        answer = self._cached(key)
+        if answer is not None or key in self._inflight:
+            return answer
+        inner = getattr(self.inner, "answer_now", None)
+        answer = inner(name, rdtype) if inner is not None else None
+        if answer is not None:
+            self._keep(key, answer)
+        return answer
+
+    def _cached(self, key: _CacheKey) -> DnsAnswer | None:
+        entry = self._entries.get(key)
+        if entry is not None:
+            expires, answer = entry
+            if self._clock() < expires:
+                self._entries.move_to_end(key)
+                return answer
+            del self._entries[key]
+        return None
+
     async def _fetch(self, key: _CacheKey, name: str, rdtype: RecordType) -> DnsAnswer:
         try:
             answer = await self.inner.query(name, rdtype)
         finally:
             self._inflight.pop(key, None)
+        self._keep(key, answer)
+        return answer
+
+    def _keep(self, key: _CacheKey, answer: DnsAnswer) -> None:
         lifetime = _cache_lifetime(answer)
         if lifetime > 0:
             self._entries[key] = (self._clock() + lifetime, answer)
             self._entries.move_to_end(key)
             while len(self._entries) > self.max_entries:
                 self._entries.popitem(last=False)
-        return answer
 
 
 def _retrieve(future: asyncio.Future[DnsAnswer]) -> None:

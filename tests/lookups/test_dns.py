@@ -878,3 +878,65 @@ def test_the_quick_psl_load_gives_publicsuffixlists_own_answer_for_every_rule() 
     for domain in domains:
         for name in (domain, f"x.{domain}", f"y.x.{domain}", f"Y.X.{domain.upper()}"):
             assert psl_org_domain(name) == (reference.privatesuffix(name) or name), name
+
+
+# --- answers at hand (answer_now) ------------------------------------------------------------
+
+
+async def test_a_fixture_answers_now_exactly_what_it_answers_to_a_query(
+    zone: FixtureResolver,
+) -> None:
+    questions: list[tuple[str, RecordType]] = [
+        ("corp.example", "TXT"),
+        ("www.corp.example", "A"),
+        ("missing.corp.example", "A"),
+        ("mx.corp.example", "TXT"),
+        ("nowhere.example", "A"),  # outside every fixture zone: UNKNOWN, never NXDOMAIN
+        ("loop1.corp.example", "A"),
+    ]
+    for name, rdtype in questions:
+        assert zone.answer_now(name, rdtype) == await zone.query(name, rdtype)
+    assert zone.answer_now("nowhere.example", "A") == DnsAnswer("UNKNOWN")
+
+
+async def test_the_overlay_answers_now_only_what_the_fixture_answers_whole() -> None:
+    fixture = FixtureResolver(
+        records={
+            "known.example": {"TXT": "from the fixture"},
+            "alias.example": {"CNAME": "outside.example", "ttl": 20},
+        }
+    )
+    live = Scripted({"outside.example": DnsAnswer("NOERROR", ("192.0.2.77",), 300)})
+    overlay = OverlayResolver(fixture, live)
+    assert overlay.answer_now("known.example", "TXT") == await overlay.query("known.example", "TXT")
+    assert overlay.answer_now("alias.example", "A") is None  # the chain continues in live DNS
+    assert overlay.answer_now("unknown.example", "A") is None
+    assert live.asked == []
+
+
+async def test_the_cache_answers_now_from_its_entries_and_keeps_what_the_fixture_answers() -> None:
+    fixture = FixtureResolver(records={"known.example": {"A": "192.0.2.1", "ttl": 30}})
+    live = Scripted({"live.example": DnsAnswer("NOERROR", ("192.0.2.2",), 300)})
+    clock = FakeClock()
+    cache = CachingResolver(OverlayResolver(fixture, live), clock=clock)
+    assert cache.answer_now("live.example", "A") is None  # would wait for live DNS
+    assert live.asked == []
+    await cache.query("live.example", "A")
+    assert cache.answer_now("Live.Example.", "A") == DnsAnswer("NOERROR", ("192.0.2.2",), 300)
+    first = cache.answer_now("known.example", "A")
+    assert first == await cache.query("known.example", "A")
+    assert len(cache) == 2  # kept as a query keeps it
+    clock.now += 301
+    assert cache.answer_now("live.example", "A") is None  # expired: live DNS again
+    assert len(live.asked) == 1
+
+
+async def test_a_cache_over_a_resolver_without_answer_now_answers_now_only_from_its_entries() -> (
+    None
+):
+    inner = Scripted({"a.example": DnsAnswer("NOERROR", ("192.0.2.1",), 30)})
+    cache = CachingResolver(inner, clock=FakeClock())
+    assert cache.answer_now("a.example", "A") is None
+    await cache.query("a.example", "A")
+    assert cache.answer_now("a.example", "A") == DnsAnswer("NOERROR", ("192.0.2.1",), 30)
+    assert len(inner.asked) == 1

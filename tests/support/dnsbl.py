@@ -60,6 +60,17 @@ class FakeResolver:
         key: str | tuple[str, str] = name if rdtype == "A" else (name, rdtype)
         return self.answers.get(key, NXDOMAIN)
 
+    # Whether answers are also given at once through ``answer_now`` (as the fixture and the
+    # cache give them, ``sinkd.core.spf_eval.AnswersNow``); never for a resolver with a delay.
+    answers_at_hand = False
+
+    def answer_now(self, name: str, rdtype: RecordType) -> DnsAnswer | None:
+        if not self.answers_at_hand or self.delay:
+            return None
+        self.asked.append((name, rdtype))
+        key: str | tuple[str, str] = name if rdtype == "A" else (name, rdtype)
+        return self.answers.get(key, NXDOMAIN)
+
     def names(self, rdtype: str = "A") -> list[str]:
         return [name for name, kind in self.asked if kind == rdtype]
 

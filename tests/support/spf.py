@@ -97,6 +97,9 @@ class FakeResolver:
 
     async def query(self, name: str, rdtype: RecordType) -> DnsAnswer:
         self.questions.append((name, rdtype))
+        return self.answer(name, rdtype)
+
+    def answer(self, name: str, rdtype: RecordType) -> DnsAnswer:
         seen: set[str] = set()
         current = _name(name)
         while True:
@@ -112,6 +115,23 @@ class FakeResolver:
                     return DnsAnswer("NOERROR")
                 continue
             return DnsAnswer(node.get("rcode", "NOERROR"))
+
+
+class ImmediateResolver(FakeResolver):
+    """The same answers, also given without waiting (``answer_now``, as the fixture and the
+    cache give them), so that SPF checks run inline. ``only`` limits ``answer_now`` to those
+    record types: the others "need a lookup" (None), as a live resolver's misses do."""
+
+    def __init__(self, records: Records, only: frozenset[str] | None = None) -> None:
+        super().__init__(records)
+        self.only = only
+        self.answered_now: list[tuple[str, RecordType]] = []
+
+    def answer_now(self, name: str, rdtype: RecordType) -> DnsAnswer | None:
+        if self.only is not None and rdtype not in self.only:
+            return None
+        self.answered_now.append((name, rdtype))
+        return self.answer(name, rdtype)
 
 
 def resolver_for(zonedata: Mapping[str, Any]) -> FakeResolver:

@@ -4,9 +4,11 @@ Owns the ``dkim`` filter kind: one finding per signature (``DKIM_PASS``, ``DKIM_
 ``DKIM_TEMPERROR``, ``DKIM_PERMERROR``) or ``DKIM_NONE`` for an unsigned message, each with the
 profile's outcome for that result. dkimpy does the canonicalization and the cryptography; the
 keys are fetched beforehand through the injected ``Resolver`` (all of them concurrently) and
-handed to dkimpy through ``dnsfunc``, so dkimpy never touches the network. On top of dkimpy:
-rsa-sha1 fails (RFC 8301 §3.1; dkimpy still accepts it), RSA keys under ``min_rsa_bits`` fail
-(RFC 8301 §3.2), a key of the wrong type or with an ``h=`` list not naming the hash is a
+handed to dkimpy through ``dnsfunc``, so dkimpy never touches the network. dkimpy parses only
+the header block (the body is handed over already CRLF-normalized, as its own parse leaves it),
+each key record is parsed once, and the signature's header prep is not made twice. On top of
+dkimpy: rsa-sha1 fails (RFC 8301 §3.1; dkimpy still accepts it), RSA keys under ``min_rsa_bits``
+fail (RFC 8301 §3.2), a key of the wrong type or with an ``h=`` list not naming the hash is a
 permerror (RFC 6376 §3.6.1), and ``l=`` body-length signatures are flagged in the detail with
 the number of body bytes left unsigned (RFC 6376 §8.2) or, with ``ignore_l_tag_bodies``,
 refused. Pure: DNS only through ``ctx.lookups.resolver``; dkimpy's logging is silenced.
@@ -39,6 +41,7 @@ but the signature could not be processed) with ``unjudged=no-dns-data`` and
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib
 import logging
 import re
@@ -59,6 +62,7 @@ from sinkd.core.schema import (
     ReplyTemplate,
     ResultOutcomes,
 )
+from sinkd.core.spf_eval import answers_now
 
 Result = Literal["pass", "fail", "none", "temperror", "permerror", "neutral"]
 # The results a profile gives outcomes for; ``neutral`` (no DNS data for the key) records only.
@@ -107,6 +111,7 @@ class _Signature:
     key_bits: int | None = None
     lookup: str | None = None  # why the key lookup failed, for a temperror
     unjudged: Unjudged | None = None  # the key could not be had: no judgement
+    prep: Any = None  # dkimpy's verify_headerprep() of this signature, made once in _validate
     detail: dict[str, Any] = field(default_factory=dict)
 
     def tag(self, name: bytes) -> str | None:
@@ -195,7 +200,7 @@ class DkimFilter(Filter):
     def _validate(self, verifier: Any, sig: _Signature) -> None:
         """RFC 6376 §6.1.1: the signature's own syntax, before any DNS."""
         try:
-            verifier.verify_headerprep(sig.index)
+            sig.prep = verifier.verify_headerprep(sig.index)
         except Exception as exc:
             sig.result, sig.error = "permerror", f"malformed signature ({_describe(exc)})"
             return
@@ -213,8 +218,17 @@ class DkimFilter(Filter):
         if resolver is None:  # the runtime gave no DNS: nothing can be looked up
             return {name: DnsAnswer("REFUSED") for name in names}
         ordered = sorted(names)
-        answers = await asyncio.gather(*(resolver.query(name, "TXT") for name in ordered))
-        return dict(zip(ordered, answers, strict=True))
+        found: dict[str, DnsAnswer] = {}
+        at_hand = answers_now(resolver)
+        if at_hand is not None:  # fixtures, cached keys: no task per lookup (~20 us)
+            for name in ordered:
+                answer = at_hand(name, "TXT")
+                if answer is not None:
+                    found[name] = answer
+        waiting = [name for name in ordered if name not in found]
+        answers = await asyncio.gather(*(resolver.query(name, "TXT") for name in waiting))
+        found.update(zip(waiting, answers, strict=True))
+        return found
 
     def _verify_all(
         self,
@@ -256,7 +270,7 @@ class DkimFilter(Filter):
         if problem is not None:
             sig.result, sig.error = "permerror", problem
             return
-        _pk, keysize, ktag, _tlsrpt = _dkimpy().evaluate_pk(sig.key_name, record)
+        keysize, ktag = _key_shape(record)
         sig.key_bits = keysize
         algorithm = (sig.tag(b"a") or "").lower()
         if ktag is None or not algorithm.startswith(ktag.decode() + "-"):
@@ -296,7 +310,7 @@ class DkimFilter(Filter):
             return keys.get(re.sub(rb"\s+", b"", name).lower())
 
         try:
-            ok = verifier.verify(sig.index, dnsfunc=dnsfunc)
+            ok = _verify_prepared(verifier, sig, dnsfunc)
         except _dkimpy().ValidationError as exc:
             text = _describe(exc)
             if "body hash mismatch" in text:
@@ -418,18 +432,58 @@ class DkimFilter(Filter):
 
 
 def _header_section(raw: bytes) -> bytes:
-    ends = [i for i in (raw.find(b"\r\n\r\n"), raw.find(b"\n\n")) if i >= 0]
+    crlf = raw.find(b"\r\n\r\n")
+    # Only an earlier LF LF matters: not scanning the whole body for one saves ~20 us on 23 KB.
+    lf = raw.find(b"\n\n", 0, crlf + 1) if crlf >= 0 else raw.find(b"\n\n")
+    ends = [i for i in (crlf, lf) if i >= 0]
     return raw[: min(ends)] if ends else raw
 
 
 def _load(raw: bytes) -> Any:
-    return _dkimpy().DKIM(raw, logger=_QUIET, minkey=0)
+    """dkimpy's verifier for ``raw``, with exactly the header fields and body its own
+    ``rfc822_parse`` would give, but without splitting the whole message into lines: dkimpy
+    parses only the header block, and the body (lines after the first empty one, rejoined with
+    CRLF) is handed over already normalized. On a 23 KB newsletter the full split took ~0.22 ms
+    of the ~1 ms the filter costs."""
+    header, body = _split_message(raw)
+    verifier = _dkimpy().DKIM(header, logger=_QUIET, minkey=0)
+    verifier.body = body
+    return verifier
+
+
+def _split_message(raw: bytes) -> tuple[bytes, bytes]:
+    """The header block (each line still ending in its LF) and the body as dkimpy's
+    ``rfc822_parse`` reads them: lines split at CRLF or LF, the header ending at the first
+    empty line, the body's lines rejoined with CRLF (a bare CR stays as it is)."""
+    if raw[:1] == b"\n":
+        start = end = 0
+        body_at = 1
+    elif raw[:2] == b"\r\n":
+        start = end = 0
+        body_at = 2
+    else:
+        crlf = raw.find(b"\n\r\n")  # then LF LF, only where it would come first (as above)
+        lf = raw.find(b"\n\n", 0, crlf + 1) if crlf >= 0 else raw.find(b"\n\n")
+        if lf < 0 and crlf < 0:
+            return raw, b""  # no empty line: every line is header, the body is empty
+        if crlf < 0 or 0 <= lf < crlf:
+            start, body_at = lf + 1, lf + 2
+        else:
+            start, body_at = crlf + 1, crlf + 3
+        end = start
+    body = raw[body_at:]
+    if body.count(b"\n") != body.count(b"\r\n"):  # some bare LF: make every line end CRLF
+        body = body.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    return raw[:end], body
 
 
 async def _call(threaded: bool, function: Callable[..., T], *args: Any) -> T:
     return await asyncio.to_thread(function, *args) if threaded else function(*args)
 
 
+# A sender signs a campaign with one key: each distinct key record is parsed (base64, ASN.1)
+# once, not twice per signature. Pure functions of the record's bytes; bounded.
+@functools.lru_cache(maxsize=256)
 def _key_problem(record: bytes) -> str | None:
     """Why a key record is unusable (RFC 6376 §3.6.1), or None."""
     tags = _lenient_tags(record)
@@ -440,6 +494,45 @@ def _key_problem(record: bytes) -> str | None:
     except Exception as exc:
         return f"malformed key record ({_describe(exc)})"
     return None
+
+
+@functools.lru_cache(maxsize=256)
+def _key_shape(record: bytes) -> tuple[int, bytes | None]:
+    """The key's size in bits and its type (``k=``) as dkimpy reads them; only for a record
+    ``_key_problem`` accepted."""
+    _pk, keysize, ktag, _tlsrpt = _dkimpy().evaluate_pk(b"key", record)
+    return keysize, ktag
+
+
+@functools.lru_cache(maxsize=256)
+def _parsed_key(record: bytes) -> tuple[Any, int, bytes | None, bool]:
+    """dkimpy's ``evaluate_pk`` of a record ``_key_problem`` accepted: (key, bits, k=, tlsrpt).
+    The key objects are only read by the verification (an RSA dict, a PyNaCl VerifyKey)."""
+    result: tuple[Any, int, bytes | None, bool] = _dkimpy().evaluate_pk(b"key", record)
+    return result
+
+
+def _verify_prepared(
+    verifier: Any, sig: _Signature, dnsfunc: Callable[[bytes, int], bytes | None]
+) -> bool:
+    """dkimpy's ``verify(index, dnsfunc)`` (dkimpy 1.1: ``verify_headerprep`` then
+    ``verify_sig``) without doing twice what ``_validate`` and ``_verify`` did already: the
+    header prep made in ``_validate`` and the key record parsed (cached) are reused. The rest
+    is ``verify_sig``'s own steps: the key name it asks ``dnsfunc`` for (a missing key is its
+    ``False``), the key loaded, then ``verify_sig_process`` (body hash, header hash, signature).
+    """
+    if not sig.prep:
+        return bool(verifier.verify(sig.index, dnsfunc=dnsfunc))
+    fields, include_headers, sigheaders = sig.prep
+    sig.prep = None  # verify_sig_process extends include_headers: one use only
+    name = fields[b"s"] + b"._domainkey." + fields[b"d"] + b"."
+    record = dnsfunc(name, 5)
+    if not record:
+        return False  # dkimpy: KeyFormatError "missing public key", logged, then False
+    verifier.pk, verifier.keysize, verifier.ktag, verifier.seqtlsrpt = _parsed_key(record)
+    return bool(
+        verifier.verify_sig_process(fields, include_headers, sigheaders[sig.index], dnsfunc)
+    )
 
 
 def _key_flags_problem(tags: dict[bytes, bytes], algorithm: str, sig: _Signature) -> str | None:

@@ -63,6 +63,7 @@ from sinkd.core.schema import (
     RuleOutcome,
     Spec,
 )
+from sinkd.core.spf_eval import answers_now
 
 Policy = Literal["none", "quarantine", "reject"]
 Result = Literal["pass", "fail", "none", "temperror", "permerror"]
@@ -249,6 +250,8 @@ def _psl(domain: str) -> PublicSuffixList:
     return _psl_idna() if "xn--" in domain.lower() else _psl_unicode()
 
 
+# Asked twice a message for the same few domains; the list is fixed for the process.
+@functools.lru_cache(maxsize=4096)
 def psl_org_domain(domain: str) -> str:
     """RFC 7489 §3.2: the registrable domain; a public suffix is its own."""
     return _psl(domain).privatesuffix(domain) or domain
@@ -284,16 +287,25 @@ class _Dns:
         self.resolver = resolver
         self.spec = spec
         self.answers: dict[tuple[str, RecordType], asyncio.Future[DnsAnswer]] = {}
+        self.known: dict[tuple[str, RecordType], DnsAnswer] = {}  # answered at once
+        self.at_hand = answers_now(resolver)
         self.orgs: dict[str, str] = {}
 
     async def query(self, name: str, rdtype: RecordType) -> DnsAnswer:
         if self.resolver is None:
             raise _Temporary(name, "no DNS resolver is configured")
         key = (name, rdtype)
-        task = self.answers.get(key)
-        if task is None:  # concurrent askers share one query
-            task = self.answers[key] = asyncio.ensure_future(self.resolver.query(name, rdtype))
-        answer = await task
+        answer = self.known.get(key)
+        if answer is None and self.at_hand is not None:
+            # At hand (fixtures, cached answers): no task to share, ~15 us saved per query.
+            answer = self.at_hand(name, rdtype)
+            if answer is not None:
+                self.known[key] = answer
+        if answer is None:
+            task = self.answers.get(key)
+            if task is None:  # concurrent askers share one query
+                task = self.answers[key] = asyncio.ensure_future(self.resolver.query(name, rdtype))
+            answer = await task
         if answer.unknown:
             raise _NoData(name)
         return answer
@@ -397,7 +409,16 @@ def author_domain(parsed: ParsedMessage) -> tuple[str | None, str | None]:
         return None, "the message has no From header field"
     if len(values) > 1:
         return None, f"the message has {len(values)} From header fields"
-    value = re.sub(r"\r\n|[\r\n]", "", values[0])
+    if len(values[0]) > _CACHED_FROM:
+        return _author_domain_of(values[0])
+    return _cached_author_domain_of(values[0])
+
+
+_CACHED_FROM = 998  # octets of a From value worth keeping (RFC 5322 §2.1.1's line limit)
+
+
+def _author_domain_of(field_value: str) -> tuple[str | None, str | None]:
+    value = re.sub(r"\r\n|[\r\n]", "", field_value)
     try:
         addresses = email.utils.getaddresses([value])
     except Exception:
@@ -412,6 +433,10 @@ def author_domain(parsed: ParsedMessage) -> tuple[str | None, str | None]:
     if not _DOMAIN.match(domains[0]):
         return None, f"the From domain {domains[0]!r} is not a domain name"
     return domains[0], None
+
+
+# A campaign sends one From value over and over: its parse (email.utils, ~25 us) is kept.
+_cached_author_domain_of = functools.lru_cache(maxsize=1024)(_author_domain_of)
 
 
 def _spf_domains(earlier: Sequence[Finding], envelope: Envelope) -> list[str]:

@@ -35,6 +35,10 @@ Only DNS that says so makes a domain "not exist": offline DNS without data for a
 check needs (no fixture) gives ``SENDERID_NONE`` recorded only, with ``unjudged=no-dns-data``
 and ``detail["dns_names"]``, never a refusal; a live DNS timeout gives ``SENDERID_TEMPERROR``
 recorded only, with ``unjudged=unavailable``.
+
+Results are remembered for the smallest TTL of the answers they rest on (the spf filter's
+``SpfMemo``, keyed on the exact client, PRA or MAIL FROM, HELO and scope): a campaign repeats
+the same question, and the answer cannot change before the DNS data does.
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ from sinkd.core.filters.base import Filter, MessageContext, reply_variables
 from sinkd.core.filters.spf import (
     CompiledOutcome,
     ResultOutcome,
+    SpfMemo,
     compile_outcomes,
     mechanism_text,
     no_resolver,
@@ -59,7 +64,7 @@ from sinkd.core.filters.spf import (
     unjudged_detail,
 )
 from sinkd.core.model import Action, Category, Envelope, Finding, FindingCode
-from sinkd.core.ports import Resolver, no_dns_data_reason
+from sinkd.core.ports import Lookups, no_dns_data_reason
 from sinkd.core.schema import CompileContext, FilterSpecBase
 from sinkd.core.spf_eval import SpfResult, SpfResultCode, check_host
 
@@ -245,14 +250,22 @@ class SenderIdFilter(Filter):
         self.outcomes = compile_outcomes(
             spec.on, ctx, defaults=DEFAULT_OUTCOMES, result_replies=RESULT_REPLIES
         )
+        # As the spf filter's: a campaign repeats (client, PRA, HELO); the result holds for as
+        # long as the answers it rests on (their TTL). Keyed on the exact strings (macros).
+        self.memo = SpfMemo()
 
     def _prefixes(self, scope: Scope) -> tuple[str, ...]:
         own = f"spf2.0/{scope}"
         return (own, "v=spf1") if self.spec.spf1_fallback else (own,)
 
-    async def _check(
-        self, resolver: Resolver | None, envelope: Envelope, scope: Scope, pra: Pra
-    ) -> SpfResult:
+    def _question(self, envelope: Envelope, scope: Scope, pra: Pra) -> tuple[str, ...]:
+        sender = (pra.address or "") if scope == "pra" else (envelope.mail_from or "")
+        return (envelope.client.ip, sender, (envelope.client.helo or "").strip(), scope)
+
+    def _known(
+        self, lookups: Lookups, envelope: Envelope, scope: Scope, pra: Pra
+    ) -> SpfResult | None:
+        """The result when it needs no evaluation: no PRA, no resolver, or one the memo holds."""
         helo = (envelope.client.helo or "").strip()
         if scope == "pra":
             if pra.address is None:
@@ -261,9 +274,23 @@ class SenderIdFilter(Filter):
             sender = pra.address
         else:
             sender = envelope.mail_from or ""
-        if resolver is None:
+        if lookups.resolver is None:
             return no_resolver((sender.rpartition("@")[2] if sender else helo).lower())
-        return await check_host(
+        key = self._question(envelope, scope, pra)
+        return self.memo.get(lookups.resolver, key, lookups.clock.now())
+
+    async def _check(
+        self, lookups: Lookups, envelope: Envelope, scope: Scope, pra: Pra
+    ) -> SpfResult:
+        known = self._known(lookups, envelope, scope, pra)
+        if known is not None:
+            return known
+        resolver = lookups.resolver
+        assert resolver is not None  # _known answers for a missing resolver
+        key = self._question(envelope, scope, pra)
+        now = lookups.clock.now()
+        _ip, sender, helo, _scope = key
+        outcome = await check_host(
             resolver,
             envelope.client.ip,
             sender,
@@ -273,6 +300,8 @@ class SenderIdFilter(Filter):
             timeout=self.spec.timeout,
             nxdomain=self.spec.pra_nxdomain if scope == "pra" else "none",
         )
+        self.memo.put(resolver, key, now, outcome)
+        return outcome
 
     def _finding(self, envelope: Envelope, scope: Scope, outcome: SpfResult, pra: Pra) -> Finding:
         compiled = self.outcomes[outcome.result]
@@ -315,10 +344,18 @@ class SenderIdFilter(Filter):
             headers = []
         pra = purported_responsible_address(headers)
         scopes = list(self.spec.scopes)
-        resolver = ctx.lookups.resolver
-        outcomes = await asyncio.gather(
-            *(self._check(resolver, envelope, scope, pra) for scope in scopes)
-        )
+        lookups = ctx.lookups
+        # Results already known (the memo) need no task each; only the rest run together.
+        known = [self._known(lookups, envelope, scope, pra) for scope in scopes]
+        todo = [scope for scope, outcome in zip(scopes, known, strict=True) if outcome is None]
+        if len(todo) <= 1:  # nothing to run beside it: no task, no loop iteration
+            checked = [await self._check(lookups, envelope, scope, pra) for scope in todo]
+        else:
+            checked = list(
+                await asyncio.gather(*(self._check(lookups, envelope, s, pra) for s in todo))
+            )
+        fresh = iter(checked)
+        outcomes = [outcome if outcome is not None else next(fresh) for outcome in known]
         return [
             self._finding(envelope, scope, outcome, pra)
             for scope, outcome in zip(scopes, outcomes, strict=True)

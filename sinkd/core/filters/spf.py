@@ -280,9 +280,10 @@ class SpfFilter(Filter):
         self.outcomes = compile_outcomes(spec.on, ctx)
         self.memo = SpfMemo()
 
-    async def _check(
+    def _known(
         self, lookups: Lookups, envelope: Envelope, identity: SpfIdentity
-    ) -> SpfResult:
+    ) -> SpfResult | None:
+        """The result when it needs no evaluation: no resolver, or one the memo holds."""
         client = envelope.client
         helo = (client.helo or "").strip()
         sender = (envelope.mail_from or "") if identity == "mail_from" else ""
@@ -291,10 +292,21 @@ class SpfFilter(Filter):
             domain = sender.rpartition("@")[2] if sender else helo
             return no_resolver(domain.lower())
         key = (client.ip, sender.lower(), helo.lower(), identity)
-        now = lookups.clock.now()
-        known = self.memo.get(resolver, key, now)
+        return self.memo.get(resolver, key, lookups.clock.now())
+
+    async def _check(
+        self, lookups: Lookups, envelope: Envelope, identity: SpfIdentity
+    ) -> SpfResult:
+        known = self._known(lookups, envelope, identity)
         if known is not None:
             return known
+        client = envelope.client
+        helo = (client.helo or "").strip()
+        sender = (envelope.mail_from or "") if identity == "mail_from" else ""
+        resolver = lookups.resolver
+        assert resolver is not None  # _known answers for a missing resolver
+        key = (client.ip, sender.lower(), helo.lower(), identity)
+        now = lookups.clock.now()
         outcome = await check_host(
             resolver,
             client.ip,
@@ -347,9 +359,17 @@ class SpfFilter(Filter):
         if envelope.mail_from == "" and set(identities) == {"mail_from", "helo"}:
             outcomes = [await self._check(ctx.lookups, envelope, "mail_from")] * 2
         else:
-            outcomes = list(
-                await asyncio.gather(*(self._check(ctx.lookups, envelope, i) for i in identities))
-            )
+            # Results already known (the memo) need no task each; only the rest run together.
+            known = [self._known(ctx.lookups, envelope, i) for i in identities]
+            todo = [i for i, outcome in zip(identities, known, strict=True) if outcome is None]
+            if len(todo) <= 1:  # nothing to run beside it: no task, no loop iteration
+                checked = [await self._check(ctx.lookups, envelope, i) for i in todo]
+            else:
+                checked = list(
+                    await asyncio.gather(*(self._check(ctx.lookups, envelope, i) for i in todo))
+                )
+            fresh = iter(checked)
+            outcomes = [outcome if outcome is not None else next(fresh) for outcome in known]
         return [
             self._finding(envelope, identity, outcome)
             for identity, outcome in zip(identities, outcomes, strict=True)

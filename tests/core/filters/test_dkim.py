@@ -16,7 +16,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from sinkd.core.filters import MessageContext
-from sinkd.core.filters.dkim import DkimFilter, DkimSpec
+from sinkd.core.filters import dkim as dkim_filter
+from sinkd.core.filters.dkim import DkimFilter, DkimSpec, _load
 from sinkd.core.message import parse
 from sinkd.core.model import Action, Category, ClientIdentity, Envelope, Finding, Unjudged
 from sinkd.core.ports import NO_DNS, DnsAnswer, Lookups, RecordType
@@ -49,8 +50,21 @@ class FakeResolver:
         self.zone = dict(zone)
         self.queries: list[tuple[str, str]] = []
 
+    # Whether answers are also given at once through ``answer_now`` (as the fixture and the
+    # cache give them, ``sinkd.core.spf_eval.AnswersNow``); the autouse fixture sets it.
+    answers_at_hand = False
+
+    def answer_now(self, name: str, rdtype: RecordType) -> DnsAnswer | None:
+        if not self.answers_at_hand:
+            return None
+        self.queries.append((name, rdtype))
+        return self._answer(name, rdtype)
+
     async def query(self, name: str, rdtype: RecordType) -> DnsAnswer:
         self.queries.append((name, rdtype))
+        return self._answer(name, rdtype)
+
+    def _answer(self, name: str, rdtype: RecordType) -> DnsAnswer:
         entry = self.zone.get((name, rdtype))
         if entry is None:
             return DnsAnswer("NXDOMAIN")
@@ -59,6 +73,14 @@ class FakeResolver:
         data = entry.encode()
         chunks = tuple(data[i : i + 255] for i in range(0, len(data), 255))
         return DnsAnswer("NOERROR", (chunks,), 300)
+
+
+@pytest.fixture(autouse=True, params=[False, True], ids=["awaited", "at-hand"])
+def answers_at_hand(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> bool:
+    """Every test twice: answers awaited, and answers the resolver has at hand (``answer_now``,
+    as offline fixtures and cached answers are taken): the findings must not differ."""
+    monkeypatch.setattr(FakeResolver, "answers_at_hand", request.param)
+    return bool(request.param)
 
 
 @dataclass(frozen=True)
@@ -508,3 +530,77 @@ async def test_a_large_message_is_verified_in_a_thread_with_the_same_results(
     assert threaded == ["_load", "_verify_all"]
     [tampered] = await check(raw.replace(b"line 19999", b"line 99999"), key_zone(key))
     assert tampered.code == "DKIM_FAIL"
+
+
+# dkimpy is handed the header block alone and the body already normalized (``_load``): the
+# header fields and the body it then holds must be exactly those of its own whole-message parse.
+_SPLITS = [
+    b"",
+    b"\n",
+    b"\r\n",
+    b"A: b",
+    b"A: b\r\n",
+    b"A: b\r\n\r\n",
+    b"A: b\n\nbody\nx\r\ny\r",
+    b"A: b\r\r\n\r\nx\n\n\r\n",
+    b"\r\nA: b\r\n",
+    b"A: b\r\n c\r\nD: e\n\r\nbody\r\r\n\n",
+    b"From x\r\nA: b\r\n\tfolded\r\n\r\nline 1\nline 2\r\n\r\n",
+    b"A: b\r\n\r\n" + b"x" * 100 + b"\n\n\n",
+]
+
+
+@pytest.mark.parametrize("raw", _SPLITS)
+def test_dkimpy_sees_the_same_header_and_body_when_handed_the_header_block_alone(
+    raw: bytes,
+) -> None:
+    whole = dkim.DKIM(raw, minkey=0)
+    split = _load(raw)
+    assert split.headers == whole.headers
+    assert split.body == whole.body or (not split.body and not whole.body)
+
+
+def _cases(keys: dict[str, Key]) -> dict[str, tuple[bytes, dict[Any, Any]]]:
+    rsa_key, ed_key = keys["rsa2048"], keys["ed25519"]
+    signed = sign(MESSAGE, rsa_key)
+    both = sign(sign(MESSAGE, rsa_key), ed_key, selector="esp", domain="esp.example")
+    dotted = sign(MESSAGE, rsa_key, domain="shop.example.")
+    return {
+        "pass": (signed, key_zone(rsa_key)),
+        "ed25519": (sign(MESSAGE, ed_key), key_zone(ed_key)),
+        "body changed": (signed.replace(b"20% off", b"90% off"), key_zone(rsa_key)),
+        "header changed": (
+            signed.replace(b"Subject: Spring sale", b"Subject: Winter sale"),
+            key_zone(rsa_key),
+        ),
+        "two signatures": (both, {**key_zone(rsa_key), **key_zone(ed_key, "esp", "esp.example")}),
+        "d= with a final dot": (dotted, key_zone(rsa_key)),
+        "l=": (sign(MESSAGE, rsa_key, length=True) + b"appended\r\n", key_zone(rsa_key)),
+    }
+
+
+CASES = [
+    "pass",
+    "ed25519",
+    "body changed",
+    "header changed",
+    "two signatures",
+    "d= with a final dot",
+    "l=",
+]
+
+
+@pytest.mark.parametrize("case", CASES)
+async def test_each_signature_is_judged_as_dkimpys_own_verify_judges_it(
+    keys: dict[str, Key], case: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The filter reuses its header prep and parsed key instead of dkimpy's ``verify()``
+    doing both again: the findings must be those ``verify()`` itself gives."""
+    raw, zone = _cases(keys)[case]
+    reused = await check(raw, zone)
+
+    def own_verify(verifier: Any, sig: Any, dnsfunc: Any) -> bool:
+        return bool(verifier.verify(sig.index, dnsfunc=dnsfunc))
+
+    monkeypatch.setattr(dkim_filter, "_verify_prepared", own_verify)
+    assert await check(raw, zone) == reused

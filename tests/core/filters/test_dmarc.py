@@ -37,8 +37,21 @@ class FakeResolver:
         self.zone = dict(zone)
         self.queries: list[tuple[str, str]] = []
 
+    # Whether answers are also given at once through ``answer_now`` (as the fixture and the
+    # cache give them, ``sinkd.core.spf_eval.AnswersNow``); the autouse fixture sets it.
+    answers_at_hand = False
+
+    def answer_now(self, name: str, rdtype: RecordType) -> DnsAnswer | None:
+        if not self.answers_at_hand:
+            return None
+        self.queries.append((name, rdtype))
+        return self._answer(name, rdtype)
+
     async def query(self, name: str, rdtype: RecordType) -> DnsAnswer:
         self.queries.append((name, rdtype))
+        return self._answer(name, rdtype)
+
+    def _answer(self, name: str, rdtype: RecordType) -> DnsAnswer:
         entry = self.zone.get((name, rdtype))
         if entry is None:
             return DnsAnswer("NXDOMAIN")
@@ -48,6 +61,14 @@ class FakeResolver:
         if rdtype != "TXT":
             return DnsAnswer("NOERROR", tuple(texts), 300)
         return DnsAnswer("NOERROR", tuple((t.encode(),) for t in texts), 300)
+
+
+@pytest.fixture(autouse=True, params=[False, True], ids=["awaited", "at-hand"])
+def answers_at_hand(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> bool:
+    """Every test twice: answers awaited, and answers the resolver has at hand (``answer_now``,
+    as offline fixtures and cached answers are taken): the findings must not differ."""
+    monkeypatch.setattr(FakeResolver, "answers_at_hand", request.param)
+    return bool(request.param)
 
 
 def message(from_: str = "Shop <news@shop.example>", *, extra: str = "") -> bytes:

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from sinkd.core.filters import EnvelopeContext
+from sinkd.core.filters import EnvelopeContext, MessageContext, dnsbl
+from sinkd.core.message import ParsedMessage, parse
 from sinkd.core.model import Action, Category, Stage, Unjudged
 from sinkd.core.ports import DnsAnswer, Lookups
 from tests.support.dnsbl import (
@@ -29,6 +30,14 @@ from tests.support.dnsbl import (
     uri_zone,
 )
 from tests.support.paths import ROOT
+
+
+@pytest.fixture(autouse=True, params=[False, True], ids=["awaited", "at-hand"])
+def answers_at_hand(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> bool:
+    """Every test twice: answers awaited, and answers the resolver has at hand (``answer_now``,
+    as offline fixtures and cached answers are taken): the findings must not differ."""
+    monkeypatch.setattr(FakeResolver, "answers_at_hand", request.param)
+    return bool(request.param)
 
 
 async def test_a_listed_ipv4_client_is_looked_up_reversed_and_refused_with_postfix_s_reply() -> (
@@ -560,3 +569,29 @@ def test_url_hosts_in_text_are_exactly_what_the_url_pattern_finds() -> None:
     for _ in range(20_000):
         text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 25)))
         assert list(dnsbl.text_url_hosts(text)) == reference(text), text
+
+
+async def test_the_link_hosts_of_one_message_are_extracted_once_whichever_filter_asks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    extracted: list[object] = []
+    extract = dnsbl._message_url_hosts
+
+    def counting(parsed: ParsedMessage, limit: int) -> list[dnsbl.Target]:
+        extracted.append(parsed)
+        return extract(parsed, limit)
+
+    monkeypatch.setattr(dnsbl, "_message_url_hosts", counting)
+    parsed = parse(message("Go to https://a.example/x and http://b.example/y", html=None))
+    first, second = make_filter(uri_zone()), make_filter(uri_zone(zone="other.example"))
+    resolver = FakeResolver({"a.example.dbl.example": a("127.0.0.2")})
+    for flt in (first, second):
+        await flt.check_message(MessageContext(envelope(), parsed, Lookups(resolver=resolver)))
+    assert extracted == [parsed]
+    assert dnsbl.message_url_hosts(parsed, 20) == ["a.example", "b.example"]
+    assert sorted(resolver.names()) == [
+        "a.example.dbl.example",
+        "a.example.other.example",
+        "b.example.dbl.example",
+        "b.example.other.example",
+    ]

@@ -381,3 +381,39 @@ async def test_legacy_sender_id_with_offline_dns_and_no_fixture_accepts_mail_ove
     sender_id_finding = next(f for f in record.data["findings"] if f["code"] == "SENDERID_NONE")
     assert sender_id_finding["unjudged"] == "no-dns-data"
     assert sender_id_finding["detail"]["dns_names"] == ["shop.example"]
+
+
+# --- remembered results (SpfMemo, as the spf filter's) ----------------------------------------
+
+
+class StepClock:
+    def __init__(self) -> None:
+        self.t = 1_000_000.0
+
+    def now(self) -> float:
+        return self.t
+
+
+async def test_a_repeated_pra_and_client_reuse_the_result_until_its_ttl_runs_out() -> None:
+    resolver, clock = resolver_for(ZONE), StepClock()
+    lookups = Lookups(resolver=resolver, clock=clock)
+    flt = sender_id(scopes=["pra", "mfrom"])
+    raw = message("From: a@pra.example")
+    first = await at_data(flt, raw, mail_from="b@mfrom.example", lookups=lookups)
+    clock.t += 299
+    again = await at_data(flt, raw, mail_from="b@mfrom.example", lookups=lookups)
+    assert first == again
+    assert [f.code for f in first] == ["SENDERID_PASS", "SENDERID_MFROM_PASS"]
+    assert sorted(resolver.questions) == [("mfrom.example", "TXT"), ("pra.example", "TXT")]
+    clock.t += 1  # FakeResolver's TTL is 300 s
+    assert await at_data(flt, raw, mail_from="b@mfrom.example", lookups=lookups) == first
+    assert len(resolver.questions) == 4
+
+
+async def test_a_pra_of_another_case_is_another_question_for_the_memo() -> None:
+    resolver, clock = resolver_for(ZONE), StepClock()
+    lookups = Lookups(resolver=resolver, clock=clock)
+    flt = sender_id()
+    await at_data(flt, message("From: a@pra.example"), lookups=lookups)
+    await at_data(flt, message("From: A@pra.example"), lookups=lookups)
+    assert resolver.questions == [("pra.example", "TXT"), ("pra.example", "TXT")]
