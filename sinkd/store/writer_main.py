@@ -62,6 +62,18 @@ def _blob(data: bytes | None) -> bytes | pickle.PickleBuffer | None:
     return data
 
 
+def _unblob(data: Any) -> Any:
+    """A blob as ``from_wire`` hands it on: the buffer an out-of-band one was received into
+    (a ``bytearray``, which has the bytes methods the store uses and binds as a BLOB), not the
+    read-only view pickle wraps it in; anything else as it came."""
+    if isinstance(data, memoryview):
+        base = data.obj
+        if isinstance(base, bytes | bytearray) and len(base) == data.nbytes:
+            return base
+        return bytes(data)
+    return data
+
+
 def to_wire(number: int, op: Op) -> Wire:
     """``op`` as it travels, numbered for its answer: plain tuples only (the named ones would
     pickle their class with every operation)."""
@@ -117,6 +129,7 @@ def record_to_wire(record: MessageRecord) -> Wire | None:
 
 def from_wire(item: Wire) -> tuple[int, Op]:
     number, kind, message_id, row, raw, filtered, codes, millis, search, released_at = item
+    raw, filtered = _unblob(raw), _unblob(filtered)
     if kind == "record":
         return number, _record_op(message_id, row, raw, filtered, millis)
     op = Op(
