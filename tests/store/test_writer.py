@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import os
 import signal
@@ -15,7 +16,7 @@ from sinkd.core.model import Category
 from sinkd.errors import NotFound, StoreError
 from sinkd.store import MessageRecord, Query
 from sinkd.store.sqlite import WriterKind, open_sqlite
-from sinkd.store.writer import WriterProcess
+from sinkd.store.writer import SEND_STEP, WriterClient, WriterProcess, socket_pair
 from tests.support.store import make_record
 
 
@@ -286,3 +287,28 @@ async def test_big_raw_and_filtered_bytes_are_stored_by_the_writer_process_as_se
         assert got[0].filtered == filtered
         assert all(type(m.raw) is bytes for m in got)
     assert [m.data for m in stored["process"]] == [m.data for m in stored["thread"]]
+
+
+async def test_a_big_record_is_sent_a_step_per_turn_of_the_event_loop(tmp_path: Path) -> None:
+    # A writer process that reads as fast as it is sent to must not take 20 MiB in one
+    # callback: each turn sends at most SEND_STEP, the other sessions run between them.
+    ours, theirs = socket_pair()
+    client = WriterClient(tmp_path / "s.db")
+    client.bind(ours)
+    try:
+        saving = asyncio.create_task(client.submit_record(make_record(1, raw=b"r" * (3 << 20))))
+        got = bytearray()
+        theirs.setblocking(False)
+        steps = []
+        while len(got) < 3 << 20:
+            await asyncio.sleep(0)
+            with contextlib.suppress(BlockingIOError):
+                while chunk := theirs.recv(16 << 20):
+                    got += chunk
+                    steps.append(len(chunk))
+        assert max(steps) <= SEND_STEP
+        assert len(steps) >= (3 << 20) // SEND_STEP
+        saving.cancel()
+    finally:
+        await client.close()
+        theirs.close()
