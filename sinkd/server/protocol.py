@@ -319,21 +319,23 @@ class SinkdSMTP(SMTP):
         if refusal is not None:
             return b"", refusal
         del data[-3:]  # the ".\r\n" line; the CRLF before it ends the last line
-        body = bytes(data[2:])
-        if limit and len(body) > limit:
+        size = len(data) - 2
+        if limit and size > limit:
             return b"", self._too_long(data) or "552 Error: Too much mail data"
-        if len(body) > self.line_length_limit:
+        if size > self.line_length_limit:
             refusal = self._too_long(data)
             if refusal is not None:
                 return b"", refusal
-        if body.startswith(b"."):
-            body = body[1:]
-        return body.replace(b"\r\n.", b"\r\n"), None
+        # Deleting at the front of a bytearray moves its start, not its bytes: the message is
+        # copied once, into the bytes it is judged and stored as (a 20 MiB message was copied
+        # three times here, ~40 ms of the event loop).
+        del data[: 3 if data.startswith(b"\r\n.") else 2]
+        return _unstuffed(data), None
 
     def _too_long(self, data: bytearray) -> str | None:
         """aiosmtpd's reply when a line of ``data`` exceeds the line limit (it refuses those
         even when the message is also too big, if the long line came first)."""
-        if max(map(len, bytes(data).split(b"\r\n"))) + 2 > self.line_length_limit:
+        if _longest_line_reaches(data, self.line_length_limit - 1):
             return "500 Line too long (see RFC5321 4.5.3.1.6)"
         return None
 
@@ -398,6 +400,44 @@ class SinkdSMTP(SMTP):
         self.session.extended_smtp = False
         self._set_rset_state()  # type: ignore[no-untyped-call]
         await self.push(f"220 {self.hostname} {self.__ident__}")
+
+
+def _longest_line_reaches(data: bytearray, length: int) -> bool:
+    """Whether a line of ``data`` (the pieces between CRLFs) has ``length`` octets or more.
+
+    Splitting a 20 MiB message into its lines to measure them held the event loop ~110 ms.
+    This looks, from each line's start, for the last CRLF within ``length`` octets (a C
+    search): none means the line there is that long; else the next line starts after it. A
+    step skips up to ``length`` octets, so a message takes a few hundred searches."""
+    start = 0
+    end = len(data)
+    while end - start >= length:
+        crlf = data.rfind(b"\r\n", start, start + length + 1)
+        if crlf < 0:
+            return True
+        start = crlf + 2
+    return False
+
+
+def _unstuffed(data: bytearray) -> bytes:
+    """``data`` without the dot each line starting with one had added (RFC 5321 §4.5.2), as
+    one new bytes object: the pieces between the removed dots are joined from views of
+    ``data``, never copied on their own first."""
+    at = data.find(b"\r\n.")
+    if at < 0:
+        return bytes(data)
+    with memoryview(data) as view:
+        pieces = []
+        start = 0
+        while at >= 0:
+            pieces.append(view[start : at + 2])
+            start = at + 3
+            at = data.find(b"\r\n.", start)
+        pieces.append(view[start:])
+        body = b"".join(pieces)
+        for piece in pieces:
+            piece.release()
+    return body
 
 
 def make_authenticator(options: ServerOptions) -> Callable[..., AuthResult]:

@@ -39,7 +39,6 @@ from sinkd.errors import ConfigError
 from sinkd.server import logs
 from sinkd.server.logs import LogFormat
 from sinkd.services.settings import Settings
-from sinkd.store.columns import prepare
 from sinkd.store.writer import WriterClient
 
 if TYPE_CHECKING:
@@ -388,9 +387,9 @@ async def _serve(
 
 
 class PipeStore:
-    """The store as a worker sees it: only a ``VerdictSink``. ``save`` sends the prepared
-    record to the store's writer process and returns once it is committed; reads and
-    administration are the primary's (a worker serves no HTTP)."""
+    """The store as a worker sees it: only a ``VerdictSink``. ``save`` sends the record to the
+    store's writer process and returns once it is committed; reads and administration are the
+    primary's (a worker serves no HTTP)."""
 
     def __init__(self, path: Path) -> None:
         self.client = WriterClient(path)
@@ -401,8 +400,10 @@ class PipeStore:
         return self.client.connected
 
     async def save(self, record: MessageRecord) -> None:
-        # Prepared here, not in the primary or the writer: the workers share that work.
-        await self.client.submit_prepared(prepare(record))
+        # As the server's own saves: sent as data, the writer process makes the JSON text and
+        # the columns (each worker is an SMTP loop, busier than the writer, which mostly waits
+        # for fsync); a record that is not plain data is prepared here (submit_record).
+        await self.client.submit_record(record)
 
     async def close(self) -> None:
         """Nothing to release here: the worker closes its writer connection when it ends."""

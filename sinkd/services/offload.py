@@ -23,11 +23,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import multiprocessing
 import multiprocessing.connection
 import os
 import signal
+import tempfile
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -45,6 +47,12 @@ from sinkd.lookups.spamd import SpamdService
 from sinkd.services.settings import MAX_JUDGE_WORKERS
 
 log = logging.getLogger(__name__)
+
+# A message this large goes to its worker through a file (``Task.spool``), not in the pickle.
+# The pool's feeder thread pickles each task in one call that holds the interpreter lock: for
+# a 20 MiB message ~60 ms during which the event loop could not run (py-spy --gil). Written
+# to a file from a thread, the copy runs in the kernel without the lock.
+SPOOL_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +78,14 @@ class Task:
     profiles: Mapping[str, Path]
     zones: tuple[Path, ...]
     zones_read: int = 0
+    spool: str | None = None  # the file holding the message instead of ``raw`` (then empty)
+
+    def message(self) -> bytes:
+        """The message's bytes, from ``raw`` or the spool file."""
+        if self.spool is None:
+            return self.raw
+        with open(self.spool, "rb") as spooled:
+            return spooled.read()
 
 
 @dataclass
@@ -147,7 +163,8 @@ def judge_task(task: Task) -> list[Verdict]:
     assert worker is not None, "not a judge worker (start_worker was not run)"
     pipelines = {name: worker.pipeline(path) for name, path in task.profiles.items()}
     lookups = Lookups(spamd=worker.spamd, resolver=worker.resolver(task.zones, task.zones_read))
-    return worker.loop.run_until_complete(judge_message(task.raw, task.groups, pipelines, lookups))
+    raw = task.message()
+    return worker.loop.run_until_complete(judge_message(raw, task.groups, pipelines, lookups))
 
 
 Job = Callable[[Task], list[Verdict]]
@@ -200,9 +217,11 @@ class JudgePool:
         """The verdicts of ``task`` from a worker; ``BackendError`` when the worker died (the
         pool is rebuilt for the next message)."""
         executor = self._pool()
+        spool = await asyncio.to_thread(_spool, task.raw) if len(task.raw) >= SPOOL_BYTES else None
+        sent = task if spool is None else dataclasses.replace(task, raw=b"", spool=spool)
         try:
             with _may_start_children():  # the executor starts its processes as work arrives
-                judging = asyncio.get_running_loop().run_in_executor(executor, self.job, task)
+                judging = asyncio.get_running_loop().run_in_executor(executor, self.job, sent)
             return await judging
         except BrokenProcessPool as exc:
             if self._executor is executor:  # the first of its messages to fail replaces it
@@ -216,12 +235,36 @@ class JudgePool:
                 )
                 executor.shutdown(wait=False, cancel_futures=True)
             raise BackendError("the judge worker process died; try again later") from exc
+        finally:
+            if spool is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(spool)
 
     async def close(self) -> None:
         """Stop the workers: a message they are judging is abandoned (its session is gone)."""
         executor, self._executor = self._executor, None
         if executor is not None:
             await asyncio.to_thread(executor.shutdown, wait=True, cancel_futures=True)
+
+
+def _spool(raw: bytes) -> str:
+    """``raw`` in a new private file (0600, in memory where /dev/shm is): its path. Run in a
+    thread: the write releases the interpreter lock while the kernel copies."""
+    shm = Path("/dev/shm")
+    where = str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else None
+    fd, path = tempfile.mkstemp(prefix="sinkd-judge-", suffix=".eml", dir=where)
+    try:
+        with memoryview(raw) as view:
+            done = 0
+            while done < len(view):
+                done += os.write(fd, view[done:])  # a blocking write: some bytes, or OSError
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        raise
+    finally:
+        os.close(fd)
+    return path
 
 
 def worker_count(setting: int, cores: int | None = None, limit: int = MAX_JUDGE_WORKERS) -> int:

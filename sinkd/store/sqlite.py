@@ -33,6 +33,7 @@ from sinkd.store.sql import (
     ReceivedClock,
     Writer,
     apply_op,
+    filtered_message,
     open_writer,
     rollback,
 )
@@ -154,22 +155,27 @@ class SqliteStore:
         def read(conn: sqlite3.Connection) -> StoredMessage:
             if with_raw:
                 row = conn.execute(
-                    "SELECT m.data, r.bytes, r.filtered, m.released_at FROM messages m"
+                    "SELECT m.data, r.bytes, r.filtered, r.filtered_from, m.released_at"
+                    " FROM messages m"
                     " LEFT JOIN raw r ON r.id = m.id WHERE m.id = ?",
                     (message_id,),
                 ).fetchone()
             else:
                 row = conn.execute(
-                    "SELECT data, NULL, NULL, released_at FROM messages WHERE id = ?",
+                    "SELECT data, NULL, NULL, NULL, released_at FROM messages WHERE id = ?",
                     (message_id,),
                 ).fetchone()
             if row is None:
                 raise NotFound(f"no message with id {message_id!r}")
-            text, raw, filtered, released_at = row
+            text, raw, filtered, filtered_from, released_at = row
             return StoredMessage(
                 data=_data(text, released_at),
                 raw=None if raw is None else bytes(raw),
-                filtered=None if filtered is None else bytes(filtered),
+                filtered=(
+                    None
+                    if filtered is None or raw is None
+                    else filtered_message(raw, filtered, filtered_from)
+                ),
             )
 
         return await self._read(read)

@@ -141,3 +141,56 @@ async def test_a_large_message_with_dotted_lines_arrives_intact(
     assert app.smtp_address is not None
     assert await _exchange(app.smtp_address[1], wire) == 250
     assert await _sinkd_content(app) == body
+
+
+BIG_LIMIT = 4 * 1024 * 1024  # room for lines around the line limit, and for many of them
+
+
+@pytest.fixture
+async def big_reference() -> AsyncIterator[tuple[int, _Capture]]:
+    """Plain aiosmtpd with a size limit that large messages fit under."""
+    capture = _Capture()
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(
+        lambda: _LongLines(capture, data_size_limit=BIG_LIMIT, enable_SMTPUTF8=True),
+        "127.0.0.1",
+        0,
+    )
+    yield server.sockets[0].getsockname()[1], capture
+    server.close()
+    await server.wait_closed()
+
+
+def _big_cases() -> list[bytes]:
+    """Messages over the line limit in size, with lines around that limit, dot-stuffed lines,
+    bare LFs and CRs, and 8-bit octets, where the reader's whole-message steps apply."""
+    rng = random.Random(18)
+    eight_bit = bytes(range(128, 256)) * 4
+    filler = b"".join(
+        rng.choice([b"plain text line\r\n", b"..stuffed\r\n", b"bare\nLF\r\n", b"cr\r.\r\n"])
+        for _ in range(6000)
+    )
+    cases = []
+    for length in (DATA_LINE_LIMIT - 3, DATA_LINE_LIMIT - 2, DATA_LINE_LIMIT - 1, DATA_LINE_LIMIT):
+        long_line = (b"L" * length)[:length]
+        cases.append(filler + long_line + b"\r\n" + filler + b".\r\n")
+        cases.append(b"." + long_line + b"\r\n" + filler + b".\r\n")  # a stuffed long first line
+        cases.append(filler + b"..\r\n" + long_line + b"\r\n.\r\n")  # the last line is long
+    cases.append(b"..first\r\n" + filler + eight_bit + b"\r\n" + filler + b".\r\n")
+    cases.append((eight_bit + b"\r\n") * 2000 + b".\r\n")
+    cases.append(b"x" * (DATA_LINE_LIMIT - 100) + b"\rbare CR\nbare LF" + b"y" * 200 + b"\r\n.\r\n")
+    return cases
+
+
+async def test_large_messages_are_read_exactly_as_aiosmtpd_reads_them(
+    start_server: StartServer, big_reference: tuple[int, _Capture]
+) -> None:
+    ref_port, capture = big_reference
+    app = await start_server(profile="no-filter", max_message_size=BIG_LIMIT)
+    assert app.smtp_address is not None
+    for wire in _big_cases():
+        ref_code = await _exchange(ref_port, wire)
+        code = await _exchange(app.smtp_address[1], wire)
+        assert code == ref_code, (len(wire), wire[:40])
+        if code == 250:
+            assert await _sinkd_content(app) == capture.contents[-1], (len(wire), wire[:40])

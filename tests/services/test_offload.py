@@ -7,14 +7,16 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+from pathlib import Path
 
 import pytest
 
 from sinkd.core.model import ClientIdentity
 from sinkd.core.profiles import ProfileSet
 from sinkd.errors import BackendError
+from sinkd.services import offload
 from sinkd.services.judge import Identity, Judge
-from sinkd.services.offload import JudgePool, WorkerSetup, worker_count
+from sinkd.services.offload import SPOOL_BYTES, JudgePool, Task, WorkerSetup, worker_count
 from sinkd.services.settings import parse_judge_workers, parse_offload_bytes
 from tests.support.offload import comparable, gate, gated_judge
 from tests.support.smtp import message
@@ -117,3 +119,41 @@ async def test_a_routing_change_reaches_the_workers_with_the_next_message() -> N
         assert (before["profile"], after["profile"]) == ("typical-corporate", "no-filter")
     finally:
         await pool.close()
+
+
+async def test_a_message_over_the_spool_size_reaches_its_worker_through_a_file_removed_after(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Not in the pickle the pool's feeder thread makes while holding the interpreter lock.
+    raw = message("Spring collection", "Our collection is here.\r\n" * (SPOOL_BYTES // 25 + 10))
+    assert len(raw) >= SPOOL_BYTES
+    inline = await judge_once(judge_with(None), raw)
+    spooled: list[Path] = []
+    real = offload._spool
+
+    def spool(data: bytes) -> str:
+        path = real(data)
+        spooled.append(Path(path))
+        return path
+
+    monkeypatch.setattr(offload, "_spool", spool)
+    pool = JudgePool(WorkerSetup(()), workers=1, threshold=1024, job=gated_judge)
+    try:
+        async with gate(monkeypatch) as opened:
+            task = asyncio.ensure_future(judge_once(judge_with(pool), raw))
+            arrival = await opened.arrival()
+            (path,) = spooled
+            assert path.read_bytes() == raw
+            assert path.stat().st_mode & 0o077 == 0  # the owner's alone
+            arrival.release()
+            assert await task == inline
+        assert not path.exists()
+    finally:
+        await pool.close()
+
+
+def test_a_task_gives_its_message_from_raw_or_from_its_spool_file(tmp_path: Path) -> None:
+    spooled = tmp_path / "m.eml"
+    spooled.write_bytes(b"Subject: s\r\n\r\nspooled\r\n")
+    assert Task(b"raw", (), {}, ()).message() == b"raw"
+    assert Task(b"", (), {}, (), spool=str(spooled)).message() == spooled.read_bytes()

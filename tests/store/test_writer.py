@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import os
 import signal
@@ -15,7 +16,7 @@ from sinkd.core.model import Category
 from sinkd.errors import NotFound, StoreError
 from sinkd.store import MessageRecord, Query
 from sinkd.store.sqlite import WriterKind, open_sqlite
-from sinkd.store.writer import WriterProcess
+from sinkd.store.writer import SEND_STEP, WriterClient, WriterProcess, socket_pair
 from tests.support.store import make_record
 
 
@@ -244,3 +245,70 @@ async def test_a_subject_with_undecodable_bytes_is_stored_by_the_writer_process_
             await store.close()
     assert found["process"] == found["thread"]
     assert [d["subject"] for d in found["process"]] == ["caf\udce9 au lait"]
+
+
+def _big_message(size: int) -> bytes:
+    # Dot-stuffing already undone, long lines, bare LFs and CRs, 8-bit octets: stored as is.
+    pieces = [
+        b".dot line\r\n",
+        b"x" * 70_000 + b"\r\n",
+        b"bare\nLF\r\n",
+        b"cr\r\n",
+        bytes(range(256)),
+    ]
+    body = b"".join(pieces)
+    return b"Subject: big\r\n\r\n" + body * (size // len(body) + 1)
+
+
+async def test_big_raw_and_filtered_bytes_are_stored_by_the_writer_process_as_sent(
+    tmp_path: Path,
+) -> None:
+    # They travel out of band (pickle protocol 5), in several sends: what is read back is
+    # every byte, as the thread writer stores them, for small and big ones side by side.
+    raw = _big_message(5 * 1024 * 1024)
+    filtered = b"Authentication-Results: sinkd; none\r\n" + raw
+    big = make_record(1, raw=raw)
+    big = dataclasses.replace(big, verdict=dataclasses.replace(big.verdict, filtered=filtered))
+    small = make_record(2)
+    exactly_at = make_record(3, raw=b"y" * (64 * 1024))
+    stored = {}
+    kinds: tuple[WriterKind, ...] = ("process", "thread")
+    for kind in kinds:
+        store = await open_sqlite(tmp_path / f"{kind}.db", writer=kind)
+        try:
+            await asyncio.gather(store.save(big), store.save(small), store.save(exactly_at))
+            stored[kind] = [
+                await store.get(ident, with_raw=True) for ident in ("m0001", "m0002", "m0003")
+            ]
+        finally:
+            await store.close()
+    for got in stored.values():
+        assert [m.raw for m in got] == [raw, small.raw, exactly_at.raw]
+        assert got[0].filtered == filtered
+        assert all(type(m.raw) is bytes for m in got)
+    assert [m.data for m in stored["process"]] == [m.data for m in stored["thread"]]
+
+
+async def test_a_big_record_is_sent_a_step_per_turn_of_the_event_loop(tmp_path: Path) -> None:
+    # A writer process that reads as fast as it is sent to must not take 20 MiB in one
+    # callback: each turn sends at most SEND_STEP, the other sessions run between them.
+    ours, theirs = socket_pair()
+    client = WriterClient(tmp_path / "s.db")
+    client.bind(ours)
+    try:
+        saving = asyncio.create_task(client.submit_record(make_record(1, raw=b"r" * (3 << 20))))
+        got = bytearray()
+        theirs.setblocking(False)
+        steps = []
+        while len(got) < 3 << 20:
+            await asyncio.sleep(0)
+            with contextlib.suppress(BlockingIOError):
+                while chunk := theirs.recv(16 << 20):
+                    got += chunk
+                    steps.append(len(chunk))
+        assert max(steps) <= SEND_STEP
+        assert len(steps) >= (3 << 20) // SEND_STEP
+        saving.cancel()
+    finally:
+        await client.close()
+        theirs.close()
