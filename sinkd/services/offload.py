@@ -268,10 +268,12 @@ def _spool(raw: bytes) -> str:
 
 
 def worker_count(setting: int, cores: int | None = None, limit: int = MAX_JUDGE_WORKERS) -> int:
-    """``--judge-workers``: as given, or (0, auto) one per core up to ``limit``."""
+    """``--judge-workers``: as given, or (0, auto) one per core but the one the SMTP process
+    needs, at least one and at most ``limit``: on 2 cores one worker (~60 MiB) judges while the
+    SMTP process keeps answering; a second would only take turns with them on the same cores."""
     if setting > 0:
         return setting
-    return max(1, min(cores or os.cpu_count() or 1, limit))
+    return max(1, min((cores or os.cpu_count() or 1) - 1, limit))
 
 
 class Offloaded:

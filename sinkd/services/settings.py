@@ -49,7 +49,7 @@ DEFAULT_MAX_RECIPIENTS = 1000
 # which stays in the probe's idle noise (bench/stall.py); smaller ones cost less inline than
 # the trip to a worker (sinkd.services.offload).
 DEFAULT_JUDGE_OFFLOAD_BYTES = 64 * 1024
-MAX_JUDGE_WORKERS = 4  # --judge-workers auto: one per core, up to this many
+MAX_JUDGE_WORKERS = 4  # --judge-workers auto: one per core but one, up to this many
 DEFAULT_DNS_TIMEOUT = 5.0  # seconds for each live lookup, retries included
 # Where a client on this machine finds the HTTP API by default (``sinkd readyz``, SinkdClient).
 DEFAULT_URL = f"http://127.0.0.1:{DEFAULT_HTTP_PORT}"
@@ -296,12 +296,13 @@ class Settings:
             "option": Option(
                 "--judge-workers",
                 f"worker processes judging large messages, started at the first one; auto: one "
-                f"per core up to {MAX_JUDGE_WORKERS}",
+                f"per core but one, 1 to {MAX_JUDGE_WORKERS}",
                 parse=parse_judge_workers,
                 shown="auto",
                 metavar="N|auto",
                 doc="worker processes judging large messages (`--judge-offload-bytes`), started "
-                f"when the first one arrives; `auto`: one per core, up to {MAX_JUDGE_WORKERS}",
+                f"when the first one arrives; `auto`: one per core but the SMTP process's, 1 to "
+                f"{MAX_JUDGE_WORKERS}",
                 doc_default="`auto`",
             )
         },

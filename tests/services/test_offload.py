@@ -36,8 +36,10 @@ async def judge_once(judge: Judge, raw: bytes) -> list[dict[str, object]]:
     return [comparable(v.to_json()) for v in verdicts]
 
 
-def test_judge_workers_auto_is_one_per_core_up_to_four() -> None:
-    assert worker_count(0, cores=2) == 2
+def test_judge_workers_auto_leaves_the_smtp_process_a_core_and_stops_at_four() -> None:
+    assert worker_count(0, cores=1) == 1
+    assert worker_count(0, cores=2) == 1
+    assert worker_count(0, cores=3) == 2
     assert worker_count(0, cores=16) == 4
     assert worker_count(3, cores=16) == 3
     assert parse_judge_workers("auto") == 0
