@@ -297,6 +297,8 @@ class FrameReader:
 # How many bytes committed (a record's raw, filtered and JSON bytes; a page's overhead each)
 # before the WAL is checkpointed: about SQLite's own default of 1,000 pages of 4 KiB.
 CHECKPOINT_BYTES = 4 * 1024 * 1024
+WAL_RESTART_PAGES = 8192  # ~32 MiB of 4 KiB pages: the writer's own checkpoint, rewinding the WAL
+WAL_SIZE_LIMIT = 64 * 1024 * 1024  # bytes of WAL file kept after a rewind
 _OP_OVERHEAD = 4096
 
 
@@ -314,7 +316,15 @@ class Checkpointer:
     """
 
     def __init__(self, writer: Writer, busy_timeout: float) -> None:
-        writer.conn.execute("PRAGMA wal_autocheckpoint = 0")
+        # The writer's commits no longer checkpoint at 1,000 pages, but they still do at
+        # WAL_RESTART_PAGES: under steady load the PASSIVE checkpoints of this thread never
+        # catch up with the last commit, and SQLite only rewinds the WAL when a write begins
+        # after a checkpoint that copied every frame, so without it the WAL grew without bound
+        # (~500 MB after 30,000 1 KB messages). By then this thread has copied nearly every
+        # frame, so the writer's own checkpoint has little left to copy; journal_size_limit
+        # then truncates the rewound file.
+        writer.conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_RESTART_PAGES}")
+        writer.conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
         self.path = writer.path
         self.conn = sqlite3.connect(
             writer.path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
