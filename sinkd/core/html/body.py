@@ -3,18 +3,17 @@
 Owns the lifetime of a body's parse: the ``mime`` filter's inspection, the ``dnsbl`` filter's
 link extraction and the strip that follows read the same ``Scan`` (one lexbor parse, one walk),
 and the scan planned for stripping is the one the strip applies. The text body rules read is
-rendered here too, once (``render``: a parse of its own, of a marked copy), and so is any view
-a filter derives from the body (``cached``, such as its link hosts). The parsed
-message holds one ``HtmlBody`` per distinct HTML text (``ParsedMessage.html_body``), so
-nothing here is global. It decides nothing and never raises on any HTML.
+rendered by the parsed message at its profile's scan sizes (``ParsedMessage._render``), not
+here. The parsed message holds one ``HtmlBody`` per distinct HTML text
+(``ParsedMessage.html_body``), so nothing here is global. It decides nothing and never raises
+on any HTML.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
-from typing import TYPE_CHECKING, TypeVar, cast
+from collections.abc import Collection
+from typing import TYPE_CHECKING
 
-from sinkd.core.html import render
 from sinkd.core.html.depth import is_document, too_deep
 from sinkd.core.html.report import HTML_CLASSES, HtmlHit, HtmlReport
 
@@ -23,8 +22,6 @@ if TYPE_CHECKING:
     from sinkd.core.html.scan import Scan
 
 __all__ = ["HtmlBody", "inspect_html", "strip_html"]
-
-T = TypeVar("T")
 
 
 class HtmlBody:
@@ -38,8 +35,6 @@ class HtmlBody:
         self._found: list[Found] | None = None  # the walk's result, once walked
         self._report: HtmlReport | None = None
         self._urls: list[str] | None = None
-        self._rendered: str | None = None
-        self._views: dict[Callable[[HtmlBody], object], object] = {}
 
     def too_deep(self) -> int | None:
         """The depth past ``depth.MAX_DEPTH`` the body reaches, or None (then it is parsed)."""
@@ -110,29 +105,6 @@ class HtmlBody:
             else:
                 self._urls = _document_attribute_values(self.html, names)
         return list(self._urls)
-
-    def rendered(self) -> str:
-        """The text body rules read (``render.render_text``), rendered once."""
-        if self._rendered is None:
-            self._rendered = render.render_text(self._source())
-        return self._rendered
-
-    def cached(self, compute: Callable[[HtmlBody], T]) -> T:
-        """``compute(self)``, computed once per body and ``compute``: a view of this body that
-        other filters derive, such as the ``dnsbl`` filter's link hosts, which each of its zones
-        asks for. ``compute`` must be a module-level function (its identity is the key) whose
-        result depends on the body alone, and the caller must not change what it returns.
-        """
-        try:
-            return cast(T, self._views[compute])
-        except KeyError:
-            value = self._views[compute] = compute(self)
-            return value
-
-    def _source(self) -> str:
-        # The text as the parsed message reads a body (CRLF as LF): the body may have been
-        # made from the MIME tree's text, and the render's 500,000-character cut counts them.
-        return self.html.replace("\r\n", "\n")
 
     # -- the one parse --
 

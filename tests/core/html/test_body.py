@@ -51,27 +51,3 @@ def test_a_message_gives_one_body_per_html_text_whatever_its_line_endings() -> N
     first = message.html_body("<p>a</p>\r\n<p>b</p>")
     assert message.html_body("<p>a</p>\n<p>b</p>") is first
     assert message.html_body("<p>other</p>") is not first
-
-
-_COMPUTED: list[str] = []  # one entry per computation of _link_values
-
-
-def _link_values(body: HtmlBody) -> list[str]:
-    _COMPUTED.append(body.html)
-    return body.attribute_values(LINKS)
-
-
-def test_a_view_derived_from_a_body_is_computed_once_and_shared() -> None:
-    body = HtmlBody(DOCUMENT)
-    before = len(_COMPUTED)
-    first = body.cached(_link_values)
-
-    assert body.cached(_link_values) is first
-    assert first == ["https://cdn.example/a.png", "https://shop.example/"]
-    assert len(_COMPUTED) == before + 1
-
-
-def test_a_view_is_cached_per_body() -> None:
-    other = HtmlBody('<a href="https://other.example/">x</a>')
-
-    assert HtmlBody(DOCUMENT).cached(_link_values) != other.cached(_link_values)
