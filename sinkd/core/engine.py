@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from sinkd.core.authres import AUTHSERV_ID, add_authentication_results, authentication_results
 from sinkd.core.filters import EnvelopeContext, Filter, MessageContext, reply_variables
@@ -32,7 +33,7 @@ from sinkd.core.model import (
     Verdict,
     VerdictAction,
 )
-from sinkd.core.ports import NO_LOOKUPS, Lookups, Offload
+from sinkd.core.ports import NO_LOOKUPS, Lookups
 from sinkd.core.profiles import LoadedProfile, Profile, compile_loaded
 from sinkd.core.schema import ReplyTemplate
 from sinkd.core.strip import apply_strip
@@ -506,6 +507,22 @@ class DataGroup:
     envelope: Envelope  # with this profile's accepted recipients only
     earlier: tuple[Finding, ...]  # the MAIL and RCPT findings for them
     message_id: str
+
+
+class Offload(Protocol):
+    """Judges the DATA stage of large messages away from the caller's event loop (the
+    services' worker processes), so that one big message never stalls the other sessions.
+
+    ``offloads(size)`` says whether a message of ``size`` bytes goes there (smaller ones are
+    judged inline, without the cost of sending them); ``judge`` returns exactly the verdicts
+    ``judge_message`` would give inline, or raises ``BackendError`` when
+    the worker failed (the caller answers 451 and stores nothing)."""
+
+    def offloads(self, size: int) -> bool: ...
+
+    async def judge(
+        self, raw: bytes, groups: Sequence[DataGroup], pipelines: Mapping[str, Pipeline]
+    ) -> list[Verdict]: ...
 
 
 async def judge_message(

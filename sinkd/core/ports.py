@@ -1,7 +1,6 @@
 """What the pure core may ask of the outside world, as interfaces only.
 
-Owns the ``Lookups`` bundle handed to every filter and the value types that cross it, and the
-``Offload`` port through which a transaction's DATA stage may be judged elsewhere. Real
+Owns the ``Lookups`` bundle handed to every filter and the value types that cross it. Real
 adapters (``spamd.py``, ``dns.py``) implement these and are injected by the runtime; the core
 never opens a socket or a file itself, and tests pass fakes.
 """
@@ -9,13 +8,9 @@ never opens a socket or a file itself, and tests pass fakes.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal, Protocol, TypeAlias
-
-if TYPE_CHECKING:
-    from sinkd.core.engine import DataGroup, Pipeline
-    from sinkd.core.model import Verdict
+from typing import Literal, Protocol, TypeAlias
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,19 +186,3 @@ class Lookups:
 
 
 NO_LOOKUPS = Lookups()
-
-
-class Offload(Protocol):
-    """Judges the DATA stage of large messages away from the caller's event loop (the
-    services' worker processes), so that one big message never stalls the other sessions.
-
-    ``offloads(size)`` says whether a message of ``size`` bytes goes there (smaller ones are
-    judged inline, without the cost of sending them); ``judge`` returns exactly the verdicts
-    ``sinkd.core.engine.judge_message`` would give inline, or raises ``BackendError`` when
-    the worker failed (the caller answers 451 and stores nothing)."""
-
-    def offloads(self, size: int) -> bool: ...
-
-    async def judge(
-        self, raw: bytes, groups: Sequence[DataGroup], pipelines: Mapping[str, Pipeline]
-    ) -> list[Verdict]: ...

@@ -16,7 +16,7 @@ judgement). A worker that dies (a crash in C code, an OOM kill) costs its messag
 pool is then built again and the event is logged.
 
 It decides no policy and never stores, logs a verdict or replies; it must not be imported by
-``sinkd.core`` (the core sees only the ``Offload`` port).
+``sinkd.core`` (the core sees only its ``Offload`` port, ``sinkd.core.engine.Offload``).
 """
 
 from __future__ import annotations
