@@ -39,6 +39,7 @@ from sinkd.server.tls import self_signed, server_context
 from sinkd.server.workers import WorkerPool, worker_chaos
 from sinkd.services.ids import configure_ids
 from sinkd.services.judge import DnsOptions, Judge
+from sinkd.services.metrics import Metrics
 from sinkd.services.offload import Job, JudgePool, WorkerSetup, judge_task, worker_count
 from sinkd.services.recorder import Recorder
 from sinkd.services.settings import Settings
@@ -103,6 +104,8 @@ class Sinkd:
         self.http_addresses: list[tuple[str, int]] = []
         # Live events (GET /api/v1/events): every stored verdict, every release.
         self.hub = Hub()
+        # GET /metrics: this server's counts; with --workers, theirs too (publish_committed).
+        self.metrics = Metrics()
         self.handler: SinkHandler | None = None  # set by start()
         # Set by start(): the one Judge (profiles, routing, resolver, spamd, delivery state)
         # and the one Recorder (store, verdict log, events) every entry point goes through.
@@ -135,9 +138,11 @@ class Sinkd:
     def publish_committed(self, json_texts: Sequence[str]) -> None:
         """``verdict`` events for the records the workers saved (the writer process tells the
         primary of them after each commit; the workers wrote their verdict log lines)."""
-        if self.hub.subscribers:  # parsed back only for someone to read it
-            for text in json_texts:
-                self.hub.publish("verdict", json.loads(text))
+        records = [json.loads(text) for text in json_texts]
+        self.metrics.count_json(records)  # the workers' own registries are never scraped
+        if self.hub.subscribers:
+            for data in records:
+                self.hub.publish("verdict", data)
 
     async def adopt(self, connection: socket.socket) -> None:
         """Serve an SMTP connection the primary accepted (a worker of ``--workers``)."""
@@ -249,7 +254,9 @@ class Sinkd:
             self.sink = self.store = await open_store(s.db, writer="process")
             if in_memory(s.db):
                 log.info("store: in memory, gone when the server stops (--db :memory:)")
-        self.recorder = Recorder(self.sink, verdict_log=self.verdict_log, events=self.hub)
+        self.recorder = Recorder(
+            self.sink, verdict_log=self.verdict_log, events=self.hub, metrics=self.metrics
+        )
         index, total = self.listener
         workers = self.listener_count(router) if index == 0 else 1
         if workers > 1:
@@ -257,7 +264,9 @@ class Sinkd:
         chaos = ChaosConfig(tuple(s.chaos_triggers), s.chaos_seed)
         self.chaos = Chaos(worker_chaos(chaos, index))
         configure_ids(index, total)
-        handler = self.handler = SinkHandler(judge, self.recorder, options, chaos=self.chaos)
+        handler = self.handler = SinkHandler(
+            judge, self.recorder, options, chaos=self.chaos, metrics=self.metrics
+        )
         if workers > 1:
             # The workers handle every SMTP connection; the primary accepts them and hands
             # each to the next worker in turn (sinkd.server.workers) and keeps the HTTP API and the
@@ -358,6 +367,7 @@ class Sinkd:
             messages=self.store,
             hub=self.hub,
             delivery=self.delivery,
+            metrics=self.metrics,
             server=self,  # readiness, chaos and routing: ServerControl
             http=HttpOptions(s.http_host, tuple(s.http_allowed_hosts), s.http_auth),
         )
