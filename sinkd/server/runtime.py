@@ -52,6 +52,9 @@ from sinkd.web.common import HttpOptions, WebContext
 from sinkd.web.hub import Hub
 
 log = logging.getLogger(__name__)
+# How long a scrape waits for each worker's measurements: a worker busy judging a large
+# message still answers within this; one that does not is left out of that scrape (logged).
+METRICS_TIMEOUT = 2.0
 
 SMTP_BACKLOG = 1024  # pending connections per listening socket
 MAX_WORKERS = 4  # --workers 0 (auto): beyond four, SQLite's single writer is the bound
@@ -143,6 +146,12 @@ class Sinkd:
         if self.hub.subscribers:
             for data in records:
                 self.hub.publish("verdict", data)
+
+    async def gather_metrics(self) -> None:
+        """Ask every worker for its own measurements (commit and judging time, open
+        sessions), which the primary's ``/metrics`` adds to its own (``Metrics.others``)."""
+        if self.workers is not None:
+            self.metrics.others = await self.workers.metrics(within=METRICS_TIMEOUT)
 
     async def adopt(self, connection: socket.socket) -> None:
         """Serve an SMTP connection the primary accepted (a worker of ``--workers``)."""

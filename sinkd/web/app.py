@@ -115,9 +115,11 @@ async def metrics(request: Request) -> Response:
     """The server's metrics in Prometheus text format (``sinkd.services.metrics``); behind
     the ``Host`` rule and ``--http-auth`` like the API, so a scrape config needs the
     credentials."""
-    counted = context(request).metrics
+    ctx = context(request)
+    counted = ctx.metrics
     if counted is None:
         raise ApiError(404, "not found", "this server keeps no metrics")
+    await ctx.server.gather_metrics()  # the workers' histograms and sessions (--workers)
     return Response(counted.render(), media_type=None, headers={"Content-Type": CONTENT_TYPE})
 
 

@@ -89,6 +89,9 @@ class ServerControl(Protocol):
 
     def set_routing(self, profile: str, routes: Mapping[str, str]) -> None: ...
 
+    async def gather_metrics(self) -> None:
+        """Bring the other SMTP processes' own measurements into the metrics (``--workers``)."""
+
 
 @dataclass(frozen=True)
 class HttpOptions:

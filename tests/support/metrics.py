@@ -53,6 +53,13 @@ def smtplib_load(host: str, port: int, messages: list[bytes], *, per_connection:
     return accepted
 
 
+def open_session(host: str, port: int) -> smtplib.SMTP:
+    """An SMTP connection that has been greeted and said EHLO, left open for the caller."""
+    client = smtplib.SMTP(host, port, timeout=TIMEOUT)
+    client.ehlo()
+    return client
+
+
 async def send_load(host: str, port: int, messages: list[bytes], *, per_connection: int) -> int:
     return await asyncio.to_thread(
         smtplib_load, host, port, messages, per_connection=per_connection

@@ -1,12 +1,14 @@
 """``GET /metrics`` against a real ``Sinkd`` (SMTP and HTTP on free ports): a short load sent
 with ``smtplib``, then one scrape read with prometheus-client's parser. The counters match
 what was sent and what the store holds; the endpoint is behind ``--http-auth`` and the
-``Host`` rule like the rest of the API; with ``--workers 2`` every worker's mail is counted."""
+``Host`` rule like the rest of the API; with ``--workers 2`` every worker's mail, commits,
+judging time and open sessions are counted."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import smtplib
 from collections import Counter
 
 import httpx
@@ -15,7 +17,7 @@ from sinkd import __version__
 from sinkd.server.runtime import Sinkd
 from sinkd.store import Query
 from tests.conftest import StartServer
-from tests.support.metrics import by_label, scrape, send_load
+from tests.support.metrics import by_label, open_session, scrape, send_load
 from tests.support.smtp import GTUBE_MESSAGE, SPAMMY_MESSAGE, TIMEOUT, message
 from tests.support.web import assert_error, base_url
 
@@ -63,8 +65,22 @@ async def test_a_scrape_after_a_short_load_counts_every_message_finding_and_repl
     assert replies[("5xx", "data")] == len(LOAD) - accepted
     assert samples[("sinkd_store_commit_seconds_count", frozenset())] == len(LOAD)
     assert samples[("sinkd_filter_seconds_count", frozenset())] == len(LOAD)
-    assert samples[("sinkd_smtp_sessions_open", frozenset())] == 0  # every load connection closed
     assert samples[("sinkd_build_info", frozenset({("version", __version__)}))] == 1
+
+
+async def test_an_smtp_connection_counts_as_an_open_session_while_it_is_open(
+    start_server: StartServer,
+) -> None:
+    app = await start_server(http=True)
+    async with httpx.AsyncClient(base_url=base_url(app), timeout=TIMEOUT) as http:
+        before = await scrape(http)
+        client: smtplib.SMTP = await asyncio.to_thread(open_session, *smtp(app))
+        try:
+            during = await scrape(http)
+        finally:
+            await asyncio.to_thread(client.close)
+    assert before[("sinkd_smtp_sessions_open", frozenset())] == 0
+    assert during[("sinkd_smtp_sessions_open", frozenset())] == 1
 
 
 async def test_metrics_need_the_http_auth_credentials(start_server: StartServer) -> None:
@@ -105,9 +121,18 @@ async def test_with_two_workers_the_primary_counts_every_workers_messages(
                         seen += 1
                         if seen == len(load):
                             break
-        samples = await scrape(http)
+        # A session open on a worker: counted there, summed in at the primary's scrape.
+        client: smtplib.SMTP = await asyncio.to_thread(open_session, *smtp(app))
+        try:
+            samples = await scrape(http)
+        finally:
+            await asyncio.to_thread(client.close)
     assert accepted == len(load)
     messages = by_label(samples, "sinkd_messages_total", "profile", "verdict", "disposition")
     assert messages == Counter({("no-filter", "accept", "inbox"): len(load)})
     replies = by_label(samples, "sinkd_smtp_replies_total", "class", "stage")
     assert replies == Counter({("2xx", "data"): len(load)})
+    # Measured in the workers, which serve every SMTP connection, and sent up at the scrape.
+    assert samples[("sinkd_store_commit_seconds_count", frozenset())] == len(load)
+    assert samples[("sinkd_filter_seconds_count", frozenset())] == len(load)
+    assert samples[("sinkd_smtp_sessions_open", frozenset())] == 1
