@@ -2,7 +2,9 @@
 
 Owns starting the extra SMTP processes, handing them connections, the pipe to each and what
 travels on it: records to commit up, "committed" down; routing and chaos changes down (so
-``PUT /api/v1/routing`` and ``PUT /api/v1/chaos`` reach every process); and stopping them.
+``PUT /api/v1/routing`` and ``PUT /api/v1/chaos`` reach every process); a scrape's question
+for each worker's own measurements down and its answer up (``GET /metrics``); and stopping
+them.
 
 The primary accepts every SMTP connection and passes it to the next worker in turn over a Unix
 socket (SCM_RIGHTS), so long-lived sessions are spread evenly (``SO_REUSEPORT`` hashing put 12

@@ -1,5 +1,5 @@
-"""The Starlette app of sinkd's HTTP API: health checks and runtime chaos here; messages and
-profiles in ``sinkd.web.messages``.
+"""The Starlette app of sinkd's HTTP API: health checks, ``/metrics`` and runtime chaos here;
+messages and profiles in ``sinkd.web.messages``.
 
 Owns the routes, JSON bodies (errors included: ``{"error": ..., "detail": ...}``) and the guards
 in front of them: the ``Host`` allowlist against DNS rebinding (``HostGuard``), the cap on
