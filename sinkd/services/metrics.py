@@ -12,6 +12,11 @@ worker's records reach the primary after the store's writer committed them (the 
 the live event stream, ``count_json``). The per-process measurements (commit latency,
 filter-core time, open sessions) live in each process; a worker sends its ``snapshot()`` when
 the primary asks at scrape time, and the primary's families add them (``others``) to its own.
+
+Not here yet: relay queue depth and relay outcomes (issue 19 part 1, ``--relay``). They belong
+with the relay queue: a gauge read from the store at scrape time (queued rows, so it is right
+across restarts and workers) and a counter of delivery attempts by outcome (delivered,
+deferred, failed) where the relay worker records each attempt.
 """
 
 from __future__ import annotations
