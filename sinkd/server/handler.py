@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 from aiosmtpd.smtp import Envelope as SmtpEnvelope
@@ -27,6 +28,7 @@ from sinkd.server import xclient
 from sinkd.server.options import ServerOptions
 from sinkd.server.session import SmtpServer
 from sinkd.services.judge import Judge
+from sinkd.services.metrics import Metrics
 from sinkd.services.recorder import Recorder, format_reply
 
 log = logging.getLogger("sinkd.smtp")  # every SMTP module logs here: users select on it
@@ -43,12 +45,14 @@ class SinkHandler:
         recorder: Recorder,
         options: ServerOptions,
         chaos: Chaos | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.judge = judge  # builds each transaction under the routing in force
         self.recorder = recorder  # stores, logs and publishes every verdict before its reply
         self.options = options
         self.chaos = chaos or Chaos()
         self.connections: dict[str, int] = {}  # open connections per connecting address
+        self.metrics = metrics  # open sessions and judging time (the recorder counts verdicts)
 
     @property
     def router(self) -> Router:
@@ -78,6 +82,8 @@ class SinkHandler:
         (the default profile's ``max_connections_per_ip``, Postfix's
         smtpd_client_connection_count_limit), else None."""
         self.connections[ip] = open_now = self.connections.get(ip, 0) + 1
+        if self.metrics is not None:
+            self.metrics.sessions.inc()
         pipeline = self.router.default
         limit = pipeline.profile.smtp.max_connections_per_ip
         if limit is None or open_now <= limit:
@@ -92,6 +98,8 @@ class SinkHandler:
         return format_reply(pipeline.connection_reply.render(variables))
 
     def connection_closed(self, ip: str) -> None:
+        if self.metrics is not None:
+            self.metrics.sessions.dec()
         left = self.connections.get(ip, 0) - 1
         if left > 0:
             self.connections[ip] = left
@@ -264,6 +272,7 @@ class SinkHandler:
             return refused
         raw = envelope.original_content
         assert isinstance(raw, bytes)
+        started = time.perf_counter()
         try:
             verdicts = await transaction.data(raw)
         except BackendError as exc:
@@ -274,6 +283,8 @@ class SinkHandler:
         except Exception:
             log.exception("DATA evaluation failed")
             return format_reply(TEMPFAIL_INTERNAL)
+        if self.metrics is not None:
+            self.metrics.filter_seconds.observe(time.perf_counter() - started)
         return await self._commit(verdicts, raw, connection.transaction_id)
 
     async def handle_exception(self, error: Exception) -> str:

@@ -39,6 +39,7 @@ from sinkd.server.tls import self_signed, server_context
 from sinkd.server.workers import WorkerPool, worker_chaos
 from sinkd.services.ids import configure_ids
 from sinkd.services.judge import DnsOptions, Judge
+from sinkd.services.metrics import Metrics
 from sinkd.services.offload import Job, JudgePool, WorkerSetup, judge_task, worker_count
 from sinkd.services.recorder import Recorder
 from sinkd.services.settings import Settings
@@ -51,6 +52,9 @@ from sinkd.web.common import HttpOptions, WebContext
 from sinkd.web.hub import Hub
 
 log = logging.getLogger(__name__)
+# How long a scrape waits for each worker's measurements: a worker busy judging a large
+# message still answers within this; one that does not is left out of that scrape (logged).
+METRICS_TIMEOUT = 2.0
 
 SMTP_BACKLOG = 1024  # pending connections per listening socket
 MAX_WORKERS = 4  # --workers 0 (auto): beyond four, SQLite's single writer is the bound
@@ -103,6 +107,8 @@ class Sinkd:
         self.http_addresses: list[tuple[str, int]] = []
         # Live events (GET /api/v1/events): every stored verdict, every release.
         self.hub = Hub()
+        # GET /metrics: this server's counts; with --workers, theirs too (publish_committed).
+        self.metrics = Metrics()
         self.handler: SinkHandler | None = None  # set by start()
         # Set by start(): the one Judge (profiles, routing, resolver, spamd, delivery state)
         # and the one Recorder (store, verdict log, events) every entry point goes through.
@@ -135,9 +141,17 @@ class Sinkd:
     def publish_committed(self, json_texts: Sequence[str]) -> None:
         """``verdict`` events for the records the workers saved (the writer process tells the
         primary of them after each commit; the workers wrote their verdict log lines)."""
-        if self.hub.subscribers:  # parsed back only for someone to read it
-            for text in json_texts:
-                self.hub.publish("verdict", json.loads(text))
+        records = [json.loads(text) for text in json_texts]
+        self.metrics.count_json(records)  # the workers' own registries are never scraped
+        if self.hub.subscribers:
+            for data in records:
+                self.hub.publish("verdict", data)
+
+    async def gather_metrics(self) -> None:
+        """Ask every worker for its own measurements (commit and judging time, open
+        sessions), which the primary's ``/metrics`` adds to its own (``Metrics.others``)."""
+        if self.workers is not None:
+            self.metrics.others = await self.workers.metrics(within=METRICS_TIMEOUT)
 
     async def adopt(self, connection: socket.socket) -> None:
         """Serve an SMTP connection the primary accepted (a worker of ``--workers``)."""
@@ -249,7 +263,9 @@ class Sinkd:
             self.sink = self.store = await open_store(s.db, writer="process")
             if in_memory(s.db):
                 log.info("store: in memory, gone when the server stops (--db :memory:)")
-        self.recorder = Recorder(self.sink, verdict_log=self.verdict_log, events=self.hub)
+        self.recorder = Recorder(
+            self.sink, verdict_log=self.verdict_log, events=self.hub, metrics=self.metrics
+        )
         index, total = self.listener
         workers = self.listener_count(router) if index == 0 else 1
         if workers > 1:
@@ -257,7 +273,9 @@ class Sinkd:
         chaos = ChaosConfig(tuple(s.chaos_triggers), s.chaos_seed)
         self.chaos = Chaos(worker_chaos(chaos, index))
         configure_ids(index, total)
-        handler = self.handler = SinkHandler(judge, self.recorder, options, chaos=self.chaos)
+        handler = self.handler = SinkHandler(
+            judge, self.recorder, options, chaos=self.chaos, metrics=self.metrics
+        )
         if workers > 1:
             # The workers handle every SMTP connection; the primary accepts them and hands
             # each to the next worker in turn (sinkd.server.workers) and keeps the HTTP API and the
@@ -358,6 +376,7 @@ class Sinkd:
             messages=self.store,
             hub=self.hub,
             delivery=self.delivery,
+            metrics=self.metrics,
             server=self,  # readiness, chaos and routing: ServerControl
             http=HttpOptions(s.http_host, tuple(s.http_allowed_hosts), s.http_auth),
         )

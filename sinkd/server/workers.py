@@ -2,7 +2,9 @@
 
 Owns starting the extra SMTP processes, handing them connections, the pipe to each and what
 travels on it: records to commit up, "committed" down; routing and chaos changes down (so
-``PUT /api/v1/routing`` and ``PUT /api/v1/chaos`` reach every process); and stopping them.
+``PUT /api/v1/routing`` and ``PUT /api/v1/chaos`` reach every process); a scrape's question
+for each worker's own measurements down and its answer up (``GET /metrics``); and stopping
+them.
 
 The primary accepts every SMTP connection and passes it to the next worker in turn over a Unix
 socket (SCM_RIGHTS), so long-lived sessions are spread evenly (``SO_REUSEPORT`` hashing put 12
@@ -38,6 +40,7 @@ from sinkd.core.chaos import Chaos, ChaosConfig
 from sinkd.errors import ConfigError
 from sinkd.server import logs
 from sinkd.server.logs import LogFormat
+from sinkd.services.metrics import Metrics, Sample
 from sinkd.services.settings import Settings
 from sinkd.store.writer import WriterClient
 
@@ -64,6 +67,7 @@ class WorkerServer(Protocol):
     this module never imports ``runtime`` (which imports this one to start the workers)."""
 
     chaos: Chaos | None
+    metrics: Metrics
 
     async def start(self) -> None: ...
 
@@ -86,9 +90,10 @@ class ServerFactory(Protocol):
 
 
 # Messages on a worker's pipe: (kind, payload).
-# up:   ("ready", None), ("failed", text)
+# up:   ("ready", None), ("failed", text), ("metrics", [Sample]) (the answer to "metrics")
 # down: ("routing", (profile, routes)), ("chaos", ChaosConfig), ("writer", socket) (a new
-#       writer process replaced one that died), ("stop", None)
+#       writer process replaced one that died), ("metrics", None) (a scrape asks for the
+#       worker's own measurements), ("stop", None)
 
 
 class WorkerPool:
@@ -113,6 +118,7 @@ class WorkerPool:
         self.writer = writer
         self._workers: list[_Worker] = []
         self._next = 0  # the worker the next connection goes to
+        self._asked: dict[int, asyncio.Future[list[Sample]]] = {}  # index -> metrics asked
 
     async def start(self) -> None:
         """Start every worker and return once each listens; ``ConfigError`` names one that
@@ -212,6 +218,30 @@ class WorkerPool:
                 except OSError as exc:
                     log.error("worker %d: cannot send %s: %s", worker.index, kind, exc)
 
+    async def metrics(self, within: float) -> dict[int, list[Sample]]:
+        """Each live worker's own measurements (``Metrics.snapshot``), asked for now; a worker
+        that does not answer ``within`` seconds is left out of this scrape (logged).
+        Scrapes at the same time share one question."""
+        loop = asyncio.get_running_loop()
+        for worker in self._workers:
+            if worker.alive and worker.index not in self._asked:
+                self._asked[worker.index] = loop.create_future()
+                try:
+                    worker.conn.send(("metrics", None))
+                except OSError as exc:
+                    self._asked.pop(worker.index).cancel()
+                    log.error("worker %d: cannot ask for metrics: %s", worker.index, exc)
+        asked = dict(self._asked)
+        if asked:
+            await asyncio.wait([asyncio.shield(f) for f in asked.values()], timeout=within)
+        answers: dict[int, list[Sample]] = {}
+        for index, future in asked.items():
+            if future.done() and not future.cancelled():
+                answers[index] = future.result()
+            else:
+                log.warning("worker %d sent no metrics within %g s", index, within)
+        return answers
+
     def set_routing(self, profile: str, routes: dict[str, str]) -> None:
         self.broadcast("routing", (profile, routes))
 
@@ -264,12 +294,19 @@ class WorkerPool:
                 code = worker.process.exitcode
                 log.error("worker %d ended unexpectedly (exit code %s)", worker.index, code)
             return
-        if kind == "ready" and not worker.ready.done():
+        if kind == "metrics":
+            asked = self._asked.pop(worker.index, None)
+            if asked is not None and not asked.done():
+                asked.set_result(payload)
+        elif kind == "ready" and not worker.ready.done():
             worker.ready.set_result(None)
         elif kind == "failed" and not worker.ready.done():
             worker.ready.set_exception(ConfigError(f"worker {worker.index}: {payload}"))
 
     def _close(self, worker: _Worker) -> None:
+        asked = self._asked.pop(worker.index, None)
+        if asked is not None:
+            asked.cancel()  # no answer will come: a scrape waiting for it goes on without
         if worker.alive:
             worker.alive = False
             with contextlib.suppress(Exception):
@@ -350,6 +387,8 @@ async def _serve(
             app.set_routing(profile, routes, forward=False)
         elif kind == "chaos" and app.chaos is not None:
             app.chaos.update(worker_chaos(payload, index))
+        elif kind == "metrics":
+            _send(conn, ("metrics", app.metrics.snapshot()))
 
     adopting: set[asyncio.Task[None]] = set()
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,6 +21,7 @@ from typing import Any, Protocol
 from sinkd.core.engine import data_reply
 from sinkd.core.model import Reply, Stage, Verdict
 from sinkd.services.ids import new_message_id
+from sinkd.services.metrics import Metrics
 from sinkd.store import MessageRecord, VerdictSink
 
 # The logger operators filter verdict lines by: the name is part of the log's interface
@@ -61,7 +63,8 @@ class Committed:
 class Recorder:
     """Commits verdicts: ``sink`` saves them, ``verdict_log`` (optional) gets one JSON line
     each and ``events`` (optional) one ``verdict`` event each, after the save and before the
-    reply. Neither of those two can fail a commit."""
+    reply. Neither of those two can fail a commit. ``metrics`` (optional) counts every stored
+    record and times every commit (``GET /metrics``)."""
 
     def __init__(
         self,
@@ -69,10 +72,12 @@ class Recorder:
         *,
         verdict_log: JsonLines | None = None,
         events: Events | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.sink = sink
         self.verdict_log = verdict_log
         self.events = events
+        self.metrics = metrics
 
     async def commit(
         self, verdicts: Sequence[Verdict], raw: bytes | None, *, transaction_id: str | None = None
@@ -81,6 +86,7 @@ class Recorder:
         log and publish them; the reply is the refusal for an envelope verdict, else the one
         reply to DATA (``data_reply``). A sink failure is logged and answered with 451."""
         records = self.records(verdicts, raw, transaction_id=transaction_id)
+        started = time.perf_counter()
         try:
             if len(records) == 1:  # the common case, without a task per record
                 await self.sink.save(records[0])
@@ -89,6 +95,9 @@ class Recorder:
         except Exception as exc:
             log.exception("could not store verdict(s) %s", ", ".join(v.id for v in verdicts))
             return Committed(records, TEMPFAIL_STORE, exc)
+        if self.metrics is not None:
+            self.metrics.commit_seconds.observe(time.perf_counter() - started)
+            self.metrics.count(records)
         for record in records:
             log_verdict(record.verdict, record.raw)
         try:

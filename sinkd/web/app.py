@@ -1,5 +1,5 @@
-"""The Starlette app of sinkd's HTTP API: health checks and runtime chaos here; messages and
-profiles in ``sinkd.web.messages``.
+"""The Starlette app of sinkd's HTTP API: health checks, ``/metrics`` and runtime chaos here;
+messages and profiles in ``sinkd.web.messages``.
 
 Owns the routes, JSON bodies (errors included: ``{"error": ..., "detail": ...}``) and the guards
 in front of them: the ``Host`` allowlist against DNS rebinding (``HostGuard``), the cap on
@@ -33,6 +33,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sinkd.core.chaos import STAGES, Chaos, ChaosConfig, parse_triggers
 from sinkd.errors import ConfigError
+from sinkd.services.metrics import CONTENT_TYPE
 from sinkd.web import events, messages, openapi, routing
 from sinkd.web.common import (
     API,
@@ -65,6 +66,7 @@ def create_app(ctx: WebContext) -> Starlette:
     routes: list[BaseRoute] = [
         Route("/livez", livez, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
         Route(f"{API}/chaos", ChaosResource),
         *messages.routes(),
         *routing.routes(),
@@ -107,6 +109,18 @@ async def readyz(request: Request) -> Response:
     if all(checks.values()):
         return JSONResponse({"status": "ok", **checks})
     return error_response(503, "not ready", checks)
+
+
+async def metrics(request: Request) -> Response:
+    """The server's metrics in Prometheus text format (``sinkd.services.metrics``); behind
+    the ``Host`` rule and ``--http-auth`` like the API, so a scrape config needs the
+    credentials."""
+    ctx = context(request)
+    counted = ctx.metrics
+    if counted is None:
+        raise ApiError(404, "not found", "this server keeps no metrics")
+    await ctx.server.gather_metrics()  # the workers' histograms and sessions (--workers)
+    return Response(counted.render(), media_type=None, headers={"Content-Type": CONTENT_TYPE})
 
 
 # --- chaos ------------------------------------------------------------------------------------

@@ -5,8 +5,8 @@ dependencies the app is built over.
 Owns those shared pieces only, so that the route modules (``messages``, ``routing``,
 ``events``, ``openapi``, the dashboard's) build on it and never on each other's private
 helpers. The web layer reaches the running server only through ``WebContext``: the judge, the
-recorder, the message repository, the event hub, the delivery state and the ``ServerControl``
-protocol; it never imports ``sinkd.server``.
+recorder, the message repository, the event hub, the delivery state, the metrics and the
+``ServerControl`` protocol; it never imports ``sinkd.server``.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from starlette.responses import JSONResponse
 from sinkd.core.chaos import Chaos, ChaosConfig
 from sinkd.core.delivery_state import DeliveryState
 from sinkd.services.judge import Judge
+from sinkd.services.metrics import Metrics
 from sinkd.services.recorder import Recorder
 from sinkd.store import Repository
 from sinkd.web.hub import Hub
@@ -88,6 +89,9 @@ class ServerControl(Protocol):
 
     def set_routing(self, profile: str, routes: Mapping[str, str]) -> None: ...
 
+    async def gather_metrics(self) -> None:
+        """Bring the other SMTP processes' own measurements into the metrics (``--workers``)."""
+
 
 @dataclass(frozen=True)
 class HttpOptions:
@@ -110,6 +114,7 @@ class WebContext:
     delivery: DeliveryState
     server: ServerControl
     http: HttpOptions
+    metrics: Metrics | None = None  # GET /metrics (404 without)
     heartbeat: float | None = None  # the event stream's, when not the default (tests)
     cache: dict[str, Any] = field(default_factory=dict)
 

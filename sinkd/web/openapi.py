@@ -126,6 +126,17 @@ def document() -> dict[str, Any]:
         "/readyz": {
             "get": _op("SMTP listener and store are up", _json({"type": "object"}, "ok"), 503)
         },
+        "/metrics": {
+            "get": _op(
+                "Prometheus metrics: messages, findings, SMTP replies, commit and filter-core "
+                "time, open sessions, build info (README 'Metrics')",
+                {
+                    "description": "Prometheus text format 0.0.4",
+                    "content": {"text/plain; version=0.0.4": {"schema": _STRING}},
+                },
+                401,
+            )
+        },
         f"{API}/chaos": {
             "get": _op("the chaos in force", _json(_ref("Chaos"), "chaos"), 401),
             "put": _op(

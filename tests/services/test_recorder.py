@@ -8,25 +8,9 @@ from typing import Any
 
 import pytest
 
-from sinkd.core.model import ClientIdentity, Verdict
-from sinkd.core.profiles import ProfileSet
-from sinkd.services.judge import Identity, Judge, MailEnvelope
 from sinkd.services.recorder import Recorder, format_reply
-from sinkd.store import MessageRecord
+from tests.support.recorder import Sink, verdicts
 from tests.support.smtp import GTUBE_MESSAGE, message
-
-SENDER = Identity(ClientIdentity(ip="192.0.2.10", helo="mail.sender.example"))
-
-
-class Sink:
-    def __init__(self, *, fail: bool = False) -> None:
-        self.saved: list[MessageRecord] = []
-        self.fail = fail
-
-    async def save(self, record: MessageRecord) -> None:
-        if self.fail:
-            raise OSError("disk full")
-        self.saved.append(record)
 
 
 class Lines:
@@ -45,11 +29,6 @@ class Events:
 
     def publish(self, name: str, data: dict[str, Any]) -> None:
         self.events.append((name, data))
-
-
-async def verdicts(raw: bytes, *rcpts: str) -> list[Verdict]:
-    judge = Judge(ProfileSet(), profile="typical-corporate")
-    return await judge.evaluate(raw, MailEnvelope("alice@sender.example", rcpts), SENDER)
 
 
 async def test_a_commit_saves_logs_writes_the_verdict_log_publishes_and_replies(
