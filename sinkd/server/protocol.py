@@ -17,7 +17,7 @@ import re
 import secrets
 import types
 import warnings
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, AnyStr
 
 import aiosmtpd.smtp
@@ -81,6 +81,7 @@ _CONNECTION_STATE: dict[str, Any] = {
     "transport": None,
     "_handler_coroutine": None,
     "_idle_deadline": 0.0,
+    "_stage": "connect",
 }
 # A reverse- or forward-path that is a plain <local@domain> (RFC 5321 §4.1.2 Dot-string and
 # sub-domains), then the parameters after any spaces; a comment after ">" is left to aiosmtpd.
@@ -144,6 +145,9 @@ class SinkdSMTP(SMTP):
             super().__init__(handler, **kwargs)
         self.connection = ConnectionSession()  # what the handler keeps about this connection
         self._idle_deadline = 0.0  # loop time at which an idle connection is closed
+        # The command whose replies are being sent (GET /metrics counts replies by it):
+        # "connect" for the greeting, "other" for replies to no recognised command.
+        self._stage = "connect"
         # aiosmtpd counts MAIL's size limit from this base; the extensions add to it.
         self.command_size_limits["XCLIENT"] = 2048
 
@@ -171,7 +175,8 @@ class SinkdSMTP(SMTP):
         state.update(_CONNECTION_STATE)
         state["connection"] = ConnectionSession()
         state["_smtp_methods"] = {
-            name: _rebind(method, copy) for name, method in self._smtp_methods.items()
+            name: _Staged(copy, name.lower(), _rebind(method, copy))
+            for name, method in self._smtp_methods.items()
         }
         state["_auth_methods"] = {
             name: _AuthMechAttr(_rebind(entry.method, copy), True) if entry.is_builtin else entry
@@ -205,9 +210,15 @@ class SinkdSMTP(SMTP):
     async def push(self, status: AnyStr) -> None:
         # Replies are str, except AUTH's "334 <challenge>" continuations, which aiosmtpd pushes
         # as bytes and which take no enhanced code (RFC 4954 §4): pass those through untouched.
+        # Every reply is counted once, at its last line (RFC 5321 §4.2.1: "250-" continues).
+        metrics = self.event_handler.metrics
         if isinstance(status, str):
+            if metrics is not None and status[3:4] != "-":
+                metrics.reply(status[:1], self._stage)
             await super().push(enhance(status))
         else:
+            if metrics is not None:
+                metrics.reply("3", self._stage)
             await super().push(status)
 
     @property
@@ -462,6 +473,30 @@ def make_authenticator(options: ServerOptions) -> Callable[..., AuthResult]:
         return AuthResult(success=ok, handled=False, auth_data=auth_data if ok else None)
 
     return authenticate
+
+
+class _Staged:
+    """An SMTP command's handler (``method``, bound to ``__self__``) that marks the
+    protocol's replies as that command's while it runs: aiosmtpd's command loop keeps the verb
+    in a local variable, and the replies it sends itself before dispatching (unknown command,
+    line too long, STARTTLS first) belong to no command ("other")."""
+
+    __slots__ = ("__self__", "method", "stage")
+
+    def __init__(
+        self, protocol: SinkdSMTP, stage: str, method: Callable[[str], Awaitable[None]]
+    ) -> None:
+        self.__self__ = protocol
+        self.stage = stage
+        self.method = method
+
+    async def __call__(self, arg: str) -> None:
+        protocol = self.__self__
+        protocol._stage = self.stage
+        try:
+            await self.method(arg)
+        finally:
+            protocol._stage = "other"
 
 
 def _rebind(method: Any, target: object) -> Any:

@@ -2,16 +2,17 @@
 
 Owns the metric families, their names and labels, and one registry per server (never
 prometheus-client's global one, so two servers in one process, as in the tests, count apart):
-what was judged (messages by profile, verdict and disposition; findings by code; the replies
-verdicts gave by class and stage), store commit latency, filter-core time, open SMTP sessions
-and build info. It counts what callers tell it and renders the text format; it judges nothing,
-stores nothing and serves no HTTP (``sinkd.web.app`` serves the text).
+what was judged (messages by profile, verdict and disposition; findings by code), the SMTP
+replies sent (by class and the command answered), store commit latency, filter-core time, open
+SMTP sessions and build info. It counts what callers tell it and renders the text format; it
+judges nothing, stores nothing and serves no HTTP (``sinkd.web.app`` serves the text).
 
 ``--workers N``: the primary's ``/metrics`` counts every process's records, because each
 worker's records reach the primary after the store's writer committed them (the same path as
-the live event stream, ``count_json``). The per-process measurements (commit latency,
-filter-core time, open sessions) live in each process; a worker sends its ``snapshot()`` when
-the primary asks at scrape time, and the primary's families add them (``others``) to its own.
+the live event stream, ``count_json``). The per-process measurements (SMTP replies, commit
+latency, filter-core time, open sessions) live in each process; a worker sends its
+``snapshot()`` when the primary asks at scrape time, and the primary's families add them
+(``others``) to its own.
 
 Not here yet: relay queue depth and relay outcomes (issue 19 part 1, ``--relay``). They belong
 with the relay queue: a gauge read from the store at scrape time (queued rows, so it is right
@@ -41,8 +42,8 @@ COMMIT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.
 # Filter-core time per message: tens of microseconds for plain text to seconds for big HTML.
 FILTER_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 0.5, 2.5)
 
-# One sample of a process's own families, as a worker sends it: (name, labels, value).
-Sample = tuple[str, tuple[tuple[str, str], ...], float]
+# One sample of a process's own families, as a worker sends it: (family, name, labels, value).
+Sample = tuple[str, str, tuple[tuple[str, str], ...], float]
 
 
 class Metrics:
@@ -60,12 +61,6 @@ class Metrics:
         self.findings = Counter(
             "sinkd_findings", "Findings in stored verdicts, by finding code", ("code",), registry=r
         )
-        self.replies = Counter(
-            "sinkd_smtp_replies",
-            "SMTP replies the stored verdicts gave, by class (2xx, 4xx, 5xx) and stage",
-            ("class", "stage"),
-            registry=r,
-        )
         # Measured in each process: in a registry of their own, which ``_Combined`` reads and
         # adds the workers' snapshots to, so one scrape shows every process's sum.
         self.local = own = CollectorRegistry(auto_describe=True)
@@ -82,10 +77,28 @@ class Metrics:
             registry=own,
         )
         self.sessions = Gauge("sinkd_smtp_sessions_open", "SMTP sessions open", registry=own)
+        self.replies = Counter(
+            "sinkd_smtp_replies",
+            "SMTP replies sent, by class (2xx, 3xx, 4xx, 5xx) and the command they answered"
+            " (connect: the greeting; other: no recognised command)",
+            ("class", "stage"),
+            registry=own,
+        )
+        self._reply_children: dict[tuple[str, str], Any] = {}
         self.others: dict[int, list[Sample]] = {}  # worker index -> its last snapshot
         r.register(_Combined(self))
         self.build = Info("sinkd_build", "The running sinkd", registry=r)
         self.build.info({"version": __version__})
+
+    def reply(self, digit: str, stage: str) -> None:
+        """Count one SMTP reply whose code starts with ``digit``, sent to ``stage``'s command.
+        The labelled child is looked up once per pair: ``labels()`` costs more than ``inc()``,
+        and a message takes five or six replies."""
+        child = self._reply_children.get((digit, stage))
+        if child is None:
+            child = self.replies.labels(f"{digit}xx", stage)
+            self._reply_children[(digit, stage)] = child
+        child.inc()
 
     def count(self, records: Sequence[MessageRecord]) -> None:
         """Count stored records (this process's commits)."""
@@ -95,8 +108,6 @@ class Metrics:
                 v.profile,
                 v.verdict.value,
                 v.disposition.value,
-                v.stage.value,
-                v.reply.code,
                 (f.code for f in v.findings),
             )
 
@@ -107,8 +118,6 @@ class Metrics:
                 str(data["profile"]),
                 str(data["verdict"]),
                 str(data["disposition"]),
-                str(data["stage"]),
-                int(data["reply"]["code"]),
                 (str(f["code"]) for f in data["findings"]),
             )
 
@@ -117,19 +126,16 @@ class Metrics:
         profile: str,
         verdict: str,
         disposition: str,
-        stage: str,
-        reply_code: int,
         codes: Iterable[str],
     ) -> None:
         self.messages.labels(profile, verdict, disposition).inc()
-        self.replies.labels(f"{reply_code // 100}xx", stage).inc()
         for code in codes:
             self.findings.labels(code).inc()
 
     def snapshot(self) -> list[Sample]:
         """This process's own measurements as plain samples (what a worker sends up)."""
         return [
-            (sample.name, tuple(sorted(sample.labels.items())), sample.value)
+            (family.name, sample.name, tuple(sorted(sample.labels.items())), sample.value)
             for family in self.local.collect()
             for sample in family.samples
             if not sample.name.endswith("_created")  # a sum of timestamps means nothing
@@ -148,15 +154,22 @@ class _Combined(Collector):
         self.metrics = metrics
 
     def collect(self) -> Iterator[Metric]:
-        extra: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+        # Keyed by family, so that a labelled sample only the workers have (the primary
+        # serves no SMTP with --workers: its reply counter has no children) is shown too.
+        extra: dict[str, dict[tuple[str, tuple[tuple[str, str], ...]], float]] = {}
         for samples in self.metrics.others.values():
-            for name, labels, value in samples:
-                extra[(name, labels)] = extra.get((name, labels), 0.0) + value
+            for family_name, name, labels, value in samples:
+                mine = extra.setdefault(family_name, {})
+                mine[(name, labels)] = mine.get((name, labels), 0.0) + value
         for family in self.metrics.local.collect():
             combined = Metric(family.name, family.documentation, family.type)
+            values: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
             for sample in family.samples:
-                if sample.name.endswith("_created"):
-                    continue
-                key = (sample.name, tuple(sorted(sample.labels.items())))
-                combined.add_sample(sample.name, sample.labels, sample.value + extra.get(key, 0.0))
+                if not sample.name.endswith("_created"):
+                    key = (sample.name, tuple(sorted(sample.labels.items())))
+                    values[key] = sample.value
+            for key, value in extra.get(family.name, {}).items():
+                values[key] = values.get(key, 0.0) + value
+            for (name, labels), value in values.items():
+                combined.add_sample(name, dict(labels), value)
             yield combined

@@ -58,6 +58,9 @@ async def test_a_clones_smtp_and_builtin_auth_methods_are_bound_to_the_clone() -
     built = build_protocol(_handler(options), options)
     assert set(copy._smtp_methods) == set(built._smtp_methods)
     assert all(_bound_to(m) is copy for m in copy._smtp_methods.values())
+    # Each command's handler is wrapped to label its replies (GET /metrics); what it runs is
+    # the clone's own method too.
+    assert all(_bound_to(m.method) is copy for m in copy._smtp_methods.values())
     assert set(copy._auth_methods) == set(built._auth_methods) == {"LOGIN", "PLAIN"}
     for entry in copy._auth_methods.values():
         assert entry.is_builtin

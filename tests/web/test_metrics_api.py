@@ -60,9 +60,23 @@ async def test_a_scrape_after_a_short_load_counts_every_message_finding_and_repl
     findings = by_label(samples, "sinkd_findings_total", "code")
     assert findings == Counter((str(f["code"]),) for m in stored for f in finding_list(m))
     assert findings[("CONTENT_GTUBE",)] == 2
+    # Every reply on the wire, by the command it answered: smtplib greets, says EHLO once
+    # and QUIT on each of the 3 connections, and sends RSET after a refused DATA.
+    refused = len(LOAD) - accepted
     replies = by_label(samples, "sinkd_smtp_replies_total", "class", "stage")
-    assert replies[("2xx", "data")] == accepted
-    assert replies[("5xx", "data")] == len(LOAD) - accepted
+    assert replies == Counter(
+        {
+            ("2xx", "connect"): 3,
+            ("2xx", "ehlo"): 3,
+            ("2xx", "mail"): len(LOAD),
+            ("2xx", "rcpt"): len(LOAD),
+            ("3xx", "data"): len(LOAD),
+            ("2xx", "data"): accepted,
+            ("5xx", "data"): refused,
+            ("2xx", "rset"): refused,
+            ("2xx", "quit"): 3,
+        }
+    )
     assert samples[("sinkd_store_commit_seconds_count", frozenset())] == len(LOAD)
     assert samples[("sinkd_filter_seconds_count", frozenset())] == len(LOAD)
     assert samples[("sinkd_build_info", frozenset({("version", __version__)}))] == 1
@@ -81,6 +95,36 @@ async def test_an_smtp_connection_counts_as_an_open_session_while_it_is_open(
             await asyncio.to_thread(client.close)
     assert before[("sinkd_smtp_sessions_open", frozenset())] == 0
     assert during[("sinkd_smtp_sessions_open", frozenset())] == 1
+
+
+async def test_replies_to_no_recognised_command_and_to_refused_commands_are_counted(
+    start_server: StartServer,
+) -> None:
+    app = await start_server(http=True)
+
+    def converse(host: str, port: int) -> list[int]:
+        client = open_session(host, port)
+        try:
+            codes = [client.docmd("FROBNICATE")[0], client.docmd("RCPT TO:<bob@corp.example>")[0]]
+            codes.append(client.docmd("MAIL FROM:<alice@sender.example> SIZE=x")[0])
+            return codes
+        finally:
+            client.close()
+
+    codes = await asyncio.to_thread(converse, *smtp(app))
+    assert codes == [500, 503, 501]
+    async with httpx.AsyncClient(base_url=base_url(app), timeout=TIMEOUT) as http:
+        samples = await scrape(http)
+    replies = by_label(samples, "sinkd_smtp_replies_total", "class", "stage")
+    assert replies == Counter(
+        {
+            ("2xx", "connect"): 1,
+            ("2xx", "ehlo"): 1,
+            ("5xx", "other"): 1,  # aiosmtpd's "500 Error: command not recognized"
+            ("5xx", "rcpt"): 1,  # 503: need MAIL first
+            ("5xx", "mail"): 1,  # 501: a SIZE that is no number
+        }
+    )
 
 
 async def test_metrics_need_the_http_auth_credentials(start_server: StartServer) -> None:
@@ -130,8 +174,19 @@ async def test_with_two_workers_the_primary_counts_every_workers_messages(
     assert accepted == len(load)
     messages = by_label(samples, "sinkd_messages_total", "profile", "verdict", "disposition")
     assert messages == Counter({("no-filter", "accept", "inbox"): len(load)})
+    # Sent by the workers and summed in at the scrape: 6 connections and the open session.
     replies = by_label(samples, "sinkd_smtp_replies_total", "class", "stage")
-    assert replies == Counter({("2xx", "data"): len(load)})
+    assert replies == Counter(
+        {
+            ("2xx", "connect"): 7,
+            ("2xx", "ehlo"): 7,
+            ("2xx", "mail"): len(load),
+            ("2xx", "rcpt"): len(load),
+            ("3xx", "data"): len(load),
+            ("2xx", "data"): len(load),
+            ("2xx", "quit"): 6,
+        }
+    )
     # Measured in the workers, which serve every SMTP connection, and sent up at the scrape.
     assert samples[("sinkd_store_commit_seconds_count", frozenset())] == len(load)
     assert samples[("sinkd_filter_seconds_count", frozenset())] == len(load)
