@@ -149,9 +149,11 @@ class Sinkd:
 
     async def gather_metrics(self) -> None:
         """Ask every worker for its own measurements (commit and judging time, open
-        sessions), which the primary's ``/metrics`` adds to its own (``Metrics.others``)."""
+        sessions), which the primary's ``/metrics`` adds to its own (``Metrics.others``).
+        A worker that does not answer in time keeps its last answer: left out, its counts
+        and histogram sums would fall, which Prometheus reads as a counter reset."""
         if self.workers is not None:
-            self.metrics.others = await self.workers.metrics(within=METRICS_TIMEOUT)
+            self.metrics.others.update(await self.workers.metrics(within=METRICS_TIMEOUT))
 
     async def adopt(self, connection: socket.socket) -> None:
         """Serve an SMTP connection the primary accepted (a worker of ``--workers``)."""
