@@ -62,10 +62,10 @@ class UnknownMarker(Exception):
 CODE_SPAN = re.compile(r"(`[^`]*`)")
 
 
-def _cell(text: str) -> str:
-    """Text for one Markdown table cell, on one line. Outside code spans, ``|`` would end the
-    cell and ``<ip>`` would pass as an HTML tag, so both are escaped; inside a code span
-    Python-Markdown's tables keep ``|`` and show ``<`` as it is, so nothing is."""
+def _text(text: str) -> str:
+    """Plain text from the code (a description, a source) for a Markdown page, on one line:
+    outside code spans, ``<ip>`` would pass as an HTML tag and ``*.exe`` could start emphasis,
+    so ``&``, ``<``, ``>`` and ``*`` are escaped; code spans are shown as they are."""
     pieces = CODE_SPAN.split(" ".join(text.split()))
     return "".join(
         piece
@@ -73,9 +73,16 @@ def _cell(text: str) -> str:
         else piece.replace("&", "&amp;")
         .replace("<", "&lt;")
         .replace(">", "&gt;")
-        .replace("|", "\\|")
+        .replace("*", "\\*")
         for piece in pieces
     )
+
+
+def _cell(text: str) -> str:
+    """``_text`` for one table cell: a ``|`` outside code spans would end the cell. Inside a
+    code span Python-Markdown's tables keep ``|`` as it is, so it is not escaped there."""
+    pieces = CODE_SPAN.split(_text(text))
+    return "".join(p if p.startswith("`") else p.replace("|", "\\|") for p in pieces)
 
 
 # --- finding codes and filter kinds ---------------------------------------------------------
@@ -113,11 +120,11 @@ def profiles() -> str:
     parts: list[str] = []
     for loaded in found:
         profile = loaded.profile
-        parts += [f"### `{profile.id}`", "", f"**{profile.title}**", ""]
+        parts += [f"### `{profile.id}`", "", f"**{_text(profile.title)}**", ""]
         if profile.extends:
             parts += [f"Extends `{profile.extends}`.", ""]
         if profile.description:
-            parts += [" ".join(profile.description.split()), ""]
+            parts += [_text(profile.description), ""]
         parts += ["| what it models | where that comes from |", "|---|---|"]
         parts += [f"| {_cell(m.what)} | {_cell(_origin(m.provenance))} |" for m in profile.models]
         printout = _show_profile(loaded, found.catalogue_provenance).splitlines()
