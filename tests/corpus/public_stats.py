@@ -1,9 +1,9 @@
-"""ProfileJudge the SpamAssassin public corpus with every built-in profile and print (and with
+"""Judge the SpamAssassin public corpus with every built-in profile and print (and with
 ``--write-docs`` write into docs/corpus.md) the share of ham and spam each one refuses,
 quarantines, files as junk, tags, strips or accepts.
 
     python -m tests.corpus.public_stats                  # offline profiles, full corpus
-    python -m tests.corpus.public_stats --write-docs   # ... and update the docs table
+    python -m tests.corpus.public_stats --write-docs     # ... and update the docs table
     python -m tests.corpus.public_stats --spamd-sample 100 --write-docs
         # also spamassassin-default on a seeded sample of 100 ham + 100 spam through the
         # tests' spamd (Debian's, --local), written to its own docs table
