@@ -1,10 +1,10 @@
 """The corpus keeps the verdicts honest: every message of ``tests/corpus/messages`` judged by
 every built-in profile must give what ``tests/corpus/expected.yaml`` says, cell by cell, every
-cell that is not a plain accept must cite the product behaviour it reproduces, and the README's
+cell that is not a plain accept must cite the product behaviour it reproduces, and the docs'
 matrix must be the one the table generates.
 
 When a verdict changes on purpose: ``python -m tests.corpus.generate``, review the diff of
-``expected.yaml`` and the README, commit both.
+``expected.yaml`` and ``docs/corpus.md``, commit both.
 """
 
 from __future__ import annotations
@@ -21,11 +21,11 @@ from sinkd.core.model import Verdict
 from tests.conftest import SpamdProcess
 from tests.corpus import make_messages
 from tests.support.corpus import (
+    CORPUS_PAGE,
     ENVELOPES,
     MATRIX_END,
     MATRIX_START,
     MESSAGES,
-    README,
     SPAMD_PROFILE,
     ZONE,
     Cell,
@@ -178,11 +178,11 @@ def test_every_cell_that_is_not_a_plain_accept_cites_where_its_behaviour_comes_f
     )
 
 
-def test_the_readme_matrix_is_generated_from_the_expected_table() -> None:
+def test_the_docs_matrix_is_generated_from_the_expected_table() -> None:
     table: Table = load_expected()
-    shown = between(README.read_text(encoding="utf-8"), MATRIX_START, MATRIX_END)
+    shown = between(CORPUS_PAGE.read_text(encoding="utf-8"), MATRIX_START, MATRIX_END)
     assert shown == matrix_text(table, PROFILES), (
-        "the README's corpus matrix differs from tests/corpus/expected.yaml: "
+        "the corpus matrix in docs/corpus.md differs from tests/corpus/expected.yaml: "
         "python -m tests.corpus.generate --no-spamd rewrites it"
     )
 

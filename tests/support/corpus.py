@@ -1,5 +1,6 @@
 """Judging the corpus (``tests/corpus``) with every built-in profile, and the two texts made
-from those verdicts: the expected table (``tests/corpus/expected.yaml``) and the README matrix.
+from those verdicts: the expected table (``tests/corpus/expected.yaml``) and the matrix on the
+documentation page ``docs/corpus.md``.
 
 Shared by ``tests/corpus/generate.py`` (writes them) and ``tests/test_corpus.py`` (checks them),
 so the test and the generator cannot disagree on how a message is judged or how a cell reads.
@@ -30,7 +31,8 @@ MESSAGES = CORPUS / "messages"
 ENVELOPES = CORPUS / "envelopes.yaml"
 ZONE = CORPUS / "dns" / "corpus.zone"
 EXPECTED = CORPUS / "expected.yaml"
-README = ROOT / "README.md"
+# The documentation page that shows the corpus matrix and the public-corpus figures.
+CORPUS_PAGE = ROOT / "docs" / "corpus.md"
 MATRIX_START = "<!-- corpus-matrix:start -->"
 MATRIX_END = "<!-- corpus-matrix:end -->"
 SPAMD_PROFILE = "spamassassin-default"  # the one column that needs a running spamd
@@ -277,7 +279,7 @@ def provenance_of(finding: Finding, loaded: LoadedProfile) -> str | None:
     return None
 
 
-# --- the expected table and the README matrix ----------------------------------------------------
+# --- the expected table and the docs matrix ------------------------------------------------------
 
 Table = dict[str, dict[str, Cell]]  # message -> profile -> cell
 
@@ -340,7 +342,7 @@ def matrix_cell(cell: Cell) -> str:
 
 
 def matrix_text(table: Table, profiles: list[str]) -> str:
-    """The README's message x profile matrix (between the corpus-matrix markers)."""
+    """The docs' message x profile matrix (between the corpus-matrix markers)."""
     lines = [
         "| message | " + " | ".join(f"`{p}`" for p in profiles) + " |",
         "|---|" + "---|" * len(profiles),

@@ -1,5 +1,5 @@
 """Where the suite's files are, for test modules at any depth: the repository, the built-in
-profiles and the test messages."""
+profiles, the test messages and the documentation."""
 
 from __future__ import annotations
 
@@ -10,3 +10,4 @@ ROOT = TESTS.parent
 PROFILES = ROOT / "profiles"
 MESSAGES = TESTS / "messages"
 README = ROOT / "README.md"
+DOCS = ROOT / "docs"  # the documentation site's pages (mkdocs.yml)

@@ -61,7 +61,7 @@ def corpus_files() -> dict[str, list[Path]]:
 
 
 def outcome(verdict: Verdict) -> str:
-    """The one word the README table counts a verdict under."""
+    """The one word the docs table counts a verdict under."""
     if verdict.verdict is VerdictAction.REJECT:
         return "refused"
     if verdict.verdict is VerdictAction.QUARANTINE:
@@ -203,7 +203,7 @@ def sample(files: dict[str, list[Path]], per_kind: int, seed: int = 15) -> dict[
     }
 
 
-# --- the README tables ---------------------------------------------------------------------------
+# --- the docs tables -----------------------------------------------------------------------------
 
 
 def _percent(value: float) -> str:

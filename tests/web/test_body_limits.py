@@ -1,7 +1,7 @@
-"""The cap on request bodies (``sinkd.web.app.BodyLimit``, README 'HTTP API'), over raw HTTP/1.1
-to a real ``Sinkd``: a declared ``Content-Length`` over the cap is refused with a JSON 413 before
-one byte of the body has to arrive, a chunked body as soon as it passes the cap, and bodies up
-to the cap reach the endpoint."""
+"""The cap on request bodies (``sinkd.web.app.BodyLimit``, docs/http-api.md "Body sizes"), over
+raw HTTP/1.1 to a real ``Sinkd``: a declared ``Content-Length`` over the cap is refused with a
+JSON 413 before one byte of the body has to arrive, a chunked body as soon as it passes the
+cap, and bodies up to the cap reach the endpoint."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The ``Host`` allowlist against DNS rebinding (README 'Security'), over real HTTP to a real
+"""The ``Host`` allowlist against DNS rebinding (docs/security.md), over real HTTP to a real
 ``Sinkd``: a foreign ``Host`` is refused on every route family with the JSON 403 that names
 ``--http-allowed-host``; loopback names, IP literals, the bind address and allowed names pass;
 ``*`` passes everything; ``/livez`` and ``/readyz`` stay open. Then a headless Chromium whose
