@@ -220,11 +220,11 @@ class SqliteStore:
 
         return await self._read(read)
 
-    async def explain(self, query: Query) -> list[str]:
+    async def explain(self, query: Query) -> Sequence[str]:
         """SQLite's plan for ``list(query)`` (the detail column of ``EXPLAIN QUERY PLAN``), so
         a test can show which index answers a page and that no sort or scan is added."""
 
-        def read(conn: sqlite3.Connection) -> list[str]:
+        def read(conn: sqlite3.Connection) -> Sequence[str]:
             plan = _plan(conn, query)
             if plan is None:
                 return []
