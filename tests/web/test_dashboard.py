@@ -10,9 +10,7 @@ import contextlib
 import dataclasses
 import html
 import re
-import threading
 from collections.abc import AsyncIterator, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +42,7 @@ from tests.conftest import StartServer, free_port, require_executable
 from tests.support.campaign import campaign_message
 from tests.support.profiles import STRIPPING_PROFILE_ID, write_stripping_profile
 from tests.support.smtp import SPAMMY_MESSAGE, TIMEOUT, message, send
-from tests.support.web import CHROMIUM_ARGS, base_url
+from tests.support.web import HitCounter, base_url, browser_page
 
 
 def html_message(subject: str, html: str, *, sender: str = "alice@sender.example") -> bytes:
@@ -422,35 +420,6 @@ async def test_the_profile_page_shows_an_assumption_where_a_model_gives_no_sourc
 # --- in a browser ---------------------------------------------------------------------------
 
 
-class HitCounter:
-    """A local HTTP server that counts every request it gets."""
-
-    def __init__(self) -> None:
-        self.hits: list[str] = []
-        hits = self.hits
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                hits.append(self.path)
-                self.send_response(204)
-                self.end_headers()
-
-            do_POST = do_GET
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join()
-
-
 @pytest.fixture
 def hit_counter() -> Iterator[HitCounter]:
     counter = HitCounter()
@@ -460,21 +429,8 @@ def hit_counter() -> Iterator[HitCounter]:
 
 @pytest.fixture
 async def page(app: Sinkd) -> AsyncIterator[Any]:
-    executable = require_executable("chromium", "chromium")
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        try:
-            context = await browser.new_context(
-                base_url=base_url(app), viewport={"width": 1360, "height": 900}
-            )
-            tab = await context.new_page()
-            tab.set_default_timeout(TIMEOUT * 1000)
-            yield tab
-            await context.close()
-        finally:
-            await browser.close()
+    async with browser_page(app, require_executable("chromium", "chromium")) as tab:
+        yield tab
 
 
 async def test_the_list_updates_live_when_a_message_arrives(app: Sinkd, page: Any) -> None:
