@@ -8,6 +8,7 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,6 +19,7 @@ from sinkd.store import Query
 from sinkd.web.renderings import PART_CSP, frame_csp
 from tests.conftest import StartServer, free_port, require_executable
 from tests.support.images import png, related_message
+from tests.support.profiles import STRIPPING_PROFILE_ID, write_stripping_profile
 from tests.support.smtp import TIMEOUT, send
 from tests.support.web import HitCounter, base_url, browser_page
 
@@ -150,6 +152,23 @@ async def test_another_messages_part_is_not_reachable_through_this_ones_route(
     # A path that is no message id is not even the part route (the API's JSON 404 answers).
     escaped = await http.get("/messages/..%2F..%2Fetc/render/original/cid/logo@sender.example")
     assert escaped.status_code == 404 and LOGO not in escaped.content
+
+
+async def test_a_part_stripping_removed_stays_missing_from_the_filtered_copy(
+    start_server: StartServer, tmp_path: Path
+) -> None:
+    write_stripping_profile(tmp_path)
+    app = await start_server(http=True, profiles_dirs=[tmp_path], profile=STRIPPING_PROFILE_ID)
+    await send(app, inline_message(free_port()), "alice@sender.example", "bob@corp.example")
+    message_id = await newest_id(app)
+    async with httpx.AsyncClient(base_url=base_url(app), timeout=TIMEOUT) as http:
+        stored = (await http.get(f"/api/v1/messages/{message_id}")).json()
+        assert "part 2 (image/png)" in stored["stripped"]  # the logo's part was removed
+        route = f"/messages/{message_id}/render/{{}}/cid/logo@sender.example"
+        original = await http.get(route.format("original"))
+        assert original.status_code == 200 and original.content == LOGO
+        filtered = await http.get(route.format("filtered"))
+        assert filtered.status_code == 404 and filtered.content == b""  # the truth: gone
 
 
 async def test_a_rendering_without_cid_references_keeps_the_plain_frame_policy(
