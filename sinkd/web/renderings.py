@@ -125,7 +125,8 @@ def _source(request: Request, path: str) -> str:
     """A CSP source for ``path`` on this server: the origin the browser used (the host guard
     has checked its Host) with the path prefix, so the frame may load its own parts and no
     other URL of the dashboard. CSP host-sources have no IPv6 literals, so there the origin
-    stands as ``'self'`` (CSP 3 matches it against the document's URL, sandboxed or not)."""
+    stands as ``'self'`` (CSP 3's self-origin is the document URL's origin, which Chromium
+    keeps for a sandboxed document too)."""
     url = request.url
     if url.hostname is not None and ":" in url.hostname:
         return "'self'"

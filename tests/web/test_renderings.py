@@ -98,6 +98,12 @@ async def test_cid_references_point_at_the_part_route_of_the_same_copy(
         assert "http:" not in frame_csp(False, own).replace(own, "")
         widened = await http.get(f"/messages/{message_id}/render/{which}?remote_images=1")
         assert widened.headers["content-security-policy"] == frame_csp(True, own)
+        # A CSP host-source cannot name an IPv6 literal: there the origin is 'self'.
+        port = base_url(app).rsplit(":", 1)[1]
+        by_ipv6 = await http.get(
+            f"/messages/{message_id}/render/{which}", headers={"Host": f"[::1]:{port}"}
+        )
+        assert by_ipv6.headers["content-security-policy"] == frame_csp(False, "'self'")
 
 
 async def test_the_part_route_answers_the_image_bytes_under_their_declared_type(
