@@ -1,9 +1,8 @@
 """The dashboard: server-rendered HTML pages over the store and the profiles.
 
-``/`` lists verdicts (live through ``/api/v1/events``; filters and keyset paging, by plain
-links),
-``/messages/{id}`` explains one, ``/profiles/{name}`` states a policy in plain language; the
-compare and report pages live in ``sinkd.web.compare``, the captured mail's own pages in
+``/`` lists verdicts (live through ``/api/v1/events``; filters and keyset paging by plain
+links), ``/messages/{id}`` explains one, ``/profiles/{name}`` states a policy in plain language;
+the compare and report pages live in ``sinkd.web.compare``, the captured mail's own pages in
 ``sinkd.web.renderings``. Pages are Python string templates in which every value passes through
 ``e()`` (``html.escape``); captured HTML never appears in them, only in ``<iframe sandbox="">``
 frames over the rendering endpoint. Every response carries ``CSP`` and ``nosniff``; the one
