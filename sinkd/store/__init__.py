@@ -56,9 +56,13 @@ class Query:
     """Filters for listing stored messages, newest first (in storage order). Text filters
     (``to``, ``mail_from``, ``subject``) match a substring, ignoring case (Unicode case
     folding: ``GRÜSSE`` finds ``Grüße``); ``code`` is one finding code; ``since <= received_at
-    < until`` (timezone-aware). Paging: ``before`` is a cursor, the ``seq`` of the last message
-    of the previous page (only older messages follow; new arrivals never shift a page), and
-    ``offset`` skips that many matches (cost grows with it)."""
+    < until`` (timezone-aware). Paging by key (new arrivals never shift a page): ``before`` is
+    the ``seq`` of the last row of the page above (only older messages follow) and ``after``
+    the ``seq`` of the first row of the page below (only newer ones follow). With ``after`` the
+    page is the ``limit`` matches stored just after it (still newest first), so "newer" from
+    an older page shows exactly the rows above it; with both, matches between them, the page
+    taken next to ``after``. ``offset`` skips that many matches from the page's anchored end
+    (cost grows with it)."""
 
     verdict: str | None = None
     profile: str | None = None
@@ -71,6 +75,7 @@ class Query:
     limit: int = 50
     offset: int = 0
     before: int | None = None  # only messages stored before the one with this seq
+    after: int | None = None  # only messages stored after the one with this seq
 
 
 class VerdictSink(Protocol):
@@ -100,9 +105,12 @@ class Repository(Protocol):
     async def list(self, query: Query) -> Sequence[StoredMessage]:
         """Records matching ``query``, newest first, without raw bytes, each with its ``seq``."""
 
-    async def count(self, query: Query | None = None, *, at_most: int | None = None) -> int:
+    async def count(
+        self, query: Query | None = None, *, at_most: int | None = None, cursors: bool = False
+    ) -> int:
         """How many records match (all when ``query`` is None), counting no further than
-        ``at_most`` when given; ``limit``, ``offset`` and ``before`` are ignored."""
+        ``at_most`` when given; ``limit`` and ``offset`` are ignored, and so are ``before`` and
+        ``after`` unless ``cursors`` (how many matches lie beyond a page: its position)."""
 
     async def release(self, message_id: str, released_at: datetime) -> bool:
         """Mark one record released at ``released_at``: True, or False when it already was;

@@ -81,18 +81,25 @@ class MemoryStore:
         with self._lock:
             self._check_open()
             matching = self._matching(query)
+        if query.after is not None:
+            matching = matching[::-1]  # anchored at ``after``: the oldest of the newer first
         start = max(0, query.offset)
         # A negative limit is no limit, as SQLite's LIMIT reads it.
         page = matching[start:] if query.limit < 0 else matching[start : start + query.limit]
+        if query.after is not None:
+            page = page[::-1]  # and shown newest first, as every page is
         return [
             StoredMessage(data=_data(e.prepared.row.data, e.released_at), seq=e.seq) for e in page
         ]
 
-    async def count(self, query: Query | None = None, *, at_most: int | None = None) -> int:
+    async def count(
+        self, query: Query | None = None, *, at_most: int | None = None, cursors: bool = False
+    ) -> int:
         with self._lock:
             self._check_open()
-            # The total of a filter: the page (cursor, offset, limit) does not change it.
-            n = len(self._matching(query or Query(), paged=False))
+            # The total of a filter: the page (offset, limit) does not change it, nor do the
+            # cursors unless asked (a page's position).
+            n = len(self._matching(query or Query(), paged=cursors))
         return n if at_most is None or at_most < 0 else min(n, at_most)
 
     async def release(self, message_id: str, released_at: datetime) -> bool:
@@ -146,6 +153,7 @@ def _matcher(query: Query, *, paged: bool) -> Callable[[_Entry], bool]:
     """The test of one entry against ``query``: the rules ``Query`` documents, on the values
     ``prepare`` made (what SQLite's columns, search table and finding codes hold)."""
     before = query.before if paged else None
+    after = query.after if paged else None
     since = None if query.since is None else iso(query.since.astimezone(UTC))
     until = None if query.until is None else iso(query.until.astimezone(UTC))
     subject = None if query.subject is None else fold(query.subject)
@@ -155,6 +163,8 @@ def _matcher(query: Query, *, paged: bool) -> Callable[[_Entry], bool]:
     def match(entry: _Entry) -> bool:
         row, search = entry.prepared.row, entry.prepared.search
         if before is not None and entry.seq >= before:
+            return False
+        if after is not None and entry.seq <= after:
             return False
         if query.verdict is not None and row.verdict != query.verdict:
             return False

@@ -180,13 +180,18 @@ class SqliteStore:
 
         return await self._read(read)
 
-    async def count(self, query: Query | None = None, *, at_most: int | None = None) -> int:
+    async def count(
+        self, query: Query | None = None, *, at_most: int | None = None, cursors: bool = False
+    ) -> int:
         """How many records match, counting no further than ``at_most`` when given (so the
         cost stays bounded however many match)."""
+        counted = query or Query()
+        if not cursors:
+            # The total of a filter: the page (cursors, offset, limit) does not change it.
+            counted = dataclasses.replace(counted, before=None, after=None)
 
         def read(conn: sqlite3.Connection) -> int:
-            # The total of a filter: the page (cursor, offset, limit) does not change it.
-            plan = _plan(conn, dataclasses.replace(query or Query(), before=None))
+            plan = _plan(conn, counted)
             if plan is None:
                 return 0
             sql, params = plan.select("1", limit=at_most is not None)
@@ -202,12 +207,32 @@ class SqliteStore:
             plan = _plan(conn, query)
             if plan is None:
                 return []
-            sql, params = plan.select("m.seq, m.data, m.released_at", limit=True)
+            # Anchored at ``after``, the page is read upwards from it along the same index
+            # (no OFFSET scan over the newer rows), then turned newest first.
+            upwards = query.after is not None
+            sql, params = plan.select("m.seq, m.data, m.released_at", limit=True, up=upwards)
             params = (*params, query.limit, max(0, query.offset))
-            return [
+            rows = [
                 StoredMessage(data=_data(text, released_at), seq=seq)
                 for seq, text, released_at in conn.execute(sql, params)
             ]
+            return rows[::-1] if upwards else rows
+
+        return await self._read(read)
+
+    async def explain(self, query: Query) -> Sequence[str]:
+        """SQLite's plan for ``list(query)`` (the detail column of ``EXPLAIN QUERY PLAN``), so
+        a test can show which index answers a page and that no sort or scan is added."""
+
+        def read(conn: sqlite3.Connection) -> Sequence[str]:
+            plan = _plan(conn, query)
+            if plan is None:
+                return []
+            sql, params = plan.select(
+                "m.seq, m.data, m.released_at", limit=True, up=query.after is not None
+            )
+            params = (*params, query.limit, max(0, query.offset))
+            return [str(row[-1]) for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params)]
 
         return await self._read(read)
 
@@ -419,11 +444,13 @@ class _Plan:
     where: list[str]
     params: list[Any]
 
-    def select(self, columns: str, *, limit: bool) -> tuple[str, tuple[Any, ...]]:
+    def select(self, columns: str, *, limit: bool, up: bool = False) -> tuple[str, tuple[Any, ...]]:
+        """The statement, newest first (oldest first when ``up``: a page anchored at
+        ``after``), with ``LIMIT ? OFFSET ?`` placeholders when ``limit``."""
         sql = f"SELECT {columns} FROM {self.source}"
         if self.where:
             sql += " WHERE " + " AND ".join(self.where)
-        sql += f" ORDER BY {self.key} DESC"
+        sql += f" ORDER BY {self.key} {'ASC' if up else 'DESC'}"
         if limit:
             sql += " LIMIT ? OFFSET ?"
         return sql, tuple(self.params)
@@ -434,7 +461,8 @@ def _plan(conn: sqlite3.Connection, query: Query) -> _Plan | None:
     match. The driver is, in order: the trigram index (a substring of 3+ characters), the
     finding-code index, a scan of the narrow message_search table (shorter substrings), the
     messages table with its verdict and profile indexes (SQLite picks)."""
-    low, high = 1, None if query.before is None else query.before - 1
+    low = 1 if query.after is None else max(1, query.after + 1)
+    high = None if query.before is None else query.before - 1
     if query.since is not None or query.until is not None:
         bounds = _time_bounds(conn, query.since, query.until)
         if bounds is None:

@@ -1,8 +1,8 @@
 """The dashboard: server-rendered HTML pages over the store and the profiles.
 
-``/`` lists verdicts (live through ``/api/v1/events``; filters and paging by plain links),
-``/messages/{id}`` explains one, ``/profiles/{name}`` states a policy in plain language; the
-compare and report pages live in ``sinkd.web.compare``, the captured mail's own pages in
+``/`` lists verdicts (live through ``/api/v1/events``; filters and keyset paging by plain
+links), ``/messages/{id}`` explains one, ``/profiles/{name}`` states a policy in plain language;
+the compare and report pages live in ``sinkd.web.compare``, the captured mail's own pages in
 ``sinkd.web.renderings``. Pages are Python string templates in which every value passes through
 ``e()`` (``html.escape``); captured HTML never appears in them, only in ``<iframe sandbox="">``
 frames over the rendering endpoint. Every response carries ``CSP`` and ``nosniff``; the one
@@ -12,6 +12,7 @@ path from request or message data.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Sequence
 from email.message import Message
 from importlib import resources
@@ -29,7 +30,7 @@ from sinkd.services.records import StoredFinding, StoredVerdict
 from sinkd.store import Query, StoredMessage
 from sinkd.web import compare, renderings
 from sinkd.web.common import ApiError, context
-from sinkd.web.messages import profile_by_id, profile_names
+from sinkd.web.messages import page_of, profile_by_id, profile_names
 from sinkd.web.pages import CSP as CSP
 from sinkd.web.pages import SECURITY_HEADERS, e, not_found, page, stored_message, verdict_badge
 from sinkd.web.pages import unjudged_notes as unjudged_notes
@@ -139,7 +140,8 @@ def _envelope(stored: StoredVerdict) -> tuple[str, str]:
 
 def _list_view(request: Request) -> tuple[Query, dict[str, str]]:
     """The list's filters and page from the query string. The page is a plain link, so a bad
-    value (a hand-edited URL) falls back to the default rather than failing."""
+    value (a hand-edited URL, two cursors, an old ``offset`` link) falls back to the default
+    (the newest page) rather than failing."""
     params = request.query_params
     verdict = params.get("verdict") or ""
     if verdict not in {v.value for v in VerdictAction}:
@@ -148,22 +150,29 @@ def _list_view(request: Request) -> tuple[Query, dict[str, str]]:
     if profile not in profile_names(request):
         profile = ""
     subject = (params.get("subject") or "").strip()[:200]
-    offset_text = params.get("offset") or "0"
-    offset = int(offset_text) if offset_text.isdigit() and len(offset_text) < 10 else 0
+    before, after = _cursor(params.get("before")), _cursor(params.get("after"))
+    if before is not None and after is not None:
+        before = after = None
     query = Query(
         verdict=verdict or None,
         profile=profile or None,
         subject=subject or None,
         limit=LIST_LIMIT,
-        offset=offset,
+        before=before or None,  # before=0 names no row: the default view
+        after=after,
     )
     return query, {"verdict": verdict, "profile": profile, "subject": subject}
 
 
-def _list_url(filters: dict[str, str], offset: int) -> str:
+def _cursor(text: str | None) -> int | None:
+    """A page cursor (a ``seq``) from a link, or None for anything else."""
+    return int(text) if text and text.isdigit() and len(text) < 10 else None
+
+
+def _list_url(filters: dict[str, str], **cursor: int) -> str:
+    """The list with these filters, at the page of ``before=`` or ``after=`` (or the newest)."""
     params = {k: v for k, v in filters.items() if v}
-    if offset:
-        params["offset"] = str(offset)
+    params.update({k: str(v) for k, v in cursor.items()})
     return "/" + (f"?{urlencode(params)}" if params else "")
 
 
@@ -171,8 +180,10 @@ async def index(request: Request) -> Response:
     query, filters = _list_view(request)
     store = context(request).messages
     total = await store.count(query)
-    rows = await store.list(query)
+    listed = await page_of(store, query)
+    rows = listed.rows
     verdicts = [v.value for v in VerdictAction]
+    paged = query.before is not None or query.after is not None
 
     def options(values: Iterable[str], chosen: str) -> str:
         return "".join(
@@ -184,7 +195,7 @@ async def index(request: Request) -> Response:
     body_rows = "".join(_row(StoredVerdict.from_json(row.data)) for row in rows)
     if rows:
         empty = ""
-    elif filtered or query.offset:
+    elif filtered or paged:
         empty = (
             '<tr class="empty"><td colspan="6"><b>No messages match.</b> '
             '<a href="/">Show all messages</a></td></tr>'
@@ -194,22 +205,31 @@ async def index(request: Request) -> Response:
             '<tr class="empty"><td colspan="6"><b>No messages yet.</b> Send one to sinkd\'s '
             "SMTP port and it appears here as soon as it is judged.</td></tr>"
         )
-    first = query.offset + 1 if rows else 0
-    last = query.offset + len(rows)
-    newer = (
-        f'<a class="page-link" rel="prev" id="newer" '
-        f'href="{e(_list_url(filters, max(query.offset - LIST_LIMIT, 0)))}">← Newer</a>'
-        if query.offset
-        else '<span class="page-link off">← Newer</span>'
-    )
+    # The page's position: how many matches are newer than its first row (an index range
+    # count, as the list itself; the rows never move, only this number does).
+    above = 0
+    if rows and paged and rows[0].seq is not None:
+        newer_query = dataclasses.replace(query, before=None, after=rows[0].seq)
+        above = await store.count(newer_query, cursors=True)
+    first = above + 1 if rows else 0
+    last = above + len(rows)
+    if listed.newer is not None:
+        newest = f'<a class="page-link" id="newest" href="{e(_list_url(filters))}">« Newest</a>'
+        newer = (
+            f'<a class="page-link" rel="prev" id="newer" '
+            f'href="{e(_list_url(filters, after=listed.newer))}">← Newer</a>'
+        )
+    else:
+        newest = '<span class="page-link off">« Newest</span>'
+        newer = '<span class="page-link off">← Newer</span>'
     older = (
         f'<a class="page-link" rel="next" id="older" '
-        f'href="{e(_list_url(filters, query.offset + LIST_LIMIT))}">Older →</a>'
-        if last < total
+        f'href="{e(_list_url(filters, before=listed.older))}">Older →</a>'
+        if listed.older is not None
         else '<span class="page-link off">Older →</span>'
     )
     pager = (
-        f'<nav class="pager" aria-label="pages">{newer}'
+        f'<nav class="pager" aria-label="pages">{newest}{newer}'
         f'<span class="range" id="range">{first}–{last} of {total}</span>{older}</nav>'
     )
     clear = '<a class="clear" href="/">Clear</a>' if filtered else ""
@@ -229,7 +249,7 @@ async def index(request: Request) -> Response:
 </form>
 <table class="list" id="messages" data-verdict="{e(filters["verdict"])}"
   data-profile="{e(filters["profile"])}" data-subject="{e(filters["subject"])}"
-  data-offset="{query.offset}">
+  data-newest="{"0" if listed.newer is not None else "1"}">
 <thead><tr><th>Verdict</th><th>Subject</th><th>From → To</th><th>Profile</th>
 <th>Reason</th><th>Received</th></tr></thead>
 <tbody>{body_rows}{empty}</tbody>

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -57,6 +58,7 @@ _LIST_PARAMS = frozenset(
         "limit",
         "offset",
         "before",
+        "after",
     }
 )
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -139,7 +141,67 @@ def list_query(params: Any) -> Query:
         limit=_whole("limit", params.get("limit"), DEFAULT_LIMIT, 1, MAX_LIMIT),
         offset=_whole("offset", params.get("offset"), 0, 0, None),
         before=_whole("before", params.get("before"), 0, 1, None) or None,
+        after=_cursor_after(params),
     )
+
+
+def _cursor_after(params: Any) -> int | None:
+    """``after`` (0 is a valid cursor: everything); a page has one cursor, so not with
+    ``before``."""
+    if params.get("after") is None:
+        return None
+    if params.get("before") is not None:
+        raise ApiError(
+            400,
+            "bad parameter",
+            "before and after: give one cursor (before pages to older messages, after to"
+            " newer ones)",
+        )
+    return _whole("after", params.get("after"), 0, 0, None)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Page:
+    """One page of a list, newest first, and the cursors of the pages beside it: ``older``
+    to pass as ``before``, ``newer`` to pass as ``after`` (None when nothing matches there
+    now)."""
+
+    rows: Sequence[StoredMessage]
+    older: int | None
+    newer: int | None
+    more: bool  # rows beyond the page in its own direction (the first page's total shortcut)
+
+
+async def page_of(store: Repository, query: Query) -> Page:
+    """``query``'s page, with the cursors of its neighbours: the direction the page was read
+    in is known from one extra row, the other from one indexed probe of a single row (none on
+    the newest page, where nothing is newer)."""
+    rows = await store.list(dataclasses.replace(query, limit=query.limit + 1))
+    more = len(rows) > query.limit
+    upwards = query.after is not None
+    # Read upwards, the extra row is the newest one (the first); otherwise the oldest (last).
+    page = rows[len(rows) - query.limit :] if upwards and more else rows[: query.limit]
+    if upwards:
+        newer = page[0].seq if more and page else None
+        # Empty above the cursor: the page below starts at the cursor's own row.
+        edge = page[-1].seq if page else (query.after or 0) + 1
+        older = edge if await _any(store, query, before=edge) else None
+    else:
+        older = page[-1].seq if more and page else None
+        newer = None
+        if query.before is not None or query.offset:
+            # Empty below the cursor: the page above ends at the cursor's own row.
+            edge = page[0].seq if page else (query.before - 1 if query.before else None)
+            if edge is not None and await _any(store, query, after=edge):
+                newer = edge
+    return Page(page, older, newer, more)
+
+
+async def _any(
+    store: Repository, query: Query, *, before: int | None = None, after: int | None = None
+) -> bool:
+    probe = dataclasses.replace(query, before=before, after=after, offset=0, limit=1)
+    return bool(await store.list(probe))
 
 
 def _whole(name: str, value: str | None, default: int, low: int, high: int | None) -> int:
@@ -171,17 +233,19 @@ def _moment(name: str, value: str | None) -> datetime | None:
 
 
 async def list_messages(request: Request) -> Response:
-    """Newest first: ``{"total", "total_exact", "limit", "offset", "next", "messages"}``.
+    """Newest first: ``{"total", "total_exact", "limit", "offset", "next", "prev",
+    "messages"}``.
 
-    ``next`` is the cursor for the following page (``before=<next>``), null on the last one;
-    ``total`` counts every match of the filters (not just the page) up to ``TOTAL_CAP``."""
+    ``next`` is the cursor for the older page (``before=<next>``), null on the last one;
+    ``prev`` the cursor for the newer page (``after=<prev>``: the messages stored just above
+    this page), null when nothing newer matches; ``total`` counts every match of the filters
+    (not just the page) up to ``TOTAL_CAP``."""
     query = list_query(request.query_params)
     store = _store(request)
-    # One row more than asked tells whether a next page exists without another query.
-    rows = await store.list(dataclasses.replace(query, limit=query.limit + 1))
-    page, more = rows[: query.limit], len(rows) > query.limit
-    if query.before is None and query.offset == 0 and not more:
-        total = len(page)  # the first page holds every match: no second scan to count them
+    page = await page_of(store, query)
+    cursorless = query.before is None and query.after is None and query.offset == 0
+    if cursorless and not page.more:
+        total = len(page.rows)  # the first page holds every match: no second scan to count
     else:
         total = await store.count(query, at_most=TOTAL_CAP + 1)
     return JSONResponse(
@@ -190,8 +254,9 @@ async def list_messages(request: Request) -> Response:
             "total_exact": total <= TOTAL_CAP,
             "limit": query.limit,
             "offset": query.offset,
-            "next": page[-1].seq if more and page else None,
-            "messages": [row.data for row in page],
+            "next": page.older,
+            "prev": page.newer,
+            "messages": [row.data for row in page.rows],
         }
     )
 

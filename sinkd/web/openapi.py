@@ -97,9 +97,16 @@ _LIST_PARAMS = [
         " arrivals never shift a page (the documented way to page)",
     ),
     _query(
+        "after",
+        {"type": "integer", "minimum": 0},
+        "paging cursor: the previous answer's `prev`; the page of messages stored just after"
+        " it (the rows above an older page), still newest first; not with `before`",
+    ),
+    _query(
         "offset",
         {"type": "integer", "minimum": 0, "default": 0},
-        "skip this many matches (after `before`); its cost grows with it, prefer `before`",
+        "skip this many matches (from the cursor); its cost grows with it, prefer the cursors"
+        " (kept for compatibility)",
     ),
 ]
 
@@ -220,8 +227,13 @@ def document() -> dict[str, Any]:
                             "offset": {"type": "integer"},
                             "next": {
                                 "type": ["integer", "null"],
-                                "description": "pass as `before` for the next page; null on"
-                                " the last page",
+                                "description": "pass as `before` for the next (older) page;"
+                                " null on the last page",
+                            },
+                            "prev": {
+                                "type": ["integer", "null"],
+                                "description": "pass as `after` for the previous (newer) page;"
+                                " null when nothing newer matches",
                             },
                             "messages": {"type": "array", "items": _ref("Message")},
                         },

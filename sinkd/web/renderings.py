@@ -7,6 +7,12 @@ when opened directly rather than in the message page's ``<iframe sandbox>``. Wit
 ``?remote_images=1`` the policy allows ``img-src http: https:`` and nothing else: still no
 scripts, styles, fonts or frames from anywhere.
 
+``cid:`` images (RFC 2392) are shown from the message's own parts: the rendering's ``cid:``
+references point at ``/messages/{id}/render/{which}/cid/{content-id}`` (``sinkd.web.cid``),
+which answers only a raster image part of that same copy (the filtered copy lacks what
+stripping removed, so those stay broken), and the frame's ``img-src`` names exactly that path,
+so a ``cid:`` image never falls back to the network and the toggle is unchanged.
+
 The original is marked where the filters stripped something (``sinkd.web.marking``): an
 attribute with a per-response random name and a label element, styled by one appended
 ``<style>``. Marks add attributes and escaped text only; they never take anything out of the
@@ -30,6 +36,7 @@ from sinkd.core.html import HTML_CLASSES
 from sinkd.errors import NotFound
 from sinkd.services.records import StoredVerdict
 from sinkd.store import StoredMessage
+from sinkd.web.cid import find_image, with_part_urls
 from sinkd.web.common import MESSAGE_ID, context
 
 WHICH = ("original", "filtered")
@@ -37,16 +44,33 @@ IMAGES_BLOCKED = "data:"
 IMAGES_ALLOWED = "data: http: https:"  # the toggle: remote images, and never anything else
 
 
-def frame_csp(remote_images: bool) -> str:
+def frame_csp(remote_images: bool, parts: str | None = None) -> str:
+    """The frame's policy; ``parts`` is the source of its own ``cid:`` images (an origin and
+    the part route's path prefix), when the rendering references any."""
     images = IMAGES_ALLOWED if remote_images else IMAGES_BLOCKED
+    if parts is not None:
+        images += f" {parts}"
     return (
         f"default-src 'none'; img-src {images}; style-src 'unsafe-inline'; font-src data:; "
         "script-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'self'; sandbox"
     )
 
 
+# The part route's answer: an image (or nothing), never a document that could run anything.
+PART_CSP = "default-src 'none'; sandbox"
+_PART_HEADERS = {
+    "Content-Security-Policy": PART_CSP,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+
+
 def routes() -> list[BaseRoute]:
-    return [Route("/messages/{id}/render/{which}", render, methods=["GET"])]
+    return [
+        Route("/messages/{id}/render/{which}", render, methods=["GET"]),
+        Route("/messages/{id}/render/{which}/cid/{cid:path}", part_image, methods=["GET"]),
+    ]
 
 
 def remote_images_on(request: Request) -> bool:
@@ -54,12 +78,14 @@ def remote_images_on(request: Request) -> bool:
     return request.query_params.get("remote_images") == "1"
 
 
-def _frame_response(body: str, remote_images: bool, status: int = 200) -> HTMLResponse:
+def _frame_response(
+    body: str, remote_images: bool, status: int = 200, parts: str | None = None
+) -> HTMLResponse:
     return HTMLResponse(
         body,
         status_code=status,
         headers={
-            "Content-Security-Policy": frame_csp(remote_images),
+            "Content-Security-Policy": frame_csp(remote_images, parts),
             "X-Content-Type-Options": "nosniff",
             "Referrer-Policy": "no-referrer",
             "Cache-Control": "no-store",
@@ -85,11 +111,57 @@ async def render(request: Request) -> Response:
     if stored.raw is None:
         return _frame_response(_note("Refused before DATA: no message was received."), remote)
     if which == "original":
-        return _frame_response(marked_original(stored), remote)
-    if StoredVerdict.from_json(stored.data).refused:
+        doc = marked_original(stored)
+    elif StoredVerdict.from_json(stored.data).refused:
         return _frame_response(_note("Nothing was delivered: the message was refused."), remote)
-    doc, _ = rendering(stored.filtered or stored.raw)
-    return _frame_response(doc, remote)
+    else:
+        doc, _ = rendering(stored.filtered or stored.raw)
+    path = f"/messages/{message_id}/render/{which}/cid/"
+    doc, inline = with_part_urls(doc, path)
+    return _frame_response(doc, remote, parts=_source(request, path) if inline else None)
+
+
+def _source(request: Request, path: str) -> str:
+    """A CSP source for ``path`` on this server: the origin the browser used (the host guard
+    has checked its Host) with the path prefix, so the frame may load its own parts and no
+    other URL of the dashboard. CSP host-sources have no IPv6 literals, so there the origin
+    stands as ``'self'`` (CSP 3's self-origin is the document URL's origin, which Chromium
+    keeps for a sandboxed document too)."""
+    url = request.url
+    if url.hostname is not None and ":" in url.hostname:
+        return "'self'"
+    return f"{url.scheme}://{url.netloc}{path}"
+
+
+async def part_image(request: Request) -> Response:
+    """A ``cid:`` image of one copy of one message: the part's bytes under its declared raster
+    type, or an empty 404 (no such message or part, not an image, a refused copy) that a
+    browser shows as a broken image rather than an error page."""
+    message_id = str(request.path_params["id"])
+    which = str(request.path_params["which"])
+    cid = str(request.path_params["cid"])
+    if which not in WHICH or not MESSAGE_ID.fullmatch(message_id):
+        return _no_image()
+    try:
+        stored = await context(request).messages.get(message_id, with_raw=True)
+    except NotFound:
+        return _no_image()
+    if which == "original":
+        raw = stored.raw
+    elif stored.raw is None or StoredVerdict.from_json(stored.data).refused:
+        raw = None  # nothing was delivered: no delivered images either
+    else:
+        raw = stored.filtered or stored.raw
+    parsed = None if raw is None else parse_message(raw)
+    found = None if parsed is None else find_image(parsed, cid)
+    if found is None:
+        return _no_image()
+    body, media_type = found
+    return Response(body, media_type=media_type, headers=_PART_HEADERS)
+
+
+def _no_image() -> Response:
+    return Response(b"", status_code=404, headers=_PART_HEADERS)
 
 
 def parse_message(raw: bytes) -> EmailMessage | None:

@@ -274,6 +274,65 @@ async def test_cursor_paging_visits_every_message_once_while_new_ones_arrive(
     assert seen == expected  # every one, once, in order; none of the newcomers
 
 
+@pytest.mark.parametrize("q", [Query(), Query(to="corp"), Query(code="SPF_FAIL")], ids=repr)
+async def test_after_gives_exactly_the_rows_above_an_older_page_newest_first(
+    store: Store, q: Query
+) -> None:
+    rows = records(120, seed=5)
+    await save_all(store, rows)
+    expected = reference(rows, q)
+    everything = await store.list(dataclasses.replace(q, limit=10_000))
+    assert [m.id for m in everything] == expected
+    first = await store.list(dataclasses.replace(q, limit=7))
+    older = await store.list(dataclasses.replace(q, limit=7, before=first[-1].seq))
+    assert older, "the reference data has a second page for every query here"
+    newer = await store.list(dataclasses.replace(q, limit=7, after=older[0].seq))
+    assert [m.id for m in newer] == [m.id for m in first]
+    # From the middle, a short limit takes the rows just above, not the newest ones.
+    middle = len(everything) // 2
+    above = await store.list(dataclasses.replace(q, limit=3, after=everything[middle].seq))
+    assert [m.id for m in above] == [m.id for m in everything[middle - 3 : middle]]
+    # Paging upwards from the oldest visits every message once, and no page repeats a row.
+    seen: list[str] = []
+    after = everything[-1].seq
+    seen.append(everything[-1].id)
+    while True:
+        page = await store.list(dataclasses.replace(q, limit=4, after=after))
+        if not page:
+            break
+        seen = [m.id for m in page] + seen
+        after = page[0].seq
+    assert seen == expected
+
+
+async def test_after_and_before_together_give_the_rows_between_them(
+    store: Store, history: list[MessageRecord]
+) -> None:
+    await save_all(store, history[:30])
+    everything = await store.list(Query(limit=30))
+    between = await store.list(Query(after=everything[20].seq, before=everything[5].seq))
+    assert [m.id for m in between] == [m.id for m in everything[6:20]]
+    nearest = await store.list(Query(limit=3, after=everything[20].seq, before=everything[5].seq))
+    assert [m.id for m in nearest] == [m.id for m in everything[17:20]]
+    skipped = await store.list(Query(limit=3, offset=2, after=everything[20].seq))
+    assert [m.id for m in skipped] == [m.id for m in everything[15:18]]
+    assert await store.list(Query(after=everything[0].seq)) == []
+    assert await store.list(Query(after=everything[3].seq, before=everything[3].seq)) == []
+
+
+async def test_count_honours_the_cursors_only_when_asked(
+    store: Store, history: list[MessageRecord]
+) -> None:
+    await save_all(store, history[:40])
+    everything = await store.list(Query(limit=40))
+    assert await store.count(Query(after=everything[10].seq, before=everything[2].seq)) == 40
+    assert await store.count(Query(after=everything[10].seq), cursors=True) == 10
+    assert await store.count(Query(before=everything[10].seq), cursors=True) == 29
+    both = Query(after=everything[10].seq, before=everything[2].seq, limit=1, offset=3)
+    assert await store.count(both, cursors=True) == 7
+    assert await store.count(Query(after=everything[10].seq), cursors=True, at_most=4) == 4
+
+
 async def test_offset_still_pages_and_combines_with_the_cursor(
     store: Store, history: list[MessageRecord]
 ) -> None:

@@ -128,3 +128,40 @@ async def test_a_version_4_store_with_messages_is_migrated_and_every_filter_work
     finally:
         conn.close()
     assert (version, searchable, missing) == (str(SCHEMA_VERSION), len(history), 0)
+
+
+@pytest.mark.parametrize(
+    "q",
+    [
+        Query(),
+        Query(verdict="accept"),
+        Query(profile="strict"),
+        Query(code="SPF_FAIL"),
+        Query(subject="hello"),
+        Query(to="co"),
+    ],
+    ids=repr,
+)
+async def test_a_page_after_a_cursor_is_read_along_an_index_without_a_sort_or_a_scan(
+    tmp_path: Path, history: list[MessageRecord], q: Query
+) -> None:
+    store = await open_sqlite(tmp_path / "plan.sqlite3")
+    try:
+        await save_all(store, history[:60])
+        for paged in (dataclasses.replace(q, after=10), dataclasses.replace(q, before=50)):
+            plan = await store.explain(paged)
+            assert plan, f"{paged!r} has a plan"
+            assert not any("TEMP B-TREE" in step for step in plan), plan  # no sort
+            assert not any(step.startswith("SCAN m") for step in plan), plan  # no table scan
+            driver = plan[0]
+            # The driver seeks to the cursor (a seq range on an index), or is the trigram
+            # index answering the text match with the seq bound.
+            assert (
+                "seq>?" in driver
+                or "rowid>?" in driver
+                or "seq<?" in driver
+                or "rowid<?" in driver
+                or driver.startswith("SCAN t VIRTUAL TABLE")
+            ), plan
+    finally:
+        await store.close()

@@ -1,14 +1,18 @@
 """A running sinkd's HTTP API and SMTP port as the web tests reach them: its base URL and API
 paths, a chaos PUT, the one JSON error shape, a message sent over SMTP, raw HTTP/1.1 exchanges
 that no client library would send (a lying ``Content-Length``, an unfinished chunked body, no
-``Host``), and the Chromium flags the browser tests share."""
+``Host``), and what the browser tests share: the Chromium flags, a page, and a local HTTP
+server counting the requests that reach it (remote content a rendering must not load)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import json
+import threading
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
@@ -25,6 +29,27 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+
+
+@contextlib.asynccontextmanager
+async def browser_page(app: Sinkd, chromium: str) -> AsyncIterator[Any]:
+    """A Playwright page of a headless ``chromium`` (the executable's path) on ``app``'s
+    dashboard, closed with its browser afterwards."""
+    # Imported here: Playwright is a test-only dependency of the browser tests alone.
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        try:
+            context = await browser.new_context(
+                base_url=base_url(app), viewport={"width": 1360, "height": 900}
+            )
+            tab = await context.new_page()
+            tab.set_default_timeout(TIMEOUT * 1000)
+            yield tab
+            await context.close()
+        finally:
+            await browser.close()
 
 
 CHAOS = "/api/v1/chaos"
@@ -106,3 +131,32 @@ async def _read_response(reader: asyncio.StreamReader) -> RawResponse:
     body = await reader.readexactly(int(headers.get("content-length", "0")))
     closed = await reader.read(1) == b""
     return RawResponse(status, headers, body, closed)
+
+
+class HitCounter:
+    """A local HTTP server that counts every request it gets."""
+
+    def __init__(self) -> None:
+        self.hits: list[str] = []
+        hits = self.hits
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                hits.append(self.path)
+                self.send_response(204)
+                self.end_headers()
+
+            do_POST = do_GET
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join()

@@ -8,10 +8,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import html
 import re
-import threading
 from collections.abc import AsyncIterator, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +42,7 @@ from tests.conftest import StartServer, free_port, require_executable
 from tests.support.campaign import campaign_message
 from tests.support.profiles import STRIPPING_PROFILE_ID, write_stripping_profile
 from tests.support.smtp import SPAMMY_MESSAGE, TIMEOUT, message, send
-from tests.support.web import CHROMIUM_ARGS, base_url
+from tests.support.web import HitCounter, base_url, browser_page
 
 
 def html_message(subject: str, html: str, *, sender: str = "alice@sender.example") -> bytes:
@@ -217,7 +216,17 @@ async def test_the_original_rendering_marks_what_the_filter_stripped(
     assert attr[1] not in again  # a fresh attribute name per response: a mail cannot forge it
 
 
-async def test_the_list_pages_through_older_and_newer_messages_with_filters(
+def row_ids(page_html: str) -> list[str]:
+    return re.findall(r'<tr data-id="([^"]+)"', page_html)
+
+
+def link(page_html: str, link_id: str) -> str | None:
+    """The href of the pager link with this id (unescaped), or None when it is not a link."""
+    found = re.search(rf'id="{link_id}" href="([^"]*)"', page_html)
+    return None if found is None else html.unescape(found[1])
+
+
+async def test_the_list_pages_by_key_through_older_and_newer_messages_with_filters(
     app: Sinkd, http: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(dashboard, "LIST_LIMIT", 2)
@@ -226,22 +235,78 @@ async def test_the_list_pages_through_older_and_newer_messages_with_filters(
     await send(app, SPAMMY_MESSAGE, "carol@promo.example", "dave@corp.example")
     first = (await http.get("/")).text
     assert "1–2 of 6" in first and "Win the lottery" in first and "Report 4" in first
-    assert 'id="older" href="/?offset=2"' in first and 'id="newer"' not in first
-    second = (await http.get("/", params={"offset": "2"})).text
+    older = link(first, "older")
+    assert older is not None and re.fullmatch(r"/\?before=\d+", older)
+    assert link(first, "newer") is None and link(first, "newest") is None
+    assert "offset" not in first
+    second = (await http.get(older)).text
     assert "3–4 of 6" in second and "Report 3" in second and "Report 2" in second
-    assert 'id="newer" href="/"' in second and 'id="older" href="/?offset=4"' in second
-    last = (await http.get("/", params={"offset": "4"})).text
-    assert "5–6 of 6" in last and "Report 0" in last and 'id="older"' not in last
+    assert link(second, "newest") == "/"
+    newer, further = link(second, "newer"), link(second, "older")
+    assert newer is not None and re.fullmatch(r"/\?after=\d+", newer)
+    assert further is not None and re.fullmatch(r"/\?before=\d+", further)
+    last = (await http.get(further)).text
+    assert "5–6 of 6" in last and "Report 0" in last and link(last, "older") is None
+    back = (await http.get(newer)).text
+    assert row_ids(back) == row_ids(first) and "1–2 of 6" in back  # exactly the rows above
+    assert link(back, "newer") is None and link(back, "older") == older
     only = (await http.get("/", params={"subject": "report", "verdict": "accept"})).text
     assert "1–2 of 5" in only and "Win the lottery" not in only
-    assert 'href="/?verdict=accept&amp;subject=report&amp;offset=2"' in only
+    only_older = link(only, "older")
+    assert only_older is not None
+    assert re.fullmatch(r"/\?verdict=accept&subject=report&before=\d+", only_older)
+    only_second = (await http.get(only_older)).text
+    assert "3–4 of 5" in only_second and "Win the lottery" not in only_second
+    only_newer = link(only_second, "newer")
+    assert only_newer is not None
+    assert re.fullmatch(r"/\?verdict=accept&subject=report&after=\d+", only_newer)
+    assert link(only_second, "newest") == "/?verdict=accept&subject=report"
+    assert row_ids((await http.get(only_newer)).text) == row_ids(only)
     quarantined = (await http.get("/", params={"profile": OWN})).text
     assert "of 6" in quarantined
     none = (await http.get("/", params={"profile": "no-filter"})).text
     assert "No messages match." in none and "0–0 of 0" in none
-    for params in [{"offset": "-1"}, {"offset": "x"}, {"profile": "../etc"}, {"verdict": "nope"}]:
+    hand_edited = [
+        {"offset": "2"},  # an old offset link: offsets no longer page the dashboard
+        {"before": "-1"},
+        {"before": "x"},
+        {"after": "1e3"},
+        {"before": "99999999999"},
+        {"before": "3", "after": "1"},
+        {"profile": "../etc"},
+        {"verdict": "nope"},
+    ]
+    for params in hand_edited:
         response = await http.get("/", params=params)  # a hand-edited link: the default view
-        assert response.status_code == 200 and "1–2 of 6" in response.text
+        assert response.status_code == 200 and "1–2 of 6" in response.text, params
+
+
+async def test_a_message_arriving_while_paging_shifts_and_repeats_no_row_of_older_pages(
+    app: Sinkd, http: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(dashboard, "LIST_LIMIT", 2)
+    for n in range(5):
+        await send(app, message(f"Report {n}"), "alice@sender.example", "bob@corp.example")
+    first = (await http.get("/")).text
+    older = link(first, "older")
+    assert older is not None
+    second = (await http.get(older)).text
+    await send(app, message("Arrived while paging"), "zed@late.example", "bob@corp.example")
+    again = (await http.get(older)).text
+    assert row_ids(again) == row_ids(second)  # the same rows: nothing shifted down into it
+    assert "4–5 of 6" in again  # only its position moved
+    further = link(again, "older")
+    assert further is not None
+    last = (await http.get(further)).text
+    seen = row_ids(first) + row_ids(again) + row_ids(last)
+    assert len(seen) == len(set(seen)) == 5  # every original once, no repeat, no newcomer
+    newer = link(again, "newer")
+    assert newer is not None
+    above = (await http.get(newer)).text
+    assert row_ids(above) == row_ids(first)  # the rows just above, not the newcomer
+    assert "2–3 of 6" in above and link(above, "newer") is not None
+    newest = link(above, "newest")
+    assert newest == "/" and "Arrived while paging" in (await http.get(newest)).text
 
 
 async def test_the_compare_page_judges_the_message_with_every_profile(
@@ -355,35 +420,6 @@ async def test_the_profile_page_shows_an_assumption_where_a_model_gives_no_sourc
 # --- in a browser ---------------------------------------------------------------------------
 
 
-class HitCounter:
-    """A local HTTP server that counts every request it gets."""
-
-    def __init__(self) -> None:
-        self.hits: list[str] = []
-        hits = self.hits
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                hits.append(self.path)
-                self.send_response(204)
-                self.end_headers()
-
-            do_POST = do_GET
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join()
-
-
 @pytest.fixture
 def hit_counter() -> Iterator[HitCounter]:
     counter = HitCounter()
@@ -393,21 +429,8 @@ def hit_counter() -> Iterator[HitCounter]:
 
 @pytest.fixture
 async def page(app: Sinkd) -> AsyncIterator[Any]:
-    executable = require_executable("chromium", "chromium")
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        try:
-            context = await browser.new_context(
-                base_url=base_url(app), viewport={"width": 1360, "height": 900}
-            )
-            tab = await context.new_page()
-            tab.set_default_timeout(TIMEOUT * 1000)
-            yield tab
-            await context.close()
-        finally:
-            await browser.close()
+    async with browser_page(app, require_executable("chromium", "chromium")) as tab:
+        yield tab
 
 
 async def test_the_list_updates_live_when_a_message_arrives(app: Sinkd, page: Any) -> None:
@@ -580,7 +603,7 @@ async def test_older_and_newer_links_page_through_the_list(
     rows = page.locator("#messages tbody tr[data-id]")
     assert await rows.count() == 2
     await page.locator("#older").click()
-    await page.wait_for_url("**/?offset=2")
+    await page.wait_for_url(re.compile(r".*/\?before=\d+$"))
     assert await rows.count() == 1 and "Report 0" in await rows.first.inner_text()
     assert await page.locator("#range").inner_text() == "3–3 of 3"
     await page.wait_for_selector('#live[data-state="open"]')
@@ -588,6 +611,10 @@ async def test_older_and_newer_links_page_through_the_list(
     await page.get_by_text("1 new on the first page").wait_for()
     assert await rows.count() == 1  # new mail belongs to the first page, not this one
     await page.locator("#newer").click()
+    await page.wait_for_url(re.compile(r".*/\?after=\d+$"))
+    texts = [await rows.nth(i).inner_text() for i in range(await rows.count())]
+    assert len(texts) == 2 and "Report 2" in texts[0] and "Report 1" in texts[1]
+    await page.locator("#newest").click()
     await page.wait_for_url(re.compile(r".*/$"))
     assert "Report 3" in await rows.first.inner_text()
 

@@ -136,6 +136,41 @@ async def test_list_pages_with_the_next_cursor_and_a_new_arrival_shifts_nothing(
     assert (await listed(http))["total"] == 4
 
 
+async def test_the_prev_cursor_pages_back_to_exactly_the_rows_above_an_older_page(
+    app: Sinkd, http: httpx.AsyncClient, three: dict[str, str]
+) -> None:
+    await send(app, message("Fourth"), "alice@sender.example", "bob@corp.example")
+    await send(app, message("Fifth"), "alice@sender.example", "bob@corp.example")
+    first = await listed(http, limit="2")
+    assert first["prev"] is None  # the newest page: nothing is newer
+    second = await listed(http, limit="2", before=str(first["next"]))
+    assert ids(second) == [three["reject"], three["quarantine"]]
+    assert isinstance(second["prev"], int) and isinstance(second["next"], int)
+    await send(app, message("Arrived while paging"), "zed@late.example", "bob@corp.example")
+    back = await listed(http, limit="2", after=str(second["prev"]))
+    assert ids(back) == ids(first)  # the rows just above, not the newcomer
+    assert back["next"] == first["next"]  # and Older from there is the same page again
+    assert isinstance(back["prev"], int)  # the newcomer is above it now
+    newest = await listed(http, limit="2", after=str(back["prev"]))
+    assert [m["subject"] for m in newest["messages"]] == ["Arrived while paging"]
+    assert newest["prev"] is None
+    assert ids(await listed(http, limit="2", before=str(newest["next"]))) == ids(first)
+    last = await listed(http, limit="2", before=str(second["next"]))
+    assert ids(last) == [three["accept"]] and last["next"] is None
+    assert ids(await listed(http, limit="2", after=str(last["prev"]))) == ids(second)
+    # Past either end: an empty page whose one cursor leads back to the rows beside it.
+    below = await listed(http, limit="2", before=str(last["prev"]))
+    assert ids(below) == [] and below["next"] is None
+    above_below = await listed(http, limit="2", after=str(below["prev"]))
+    assert ids(above_below) == [three["quarantine"], three["accept"]]
+    assert app.store is not None
+    (top,) = await app.store.list(Query(limit=1))
+    beyond = await listed(http, limit="2", after=str(top.seq))
+    assert ids(beyond) == [] and beyond["prev"] is None
+    newest_page = await listed(http, limit="2")
+    assert ids(await listed(http, limit="2", before=str(beyond["next"]))) == ids(newest_page)
+
+
 async def test_list_total_is_capped_and_says_so(
     app: Sinkd, http: httpx.AsyncClient, three: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -170,6 +205,9 @@ async def test_list_subject_filter_folds_unicode_case(app: Sinkd, http: httpx.As
         {"to": "a\nb"},
         {"before": "0"},
         {"before": "x"},
+        {"after": "x"},
+        {"after": "-1"},
+        {"before": "3", "after": "1"},
         {"colour": "red"},
     ],
 )

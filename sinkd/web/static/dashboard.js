@@ -24,8 +24,9 @@
   var wanted = table.getAttribute("data-verdict") || "";
   var wantedProfile = table.getAttribute("data-profile") || "";
   var wantedSubject = (table.getAttribute("data-subject") || "").toLowerCase();
-  // Past the first page, new mail belongs to page one: count it, do not insert it here.
-  var firstPage = (table.getAttribute("data-offset") || "0") === "0";
+  // Below the newest page, new mail belongs to the newest page: count it, do not insert it
+  // here (the server says which page this is; rows of an older page never move).
+  var firstPage = table.getAttribute("data-newest") === "1";
   var fresh = 0;
   var live = document.getElementById("live");
   var total = document.getElementById("total");
