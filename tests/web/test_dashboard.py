@@ -42,7 +42,8 @@ from sinkd.web.renderings import frame_csp
 from tests.conftest import StartServer, free_port, require_executable
 from tests.support.campaign import campaign_message
 from tests.support.profiles import STRIPPING_PROFILE_ID, write_stripping_profile
-from tests.support.smtp import SPAMMY_MESSAGE, TIMEOUT, message, send
+from tests.support.screenshots import assert_screenshot, screenshot_path
+from tests.support.smtp import GTUBE_MESSAGE, SPAMMY_MESSAGE, TIMEOUT, message, send
 from tests.support.web import CHROMIUM_ARGS, base_url
 
 
@@ -449,6 +450,31 @@ async def test_a_message_page_opens_and_shows_the_findings(app: Sinkd, page: Any
     assert await findings.count() >= 2
     text = await page.locator("section", has_text="Findings").first.inner_text()
     assert "CONTENT_TRIGGER_WORD" in text and "quarantine threshold of 8" in text
+
+
+# The docs' screenshot of the list (docs/images/dashboard.png with SINKD_SCREENSHOTS=1; see
+# tests/support/screenshots.py for how to regenerate it): a fixed viewport, so it is the same
+# size every time and small enough for the README.
+LIST_SHOT = (1280, 720)
+
+
+async def test_the_message_list_screenshot_shows_messages_of_every_verdict(
+    app: Sinkd, page: Any, tmp_path: Path
+) -> None:
+    await send(app, message(), "alice@sender.example", "bob@corp.example")
+    await send(app, HIDDEN, "news@sender.example", "bob@corp.example")
+    await send(app, SPAMMY_MESSAGE, "carol@promo.example", "dave@corp.example")
+    await send(app, GTUBE_MESSAGE, "mallory@bulk.example", "bob@corp.example")
+    await page.set_viewport_size({"width": LIST_SHOT[0], "height": LIST_SHOT[1]})
+    await page.goto("/")
+    await page.wait_for_selector('#live[data-state="open"]')  # shown as live, as a user sees it
+    rows = page.locator("#messages tbody tr[data-id]")
+    assert await rows.count() == 4
+    verdicts = {await rows.nth(n).get_attribute("data-verdict") for n in range(4)}
+    assert verdicts == {"accept", "quarantine", "reject"}
+    shot = screenshot_path("dashboard.png", tmp_path)
+    await page.screenshot(path=str(shot))
+    assert_screenshot(shot, *LIST_SHOT)
 
 
 async def test_side_by_side_the_stripped_hidden_text_is_missing_from_the_delivered_copy(
