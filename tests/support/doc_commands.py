@@ -307,11 +307,12 @@ def prepare_inputs(text: str, cwd: Path) -> None:
 
 
 def command_env(cwd: Path, **extra: str) -> dict[str, str]:
-    """The environment documented commands run in: no SINKD_* from the caller, the store in
-    ``cwd``, the HTTP API on; this virtualenv's ``sinkd`` first on PATH."""
+    """The environment documented commands run in: no SINKD_* from the caller, so the store is
+    the documented default under ``$XDG_DATA_HOME``, which points into ``cwd``; the HTTP API on;
+    this virtualenv's ``sinkd`` first on PATH."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SINKD_")}
     env["PYTHONUNBUFFERED"] = "1"
-    env["SINKD_DB"] = str(cwd / "sinkd.db")
+    env["XDG_DATA_HOME"] = str(cwd / "xdg-data")
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env.update(extra)
     return env
