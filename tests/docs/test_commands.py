@@ -346,7 +346,10 @@ def check_docker(command: Command, tmp_path: Path, monkeypatch: pytest.MonkeyPat
         assert (ROOT / words[words.index("-f") + 1]).is_file()
         assert (ROOT / words[-1]).is_dir(), "the build context"
     elif words[1] == "run":
-        rest, env, mounts, published = words[2:], {}, [], []
+        rest = words[2:]
+        env: dict[str, str] = {}
+        mounts: list[str] = []
+        published: list[str] = []
         while rest[0].startswith("-"):
             option = rest.pop(0)
             if option in ("-e", "-v", "-p"):

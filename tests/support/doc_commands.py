@@ -254,12 +254,17 @@ def rewrite(text: str, target: Target) -> str:
     else changes (the command is what the docs say)."""
     text = SMTP_ADDRESS.sub(target.smtp, text)
     text = HTTP_ADDRESS.sub(target.http, text)
-    text = LITERAL_ID.sub(target.message_id, text)
+
+    def message_id(_: re.Match[str]) -> str:
+        assert target.message_id, f"no message was stored to stand for the id in {text!r}"
+        return target.message_id
+
+    text = LITERAL_ID.sub(message_id, text)
 
     def value(match: re.Match[str]) -> str:
         name = match.group(1)
         if name == "ID":
-            return target.message_id
+            return message_id(match)
         if name == "FILE":
             return "message.eml"
         raise AssertionError(f"no value for the placeholder <{name}>")
