@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import itertools
 import json
 import os
@@ -22,6 +23,7 @@ import smtplib
 import subprocess
 import sys
 import tempfile
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +34,7 @@ import yaml
 from sinkd.cli import build_parser
 from sinkd.core.profiles import ProfileSet
 from sinkd.services.settings import from_namespace
-from tests.conftest import free_port, require_executable
+from tests.conftest import free_port, in_ci, require_executable
 from tests.support.doc_commands import (
     CORPUS_MESSAGES,
     OUTPUT_OPTIONS,
@@ -41,6 +43,7 @@ from tests.support.doc_commands import (
     Kind,
     Target,
     all_commands,
+    background_serve,
     ci_commands,
     ci_packages,
     classify,
@@ -49,6 +52,7 @@ from tests.support.doc_commands import (
     normalise,
     parse_markdown,
     prepare_inputs,
+    private_tmp,
     rewrite,
     run,
     serving,
@@ -98,7 +102,7 @@ class Servers:
             cwd = Path(tempfile.mkdtemp(prefix="server-", dir=self.root))  # a retry gets a new one
             prepare_inputs(serve, cwd)
             env = command_env(cwd, SINKD_PORT="0", SINKD_HTTP_PORT="0")
-            _, target = self.stack.enter_context(serving(serve, cwd, env))
+            _, target = self.stack.enter_context(serving(private_tmp(serve, cwd), cwd, env))
             ham = deliver(target)
             deliver(target, "spam-casino-bonus.eml")  # a second verdict in the list
             self.started[key] = (Target(target.smtp, target.http, ham), cwd)
@@ -109,7 +113,11 @@ class Servers:
         that changes how the whole server answers (chaos triggers over the API) gets a server of
         its own, so the commands after it see the server the docs describe; the others share the
         plain ``sinkd serve`` the quick start runs."""
-        serves = [t for t in command.previous if classify_text(t) is Kind.SERVE]
+        serves = [
+            background_serve(t) or t
+            for t in command.previous
+            if classify_text(t) is Kind.SERVE or background_serve(t)
+        ]
         if serves:
             return self.get(serves[-1])
         if SERVER_WIDE.search(command.text):
@@ -200,7 +208,7 @@ def assert_output_shape(shown: tuple[str, ...], actual: str) -> None:
 def check_serve(command: Command, tmp_path: Path) -> None:
     prepare_inputs(command.text, tmp_path)
     env = command_env(tmp_path, SINKD_PORT="0", SINKD_HTTP_PORT="0")
-    with serving(command.text, tmp_path, env) as (running, _):
+    with serving(private_tmp(command.text, tmp_path), tmp_path, env) as (running, _):
         pass
     assert running.process.returncode == 0, running.output()
 
@@ -240,10 +248,15 @@ def check_synopsis(command: Command, tmp_path: Path) -> None:
 
 def check_background(command: Command, tmp_path: Path) -> None:
     """``sinkd serve ... & sinkd readyz --wait ... && pytest``: the server starts in the background,
-    readyz waits for it, and pytest runs a test of the user's (written here) against it."""
+    readyz waits for it, and pytest runs a test of the user's (written here) against it. A line
+    that only starts the server (``sinkd serve ... &``) is a serve line (the commands after it in
+    its block run against a server started with its arguments)."""
+    serve = background_serve(command.text)
+    if serve is not None:
+        check_serve(dataclasses.replace(command, text=serve), tmp_path)
+        return
     smtp, http = free_port(), free_port()
-    # The documented /tmp path becomes this test's directory (a private temporary store).
-    text = rewrite(command.text.replace("/tmp/", f"{tmp_path}/"), Target("", "", ""))
+    text = rewrite(private_tmp(command.text, tmp_path), Target("", "", ""))
     (tmp_path / "test_reaches_sinkd.py").write_text(
         "import os, smtplib, urllib.request\n\n\n"
         "def test_sinkd_answers_smtp_and_http():\n"
@@ -266,7 +279,8 @@ def check_background(command: Command, tmp_path: Path) -> None:
     finally:
         running.stop()  # the backgrounded server is in the same process group
     assert code == 0 and summary.group(1) == "1 passed", running.output()
-    assert (tmp_path / "ci.db").exists() or "/tmp/" not in command.text
+    for path in re.findall(r"/tmp/(\S+)", command.text):  # the store it named, made
+        assert (tmp_path / path).exists(), path
 
 
 def check_quickstart(command: Command, tmp_path: Path) -> None:
@@ -306,6 +320,31 @@ def check_bench(command: Command, tmp_path: Path) -> None:
     offered = set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", result.stdout))
     for word in words[2:]:
         assert not word.startswith("-") or word in offered, f"{word} is not a bench option"
+
+
+def check_mkdocs(command: Command, tmp_path: Path) -> None:
+    """``mkdocs build`` is the build .ci/run makes (strict, so a broken link or generator fails
+    there); ``mkdocs serve`` starts on a free port (the documented 127.0.0.1:8000 may be taken
+    here), serves the home page and is stopped."""
+    words = shlex.split(command.text)
+    if words[1] == "build":
+        assert normalise(command.text) in ci_commands(), f"{command.text!r}: not what .ci/run runs"
+        return
+    assert words[1:] == ["serve"], f"{command.where}: a mkdocs command the docs check"
+    mkdocs = Path(sys.executable).parent / "mkdocs"
+    if not mkdocs.exists():
+        reason = "mkdocs is not installed: pip install -e '.[test]' installs it"
+        if in_ci():
+            pytest.fail(f"CI must not skip: {reason}")
+        pytest.skip(reason)
+    address = f"127.0.0.1:{free_port()}"
+    running = start(f"{command.text} --dev-addr {address}", ROOT, command_env(tmp_path))
+    try:
+        running.wait_for(re.compile(r"Serving on http://"), START_TIMEOUT * 2)  # built first
+        with urllib.request.urlopen(f"http://{address}/", timeout=TIMEOUT) as response:
+            assert response.status == 200 and b"sinkd" in response.read()
+    finally:
+        running.stop()
 
 
 # --- docker: no engine here -----------------------------------------------------------------------
@@ -403,6 +442,7 @@ CHECKS: dict[Kind, Check] = {
     Kind.QUICKSTART: check_quickstart,
     Kind.APT: check_apt,
     Kind.BENCH: check_bench,
+    Kind.MKDOCS: check_mkdocs,
 }
 NEEDS = {"swaks": ("swaks", "swaks"), "curl": ("curl", "curl"), "jq": ("jq", "jq")}
 

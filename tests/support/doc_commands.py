@@ -182,6 +182,7 @@ class Kind(enum.Enum):
     APT = "Debian packages: the ones .ci/run installs"
     DOCKER = "docker / docker compose: no engine here; files, image and sinkd arguments checked"
     BENCH = "bench/peers.py runs for minutes: its options parse with its own parser"
+    MKDOCS = "the docs site: the build is the one .ci/run makes; serve is started and stopped"
 
 
 CLIENTS = ("sinkd", "curl", "swaks", "jq")
@@ -198,6 +199,8 @@ def classify(command: Command) -> Kind | None:
         return Kind.DOCKER
     if re.match(r"^python3? bench/\S+\.py\b", text):
         return Kind.BENCH
+    if word == "mkdocs":
+        return Kind.MKDOCS
     if text.startswith("python3 -m venv "):
         return Kind.QUICKSTART
     if re.search(r"\bsinkd serve\b[^&|;]*&(?!&)", text):
@@ -271,6 +274,18 @@ def rewrite(text: str, target: Target) -> str:
 
     # "…" after arguments means "more of the same": the command runs with the ones shown.
     return PLACEHOLDER.sub(value, text).replace(" …", "")
+
+
+def private_tmp(text: str, directory: Path) -> str:
+    """A documented ``/tmp/...`` path moved into ``directory``: runs beside each other (other
+    engineers' tests on one machine) must not share a store."""
+    return text.replace("/tmp/", f"{directory}/")
+
+
+def background_serve(text: str) -> str | None:
+    """``sinkd serve ARGS`` of a line that only starts it in the background (``... &``)."""
+    match = re.fullmatch(r"(sinkd serve\b[^&|;]*?)\s*&", text.strip())
+    return match.group(1) if match else None
 
 
 # The sample a documented file name gets: a newsletter where the docs judge a campaign, a
@@ -432,7 +447,7 @@ def ci_packages() -> set[str]:
 
 
 def ci_commands() -> set[str]:
-    """.ci/run's command lines, normalised: ``-q`` dropped, ``python -m pytest`` as ``pytest``."""
+    """.ci/run's command lines, normalised (see ``normalise``)."""
     found = set()
     for line in CI_RUN.read_text(encoding="utf-8").splitlines():
         code, _ = split_comment(line.strip())
@@ -442,10 +457,15 @@ def ci_commands() -> set[str]:
 
 
 def normalise(command: str) -> str:
+    """A command line compared with .ci/run's: ``-q`` and a ``--site-dir DIR`` (CI builds the site
+    into a temporary directory) dropped, ``python -m pytest`` as ``pytest``."""
     try:
         words = [w for w in shlex.split(command) if w != "-q"]
     except ValueError:  # not one simple command (an unbalanced quote, a trailing "\\")
         return command
+    if "--site-dir" in words[:-1]:
+        at = words.index("--site-dir")
+        del words[at : at + 2]
     if words[:3] == ["python", "-m", "pytest"]:
         words = words[2:]
     return shlex.join(words)
