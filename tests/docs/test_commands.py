@@ -58,6 +58,7 @@ from tests.support.doc_commands import (
     serving,
     start,
     synopsis_of,
+    user_variables,
 )
 from tests.support.paths import ROOT
 from tests.support.servers import QUEUED, START_TIMEOUT, TIMEOUT
@@ -510,6 +511,14 @@ def test_addresses_placeholders_and_ids_are_rewritten_and_nothing_else() -> None
         "curl http://127.0.0.1:40002/api/v1/messages/1A2B3C4D5E6F70/evaluate "
         "--server 127.0.0.1:40001 1A2B3C4D5E6F70 x.eml --port 2525"
     )
+
+
+def test_a_variable_the_user_sets_gets_a_value_and_the_shells_own_stay() -> None:
+    text = 'sinkd serve --relay-password "$RELAY_PASSWORD" -v "$PWD/x:/x" ${TOKEN}'
+    variables = user_variables(text)
+    assert variables == {"RELAY_PASSWORD": "docs-relay-password", "TOKEN": "docs-token"}
+    result = run('test "$RELAY_PASSWORD" = docs-relay-password', ROOT, command_env(ROOT))
+    assert result.returncode == 0
 
 
 def test_a_serve_line_with_an_unknown_flag_fails_its_check(tmp_path: Path) -> None:

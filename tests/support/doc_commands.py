@@ -338,6 +338,13 @@ def command_env(cwd: Path, **extra: str) -> dict[str, str]:
     return env
 
 
+def user_variables(text: str) -> dict[str, str]:
+    """A value for each shell variable a command reads that the user is meant to have set
+    (``--relay-password "$RELAY_PASSWORD"``); the shell's own (``$PWD``, ``$HOME``) stay."""
+    names = set(re.findall(r"\$\{?([A-Z][A-Z0-9_]*)", text)) - {"PWD", "HOME", "PATH", "USER"}
+    return {name: f"docs-{name.lower().replace('_', '-')}" for name in sorted(names)}
+
+
 @dataclass
 class Running:
     """A process whose output lines are drained by a thread; waits are on events, never sleeps."""
@@ -397,7 +404,7 @@ def start(text: str, cwd: Path, env: dict[str, str], *, stderr: bool = True) -> 
     process = subprocess.Popen(
         ["bash", "-c", text],
         cwd=cwd,
-        env=env,
+        env=user_variables(text) | env,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT if stderr else subprocess.DEVNULL,
@@ -428,7 +435,7 @@ def run(text: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProces
     return subprocess.run(
         ["bash", "-c", text],
         cwd=cwd,
-        env=env,
+        env=user_variables(text) | env,
         stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
