@@ -36,8 +36,9 @@ def test_no_test_module_imports_another() -> None:
     assert not found, "move shared helpers to tests/support/ or a conftest.py:\n" + "\n".join(found)
 
 
-# Test directories that hold no package's tests: helpers, data, whole-system scenarios.
-NOT_PACKAGES = {"support", "corpus", "messages", "e2e", "spf"}
+# Test directories that hold no package's tests: helpers, data, whole-system scenarios, and the
+# documentation site (docs/, mkdocs.yml).
+NOT_PACKAGES = {"support", "corpus", "messages", "e2e", "spf", "docs"}
 
 
 def test_test_directories_mirror_the_packages_of_sinkd() -> None:
