@@ -2,7 +2,7 @@
 
 Owns reading the declarations (``Filter.codes`` of each kind in ``REGISTRY``, of the scanning
 filter a profile's ``scanning.header_size_limit`` adds, and ``engine.CODES``) into one list,
-answering whether a code is declared, and rendering the README's code table
+answering whether a code is declared, and rendering the code catalogue of docs/filters.md
 (``python -m sinkd.core.codes --markdown``). It declares no code itself and judges no mail.
 """
 
@@ -43,7 +43,7 @@ def is_declared(code: str) -> bool:
 
 
 def markdown() -> str:
-    """The README's table of finding codes."""
+    """The table of finding codes docs/filters.md shows."""
     lines = ["| Code | Given by | Meaning |", "|---|---|---|"]
     lines += [f"| `{d.code.code}` | {d.by} | {d.code.meaning} |" for d in catalogue()]
     return "\n".join(lines) + "\n"
@@ -56,7 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m sinkd.core.codes", description="Print the catalogue of finding codes."
     )
-    parser.add_argument("--markdown", action="store_true", help="as the README's table")
+    parser.add_argument("--markdown", action="store_true", help="as the table in docs/filters.md")
     args = parser.parse_args(argv)
     if args.markdown:
         print(markdown(), end="")

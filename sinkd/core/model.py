@@ -207,7 +207,8 @@ class FindingCode:
     """A finding code a check declares it may emit, with its meaning in one line.
 
     ``code`` is the code itself (``SPF_FAIL``) or a family with placeholders
-    (``CONTENT_<ID>``: the content rule's id). The README's code table is built from these.
+    (``CONTENT_<ID>``: the content rule's id). docs/filters.md's code catalogue is built
+    from these.
     """
 
     code: str

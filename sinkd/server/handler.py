@@ -62,7 +62,7 @@ class SinkHandler:
     # --- chaos ------------------------------------------------------------------------------
 
     def inject(self, server: SmtpServer, stage: ChaosStage) -> str | None:
-        """Chaos at ``stage`` (README "Chaos"): None to go on as usual, else the reply line to
+        """Chaos at ``stage`` (docs/cli.md, "Chaos"): None to go on as usual, else the reply line to
         send instead of the real answer, or "" when a ``disconnect`` trigger has dropped the
         connection. Injected failures are logged, never stored: they are no verdict."""
         trigger = self.chaos.decide(stage)

@@ -140,7 +140,7 @@ class SinkdSMTP(SMTP):
 
     def __init__(self, handler: SinkHandler, **kwargs: Any) -> None:
         with warnings.catch_warnings():
-            # AUTH without TLS is deliberate here (apps insist on AUTH; see README).
+            # AUTH without TLS is deliberate here (apps insist on AUTH; see docs/security.md).
             warnings.simplefilter("ignore")
             super().__init__(handler, **kwargs)
         self.connection = ConnectionSession()  # what the handler keeps about this connection

@@ -1,4 +1,4 @@
-"""sinkd's Prometheus metrics (``GET /metrics``, README 'HTTP API').
+"""sinkd's Prometheus metrics (``GET /metrics``, docs/http-api.md).
 
 Owns the metric families, their names and labels, and one registry per server (never
 prometheus-client's global one, so two servers in one process, as in the tests, count apart):

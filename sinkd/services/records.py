@@ -1,5 +1,5 @@
 """Stored verdicts read back as typed records: the one place the JSON shape a record was stored
-in (README "JSON shape", ``MessageRecord.to_json``) is turned back into values.
+in (docs/judging.md, "JSON shape", ``MessageRecord.to_json``) is turned back into values.
 
 Owns ``StoredVerdict`` (and its findings and reply), built once from a stored record's JSON,
 and the rebuilding of the envelope and sender ``Identity`` a stored message is judged again

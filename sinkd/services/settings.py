@@ -185,8 +185,8 @@ class Option:
     ``parse`` turns one text (the option's argument, or one item of the variable) into a
     value; ``convert`` turns what argparse collected into the ``Settings`` value (None: as
     is). ``shown`` is how the default reads in the help ("" shows none; None: the default
-    itself). ``doc`` and ``doc_default`` are the README's wording where it says more than the
-    help (``markdown_table``)."""
+    itself). ``doc`` and ``doc_default`` are the wording of docs/cli.md's option table where
+    it says more than the help (``markdown_table``)."""
 
     flag: str
     help: str
@@ -202,8 +202,8 @@ class Option:
     read_env: bool = True  # False: the variable is read where the value is checked (chaos)
     shown: str | None = None
     convert: Callable[[Any], Any] | None = None
-    doc: str | None = None  # the README's description (Markdown); None: the help
-    doc_default: str | None = None  # the README's default column (Markdown); None: from shown
+    doc: str | None = None  # the option table's description (Markdown); None: the help
+    doc_default: str | None = None  # the option table's default column (Markdown); None: from shown
 
     @property
     def name(self) -> str:
@@ -223,7 +223,7 @@ _PROFILES = frozenset({"serve", "check", "report", "profiles"})
 @dataclass
 class Settings:
     """What a server runs with. Each field declares its option, variable and help once; the
-    CLI parser and the README's option table are generated from these declarations."""
+    CLI parser and the option table of docs/cli.md are generated from these declarations."""
 
     # "localhost": 127.0.0.1 and ::1 on one port (sinkd.listen; RFC 6761 §6.3), else exactly
     # the address given (0.0.0.0, ::, one address). The same holds for http_host.
@@ -360,7 +360,7 @@ class Settings:
         },
     )
     # --http-allowed-host: Host names served besides loopback names, IP literals and http_host
-    # ("*": any, unsafe); README 'Security'.
+    # ("*": any, unsafe); docs/security.md.
     http_allowed_hosts: list[str] = field(
         default_factory=list,
         metadata={
@@ -604,7 +604,10 @@ class Settings:
                 "--client-ip",
                 "simulated client IP when the client sets none via XCLIENT/PROXY",
                 metavar="IP",
-                doc="the simulated sender's address when the client sets none (see above)",
+                doc=(
+                    "the simulated sender's address when the client sets none (see"
+                    " [the simulated sender](judging.md#the-simulated-sender))"
+                ),
             )
         },
     )
@@ -615,7 +618,10 @@ class Settings:
                 "--helo",
                 "simulated HELO name",
                 metavar="NAME",
-                doc="the simulated sender's HELO name when the client sets none (see above)",
+                doc=(
+                    "the simulated sender's HELO name when the client sets none (see"
+                    " [the simulated sender](judging.md#the-simulated-sender))"
+                ),
             )
         },
     )
@@ -686,7 +692,7 @@ class Settings:
         },
     )
     chaos_triggers: tuple[ChaosTrigger, ...] = field(
-        # injected failures (README "Chaos")
+        # injected failures (docs/cli.md, "Chaos")
         default=(),
         metadata={
             "option": Option(
@@ -881,7 +887,7 @@ def _chaos(args: argparse.Namespace) -> tuple[tuple[ChaosTrigger, ...], int | No
     return config.triggers, config.seed
 
 
-# --- the README's option table ------------------------------------------------------------
+# --- the option table of docs/cli.md -------------------------------------------------------
 
 
 def _cell(text: str) -> str:
@@ -889,8 +895,8 @@ def _cell(text: str) -> str:
 
 
 def markdown_table(command: str = "serve") -> str:
-    """The README's table of ``command``'s options, generated from the declarations (a test
-    holds the README to it): option, variable, default, meaning."""
+    """The table of ``command``'s options docs/cli.md shows, generated from the declarations (a test
+    holds docs/cli.md to it): option, variable, default, meaning."""
     rows = ["| option | env | default | meaning |", "|---|---|---|---|"]
     for f, option in options():
         if command not in option.commands:

@@ -1,7 +1,7 @@
 """A typed, synchronous Python client for sinkd's HTTP API (``/api/v1/...``).
 
 Owns the HTTP conversation with a running sinkd: requests, turning answers into typed values
-(``Message``, ``Finding``, ...; the README's one JSON shape) and error answers into
+(``Message``, ``Finding``, ...; the one JSON shape of docs/judging.md) and error answers into
 ``HttpApiError`` (no answer at all: ``HttpApiUnreachable``). The pytest plugin, ``sinkd readyz``
 and users' own scripts use it. It holds no policy and never imports the server: it works the
 same against a sinkd in this process, in another one or in a container.
@@ -42,7 +42,7 @@ DEFAULT_TIMEOUT = 10.0  # seconds per request (connect, each read, each write)
 _JSON = {"Content-Type": "application/json"}  # sinkd refuses state changes without it (CSRF)
 
 
-# --- typed results: the README's "JSON shape" -------------------------------------------------
+# --- typed results: the one JSON shape (docs/judging.md) -------------------------------------
 
 
 def _time(value: Any) -> datetime | None:

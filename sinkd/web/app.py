@@ -56,7 +56,7 @@ log = logging.getLogger(__name__)
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 _WILDCARD = frozenset({"", "0.0.0.0", "::"})
-ANY_HOST = "*"  # --http-allowed-host '*': no Host check (unsafe: README 'Security')
+ANY_HOST = "*"  # --http-allowed-host '*': no Host check (unsafe: docs/security.md)
 
 
 def create_app(ctx: WebContext) -> Starlette:
@@ -82,7 +82,7 @@ def create_app(ctx: WebContext) -> Starlette:
             Middleware(BodyLimit, limit=BODY_LIMIT),
             Middleware(BasicAuth, credentials=ctx.http.auth),
             Middleware(StateChangeGuard, own_address=lambda: server.http_address),
-            Middleware(Dashboard),  # the HTML pages: README 'Dashboard', not API routes
+            Middleware(Dashboard),  # the HTML pages: docs/dashboard.md, not API routes
         ],
         exception_handlers={ApiError: _api_error, HTTPException: _http_error, 500: _server_error},
     )
@@ -382,7 +382,7 @@ class HostGuard:
         if host_header is None:
             detail = (
                 "a request without a Host header is refused: this guards against DNS "
-                "rebinding (README 'Security')"
+                "rebinding (docs/security.md)"
             )
         else:
             name = _host_name(host_header, with_port=True) or host_header
@@ -390,7 +390,7 @@ class HostGuard:
                 f"Host {name[:100]!r} is not a name of this server: open it as localhost or "
                 f"127.0.0.1, or start sinkd with --http-allowed-host {name[:100]} (env "
                 "SINKD_HTTP_ALLOWED_HOSTS) if that name is yours; this guards against DNS "
-                "rebinding (README 'Security')"
+                "rebinding (docs/security.md)"
             )
         return error_response(403, "forbidden", detail)
 
@@ -460,6 +460,6 @@ class BodyLimit:
         return error_response(
             413,
             "content too large",
-            f"request bodies are limited to {self.limit} bytes (README 'HTTP API')",
+            f"request bodies are limited to {self.limit} bytes (docs/http-api.md)",
             headers={"Connection": "close"},
         )

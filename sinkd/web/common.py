@@ -32,7 +32,7 @@ API = "/api/v1"
 OPEN_PATHS = frozenset({"/livez", "/readyz"})  # answered without credentials under --http-auth
 # Every body sinkd reads is a small JSON control object (chaos, routing, evaluate, release); no
 # route takes a message over HTTP (mail comes over SMTP, capped by --max-message-size), so one
-# cap fits every route family. README 'HTTP API' documents it.
+# cap fits every route family. docs/http-api.md documents it.
 BODY_LIMIT = 64 * 1024
 MESSAGE_ID = re.compile(r"[0-9A-Za-z][0-9A-Za-z_-]{0,63}")  # a path's message id
 PROFILE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")  # a profile id, never a path

@@ -2,7 +2,7 @@
 stored verdicts; list and show profiles.
 
 Owns parsing and validating query strings, path ids and request bodies; every answer is the one
-JSON shape (README "JSON shape") or ``{"error", "detail"}``. It holds no policy: reads go
+JSON shape (docs/judging.md, "JSON shape") or ``{"error", "detail"}``. It holds no policy: reads go
 through the message repository, a re-evaluation through the server's ``Judge`` (the staged
 transaction SMTP and ``sinkd check`` run, with the server's resolver and spamd) and storing one
 through its ``Recorder``, as SMTP stores. Nothing here builds a file path from request or

@@ -136,7 +136,7 @@ def document() -> dict[str, Any]:
         "/metrics": {
             "get": _op(
                 "Prometheus metrics: messages, findings, SMTP replies, commit and filter-core "
-                "time, open sessions, build info (README 'Metrics')",
+                "time, open sessions, build info (docs/http-api.md, Metrics)",
                 {
                     "description": "Prometheus text format 0.0.4",
                     "content": {"text/plain; version=0.0.4": {"schema": _STRING}},
@@ -421,7 +421,7 @@ def document() -> dict[str, Any]:
                 },
                 "Finding": {
                     "type": "object",
-                    "description": "one evaluated rule and what it found (README)",
+                    "description": "one evaluated rule and what it found (docs/judging.md)",
                     "required": ["code", "filter", "category", "action", "reason", "unjudged"],
                     "properties": {
                         "code": _STRING,
@@ -454,7 +454,7 @@ def document() -> dict[str, Any]:
                 },
                 "Message": {
                     "type": "object",
-                    "description": "the one JSON shape (README)",
+                    "description": "the one JSON shape (docs/judging.md)",
                     "required": ["id", "received_at", "profile", "verdict", "findings"],
                     "properties": {
                         "id": _STRING,

@@ -47,7 +47,7 @@ def assert_too_large(response: RawResponse) -> None:
     assert response.headers["content-type"] == "application/json"
     assert response.json() == {
         "error": "content too large",
-        "detail": f"request bodies are limited to {BODY_LIMIT} bytes (README 'HTTP API')",
+        "detail": f"request bodies are limited to {BODY_LIMIT} bytes (docs/http-api.md)",
     }
     # The server hangs up rather than read the rest of a body it has refused.
     assert response.closed

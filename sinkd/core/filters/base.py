@@ -77,7 +77,7 @@ class Filter:
     keeps_state: ClassVar[bool] = False
     # Where most of its findings are answered; ``finding(stage=...)`` says otherwise.
     stage: ClassVar[Stage] = Stage.DATA
-    # Every code its findings may carry, each with its meaning (the README's code table).
+    # Every code its findings may carry, each with its meaning (the catalogue in docs/filters.md).
     codes: ClassVar[tuple[FindingCode, ...]] = ()
     _declared: ClassVar[re.Pattern[str]] = re.compile("(?!)")  # matches nothing
 
