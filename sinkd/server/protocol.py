@@ -490,6 +490,10 @@ class _Staged:
         self.stage = stage
         self.method = method
 
+    def __getattr__(self, name: str) -> Any:
+        # aiosmtpd's HELP reads the @syntax attributes (__smtp_syntax__, ...) off the method.
+        return getattr(self.method, name)
+
     async def __call__(self, arg: str) -> None:
         protocol = self.__self__
         protocol._stage = self.stage
