@@ -32,8 +32,9 @@ from typing import Any, Protocol
 # STARTTLS, AUTH and the low-level MAIL/RCPT/DATA calls that give each recipient's reply.
 import aiosmtplib
 
-from sinkd.errors import NotFound, StoreError
+from sinkd.errors import ConfigError, NotFound, StoreError
 from sinkd.services.metrics import Metrics
+from sinkd.services.recorder import Events
 from sinkd.services.settings import RelayStartTls, RelayTarget, Settings
 from sinkd.store import (
     RELAY_DELIVERED,
@@ -88,7 +89,10 @@ class RelayConfig:
     def tls_context(self) -> ssl.SSLContext:
         """Verification on unless ``--relay-insecure``; ``--relay-ca`` replaces the system's
         CA certificates."""
-        context = ssl.create_default_context(cafile=None if self.ca is None else str(self.ca))
+        try:
+            context = ssl.create_default_context(cafile=None if self.ca is None else str(self.ca))
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"--relay-ca {self.ca}: no PEM CA certificates ({exc})") from exc
         if self.insecure:
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE
@@ -181,11 +185,13 @@ class Relayer:
         store: RelayStore,
         *,
         metrics: Metrics | None = None,
+        events: Events | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.config = config
         self.store = store
         self.metrics = metrics
+        self.events = events
         self.clock = clock
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -300,9 +306,13 @@ class Relayer:
             _shown(found.last_reply),
         )
         try:
-            await self.store.relay_update(entry.message_id, new)
+            recorded = await self.store.relay_update(entry.message_id, new)
         except StoreError as exc:  # the attempt is tried again (SMTP's at-least-once)
             log.error("relay id=%s: cannot record the attempt: %s", entry.message_id, exc)
+            return new
+        if recorded and self.events is not None and self.events.subscribers:
+            # The live event stream's "relay" event: the message's new relay state.
+            self.events.publish("relay", {"id": entry.message_id, "relay": new})
         return new
 
     def _next_state(
