@@ -31,7 +31,15 @@ from sinkd.web import compare, renderings
 from sinkd.web.common import ApiError, context
 from sinkd.web.messages import profile_by_id, profile_names
 from sinkd.web.pages import CSP as CSP
-from sinkd.web.pages import SECURITY_HEADERS, e, not_found, page, stored_message, verdict_badge
+from sinkd.web.pages import (
+    SECURITY_HEADERS,
+    e,
+    not_found,
+    page,
+    relay_fact,
+    stored_message,
+    verdict_badge,
+)
 from sinkd.web.pages import unjudged_notes as unjudged_notes
 from sinkd.web.renderings import parse_message, remote_images_on, stripped_classes
 
@@ -293,7 +301,7 @@ def _message_body(stored: StoredMessage, verdict: StoredVerdict, remote_images: 
   <dt>Profile</dt><dd><a href="/profiles/{e(profile)}">{e(profile)}</a></dd>
   <dt>From → To</dt><dd>{e(sender)} → {e(rcpts)}</dd>
   <dt>Stage</dt><dd>{e(verdict.stage)}</dd>
-  <dt>Received</dt><dd>{e(verdict.received_at)}</dd>
+  <dt>Received</dt><dd>{e(verdict.received_at)}</dd>{relay_fact(stored.data)}
   <dt>Id</dt><dd><code>{e(stored.id)}</code>
     <a href="/api/v1/messages/{e(stored.id)}">JSON</a></dd>
 </dl>
