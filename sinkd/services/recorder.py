@@ -4,10 +4,9 @@ Owns committing a batch of verdicts: saving every record (through a ``VerdictSin
 anything else happens, then the one log line per verdict, the verdict log's JSON line and the
 live ``verdict`` event, and the reply the client gets; and which records are queued for
 relaying onward (``--relay``; the queue row goes in the same commit, and the relayer is woken
-after it). SMTP and the API's re-evaluation commit
-through it, so a stored verdict is logged and published the same way whoever made it. It
-judges nothing (``sinkd.services.judge`` does) and speaks no protocol beyond formatting a
-``Reply`` as the SMTP reply line it is.
+after it). SMTP and the API's re-evaluation commit through it, so a stored verdict is logged
+and published the same way whoever made it. It judges nothing (``sinkd.services.judge``
+does) and speaks no protocol beyond formatting a ``Reply`` as the SMTP reply line it is.
 """
 
 from __future__ import annotations

@@ -196,6 +196,9 @@ class Relayer:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._inflight: dict[str, asyncio.Task[None]] = {}
+        # Relays whose last outcome could not be recorded (the store failed): not tried again
+        # before this, so a broken store does not turn into a loop hammering the target.
+        self._not_before: dict[str, datetime] = {}
         self._context = config.tls_context()  # made once: a bad --relay-ca fails at start
 
     def start(self) -> None:
@@ -256,6 +259,12 @@ class Relayer:
             if entry.message_id in self._inflight:
                 continue
             due = _moment(entry.next_attempt_at)
+            held = self._not_before.get(entry.message_id)
+            if held is not None:
+                if held > now:
+                    due = max(due, held)
+                else:
+                    del self._not_before[entry.message_id]
             if due > now:
                 soonest = due if soonest is None else min(soonest, due)
             elif len(self._inflight) < self.config.concurrency:
@@ -309,6 +318,8 @@ class Relayer:
             recorded = await self.store.relay_update(entry.message_id, new)
         except StoreError as exc:  # the attempt is tried again (SMTP's at-least-once)
             log.error("relay id=%s: cannot record the attempt: %s", entry.message_id, exc)
+            delay = timedelta(seconds=self.config.delay(int(new["attempts"])))
+            self._not_before[entry.message_id] = self.clock() + delay
             return new
         if recorded and self.events is not None and self.events.subscribers:
             # The live event stream's "relay" event: the message's new relay state.
@@ -330,8 +341,10 @@ class Relayer:
         next_at: str | None = None
         if waiting:
             queued_at = _moment(str(state["queued_at"]))
-            retry = now + timedelta(seconds=self.config.delay(attempts))
-            if retry - queued_at > timedelta(seconds=self.config.lifetime):
+            end = queued_at + timedelta(seconds=self.config.lifetime)
+            # The last try is at the end of the lifetime, however long the backoff has grown.
+            retry = min(now + timedelta(seconds=self.config.delay(attempts)), end)
+            if now >= end:
                 # Postfix's maximal_queue_lifetime: a message deferred that long bounces.
                 reason = error_json(
                     f"still deferred {self.config.lifetime:g} s after it was queued"

@@ -111,3 +111,23 @@ async def test_a_target_restarted_while_mail_flows_gets_every_message(
     duplicates = sum(count - 1 for count in counts.values())
     assert duplicates <= 4
     assert len(target.deliveries) == 45 + duplicates
+
+
+async def test_with_workers_the_primary_relays_every_workers_messages_as_they_commit(
+    serve: StartServe, tmp_path: Path
+) -> None:
+    db = tmp_path / "store.db"
+    target = RelayTarget()
+    await target.start()
+    # A backoff longer than the test: nothing is retried, so every delivery below was started
+    # by a wake-up (the writer's commit notice of a worker's record), not by a timer.
+    served = await serve(*relay_args(db, target, "--workers", "2", "--relay-backoff", "600,600"))
+    try:
+        await send_all(served, range(12))
+        await target.wait_for(12)
+        assert await served.stop(signal.SIGTERM) == 0
+    finally:
+        await target.stop()
+
+    assert relay_statuses(db) == {"delivered": 12}
+    assert subjects(target) == {f"durable {n}": 1 for n in range(12)}
