@@ -37,6 +37,7 @@ from sinkd.web.pages import (
     not_found,
     page,
     relay_fact,
+    release_button,
     stored_message,
     verdict_badge,
 )
@@ -289,6 +290,7 @@ def _message_body(stored: StoredMessage, verdict: StoredVerdict, remote_images: 
         if stored.raw is not None
         else ""
     ) + f'<a class="button quiet" href="/api/v1/messages/{e(stored.id)}/raw">Download .eml</a>'
+    actions += release_button(verdict, stored.id)
     summary = f"""
 <p class="crumbs"><a href="/">Messages</a> › {e(subject)}</p>
 <div class="titlebar"><h1>{e(subject)}</h1>{verdict_badge(verdict)}</div>

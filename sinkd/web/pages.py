@@ -123,6 +123,18 @@ def relay_fact(data: dict[str, Any]) -> str:
     )
 
 
+def release_button(stored: StoredVerdict, message_id: str) -> str:
+    """The message page's Release button for a quarantined message not released yet; it
+    posts to the API's release endpoint (``/static/dashboard.js``), so a release from the
+    dashboard is the API's, relay included (``--relay``)."""
+    if stored.verdict != "quarantine" or stored.released_at is not None:
+        return ""
+    return (
+        f'<button class="button" type="button" id="release-button" data-id="{e(message_id)}">'
+        'Release</button><span id="release-error" class="muted"></span>'
+    )
+
+
 def _utc(value: str) -> str:
     return value[:19].replace("T", " ") + " UTC"
 

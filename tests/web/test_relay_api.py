@@ -12,11 +12,11 @@ import pytest
 from sinkd.server.runtime import Sinkd
 from sinkd.services.settings import parse_relay_url
 from sinkd.store import Query, relay_queued
-from tests.conftest import StartServer
+from tests.conftest import StartServer, require_executable
 from tests.support.metrics import by_label, scrape
 from tests.support.relay_target import RelayTarget, relay_attempts, relay_settled
-from tests.support.smtp import message, send
-from tests.support.web import base_url
+from tests.support.smtp import SPAMMY_MESSAGE, TIMEOUT, message, send
+from tests.support.web import CHROMIUM_ARGS, base_url
 
 pytestmark = pytest.mark.usefixtures("no_internal_errors")
 
@@ -123,3 +123,35 @@ async def test_settled_relays_are_the_ones_the_live_events_announce(app: Sinkd) 
     (newest,) = await app.store.list(Query(limit=1))
     state = await relay_settled(events, newest.id)
     assert (await app.store.get(newest.id)).data["relay"] == state
+
+
+async def test_the_release_button_relays_a_quarantined_message_from_the_dashboard(
+    app: Sinkd, target: RelayTarget
+) -> None:
+    executable = require_executable("chromium", "chromium")
+    from playwright.async_api import async_playwright  # heavy: only for the browser test
+
+    events = app.hub.subscribe()
+    await send(app, SPAMMY_MESSAGE, "alice@sender.example", "bob@corp.example")
+    assert app.store is not None
+    (newest,) = await app.store.list(Query(limit=1))
+    assert newest.data["verdict"] == "quarantine" and newest.data["relay"] is None
+
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        try:
+            tab = await browser.new_page(base_url=base_url(app))
+            tab.set_default_timeout(TIMEOUT * 1000)
+            await tab.goto(f"/messages/{newest.id}")
+            await tab.click("#release-button")
+            await tab.wait_for_selector("#relay")  # the page again, with its relay line
+            await relay_settled(events, newest.id)
+            await tab.reload()
+            line = await tab.locator("#relay").inner_text()
+            assert await tab.locator("#release-button").count() == 0
+        finally:
+            await browser.close()
+
+    assert line.startswith("delivered after 1 attempt")
+    (delivery,) = await target.wait_for(1)
+    assert b"Win the lottery" in delivery.data
