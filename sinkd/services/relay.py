@@ -405,6 +405,7 @@ class Relayer:
             tls_context=self._context,
         )
         accepted: list[str] = []
+        polite = True  # QUIT at the end; not when abandoned (stop): just drop the connection
         try:
             await smtp.connect()
             if smtp.is_ehlo_or_helo_needed:
@@ -448,9 +449,12 @@ class Relayer:
             # Nothing was confirmed for whoever is left: try again later. (A connection lost
             # after the target's 250 to DATA delivers those twice: SMTP's at-least-once.)
             found.settle(recipients, RELAY_QUEUED, error_json(_describe(exc, c.target)))
+        except asyncio.CancelledError:
+            polite = False
+            raise
         finally:
             with contextlib.suppress(aiosmtplib.SMTPException, OSError, TimeoutError):
-                if smtp.is_connected:
+                if polite and smtp.is_connected:
                     await smtp.quit()
             smtp.close()
         return found

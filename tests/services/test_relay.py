@@ -4,6 +4,8 @@ the record's own envelope), which verdicts are, and what each reply means for ea
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -13,11 +15,16 @@ import pytest
 
 from sinkd.server.runtime import Sinkd
 from sinkd.server.tls import self_signed, server_context
+from sinkd.services.recorder import Recorder
+from sinkd.services.relay import RelayConfig, Relayer
 from sinkd.services.settings import parse_relay_url
 from sinkd.store import Query
+from sinkd.store.memory import MemoryStore
 from tests.conftest import StartServer
-from tests.support.relay_target import RelayTarget, relay_attempts, relay_settled
+from tests.support.recorder import Sink, verdicts
+from tests.support.relay_target import TIMEOUT, RelayTarget, relay_attempts, relay_settled
 from tests.support.smtp import GTUBE_MESSAGE, SPAMMY_MESSAGE, message, send, stored
+from tests.support.store import make_record
 from tests.support.web import base_url
 
 pytestmark = pytest.mark.usefixtures("no_internal_errors")
@@ -331,3 +338,73 @@ async def test_an_unverifiable_certificate_defers_and_relay_insecure_delivers(
         assert delivery.tls
     finally:
         await target.stop()
+
+
+# --- the Recorder's choice, one log line per attempt, stopping --------------------------------
+
+
+async def test_the_recorder_queues_only_delivered_records_of_the_chosen_verdicts() -> None:
+    accepted = await verdicts(message(), "bob@corp.example")
+    spammy = await verdicts(SPAMMY_MESSAGE, "bob@corp.example")
+    gtube = await verdicts(GTUBE_MESSAGE, "bob@corp.example")
+    choose = ("accept",)
+
+    assert [r.relay for r in Recorder.records(accepted, message(), relay=choose)] == [True]
+    assert [r.relay for r in Recorder.records(accepted, message())] == [False]  # no --relay
+    assert [r.relay for r in Recorder.records(accepted, None, relay=choose)] == [False]
+    assert [r.relay for r in Recorder.records(spammy, SPAMMY_MESSAGE, relay=choose)] == [False]
+    both = ("accept", "quarantine", "reject")  # even if asked, a refusal is never relayed
+    assert [r.relay for r in Recorder.records(spammy, SPAMMY_MESSAGE, relay=both)] == [True]
+    assert [r.relay for r in Recorder.records(gtube, GTUBE_MESSAGE, relay=both)] == [False]
+
+    sink = Sink()
+    woken: list[bool] = []
+    recorder = Recorder(sink, relay_verdicts=choose, on_relay_queued=lambda: woken.append(True))
+    await recorder.commit(accepted, message(), relay=False)  # a re-evaluation
+    assert [r.relay for r in sink.saved] == [False] and woken == []
+    await recorder.commit(accepted, message())
+    assert [r.relay for r in sink.saved] == [False, True] and woken == [True]
+
+
+async def test_each_attempt_logs_one_line_with_id_target_outcome_and_reply(
+    start_server: StartServer, target: RelayTarget, caplog: pytest.LogCaptureFixture
+) -> None:
+    target.reject = frozenset({"nobody@corp.example"})
+    app = await relaying(start_server, target)
+    events = app.hub.subscribe()
+    caplog.set_level(logging.INFO, logger="sinkd.services.relay")
+    await send(app, message(), "alice@sender.example", "bob@corp.example", "nobody@corp.example")
+    message_id = await newest_id(app)
+    await relay_settled(events, message_id)
+
+    lines = [r.getMessage() for r in caplog.records if r.name == "sinkd.services.relay"]
+    attempts = [line for line in lines if line.startswith(f"relay id={message_id} ")]
+    assert attempts == [
+        f"relay id={message_id} target={target.url} attempt=1"
+        " outcome=nobody@corp.example=failed bob@corp.example=delivered"
+        " reply='250 2.0.0 Ok: queued'"
+    ]
+
+
+async def test_an_attempt_in_flight_at_stop_is_abandoned_and_stays_queued(
+    tmp_path: Path,
+) -> None:
+    hold = asyncio.Event()
+    target = RelayTarget(hold_data=hold)
+    await target.start()
+    store = MemoryStore()
+    await store.save(make_record(1, relay=True))
+    config = RelayConfig(target=parse_relay_url(target.url), hostname="sinkd.test", starttls="off")
+    relayer = Relayer(config, store)
+    try:
+        relayer.start()
+        async with asyncio.timeout(TIMEOUT):
+            await target.data_started.wait()  # the message is on its way: DATA was sent
+        await relayer.stop(grace=0)
+    finally:
+        hold.set()
+        await target.stop()
+
+    (entry,) = await store.relay_queue(10)
+    assert entry.state["status"] == "queued" and entry.state["attempts"] == 0
+    assert target.deliveries == []

@@ -50,6 +50,10 @@ class RelayTarget:
     transactions: int = 0  # MAIL commands seen (attempts that got that far)
     auth_attempts: list[tuple[str, str]] = field(default_factory=list)
     port: int = 0
+    # When set, DATA waits for it (set it to let the message through); data_started is set
+    # when a DATA command is waiting.
+    hold_data: asyncio.Event | None = None
+    data_started: asyncio.Event = field(default_factory=asyncio.Event)
     _server: asyncio.Server | None = None
     _changed: asyncio.Condition | None = None
     _open: weakref.WeakSet[SMTP] = field(default_factory=weakref.WeakSet)
@@ -139,6 +143,9 @@ class _Handler:
         return "250 2.1.5 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        if self.target.hold_data is not None:
+            self.target.data_started.set()
+            await self.target.hold_data.wait()
         if self.target.defer_data > 0:
             self.target.defer_data -= 1
             return "451 4.3.0 Temporary failure, try again"
