@@ -138,6 +138,8 @@ def received_field(data: dict[str, Any], hostname: str, received_at: datetime) -
     identity = data.get("identity") or {}
     helo = _token(str(envelope.get("helo") or "unknown"))
     ip = _token(str(envelope.get("client_ip") or identity.get("ip") or "unknown"))
+    if ":" in ip:
+        ip = f"IPv6:{ip}"  # RFC 5321 §4.1.3: an IPv6 address literal says so
     protocol = (
         "ESMTP" + ("S" if identity.get("tls") else "") + ("A" if identity.get("auth_user") else "")
     )

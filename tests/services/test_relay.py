@@ -8,6 +8,7 @@ import asyncio
 import logging
 import re
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -16,7 +17,7 @@ import pytest
 from sinkd.server.runtime import Sinkd
 from sinkd.server.tls import self_signed, server_context
 from sinkd.services.recorder import Recorder
-from sinkd.services.relay import RelayConfig, Relayer
+from sinkd.services.relay import RelayConfig, Relayer, received_field
 from sinkd.services.settings import parse_relay_url
 from sinkd.store import Query
 from sinkd.store.memory import MemoryStore
@@ -408,3 +409,22 @@ async def test_an_attempt_in_flight_at_stop_is_abandoned_and_stays_queued(
     (entry,) = await store.relay_queue(10)
     assert entry.state["status"] == "queued" and entry.state["attempts"] == 0
     assert target.deliveries == []
+
+
+def test_the_received_field_names_client_sinkd_protocol_id_and_time() -> None:
+    data = {
+        "id": "1A2B3C",
+        "envelope": {"helo": "mx (evil)\r\nX-Injected: 1", "client_ip": "2001:db8::7",
+                     "rcpt_to": ["bob@corp.example"]},
+        "identity": {"tls": True, "auth_user": "ann"},
+    }  # fmt: skip
+    when = datetime(2026, 5, 1, 12, 0, 1, tzinfo=UTC)
+
+    field = received_field(data, "sinkd.test", when)
+
+    assert field == (
+        b"Received: from mxevilX-Injected:1 ([IPv6:2001:db8::7])\r\n"
+        b"\tby sinkd.test (sinkd) with ESMTPSA id 1A2B3C\r\n"
+        b"\tfor <bob@corp.example>;\r\n"
+        b"\tFri, 01 May 2026 12:00:01 +0000\r\n"
+    )
