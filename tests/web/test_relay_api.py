@@ -155,3 +155,20 @@ async def test_the_release_button_relays_a_quarantined_message_from_the_dashboar
     assert line.startswith("delivered after 1 attempt")
     (delivery,) = await target.wait_for(1)
     assert b"Win the lottery" in delivery.data
+
+
+async def test_without_relay_a_release_queues_nothing(start_server: StartServer) -> None:
+    app = await start_server(http=True)
+    await send(app, SPAMMY_MESSAGE, "alice@sender.example", "bob@corp.example")
+    assert app.store is not None
+    (newest,) = await app.store.list(Query(limit=1))
+    async with httpx.AsyncClient(base_url=base_url(app)) as http:
+        released = await http.post(
+            f"/api/v1/messages/{newest.id}/release",
+            content=b"{}",
+            headers={"Content-Type": "application/json"},
+        )
+    assert released.status_code == 200
+    assert released.json()["released_at"] is not None
+    assert released.json()["relay"] is None
+    assert await app.store.relay_depth() == 0
