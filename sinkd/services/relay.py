@@ -240,12 +240,15 @@ class Relayer:
             self._wake.clear()
             timeout: float | None
             try:
-                entries = await self.store.relay_queue(2 * limit + len(self._inflight))
-            except StoreError as exc:
+                timeout = self._dispatch(
+                    await self.store.relay_queue(2 * limit + len(self._inflight))
+                )
+            except StoreError as exc:  # a store that is closing or broken: look again later
                 log.error("relay: cannot read the queue: %s", exc)
-                entries, timeout = [], self.config.backoff[0]
-            else:
-                timeout = self._dispatch(entries)
+                timeout = self.config.backoff[0]
+            except Exception:  # a bug must not end relaying for good
+                log.exception("relay: reading the queue failed unexpectedly")
+                timeout = self.config.backoff[0]
             try:
                 async with asyncio.timeout(timeout):
                     await self._wake.wait()
@@ -279,8 +282,10 @@ class Relayer:
     async def _attempt_task(self, entry: RelayEntry) -> None:
         try:
             await self.attempt(entry)
-        except Exception:  # a bug must not stop the relayer; the relay stays queued
+        except Exception:  # a bug or a broken store: the relay stays queued, tried again later
             log.exception("relay id=%s: attempt failed unexpectedly", entry.message_id)
+            delay = timedelta(seconds=self.config.delay(int(entry.state["attempts"]) + 1))
+            self._not_before[entry.message_id] = self.clock() + delay
         finally:
             self._inflight.pop(entry.message_id, None)
             self._wake.set()
