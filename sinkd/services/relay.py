@@ -201,6 +201,12 @@ class Relayer:
         # Relays whose last outcome could not be recorded (the store failed): not tried again
         # before this, so a broken store does not turn into a loop hammering the target.
         self._not_before: dict[str, datetime] = {}
+        # Attempts finish while the queue is being read: a read begun before an attempt
+        # recorded its outcome still shows the relay as it was, due, and dispatching it again
+        # would deliver it twice. Each finished attempt gets the next number; a read skips the
+        # relays finished after it began (the wake-up that follows reads them afresh).
+        self._finishes = 0
+        self._finished: dict[str, int] = {}
         self._context = config.tls_context()  # made once: a bad --relay-ca fails at start
 
     def start(self) -> None:
@@ -239,9 +245,12 @@ class Relayer:
         while True:
             self._wake.clear()
             timeout: float | None
+            begun = self._finishes
+            # Outcomes recorded before this read began are in it (recorded, then finished).
+            self._finished = {k: n for k, n in self._finished.items() if n > begun}
             try:
                 timeout = self._dispatch(
-                    await self.store.relay_queue(2 * limit + len(self._inflight))
+                    await self.store.relay_queue(2 * limit + len(self._inflight)), begun
                 )
             except StoreError as exc:  # a store that is closing or broken: look again later
                 log.error("relay: cannot read the queue: %s", exc)
@@ -255,14 +264,17 @@ class Relayer:
             except TimeoutError:
                 pass
 
-    def _dispatch(self, entries: Sequence[RelayEntry]) -> float | None:
-        """Start the due relays there is room for; seconds until the next one is due (None:
-        nothing is waiting but what a wake-up or a finished attempt brings)."""
+    def _dispatch(self, entries: Sequence[RelayEntry], begun: int) -> float | None:
+        """Start the due relays there is room for (of a read begun after ``begun`` finished
+        attempts); seconds until the next one is due (None: nothing is waiting but what a
+        wake-up or a finished attempt brings)."""
         now = self.clock()
         soonest: datetime | None = None
         for entry in entries:
             if entry.message_id in self._inflight:
                 continue
+            if self._finished.get(entry.message_id, 0) > begun:
+                continue  # read before its attempt recorded the outcome: stale
             due = _moment(entry.next_attempt_at)
             held = self._not_before.get(entry.message_id)
             if held is not None:
@@ -287,6 +299,8 @@ class Relayer:
             delay = timedelta(seconds=self.config.delay(int(entry.state["attempts"]) + 1))
             self._not_before[entry.message_id] = self.clock() + delay
         finally:
+            self._finishes += 1
+            self._finished[entry.message_id] = self._finishes
             self._inflight.pop(entry.message_id, None)
             self._wake.set()
 

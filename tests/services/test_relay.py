@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -19,8 +19,9 @@ from sinkd.server.tls import self_signed, server_context
 from sinkd.services.recorder import Recorder
 from sinkd.services.relay import RelayConfig, Relayer, received_field
 from sinkd.services.settings import parse_relay_url
-from sinkd.store import Query
+from sinkd.store import Query, RelayEntry
 from sinkd.store.memory import MemoryStore
+from sinkd.web.hub import Hub
 from tests.conftest import StartServer
 from tests.support.recorder import Sink, verdicts
 from tests.support.relay_target import TIMEOUT, RelayTarget, relay_attempts, relay_settled
@@ -428,3 +429,58 @@ def test_the_received_field_names_client_sinkd_protocol_id_and_time() -> None:
         b"\tfor <bob@corp.example>;\r\n"
         b"\tFri, 01 May 2026 12:00:01 +0000\r\n"
     )
+
+
+class GatedQueue(MemoryStore):
+    """A store whose queue reads can be held after they read (a slow read), to replay the
+    race of a read begun before an attempt recorded its outcome."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate: asyncio.Event | None = None
+        self.held = asyncio.Event()  # a read is waiting at the gate
+        self.reads = 0
+        self.read = asyncio.Condition()  # notified after every read
+
+    async def relay_queue(self, limit: int) -> Sequence[RelayEntry]:
+        entries = await super().relay_queue(limit)
+        async with self.read:
+            self.reads += 1
+            self.read.notify_all()
+        if self.gate is not None:
+            gate, self.gate = self.gate, None
+            self.held.set()
+            await gate.wait()
+        return entries
+
+
+async def test_a_queue_read_older_than_an_attempts_outcome_never_sends_the_message_again() -> None:
+    hold = asyncio.Event()
+    target = RelayTarget(hold_data=hold)
+    await target.start()
+    store = GatedQueue()
+    await store.save(make_record(1, relay=True))
+    config = RelayConfig(target=parse_relay_url(target.url), hostname="sinkd.test", starttls="off")
+    hub = Hub()
+    events = hub.subscribe()
+    relayer = Relayer(config, store, events=hub)
+    try:
+        relayer.start()
+        async with asyncio.timeout(TIMEOUT):
+            await target.data_started.wait()  # the first attempt is in DATA
+            gate = store.gate = asyncio.Event()
+            relayer.wake()
+            await store.held.wait()  # a read saw the relay queued and due, and waits
+        hold.set()  # the attempt delivers and records it
+        assert (await relay_settled(events, "m0001"))["status"] == "delivered"
+        reads = store.reads
+        gate.set()  # the stale read goes on, then the relayer reads the queue again
+        async with asyncio.timeout(TIMEOUT), store.read:
+            await store.read.wait_for(lambda: store.reads > reads)
+        await relayer.stop(grace=TIMEOUT)  # an attempt started from the stale read finishes
+    finally:
+        hold.set()
+        await target.stop()
+
+    assert len(target.deliveries) == 1
+    assert target.transactions == 1

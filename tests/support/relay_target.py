@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -83,9 +84,13 @@ class RelayTarget:
 
     async def wait_for(self, count: int) -> list[Delivery]:
         """Wait (up to ``TIMEOUT``) until ``count`` messages were delivered; the deliveries."""
+        return await self.wait_until(lambda deliveries: len(deliveries) >= count)
+
+    async def wait_until(self, done: Callable[[list[Delivery]], bool]) -> list[Delivery]:
+        """Wait (up to ``TIMEOUT``) until ``done(deliveries)``; the deliveries."""
         assert self._changed is not None
         async with asyncio.timeout(TIMEOUT), self._changed:
-            await self._changed.wait_for(lambda: len(self.deliveries) >= count)
+            await self._changed.wait_for(lambda: done(self.deliveries))
         return list(self.deliveries)
 
     def _protocol(self) -> SMTP:
