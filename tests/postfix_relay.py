@@ -1,4 +1,5 @@
-"""A private Postfix relay for tests: a real, retrying MTA whose ``relayhost`` is sinkd.
+"""A private Postfix relay for tests: a real, retrying MTA whose ``relayhost`` is sinkd, or
+(``--relay`` tests) sinkd's relay target, relaying on to a test sink.
 
 ``PostfixRelay().start(relay_to=(host, port))`` builds a whole Postfix instance in a fresh
 directory of the system's temporary directory and starts it with ``postfix -c <dir>/etc start``:
@@ -14,6 +15,11 @@ relays everything to ``relay_to``; retry times are short (``minimal_backoff_time
 ``maximal_backoff_time = 2s``, ``queue_run_delay = 1s``) so a deferred message is retried
 within seconds. Postfix logs to ``<dir>/maillog`` through its own postlogd (there is no syslog
 here): ``maillog`` reads it, ``maillog_tail()`` is what failure messages show.
+
+``start(..., reject=..., defer=...)`` makes its smtpd refuse those recipients at RCPT TO with
+Postfix's own replies (``check_recipient_access``: ``REJECT`` gives ``554 5.7.1``, ``DEFER``
+``450 4.7.1``, "Recipient address rejected: Access denied"), so a test of sinkd's ``--relay``
+records real Postfix replies.
 
 Readiness: ``postfix start`` runs ``master -w``, which returns only once the master daemon has
 initialized (its listening sockets are bound); then the master's "daemon started" line is
@@ -78,6 +84,7 @@ inet_interfaces = 127.0.0.1
 inet_protocols = ipv4
 mynetworks = 127.0.0.0/8
 smtpd_relay_restrictions = permit_mynetworks, reject
+smtpd_recipient_restrictions = check_recipient_access texthash:{etc}/recipient_access
 smtpd_tls_security_level = none
 smtputf8_enable = no
 
@@ -312,7 +319,9 @@ class PostfixRelay:
             check=False,
         )
 
-    def _layout(self, relay_to: tuple[str, int]) -> None:
+    def _layout(
+        self, relay_to: tuple[str, int], reject: tuple[str, ...], defer: tuple[str, ...]
+    ) -> None:
         # The system's temporary directory, not pytest's tmp_path: Postfix's daemons run as the
         # postfix user, which must reach the data directory (pytest's tree is root-only).
         self.root = Path(tempfile.mkdtemp(prefix="sinkd-postfix-"))
@@ -334,12 +343,23 @@ class PostfixRelay:
                 root=self.root,
             )
         )
+        # texthash: read as it is, no postmap; postconf(5) check_recipient_access, access(5).
+        access = [f"{address} REJECT" for address in reject]
+        access += [f"{address} DEFER" for address in defer]
+        (self.config_dir / "recipient_access").write_text("".join(f"{a}\n" for a in access))
 
-    def start(self, relay_to: tuple[str, int]) -> PostfixRelay:
-        """Build and start the instance; return once its smtpd accepts connections."""
+    def start(
+        self,
+        relay_to: tuple[str, int],
+        *,
+        reject: tuple[str, ...] = (),
+        defer: tuple[str, ...] = (),
+    ) -> PostfixRelay:
+        """Build and start the instance; return once its smtpd accepts connections. Its smtpd
+        answers ``reject`` recipients 554 and ``defer`` ones 450 at RCPT TO."""
         require_root()
         self._postfix = postfix_command()
-        self._layout(relay_to)
+        self._layout(relay_to, reject, defer)
         # From here on a failure still stops what was started and removes the directory.
         try:
             self._start()

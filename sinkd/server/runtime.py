@@ -42,6 +42,7 @@ from sinkd.services.judge import DnsOptions, Judge
 from sinkd.services.metrics import Metrics
 from sinkd.services.offload import Job, JudgePool, WorkerSetup, judge_task, worker_count
 from sinkd.services.recorder import Recorder
+from sinkd.services.relay import RelayConfig, Relayer
 from sinkd.services.settings import Settings
 from sinkd.store import Store, VerdictSink
 from sinkd.store.backends import in_memory, open_store
@@ -114,6 +115,9 @@ class Sinkd:
         # and the one Recorder (store, verdict log, events) every entry point goes through.
         self.judge: Judge | None = None
         self.recorder: Recorder | None = None
+        # --relay: delivers the relay queue onward; in the primary only (index 0), which the
+        # writer process tells of the workers' commits (publish_committed wakes it).
+        self.relayer: Relayer | None = None
 
         self.verdict_log: VerdictLog | None = None
 
@@ -143,6 +147,8 @@ class Sinkd:
         primary of them after each commit; the workers wrote their verdict log lines)."""
         records = [json.loads(text) for text in json_texts]
         self.metrics.count_json(records)  # the workers' own registries are never scraped
+        if self.relayer is not None and any(data.get("relay") for data in records):
+            self.relayer.wake()
         if self.hub.subscribers:
             for data in records:
                 self.hub.publish("verdict", data)
@@ -154,6 +160,8 @@ class Sinkd:
         and histogram sums would fall, which Prometheus reads as a counter reset."""
         if self.workers is not None:
             self.metrics.others.update(await self.workers.metrics(within=METRICS_TIMEOUT))
+        if self.store is not None:  # read at scrape time: right across restarts and workers
+            self.metrics.relay_depth.set(await self.store.relay_depth())
 
     async def adopt(self, connection: socket.socket) -> None:
         """Serve an SMTP connection the primary accepted (a worker of ``--workers``)."""
@@ -254,6 +262,9 @@ class Sinkd:
         else:
             cert, key = await making_cert
         options = ServerOptions.of(s, server_context(cert, key))
+        relay = RelayConfig.of(s)
+        if relay is not None:  # before the store: a bad --relay-ca stops the start cleanly
+            relay.tls_context()
         if s.verdict_log is not None:  # before the store: a bad path stops the start cleanly
             self.verdict_log = VerdictLog(s.verdict_log)
             log.info("verdict log %s", s.verdict_log)
@@ -265,10 +276,19 @@ class Sinkd:
             self.sink = self.store = await open_store(s.db, writer="process")
             if in_memory(s.db):
                 log.info("store: in memory, gone when the server stops (--db :memory:)")
-        self.recorder = Recorder(
-            self.sink, verdict_log=self.verdict_log, events=self.hub, metrics=self.metrics
-        )
         index, total = self.listener
+        if relay is not None and index == 0 and self.store is not None:
+            self.relayer = Relayer(relay, self.store, metrics=self.metrics, events=self.hub)
+        self.recorder = Recorder(
+            self.sink,
+            verdict_log=self.verdict_log,
+            events=self.hub,
+            metrics=self.metrics,
+            # Every SMTP process decides which of its records are queued (same commit); the
+            # primary's relayer delivers them.
+            relay_verdicts=s.relay_verdicts if relay is not None else (),
+            on_relay_queued=None if self.relayer is None else self.relayer.wake,
+        )
         workers = self.listener_count(router) if index == 0 else 1
         if workers > 1:
             total = workers + 1  # the primary (index 0) and the SMTP workers 1..N draw ids
@@ -330,6 +350,8 @@ class Sinkd:
         )
         if self.chaos.enabled:  # the seed is logged so that a run can be repeated exactly
             log.info("chaos triggers=%s", self.chaos.describe())
+        if self.relayer is not None:  # its first scan picks up what a previous run left queued
+            self.relayer.start()
         if s.http:
             try:
                 await self._start_http()
@@ -415,6 +437,9 @@ class Sinkd:
             await server.wait_closed()
         self.servers = []
         self.server = None
+        if self.relayer is not None:  # before the store: attempts record their outcome
+            await self.relayer.stop()
+            self.relayer = None
         if self.judge_pool is not None:  # after SMTP: no message is sent to it any more
             await self.judge_pool.close()
         if self.sink is not None:

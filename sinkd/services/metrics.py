@@ -14,10 +14,10 @@ latency, filter-core time, open sessions) live in each process; a worker sends i
 ``snapshot()`` when the primary asks at scrape time, and the primary's families add them
 (``others``) to its own.
 
-Not here yet: relay queue depth and relay outcomes (issue 19 part 1, ``--relay``). They belong
-with the relay queue: a gauge read from the store at scrape time (queued rows, so it is right
-across restarts and workers) and a counter of delivery attempts by outcome (delivered,
-deferred, failed) where the relay worker records each attempt.
+Relaying onward (``--relay``): ``sinkd_relay_queue_depth`` is read from the store at scrape
+time (``Sinkd.gather_metrics``: queued rows, so it is right across restarts and workers) and
+``sinkd_relay_attempts_total`` counts each recipient of each attempt by outcome (delivered,
+deferred, failed), in the process that relays (the primary).
 """
 
 from __future__ import annotations
@@ -91,6 +91,19 @@ class Metrics:
         self._finding_children: dict[str, Any] = {}
         self.others: dict[int, list[Sample]] = {}  # worker index -> its last snapshot
         r.register(_Combined(self))
+        self.relay_depth = Gauge(
+            "sinkd_relay_queue_depth",
+            "Messages queued for relaying onward (--relay), not yet delivered or failed",
+            registry=r,
+        )
+        self.relay_attempts = Counter(
+            "sinkd_relay_attempts",
+            "Relay delivery outcomes, one per recipient per attempt (delivered, deferred, failed)",
+            ("outcome",),
+            registry=r,
+        )
+        for outcome in ("delivered", "deferred", "failed"):
+            self.relay_attempts.labels(outcome)  # every outcome shows, 0 until it happens
         self.build = Info("sinkd_build", "The running sinkd", registry=r)
         self.build.info({"version": __version__})
 

@@ -2,10 +2,11 @@
 
 Owns committing a batch of verdicts: saving every record (through a ``VerdictSink``) before
 anything else happens, then the one log line per verdict, the verdict log's JSON line and the
-live ``verdict`` event, and the reply the client gets. SMTP and the API's re-evaluation commit
-through it, so a stored verdict is logged and published the same way whoever made it. It
-judges nothing (``sinkd.services.judge`` does) and speaks no protocol beyond formatting a
-``Reply`` as the SMTP reply line it is.
+live ``verdict`` event, and the reply the client gets; and which records are queued for
+relaying onward (``--relay``; the queue row goes in the same commit, and the relayer is woken
+after it). SMTP and the API's re-evaluation commit through it, so a stored verdict is logged
+and published the same way whoever made it. It judges nothing (``sinkd.services.judge``
+does) and speaks no protocol beyond formatting a ``Reply`` as the SMTP reply line it is.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -64,7 +65,9 @@ class Recorder:
     """Commits verdicts: ``sink`` saves them, ``verdict_log`` (optional) gets one JSON line
     each and ``events`` (optional) one ``verdict`` event each, after the save and before the
     reply. Neither of those two can fail a commit. ``metrics`` (optional) counts every stored
-    record and times every commit (``GET /metrics``)."""
+    record and times every commit (``GET /metrics``). ``relay_verdicts`` (``--relay-verdicts``
+    when ``--relay`` is set, else empty) says which records are queued for relaying onward;
+    ``on_relay_queued`` is called after a commit that queued one (it wakes the relayer)."""
 
     def __init__(
         self,
@@ -73,19 +76,47 @@ class Recorder:
         verdict_log: JsonLines | None = None,
         events: Events | None = None,
         metrics: Metrics | None = None,
+        relay_verdicts: Collection[str] = (),
+        on_relay_queued: Callable[[], None] | None = None,
     ) -> None:
         self.sink = sink
         self.verdict_log = verdict_log
         self.events = events
         self.metrics = metrics
+        self.relay_verdicts = frozenset(relay_verdicts)
+        self.on_relay_queued = on_relay_queued
+
+    @property
+    def relaying(self) -> bool:
+        """Whether this server relays onward (``--relay``): a release then relays too."""
+        return bool(self.relay_verdicts)
+
+    def relay_queued(self) -> None:
+        """Something was queued for relaying (a commit, a release): wake the relayer."""
+        if self.on_relay_queued is not None:
+            try:
+                self.on_relay_queued()
+            except Exception:  # the relayer's scan at its next timer finds it anyway
+                log.exception("relay wake-up failed")
 
     async def commit(
-        self, verdicts: Sequence[Verdict], raw: bytes | None, *, transaction_id: str | None = None
+        self,
+        verdicts: Sequence[Verdict],
+        raw: bytes | None,
+        *,
+        transaction_id: str | None = None,
+        relay: bool = True,
     ) -> Committed:
         """Save one record per verdict (the bytes go with the verdicts judged at DATA), then
         log and publish them; the reply is the refusal for an envelope verdict, else the one
-        reply to DATA (``data_reply``). A sink failure is logged and answered with 451."""
-        records = self.records(verdicts, raw, transaction_id=transaction_id)
+        reply to DATA (``data_reply``). A sink failure is logged and answered with 451.
+        ``relay=False`` queues nothing for relaying (a re-evaluation of a stored message)."""
+        records = self.records(
+            verdicts,
+            raw,
+            transaction_id=transaction_id,
+            relay=self.relay_verdicts if relay else (),
+        )
         started = time.perf_counter()
         try:
             if len(records) == 1:  # the common case, without a task per record
@@ -95,6 +126,8 @@ class Recorder:
         except Exception as exc:
             log.exception("could not store verdict(s) %s", ", ".join(v.id for v in verdicts))
             return Committed(records, TEMPFAIL_STORE, exc)
+        if any(r.relay for r in records):
+            self.relay_queued()
         if self.metrics is not None:
             self.metrics.commit_seconds.observe(time.perf_counter() - started)
             self.metrics.count(records)
@@ -112,14 +145,32 @@ class Recorder:
 
     @staticmethod
     def records(
-        verdicts: Sequence[Verdict], raw: bytes | None, *, transaction_id: str | None = None
+        verdicts: Sequence[Verdict],
+        raw: bytes | None,
+        *,
+        transaction_id: str | None = None,
+        relay: Collection[str] = (),
     ) -> tuple[MessageRecord, ...]:
         """The records ``commit`` would save, received now and sharing one transaction id
-        (a new one unless given); the bytes go with the verdicts judged at DATA."""
+        (a new one unless given); the bytes go with the verdicts judged at DATA. A record is
+        queued for relaying when its verdict is among ``relay`` and it was delivered: judged at
+        DATA, with bytes, and answered 2xx (a refused message was never delivered)."""
         now = datetime.now(UTC)
         tid = transaction_id or new_message_id()
         return tuple(
-            MessageRecord(v.id, now, tid, v, raw if v.stage is Stage.DATA else None)
+            MessageRecord(
+                v.id,
+                now,
+                tid,
+                v,
+                raw if v.stage is Stage.DATA else None,
+                relay=(
+                    v.verdict.value in relay
+                    and v.stage is Stage.DATA
+                    and raw is not None
+                    and v.reply.code < 400
+                ),
+            )
             for v in verdicts
         )
 

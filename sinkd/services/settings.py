@@ -22,6 +22,7 @@ import argparse
 import dataclasses
 import os
 import socket
+import urllib.parse
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -152,6 +153,114 @@ def parse_judge_workers(text: str) -> int:
     if text.isascii() and text.isdigit() and 1 <= int(text) <= 64:
         return int(text)
     raise argparse.ArgumentTypeError(f"{text!r}: expected a number of processes 1..64, or auto")
+
+
+# --- relaying onward (--relay; sinkd.services.relay) -----------------------------------------
+
+RelayStartTls = Literal["off", "opportunistic", "require"]
+RELAY_VERDICTS = ("accept", "quarantine")  # a rejected message was never delivered
+RELAY_DEFAULT_PORTS = {"smtp": 25, "smtps": 465}  # RFC 5321 §4.5.4.2's port; RFC 8314 §3.3
+# Retry: Postfix's minimal_backoff_time and maximal_backoff_time default to 300 s and 4000 s
+# (postconf(5)); sinkd's 1 s to 300 s are an assumption for a test environment, where a
+# restarted catcher should get its mail within seconds, not five minutes later.
+DEFAULT_RELAY_BACKOFF = (1.0, 300.0)
+# Postfix's maximal_queue_lifetime is 5 days (postconf(5)); a staging target down for more
+# than a day is more likely gone than restarting, and a day-old message is stale in a test
+# run, so sinkd fails a relay still deferred after one day, with the reason recorded.
+DEFAULT_RELAY_LIFETIME = 86400.0
+DEFAULT_RELAY_CONCURRENCY = 4  # connections to the target at once: a catcher, not an MX
+
+
+@dataclass(frozen=True)
+class RelayTarget:
+    """Where ``--relay`` delivers: ``smtp://HOST[:PORT]`` (STARTTLS per --relay-starttls) or
+    ``smtps://HOST[:PORT]`` (implicit TLS, RFC 8314 §3.3)."""
+
+    scheme: Literal["smtp", "smtps"]
+    host: str
+    port: int
+
+    @property
+    def implicit_tls(self) -> bool:
+        return self.scheme == "smtps"
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.scheme}://{host}:{self.port}"
+
+
+def parse_relay_url(text: str) -> RelayTarget:
+    """``smtp://HOST[:PORT]`` or ``smtps://HOST[:PORT]``; no user, path, query or fragment
+    (credentials go in --relay-user and --relay-password, never in a URL that is logged)."""
+    expected = "expected smtp://HOST[:PORT] or smtps://HOST[:PORT]"
+    try:
+        url = urllib.parse.urlsplit(text.strip())
+        port = url.port
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{expected}: {exc}") from None
+    scheme = url.scheme.lower()
+    if scheme not in RELAY_DEFAULT_PORTS:
+        raise argparse.ArgumentTypeError(f"{expected}, got scheme {url.scheme or 'none'!r}")
+    if url.username is not None or url.password is not None:
+        raise argparse.ArgumentTypeError(
+            f"{expected}: no user or password in the URL (use --relay-user, --relay-password)"
+        )
+    if url.path not in ("", "/") or url.query or url.fragment:
+        raise argparse.ArgumentTypeError(f"{expected}: no path, query or fragment")
+    if not url.hostname:
+        raise argparse.ArgumentTypeError(f"{expected}: the host is missing")
+    if port == 0:
+        raise argparse.ArgumentTypeError(f"{expected}: port 0 is no port to deliver to")
+    return RelayTarget(
+        "smtps" if scheme == "smtps" else "smtp",
+        url.hostname,
+        RELAY_DEFAULT_PORTS[scheme] if port is None else port,
+    )
+
+
+def parse_relay_verdicts(text: str) -> tuple[str, ...]:
+    """A comma list of accept and quarantine (each once)."""
+    items = [item.strip().lower() for item in text.split(",") if item.strip()]
+    unknown = [item for item in items if item not in RELAY_VERDICTS]
+    if not items or unknown:
+        raise argparse.ArgumentTypeError(
+            f"expected a comma list of {' and '.join(RELAY_VERDICTS)}, got {text!r}"
+        )
+    return tuple(dict.fromkeys(items))
+
+
+def parse_backoff(text: str) -> tuple[float, float]:
+    """``MIN,MAX`` seconds: the first retry after MIN, doubling up to MAX."""
+    low, comma, high = text.partition(",")
+    try:
+        pair = (float(low), float(high))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected MIN,MAX seconds such as 1,300, got {text!r}"
+        ) from None
+    if not comma or not 0 < pair[0] <= pair[1] <= 86400:
+        raise argparse.ArgumentTypeError(
+            f"expected MIN,MAX seconds with 0 < MIN <= MAX <= 86400, got {text!r}"
+        )
+    return pair
+
+
+def parse_lifetime(text: str) -> float:
+    """Seconds a relay may stay deferred: more than 0, at most 30 days."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds such as 86400, got {text!r}") from None
+    if not 0 < value <= 30 * 86400:
+        raise argparse.ArgumentTypeError(f"expected 0 < seconds <= 2592000, got {text!r}")
+    return value
+
+
+def parse_concurrency(text: str) -> int:
+    """--relay-concurrency N (1..64)."""
+    if text.isascii() and text.isdigit() and 1 <= int(text) <= 64:
+        return int(text)
+    raise argparse.ArgumentTypeError(f"{text!r}: expected a number of connections 1..64")
 
 
 def _http_auth(value: str | None) -> tuple[str, str] | None:
@@ -691,6 +800,138 @@ class Settings:
             )
         },
     )
+    relay: RelayTarget | None = field(
+        default=None,
+        metadata={
+            "option": Option(
+                "--relay",
+                "deliver each accepted message (see --relay-verdicts) onward to this SMTP server, "
+                "as smtp://HOST[:PORT] (port 25) or smtps://HOST[:PORT] (implicit TLS, port 465)",
+                parse=parse_relay_url,
+                expected="smtp://HOST[:PORT] or smtps://HOST[:PORT]",
+                metavar="URL",
+                doc="relay each accepted message's delivered copy onward to this SMTP server "
+                "(see *Relay onward*): `smtp://HOST[:PORT]` (port 25) or `smtps://HOST[:PORT]` "
+                "(implicit TLS, port 465); never relays without it",
+            )
+        },
+    )
+    relay_starttls: RelayStartTls = field(
+        default="opportunistic",
+        metadata={
+            "option": Option(
+                "--relay-starttls",
+                "STARTTLS to the relay target: off, opportunistic (when offered, certificate not "
+                "checked, like Postfix's smtp_tls_security_level=may) or require (defer when not "
+                "offered; certificate checked)",
+                choices=("off", "opportunistic", "require"),
+                doc="STARTTLS to an `smtp://` target: `opportunistic` when offered, the "
+                "certificate not checked (Postfix's `may`); `require`: a target without it "
+                "defers, the certificate is checked (Postfix's `secure`); `off`",
+            )
+        },
+    )
+    relay_user: str | None = field(
+        default=None,
+        metadata={
+            "option": Option(
+                "--relay-user",
+                "AUTH to the relay target as this user, with --relay-password",
+                doc="AUTH to the relay target as this user, with `--relay-password`",
+            )
+        },
+    )
+    relay_password: str | None = field(
+        default=None,
+        repr=False,  # never in a log line or an error that shows the settings
+        metadata={
+            "option": Option(
+                "--relay-password",
+                "and this password (never logged)",
+                doc="and this password (never logged, never in the JSON or /metrics)",
+            )
+        },
+    )
+    relay_ca: Path | None = field(
+        default=None,
+        metadata={
+            "option": Option(
+                "--relay-ca",
+                "PEM file of CA certificates the relay target's certificate is checked against "
+                "with smtps:// or --relay-starttls require (default: the system's)",
+                parse=Path,
+                metavar="FILE",
+                doc="CA certificates (PEM) the relay target's certificate is verified against "
+                "(`smtps://`, `--relay-starttls require`)",
+                doc_default="the system's",
+            )
+        },
+    )
+    relay_insecure: bool = field(
+        default=False,
+        metadata={
+            "option": Option(
+                "--relay-insecure",
+                "do not verify the relay target's TLS certificate with smtps:// or "
+                "--relay-starttls require (a staging catcher's self-signed one)",
+                kind="switch",
+            )
+        },
+    )
+    relay_verdicts: tuple[str, ...] = field(
+        default=("accept",),
+        metadata={
+            "option": Option(
+                "--relay-verdicts",
+                "which verdicts are relayed: accept, quarantine or both (a released quarantined "
+                "message is relayed either way)",
+                parse=parse_relay_verdicts,
+                expected="accept, quarantine or accept,quarantine",
+                shown="accept",
+                metavar="LIST",
+                doc="which verdicts are relayed, `accept`, `quarantine` or both; releasing a "
+                "quarantined message relays it whatever this says",
+            )
+        },
+    )
+    relay_backoff: tuple[float, float] = field(
+        default=DEFAULT_RELAY_BACKOFF,
+        metadata={
+            "option": Option(
+                "--relay-backoff",
+                "retry a deferred relay after MIN seconds, doubling up to MAX",
+                parse=parse_backoff,
+                shown="1,300",
+                metavar="MIN,MAX",
+                doc="a deferred relay (4xx, connection error) is retried after `MIN` seconds, "
+                "doubling up to `MAX` (Postfix: 300,4000)",
+            )
+        },
+    )
+    relay_lifetime: float = field(
+        default=DEFAULT_RELAY_LIFETIME,
+        metadata={
+            "option": Option(
+                "--relay-lifetime",
+                "fail a relay still deferred this many seconds after it was queued",
+                parse=parse_lifetime,
+                metavar="SECONDS",
+                doc="a relay still deferred this long after it was queued fails, with the "
+                "reason recorded (Postfix: 5 days)",
+            )
+        },
+    )
+    relay_concurrency: int = field(
+        default=DEFAULT_RELAY_CONCURRENCY,
+        metadata={
+            "option": Option(
+                "--relay-concurrency",
+                "connections to the relay target at once",
+                parse=parse_concurrency,
+                metavar="N",
+            )
+        },
+    )
     chaos_triggers: tuple[ChaosTrigger, ...] = field(
         # injected failures (docs/cli.md, "Chaos")
         default=(),
@@ -866,6 +1107,10 @@ def _check(s: Settings) -> None:
         raise ConfigError(f"--port {s.port}: expected 0..65535")
     if not 0 <= s.http_port <= 65535:
         raise ConfigError(f"--http-port {s.http_port}: expected 0..65535")
+    if (s.relay_user is None) != (s.relay_password is None):
+        raise ConfigError("--relay-user and --relay-password go together")
+    if s.relay_ca is not None and not s.relay_ca.is_file():
+        raise ConfigError(f"--relay-ca {s.relay_ca}: no such file")
 
 
 def _chaos(args: argparse.Namespace) -> tuple[tuple[ChaosTrigger, ...], int | None]:

@@ -2,17 +2,20 @@
 
 Owns the record types and the store's contract, split by who needs what: ``VerdictSink`` (the
 SMTP path: save, and whether saving works now), ``Repository`` (reads and administration) and
-``Store``, both at once, for a full backend. Implementations live beside it (``sqlite.py``,
-``memory.py``; a worker's ``PipeStore`` in ``sinkd.server.workers`` is only a sink); nothing
-here evaluates mail or speaks SMTP. ``save`` returns only once the record is durably
-committed, because a 250 reply promises exactly that.
+``Store``, both at once, for a full backend; and the relay queue's JSON shape (``relay_queued``,
+``RelayEntry``): a message to relay onward (``sinkd serve --relay``) is queued in the same
+commit as its verdict, and its delivery state is part of the message's JSON. Implementations
+live beside it (``sqlite.py``, ``memory.py``; a worker's ``PipeStore`` in
+``sinkd.server.workers`` is only a sink); nothing here evaluates mail or speaks SMTP.
+``save`` returns only once the record is durably committed, because a 250 reply promises
+exactly that.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from sinkd.core.model import Verdict
@@ -27,6 +30,9 @@ class MessageRecord:
     transaction_id: str  # shared by the records of one SMTP transaction
     verdict: Verdict
     raw: bytes | None  # None when the transaction ended before DATA
+    # Queue it for relaying onward in the same commit (the Recorder decides: --relay and
+    # --relay-verdicts, and a message with bytes that was not refused).
+    relay: bool = False
 
     def to_json(self) -> dict[str, Any]:
         data = self.verdict.to_json(received_at=iso(self.received_at))
@@ -34,7 +40,47 @@ class MessageRecord:
         data["transaction_id"] = self.transaction_id
         data["size"] = None if self.raw is None else len(self.raw)
         data["released_at"] = None  # set when a quarantined message is released (HTTP API)
+        # The relay state as the commit queues it; reads give the queue's current state.
+        data["relay"] = (
+            relay_queued(self.verdict.envelope.rcpt_to, iso(_whole_ms(self.received_at)))
+            if self.relay
+            else None
+        )
         return data
+
+
+# The relay queue's states: queued while any recipient is pending, delivered when every one
+# was, failed otherwise (some recipient failed for good). A recipient is queued, delivered or
+# failed.
+RELAY_QUEUED, RELAY_DELIVERED, RELAY_FAILED = "queued", "delivered", "failed"
+
+
+def relay_queued(rcpt_to: Sequence[str], queued_at: str) -> dict[str, Any]:
+    """A message's relay state (its JSON ``relay``) when it is queued at ``queued_at``
+    (RFC 3339): due at once, every recipient pending. Every backend queues this shape."""
+    return {
+        "status": RELAY_QUEUED,
+        "attempts": 0,
+        "queued_at": queued_at,
+        "last_attempt_at": None,
+        "next_attempt_at": queued_at,
+        "done_at": None,
+        "last_reply": None,
+        "recipients": [{"address": r, "status": RELAY_QUEUED, "reply": None} for r in rcpt_to],
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class RelayEntry:
+    """One queued relay as the queue hands it to the relayer: the message and its state (the
+    JSON ``relay`` shape, see ``relay_queued``)."""
+
+    message_id: str
+    state: dict[str, Any]
+
+    @property
+    def next_attempt_at(self) -> str:
+        return str(self.state["next_attempt_at"])
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,10 +158,22 @@ class Repository(Protocol):
         ``at_most`` when given; ``limit`` and ``offset`` are ignored, and so are ``before`` and
         ``after`` unless ``cursors`` (how many matches lie beyond a page: its position)."""
 
-    async def release(self, message_id: str, released_at: datetime) -> bool:
+    async def release(self, message_id: str, released_at: datetime, *, relay: bool = False) -> bool:
         """Mark one record released at ``released_at``: True, or False when it already was;
         raise ``NotFound`` when there is none. Which verdicts may be released is the caller's
-        policy, not the store's."""
+        policy, not the store's. With ``relay`` a record with bytes that is not queued yet is
+        queued for relaying in the same transaction (``relay_queued`` at ``released_at``)."""
+
+    async def relay_queue(self, limit: int) -> Sequence[RelayEntry]:
+        """Up to ``limit`` queued relays, the soonest due first (``next_attempt_at``, then
+        storage order)."""
+
+    async def relay_depth(self) -> int:
+        """How many relays are queued (not delivered or failed yet)."""
+
+    async def relay_update(self, message_id: str, state: dict[str, Any]) -> bool:
+        """Replace a queued relay's state (after an attempt); False when the message is gone
+        (deleted meanwhile), or its relay no longer queued."""
 
     async def delete(self, message_id: str) -> None:
         """Remove one record; raise ``NotFound`` when there is none."""
@@ -131,6 +189,12 @@ class Store(VerdictSink, Repository, Protocol):
     """A full backend: the sink the SMTP path saves to and the repository that reads it back
     (``SqliteStore``, ``MemoryStore``). ``tests/store/test_contract.py`` is what every one
     must pass."""
+
+
+def _whole_ms(moment: datetime) -> datetime:
+    """``moment`` in UTC cut to whole milliseconds, as the store keeps received times."""
+    moment = moment.astimezone(UTC)
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
 
 
 def iso(moment: datetime) -> str:

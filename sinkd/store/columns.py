@@ -63,6 +63,9 @@ class PreparedSave(NamedTuple):
     codes: tuple[str | None, ...]
     received: datetime  # whole milliseconds, UTC
     search: SearchText
+    # The relay state to queue in the same transaction (its JSON text; see
+    # ``sinkd.store.relay_queued``), None when the record is not relayed.
+    relay: str | None = None
 
 
 def prepare(record: MessageRecord) -> PreparedSave:
@@ -90,6 +93,8 @@ def prepare_json(
     submit_record``); ``StoreError`` if ``data`` cannot be JSON."""
     try:
         text = json.dumps(data, separators=(",", ":"))
+        relay = data.get("relay")
+        relay_text = None if relay is None else json.dumps(relay, separators=(",", ":"))
     except (TypeError, ValueError) as exc:
         raise StoreError(f"message {message_id!r} cannot be stored as JSON: {exc}") from exc
     received = received_at.astimezone(UTC)
@@ -123,6 +128,7 @@ def prepare_json(
             mail_from=fold(envelope["mail_from"]),
             rcpt_to="\n".join(fold(r) for r in envelope["rcpt_to"] or ()),
         ),
+        relay=relay_text,
     )
 
 

@@ -12,6 +12,7 @@ it is meant for thousands of messages, not millions. It must not decide anything
 
 from __future__ import annotations
 
+import copy
 import itertools
 import json
 import threading
@@ -21,7 +22,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sinkd.errors import NotFound, StoreError
-from sinkd.store import MessageRecord, Query, StoredMessage, iso
+from sinkd.store import (
+    RELAY_QUEUED,
+    MessageRecord,
+    Query,
+    RelayEntry,
+    StoredMessage,
+    iso,
+    relay_queued,
+)
 from sinkd.store.columns import PreparedSave, fold, prepare
 
 __all__ = ["MemoryStore"]
@@ -32,6 +41,7 @@ class _Entry:
     seq: int
     prepared: PreparedSave
     released_at: str | None = None
+    relay: dict[str, Any] | None = None  # the relay queue's row (sinkd.store.relay_queued)
 
 
 class MemoryStore:
@@ -56,7 +66,8 @@ class MemoryStore:
             self._check_open()
             if prepared.message_id in self._entries:
                 raise StoreError(f"message {prepared.message_id!r} is already stored")
-            self._entries[prepared.message_id] = _Entry(next(self._seqs), prepared)
+            relay = None if prepared.relay is None else json.loads(prepared.relay)
+            self._entries[prepared.message_id] = _Entry(next(self._seqs), prepared, relay=relay)
 
     async def close(self) -> None:
         with self._lock:
@@ -70,7 +81,7 @@ class MemoryStore:
             self._check_open()
             entry = self._find(message_id)
         prepared = entry.prepared
-        data = _data(prepared.row.data, entry.released_at)
+        data = _data(prepared.row.data, entry.released_at, entry.relay)
         if not with_raw:
             return StoredMessage(data=data)
         # SQLite keeps the filtered bytes beside the original, so none without an original.
@@ -89,7 +100,8 @@ class MemoryStore:
         if query.after is not None:
             page = page[::-1]  # and shown newest first, as every page is
         return [
-            StoredMessage(data=_data(e.prepared.row.data, e.released_at), seq=e.seq) for e in page
+            StoredMessage(data=_data(e.prepared.row.data, e.released_at, e.relay), seq=e.seq)
+            for e in page
         ]
 
     async def count(
@@ -102,13 +114,43 @@ class MemoryStore:
             n = len(self._matching(query or Query(), paged=cursors))
         return n if at_most is None or at_most < 0 else min(n, at_most)
 
-    async def release(self, message_id: str, released_at: datetime) -> bool:
+    async def release(self, message_id: str, released_at: datetime, *, relay: bool = False) -> bool:
         with self._lock:
             self._check_open()
             entry = self._find(message_id)
             if entry.released_at is not None:
                 return False
             entry.released_at = iso(released_at.astimezone(UTC))
+            if relay and entry.relay is None and entry.prepared.raw is not None:
+                rcpt_to = json.loads(entry.prepared.row.data)["envelope"]["rcpt_to"] or []
+                entry.relay = relay_queued([str(r) for r in rcpt_to], entry.released_at)
+            return True
+
+    async def relay_queue(self, limit: int) -> Sequence[RelayEntry]:
+        with self._lock:
+            self._check_open()
+            queued = [e for e in self._entries.values() if _queued(e)]
+            # Soonest due first, then storage order (the dict's), as SQLite orders them.
+            queued.sort(key=lambda e: str(e.relay["next_attempt_at"]) if e.relay else "")
+            return [
+                RelayEntry(e.prepared.message_id, copy.deepcopy(e.relay))
+                for e in queued[: max(0, limit)]
+                if e.relay is not None
+            ]
+
+    async def relay_depth(self) -> int:
+        with self._lock:
+            self._check_open()
+            return sum(1 for e in self._entries.values() if _queued(e))
+
+    async def relay_update(self, message_id: str, state: dict[str, Any]) -> bool:
+        with self._lock:
+            self._check_open()
+            entry = self._entries.get(message_id)
+            if entry is None or not _queued(entry):
+                return False
+            # Through JSON, as SQLite keeps it: the caller's dict stays the caller's.
+            entry.relay = json.loads(json.dumps(state))
             return True
 
     async def delete(self, message_id: str) -> None:
@@ -186,8 +228,13 @@ def _matcher(query: Query, *, paged: bool) -> Callable[[_Entry], bool]:
     return match
 
 
-def _data(text: str, released_at: str | None) -> dict[str, Any]:
-    """The stored JSON shape (a fresh copy) with ``released_at`` set."""
+def _queued(entry: _Entry) -> bool:
+    return entry.relay is not None and entry.relay["status"] == RELAY_QUEUED
+
+
+def _data(text: str, released_at: str | None, relay: dict[str, Any] | None) -> dict[str, Any]:
+    """The stored JSON shape (a fresh copy) with ``released_at`` and ``relay`` set."""
     data: dict[str, Any] = json.loads(text)
     data["released_at"] = released_at
+    data["relay"] = copy.deepcopy(relay)
     return data

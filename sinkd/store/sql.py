@@ -12,6 +12,7 @@ start fast and stay small. It must not commit a save it was not given, acknowled
 from __future__ import annotations
 
 import contextlib
+import json
 import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -20,13 +21,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from sinkd.errors import NotFound, StoreError
-from sinkd.store import iso
+from sinkd.store import iso, relay_queued
 from sinkd.store.columns import NO_SEARCH, MessageRow, PreparedSave, SearchText, fold
 
 if TYPE_CHECKING:
     import asyncio
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 
 # How to bring an older store up to SCHEMA_VERSION, one step per version: SQL statements, or a
@@ -81,6 +82,16 @@ MIGRATIONS: dict[int, tuple[str | Callable[[sqlite3.Connection], None], ...]] = 
     # field added to the header block) is kept as its head and where in the original the
     # rest starts (raw_values): not the same megabytes twice.
     5: ("ALTER TABLE raw ADD COLUMN filtered_from INTEGER",),
+    # 7: the relay queue (sinkd serve --relay): one row per message to relay onward, queued in
+    # the same transaction as the message (or its release); messages stored before are not
+    # relayed.
+    6: (
+        "CREATE TABLE IF NOT EXISTS relay (message_id TEXT PRIMARY KEY REFERENCES messages(id)"
+        " ON DELETE CASCADE, status TEXT NOT NULL, attempts INTEGER NOT NULL, queued_at TEXT"
+        " NOT NULL, last_attempt_at TEXT, next_attempt_at TEXT, done_at TEXT, last_reply TEXT,"
+        " recipients TEXT NOT NULL)",
+        "CREATE INDEX IF NOT EXISTS relay_due ON relay(status, next_attempt_at)",
+    ),
 }
 
 
@@ -132,8 +143,51 @@ CREATE TABLE IF NOT EXISTS message_search (
 CREATE VIRTUAL TABLE IF NOT EXISTS message_text USING fts5(
     subject, mail_from, rcpt_to,
     content='message_search', content_rowid='seq', tokenize='trigram case_sensitive 1'
-)
+);
+CREATE TABLE IF NOT EXISTS relay (
+    message_id TEXT PRIMARY KEY REFERENCES messages(id) ON DELETE CASCADE,
+    status TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    queued_at TEXT NOT NULL,
+    last_attempt_at TEXT,
+    next_attempt_at TEXT,
+    done_at TEXT,
+    last_reply TEXT,
+    recipients TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS relay_due ON relay(status, next_attempt_at)
 """
+
+
+# A relay row from its state's JSON text (``sinkd.store.relay_queued``'s shape): parameters
+# (message id, state).
+INSERT_RELAY = (
+    "INSERT OR IGNORE INTO relay (message_id, status, attempts, queued_at, last_attempt_at,"
+    " next_attempt_at, done_at, last_reply, recipients) SELECT ?1, json_extract(?2, '$.status'),"
+    " json_extract(?2, '$.attempts'), json_extract(?2, '$.queued_at'),"
+    " json_extract(?2, '$.last_attempt_at'), json_extract(?2, '$.next_attempt_at'),"
+    " json_extract(?2, '$.done_at'), json(json_extract(?2, '$.last_reply')),"
+    " json(json_extract(?2, '$.recipients'))"
+)
+# A queued relay's new state (parameters: state, message id).
+UPDATE_RELAY = (
+    "UPDATE relay SET status = json_extract(?1, '$.status'),"
+    " attempts = json_extract(?1, '$.attempts'),"
+    " last_attempt_at = json_extract(?1, '$.last_attempt_at'),"
+    " next_attempt_at = json_extract(?1, '$.next_attempt_at'),"
+    " done_at = json_extract(?1, '$.done_at'),"
+    " last_reply = json(json_extract(?1, '$.last_reply')),"
+    " recipients = json(json_extract(?1, '$.recipients'))"
+    " WHERE message_id = ?2 AND status = 'queued'"
+)
+# A relay row back in its JSON shape (``q`` is the relay table; NULL when there is no row).
+RELAY_JSON = (
+    "json_object('status', q.status, 'attempts', q.attempts, 'queued_at', q.queued_at,"
+    " 'last_attempt_at', q.last_attempt_at, 'next_attempt_at', q.next_attempt_at,"
+    " 'done_at', q.done_at, 'last_reply', json(q.last_reply), 'recipients', json(q.recipients))"
+)
+# The relay state of message ``m`` as one column (a subquery any read can select).
+RELAY_OF_MESSAGE = f"(SELECT {RELAY_JSON} FROM relay q WHERE q.message_id = m.id)"
 
 
 INSERT_MESSAGE = (
@@ -151,7 +205,9 @@ INSERT_MESSAGE_SEQ = (
 
 
 # What a queued write does.
-OpKind = Literal["save", "delete", "clear", "release"]
+# (release_relay: a release that also queues the message for relaying; relay_update: a queued
+# relay's state after an attempt.)
+OpKind = Literal["save", "delete", "clear", "release", "release_relay", "relay_update"]
 
 
 @dataclass(slots=True)
@@ -169,6 +225,7 @@ class Op:
     received: datetime | None = None  # a save's received_at, whole milliseconds, UTC
     search: SearchText = NO_SEARCH  # a save's case-folded subject, sender, rcpts
     released_at: str | None = None  # a release's time (RFC 3339, UTC)
+    relay: str | None = None  # a save's relay state to queue, a relay_update's new state (JSON)
     # Filled in by the writer (thread or process) once the op has run in the batch transaction.
     result: Any = None
     error: BaseException | None = field(default=None)
@@ -187,6 +244,7 @@ class Op:
             codes=prepared.codes,
             received=prepared.received,
             search=prepared.search,
+            relay=prepared.relay,
         )
 
     def save_values(self) -> tuple[MessageRow, datetime]:
@@ -262,6 +320,7 @@ class Writer:
             raws: list[tuple[str | None, bytes, bytes | None, int | None]] = []
             codes: list[tuple[str, int]] = []
             search: list[tuple[int, str, str, str]] = []
+            relays: list[tuple[str | None, str]] = []
             for seq, op in enumerate(ops, start=last + 1):
                 columns, received = op.save_values()
                 high = clock.advance(conn, received)
@@ -271,6 +330,8 @@ class Writer:
                     raws.append(raw_values(op.message_id, op.raw, op.filtered))
                 codes.extend((code, seq) for code in op.codes if code is not None)
                 search.append((seq, *op.search))
+                if op.relay is not None:
+                    relays.append((op.message_id, op.relay))
             conn.executemany(INSERT_MESSAGE_SEQ, messages)
             conn.executemany(INSERT_RAW, raws)
             conn.executemany("INSERT INTO finding_codes (code, seq) VALUES (?, ?)", codes)
@@ -282,6 +343,9 @@ class Writer:
                 "INSERT INTO message_text (rowid, subject, mail_from, rcpt_to) VALUES (?, ?, ?, ?)",
                 search,
             )
+            # The relay queue rows in the same transaction: a 250 for a message to relay
+            # promises its relay too (kill -9 after the commit loses neither).
+            conn.executemany(INSERT_RELAY, relays)
             conn.execute("COMMIT")
         except Exception:  # a duplicate id, an odd value, a full disk: retry op by op
             rollback(conn)
@@ -376,6 +440,8 @@ def apply_op(conn: sqlite3.Connection, op: Op, clock: ReceivedClock) -> Any:
             "INSERT INTO message_text (rowid, subject, mail_from, rcpt_to) VALUES (?, ?, ?, ?)",
             (seq, *op.search),
         )
+        if op.relay is not None:
+            conn.execute(INSERT_RELAY, (op.message_id, op.relay))
         clock.commit(received)  # last: had anything above failed, the clock stays put
         return None
     if op.kind == "delete":
@@ -386,6 +452,7 @@ def apply_op(conn: sqlite3.Connection, op: Op, clock: ReceivedClock) -> Any:
         # Dependents first and explicitly, so correctness does not hang on the foreign_keys
         # pragma; the external-content FTS index is told which text it drops.
         conn.execute("DELETE FROM raw WHERE id = ?", (op.message_id,))
+        conn.execute("DELETE FROM relay WHERE message_id = ?", (op.message_id,))
         conn.execute("DELETE FROM finding_codes WHERE seq = ?", (seq,))
         conn.execute(
             "INSERT INTO message_text (message_text, rowid, subject, mail_from, rcpt_to)"
@@ -396,23 +463,42 @@ def apply_op(conn: sqlite3.Connection, op: Op, clock: ReceivedClock) -> Any:
         conn.execute("DELETE FROM message_search WHERE seq = ?", (seq,))
         conn.execute("DELETE FROM messages WHERE seq = ?", (seq,))
         return None
-    if op.kind == "release":
+    if op.kind in ("release", "release_relay"):
         changed = conn.execute(
             "UPDATE messages SET released_at = ? WHERE id = ? AND released_at IS NULL",
             (op.released_at, op.message_id),
         ).rowcount
         if changed:
+            if op.kind == "release_relay":
+                _queue_released(conn, op)
             return True
         if conn.execute("SELECT 1 FROM messages WHERE id = ?", (op.message_id,)).fetchone():
             return False
         raise NotFound(f"no message with id {op.message_id!r}")
+    if op.kind == "relay_update":
+        return conn.execute(UPDATE_RELAY, (op.relay, op.message_id)).rowcount > 0
     if op.kind == "clear":
         conn.execute("DELETE FROM raw")
+        conn.execute("DELETE FROM relay")
         conn.execute("DELETE FROM finding_codes")
         conn.execute("INSERT INTO message_text (message_text) VALUES ('delete-all')")
         conn.execute("DELETE FROM message_search")
         return conn.execute("DELETE FROM messages").rowcount
     raise AssertionError(f"unknown store operation {op.kind!r}")
+
+
+def _queue_released(conn: sqlite3.Connection, op: Op) -> None:
+    """Queue a message just released for relaying (in its release's savepoint), unless it has
+    no bytes or is queued already (its verdict was relayed at its commit)."""
+    found = conn.execute(
+        "SELECT m.data FROM messages m JOIN raw r ON r.id = m.id WHERE m.id = ?",
+        (op.message_id,),
+    ).fetchone()
+    if found is None or op.released_at is None:
+        return
+    rcpt_to = json.loads(found[0])["envelope"]["rcpt_to"] or []
+    state = relay_queued([str(r) for r in rcpt_to], op.released_at)
+    conn.execute(INSERT_RELAY, (op.message_id, json.dumps(state, separators=(",", ":"))))
 
 
 def open_writer(path: Path, busy_timeout: float) -> sqlite3.Connection:

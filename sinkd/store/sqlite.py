@@ -22,11 +22,13 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from sinkd.errors import NotFound, StoreError
-from sinkd.store import MessageRecord, Query, StoredMessage, iso
+from sinkd.store import MessageRecord, Query, RelayEntry, StoredMessage, iso
 from sinkd.store.columns import PreparedSave, fold, prepare
 from sinkd.store.settle import settle_threadsafe
 from sinkd.store.sql import (
     MAX_BATCH,
+    RELAY_JSON,
+    RELAY_OF_MESSAGE,
     SCHEMA_VERSION,
     Op,
     OpKind,
@@ -109,11 +111,21 @@ class SqliteStore:
             return
         await self._enqueue(_save_op(record, self._answer_loop()))
 
-    async def release(self, message_id: str, released_at: datetime) -> bool:
+    async def release(self, message_id: str, released_at: datetime, *, relay: bool = False) -> bool:
         released: bool = await self._submit(
-            "release", message_id=message_id, released_at=iso(released_at.astimezone(UTC))
+            "release_relay" if relay else "release",
+            message_id=message_id,
+            released_at=iso(released_at.astimezone(UTC)),
         )
         return released
+
+    async def relay_update(self, message_id: str, state: dict[str, Any]) -> bool:
+        updated: bool = await self._submit(
+            "relay_update",
+            message_id=message_id,
+            relay=json.dumps(state, separators=(",", ":")),
+        )
+        return updated
 
     async def delete(self, message_id: str) -> None:
         await self._submit("delete", message_id=message_id)
@@ -123,12 +135,17 @@ class SqliteStore:
         return removed
 
     async def _submit(
-        self, kind: OpKind, *, message_id: str | None = None, released_at: str | None = None
+        self,
+        kind: OpKind,
+        *,
+        message_id: str | None = None,
+        released_at: str | None = None,
+        relay: str | None = None,
     ) -> Any:
         loop = self._answer_loop()
         future = None if loop is None else loop.create_future()
         return await self._enqueue(
-            Op(kind, loop, future, message_id=message_id, released_at=released_at)
+            Op(kind, loop, future, message_id=message_id, released_at=released_at, relay=relay)
         )
 
     def _answer_loop(self) -> asyncio.AbstractEventLoop | None:
@@ -155,21 +172,22 @@ class SqliteStore:
         def read(conn: sqlite3.Connection) -> StoredMessage:
             if with_raw:
                 row = conn.execute(
-                    "SELECT m.data, r.bytes, r.filtered, r.filtered_from, m.released_at"
-                    " FROM messages m"
+                    "SELECT m.data, r.bytes, r.filtered, r.filtered_from, m.released_at,"
+                    f" {RELAY_OF_MESSAGE} FROM messages m"
                     " LEFT JOIN raw r ON r.id = m.id WHERE m.id = ?",
                     (message_id,),
                 ).fetchone()
             else:
                 row = conn.execute(
-                    "SELECT data, NULL, NULL, NULL, released_at FROM messages WHERE id = ?",
+                    "SELECT m.data, NULL, NULL, NULL, m.released_at,"
+                    f" {RELAY_OF_MESSAGE} FROM messages m WHERE m.id = ?",
                     (message_id,),
                 ).fetchone()
             if row is None:
                 raise NotFound(f"no message with id {message_id!r}")
-            text, raw, filtered, filtered_from, released_at = row
+            text, raw, filtered, filtered_from, released_at, relay = row
             return StoredMessage(
-                data=_data(text, released_at),
+                data=_data(text, released_at, relay),
                 raw=None if raw is None else bytes(raw),
                 filtered=(
                     None
@@ -210,11 +228,13 @@ class SqliteStore:
             # Anchored at ``after``, the page is read upwards from it along the same index
             # (no OFFSET scan over the newer rows), then turned newest first.
             upwards = query.after is not None
-            sql, params = plan.select("m.seq, m.data, m.released_at", limit=True, up=upwards)
+            sql, params = plan.select(
+                f"m.seq, m.data, m.released_at, {RELAY_OF_MESSAGE}", limit=True, up=upwards
+            )
             params = (*params, query.limit, max(0, query.offset))
             rows = [
-                StoredMessage(data=_data(text, released_at), seq=seq)
-                for seq, text, released_at in conn.execute(sql, params)
+                StoredMessage(data=_data(text, released_at, relay), seq=seq)
+                for seq, text, released_at, relay in conn.execute(sql, params)
             ]
             return rows[::-1] if upwards else rows
 
@@ -233,6 +253,25 @@ class SqliteStore:
             )
             params = (*params, query.limit, max(0, query.offset))
             return [str(row[-1]) for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params)]
+
+        return await self._read(read)
+
+    async def relay_queue(self, limit: int) -> Sequence[RelayEntry]:
+        def read(conn: sqlite3.Connection) -> Sequence[RelayEntry]:
+            rows = conn.execute(
+                f"SELECT q.message_id, {RELAY_JSON} FROM relay q JOIN messages m"
+                " ON m.id = q.message_id WHERE q.status = 'queued'"
+                " ORDER BY q.next_attempt_at, m.seq LIMIT ?",
+                (limit,),
+            )
+            return [RelayEntry(message_id, json.loads(state)) for message_id, state in rows]
+
+        return await self._read(read)
+
+    async def relay_depth(self) -> int:
+        def read(conn: sqlite3.Connection) -> int:
+            (n,) = conn.execute("SELECT count(*) FROM relay WHERE status = 'queued'").fetchone()
+            return int(n)
 
         return await self._read(read)
 
@@ -381,10 +420,12 @@ async def open_sqlite(
     return store
 
 
-def _data(text: str, released_at: str | None) -> dict[str, Any]:
-    """The stored JSON shape with ``released_at`` from its column (the JSON holds null)."""
+def _data(text: str, released_at: str | None, relay: str | None) -> dict[str, Any]:
+    """The stored JSON shape with ``released_at`` from its column (the JSON holds null) and
+    ``relay`` from the relay queue (the JSON holds the state it was queued with, if any)."""
     data: dict[str, Any] = json.loads(text)
     data["released_at"] = released_at
+    data["relay"] = None if relay is None else json.loads(relay)
     return data
 
 

@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 COMMIT_DELAY = 0.001
 
 # Down: a list of (number, kind, message_id, row, raw, filtered, codes, received, search,
-#       released_at) (see to_wire; a record sent as data, record_to_wire, has kind "record"
+#       released_at, relay) (see to_wire; a record sent as data, record_to_wire, has kind "record"
 #       and (transaction_id, its JSON shape marshalled) for row), the operations submitted
 #       while the client's previous batch was in flight; from the server also None (stop) and
 #       ("attach",) followed by a socket (SCM_RIGHTS) for one more client.
@@ -93,6 +93,7 @@ def op_to_wire(op: Op) -> Wire:
         None if op.received is None else (op.received - _EPOCH) // _MILLISECOND,
         tuple(op.search),
         op.released_at,
+        op.relay,
     )
 
 
@@ -124,11 +125,12 @@ def record_to_wire(record: MessageRecord) -> Wire | None:
         millis,
         (),
         None,
+        None,  # the relay state to queue is in the JSON shape (prepare_json takes it)
     )
 
 
 def from_wire(item: Wire) -> tuple[int, Op]:
-    number, kind, message_id, row, raw, filtered, codes, millis, search, released_at = item
+    number, kind, message_id, row, raw, filtered, codes, millis, search, released_at, relay = item
     raw, filtered = _unblob(raw), _unblob(filtered)
     if kind == "record":
         return number, _record_op(message_id, row, raw, filtered, millis)
@@ -144,6 +146,7 @@ def from_wire(item: Wire) -> tuple[int, Op]:
         received=None if millis is None else _EPOCH + millis * _MILLISECOND,
         search=SearchText._make(search),
         released_at=released_at,
+        relay=relay,
     )
     return number, op
 

@@ -143,6 +143,49 @@ class Finding:
 
 
 @dataclass(frozen=True, slots=True)
+class RelayRecipient:
+    """One recipient of a relay onward (``--relay``): ``queued``, ``delivered`` or ``failed``,
+    with the target's last reply to it (None before the first attempt)."""
+
+    address: str
+    status: str
+    reply: Mapping[str, Any] | None
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> RelayRecipient:
+        return cls(str(data["address"]), str(data["status"]), data.get("reply"))
+
+
+@dataclass(frozen=True, slots=True)
+class Relay:
+    """A message's relay onward (docs/relay.md): ``status`` is ``queued`` while any recipient
+    is pending, ``delivered`` when every one was, ``failed`` otherwise. ``last_reply`` is
+    ``{"code", "enhanced", "text"}``, or ``{"error"}`` when the target gave no SMTP answer."""
+
+    status: str
+    attempts: int
+    queued_at: datetime | None
+    last_attempt_at: datetime | None
+    next_attempt_at: datetime | None
+    done_at: datetime | None
+    last_reply: Mapping[str, Any] | None
+    recipients: tuple[RelayRecipient, ...]
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Relay:
+        return cls(
+            status=str(data["status"]),
+            attempts=int(data.get("attempts") or 0),
+            queued_at=_time(data.get("queued_at")),
+            last_attempt_at=_time(data.get("last_attempt_at")),
+            next_attempt_at=_time(data.get("next_attempt_at")),
+            done_at=_time(data.get("done_at")),
+            last_reply=data.get("last_reply"),
+            recipients=tuple(RelayRecipient.from_json(r) for r in data.get("recipients") or ()),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Message:
     """One stored verdict: a message (or a refused envelope) judged against one profile.
 
@@ -165,6 +208,7 @@ class Message:
     findings: tuple[Finding, ...]
     size: int | None
     released_at: datetime | None
+    relay: Relay | None = None  # None unless queued for relaying onward (--relay)
     data: Mapping[str, Any] = field(repr=False, compare=False, default_factory=dict)
 
     @classmethod
@@ -187,6 +231,7 @@ class Message:
             findings=tuple(Finding.from_json(f) for f in data.get("findings") or ()),
             size=data.get("size"),
             released_at=_time(data.get("released_at")),
+            relay=Relay.from_json(data["relay"]) if data.get("relay") else None,
             data=dict(data),
         )
 

@@ -32,7 +32,16 @@ from sinkd.web import compare, renderings
 from sinkd.web.common import ApiError, context
 from sinkd.web.messages import page_of, profile_by_id, profile_names
 from sinkd.web.pages import CSP as CSP
-from sinkd.web.pages import SECURITY_HEADERS, e, not_found, page, stored_message, verdict_badge
+from sinkd.web.pages import (
+    SECURITY_HEADERS,
+    e,
+    not_found,
+    page,
+    relay_fact,
+    release_button,
+    stored_message,
+    verdict_badge,
+)
 from sinkd.web.pages import unjudged_notes as unjudged_notes
 from sinkd.web.renderings import parse_message, remote_images_on, stripped_classes
 
@@ -301,6 +310,7 @@ def _message_body(stored: StoredMessage, verdict: StoredVerdict, remote_images: 
         if stored.raw is not None
         else ""
     ) + f'<a class="button quiet" href="/api/v1/messages/{e(stored.id)}/raw">Download .eml</a>'
+    actions += release_button(verdict, stored.id)
     summary = f"""
 <p class="crumbs"><a href="/">Messages</a> › {e(subject)}</p>
 <div class="titlebar"><h1>{e(subject)}</h1>{verdict_badge(verdict)}</div>
@@ -313,7 +323,7 @@ def _message_body(stored: StoredMessage, verdict: StoredVerdict, remote_images: 
   <dt>Profile</dt><dd><a href="/profiles/{e(profile)}">{e(profile)}</a></dd>
   <dt>From → To</dt><dd>{e(sender)} → {e(rcpts)}</dd>
   <dt>Stage</dt><dd>{e(verdict.stage)}</dd>
-  <dt>Received</dt><dd>{e(verdict.received_at)}</dd>
+  <dt>Received</dt><dd>{e(verdict.received_at)}</dd>{relay_fact(stored.data)}
   <dt>Id</dt><dd><code>{e(stored.id)}</code>
     <a href="/api/v1/messages/{e(stored.id)}">JSON</a></dd>
 </dl>

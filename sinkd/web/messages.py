@@ -329,14 +329,21 @@ async def release_message(request: Request) -> Response:
         )
     if record.released_at:
         raise _already_released(stored)
+    recorder = context(request).recorder
     try:
-        released = await _store(request).release(stored.id, datetime.now(UTC))
+        # With --relay, a release relays the message (queued in the release's transaction),
+        # whatever --relay-verdicts says: releasing is asking for delivery.
+        released = await _store(request).release(
+            stored.id, datetime.now(UTC), relay=recorder.relaying
+        )
         after = await _get(request)
     except NotFound:
         raise ApiError(404, "not found", f"no message with id {stored.id!r}") from None
     if not released:  # another request released it meanwhile
         raise _already_released(after)
     log.info("released id=%s released_at=%s (over HTTP)", after.id, after.data["released_at"])
+    if after.data.get("relay") is not None:
+        recorder.relay_queued()
     context(request).hub.publish("released", after.data)
     return JSONResponse(after.data)
 
@@ -364,7 +371,9 @@ async def evaluate_message(request: Request) -> Response:
     verdicts = await judge_stored(request, loaded, stored)
     recorder = context(request).recorder
     if store_it:
-        committed = await recorder.commit(verdicts, stored.raw)
+        # Not relayed: the message was relayed (or not) when it arrived; a re-evaluation
+        # tries a profile, it does not deliver the message again.
+        committed = await recorder.commit(verdicts, stored.raw, relay=False)
         if committed.error is not None:
             raise committed.error  # the store failed: an internal error, as before
         records = committed.records

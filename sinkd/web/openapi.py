@@ -324,7 +324,8 @@ def document() -> dict[str, Any]:
         },
         f"{API}/messages/{{id}}/release": {
             "post": _op(
-                "release a quarantined message (sets released_at)",
+                "release a quarantined message (sets released_at); with --relay it is relayed "
+                "onward too, queued in the same transaction (its relay field)",
                 message,
                 400,
                 401,
@@ -339,6 +340,7 @@ def document() -> dict[str, Any]:
             "get": _op(
                 "live events (Server-Sent Events): `event: verdict` per stored record, "
                 "`event: released` per release, each with the message as `data`; "
+                "`event: relay` after each relay attempt (--relay), `{id, relay}`; "
                 "a comment heartbeat every 15 s",
                 {
                     "description": "an event stream",
@@ -482,7 +484,72 @@ def document() -> dict[str, Any]:
                         "findings": {"type": "array", "items": _ref("Finding")},
                         "size": {"type": ["integer", "null"]},
                         "released_at": {"type": ["string", "null"], "format": "date-time"},
+                        "relay": {
+                            "oneOf": [_ref("Relay"), {"type": "null"}],
+                            "description": "null unless the message was queued for relaying "
+                            "onward (--relay)",
+                        },
                     },
+                },
+                "Relay": {
+                    "type": "object",
+                    "description": (
+                        "relaying onward (--relay): queued while any recipient is pending, "
+                        "delivered when every one was, failed otherwise"
+                    ),
+                    "required": [
+                        "status",
+                        "attempts",
+                        "queued_at",
+                        "last_attempt_at",
+                        "next_attempt_at",
+                        "done_at",
+                        "last_reply",
+                        "recipients",
+                    ],
+                    "properties": {
+                        "status": {"enum": ["queued", "delivered", "failed"]},
+                        "attempts": {"type": "integer"},
+                        "queued_at": _TIME,
+                        "last_attempt_at": {"type": ["string", "null"], "format": "date-time"},
+                        "next_attempt_at": {"type": ["string", "null"], "format": "date-time"},
+                        "done_at": {"type": ["string", "null"], "format": "date-time"},
+                        "last_reply": {"oneOf": [_ref("RelayReply"), {"type": "null"}]},
+                        "recipients": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "required": ["address", "status", "reply"],
+                                "properties": {
+                                    "address": _STRING,
+                                    "status": {"enum": ["queued", "delivered", "failed"]},
+                                    "reply": {"oneOf": [_ref("RelayReply"), {"type": "null"}]},
+                                },
+                            },
+                        },
+                    },
+                },
+                "RelayReply": {
+                    "description": (
+                        "the target's SMTP reply, or {error} when there was none (connection, "
+                        "TLS, AUTH, timeout, or the relay's lifetime ran out)"
+                    ),
+                    "oneOf": [
+                        {
+                            "type": "object",
+                            "required": ["code", "enhanced", "text"],
+                            "properties": {
+                                "code": {"type": "integer"},
+                                "enhanced": {"type": ["string", "null"]},
+                                "text": _STRING,
+                            },
+                        },
+                        {
+                            "type": "object",
+                            "required": ["error"],
+                            "properties": {"error": _STRING},
+                        },
+                    ],
                 },
             },
             "responses": {

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from html import escape
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
@@ -97,6 +98,45 @@ def verdict_badge(stored: StoredVerdict) -> str:
         stripped=bool(stored.stripped),
         released=stored.released_at is not None,
     )
+
+
+def relay_fact(data: dict[str, Any]) -> str:
+    """The message page's relay line (``--relay``): status, attempts and the last reply, or
+    nothing when the message was not queued for relaying."""
+    relay = data.get("relay")
+    if not isinstance(relay, dict):
+        return ""
+    reply = relay.get("last_reply")
+    if isinstance(reply, dict) and "error" in reply:
+        shown = str(reply["error"])
+    elif isinstance(reply, dict):
+        shown = " ".join(str(reply.get(k) or "") for k in ("code", "enhanced", "text")).strip()
+    else:
+        shown = "no attempt yet"
+    attempts = int(relay.get("attempts") or 0)
+    when = relay.get("next_attempt_at") if relay.get("status") == "queued" else None
+    retry = f", next attempt {_utc(str(when))}" if when else ""
+    return (
+        f'<dt>Relay</dt><dd id="relay"><span class="marker relay-{e(relay.get("status"))}">'
+        f"{e(relay.get('status'))}</span> after {attempts} attempt{'' if attempts == 1 else 's'}"
+        f'{e(retry)}: <code class="reply">{e(shown)}</code></dd>'
+    )
+
+
+def release_button(stored: StoredVerdict, message_id: str) -> str:
+    """The message page's Release button for a quarantined message not released yet; it
+    posts to the API's release endpoint (``/static/dashboard.js``), so a release from the
+    dashboard is the API's, relay included (``--relay``)."""
+    if stored.verdict != "quarantine" or stored.released_at is not None:
+        return ""
+    return (
+        f'<button class="button" type="button" id="release-button" data-id="{e(message_id)}">'
+        'Release</button><span id="release-error" class="muted"></span>'
+    )
+
+
+def _utc(value: str) -> str:
+    return value[:19].replace("T", " ") + " UTC"
 
 
 async def stored_message(request: Request) -> StoredMessage | Response:

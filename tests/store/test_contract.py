@@ -448,3 +448,113 @@ async def test_close_is_idempotent_and_a_closed_store_refuses_work(
             await store.count()
         with pytest.raises(StoreError, match="is closed"):
             await store.get("m0001")
+
+
+# --- the relay queue -------------------------------------------------------------------------
+
+
+async def test_a_record_to_relay_is_queued_in_its_own_commit_and_every_read_shows_it(
+    sink: SinkUnderTest,
+) -> None:
+    record = make_record(1, relay=True, rcpt_to=("a@example.org", "b@example.org"))
+    await sink.sink.save(record)
+    await sink.sink.save(make_record(2))
+
+    queued = {
+        "status": "queued",
+        "attempts": 0,
+        "queued_at": "2026-05-01T12:00:01.000Z",
+        "last_attempt_at": None,
+        "next_attempt_at": "2026-05-01T12:00:01.000Z",
+        "done_at": None,
+        "last_reply": None,
+        "recipients": [
+            {"address": "a@example.org", "status": "queued", "reply": None},
+            {"address": "b@example.org", "status": "queued", "reply": None},
+        ],
+    }
+    reader = sink.reader
+    assert record.to_json()["relay"] == queued  # what the verdict log and events carry
+    assert (await reader.get("m0001")).data["relay"] == queued
+    assert (await reader.get("m0001", with_raw=True)).data["relay"] == queued
+    assert {m.id: m.data["relay"] for m in await reader.list(Query())} == {
+        "m0001": queued,
+        "m0002": None,
+    }
+    assert [e.message_id for e in await reader.relay_queue(10)] == ["m0001"]
+    assert (await reader.relay_queue(10))[0].state == queued
+    assert await reader.relay_depth() == 1
+
+
+async def test_the_queue_hands_out_the_soonest_due_first_and_forgets_what_is_done(
+    store: Store,
+) -> None:
+    await save_all(store, [make_record(n, relay=True) for n in range(1, 4)])
+    first = (await store.relay_queue(10))[0]
+    assert [e.message_id for e in await store.relay_queue(10)] == ["m0001", "m0002", "m0003"]
+    assert [e.message_id for e in await store.relay_queue(2)] == ["m0001", "m0002"]
+
+    later = first.state | {"attempts": 1, "next_attempt_at": "2026-05-01T13:00:00.000Z"}
+    later["last_reply"] = {"code": 451, "enhanced": "4.3.0", "text": "try later"}
+    assert await store.relay_update("m0001", later) is True
+    assert [e.message_id for e in await store.relay_queue(10)] == ["m0002", "m0003", "m0001"]
+    assert (await store.get("m0001")).data["relay"] == later
+
+    done = (await store.relay_queue(10))[0].state | {
+        "status": "delivered",
+        "attempts": 1,
+        "next_attempt_at": None,
+        "done_at": "2026-05-01T12:00:05.000Z",
+    }
+    assert await store.relay_update("m0002", done) is True
+    assert [e.message_id for e in await store.relay_queue(10)] == ["m0003", "m0001"]
+    assert await store.relay_depth() == 2
+    assert (await store.get("m0002")).data["relay"] == done
+    # A relay that is done stays as it ended: a late update changes nothing.
+    assert await store.relay_update("m0002", later) is False
+    assert (await store.get("m0002")).data["relay"] == done
+    assert await store.relay_update("no-such-id", later) is False
+
+
+async def test_deleting_or_clearing_messages_drops_their_queued_relays(store: Store) -> None:
+    await save_all(store, [make_record(n, relay=True) for n in range(1, 4)])
+
+    await store.delete("m0002")
+    assert [e.message_id for e in await store.relay_queue(10)] == ["m0001", "m0003"]
+    state = (await store.relay_queue(10))[0].state
+    assert await store.relay_update("m0002", state) is False
+
+    await store.clear()
+    assert await store.relay_queue(10) == []
+    assert await store.relay_depth() == 0
+    # A message saved again under a deleted id starts with a fresh relay.
+    await store.save(make_record(2, relay=True))
+    assert (await store.get("m0002")).data["relay"]["attempts"] == 0
+
+
+async def test_a_release_with_relay_queues_the_message_in_the_same_transaction(
+    store: Store,
+) -> None:
+    await store.save(make_record(1, verdict=VerdictAction.QUARANTINE))
+    await store.save(make_record(2, verdict=VerdictAction.QUARANTINE))
+    await store.save(make_record(3, verdict=VerdictAction.QUARANTINE, raw=None))
+    await store.save(make_record(4, verdict=VerdictAction.QUARANTINE, relay=True))
+    moment = datetime(2026, 5, 2, 14, 30, 0, 123456, tzinfo=UTC)
+
+    assert await store.release("m0001", moment, relay=True) is True
+    assert await store.release("m0002", moment) is True  # no relay asked for
+    assert await store.release("m0003", moment, relay=True) is True  # no bytes to relay
+    assert await store.release("m0004", moment, relay=True) is True  # queued already
+
+    relay = (await store.get("m0001")).data["relay"]
+    assert relay["queued_at"] == relay["next_attempt_at"] == "2026-05-02T14:30:00.123Z"
+    assert relay["recipients"] == [
+        {"address": "rcpt@example.org", "status": "queued", "reply": None}
+    ]
+    assert (await store.get("m0002")).data["relay"] is None
+    assert (await store.get("m0003")).data["relay"] is None
+    assert (await store.get("m0004")).data["relay"]["queued_at"] == "2026-05-01T12:00:04.000Z"
+    assert [e.message_id for e in await store.relay_queue(10)] == ["m0004", "m0001"]
+    # Released once: a second release neither releases nor queues again.
+    assert await store.release("m0002", moment, relay=True) is False
+    assert (await store.get("m0002")).data["relay"] is None

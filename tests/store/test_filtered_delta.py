@@ -104,5 +104,5 @@ async def test_a_version_5_store_is_migrated_and_reads_its_filtered_messages(
         (version,) = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
     finally:
         conn.close()
-    assert version == str(SCHEMA_VERSION) == "6"
+    assert version == str(SCHEMA_VERSION) == "7"
     assert len(_raw()) >= FILTERED_DELTA_BYTES

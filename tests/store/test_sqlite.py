@@ -307,3 +307,33 @@ async def test_a_version_1_store_is_migrated_and_keeps_its_messages(
     finally:
         conn.close()
     assert version == str(SCHEMA_VERSION)
+
+
+async def test_a_version_6_store_is_migrated_keeps_its_messages_and_then_queues_relays(
+    db_path: Path, writer: WriterKind
+) -> None:
+    # A schema-6 file: today's tables without the relay queue, as sinkd wrote them before it.
+    store = await open_sqlite(db_path, writer=writer)
+    await store.save(make_record(1))
+    await store.close()
+    conn = sqlite3.connect(db_path)
+    with conn:
+        conn.execute("DROP TABLE relay")
+        conn.execute("UPDATE meta SET value = '6' WHERE key = 'schema_version'")
+    conn.close()
+
+    store = await open_sqlite(db_path, writer=writer)
+    try:
+        old = await store.get("m0001", with_raw=True)
+        assert old.raw is not None and old.data["relay"] is None
+        await store.save(make_record(2, relay=True))
+        assert [e.message_id for e in await store.relay_queue(10)] == ["m0002"]
+        assert await store.count() == 2
+    finally:
+        await store.close()
+    conn = sqlite3.connect(db_path)
+    try:
+        (version,) = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    finally:
+        conn.close()
+    assert version == "7" == str(SCHEMA_VERSION)

@@ -46,6 +46,8 @@ def make_record(
     profile: str = "default",
     raw: bytes | None = b"Subject: hi\r\n\r\nbody\r\n",
     message_id: str | None = None,
+    relay: bool = False,
+    rcpt_to: tuple[str, ...] = ("rcpt@example.org",),
 ) -> MessageRecord:
     finding = Finding(
         code="CONTENT_SPAM_WORD",
@@ -67,7 +69,7 @@ def make_record(
         envelope=Envelope(
             client=ClientIdentity(ip="192.0.2.7", helo="mx.example"),
             mail_from="sender@example.com",
-            rcpt_to=("rcpt@example.org",),
+            rcpt_to=rcpt_to,
         ),
         subject=f"message {n}",
     )
@@ -77,6 +79,7 @@ def make_record(
         transaction_id=f"t{n:04d}",
         verdict=v,
         raw=raw,
+        relay=relay,
     )
 
 

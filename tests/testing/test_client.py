@@ -14,8 +14,8 @@ import pytest
 
 from sinkd.errors import HttpApiError, HttpApiUnreachable
 from sinkd.server.runtime import ServerThread, Sinkd
-from sinkd.services.settings import Settings
-from sinkd.testing.client import Message, SinkdClient
+from sinkd.services.settings import Settings, parse_relay_url
+from sinkd.testing.client import Message, Relay, SinkdClient
 from tests.conftest import refused_port
 from tests.support.smtp import GTUBE_MESSAGE, SPAMMY_MESSAGE, TIMEOUT, message
 
@@ -169,3 +169,29 @@ def test_the_event_stream_ends_when_the_server_stops(tmp_path: Path) -> None:
         assert stream.get(timeout=TIMEOUT) is None
         assert stream.ended
         stream.close()
+
+
+def test_a_message_queued_for_relaying_onward_carries_its_relay_state_typed(
+    tmp_path: Path,
+) -> None:
+    with refused_port() as port:  # the target is down: the relay stays queued
+        settings = Settings(
+            port=0,
+            http_port=0,
+            db=tmp_path / "sinkd.db",
+            relay=parse_relay_url(f"smtp://127.0.0.1:{port}"),
+            relay_backoff=(60.0, 60.0),
+        )
+        with ServerThread(settings) as server:
+            assert server.http_address is not None
+            send(server, message())  # accepted: queued in the same commit as its verdict
+            send(server, GTUBE_MESSAGE)  # rejected: never relayed
+            url = "http://{}:{}".format(*server.http_address)
+            with SinkdClient(url, timeout=TIMEOUT) as client:
+                rejected, accepted = client.messages().messages
+    assert rejected.verdict == "reject" and rejected.relay is None
+    assert isinstance(accepted.relay, Relay)
+    assert accepted.relay.status == "queued" and accepted.relay.queued_at is not None
+    assert [(r.address, r.status) for r in accepted.relay.recipients] == [
+        ("bob@corp.example", "queued")
+    ]

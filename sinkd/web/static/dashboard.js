@@ -128,3 +128,31 @@
     }
   });
 })();
+
+// The message page's Release button: the API's release (POST, JSON), then the page again, which
+// shows the release and, with --relay, the relay line.
+(function () {
+  "use strict";
+  var button = document.getElementById("release-button");
+  if (!button || typeof fetch === "undefined") { return; }
+  var error = document.getElementById("release-error");
+  button.addEventListener("click", function () {
+    button.disabled = true;
+    var id = button.getAttribute("data-id");
+    fetch("/api/v1/messages/" + encodeURIComponent(id) + "/release", {
+      method: "POST",
+      headers: {"Content-Type": "application/json"},
+      body: "{}",
+      credentials: "same-origin"
+    }).then(function (response) {
+      if (response.ok) { window.location.reload(); return null; }
+      return response.json().then(function (body) {
+        if (error) { error.textContent = " " + (body.detail || body.error || response.status); }
+        button.disabled = false;
+      });
+    }).catch(function (failure) {
+      if (error) { error.textContent = " " + failure; }
+      button.disabled = false;
+    });
+  });
+})();
