@@ -49,6 +49,10 @@ log = logging.getLogger(__name__)
 
 COMMAND_TIMEOUT = 60.0  # seconds for the connection and each SMTP command (aiosmtplib's default)
 STOP_GRACE = 10.0  # seconds in-flight attempts get to finish when the server stops
+# How long an idle connection to the target is kept for the next relay: Postfix's
+# smtp_connection_cache_time_limit (default 2s, postconf(5)). Opening one per message (TCP,
+# greeting, EHLO, STARTTLS, AUTH, QUIT) was most of what relaying cost (bench/relay.py).
+REUSE_SECONDS = 2.0
 _ENHANCED = re.compile(r"^([245]\.\d{1,3}\.\d{1,3})\s+(.*)$", re.DOTALL)
 
 
@@ -209,6 +213,10 @@ class Relayer:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._inflight: dict[str, asyncio.Task[None]] = {}
+        # Connections left open after a finished transaction, newest last, with the loop time
+        # they became idle; at most --relay-concurrency, closed after REUSE_SECONDS.
+        self._idle: list[tuple[aiosmtplib.SMTP, float]] = []
+        self._sweeper: asyncio.Task[None] | None = None
         # Relays whose last outcome could not be recorded (the store failed): not tried again
         # before this, so a broken store does not turn into a loop hammering the target.
         self._not_before: dict[str, datetime] = {}
@@ -255,6 +263,12 @@ class Relayer:
             await asyncio.gather(*pending, return_exceptions=True)
             if pending:
                 log.warning("relay: %d attempt(s) abandoned at stop; still queued", len(pending))
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+        idle, self._idle = self._idle, []
+        await asyncio.gather(*(_quit(smtp) for smtp, _ in idle))
 
     # -- the queue ---------------------------------------------------------------------------
 
@@ -266,6 +280,12 @@ class Relayer:
             begun = self._finishes
             # Outcomes recorded before this read began are in it (recorded, then finished).
             self._finished = {k: n for k, n in self._finished.items() if n > begun}
+            if len(self._inflight) >= limit:
+                # Every connection is busy: a read could start nothing. The next attempt to
+                # finish wakes this loop (under load, a read per commit was the relayer's
+                # largest cost: bench/relay.py).
+                await self._wake.wait()
+                continue
             try:
                 timeout = self._dispatch(
                     await self.store.relay_queue(2 * limit + len(self._inflight)), begun
@@ -429,6 +449,70 @@ class Relayer:
         (4xx, or the connection, TLS or AUTH failed: deferred, as Postfix defers)."""
         found = _Attempt()
         c = self.config
+        accepted: list[str] = []
+        smtp: aiosmtplib.SMTP | None = None
+        reusable = False  # whether the connection ends a transaction in a known state
+        try:
+            smtp = await self._connection()
+            utf8 = not all(a.isascii() for a in (sender, *recipients))
+            options = []
+            if not message.isascii() and smtp.supports_extension("8bitmime"):
+                options.append("BODY=8BITMIME")  # RFC 6152
+            if utf8 and smtp.supports_extension("smtputf8"):
+                options.append("SMTPUTF8")  # RFC 6531
+            encoding = "utf-8" if utf8 else "ascii"
+            try:
+                await smtp.mail(sender, options=options, encoding=encoding)
+            except aiosmtplib.SMTPResponseException as exc:
+                reply = reply_json(exc.code, exc.message)
+                found.settle(recipients, _status(exc.code), reply)
+                reusable = await _reset(smtp)
+                return found
+            for address in recipients:
+                try:
+                    await smtp.rcpt(address, encoding=encoding)
+                except aiosmtplib.SMTPResponseException as exc:
+                    found.settle([address], _status(exc.code), reply_json(exc.code, exc.message))
+                else:
+                    accepted.append(address)
+            if not accepted:
+                reusable = await _reset(smtp)
+                return found
+            try:
+                response = await smtp.data(message)
+            except aiosmtplib.SMTPResponseException as exc:
+                found.settle(accepted, _status(exc.code), reply_json(exc.code, exc.message))
+            else:
+                reply = reply_json(response.code, response.message)
+                found.settle(accepted, RELAY_DELIVERED, reply)
+            reusable = True  # the transaction ended with the target's reply to DATA
+        except (aiosmtplib.SMTPException, OSError, ssl.SSLError, TimeoutError) as exc:
+            # Nothing was confirmed for whoever is left: try again later. (A connection lost
+            # after the target's 250 to DATA delivers those twice: SMTP's at-least-once.)
+            found.settle(recipients, RELAY_QUEUED, error_json(_describe(exc, c.target)))
+        except asyncio.CancelledError:
+            if smtp is not None:  # abandoned (stop): drop the connection, no QUIT
+                smtp.close()
+            raise
+        if smtp is not None:
+            if reusable and smtp.is_connected and len(self._idle) < c.concurrency:
+                self._idle.append((smtp, asyncio.get_running_loop().time()))
+                self._sweep_later()
+            else:
+                await _quit(smtp)
+        return found
+
+    async def _connection(self) -> aiosmtplib.SMTP:
+        """A connection ready for MAIL: an idle one that answers RSET (as Postfix's SMTP
+        client checks a cached session, smtp_rset_timeout in postconf(5)), else a new one
+        (connected, EHLO, STARTTLS as configured, AUTH)."""
+        now = asyncio.get_running_loop().time()
+        while self._idle:
+            smtp, since = self._idle.pop()
+            if now - since <= REUSE_SECONDS and smtp.is_connected and await _reset(smtp):
+                return smtp
+            await _quit(smtp)
+        c = self.config
         smtp = aiosmtplib.SMTP(
             hostname=c.target.host,
             port=c.target.port,
@@ -443,8 +527,6 @@ class Relayer:
             ),
             tls_context=self._opportunistic if self._opportunistic_only else self._context,
         )
-        accepted: list[str] = []
-        polite = True  # QUIT at the end; not when abandoned (stop): just drop the connection
         try:
             await smtp.connect()
             if smtp.is_ehlo_or_helo_needed:
@@ -453,50 +535,46 @@ class Relayer:
                 # A 535 defers, as Postfix's smtp_sasl_auth_soft_bounce (default yes) does:
                 # a wrong password is fixed by the operator, the mail must not be lost.
                 await smtp.login(c.user, c.password)
-            utf8 = not all(a.isascii() for a in (sender, *recipients))
-            options = []
-            if not message.isascii() and smtp.supports_extension("8bitmime"):
-                options.append("BODY=8BITMIME")  # RFC 6152
-            if utf8 and smtp.supports_extension("smtputf8"):
-                options.append("SMTPUTF8")  # RFC 6531
-            encoding = "utf-8" if utf8 else "ascii"
-            try:
-                await smtp.mail(sender, options=options, encoding=encoding)
-            except aiosmtplib.SMTPResponseException as exc:
-                reply = reply_json(exc.code, exc.message)
-                found.settle(recipients, _status(exc.code), reply)
-                return found
-            for address in recipients:
-                try:
-                    await smtp.rcpt(address, encoding=encoding)
-                except aiosmtplib.SMTPResponseException as exc:
-                    found.settle([address], _status(exc.code), reply_json(exc.code, exc.message))
-                else:
-                    accepted.append(address)
-            if not accepted:
-                with contextlib.suppress(aiosmtplib.SMTPException):
-                    await smtp.rset()
-                return found
-            try:
-                response = await smtp.data(message)
-            except aiosmtplib.SMTPResponseException as exc:
-                found.settle(accepted, _status(exc.code), reply_json(exc.code, exc.message))
-            else:
-                reply = reply_json(response.code, response.message)
-                found.settle(accepted, RELAY_DELIVERED, reply)
-        except (aiosmtplib.SMTPException, OSError, ssl.SSLError, TimeoutError) as exc:
-            # Nothing was confirmed for whoever is left: try again later. (A connection lost
-            # after the target's 250 to DATA delivers those twice: SMTP's at-least-once.)
-            found.settle(recipients, RELAY_QUEUED, error_json(_describe(exc, c.target)))
         except asyncio.CancelledError:
-            polite = False
-            raise
-        finally:
-            with contextlib.suppress(aiosmtplib.SMTPException, OSError, TimeoutError):
-                if polite and smtp.is_connected:
-                    await smtp.quit()
             smtp.close()
-        return found
+            raise
+        except BaseException:
+            await _quit(smtp)
+            raise
+        return smtp
+
+    def _sweep_later(self) -> None:
+        """Close the connections idle for longer than REUSE_SECONDS, once they are."""
+        if self._sweeper is None or self._sweeper.done():
+            self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
+
+    async def _sweep(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._idle:
+            oldest = min(since for _, since in self._idle)
+            await asyncio.sleep(max(0.0, oldest + REUSE_SECONDS - loop.time()))
+            now = loop.time()
+            expired = [(smtp, since) for smtp, since in self._idle if now - since >= REUSE_SECONDS]
+            self._idle = [entry for entry in self._idle if entry not in expired]
+            await asyncio.gather(*(_quit(smtp) for smtp, _ in expired))
+
+
+async def _reset(smtp: aiosmtplib.SMTP) -> bool:
+    """RSET (RFC 5321 §4.1.1.5): whether the connection is in a clean state for a new
+    transaction."""
+    try:
+        await smtp.rset()
+    except (aiosmtplib.SMTPException, OSError, TimeoutError):
+        return False
+    return True
+
+
+async def _quit(smtp: aiosmtplib.SMTP) -> None:
+    """End a connection politely (QUIT) if it is still up, then close it."""
+    with contextlib.suppress(aiosmtplib.SMTPException, OSError, TimeoutError, ssl.SSLError):
+        if smtp.is_connected:
+            await smtp.quit()
+    smtp.close()
 
 
 def _status(code: int) -> str:

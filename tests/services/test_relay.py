@@ -16,6 +16,7 @@ import pytest
 
 from sinkd.server.runtime import Sinkd
 from sinkd.server.tls import self_signed, server_context
+from sinkd.services import relay
 from sinkd.services.recorder import Recorder
 from sinkd.services.relay import RelayConfig, Relayer, received_field
 from sinkd.services.settings import parse_relay_url
@@ -258,6 +259,36 @@ async def test_mixed_recipients_each_end_as_their_own_replies_say(
     # Only the pending recipient was tried again: bob got the one copy.
     assert [d.rcpt_to for d in target.deliveries] == [("bob@corp.example",)]
     assert target.transactions == done["attempts"] >= 2
+
+
+async def test_relays_in_a_row_share_one_connection_to_the_target(
+    start_server: StartServer, target: RelayTarget, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Kept for the next relay as Postfix keeps a cached session; here long enough that the
+    # sends' pace cannot matter.
+    monkeypatch.setattr(relay, "REUSE_SECONDS", 60.0)
+    app = await relaying(start_server, target)
+    for n in range(3):
+        await send(app, message(f"figures {n}"), "alice@sender.example", "bob@corp.example")
+        await target.wait_for(n + 1)
+    assert target.connections == 1 and target.transactions == 3
+
+
+async def test_a_kept_connection_the_target_dropped_is_replaced_without_deferring(
+    start_server: StartServer, target: RelayTarget, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(relay, "REUSE_SECONDS", 60.0)
+    app = await relaying(start_server, target)
+    events = app.hub.subscribe()
+    await send(app, message("first"), "alice@sender.example", "bob@corp.example")
+    await target.wait_for(1)
+    await target.stop()  # drops the connection sinkd keeps
+    await target.start()
+    await send(app, message("second"), "alice@sender.example", "bob@corp.example")
+    state = await relay_settled(events, await newest_id(app))
+    # RSET on the kept connection failed, so a new one was opened: no deferral, one attempt.
+    assert state["status"] == "delivered" and state["attempts"] == 1
+    assert target.connections == 2
 
 
 # --- TLS and AUTH -------------------------------------------------------------------------------

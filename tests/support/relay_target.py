@@ -49,6 +49,7 @@ class RelayTarget:
     credentials: tuple[str, str] | None = None
     deliveries: list[Delivery] = field(default_factory=list)
     transactions: int = 0  # MAIL commands seen (attempts that got that far)
+    connections: int = 0  # SMTP connections accepted
     auth_attempts: list[tuple[str, str]] = field(default_factory=list)
     port: int = 0
     # When set, DATA waits for it (set it to let the message through); data_started is set
@@ -107,6 +108,7 @@ class RelayTarget:
             **kwargs,
         )
         self._open.add(protocol)
+        self.connections += 1
         return protocol
 
     def _authenticate(
