@@ -54,7 +54,7 @@ def add_arguments(report: argparse.ArgumentParser) -> None:
     add_options(report, "report", "profiles_dirs")
     add_sender_option(report)
     add_client_options(report)
-    add_options(report, "report", "dns", "dns_server", "dns_zones", "dns_timeout")
+    add_options(report, "report", "dns", "dns_server", "dns_zones", "dns_timeout", "spamd")
     report.add_argument("--json", action="store_true", help="print the report as JSON")
     report.add_argument(
         "--html", type=Path, metavar="OUT.html", help="also write one self-contained HTML page"
@@ -72,7 +72,9 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
     # --dns-zone's: built before any file, so a bad zone file stops the command first.
     zones = dns_zones_of([*chosen, *(profiles.resolve(n) for n in population.profile_ids)])
     resolver = build_resolver(args.dns, args.dns_server, [*zones, *args.dns_zone], args.dns_timeout)
-    judge = Judge(profiles, profile=names[0], resolver=resolver, population=population)
+    judge = Judge(
+        profiles, profile=names[0], resolver=resolver, population=population, spamd=args.spamd
+    )
     raws = [(path, read_message(path)) for path in args.files]  # missing files: exit 2 first
     reports: list[MessageReport] = []
     for path, raw in raws:

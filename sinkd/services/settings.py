@@ -324,8 +324,8 @@ class Option:
         return self.env or f"SINKD_{self.name.upper()}"
 
 
-_CHECK = frozenset({"serve", "check"})  # the profile, routing and spamd options
-_JUDGE = frozenset({"serve", "check", "report"})  # the DNS options
+_CHECK = frozenset({"serve", "check"})  # the profile and routing options
+_JUDGE = frozenset({"serve", "check", "report"})  # the DNS options and --spamd
 _PROFILES = frozenset({"serve", "check", "report", "profiles"})
 
 
@@ -540,7 +540,7 @@ class Settings:
             "option": Option(
                 "--spamd",
                 "spamd for every spamassassin filter, whatever the profile says",
-                commands=_CHECK,
+                commands=_JUDGE,
                 parse=parse_address,
                 metavar="HOST:PORT",
                 doc="the spamd every `spamassassin` filter uses, whatever its profile says",

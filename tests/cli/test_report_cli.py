@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from sinkd.cli import EXIT_OK, EXIT_USAGE, main
+from tests.conftest import SpamdProcess
 
 HOSTILE_SUBJECT = "<script>alert(1)</script> & <b>bold</b>"
 
@@ -167,3 +168,14 @@ def test_the_html_report_says_when_checks_were_judged_without_dns_data(
     page = out.read_text(encoding="utf-8")
     assert '<p class="note dns-note">Judged without DNS data' in page
     assert "not judged: no-dns-data" in page
+
+
+def test_spamd_gives_the_spamassassin_profile_its_scanner(
+    newsletter: Path, spamd: SpamdProcess
+) -> None:
+    # Without --spamd the profile's own address (127.0.0.1:783) is used, where none listens.
+    args = (str(newsletter), "--profiles", "spamassassin-default", "--json")
+    code, text = run(*args, "--spamd", f"{spamd.host}:{spamd.port}")
+    assert code == EXIT_OK
+    (judged,) = json.loads(text)["profiles"]
+    assert judged["fully_judged"] is True
