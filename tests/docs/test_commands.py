@@ -48,6 +48,7 @@ from tests.support.doc_commands import (
     ci_packages,
     classify,
     command_env,
+    distinct_commands,
     env_prefix,
     normalise,
     parse_markdown,
@@ -448,7 +449,9 @@ CHECKS: dict[Kind, Check] = {
 NEEDS = {"swaks": ("swaks", "swaks"), "curl": ("curl", "curl"), "jq": ("jq", "jq")}
 
 
-@pytest.mark.parametrize("command", [pytest.param(c, id=c.where) for c in COMMANDS])
+@pytest.mark.parametrize(
+    "command", [pytest.param(c, id="=".join(places)) for c, places in distinct_commands(COMMANDS)]
+)
 def test_the_documented_command_works(
     command: Command, servers: Servers, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -478,6 +481,14 @@ def test_the_docs_are_found_and_their_commands_read() -> None:
 
 
 # --- the machinery can fail -----------------------------------------------------------------------
+
+
+def test_a_command_shown_twice_alike_is_one_check_naming_both_places() -> None:
+    markdown = "```sh\nsinkd messages list\n```\n\n```sh\nsinkd messages list\n```\n"
+    commands = parse_markdown(markdown, Path("x.md"))
+    assert distinct_commands(commands) == [(commands[0], ("x.md:2", "x.md:6"))]
+    other = parse_markdown("```sh\n# 550 5.7.1 refused\nsinkd messages list\n```\n", Path("y.md"))
+    assert len(distinct_commands([*commands, *other])) == 2  # what it says of it differs
 
 
 def test_a_command_no_kind_fits_is_not_placed() -> None:

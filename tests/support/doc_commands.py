@@ -167,6 +167,18 @@ def all_commands() -> list[Command]:
     return [command for path in doc_files() for command in commands_in(path)]
 
 
+def distinct_commands(commands: list[Command]) -> list[tuple[Command, tuple[str, ...]]]:
+    """Each check once, with every place it is shown: the README repeats the quick start and
+    the examples of docs/getting-started.md word for word. The same text, comments, shown output
+    and commands before it in its block make the same check, run once (the first place names
+    it in a failure)."""
+    places: dict[tuple[object, ...], list[Command]] = {}
+    for command in commands:
+        key = (command.text, command.comments, command.output, command.previous)
+        places.setdefault(key, []).append(command)
+    return [(same[0], tuple(c.where for c in same)) for same in places.values()]
+
+
 # --- kinds ---------------------------------------------------------------------------------------
 
 
