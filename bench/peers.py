@@ -57,7 +57,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -427,11 +427,13 @@ def start_sinkd(
     db: Path | None = None,
     spamd: subprocess.Popen[bytes] | None = None,
     runner: list[str] | None = None,
+    extra: Sequence[str] = (),
 ) -> Server:
-    """``sinkd serve`` from this checkout, a fresh store unless ``db`` is given."""
+    """``sinkd serve`` from this checkout, a fresh store unless ``db`` is given; ``extra``
+    options after the variant's own."""
     db = db or workdir / f"sinkd-{variant}.db"
     spamd_port = getattr(spamd, "port", None)
-    command = sinkd_command(workdir, variant, db, spamd_port, runner)
+    command = [*sinkd_command(workdir, variant, db, spamd_port, runner), *extra]
     log_path = workdir / f"sinkd-{variant}.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("SINKD_")}
     process = subprocess.Popen(

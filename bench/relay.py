@@ -20,10 +20,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
 import sqlite3
 import statistics
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -51,20 +49,8 @@ def relay_counts(db: Path) -> dict[str, int]:
 
 
 def start(workdir: Path, name: str, extra: list[str]) -> peers.Server:
-    db = workdir / f"{name}.db"
-    command = [*peers.sinkd_command(workdir, "a", db, None), *extra]
-    log_path = workdir / f"{name}.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SINKD_")}
-    process = subprocess.Popen(
-        command,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=log_path.open("ab"),
-        env=env | {"PYTHONUNBUFFERED": "1"},
-        cwd=peers.ROOT,
-    )
-    match = peers.wait_for_line(process, peers.SINKD_READY, log_path)
-    return peers.Server(name, name, process, int(match["port"]), workdir, db)
+    """``sinkd serve --profile no-filter`` with ``extra`` options and a store of its own."""
+    return peers.start_sinkd(workdir, "a", db=workdir / f"{name}.db", extra=extra)
 
 
 async def one_round(
@@ -97,7 +83,7 @@ async def one_round(
             drain,
         )
     finally:
-        stop(server, workdir / f"{name}.log")
+        stop(server, workdir / "sinkd-a.log")
 
 
 def stop(server: peers.Server, log_path: Path) -> None:

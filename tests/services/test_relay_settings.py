@@ -4,26 +4,20 @@ variables, and clear usage errors naming the option or variable for anything els
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
-from sinkd.cli import EXIT_USAGE, build_parser, main
+from sinkd.cli import EXIT_USAGE, main
 from sinkd.services.relay import RelayConfig
-from sinkd.services.settings import RelayTarget, Settings, from_namespace
+from sinkd.services.settings import RelayTarget
 from tests.support.servers import run_sinkd
+from tests.support.settings import clear_sinkd_environment, serve
 
 
 @pytest.fixture(autouse=True)
 def _no_sinkd_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith("SINKD_"):
-            monkeypatch.delenv(name)
-
-
-def serve(*argv: str) -> Settings:
-    return from_namespace(build_parser("serve").parse_args(["serve", *argv]))
+    clear_sinkd_environment(monkeypatch)
 
 
 @pytest.mark.parametrize(

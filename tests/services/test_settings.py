@@ -4,7 +4,6 @@ the declarations, and variables read with the same parsers and precedence as opt
 from __future__ import annotations
 
 import dataclasses
-import os
 import ssl
 from pathlib import Path
 
@@ -14,22 +13,15 @@ from sinkd.cli import EXIT_USAGE, build_parser, main
 from sinkd.server.options import ServerOptions
 from sinkd.services.settings import (
     Settings,
-    from_namespace,
     options,
 )
 from tests.support.docs import markers, page, rendered
+from tests.support.settings import clear_sinkd_environment, serve
 
 
 @pytest.fixture(autouse=True)
 def _no_sinkd_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith("SINKD_"):
-            monkeypatch.delenv(name)
-
-
-def serve(*argv: str) -> Settings:
-    """The settings ``sinkd serve ARGV`` runs with (under the current environment)."""
-    return from_namespace(build_parser("serve").parse_args(["serve", *argv]))
+    clear_sinkd_environment(monkeypatch)
 
 
 @pytest.mark.parametrize(

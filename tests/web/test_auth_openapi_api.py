@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -26,12 +25,6 @@ PROTECTED = [
 @pytest.fixture
 async def app(start_server: StartServer) -> Sinkd:
     return await start_server(http=True, http_auth=("ann", "s3cret:x"))
-
-
-@pytest.fixture
-async def http(app: Sinkd) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=base_url(app), timeout=TIMEOUT) as client:
-        yield client
 
 
 # --- basic auth -----------------------------------------------------------------------------

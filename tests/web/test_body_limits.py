@@ -14,8 +14,8 @@ from sinkd.server.runtime import Sinkd
 from sinkd.store import Query
 from sinkd.web.app import BODY_LIMIT
 from tests.conftest import StartServer
-from tests.support.smtp import TIMEOUT, send
-from tests.support.web import RawResponse, base_url, mail, raw_exchange
+from tests.support.smtp import send
+from tests.support.web import RawResponse, mail, raw_exchange
 
 THIRTY_MB = 30 * 1024 * 1024
 
@@ -83,12 +83,6 @@ async def test_a_chunked_body_is_refused_as_soon_as_it_passes_the_cap(app: Sinkd
         "Transfer-Encoding: chunked",
     )
     assert_too_large(await raw_exchange(app, request, *chunks))
-
-
-@pytest.fixture
-async def http(app: Sinkd) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=base_url(app), timeout=TIMEOUT) as client:
-        yield client
 
 
 async def test_a_body_up_to_the_cap_reaches_the_endpoint_and_one_byte_more_does_not(

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import socket
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -22,17 +21,6 @@ from tests.support.smtp import TIMEOUT, count, message, raw_client
 from tests.support.web import CHAOS, JSON, assert_error, base_url, put_chaos
 
 STAGES = ["connect", "ehlo", "auth", "mail", "rcpt", "data"]
-
-
-@pytest.fixture
-async def app(start_server: StartServer) -> Sinkd:
-    return await start_server(http=True)
-
-
-@pytest.fixture
-async def http(app: Sinkd) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=base_url(app), timeout=TIMEOUT) as client:
-        yield client
 
 
 async def rcpt_answer(app: Sinkd) -> str:

@@ -93,12 +93,6 @@ def profile_names(app: Sinkd) -> list[str]:
     return ProfileSet(app.settings.profiles_dirs).names()
 
 
-@pytest.fixture
-async def http(app: Sinkd) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=base_url(app), timeout=TIMEOUT) as client:
-        yield client
-
-
 async def newest_id(app: Sinkd) -> str:
     assert app.store is not None
     return (await app.store.list(Query(limit=1)))[0].id

@@ -16,22 +16,10 @@ import pytest
 from sinkd.server.runtime import Sinkd
 from sinkd.store import Query
 from sinkd.web.hub import QUEUE_SIZE, Hub
-from tests.conftest import StartServer
 from tests.support.smtp import SPAMMY_MESSAGE, TIMEOUT, message, send
-from tests.support.web import JSON, MESSAGES, assert_error, base_url
+from tests.support.web import JSON, MESSAGES, assert_error
 
 EVENTS = "/api/v1/events"
-
-
-@pytest.fixture
-async def app(start_server: StartServer) -> Sinkd:
-    return await start_server(http=True)
-
-
-@pytest.fixture
-async def http(app: Sinkd) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=base_url(app), timeout=TIMEOUT) as client:
-        yield client
 
 
 class Stream:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -20,19 +19,13 @@ from sinkd.core.ports import Resolver
 from sinkd.server.runtime import Sinkd
 from sinkd.store import Query
 from tests.conftest import StartServer
-from tests.support.smtp import TIMEOUT, aio_client, message
-from tests.support.web import JSON, MESSAGES, base_url
+from tests.support.smtp import aio_client, message
+from tests.support.web import JSON, MESSAGES
 
 
 @pytest.fixture
 async def app(start_server: StartServer, tmp_path: Path) -> Sinkd:
     return await start_server(http=True, verdict_log=tmp_path / "verdicts.jsonl")
-
-
-@pytest.fixture
-async def http(app: Sinkd) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=base_url(app), timeout=TIMEOUT) as client:
-        yield client
 
 
 async def sent_with_tls_and_auth(app: Sinkd) -> str:

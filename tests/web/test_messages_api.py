@@ -4,7 +4,6 @@ messages are sent over SMTP first, then listed, read, re-evaluated and deleted o
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -13,27 +12,14 @@ import pytest
 
 from sinkd.server.runtime import Sinkd
 from sinkd.store import Query
-from tests.conftest import StartServer
 from tests.support.smtp import (
     GTUBE_MESSAGE,
     SPAMMY_MESSAGE,
-    TIMEOUT,
     count,
     message,
     send,
 )
-from tests.support.web import JSON, MESSAGES, assert_error, base_url
-
-
-@pytest.fixture
-async def app(start_server: StartServer) -> Sinkd:
-    return await start_server(http=True)
-
-
-@pytest.fixture
-async def http(app: Sinkd) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=base_url(app), timeout=TIMEOUT) as client:
-        yield client
+from tests.support.web import JSON, MESSAGES, assert_error
 
 
 @pytest.fixture

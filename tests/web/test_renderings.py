@@ -52,17 +52,6 @@ def inline_message(remote_port: int, *, tag: str = "sender.example") -> bytes:
     return related_message(f"Inline images {tag}", body, parts, boundary=f"b-{tag}")
 
 
-@pytest.fixture
-async def app(start_server: StartServer) -> Sinkd:
-    return await start_server(http=True)
-
-
-@pytest.fixture
-async def http(app: Sinkd) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=base_url(app), timeout=TIMEOUT) as client:
-        yield client
-
-
 async def newest_id(app: Sinkd) -> str:
     assert app.store is not None
     return (await app.store.list(Query(limit=1)))[0].id

@@ -4,7 +4,6 @@ its greylist and rate-limit memory: real SMTP and HTTP on free ports."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +23,6 @@ DELIVERY = "/api/v1/delivery-state"
 @pytest.fixture
 async def app(start_server: StartServer) -> Sinkd:
     return await start_server(http=True, routes={"finance.example": "strict-finance"})
-
-
-@pytest.fixture
-async def http(app: Sinkd) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=base_url(app), timeout=TIMEOUT) as client:
-        yield client
 
 
 async def put_routing(http: httpx.AsyncClient, body: Any, **headers: str) -> httpx.Response:
