@@ -43,6 +43,7 @@ from sinkd.store import (
     RelayEntry,
     StoredMessage,
     iso,
+    moment,
 )
 
 log = logging.getLogger(__name__)
@@ -172,10 +173,6 @@ def _token(text: str) -> str:
     """A value fit for the field: no whitespace, parentheses or control characters."""
     cleaned = re.sub(r"[\s()<>;\\\x00-\x1f\x7f]", "", text)
     return cleaned[:255] or "unknown"
-
-
-def _moment(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 @dataclass
@@ -313,7 +310,7 @@ class Relayer:
                 continue
             if self._finished.get(entry.message_id, 0) > begun:
                 continue  # read before its attempt recorded the outcome: stale
-            due = _moment(entry.next_attempt_at)
+            due = moment(entry.next_attempt_at)
             held = self._not_before.get(entry.message_id)
             if held is not None:
                 if held > now:
@@ -359,7 +356,7 @@ class Relayer:
             found = _Attempt()
             found.settle(pending, RELAY_FAILED, error_json("the message has no stored bytes"))
         else:
-            received_at = _moment(str(stored.data.get("received_at") or iso(started)))
+            received_at = moment(str(stored.data.get("received_at") or iso(started)))
             message = received_field(stored.data, self.config.hostname, received_at) + body
             sender = str((stored.data.get("envelope") or {}).get("mail_from") or "")
             found = await self._deliver(sender, pending, message)
@@ -399,7 +396,7 @@ class Relayer:
         now = self.clock()
         next_at: str | None = None
         if waiting:
-            queued_at = _moment(str(state["queued_at"]))
+            queued_at = moment(str(state["queued_at"]))
             end = queued_at + timedelta(seconds=self.config.lifetime)
             # The last try is at the end of the lifetime, however long the backoff has grown.
             retry = min(now + timedelta(seconds=self.config.delay(attempts)), end)

@@ -200,3 +200,8 @@ def _whole_ms(moment: datetime) -> datetime:
 def iso(moment: datetime) -> str:
     """RFC 3339 timestamp with milliseconds, as every JSON output writes it."""
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def moment(text: str) -> datetime:
+    """A timestamp ``iso`` wrote, read back (timezone-aware)."""
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))

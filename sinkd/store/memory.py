@@ -150,7 +150,7 @@ class MemoryStore:
             if entry is None or not _queued(entry):
                 return False
             # Through JSON, as SQLite keeps it: the caller's dict stays the caller's.
-            entry.relay = json.loads(json.dumps(state))
+            entry.relay = json.loads(json.dumps(state))  # stored as SQLite stores it: JSON
             return True
 
     async def delete(self, message_id: str) -> None:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from sinkd.errors import NotFound, StoreError
-from sinkd.store import iso, relay_queued
+from sinkd.store import iso, moment, relay_queued
 from sinkd.store.columns import NO_SEARCH, MessageRow, PreparedSave, SearchText, fold
 
 if TYPE_CHECKING:
@@ -642,10 +642,6 @@ def _backfill_lag(conn: sqlite3.Connection) -> None:
         else:
             lag = max(lag, (high - received) // timedelta(milliseconds=1))
     _store_lag(conn, lag)
-
-
-def moment(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def rollback(conn: sqlite3.Connection) -> None:

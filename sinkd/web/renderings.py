@@ -212,7 +212,8 @@ def marked_original(stored: StoredMessage) -> str:
     classes = stripped_classes(stored.data)
     if not is_html or not classes:
         return doc
-    # Imported here: marking parses HTML (selectolax), which only this view needs.
+    # Imported here: marking brings the HTML policy's walk and tinycss2, which only this view
+    # needs (selectolax itself is loaded already, for cid: references).
     from sinkd.web.marking import MARK_TAG, mark_html
 
     attr = f"data-sinkd-{secrets.token_hex(6)}"  # a mail cannot know it, so cannot forge marks

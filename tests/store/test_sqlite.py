@@ -58,6 +58,15 @@ async def test_save_is_committed_when_it_returns(store: SqliteStore, db_path: Pa
     assert direct_count(db_path, "raw") == 1
 
 
+def stored_schema_version(db_path: Path) -> str:
+    conn = sqlite3.connect(db_path)
+    try:
+        (version,) = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    finally:
+        conn.close()
+    return str(version)
+
+
 async def test_database_uses_wal_and_the_current_schema_version(
     store: SqliteStore, db_path: Path
 ) -> None:
@@ -301,11 +310,7 @@ async def test_a_version_1_store_is_migrated_and_keeps_its_messages(
         assert await store.count() == 2
     finally:
         await store.close()
-    conn = sqlite3.connect(db_path)
-    try:
-        (version,) = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-    finally:
-        conn.close()
+    version = stored_schema_version(db_path)
     assert version == str(SCHEMA_VERSION)
 
 
@@ -331,9 +336,5 @@ async def test_a_version_6_store_is_migrated_keeps_its_messages_and_then_queues_
         assert await store.count() == 2
     finally:
         await store.close()
-    conn = sqlite3.connect(db_path)
-    try:
-        (version,) = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-    finally:
-        conn.close()
+    version = stored_schema_version(db_path)
     assert version == "7" == str(SCHEMA_VERSION)
