@@ -50,7 +50,7 @@ def add_arguments(diff: argparse.ArgumentParser) -> None:
         type=Path,
         metavar="DIR",
         help="also judge every *.eml file in DIR with A and with B and list the messages whose "
-        "verdict, disposition, stage, reply or deciding codes differ",
+        "verdict, disposition, stage, reply, deciding codes or stripped parts differ",
     )
     diff.add_argument("--json", action="store_true", help="print the differences as JSON")
     # The DNS and spamd options as sinkd check takes them (offline DNS by default).
@@ -258,7 +258,7 @@ def _text(
         total, diffs, _ = corpus
         lines += ["", f"Corpus {directory}: {summary(diffs, total)}"]
         for found in diffs:
-            lines.append(f"{found.file}: {found.transition} ({', '.join(found.differs)} differ)")
+            lines.append(f"{found.file}: {found.transition}; differs: {', '.join(found.differs)}")
             for label, outcome in (("A", found.a), ("B", found.b)):
                 deciding = ", ".join(outcome.deciding) or "-"
                 lines += _wrap(
@@ -267,4 +267,5 @@ def _text(
                     f"reply: {outcome.reply}",
                     2,
                 )
+                lines += [ln for item in outcome.stripped for ln in _wrap(f"stripped: {item}", 4)]
     return "\n".join(lines) + "\n"

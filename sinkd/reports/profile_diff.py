@@ -1,9 +1,9 @@
 """What two profiles judged differently on a corpus (``sinkd profiles diff A B --corpus DIR``).
 
 Owns comparing one message's verdict under profile A with its verdict under profile B (the
-verdict and where it ends up, the stage, the SMTP reply, the deciding finding codes) and the
-summary line ("12 of 240 messages judged differently: 9 accept→quarantine, 3 accept→reject").
-It judges no mail (the CLI runs the ``Judge`` and hands the verdicts in) and prints nothing.
+verdict and where it ends up, the stage, the SMTP reply, the deciding finding codes, the parts
+a strip action removed) and the summary line ("12 of 240 messages judged differently: 9
+accept→quarantine, 3 accept→reject"). It judges no mail (the CLI runs the ``Judge`` and hands the verdicts in) and prints nothing.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 from sinkd.core.model import Verdict
 
 # What makes two verdicts of one message differ, in the order a difference is named.
-COMPARED = ("verdict", "disposition", "stage", "reply", "deciding")
+COMPARED = ("verdict", "disposition", "stage", "reply", "deciding", "stripped")
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +28,7 @@ class Outcome:
     stage: str
     reply: str
     deciding: tuple[str, ...]
+    stripped: tuple[str, ...]
     score: float
 
     @classmethod
@@ -39,6 +40,7 @@ class Outcome:
             stage=verdict.stage.value,
             reply=f"{reply.code} {reply.enhanced} {reply.text}",
             deciding=tuple(f.code for f in verdict.findings if f.decided),
+            stripped=verdict.stripped,
             score=verdict.score,
         )
 
@@ -49,6 +51,7 @@ class Outcome:
             "stage": self.stage,
             "reply": self.reply,
             "deciding": list(self.deciding),
+            "stripped": list(self.stripped),
             "score": self.score,
         }
 
@@ -65,12 +68,12 @@ class MessageDiff:
     @property
     def transition(self) -> str:
         """ "accept→quarantine"; with the same verdict, where it ends up ("inbox→junk"), else
-        the verdict and what else differs ("accept, other reply")."""
+        the verdict and what else differs ("accept (other stripped)")."""
         if self.a.verdict != self.b.verdict:
             return f"{self.a.verdict}→{self.b.verdict}"
         if self.a.disposition != self.b.disposition:
             return f"{self.a.disposition}→{self.b.disposition}"
-        return f"{self.a.verdict}, other {'/'.join(self.differs)}"
+        return f"{self.a.verdict} (other {'/'.join(self.differs)})"
 
     def to_json(self) -> dict[str, Any]:
         return {
