@@ -3,7 +3,8 @@
 Owns comparing one message's verdict under profile A with its verdict under profile B (the
 verdict and where it ends up, the stage, the SMTP reply, the deciding finding codes, the parts
 a strip action removed) and the summary line ("12 of 240 messages judged differently: 9
-accept→quarantine, 3 accept→reject"). It judges no mail (the CLI runs the ``Judge`` and hands the verdicts in) and prints nothing.
+accept→quarantine, 3 accept→reject"). It judges no mail (the CLI runs the ``Judge`` and hands
+the verdicts in) and prints nothing.
 """
 
 from __future__ import annotations
