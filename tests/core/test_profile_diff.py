@@ -115,3 +115,27 @@ def test_the_changes_serialise_as_json_with_a_and_b_or_added_and_removed() -> No
         "added": ["a"],
         "removed": [],
     }
+
+
+def test_filters_in_another_order_are_an_order_change(tmp_path: Path) -> None:
+    # The pipeline runs filters in the order listed: the first to decide wins.
+    def standalone(profile_id: str, filters: list[str]) -> Profile:
+        path = tmp_path / f"{profile_id}.yaml"
+        path.write_text(
+            f"schema: sinkd.profile/v1\nid: {profile_id}\ntitle: order\n"
+            'models: [{what: "order", assumption: "the test"}]\nfilters:\n'
+            + "".join(f"  - {{kind: size, name: {name}, max_bytes: 1000}}\n" for name in filters),
+            encoding="utf-8",
+        )
+        return ProfileSet([tmp_path]).resolve(str(path)).profile
+
+    first = standalone("first", ["small", "smaller"])
+    second = standalone("second", ["smaller", "small"])
+    assert diff_profiles(first, second).changes == (
+        Change(
+            "filters",
+            "order",
+            ["small (size)", "smaller (size)"],
+            ["smaller (size)", "small (size)"],
+        ),
+    )
