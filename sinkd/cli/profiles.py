@@ -1,9 +1,11 @@
-"""``sinkd profiles list|show|validate``: the profiles sinkd knows, one profile in full, and
-profile files checked before use.
+"""``sinkd profiles list|show|validate|diff``: the profiles sinkd knows, one profile in full,
+profile files checked before use, and what two profiles would judge differently.
 
 Owns the profile printout (every rule, threshold, limit, reply and stage with its source or
 assumption) and the validation report. Loading and checking profiles is
-``sinkd.core.profiles``; this module must not judge mail or import the server or the store.
+``sinkd.core.profiles``; ``diff`` is ``sinkd.cli.profiles_diff`` (it judges a corpus through
+the ``Judge`` as ``sinkd check`` does). This module must not judge mail or import the server or
+the store.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import textwrap
 from pathlib import Path
 from typing import Any, TextIO
 
+from sinkd.cli import profiles_diff
 from sinkd.cli.base import EXIT_OK, EXIT_USAGE, Parser
 from sinkd.core.model import Action
 from sinkd.core.profiles import (
@@ -49,9 +52,14 @@ def add_arguments(profiles: argparse.ArgumentParser) -> None:
             sub.add_argument("paths", nargs="+", type=Path, metavar="PATH")
         else:
             sub.add_argument("--json", action="store_true")
+    profiles_diff.add_arguments(
+        profile_commands.add_parser("diff", help="what two profiles would judge differently")
+    )
 
 
 def run(args: argparse.Namespace, out: TextIO) -> int:
+    if args.profiles_command == "diff":
+        return profiles_diff.run(args, out)
     if args.profiles_command == "validate":
         failed = 0
         profiles = ProfileSet(args.profiles_dir)
