@@ -1,0 +1,207 @@
+"""The Postfix filtering-gateway harness (tests/support/postfix_gateway.py) against the real
+Postfix: each test sends one message and asserts the reply Postfix gave, as observed (Postfix
+3.7.11, Debian 12), with its stage. These are the ground truth the Postfix importer of issue 20
+will be compared with; docs/dev/postfix-import-notes.md explains each construct.
+
+One gateway per value of ``smtpd_delay_reject`` serves the whole module: its policy holds every
+construct under test, each triggered by its own sender, client, HELO name or content, so the
+tests do not depend on each other.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import pytest
+
+from tests.support.postfix_gateway import GATEWAY_DOMAIN, Outcome, PostfixGateway, send
+
+LOG_TIMEOUT = 10.0  # cleanup logs its action within milliseconds of the reply
+SIZE_LIMIT = 200_000  # message_size_limit; above header_size_limit (102400) as Postfix wants
+RECIPIENT = f"bob@{GATEWAY_DOMAIN}"
+SENDER = "alice@sender.example"
+BLOCKED_SENDER = "spam@blocked.example"
+BLOCKED_CLIENT = {"ADDR": "192.0.2.7", "NAME": "mail.blocked.example"}
+BLOCKED_HELO = "bad.helo.example"
+
+POLICY = {
+    "smtpd_client_restrictions": "check_client_access cidr:$config_directory/client_access",
+    "smtpd_helo_restrictions": "check_helo_access texthash:$config_directory/helo_access",
+    "smtpd_sender_restrictions": "check_sender_access texthash:$config_directory/sender_access",
+    "header_checks": "regexp:$config_directory/header_checks",
+    "body_checks": "regexp:$config_directory/body_checks",
+    "message_size_limit": str(SIZE_LIMIT),
+}
+TABLES = {
+    # access(5): a cidr: table is matched against the client address, texthash: by key.
+    "client_access": "192.0.2.0/24 REJECT\n",
+    "helo_access": f"{BLOCKED_HELO} 550 5.7.0 no such host here\n",
+    "sender_access": f"{BLOCKED_SENDER} REJECT\n",
+    # header_checks(5): REJECT with and without text, DISCARD.
+    "header_checks": "/^Subject:.*lottery/ REJECT Subject rejected by policy\n"
+    "/^X-Drop-Me:/ DISCARD dropped by the test policy\n",
+    "body_checks": "/you are a winner/ REJECT\n",
+}
+
+
+def message(subject: str = "Quarterly figures", body: str = "See attached.\r\n") -> bytes:
+    return (
+        f"From: {SENDER}\r\nTo: {RECIPIENT}\r\nSubject: {subject}\r\n"
+        f"Message-ID: <test@sender.example>\r\n\r\n{body}"
+    ).encode()
+
+
+@pytest.fixture(scope="module", params=["yes", "no"], ids=["delay_reject", "no_delay_reject"])
+def gateway(request: pytest.FixtureRequest) -> Iterator[PostfixGateway]:
+    policy = {**POLICY, "smtpd_delay_reject": request.param}
+    with PostfixGateway(policy=policy, tables=TABLES) as started:
+        started.start_gateway()
+        yield started
+
+
+def delayed(gateway: PostfixGateway) -> bool:
+    return gateway.policy["smtpd_delay_reject"] == "yes"
+
+
+def deliver(
+    gateway: PostfixGateway,
+    data: bytes,
+    *,
+    sender: str = SENDER,
+    recipients: tuple[str, ...] = (RECIPIENT,),
+    helo: str = "client.example",
+    xclient: dict[str, str] | None = None,
+    declare_size: bool = False,
+) -> Outcome:
+    return send(
+        gateway.smtp_port,
+        data,
+        sender=sender,
+        recipients=recipients,
+        helo=helo,
+        xclient=xclient,
+        declare_size=declare_size,
+    )
+
+
+def assert_reply(outcome: Outcome, stage: str, code: int, enhanced: str, text: str) -> None:
+    final = outcome.final
+    assert (outcome.stage, final.code, final.enhanced, final.text) == (
+        stage,
+        code,
+        enhanced,
+        text,
+    ), f"Postfix answered:\n{outcome}"
+
+
+def test_a_clean_message_is_accepted_and_discarded_by_the_gateway(
+    gateway: PostfixGateway,
+) -> None:
+    outcome = deliver(gateway, message())
+    assert outcome.accepted, f"Postfix answered:\n{outcome}"
+    assert re.fullmatch(r"Ok: queued as [0-9A-F]+", outcome.final.text)
+    assert (outcome.final.code, outcome.final.enhanced) == (250, "2.0.0")
+    gateway.wait_for_log(
+        rf"postfix/discard\[\d+\]: {outcome.queue_id}: to=<{re.escape(RECIPIENT)}>,"
+        r".* status=sent \(accepted by the test gateway\)",
+        LOG_TIMEOUT,
+    )
+
+
+def test_a_recipient_outside_the_gateway_domain_is_refused_at_rcpt(
+    gateway: PostfixGateway,
+) -> None:
+    outcome = deliver(gateway, message(), recipients=("carol@elsewhere.example",))
+    # smtpd_relay_restrictions = permit_auth_destination, reject. postconf(5) "reject" says
+    # reject_code (default 554); the enhanced code and "Access denied" are smtpd's.
+    assert_reply(
+        outcome,
+        "rcpt",
+        554,
+        "5.7.1",
+        "<carol@elsewhere.example>: Recipient address rejected: Access denied",
+    )
+
+
+def test_a_check_sender_access_reject_is_554_at_rcpt_or_at_mail_without_delay_reject(
+    gateway: PostfixGateway,
+) -> None:
+    outcome = deliver(gateway, message(), sender=BLOCKED_SENDER)
+    # access(5) REJECT: access_map_reject_code (554) and 5.7.1, "Access denied" when no text.
+    stage = "rcpt" if delayed(gateway) else "mail"
+    assert_reply(
+        outcome, stage, 554, "5.7.1", f"<{BLOCKED_SENDER}>: Sender address rejected: Access denied"
+    )
+
+
+def test_a_check_client_access_reject_is_at_rcpt_or_in_the_greeting_without_delay_reject(
+    gateway: PostfixGateway,
+) -> None:
+    outcome = deliver(gateway, message(), xclient=BLOCKED_CLIENT)
+    stage = "rcpt" if delayed(gateway) else "connect"
+    assert_reply(
+        outcome,
+        stage,
+        554,
+        "5.7.1",
+        "<mail.blocked.example[192.0.2.7]>: Client host rejected: Access denied",
+    )
+
+
+def test_a_check_helo_access_reply_with_its_own_code_is_at_rcpt_or_at_ehlo(
+    gateway: PostfixGateway,
+) -> None:
+    outcome = deliver(gateway, message(), helo=BLOCKED_HELO)
+    # access(5) "NNN text": the table's code and enhanced code, its text after the prefix.
+    stage = "rcpt" if delayed(gateway) else "helo"
+    assert_reply(
+        outcome, stage, 550, "5.7.0", f"<{BLOCKED_HELO}>: Helo command rejected: no such host here"
+    )
+
+
+def test_a_header_checks_reject_with_text_is_550_at_end_of_data(gateway: PostfixGateway) -> None:
+    outcome = deliver(gateway, message(subject="Your lottery prize"))
+    # header_checks(5) REJECT optional text: the text replaces the generic one; 550 5.7.1.
+    assert_reply(outcome, "end-of-data", 550, "5.7.1", "Subject rejected by policy")
+    gateway.wait_for_log(
+        r"postfix/cleanup\[\d+\]: [0-9A-F]+: reject: header Subject: Your lottery prize from"
+        r" .*: 5\.7\.1 Subject rejected by policy",
+        LOG_TIMEOUT,
+    )
+
+
+def test_a_body_checks_reject_without_text_is_550_message_content_rejected(
+    gateway: PostfixGateway,
+) -> None:
+    outcome = deliver(gateway, message(body="Congratulations, you are a winner!\r\n"))
+    assert_reply(outcome, "end-of-data", 550, "5.7.1", "message content rejected")
+
+
+def test_a_header_checks_discard_is_accepted_with_250_and_seen_only_in_the_log(
+    gateway: PostfixGateway,
+) -> None:
+    outcome = deliver(gateway, b"X-Drop-Me: yes\r\n" + message())
+    # header_checks(5) DISCARD: "claim successful delivery and silently discard".
+    assert outcome.accepted, f"Postfix answered:\n{outcome}"
+    gateway.wait_for_log(
+        rf"postfix/cleanup\[\d+\]: {outcome.queue_id}: discard: header X-Drop-Me: yes from"
+        r" .*: dropped by the test policy",
+        LOG_TIMEOUT,
+    )
+
+
+def test_a_declared_size_above_message_size_limit_is_552_at_mail(gateway: PostfixGateway) -> None:
+    big = message(body=("x" * 70 + "\r\n") * (SIZE_LIMIT // 72 + 100))
+    outcome = deliver(gateway, big, declare_size=True)
+    assert_reply(outcome, "mail", 552, "5.3.4", "Message size exceeds fixed limit")
+
+
+def test_an_undeclared_size_above_message_size_limit_is_552_at_end_of_data(
+    gateway: PostfixGateway,
+) -> None:
+    big = message(body=("x" * 70 + "\r\n") * (SIZE_LIMIT // 72 + 100))
+    outcome = deliver(gateway, big)
+    # Not the MAIL FROM text: cleanup's "message file too big" (observed; postconf(5) gives
+    # no text for either).
+    assert_reply(outcome, "end-of-data", 552, "5.3.4", "Error: message file too big")
