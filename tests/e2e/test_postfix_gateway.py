@@ -24,6 +24,7 @@ SENDER = "alice@sender.example"
 BLOCKED_SENDER = "spam@blocked.example"
 BLOCKED_CLIENT = {"ADDR": "192.0.2.7", "NAME": "mail.blocked.example"}
 BLOCKED_HELO = "bad.helo.example"
+TRUSTED_SENDER = "friend@partner.example"
 
 POLICY = {
     "smtpd_client_restrictions": "check_client_access cidr:$config_directory/client_access",
@@ -37,10 +38,12 @@ TABLES = {
     # access(5): a cidr: table is matched against the client address, texthash: by key.
     "client_access": "192.0.2.0/24 REJECT\n",
     "helo_access": f"{BLOCKED_HELO} 550 5.7.0 no such host here\n",
-    "sender_access": f"{BLOCKED_SENDER} REJECT\n",
-    # header_checks(5): REJECT with and without text, DISCARD.
+    "sender_access": f"{BLOCKED_SENDER} REJECT\n{TRUSTED_SENDER} OK\n",
+    # header_checks(5): REJECT with text, DISCARD, HOLD, WARN.
     "header_checks": "/^Subject:.*lottery/ REJECT Subject rejected by policy\n"
-    "/^X-Drop-Me:/ DISCARD dropped by the test policy\n",
+    "/^X-Drop-Me:/ DISCARD dropped by the test policy\n"
+    "/^X-Hold-Me:/ HOLD held by the test policy\n"
+    "/^X-Warn-Me:/ WARN noticed by the test policy\n",
     "body_checks": "/you are a winner/ REJECT\n",
 }
 
@@ -189,6 +192,44 @@ def test_a_header_checks_discard_is_accepted_with_250_and_seen_only_in_the_log(
         r" .*: dropped by the test policy",
         LOG_TIMEOUT,
     )
+
+
+@pytest.mark.parametrize(
+    ("field", "action", "text"),
+    [
+        ("X-Hold-Me", "hold", "held by the test policy"),
+        ("X-Warn-Me", "warning", "noticed by the test policy"),
+    ],
+)
+def test_a_header_checks_hold_or_warn_is_accepted_with_250_and_logged_by_cleanup(
+    gateway: PostfixGateway, field: str, action: str, text: str
+) -> None:
+    outcome = deliver(gateway, f"{field}: yes\r\n".encode() + message())
+    # header_checks(5) HOLD: queued on hold; WARN: logged, delivered. Both answer 250.
+    assert outcome.accepted, f"Postfix answered:\n{outcome}"
+    gateway.wait_for_log(
+        rf"postfix/cleanup\[\d+\]: {outcome.queue_id}: {action}: header {field}: yes from"
+        rf" .*: {text}",
+        LOG_TIMEOUT,
+    )
+
+
+def test_an_access_ok_ends_only_its_own_list_so_relay_restrictions_still_refuse(
+    gateway: PostfixGateway,
+) -> None:
+    # postconf(5) smtpd_sender_restrictions: OK (permit) ends that restriction list; the
+    # relay and recipient restrictions are still evaluated.
+    outcome = deliver(
+        gateway, message(), sender=TRUSTED_SENDER, recipients=("carol@elsewhere.example",)
+    )
+    assert_reply(
+        outcome,
+        "rcpt",
+        554,
+        "5.7.1",
+        "<carol@elsewhere.example>: Recipient address rejected: Access denied",
+    )
+    assert deliver(gateway, message(), sender=TRUSTED_SENDER).accepted
 
 
 def test_a_declared_size_above_message_size_limit_is_552_at_mail(gateway: PostfixGateway) -> None:
