@@ -246,3 +246,92 @@ def test_an_undeclared_size_above_message_size_limit_is_552_at_end_of_data(
     # Not the MAIL FROM text: cleanup's "message file too big" (observed; postconf(5) gives
     # no text for either).
     assert_reply(outcome, "end-of-data", 552, "5.3.4", "Error: message file too big")
+
+
+# Restrictions that need no DNS lookup: the name checks read the HELO and the addresses, and
+# XCLIENT's NAME / REVERSE_NAME "[UNAVAILABLE]" tell smtpd that the client's lookups found no
+# name (XCLIENT_README), so reject_unknown_(reverse_)client_hostname decide without a resolver.
+NAME_CHECKS = {
+    "smtpd_recipient_restrictions": "reject_invalid_helo_hostname,"
+    " reject_non_fqdn_helo_hostname, reject_non_fqdn_sender,"
+    " reject_unknown_client_hostname, reject_unknown_reverse_client_hostname",
+}
+KNOWN_NAMES = {"ADDR": "192.0.2.8", "NAME": "mail.sender.example"}
+
+
+@pytest.fixture(scope="module")
+def name_checking_gateway() -> Iterator[PostfixGateway]:
+    with PostfixGateway(policy=NAME_CHECKS) as started:
+        started.start_gateway()
+        yield started
+
+
+@pytest.mark.parametrize(
+    ("helo", "sender", "xclient", "code", "enhanced", "text"),
+    [
+        pytest.param(
+            "bad_helo!",
+            SENDER,
+            KNOWN_NAMES,
+            501,
+            "5.5.2",
+            "<bad_helo!>: Helo command rejected: Invalid name",
+            id="reject_invalid_helo_hostname",
+        ),
+        pytest.param(
+            "client",
+            SENDER,
+            KNOWN_NAMES,
+            504,
+            "5.5.2",
+            "<client>: Helo command rejected: need fully-qualified hostname",
+            id="reject_non_fqdn_helo_hostname",
+        ),
+        pytest.param(
+            "client.example",
+            "alice@localhostonly",
+            KNOWN_NAMES,
+            504,
+            "5.5.2",
+            "<alice@localhostonly>: Sender address rejected: need fully-qualified address",
+            id="reject_non_fqdn_sender",
+        ),
+        pytest.param(
+            "client.example",
+            SENDER,
+            {"ADDR": "192.0.2.8", "NAME": "[UNAVAILABLE]"},
+            450,
+            # RFC 7372's X.7.25 (reverse DNS validation failed), not access(5)'s 4.7.1.
+            "4.7.25",
+            "Client host rejected: cannot find your hostname, [192.0.2.8]",
+            id="reject_unknown_client_hostname",
+        ),
+        pytest.param(
+            "client.example",
+            SENDER,
+            {**KNOWN_NAMES, "REVERSE_NAME": "[UNAVAILABLE]"},
+            450,
+            "4.7.1",
+            "Client host rejected: cannot find your reverse hostname, [192.0.2.8]",
+            id="reject_unknown_reverse_client_hostname",
+        ),
+    ],
+)
+def test_a_name_check_refuses_at_rcpt_with_its_own_code(
+    name_checking_gateway: PostfixGateway,
+    helo: str,
+    sender: str,
+    xclient: dict[str, str],
+    code: int,
+    enhanced: str,
+    text: str,
+) -> None:
+    outcome = deliver(name_checking_gateway, message(), helo=helo, sender=sender, xclient=xclient)
+    assert_reply(outcome, "rcpt", code, enhanced, text)
+
+
+def test_a_client_with_known_names_passes_the_name_checks(
+    name_checking_gateway: PostfixGateway,
+) -> None:
+    outcome = deliver(name_checking_gateway, message(), xclient=KNOWN_NAMES)
+    assert outcome.accepted, f"Postfix answered:\n{outcome}"
