@@ -104,12 +104,15 @@ class Reply:
 
     @classmethod
     def parse(cls, stage: Stage, code: int, raw: bytes | str) -> Reply:
-        text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
-        match = _ENHANCED.match(text)
+        """smtplib's ``(code, text)``: the lines of a multi-line reply, codes removed, each
+        still starting with the enhanced code, which Postfix repeats on every line."""
+        lines = (raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw).split("\n")
+        match = _ENHANCED.match(lines[0])
         enhanced = match.group(1) if match else ""
-        if match:
-            text = text[match.end() :]
-        return cls(stage, code, enhanced, text)
+        if enhanced:
+            prefix = re.compile(rf"^{re.escape(enhanced)}(?: |$)")
+            lines = [prefix.sub("", line, count=1) for line in lines]
+        return cls(stage, code, enhanced, "\n".join(lines))
 
     def __str__(self) -> str:
         return f"{self.stage}: {self.code} {self.enhanced} {self.text}".replace("  ", " ")
@@ -160,7 +163,10 @@ def send(
     """One SMTP transaction with the gateway on 127.0.0.1:``port``, stopping at the first
     refusing stage (then QUIT); see ``Outcome``. ``xclient`` attributes (ADDR, NAME, HELO ...)
     are sent with XCLIENT after EHLO, followed by a new EHLO as the protocol requires
-    (Postfix XCLIENT_README). ``declare_size`` adds ``SIZE=`` to MAIL FROM (RFC 1870)."""
+    (Postfix XCLIENT_README). ``declare_size`` adds ``SIZE=`` to MAIL FROM (RFC 1870).
+
+    The message goes through ``smtplib.SMTP.data``, which dot-stuffs it and turns bare CR and
+    LF into CRLF: a test of bare line endings needs a client of its own."""
     replies: list[Reply] = []
     client = smtplib.SMTP(timeout=SMTP_TIMEOUT)
 
