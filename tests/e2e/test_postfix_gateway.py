@@ -335,3 +335,48 @@ def test_a_client_with_known_names_passes_the_name_checks(
 ) -> None:
     outcome = deliver(name_checking_gateway, message(), xclient=KNOWN_NAMES)
     assert outcome.accepted, f"Postfix answered:\n{outcome}"
+
+
+# smtpd_data_restrictions answer the DATA command, smtpd_end_of_data_restrictions the final
+# dot (postconf(5)); the same sender access table in each, keyed by two senders.
+LATE_CHECKS = {
+    "smtpd_data_restrictions": "check_sender_access texthash:$config_directory/data_access",
+    "smtpd_end_of_data_restrictions": "check_sender_access texthash:$config_directory/eod_access",
+}
+LATE_TABLES = {
+    "data_access": "at-data@sender.example REJECT\n",
+    "eod_access": "at-end@sender.example REJECT refused after the message\n",
+}
+
+
+@pytest.fixture(scope="module")
+def late_checking_gateway() -> Iterator[PostfixGateway]:
+    with PostfixGateway(policy=LATE_CHECKS, tables=LATE_TABLES) as started:
+        started.start_gateway()
+        yield started
+
+
+def test_a_data_restriction_refuses_the_data_command(
+    late_checking_gateway: PostfixGateway,
+) -> None:
+    outcome = deliver(late_checking_gateway, message(), sender="at-data@sender.example")
+    assert_reply(
+        outcome,
+        "data",
+        554,
+        "5.7.1",
+        "<at-data@sender.example>: Sender address rejected: Access denied",
+    )
+
+
+def test_an_end_of_data_restriction_refuses_after_the_message_with_its_text(
+    late_checking_gateway: PostfixGateway,
+) -> None:
+    outcome = deliver(late_checking_gateway, message(), sender="at-end@sender.example")
+    assert_reply(
+        outcome,
+        "end-of-data",
+        554,
+        "5.7.1",
+        "<at-end@sender.example>: Sender address rejected: refused after the message",
+    )
