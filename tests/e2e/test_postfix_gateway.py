@@ -338,20 +338,25 @@ def test_a_client_with_known_names_passes_the_name_checks(
 
 
 # smtpd_data_restrictions answer the DATA command, smtpd_end_of_data_restrictions the final
-# dot (postconf(5)); the same sender access table in each, keyed by two senders.
+# dot (postconf(5)); the same sender access table in each, keyed by two senders. And a hash:
+# table, compiled by postmap, for the recipient.
 LATE_CHECKS = {
+    "smtpd_recipient_restrictions": "check_recipient_access hash:$config_directory/rcpt_access",
     "smtpd_data_restrictions": "check_sender_access texthash:$config_directory/data_access",
     "smtpd_end_of_data_restrictions": "check_sender_access texthash:$config_directory/eod_access",
 }
 LATE_TABLES = {
     "data_access": "at-data@sender.example REJECT\n",
     "eod_access": "at-end@sender.example REJECT refused after the message\n",
+    "rcpt_access": f"left@{GATEWAY_DOMAIN} 550 5.1.1 no longer here\n",
 }
 
 
 @pytest.fixture(scope="module")
 def late_checking_gateway() -> Iterator[PostfixGateway]:
-    with PostfixGateway(policy=LATE_CHECKS, tables=LATE_TABLES) as started:
+    with PostfixGateway(
+        policy=LATE_CHECKS, tables=LATE_TABLES, postmap_tables=("rcpt_access",)
+    ) as started:
         started.start_gateway()
         yield started
 
@@ -379,4 +384,17 @@ def test_an_end_of_data_restriction_refuses_after_the_message_with_its_text(
         554,
         "5.7.1",
         "<at-end@sender.example>: Sender address rejected: refused after the message",
+    )
+
+
+def test_a_hash_table_compiled_by_postmap_is_consulted(
+    late_checking_gateway: PostfixGateway,
+) -> None:
+    outcome = deliver(late_checking_gateway, message(), recipients=(f"left@{GATEWAY_DOMAIN}",))
+    assert_reply(
+        outcome,
+        "rcpt",
+        550,
+        "5.1.1",
+        f"<left@{GATEWAY_DOMAIN}>: Recipient address rejected: no longer here",
     )
