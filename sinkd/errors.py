@@ -75,3 +75,14 @@ class StoreError(SinkdError):
 
 class NotFound(StoreError, LookupError):
     """No stored message has the requested id."""
+
+
+class PolicyImportError(SinkdError, ValueError):
+    """A configuration given to ``sinkd profiles import`` cannot be read or parsed; ``str()``
+    names the file and, where known, the line. ``--strict`` also raises it for an item the
+    importer could not translate."""
+
+    def __init__(self, message: str, *, path: str | None = None, line: int | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+        self.line = line

@@ -30,7 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "deliverability report: every profile's verdict and the survey population estimate",
         "sinkd.cli.report",
     ),
-    "profiles": ("list, show, validate and diff profiles", "sinkd.cli.profiles"),
+    "profiles": ("list, show, validate, diff and import profiles", "sinkd.cli.profiles"),
     "readyz": (
         "is a running sinkd ready? exit 0 if it is, 1 if not (health checks, CI scripts)",
         "sinkd.cli.readyz",

@@ -1,11 +1,12 @@
-"""``sinkd profiles list|show|validate|diff``: the profiles sinkd knows, one profile in full,
-profile files checked before use, and what two profiles would judge differently.
+"""``sinkd profiles list|show|validate|diff|import``: the profiles sinkd knows, one profile in
+full, profile files checked before use, what two profiles would judge differently, and profiles
+built from a gateway's own configuration.
 
 Owns the profile printout (every rule, threshold, limit, reply and stage with its source or
 assumption) and the validation report. Loading and checking profiles is
 ``sinkd.core.profiles``; ``diff`` is ``sinkd.cli.profiles_diff`` (it judges a corpus through
-the ``Judge`` as ``sinkd check`` does). This module must not judge mail or import the server or
-the store.
+the ``Judge`` as ``sinkd check`` does) and ``import`` is ``sinkd.cli.profiles_import``. This
+module must not judge mail or import the server or the store.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import textwrap
 from pathlib import Path
 from typing import Any, TextIO
 
-from sinkd.cli import profiles_diff
+from sinkd.cli import profiles_diff, profiles_import
 from sinkd.cli.base import EXIT_OK, EXIT_USAGE, Parser
 from sinkd.core.model import Action
 from sinkd.core.profiles import (
@@ -55,11 +56,18 @@ def add_arguments(profiles: argparse.ArgumentParser) -> None:
     profiles_diff.add_arguments(
         profile_commands.add_parser("diff", help="what two profiles would judge differently")
     )
+    profiles_import.add_arguments(
+        profile_commands.add_parser(
+            "import", help="build a profile from a gateway's own configuration"
+        )
+    )
 
 
 def run(args: argparse.Namespace, out: TextIO) -> int:
     if args.profiles_command == "diff":
         return profiles_diff.run(args, out)
+    if args.profiles_command == "import":
+        return profiles_import.run(args, out)
     if args.profiles_command == "validate":
         failed = 0
         profiles = ProfileSet(args.profiles_dir)

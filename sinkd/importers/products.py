@@ -1,0 +1,8 @@
+"""Every importer sinkd ships, registered in the order ``sinkd profiles import --help`` lists
+them. Owns nothing but that list; each product's syntax is its own module's."""
+
+from __future__ import annotations
+
+from sinkd.importers import REGISTRY, Importer
+
+__all__ = ["REGISTRY", "Importer"]
