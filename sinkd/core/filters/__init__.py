@@ -29,6 +29,7 @@ from sinkd.core.filters import (
     size,
     spamassassin,
     spf,
+    transport_rules,
 )
 from sinkd.core.filters.base import (
     EnvelopeContext,
@@ -65,6 +66,7 @@ _KINDS: tuple[type[Filter], ...] = (
     format.FormatFilter,
     greylist.GreylistFilter,
     rate_limit.RateLimitFilter,
+    transport_rules.TransportRulesFilter,
 )
 
 REGISTRY: Mapping[str, type[Filter]] = {cls.kind: cls for cls in _KINDS}
