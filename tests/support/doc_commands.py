@@ -331,6 +331,10 @@ def prepare_inputs(text: str, cwd: Path) -> None:
                 shutil.copyfile(CORPUS_MESSAGES / sample, templates / sample)
         elif name.endswith(".eml") and "/" not in name and not (cwd / name).exists():
             shutil.copyfile(CORPUS_MESSAGES / SAMPLES.get(name, DEFAULT_SAMPLE), cwd / name)
+        elif name.startswith("docs/examples/") and not (cwd / "docs").exists():
+            # An example input the docs ship (an exported policy to import): read in place.
+            (cwd / "docs").mkdir()
+            (cwd / "docs" / "examples").symlink_to(DOCS / "examples", target_is_directory=True)
         elif name.endswith((".yaml", ".yml")) and "/" not in name and "validate" in words:
             shutil.copyfile(ROOT / "profiles" / "typical-corporate.yaml", cwd / name)
 
