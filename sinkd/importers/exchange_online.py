@@ -673,6 +673,9 @@ class _Import:
                 )
         if policy is None:
             self.notes.append(f"no default {cmdlet}: the EOP default common attachments filter")
+            self.lists["common_attachment_types"] = copy.deepcopy(
+                self.defaults["lists"]["common_attachment_types"]
+            )
             return self._default_filter("common-attachments-filter")
         name = _name(policy)
         where = f"{cmdlet} '{name}'"

@@ -1,0 +1,686 @@
+"""``sinkd profiles import exchange-online``: an export of Exchange Online Protection's policies
+judged the way Microsoft's documentation says EOP judges it.
+
+Exchange Online cannot run here: each expectation cites the Microsoft Learn page it comes from
+(the cmdlet reference is MicrosoftDocs/office-docs-powershell, the rest
+MicrosoftDocs/microsoft-365-docs). Each test imports through the command line, loads the written
+profile as ``sinkd`` does and judges a small message with it.
+"""
+
+from __future__ import annotations
+
+import copy
+import email.policy
+import io
+import json
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sinkd.cli import main
+from sinkd.core.engine import Pipeline, compile_profile
+from sinkd.core.filters.transport_rules import TransportRulesSpec
+from sinkd.core.model import Action, Disposition, Reply, Stage, Verdict, VerdictAction
+from sinkd.core.ports import Lookups
+from sinkd.core.profiles import ProfileSet
+from sinkd.server.runtime import Sinkd
+from tests.conftest import StartServer
+from tests.support.judging import deliver, judge
+from tests.support.paths import ROOT, TESTS
+from tests.support.smtp import raw_client
+from tests.support.spf import resolver_for
+
+FIXTURES = TESTS / "fixtures" / "exchange-online"
+CONTOSO = FIXTURES / "contoso.json"
+EXAMPLE = ROOT / "docs" / "examples" / "exchange-online" / "policy.json"
+GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
+# Pages cited below.
+SET_CONTENT = (
+    "https://learn.microsoft.com/en-us/powershell/module/exchangepowershell/"
+    "set-hostedcontentfilterpolicy"
+)
+ASF = "https://learn.microsoft.com/en-us/defender-office-365/anti-spam-policies-asf-settings-about"
+NEW_RULE = (
+    "https://learn.microsoft.com/en-us/powershell/module/exchangepowershell/new-transportrule"
+)
+
+
+def run(*argv: str | Path) -> tuple[int, str, str]:
+    out = io.StringIO()
+    err = io.StringIO()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("sys.stderr", err)
+        code = main([str(a) for a in argv], out=out)
+    return code, out.getvalue(), err.getvalue()
+
+
+def contoso() -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(CONTOSO.read_text(encoding="utf-8"))
+    return data
+
+
+def import_policy(tmp_path: Path, policy: dict[str, Any] | Path = CONTOSO) -> Path:
+    """The profile written by ``sinkd profiles import exchange-online``."""
+    if isinstance(policy, dict):
+        source = tmp_path / "policy.json"
+        source.write_text(json.dumps(policy), encoding="utf-8")
+    else:
+        source = policy
+    output = tmp_path / "tenant.yaml"
+    code, out, err = run("profiles", "import", "exchange-online", source, "-o", output)
+    assert code == 0, err
+    assert f"wrote {output}" in out
+    return output
+
+
+def pipeline(tmp_path: Path, policy: dict[str, Any] | Path = CONTOSO) -> Pipeline:
+    return compile_profile(ProfileSet().load(import_policy(tmp_path, policy)))
+
+
+def mail(
+    subject: str = "Lunch on Friday",
+    text: str | None = "See you at noon by the fountain.",
+    *,
+    html: str | None = None,
+    sender: str = "alice@sender.example",
+    headers: dict[str, str] | None = None,
+    attachment: tuple[str, bytes] | None = None,
+) -> bytes:
+    msg = EmailMessage()
+    msg["From"] = f"Alice <{sender}>"
+    msg["To"] = "bob@corp.example"
+    if subject:
+        msg["Subject"] = subject
+    msg["Date"] = "Mon, 03 Jun 2024 10:00:00 +0000"
+    msg["Message-ID"] = "<eop-1@sender.example>"
+    for name, value in (headers or {}).items():
+        msg[name] = value
+    if text is not None:
+        msg.set_content(text)
+    if html is not None:
+        if text is None:
+            msg.set_content(html, subtype="html")
+        else:
+            msg.add_alternative(html, subtype="html")
+    if attachment is not None:
+        name, data = attachment
+        if not msg.is_multipart() and text is None and html is None:
+            msg.set_content("")
+        msg.add_attachment(data, maintype="application", subtype="octet-stream", filename=name)
+    return msg.as_bytes(policy=email.policy.SMTP)
+
+
+def codes(verdict: Verdict) -> list[str]:
+    return [f.code for f in verdict.findings if f.action is not Action.NONE or f.detail]
+
+
+def finding(verdict: Verdict, code: str) -> Any:
+    found = [f for f in verdict.findings if f.code == code]
+    assert found, f"{code} not in {[f.code for f in verdict.findings]}"
+    return found[0]
+
+
+# --- the advanced spam filter (ASF) ---------------------------------------------------------
+
+
+async def test_an_iframe_with_frames_in_html_on_gets_the_high_confidence_spam_action(
+    tmp_path: Path,
+) -> None:
+    # ASF: MarkAsSpamFramesInHtml On -> "identified as high confidence spam" (Set-HostedContent-
+    # FilterPolicy, -MarkAsSpamFramesInHtml; ASF). The fixture's HighConfidenceSpamAction is
+    # Quarantine: "Deliver the message to quarantine" (SET_CONTENT -HighConfidenceSpamAction).
+    html = '<p>Your invoice</p><iframe src="https://evil.example/x"></iframe>'
+    verdict = await judge(pipeline(tmp_path), mail(html=html))
+    assert verdict.disposition is Disposition.QUARANTINED
+    rule = finding(verdict, "TRANSPORT_ASF_FRAMESINHTML")
+    assert rule.action is Action.QUARANTINE
+    assert rule.decided
+    assert "add X-CustomSpam: IFRAME or FRAME in HTML" in rule.detail["effects"]
+    assert "MarkAsSpamFramesInHtml" in rule.detail["source"]
+
+
+async def test_the_word_iframe_in_the_text_of_a_message_is_no_frame(tmp_path: Path) -> None:
+    # ASF MarkAsSpamFramesInHtml looks for HTML <frame> or <iframe> tags (SET_CONTENT), not the
+    # word.
+    html = "<p>We removed the &lt;iframe&gt; from the page, as you asked.</p>"
+    verdict = await judge(pipeline(tmp_path), mail(html=html))
+    assert verdict.disposition is Disposition.INBOX
+
+
+async def test_a_form_in_html_with_form_tags_on_is_quarantined_as_high_confidence_spam(
+    tmp_path: Path,
+) -> None:
+    # ASF MarkAsSpamFormTagsInHtml On: "Messages that contain HTML <form> tags are identified as
+    # high confidence spam" (SET_CONTENT -MarkAsSpamFormTagsInHtml).
+    html = '<form action="https://evil.example/login"><input name="pw"></form>'
+    verdict = await judge(pipeline(tmp_path), mail(html=html))
+    assert verdict.disposition is Disposition.QUARANTINED
+    assert finding(verdict, "TRANSPORT_ASF_FORMTAGSINHTML").decided
+
+
+async def test_script_tags_are_not_judged_when_javascript_in_html_is_off(tmp_path: Path) -> None:
+    # The fixture has MarkAsSpamJavaScriptInHtml Off: "The setting is disabled" (SET_CONTENT).
+    html = "<p>Hello</p><script>alert(1)</script>"
+    verdict = await judge(pipeline(tmp_path), mail(html=html))
+    assert verdict.disposition is Disposition.INBOX
+    policy = contoso()
+    policy["HostedContentFilterPolicy"][0]["MarkAsSpamJavaScriptInHtml"] = "On"
+    verdict = await judge(pipeline(tmp_path, policy), mail(html=html))
+    assert verdict.disposition is Disposition.QUARANTINED
+    assert finding(verdict, "TRANSPORT_ASF_JAVASCRIPTINHTML").decided
+
+
+async def test_an_empty_message_with_empty_messages_on_is_high_confidence_spam(
+    tmp_path: Path,
+) -> None:
+    # MarkAsSpamEmptyMessages: "no subject, no content in the message body, and no
+    # attachments" -> high confidence spam (SET_CONTENT -MarkAsSpamEmptyMessages).
+    verdict = await judge(pipeline(tmp_path), mail(subject="", text=""))
+    assert verdict.disposition is Disposition.QUARANTINED
+    assert finding(verdict, "TRANSPORT_ASF_EMPTYMESSAGES").decided
+
+
+async def test_a_message_with_only_a_subject_is_not_empty(tmp_path: Path) -> None:
+    verdict = await judge(pipeline(tmp_path), mail(subject="Ping", text=""))
+    assert verdict.disposition is Disposition.INBOX
+
+
+async def test_a_web_bug_in_test_mode_is_recorded_with_the_test_action_only(
+    tmp_path: Path,
+) -> None:
+    # MarkAsSpamWebBugsInHtml Test: "The action specified by the TestModeAction parameter is
+    # taken"; TestModeAction AddXHeader adds "X-CustomSpam: This message was filtered by the
+    # custom spam filter option" (SET_CONTENT -TestModeAction) and nothing else.
+    html = '<p>News</p><img src="https://track.example/o.gif" width="1" height="1">'
+    verdict = await judge(pipeline(tmp_path), mail(html=html))
+    assert verdict.disposition is Disposition.INBOX
+    rule = finding(verdict, "TRANSPORT_ASF_WEBBUGSINHTML")
+    assert rule.action is Action.NONE
+    assert rule.detail["effects"] == [
+        "Test mode: add X-CustomSpam: This message was filtered by the custom spam filter option"
+    ]
+
+
+async def test_spf_hard_fail_on_is_high_confidence_spam(tmp_path: Path) -> None:
+    # MarkAsSpamSpfRecordHardFail On: "Messages sent from an IP address that isn't specified in
+    # the SPF record ... are identified as high confidence spam" (SET_CONTENT).
+    resolver = resolver_for({"sender.example": [{"TXT": "v=spf1 ip4:192.0.2.1 -all"}]})
+    verdict = await judge(
+        pipeline(tmp_path),
+        mail(),
+        mail_from="alice@sender.example",
+        lookups=Lookups(resolver=resolver),
+    )
+    assert finding(verdict, "SPF_FAIL").action is Action.QUARANTINE
+    assert verdict.disposition is Disposition.QUARANTINED
+
+
+async def test_spf_hard_fail_off_records_the_failure_only(tmp_path: Path) -> None:
+    # -MarkAsSpamSpfRecordHardFail Off is the default: no action on SPF fail alone (SET_CONTENT).
+    policy = contoso()
+    policy["HostedContentFilterPolicy"][0]["MarkAsSpamSpfRecordHardFail"] = "Off"
+    resolver = resolver_for({"sender.example": [{"TXT": "v=spf1 ip4:192.0.2.1 -all"}]})
+    verdict = await judge(pipeline(tmp_path, policy), mail(), lookups=Lookups(resolver=resolver))
+    assert finding(verdict, "SPF_FAIL").action is Action.NONE
+    assert verdict.disposition is Disposition.INBOX
+
+
+async def test_gtube_gets_the_spam_action_move_to_junk(tmp_path: Path) -> None:
+    # GTUBE gets a spam verdict (defender-office-365/anti-spam-policies-configure, "Send a GTUBE
+    # message to test your spam policy settings"); SpamAction MoveToJmf: "Deliver the message
+    # to the Junk Email folder" (SET_CONTENT -SpamAction).
+    verdict = await judge(pipeline(tmp_path), mail(text=f"Test\n{GTUBE}\n"))
+    assert verdict.disposition is Disposition.JUNK
+    assert finding(verdict, "CONTENT_GTUBE").decided
+
+
+@pytest.mark.parametrize(
+    ("value", "disposition"),
+    [
+        ("MoveToJmf", Disposition.JUNK),
+        # AddXHeader and ModifySubject for SpamAction also "move the message to the Junk Email
+        # folder" (SET_CONTENT -SpamAction).
+        ("AddXHeader", Disposition.JUNK),
+        ("ModifySubject", Disposition.JUNK),
+        ("Quarantine", Disposition.QUARANTINED),
+        ("Delete", Disposition.DISCARDED),
+    ],
+)
+async def test_the_spam_action_decides_where_gtube_goes(
+    tmp_path: Path, value: str, disposition: Disposition
+) -> None:
+    policy = contoso()
+    policy["HostedContentFilterPolicy"][0]["SpamAction"] = value
+    verdict = await judge(pipeline(tmp_path, policy), mail(text=f"Test\n{GTUBE}\n"))
+    assert verdict.disposition is disposition
+
+
+# --- allowed and blocked senders --------------------------------------------------------------
+
+
+async def test_a_blocked_sender_domain_gets_the_high_confidence_spam_action(
+    tmp_path: Path,
+) -> None:
+    # Blocked senders and domains: "always marked as spam sources" (SET_CONTENT
+    # -BlockedSenderDomains), high confidence spam (create-block-sender-lists-in-office-365).
+    verdict = await judge(pipeline(tmp_path), mail(sender="promo@spam-domain.example"))
+    assert verdict.disposition is Disposition.QUARANTINED
+    assert finding(verdict, "ENVELOPE_BLOCKED_SENDER_DOMAINS").decided
+
+
+async def test_an_allowed_sender_domain_bypasses_the_asf_settings(tmp_path: Path) -> None:
+    # AllowedSenderDomains: "trusted domains that bypass spam filtering" (SET_CONTENT), and the
+    # ASF settings are part of spam filtering (ASF).
+    html = '<form action="https://partner.example/survey"><input name="q"></form>'
+    verdict = await judge(pipeline(tmp_path), mail(html=html, sender="news@partner.example"))
+    assert verdict.disposition is Disposition.INBOX
+    assert "TRANSPORT_ASF_FORMTAGSINHTML" not in [f.code for f in verdict.findings]
+    assert finding(verdict, "ENVELOPE_ALLOWED_SENDER_DOMAINS").action is Action.ALLOW
+
+
+async def test_an_allowed_sender_domain_does_not_bypass_the_attachment_filter(
+    tmp_path: Path,
+) -> None:
+    # The common attachments filter is anti-malware, which runs before and besides spam
+    # filtering (defender-office-365/anti-malware-protection-about): allowed senders skip
+    # spam filtering only.
+    raw = mail(sender="news@partner.example", attachment=("setup.exe", b"MZ" + b"\0" * 200))
+    verdict = await judge(pipeline(tmp_path), raw)
+    assert verdict.verdict is VerdictAction.REJECT
+
+
+# --- connection filter ------------------------------------------------------------------------
+
+
+async def test_a_client_on_the_ip_block_list_is_refused_with_5_7_513_over_smtp(
+    tmp_path: Path, start_server: StartServer
+) -> None:
+    # IPBlockList: "messages from the IP addresses you specify are never allowed"
+    # (Set-HostedConnectionFilterPolicy -IPBlockList); Exchange Online's NDR table gives
+    # 5.7.513 "Service unavailable, Client host [$ClientIP] blocked by $recipientDomain using
+    # Customer Block list" (https://learn.microsoft.com/en-us/exchange/mail-flow-best-practices/
+    # non-delivery-reports-in-exchange-online/non-delivery-reports-in-exchange-online).
+    profile = import_policy(tmp_path)
+    app: Sinkd = await start_server(profile=str(profile), xclient=True)
+    async with raw_client(app) as client:
+        await client.ok("XCLIENT ADDR=203.0.113.70", 220)
+        await client.ok("EHLO mail.sender.example")
+        await client.ok("MAIL FROM:<alice@sender.example>")
+        answer = await client.command("RCPT TO:<bob@corp.example>")
+    assert answer.code == 550
+    assert answer.line.startswith(
+        "550 5.7.513 Service unavailable, Client host [203.0.113.70] blocked by "
+    )
+    assert answer.line.endswith(" using Customer Block list (AS16012607)")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the engine renders a MAIL-stage finding's reply before any recipient is known, so "
+    "${rcpt_domain} is empty when the refusal is answered at RCPT (m365-default-like too)",
+)
+async def test_the_ip_block_list_refusal_names_the_recipient_domain(tmp_path: Path) -> None:
+    # 5.7.513 "... blocked by $recipientDomain using Customer Block list" (NDR table above).
+    verdict = await judge(pipeline(tmp_path), mail(), client_ip="203.0.113.70")
+    assert "blocked by corp.example using" in verdict.reply.text
+
+
+async def test_an_address_range_on_the_block_list_covers_each_address_in_it(
+    tmp_path: Path,
+) -> None:
+    # IPBlockList takes "IP address range: ... 192.168.0.1-192.168.0.254"
+    # (Set-HostedConnectionFilterPolicy -IPBlockList); the fixture lists 203.0.113.64-127.
+    built = pipeline(tmp_path)
+    for ip, refused in (("203.0.113.64", True), ("203.0.113.127", True), ("203.0.113.128", False)):
+        verdict = await judge(built, mail(), client_ip=ip)
+        assert (verdict.stage is Stage.RCPT and verdict.reply.code == 550) is refused, ip
+
+
+async def test_a_client_on_the_ip_allow_list_skips_spam_filtering(tmp_path: Path) -> None:
+    # IPAllowList: "Messages from the IP addresses you specify aren't identified as spam,
+    # despite any other spam characteristics" (Set-HostedConnectionFilterPolicy -IPAllowList).
+    verdict = await judge(pipeline(tmp_path), mail(text=GTUBE), client_ip="198.51.100.7")
+    assert verdict.disposition is Disposition.INBOX
+    assert finding(verdict, "ENVELOPE_IP_ALLOW_LIST").action is Action.ALLOW
+
+
+# --- anti-malware: the common attachments filter ---------------------------------------------
+
+
+async def test_an_exe_attachment_is_rejected_by_the_common_attachments_filter(
+    tmp_path: Path,
+) -> None:
+    # FileTypeAction Reject: "The message is rejected in a non-delivery report"
+    # (Set-MalwareFilterPolicy -FileTypeAction); exe is in FileTypes.
+    verdict = await judge(pipeline(tmp_path), mail(attachment=("setup.exe", b"x" * 100)))
+    assert verdict.verdict is VerdictAction.REJECT
+    assert verdict.reply.code == 550
+    assert finding(verdict, "MIME_COMMON_ATTACHMENT_FILTER").decided
+
+
+async def test_an_executable_renamed_to_txt_is_found_by_its_true_type(tmp_path: Path) -> None:
+    # FileTypes: "best effort true-typing to detect the file type regardless of the file name
+    # extension. For example, an exe file renamed to txt is detected as an exe file"
+    # (Set-MalwareFilterPolicy -FileTypes).
+    executable = b"MZ" + b"\x90" * 58 + b"\x40\x00\x00\x00" + b"PE\0\0" + b"\0" * 200
+    verdict = await judge(pipeline(tmp_path), mail(attachment=("readme.txt", executable)))
+    assert verdict.verdict is VerdictAction.REJECT
+
+
+async def test_a_file_type_the_tenant_added_is_refused_too(tmp_path: Path) -> None:
+    # The fixture adds "js" to the default FileTypes (Set-MalwareFilterPolicy -FileTypes).
+    verdict = await judge(pipeline(tmp_path), mail(attachment=("invoice.js", b"var a = 1;\n")))
+    assert verdict.verdict is VerdictAction.REJECT
+
+
+async def test_file_type_action_quarantine_quarantines_the_message(tmp_path: Path) -> None:
+    # FileTypeAction Quarantine: "Quarantine the message" (Set-MalwareFilterPolicy).
+    policy = contoso()
+    policy["MalwareFilterPolicy"][0]["FileTypeAction"] = "Quarantine"
+    verdict = await judge(pipeline(tmp_path, policy), mail(attachment=("setup.exe", b"x" * 9)))
+    assert verdict.disposition is Disposition.QUARANTINED
+
+
+async def test_with_the_file_filter_off_an_exe_is_delivered(tmp_path: Path) -> None:
+    # EnableFileFilter $false: "The common attachments filter is disabled"
+    # (Set-MalwareFilterPolicy -EnableFileFilter).
+    policy = contoso()
+    policy["MalwareFilterPolicy"][0]["EnableFileFilter"] = False
+    verdict = await judge(pipeline(tmp_path, policy), mail(attachment=("setup.exe", b"x" * 9)))
+    assert verdict.verdict is VerdictAction.ACCEPT
+
+
+# --- mail flow rules ----------------------------------------------------------------------------
+
+
+async def test_a_rule_rejects_with_its_own_text_and_enhanced_code(tmp_path: Path) -> None:
+    # RejectMessageReasonText with RejectMessageEnhancedStatusCode 5.7.900 ("Valid values are
+    # 5.7.1 or between 5.7.900 and 5.7.999", NEW_RULE); the basic code is 550 (Exchange
+    # Online's NDRs for mail flow rules: "550 5.7.1").
+    verdict = await judge(
+        pipeline(tmp_path), mail("Payroll update", "Please process my direct deposit change.")
+    )
+    assert verdict.verdict is VerdictAction.REJECT
+    assert verdict.reply == Reply(550, "5.7.900", "Payroll changes are not accepted by email")
+    rule = finding(verdict, "TRANSPORT_REJECT_PAYROLL_PHISHING_P1")
+    assert rule.detail["source"].startswith("transport rule 'Reject payroll phishing' (priority 1)")
+
+
+async def test_an_exception_lets_the_message_through(tmp_path: Path) -> None:
+    # ExceptIfSenderDomainIs contoso.com: "matches domains and subdomains" (NEW_RULE
+    # -SenderDomainIs), so hr.contoso.com is excepted too.
+    raw = mail("Payroll update", "New direct deposit form.", sender="ann@hr.contoso.com")
+    verdict = await judge(pipeline(tmp_path), raw)
+    assert verdict.verdict is VerdictAction.ACCEPT
+
+
+async def test_a_rule_with_only_a_text_rejects_with_5_7_1(tmp_path: Path) -> None:
+    # -RejectMessageEnhancedStatusCode: with RejectMessageReasonText alone "the enhanced status
+    # code value is set to 5.7.1" (NEW_RULE).
+    policy = contoso()
+    del policy["TransportRule"][0]["RejectMessageEnhancedStatusCode"]
+    verdict = await judge(pipeline(tmp_path, policy), mail("Payroll update", "x"))
+    assert verdict.reply == Reply(550, "5.7.1", "Payroll changes are not accepted by email")
+
+
+async def test_a_rule_with_only_a_code_rejects_with_the_default_text(tmp_path: Path) -> None:
+    # -RejectMessageReasonText: with the code alone the text "is set to 'Delivery not
+    # authorized, message refused'" (NEW_RULE).
+    policy = contoso()
+    del policy["TransportRule"][0]["RejectMessageReasonText"]
+    verdict = await judge(pipeline(tmp_path, policy), mail("Payroll update", "x"))
+    assert verdict.reply == Reply(550, "5.7.900", "Delivery not authorized, message refused")
+
+
+async def test_rules_run_in_priority_order_and_set_scl_minus_1_bypasses_spam_filtering(
+    tmp_path: Path,
+) -> None:
+    # Priority 0 is the highest (NEW_RULE -Priority); the fixture lists it second. SetSCL -1
+    # "requests a bypass from most spam filtering" (NEW_RULE -SetSCL): GTUBE is not judged.
+    built = pipeline(tmp_path)
+    rules = next(f for f in built.profile.filters if f.name == "mail-flow-rules")
+    assert isinstance(rules, TransportRulesSpec)
+    assert [r.id for r in rules.rules][:2] == ["PARTNER_BYPASS_P0", "REJECT_PAYROLL_PHISHING_P1"]
+    policy = contoso()
+    policy["TransportRule"][1]["SenderIpRanges"] = ["192.0.2.200"]
+    verdict = await judge(pipeline(tmp_path, policy), mail(text=GTUBE), client_ip="192.0.2.200")
+    assert verdict.disposition is Disposition.INBOX
+    assert "CONTENT_GTUBE" not in [f.code for f in verdict.findings]
+
+
+async def test_stop_rule_processing_ends_the_rules_after_it(tmp_path: Path) -> None:
+    # StopRuleProcessing $true: "Stop processing more rules" (NEW_RULE).
+    policy = contoso()
+    policy["TransportRule"][0]["RejectMessageReasonText"] = None
+    policy["TransportRule"][0]["RejectMessageEnhancedStatusCode"] = None
+    policy["TransportRule"][0]["PrependSubject"] = "[Payroll] "
+    raw = mail("Payroll update: lottery winner", "x")
+    verdict = await judge(pipeline(tmp_path, policy), raw)
+    assert verdict.disposition is Disposition.TAGGED
+    assert "TRANSPORT_DROP_LOTTERY_SCAMS_P7" not in [f.code for f in verdict.findings]
+    policy["TransportRule"][0]["StopRuleProcessing"] = False
+    verdict = await judge(pipeline(tmp_path, policy), raw)
+    assert verdict.disposition is Disposition.DISCARDED
+
+
+@pytest.mark.parametrize(
+    ("scl", "disposition"),
+    [
+        # SCL 5 or 6 "requests a spam verdict", 9 "a high confidence spam verdict" (NEW_RULE
+        # -SetSCL); 7 and 8 are high confidence spam too (defender-office-365/anti-spam-spam-
+        # confidence-level-scl-about). SpamAction MoveToJmf, HighConfidenceSpamAction Quarantine.
+        (5, Disposition.JUNK),
+        (6, Disposition.JUNK),
+        (7, Disposition.QUARANTINED),
+        (9, Disposition.QUARANTINED),
+        (1, Disposition.INBOX),
+    ],
+)
+async def test_set_scl_takes_the_action_of_that_verdict(
+    tmp_path: Path, scl: int, disposition: Disposition
+) -> None:
+    policy = contoso()
+    policy["TransportRule"][3]["SetSCL"] = scl
+    verdict = await judge(pipeline(tmp_path, policy), mail("WIN 1000000 dollars", "x"))
+    assert verdict.disposition is disposition
+
+
+async def test_a_rule_in_audit_mode_records_what_it_would_do_and_acts_on_nothing(
+    tmp_path: Path,
+) -> None:
+    # Mode Audit: "no action that affects message delivery is taken on the message" (NEW_RULE).
+    raw = mail(attachment=("scan.pdf", b"%PDF-1.4\n" + b"0" * (11 * 1024 * 1024)))
+    verdict = await judge(pipeline(tmp_path), raw)
+    assert verdict.verdict is VerdictAction.ACCEPT
+    rule = finding(verdict, "TRANSPORT_AUDIT_BIG_ATTACHMENTS_P4")
+    assert rule.action is Action.NONE
+    assert "Mode Audit" in rule.detail["effects"][0]
+
+
+async def test_a_disabled_rule_is_not_imported_and_says_so(tmp_path: Path) -> None:
+    # State Disabled rules do not run (Disable-TransportRule).
+    verdict = await judge(pipeline(tmp_path), mail("lottery", "x"))
+    assert verdict.disposition is Disposition.INBOX
+    code, _, err = run("profiles", "import", "exchange-online", CONTOSO)
+    assert code == 0
+    assert "note: transport rule 'Old rule' (priority 5) is disabled" in err
+
+
+async def test_delete_message_discards_and_prepend_subject_tags(tmp_path: Path) -> None:
+    # DeleteMessage: "silently drops messages without an NDR"; PrependSubject adds text to the
+    # subject and delivers (NEW_RULE).
+    built = pipeline(tmp_path)
+    assert (await judge(built, mail("You are our lottery winner", "x"))).disposition is (
+        Disposition.DISCARDED
+    )
+    tagged = await judge(built, mail(headers={"List-Id": "Weekly newsletter <n.example>"}))
+    assert tagged.disposition is Disposition.TAGGED
+    assert finding(tagged, "TRANSPORT_TAG_EXTERNAL_NEWSLETTERS_P2").detail["effects"] == [
+        "prepend '[Newsletter] ' to the subject"
+    ]
+
+
+async def test_a_rule_with_a_condition_sinkd_cannot_evaluate_is_left_out_whole(
+    tmp_path: Path,
+) -> None:
+    # FromScope NotInOrganization needs the tenant's accepted domains; without it the rule would
+    # tag mail from inside the organisation too.
+    verdict = await judge(pipeline(tmp_path), mail(), rcpts=("finance@contoso.com",))
+    assert verdict.disposition is Disposition.INBOX
+    text = import_policy(tmp_path).read_text(encoding="utf-8")
+    assert "Outside senders to finance" in text.split("schema:")[0]  # in the comments only
+    assert "the whole rule is left out" in text
+
+
+async def test_a_dotnet_only_pattern_leaves_the_rule_out(tmp_path: Path) -> None:
+    policy = contoso()
+    policy["TransportRule"][3]["SubjectMatchesPatterns"] = ["(?<amount>\\d+) dollars"]
+    code, _, err = run(
+        "profiles", "import", "exchange-online", write(tmp_path, policy), "--id", "t"
+    )
+    assert code == 0
+    assert "transport rule 'Spam keyword' (priority 3): SubjectMatchesPatterns" in err
+
+
+# --- what is not translated, and the command line ---------------------------------------------
+
+
+def write(tmp_path: Path, policy: Any, name: str = "policy.json") -> Path:
+    path = tmp_path / name
+    path.write_text(json.dumps(policy), encoding="utf-8")
+    return path
+
+
+def test_untranslated_settings_are_printed_and_written_as_comments(tmp_path: Path) -> None:
+    output = tmp_path / "tenant.yaml"
+    code, out, err = run("profiles", "import", "exchange-online", CONTOSO, "-o", output)
+    assert code == 0
+    comments = output.read_text(encoding="utf-8").split("\nschema:")[0]
+    for origin in (
+        "HostedContentFilterPolicy 'Default': PhishSpamAction",
+        "HostedContentFilterPolicy 'Default': BulkSpamAction",
+        "HostedContentFilterPolicy 'Default': IncreaseScoreWithBizOrInfoUrls",
+        "MalwareFilterPolicy 'Default': malware scanning",
+        "transport rule 'Outside senders to finance' (priority 6): FromScope",
+    ):
+        assert f"untranslated: {origin}" in err
+        assert origin in " ".join(comments.replace("#", " ").split())
+    assert "6 item(s) not translated" in out
+
+
+def test_strict_refuses_to_write_a_profile_with_untranslated_items(tmp_path: Path) -> None:
+    output = tmp_path / "tenant.yaml"
+    code, _, err = run("profiles", "import", "exchange-online", CONTOSO, "-o", output, "--strict")
+    assert code == 2
+    assert "could not be translated and --strict is set" in err
+    assert not output.exists()
+
+
+def test_strict_writes_a_policy_it_translates_whole(tmp_path: Path) -> None:
+    policy = {
+        "HostedConnectionFilterPolicy": {"Name": "Default", "IPBlockList": ["192.0.2.1"]},
+        "TransportRule": [
+            {"Name": "No exe", "Priority": 0, "State": "Enabled", "Mode": "Enforce",
+             "AttachmentExtensionMatchesWords": ["exe"], "DeleteMessage": True},
+        ],
+    }  # fmt: skip
+    output = tmp_path / "tenant.yaml"
+    code, out, err = run(
+        "profiles", "import", "exchange-online", write(tmp_path, policy), "-o", output, "--strict"
+    )
+    assert code == 0, err
+    assert "everything translated" in out
+
+
+def test_bad_json_is_refused_with_its_file_line_and_column(tmp_path: Path) -> None:
+    path = tmp_path / "policy.json"
+    path.write_text('{\n  "TransportRule": [\n    {"Name": "x" "Priority": 1}\n  ]\n}\n')
+    code, out, err = run("profiles", "import", "exchange-online", path)
+    assert code == 2
+    assert err.strip() == (
+        f"sinkd profiles import exchange-online: {path}:3:18: not valid JSON: "
+        "Expecting ',' delimiter"
+    )
+    assert "Traceback" not in err
+    assert out == ""
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("[]", "expected a JSON object whose keys name the cmdlets"),
+        ('{"Mailbox": []}', "none of the keys HostedContentFilterPolicy"),
+        ('{"TransportRule": [1]}', "TransportRule[0]: expected an object"),
+        (
+            '{"HostedContentFilterPolicy": {"Name": "Default", "SpamAction": "Bounce"}}',
+            "HostedContentFilterPolicy 'Default': SpamAction: 'Bounce' is not one of",
+        ),
+    ],
+)
+def test_a_file_that_is_not_an_export_is_refused_naming_the_file(
+    tmp_path: Path, content: str, message: str
+) -> None:
+    path = tmp_path / "policy.json"
+    path.write_text(content)
+    code, _, err = run("profiles", "import", "exchange-online", path)
+    assert code == 2
+    assert f"{path}: " in err
+    assert message in err
+
+
+def test_a_missing_file_is_refused_naming_it(tmp_path: Path) -> None:
+    code, _, err = run("profiles", "import", "exchange-online", tmp_path / "nope.json")
+    assert code == 2
+    assert f"{tmp_path / 'nope.json'}: cannot read" in err
+
+
+async def test_windows_powershell_shapes_are_read_alike(tmp_path: Path) -> None:
+    # Windows PowerShell 5.1: ">" writes UTF-16 LE with a byte order mark, ConvertTo-Json writes
+    # enums as numbers and may wrap arrays as {"value": [...], "Count": n}. SpamFilteringAction's
+    # members are MoveToJmf, AddXHeader, ModifySubject, Redirect, Delete, Quarantine in that order
+    # (Exchange Server 2013 SDK, SpamFilteringAction enumeration).
+    policy = contoso()
+    content = policy["HostedContentFilterPolicy"][0]
+    content["HighConfidenceSpamAction"] = 5  # Quarantine
+    content["SpamAction"] = 0  # MoveToJmf
+    content["MarkAsSpamFramesInHtml"] = 1  # On
+    content["TestModeAction"] = 1  # AddXHeader
+    for key in ("MarkAsSpamEmptyMessages", "MarkAsSpamFormTagsInHtml", "MarkAsSpamWebBugsInHtml"):
+        content[key] = 0
+    policy["HostedContentFilterPolicy"] = {"value": [content], "Count": 1}
+    (tmp_path / "ps51").mkdir()
+    (tmp_path / "ps7").mkdir()
+    path = tmp_path / "ps51" / "policy.json"
+    path.write_bytes(json.dumps(policy, indent=4).encode("utf-16"))
+    verdict = await judge(pipeline(tmp_path, path), mail(html="<iframe src=x></iframe>"))
+    assert verdict.disposition is Disposition.QUARANTINED
+    strings = copy.deepcopy(contoso())
+    strings["HostedContentFilterPolicy"][0].update(
+        {k: "Off" for k in ("MarkAsSpamEmptyMessages", "MarkAsSpamFormTagsInHtml")}
+    )
+    strings["HostedContentFilterPolicy"][0]["MarkAsSpamWebBugsInHtml"] = "Off"
+    assert ProfileSet().load(import_policy(tmp_path / "ps51", path)).profile.filters == (
+        ProfileSet().load(import_policy(tmp_path / "ps7", strings)).profile.filters
+    )
+
+
+def test_the_documented_example_imports_and_loads(tmp_path: Path) -> None:
+    profile = ProfileSet().load(import_policy(tmp_path, EXAMPLE)).profile
+    names = [f.name for f in profile.filters]
+    # EOP's order: connection filtering, anti-malware, mail flow rules, spam filtering
+    # (defender-office-365/how-policies-and-protections-are-combined).
+    assert names.index("connection-filter") < names.index("common-attachments-filter")
+    assert names.index("common-attachments-filter") < names.index("mail-flow-rules")
+    assert names.index("mail-flow-rules") < names.index("asf") < names.index("spam-content")
+    assert profile.scoring.provenance is not None
+    assert "SCL" in profile.scoring.provenance[1]
+
+
+async def test_an_export_without_transport_rules_keeps_the_eop_defaults(tmp_path: Path) -> None:
+    built = pipeline(tmp_path, {"HostedContentFilterPolicy": [{"Name": "Default"}]})
+    verdict = await judge(built, mail(attachment=("setup.exe", b"x" * 9)))
+    assert verdict.verdict is VerdictAction.REJECT  # the default common attachments filter
+    verdicts = await deliver(built, mail(text=GTUBE))
+    assert verdicts[0].disposition is Disposition.JUNK  # SpamAction's default MoveToJmf
