@@ -16,7 +16,7 @@ enums as names or as numbers, a UTF-16 file (Windows PowerShell's ``>``). The pr
 alone, built on the EOP defaults of the built-in ``m365-default-like`` profile for what the
 export does not hold (DMARC, DKIM, the mailbox size limit, scanning limits), with its filters in
 EOP's order of processing: connection filtering, anti-malware, mail flow rules, then spam
-filtering (defender-office-365/how-policies-and-protections-are-combined.md). Mail flow rule
+filtering (defender-office-365/eop-about.md, how EOP works). Mail flow rule
 translation is ``sinkd.importers.exchange_rules``. Must not judge mail or write files.
 """
 

@@ -308,6 +308,22 @@ _NOT_EVALUATED = {
     "AttachmentContainsWords": "sinkd does not extract text from attachments",
     "AttachmentMatchesPatterns": "sinkd does not extract text from attachments",
 }
+# Actions that change what happens to the message in ways sinkd has no outcome for: the rule is
+# kept with its other actions, and the action is reported with why.
+_ACTIONS_NOT_TRANSLATED = {
+    "ModerateMessageByUser": "the message waits for a moderator's approval, whose answer sinkd "
+    "cannot know",
+    "ModerateMessageByManager": "the message waits for the sender's manager's approval, whose "
+    "answer sinkd cannot know",
+    "NotifySender": "a data loss prevention notification; its rejection variants depend on the "
+    "sender's override, which sinkd cannot know",
+    "ApplyOME": "encryption of the delivered message",
+    "ApplyRightsProtectionTemplate": "rights protection of the delivered message",
+    "RouteMessageOutboundConnector": "outbound routing",
+    "RouteMessageOutboundRequireTls": "outbound routing",
+    "AddManagerAsRecipientType": "adding the sender's manager needs the directory",
+    "Disconnect": "Edge Transport servers only (New-TransportRule.md -Disconnect)",
+}
 _ACTION_ONLY_EFFECTS = {
     "SetHeaderName": "set the header",
     "RemoveHeader": "remove the header",
@@ -439,6 +455,17 @@ def translate_rule(
             effects.append(f"redirect the message to {', '.join(strings(value))}")
             action = action or "none"
             action_from.append(key)
+        elif key in _ACTIONS_NOT_TRANSLATED:
+            result.untranslated.append(
+                Untranslated(
+                    origin,
+                    f"{key} {', '.join(strings(value))}".strip(),
+                    f"{_ACTIONS_NOT_TRANSLATED[key]}; the rule's other actions are translated",
+                )
+            )
+            effects.append(f"{key} {', '.join(strings(value))}".strip())
+            action = action or "none"
+            action_from.append(key)
         elif key in _ACTION_ONLY_EFFECTS:
             effects.append(f"{_ACTION_ONLY_EFFECTS[key]} {', '.join(strings(value))}".strip())
             action = action or "none"
@@ -451,8 +478,11 @@ def translate_rule(
         and reply is None
     ):
         code = str(rule["RejectMessageEnhancedStatusCode"]).strip()
-        action, reply = "reject", f"{REJECT_BASIC_CODE} {code} {DEFAULT_REJECT_TEXT}"
-        action_from.append("RejectMessageEnhancedStatusCode")
+        if _ENHANCED.match(code):
+            action, reply = "reject", f"{REJECT_BASIC_CODE} {code} {DEFAULT_REJECT_TEXT}"
+            action_from.append("RejectMessageEnhancedStatusCode")
+        else:
+            missing.append(f"RejectMessageEnhancedStatusCode: {code!r} is not 5.7.1 or 5.7.9xx")
     if missing:
         for item in missing:
             key, _, why = item.partition(": ")

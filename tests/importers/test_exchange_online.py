@@ -670,7 +670,7 @@ def test_the_documented_example_imports_and_loads(tmp_path: Path) -> None:
     profile = ProfileSet().load(import_policy(tmp_path, EXAMPLE)).profile
     names = [f.name for f in profile.filters]
     # EOP's order: connection filtering, anti-malware, mail flow rules, spam filtering
-    # (defender-office-365/how-policies-and-protections-are-combined).
+    # (defender-office-365/eop-about, "How EOP works").
     assert names.index("connection-filter") < names.index("common-attachments-filter")
     assert names.index("common-attachments-filter") < names.index("mail-flow-rules")
     assert names.index("mail-flow-rules") < names.index("asf") < names.index("spam-content")
@@ -684,3 +684,32 @@ async def test_an_export_without_transport_rules_keeps_the_eop_defaults(tmp_path
     assert verdict.verdict is VerdictAction.REJECT  # the default common attachments filter
     verdicts = await deliver(built, mail(text=GTUBE))
     assert verdicts[0].disposition is Disposition.JUNK  # SpamAction's default MoveToJmf
+
+
+async def test_an_action_without_a_sinkd_outcome_is_reported_and_the_rule_kept(
+    tmp_path: Path,
+) -> None:
+    # ModerateMessageByUser holds the message for a moderator (NEW_RULE); sinkd cannot know the
+    # answer, so it says so, and the rule's PrependSubject is still translated.
+    policy = contoso()
+    policy["TransportRule"][2]["ModerateMessageByUser"] = ["moderator@contoso.com"]
+    code, _, err = run("profiles", "import", "exchange-online", write(tmp_path, policy))
+    assert code == 0
+    assert (
+        "untranslated: transport rule 'Tag external newsletters' (priority 2): "
+        "ModerateMessageByUser moderator@contoso.com: the message waits for a moderator's"
+    ) in err
+    verdict = await judge(
+        pipeline(tmp_path, policy), mail(headers={"List-Id": "Weekly newsletter <n.example>"})
+    )
+    assert verdict.disposition is Disposition.TAGGED
+
+
+def test_an_enhanced_code_outside_5_7_1_and_5_7_9xx_leaves_the_rule_out(tmp_path: Path) -> None:
+    # -RejectMessageEnhancedStatusCode: "Valid values are 5.7.1 or between 5.7.900 and 5.7.999"
+    # (NEW_RULE).
+    policy = contoso()
+    policy["TransportRule"][0]["RejectMessageEnhancedStatusCode"] = "5.1.1"
+    code, _, err = run("profiles", "import", "exchange-online", write(tmp_path, policy))
+    assert code == 0
+    assert "'Reject payroll phishing' (priority 1): RejectMessageReasonText" in err

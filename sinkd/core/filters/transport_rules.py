@@ -48,6 +48,7 @@ from typing import Literal
 
 from pydantic import ConfigDict, Field, model_validator
 
+from sinkd.core.attachments import inspect_file
 from sinkd.core.filters.base import Filter, MessageContext, reply_variables
 from sinkd.core.matching import WordMatcher, excerpt
 from sinkd.core.message import ParsedMessage
@@ -290,12 +291,19 @@ class _Condition:
                 size = len(node.payload(raw))
                 if size > spec.size:
                     return f"{name or 'an attachment'} ({size} bytes)"
-            elif spec.field == "attachment_extension":
-                extension = name.rpartition(".")[2].lower() if "." in name else ""
-                if extension and extension in self.lowered:
-                    return name
-            elif any(regex.search(name) for regex in self.regexes):
-                return name
+                continue
+            # New-TransportRule.md -AttachmentExtensionMatchesWords: "Nested attachment
+            # extensions (files inside the original attachments) are also inspected"; the
+            # names of archive members are read the same way.
+            inspection = inspect_file(node.filename, node.content_type, node.payload(raw))
+            for shown, info in inspection.named(name or "(unnamed)"):
+                member = (info.name or "").rpartition("/")[2]  # an archive member's own name
+                if spec.field == "attachment_extension":
+                    extension = member.rpartition(".")[2].lower() if "." in member else ""
+                    if extension and extension in self.lowered:
+                        return shown
+                elif member and any(regex.search(member) for regex in self.regexes):
+                    return shown
         return None
 
     def _html(self, parsed: ParsedMessage) -> str | None:

@@ -4,7 +4,9 @@ each field and test, and the profile errors a rule can make."""
 from __future__ import annotations
 
 import email.policy
+import io
 import textwrap
+import zipfile
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -305,3 +307,29 @@ def test_a_bad_rule_is_a_located_profile_error(tmp_path: Path, rule: str, messag
         rules(tmp_path, f"- {rule}\n")
     assert message in str(caught.value)
     assert "filters[0].rules[0]" in str(caught.value) or "filters.0.rules.0" in str(caught.value)
+
+
+async def test_attachment_extensions_and_names_are_read_inside_archives_too(
+    tmp_path: Path,
+) -> None:
+    # New-TransportRule.md -AttachmentExtensionMatchesWords: "Nested attachment extensions
+    # (files inside the original attachments) are also inspected."
+    pipeline = rules(
+        tmp_path,
+        """\
+        - id: EXT
+          when: [{field: attachment_extension, test: is, values: [js]}]
+          action: quarantine
+        - id: NAME
+          when: [{field: attachment_name, test: matches, values: ['^invoice_\\d+']}]
+          action: tag
+        """,
+    )
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("docs/invoice_2024.js", "var a = 1;\n")
+    verdict = await judge(pipeline, mail(attachment=("statement.zip", buffer.getvalue())))
+    assert [f.code for f in verdict.findings] == ["TRANSPORT_EXT", "TRANSPORT_NAME"]
+    assert "statement.zip/docs/invoice_2024.js" in verdict.findings[0].detail["matched"][0]
+    plain = await judge(pipeline, mail(attachment=("statement.pdf", b"%PDF-1.4\n")))
+    assert plain.disposition is Disposition.INBOX
