@@ -339,6 +339,18 @@ _ACTION_ONLY_EFFECTS = {
 }
 
 
+# When one rule has several actions, what the sender and the recipient see is the strictest:
+# a rejection wins over a deletion, which wins over quarantine, and so on (sinkd's dispositions,
+# sinkd.core.model.Disposition, in the same order).
+_STRICTNESS = ("none", "allow", "tag", "junk", "quarantine", "discard", "reject")
+
+
+def _stronger(current: str | None, new: str) -> str:
+    if current is None:
+        return new
+    return max(current, new, key=_STRICTNESS.index)
+
+
 def _origin(name: str, priority: Any) -> str:
     return f"transport rule '{name}' (priority {priority})"
 
@@ -409,13 +421,13 @@ def translate_rule(
                     f"{_MAX_REPLY} characters or its code is not 5.7.x"
                 )
                 continue
-            action, reply = "reject", candidate
+            action, reply = _stronger(action, "reject"), candidate
             action_from.append(key)
         elif key == "DeleteMessage":
-            action = action or "discard"
+            action = _stronger(action, "discard")
             action_from.append(key)
         elif key == "Quarantine":
-            action = "quarantine"
+            action = _stronger(action, "quarantine")
             # New-TransportRule.md -Quarantine: "rule evaluation stops after this rule is run".
             stop = True
             action_from.append(key)
@@ -427,21 +439,21 @@ def translate_rule(
                 continue
             if scl == -1:
                 # -SetSCL: "-1 requests a bypass from most spam filtering".
-                action, skip = "allow", ["score", "content"]
+                action, skip = _stronger(action, "allow"), ["score", "content"]
             elif scl in scl_actions:
-                action = scl_actions[scl][0]
+                action = _stronger(action, scl_actions[scl][0])
                 effects.append(f"SCL {scl} takes {scl_actions[scl][1]}")
             else:
                 effects.append(f"stamp SCL {scl} (below the spam verdicts: no action)")
-                action = action or "none"
+                action = _stronger(action, "none")
             action_from.append(key)
         elif key == "PrependSubject":
             effects.append(f"prepend '{value}' to the subject")
-            action = action or "tag"
+            action = _stronger(action, "tag")
             action_from.append(key)
         elif key == "SetHeaderName":
             effects.append(f"set the header {value}: {rule.get('SetHeaderValue', '')}")
-            action = action or "tag"
+            action = _stronger(action, "tag")
             action_from.append(key)
         elif key == "RedirectMessageTo":
             result.untranslated.append(
@@ -453,7 +465,7 @@ def translate_rule(
                 )
             )
             effects.append(f"redirect the message to {', '.join(strings(value))}")
-            action = action or "none"
+            action = _stronger(action, "none")
             action_from.append(key)
         elif key in _ACTIONS_NOT_TRANSLATED:
             result.untranslated.append(
@@ -464,11 +476,11 @@ def translate_rule(
                 )
             )
             effects.append(f"{key} {', '.join(strings(value))}".strip())
-            action = action or "none"
+            action = _stronger(action, "none")
             action_from.append(key)
         elif key in _ACTION_ONLY_EFFECTS:
             effects.append(f"{_ACTION_ONLY_EFFECTS[key]} {', '.join(strings(value))}".strip())
-            action = action or "none"
+            action = _stronger(action, "none")
             action_from.append(key)
         else:
             missing.append(f"{key}: sinkd does not translate this condition or action")
@@ -479,7 +491,8 @@ def translate_rule(
     ):
         code = str(rule["RejectMessageEnhancedStatusCode"]).strip()
         if _ENHANCED.match(code):
-            action, reply = "reject", f"{REJECT_BASIC_CODE} {code} {DEFAULT_REJECT_TEXT}"
+            action = _stronger(action, "reject")
+            reply = f"{REJECT_BASIC_CODE} {code} {DEFAULT_REJECT_TEXT}"
             action_from.append("RejectMessageEnhancedStatusCode")
         else:
             missing.append(f"RejectMessageEnhancedStatusCode: {code!r} is not 5.7.1 or 5.7.9xx")
@@ -510,6 +523,8 @@ def translate_rule(
             Untranslated(origin, "no action", "the rule has no action sinkd can express")
         )
         return result
+    if action != "allow":
+        skip = []  # a stricter action of the same rule overrides SetSCL -1's bypass
     mode = str(rule.get("Mode") or "Enforce")
     if mode.lower() in ("audit", "auditandnotify", "0", "1"):
         # New-TransportRule.md -Mode: Audit and AuditAndNotify only log what would happen.

@@ -713,3 +713,15 @@ def test_an_enhanced_code_outside_5_7_1_and_5_7_9xx_leaves_the_rule_out(tmp_path
     code, _, err = run("profiles", "import", "exchange-online", write(tmp_path, policy))
     assert code == 0
     assert "'Reject payroll phishing' (priority 1): RejectMessageReasonText" in err
+
+
+async def test_a_rule_with_several_actions_takes_the_strictest_whatever_their_order(
+    tmp_path: Path,
+) -> None:
+    # DeleteMessage "silently drops messages" (NEW_RULE): prepending a subject to a message that
+    # is dropped changes nothing the sender or the recipient sees.
+    policy = contoso()
+    lottery = policy["TransportRule"][7]
+    policy["TransportRule"][7] = {"PrependSubject": "[Lottery] ", **lottery}
+    verdict = await judge(pipeline(tmp_path, policy), mail("You are our lottery winner", "x"))
+    assert verdict.disposition is Disposition.DISCARDED
