@@ -546,6 +546,13 @@ def translate_rule(
         out["stop"] = True
     if effects:
         out["effects"] = effects
-    out["source"] = f"{origin}: {', '.join(action_from)}; {NEW_TRANSPORT_RULE}"
+    source = f"{origin}: {', '.join(action_from)}; {NEW_TRANSPORT_RULE}"
+    if reply is not None:
+        source += (
+            f"; reply: the rule's code and text (-RejectMessageEnhancedStatusCode default "
+            f"{DEFAULT_REJECT_CODE}, -RejectMessageReasonText default '{DEFAULT_REJECT_TEXT}'), "
+            f"basic code {REJECT_BASIC_CODE} as Exchange Online's NDRs quote it"
+        )
+    out["source"] = source
     result.rule = out
     return result
