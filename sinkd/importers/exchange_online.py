@@ -28,6 +28,7 @@ import json
 import logging
 import re
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -744,9 +745,10 @@ class _Import:
 
         rules: list[dict[str, Any]] = []
         taken: set[str] = set()
+        now = datetime.now(UTC)  # rules with an ActivationDate or ExpiryDate run as of today
         # New-TransportRule.md -Priority: 0 is the highest priority; rules run in that order.
         for obj in sorted(objects, key=priority):
-            translated = translate_rule(obj, scl_actions=scl_actions, taken=taken)
+            translated = translate_rule(obj, scl_actions=scl_actions, taken=taken, now=now)
             self.untranslated.extend(translated.untranslated)
             self.notes.extend(translated.notes)
             if translated.rule is not None:

@@ -15,6 +15,7 @@ import ipaddress
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from sinkd.importers.base import Untranslated
@@ -367,11 +368,42 @@ def rule_id(name: str, priority: Any, taken: set[str]) -> str:
     return candidate
 
 
+_MS_DATE = re.compile(r"^/Date\((-?\d+)([+-]\d{4})?\)/$")
+
+
+def parse_date(value: Any) -> datetime | None:
+    """A DateTime as ConvertTo-Json writes it: "/Date(ms since 1970)/" (Windows PowerShell) or
+    ISO 8601 (PowerShell 7); None when it is neither."""
+    text = str(value).strip()
+    match = _MS_DATE.match(text)
+    if match is not None:
+        return datetime.fromtimestamp(int(match.group(1)) / 1000, tz=UTC)
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def _inactive(rule: Mapping[str, Any], origin: str, now: datetime) -> str | None:
+    """Why the rule does not run at ``now`` (New-TransportRule.md -ActivationDate: "doesn't take
+    any action on messages until the specified date/time"; -ExpiryDate: "after the specified
+    date/time"), or None."""
+    start = parse_date(rule["ActivationDate"]) if is_set(rule.get("ActivationDate")) else None
+    end = parse_date(rule["ExpiryDate"]) if is_set(rule.get("ExpiryDate")) else None
+    if start is not None and start > now:
+        return f"{origin} is not active before {start:%Y-%m-%d %H:%M} UTC: not imported"
+    if end is not None and end < now:
+        return f"{origin} expired on {end:%Y-%m-%d %H:%M} UTC: not imported"
+    return None
+
+
 def translate_rule(
     rule: Mapping[str, Any],
     *,
     scl_actions: Mapping[int, tuple[str, str]],
     taken: set[str],
+    now: datetime,
 ) -> Translated:
     """One Get-TransportRule object as a ``transport_rules`` rule.
 
@@ -387,6 +419,15 @@ def translate_rule(
     if state.lower() in ("disabled", "1"):
         result.notes.append(f"{origin} is disabled (State Disabled): not imported")
         return result
+    inactive = _inactive(rule, origin, now)
+    if inactive is not None:
+        result.notes.append(inactive)
+        return result
+    if is_set(rule.get("ExpiryDate")) or is_set(rule.get("ActivationDate")):
+        result.notes.append(
+            f"{origin} runs only between its ActivationDate and ExpiryDate: imported as active "
+            "on the day of the import"
+        )
     when: list[Condition] = []
     unless: list[Condition] = []
     missing: list[str] = []

@@ -725,3 +725,18 @@ async def test_a_rule_with_several_actions_takes_the_strictest_whatever_their_or
     policy["TransportRule"][7] = {"PrependSubject": "[Lottery] ", **lottery}
     verdict = await judge(pipeline(tmp_path, policy), mail("You are our lottery winner", "x"))
     assert verdict.disposition is Disposition.DISCARDED
+
+
+def test_a_rule_outside_its_activation_and_expiry_dates_is_not_imported(tmp_path: Path) -> None:
+    # -ActivationDate: "doesn't take any action on messages until the specified date/time";
+    # -ExpiryDate: "doesn't take any action on messages after the specified date/time"
+    # (NEW_RULE). Windows PowerShell writes DateTime as "/Date(milliseconds)/".
+    policy = contoso()
+    policy["TransportRule"][7]["ExpiryDate"] = "/Date(1577836800000)/"  # 2020-01-01
+    policy["TransportRule"][2]["ActivationDate"] = "2999-01-01T00:00:00"
+    policy["TransportRule"][3]["ActivationDate"] = "/Date(1577836800000)/"
+    code, _, err = run("profiles", "import", "exchange-online", write(tmp_path, policy))
+    assert code == 0
+    assert "'Drop lottery scams' (priority 7) expired on 2020-01-01 00:00 UTC" in err
+    assert "'Tag external newsletters' (priority 2) is not active before 2999-01-01" in err
+    assert "'Spam keyword' (priority 3) runs only between its ActivationDate" in err
