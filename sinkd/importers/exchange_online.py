@@ -83,6 +83,9 @@ ASF_CONDITIONS: dict[str, dict[str, Any]] = {
     "MarkAsSpamEmbedTagsInHtml": {"field": "html_tag", "test": "is", "values": ["embed"]},
     "MarkAsSpamFormTagsInHtml": {"field": "html_tag", "test": "is", "values": ["form"]},
     "MarkAsSpamWebBugsInHtml": {"field": "html_class", "test": "is", "values": ["tracking_pixels"]},
+    # The spf filter before it judges MAIL FROM; the ASF rule acts on its hard fail, so that
+    # allowed senders, who bypass spam filtering, bypass this setting too.
+    "MarkAsSpamSpfRecordHardFail": {"field": "spf_result", "test": "is", "values": ["fail"]},
 }
 # The X-CustomSpam value each ASF setting adds (Set-HostedContentFilterPolicy.md).
 ASF_HEADERS = {
@@ -427,7 +430,7 @@ class _Import:
                 "assumption": "GTUBE only: the export holds no word list of the organisation's",
             }
         )
-        spf = self._spf(policy, cmdlet, name, hcs)
+        spf = self._default_filter("spf")
         for key in ("EnableLanguageBlockList", "EnableRegionBlockList"):
             if _truthy(policy.get(key)):
                 listed = "LanguageBlockList" if "Language" in key else "RegionBlockList"
@@ -544,8 +547,8 @@ class _Import:
         rules: list[dict[str, Any]] = []
         for key, condition in ASF_CONDITIONS.items():
             state = self._switch(policy, cmdlet, key)
-            if state == "Off":
-                continue
+            if state == "Off" or (state == "Test" and key in ASF_NO_TEST):
+                continue  # Microsoft documents no Test value for these: Test is Off
             where = f"{cmdlet} '{name}': {key}"
             rule: dict[str, Any] = {
                 "id": "ASF_" + key.removeprefix("MarkAsSpam").upper(),
@@ -575,19 +578,6 @@ class _Import:
             f"{SET_CONTENT} (each MarkAsSpam* On: high confidence spam)",
             "rules": rules,
         }
-
-    def _spf(self, policy: Mapping[str, Any], cmdlet: str, name: str, hcs: str) -> dict[str, Any]:
-        spf = self._default_filter("spf")
-        key = "MarkAsSpamSpfRecordHardFail"
-        if self._switch(policy, cmdlet, key) == "On":
-            on = dict(spf.get("on", {}))
-            on["fail"] = {
-                "action": hcs,
-                "source": f"{cmdlet} '{name}': {key} On ({self.file}); {SET_CONTENT} -{key} "
-                "(SPF hard fail: high confidence spam)",
-            }
-            spf["on"] = on
-        return spf
 
     # --- connection filter -----------------------------------------------------------------
 

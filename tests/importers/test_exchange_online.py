@@ -213,8 +213,25 @@ async def test_spf_hard_fail_on_is_high_confidence_spam(tmp_path: Path) -> None:
         mail_from="alice@sender.example",
         lookups=Lookups(resolver=resolver),
     )
-    assert finding(verdict, "SPF_FAIL").action is Action.QUARANTINE
+    assert finding(verdict, "SPF_FAIL").action is Action.NONE  # the spf filter records it
+    rule = finding(verdict, "TRANSPORT_ASF_SPFRECORDHARDFAIL")
+    assert rule.action is Action.QUARANTINE
+    assert rule.decided
     assert verdict.disposition is Disposition.QUARANTINED
+
+
+async def test_an_allowed_sender_bypasses_the_spf_hard_fail_setting_too(tmp_path: Path) -> None:
+    # Allowed sender domains "bypass spam filtering" (SET_CONTENT -AllowedSenderDomains), of
+    # which the ASF settings are part (ASF).
+    resolver = resolver_for({"partner.example": [{"TXT": "v=spf1 ip4:192.0.2.1 -all"}]})
+    verdict = await judge(
+        pipeline(tmp_path),
+        mail(sender="news@partner.example"),
+        mail_from="news@partner.example",
+        lookups=Lookups(resolver=resolver),
+    )
+    assert finding(verdict, "SPF_FAIL").action is Action.NONE
+    assert verdict.disposition is Disposition.INBOX
 
 
 async def test_spf_hard_fail_off_records_the_failure_only(tmp_path: Path) -> None:

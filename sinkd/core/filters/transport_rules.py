@@ -36,7 +36,8 @@ matches: regular expressions, both case-insensitive), ``attachment_extension`` (
 ``attachment_name`` (matches), ``attachment_size`` and ``message_size`` (over: bytes),
 ``client_ip`` (is: addresses and CIDR ranges), ``html_tag`` (is: element names found in an HTML
 part), ``html_class`` (is: what ``sinkd.core.html`` finds, e.g. ``tracking_pixels``) and
-``empty_message`` (present: no subject, no body text, no attachment).
+``empty_message`` (present: no subject, no body text, no attachment) and ``spf_result`` (is:
+the MAIL FROM result of an ``spf`` filter earlier in the profile, e.g. ``fail``).
 """
 
 from __future__ import annotations
@@ -81,6 +82,7 @@ FieldName = Literal[
     "html_tag",
     "html_class",
     "empty_message",
+    "spf_result",
 ]
 Test = Literal["is", "contains", "matches", "over", "present"]
 SkipCategory = Literal[
@@ -104,6 +106,7 @@ _TESTS: dict[str, tuple[str, ...]] = {
     "html_tag": ("is",),
     "html_class": ("is",),
     "empty_message": ("present",),
+    "spf_result": ("is",),
 }
 
 
@@ -238,6 +241,13 @@ class _Condition:
             return self._attachments(parsed)
         if field in ("html_tag", "html_class"):
             return self._html(parsed)
+        if field == "spf_result":
+            # The MAIL FROM result an spf filter earlier in the profile found (SPF_FAIL, ...).
+            for earlier in ctx.earlier:
+                result = earlier.code.removeprefix("SPF_").lower()
+                if earlier.code.startswith("SPF_") and result in self.lowered:
+                    return f"SPF {result} for {ctx.envelope.mail_from or '<>'}"
+            return None
         return _empty(parsed)
 
     def _senders(self, ctx: MessageContext) -> list[str]:

@@ -14,8 +14,10 @@ import pytest
 
 from sinkd.core.engine import Pipeline
 from sinkd.core.model import Action, Disposition, Reply, VerdictAction
+from sinkd.core.ports import Lookups
 from sinkd.errors import ProfileError
 from tests.support.judging import compile_yaml, judge
+from tests.support.spf import resolver_for
 
 
 def rules(tmp_path: Path, body: str) -> Pipeline:
@@ -333,3 +335,31 @@ async def test_attachment_extensions_and_names_are_read_inside_archives_too(
     assert "statement.zip/docs/invoice_2024.js" in verdict.findings[0].detail["matched"][0]
     plain = await judge(pipeline, mail(attachment=("statement.pdf", b"%PDF-1.4\n")))
     assert plain.disposition is Disposition.INBOX
+
+
+async def test_spf_result_reads_the_spf_filter_before_it(tmp_path: Path) -> None:
+    pipeline = compile_yaml(
+        tmp_path,
+        """\
+        filters:
+          - {kind: spf, name: spf, on: {fail: {action: none}}}
+          - kind: transport_rules
+            name: flow
+            rules:
+              - id: SPF_HARD_FAIL
+                when: [{field: spf_result, test: is, values: [fail]}]
+                action: junk
+        """,
+    )
+    zone = {
+        "fail.example": [{"TXT": "v=spf1 ip4:192.0.2.1 -all"}],
+        "pass.example": [{"TXT": "v=spf1 ip4:203.0.113.5 -all"}],
+    }
+    lookups = Lookups(resolver=resolver_for(zone))
+    failed = await judge(pipeline, mail(), mail_from="a@fail.example", lookups=lookups)
+    assert failed.disposition is Disposition.JUNK
+    assert failed.findings[-1].detail["matched"] == [
+        "spf result is fail (SPF fail for a@fail.example)"
+    ]
+    passed = await judge(pipeline, mail(), mail_from="a@pass.example", lookups=lookups)
+    assert passed.disposition is Disposition.INBOX
