@@ -115,9 +115,24 @@ def strings(value: Any) -> list[str]:
     if isinstance(value, dict) and isinstance(value.get("value"), list):
         return strings(value["value"])
     if isinstance(value, list):
-        return [str(v) for v in value if v is not None and str(v) != ""]
-    text = str(value)
+        return [text for v in value if v is not None and (text := _text_of(v))]
+    text = _text_of(value)
     return [text] if text else []
+
+
+# The string property of the Exchange types ConvertTo-Json writes as objects when -Depth lets it:
+# SmtpAddress (Address), IPRange (Expression), SmtpDomain (Domain), and values wrapped as Value.
+_TEXT_PROPERTIES = ("Address", "Expression", "Domain", "SmtpDomain", "Value", "Name")
+
+
+def _text_of(value: Any) -> str:
+    if isinstance(value, dict):
+        for key in _TEXT_PROPERTIES:
+            inner = value.get(key)
+            if isinstance(inner, (str, int)) and not isinstance(inner, bool):
+                return str(inner)
+        return ""
+    return str(value)
 
 
 def is_set(value: Any) -> bool:

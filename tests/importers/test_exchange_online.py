@@ -757,3 +757,24 @@ def test_a_rule_outside_its_activation_and_expiry_dates_is_not_imported(tmp_path
     assert "'Drop lottery scams' (priority 7) expired on 2020-01-01 00:00 UTC" in err
     assert "'Tag external newsletters' (priority 2) is not active before 2999-01-01" in err
     assert "'Spam keyword' (priority 3) runs only between its ActivationDate" in err
+
+
+async def test_addresses_and_ranges_written_as_objects_are_read_by_their_value(
+    tmp_path: Path,
+) -> None:
+    # With -Depth 6, ConvertTo-Json writes Exchange's SmtpAddress and IPRange values as objects
+    # of their properties; the address and the range expression are what the lists hold.
+    policy = contoso()
+    policy["HostedContentFilterPolicy"][0]["BlockedSenders"] = [
+        {"Local": "billing", "Domain": "invoices-fake.example",
+         "Address": "billing@invoices-fake.example", "IsValidAddress": True}
+    ]  # fmt: skip
+    policy["HostedConnectionFilterPolicy"]["IPBlockList"] = [
+        {"Expression": "192.0.2.10", "RangeFormat": "SingleAddress", "Size": 1}
+    ]
+    built = pipeline(tmp_path, policy)
+    blocked = await judge(built, mail(sender="billing@invoices-fake.example"))
+    assert finding(blocked, "ENVELOPE_BLOCKED_SENDERS").decided
+    refused = await judge(built, mail(), client_ip="192.0.2.10")
+    assert refused.stage is Stage.RCPT
+    assert refused.reply.enhanced == "5.7.513"
