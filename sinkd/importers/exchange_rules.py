@@ -424,8 +424,10 @@ def translate_rule(
 
     ``scl_actions`` gives, for SetSCL 5..9, the sinkd action and the policy setting it comes
     from (New-TransportRule.md -SetSCL: 5 or 6 requests a spam verdict, 9 a high confidence
-    spam verdict; 7 and 8 are high confidence spam too, anti-spam-spam-confidence-level-scl-
-    about.md)."""
+    spam verdict; for 7 and 8 the SCL page said "If you use a mail flow rule to set the SCL,
+    the values 5 or 6 trigger the spam filtering action for Spam, and the values 7, 8, or 9
+    trigger the spam filtering action for High confidence spam", spam-confidence-levels.md,
+    since moved to anti-spam-spam-confidence-level-scl-about.md)."""
     name = str(rule.get("Name") or rule.get("Identity") or "(unnamed)")
     priority = rule.get("Priority", "?")
     origin = _origin(name, priority)

@@ -486,8 +486,10 @@ async def test_stop_rule_processing_ends_the_rules_after_it(tmp_path: Path) -> N
     ("scl", "disposition"),
     [
         # SCL 5 or 6 "requests a spam verdict", 9 "a high confidence spam verdict" (NEW_RULE
-        # -SetSCL); 7 and 8 are high confidence spam too (defender-office-365/anti-spam-spam-
-        # confidence-level-scl-about). SpamAction MoveToJmf, HighConfidenceSpamAction Quarantine.
+        # -SetSCL); "the values 7, 8, or 9 trigger the spam filtering action for High
+        # confidence spam" (https://learn.microsoft.com/en-us/defender-office-365/anti-spam-
+        # spam-confidence-level-scl-about, formerly spam-confidence-levels). The fixture's
+        # SpamAction is MoveToJmf, its HighConfidenceSpamAction Quarantine.
         (5, Disposition.JUNK),
         (6, Disposition.JUNK),
         (7, Disposition.QUARANTINED),
