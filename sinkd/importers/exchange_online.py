@@ -511,7 +511,7 @@ class _Import:
                 "entries": f"@{list_name}",
             }
             if allow:
-                # Set-HostedContentFilterPolicy.md -AllowedSenders: "bypass spam filtering"
+                # Set-HostedContentFilterPolicy.md -AllowedSenders: they bypass spam filtering
                 # (SFV:SKA); malware filtering and the mail flow rules before it still run.
                 rule |= {"action": "allow", "skip": ["score", "content"]}
                 rule["source"] = f"{where}; {SET_CONTENT} -{key}; {page}"

@@ -21,10 +21,8 @@ from typing import Any
 from sinkd.importers.base import Untranslated
 
 NEW_TRANSPORT_RULE = "office-docs-powershell New-TransportRule.md"
-# What a refusal by a rule says when the rule gives neither text nor code, and the code a rule
-# with only a text uses: New-TransportRule.md -RejectMessageReasonText ("the custom explanation
-# text value is set to 'Delivery not authorized, message refused'") and
-# -RejectMessageEnhancedStatusCode ("the enhanced status code value is set to 5.7.1").
+# The text a rule's refusal has when the rule gives only a code, and the code when it gives only
+# a text: New-TransportRule.md -RejectMessageReasonText and -RejectMessageEnhancedStatusCode.
 DEFAULT_REJECT_TEXT = "Delivery not authorized, message refused"
 DEFAULT_REJECT_CODE = "5.7.1"
 # The basic code: Microsoft documents only the enhanced code. Exchange Online's NDRs for these
@@ -89,7 +87,7 @@ _SIZE = re.compile(
 )
 # ReplyRef's limit in sinkd.core.schema; Exchange Online allows 1024 characters of text.
 _MAX_REPLY = 512
-# New-TransportRule.md -RejectMessageEnhancedStatusCode: "5.7.1 or between 5.7.900 and 5.7.999".
+# New-TransportRule.md -RejectMessageEnhancedStatusCode: 5.7.1, or 5.7.900 to 5.7.999.
 _ENHANCED = re.compile(r"^5\.7\.(1|9\d\d)$")
 _UNITS = {"B": 1, "KB": 1024, "MB": 1024**2, "GB": 1024**3, "TB": 1024**4}
 # .NET regular expression constructs Python's re reads differently or not at all: named groups
@@ -401,9 +399,8 @@ def parse_date(value: Any) -> datetime | None:
 
 
 def _inactive(rule: Mapping[str, Any], origin: str, now: datetime) -> str | None:
-    """Why the rule does not run at ``now`` (New-TransportRule.md -ActivationDate: "doesn't take
-    any action on messages until the specified date/time"; -ExpiryDate: "after the specified
-    date/time"), or None."""
+    """Why the rule does not run at ``now`` (New-TransportRule.md -ActivationDate and
+    -ExpiryDate: no action before the one or after the other), or None."""
     start = parse_date(rule["ActivationDate"]) if is_set(rule.get("ActivationDate")) else None
     end = parse_date(rule["ExpiryDate"]) if is_set(rule.get("ExpiryDate")) else None
     if start is not None and start > now:
@@ -424,10 +421,8 @@ def translate_rule(
 
     ``scl_actions`` gives, for SetSCL 5..9, the sinkd action and the policy setting it comes
     from (New-TransportRule.md -SetSCL: 5 or 6 requests a spam verdict, 9 a high confidence
-    spam verdict; for 7 and 8 the SCL page said "If you use a mail flow rule to set the SCL,
-    the values 5 or 6 trigger the spam filtering action for Spam, and the values 7, 8, or 9
-    trigger the spam filtering action for High confidence spam", spam-confidence-levels.md,
-    since moved to anti-spam-spam-confidence-level-scl-about.md)."""
+    spam verdict; the SCL page gives a rule's 7 and 8 the high confidence spam action too:
+    spam-confidence-levels.md, since moved to anti-spam-spam-confidence-level-scl-about.md)."""
     name = str(rule.get("Name") or rule.get("Identity") or "(unnamed)")
     priority = rule.get("Priority", "?")
     origin = _origin(name, priority)
@@ -486,7 +481,7 @@ def translate_rule(
             action_from.append(key)
         elif key == "Quarantine":
             action = _stronger(action, "quarantine")
-            # New-TransportRule.md -Quarantine: "rule evaluation stops after this rule is run".
+            # New-TransportRule.md -Quarantine: no rule after this one is evaluated.
             stop = True
             action_from.append(key)
         elif key == "SetSCL":
@@ -496,7 +491,7 @@ def translate_rule(
                 missing.append(f"{key}: {value!r} is not an SCL from -1 to 9")
                 continue
             if scl == -1:
-                # -SetSCL: "-1 requests a bypass from most spam filtering".
+                # -SetSCL: -1 asks for a bypass of most spam filtering.
                 action, skip = _stronger(action, "allow"), ["score", "content"]
             elif scl in scl_actions:
                 action = _stronger(action, scl_actions[scl][0])

@@ -128,9 +128,9 @@ def finding(verdict: Verdict, code: str) -> Any:
 async def test_an_iframe_with_frames_in_html_on_gets_the_high_confidence_spam_action(
     tmp_path: Path,
 ) -> None:
-    # ASF: MarkAsSpamFramesInHtml On -> "identified as high confidence spam" (Set-HostedContent-
-    # FilterPolicy, -MarkAsSpamFramesInHtml; ASF). The fixture's HighConfidenceSpamAction is
-    # Quarantine: "Deliver the message to quarantine" (SET_CONTENT -HighConfidenceSpamAction).
+    # ASF: with MarkAsSpamFramesInHtml On, a message with frame or iframe tags is high confidence
+    # spam (SET_CONTENT -MarkAsSpamFramesInHtml; ASF). The fixture's HighConfidenceSpamAction
+    # is Quarantine, which sends it to quarantine (SET_CONTENT -HighConfidenceSpamAction).
     html = '<p>Your invoice</p><iframe src="https://evil.example/x"></iframe>'
     verdict = await judge(pipeline(tmp_path), mail(html=html))
     assert verdict.disposition is Disposition.QUARANTINED
@@ -152,8 +152,8 @@ async def test_the_word_iframe_in_the_text_of_a_message_is_no_frame(tmp_path: Pa
 async def test_a_form_in_html_with_form_tags_on_is_quarantined_as_high_confidence_spam(
     tmp_path: Path,
 ) -> None:
-    # ASF MarkAsSpamFormTagsInHtml On: "Messages that contain HTML <form> tags are identified as
-    # high confidence spam" (SET_CONTENT -MarkAsSpamFormTagsInHtml).
+    # ASF MarkAsSpamFormTagsInHtml On: a message with an HTML <form> tag is high confidence
+    # spam (SET_CONTENT -MarkAsSpamFormTagsInHtml).
     html = '<form action="https://evil.example/login"><input name="pw"></form>'
     verdict = await judge(pipeline(tmp_path), mail(html=html))
     assert verdict.disposition is Disposition.QUARANTINED
@@ -161,7 +161,7 @@ async def test_a_form_in_html_with_form_tags_on_is_quarantined_as_high_confidenc
 
 
 async def test_script_tags_are_not_judged_when_javascript_in_html_is_off(tmp_path: Path) -> None:
-    # The fixture has MarkAsSpamJavaScriptInHtml Off: "The setting is disabled" (SET_CONTENT).
+    # The fixture has MarkAsSpamJavaScriptInHtml Off, the setting disabled (SET_CONTENT).
     html = "<p>Hello</p><script>alert(1)</script>"
     verdict = await judge(pipeline(tmp_path), mail(html=html))
     assert verdict.disposition is Disposition.INBOX
@@ -175,8 +175,8 @@ async def test_script_tags_are_not_judged_when_javascript_in_html_is_off(tmp_pat
 async def test_an_empty_message_with_empty_messages_on_is_high_confidence_spam(
     tmp_path: Path,
 ) -> None:
-    # MarkAsSpamEmptyMessages: "no subject, no content in the message body, and no
-    # attachments" -> high confidence spam (SET_CONTENT -MarkAsSpamEmptyMessages).
+    # MarkAsSpamEmptyMessages: a message without subject, body content or attachment is high
+    # confidence spam (SET_CONTENT -MarkAsSpamEmptyMessages).
     verdict = await judge(pipeline(tmp_path), mail(subject="", text=""))
     assert verdict.disposition is Disposition.QUARANTINED
     assert finding(verdict, "TRANSPORT_ASF_EMPTYMESSAGES").decided
@@ -190,9 +190,9 @@ async def test_a_message_with_only_a_subject_is_not_empty(tmp_path: Path) -> Non
 async def test_a_web_bug_in_test_mode_is_recorded_with_the_test_action_only(
     tmp_path: Path,
 ) -> None:
-    # MarkAsSpamWebBugsInHtml Test: "The action specified by the TestModeAction parameter is
-    # taken"; TestModeAction AddXHeader adds "X-CustomSpam: This message was filtered by the
-    # custom spam filter option" (SET_CONTENT -TestModeAction) and nothing else.
+    # MarkAsSpamWebBugsInHtml Test: only the TestModeAction is taken; AddXHeader adds the
+    # X-CustomSpam header that says the custom spam filter option filtered the message
+    # (SET_CONTENT -TestModeAction), and nothing else happens.
     html = '<p>News</p><img src="https://track.example/o.gif" width="1" height="1">'
     verdict = await judge(pipeline(tmp_path), mail(html=html))
     assert verdict.disposition is Disposition.INBOX
@@ -204,8 +204,8 @@ async def test_a_web_bug_in_test_mode_is_recorded_with_the_test_action_only(
 
 
 async def test_spf_hard_fail_on_is_high_confidence_spam(tmp_path: Path) -> None:
-    # MarkAsSpamSpfRecordHardFail On: "Messages sent from an IP address that isn't specified in
-    # the SPF record ... are identified as high confidence spam" (SET_CONTENT).
+    # MarkAsSpamSpfRecordHardFail On: mail from an address the sender's SPF record does not
+    # list is high confidence spam (SET_CONTENT -MarkAsSpamSpfRecordHardFail).
     resolver = resolver_for({"sender.example": [{"TXT": "v=spf1 ip4:192.0.2.1 -all"}]})
     verdict = await judge(
         pipeline(tmp_path),
@@ -221,7 +221,7 @@ async def test_spf_hard_fail_on_is_high_confidence_spam(tmp_path: Path) -> None:
 
 
 async def test_an_allowed_sender_bypasses_the_spf_hard_fail_setting_too(tmp_path: Path) -> None:
-    # Allowed sender domains "bypass spam filtering" (SET_CONTENT -AllowedSenderDomains), of
+    # Allowed sender domains bypass spam filtering (SET_CONTENT -AllowedSenderDomains), of
     # which the ASF settings are part (ASF).
     resolver = resolver_for({"partner.example": [{"TXT": "v=spf1 ip4:192.0.2.1 -all"}]})
     verdict = await judge(
@@ -245,9 +245,9 @@ async def test_spf_hard_fail_off_records_the_failure_only(tmp_path: Path) -> Non
 
 
 async def test_gtube_gets_the_spam_action_move_to_junk(tmp_path: Path) -> None:
-    # GTUBE gets a spam verdict (defender-office-365/anti-spam-policies-configure, "Send a GTUBE
-    # message to test your spam policy settings"); SpamAction MoveToJmf: "Deliver the message
-    # to the Junk Email folder" (SET_CONTENT -SpamAction).
+    # GTUBE gets the spam verdict (https://learn.microsoft.com/en-us/defender-office-365/anti-
+    # spam-policies-configure, testing the policy with GTUBE); SpamAction MoveToJmf delivers to
+    # the Junk Email folder (SET_CONTENT -SpamAction).
     verdict = await judge(pipeline(tmp_path), mail(text=f"Test\n{GTUBE}\n"))
     assert verdict.disposition is Disposition.JUNK
     assert finding(verdict, "CONTENT_GTUBE").decided
@@ -257,8 +257,8 @@ async def test_gtube_gets_the_spam_action_move_to_junk(tmp_path: Path) -> None:
     ("value", "disposition"),
     [
         ("MoveToJmf", Disposition.JUNK),
-        # AddXHeader and ModifySubject for SpamAction also "move the message to the Junk Email
-        # folder" (SET_CONTENT -SpamAction).
+        # AddXHeader and ModifySubject for SpamAction also deliver to the Junk Email folder
+        # (SET_CONTENT -SpamAction).
         ("AddXHeader", Disposition.JUNK),
         ("ModifySubject", Disposition.JUNK),
         ("Quarantine", Disposition.QUARANTINED),
@@ -280,7 +280,7 @@ async def test_the_spam_action_decides_where_gtube_goes(
 async def test_a_blocked_sender_domain_gets_the_high_confidence_spam_action(
     tmp_path: Path,
 ) -> None:
-    # Blocked senders and domains: "always marked as spam sources" (SET_CONTENT
+    # Blocked senders and domains are always marked as spam sources (SET_CONTENT
     # -BlockedSenderDomains), high confidence spam (create-block-sender-lists-in-office-365).
     verdict = await judge(pipeline(tmp_path), mail(sender="promo@spam-domain.example"))
     assert verdict.disposition is Disposition.QUARANTINED
@@ -288,7 +288,7 @@ async def test_a_blocked_sender_domain_gets_the_high_confidence_spam_action(
 
 
 async def test_an_allowed_sender_domain_bypasses_the_asf_settings(tmp_path: Path) -> None:
-    # AllowedSenderDomains: "trusted domains that bypass spam filtering" (SET_CONTENT), and the
+    # AllowedSenderDomains are trusted domains that bypass spam filtering (SET_CONTENT), and the
     # ASF settings are part of spam filtering (ASF).
     html = '<form action="https://partner.example/survey"><input name="q"></form>'
     verdict = await judge(pipeline(tmp_path), mail(html=html, sender="news@partner.example"))
@@ -314,11 +314,11 @@ async def test_an_allowed_sender_domain_does_not_bypass_the_attachment_filter(
 async def test_a_client_on_the_ip_block_list_is_refused_with_5_7_513_over_smtp(
     tmp_path: Path, start_server: StartServer
 ) -> None:
-    # IPBlockList: "messages from the IP addresses you specify are never allowed"
-    # (Set-HostedConnectionFilterPolicy -IPBlockList); Exchange Online's NDR table gives
-    # 5.7.513 "Service unavailable, Client host [$ClientIP] blocked by $recipientDomain using
-    # Customer Block list" (https://learn.microsoft.com/en-us/exchange/mail-flow-best-practices/
-    # non-delivery-reports-in-exchange-online/non-delivery-reports-in-exchange-online).
+    # IPBlockList: mail from the listed addresses is never allowed (Set-HostedConnectionFilter-
+    # Policy -IPBlockList); Exchange Online's NDR table gives the 5.7.513 reply naming the
+    # client IP and the Customer Block list (https://learn.microsoft.com/en-us/exchange/mail-
+    # flow-best-practices/non-delivery-reports-in-exchange-online/non-delivery-reports-in-
+    # exchange-online; the catalogue's m365.customer_block_list).
     profile = import_policy(tmp_path)
     app: Sinkd = await start_server(profile=str(profile), xclient=True)
     async with raw_client(app) as client:
@@ -339,7 +339,7 @@ async def test_a_client_on_the_ip_block_list_is_refused_with_5_7_513_over_smtp(
     "${rcpt_domain} is empty when the refusal is answered at RCPT (m365-default-like too)",
 )
 async def test_the_ip_block_list_refusal_names_the_recipient_domain(tmp_path: Path) -> None:
-    # 5.7.513 "... blocked by $recipientDomain using Customer Block list" (NDR table above).
+    # The 5.7.513 reply names the recipient's domain (NDR table above).
     verdict = await judge(pipeline(tmp_path), mail(), client_ip="203.0.113.70")
     assert "blocked by corp.example using" in verdict.reply.text
 
@@ -347,8 +347,8 @@ async def test_the_ip_block_list_refusal_names_the_recipient_domain(tmp_path: Pa
 async def test_an_address_range_on_the_block_list_covers_each_address_in_it(
     tmp_path: Path,
 ) -> None:
-    # IPBlockList takes "IP address range: ... 192.168.0.1-192.168.0.254"
-    # (Set-HostedConnectionFilterPolicy -IPBlockList); the fixture lists 203.0.113.64-127.
+    # IPBlockList takes address ranges written first-last (Set-HostedConnectionFilterPolicy
+    # -IPBlockList); the fixture lists 203.0.113.64-127.
     built = pipeline(tmp_path)
     for ip, refused in (("203.0.113.64", True), ("203.0.113.127", True), ("203.0.113.128", False)):
         verdict = await judge(built, mail(), client_ip=ip)
@@ -356,8 +356,8 @@ async def test_an_address_range_on_the_block_list_covers_each_address_in_it(
 
 
 async def test_a_client_on_the_ip_allow_list_skips_spam_filtering(tmp_path: Path) -> None:
-    # IPAllowList: "Messages from the IP addresses you specify aren't identified as spam,
-    # despite any other spam characteristics" (Set-HostedConnectionFilterPolicy -IPAllowList).
+    # IPAllowList: mail from the listed addresses is not identified as spam, whatever else it
+    # looks like (Set-HostedConnectionFilterPolicy -IPAllowList).
     verdict = await judge(pipeline(tmp_path), mail(text=GTUBE), client_ip="198.51.100.7")
     assert verdict.disposition is Disposition.INBOX
     assert finding(verdict, "ENVELOPE_IP_ALLOW_LIST").action is Action.ALLOW
@@ -369,8 +369,8 @@ async def test_a_client_on_the_ip_allow_list_skips_spam_filtering(tmp_path: Path
 async def test_an_exe_attachment_is_rejected_by_the_common_attachments_filter(
     tmp_path: Path,
 ) -> None:
-    # FileTypeAction Reject: "The message is rejected in a non-delivery report"
-    # (Set-MalwareFilterPolicy -FileTypeAction); exe is in FileTypes.
+    # FileTypeAction Reject rejects the message with an NDR (Set-MalwareFilterPolicy
+    # -FileTypeAction); exe is in FileTypes.
     verdict = await judge(pipeline(tmp_path), mail(attachment=("setup.exe", b"x" * 100)))
     assert verdict.verdict is VerdictAction.REJECT
     assert verdict.reply.code == 550
@@ -378,9 +378,8 @@ async def test_an_exe_attachment_is_rejected_by_the_common_attachments_filter(
 
 
 async def test_an_executable_renamed_to_txt_is_found_by_its_true_type(tmp_path: Path) -> None:
-    # FileTypes: "best effort true-typing to detect the file type regardless of the file name
-    # extension. For example, an exe file renamed to txt is detected as an exe file"
-    # (Set-MalwareFilterPolicy -FileTypes).
+    # FileTypes: the filter detects the true type where it can, whatever the extension, so an
+    # executable renamed to .txt is still an exe (Set-MalwareFilterPolicy -FileTypes).
     executable = b"MZ" + b"\x90" * 58 + b"\x40\x00\x00\x00" + b"PE\0\0" + b"\0" * 200
     verdict = await judge(pipeline(tmp_path), mail(attachment=("readme.txt", executable)))
     assert verdict.verdict is VerdictAction.REJECT
@@ -393,7 +392,7 @@ async def test_a_file_type_the_tenant_added_is_refused_too(tmp_path: Path) -> No
 
 
 async def test_file_type_action_quarantine_quarantines_the_message(tmp_path: Path) -> None:
-    # FileTypeAction Quarantine: "Quarantine the message" (Set-MalwareFilterPolicy).
+    # FileTypeAction Quarantine quarantines the message (Set-MalwareFilterPolicy).
     policy = contoso()
     policy["MalwareFilterPolicy"][0]["FileTypeAction"] = "Quarantine"
     verdict = await judge(pipeline(tmp_path, policy), mail(attachment=("setup.exe", b"x" * 9)))
@@ -401,8 +400,8 @@ async def test_file_type_action_quarantine_quarantines_the_message(tmp_path: Pat
 
 
 async def test_with_the_file_filter_off_an_exe_is_delivered(tmp_path: Path) -> None:
-    # EnableFileFilter $false: "The common attachments filter is disabled"
-    # (Set-MalwareFilterPolicy -EnableFileFilter).
+    # EnableFileFilter $false turns the common attachments filter off (Set-MalwareFilterPolicy
+    # -EnableFileFilter).
     policy = contoso()
     policy["MalwareFilterPolicy"][0]["EnableFileFilter"] = False
     verdict = await judge(pipeline(tmp_path, policy), mail(attachment=("setup.exe", b"x" * 9)))
@@ -413,9 +412,9 @@ async def test_with_the_file_filter_off_an_exe_is_delivered(tmp_path: Path) -> N
 
 
 async def test_a_rule_rejects_with_its_own_text_and_enhanced_code(tmp_path: Path) -> None:
-    # RejectMessageReasonText with RejectMessageEnhancedStatusCode 5.7.900 ("Valid values are
-    # 5.7.1 or between 5.7.900 and 5.7.999", NEW_RULE); the basic code is 550 (Exchange
-    # Online's NDRs for mail flow rules: "550 5.7.1").
+    # RejectMessageReasonText with RejectMessageEnhancedStatusCode 5.7.900, one of the codes
+    # the parameter takes (5.7.1, 5.7.900-5.7.999; NEW_RULE); the basic code is 550, as
+    # Exchange Online's NDRs for mail flow rules show it (the catalogue's m365.transport_rule).
     verdict = await judge(
         pipeline(tmp_path), mail("Payroll update", "Please process my direct deposit change.")
     )
@@ -426,7 +425,7 @@ async def test_a_rule_rejects_with_its_own_text_and_enhanced_code(tmp_path: Path
 
 
 async def test_an_exception_lets_the_message_through(tmp_path: Path) -> None:
-    # ExceptIfSenderDomainIs contoso.com: "matches domains and subdomains" (NEW_RULE
+    # ExceptIfSenderDomainIs contoso.com covers the domain and its subdomains (NEW_RULE
     # -SenderDomainIs), so hr.contoso.com is excepted too.
     raw = mail("Payroll update", "New direct deposit form.", sender="ann@hr.contoso.com")
     verdict = await judge(pipeline(tmp_path), raw)
@@ -434,8 +433,8 @@ async def test_an_exception_lets_the_message_through(tmp_path: Path) -> None:
 
 
 async def test_a_rule_with_only_a_text_rejects_with_5_7_1(tmp_path: Path) -> None:
-    # -RejectMessageEnhancedStatusCode: with RejectMessageReasonText alone "the enhanced status
-    # code value is set to 5.7.1" (NEW_RULE).
+    # -RejectMessageEnhancedStatusCode: with RejectMessageReasonText alone the enhanced code is
+    # 5.7.1 (NEW_RULE).
     policy = contoso()
     del policy["TransportRule"][0]["RejectMessageEnhancedStatusCode"]
     verdict = await judge(pipeline(tmp_path, policy), mail("Payroll update", "x"))
@@ -443,8 +442,8 @@ async def test_a_rule_with_only_a_text_rejects_with_5_7_1(tmp_path: Path) -> Non
 
 
 async def test_a_rule_with_only_a_code_rejects_with_the_default_text(tmp_path: Path) -> None:
-    # -RejectMessageReasonText: with the code alone the text "is set to 'Delivery not
-    # authorized, message refused'" (NEW_RULE).
+    # -RejectMessageReasonText: with the code alone, the text is the default one, Delivery not
+    # authorized, message refused (NEW_RULE).
     policy = contoso()
     del policy["TransportRule"][0]["RejectMessageReasonText"]
     verdict = await judge(pipeline(tmp_path, policy), mail("Payroll update", "x"))
@@ -455,7 +454,7 @@ async def test_rules_run_in_priority_order_and_set_scl_minus_1_bypasses_spam_fil
     tmp_path: Path,
 ) -> None:
     # Priority 0 is the highest (NEW_RULE -Priority); the fixture lists it second. SetSCL -1
-    # "requests a bypass from most spam filtering" (NEW_RULE -SetSCL): GTUBE is not judged.
+    # asks for a bypass of most spam filtering (NEW_RULE -SetSCL): GTUBE is not judged.
     built = pipeline(tmp_path)
     rules = next(f for f in built.profile.filters if f.name == "mail-flow-rules")
     assert isinstance(rules, TransportRulesSpec)
@@ -468,7 +467,7 @@ async def test_rules_run_in_priority_order_and_set_scl_minus_1_bypasses_spam_fil
 
 
 async def test_stop_rule_processing_ends_the_rules_after_it(tmp_path: Path) -> None:
-    # StopRuleProcessing $true: "Stop processing more rules" (NEW_RULE).
+    # StopRuleProcessing $true: no later rule is processed (NEW_RULE).
     policy = contoso()
     policy["TransportRule"][0]["RejectMessageReasonText"] = None
     policy["TransportRule"][0]["RejectMessageEnhancedStatusCode"] = None
@@ -485,11 +484,11 @@ async def test_stop_rule_processing_ends_the_rules_after_it(tmp_path: Path) -> N
 @pytest.mark.parametrize(
     ("scl", "disposition"),
     [
-        # SCL 5 or 6 "requests a spam verdict", 9 "a high confidence spam verdict" (NEW_RULE
-        # -SetSCL); "the values 7, 8, or 9 trigger the spam filtering action for High
-        # confidence spam" (https://learn.microsoft.com/en-us/defender-office-365/anti-spam-
-        # spam-confidence-level-scl-about, formerly spam-confidence-levels). The fixture's
-        # SpamAction is MoveToJmf, its HighConfidenceSpamAction Quarantine.
+        # SCL 5 or 6 asks for the spam verdict, 9 for high confidence spam (NEW_RULE -SetSCL);
+        # a rule setting 7, 8 or 9 gets the high confidence spam action
+        # (https://learn.microsoft.com/en-us/defender-office-365/anti-spam-spam-confidence-
+        # level-scl-about, formerly spam-confidence-levels). The fixture's SpamAction is
+        # MoveToJmf, its HighConfidenceSpamAction Quarantine.
         (5, Disposition.JUNK),
         (6, Disposition.JUNK),
         (7, Disposition.QUARANTINED),
@@ -509,7 +508,7 @@ async def test_set_scl_takes_the_action_of_that_verdict(
 async def test_a_rule_in_audit_mode_records_what_it_would_do_and_acts_on_nothing(
     tmp_path: Path,
 ) -> None:
-    # Mode Audit: "no action that affects message delivery is taken on the message" (NEW_RULE).
+    # Mode Audit logs what the rule would do and changes nothing in delivery (NEW_RULE).
     raw = mail(attachment=("scan.pdf", b"%PDF-1.4\n" + b"0" * (11 * 1024 * 1024)))
     verdict = await judge(pipeline(tmp_path), raw)
     assert verdict.verdict is VerdictAction.ACCEPT
@@ -528,7 +527,7 @@ async def test_a_disabled_rule_is_not_imported_and_says_so(tmp_path: Path) -> No
 
 
 async def test_delete_message_discards_and_prepend_subject_tags(tmp_path: Path) -> None:
-    # DeleteMessage: "silently drops messages without an NDR"; PrependSubject adds text to the
+    # DeleteMessage drops the message silently, without an NDR; PrependSubject adds text to the
     # subject and delivers (NEW_RULE).
     built = pipeline(tmp_path)
     assert (await judge(built, mail("You are our lottery winner", "x"))).disposition is (
@@ -725,8 +724,7 @@ async def test_an_action_without_a_sinkd_outcome_is_reported_and_the_rule_kept(
 
 
 def test_an_enhanced_code_outside_5_7_1_and_5_7_9xx_leaves_the_rule_out(tmp_path: Path) -> None:
-    # -RejectMessageEnhancedStatusCode: "Valid values are 5.7.1 or between 5.7.900 and 5.7.999"
-    # (NEW_RULE).
+    # -RejectMessageEnhancedStatusCode takes 5.7.1 or 5.7.900 to 5.7.999 only (NEW_RULE).
     policy = contoso()
     policy["TransportRule"][0]["RejectMessageEnhancedStatusCode"] = "5.1.1"
     code, _, err = run("profiles", "import", "exchange-online", write(tmp_path, policy))
@@ -737,7 +735,7 @@ def test_an_enhanced_code_outside_5_7_1_and_5_7_9xx_leaves_the_rule_out(tmp_path
 async def test_a_rule_with_several_actions_takes_the_strictest_whatever_their_order(
     tmp_path: Path,
 ) -> None:
-    # DeleteMessage "silently drops messages" (NEW_RULE): prepending a subject to a message that
+    # DeleteMessage drops the message silently (NEW_RULE): prepending a subject to a message that
     # is dropped changes nothing the sender or the recipient sees.
     policy = contoso()
     lottery = policy["TransportRule"][7]
@@ -747,9 +745,8 @@ async def test_a_rule_with_several_actions_takes_the_strictest_whatever_their_or
 
 
 def test_a_rule_outside_its_activation_and_expiry_dates_is_not_imported(tmp_path: Path) -> None:
-    # -ActivationDate: "doesn't take any action on messages until the specified date/time";
-    # -ExpiryDate: "doesn't take any action on messages after the specified date/time"
-    # (NEW_RULE). Windows PowerShell writes DateTime as "/Date(milliseconds)/".
+    # -ActivationDate and -ExpiryDate: the rule acts on no message before the one or after the
+    # other (NEW_RULE). Windows PowerShell writes DateTime as "/Date(milliseconds)/".
     policy = contoso()
     policy["TransportRule"][7]["ExpiryDate"] = "/Date(1577836800000)/"  # 2020-01-01
     policy["TransportRule"][2]["ActivationDate"] = "2999-01-01T00:00:00"

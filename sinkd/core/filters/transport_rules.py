@@ -270,7 +270,7 @@ class _Condition:
                 value = text.strip().lower()
                 if domain:
                     # SenderDomainIs / RecipientDomainIs match the domain and its subdomains
-                    # (New-TransportRule.md: "contoso.com" matches "subdomain.contoso.com").
+                    # (New-TransportRule.md -SenderDomainIs, -RecipientDomainIs).
                     host = value.rpartition("@")[2]
                     labels = host.split(".")
                     if any(".".join(labels[i:]) in self.lowered for i in range(len(labels))):
@@ -302,9 +302,8 @@ class _Condition:
                 if size > spec.size:
                     return f"{name or 'an attachment'} ({size} bytes)"
                 continue
-            # New-TransportRule.md -AttachmentExtensionMatchesWords: "Nested attachment
-            # extensions (files inside the original attachments) are also inspected"; the
-            # names of archive members are read the same way.
+            # New-TransportRule.md -AttachmentExtensionMatchesWords: files nested inside an
+            # attachment are inspected too; the names of archive members are read alike.
             inspection = inspect_file(node.filename, node.content_type, node.payload(raw))
             for shown, info in inspection.named(name or "(unnamed)"):
                 member = (info.name or "").rpartition("/")[2]  # an archive member's own name
@@ -341,8 +340,8 @@ def _has_element(html: str, tag: str) -> bool:
 
 
 def _empty(parsed: ParsedMessage) -> str | None:
-    """Set-HostedContentFilterPolicy.md -MarkAsSpamEmptyMessages: "no subject, no content in
-    the message body, and no attachments"."""
+    """Set-HostedContentFilterPolicy.md -MarkAsSpamEmptyMessages: no subject, no body content
+    and no attachment."""
     if (parsed.subject or "").strip():
         return None
     if any(p.text.strip() for p in parsed.body_parts):

@@ -314,8 +314,8 @@ def test_a_bad_rule_is_a_located_profile_error(tmp_path: Path, rule: str, messag
 async def test_attachment_extensions_and_names_are_read_inside_archives_too(
     tmp_path: Path,
 ) -> None:
-    # New-TransportRule.md -AttachmentExtensionMatchesWords: "Nested attachment extensions
-    # (files inside the original attachments) are also inspected."
+    # New-TransportRule.md -AttachmentExtensionMatchesWords: files nested inside attachments
+    # are inspected too.
     pipeline = rules(
         tmp_path,
         """\
