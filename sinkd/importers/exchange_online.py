@@ -749,6 +749,9 @@ class _Import:
         return {
             "kind": "transport_rules",
             "name": "mail-flow-rules",
+            # Not spam filtering: the IP Allow List and allowed senders skip spam filtering
+            # (score, content), and the organisation's mail flow rules still apply to them.
+            "category": "envelope",
             "source": f"Get-TransportRule ({self.file}), in Priority order; "
             "office-docs-powershell New-TransportRule.md",
             "rules": rules,

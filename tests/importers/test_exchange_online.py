@@ -777,3 +777,14 @@ async def test_addresses_and_ranges_written_as_objects_are_read_by_their_value(
     refused = await judge(built, mail(), client_ip="192.0.2.10")
     assert refused.stage is Stage.RCPT
     assert refused.reply.enhanced == "5.7.513"
+
+
+async def test_mail_flow_rules_still_apply_to_a_client_on_the_ip_allow_list(
+    tmp_path: Path,
+) -> None:
+    # The IP Allow List skips spam filtering (Set-HostedConnectionFilterPolicy -IPAllowList);
+    # mail flow rules are not spam filtering and run after connection filtering
+    # (https://learn.microsoft.com/en-us/defender-office-365/eop-about).
+    raw = mail("Payroll update", "Please change my direct deposit.")
+    verdict = await judge(pipeline(tmp_path), raw, client_ip="198.51.100.7")
+    assert verdict.reply == Reply(550, "5.7.900", "Payroll changes are not accepted by email")

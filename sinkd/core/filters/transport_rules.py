@@ -158,6 +158,10 @@ class TransportRule(Spec):
 
 class TransportRulesSpec(FilterSpecBase):
     kind: Literal["transport_rules"]
+    # The category of the findings, which an allowlist's ``skip`` names: an organisation's mail
+    # flow rules still run for a client whose spam filtering an allow list skips (``content``),
+    # so a profile may put them in ``envelope``.
+    category: Literal["content", "envelope", "attachments"] = "content"
     rules: list[TransportRule]
 
 
@@ -365,11 +369,13 @@ class TransportRulesFilter(Filter):
     kind = "transport_rules"
     Spec = TransportRulesSpec
     category = Category.CONTENT
+    categories = (Category.CONTENT, Category.ENVELOPE, Category.ATTACHMENTS)
     codes = (FindingCode("TRANSPORT_<ID>", "the rule with this id applied"),)
 
     def __init__(self, spec: TransportRulesSpec, ctx: CompileContext) -> None:
         super().__init__(spec, ctx)
         self.rules = [_Rule(rule, i, ctx) for i, rule in enumerate(spec.rules)]
+        self.finding_category = Category(spec.category)
 
     async def check_message(self, ctx: MessageContext) -> list[Finding]:
         findings: list[Finding] = []
@@ -416,4 +422,5 @@ class TransportRulesFilter(Filter):
             detail=detail,
             reply=reply,
             skip=frozenset(rule.skip),
+            category=self.finding_category,
         )

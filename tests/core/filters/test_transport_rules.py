@@ -363,3 +363,26 @@ async def test_spf_result_reads_the_spf_filter_before_it(tmp_path: Path) -> None
     ]
     passed = await judge(pipeline, mail(), mail_from="a@pass.example", lookups=lookups)
     assert passed.disposition is Disposition.INBOX
+
+
+async def test_rules_in_the_envelope_category_are_not_skipped_by_a_content_allowlist(
+    tmp_path: Path,
+) -> None:
+    body = """\
+    filters:
+      - kind: envelope
+        name: allow
+        rules: [{{match: client_ip, entries: [192.0.2.1], action: allow, skip: [score, content]}}]
+      - kind: transport_rules
+        name: flow
+        category: {category}
+        rules:
+          - id: NO_CASINO
+            when: [{{field: subject, test: contains, values: [casino]}}]
+            action: reject
+    """
+    raw = mail("casino")
+    envelope = compile_yaml(tmp_path, body.format(category="envelope"))
+    assert (await judge(envelope, raw, client_ip="192.0.2.1")).verdict is VerdictAction.REJECT
+    content = compile_yaml(tmp_path, body.format(category="content"))
+    assert (await judge(content, raw, client_ip="192.0.2.1")).verdict is VerdictAction.ACCEPT
