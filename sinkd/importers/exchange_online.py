@@ -50,6 +50,7 @@ SET_CONTENT = "office-docs-powershell Set-HostedContentFilterPolicy.md"
 SET_CONNECTION = "office-docs-powershell Set-HostedConnectionFilterPolicy.md"
 SET_MALWARE = "office-docs-powershell Set-MalwareFilterPolicy.md"
 SCL_PAGE = "defender-office-365/anti-spam-spam-confidence-level-scl-about.md"
+SAFE = "defender-office-365/create-safe-sender-lists-in-office-365.md"
 DEFAULTS_PROFILE = "m365-default-like"
 CMDLETS = (
     "HostedContentFilterPolicy",
@@ -278,6 +279,10 @@ class _Import:
             filters.append(malware)
         if rules is not None:
             filters.append(rules)
+        # The sender lists come before authentication: allowed senders skip SPF, DKIM and DMARC
+        # too (create-safe-sender-lists-in-office-365.md).
+        if content["senders"] is not None:
+            filters.append(content["senders"])
         filters.append(content["spf"])
         filters.append(self._default_filter("dkim"))
         filters.append(self._default_filter("dmarc"))
@@ -412,8 +417,6 @@ class _Import:
         scoring = self._scoring(spam, origin("SpamAction"))
         filters: list[dict[str, Any]] = []
         senders = self._sender_lists(policy, cmdlet, name, hcs)
-        if senders is not None:
-            filters.append(senders)
         asf = self._asf(policy, cmdlet, name, hcs)
         if asf is not None:
             filters.append(asf)
@@ -450,7 +453,13 @@ class _Import:
                     f"{origin(key)}: zero-hour auto purge acts on delivered mail later, "
                     "which a verdict at delivery does not show"
                 )
-        return {"scoring": scoring, "filters": filters, "spf": spf, "scl_actions": scl_actions}
+        return {
+            "scoring": scoring,
+            "senders": senders,
+            "filters": filters,
+            "spf": spf,
+            "scl_actions": scl_actions,
+        }
 
     def _scoring(self, spam: str, where: str) -> dict[str, Any]:
         # sinkd cannot compute Microsoft's SCL; the built-in EOP profile stands 5 of sinkd's
@@ -512,8 +521,9 @@ class _Import:
             }
             if allow:
                 # Set-HostedContentFilterPolicy.md -AllowedSenders: they bypass spam filtering
-                # (SFV:SKA); malware filtering and the mail flow rules before it still run.
-                rule |= {"action": "allow", "skip": ["score", "content"]}
+                # (SFV:SKA), and sender authentication (SPF, DKIM, DMARC) too, create-safe-
+                # sender-lists-in-office-365.md; malware filtering and mail flow rules still run.
+                rule |= {"action": "allow", "skip": ["score", "content", "authentication"]}
                 rule["source"] = f"{where}; {SET_CONTENT} -{key}; {page}"
             else:
                 # Blocked senders get the high confidence spam verdict (create-block-sender-
@@ -618,10 +628,12 @@ class _Import:
                 "match": "client_ip",
                 "entries": "@ip_allow_list",
                 "action": "allow",
-                "skip": ["score", "content"],
+                # Spam filtering and sender authentication are skipped (create-safe-sender-
+                # lists-in-office-365.md, IP Allow List); malware filtering still runs.
+                "skip": ["score", "content", "authentication"],
                 "source": f"{cmdlet} '{name}': IPAllowList; {SET_CONNECTION} -IPAllowList "
-                "(never identified as spam); connection-filter-policies-configure.md (malware "
-                "filtering still runs)",
+                f"(never identified as spam); {SAFE} (spam filtering and SPF, DKIM, DMARC "
+                "skipped; malware filtering still runs)",
             }
         )
         rules.append(

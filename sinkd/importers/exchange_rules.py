@@ -491,8 +491,10 @@ def translate_rule(
                 missing.append(f"{key}: {value!r} is not an SCL from -1 to 9")
                 continue
             if scl == -1:
-                # -SetSCL: -1 asks for a bypass of most spam filtering.
-                action, skip = _stronger(action, "allow"), ["score", "content"]
+                # -SetSCL: -1 asks for a bypass of most spam filtering; such a rule skips sender
+                # authentication checks too (create-safe-sender-lists-in-office-365.md).
+                action = _stronger(action, "allow")
+                skip = ["score", "content", "authentication"]
             elif scl in scl_actions:
                 action = _stronger(action, scl_actions[scl][0])
                 effects.append(f"SCL {scl} takes {scl_actions[scl][1]}")

@@ -788,3 +788,28 @@ async def test_mail_flow_rules_still_apply_to_a_client_on_the_ip_allow_list(
     raw = mail("Payroll update", "Please change my direct deposit.")
     verdict = await judge(pipeline(tmp_path), raw, client_ip="198.51.100.7")
     assert verdict.reply == Reply(550, "5.7.900", "Payroll changes are not accepted by email")
+
+
+async def test_allowed_senders_skip_sender_authentication_but_others_get_dmarc_reject(
+    tmp_path: Path,
+) -> None:
+    # Allowed sender and domain lists bypass spam filtering and sender authentication (SPF,
+    # DKIM, DMARC) (https://learn.microsoft.com/en-us/defender-office-365/create-safe-sender-
+    # lists-in-office-365); others failing DMARC p=reject get 550 5.7.509 (Set-AntiPhishPolicy
+    # -HonorDmarcPolicy; Exchange Online NDR table), as in m365-default-like.
+    zone: dict[str, Any] = {}
+    for domain in ("partner.example", "other.example"):
+        zone[domain] = [{"TXT": "v=spf1 ip4:192.0.2.1 -all"}]
+        zone[f"_dmarc.{domain}"] = [{"TXT": "v=DMARC1; p=reject"}]
+    lookups = Lookups(resolver=resolver_for(zone))
+    built = pipeline(tmp_path)
+    allowed = await judge(
+        built, mail(sender="a@partner.example"), mail_from="a@partner.example", lookups=lookups
+    )
+    assert allowed.disposition is Disposition.INBOX
+    assert "DMARC_FAIL" not in [f.code for f in allowed.findings]
+    other = await judge(
+        built, mail(sender="a@other.example"), mail_from="a@other.example", lookups=lookups
+    )
+    assert other.verdict is VerdictAction.REJECT
+    assert other.reply.enhanced == "5.7.509"
