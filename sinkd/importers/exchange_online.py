@@ -65,8 +65,8 @@ CMDLETS = (
 # PowerShell's ConvertTo-Json writes an enum's value, PowerShell 7 with -EnumsAsStrings its
 # name). The order is the one the Exchange Server 2013 SDK reference lists
 # (SpamFilteringAction: MoveToJmf, AddXHeader, ModifySubject, Redirect, Delete, Quarantine;
-# SpamFilteringTestModeAction: None, AddXHeader, BccMessage); NoAction, added to the service
-# later, is assumed to follow them, and the On/Off/Test switches to be Off, On, Test.
+# SpamFilteringTestModeAction: None, AddXHeader, BccMessage; SpamFilteringOption, the ASF
+# switches: Off, On, Test); NoAction, added to the service later, is assumed to follow them.
 SPAM_ACTIONS = ("MoveToJmf", "AddXHeader", "ModifySubject", "Redirect", "Delete", "Quarantine")
 SPAM_ACTIONS_ALL = (*SPAM_ACTIONS, "NoAction")
 TEST_MODE_ACTIONS = ("None", "AddXHeader", "BccMessage")
