@@ -813,3 +813,16 @@ async def test_allowed_senders_skip_sender_authentication_but_others_get_dmarc_r
     )
     assert other.verdict is VerdictAction.REJECT
     assert other.reply.enhanced == "5.7.509"
+
+
+async def test_a_mail_flow_rule_refusal_is_the_reply_to_the_end_of_data_over_smtp(
+    tmp_path: Path, start_server: StartServer
+) -> None:
+    # The rule's code and text, with 550 (NEW_RULE -RejectMessageReasonText,
+    # -RejectMessageEnhancedStatusCode); sinkd answers at the end of DATA (docs: known
+    # differences: EOP accepts, then sends the NDR).
+    app: Sinkd = await start_server(profile=str(import_policy(tmp_path)))
+    raw = mail("Payroll update", "Please change my direct deposit.")
+    async with raw_client(app) as client:
+        answer = await client.mail(raw, "alice@sender.example", "bob@corp.example")
+    assert answer.line == "550 5.7.900 Payroll changes are not accepted by email"
