@@ -674,6 +674,12 @@ class _Import:
                     "applies only to the recipients its MalwareFilterRule names; this import "
                     "translates the default policy",
                 )
+        for rule in self.reader.objects(document, "MalwareFilterRule"):
+            self.skip(
+                f"MalwareFilterRule '{_name(rule)}'",
+                "recipient scope of a custom policy",
+                "sinkd judges every recipient with one profile here; the default policy is used",
+            )
         if policy is None:
             self.notes.append(f"no default {cmdlet}: the EOP default common attachments filter")
             self.lists["common_attachment_types"] = copy.deepcopy(

@@ -826,3 +826,22 @@ async def test_a_mail_flow_rule_refusal_is_the_reply_to_the_end_of_data_over_smt
     async with raw_client(app) as client:
         answer = await client.mail(raw, "alice@sender.example", "bob@corp.example")
     assert answer.line == "550 5.7.900 Payroll changes are not accepted by email"
+
+
+def test_custom_policies_and_their_rules_are_reported_not_dropped(tmp_path: Path) -> None:
+    # Custom anti-spam and anti-malware policies apply to the recipients their rules name
+    # (New-HostedContentFilterRule, New-MalwareFilterRule); this import translates the default.
+    policy = contoso()
+    policy["HostedContentFilterPolicy"].append({"Name": "Strict for finance", "IsDefault": False})
+    policy["HostedContentFilterRule"] = {"Name": "Finance", "RecipientDomainIs": ["fin.example"]}
+    policy["MalwareFilterPolicy"].append({"Name": "Executives", "IsDefault": False})
+    policy["MalwareFilterRule"] = [{"Name": "Executives rule", "SentTo": ["ceo@contoso.com"]}]
+    code, _, err = run("profiles", "import", "exchange-online", write(tmp_path, policy))
+    assert code == 0
+    for origin in (
+        "HostedContentFilterPolicy 'Strict for finance': custom anti-spam policy",
+        "HostedContentFilterRule 'Finance': recipient scope of a custom policy",
+        "MalwareFilterPolicy 'Executives': custom anti-malware policy",
+        "MalwareFilterRule 'Executives rule': recipient scope of a custom policy",
+    ):
+        assert f"untranslated: {origin}" in err
