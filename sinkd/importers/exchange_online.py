@@ -674,9 +674,9 @@ class _Import:
                     "applies only to the recipients its MalwareFilterRule names; this import "
                     "translates the default policy",
                 )
-        for rule in self.reader.objects(document, "MalwareFilterRule"):
+        for scope in self.reader.objects(document, "MalwareFilterRule"):
             self.skip(
-                f"MalwareFilterRule '{_name(rule)}'",
+                f"MalwareFilterRule '{_name(scope)}'",
                 "recipient scope of a custom policy",
                 "sinkd judges every recipient with one profile here; the default policy is used",
             )

@@ -213,7 +213,7 @@ def _sender_location(rule: Mapping[str, Any]) -> str:
 def _addresses(field_name: str, test: str, sender: bool) -> Builder:
     def build(value: Any, rule: Mapping[str, Any]) -> tuple[Condition | None, str]:
         values = strings(value)
-        if test == "is" and field_name in ("sender", "recipient"):
+        if test == "is" and field_name not in ("sender_domain", "recipient_domain"):
             names = [v for v in values if "@" not in v]
             if names:
                 return None, (
@@ -251,6 +251,13 @@ def _size(field_name: str) -> Builder:
         if size is None:
             return None, f"{value!r} is not a size sinkd can read"
         return {"field": field_name, "test": "over", "size": size}, ""
+
+    return build
+
+
+def _present(field_name: str) -> Builder:
+    def build(value: Any, rule: Mapping[str, Any]) -> tuple[Condition | None, str]:
+        return {"field": field_name, "test": "present"}, ""
 
     return build
 
@@ -304,6 +311,10 @@ def _builders(prefix: str) -> dict[str, Builder]:
         f"{prefix}AttachmentSizeOver": _size("attachment_size"),
         f"{prefix}MessageSizeOver": _size("message_size"),
         f"{prefix}SenderIpRanges": _ip_ranges,
+        f"{prefix}AnyOfToHeader": _addresses("to_address", "is", False),
+        f"{prefix}AnyOfCcHeader": _addresses("cc_address", "is", False),
+        f"{prefix}AnyOfToCcHeader": _addresses("to_cc_address", "is", False),
+        f"{prefix}AttachmentHasExecutableContent": _present("attachment_executable"),
     }
 
 
@@ -321,6 +332,8 @@ _NOT_EVALUATED = {
     "MessageContainsDataClassifications": "sensitive information types are Microsoft Purview's",
     "AttachmentContainsWords": "sinkd does not extract text from attachments",
     "AttachmentMatchesPatterns": "sinkd does not extract text from attachments",
+    "AttachmentIsPasswordProtected": "sinkd tells only encrypted zip archives, where Exchange "
+    "also detects protected Office documents, 7z archives and PDF files",
 }
 # Actions that change what happens to the message in ways sinkd has no outcome for: the rule is
 # kept with its other actions, and the action is reported with why.

@@ -845,3 +845,31 @@ def test_custom_policies_and_their_rules_are_reported_not_dropped(tmp_path: Path
         "MalwareFilterRule 'Executives rule': recipient scope of a custom policy",
     ):
         assert f"untranslated: {origin}" in err
+
+
+async def test_executable_content_sent_to_an_address_in_to_or_cc_is_refused(
+    tmp_path: Path,
+) -> None:
+    # AnyOfToCcHeader looks for recipients in To or Cc; AttachmentHasExecutableContent for an
+    # attachment that is an executable by its properties (NEW_RULE).
+    policy = contoso()
+    policy["TransportRule"].append(
+        {"Name": "No programs to the CEO", "Priority": 8, "State": "Enabled", "Mode": "Enforce",
+         "AnyOfToCcHeader": ["ceo@corp.example"], "AttachmentHasExecutableContent": True,
+         "RejectMessageReasonText": "Programs are not delivered to the CEO"}
+    )  # fmt: skip
+    executable = b"MZ" + b"\x90" * 58 + b"\x40\x00\x00\x00" + b"PE\0\0" + b"\0" * 200
+    raw = mail(headers={"Cc": "ceo@corp.example"}, attachment=("report.dat", executable))
+    policy["MalwareFilterPolicy"][0]["EnableFileFilter"] = False  # so that the rule decides
+    verdict = await judge(pipeline(tmp_path, policy), raw)
+    assert verdict.reply == Reply(550, "5.7.1", "Programs are not delivered to the CEO")
+
+
+def test_password_protected_attachments_leave_the_rule_out(tmp_path: Path) -> None:
+    # AttachmentIsPasswordProtected covers Office documents, 7z and PDF files (NEW_RULE); sinkd
+    # tells only encrypted zip archives, so the rule would match less mail than the real one.
+    policy = contoso()
+    policy["TransportRule"][7]["AttachmentIsPasswordProtected"] = True
+    code, _, err = run("profiles", "import", "exchange-online", write(tmp_path, policy))
+    assert code == 0
+    assert "'Drop lottery scams' (priority 7): AttachmentIsPasswordProtected" in err

@@ -36,8 +36,11 @@ matches: regular expressions, both case-insensitive), ``attachment_extension`` (
 ``attachment_name`` (matches), ``attachment_size`` and ``message_size`` (over: bytes),
 ``client_ip`` (is: addresses and CIDR ranges), ``html_tag`` (is: element names found in an HTML
 part), ``html_class`` (is: what ``sinkd.core.html`` finds, e.g. ``tracking_pixels``) and
-``empty_message`` (present: no subject, no body text, no attachment) and ``spf_result`` (is:
-the MAIL FROM result of an ``spf`` filter earlier in the profile, e.g. ``fail``).
+``empty_message`` (present: no subject, no body text, no attachment), ``spf_result`` (is: the
+MAIL FROM result of an ``spf`` filter earlier in the profile, e.g. ``fail``), ``to_address``,
+``cc_address``, ``to_cc_address`` (is: addresses in those header fields) and
+``attachment_executable`` (present: an attachment, or an archive member, whose content is an
+executable).
 """
 
 from __future__ import annotations
@@ -83,6 +86,10 @@ FieldName = Literal[
     "html_class",
     "empty_message",
     "spf_result",
+    "to_address",
+    "cc_address",
+    "to_cc_address",
+    "attachment_executable",
 ]
 Test = Literal["is", "contains", "matches", "over", "present"]
 SkipCategory = Literal[
@@ -107,6 +114,17 @@ _TESTS: dict[str, tuple[str, ...]] = {
     "html_class": ("is",),
     "empty_message": ("present",),
     "spf_result": ("is",),
+    "to_address": ("is",),
+    "cc_address": ("is",),
+    "to_cc_address": ("is",),
+    "attachment_executable": ("present",),
+}
+# The header fields each address field reads (New-TransportRule.md -AnyOfToHeader,
+# -AnyOfCcHeader, -AnyOfToCcHeader).
+_ADDRESS_HEADERS = {
+    "to_address": ("To",),
+    "cc_address": ("Cc",),
+    "to_cc_address": ("To", "Cc"),
 }
 
 
@@ -241,7 +259,14 @@ class _Condition:
             assert self.networks is not None
             ip = ctx.envelope.client.ip
             return ip if self.networks.contains(ip) else None
-        if field in ("attachment_extension", "attachment_name", "attachment_size"):
+        if field in _ADDRESS_HEADERS:
+            return self._texts(_header_addresses(parsed, _ADDRESS_HEADERS[field]))
+        if field in (
+            "attachment_extension",
+            "attachment_name",
+            "attachment_size",
+            "attachment_executable",
+        ):
             return self._attachments(parsed)
         if field in ("html_tag", "html_class"):
             return self._html(parsed)
@@ -311,7 +336,13 @@ class _Condition:
             inspection = inspect_file(node.filename, node.content_type, node.payload(raw))
             for shown, info in inspection.named(name or "(unnamed)"):
                 member = (info.name or "").rpartition("/")[2]  # an archive member's own name
-                if spec.field == "attachment_extension":
+                if spec.field == "attachment_executable":
+                    # New-TransportRule.md -AttachmentHasExecutableContent: judged on the file's
+                    # properties, not its name; sinkd's true type (magic bytes) says executable
+                    # for Windows PE, ELF and Mach-O files.
+                    if info.true_kind == "executable":
+                        return f"{shown} ({info.true_type})"
+                elif spec.field == "attachment_extension":
                     extension = member.rpartition(".")[2].lower() if "." in member else ""
                     if extension and extension in self.lowered:
                         return shown
@@ -333,6 +364,17 @@ class _Condition:
                 if _has_element(html, tag):
                     return f"<{tag}>"
         return None
+
+
+def _header_addresses(parsed: ParsedMessage, names: tuple[str, ...]) -> list[str]:
+    out: list[str] = []
+    for name in names:
+        for value in parsed.message.get_all(name, []):
+            try:
+                out.extend(address for _, address in parsed.addresses(str(value)) if address)
+            except Exception:  # a header no parser reads names no address
+                continue
+    return out
 
 
 def _has_element(html: str, tag: str) -> bool:

@@ -386,3 +386,28 @@ async def test_rules_in_the_envelope_category_are_not_skipped_by_a_content_allow
     assert (await judge(envelope, raw, client_ip="192.0.2.1")).verdict is VerdictAction.REJECT
     content = compile_yaml(tmp_path, body.format(category="content"))
     assert (await judge(content, raw, client_ip="192.0.2.1")).verdict is VerdictAction.ACCEPT
+
+
+async def test_to_and_cc_addresses_and_executable_content(tmp_path: Path) -> None:
+    pipeline = rules(
+        tmp_path,
+        """\
+        - id: TO_CEO
+          when: [{field: to_cc_address, test: is, values: [ceo@corp.example]}]
+          action: tag
+        - id: EXECUTABLE
+          when: [{field: attachment_executable, test: present}]
+          action: quarantine
+        """,
+    )
+    cc = await judge(pipeline, mail(headers={"Cc": "The CEO <CEO@corp.example>, x@corp.example"}))
+    assert [f.code for f in cc.findings] == ["TRANSPORT_TO_CEO"]
+    nobody = await judge(pipeline, mail(headers={"Cc": "ceo@corp.example.evil"}))
+    assert nobody.disposition is Disposition.INBOX
+    # An executable whatever its name (New-TransportRule.md -AttachmentHasExecutableContent:
+    # the file's properties, not its extension).
+    executable = b"MZ" + b"\x90" * 58 + b"\x40\x00\x00\x00" + b"PE\0\0" + b"\0" * 200
+    renamed = await judge(pipeline, mail(attachment=("notes.txt", executable)))
+    assert renamed.disposition is Disposition.QUARANTINED
+    named = await judge(pipeline, mail(attachment=("setup.exe", b"just text, not a program")))
+    assert named.disposition is Disposition.INBOX
