@@ -216,8 +216,9 @@ class _Condition:
         if spec.test == "matches":
             for i, pattern in enumerate(spec.values):
                 try:
-                    # Exchange's mail flow rule patterns ignore case (Microsoft Learn, "Regular
-                    # expressions in mail flow rules" lists no case switch).
+                    # Case is ignored, as for the rules' words: an assumption, since Microsoft's
+                    # page on regular expressions in mail flow rules offers no case switch and
+                    # does not say.
                     self.regexes.append(re.compile(pattern, re.IGNORECASE))
                 except re.error as exc:
                     raise CompileError(
@@ -248,7 +249,9 @@ class _Condition:
         if field == "subject":
             return self._texts([parsed.subject or ""])
         if field == "subject_or_body":
-            return self._texts([parsed.subject or "", *(p.text for p in parsed.body_parts)])
+            return self._texts(
+                [parsed.subject or "", *(p.text for p in parsed.body_parts if p.inline)]
+            )
         if field == "header":
             assert spec.header is not None
             return self._texts([str(v) for v in parsed.message.get_all(spec.header, [])])
