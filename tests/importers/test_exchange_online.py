@@ -26,9 +26,10 @@ from sinkd.core.model import Action, Disposition, Reply, Stage, Verdict, Verdict
 from sinkd.core.ports import Lookups
 from sinkd.core.profiles import ProfileSet
 from sinkd.server.runtime import Sinkd
-from tests.conftest import StartServer
+from tests.conftest import StartServer, in_ci
 from tests.support.judging import deliver, judge
 from tests.support.paths import ROOT, TESTS
+from tests.support.public_corpus import corpus_files, data_dir, judge_files, sample
 from tests.support.smtp import raw_client
 from tests.support.spf import resolver_for
 
@@ -873,3 +874,25 @@ def test_password_protected_attachments_leave_the_rule_out(tmp_path: Path) -> No
     code, _, err = run("profiles", "import", "exchange-online", write(tmp_path, policy))
     assert code == 0
     assert "'Drop lottery scams' (priority 7): AttachmentIsPasswordProtected" in err
+
+
+def test_the_imported_example_judges_real_mail_without_a_filter_error(tmp_path: Path) -> None:
+    # Every rule kind the import writes (mail flow rules, ASF, sender lists) must judge real mail
+    # of any shape: the golden corpus and a seeded sample of the SpamAssassin public corpus
+    # (150 ham, 150 spam), as tests/test_public_corpus.py judges the built-in profiles.
+    files = corpus_files()
+    if not files["ham"] or not files["spam"]:
+        reason = f"the SpamAssassin public corpus is not installed under {data_dir()} (.ci/run)"
+        if in_ci():
+            pytest.fail(f"CI must not skip: {reason}")
+        pytest.skip(reason)
+    chosen = sample(files, 150)
+    chosen["cpython"] = sorted((TESTS / "corpus" / "messages").glob("*.eml"))
+    profile = str(import_policy(tmp_path, EXAMPLE))
+    results = judge_files(chosen, [profile])[profile]
+    errors = [error for tally in results.values() for error in tally.errors]
+    assert errors == []
+    assert sum(t.total for t in results.values()) == 300 + len(chosen["cpython"])
+    # The example's rules and ASF settings decide some of it; the rest is EOP's defaults.
+    deciding = {code for t in results.values() for c in t.codes.values() for code in c}
+    assert any(code.startswith("TRANSPORT_") for code in deciding), deciding
