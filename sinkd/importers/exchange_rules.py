@@ -78,6 +78,24 @@ SETTINGS = frozenset(
         "ExceptIfHeaderMatchesPatterns",
         "RejectMessageEnhancedStatusCode",
         "Enabled",
+        # Modifiers of a condition or action named by another property (the output holds their
+        # defaults even when that property is not set): read with it, or meaningless alone.
+        "ApplyHtmlDisclaimerFallbackAction",
+        "ApplyHtmlDisclaimerLocation",
+        "ADComparisonOperator",
+        "ExceptIfADComparisonOperator",
+        "IncidentReportContent",
+        "IncidentReportOriginalMail",
+        "SmtpRejectMessageRejectStatusCode",
+        "SmtpRejectMessageRejectText",
+        # Directory bookkeeping of the output object.
+        "ExchangeObjectId",
+        "Id",
+        "OriginatingServer",
+        "ObjectClass",
+        "WhenCreated",
+        "WhenChangedUTC",
+        "WhenCreatedUTC",
     }
 )
 

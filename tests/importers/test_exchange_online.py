@@ -896,3 +896,19 @@ def test_the_imported_example_judges_real_mail_without_a_filter_error(tmp_path: 
     # The example's rules and ASF settings decide some of it; the rest is EOP's defaults.
     deciding = {code for t in results.values() for c in t.codes.values() for code in c}
     assert any(code.startswith("TRANSPORT_") for code in deciding), deciding
+
+
+async def test_action_modifiers_with_their_defaults_do_not_leave_a_rule_out(tmp_path: Path) -> None:
+    # Get-TransportRule lists every property, with the defaults of modifiers such as the
+    # disclaimer's fallback action (Wrap) even when the rule adds no disclaimer (NEW_RULE
+    # -ApplyHtmlDisclaimerFallbackAction, -ApplyHtmlDisclaimerLocation).
+    policy = contoso()
+    policy["TransportRule"][7] |= {
+        "ApplyHtmlDisclaimerFallbackAction": "Wrap",
+        "ApplyHtmlDisclaimerLocation": "Append",
+        "ApplyHtmlDisclaimerText": None,
+        "IncidentReportContent": None,
+        "WhenCreatedUTC": "2024-01-01T00:00:00Z",
+    }
+    verdict = await judge(pipeline(tmp_path, policy), mail("You are our lottery winner", "x"))
+    assert verdict.disposition is Disposition.DISCARDED
