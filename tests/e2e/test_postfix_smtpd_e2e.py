@@ -191,6 +191,50 @@ ORDERING_CASES = (
     Case("end-of-data restriction", 554, sender="at-end@sender.example"),
 )
 
+KEY_TABLES = {
+    "client_keys": "192.0.2 REJECT octet prefix\n"
+    ".lan.example REJECT subdomain of lan\n"
+    "host.exact.example 450 4.7.0 exact host\n"
+    "10.0 OK\n",
+    "client_re": "/^203\\.0\\.113\\./ REJECT regexp ip\n/\\.dyn\\.example$/ REJECT dynamic name\n",
+    "helo_keys": ".helo.example REJECT helo sub\n",
+    "sender_keys": "<nullsender> REJECT no bounces\n"
+    ".sub.example REJECT dot-style parent\n"
+    "sub.example DEFER exact only\n"
+    "postmaster@ OK\n"
+    "user@dom.example DEFER_IF_REJECT\n",
+}
+KEY_POLICY = {
+    # No smtpd_access_maps: parent domains are looked up as ".parent" (postconf(5)).
+    "parent_domain_matches_subdomains": "relay_domains",
+    "smtpd_null_access_lookup_key": "<nullsender>",
+    "access_map_reject_code": "550",
+    "access_map_defer_code": "451",
+    "smtpd_relay_before_recipient_restrictions": "no",
+    "smtpd_client_restrictions": "check_client_access texthash:$config_directory/client_keys, "
+    "check_client_access regexp:$config_directory/client_re",
+    "smtpd_helo_restrictions": "check_helo_access texthash:$config_directory/helo_keys",
+    "smtpd_sender_restrictions": "check_sender_access texthash:$config_directory/sender_keys",
+    "smtpd_recipient_restrictions": "permit_auth_destination, defer",
+}
+KEY_CASES = (
+    Case("clean"),
+    Case("client address prefix", 550, client={"ADDR": "192.0.2.5", "NAME": "x.example"}),
+    Case("client name's parent", 550, client={"ADDR": "10.9.9.9", "NAME": "a.lan.example"}),
+    Case("client address prefix OK", client={"ADDR": "10.0.5.5", "NAME": "ok.example"}),
+    Case("client name exact", 450, client={"ADDR": "10.9.9.9", "NAME": "host.exact.example"}),
+    Case("client regexp address", 550, client={"ADDR": "203.0.113.5", "NAME": "h.example"}),
+    Case("client regexp name", 550, client={"ADDR": "10.9.9.9", "NAME": "abc.dyn.example"}),
+    Case("HELO parent", 550, helo="a.helo.example"),
+    Case("HELO itself is no subdomain", helo="helo.example"),
+    Case("null sender key", 550, sender=""),
+    Case("sender's dot-style parent", 550, sender="x@a.sub.example"),
+    Case("sender's exact domain with its defer code", 451, sender="x@sub.example"),
+    Case("user@ key", sender="postmaster@any.example"),
+    Case("DEFER_IF_REJECT without a reject", sender="user@dom.example"),
+    Case("recipient list before relay list", 450, recipients=(OUTSIDE,)),
+)
+
 CONFIGS = (
     Config(
         "access tables, delay_reject",
@@ -214,6 +258,7 @@ CONFIGS = (
         ORDERING_CASES,
         stages=DATA_STAGES,
     ),
+    Config("lookup keys and parameters", KEY_POLICY, KEY_TABLES, KEY_CASES),
 )
 
 
