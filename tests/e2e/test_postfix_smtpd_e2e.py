@@ -27,6 +27,7 @@ import pytest
 from tests.conftest import StartServer, require_executable
 from tests.support.postfix_gateway import GATEWAY_DOMAIN, Outcome, PostfixGateway, send
 from tests.support.postfix_profile import write_smtpd_profile
+from tests.support.postgrey import Postgrey
 
 pytestmark = pytest.mark.usefixtures("no_internal_errors")
 
@@ -327,4 +328,54 @@ async def test_sinkd_answers_every_case_as_postfix_does(
         got = transcript(ours, {})
         if got != expected:
             differences.append(f"{case.name}:\n  Postfix: {expected}\n  sinkd:   {got}")
+    assert not differences, "\n".join(differences)
+
+
+# --- postgrey ------------------------------------------------------------------------------
+# A real postgrey behind check_policy_service in Postfix; sinkd's postfix_smtpd kind asks its
+# own greylist memory with postgrey's defaults. Every case is a new triplet, so both answer the
+# first attempt: postgrey's DEFER_IF_PERMIT, which a later reject of the list overrides.
+GREY_TABLES = {"after_grey": f"blocked@{GATEWAY_DOMAIN} REJECT\n"}
+GREY_CASES = (
+    Case("a new triplet is greylisted", 450),
+    Case(
+        "a later reject wins over the greylisting", 554, recipients=(f"blocked@{GATEWAY_DOMAIN}",)
+    ),
+    Case(
+        "several recipients",
+        recipients=(f"ann@{GATEWAY_DOMAIN}", OUTSIDE, f"blocked@{GATEWAY_DOMAIN}"),
+        expect=554,  # every recipient refused: the last refusal decides
+    ),
+    Case("the relay list refuses before postgrey is asked", 554, recipients=("x@y",)),
+)
+
+
+async def test_postgrey_greylists_as_sinkd_does(start_server: StartServer, tmp_path: Path) -> None:
+    require_executable("postfix", "postfix")
+    with Postgrey() as postgrey:
+        address = f"inet:127.0.0.1:{postgrey.port}"
+        policy = {
+            "smtpd_recipient_restrictions": "reject_non_fqdn_recipient, "
+            f"check_policy_service {address}, "
+            "check_recipient_access texthash:$config_directory/after_grey, "
+            "permit_auth_destination, reject",
+        }
+        profile = write_smtpd_profile(
+            tmp_path, "postgrey-policy", policy, GREY_TABLES, services={address: "postgrey"}
+        )
+        app = await start_server(profile=str(profile))
+        assert app.smtp_address is not None
+        with PostfixGateway(policy=policy, tables=GREY_TABLES) as gateway:
+            gateway.start_gateway()
+            differences: list[str] = []
+            for case in GREY_CASES:
+                real = await asyncio.to_thread(run, gateway.smtp_port, case)
+                ours = await asyncio.to_thread(run, app.smtp_address[1], case)
+                if real.final.code != case.expect:
+                    differences.append(f"{case.name}: Postfix answered {real.final}")
+                if transcript(ours, {}) != transcript(real, {}):
+                    differences.append(
+                        f"{case.name}:\n  Postfix: {transcript(real, {})}\n"
+                        f"  sinkd:   {transcript(ours, {})}"
+                    )
     assert not differences, "\n".join(differences)
