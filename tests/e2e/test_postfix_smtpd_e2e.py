@@ -260,6 +260,16 @@ CONFIGS = (
         stages=DATA_STAGES,
     ),
     Config("lookup keys and parameters", KEY_POLICY, KEY_TABLES, KEY_CASES),
+    Config(
+        "client name check",
+        {"smtpd_client_restrictions": "permit_mynetworks, reject_unknown_client_hostname"},
+        {},
+        (
+            # XCLIENT NAME=[UNAVAILABLE]: smtpd's lookups found no name (XCLIENT_README).
+            Case("no client name", 450, client={"ADDR": "10.9.8.7", "NAME": "[UNAVAILABLE]"}),
+            Case("a client name"),
+        ),
+    ),
 )
 
 
