@@ -763,7 +763,10 @@ class PostfixSmtpdFilter(Filter):
             self._defer_if(state, kind, reply, why)
             return None
         if name == "permit_mynetworks":
-            client = ipaddress.ip_address(state.client_addr.removeprefix("IPv6:"))
+            try:
+                client = ipaddress.ip_address(state.client_addr.removeprefix("IPv6:"))
+            except ValueError:
+                return None  # no address to match (namadr_list_match finds nothing)
             for network in self.mynetworks:
                 if client.version == network.version and client in network:
                     return _Permit(
@@ -959,6 +962,8 @@ class PostfixSmtpdFilter(Filter):
         lookups: Lookups,
     ) -> _Status:
         """check_table_result(): what an access(5) result means."""
+        if not value.strip():
+            return _Permit(why)  # "In the dark ages, an empty right-hand side meant OK."
         command, _, text = value.strip().partition(" ")
         if "\t" in command:
             command, _, more = command.partition("\t")
