@@ -203,7 +203,9 @@ KEY_TABLES = {
     ".sub.example REJECT dot-style parent\n"
     "sub.example DEFER exact only\n"
     "postmaster@ OK\n"
-    "user@dom.example DEFER_IF_REJECT\n",
+    "user@dom.example DEFER_IF_REJECT\n"
+    "gone.example REJECT 5.1.1 gone\n"
+    "mismatch.example 450 5.7.9 class fixed\n",
 }
 KEY_POLICY = {
     # No smtpd_access_maps: parent domains are looked up as ".parent" (postconf(5)).
@@ -234,6 +236,8 @@ KEY_CASES = (
     Case("user@ key", sender="postmaster@any.example"),
     Case("DEFER_IF_REJECT without a reject", sender="user@dom.example"),
     Case("recipient list before relay list", 450, recipients=(OUTSIDE,)),
+    Case("a recipient's DSN rejecting a sender", 550, sender="a@gone.example"),
+    Case("a DSN class that disagrees with the code", 450, sender="a@mismatch.example"),
 )
 
 CONFIGS = (

@@ -232,11 +232,12 @@ CLIENT, HELO, SENDER, RECIPIENT = (
 DATA_CLASS, EOD_CLASS = "Data command", "End-of-data"
 
 _DSN = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})(?:\s+|$)")
-# smtpd_dsn_fix.c: an address DSN X.1.N means the sender's or the recipient's address.
-_SENDER_DSN = {"1": "1.0", "2": "1.8", "3": "1.7", "4": "1.0", "5": "1.0", "6": "1.0", "7": "1.7"}
-_SENDER_DSN["8"] = "1.8"
-_RCPT_DSN = {"1": "1.1", "2": "1.2", "3": "1.3", "4": "1.4", "5": "1.5", "6": "1.6", "7": "1.3"}
-_RCPT_DSN["8"] = "1.2"
+# smtpd_dsn_fix.c dsn_map: an address DSN X.1.N becomes the sender's or the recipient's
+# variant (SND_DSN is X.1.7; X.1.0 for a detail the map does not list).
+_SENDER_DSN = {"1": "1.7", "2": "1.8", "3": "1.7", "4": "1.7", "5": "1.0", "6": "1.7"}
+_SENDER_DSN |= {"7": "1.7", "8": "1.8"}
+_RCPT_DSN = {"1": "1.1", "2": "1.2", "3": "1.3", "4": "1.4", "5": "1.5", "6": "1.6"}
+_RCPT_DSN |= {"7": "1.3", "8": "1.2"}
 
 _STAGE_WORDS = {
     "connect": "when the client connects",

@@ -205,6 +205,13 @@ async def test_the_null_sender_is_looked_up_as_the_null_access_key(tmp_path: Pat
     assert verdict.reply == Reply(550, "5.7.9", "<>: Sender address rejected: no bounces")
 
 
+async def test_an_address_dsn_is_fixed_to_the_senders_variant(tmp_path: Path) -> None:
+    # smtpd_dsn_fix.c: X.1.1 (a recipient's mailbox) rejecting a sender becomes X.1.7.
+    pipeline = smtpd(tmp_path, **senders(("gone.example", "REJECT 5.1.1 gone")))
+    (verdict,) = await outcome(pipeline, "a@gone.example")
+    assert verdict.reply == Reply(554, "5.1.7", "<a@gone.example>: Sender address rejected: gone")
+
+
 async def test_ok_ends_only_its_own_list_so_the_relay_check_still_refuses(tmp_path: Path) -> None:
     pipeline = smtpd(tmp_path, **senders(("friend.example", "OK")))
     (verdict,) = await outcome(pipeline, "a@friend.example", ("carol@elsewhere.example",))
