@@ -738,7 +738,7 @@ class PostfixSmtpdFilter(Filter):
         if name == "permit":
             return _Permit(_Why(f"{name} permits", where))
         if name == "reject":
-            why = _Why(f"the restriction list ends in {name}", where)
+            why = _Why(f"nothing in {where['list']} decided before its {name}", where)
             return self._reject(
                 state,
                 self.code("reject_code"),
@@ -747,7 +747,7 @@ class PostfixSmtpdFilter(Filter):
                 why,
             )
         if name == "defer":
-            why = _Why(f"the restriction list ends in {name}", where)
+            why = _Why(f"nothing in {where['list']} decided before its {name}", where)
             return self._reject(
                 state,
                 self.code("defer_code"),

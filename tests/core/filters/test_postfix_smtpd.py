@@ -486,7 +486,10 @@ async def test_data_restrictions_answer_at_the_end_of_data_naming_the_data_comma
     assert verdict.stage is Stage.DATA
     assert verdict.reply == Reply(554, "5.7.1", "<DATA>: Data command rejected: Access denied")
     assert verdict.findings[0].detail["postfix_stage"] == "data"
-    assert "(sinkd answers at the end of DATA" in verdict.findings[0].reason
+    assert verdict.findings[0].reason == (
+        "Nothing in smtpd_data_restrictions decided before its reject, so Postfix refuses it "
+        "at the DATA command (sinkd answers at the end of DATA, its closest stage)."
+    )
 
 
 @pytest.mark.parametrize(
