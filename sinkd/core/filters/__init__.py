@@ -23,6 +23,7 @@ from sinkd.core.filters import (
     format,
     greylist,
     mime,
+    postfix_smtpd,
     rate_limit,
     sender_auth,
     sender_id,
@@ -67,6 +68,7 @@ _KINDS: tuple[type[Filter], ...] = (
     greylist.GreylistFilter,
     rate_limit.RateLimitFilter,
     transport_rules.TransportRulesFilter,
+    postfix_smtpd.PostfixSmtpdFilter,
 )
 
 REGISTRY: Mapping[str, type[Filter]] = {cls.kind: cls for cls in _KINDS}
