@@ -17,6 +17,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sinkd.core.postfix_tables import split_pattern
 from sinkd.errors import PolicyImportError
 from sinkd.importers.base import located
 
@@ -498,31 +499,13 @@ def parse_indexed(text: str, display: str) -> TableText:
     return table
 
 
-_PATTERN_DELIMITER = re.compile(r"[^A-Za-z0-9\s]")
-
-
 def _split_pattern(text: str) -> tuple[str, str] | None:
-    """``[!]<d>pattern<d>flags rest`` → (pattern with delimiters and flags, rest); None when the
-    text does not start with a delimited pattern. The delimiter is any non-alphanumerical,
-    non-whitespace character (regexp_table(5)); a backslash escapes it inside."""
-    start = 1 if text.startswith("!") else 0
-    if start >= len(text) or not _PATTERN_DELIMITER.match(text[start]):
+    """``[!]<d>pattern<d>flags rest`` → (the pattern with delimiters and flags, the rest), as
+    the table module splits it (dict_regexp.c); None when the text is no delimited pattern."""
+    try:
+        return split_pattern(text)
+    except ValueError:
         return None
-    delimiter = text[start]
-    index = start + 1
-    while index < len(text):
-        if text[index] == "\\":
-            index += 2
-            continue
-        if text[index] == delimiter:
-            break
-        index += 1
-    else:
-        return None
-    index += 1
-    while index < len(text) and not text[index].isspace():
-        index += 1  # the flags
-    return text[:index], text[index:].strip()
 
 
 def parse_patterns(text: str, display: str, *, cidr: bool = False) -> TableText:
