@@ -874,7 +874,12 @@ def _parameters(
             value = params.value(name)
             if name in _HOST_LISTS:
                 value = _host_list(name, value, params.origin(name), tables, work)
-            written[name] = {"value": value, "source": params.origin(name)}
+            source = params.origin(name)
+            if not params.is_set(name) and _uses_default_hostname(name, params):
+                # $myhostname defaults to the gateway's own host name, unknown here.
+                source += " (myhostname not set: the gateway's host name is unknown here, "
+                source += f"{params.value('myhostname')} stands for it)"
+            written[name] = {"value": value, "source": source}
             work.used.add(name)
     if "mynetworks" in supported and mynetworks_matters and not params.is_set("mynetworks"):
         style = params.value("mynetworks_style") or "subnet"
@@ -892,6 +897,17 @@ def _parameters(
             "the profile trusts loopback only; set mynetworks in main.cf",
         )
     return written
+
+
+def _uses_default_hostname(name: str, params: Parameters) -> bool:
+    """Whether an unset parameter's default reads $myhostname left at its default (the
+    gateway's own name), directly or through $mydestination."""
+    if params.is_set("myhostname"):
+        return False
+    raw = params.raw(name) or ""
+    if "$myhostname" in raw:
+        return True
+    return "$mydestination" in raw and not params.is_set("mydestination")
 
 
 # Host and domain lists whose words may name a file or a table (postconf(5) mynetworks,

@@ -14,8 +14,9 @@ from typing import Any
 
 import pytest
 
+from sinkd.core.profiles import ProfileSet
 from sinkd.errors import PolicyImportError
-from sinkd.importers import Imported
+from sinkd.importers import Imported, render
 from sinkd.importers.postfix import (
     EXTERNAL_TABLES,
     RELEVANT_PARAMETERS,
@@ -686,3 +687,69 @@ def test_data_restrictions_are_translated_and_their_later_answer_is_said(tmp_pat
         {"restriction": "reject", "source": "main.cf:1"}
     ]
     assert "at the DATA command" in untranslated(result)["smtpd_data_restrictions"][1]
+
+
+def test_every_table_type_and_restriction_kind_loads_as_a_profile(tmp_path: Path) -> None:
+    result = imported(
+        tmp_path,
+        """\
+        compatibility_level = 3.6
+        mynetworks = 127.0.0.0/8
+        relay_domains = example.com
+        default_rbl_reply = $rbl_code blocked by $rbl_domain
+        rbl_reply_maps = texthash:/etc/postfix/rbl_reply
+        smtpd_client_restrictions =
+            check_client_access cidr:/etc/postfix/clients.cidr
+            check_client_access inline:{ 192.0.2.9=REJECT }
+            reject_rbl_client zen.spamhaus.org=127.0.0.[2..11]
+        smtpd_helo_restrictions = check_helo_access pcre:/etc/postfix/helo.pcre
+            reject_invalid_helo_hostname
+        smtpd_sender_restrictions = check_sender_access btree:/etc/postfix/senders
+            reject_rhsbl_sender dbl.spamhaus.org
+        smtpd_recipient_restrictions = check_recipient_access static:DUNNO
+            check_recipient_access lmdb:/etc/postfix/rcpts
+            reject_unauth_destination
+        smtpd_end_of_data_restrictions = check_sender_access regexp:/etc/postfix/eod
+        header_checks = pcre:/etc/postfix/header_checks
+        body_checks = regexp:/etc/postfix/body_checks
+        """,
+        {
+            "rbl_reply": "zen.spamhaus.org $rbl_code Listed, see https://www.spamhaus.org/\n",
+            "clients.cidr": "192.0.2.0/24 REJECT\n",
+            "helo.pcre": "/^\\[?\\d+\\.\\d+\\.\\d+\\.\\d+\\]?$/ REJECT numeric HELO\n",
+            "senders": "blocked.example REJECT\n",
+            "rcpts": "abuse@example.com OK\n",
+            "eod": "/^spam@/ REJECT late\n",
+            "header_checks": "/^Subject: (.*)viagra/ REJECT $1\n",
+            "body_checks": "/casino/ DISCARD\n",
+        },
+        support=SUPPORT,
+    )
+    assert result.untranslated == []
+    assert smtpd(result)["rbl_reply_maps"] == {"table": "rbl_reply"}
+    assert smtpd(result)["parameters"]["default_rbl_reply"]["value"] == (
+        "$rbl_code blocked by $rbl_domain"
+    )
+    path = tmp_path / "my-gateway.yaml"
+    path.write_text(render(result), encoding="utf-8")
+    loaded = ProfileSet().load(path)
+    assert [f.kind for f in loaded.profile.filters] == ["postfix_smtpd", "postfix_cleanup"]
+
+
+def test_a_bare_table_in_a_restriction_list_is_untranslated(tmp_path: Path) -> None:
+    result = imported(tmp_path, "smtpd_sender_restrictions = hash:/etc/postfix/access\n" + GUARD)
+    assert (
+        "check_<class>_access"
+        in untranslated(result)["smtpd_sender_restrictions: hash:/etc/postfix/access"][1]
+    )
+
+
+def test_a_default_that_reads_the_gateways_own_host_name_says_it_is_unknown(
+    tmp_path: Path,
+) -> None:
+    result = imported(tmp_path, "mydomain = example.com\n" + GUARD, support=SUPPORT)
+    mydestination = smtpd(result)["parameters"]["mydestination"]
+    assert mydestination["value"] == "localhost.localdomain, localhost.example.com, localhost"
+    assert "the gateway's host name is unknown here" in mydestination["source"]
+    named = imported(tmp_path, "myhostname = mx.example.com\n" + GUARD, support=SUPPORT)
+    assert "unknown" not in smtpd(named)["parameters"]["mydestination"]["source"]
