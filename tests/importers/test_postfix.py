@@ -749,7 +749,7 @@ def test_a_default_that_reads_the_gateways_own_host_name_says_it_is_unknown(
 ) -> None:
     result = imported(tmp_path, "mydomain = example.com\n" + GUARD, support=SUPPORT)
     mydestination = smtpd(result)["parameters"]["mydestination"]
-    assert mydestination["value"] == "localhost.localdomain, localhost.example.com, localhost"
+    assert mydestination["value"] == "localhost.localdomain localhost.example.com localhost"
     assert "the gateway's host name is unknown here" in mydestination["source"]
     named = imported(tmp_path, "myhostname = mx.example.com\n" + GUARD, support=SUPPORT)
     assert "unknown" not in smtpd(named)["parameters"]["mydestination"]["source"]
