@@ -93,6 +93,95 @@ _RBL_RESTRICTIONS = frozenset(
 )
 
 
+# Every restriction name postconf(5) of Postfix 3.7 documents, with the older names smtpd
+# still accepts; a name outside this set is a configuration error in Postfix.
+KNOWN_RESTRICTIONS = frozenset(
+    [
+        "check_ccert_access",
+        "check_client_a_access",
+        "check_client_access",
+        "check_client_mx_access",
+        "check_client_ns_access",
+        "check_etrn_access",
+        "check_helo_a_access",
+        "check_helo_access",
+        "check_helo_mx_access",
+        "check_helo_ns_access",
+        "check_policy_service",
+        "check_recipient_a_access",
+        "check_recipient_access",
+        "check_recipient_mx_access",
+        "check_recipient_ns_access",
+        "check_reverse_client_hostname_a_access",
+        "check_reverse_client_hostname_access",
+        "check_reverse_client_hostname_mx_access",
+        "check_reverse_client_hostname_ns_access",
+        "check_sasl_access",
+        "check_sender_a_access",
+        "check_sender_access",
+        "check_sender_mx_access",
+        "check_sender_ns_access",
+        "defer",
+        "defer_if_permit",
+        "defer_if_reject",
+        "defer_unauth_destination",
+        "permit",
+        "permit_auth_destination",
+        "permit_dnswl_client",
+        "permit_inet_interfaces",
+        "permit_mx_backup",
+        "permit_mynetworks",
+        "permit_rhswl_client",
+        "permit_sasl_authenticated",
+        "permit_tls_all_clientcerts",
+        "permit_tls_clientcerts",
+        "reject",
+        "reject_authenticated_sender_login_mismatch",
+        "reject_invalid_helo_hostname",
+        "reject_known_sender_login_mismatch",
+        "reject_multi_recipient_bounce",
+        "reject_non_fqdn_helo_hostname",
+        "reject_non_fqdn_recipient",
+        "reject_non_fqdn_sender",
+        "reject_plaintext_session",
+        "reject_rbl_client",
+        "reject_rhsbl_client",
+        "reject_rhsbl_helo",
+        "reject_rhsbl_recipient",
+        "reject_rhsbl_reverse_client",
+        "reject_rhsbl_sender",
+        "reject_sender_login_mismatch",
+        "reject_unauth_destination",
+        "reject_unauth_pipelining",
+        "reject_unauthenticated_sender_login_mismatch",
+        "reject_unknown_client_hostname",
+        "reject_unknown_helo_hostname",
+        "reject_unknown_recipient_domain",
+        "reject_unknown_reverse_client_hostname",
+        "reject_unknown_sender_domain",
+        "reject_unlisted_recipient",
+        "reject_unlisted_sender",
+        "reject_unverified_recipient",
+        "reject_unverified_sender",
+        "sleep",
+        "warn_if_reject",
+        "reject_unknown_client",
+        "reject_unknown_hostname",
+        "reject_invalid_hostname",
+        "reject_non_fqdn_hostname",
+        "reject_rbl",
+        "reject_maps_rbl",
+        "check_relay_domains",
+        "check_recipient_maps",
+        "permit_naked_ip_address",
+    ]
+)
+_UNKNOWN_RESTRICTION = (
+    "not a restriction Postfix 3.7 knows (postconf(5)): smtpd logs 'unknown smtpd "
+    "restriction' and answers 451 4.3.5 Server configuration error (smtpd_check.c); left out"
+)
+
+
 def _takes_table(name: str) -> bool:
     # check_client_access, check_helo_mx_access, check_sasl_access, check_ccert_access …
     return name.startswith("check_") and name.endswith("_access")
@@ -710,7 +799,7 @@ def _restrictions(
         if (
             _takes_table(lowered)
             or lowered in _RBL_RESTRICTIONS
-            or lowered in ("check_policy_service",)
+            or lowered in ("check_policy_service", "sleep")  # sleep SECONDS
         ):
             if index >= len(words):
                 raise PolicyImportError(
@@ -735,7 +824,10 @@ def _restrictions(
             continue
         if lowered not in work.support.restrictions:
             reason = RESTRICTION_REASONS.get(
-                lowered, "not evaluated by sinkd's postfix_smtpd filter"
+                lowered,
+                "not evaluated by sinkd's postfix_smtpd filter"
+                if lowered in KNOWN_RESTRICTIONS
+                else _UNKNOWN_RESTRICTION,
             )
             if lowered == "check_policy_service" and argument is not None:
                 service, how = _policy_service(argument, services)
