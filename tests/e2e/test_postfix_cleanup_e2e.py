@@ -367,14 +367,33 @@ def sizes_of(gateway: PostfixGateway) -> dict[str, str]:
     return {k: v for k, v in gateway.policy.items() if k not in ("header_checks", "body_checks")}
 
 
+SENTINEL = made("Subject: last of the batch\r\n", "x\r\n")
+_SINKD_DISPOSITION = {"quarantined": "quarantined", "discarded": "discarded"}
+
+
+def postfix_disposition(gateway: PostfixGateway, queue_id: str) -> str:
+    """Where Postfix put an accepted message: cleanup logs DISCARD and HOLD (observed in
+    tests/e2e/test_postfix_gateway.py); anything else goes to the discard transport."""
+    log = gateway.maillog
+    if f"{queue_id}: discard: " in log:
+        return "discarded"
+    if f"{queue_id}: hold: " in log:
+        return "quarantined"
+    return "inbox"
+
+
 async def compare(
     gateway: PostfixGateway, start_server: StartServer, tmp_path: Path, messages: dict[str, bytes]
 ) -> tuple[list[str], dict[tuple[str, int, str, str], int]]:
+    """Send each message to both; the mismatches of deciding replies, and of where an
+    accepted message went, and a tally of Postfix's deciding replies."""
     app = await start_server(profile=str(write_profile(tmp_path, sizes_of(gateway))))
     assert app.smtp_address is not None
+    assert app.store is not None
     port = app.smtp_address[1]
     mismatches: list[str] = []
     tally: dict[tuple[str, int, str, str], int] = {}
+    accepted: dict[str, tuple[str, str]] = {}  # name -> (Postfix queue id, sinkd id)
 
     def both(data: bytes) -> tuple[Outcome, Outcome]:
         kwargs = {"sender": SENDER, "recipients": (RECIPIENT,), "helo": HELO, "xclient": XCLIENT}
@@ -385,6 +404,18 @@ async def compare(
         tally[deciding(postfix)] = tally.get(deciding(postfix), 0) + 1
         if deciding(postfix) != deciding(sinkd):
             mismatches.append(f"{name}: Postfix {deciding(postfix)} sinkd {deciding(sinkd)}")
+        elif postfix.accepted:
+            accepted[name] = (postfix.queue_id, sinkd.queue_id)
+    # Every cleanup line of the batch is logged once the sentinel, sent last, is removed.
+    last = (await asyncio.to_thread(both, SENTINEL))[0].queue_id
+    await asyncio.to_thread(gateway.wait_for_log, rf"{last}: removed", LOG_TIMEOUT)
+    for name, (queue_id, sinkd_id) in accepted.items():
+        stored = await app.store.get(sinkd_id)
+        went = _SINKD_DISPOSITION.get(str(stored.data["disposition"]), "inbox")
+        where = postfix_disposition(gateway, queue_id)
+        tally[("accepted", 250, "", where)] = tally.get(("accepted", 250, "", where), 0) + 1
+        if where != went:
+            mismatches.append(f"{name}: Postfix {where} sinkd {went}")
     return mismatches, tally
 
 
@@ -396,6 +427,7 @@ async def test_hand_made_messages_get_postfix_s_reply_from_sinkd(
     assert mismatches == []
     refusals = {key for key in tally if key[1] >= 400}
     assert len(refusals) >= 3, tally  # the hand-made messages do reach the checks
+    assert {("accepted", 250, "", "discarded"), ("accepted", 250, "", "quarantined")} <= set(tally)
 
 
 async def test_the_golden_corpus_gets_postfix_s_reply_from_sinkd(
