@@ -189,6 +189,10 @@ ATTACHMENT = (
 )
 
 
+def hops(count: int) -> str:
+    return "".join(f"Received: from hop{n}.example by relay{n}.example\r\n" for n in range(count))
+
+
 def hand_made() -> dict[str, bytes]:
     nested = (
         "MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\nSubject: fwd\r\n",
@@ -214,6 +218,8 @@ def hand_made() -> dict[str, bytes]:
         "late-body": made("Subject: late\r\n", "filler line\r\n" * 300 + "100% free\r\n"),
         "big": made("Subject: big\r\n", ("y" * 70 + "\r\n") * 600),
         "long-header": made("Subject: " + "word " * 300 + "viagra\r\n", "x\r\n"),
+        "too-many-hops": made(hops(49) + "Subject: viagra\r\n", "x\r\n"),
+        "hops-below-the-limit": made(hops(48) + "Subject: hello\r\n", "x\r\n"),
     }
 
 

@@ -326,3 +326,26 @@ def test_the_importer_reads_what_this_kind_supports() -> None:
     assert {"message_size_limit", "body_checks_size_limit", "header_size_limit"} <= (
         SUPPORTED_PARAMETERS
     )
+
+
+def received(count: int) -> str:
+    return "".join(f"Received: from hop{n}.example by relay{n}.example\r\n" for n in range(count))
+
+
+async def test_fifty_received_headers_with_postfix_s_own_are_too_many_hops(tmp_path: Path) -> None:
+    pipeline = cleanup_profile(tmp_path, header=[("/^Subject: bad/", "REJECT bad")])
+    # smtpd's own Received: header is the 50th.
+    verdict = await verdict_of(pipeline, message(subject="bad", head=received(49)))
+    assert verdict.reply == Reply(554, "5.4.0", "Error: too many hops")
+    assert verdict.codes == ["POSTFIX_CLEANUP_HOPS"]
+    assert verdict.findings[0].detail["received"] == 50
+    fine = await verdict_of(pipeline, message(head=received(48)))
+    assert fine.verdict is VerdictAction.ACCEPT
+
+
+async def test_a_header_reject_with_a_4xx_code_is_answered_before_too_many_hops(
+    tmp_path: Path,
+) -> None:
+    pipeline = cleanup_profile(tmp_path, header=[("/^Subject: later/", "REJECT 4.7.1 not now")])
+    verdict = await verdict_of(pipeline, message(subject="later", head=received(60)))
+    assert verdict.reply == Reply(451, "4.7.1", "not now")
