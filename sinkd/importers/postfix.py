@@ -613,6 +613,19 @@ def translate(config: Config, profile_id: str, support: Support = SUPPORT) -> Im
             settings.update({s.name: s for s in service.overrides})
     _report_parameters(settings, used, work)
 
+    if (
+        smtpd.value("soft_bounce").strip().lower() == "yes"
+        and "soft_bounce" not in support.cleanup_parameters
+    ):
+        # smtpd_chat.c turns every 5xx it sends into 4xx, cleanup's content refusals included;
+        # the postfix_smtpd filter does that for its own replies only.
+        work.skip(
+            smtpd.origin("soft_bounce"),
+            "soft_bounce = yes",
+            "Postfix answers cleanup's 5xx refusals (header/body checks, size) with 4xx too; "
+            "sinkd's postfix_cleanup filter keeps them 5xx",
+        )
+
     delay_reject = smtpd.value("smtpd_delay_reject").strip().lower() != "no"
     stage_origin = smtpd.origin("smtpd_delay_reject")
     profile: dict[str, Any] = {

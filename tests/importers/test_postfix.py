@@ -754,3 +754,13 @@ def test_a_default_that_reads_the_gateways_own_host_name_says_it_is_unknown(
     assert "the gateway's host name is unknown here" in mydestination["source"]
     named = imported(tmp_path, "myhostname = mx.example.com\n" + GUARD, support=SUPPORT)
     assert "unknown" not in smtpd(named)["parameters"]["mydestination"]["source"]
+
+
+def test_soft_bounce_goes_to_smtpd_and_is_reported_for_cleanups_refusals(tmp_path: Path) -> None:
+    result = imported(tmp_path, "soft_bounce = yes\n" + GUARD, support=SUPPORT)
+    assert smtpd(result)["parameters"]["soft_bounce"] == {"value": "yes", "source": "main.cf:1"}
+    if "soft_bounce" not in SUPPORT.cleanup_parameters:
+        assert "keeps them 5xx" in untranslated(result)["soft_bounce = yes"][1]
+    else:
+        assert cleanup(result)["parameters"]["soft_bounce"]["value"] == "yes"
+        assert result.untranslated == []
