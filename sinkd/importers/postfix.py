@@ -574,6 +574,7 @@ class _Translation:
     untranslated: list[Untranslated] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     used: set[str] = field(default_factory=set)
+    checked_tables: set[str] = field(default_factory=set)
 
     def skip(self, origin: str, item: str, reason: str) -> None:
         self.untranslated.append(Untranslated(origin, item, reason))
@@ -855,6 +856,7 @@ def _restrictions(
             if _takes_table(lowered):
                 assert argument is not None
                 item["table"] = tables.add(argument, origin)
+                _report_restriction_results(tables, item["table"], classes, work)
             elif lowered == "check_policy_service":
                 assert argument is not None
                 service, why = _policy_service(argument, services)
@@ -914,6 +916,67 @@ def _check_relay_protection(params: Parameters, work: _Translation) -> None:
             "defer_unauth_destination, reject, defer, defer_if_permit or check_relay_domains): "
             "Postfix's smtpd stops with a fatal error on such a configuration, sinkd judges on",
         )
+
+
+# access(5) results that are actions; any other result is a list of restrictions (or a
+# restriction class) that smtpd evaluates in place.
+_ACCESS_ACTIONS = frozenset(
+    {
+        "OK",
+        "RELAY",
+        "REJECT",
+        "DEFER",
+        "DEFER_IF_REJECT",
+        "DEFER_IF_PERMIT",
+        "BCC",
+        "DISCARD",
+        "DUNNO",
+        "FILTER",
+        "HOLD",
+        "PREPEND",
+        "REDIRECT",
+        "INFO",
+        "WARN",
+    }
+)
+_NUMERIC = re.compile(r"^\d+$")
+
+
+def _report_restriction_results(
+    tables: Tables, name: str, classes: set[str], work: _Translation
+) -> None:
+    """Report the access-table results that name restrictions sinkd does not evaluate there
+    (a restriction class, a restriction with an argument, one the filter does not know): Postfix
+    evaluates them in place (access(5) "restriction..."), the filter cannot."""
+    if name in work.checked_tables:
+        return
+    work.checked_tables.add(name)
+    for entry in tables.specs[name]["entries"]:
+        value = str(entry["value"]).strip()
+        first = value.split(None, 1)[0] if value else ""
+        if first.upper() in _ACCESS_ACTIONS or _NUMERIC.match(first) or ":" in value:
+            continue
+        words = [w.lower() for w in split_list(value)]
+        bad = [
+            w
+            for w in words
+            if w in classes
+            or w not in work.support.restrictions
+            or _takes_table(w)
+            or w in _RBL_RESTRICTIONS
+        ]
+        if bad:
+            why = (
+                "a restriction class (smtpd_restriction_classes)"
+                if bad[0] in classes
+                else f"{bad[0]}, which sinkd does not evaluate as a table result"
+            )
+            work.skip(
+                entry["source"],
+                f"{entry['key']} {entry['value']}",
+                f"the result names {why}: Postfix evaluates it in place, sinkd's postfix_smtpd "
+                "filter answers 451 4.3.5 Server configuration error instead",
+            )
 
 
 _POSTGREY_PORT = "10023"

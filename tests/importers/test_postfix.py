@@ -764,3 +764,23 @@ def test_soft_bounce_goes_to_smtpd_and_is_reported_for_cleanups_refusals(tmp_pat
     else:
         assert cleanup(result)["parameters"]["soft_bounce"]["value"] == "yes"
         assert result.untranslated == []
+
+
+def test_table_results_naming_restrictions_sinkd_cannot_evaluate_there_are_reported(
+    tmp_path: Path,
+) -> None:
+    result = imported(
+        tmp_path,
+        "smtpd_restriction_classes = freemail\nfreemail = reject\n"
+        "smtpd_sender_restrictions = check_sender_access hash:/etc/postfix/senders\n" + GUARD,
+        {
+            "senders": "gmail.com freemail\nyahoo.com reject_unauth_destination\n"
+            "a.example OK\nb.example 550 no\nc.example reject_unverified_sender\n"
+        },
+        support=SUPPORT,
+    )
+    items = untranslated(result)
+    assert "restriction class" in items["gmail.com freemail"][1]
+    assert "reject_unverified_sender" in items["c.example reject_unverified_sender"][1]
+    assert "yahoo.com reject_unauth_destination" not in items
+    assert "a.example OK" not in items and "b.example 550 no" not in items
