@@ -242,19 +242,11 @@ EXTERNAL_TABLES = {
 _EXTERNAL_ADVICE = "; export its contents to a text file and use hash: or texthash: instead"
 
 
-@dataclass
-class TableRef:
-    """A table a filter names, with the text of its source and where that came from."""
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """Why a table cannot be written (its type asks a server, a pattern sinkd cannot match)."""
 
-    name: str
-    spec: dict[str, Any]
-
-
-class Untranslatable(Exception):
-    """A table or restriction that cannot be written; the message is the reason.
-
-    Internal to the importer (caught and turned into an ``Untranslated`` item), never raised
-    past ``run``."""
+    reason: str
 
 
 @dataclass
@@ -269,19 +261,19 @@ class Tables:
     skipped: list[Untranslated] = field(default_factory=list)
     inputs: list[str] = field(default_factory=list)
 
-    def add(self, spec: str, origin: str) -> str:
-        """The table name for ``type:name`` (read on first use); ``Untranslatable`` when its
-        type is one sinkd cannot read."""
+    def add(self, spec: str, origin: str) -> str | Refused:
+        """The table name for ``type:name`` (read on first use), or why it cannot be written.
+        A file that cannot be found, read or parsed is a ``PolicyImportError``."""
         if spec in self.by_spec:
             return self.by_spec[spec]
         kind, colon, name = spec.partition(":")
         if not colon:
-            raise Untranslatable(f"{spec!r} is not a lookup table (expected type:name)")
+            return Refused(f"{spec!r} is not a lookup table (expected type:name)")
         kind = kind.lower()
         if kind == "proxy":  # proxymap(8): the same table, opened by the proxy daemon
             return self.add(name, origin)
         if kind in EXTERNAL_TABLES:
-            raise Untranslatable(f"a {kind}: table {EXTERNAL_TABLES[kind]}{_EXTERNAL_ADVICE}")
+            return Refused(f"a {kind}: table {EXTERNAL_TABLES[kind]}{_EXTERNAL_ADVICE}")
         written: dict[str, Any]
         if kind == "inline":
             text = parse_inline(strip_braces(name), origin)
@@ -307,29 +299,31 @@ class Tables:
             written = {"type": written_type, "source": source}
             base = Path(name.removesuffix(".db")).name
         else:
-            raise Untranslatable(f"{kind}: tables are not a type sinkd knows")
+            return Refused(f"{kind}: tables are not a type sinkd knows")
         if "entries" not in written:
             written["entries"] = [
                 _entry(e.key, e.value, e.origin, e.conditions) for e in text.entries
             ]
-        self._compilable(written)
+        refused = self._compilable(written)
+        if refused is not None:
+            return refused
         self.skipped.extend(Untranslated(s.origin, s.text, s.reason) for s in text.skipped)
         table_name = _free_name(_table_name(base), self.specs)
         self.by_spec[spec] = table_name
         self.specs[table_name] = written
         return table_name
 
-    def _compilable(self, written: dict[str, Any]) -> None:
+    def _compilable(self, written: dict[str, Any]) -> Refused | None:
         """Drop, and report, each entry whose pattern the table module cannot translate to
         Python's ``re`` faithfully (its ``CompileError`` says why), so that the profile loads
         with every other entry."""
         while True:
             try:
                 compile_table(TableSpec.model_validate(written), ())
-                return
+                return None
             except CompileError as exc:
                 if len(exc.loc) < 2 or exc.loc[0] != "entries" or not isinstance(exc.loc[1], int):
-                    raise Untranslatable(exc.message) from None
+                    return Refused(exc.message)
                 bad = written["entries"].pop(exc.loc[1])
                 self.skipped.append(
                     Untranslated(
@@ -776,17 +770,13 @@ def _smtpd_filter(
     work.used.add("rbl_reply_maps")
     if rbl_maps:
         origin = params.origin("rbl_reply_maps")
-        if "rbl_reply_maps" not in work.support.smtpd_parameters and (
-            "reject_rbl_client" not in work.support.restrictions
-        ):
-            work.skip(origin, "rbl_reply_maps", "not evaluated by sinkd's postfix_smtpd filter")
+        table = tables.add(rbl_maps[0], origin)
+        if isinstance(table, Refused):
+            work.skip(origin, f"rbl_reply_maps = {rbl_maps[0]}", table.reason)
         else:
-            try:
-                filter_spec["rbl_reply_maps"] = {"table": tables.add(rbl_maps[0], origin)}
-            except Untranslatable as exc:
-                work.skip(origin, f"rbl_reply_maps = {rbl_maps[0]}", str(exc))
-            for extra in rbl_maps[1:]:
-                work.skip(origin, f"rbl_reply_maps = … {extra}", "only the first table is read")
+            filter_spec["rbl_reply_maps"] = {"table": table, "source": origin}
+        for extra in rbl_maps[1:]:
+            work.skip(origin, f"rbl_reply_maps = … {extra}", "only the first table is read")
     filter_spec["tables"] = tables.specs
     return filter_spec
 
@@ -852,34 +842,33 @@ def _restrictions(
             work.skip(origin, shown, reason)
             continue
         item: dict[str, Any] = {"restriction": lowered}
-        try:
-            if _takes_table(lowered):
-                assert argument is not None
-                item["table"] = tables.add(argument, origin)
-                _report_restriction_results(tables, item["table"], classes, work)
-            elif lowered == "check_policy_service":
-                assert argument is not None
-                service, why = _policy_service(argument, services)
-                if service is None:
-                    raise Untranslatable(why)
-                endpoint, *options = split_list(argument)
-                item["service"] = service
-                item["argument"] = endpoint
-                if why:
-                    work.notes.append(f"{origin}: check_policy_service {endpoint}: {why}")
-                if options:
-                    # Postfix 3.0's per-service settings (timeout=, default_action=, …) only
-                    # act when the server fails or is slow, which sinkd's own evaluation is not.
-                    work.notes.append(
-                        f"{origin}: check_policy_service {endpoint}: {', '.join(options)} "
-                        "only matter when the policy server fails or is slow; sinkd evaluates "
-                        "the policy itself"
-                    )
-            elif argument is not None:
-                item["argument"] = argument
-        except Untranslatable as exc:
-            work.skip(origin, shown, str(exc))
-            continue
+        if _takes_table(lowered) and argument is not None:
+            table = tables.add(argument, origin)
+            if isinstance(table, Refused):
+                work.skip(origin, shown, table.reason)
+                continue
+            item["table"] = table
+            _report_restriction_results(tables, table, classes, work)
+        elif lowered == "check_policy_service" and argument is not None:
+            service, why = _policy_service(argument, services)
+            if service is None:
+                work.skip(origin, shown, why)
+                continue
+            endpoint, *options = split_list(argument)
+            item["service"] = service
+            item["argument"] = endpoint
+            if why:
+                work.notes.append(f"{origin}: check_policy_service {endpoint}: {why}")
+            if options:
+                # Postfix 3.0's per-service settings (timeout=, default_action=, …) only act
+                # when the server fails or is slow, which sinkd's own evaluation never is.
+                work.notes.append(
+                    f"{origin}: check_policy_service {endpoint}: {', '.join(options)} only "
+                    "matter when the policy server fails or is slow; sinkd evaluates the "
+                    "policy itself"
+                )
+        elif argument is not None:
+            item["argument"] = argument
         item["source"] = origin
         items.append(item)
     return items
@@ -1146,10 +1135,9 @@ def _cleanup_filter(
                 f"{check} = … {extra}",
                 "only the first table of a check is translated (Postfix searches them in order)",
             )
-        try:
-            name = tables.add(specs[0], origin)
-        except Untranslatable as exc:
-            work.skip(origin, f"{check} = {specs[0]}", str(exc))
+        name = tables.add(specs[0], origin)
+        if isinstance(name, Refused):
+            work.skip(origin, f"{check} = {specs[0]}", name.reason)
             continue
         _report_unknown_actions(tables.specs[name], work)
         filter_spec[check] = {"table": name, "source": origin}

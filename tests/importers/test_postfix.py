@@ -727,7 +727,7 @@ def test_every_table_type_and_restriction_kind_loads_as_a_profile(tmp_path: Path
         support=SUPPORT,
     )
     assert result.untranslated == []
-    assert smtpd(result)["rbl_reply_maps"] == {"table": "rbl_reply"}
+    assert smtpd(result)["rbl_reply_maps"] == {"table": "rbl_reply", "source": "main.cf:5"}
     assert smtpd(result)["parameters"]["default_rbl_reply"]["value"] == (
         "$rbl_code blocked by $rbl_domain"
     )
