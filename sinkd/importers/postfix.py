@@ -544,7 +544,7 @@ IGNORED_PREFIXES = (
 
 # What the stages of the seven lists are in Postfix and in sinkd (gap G1 of the notes).
 _DELAY_REJECT_NO = (
-    "smtpd_delay_reject = no: Postfix answers the client restrictions at the greeting and the "
+    "Postfix answers the client restrictions at the greeting and the "
     "HELO restrictions at EHLO; sinkd can refuse no earlier than MAIL FROM, so those refusals "
     "come one or two commands later"
 )
