@@ -8,6 +8,7 @@ action the filters do not evaluate.
 
 from __future__ import annotations
 
+import re
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -784,3 +785,20 @@ def test_table_results_naming_restrictions_sinkd_cannot_evaluate_there_are_repor
     assert "reject_unverified_sender" in items["c.example reject_unverified_sender"][1]
     assert "yahoo.com reject_unauth_destination" not in items
     assert "a.example OK" not in items and "b.example 550 no" not in items
+
+
+def test_the_docs_page_lists_exactly_what_the_filter_kinds_evaluate() -> None:
+    page = (DOCS / "import-postfix.md").read_text(encoding="utf-8")
+
+    def listed(label: str) -> set[str]:
+        [line] = [line for line in page.split("\n- ") if line.startswith(f"**{label}**")]
+        item = line.split("\n\n", 1)[0]  # the item ends with its paragraph
+        return set(re.findall(r"`([^`]+)`", item.split(":", 1)[1])) - {
+            "postfix_smtpd",
+            "postfix_cleanup",
+        }
+
+    assert listed("Restrictions") == SUPPORT.restrictions
+    assert listed("smtpd parameters") == SUPPORT.smtpd_parameters
+    assert listed("cleanup parameters") == SUPPORT.cleanup_parameters
+    assert listed("Header and body check actions") == SUPPORT.cleanup_actions
