@@ -345,6 +345,9 @@ def test_sinkd_looks_up_every_line_postfix_cleanup_looks_up_in_the_same_class(
     warning_gateway: PostfixGateway, corpus: str
 ) -> None:
     messages = {"hand-made": hand_made, "golden": golden, "public": public}[corpus]()
+    # Postfix refuses it after its headers and logs no body line: its lookups are the
+    # reply test's business.
+    messages.pop("too-many-hops", None)
     wire = {name: on_the_wire(data) for name, data in messages.items()}
     postfix = postfix_lookups(warning_gateway, wire)
     sinkd = {name: modelled(data) for name, data in wire.items()}
