@@ -54,6 +54,7 @@ class Support:
     smtpd_parameters: frozenset[str]
     cleanup_parameters: frozenset[str]
     cleanup_actions: frozenset[str]
+    policy_services: frozenset[str]  # the servers check_policy_service may name
 
 
 SUPPORT = Support(
@@ -61,6 +62,7 @@ SUPPORT = Support(
     smtpd_parameters=frozenset(postfix_smtpd.SUPPORTED_PARAMETERS),
     cleanup_parameters=frozenset(postfix_cleanup.SUPPORTED_PARAMETERS),
     cleanup_actions=frozenset(postfix_cleanup.SUPPORTED_ACTIONS),
+    policy_services=frozenset(postfix_smtpd.SUPPORTED_POLICY_SERVICES),
 )
 
 # --- restriction lists --------------------------------------------------------------------------
@@ -853,6 +855,16 @@ def _restrictions(
             service, why = _policy_service(argument, services)
             if service is None:
                 work.skip(origin, shown, why)
+                continue
+            if service not in work.support.policy_services:
+                how = why or "recognised from master.cf"
+                known = ", ".join(sorted(work.support.policy_services)) or "none"
+                work.skip(
+                    origin,
+                    shown,
+                    f"{service} ({how}): sinkd's postfix_smtpd filter does not evaluate this "
+                    f"policy server (it evaluates: {known})",
+                )
                 continue
             endpoint, *options = split_list(argument)
             item["service"] = service

@@ -8,6 +8,7 @@ action the filters do not evaluate.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import textwrap
 from pathlib import Path
@@ -48,6 +49,7 @@ NARROW = Support(
     smtpd_parameters=frozenset({"smtpd_delay_reject", "mynetworks", "relay_domains"}),
     cleanup_parameters=SUPPORT.cleanup_parameters,
     cleanup_actions=SUPPORT.cleanup_actions,
+    policy_services=frozenset({"policyd-spf", "postgrey"}),
 )
 
 
@@ -149,6 +151,7 @@ def test_the_relay_list_takes_its_default_at_compatibility_level_1_and_later(
         NARROW.smtpd_parameters,
         NARROW.cleanup_parameters,
         NARROW.cleanup_actions,
+        NARROW.policy_services,
     )
     result = imported(
         tmp_path, "compatibility_level = 3.6\nmynetworks = 10.0.0.0/8\n", support=support
@@ -662,25 +665,28 @@ def test_lists_that_cannot_refuse_relaying_are_reported_as_postfix_refuses_them(
     assert "smtpd_relay_restrictions and smtpd_recipient_restrictions" not in untranslated(guarded)
 
 
-def test_a_policy_service_the_filter_does_not_evaluate_is_reported_naming_the_server(
+def test_a_policy_server_the_filter_does_not_evaluate_is_reported_naming_it(
     tmp_path: Path,
 ) -> None:
-    if "check_policy_service" in SUPPORT.restrictions:
-        pytest.skip("the postfix_smtpd filter evaluates policy services now")
+    support = dataclasses.replace(NARROW, policy_services=frozenset({"postgrey"}))
     result = imported(
         tmp_path,
         "smtpd_recipient_restrictions = reject_unauth_destination,"
-        " check_policy_service unix:private/policyd-spf\n",
+        " check_policy_service unix:private/policyd-spf,"
+        " check_policy_service inet:127.0.0.1:10023\n",
         master_cf="policyd-spf unix - n n - 0 spawn user=policyd-spf argv=/usr/bin/policyd-spf\n",
-        support=SUPPORT,
+        support=support,
     )
     origin, reason = untranslated(result)[
         "smtpd_recipient_restrictions: check_policy_service unix:private/policyd-spf"
     ]
     assert origin == "main.cf:1"
     assert reason == (
-        "policyd-spf (recognised from master.cf): not evaluated by sinkd's postfix_smtpd filter"
+        "policyd-spf (recognised from master.cf): sinkd's postfix_smtpd filter does not "
+        "evaluate this policy server (it evaluates: postgrey)"
     )
+    services = [r.get("service") for r in smtpd(result)["restrictions"]["recipient"]]
+    assert services == [None, "postgrey"]
 
 
 def test_data_restrictions_are_translated_and_their_later_answer_is_said(tmp_path: Path) -> None:
@@ -711,6 +717,7 @@ def test_every_table_type_and_restriction_kind_loads_as_a_profile(tmp_path: Path
         smtpd_recipient_restrictions = check_recipient_access static:DUNNO
             check_recipient_access lmdb:/etc/postfix/rcpts
             reject_unauth_destination
+            check_policy_service inet:127.0.0.1:10023
         smtpd_end_of_data_restrictions = check_sender_access regexp:/etc/postfix/eod
         header_checks = pcre:/etc/postfix/header_checks
         body_checks = regexp:/etc/postfix/body_checks
@@ -793,12 +800,10 @@ def test_the_docs_page_lists_exactly_what_the_filter_kinds_evaluate() -> None:
     def listed(label: str) -> set[str]:
         [line] = [line for line in page.split("\n- ") if line.startswith(f"**{label}**")]
         item = line.split("\n\n", 1)[0]  # the item ends with its paragraph
-        return set(re.findall(r"`([^`]+)`", item.split(":", 1)[1])) - {
-            "postfix_smtpd",
-            "postfix_cleanup",
-        }
+        return set(re.findall(r"`([^`]+)`", item.split(":", 1)[1]))
 
     assert listed("Restrictions") == SUPPORT.restrictions
+    assert listed("Policy servers") == SUPPORT.policy_services
     assert listed("smtpd parameters") == SUPPORT.smtpd_parameters
     assert listed("cleanup parameters") == SUPPORT.cleanup_parameters
     assert listed("Header and body check actions") == SUPPORT.cleanup_actions
