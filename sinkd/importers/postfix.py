@@ -871,6 +871,12 @@ def _restrictions(
             item["argument"] = endpoint
             if why:
                 work.notes.append(f"{origin}: check_policy_service {endpoint}: {why}")
+            if service == "postgrey" and "--delay" not in why:
+                work.notes.append(
+                    f"{origin}: check_policy_service {endpoint}: postgrey's own options "
+                    "(--delay, whitelists, in /etc/default/postgrey) are not read; sinkd uses "
+                    "postgrey's defaults"
+                )
             if options:
                 # Postfix 3.0's per-service settings (timeout=, default_action=, …) only act
                 # when the server fails or is slow, which sinkd's own evaluation never is.

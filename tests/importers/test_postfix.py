@@ -807,3 +807,16 @@ def test_the_docs_page_lists_exactly_what_the_filter_kinds_evaluate() -> None:
     assert listed("smtpd parameters") == SUPPORT.smtpd_parameters
     assert listed("cleanup parameters") == SUPPORT.cleanup_parameters
     assert listed("Header and body check actions") == SUPPORT.cleanup_actions
+
+
+def test_postgrey_found_in_master_cf_still_says_its_own_options_are_not_read(
+    tmp_path: Path,
+) -> None:
+    result = imported(
+        tmp_path,
+        "smtpd_recipient_restrictions = reject_unauth_destination,"
+        " check_policy_service unix:private/greylist\n",
+        master_cf="greylist unix - n n - 0 spawn user=postgrey argv=/usr/sbin/postgrey --unix\n",
+    )
+    assert smtpd(result)["restrictions"]["recipient"][1]["service"] == "postgrey"
+    assert any("postgrey's own options" in note for note in result.notes)
