@@ -20,9 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sinkd.core.filters import postfix_cleanup, postfix_smtpd
+from pydantic import ValidationError
+
+from sinkd.core.filters import REGISTRY, postfix_cleanup, postfix_smtpd
 from sinkd.core.postfix_tables import TableSpec, compile_table
-from sinkd.core.schema import CompileError
+from sinkd.core.profiles import ProfileSet
+from sinkd.core.schema import CompileContext, CompileError
 from sinkd.errors import PolicyImportError
 from sinkd.importers import register
 from sinkd.importers.base import Imported, Untranslated, read_text
@@ -668,6 +671,8 @@ def translate(config: Config, profile_id: str, support: Support = SUPPORT) -> Im
         smtpd_filter["restrictions"].get(key) for key in ("client", "helo")
     ):
         work.skip(stage_origin, "smtpd_delay_reject = no", _DELAY_REJECT_NO)
+    for filter_spec in (smtpd_filter, cleanup_filter):
+        _check_parameter_values(filter_spec)
     return Imported(
         product="postfix",
         inputs=tuple(inputs),
@@ -675,6 +680,27 @@ def translate(config: Config, profile_id: str, support: Support = SUPPORT) -> Im
         untranslated=work.untranslated,
         notes=work.notes,
     )
+
+
+def _check_parameter_values(filter_spec: dict[str, Any]) -> None:
+    """A parameter value the filter refuses (``message_size_limit = lots``) is bad input, as it
+    is to Postfix ("bad numerical configuration"): an error naming main.cf's line, not a
+    profile that fails to load. Other compile errors are left to the command's load check."""
+    kind = REGISTRY[filter_spec["kind"]]
+    try:
+        kind(
+            kind.Spec.model_validate(filter_spec),
+            CompileContext(lists={}, replies=ProfileSet().catalogue),
+        )
+    except CompileError as exc:
+        if len(exc.loc) >= 2 and exc.loc[0] == "parameters":
+            name = str(exc.loc[1])
+            given = filter_spec["parameters"].get(name, {})
+            raise PolicyImportError(
+                f"{given.get('source', name)}: {name} = {given.get('value', '')}: {exc.message}"
+            ) from None
+    except ValidationError:
+        return  # the command's load check names the field
 
 
 def _overlay(main: dict[str, Setting], service: Service | None) -> dict[str, Setting]:

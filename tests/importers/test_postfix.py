@@ -820,3 +820,18 @@ def test_postgrey_found_in_master_cf_still_says_its_own_options_are_not_read(
     )
     assert smtpd(result)["restrictions"]["recipient"][1]["service"] == "postgrey"
     assert any("postgrey's own options" in note for note in result.notes)
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("message_size_limit = lots", r"^main\.cf:1: message_size_limit = lots: "),
+        ("access_map_reject_code = 5xx", r"^main\.cf:1: access_map_reject_code = 5xx: "),
+        ("header_size_limit = big", r"^main\.cf:1: header_size_limit = big: "),
+    ],
+)
+def test_a_parameter_value_postfix_would_refuse_is_an_error_naming_its_line(
+    tmp_path: Path, setting: str, message: str
+) -> None:
+    with pytest.raises(PolicyImportError, match=message):
+        imported(tmp_path, f"{setting}\n" + GUARD, support=SUPPORT)
