@@ -247,6 +247,19 @@ EXTERNAL_TABLES = {
 _EXTERNAL_ADVICE = "; export its contents to a text file and use hash: or texthash: instead"
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def untranslated(origin: str, item: str, reason: str) -> Untranslated:
+    """An untranslated item whose text can be written as a YAML comment: a control character
+    quoted from a configuration file (a NUL in a table) is shown escaped."""
+
+    def shown(text: str) -> str:
+        return _CONTROL.sub(lambda m: f"\\x{ord(m.group(0)):02x}", text)
+
+    return Untranslated(shown(origin), shown(item), shown(reason))
+
+
 @dataclass(frozen=True, slots=True)
 class Refused:
     """Why a table cannot be written (its type asks a server, a pattern sinkd cannot match)."""
@@ -312,7 +325,7 @@ class Tables:
         refused = self._compilable(written)
         if refused is not None:
             return refused
-        self.skipped.extend(Untranslated(s.origin, s.text, s.reason) for s in text.skipped)
+        self.skipped.extend(untranslated(s.origin, s.text, s.reason) for s in text.skipped)
         table_name = _free_name(_table_name(base), self.specs)
         self.by_spec[spec] = table_name
         self.specs[table_name] = written
@@ -331,7 +344,7 @@ class Tables:
                     return Refused(exc.message)
                 bad = written["entries"].pop(exc.loc[1])
                 self.skipped.append(
-                    Untranslated(
+                    untranslated(
                         bad["source"],
                         f"{bad['key']} {bad['value']}",
                         f"not translatable to sinkd's pattern matching: {exc.message}",
@@ -576,7 +589,7 @@ class _Translation:
     checked_tables: set[str] = field(default_factory=set)
 
     def skip(self, origin: str, item: str, reason: str) -> None:
-        self.untranslated.append(Untranslated(origin, item, reason))
+        self.untranslated.append(untranslated(origin, item, reason))
 
 
 def translate(config: Config, profile_id: str, support: Support = SUPPORT) -> Imported:
