@@ -960,7 +960,8 @@ def _check_relay_protection(params: Parameters, work: _Translation) -> None:
             "smtpd_relay_restrictions and smtpd_recipient_restrictions",
             "neither list can refuse relaying (reject_unauth_destination, "
             "defer_unauth_destination, reject, defer, defer_if_permit or check_relay_domains): "
-            "Postfix's smtpd stops with a fatal error on such a configuration, sinkd judges on",
+            "Postfix's smtpd stops with a fatal error on such a configuration (observed: the "
+            "client gets no greeting), sinkd judges on",
         )
 
 
