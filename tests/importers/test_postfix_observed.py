@@ -1,12 +1,14 @@
-"""The reasons ``sinkd profiles import postfix`` gives for two configuration errors, checked
-against the real Postfix (tests/support/postfix_gateway.py, Postfix 3.7.11 here): a restriction
-name Postfix does not know, and restriction lists that cannot refuse relaying. The importer
-leaves both out and says what Postfix does instead; these tests run Postfix with the same
-setting and observe it. They skip on a laptop without Postfix and fail under CI=true.
+"""The reasons ``sinkd profiles import postfix`` gives for what it leaves out, checked against
+the real Postfix (tests/support/postfix_gateway.py, Postfix 3.7.11 here): a restriction name
+Postfix does not know, restriction lists that cannot refuse relaying, ``smtpd_helo_required``
+and ``strict_rfc821_envelopes``. The importer says what Postfix does instead; these tests run
+Postfix with the same setting and observe it. They skip on a laptop without Postfix (or root)
+and fail under CI=true.
 """
 
 from __future__ import annotations
 
+import smtplib
 import socket
 from pathlib import Path
 
@@ -64,3 +66,23 @@ def test_lists_that_cannot_refuse_relaying_stop_smtpd_as_the_importer_says(
         "defer, defer_if_permit or check_relay_domains"
     )
     assert "stops with a fatal error" in reason
+
+
+def test_helo_required_and_strict_envelopes_refuse_as_the_importer_says(tmp_path: Path) -> None:
+    policy = {"smtpd_helo_required": "yes", "strict_rfc821_envelopes": "yes"}
+    said = reasons(
+        tmp_path,
+        "smtpd_relay_restrictions = reject_unauth_destination\n"
+        + "".join(f"{k} = {v}\n" for k, v in policy.items()),
+    )
+    with PostfixGateway(policy=policy) as gw:
+        gw.start_gateway()
+        with smtplib.SMTP("127.0.0.1", gw.smtp_port, timeout=SMTP_TIMEOUT) as client:
+            no_helo = client.docmd("MAIL FROM:<a@sender.example>")
+            client.ehlo("client.example")
+            # RFC 821 wants the address in angle brackets; RFC 5321 clients send them too.
+            unbracketed = client.docmd("MAIL FROM: a@sender.example")
+    assert no_helo[0] == 503 and no_helo[1].startswith(b"5.5.1 ")
+    assert "(503 5.5.1)" in said["smtpd_helo_required = yes"]
+    assert unbracketed[0] == 501 and unbracketed[1].startswith(b"5.1.7 ")
+    assert "(501 5.1.7)" in said["strict_rfc821_envelopes = yes"]
