@@ -86,3 +86,24 @@ def test_helo_required_and_strict_envelopes_refuse_as_the_importer_says(tmp_path
     assert "(503 5.5.1)" in said["smtpd_helo_required = yes"]
     assert unbracketed[0] == 501 and unbracketed[1].startswith(b"5.1.7 ")
     assert "(501 5.1.7)" in said["strict_rfc821_envelopes = yes"]
+
+
+def test_relay_recipient_maps_refuse_unknown_recipients_as_the_importer_says(
+    tmp_path: Path,
+) -> None:
+    policy = {"relay_recipient_maps": "texthash:$config_directory/relay_recipients"}
+    said = reasons(
+        tmp_path,
+        "smtpd_relay_restrictions = reject_unauth_destination\n"
+        "relay_recipient_maps = texthash:/etc/postfix/relay_recipients\n",
+    )["relay_recipient_maps = texthash:/etc/postfix/relay_recipients"]
+    tables = {"relay_recipients": f"known@{GATEWAY_DOMAIN} x\n"}
+    with PostfixGateway(policy=policy, tables=tables) as gw:
+        gw.start_gateway()
+        outcome = send(
+            gw.smtp_port, MESSAGE, sender="a@sender.example", recipients=[f"b@{GATEWAY_DOMAIN}"]
+        )
+    final = outcome.final
+    assert (outcome.stage, final.code, final.enhanced) == ("rcpt", 550, "5.1.1")
+    assert final.text.endswith("User unknown in relay recipient table")
+    assert "(550 5.1.1 … User unknown in relay recipient table)" in said
