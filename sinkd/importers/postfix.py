@@ -14,6 +14,7 @@ dropped. It judges no mail and writes no file.
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -1160,7 +1161,35 @@ def _host_list(name: str, value: str, origin: str, tables: Tables, work: _Transl
             )
             continue
         words.append(word)
-    return " ".join(words)
+    return " ".join(w for w in words if _host_word_kept(name, w, origin, work))
+
+
+def _host_word_kept(name: str, word: str, origin: str, work: _Translation) -> bool:
+    """Whether the filter can read a list word as Postfix does; each it cannot is reported.
+    Postfix matches such lists in order, first match wins, ``!pattern`` excluding (postconf(5)
+    "match lists"); the filter has no exclusions, and its mynetworks holds addresses only."""
+    shown = f"{name} = … {word}"
+    if word.startswith("!"):
+        work.skip(
+            origin,
+            shown,
+            f"exclusions are not translated: the entry is left out, so what it excludes counts "
+            f"as in {name} when a later entry covers it",
+        )
+        return False
+    if name == "mynetworks":
+        bare = word.removeprefix("[").replace("]", "")
+        try:
+            ipaddress.ip_network(bare, strict=False)
+        except ValueError:
+            work.skip(
+                origin,
+                shown,
+                "mynetworks entries other than addresses and networks (host names, patterns) "
+                "are not translated: left out",
+            )
+            return False
+    return True
 
 
 _CLEANUP_CHECKS = ("header_checks", "mime_header_checks", "nested_header_checks", "body_checks")

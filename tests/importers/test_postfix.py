@@ -835,3 +835,21 @@ def test_a_parameter_value_postfix_would_refuse_is_an_error_naming_its_line(
 ) -> None:
     with pytest.raises(PolicyImportError, match=message):
         imported(tmp_path, f"{setting}\n" + GUARD, support=SUPPORT)
+
+
+def test_host_list_entries_the_filter_cannot_read_are_reported_and_left_out(
+    tmp_path: Path,
+) -> None:
+    result = imported(
+        tmp_path,
+        "mynetworks = !192.0.2.1 192.0.2.0/24 [2001:db8::]/32 *.example.com\n"
+        "relay_domains = !sub.example.com example.com\n" + GUARD,
+        support=SUPPORT,
+    )
+    parameters = smtpd(result)["parameters"]
+    assert parameters["mynetworks"]["value"] == "192.0.2.0/24 [2001:db8::]/32"
+    assert parameters["relay_domains"]["value"] == "example.com"
+    items = untranslated(result)
+    assert "exclusions are not translated" in items["mynetworks = … !192.0.2.1"][1]
+    assert "host names" in items["mynetworks = … *.example.com"][1]
+    assert "exclusions are not translated" in items["relay_domains = … !sub.example.com"][1]
