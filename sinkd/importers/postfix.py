@@ -370,6 +370,13 @@ class Tables:
         for candidate in candidates:
             if candidate.is_file():
                 return candidate
+        compiled = [c for c in candidates if c.with_name(c.name + ".db").is_file()]
+        if compiled:
+            raise PolicyImportError(
+                f"{origin}: only the compiled {compiled[0]}.db is here: copy the text file "
+                f"{name} from the gateway (the one postmap compiles)",
+                path=origin.rsplit(":", 1)[0],
+            )
         raise PolicyImportError(
             f"{origin}: table file {name} not found (looked in {self.config_dir}; copy it from "
             "the gateway or give --config-dir)",

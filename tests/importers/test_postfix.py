@@ -853,3 +853,13 @@ def test_host_list_entries_the_filter_cannot_read_are_reported_and_left_out(
     assert "exclusions are not translated" in items["mynetworks = … !192.0.2.1"][1]
     assert "host names" in items["mynetworks = … *.example.com"][1]
     assert "exclusions are not translated" in items["relay_domains = … !sub.example.com"][1]
+
+
+def test_a_compiled_table_without_its_text_source_is_an_error_saying_which_file_to_copy(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "access.db").write_bytes(b"\x00\x06\x15\x61")
+    with pytest.raises(PolicyImportError, match=r"only the compiled .*access\.db is here"):
+        imported(
+            tmp_path, "smtpd_sender_restrictions = check_sender_access hash:/etc/postfix/access\n"
+        )
