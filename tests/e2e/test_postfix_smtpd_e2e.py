@@ -265,6 +265,35 @@ CONFIGS = (
     ),
     Config("lookup keys and parameters", KEY_POLICY, KEY_TABLES, KEY_CASES),
     Config(
+        "soft_bounce, default relay list, nested and discarding results",
+        {
+            "soft_bounce": "yes",
+            "smtpd_relay_restrictions": "permit_mynetworks, permit_sasl_authenticated, "
+            "defer_unauth_destination",
+            "smtpd_sender_restrictions": "check_sender_access texthash:$config_directory/sb, "
+            "permit",
+            "smtpd_recipient_restrictions": "check_recipient_access "
+            "texthash:$config_directory/sb_rcpt, reject_non_fqdn_recipient",
+        },
+        {
+            "sb": "drop.example DISCARD\nnope.example REJECT nope\nlater.example defer\n",
+            "sb_rcpt": f"held@{GATEWAY_DOMAIN} HOLD\n",
+        },
+        (
+            Case("defer_unauth_destination", 454, recipients=(OUTSIDE,)),
+            Case("soft_bounce turns a reject into a deferral", 454, sender="a@nope.example"),
+            Case("DISCARD accepts", sender="a@drop.example"),
+            Case("HOLD accepts", recipients=(f"held@{GATEWAY_DOMAIN}",)),
+            Case("a restriction name as the result", 450, sender="a@later.example"),
+            Case(
+                "a non-FQDN recipient from mynetworks",
+                404,
+                recipients=("x@corphost",),
+                client={"ADDR": "127.0.0.5", "NAME": "localhost"},
+            ),
+        ),
+    ),
+    Config(
         "client name check",
         {"smtpd_client_restrictions": "permit_mynetworks, reject_unknown_client_hostname"},
         {},
