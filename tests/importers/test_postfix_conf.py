@@ -319,3 +319,20 @@ def test_master_cf_overrides_agree_with_the_real_postconf(tmp_path: Path) -> Non
         for o in service.overrides
     ]
     assert ours == real
+
+
+@pytest.mark.parametrize("name", ["relay_domains", "smtpd_relay_restrictions", "mynetworks_style"])
+def test_level_0_defaults_agree_with_the_real_postconf(tmp_path: Path, name: str) -> None:
+    """Without compatibility_level, Postfix 3.7 gives the backwards-compatible defaults."""
+    postconf = require_executable("postconf", "postfix")
+    text = "mydestination = a.example\n"
+    (tmp_path / "main.cf").write_text(text, encoding="utf-8")
+    (tmp_path / "master.cf").write_text("", encoding="utf-8")
+    real = subprocess.run(
+        [postconf, "-c", str(tmp_path), "-x", "-h", name],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout.strip()
+    assert params(text).value(name).split() == real.split()
