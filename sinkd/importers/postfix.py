@@ -439,8 +439,6 @@ RELEVANT_PARAMETERS: dict[str, str] = {
     "smtpd_proxy_filter": "filtering by an external program sinkd does not run (before "
     "queueing); its replies are not in the profile",
     "receive_override_options": "changes which checks cleanup and smtpd apply; not translated",
-    "smtpd_restriction_classes": "restriction classes are not translated (the restrictions "
-    "naming them are reported)",
     "smtpd_reject_unlisted_sender": "sinkd has no recipient tables to tell which senders exist",
     "smtpd_reject_unlisted_recipient": "sinkd has no recipient tables to tell which "
     "recipients exist",
@@ -765,22 +763,9 @@ def _smtpd_filter(
     services: list[Service],
     work: _Translation,
 ) -> dict[str, Any]:
-    classes = set(split_list(params.value("smtpd_restriction_classes")))
-    for name in sorted(classes):
-        work.used.add(name)  # reported here, not as an unknown parameter
-        if params.is_set(name):
-            work.skip(
-                params.origin(name),
-                f"{name} = {params.raw(name)}",
-                "a restriction class (smtpd_restriction_classes) is not translated: the "
-                "restrictions and table entries naming it are reported or left to the filter",
-            )
-    if classes:
-        work.skip(
-            params.origin("smtpd_restriction_classes"),
-            f"smtpd_restriction_classes = {params.raw('smtpd_restriction_classes')}",
-            RELEVANT_PARAMETERS["smtpd_restriction_classes"],
-        )
+    classes = {c.lower() for c in split_list(params.value("smtpd_restriction_classes"))}
+    # A class named only by table results is reported with each such entry.
+    work.used.update(classes)
     restrictions: dict[str, list[dict[str, Any]]] = {}
     for list_name, key in RESTRICTION_LISTS.items():
         work.used.add(list_name)
@@ -837,8 +822,12 @@ def _restrictions(
     services: list[Service],
     classes: set[str],
     work: _Translation,
+    chain: tuple[str, ...] = (),
 ) -> list[dict[str, Any]]:
-    """One list's restrictions in order; each one sinkd cannot evaluate is reported."""
+    """One list's restrictions in order; each one sinkd cannot evaluate is reported. A
+    restriction class (smtpd_restriction_classes) named in the list is its own list evaluated
+    in place, its permit or reject deciding for the list that names it (smtpd_check.c
+    generic_checks), so its restrictions are written in its place, with their own lines."""
     words = split_list(params.value(list_name))
     origins = params.word_origins(list_name, len(words))
     items: list[dict[str, Any]] = []
@@ -863,8 +852,15 @@ def _restrictions(
             index += 1
         shown = f"{list_name}: {name}" + (f" {argument}" if argument else "")
         if lowered in classes:
-            work.skip(
-                origin, shown, "restriction classes (smtpd_restriction_classes) are not translated"
+            if lowered in chain or lowered == list_name:
+                raise PolicyImportError(
+                    f"{origin}: the restriction class {name} names itself "
+                    f"({' -> '.join((*chain, lowered))})",
+                    path=origin.rsplit(":", 1)[0],
+                )
+            work.used.add(lowered)
+            items.extend(
+                _restrictions(lowered, params, tables, services, classes, work, (*chain, lowered))
             )
             continue
         if ":" in lowered and argument is None:
@@ -957,12 +953,11 @@ def _check_relay_protection(params: Parameters, work: _Translation) -> None:
     smtpd_recipient_restrictions, specify at least one working instance of:
     reject_unauth_destination, defer_unauth_destination, reject, defer, defer_if_permit or
     check_relay_domains" (smtpd_check.c), so every RCPT TO fails; sinkd would judge on."""
-    words = [
-        word.lower()
+    classes = {c.lower() for c in split_list(params.value("smtpd_restriction_classes"))}
+    if not any(
+        _has_relay_guard(name, params, classes, ())
         for name in ("smtpd_relay_restrictions", "smtpd_recipient_restrictions")
-        for word in split_list(params.value(name))
-    ]
-    if not _RELAY_GUARDS.intersection(words):
+    ):
         work.skip(
             params.origin("smtpd_recipient_restrictions"),
             "smtpd_relay_restrictions and smtpd_recipient_restrictions",
@@ -1032,6 +1027,33 @@ def _report_restriction_results(
                 f"the result names {why}: Postfix evaluates it in place, sinkd's postfix_smtpd "
                 "filter answers 451 4.3.5 Server configuration error instead",
             )
+
+
+def _has_relay_guard(
+    name: str, params: Parameters, classes: set[str], chain: tuple[str, ...]
+) -> bool:
+    """smtpd_check.c has_required(): a guard in the list or in a restriction class it names;
+    ``permit`` before any guard means none (what follows it is never reached), and
+    ``warn_if_reject X`` does not count X."""
+    words = [w.lower() for w in split_list(params.value(name))]
+    index = 0
+    while index < len(words):
+        word = words[index]
+        if word == "warn_if_reject":
+            index += 2
+            continue
+        if word == "permit":
+            return False
+        if word in _RELAY_GUARDS:
+            return True
+        if (
+            word in classes
+            and word not in chain
+            and _has_relay_guard(word, params, classes, (*chain, word))
+        ):
+            return True
+        index += 1
+    return False
 
 
 _POSTGREY_PORT = "10023"

@@ -315,34 +315,55 @@ def test_restrictions_sinkd_does_not_evaluate_are_untranslated_with_the_reason(
         tmp_path,
         """\
         mynetworks = 10.0.0.0/8
-        smtpd_restriction_classes = from_freemail
-        from_freemail = reject
         smtpd_recipient_restrictions =
             permit_mynetworks
             reject_unverified_recipient
-            check_sender_access hash:/etc/postfix/freemail
-            from_freemail
             reject_no_such_thing
             reject_unauth_destination
         """,
-        {"freemail": "gmail.com from_freemail\n"},
     )
     assert [r["restriction"] for r in smtpd(result)["restrictions"]["recipient"]] == [
         "permit_mynetworks",
-        "check_sender_access",
         "reject_unauth_destination",
     ]
     items = untranslated(result)
     assert items["smtpd_recipient_restrictions: reject_unverified_recipient"] == (
-        "main.cf:6",
+        "main.cf:4",
         "address verification probes the next hop, which sinkd does not do",
     )
-    assert "restriction classes" in items["smtpd_recipient_restrictions: from_freemail"][1]
     assert (
         "451 4.3.5 Server configuration error"
         in (items["smtpd_recipient_restrictions: reject_no_such_thing"][1])
     )
-    assert "restriction classes" in items["smtpd_restriction_classes = from_freemail"][1]
+
+
+def test_a_restriction_class_is_written_in_place_with_its_own_lines(tmp_path: Path) -> None:
+    result = imported(
+        tmp_path,
+        """\
+        smtpd_restriction_classes = strict, very_strict
+        strict = reject_unauth_destination,
+            very_strict
+        very_strict = reject
+        smtpd_recipient_restrictions = permit_mynetworks, strict
+        mynetworks = 127.0.0.0/8
+        """,
+    )
+    recipient = smtpd(result)["restrictions"]["recipient"]
+    assert [(r["restriction"], r["source"]) for r in recipient] == [
+        ("permit_mynetworks", "main.cf:5"),
+        ("reject_unauth_destination", "main.cf:2"),
+        ("reject", "main.cf:4"),
+    ]
+    assert result.untranslated == []
+
+
+def test_a_restriction_class_that_names_itself_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(PolicyImportError, match=r"main\.cf:2: the restriction class a names"):
+        imported(
+            tmp_path,
+            "smtpd_restriction_classes = a\na = b, a\nsmtpd_recipient_restrictions = a\n",
+        )
 
 
 def test_policyd_spf_is_recognised_from_its_master_cf_command(tmp_path: Path) -> None:
@@ -863,3 +884,18 @@ def test_a_compiled_table_without_its_text_source_is_an_error_saying_which_file_
         imported(
             tmp_path, "smtpd_sender_restrictions = check_sender_access hash:/etc/postfix/access\n"
         )
+
+
+def test_a_relay_guard_inside_a_restriction_class_counts_and_one_after_permit_does_not(
+    tmp_path: Path,
+) -> None:
+    guarded = imported(
+        tmp_path,
+        "smtpd_restriction_classes = c\nc = reject_unauth_destination\n"
+        "smtpd_recipient_restrictions = c\n",
+    )
+    assert "smtpd_relay_restrictions and smtpd_recipient_restrictions" not in untranslated(guarded)
+    unreachable = imported(
+        tmp_path, "smtpd_recipient_restrictions = permit, reject_unauth_destination\n"
+    )
+    assert "smtpd_relay_restrictions and smtpd_recipient_restrictions" in untranslated(unreachable)

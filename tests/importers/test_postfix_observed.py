@@ -12,6 +12,8 @@ import smtplib
 import socket
 from pathlib import Path
 
+import pytest
+
 from sinkd.importers.postfix import Config, translate
 from tests.support.postfix_gateway import GATEWAY_DOMAIN, PostfixGateway, send
 
@@ -48,10 +50,15 @@ def test_an_unknown_restriction_is_451_4_3_5_at_rcpt_as_the_importer_says(
     assert f"{final.code} {final.enhanced} {final.text}" in reason
 
 
+@pytest.mark.parametrize(
+    "recipient",
+    ["permit_mynetworks", "permit, reject_unauth_destination"],
+    ids=["no guard", "guard after permit"],
+)
 def test_lists_that_cannot_refuse_relaying_stop_smtpd_as_the_importer_says(
-    tmp_path: Path,
+    tmp_path: Path, recipient: str
 ) -> None:
-    policy = {"smtpd_relay_restrictions": "", "smtpd_recipient_restrictions": "permit_mynetworks"}
+    policy = {"smtpd_relay_restrictions": "", "smtpd_recipient_restrictions": recipient}
     reason = reasons(tmp_path, "".join(f"{k} = {v}\n" for k, v in policy.items()))[
         "smtpd_relay_restrictions and smtpd_recipient_restrictions"
     ]
