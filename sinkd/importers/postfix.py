@@ -438,7 +438,6 @@ RELEVANT_PARAMETERS: dict[str, str] = {
     "amavis, spamassassin …); its verdicts are not in the profile",
     "smtpd_proxy_filter": "filtering by an external program sinkd does not run (before "
     "queueing); its replies are not in the profile",
-    "receive_override_options": "changes which checks cleanup and smtpd apply; not translated",
     "smtpd_reject_unlisted_sender": "sinkd has no recipient tables to tell which senders exist",
     "smtpd_reject_unlisted_recipient": "sinkd has no recipient tables to tell which "
     "recipients exist",
@@ -620,7 +619,8 @@ def translate(config: Config, profile_id: str, support: Support = SUPPORT) -> Im
     smtpd_tables = Tables(config.config_dir, config_directory)
     smtpd_filter = _smtpd_filter(display, smtpd, smtpd_tables, services, work)
     cleanup_tables = Tables(config.config_dir, config_directory)
-    cleanup_filter = _cleanup_filter(display, cleanup, cleanup_tables, work)
+    no_checks = _no_header_body_checks(smtpd, work)
+    cleanup_filter = _cleanup_filter(display, cleanup, cleanup_tables, work, no_checks=no_checks)
     work.untranslated.extend(smtpd_tables.skipped)
     work.untranslated.extend(cleanup_tables.skipped)
     inputs.extend(dict.fromkeys(smtpd_tables.inputs + cleanup_tables.inputs))
@@ -1224,8 +1224,38 @@ def _host_word_kept(name: str, word: str, origin: str, work: _Translation) -> bo
 _CLEANUP_CHECKS = ("header_checks", "mime_header_checks", "nested_header_checks", "body_checks")
 
 
+def _no_header_body_checks(params: Parameters, work: _Translation) -> str | None:
+    """postconf(5) receive_override_options, as smtpd passes it to cleanup: with
+    ``no_header_body_checks`` the mail this smtpd receives gets no header or body checks (the
+    setting's origin is returned, else None).
+    ``no_unknown_recipient_checks``, ``no_address_mappings`` and ``no_milters`` turn off what
+    sinkd does not model anyway (recipient tables, address rewriting, milters)."""
+    work.used.add("receive_override_options")
+    options = {o.lower() for o in split_list(params.value("receive_override_options"))}
+    known = {
+        "no_unknown_recipient_checks",
+        "no_address_mappings",
+        "no_header_body_checks",
+        "no_milters",
+    }
+    for option in sorted(options - known):
+        work.skip(
+            params.origin("receive_override_options"),
+            f"receive_override_options = … {option}",
+            "not an option Postfix 3.7 knows (postconf(5)); ignored",
+        )
+    if "no_header_body_checks" not in options:
+        return None
+    return params.origin("receive_override_options")
+
+
 def _cleanup_filter(
-    display: str, params: Parameters, tables: Tables, work: _Translation
+    display: str,
+    params: Parameters,
+    tables: Tables,
+    work: _Translation,
+    *,
+    no_checks: str | None = None,
 ) -> dict[str, Any]:
     filter_spec: dict[str, Any] = {
         "kind": "postfix_cleanup",
@@ -1238,6 +1268,14 @@ def _cleanup_filter(
         value = params.value(check)
         origin = params.origin(check)
         specs = split_list(value)
+        if no_checks is not None:
+            # Not applied to mail from this smtpd: written empty, so that no table is read
+            # and mime/nested checks do not default to header_checks.
+            filter_spec[check] = {
+                "table": None,
+                "source": f"{no_checks}: receive_override_options = no_header_body_checks",
+            }
+            continue
         if check in ("mime_header_checks", "nested_header_checks") and not params.is_set(check):
             # Left out: postfix_cleanup reads them as $header_checks, their Postfix default.
             continue

@@ -899,3 +899,20 @@ def test_a_relay_guard_inside_a_restriction_class_counts_and_one_after_permit_do
         tmp_path, "smtpd_recipient_restrictions = permit, reject_unauth_destination\n"
     )
     assert "smtpd_relay_restrictions and smtpd_recipient_restrictions" in untranslated(unreachable)
+
+
+def test_no_header_body_checks_for_the_smtp_service_writes_the_checks_empty(
+    tmp_path: Path,
+) -> None:
+    result = imported(
+        tmp_path,
+        "header_checks = regexp:/etc/postfix/missing_is_fine\n"
+        "receive_override_options = no_address_mappings\n" + GUARD,
+        master_cf="smtp inet n - y - - smtpd\n"
+        "  -o receive_override_options=no_header_body_checks,no_milters\n",
+    )
+    found = cleanup(result)
+    source = "master.cf:1 (-o of smtp inet): receive_override_options = no_header_body_checks"
+    assert {k: found[k] for k in _CHECKS} == {k: {"table": None, "source": source} for k in _CHECKS}
+    assert found["tables"] == {}
+    assert result.untranslated == []

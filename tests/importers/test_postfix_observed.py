@@ -171,3 +171,33 @@ def test_a_restriction_class_decides_as_postfix_decides(
             final.enhanced,
         )
         assert judged["reply"]["text"] == final.text
+
+
+def test_no_header_body_checks_accepts_what_header_checks_refuse_as_the_import_writes(
+    tmp_path: Path,
+) -> None:
+    policy = {
+        "header_checks": "regexp:$config_directory/header_checks",
+        "receive_override_options": "no_header_body_checks",
+    }
+    tables = {"header_checks": "/^Subject: x/ REJECT no x\n"}
+    (tmp_path / "header_checks").write_text(tables["header_checks"], encoding="utf-8")
+    (tmp_path / "main.cf").write_text(
+        "".join(f"{k} = {v}\n" for k, v in {**FRAME_RELAY, **policy}.items()), encoding="utf-8"
+    )
+    result = translate(Config(tmp_path / "main.cf", tmp_path, None), "no-checks")
+    checks = result.profile["filters"][1]
+    assert checks["header_checks"]["table"] is None and checks["tables"] == {}
+    with PostfixGateway(policy=policy, tables=tables) as gw:
+        gw.start_gateway()
+        outcome = send(
+            gw.smtp_port, MESSAGE, sender="a@sender.example", recipients=[f"b@{GATEWAY_DOMAIN}"]
+        )
+        refused = PostfixGateway(policy={**policy, "receive_override_options": ""}, tables=tables)
+    assert outcome.accepted, outcome
+    with refused as gw:  # the same checks without the option refuse the message
+        gw.start_gateway()
+        outcome = send(
+            gw.smtp_port, MESSAGE, sender="a@sender.example", recipients=[f"b@{GATEWAY_DOMAIN}"]
+        )
+    assert (outcome.stage, outcome.final.code, outcome.final.text) == ("end-of-data", 550, "no x")
