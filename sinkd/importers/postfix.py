@@ -893,7 +893,7 @@ def _restrictions(
                 work.skip(origin, shown, table.reason)
                 continue
             item["table"] = table
-            _report_restriction_results(tables, table, classes, work)
+            _report_restriction_results(tables, table, params, classes, work)
         elif lowered == "check_policy_service" and argument is not None:
             service, why = _policy_service(argument, services)
             if service is None:
@@ -993,11 +993,12 @@ _NUMERIC = re.compile(r"^\d+$")
 
 
 def _report_restriction_results(
-    tables: Tables, name: str, classes: set[str], work: _Translation
+    tables: Tables, name: str, params: Parameters, classes: set[str], work: _Translation
 ) -> None:
-    """Report the access-table results that name restrictions sinkd does not evaluate there
-    (a restriction class, a restriction with an argument, one the filter does not know): Postfix
-    evaluates them in place (access(5) "restriction..."), the filter cannot."""
+    """Access-table results that are restrictions (access(5) "restriction..."), which smtpd
+    evaluates in place: a restriction class there is replaced by its restrictions (the same
+    evaluation, smtpd_check.c), and a result naming what the filter cannot evaluate in place
+    (a restriction with an argument, one it does not know) is reported."""
     if name in work.checked_tables:
         return
     work.checked_tables.add(name)
@@ -1006,27 +1007,51 @@ def _report_restriction_results(
         first = value.split(None, 1)[0] if value else ""
         if first.upper() in _ACCESS_ACTIONS or _NUMERIC.match(first) or ":" in value:
             continue
-        words = [w.lower() for w in split_list(value)]
+        words, used_classes = _expand_classes(
+            [w.lower() for w in split_list(value)], params, classes, ()
+        )
         bad = [
             w
             for w in words
-            if w in classes
-            or w not in work.support.restrictions
+            if w not in work.support.restrictions
             or _takes_table(w)
             or w in _RBL_RESTRICTIONS
+            or w in ("check_policy_service", "sleep")
         ]
         if bad:
-            why = (
-                "a restriction class (smtpd_restriction_classes)"
-                if bad[0] in classes
-                else f"{bad[0]}, which sinkd does not evaluate as a table result"
-            )
             work.skip(
                 entry["source"],
                 f"{entry['key']} {entry['value']}",
-                f"the result names {why}: Postfix evaluates it in place, sinkd's postfix_smtpd "
-                "filter answers 451 4.3.5 Server configuration error instead",
+                f"the result names {bad[0]}, which sinkd does not evaluate as a table result: "
+                "Postfix evaluates it in place, sinkd's postfix_smtpd filter answers 451 4.3.5 "
+                "Server configuration error instead",
             )
+        elif used_classes:
+            where = ", ".join(f"{c} = {params.origin(c)}" for c in used_classes)
+            entry["value"] = ", ".join(words)
+            entry["source"] = f"{entry['source']} (restriction class {where})"
+
+
+def _expand_classes(
+    words: list[str], params: Parameters, classes: set[str], chain: tuple[str, ...]
+) -> tuple[list[str], list[str]]:
+    """Restriction words with each restriction class replaced by its own words, recursively,
+    and the classes used. A class naming itself stays as its name (reported by the caller)."""
+    expanded: list[str] = []
+    used: list[str] = []
+    for word in words:
+        if word in classes and word not in chain:
+            inner, inner_used = _expand_classes(
+                [w.lower() for w in split_list(params.value(word))],
+                params,
+                classes,
+                (*chain, word),
+            )
+            expanded.extend(inner)
+            used.extend([word, *inner_used])
+        else:
+            expanded.append(word)
+    return expanded, list(dict.fromkeys(used))
 
 
 def _has_relay_guard(

@@ -201,3 +201,46 @@ def test_no_header_body_checks_accepts_what_header_checks_refuse_as_the_import_w
             gw.smtp_port, MESSAGE, sender="a@sender.example", recipients=[f"b@{GATEWAY_DOMAIN}"]
         )
     assert (outcome.stage, outcome.final.code, outcome.final.text) == ("end-of-data", 550, "no x")
+
+
+def test_a_restriction_class_as_a_table_result_decides_as_postfix_decides(
+    tmp_path: Path,
+) -> None:
+    policy = {
+        "smtpd_restriction_classes": "from_partner",
+        "from_partner": "reject_unauth_destination, reject",
+        "smtpd_recipient_restrictions": "check_sender_access texthash:$config_directory/senders",
+    }
+    tables = {"senders": "sender.example from_partner\n"}
+    (tmp_path / "senders").write_text(tables["senders"], encoding="utf-8")
+    main_cf = "".join(f"{k} = {v}\n" for k, v in {**FRAME_RELAY, **policy}.items())
+    (tmp_path / "main.cf").write_text(main_cf, encoding="utf-8")
+    result = translate(Config(tmp_path / "main.cf", tmp_path, None), "classes")
+    assert result.untranslated == []
+    profile = tmp_path / "classes.yaml"
+    profile.write_text(render(result), encoding="utf-8")
+    recipient = f"b@{GATEWAY_DOMAIN}"
+    with PostfixGateway(policy=policy, tables=tables) as gw:
+        gw.start_gateway()
+        outcome = send(
+            gw.smtp_port,
+            MESSAGE,
+            sender="a@sender.example",
+            recipients=[recipient],
+            xclient={"ADDR": "198.18.0.1", "NAME": "[UNAVAILABLE]"},
+        )
+    message = tmp_path / "message.eml"
+    message.write_bytes(MESSAGE)
+    out = io.StringIO()
+    envelope = ["--client-ip", "198.18.0.1", "--helo", "client.example"]
+    envelope += ["--mail-from", "a@sender.example", "--rcpt", recipient]
+    main(["check", "--json", "--profile", str(profile), *envelope, str(message)], out=out)
+    [judged] = json.loads(out.getvalue())
+    final = outcome.final
+    assert (outcome.stage, final.code) == ("rcpt", 554)
+    assert (judged["stage"], judged["reply"]["code"], judged["reply"]["enhanced"]) == (
+        outcome.stage,
+        final.code,
+        final.enhanced,
+    )
+    assert judged["reply"]["text"] == final.text
