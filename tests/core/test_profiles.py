@@ -628,6 +628,7 @@ def test_the_registry_and_the_profile_schema_name_the_same_filter_kinds() -> Non
             "rate_limit",
             "transport_rules",
             "postfix_smtpd",
+            "postfix_cleanup",
         }
     )
     for kind, cls in REGISTRY.items():

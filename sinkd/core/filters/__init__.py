@@ -23,6 +23,7 @@ from sinkd.core.filters import (
     format,
     greylist,
     mime,
+    postfix_cleanup,
     postfix_smtpd,
     rate_limit,
     sender_auth,
@@ -69,6 +70,7 @@ _KINDS: tuple[type[Filter], ...] = (
     rate_limit.RateLimitFilter,
     transport_rules.TransportRulesFilter,
     postfix_smtpd.PostfixSmtpdFilter,
+    postfix_cleanup.PostfixCleanupFilter,
 )
 
 REGISTRY: Mapping[str, type[Filter]] = {cls.kind: cls for cls in _KINDS}
