@@ -323,3 +323,13 @@ def test_meta_expressions_follow_perls_precedence_and_values(
     expression: str, hits: dict[str, float], value: float
 ) -> None:
     assert compile_meta(expression)(hits) == value
+
+
+async def test_the_welcomelist_reads_return_path_unless_a_received_field_comes_before_it(
+    tmp_path: Path,
+) -> None:
+    pipeline = rules_profile(tmp_path, [], welcomelist_from=["*@lists.example"])
+    top = b"Return-Path: <owner@lists.example>\r\n" + mail()
+    assert hit_names(await judge(pipeline, top)) == ["USER_IN_WELCOMELIST"]
+    relayed = b"Received: from a by b\r\nReturn-Path: <owner@lists.example>\r\n" + mail()
+    assert hit_names(await judge(pipeline, relayed)) == []
