@@ -378,7 +378,6 @@ class SaMessage:
                 unique[re.sub(r"\.+", ".", address).lower()] = None
         return tuple(unique)
 
-
     @cached_property
     def envelope_from(self) -> str | None:
         """PerMsgStatus.pm get_envelope_from without envelope_sender_header: X-Envelope-From,
