@@ -38,7 +38,7 @@ header   LOCAL_SUBJ_MONEY  Subject =~ /\\b(?:cash|money)\\b/i
 describe LOCAL_SUBJ_MONEY  Subject talks about money
 score    LOCAL_SUBJ_MONEY  1.5
 header   LOCAL_NO_MAILER   X-Mailer =~ /^UNSET$/ [if-unset: UNSET]
-body     LOCAL_CLICK       /\\bclick here\\b/i
+body\tLOCAL_CLICK\t/\\bclick here\\b/i
 score    LOCAL_CLICK       2.0 1.0 2.0 1.0
 body     T_LOCAL_TRIAL     /trial/
 body     LOCAL_NICE        /regards/i
@@ -106,7 +106,7 @@ def test_own_rules_become_native_rules_with_their_line_score_and_description(
     assert rules["LOCAL_CLICK"]["score"] == 2.0  # score set 0: the first of four
     assert rules["T_LOCAL_TRIAL"]["score"] == 0.01  # T_ rules get 0.01
     assert rules["LOCAL_NICE"]["score"] == -1.0  # nice negates the default
-    assert rules["LOCAL_HASH"]["pattern"] == r"/\#1/"  # an escaped # is no comment
+    assert rules["LOCAL_HASH"]["pattern"] == "/#1/"  # an escaped # is no comment, unescaped
     assert rules["LOCAL_BOTH"]["expression"] == "(LOCAL_SUBJ_MONEY && LOCAL_CLICK)"
     assert rules["LOCAL_BOTH"]["score"] == 1.5  # (0.5) is relative to the score before it
     assert native["welcomelist_from"] == ["*@partner.example", "*@old.example"]
