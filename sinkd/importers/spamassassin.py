@@ -529,7 +529,9 @@ class _Builder:
                             Untranslated(
                                 rule.origin,
                                 f"meta {rule.name}",
-                                f"reads {name}, a stock rule (or one defined in a file not given)",
+                                f"reads {name}, which is no rule of these files (a stock "
+                                "rule, a rule of a file not given, or SpamAssassin's "
+                                "local_tests_only)",
                             )
                         )
         for name, (_, origin) in config.scores.items():
@@ -600,7 +602,8 @@ class _Builder:
                 how = (
                     "sinkd evaluates the rules of " + ", ".join(self.files) + " itself, without "
                     "spamd: SpamAssassin's ~1000 stock rules are missing, so its score is that "
-                    "of spamd started with --configpath holding only these files."
+                    "of spamd started with --configpath holding only these files (and "
+                    "60_welcomelist.cf, which scores the sender lists)."
                 )
             else:
                 filters.append(self._spamd_filter("add"))

@@ -169,7 +169,7 @@ def test_what_needs_spamassassin_itself_makes_a_spamd_profile_listing_every_caus
     err = capsys.readouterr().err
     for line, cause in [
         (2, "score HTML_MESSAGE: the score of a stock rule"),
-        (3, "meta LOCAL_HTML_FREE: reads HTML_MESSAGE, a stock rule"),
+        (3, "meta LOCAL_HTML_FREE: reads HTML_MESSAGE, which is no rule of these files"),
         (5, "header LOCAL_EVAL: an eval: test"),
         (6, "body LOCAL_KEEP: \\K"),
         (7, "loadplugin Mail::SpamAssassin::Plugin::Foo: loads a plugin"),
