@@ -25,6 +25,7 @@ import email.utils
 import re
 from functools import cached_property
 
+from sinkd.core.decoding import decode_text
 from sinkd.core.message import ParsedMessage
 
 __all__ = ["MAX_BODY_LINE_LENGTH", "SaMessage", "octets"]
@@ -47,6 +48,12 @@ _TEXT_URI = re.compile(
 )
 _URI_TAIL = ".,;:!?)>'\""  # punctuation ending a sentence, not the URI
 _URI_ATTRIBUTES = ("href", "src", "action", "background")
+# Util.pm parse_content_type: text/* types it does not read as text/plain (bug 5399).
+_NOT_PLAIN = frozenset({"text/plain", "text/html", "text/x-vcard", "text/calendar"})
+# Message.pm get_body_text_array_common: blank-line runs end a paragraph, other white space
+# runs become one space.
+_PARAGRAPH_BREAK = re.compile(r"\n+\s*\n+")
+_WHITE = re.compile(r"\s+")
 
 
 def octets(text: str) -> str:
@@ -275,8 +282,39 @@ class SaMessage:
         normalize_charset, reads the part's own octets."""
         subject = self._values("Subject", raw=False)
         first = subject[-1] if subject else "\n"
-        paragraphs = "\n".join(octets(part.text) for part in self.parsed.body_parts if part.text)
+        texts = {part.index: part.text for part in self.parsed.body_parts}
+        texts.update(self._other_text_parts(set(texts)))
+        paragraphs = "\n".join(octets(texts[i]) for i in sorted(texts) if texts[i])
         return tuple(_short_lines(first + paragraphs))
+
+    def _other_text_parts(self, known: set[int]) -> dict[int, str]:
+        """The leaves SpamAssassin renders as text/plain that sinkd's body parts leave out:
+        Util.pm parse_content_type reads every text/* type but text/html, text/x-vcard and
+        text/calendar as text/plain (bug 5399), e.g. text/rfc822-headers of a delivery report
+        or text/enriched. Decoded, cut at body_part_scan_size, one paragraph per line."""
+        found: dict[int, str] = {}
+        size = self.parsed.limits.body_part_scan_size
+        try:
+            parts = list(self.parsed.message.walk())  # depth first, as ParsedMessage._parts
+        except Exception:  # a broken structure: the body parts sinkd found are all there is
+            return found
+        for index, part in enumerate(parts):
+            if index in known or part.is_multipart():
+                continue
+            try:
+                ctype = part.get_content_type()
+                if not ctype.startswith("text/") or ctype in _NOT_PLAIN:
+                    continue
+                data = part.get_payload(decode=True)
+                charset = part.get_content_charset()
+            except Exception:  # undecodable: nothing SpamAssassin could read either
+                continue
+            if isinstance(data, bytes):
+                text, _ = decode_text(data, charset)
+                text = _cut(text.replace("\r\n", "\n"), size, "\n ")
+                text = _WHITE.sub(" ", _PARAGRAPH_BREAK.sub("\0", text)).replace("\0", "\n")
+                found[index] = text.strip()
+        return found
 
     @cached_property
     def rawbody_chunks(self) -> tuple[str, ...]:

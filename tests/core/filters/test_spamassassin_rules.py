@@ -388,3 +388,24 @@ async def test_a_body_line_over_2048_characters_is_read_in_pieces_as_spamassassi
     verdict = await judge(pipeline, mail("x" * 2046 + "y z" + "z" * 100 + "\r\n"))
     assert hit_names(verdict) == ["WHOLE_WORD"]
     assert hit_names(await judge(pipeline, mail("x y z\r\n"))) == ["ACROSS_CUT"]
+
+
+async def test_body_rules_read_every_text_type_spamassassin_reads_as_plain_text(
+    tmp_path: Path,
+) -> None:
+    raw = (
+        b"From: MAILER-DAEMON@mx.example\r\nTo: a@corp.example\r\nSubject: Delayed\r\n"
+        b'MIME-Version: 1.0\r\nContent-Type: multipart/report; boundary="b"\r\n\r\n'
+        b"--b\r\nContent-Type: text/plain\r\n\r\nDelivery delayed.\r\n"
+        b"--b\r\nContent-Type: text/rfc822-headers\r\n\r\nList-Unsubscribe: <mailto:x>\r\n"
+        b"--b\r\nContent-Type: text/calendar\r\n\r\nBEGIN:VCALENDAR unsubscribe\r\n--b--\r\n"
+    )
+    pipeline = rules_profile(
+        tmp_path,
+        [
+            {"id": "UNSUB", "type": "body", "pattern": "/unsubscribe/i", "tflags": ["multiple"]},
+        ],
+    )
+    # Util.pm parse_content_type: text/rfc822-headers is text/plain to SpamAssassin (bug
+    # 5399), text/calendar is not rendered at all.
+    assert sa_score(await judge(pipeline, raw)) == 1.0
