@@ -132,6 +132,7 @@ def test_a_native_configuration_adds_a_stock_rules_spamd_and_required_score_thre
 def test_spam_action_chooses_the_threshold_the_required_score_goes_to(tmp_path: Path) -> None:
     document = imported(tmp_path, NATIVE_CF, "--spam-action", "reject")
     assert document["scoring"] == {"thresholds": {"reject": 4.0}}
+    assert "spam at or above required_score is rejected" in [m["what"] for m in document["models"]]
 
 
 def test_cosmetic_directives_are_listed_as_not_translated_without_needing_spamd(
