@@ -26,6 +26,7 @@ import re
 from functools import cached_property
 
 from sinkd.core.decoding import decode_text
+from sinkd.core.html import render
 from sinkd.core.message import ParsedMessage
 
 __all__ = ["MAX_BODY_LINE_LENGTH", "SaMessage", "octets"]
@@ -92,6 +93,30 @@ def decode_header(value: str) -> str:
     return _ENCODED_WORD.sub(lambda m: _decode_word(m[1], m[2], m[3]), value)
 
 
+_COMMENT_OPEN = "<!--"
+
+
+def unterminated_comments(html: str) -> str:
+    """``html`` with each "<!--" that no "-->" follows removed up to the next ">", as
+    HTML::Parser (non-strict comments) reads it: a comment ending there. A terminated comment
+    is left alone (both parsers end it at its "-->")."""
+    out: list[str] = []
+    at = 0
+    while (start := html.find(_COMMENT_OPEN, at)) >= 0:
+        if html.find("-->", start + len(_COMMENT_OPEN)) >= 0:
+            end = html.find("-->", start + len(_COMMENT_OPEN)) + 3
+            out.append(html[at:end])
+            at = end
+            continue
+        close = html.find(">", start + len(_COMMENT_OPEN))
+        if close < 0:
+            break
+        out.append(html[at:start])
+        at = close + 1
+    out.append(html[at:])
+    return "".join(out)
+
+
 def _short_lines(text: str) -> list[str]:
     """Message.pm split_into_array_of_short_lines: lines (each keeps its "\\n") longer than
     2048 characters cut at the last space before that, else at 2048."""
@@ -146,6 +171,8 @@ class SaMessage:
     def __init__(self, parsed: ParsedMessage) -> None:
         self.parsed = parsed
         self._cache: dict[str, list[str] | None] = {}
+        # HTML parts as HTML::Parser reads their comments, where that differs (by part index).
+        self._fixed_html: dict[int, str] = {}
 
     # --- headers ------------------------------------------------------------------------------
 
@@ -283,9 +310,56 @@ class SaMessage:
         subject = self._values("Subject", raw=False)
         first = subject[-1] if subject else "\n"
         texts = {part.index: part.text for part in self.parsed.body_parts}
+        texts.update(
+            self._html_parser_comments({p.index for p in self.parsed.body_parts if p.html})
+        )
         texts.update(self._other_text_parts(set(texts)))
         paragraphs = "\n".join(octets(texts[i]) for i in sorted(texts) if texts[i])
         return tuple(_short_lines(first + paragraphs))
+
+    @cached_property
+    def _leaf_list(self) -> list[email.message.Message]:
+        """Every part, depth first, the message first: the indices of ``BodyPart.index``."""
+        try:
+            return list(self.parsed.message.walk())
+        except Exception:  # a broken structure: the body parts sinkd found are all there is
+            return []
+
+    def _html_parser_comments(self, indices: set[int]) -> dict[int, str]:
+        """HTML parts re-rendered where HTML::Parser, which SpamAssassin renders with, reads a
+        comment differently from sinkd's HTML5 parser: a "<!--" with no "-->" after it ends at
+        the next ">" for HTML::Parser (text after it is shown) but runs to the end of the part
+        for an HTML5 parser (everything after it hidden). Spam of the public corpus uses it
+        (``<!--#rotate>``). Only such parts are re-rendered."""
+        found: dict[int, str] = {}
+        parts = self._leaf_list
+        limits = self.parsed.limits
+        for index in sorted(indices):
+            if index >= len(parts):
+                continue
+            html = self._decoded(parts[index])
+            if html is None or "<!--" not in html:
+                continue
+            fixed = unterminated_comments(html)
+            if fixed != html:
+                rendered = render.render_html(
+                    fixed.replace("\r\n", "\n"),
+                    limits.body_part_scan_size,
+                    limits.rawbody_part_scan_size,
+                )
+                found[index] = rendered.text
+                self._fixed_html[index] = fixed
+        return found
+
+    def _decoded(self, part: email.message.Message) -> str | None:
+        try:
+            data = part.get_payload(decode=True)
+            charset = part.get_content_charset()
+        except Exception:  # undecodable: the shared decode's text stands
+            return None
+        if not isinstance(data, bytes):
+            return None
+        return decode_text(data, charset)[0]
 
     def _other_text_parts(self, known: set[int]) -> dict[int, str]:
         """The leaves SpamAssassin renders as text/plain that sinkd's body parts leave out:
@@ -294,11 +368,7 @@ class SaMessage:
         or text/enriched. Decoded, cut at body_part_scan_size, one paragraph per line."""
         found: dict[int, str] = {}
         size = self.parsed.limits.body_part_scan_size
-        try:
-            parts = list(self.parsed.message.walk())  # depth first, as ParsedMessage._parts
-        except Exception:  # a broken structure: the body parts sinkd found are all there is
-            return found
-        for index, part in enumerate(parts):
+        for index, part in enumerate(self._leaf_list):
             if index in known or part.is_multipart():
                 continue
             try:
@@ -368,7 +438,9 @@ class SaMessage:
                 seen.add(uri)
                 found.append(octets(uri))
 
-        for html in self.parsed.html_bodies:
+        self.body_lines  # noqa: B018 (re-renders the parts whose comments differ, first)
+        sources = [*self.parsed.html_bodies, *self._fixed_html.values()]
+        for html in sources:
             body = self.parsed.html_body(html)
             # Too deep to parse (HtmlBody.attribute_values): only its text URIs count.
             if body.too_deep() is not None:

@@ -409,3 +409,22 @@ async def test_body_rules_read_every_text_type_spamassassin_reads_as_plain_text(
     # Util.pm parse_content_type: text/rfc822-headers is text/plain to SpamAssassin (bug
     # 5399), text/calendar is not rendered at all.
     assert sa_score(await judge(pipeline, raw)) == 1.0
+
+
+async def test_an_unterminated_html_comment_ends_at_the_next_bracket_as_html_parser_reads_it(
+    tmp_path: Path,
+) -> None:
+    raw = (
+        b"From: a@sender.example\r\nTo: b@corp.example\r\nSubject: hi\r\nMIME-Version: 1.0\r\n"
+        b"Content-Type: text/html\r\n\r\n<html><body><b><!--#rotate>Click here "
+        b'<a href="http://192.0.2.7/x">now</a></b></body></html>\r\n'
+    )
+    pipeline = rules_profile(
+        tmp_path,
+        [
+            {"id": "CLICK", "type": "body", "pattern": "/click here/i"},
+            {"id": "IP_LINK", "type": "uri", "pattern": r"/^http:\/\/\d+\.\d+\.\d+\.\d+\//"},
+        ],
+    )
+    # An HTML5 parser hides everything after "<!--"; HTML::Parser, SpamAssassin's, does not.
+    assert hit_names(await judge(pipeline, raw)) == ["CLICK", "IP_LINK"]
