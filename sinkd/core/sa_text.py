@@ -93,6 +93,148 @@ def decode_header(value: str) -> str:
     return _ENCODED_WORD.sub(lambda m: _decode_word(m[1], m[2], m[3]), value)
 
 
+# PerMsgStatus.pm _process_text_uri_list, after _tbirdurire: a ")" with no "(" before it ends
+# a URI; trailing punctuation is not part of it.
+_UNOPENED_PAREN = re.compile(r"^([^(]*)\).*$", re.S)
+_TRAILING_PUNCTUATION = re.compile(r"[-~!@#^&*()_+=:;'?,.]*$")
+_TEXT_EMAIL = re.compile(
+    r"(?<![\w.+-])[\w.+-]+@[a-z0-9-]+(?:\.[a-z0-9-]+)*\.[a-z]{2,}", re.I | re.A
+)
+_PERCENT = re.compile(r"(%[0-9a-fA-F]{2})")
+_KEEP_ENCODED = re.compile(r"(20|7f|[0189a-fA-F][0-9a-fA-F])", re.I)
+_TO_ENCODE = re.compile(r'[\x00-\x20\x7f-\xff"%<>]')
+_HTTP_HOST = re.compile(r"^(https?://)([^@/?#]*@)?([^/?#:]+)((?::(\d*))?.*)$", re.I | re.S)
+_DOTTED = re.compile(
+    r"^((?:0x[0-9a-f]+|\d+)\.)((?:0x[0-9a-f]+|\d+)\.)((?:0x[0-9a-f]+|\d+)\.)"
+    r"(0x[0-9a-f]+|\d+)$",
+    re.I,
+)
+_ENTITY_DEC = re.compile(r"&#0*(3[3-9]|[4-9]\d|1[01]\d|12[0-6]);")
+_ENTITY_HEX = re.compile(r"&#x0*(2[1-9]|[3-6][a-fA-F0-9]|7[0-9a-eA-E]);")
+_ENTITY_DOT = re.compile(r"&#(?:x2e|12290|x3002|65294|xff0e|65377|xff61);", re.I)
+
+
+def _text_uris(line: str) -> list[str]:
+    """The URIs written in one body line, with their schemes as _process_text_uri_list gives
+    them (bare domain names left out: they need SpamAssassin's TLD list)."""
+    found: list[str] = []
+    for match in _TEXT_URI.finditer(line):
+        uri = _UNOPENED_PAREN.sub(r"\1", match.group(0))
+        uri = _TRAILING_PUNCTUATION.sub("", uri)
+        lower = uri.lower()
+        if re.match(r"www\d{0,2}\.", lower):
+            uri = "http://" + uri
+        elif lower.startswith("ftp."):
+            uri = "ftp://" + uri
+        if re.fullmatch(r"\w+:/{0,2}", uri):
+            continue
+        found.append(uri)
+    for match in _TEXT_EMAIL.finditer(line):
+        found.append("mailto:" + match.group(0))
+    return found
+
+
+def _url_encode(uri: str) -> str:
+    """Util.pm url_encode: %xx escapes of printable characters decoded, except those that
+    stay encoded; raw control, 8-bit, '"', '%', '<' and '>' characters encoded."""
+    pieces = _PERCENT.split(uri)
+    for i, piece in enumerate(pieces):
+        if i % 2:
+            if not _KEEP_ENCODED.search(piece[1:]) and piece[1] in "234567":
+                pieces[i] = chr(int(piece[1:], 16))
+        else:
+            pieces[i] = _TO_ENCODE.sub(lambda m: f"%{ord(m.group(0)):02x}", piece)
+    return "".join(pieces)
+
+
+def _ulong_ip(number: int) -> str:
+    """Util.pm decode_ulong_to_ip."""
+    number &= 0xFFFFFFFF
+    return ".".join(str((number >> shift) & 0xFF) for shift in (24, 16, 8, 0))
+
+
+def canonical_uris(uri: str) -> list[str]:
+    """Util.pm uri_list_canonicalize for one URI (and the "http…" URI found inside it, as its
+    built-in redirector rule does): the URI and the forms SpamAssassin adds, which uri rules
+    also read: percent-escapes decoded, a scheme added, user info dropped, a dword, hex or
+    octal IP address as a dotted quad, default ports dropped."""
+    queue, found = [uri], []
+    while queue:
+        raw = queue.pop(0).replace("\n", "").replace("\r", "").strip()
+        if len(raw) <= 1 or re.match(r"[#?&]|/(?!/)", raw):
+            continue
+        found.append(raw)
+        nuri = raw
+        if re.match(r"mailto:", nuri, re.I) or re.match(r"[^:]*@", nuri):
+            for pattern in (r"^([^@]+@[^?]+)\?", r"^([^@]+@[^?&]+)&"):
+                if m := re.match(pattern, nuri):
+                    found.append(m.group(1))
+            if "%20" in nuri and (m := re.match(r"^(?:mailto:)?(?:%20)*([^@]+@[^?&%]+)", nuri)):
+                found.append("mailto:" + m.group(1))
+            if m := re.match(r"^[^?&]*<([^@>]+@[^>]+)>", nuri):
+                found.append("mailto:" + m.group(1))
+            continue
+        nuri = nuri.replace("\\", "/")
+        nuri = re.sub(r"^(https?:)/{0,2}", r"\1//", nuri, flags=re.I)
+        if _PERCENT.search(nuri):
+            nuri = _url_encode(nuri)
+        if not re.match(r"[-_a-z0-9]+:", nuri, re.I):
+            nuri = ("ftp://" if nuri.startswith("ftp.") else "http://") + nuri
+        nuri = re.sub(r"^(https?://[^/?#]+)([?#])", r"\1/\2", nuri, flags=re.I)
+        nuri = _ENTITY_DEC.sub(lambda m: chr(int(m.group(1))), nuri)
+        nuri = _ENTITY_HEX.sub(lambda m: chr(int(m.group(1), 16)), nuri)
+        nuri = _ENTITY_DOT.sub(".", nuri)
+        if nuri != raw:
+            found.append(nuri)
+        parts = _HTTP_HOST.match(nuri)
+        if parts is None:
+            continue
+        proto, auth, host, rest, port = (
+            parts.group(1),
+            parts.group(2) or "",
+            parts.group(3),
+            parts.group(4),
+            parts.group(5) or "",
+        )
+        if port:
+            default = ":80" if proto.lower() == "http://" else ":443"
+            if re.match(re.escape(default) + r"\b", rest):
+                found.append(proto + host + rest[len(default) :])
+        if re.search(r"[\x00-\x20]", host):
+            host = re.sub(r"[\x00-\x20]", "", host)
+            found.append(proto + host + rest)
+        inner = re.search(r"(https?:/{0,2}[^&#]+)", rest, re.I)
+        if inner and "." in inner.group(1):
+            queue.append(inner.group(1))
+        if re.search(r"[^0-9A-Za-z]+$", host):
+            host = re.sub(r"[^0-9A-Za-z]+$", "", host)
+            found.append(proto + host + rest)
+        if dotted := _DOTTED.match(host):
+            octets_ = []
+            for chunk in dotted.groups():
+                chunk = chunk.rstrip(".")
+                if chunk.lower().startswith("0x"):
+                    chunk = str(int(chunk[2:], 16))
+                elif re.match(r"0+([1-3][0-7]{0,2}|[4-7][0-7]?)\b", chunk):
+                    chunk = str(int(chunk.lstrip("0"), 8))
+                chunk = chunk.lstrip("0")
+                octets_.append(chunk)
+            found.append(proto + ".".join(octets_) + rest)
+        elif re.fullmatch(r"0x[0-9a-f]+", host, re.I):
+            found.append(proto + _ulong_ip(int(host[2:][-8:], 16)) + rest)
+        elif host.isdigit():
+            found.append(proto + _ulong_ip(int(host)) + rest)
+        elif (
+            proto.lower() == "http://"
+            and not auth
+            and host != "localhost"
+            and not port
+            and (single := re.fullmatch(r"(?:www\.)?([^.]+)", host))
+        ):
+            found.append(proto + "www." + single.group(1) + ".com" + rest)
+    return list(dict.fromkeys(found))
+
+
 _COMMENT_OPEN = "<!--"
 
 
@@ -423,21 +565,13 @@ class SaMessage:
 
     @cached_property
     def uris(self) -> tuple[str, ...]:
-        """What ``uri`` rules read, approximating PerMsgStatus.pm get_uri_list: the URL-bearing
-        attributes of the HTML parts (href, src, action, background) and the URIs written in
-        the rendered text (http, https, ftp, mailto, and "www."/"ftp." names given an http:// or
-        ftp:// scheme as SpamAssassin does). Not modelled: bare domain names recognised by
-        SpamAssassin's TLD list, redirector targets, and the extra normalised forms
-        SpamAssassin adds (decoded percent-escapes, unwrapped redirectors)."""
-        found: list[str] = []
-        seen: set[str] = set()
-
-        def add(uri: str) -> None:
-            uri = uri.strip()
-            if uri and uri not in seen:
-                seen.add(uri)
-                found.append(octets(uri))
-
+        """What ``uri`` rules read (PerMsgStatus.pm get_uri_list): the URIs of the HTML parts'
+        URL-bearing attributes (href, src, action, background) and those written in the body
+        text (schemes, "www."/"ftp." names, e-mail addresses as mailto:), each with the forms
+        Util.pm uri_list_canonicalize adds (``canonical_uris``). Not modelled: bare domain
+        names SpamAssassin recognises through its TLD list, and its redirector_pattern list
+        (the built-in "http…" inside a URI is)."""
+        found: dict[str, None] = {}
         self.body_lines  # noqa: B018 (re-renders the parts whose comments differ, first)
         sources = [*self.parsed.html_bodies, *self._fixed_html.values()]
         for html in sources:
@@ -446,16 +580,10 @@ class SaMessage:
             if body.too_deep() is not None:
                 continue
             for value in body.attribute_values(_URI_ATTRIBUTES):
-                add(value)
+                found.update(dict.fromkeys(canonical_uris(octets(value))))
         for line in self.body_lines:
-            for match in _TEXT_URI.finditer(line):
-                uri = match.group(0).rstrip(_URI_TAIL)
-                lower = uri.lower()
-                if lower.startswith("www."):
-                    uri = "http://" + uri
-                elif lower.startswith("ftp."):
-                    uri = "ftp://" + uri
-                add(uri)
+            for uri in _text_uris(line):
+                found.update(dict.fromkeys(canonical_uris(uri)))
         return tuple(found)
 
     # --- welcomelist --------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from sinkd.core.engine import Pipeline
 from sinkd.core.filters.spamassassin_rules import compile_meta
 from sinkd.core.model import Verdict, VerdictAction
 from sinkd.core.perl_regex import translate
+from sinkd.core.sa_text import canonical_uris
 from sinkd.errors import ProfileError
 from tests.support.judging import compile_yaml, judge
 
@@ -428,3 +429,19 @@ async def test_an_unterminated_html_comment_ends_at_the_next_bracket_as_html_par
     )
     # An HTML5 parser hides everything after "<!--"; HTML::Parser, SpamAssassin's, does not.
     assert hit_names(await judge(pipeline, raw)) == ["CLICK", "IP_LINK"]
+
+
+@pytest.mark.parametrize(
+    ("uri", "form"),
+    [
+        ("http://1071396130/index2.htm", "http://63.220.53.34/index2.htm"),  # a dword host
+        ("http://freetravel@66.46.145.35/members/", "http://66.46.145.35/members/"),
+        ("http://%31%30%31.example/x", "http://101.example/x"),  # escapes decoded
+        ("http://0x7f.0.0.01/", "http://127...1/"),  # Util.pm keeps its own quirk: 0 -> ""
+        ("www.shop.example", "http://www.shop.example"),
+        ("http://host.example:80/a", "http://host.example/a"),
+        ("http://t.example/r?u=http://evil.example/x", "http://evil.example/x"),
+    ],
+)
+def test_uris_get_the_forms_spamassassin_adds_when_it_canonicalizes(uri: str, form: str) -> None:
+    assert form in canonical_uris(uri)
