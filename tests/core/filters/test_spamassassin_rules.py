@@ -16,6 +16,7 @@ from sinkd.core.perl_regex import translate
 from sinkd.core.sa_text import canonical_uris
 from sinkd.errors import ProfileError
 from tests.support.judging import compile_yaml, judge
+from tests.support.paths import TESTS
 
 
 def rules_profile(tmp_path: Path, rules: list[dict[str, object]], **extra: object) -> Pipeline:
@@ -445,3 +446,31 @@ async def test_an_unterminated_html_comment_ends_at_the_next_bracket_as_html_par
 )
 def test_uris_get_the_forms_spamassassin_adds_when_it_canonicalizes(uri: str, form: str) -> None:
     assert form in canonical_uris(uri)
+
+
+HOSTILE = {
+    f"{path.parent.name}/{path.name}": path.read_bytes()
+    for folder in ("hostile", "cpython", "dkimpy")
+    for path in sorted((TESTS / "messages" / folder).iterdir())
+    if path.is_file() and path.suffix != ".md"
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE))
+async def test_no_hostile_or_odd_message_makes_a_rule_type_raise(tmp_path: Path, name: str) -> None:
+    pipeline = rules_profile(
+        tmp_path,
+        [
+            {"id": "H_ALL", "type": "header", "header": "ALL:raw", "pattern": "/x/"},
+            {"id": "H_ADDR", "type": "header", "header": "From:addr", "pattern": "/x/"},
+            {"id": "H_NAME", "type": "header", "header": "To:name", "pattern": "/x/"},
+            {"id": "B_ANY", "type": "body", "pattern": "/e/", "tflags": ["multiple"]},
+            {"id": "R_ANY", "type": "rawbody", "pattern": "/</"},
+            {"id": "F_ANY", "type": "full", "pattern": "/^Subject:/m"},
+            {"id": "U_ANY", "type": "uri", "pattern": "/./", "tflags": ["multiple"]},
+            {"id": "M_ANY", "type": "meta", "expression": "B_ANY + U_ANY > 1"},
+        ],
+        welcomelist_from=["*@*"],
+    )
+    verdict = await judge(pipeline, HOSTILE[name])  # raises if a view or a rule does
+    assert all(f.filter == "local-cf" for f in verdict.findings if f.code.startswith("SA_"))
