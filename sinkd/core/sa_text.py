@@ -66,8 +66,9 @@ def octets(text: str) -> str:
 
 
 def _decode_word(charset: str, encoding: str, payload: str) -> str:
-    """One RFC 2047 encoded-word as its text's UTF-8 octets; undecodable words stay as
-    written (Node.pm _decode_header leaves what it cannot decode)."""
+    """One RFC 2047 encoded-word as text (``octets`` gives its UTF-8 octets, as Node.pm
+    _decode_header converts to UTF-8); an unknown charset keeps the decoded octets as they
+    are (surrogate escapes), undecodable words stay as written."""
     try:
         if encoding in "bB":
             data = base64.b64decode(payload + "=" * (-len(payload) % 4))
@@ -77,9 +78,9 @@ def _decode_word(charset: str, encoding: str, payload: str) -> str:
         return f"=?{charset}?{encoding}?{payload}?="
     name = charset.split("*", 1)[0]  # RFC 2231 §5: charset*language
     try:
-        return data.decode(name, "replace").encode("utf-8").decode("latin-1")
+        return data.decode(name, "replace")
     except LookupError:
-        return data.decode("latin-1")
+        return data.decode("ascii", "surrogateescape")
 
 
 def decode_header(value: str) -> str:
@@ -100,6 +101,7 @@ _TRAILING_PUNCTUATION = re.compile(r"[-~!@#^&*()_+=:;'?,.]*$")
 _TEXT_EMAIL = re.compile(
     r"(?<![\w.+-])[\w.+-]+@[a-z0-9-]+(?:\.[a-z0-9-]+)*\.[a-z]{2,}", re.I | re.A
 )
+_RESERVED_TLDS = frozenset({"example", "test", "invalid", "localhost", "local"})
 _PERCENT = re.compile(r"(%[0-9a-fA-F]{2})")
 _KEEP_ENCODED = re.compile(r"(20|7f|[0189a-fA-F][0-9a-fA-F])", re.I)
 _TO_ENCODE = re.compile(r'[\x00-\x20\x7f-\xff"%<>]')
@@ -114,23 +116,38 @@ _ENTITY_HEX = re.compile(r"&#x0*(2[1-9]|[3-6][a-fA-F0-9]|7[0-9a-eA-E]);")
 _ENTITY_DOT = re.compile(r"&#(?:x2e|12290|x3002|65294|xff0e|65377|xff61);", re.I)
 
 
+def _plausible_domain(host: str) -> bool:
+    """Whether ``host`` ends in a top-level domain SpamAssassin could know, approximating its
+    TLD list (20_aux_tlds.cf, RegistryBoundaries is_fqdn_valid / is_domain_valid): at least
+    two labels, the last alphabetic (or an xn-- label) and not one of the names reserved by
+    RFC 2606 and RFC 6761 (example, test, invalid, localhost, local)."""
+    labels = host.lower().rstrip(".").split(".")
+    tld = labels[-1]
+    if len(labels) < 2 or tld in _RESERVED_TLDS:
+        return False
+    return bool(re.fullmatch(r"[a-z]{2,63}|xn--[a-z0-9-]{1,59}", tld))
+
+
 def _text_uris(line: str) -> list[str]:
     """The URIs written in one body line, with their schemes as _process_text_uri_list gives
-    them (bare domain names left out: they need SpamAssassin's TLD list)."""
+    them: a schemeless name or an e-mail address only when its domain could be valid
+    (``_plausible_domain``); bare domain names left out (they need SpamAssassin's TLD list)."""
     found: list[str] = []
     for match in _TEXT_URI.finditer(line):
         uri = _UNOPENED_PAREN.sub(r"\1", match.group(0))
         uri = _TRAILING_PUNCTUATION.sub("", uri)
         lower = uri.lower()
-        if re.match(r"www\d{0,2}\.", lower):
-            uri = "http://" + uri
-        elif lower.startswith("ftp."):
-            uri = "ftp://" + uri
+        if re.match(r"(?:www\d{0,2}|ftp)\.", lower):
+            host = re.split(r"[/?#:]", uri, maxsplit=1)[0]
+            if not _plausible_domain(host):
+                continue
+            uri = ("ftp://" if lower.startswith("ftp.") else "http://") + uri
         if re.fullmatch(r"\w+:/{0,2}", uri):
             continue
         found.append(uri)
     for match in _TEXT_EMAIL.finditer(line):
-        found.append("mailto:" + match.group(0))
+        if _plausible_domain(match.group(0).rpartition("@")[2]):
+            found.append("mailto:" + match.group(0))
     return found
 
 

@@ -245,13 +245,15 @@ async def test_uri_rules_read_links_of_html_and_text(tmp_path: Path) -> None:
     raw = (
         b"From: a@sender.example\r\nTo: b@corp.example\r\nSubject: hi\r\nMIME-Version: 1.0\r\n"
         b'Content-Type: text/html\r\n\r\n<a href="https://bad.example/x">here</a> or '
-        b"www.other.example/y\r\n"
+        b"www.other.com/y, www.reserved.example/z\r\n"
     )
     pipeline = rules_profile(
         tmp_path,
         [
             {"id": "URI_BAD", "type": "uri", "pattern": r"/^https:\/\/bad\.example\//"},
-            {"id": "URI_WWW", "type": "uri", "pattern": r"/^http:\/\/www\.other\.example/"},
+            {"id": "URI_WWW", "type": "uri", "pattern": r"/^http:\/\/www\.other\.com/"},
+            # SpamAssassin takes a schemeless name only with a valid TLD (not RFC 2606's).
+            {"id": "URI_RESERVED", "type": "uri", "pattern": r"/reserved/"},
         ],
     )
     assert hit_names(await judge(pipeline, raw)) == ["URI_BAD", "URI_WWW"]
@@ -474,3 +476,15 @@ async def test_no_hostile_or_odd_message_makes_a_rule_type_raise(tmp_path: Path,
     )
     verdict = await judge(pipeline, HOSTILE[name])  # raises if a view or a rule does
     assert all(f.filter == "local-cf" for f in verdict.findings if f.code.startswith("SA_"))
+
+
+async def test_a_decoded_header_is_read_as_its_utf_8_octets_whatever_its_charset(
+    tmp_path: Path,
+) -> None:
+    pipeline = rules_profile(
+        tmp_path,
+        [{"id": "CAFE", "type": "header", "header": "Subject", "pattern": r"/caf\xc3\xa9/"}],
+    )
+    # Node.pm _decode_header converts encoded-words to UTF-8 before header rules read them.
+    for subject in ("=?utf-8?q?caf=C3=A9?=", "=?iso-8859-1?q?caf=E9?="):
+        assert hit_names(await judge(pipeline, mail(subject=subject))) == ["CAFE"], subject
