@@ -615,7 +615,8 @@ class _Builder:
                 self.notes.append(
                     "start a spamd with SpamAssassin's stock rules but WITHOUT these files (their "
                     "rules are evaluated by sinkd and would count twice): e.g. `spamd --local "
-                    "--siteconfigpath DIR` where DIR holds only Debian's /etc/spamassassin/*.pre; "
+                    "--siteconfigpath DIR` where DIR is a copy of /etc/spamassassin without these "
+                    "files (its *.pre plugin loaders kept); "
                     "point sinkd at it with `sinkd serve --spamd HOST:PORT`"
                 )
             scoring = {"thresholds": {self._threshold_key(): self._required()[0]}}
