@@ -6,5 +6,6 @@ from __future__ import annotations
 from sinkd.importers import REGISTRY, Importer
 from sinkd.importers import exchange_online as exchange_online  # registers `exchange-online`
 from sinkd.importers import postfix as postfix  # registers `postfix`
+from sinkd.importers import spamassassin as spamassassin  # registers `spamassassin`
 
 __all__ = ["REGISTRY", "Importer"]

@@ -30,6 +30,7 @@ from sinkd.core.filters import (
     sender_id,
     size,
     spamassassin,
+    spamassassin_rules,
     spf,
     transport_rules,
 )
@@ -65,6 +66,7 @@ _KINDS: tuple[type[Filter], ...] = (
     content.ContentFilter,
     mime.MimeFilter,
     spamassassin.SpamAssassinFilter,
+    spamassassin_rules.SpamAssassinRulesFilter,
     format.FormatFilter,
     greylist.GreylistFilter,
     rate_limit.RateLimitFilter,
