@@ -202,6 +202,8 @@ class Pipeline:
             deciding = findings[decided_index]
             fallback = self.tempfail_reply if final is Disposition.DEFERRED else self.policy_reply
             reply = deciding.reply or fallback.render(variables)
+            if stage is Stage.RCPT and envelope.rcpt_to:
+                reply = reply.for_recipient(envelope.rcpt_to[0])
         else:
             reply = QUEUED.render(variables)
         filtered: bytes | None = None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import re
+import string
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -166,6 +167,21 @@ class Reply:
     code: int
     enhanced: str
     text: str
+    # A reply rendered before any recipient was known (a MAIL-stage rule, or the client IP's)
+    # whose text names the recipient: its template and the other values, so that a refusal
+    # answered at RCPT TO names that recipient as the product's reply does (Exchange Online's
+    # "blocked by ${rcpt_domain}"). None once rendered with a recipient.
+    unbound: tuple[str, Mapping[str, str]] | None = field(default=None, compare=False, repr=False)
+
+    def for_recipient(self, rcpt: str) -> Reply:
+        """This reply as answered to RCPT TO ``rcpt`` (itself when it names no recipient)."""
+        if self.unbound is None:
+            return self
+        template, values = self.unbound
+        text = string.Template(template).safe_substitute(
+            {**values, "rcpt": rcpt, "rcpt_domain": rcpt.rpartition("@")[2]}
+        )
+        return Reply(self.code, self.enhanced, text)
 
     @property
     def is_success(self) -> bool:

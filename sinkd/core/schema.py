@@ -39,6 +39,7 @@ Origin = tuple[Literal["source", "assumption"], str]
 K = TypeVar("K", bound=str)  # the keys of a filter's outcomes: results, policies, fields
 
 _LITERAL_REPLY = re.compile(r"^([245]\d\d) ([245]\.\d{1,3}\.\d{1,3}) (\S.*)$")
+_NAMES_RECIPIENT = re.compile(r"\$\{?rcpt(_domain)?\b")
 _CATALOGUE_KEY = re.compile(r"^[a-z0-9_]+(\.[a-z0-9_]+)+$")
 
 
@@ -142,9 +143,11 @@ class ReplyTemplate:
     template: str
 
     def render(self, variables: Mapping[str, object]) -> Reply:
-        text = string.Template(self.template).safe_substitute(
-            {k: "" if v is None else str(v) for k, v in variables.items()}
-        )
+        values = {k: "" if v is None else str(v) for k, v in variables.items()}
+        text = string.Template(self.template).safe_substitute(values)
+        if not values.get("rcpt") and _NAMES_RECIPIENT.search(self.template):
+            # Rendered before RCPT TO: keep what the recipient's answer needs (Reply.for_recipient).
+            return Reply(self.code, self.enhanced, text, unbound=(self.template, values))
         return Reply(self.code, self.enhanced, text)
 
 

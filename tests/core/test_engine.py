@@ -319,6 +319,37 @@ async def test_a_client_block_refuses_every_recipient_at_rcpt(tmp_path: Path) ->
     assert [v.id for v in verdicts] == ["id1", "id2"]
 
 
+CLIENT_BLOCK_NAMING_RECIPIENT = """
+schema: sinkd.profile/v1
+id: test
+title: t
+filters:
+  - kind: envelope
+    name: ip-block
+    rules:
+      - match: client_ip
+        entries: ["192.0.2.0/24"]
+        action: reject
+        reply: "550 5.7.513 Service unavailable, Client host [${client_ip}] blocked by \\
+          ${rcpt_domain}"
+"""
+
+
+async def test_a_client_refusal_answered_at_rcpt_names_each_recipient_it_refuses(
+    tmp_path: Path,
+) -> None:
+    # The client's rule is evaluated once, before any RCPT TO; Exchange Online's 5.7.513 names
+    # the recipient's domain, so each refusal is rendered for the recipient it answers.
+    router = Router(compile_yaml(tmp_path, CLIENT_BLOCK_NAMING_RECIPIENT))
+    verdicts = await deliver(
+        router, message(), rcpts=["a@corp.example", "b@other.example"], client_ip="192.0.2.1"
+    )
+    assert [v.reply.text for v in verdicts] == [
+        "Service unavailable, Client host [192.0.2.1] blocked by corp.example",
+        "Service unavailable, Client host [192.0.2.1] blocked by other.example",
+    ]
+
+
 async def test_data_verdict_carries_the_subject_and_all_accepted_recipients(
     tmp_path: Path,
 ) -> None:

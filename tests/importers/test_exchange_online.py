@@ -334,11 +334,6 @@ async def test_a_client_on_the_ip_block_list_is_refused_with_5_7_513_over_smtp(
     assert answer.line.endswith(" using Customer Block list (AS16012607)")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the engine renders a MAIL-stage finding's reply before any recipient is known, so "
-    "${rcpt_domain} is empty when the refusal is answered at RCPT (m365-default-like too)",
-)
 async def test_the_ip_block_list_refusal_names_the_recipient_domain(tmp_path: Path) -> None:
     # The 5.7.513 reply names the recipient's domain (NDR table above).
     verdict = await judge(pipeline(tmp_path), mail(), client_ip="203.0.113.70")
