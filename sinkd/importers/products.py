@@ -3,6 +3,10 @@ them. Owns nothing but that list; each product's syntax is its own module's."""
 
 from __future__ import annotations
 
-from sinkd.importers import REGISTRY, Importer
+from sinkd.importers import (
+    REGISTRY,
+    Importer,
+    spamassassin,  # noqa: F401 (registers the importer)
+)
 
 __all__ = ["REGISTRY", "Importer"]

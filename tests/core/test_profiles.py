@@ -623,6 +623,7 @@ def test_the_registry_and_the_profile_schema_name_the_same_filter_kinds() -> Non
             "content",
             "mime",
             "spamassassin",
+            "spamassassin_rules",
             "format",
             "greylist",
             "rate_limit",

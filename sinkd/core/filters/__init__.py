@@ -28,6 +28,7 @@ from sinkd.core.filters import (
     sender_id,
     size,
     spamassassin,
+    spamassassin_rules,
     spf,
 )
 from sinkd.core.filters.base import (
@@ -62,6 +63,7 @@ _KINDS: tuple[type[Filter], ...] = (
     content.ContentFilter,
     mime.MimeFilter,
     spamassassin.SpamAssassinFilter,
+    spamassassin_rules.SpamAssassinRulesFilter,
     format.FormatFilter,
     greylist.GreylistFilter,
     rate_limit.RateLimitFilter,

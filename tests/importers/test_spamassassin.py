@@ -1,0 +1,248 @@
+"""``sinkd profiles import spamassassin``: local.cf read as SpamAssassin reads it (perldoc
+Mail::SpamAssassin::Conf), the scoring design chosen so that no rule counts twice, every rule
+pointing back to its line, everything else listed with its reason, and bad input exit 2."""
+
+from __future__ import annotations
+
+import io
+import os
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from sinkd.cli import main
+from sinkd.core.engine import compile_profile
+from sinkd.core.model import VerdictAction
+from sinkd.core.profiles import ProfileSet
+from tests.support.judging import judge
+
+NATIVE_CF = """\
+# a site's own rules
+required_score 4.0
+report_safe 0
+body_part_scan_size 20000
+
+header   LOCAL_SUBJ_MONEY  Subject =~ /\\b(?:cash|money)\\b/i
+describe LOCAL_SUBJ_MONEY  Subject talks about money
+score    LOCAL_SUBJ_MONEY  1.5
+header   LOCAL_NO_MAILER   X-Mailer =~ /^UNSET$/ [if-unset: UNSET]
+body     LOCAL_CLICK       /\\bclick here\\b/i
+score    LOCAL_CLICK       2.0 1.0 2.0 1.0
+body     T_LOCAL_TRIAL     /trial/
+body     LOCAL_NICE        /regards/i
+tflags   LOCAL_NICE        nice
+body     LOCAL_HASH        /\\#1/
+meta     LOCAL_BOTH        (LOCAL_SUBJ_MONEY && LOCAL_CLICK)
+score    LOCAL_BOTH        1.0
+score    LOCAL_BOTH        (0.5)
+welcomelist_from *@partner.example
+whitelist_from   *@old.example  *@gone.example
+unwhitelist_from *@gone.example
+blacklist_from   spammer@bad.example
+rewrite_header Subject [SPAM]
+"""
+
+
+@pytest.fixture(autouse=True)
+def _no_sinkd_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.startswith("SINKD_"):
+            monkeypatch.delenv(name)
+
+
+def run(*argv: str | Path) -> tuple[int, str]:
+    out = io.StringIO()
+    code = main([str(a) for a in argv], out=out)
+    return code, out.getvalue()
+
+
+def write(tmp_path: Path, text: str, name: str = "local.cf") -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text), encoding="utf-8")
+    return path
+
+
+def imported(
+    tmp_path: Path, text: str, *options: str, capsys: pytest.CaptureFixture[str] | None = None
+) -> dict[str, Any]:
+    cf = write(tmp_path, text)
+    out = tmp_path / "imported.yaml"
+    code, _ = run("profiles", "import", "spamassassin", cf, "-o", out, *options)
+    assert code == 0
+    document = yaml.safe_load(out.read_text(encoding="utf-8"))
+    assert isinstance(document, dict)
+    return document
+
+
+def filter_of(document: dict[str, Any], kind: str) -> dict[str, Any]:
+    return next(f for f in document["filters"] if f["kind"] == kind)
+
+
+def test_own_rules_become_native_rules_with_their_line_score_and_description(
+    tmp_path: Path,
+) -> None:
+    document = imported(tmp_path, NATIVE_CF)
+    native = filter_of(document, "spamassassin_rules")
+    rules = {r["id"]: r for r in native["rules"]}
+    money = rules["LOCAL_SUBJ_MONEY"]
+    assert money["header"] == "Subject" and money["pattern"] == r"/\b(?:cash|money)\b/i"
+    assert money["describe"] == "Subject talks about money"
+    assert money["score"] == 1.5
+    assert money["source"].endswith("local.cf:6; score " + str(tmp_path / "local.cf") + ":8")
+    assert rules["LOCAL_NO_MAILER"]["if_unset"] == "UNSET"
+    assert rules["LOCAL_NO_MAILER"]["score"] == 1.0  # Conf.pm: no score line, 1.0
+    assert rules["LOCAL_CLICK"]["score"] == 2.0  # score set 0: the first of four
+    assert rules["T_LOCAL_TRIAL"]["score"] == 0.01  # T_ rules get 0.01
+    assert rules["LOCAL_NICE"]["score"] == -1.0  # nice negates the default
+    assert rules["LOCAL_HASH"]["pattern"] == r"/\#1/"  # an escaped # is no comment
+    assert rules["LOCAL_BOTH"]["expression"] == "(LOCAL_SUBJ_MONEY && LOCAL_CLICK)"
+    assert rules["LOCAL_BOTH"]["score"] == 1.5  # (0.5) is relative to the score before it
+    assert native["welcomelist_from"] == ["*@partner.example", "*@old.example"]
+    assert native["blocklist_from"] == ["spammer@bad.example"]
+    assert (native["welcomelist_score"], native["blocklist_score"]) == (-100.0, 100.0)
+
+
+def test_a_native_configuration_adds_a_stock_rules_spamd_and_required_score_thresholds(
+    tmp_path: Path,
+) -> None:
+    document = imported(tmp_path, NATIVE_CF)
+    spamd = filter_of(document, "spamassassin")
+    assert spamd["mode"] == "add"  # its score adds to the native rules' in the total
+    assert "stock rules only" in spamd["source"]
+    assert document["scoring"] == {"thresholds": {"quarantine": 4.0}}
+    assert document["scanning"]["body_part_scan_size"]["size"] == 20000
+    assert "WITHOUT these files" in document["description"]
+    models = {m["what"]: m for m in document["models"]}
+    assert models["required_score 4"]["source"].endswith("local.cf:2 required_score")
+    assert any(w.startswith("report_safe 0") for w in models)
+
+
+def test_spam_action_chooses_the_threshold_the_required_score_goes_to(tmp_path: Path) -> None:
+    document = imported(tmp_path, NATIVE_CF, "--spam-action", "reject")
+    assert document["scoring"] == {"thresholds": {"reject": 4.0}}
+
+
+def test_cosmetic_directives_are_listed_as_not_translated_without_needing_spamd(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    document = imported(tmp_path, NATIVE_CF)
+    err = capsys.readouterr().err
+    assert "local.cf:23: rewrite_header Subject [SPAM]: changes the Subject" in err
+    assert filter_of(document, "spamassassin")["mode"] == "add"
+
+
+STOCK_CF = """\
+required_score 6
+score HTML_MESSAGE 0.5
+meta  LOCAL_HTML_FREE  (HTML_MESSAGE && LOCAL_FREE)
+body  LOCAL_FREE       /\\bfree\\b/i
+header LOCAL_EVAL      eval:check_for_missing_to_header()
+body  LOCAL_KEEP       /foo\\Kbar/
+loadplugin Mail::SpamAssassin::Plugin::Foo
+ifplugin Mail::SpamAssassin::Plugin::Shortcircuit
+shortcircuit USER_IN_WELCOMELIST on
+endif
+"""
+
+
+def test_what_needs_spamassassin_itself_makes_a_spamd_profile_listing_every_cause(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    document = imported(tmp_path, STOCK_CF)
+    assert [f["kind"] for f in document["filters"]] == ["spamassassin"]  # no native rule
+    spamd = document["filters"][0]
+    assert spamd["mode"] == "own"
+    assert spamd["thresholds"] == {"tag": None, "quarantine": 6.0, "reject": None}
+    assert "scoring" not in document  # own mode: the points are judged once, by the filter
+    err = capsys.readouterr().err
+    for line, cause in [
+        (2, "score HTML_MESSAGE: the score of a stock rule"),
+        (3, "meta LOCAL_HTML_FREE: reads HTML_MESSAGE, a stock rule"),
+        (5, "header LOCAL_EVAL: an eval: test"),
+        (6, "body LOCAL_KEEP: \\K"),
+        (7, "loadplugin Mail::SpamAssassin::Plugin::Foo: loads a plugin"),
+        (8, "ifplugin Mail::SpamAssassin::Plugin::Shortcircuit: an if/ifplugin block"),
+        (9, "shortcircuit USER_IN_WELCOMELIST on: inside the if/ifplugin block"),
+    ]:
+        assert f"local.cf:{line}: {cause}" in err, cause
+    assert "note: start spamd with --siteconfigpath DIR holding these files: " in err
+    assert "--siteconfigpath" in document["description"]
+
+
+def test_native_only_keeps_what_sinkd_evaluates_and_lists_the_rest(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    document = imported(tmp_path, STOCK_CF, "--native-only")
+    assert [f["kind"] for f in document["filters"]] == ["spamassassin_rules"]
+    assert [r["id"] for r in document["filters"][0]["rules"]] == ["LOCAL_HTML_FREE", "LOCAL_FREE"]
+    assert "stock rules are missing" in document["description"]
+    assert "score HTML_MESSAGE" in capsys.readouterr().err
+
+
+def test_spamd_only_scores_even_a_native_configuration_through_spamd(tmp_path: Path) -> None:
+    document = imported(tmp_path, NATIVE_CF, "--spamd-only", "--spamd", "10.0.0.5:7830")
+    assert [f["kind"] for f in document["filters"]] == ["spamassassin"]
+    spamd = document["filters"][0]
+    assert (spamd["host"], spamd["port"], spamd["mode"]) == ("10.0.0.5", 7830, "own")
+
+
+def test_strict_refuses_a_configuration_with_anything_untranslated(tmp_path: Path) -> None:
+    cf = write(tmp_path, STOCK_CF)
+    code, _ = run("profiles", "import", "spamassassin", cf, "-o", tmp_path / "x.yaml", "--strict")
+    assert code == 2 and not (tmp_path / "x.yaml").exists()
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "message"),
+    [
+        ("score LOCAL_X one\n", 1, "'one' is not a score"),
+        ("required_score\n", 1, "required_score needs one number"),
+        ("\nbody LOCAL_X\n", 2, "a body rule needs a name and a test"),
+        ("body 9LOCAL /x/\n", 1, "is not a rule name"),
+        ("ifplugin Foo\nbody LOCAL_X /x/\n", None, "has no endif"),
+        ("endif\n", 1, "endif without if"),
+        ("body LOCAL_X /x/ extra\n", 1, "unexpected text after the pattern"),
+    ],
+)
+def test_a_malformed_line_is_exit_2_naming_the_file_and_line(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    text: str,
+    line: int | None,
+    message: str,
+) -> None:
+    cf = write(tmp_path, text)
+    code, out = run("profiles", "import", "spamassassin", cf)
+    err = capsys.readouterr().err
+    assert code == 2 and out == ""
+    assert message in err
+    if line is not None:
+        assert f"{cf}:{line}" in err
+    assert "Traceback" not in err
+
+
+def test_a_missing_file_is_exit_2_naming_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _ = run("profiles", "import", "spamassassin", tmp_path / "nope.cf")
+    assert code == 2
+    assert "nope.cf: cannot read" in capsys.readouterr().err
+
+
+async def test_the_imported_profile_judges_with_spamassassins_scores(tmp_path: Path) -> None:
+    imported(tmp_path, NATIVE_CF, "--native-only")
+    pipeline = compile_profile(ProfileSet([tmp_path]).resolve(str(tmp_path / "imported.yaml")))
+    raw = (
+        b"From: Alice <alice@sender.example>\r\nTo: bob@corp.example\r\n"
+        b"Subject: Easy money\r\nX-Mailer: x\r\n\r\nClick here for a trial.\r\n"
+    )
+    verdict = await judge(pipeline, raw)
+    total = next(f for f in verdict.findings if f.code == "SA_SCORE")
+    # LOCAL_SUBJ_MONEY 1.5 + LOCAL_CLICK 2.0 + T_LOCAL_TRIAL 0.01 + LOCAL_BOTH 1.5
+    assert total.score == 5.01
+    assert verdict.verdict is VerdictAction.QUARANTINE
+    listed = await judge(pipeline, raw.replace(b"alice@sender", b"bo@partner"))
+    assert listed.verdict is VerdictAction.ACCEPT  # USER_IN_WELCOMELIST -100
