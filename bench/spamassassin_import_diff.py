@@ -33,43 +33,21 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # the repository root: tests.support is not installed
 
-from tests.conftest import start_spamd  # noqa: E402
 from tests.support.spamassassin_diff import (  # noqa: E402
     CONFIGS,
     FIXTURES,
+    Comparison,
     Figures,
     Message,
-    compare,
-    import_config,
-    judge_sinkd,
     messages,
+    run_comparison,
+    spamd_answers,
     table,
 )
 from tests.support.spamd_config import configured_spamd, score_all  # noqa: E402
 
-
-def run_config(name: str, batch: list[Message], work: Path) -> Figures:
-    imported = import_config(FIXTURES / name, work)
-    config = FIXTURES / name
-    started = time.monotonic()
-    with configured_spamd(config, imported.comparison) as spamd:
-        theirs = score_all(spamd, {m.name: m.raw for m in batch})
-        if imported.asks_spamd and not imported.native:
-            ours = judge_sinkd(imported.path, batch, spamd=spamd.address)
-    if not imported.asks_spamd:
-        ours = judge_sinkd(imported.path, batch, spamd=None)
-    elif imported.native:
-        stock = start_spamd()
-        try:
-            ours = judge_sinkd(imported.path, batch, spamd=stock.address)
-        finally:
-            stock.stop()
-    print(
-        f"{name}: {len(batch)} messages against spamd [{imported.comparison}] in"
-        f" {time.monotonic() - started:.0f} s",
-        file=sys.stderr,
-    )
-    return compare(name, imported.comparison, theirs, ours)
+# As the test: configurations sinkd evaluates itself are compared natively too.
+NATIVE = {"custom-rules", "welcomelist"}
 
 
 def spamd_only(batch: list[Message], names: list[str]) -> None:
@@ -102,14 +80,27 @@ def main() -> int:
         spamd_only(batch, args.config or list(CONFIGS))
         return 0
     rows: list[Figures] = []
+    answers = spamd_answers(batch)
     with tempfile.TemporaryDirectory(prefix="sinkd-sa-diff-") as work:
         for name in args.config or CONFIGS:
-            rows.append(run_config(name, batch, Path(work)))
+            comparisons: list[Comparison] = ["only", "site"] if name in NATIVE else ["site"]
+            for comparison in comparisons:
+                started = time.monotonic()
+                _, figures = run_comparison(name, comparison, batch, Path(work), answers)
+                rows.append(figures)
+                print(
+                    f"{name} [{comparison}]: {len(batch)} messages in"
+                    f" {time.monotonic() - started:.0f} s",
+                    file=sys.stderr,
+                )
     print(table(rows))
     for figures in rows:
         if not figures.differences:
             continue
-        print(f"\n{figures.config}: {len(figures.differences)} difference(s); commonest causes:")
+        print(
+            f"\n{figures.config} [{figures.comparison}]: {len(figures.differences)}"
+            " difference(s); commonest causes:"
+        )
         for cause, count in figures.rule_causes.most_common(8):
             print(f"  {count:5d}  {cause}")
         for difference in figures.differences[: args.show]:

@@ -12,13 +12,14 @@ profile into the directory it is given.
 
 Two comparisons, after the design of the importer (``sinkd/importers/spamassassin.py``):
 
-``only``  the profile sinkd evaluates itself (no ``spamassassin`` filter) against spamd with
-          ``--configpath`` holding only the configuration: the custom rules' and the sender
-          lists' points, nothing of the stock rules, so both totals must be equal.
-``site``  a profile that asks spamd (the ``spamassassin`` kind) against spamd with
-          ``--siteconfigpath`` holding the configuration over Debian's site directory, the way
-          the profile's note says to start it; sinkd asks that spamd, or, when the profile adds
-          native rules to spamd's, a spamd with the stock rules only.
+``only``  the profile ``--native-only`` writes (sinkd evaluates the configuration's rules and
+          lists itself, no spamd) against spamd with ``--configpath`` holding only the
+          configuration: nothing of the stock rules on either side, so the totals must be equal.
+``site``  the profile the importer writes by default against spamd with ``--siteconfigpath``
+          holding the configuration (spamd "loaded with the configuration"). sinkd asks the
+          spamd the profile's note says to start: one with the stock rules only when the profile
+          evaluates the configuration's rules itself and adds spamd's score (``stock`` layout),
+          one loaded with the files when the profile leaves everything to spamd (``site``).
 
 The verdict: SpamAssassin calls a message spam at score >= required_score
 (Mail::SpamAssassin::PerMsgStatus::is_spam); sinkd's verdict must be the profile's stated
@@ -31,7 +32,7 @@ import asyncio
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -44,7 +45,7 @@ from tests.support.corpus import Envelope, ProfileJudge, envelopes, message_name
 from tests.support.paths import ROOT
 from tests.support.public_corpus import corpus_files, sample
 from tests.support.servers import clean_env
-from tests.support.spamd_config import Scored, spamd_printed
+from tests.support.spamd_config import Layout, Scored, configured_spamd, score_all, spamd_printed
 
 FIXTURES = ROOT / "tests" / "fixtures" / "spamassassin"
 CONFIGS = ("custom-rules", "welcomelist", "debian-local", "stock-tuning", "corp-gateway")
@@ -110,14 +111,18 @@ class ImportedProfile:
         return NATIVE_KIND in self.kinds
 
     @property
-    def comparison(self) -> Comparison:
-        return "site" if self.asks_spamd else "only"
+    def spamd_layout(self) -> Layout | None:
+        """How the spamd this profile asks must be started (its note says): none, the stock
+        rules only (beside native rules), or loaded with the configuration."""
+        if not self.asks_spamd:
+            return None
+        return "stock" if self.native else "site"
 
 
-def import_config(config: Path, out_dir: Path) -> ImportedProfile:
-    """Run the real command on the configuration's files; AssertionError (with its output)
-    unless it exits 0."""
-    out = out_dir / f"sa-{config.name}.yaml"
+def import_config(config: Path, out_dir: Path, *, native_only: bool = False) -> ImportedProfile:
+    """Run the real command on the configuration's files (``--native-only`` if asked);
+    AssertionError (with its output) unless it exits 0."""
+    out = out_dir / f"sa-{config.name}{'-native' if native_only else ''}.yaml"
     command = [
         sys.executable,
         "-m",
@@ -126,6 +131,7 @@ def import_config(config: Path, out_dir: Path) -> ImportedProfile:
         "import",
         "spamassassin",
         *(str(p) for p in config_files(config)),
+        *(["--native-only"] if native_only else []),
         "--spam-action",
         SPAM_ACTION,
         "-o",
@@ -293,6 +299,44 @@ def compare(
             figures.rule_causes.update(f"sinkd only: {r}" for r in set(only_sinkd))
         figures.differences.extend(found)
     return figures
+
+
+Answers = Callable[[str, Layout], dict[str, Scored]]
+
+
+def spamd_answers(batch: Sequence[Message]) -> Answers:
+    """``answers(config, layout)``: spamd's REPORT for every message of ``batch``, from a
+    private spamd started for that configuration and layout and stopped again; each pair is
+    scored once."""
+    cache: dict[tuple[str, Layout], dict[str, Scored]] = {}
+
+    def answers(config: str, layout: Layout) -> dict[str, Scored]:
+        if (config, layout) not in cache:
+            with configured_spamd(FIXTURES / config, layout) as spamd:
+                cache[config, layout] = score_all(spamd, {m.name: m.raw for m in batch})
+        return cache[config, layout]
+
+    return answers
+
+
+def run_comparison(
+    config: str,
+    comparison: Comparison,
+    batch: Sequence[Message],
+    work: Path,
+    answers: Answers,
+) -> tuple[ImportedProfile, Figures]:
+    """Import ``config`` for ``comparison``, judge ``batch`` with the profile (asking the spamd
+    its note names, if any) and compare with spamd's ``answers`` in the comparison's layout."""
+    imported = import_config(FIXTURES / config, work, native_only=comparison == "only")
+    theirs = answers(config, comparison)
+    layout = imported.spamd_layout
+    if layout is None:
+        ours = judge_sinkd(imported.path, batch, spamd=None)
+    else:
+        with configured_spamd(FIXTURES / config, layout) as spamd:
+            ours = judge_sinkd(imported.path, batch, spamd=spamd.address)
+    return imported, compare(config, comparison, theirs, ours)
 
 
 def table(rows: Iterable[Figures], known: Mapping[str, int] | None = None) -> str:

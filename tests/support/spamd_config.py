@@ -2,20 +2,24 @@
 
 Owns laying out a configuration directory the way spamd reads it and starting Debian's spamd on
 it (through ``tests/conftest.py``'s ``start_spamd``, which adds the ``CI=true`` skip-or-fail
-rule, a free loopback port and the clean stop), then asking it for a REPORT per message. Two
-layouts, after spamd(1) and Mail::SpamAssassin(3) on where rules come from:
+rule, a free loopback port and the clean stop), then asking it for a REPORT per message. Three
+layouts, after spamd(1) and Mail::SpamAssassin(3) on where rules come from, and after the notes
+``sinkd profiles import spamassassin`` writes into a profile:
 
-``site``  ``--siteconfigpath DIR``: the stock rules (/usr/share/spamassassin) plus DIR, where
-          DIR is Debian's /etc/spamassassin (its ``*.pre`` plugin loaders and ``65_debian.cf``)
-          with the configuration's files in place of its ``local.cf``, which is what an admin
-          who copied these files into /etc/spamassassin runs. Without the ``.pre`` files no
-          plugin loads and every ``ifplugin`` block (most stock rules) is skipped.
+``site``  ``--siteconfigpath DIR``: the stock rules (/usr/share/spamassassin) plus DIR holding
+          Debian's ``/etc/spamassassin/*.pre`` (the plugin loaders) and the configuration's
+          files: spamd "loaded with the configuration", as the note of a profile that asks
+          such a spamd says to start it. Without the ``.pre`` files no plugin loads and every
+          ``ifplugin`` block (most stock rules) is skipped. Debian's ``65_debian.cf`` (its
+          D_SENT_BY_* rules) is left out: it is not part of a configuration handed to the
+          importer.
+``stock`` ``--siteconfigpath DIR`` with only the ``.pre`` files: the stock rules alone, the
+          spamd a profile that evaluates the configuration's rules itself adds its score from.
 ``only``  ``--configpath DIR``: DIR replaces the stock rules, so only the configuration's
           rules score, plus the stock files named in ``stock_files`` (by default
           ``ONLY_STOCK``: defaults and report template, the TLD list, and the USER_IN_* rules
-          that give ``welcomelist_from`` its points); the site directory is a copy of
-          /etc/spamassassin's ``*.pre`` only, so plugins load but neither ``65_debian.cf``
-          nor Debian's ``local.cf`` add anything.
+          that give ``welcomelist_from`` its points); the site directory holds the ``.pre``
+          files only, so plugins load but Debian's ``local.cf`` adds nothing.
 
 spamd runs ``--local`` (``start_spamd``): no network tests, so score set 0 applies
 (Mail::SpamAssassin::Conf "score": the first of four scores is used without Bayes and network
@@ -53,7 +57,7 @@ REPORT_TIMEOUT = 300.0
 ONLY_STOCK = ("10_default_prefs.cf", "20_aux_tlds.cf", "60_welcomelist.cf")
 CONCURRENCY = 4  # start_spamd's --max-children: one request per child
 
-Layout = Literal["site", "only"]
+Layout = Literal["site", "stock", "only"]
 
 
 def _readable(path: Path) -> None:
@@ -80,15 +84,14 @@ def lay_out(
     site = root / "site"
     site.mkdir()
     _readable(site)
+    for path in sorted(SITE_CONFIG.glob("*.pre")):
+        _copy(path, site)
+    if layout == "stock":
+        return ["--siteconfigpath", str(site)]
     if layout == "site":
-        for path in sorted(SITE_CONFIG.iterdir()):
-            if path.is_file() and path.name != "local.cf" and path.suffix in (".pre", ".cf"):
-                _copy(path, site)
         for path in config_files(config):
             _copy(path, site)
         return ["--siteconfigpath", str(site)]
-    for path in sorted(SITE_CONFIG.glob("*.pre")):
-        _copy(path, site)
     rules = root / "rules"
     rules.mkdir()
     _readable(rules)
