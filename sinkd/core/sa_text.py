@@ -354,9 +354,8 @@ class SaMessage:
     def from_addresses(self) -> tuple[str, ...]:
         """PerMsgStatus.pm all_from_addrs: the first Resent-From address if there is one, else
         every address of From, Envelope-Sender, Resent-Sender and X-Envelope-From, runs of dots
-        squeezed, lower-cased for the comparison. SpamAssassin also adds the envelope sender it
-        finds in the trusted Received header's "envelope-from"; sinkd does not parse Received
-        chains, so that one source is missing."""
+        squeezed, lower-cased for the comparison, plus the envelope sender
+        (``envelope_from``)."""
         resent = self.header("Resent-From:first:addr")
         if resent:
             addresses = resent
@@ -371,11 +370,37 @@ class SaMessage:
                 )
                 for a in (self.header(request) or [])
             ]
+            if self.envelope_from:
+                addresses += self._address_parts(self.envelope_from, addr=True)
         unique: dict[str, None] = {}
         for address in addresses:
             if address:
                 unique[re.sub(r"\.+", ".", address).lower()] = None
         return tuple(unique)
+
+    @cached_property
+    def envelope_from(self) -> str | None:
+        """PerMsgStatus.pm get_envelope_from without envelope_sender_header: X-Envelope-From,
+        then Envelope-Sender, then Return-Path, each only when no Received field comes before
+        it (else a list may have replaced it); none when X-Sender and a fetchmail Received say
+        the headers are fetchmail's guesses. SpamAssassin first looks for the "envelope-from"
+        its relay parser finds in the Received fields; sinkd does not parse Received chains, so
+        a message with such a field and no usable header is read without an envelope sender."""
+        sender = self.header("X-Sender:first:addr")
+        received = self.header("Received") or []
+        if sender and "@" in sender[0] and any("(fetchmail" in v for v in received):
+            return None
+        everything = "".join(self.header("ALL") or [])
+        for name in ("X-Envelope-From", "Envelope-Sender", "Return-Path"):
+            found = self.header(f"{name}:first:addr")
+            if not found:
+                continue
+            after = re.search(f"^Received:.*?^{name}:", everything, re.S | re.M | re.I)
+            if after is None:
+                return found[0]
+            if name == "X-Envelope-From":
+                return None  # SpamAssassin gives up here rather than read further headers
+        return None
 
 
 # Header request modifiers the views above implement (PerMsgStatus.pm _get has more).

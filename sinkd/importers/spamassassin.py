@@ -187,9 +187,16 @@ class _Config:
 
 def _lines(text: str) -> Iterator[tuple[int, str]]:
     for number, line in enumerate(text.splitlines(), start=1):
-        line = _COMMENT.sub("", line).strip()
+        # Conf/Parser.pm parse: comments removed, then "\#" unescaped to "#".
+        line = _COMMENT.sub("", line).replace("\\#", "#").strip()
         if line:
             yield number, line
+
+
+def _split(text: str) -> tuple[str, str, str]:
+    """``text`` cut at its first run of white space: (first word, separator, the rest)."""
+    parts = re.split(r"(\s+)", text.strip(), maxsplit=1)
+    return (parts[0], parts[1], parts[2]) if len(parts) == 3 else (parts[0], "", "")
 
 
 def _score_values(words: Sequence[str], where: str, path: str, line: int) -> list[float]:
@@ -216,9 +223,10 @@ class _Reader:
         depth, block_start = 0, ""
         for number, line in _lines(read_text(path)):
             origin = located(name, number)
-            directive, _, rest = line.partition(" ")
-            directive = directive.lower()
-            rest = rest.strip()
+            # Conf/Parser.pm: the key is the first word (any white space after it), lower-cased,
+            # dashes read as underscores.
+            directive, _, rest = _split(line)
+            directive = directive.lower().replace("-", "_")
             if directive in ("if", "ifplugin"):
                 if depth == 0:
                     block_start = origin
@@ -326,8 +334,7 @@ class _Reader:
             self._spamd(origin, line, "a directive sinkd does not model")
 
     def _rule(self, kind: str, rest: str, line: str, origin: str, path: str, number: int) -> None:
-        name, _, body = rest.partition(" ")
-        body = body.strip()
+        name, _, body = _split(rest)
         if not body:
             raise PolicyImportError(
                 f"{origin}: a {kind} rule needs a name and a test", path=path, line=number
@@ -522,7 +529,9 @@ class _Builder:
                             Untranslated(
                                 rule.origin,
                                 f"meta {rule.name}",
-                                f"reads {name}, a stock rule (or one defined in a file not given)",
+                                f"reads {name}, which is no rule of these files (a stock "
+                                "rule, a rule of a file not given, or SpamAssassin's "
+                                "local_tests_only)",
                             )
                         )
         for name, (_, origin) in config.scores.items():
@@ -593,7 +602,8 @@ class _Builder:
                 how = (
                     "sinkd evaluates the rules of " + ", ".join(self.files) + " itself, without "
                     "spamd: SpamAssassin's ~1000 stock rules are missing, so its score is that "
-                    "of spamd started with --configpath holding only these files."
+                    "of spamd started with --configpath holding only these files (and "
+                    "60_welcomelist.cf, which scores the sender lists)."
                 )
             else:
                 filters.append(self._spamd_filter("add"))

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import io
 import os
+import re
+import shutil
+import subprocess
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -17,7 +20,13 @@ from sinkd.cli import main
 from sinkd.core.engine import compile_profile
 from sinkd.core.model import VerdictAction
 from sinkd.core.profiles import ProfileSet
+from tests.conftest import require_executable
 from tests.support.judging import judge
+from tests.support.paths import ROOT, TESTS
+
+CORPUS = TESTS / "corpus" / "messages"
+STOCK = Path("/usr/share/spamassassin")  # Debian's stock rules (package spamassassin)
+SITE = Path("/etc/spamassassin")  # Debian's site directory: its *.pre files load the plugins
 
 NATIVE_CF = """\
 # a site's own rules
@@ -29,7 +38,7 @@ header   LOCAL_SUBJ_MONEY  Subject =~ /\\b(?:cash|money)\\b/i
 describe LOCAL_SUBJ_MONEY  Subject talks about money
 score    LOCAL_SUBJ_MONEY  1.5
 header   LOCAL_NO_MAILER   X-Mailer =~ /^UNSET$/ [if-unset: UNSET]
-body     LOCAL_CLICK       /\\bclick here\\b/i
+body\tLOCAL_CLICK\t/\\bclick here\\b/i
 score    LOCAL_CLICK       2.0 1.0 2.0 1.0
 body     T_LOCAL_TRIAL     /trial/
 body     LOCAL_NICE        /regards/i
@@ -97,7 +106,7 @@ def test_own_rules_become_native_rules_with_their_line_score_and_description(
     assert rules["LOCAL_CLICK"]["score"] == 2.0  # score set 0: the first of four
     assert rules["T_LOCAL_TRIAL"]["score"] == 0.01  # T_ rules get 0.01
     assert rules["LOCAL_NICE"]["score"] == -1.0  # nice negates the default
-    assert rules["LOCAL_HASH"]["pattern"] == r"/\#1/"  # an escaped # is no comment
+    assert rules["LOCAL_HASH"]["pattern"] == "/#1/"  # an escaped # is no comment, unescaped
     assert rules["LOCAL_BOTH"]["expression"] == "(LOCAL_SUBJ_MONEY && LOCAL_CLICK)"
     assert rules["LOCAL_BOTH"]["score"] == 1.5  # (0.5) is relative to the score before it
     assert native["welcomelist_from"] == ["*@partner.example", "*@old.example"]
@@ -160,7 +169,7 @@ def test_what_needs_spamassassin_itself_makes_a_spamd_profile_listing_every_caus
     err = capsys.readouterr().err
     for line, cause in [
         (2, "score HTML_MESSAGE: the score of a stock rule"),
-        (3, "meta LOCAL_HTML_FREE: reads HTML_MESSAGE, a stock rule"),
+        (3, "meta LOCAL_HTML_FREE: reads HTML_MESSAGE, which is no rule of these files"),
         (5, "header LOCAL_EVAL: an eval: test"),
         (6, "body LOCAL_KEEP: \\K"),
         (7, "loadplugin Mail::SpamAssassin::Plugin::Foo: loads a plugin"),
@@ -246,3 +255,115 @@ async def test_the_imported_profile_judges_with_spamassassins_scores(tmp_path: P
     assert verdict.verdict is VerdictAction.QUARANTINE
     listed = await judge(pipeline, raw.replace(b"alice@sender", b"bo@partner"))
     assert listed.verdict is VerdictAction.ACCEPT  # USER_IN_WELCOMELIST -100
+
+
+# --- against SpamAssassin itself --------------------------------------------------------------
+
+EXAMPLE_CF = ROOT / "docs" / "examples" / "spamassassin" / "local.cf"
+# Stock files the comparison keeps beside the example (Mail::SpamAssassin(3) --configpath
+# replaces the stock rules): the defaults (required_score, report template) and the rules that
+# give the sender lists their points.
+KEPT_STOCK = ("10_default_prefs.cf", "60_welcomelist.cf")
+BEC = (
+    "From: Dana <dana@supplier.example>\nTo: ap@corp.example\nSubject: Overdue invoice 4411\n"
+    "Reply-To: dana.pay@elsewhere.example\n{extra}MIME-Version: 1.0\n"
+    "Content-Type: text/plain; charset=us-ascii\n\n"
+    "Please update the bank details for the wire transfer!!! Today!!!\n\nThanks!!! Really!!!\n"
+)
+HIDDEN = (
+    "From: IT <it@helpdesk.example>\nTo: ap@corp.example\nSubject: Mailbox quota\n"
+    "MIME-Version: 1.0\nContent-Type: text/html; charset=utf-8\n\n"
+    '<html><body><p>Your mailbox is full.</p><div style="display: none">win</div>'
+    '<p><a href="https://helpdesk.example/login.php?u=ap">Log in</a> to keep it.</p>'
+    "</body></html>\n"
+)
+
+
+def spamassassin_status(
+    mbox: bytes, rules: Path, site: Path
+) -> dict[str, tuple[str, bool, set[str]]]:
+    """(printed score, spam?, rules hit) of each message of ``mbox`` by its X-Case header,
+    from the spamassassin script (the Mail::SpamAssassin spamd runs) with ``--local`` and only
+    ``rules``. Its --mbox output does not keep the input's order, hence the header."""
+    result = subprocess.run(
+        [
+            require_executable("spamassassin", "spamassassin"),
+            "--local",
+            "--mbox",
+            "-C",
+            str(rules),
+            "--siteconfigpath",
+            str(site),
+        ],
+        input=mbox,
+        capture_output=True,
+        timeout=300,
+        check=True,
+    )
+    found = {}
+    for chunk in re.split(rb"^From sinkd@test .*\n", result.stdout, flags=re.M)[1:]:
+        case = re.search(rb"^X-Case: (\d+)", chunk, re.M)
+        status = re.search(rb"^X-Spam-Status: (.*(?:\n\t.*)*)", chunk, re.M)
+        assert case is not None and status is not None, chunk[:300]
+        text = re.sub(r"(?<=[,=])\s+", "", " ".join(status.group(1).decode().split()))
+        match = re.match(r"(Yes|No),\s*score=(\S+) required=\S+ tests=(\S+)", text)
+        assert match is not None, text
+        tests = set() if match[3] == "none" else set(match[3].split(","))
+        found[case.group(1).decode()] = (match[2], match[1] == "Yes", tests)
+    return found
+
+
+def example_only(tmp_path: Path) -> tuple[Path, Path]:
+    """A rules directory holding the example and ``KEPT_STOCK`` (for --configpath), and a site
+    directory holding Debian's *.pre plugin loaders (for --siteconfigpath)."""
+    rules, site = tmp_path / "rules", tmp_path / "site"
+    rules.mkdir()
+    site.mkdir()
+    for name in KEPT_STOCK:
+        shutil.copyfile(STOCK / name, rules / name)
+    shutil.copyfile(EXAMPLE_CF, rules / "local.cf")
+    for pre in sorted(SITE.iterdir()):
+        if pre.suffix == ".pre":
+            shutil.copyfile(pre, site / pre.name)
+    return rules, site
+
+
+def printed(score: float, required: float, spam: bool) -> str:
+    """A total as SpamAssassin prints _SCORE_: rounded to 3 then 1 decimals; not-spam at or
+    above required_score shown as required_score - 0.1 (Util.pm get_tag_value_for_score)."""
+    shown, need = f"{float(f'{score:.3f}'):.1f}", f"{required:.1f}"
+    return shown if spam or float(shown) < float(need) else f"{float(need) - 0.1:.1f}"
+
+
+async def test_the_example_scores_as_spamassassin_does_on_a_handful_of_messages(
+    tmp_path: Path,
+) -> None:
+    messages = [
+        BEC.format(extra=""),
+        BEC.format(extra="List-Id: <ap.corp.example>\n"),
+        BEC.format(extra="").replace("dana@supplier.example", "bo@partner.example"),
+        BEC.format(extra="").replace("dana@supplier.example", "x@promo-deals.example"),
+        HIDDEN,
+        *(
+            (CORPUS / name).read_text(encoding="utf-8")
+            for name in ("tx-order-receipt.eml", "nl-weekly-digest.eml", "spam-casino-bonus.eml")
+        ),
+    ]
+    raws = [f"X-Case: {n}\n{m}".replace("\r\n", "\n").encode() for n, m in enumerate(messages)]
+    assert not any(re.search(rb"^From ", raw[1:], re.M) for raw in raws)  # no mbox escaping
+    mbox = b"".join(b"From sinkd@test Thu Jan  1 00:00:00 2026\n" + raw + b"\n" for raw in raws)
+    expected = spamassassin_status(mbox, *example_only(tmp_path))
+    assert len(expected) == len(raws)
+
+    profile = tmp_path / "example.yaml"
+    code, _ = run("profiles", "import", "spamassassin", EXAMPLE_CF, "--native-only", "-o", profile)
+    assert code == 0
+    pipeline = compile_profile(ProfileSet([tmp_path]).resolve(str(profile)))
+    for number, raw in enumerate(raws):
+        score, spam, tests = expected[str(number)]
+        verdict = await judge(pipeline, raw.replace(b"\n", b"\r\n"))
+        total = sum(f.score for f in verdict.findings if f.code == "SA_SCORE")
+        hit = {f.code[3:] for f in verdict.findings if f.code.startswith("SA_")} - {"SCORE"}
+        mine = verdict.verdict is VerdictAction.QUARANTINE
+        assert (printed(total, 6.0, mine), mine, hit) == (score, spam, tests), raw[:200]
+    assert expected["0"][1] and not expected["1"][1]  # the messages exercise both verdicts

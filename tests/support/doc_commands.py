@@ -331,6 +331,9 @@ def prepare_inputs(text: str, cwd: Path) -> None:
                 shutil.copyfile(CORPUS_MESSAGES / sample, templates / sample)
         elif name.endswith(".eml") and "/" not in name and not (cwd / name).exists():
             shutil.copyfile(CORPUS_MESSAGES / SAMPLES.get(name, DEFAULT_SAMPLE), cwd / name)
+        elif name.startswith("docs/examples/") and not (cwd / "docs").exists():
+            # An example configuration to import, read from the checkout (the docs run there).
+            (cwd / "docs").symlink_to(ROOT / "docs", target_is_directory=True)
         elif name.endswith((".yaml", ".yml")) and "/" not in name and "validate" in words:
             shutil.copyfile(ROOT / "profiles" / "typical-corporate.yaml", cwd / name)
 

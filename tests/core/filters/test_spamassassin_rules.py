@@ -323,3 +323,68 @@ def test_meta_expressions_follow_perls_precedence_and_values(
     expression: str, hits: dict[str, float], value: float
 ) -> None:
     assert compile_meta(expression)(hits) == value
+
+
+async def test_the_welcomelist_reads_return_path_unless_a_received_field_comes_before_it(
+    tmp_path: Path,
+) -> None:
+    pipeline = rules_profile(tmp_path, [], welcomelist_from=["*@lists.example"])
+    top = b"Return-Path: <owner@lists.example>\r\n" + mail()
+    assert hit_names(await judge(pipeline, top)) == ["USER_IN_WELCOMELIST"]
+    relayed = b"Received: from a by b\r\nReturn-Path: <owner@lists.example>\r\n" + mail()
+    assert hit_names(await judge(pipeline, relayed)) == []
+
+
+async def test_header_pseudo_fields_and_first_last_read_what_spamassassin_reads(
+    tmp_path: Path,
+) -> None:
+    pipeline = rules_profile(
+        tmp_path,
+        [
+            {
+                "id": "ALL_HAS_PRIORITY",
+                "type": "header",
+                "header": "ALL",
+                "pattern": "/^X-Priority: 1$/m",
+            },
+            {"id": "TOCC_BOB", "type": "header", "header": "ToCc", "pattern": "/carol@/"},
+            {"id": "MSGID", "type": "header", "header": "MESSAGEID", "pattern": "/<x1@/"},
+            {
+                "id": "LAST_RECEIVED",
+                "type": "header",
+                "header": "Received:last",
+                "pattern": "/^from first/",
+            },
+            {
+                "id": "FIRST_RECEIVED",
+                "type": "header",
+                "header": "Received:first",
+                "pattern": "/^from first/",
+            },
+        ],
+    )
+    raw = b"Received: from second by mx\r\nReceived: from first by relay\r\n" + mail(
+        headers="X-Priority: 1\r\nCc: carol@corp.example\r\nMessage-Id: <x1@a>\r\n"
+    )
+    assert hit_names(await judge(pipeline, raw)) == [
+        "ALL_HAS_PRIORITY",
+        "LAST_RECEIVED",
+        "MSGID",
+        "TOCC_BOB",
+    ]
+
+
+async def test_a_body_line_over_2048_characters_is_read_in_pieces_as_spamassassin_cuts_it(
+    tmp_path: Path,
+) -> None:
+    pipeline = rules_profile(
+        tmp_path,
+        [
+            {"id": "ACROSS_CUT", "type": "body", "pattern": "/y z/"},
+            {"id": "WHOLE_WORD", "type": "body", "pattern": "/^z+$/"},
+        ],
+    )
+    # 2046 x's, "y", a space, then z's: Message.pm cuts after the last space before 2048.
+    verdict = await judge(pipeline, mail("x" * 2046 + "y z" + "z" * 100 + "\r\n"))
+    assert hit_names(verdict) == ["WHOLE_WORD"]
+    assert hit_names(await judge(pipeline, mail("x y z\r\n"))) == ["ACROSS_CUT"]
