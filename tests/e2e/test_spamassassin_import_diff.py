@@ -57,7 +57,14 @@ CASES: list[tuple[str, Comparison]] = [
 
 # (configuration, comparison, message, "score"|"verdict") -> why sinkd cannot give spamd's
 # answer there. Every entry must still occur.
-KNOWN: dict[tuple[str, str, str, str], str] = {}
+KNOWN: dict[tuple[str, str, str, str], str] = {
+    ("custom-rules", "site", "spam-2/00116.8a15129846b680f8539fd703d8743b67.txt", "score"): (
+        "rounding twice: the stock-rules spamd reports its total to one decimal (spamd's Spam:"
+        " header, sprintf %2.1f: 6.65 prints 6.7) and sinkd adds the native rules' exact 2.3 to"
+        " it (9.0), while SpamAssassin rounds its one total 8.95 (prints 8.9). Inherent to native"
+        " rules beside a stock-rules spamd; the same rules and stock hits on both sides"
+    ),
+}
 
 _RULE = re.compile(r"^\s*(header|body|rawbody|uri|full|meta)\s+([A-Za-z0-9_]+)\s", re.M)
 _SCORE = re.compile(r"^\s*score\s+([A-Za-z0-9_]+)\s+(-?[\d.]+)", re.M)
