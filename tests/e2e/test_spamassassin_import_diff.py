@@ -66,6 +66,7 @@ KNOWN: dict[tuple[str, str, str, str], str] = {
     ),
 }
 
+WHATS = ("score", "verdict")
 _RULE = re.compile(r"^\s*(header|body|rawbody|uri|full|meta)\s+([A-Za-z0-9_]+)\s", re.M)
 _SCORE = re.compile(r"^\s*score\s+([A-Za-z0-9_]+)\s+(-?[\d.]+)", re.M)
 _LISTS = re.compile(r"^\s*(welcomelist_from|whitelist_from|blocklist_from|blacklist_from)\s", re.M)
@@ -116,6 +117,13 @@ def scored_rules(config: Path) -> set[str]:
     if lists & {"blocklist_from", "blacklist_from"}:
         kept.add("USER_IN_BLOCKLIST")
     return kept
+
+
+def test_every_known_difference_names_a_compared_case_and_message(batch: list[Message]) -> None:
+    """A KNOWN entry is only checked for staleness by the case it names: a typo would hide it."""
+    names = {m.name for m in batch}
+    wrong = [k for k in KNOWN if k[:2] not in CASES or k[2] not in names or k[3] not in WHATS]
+    assert not wrong, wrong
 
 
 @pytest.mark.parametrize("config", [c for c in CONFIGS if scored_rules(FIXTURES / c)])
@@ -176,6 +184,8 @@ def test_imported_configuration_scores_and_judges_as_spamd_does(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
+    """The imported profile has the expected shape (native rules, spamd, or both without
+    counting a rule twice) and, message by message, spamd's printed score and verdict."""
     _require_importer()
     imported, figures = run_comparison(config, comparison, batch, tmp_path, answers)
     # The profile's shape first: what it evaluates itself and what it asks spamd for.
