@@ -25,6 +25,8 @@ import email.utils
 import re
 from functools import cached_property
 
+from sinkd.core.decoding import decode_text
+from sinkd.core.html import render
 from sinkd.core.message import ParsedMessage
 
 __all__ = ["MAX_BODY_LINE_LENGTH", "SaMessage", "octets"]
@@ -47,6 +49,12 @@ _TEXT_URI = re.compile(
 )
 _URI_TAIL = ".,;:!?)>'\""  # punctuation ending a sentence, not the URI
 _URI_ATTRIBUTES = ("href", "src", "action", "background")
+# Util.pm parse_content_type: text/* types it does not read as text/plain (bug 5399).
+_NOT_PLAIN = frozenset({"text/plain", "text/html", "text/x-vcard", "text/calendar"})
+# Message.pm get_body_text_array_common: blank-line runs end a paragraph, other white space
+# runs become one space.
+_PARAGRAPH_BREAK = re.compile(r"\n+\s*\n+")
+_WHITE = re.compile(r"\s+")
 
 
 def octets(text: str) -> str:
@@ -58,8 +66,9 @@ def octets(text: str) -> str:
 
 
 def _decode_word(charset: str, encoding: str, payload: str) -> str:
-    """One RFC 2047 encoded-word as its text's UTF-8 octets; undecodable words stay as
-    written (Node.pm _decode_header leaves what it cannot decode)."""
+    """One RFC 2047 encoded-word as text (``octets`` gives its UTF-8 octets, as Node.pm
+    _decode_header converts to UTF-8); an unknown charset keeps the decoded octets as they
+    are (surrogate escapes), undecodable words stay as written."""
     try:
         if encoding in "bB":
             data = base64.b64decode(payload + "=" * (-len(payload) % 4))
@@ -69,9 +78,9 @@ def _decode_word(charset: str, encoding: str, payload: str) -> str:
         return f"=?{charset}?{encoding}?{payload}?="
     name = charset.split("*", 1)[0]  # RFC 2231 §5: charset*language
     try:
-        return data.decode(name, "replace").encode("utf-8").decode("latin-1")
+        return data.decode(name, "replace")
     except LookupError:
-        return data.decode("latin-1")
+        return data.decode("ascii", "surrogateescape")
 
 
 def decode_header(value: str) -> str:
@@ -83,6 +92,188 @@ def decode_header(value: str) -> str:
         return value
     value = _BETWEEN_WORDS.sub("", value)
     return _ENCODED_WORD.sub(lambda m: _decode_word(m[1], m[2], m[3]), value)
+
+
+# PerMsgStatus.pm _process_text_uri_list, after _tbirdurire: a ")" with no "(" before it ends
+# a URI; trailing punctuation is not part of it.
+_UNOPENED_PAREN = re.compile(r"^([^(]*)\).*$", re.S)
+_TRAILING_PUNCTUATION = re.compile(r"[-~!@#^&*()_+=:;'?,.]*$")
+_TEXT_EMAIL = re.compile(
+    r"(?<![\w.+-])[\w.+-]+@[a-z0-9-]+(?:\.[a-z0-9-]+)*\.[a-z]{2,}", re.I | re.A
+)
+_RESERVED_TLDS = frozenset({"example", "test", "invalid", "localhost", "local"})
+_PERCENT = re.compile(r"(%[0-9a-fA-F]{2})")
+_KEEP_ENCODED = re.compile(r"(20|7f|[0189a-fA-F][0-9a-fA-F])", re.I)
+_TO_ENCODE = re.compile(r'[\x00-\x20\x7f-\xff"%<>]')
+_HTTP_HOST = re.compile(r"^(https?://)([^@/?#]*@)?([^/?#:]+)((?::(\d*))?.*)$", re.I | re.S)
+_DOTTED = re.compile(
+    r"^((?:0x[0-9a-f]+|\d+)\.)((?:0x[0-9a-f]+|\d+)\.)((?:0x[0-9a-f]+|\d+)\.)"
+    r"(0x[0-9a-f]+|\d+)$",
+    re.I,
+)
+_ENTITY_DEC = re.compile(r"&#0*(3[3-9]|[4-9]\d|1[01]\d|12[0-6]);")
+_ENTITY_HEX = re.compile(r"&#x0*(2[1-9]|[3-6][a-fA-F0-9]|7[0-9a-eA-E]);")
+_ENTITY_DOT = re.compile(r"&#(?:x2e|12290|x3002|65294|xff0e|65377|xff61);", re.I)
+
+
+def _plausible_domain(host: str) -> bool:
+    """Whether ``host`` ends in a top-level domain SpamAssassin could know, approximating its
+    TLD list (20_aux_tlds.cf, RegistryBoundaries is_fqdn_valid / is_domain_valid): at least
+    two labels, the last alphabetic (or an xn-- label) and not one of the names reserved by
+    RFC 2606 and RFC 6761 (example, test, invalid, localhost, local)."""
+    labels = host.lower().rstrip(".").split(".")
+    tld = labels[-1]
+    if len(labels) < 2 or tld in _RESERVED_TLDS:
+        return False
+    return bool(re.fullmatch(r"[a-z]{2,63}|xn--[a-z0-9-]{1,59}", tld))
+
+
+def _text_uris(line: str) -> list[str]:
+    """The URIs written in one body line, with their schemes as _process_text_uri_list gives
+    them: a schemeless name or an e-mail address only when its domain could be valid
+    (``_plausible_domain``); bare domain names left out (they need SpamAssassin's TLD list)."""
+    found: list[str] = []
+    for match in _TEXT_URI.finditer(line):
+        uri = _UNOPENED_PAREN.sub(r"\1", match.group(0))
+        uri = _TRAILING_PUNCTUATION.sub("", uri)
+        lower = uri.lower()
+        if re.match(r"(?:www\d{0,2}|ftp)\.", lower):
+            host = re.split(r"[/?#:]", uri, maxsplit=1)[0]
+            if not _plausible_domain(host):
+                continue
+            uri = ("ftp://" if lower.startswith("ftp.") else "http://") + uri
+        if re.fullmatch(r"\w+:/{0,2}", uri):
+            continue
+        found.append(uri)
+    for match in _TEXT_EMAIL.finditer(line):
+        if _plausible_domain(match.group(0).rpartition("@")[2]):
+            found.append("mailto:" + match.group(0))
+    return found
+
+
+def _url_encode(uri: str) -> str:
+    """Util.pm url_encode: %xx escapes of printable characters decoded, except those that
+    stay encoded; raw control, 8-bit, '"', '%', '<' and '>' characters encoded."""
+    pieces = _PERCENT.split(uri)
+    for i, piece in enumerate(pieces):
+        if i % 2:
+            if not _KEEP_ENCODED.search(piece[1:]) and piece[1] in "234567":
+                pieces[i] = chr(int(piece[1:], 16))
+        else:
+            pieces[i] = _TO_ENCODE.sub(lambda m: f"%{ord(m.group(0)):02x}", piece)
+    return "".join(pieces)
+
+
+def _ulong_ip(number: int) -> str:
+    """Util.pm decode_ulong_to_ip."""
+    number &= 0xFFFFFFFF
+    return ".".join(str((number >> shift) & 0xFF) for shift in (24, 16, 8, 0))
+
+
+def canonical_uris(uri: str) -> list[str]:
+    """Util.pm uri_list_canonicalize for one URI (and the "http…" URI found inside it, as its
+    built-in redirector rule does): the URI and the forms SpamAssassin adds, which uri rules
+    also read: percent-escapes decoded, a scheme added, user info dropped, a dword, hex or
+    octal IP address as a dotted quad, default ports dropped."""
+    queue, found = [uri], []
+    while queue:
+        raw = queue.pop(0).replace("\n", "").replace("\r", "").strip()
+        if len(raw) <= 1 or re.match(r"[#?&]|/(?!/)", raw):
+            continue
+        found.append(raw)
+        nuri = raw
+        if re.match(r"mailto:", nuri, re.I) or re.match(r"[^:]*@", nuri):
+            for pattern in (r"^([^@]+@[^?]+)\?", r"^([^@]+@[^?&]+)&"):
+                if m := re.match(pattern, nuri):
+                    found.append(m.group(1))
+            if "%20" in nuri and (m := re.match(r"^(?:mailto:)?(?:%20)*([^@]+@[^?&%]+)", nuri)):
+                found.append("mailto:" + m.group(1))
+            if m := re.match(r"^[^?&]*<([^@>]+@[^>]+)>", nuri):
+                found.append("mailto:" + m.group(1))
+            continue
+        nuri = nuri.replace("\\", "/")
+        nuri = re.sub(r"^(https?:)/{0,2}", r"\1//", nuri, flags=re.I)
+        if _PERCENT.search(nuri):
+            nuri = _url_encode(nuri)
+        if not re.match(r"[-_a-z0-9]+:", nuri, re.I):
+            nuri = ("ftp://" if nuri.startswith("ftp.") else "http://") + nuri
+        nuri = re.sub(r"^(https?://[^/?#]+)([?#])", r"\1/\2", nuri, flags=re.I)
+        nuri = _ENTITY_DEC.sub(lambda m: chr(int(m.group(1))), nuri)
+        nuri = _ENTITY_HEX.sub(lambda m: chr(int(m.group(1), 16)), nuri)
+        nuri = _ENTITY_DOT.sub(".", nuri)
+        if nuri != raw:
+            found.append(nuri)
+        parts = _HTTP_HOST.match(nuri)
+        if parts is None:
+            continue
+        proto, auth, host, rest, port = (
+            parts.group(1),
+            parts.group(2) or "",
+            parts.group(3),
+            parts.group(4),
+            parts.group(5) or "",
+        )
+        if port:
+            default = ":80" if proto.lower() == "http://" else ":443"
+            if re.match(re.escape(default) + r"\b", rest):
+                found.append(proto + host + rest[len(default) :])
+        if re.search(r"[\x00-\x20]", host):
+            host = re.sub(r"[\x00-\x20]", "", host)
+            found.append(proto + host + rest)
+        inner = re.search(r"(https?:/{0,2}[^&#]+)", rest, re.I)
+        if inner and "." in inner.group(1):
+            queue.append(inner.group(1))
+        if re.search(r"[^0-9A-Za-z]+$", host):
+            host = re.sub(r"[^0-9A-Za-z]+$", "", host)
+            found.append(proto + host + rest)
+        if dotted := _DOTTED.match(host):
+            octets_ = []
+            for chunk in dotted.groups():
+                chunk = chunk.rstrip(".")
+                if chunk.lower().startswith("0x"):
+                    chunk = str(int(chunk[2:], 16))
+                elif re.match(r"0+([1-3][0-7]{0,2}|[4-7][0-7]?)\b", chunk):
+                    chunk = str(int(chunk.lstrip("0"), 8))
+                chunk = chunk.lstrip("0")
+                octets_.append(chunk)
+            found.append(proto + ".".join(octets_) + rest)
+        elif re.fullmatch(r"0x[0-9a-f]+", host, re.I):
+            found.append(proto + _ulong_ip(int(host[2:][-8:], 16)) + rest)
+        elif host.isdigit():
+            found.append(proto + _ulong_ip(int(host)) + rest)
+        elif (
+            proto.lower() == "http://"
+            and not auth
+            and host != "localhost"
+            and not port
+            and (single := re.fullmatch(r"(?:www\.)?([^.]+)", host))
+        ):
+            found.append(proto + "www." + single.group(1) + ".com" + rest)
+    return list(dict.fromkeys(found))
+
+
+_COMMENT_OPEN = "<!--"
+
+
+def unterminated_comments(html: str) -> str:
+    """``html`` with each "<!--" that no "-->" follows removed up to the next ">", as
+    HTML::Parser (non-strict comments) reads it: a comment ending there. A terminated comment
+    is left alone (both parsers end it at its "-->")."""
+    out: list[str] = []
+    at = 0
+    while (start := html.find(_COMMENT_OPEN, at)) >= 0:
+        if html.find("-->", start + len(_COMMENT_OPEN)) >= 0:
+            end = html.find("-->", start + len(_COMMENT_OPEN)) + 3
+            out.append(html[at:end])
+            at = end
+            continue
+        close = html.find(">", start + len(_COMMENT_OPEN))
+        if close < 0:
+            break
+        out.append(html[at:start])
+        at = close + 1
+    out.append(html[at:])
+    return "".join(out)
 
 
 def _short_lines(text: str) -> list[str]:
@@ -139,6 +330,8 @@ class SaMessage:
     def __init__(self, parsed: ParsedMessage) -> None:
         self.parsed = parsed
         self._cache: dict[str, list[str] | None] = {}
+        # HTML parts as HTML::Parser reads their comments, where that differs (by part index).
+        self._fixed_html: dict[int, str] = {}
 
     # --- headers ------------------------------------------------------------------------------
 
@@ -275,8 +468,82 @@ class SaMessage:
         normalize_charset, reads the part's own octets."""
         subject = self._values("Subject", raw=False)
         first = subject[-1] if subject else "\n"
-        paragraphs = "\n".join(octets(part.text) for part in self.parsed.body_parts if part.text)
+        texts = {part.index: part.text for part in self.parsed.body_parts}
+        texts.update(
+            self._html_parser_comments({p.index for p in self.parsed.body_parts if p.html})
+        )
+        texts.update(self._other_text_parts(set(texts)))
+        paragraphs = "\n".join(octets(texts[i]) for i in sorted(texts) if texts[i])
         return tuple(_short_lines(first + paragraphs))
+
+    @cached_property
+    def _leaf_list(self) -> list[email.message.Message]:
+        """Every part, depth first, the message first: the indices of ``BodyPart.index``."""
+        try:
+            return list(self.parsed.message.walk())
+        except Exception:  # a broken structure: the body parts sinkd found are all there is
+            return []
+
+    def _html_parser_comments(self, indices: set[int]) -> dict[int, str]:
+        """HTML parts re-rendered where HTML::Parser, which SpamAssassin renders with, reads a
+        comment differently from sinkd's HTML5 parser: a "<!--" with no "-->" after it ends at
+        the next ">" for HTML::Parser (text after it is shown) but runs to the end of the part
+        for an HTML5 parser (everything after it hidden). Spam of the public corpus uses it
+        (``<!--#rotate>``). Only such parts are re-rendered."""
+        found: dict[int, str] = {}
+        parts = self._leaf_list
+        limits = self.parsed.limits
+        for index in sorted(indices):
+            if index >= len(parts):
+                continue
+            html = self._decoded(parts[index])
+            if html is None or "<!--" not in html:
+                continue
+            fixed = unterminated_comments(html)
+            if fixed != html:
+                rendered = render.render_html(
+                    fixed.replace("\r\n", "\n"),
+                    limits.body_part_scan_size,
+                    limits.rawbody_part_scan_size,
+                )
+                found[index] = rendered.text
+                self._fixed_html[index] = fixed
+        return found
+
+    def _decoded(self, part: email.message.Message) -> str | None:
+        try:
+            data = part.get_payload(decode=True)
+            charset = part.get_content_charset()
+        except Exception:  # undecodable: the shared decode's text stands
+            return None
+        if not isinstance(data, bytes):
+            return None
+        return decode_text(data, charset)[0]
+
+    def _other_text_parts(self, known: set[int]) -> dict[int, str]:
+        """The leaves SpamAssassin renders as text/plain that sinkd's body parts leave out:
+        Util.pm parse_content_type reads every text/* type but text/html, text/x-vcard and
+        text/calendar as text/plain (bug 5399), e.g. text/rfc822-headers of a delivery report
+        or text/enriched. Decoded, cut at body_part_scan_size, one paragraph per line."""
+        found: dict[int, str] = {}
+        size = self.parsed.limits.body_part_scan_size
+        for index, part in enumerate(self._leaf_list):
+            if index in known or part.is_multipart():
+                continue
+            try:
+                ctype = part.get_content_type()
+                if not ctype.startswith("text/") or ctype in _NOT_PLAIN:
+                    continue
+                data = part.get_payload(decode=True)
+                charset = part.get_content_charset()
+            except Exception:  # undecodable: nothing SpamAssassin could read either
+                continue
+            if isinstance(data, bytes):
+                text, _ = decode_text(data, charset)
+                text = _cut(text.replace("\r\n", "\n"), size, "\n ")
+                text = _WHITE.sub(" ", _PARAGRAPH_BREAK.sub("\0", text)).replace("\0", "\n")
+                found[index] = text.strip()
+        return found
 
     @cached_property
     def rawbody_chunks(self) -> tuple[str, ...]:
@@ -315,37 +582,25 @@ class SaMessage:
 
     @cached_property
     def uris(self) -> tuple[str, ...]:
-        """What ``uri`` rules read, approximating PerMsgStatus.pm get_uri_list: the URL-bearing
-        attributes of the HTML parts (href, src, action, background) and the URIs written in
-        the rendered text (http, https, ftp, mailto, and "www."/"ftp." names given an http:// or
-        ftp:// scheme as SpamAssassin does). Not modelled: bare domain names recognised by
-        SpamAssassin's TLD list, redirector targets, and the extra normalised forms
-        SpamAssassin adds (decoded percent-escapes, unwrapped redirectors)."""
-        found: list[str] = []
-        seen: set[str] = set()
-
-        def add(uri: str) -> None:
-            uri = uri.strip()
-            if uri and uri not in seen:
-                seen.add(uri)
-                found.append(octets(uri))
-
-        for html in self.parsed.html_bodies:
+        """What ``uri`` rules read (PerMsgStatus.pm get_uri_list): the URIs of the HTML parts'
+        URL-bearing attributes (href, src, action, background) and those written in the body
+        text (schemes, "www."/"ftp." names, e-mail addresses as mailto:), each with the forms
+        Util.pm uri_list_canonicalize adds (``canonical_uris``). Not modelled: bare domain
+        names SpamAssassin recognises through its TLD list, and its redirector_pattern list
+        (the built-in "http…" inside a URI is)."""
+        found: dict[str, None] = {}
+        self.body_lines  # noqa: B018 (re-renders the parts whose comments differ, first)
+        sources = [*self.parsed.html_bodies, *self._fixed_html.values()]
+        for html in sources:
             body = self.parsed.html_body(html)
             # Too deep to parse (HtmlBody.attribute_values): only its text URIs count.
             if body.too_deep() is not None:
                 continue
             for value in body.attribute_values(_URI_ATTRIBUTES):
-                add(value)
+                found.update(dict.fromkeys(canonical_uris(octets(value))))
         for line in self.body_lines:
-            for match in _TEXT_URI.finditer(line):
-                uri = match.group(0).rstrip(_URI_TAIL)
-                lower = uri.lower()
-                if lower.startswith("www."):
-                    uri = "http://" + uri
-                elif lower.startswith("ftp."):
-                    uri = "ftp://" + uri
-                add(uri)
+            for uri in _text_uris(line):
+                found.update(dict.fromkeys(canonical_uris(uri)))
         return tuple(found)
 
     # --- welcomelist --------------------------------------------------------------------------

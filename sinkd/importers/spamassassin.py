@@ -573,7 +573,8 @@ class _Builder:
 
     def build(self) -> Imported:
         needs = self._needs_spamd()
-        if self.mode == "spamd" or (self.mode == "auto" and needs):
+        native = not (self.mode == "spamd" or (self.mode == "auto" and needs))
+        if not native:
             filters = [self._spamd_filter("own")]
             untranslated = needs + self._cosmetic()
             how = (
@@ -595,8 +596,7 @@ class _Builder:
             )
             scoring: dict[str, Any] = {}
         else:
-            native = self._native_filter()
-            filters = [native]
+            filters = [self._native_filter()]
             untranslated = (needs if self.mode == "native" else []) + self._cosmetic()
             if self.mode == "native":
                 how = (
@@ -615,7 +615,8 @@ class _Builder:
                 self.notes.append(
                     "start a spamd with SpamAssassin's stock rules but WITHOUT these files (their "
                     "rules are evaluated by sinkd and would count twice): e.g. `spamd --local "
-                    "--siteconfigpath DIR` where DIR holds only Debian's /etc/spamassassin/*.pre; "
+                    "--siteconfigpath DIR` where DIR is a copy of /etc/spamassassin without these "
+                    "files (its *.pre plugin loaders kept); "
                     "point sinkd at it with `sinkd serve --spamd HOST:PORT`"
                 )
             scoring = {"thresholds": {self._threshold_key(): self._required()[0]}}
@@ -624,7 +625,7 @@ class _Builder:
             "id": self.profile_id,
             "title": "SpamAssassin policy imported from " + ", ".join(self.files),
             "description": self._description(how),
-            "models": self._models(),
+            "models": self._models(native=native),
         }
         scanning = self._scanning()
         if scanning:
@@ -662,25 +663,31 @@ class _Builder:
             + "".join(f" {note[0].upper()}{note[1:]}." for note in self.notes)
         )
 
-    def _models(self) -> list[dict[str, str]]:
+    def _models(self, *, native: bool) -> list[dict[str, str]]:
+        """What the profile models; the score set only where sinkd picks scores itself (in the
+        spamd form spamd picks them)."""
         required, source = self._required()
         models = [
             {"what": f"required_score {required:g}", "source": source},
             {
-                "what": f"spam at or above required_score is {self.spam_action}d"
-                if self.spam_action != "tag"
-                else "spam at or above required_score is tagged",
+                "what": "spam at or above required_score is "
+                + {"quarantine": "quarantined", "reject": "rejected", "tag": "tagged"}[
+                    self.spam_action
+                ],
                 "assumption": "SpamAssassin only scores and marks; what the MTA does with spam "
                 "is not in its configuration (sinkd profiles import spamassassin --spam-action)",
             },
-            {
-                "what": f"score set {self.score_set}: the {_ordinal(self.score_set)} of a "
-                "rule's four scores",
-                "assumption": "Mail::SpamAssassin::Conf 'score': set 0 applies without Bayes and "
-                "network tests, as spamd --local without a trained Bayes database scores "
-                "(--score-set)",
-            },
         ]
+        if native:
+            models.append(
+                {
+                    "what": f"score set {self.score_set}: the {_ordinal(self.score_set)} of a "
+                    "rule's four scores",
+                    "assumption": "Mail::SpamAssassin::Conf 'score': set 0 applies without Bayes "
+                    "and network tests, as spamd --local without a trained Bayes database "
+                    "scores (--score-set)",
+                }
+            )
         if self.config.use_bayes is not None and not self.config.use_bayes[0]:
             models.append(
                 {"what": "use_bayes 0: no Bayes scores", "source": self.config.use_bayes[1]}

@@ -13,8 +13,10 @@ from sinkd.core.engine import Pipeline
 from sinkd.core.filters.spamassassin_rules import compile_meta
 from sinkd.core.model import Verdict, VerdictAction
 from sinkd.core.perl_regex import translate
+from sinkd.core.sa_text import canonical_uris
 from sinkd.errors import ProfileError
 from tests.support.judging import compile_yaml, judge
+from tests.support.paths import TESTS
 
 
 def rules_profile(tmp_path: Path, rules: list[dict[str, object]], **extra: object) -> Pipeline:
@@ -243,13 +245,15 @@ async def test_uri_rules_read_links_of_html_and_text(tmp_path: Path) -> None:
     raw = (
         b"From: a@sender.example\r\nTo: b@corp.example\r\nSubject: hi\r\nMIME-Version: 1.0\r\n"
         b'Content-Type: text/html\r\n\r\n<a href="https://bad.example/x">here</a> or '
-        b"www.other.example/y\r\n"
+        b"www.other.com/y, www.reserved.example/z\r\n"
     )
     pipeline = rules_profile(
         tmp_path,
         [
             {"id": "URI_BAD", "type": "uri", "pattern": r"/^https:\/\/bad\.example\//"},
-            {"id": "URI_WWW", "type": "uri", "pattern": r"/^http:\/\/www\.other\.example/"},
+            {"id": "URI_WWW", "type": "uri", "pattern": r"/^http:\/\/www\.other\.com/"},
+            # SpamAssassin takes a schemeless name only with a valid TLD (not RFC 2606's).
+            {"id": "URI_RESERVED", "type": "uri", "pattern": r"/reserved/"},
         ],
     )
     assert hit_names(await judge(pipeline, raw)) == ["URI_BAD", "URI_WWW"]
@@ -388,3 +392,99 @@ async def test_a_body_line_over_2048_characters_is_read_in_pieces_as_spamassassi
     verdict = await judge(pipeline, mail("x" * 2046 + "y z" + "z" * 100 + "\r\n"))
     assert hit_names(verdict) == ["WHOLE_WORD"]
     assert hit_names(await judge(pipeline, mail("x y z\r\n"))) == ["ACROSS_CUT"]
+
+
+async def test_body_rules_read_every_text_type_spamassassin_reads_as_plain_text(
+    tmp_path: Path,
+) -> None:
+    raw = (
+        b"From: MAILER-DAEMON@mx.example\r\nTo: a@corp.example\r\nSubject: Delayed\r\n"
+        b'MIME-Version: 1.0\r\nContent-Type: multipart/report; boundary="b"\r\n\r\n'
+        b"--b\r\nContent-Type: text/plain\r\n\r\nDelivery delayed.\r\n"
+        b"--b\r\nContent-Type: text/rfc822-headers\r\n\r\nList-Unsubscribe: <mailto:x>\r\n"
+        b"--b\r\nContent-Type: text/calendar\r\n\r\nBEGIN:VCALENDAR unsubscribe\r\n--b--\r\n"
+    )
+    pipeline = rules_profile(
+        tmp_path,
+        [
+            {"id": "UNSUB", "type": "body", "pattern": "/unsubscribe/i", "tflags": ["multiple"]},
+        ],
+    )
+    # Util.pm parse_content_type: text/rfc822-headers is text/plain to SpamAssassin (bug
+    # 5399), text/calendar is not rendered at all.
+    assert sa_score(await judge(pipeline, raw)) == 1.0
+
+
+async def test_an_unterminated_html_comment_ends_at_the_next_bracket_as_html_parser_reads_it(
+    tmp_path: Path,
+) -> None:
+    raw = (
+        b"From: a@sender.example\r\nTo: b@corp.example\r\nSubject: hi\r\nMIME-Version: 1.0\r\n"
+        b"Content-Type: text/html\r\n\r\n<html><body><b><!--#rotate>Click here "
+        b'<a href="http://192.0.2.7/x">now</a></b></body></html>\r\n'
+    )
+    pipeline = rules_profile(
+        tmp_path,
+        [
+            {"id": "CLICK", "type": "body", "pattern": "/click here/i"},
+            {"id": "IP_LINK", "type": "uri", "pattern": r"/^http:\/\/\d+\.\d+\.\d+\.\d+\//"},
+        ],
+    )
+    # An HTML5 parser hides everything after "<!--"; HTML::Parser, SpamAssassin's, does not.
+    assert hit_names(await judge(pipeline, raw)) == ["CLICK", "IP_LINK"]
+
+
+@pytest.mark.parametrize(
+    ("uri", "form"),
+    [
+        ("http://1071396130/index2.htm", "http://63.220.53.34/index2.htm"),  # a dword host
+        ("http://freetravel@66.46.145.35/members/", "http://66.46.145.35/members/"),
+        ("http://%31%30%31.example/x", "http://101.example/x"),  # escapes decoded
+        ("http://0x7f.0.0.01/", "http://127...1/"),  # Util.pm keeps its own quirk: 0 -> ""
+        ("www.shop.example", "http://www.shop.example"),
+        ("http://host.example:80/a", "http://host.example/a"),
+        ("http://t.example/r?u=http://evil.example/x", "http://evil.example/x"),
+    ],
+)
+def test_uris_get_the_forms_spamassassin_adds_when_it_canonicalizes(uri: str, form: str) -> None:
+    assert form in canonical_uris(uri)
+
+
+HOSTILE = {
+    f"{path.parent.name}/{path.name}": path.read_bytes()
+    for folder in ("hostile", "cpython", "dkimpy")
+    for path in sorted((TESTS / "messages" / folder).iterdir())
+    if path.is_file() and path.suffix != ".md"
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE))
+async def test_no_hostile_or_odd_message_makes_a_rule_type_raise(tmp_path: Path, name: str) -> None:
+    pipeline = rules_profile(
+        tmp_path,
+        [
+            {"id": "H_ALL", "type": "header", "header": "ALL:raw", "pattern": "/x/"},
+            {"id": "H_ADDR", "type": "header", "header": "From:addr", "pattern": "/x/"},
+            {"id": "H_NAME", "type": "header", "header": "To:name", "pattern": "/x/"},
+            {"id": "B_ANY", "type": "body", "pattern": "/e/", "tflags": ["multiple"]},
+            {"id": "R_ANY", "type": "rawbody", "pattern": "/</"},
+            {"id": "F_ANY", "type": "full", "pattern": "/^Subject:/m"},
+            {"id": "U_ANY", "type": "uri", "pattern": "/./", "tflags": ["multiple"]},
+            {"id": "M_ANY", "type": "meta", "expression": "B_ANY + U_ANY > 1"},
+        ],
+        welcomelist_from=["*@*"],
+    )
+    verdict = await judge(pipeline, HOSTILE[name])  # raises if a view or a rule does
+    assert all(f.filter == "local-cf" for f in verdict.findings if f.code.startswith("SA_"))
+
+
+async def test_a_decoded_header_is_read_as_its_utf_8_octets_whatever_its_charset(
+    tmp_path: Path,
+) -> None:
+    pipeline = rules_profile(
+        tmp_path,
+        [{"id": "CAFE", "type": "header", "header": "Subject", "pattern": r"/caf\xc3\xa9/"}],
+    )
+    # Node.pm _decode_header converts encoded-words to UTF-8 before header rules read them.
+    for subject in ("=?utf-8?q?caf=C3=A9?=", "=?iso-8859-1?q?caf=E9?="):
+        assert hit_names(await judge(pipeline, mail(subject=subject))) == ["CAFE"], subject
