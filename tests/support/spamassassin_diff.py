@@ -16,10 +16,11 @@ Two comparisons, after the design of the importer (``sinkd/importers/spamassassi
           lists itself, no spamd) against spamd with ``--configpath`` holding only the
           configuration: nothing of the stock rules on either side, so the totals must be equal.
 ``site``  the profile the importer writes by default against spamd with ``--siteconfigpath``
-          holding the configuration (spamd "loaded with the configuration"). sinkd asks the
-          spamd the profile's note says to start: one with the stock rules only when the profile
-          evaluates the configuration's rules itself and adds spamd's score (``stock`` layout),
-          one loaded with the files when the profile leaves everything to spamd (``site``).
+          holding Debian's /etc/spamassassin with the configuration laid over it (spamd
+          "loaded with the configuration"). sinkd asks the spamd the profile's note says to
+          start: the same site without the files when the profile evaluates their rules itself
+          and adds spamd's score (``stock`` layout), the ``.pre`` files and the configuration
+          when the profile leaves everything to spamd (``files``).
 
 The verdict: SpamAssassin calls a message spam at score >= required_score
 (Mail::SpamAssassin::PerMsgStatus::is_spam); sinkd's verdict must be the profile's stated
@@ -116,7 +117,7 @@ class ImportedProfile:
         rules only (beside native rules), or loaded with the configuration."""
         if not self.asks_spamd:
             return None
-        return "stock" if self.native else "site"
+        return "stock" if self.native else "files"
 
 
 def import_config(config: Path, out_dir: Path, *, native_only: bool = False) -> ImportedProfile:

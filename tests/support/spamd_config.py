@@ -2,19 +2,22 @@
 
 Owns laying out a configuration directory the way spamd reads it and starting Debian's spamd on
 it (through ``tests/conftest.py``'s ``start_spamd``, which adds the ``CI=true`` skip-or-fail
-rule, a free loopback port and the clean stop), then asking it for a REPORT per message. Three
+rule, a free loopback port and the clean stop), then asking it for a REPORT per message. Four
 layouts, after spamd(1) and Mail::SpamAssassin(3) on where rules come from, and after the notes
 ``sinkd profiles import spamassassin`` writes into a profile:
 
-``site``  ``--siteconfigpath DIR``: the stock rules (/usr/share/spamassassin) plus DIR holding
-          Debian's ``/etc/spamassassin/*.pre`` (the plugin loaders) and the configuration's
-          files: spamd "loaded with the configuration", as the note of a profile that asks
-          such a spamd says to start it. Without the ``.pre`` files no plugin loads and every
-          ``ifplugin`` block (most stock rules) is skipped. Debian's ``65_debian.cf`` (its
-          D_SENT_BY_* rules) is left out: it is not part of a configuration handed to the
-          importer.
-``stock`` ``--siteconfigpath DIR`` with only the ``.pre`` files: the stock rules alone, the
-          spamd a profile that evaluates the configuration's rules itself adds its score from.
+``site``  ``--siteconfigpath DIR``: the stock rules (/usr/share/spamassassin) plus DIR, a copy
+          of Debian's /etc/spamassassin (its ``*.pre`` plugin loaders, ``65_debian.cf`` and
+          ``local.cf``) with the configuration's files laid over it, ``local.cf`` replaced: the
+          site an admin runs after copying the files into /etc/spamassassin, the reference.
+          Without the ``.pre`` files no plugin loads and every ``ifplugin`` block (most stock
+          rules) is skipped.
+``stock`` the same copy of /etc/spamassassin without the configuration's files: the stock-rules
+          spamd a profile that evaluates the files' rules itself adds its score from (the
+          importer's note: "a copy of /etc/spamassassin without these files").
+``files`` ``--siteconfigpath DIR`` holding the ``*.pre`` files and the configuration's files
+          only: the spamd the note of a profile that leaves everything to spamd describes
+          ("DIR holding these files … with Debian's /etc/spamassassin/*.pre beside them").
 ``only``  ``--configpath DIR``: DIR replaces the stock rules, so only the configuration's
           rules score, plus the stock files named in ``stock_files`` (by default
           ``ONLY_STOCK``: defaults and report template, the TLD list, and the USER_IN_* rules
@@ -57,7 +60,7 @@ REPORT_TIMEOUT = 300.0
 ONLY_STOCK = ("10_default_prefs.cf", "20_aux_tlds.cf", "60_welcomelist.cf")
 CONCURRENCY = 4  # start_spamd's --max-children: one request per child
 
-Layout = Literal["site", "stock", "only"]
+Layout = Literal["site", "stock", "files", "only"]
 
 
 def _readable(path: Path) -> None:
@@ -84,13 +87,17 @@ def lay_out(
     site = root / "site"
     site.mkdir()
     _readable(site)
-    for path in sorted(SITE_CONFIG.glob("*.pre")):
-        _copy(path, site)
-    if layout == "stock":
-        return ["--siteconfigpath", str(site)]
-    if layout == "site":
-        for path in config_files(config):
+    if layout in ("site", "stock"):
+        for path in sorted(SITE_CONFIG.iterdir()):
+            if path.is_file() and path.suffix in (".pre", ".cf"):
+                _copy(path, site)
+    else:
+        for path in sorted(SITE_CONFIG.glob("*.pre")):
             _copy(path, site)
+    if layout in ("site", "files"):
+        for path in config_files(config):
+            _copy(path, site)  # over Debian's file of the same name (local.cf)
+    if layout != "only":
         return ["--siteconfigpath", str(site)]
     rules = root / "rules"
     rules.mkdir()
