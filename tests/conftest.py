@@ -14,7 +14,7 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -227,7 +227,9 @@ class SpamdProcess:
         self._reap()
 
 
-def _spawn_spamd(home: Path, port: int, max_children: int) -> SpamdProcess:
+def _spawn_spamd(
+    home: Path, port: int, max_children: int, args: Sequence[str] = ()
+) -> SpamdProcess:
     command = [
         "spamd",
         "--local",
@@ -245,6 +247,7 @@ def _spawn_spamd(home: Path, port: int, max_children: int) -> SpamdProcess:
         str(home / "spamd.pid"),
         "-s",
         "stderr",
+        *args,
     ]
     if os.geteuid() == 0:  # as root spamd must drop privileges; as anyone else -u fails
         command[1:1] = ["-u", "nobody"]
@@ -263,8 +266,13 @@ def _spawn_spamd(home: Path, port: int, max_children: int) -> SpamdProcess:
     return spamd
 
 
-def start_spamd(*, max_children: int = 4, timeout: float = SPAMD_START_TIMEOUT) -> SpamdProcess:
+def start_spamd(
+    *, max_children: int = 4, timeout: float = SPAMD_START_TIMEOUT, args: Sequence[str] = ()
+) -> SpamdProcess:
     """Start Debian's spamd on a free loopback port; return once it logs "server started on".
+
+    ``args`` are added to spamd's command line (``tests/support/spamd_config.py`` passes
+    ``--siteconfigpath``/``--configpath`` to load a configuration under test).
 
     Its home and pid file live in a private directory of the system's temporary directory
     (world-writable: spamd started as root runs as ``nobody``, which could not even reach a
@@ -274,7 +282,7 @@ def start_spamd(*, max_children: int = 4, timeout: float = SPAMD_START_TIMEOUT) 
     for _ in range(3):  # the free port may be taken between closing it and spamd binding it
         home = Path(tempfile.mkdtemp(prefix="sinkd-spamd-"))
         home.chmod(0o777)
-        spamd = _spawn_spamd(home, free_port(), max_children)
+        spamd = _spawn_spamd(home, free_port(), max_children, args)
         ready = spamd.ready.wait(timeout)
         if ready and spamd.process.poll() is None and any(SPAMD_READY in x for x in spamd.lines):
             return spamd
