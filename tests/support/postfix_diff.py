@@ -93,6 +93,7 @@ DNS_PORT = 53  # resolver(5): the system resolver asks port 53 only
 BIND_ATTEMPTS = 20
 READY_TIMEOUT = 30.0
 STOP_TIMEOUT = 15.0
+DISPOSITION_TIMEOUT = 10.0  # log lines are written within milliseconds of the reply
 QUEUE_ID = re.compile(r"(queued as )\S+")
 _TABLE_REF = re.compile(r"\b(hash|btree):/etc/postfix/([\w.-]+)")
 
@@ -498,6 +499,22 @@ class SinkdServer:
         for line in stream:
             self.stderr.append(line)
 
+    def verdict(self, message_id: str) -> str:
+        """The verdict sinkd logged for ``message_id`` (its log line "verdict id=ID ...
+        verdict=ACTION", written before the reply; read from the drained stderr)."""
+        pattern = re.compile(rf"\bverdict id={re.escape(message_id)}\b.*?\bverdict=(\w+)")
+        deadline = time.monotonic() + DISPOSITION_TIMEOUT
+        while True:
+            for line in reversed(self.stderr):
+                found = pattern.search(line)
+                if found:
+                    return found.group(1)
+            if time.monotonic() > deadline:
+                pytest.fail(
+                    f"sinkd logged no verdict for {message_id}:\n{''.join(self.stderr[-20:])}"
+                )
+            time.sleep(0.02)
+
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
@@ -757,11 +774,14 @@ class View:
 
     stage: Stage
     replies: tuple[tuple[str, int, str, str], ...]
+    # What became of an accepted message: "deliver", "discard" or "hold" (Postfix's words;
+    # sinkd's discard and quarantine verdicts); "" when the message was refused.
+    disposition: str = ""
 
     @classmethod
-    def of(cls, outcome: Outcome) -> View:
+    def of(cls, outcome: Outcome, disposition: str = "") -> View:
         kept = [r for r in outcome.replies if r.stage not in ("connect", "helo") or r.code >= 400]
-        return cls(outcome.stage, tuple(_key(r) for r in kept))
+        return cls(outcome.stage, tuple(_key(r) for r in kept), disposition)
 
     @property
     def final(self) -> tuple[str, int, str, str]:
@@ -770,7 +790,8 @@ class View:
         return (refused or deciding or [("", 0, "", "")])[-1]
 
     def __str__(self) -> str:
-        return "; ".join(f"{s}: {c} {e} {t}".replace("  ", " ") for s, c, e, t in self.replies)
+        text = "; ".join(f"{s}: {c} {e} {t}".replace("  ", " ") for s, c, e, t in self.replies)
+        return f"{text} [{self.disposition}]" if self.disposition else text
 
 
 def _key(reply: Reply) -> tuple[str, int, str, str]:
@@ -813,14 +834,34 @@ class Run:
     sinkd: SinkdServer
 
     def compare(self, cases: Sequence[Case]) -> list[Compared]:
+        sent = [(c, deliver(self.gateway.smtp_port, c), deliver(self.sinkd.port, c)) for c in cases]
         return [
             Compared(
                 c.name,
-                View.of(deliver(self.gateway.smtp_port, c)),
-                View.of(deliver(self.sinkd.port, c)),
+                View.of(postfix, self.postfix_disposition(postfix)),
+                View.of(sinkd, self.sinkd_disposition(sinkd)),
             )
-            for c in cases
+            for c, postfix, sinkd in sent
         ]
+
+    def postfix_disposition(self, outcome: Outcome) -> str:
+        """An accepted message's fate from the maillog: cleanup(8) or smtpd(8) logs
+        "QUEUEID: discard: ..." or "QUEUEID: hold: ..." for those actions (header_checks(5),
+        access(5)); a delivered one ends with the queue manager's "QUEUEID: removed"."""
+        if not outcome.accepted:
+            return ""
+        found = self.gateway.wait_for_log(
+            rf"\b{outcome.queue_id}: (discard|hold|removed)\b", DISPOSITION_TIMEOUT
+        )
+        return "deliver" if found.group(1) == "removed" else found.group(1)
+
+    def sinkd_disposition(self, outcome: Outcome) -> str:
+        """An accepted message's fate from sinkd's verdict line ("verdict id=ID ...
+        verdict=ACTION"): discard is Postfix's discard, quarantine its hold, the rest deliver."""
+        if not outcome.accepted:
+            return ""
+        action = self.sinkd.verdict(outcome.queue_id)
+        return {"discard": "discard", "quarantine": "hold"}.get(action, "deliver")
 
 
 def records_for(config: FixtureConfig) -> RecordMap:
