@@ -626,6 +626,7 @@ def test_the_registry_and_the_profile_schema_name_the_same_filter_kinds() -> Non
             "format",
             "greylist",
             "rate_limit",
+            "postfix_cleanup",
         }
     )
     for kind, cls in REGISTRY.items():

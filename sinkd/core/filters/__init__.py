@@ -23,6 +23,7 @@ from sinkd.core.filters import (
     format,
     greylist,
     mime,
+    postfix_cleanup,
     rate_limit,
     sender_auth,
     sender_id,
@@ -65,6 +66,7 @@ _KINDS: tuple[type[Filter], ...] = (
     format.FormatFilter,
     greylist.GreylistFilter,
     rate_limit.RateLimitFilter,
+    postfix_cleanup.PostfixCleanupFilter,
 )
 
 REGISTRY: Mapping[str, type[Filter]] = {cls.kind: cls for cls in _KINDS}
