@@ -41,6 +41,7 @@ import dataclasses
 import email.utils
 import errno
 import ipaddress
+import json
 import os
 import random
 import re
@@ -457,6 +458,10 @@ class SinkdServer:
         self.process: subprocess.Popen[str] | None = None
         self.stderr: list[str] = []
 
+    @property
+    def verdict_log(self) -> Path:
+        return self.directory / "verdicts.jsonl"
+
     def start(self) -> SinkdServer:
         command = [
             sys.executable,
@@ -476,6 +481,8 @@ class SinkdServer:
             str(self.directory / "sinkd.db"),
             "--hostname",
             "mx.corp.example",
+            "--verdict-log",
+            str(self.verdict_log),
         ]
         self.process = subprocess.Popen(
             command,
@@ -499,21 +506,14 @@ class SinkdServer:
         for line in stream:
             self.stderr.append(line)
 
-    def verdict(self, message_id: str) -> str:
-        """The verdict sinkd logged for ``message_id`` (its log line "verdict id=ID ...
-        verdict=ACTION", written before the reply; read from the drained stderr)."""
-        pattern = re.compile(rf"\bverdict id={re.escape(message_id)}\b.*?\bverdict=(\w+)")
-        deadline = time.monotonic() + DISPOSITION_TIMEOUT
-        while True:
-            for line in reversed(self.stderr):
-                found = pattern.search(line)
-                if found:
-                    return found.group(1)
-            if time.monotonic() > deadline:
-                pytest.fail(
-                    f"sinkd logged no verdict for {message_id}:\n{''.join(self.stderr[-20:])}"
-                )
-            time.sleep(0.02)
+    def disposition(self, message_id: str) -> str:
+        """Where sinkd put message ``message_id`` (inbox, quarantined, discarded ...): its
+        line in the verdict log, which sinkd writes before it replies (``--verdict-log``)."""
+        for line in self.verdict_log.read_text().splitlines():
+            record = json.loads(line)
+            if record.get("id") == message_id:
+                return str(record["disposition"])
+        pytest.fail(f"sinkd's verdict log has no {message_id}:\n{''.join(self.stderr[-20:])}")
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -856,12 +856,12 @@ class Run:
         return "deliver" if found.group(1) == "removed" else found.group(1)
 
     def sinkd_disposition(self, outcome: Outcome) -> str:
-        """An accepted message's fate from sinkd's verdict line ("verdict id=ID ...
-        verdict=ACTION"): discard is Postfix's discard, quarantine its hold, the rest deliver."""
+        """An accepted message's fate from sinkd's verdict log: discarded is Postfix's discard,
+        quarantined its hold, the rest (inbox, tagged, junk) deliver."""
         if not outcome.accepted:
             return ""
-        action = self.sinkd.verdict(outcome.queue_id)
-        return {"discard": "discard", "quarantine": "hold"}.get(action, "deliver")
+        disposition = self.sinkd.disposition(outcome.queue_id)
+        return {"discarded": "discard", "quarantined": "hold"}.get(disposition, "deliver")
 
 
 def records_for(config: FixtureConfig) -> RecordMap:
