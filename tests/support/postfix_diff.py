@@ -68,7 +68,7 @@ from sinkd.core.message import parse
 from sinkd.lookups.dns import _read_master
 from tests.conftest import free_port, in_ci, require_executable
 from tests.dns_server import DnsTestServer, RecordMap, _TcpServer, _UdpServer
-from tests.postfix_relay import START_TIMEOUT
+from tests.postfix_relay import START_TIMEOUT, require_root
 from tests.support import corpus
 from tests.support.paths import ROOT
 from tests.support.postfix_gateway import Outcome, PostfixGateway, Reply, Stage, send
@@ -876,11 +876,44 @@ def records_for(config: FixtureConfig) -> RecordMap:
     return records
 
 
+def map_types() -> set[str]:
+    """The lookup table types this Postfix supports (``postconf -m``, read with an empty
+    configuration of its own: the system may have no main.cf)."""
+    postconf = shutil.which("postconf", path="/usr/sbin:/usr/bin:/sbin") or require_executable(
+        "postconf", "postfix"
+    )
+    with tempfile.TemporaryDirectory() as empty:
+        (Path(empty) / "main.cf").write_text("")
+        listed = subprocess.run(
+            [postconf, "-c", empty, "-m"], capture_output=True, text=True, timeout=30, check=False
+        )
+    return set(listed.stdout.split())
+
+
+def require_components(config: FixtureConfig) -> None:
+    """Root (Postfix's master, port 53, the mount namespace), unshare, and what the
+    configuration names: pcre tables (Debian's postfix-pcre), policyd-spf
+    (postfix-policyd-spf-python) and postgrey. Missing: skip on a laptop, fail in CI."""
+    require_root()
+    require_executable("unshare", "util-linux")
+    used = " ".join(config.parameters.values())
+    if "pcre:" in used and "pcre" not in map_types():
+        reason = "this Postfix has no pcre tables: install the Debian package 'postfix-pcre'"
+        if in_ci():
+            pytest.fail(f"CI must not skip: {reason}")
+        pytest.skip(reason)
+    if "policyd-spf" in config.master_services:
+        require_executable("policyd-spf", "postfix-policyd-spf-python")
+    if config.uses_postgrey:
+        require_executable("postgrey", "postgrey")
+
+
 @contextlib.contextmanager
 def running(name: str, workdir: Path) -> Iterator[Run]:
     """Import configuration ``name``, start the private DNS, postgrey when it is named, the
     Postfix gateway and sinkd; stop them all afterwards."""
     config = load_config(name)
+    require_components(config)
     imported = import_config(config, workdir / f"{name}.yaml")
     if imported.returncode != 0:
         pytest.fail(f"sinkd profiles import postfix {name} failed:\n{imported.stderr}")
