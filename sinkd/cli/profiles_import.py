@@ -50,7 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             action="store_true",
             help="any item that cannot be translated is an error (exit 2, nothing written)",
         )
-        add_options(sub, "profiles_dirs")
+        add_options(sub, "profiles", "profiles_dirs")
 
 
 def _profile_id(args: argparse.Namespace) -> str:

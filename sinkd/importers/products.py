@@ -4,5 +4,6 @@ them. Owns nothing but that list; each product's syntax is its own module's."""
 from __future__ import annotations
 
 from sinkd.importers import REGISTRY, Importer
+from sinkd.importers import postfix as postfix  # registers `postfix` on import
 
 __all__ = ["REGISTRY", "Importer"]

@@ -627,6 +627,7 @@ def test_the_registry_and_the_profile_schema_name_the_same_filter_kinds() -> Non
             "greylist",
             "rate_limit",
             "postfix_cleanup",
+            "postfix_smtpd",
         }
     )
     for kind, cls in REGISTRY.items():

@@ -145,6 +145,11 @@ def check_run(command: Command, servers: Servers, tmp_path: Path) -> None:
     target, cwd = servers.for_command(command)
     text = rewrite(command.text, target)
     prepare_inputs(text, cwd)
+    for before in command.previous:  # the profile an import above it in its block writes
+        if classify_text(before) is Kind.IMPORT and not EXPECTS_EXIT_2.search(before):
+            prepare_inputs(before, cwd)
+            result = run(before, cwd, command_env(cwd))
+            assert result.returncode == 0, f"$ {before}\n{result.stdout}{result.stderr}"
     result = run(text, cwd, command_env(cwd, SINKD_URL=f"http://{target.http}"))
     shown = f"$ {text}\nexit {result.returncode}\n{result.stdout}{result.stderr}"
     refusals = [m for c in command.comments for m in REPLY.finditer(c) if m.group(1) >= "400"]
@@ -205,6 +210,30 @@ def assert_output_shape(shown: tuple[str, ...], actual: str) -> None:
             assert sample_shapes([line]) <= sample_shapes(lines), f"{line!r} not in\n{actual}"
         else:
             assert masked(line) in map(masked, lines), f"{line!r}: no such line in\n{actual}"
+
+
+EXPECTS_EXIT_2 = re.compile(r"--strict\b")
+
+
+def check_import(command: Command, tmp_path: Path) -> None:
+    """``sinkd profiles import PRODUCT FILE… -o OUT``: run in a directory where the repository's
+    ``docs/`` (its example configurations) is linked in; exit 0, or 2 where a comment says so
+    (``--strict`` with something untranslated); a profile written with ``-o`` loads."""
+    prepare_inputs(command.text, tmp_path)
+    result = run(command.text, tmp_path, command_env(tmp_path))
+    shown = f"$ {command.text}\nexit {result.returncode}\n{result.stdout}{result.stderr}"
+    said = " ".join(command.comments)
+    if "exit 2" in said:
+        assert result.returncode == 2, shown
+        assert "nothing written" in result.stderr, shown
+        return
+    assert result.returncode == 0, shown
+    words = shlex.split(command.text)
+    if "-o" in words:
+        written = tmp_path / words[words.index("-o") + 1]
+        ProfileSet().load(written)  # raises, naming the field, if it does not load
+    else:
+        assert result.stdout.startswith("# Imported by"), shown
 
 
 def check_serve(command: Command, tmp_path: Path) -> None:
@@ -445,6 +474,7 @@ CHECKS: dict[Kind, Check] = {
     Kind.APT: check_apt,
     Kind.BENCH: check_bench,
     Kind.MKDOCS: check_mkdocs,
+    Kind.IMPORT: check_import,
 }
 NEEDS = {"swaks": ("swaks", "swaks"), "curl": ("curl", "curl"), "jq": ("jq", "jq")}
 

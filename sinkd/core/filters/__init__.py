@@ -24,6 +24,7 @@ from sinkd.core.filters import (
     greylist,
     mime,
     postfix_cleanup,
+    postfix_smtpd,
     rate_limit,
     sender_auth,
     sender_id,
@@ -66,6 +67,7 @@ _KINDS: tuple[type[Filter], ...] = (
     format.FormatFilter,
     greylist.GreylistFilter,
     rate_limit.RateLimitFilter,
+    postfix_smtpd.PostfixSmtpdFilter,
     postfix_cleanup.PostfixCleanupFilter,
 )
 

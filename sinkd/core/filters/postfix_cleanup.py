@@ -53,12 +53,16 @@ cleanup_strerror.c, observed in tests/e2e/test_postfix_gateway.py):
 - ``DUNNO`` and ``OK``: as if nothing matched.
 - A message whose size as smtpd counts it is over ``message_size_limit``: ``552 5.3.4 Error:
   message file too big`` at the end of DATA (smtpd.c; observed), whatever the checks said.
+- ``hopcount_limit`` (50) Received: headers or more in the primary header, smtpd's own
+  included: ``554 5.4.0 Error: too many hops`` (cleanup_message.c, cleanup_strerror.c), unless
+  a header REJECT with a 4.x.y code came first. (A Received: header removed by IGNORE still
+  counts, and Postfix checks only at the ones it keeps: sinkd counts them all.)
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -100,6 +104,7 @@ _DEFAULTS: Mapping[str, _Default] = {
     "body_checks_size_limit": _Default("51200", "int", _POSTCONF),
     "line_length_limit": _Default("2048", "int", _POSTCONF),
     "mime_boundary_length_limit": _Default("2048", "int", _POSTCONF),
+    "hopcount_limit": _Default("50", "int", _POSTCONF),
     "disable_mime_input_processing": _Default("no", "bool", _POSTCONF),
     # postconf(5): the default is the system's fully-qualified host name, which a profile
     # cannot know; it only shows in smtpd's own Received: header that header_checks read.
@@ -175,7 +180,8 @@ _CODES = {
 
 # dsn_util.c dsn_valid: an RFC 3463 status code at the start of the text, then space or end.
 _DSN = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})(?=\s|$)")
-_LOG_TEXT = 200  # cleanup_act_log prints the line with %.200s
+_LOG_TEXT = 200
+_BODY = CheckClass.BODY  # cleanup_act_log prints the line with %.200s
 
 
 class Parameter(Spec):
@@ -230,9 +236,10 @@ class PostfixCleanupFilter(Filter):
     kind = "postfix_cleanup"
     Spec = PostfixCleanupSpec
     category = Category.CONTENT
-    categories = (Category.CONTENT, Category.ENVELOPE)
+    categories = (Category.CONTENT, Category.ENVELOPE, Category.FORMAT)
     codes = (
         FindingCode("POSTFIX_CLEANUP_SIZE", "the message is over message_size_limit (552 5.3.4)"),
+        FindingCode("POSTFIX_CLEANUP_HOPS", "hopcount_limit Received: headers or more (554 5.4.0)"),
         *(FindingCode(f"POSTFIX_CLEANUP_{action}", meaning) for action, meaning in _CODES.items()),
     )
 
@@ -338,18 +345,47 @@ class PostfixCleanupFilter(Filter):
                         reply=Reply(552, "5.3.4", "Error: message file too big"),
                     )
                 ]
-        if not any(self.checks.values()):
-            return []
-        return list(self._inspect(ctx))
+        hops = self._hops(ctx)
+        if hops < self.ints["hopcount_limit"]:
+            return list(self._inspect(self._lines(ctx))) if any(self.checks.values()) else []
+        # cleanup_message.c: at a primary Received: header with hopcount_limit or more before
+        # it, cleanup marks the message (CLEANUP_STAT_HOPS) and reads no more body; smtpd.c
+        # answers that before a content REJECT, but after a REJECT with a 4.x.y code.
+        found = list(self._inspect(line for line in self._lines(ctx) if line.check is not _BODY))
+        if any(f.action is Action.TEMPFAIL for f in found):
+            return found
+        return [
+            *(f for f in found if not f.action.refuses),
+            self.finding(
+                "POSTFIX_CLEANUP_HOPS",
+                Action.REJECT,
+                f"The message has {hops} Received: headers, Postfix's own included: "
+                f"hopcount_limit is {self.ints['hopcount_limit']}.",
+                category=Category.FORMAT,
+                detail={"received": hops, **self._parameter("hopcount_limit")},
+                reply=Reply(554, "5.4.0", "Error: too many hops"),
+            ),
+        ]
+
+    def _hops(self, ctx: MessageContext) -> int:
+        """The primary header's Received: headers, smtpd's own first (cleanup's hop count
+        when its primary header ends)."""
+        count = 0
+        for line in self._lines(ctx):
+            if line.check is _BODY or line.check is CheckClass.NESTED_HEADER:
+                break
+            if line.check is CheckClass.HEADER and line.text[:9].lower() == "received:":
+                count += 1
+        return count
 
     def _parameter(self, name: str) -> dict[str, str]:
         given = self.spec.parameters.get(name)
         source = given.source if given is not None and given.source else _DEFAULTS[name].source
         return {"parameter": name, "parameter_source": source}
 
-    def _inspect(self, ctx: MessageContext) -> Iterator[Finding]:
+    def _inspect(self, lines: Iterable[ContentLine]) -> Iterator[Finding]:
         held = False
-        for line in self._lines(ctx):
+        for line in lines:
             check = self.checks[line.check]
             if check is None:
                 continue
