@@ -384,21 +384,22 @@ class Postgrey:
             f"--dbdir={dbdir}",
             f"--pidfile={self.directory / 'postgrey.pid'}",
         ]
-        self.process = subprocess.Popen(
-            in_private_resolver(resolv, command),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=(self.directory / "stderr").open("wb"),
-            start_new_session=True,
-        )
+        with (self.directory / "stderr").open("wb") as stderr:
+            self.process = subprocess.Popen(
+                in_private_resolver(resolv, command),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+                start_new_session=True,
+            )
         deadline = time.monotonic() + READY_TIMEOUT
         while True:  # postgrey binds its port once its database is open
             with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port)):
                 break
             if self.process.poll() is not None or time.monotonic() > deadline:
-                stderr = (self.directory / "stderr").read_text(errors="replace")
+                said = (self.directory / "stderr").read_text(errors="replace")
                 self.stop()
-                pytest.fail(f"postgrey did not start: {stderr}")
+                pytest.fail(f"postgrey did not start: {said}")
             time.sleep(0.05)
         check_private_resolver(self.process.pid, self.dns_server.resolv_conf, "postgrey")
         return self
@@ -460,6 +461,7 @@ class SinkdServer:
         self.port = 0
         self.process: subprocess.Popen[str] | None = None
         self.stderr: list[str] = []
+        self._drainer: threading.Thread | None = None
 
     @property
     def verdict_log(self) -> Path:
@@ -496,7 +498,10 @@ class SinkdServer:
             env=clean_env(),
         )
         assert self.process.stdout is not None and self.process.stderr is not None
-        threading.Thread(target=self._drain, args=(self.process.stderr,), daemon=True).start()
+        self._drainer = threading.Thread(
+            target=self._drain, args=(self.process.stderr,), daemon=True
+        )
+        self._drainer.start()
         line = self.process.stdout.readline().strip()  # the readiness line, or EOF on failure
         ready = READY.match(line)
         if ready is None:
@@ -519,13 +524,20 @@ class SinkdServer:
         pytest.fail(f"sinkd's verdict log has no {message_id}:\n{''.join(self.stderr[-20:])}")
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
+        if self.process is None:
+            return
+        if self.process.poll() is None:
             self.process.terminate()
             try:
                 self.process.wait(STOP_TIMEOUT)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(STOP_TIMEOUT)
+        if self._drainer is not None:
+            self._drainer.join(STOP_TIMEOUT)
+        for stream in (self.process.stdout, self.process.stderr):
+            if stream is not None:
+                stream.close()
 
 
 # --- the cases -----------------------------------------------------------------------------------
