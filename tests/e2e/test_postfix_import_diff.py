@@ -186,7 +186,7 @@ POSTFIX: dict[str, dict[str, str]] = {
     },
     "dnsbl-unknown": {
         "clean": "end-of-data 250",
-        "unknown-reverse-client": "rcpt 450",
+        "unknown-client-name": "rcpt 450",
         "unknown-helo": "rcpt 450",
         "invalid-helo": "rcpt 501",
         "unknown-sender-domain": "rcpt 550",
@@ -197,7 +197,7 @@ POSTFIX: dict[str, dict[str, str]] = {
         "rhsbl-sender": "rcpt 554",
         "rhsbl-helo": "rcpt 554",
         "rhsbl-client": "rcpt 554",
-        "unknown-client-hostname": "end-of-data 250",
+        "client-name-given-by-xclient-passes": "end-of-data 250",
     },
     "content-checks": {
         "clean": "end-of-data 250",

@@ -724,7 +724,11 @@ HANDMADE: dict[str, list[Case]] = {
     ],
     "dnsbl-unknown": [
         _case("clean"),
-        _case("unknown-reverse-client", xclient=_client("192.0.2.90", "[UNAVAILABLE]")),
+        # XCLIENT NAME=[UNAVAILABLE]: reject_unknown_client_hostname refuses (4.7.25). Without
+        # REVERSE_NAME, which sinkd does not accept, smtpd keeps the loopback connection's
+        # reverse name, so reject_unknown_reverse_client_hostname (left untranslated by the
+        # importer) never fires in this harness.
+        _case("unknown-client-name", xclient=_client("192.0.2.90", "[UNAVAILABLE]")),
         _case("unknown-helo", helo="no-such-host.example"),
         _case("invalid-helo", helo="bad_helo!"),
         _case("unknown-sender-domain", sender="someone@no-such-domain.example"),
@@ -737,7 +741,10 @@ HANDMADE: dict[str, list[Case]] = {
         _case("rhsbl-sender", sender="pills@cheap-meds.example"),
         _case("rhsbl-helo", helo="spammy-helo.example"),
         _case("rhsbl-client", xclient=_client("192.0.2.70", "mail.spammy-helo.example")),
-        _case("unknown-client-hostname", xclient=_client("192.0.2.69", "host69.dyn.isp.example")),
+        _case(
+            "client-name-given-by-xclient-passes",
+            xclient=_client("192.0.2.69", "host69.dyn.isp.example"),
+        ),
     ],
     "content-checks": [
         _case("clean"),
