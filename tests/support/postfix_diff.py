@@ -16,7 +16,7 @@ For a configuration (``load_config``):
   first message the harness reads ``/proc/<master>/root/etc/resolv.conf`` (the master's view of
   the file) and refuses to go on unless it is the private one: no query can leave the machine.
   sinkd is given the same server with ``--dns-server``. The records are
-  ``tests/corpus/dns/corpus.zone`` plus each configuration's own (``EXTRA_RECORDS``).
+  ``tests/corpus/dns/corpus.zone`` plus those of the hand-made messages (``BASE_RECORDS``).
 - **postgrey** (``Postgrey``), for a configuration that names ``inet:127.0.0.1:10023``: the
   real postgrey (Debian package) on a free port in the same kind of namespace; main.cf's port is
   rewritten for Postfix only (the import reads the fixture as written).
@@ -27,8 +27,10 @@ Cases (``Case``): the golden corpus with its envelopes, a seeded sample of the S
 public corpus (``public_cases``) and hand-made messages per configuration (``HANDMADE``). Each is
 sent to both with ``tests.support.postfix_gateway.send`` (XCLIENT ADDR/NAME, EHLO, MAIL, RCPT,
 DATA through smtplib, which dot-stuffs and sends CRLF), and ``View``s of the two ``Outcome``s
-are compared (``differences``): the stage that decided, and every reply from MAIL FROM on (and a
-refusing greeting or EHLO reply), code, enhanced code and text, queue ids blanked.
+are compared (``Run.compare``): the stage that decided, every reply from MAIL FROM on (and a
+refusing greeting or EHLO reply) with code, enhanced code and text, queue ids blanked, and what
+became of an accepted message (Postfix's maillog: delivered, discarded or held; sinkd's verdict
+log: the same three), since DISCARD and HOLD answer 250 like a delivery.
 
 What this module must not do: decide which differences are acceptable. The tests name those
 (their KNOWN lists); this module only runs both sides and reports what differs.
@@ -68,7 +70,7 @@ from sinkd.core.message import parse
 from sinkd.lookups.dns import _read_master
 from tests.conftest import free_port, in_ci, require_executable
 from tests.dns_server import DnsTestServer, RecordMap, _TcpServer, _UdpServer
-from tests.postfix_relay import START_TIMEOUT, require_root
+from tests.postfix_relay import require_root
 from tests.support import corpus
 from tests.support.paths import ROOT
 from tests.support.postfix_gateway import Outcome, PostfixGateway, Reply, Stage, send
@@ -123,10 +125,13 @@ class FixtureConfig:
     def policy(self, *, postgrey_port: int | None = None) -> dict[str, str]:
         """The parameters for the private instance: ``/etc/postfix/`` made the instance's own
         ``$config_directory/`` (Postfix expands it), postgrey's port made the test's."""
-        # The frame's smtpd_relay_restrictions is not Postfix's default; a configuration that
-        # leaves it unset gets the default (postconf -d, compatibility_level >= 1), as the
-        # importer assumes.
-        policy = {"smtpd_relay_restrictions": RELAY_DEFAULT}
+        # The frame's smtpd_relay_restrictions and compatibility_level are not Postfix's
+        # defaults: a configuration that leaves them unset gets the defaults (postconf -d:
+        # level 0, under which the relay list is empty; postconf(5) smtpd_relay_restrictions),
+        # as the importer assumes.
+        level = self.parameters.get("compatibility_level", "0")
+        relay = RELAY_DEFAULT if float(level.split(".")[0]) >= 1 else ""
+        policy = {"compatibility_level": level, "smtpd_relay_restrictions": relay}
         for key, value in self.parameters.items():
             value = value.replace("/etc/postfix/", "$config_directory/")
             if postgrey_port is not None:
@@ -950,20 +955,3 @@ def running(name: str, workdir: Path) -> Iterator[Run]:
         sinkd = SinkdServer(imported.profile, dns_server, workdir).start()
         stack.callback(sinkd.stop)
         yield Run(config, imported, gateway, sinkd)
-
-
-__all__ = [
-    "CONFIGS",
-    "HANDMADE",
-    "START_TIMEOUT",
-    "Case",
-    "Compared",
-    "FixtureConfig",
-    "Run",
-    "View",
-    "golden_cases",
-    "load_config",
-    "public_cases",
-    "records_for",
-    "running",
-]
