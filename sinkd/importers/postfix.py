@@ -14,15 +14,19 @@ dropped. It judges no mail and writes no file.
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sinkd.core.filters import postfix_cleanup, postfix_smtpd
+from pydantic import ValidationError
+
+from sinkd.core.filters import REGISTRY, postfix_cleanup, postfix_smtpd
 from sinkd.core.postfix_tables import TableSpec, compile_table
-from sinkd.core.schema import CompileError
+from sinkd.core.profiles import ProfileSet
+from sinkd.core.schema import CompileContext, CompileError
 from sinkd.errors import PolicyImportError
 from sinkd.importers import register
 from sinkd.importers.base import Imported, Untranslated, read_text
@@ -54,6 +58,7 @@ class Support:
     smtpd_parameters: frozenset[str]
     cleanup_parameters: frozenset[str]
     cleanup_actions: frozenset[str]
+    policy_services: frozenset[str]  # the servers check_policy_service may name
 
 
 SUPPORT = Support(
@@ -61,6 +66,7 @@ SUPPORT = Support(
     smtpd_parameters=frozenset(postfix_smtpd.SUPPORTED_PARAMETERS),
     cleanup_parameters=frozenset(postfix_cleanup.SUPPORTED_PARAMETERS),
     cleanup_actions=frozenset(postfix_cleanup.SUPPORTED_ACTIONS),
+    policy_services=frozenset(postfix_smtpd.SUPPORTED_POLICY_SERVICES),
 )
 
 # --- restriction lists --------------------------------------------------------------------------
@@ -242,19 +248,24 @@ EXTERNAL_TABLES = {
 _EXTERNAL_ADVICE = "; export its contents to a text file and use hash: or texthash: instead"
 
 
-@dataclass
-class TableRef:
-    """A table a filter names, with the text of its source and where that came from."""
-
-    name: str
-    spec: dict[str, Any]
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 
-class Untranslatable(Exception):
-    """A table or restriction that cannot be written; the message is the reason.
+def untranslated(origin: str, item: str, reason: str) -> Untranslated:
+    """An untranslated item whose text can be written as a YAML comment: a control character
+    quoted from a configuration file (a NUL in a table) is shown escaped."""
 
-    Internal to the importer (caught and turned into an ``Untranslated`` item), never raised
-    past ``run``."""
+    def shown(text: str) -> str:
+        return _CONTROL.sub(lambda m: f"\\x{ord(m.group(0)):02x}", text)
+
+    return Untranslated(shown(origin), shown(item), shown(reason))
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """Why a table cannot be written (its type asks a server, a pattern sinkd cannot match)."""
+
+    reason: str
 
 
 @dataclass
@@ -269,19 +280,19 @@ class Tables:
     skipped: list[Untranslated] = field(default_factory=list)
     inputs: list[str] = field(default_factory=list)
 
-    def add(self, spec: str, origin: str) -> str:
-        """The table name for ``type:name`` (read on first use); ``Untranslatable`` when its
-        type is one sinkd cannot read."""
+    def add(self, spec: str, origin: str) -> str | Refused:
+        """The table name for ``type:name`` (read on first use), or why it cannot be written.
+        A file that cannot be found, read or parsed is a ``PolicyImportError``."""
         if spec in self.by_spec:
             return self.by_spec[spec]
         kind, colon, name = spec.partition(":")
         if not colon:
-            raise Untranslatable(f"{spec!r} is not a lookup table (expected type:name)")
+            return Refused(f"{spec!r} is not a lookup table (expected type:name)")
         kind = kind.lower()
         if kind == "proxy":  # proxymap(8): the same table, opened by the proxy daemon
             return self.add(name, origin)
         if kind in EXTERNAL_TABLES:
-            raise Untranslatable(f"a {kind}: table {EXTERNAL_TABLES[kind]}{_EXTERNAL_ADVICE}")
+            return Refused(f"a {kind}: table {EXTERNAL_TABLES[kind]}{_EXTERNAL_ADVICE}")
         written: dict[str, Any]
         if kind == "inline":
             text = parse_inline(strip_braces(name), origin)
@@ -307,32 +318,34 @@ class Tables:
             written = {"type": written_type, "source": source}
             base = Path(name.removesuffix(".db")).name
         else:
-            raise Untranslatable(f"{kind}: tables are not a type sinkd knows")
+            return Refused(f"{kind}: tables are not a type sinkd knows")
         if "entries" not in written:
             written["entries"] = [
                 _entry(e.key, e.value, e.origin, e.conditions) for e in text.entries
             ]
-        self._compilable(written)
-        self.skipped.extend(Untranslated(s.origin, s.text, s.reason) for s in text.skipped)
+        refused = self._compilable(written)
+        if refused is not None:
+            return refused
+        self.skipped.extend(untranslated(s.origin, s.text, s.reason) for s in text.skipped)
         table_name = _free_name(_table_name(base), self.specs)
         self.by_spec[spec] = table_name
         self.specs[table_name] = written
         return table_name
 
-    def _compilable(self, written: dict[str, Any]) -> None:
+    def _compilable(self, written: dict[str, Any]) -> Refused | None:
         """Drop, and report, each entry whose pattern the table module cannot translate to
         Python's ``re`` faithfully (its ``CompileError`` says why), so that the profile loads
         with every other entry."""
         while True:
             try:
                 compile_table(TableSpec.model_validate(written), ())
-                return
+                return None
             except CompileError as exc:
                 if len(exc.loc) < 2 or exc.loc[0] != "entries" or not isinstance(exc.loc[1], int):
-                    raise Untranslatable(exc.message) from None
+                    return Refused(exc.message)
                 bad = written["entries"].pop(exc.loc[1])
                 self.skipped.append(
-                    Untranslated(
+                    untranslated(
                         bad["source"],
                         f"{bad['key']} {bad['value']}",
                         f"not translatable to sinkd's pattern matching: {exc.message}",
@@ -357,6 +370,13 @@ class Tables:
         for candidate in candidates:
             if candidate.is_file():
                 return candidate
+        compiled = [c for c in candidates if c.with_name(c.name + ".db").is_file()]
+        if compiled:
+            raise PolicyImportError(
+                f"{origin}: only the compiled {compiled[0]}.db is here: copy the text file "
+                f"{name} from the gateway (the one postmap compiles)",
+                path=origin.rsplit(":", 1)[0],
+            )
         raise PolicyImportError(
             f"{origin}: table file {name} not found (looked in {self.config_dir}; copy it from "
             "the gateway or give --config-dir)",
@@ -419,8 +439,6 @@ RELEVANT_PARAMETERS: dict[str, str] = {
     "smtpd_proxy_filter": "filtering by an external program sinkd does not run (before "
     "queueing); its replies are not in the profile",
     "receive_override_options": "changes which checks cleanup and smtpd apply; not translated",
-    "smtpd_restriction_classes": "restriction classes are not translated (the restrictions "
-    "naming them are reported)",
     "smtpd_reject_unlisted_sender": "sinkd has no recipient tables to tell which senders exist",
     "smtpd_reject_unlisted_recipient": "sinkd has no recipient tables to tell which "
     "recipients exist",
@@ -550,7 +568,7 @@ IGNORED_PREFIXES = (
 
 # What the stages of the seven lists are in Postfix and in sinkd (gap G1 of the notes).
 _DELAY_REJECT_NO = (
-    "smtpd_delay_reject = no: Postfix answers the client restrictions at the greeting and the "
+    "Postfix answers the client restrictions at the greeting and the "
     "HELO restrictions at EHLO; sinkd can refuse no earlier than MAIL FROM, so those refusals "
     "come one or two commands later"
 )
@@ -574,9 +592,10 @@ class _Translation:
     untranslated: list[Untranslated] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     used: set[str] = field(default_factory=set)
+    checked_tables: set[str] = field(default_factory=set)
 
     def skip(self, origin: str, item: str, reason: str) -> None:
-        self.untranslated.append(Untranslated(origin, item, reason))
+        self.untranslated.append(untranslated(origin, item, reason))
 
 
 def translate(config: Config, profile_id: str, support: Support = SUPPORT) -> Imported:
@@ -612,6 +631,19 @@ def translate(config: Config, profile_id: str, support: Support = SUPPORT) -> Im
         if service is not None:
             settings.update({s.name: s for s in service.overrides})
     _report_parameters(settings, used, work)
+
+    if (
+        smtpd.value("soft_bounce").strip().lower() == "yes"
+        and "soft_bounce" not in support.cleanup_parameters
+    ):
+        # smtpd_chat.c turns every 5xx it sends into 4xx, cleanup's content refusals included;
+        # the postfix_smtpd filter does that for its own replies only.
+        work.skip(
+            smtpd.origin("soft_bounce"),
+            "soft_bounce = yes",
+            "Postfix answers cleanup's 5xx refusals (header/body checks, size) with 4xx too; "
+            "sinkd's postfix_cleanup filter keeps them 5xx",
+        )
 
     delay_reject = smtpd.value("smtpd_delay_reject").strip().lower() != "no"
     stage_origin = smtpd.origin("smtpd_delay_reject")
@@ -658,6 +690,8 @@ def translate(config: Config, profile_id: str, support: Support = SUPPORT) -> Im
         smtpd_filter["restrictions"].get(key) for key in ("client", "helo")
     ):
         work.skip(stage_origin, "smtpd_delay_reject = no", _DELAY_REJECT_NO)
+    for filter_spec in (smtpd_filter, cleanup_filter):
+        _check_parameter_values(filter_spec)
     return Imported(
         product="postfix",
         inputs=tuple(inputs),
@@ -665,6 +699,27 @@ def translate(config: Config, profile_id: str, support: Support = SUPPORT) -> Im
         untranslated=work.untranslated,
         notes=work.notes,
     )
+
+
+def _check_parameter_values(filter_spec: dict[str, Any]) -> None:
+    """A parameter value the filter refuses (``message_size_limit = lots``) is bad input, as it
+    is to Postfix ("bad numerical configuration"): an error naming main.cf's line, not a
+    profile that fails to load. Other compile errors are left to the command's load check."""
+    kind = REGISTRY[filter_spec["kind"]]
+    try:
+        kind(
+            kind.Spec.model_validate(filter_spec),
+            CompileContext(lists={}, replies=ProfileSet().catalogue),
+        )
+    except CompileError as exc:
+        if len(exc.loc) >= 2 and exc.loc[0] == "parameters":
+            name = str(exc.loc[1])
+            given = filter_spec["parameters"].get(name, {})
+            raise PolicyImportError(
+                f"{given.get('source', name)}: {name} = {given.get('value', '')}: {exc.message}"
+            ) from None
+    except ValidationError:
+        return  # the command's load check names the field
 
 
 def _overlay(main: dict[str, Setting], service: Service | None) -> dict[str, Setting]:
@@ -708,22 +763,9 @@ def _smtpd_filter(
     services: list[Service],
     work: _Translation,
 ) -> dict[str, Any]:
-    classes = set(split_list(params.value("smtpd_restriction_classes")))
-    for name in sorted(classes):
-        work.used.add(name)  # reported here, not as an unknown parameter
-        if params.is_set(name):
-            work.skip(
-                params.origin(name),
-                f"{name} = {params.raw(name)}",
-                "a restriction class (smtpd_restriction_classes) is not translated: the "
-                "restrictions and table entries naming it are reported or left to the filter",
-            )
-    if classes:
-        work.skip(
-            params.origin("smtpd_restriction_classes"),
-            f"smtpd_restriction_classes = {params.raw('smtpd_restriction_classes')}",
-            RELEVANT_PARAMETERS["smtpd_restriction_classes"],
-        )
+    classes = {c.lower() for c in split_list(params.value("smtpd_restriction_classes"))}
+    # A class named only by table results is reported with each such entry.
+    work.used.update(classes)
     restrictions: dict[str, list[dict[str, Any]]] = {}
     for list_name, key in RESTRICTION_LISTS.items():
         work.used.add(list_name)
@@ -762,17 +804,13 @@ def _smtpd_filter(
     work.used.add("rbl_reply_maps")
     if rbl_maps:
         origin = params.origin("rbl_reply_maps")
-        if "rbl_reply_maps" not in work.support.smtpd_parameters and (
-            "reject_rbl_client" not in work.support.restrictions
-        ):
-            work.skip(origin, "rbl_reply_maps", "not evaluated by sinkd's postfix_smtpd filter")
+        table = tables.add(rbl_maps[0], origin)
+        if isinstance(table, Refused):
+            work.skip(origin, f"rbl_reply_maps = {rbl_maps[0]}", table.reason)
         else:
-            try:
-                filter_spec["rbl_reply_maps"] = {"table": tables.add(rbl_maps[0], origin)}
-            except Untranslatable as exc:
-                work.skip(origin, f"rbl_reply_maps = {rbl_maps[0]}", str(exc))
-            for extra in rbl_maps[1:]:
-                work.skip(origin, f"rbl_reply_maps = … {extra}", "only the first table is read")
+            filter_spec["rbl_reply_maps"] = {"table": table, "source": origin}
+        for extra in rbl_maps[1:]:
+            work.skip(origin, f"rbl_reply_maps = … {extra}", "only the first table is read")
     filter_spec["tables"] = tables.specs
     return filter_spec
 
@@ -784,8 +822,12 @@ def _restrictions(
     services: list[Service],
     classes: set[str],
     work: _Translation,
+    chain: tuple[str, ...] = (),
 ) -> list[dict[str, Any]]:
-    """One list's restrictions in order; each one sinkd cannot evaluate is reported."""
+    """One list's restrictions in order; each one sinkd cannot evaluate is reported. A
+    restriction class (smtpd_restriction_classes) named in the list is its own list evaluated
+    in place, its permit or reject deciding for the list that names it (smtpd_check.c
+    generic_checks), so its restrictions are written in its place, with their own lines."""
     words = split_list(params.value(list_name))
     origins = params.word_origins(list_name, len(words))
     items: list[dict[str, Any]] = []
@@ -810,8 +852,15 @@ def _restrictions(
             index += 1
         shown = f"{list_name}: {name}" + (f" {argument}" if argument else "")
         if lowered in classes:
-            work.skip(
-                origin, shown, "restriction classes (smtpd_restriction_classes) are not translated"
+            if lowered in chain or lowered == list_name:
+                raise PolicyImportError(
+                    f"{origin}: the restriction class {name} names itself "
+                    f"({' -> '.join((*chain, lowered))})",
+                    path=origin.rsplit(":", 1)[0],
+                )
+            work.used.add(lowered)
+            items.extend(
+                _restrictions(lowered, params, tables, services, classes, work, (*chain, lowered))
             )
             continue
         if ":" in lowered and argument is None:
@@ -838,33 +887,49 @@ def _restrictions(
             work.skip(origin, shown, reason)
             continue
         item: dict[str, Any] = {"restriction": lowered}
-        try:
-            if _takes_table(lowered):
-                assert argument is not None
-                item["table"] = tables.add(argument, origin)
-            elif lowered == "check_policy_service":
-                assert argument is not None
-                service, why = _policy_service(argument, services)
-                if service is None:
-                    raise Untranslatable(why)
-                endpoint, *options = split_list(argument)
-                item["service"] = service
-                item["argument"] = endpoint
-                if why:
-                    work.notes.append(f"{origin}: check_policy_service {endpoint}: {why}")
-                if options:
-                    # Postfix 3.0's per-service settings (timeout=, default_action=, …) only
-                    # act when the server fails or is slow, which sinkd's own evaluation is not.
-                    work.notes.append(
-                        f"{origin}: check_policy_service {endpoint}: {', '.join(options)} "
-                        "only matter when the policy server fails or is slow; sinkd evaluates "
-                        "the policy itself"
-                    )
-            elif argument is not None:
-                item["argument"] = argument
-        except Untranslatable as exc:
-            work.skip(origin, shown, str(exc))
-            continue
+        if _takes_table(lowered) and argument is not None:
+            table = tables.add(argument, origin)
+            if isinstance(table, Refused):
+                work.skip(origin, shown, table.reason)
+                continue
+            item["table"] = table
+            _report_restriction_results(tables, table, classes, work)
+        elif lowered == "check_policy_service" and argument is not None:
+            service, why = _policy_service(argument, services)
+            if service is None:
+                work.skip(origin, shown, why)
+                continue
+            if service not in work.support.policy_services:
+                how = why or "recognised from master.cf"
+                known = ", ".join(sorted(work.support.policy_services)) or "none"
+                work.skip(
+                    origin,
+                    shown,
+                    f"{service} ({how}): sinkd's postfix_smtpd filter does not evaluate this "
+                    f"policy server (it evaluates: {known})",
+                )
+                continue
+            endpoint, *options = split_list(argument)
+            item["service"] = service
+            item["argument"] = endpoint
+            if why:
+                work.notes.append(f"{origin}: check_policy_service {endpoint}: {why}")
+            if service == "postgrey" and "--delay" not in why:
+                work.notes.append(
+                    f"{origin}: check_policy_service {endpoint}: postgrey's own options "
+                    "(--delay, whitelists, in /etc/default/postgrey) are not read; sinkd uses "
+                    "postgrey's defaults"
+                )
+            if options:
+                # Postfix 3.0's per-service settings (timeout=, default_action=, …) only act
+                # when the server fails or is slow, which sinkd's own evaluation never is.
+                work.notes.append(
+                    f"{origin}: check_policy_service {endpoint}: {', '.join(options)} only "
+                    "matter when the policy server fails or is slow; sinkd evaluates the "
+                    "policy itself"
+                )
+        elif argument is not None:
+            item["argument"] = argument
         item["source"] = origin
         items.append(item)
     return items
@@ -888,19 +953,107 @@ def _check_relay_protection(params: Parameters, work: _Translation) -> None:
     smtpd_recipient_restrictions, specify at least one working instance of:
     reject_unauth_destination, defer_unauth_destination, reject, defer, defer_if_permit or
     check_relay_domains" (smtpd_check.c), so every RCPT TO fails; sinkd would judge on."""
-    words = [
-        word.lower()
+    classes = {c.lower() for c in split_list(params.value("smtpd_restriction_classes"))}
+    if not any(
+        _has_relay_guard(name, params, classes, ())
         for name in ("smtpd_relay_restrictions", "smtpd_recipient_restrictions")
-        for word in split_list(params.value(name))
-    ]
-    if not _RELAY_GUARDS.intersection(words):
+    ):
         work.skip(
             params.origin("smtpd_recipient_restrictions"),
             "smtpd_relay_restrictions and smtpd_recipient_restrictions",
             "neither list can refuse relaying (reject_unauth_destination, "
             "defer_unauth_destination, reject, defer, defer_if_permit or check_relay_domains): "
-            "Postfix's smtpd stops with a fatal error on such a configuration, sinkd judges on",
+            "Postfix's smtpd stops with a fatal error on such a configuration (observed: the "
+            "client gets no greeting), sinkd judges on",
         )
+
+
+# access(5) results that are actions; any other result is a list of restrictions (or a
+# restriction class) that smtpd evaluates in place.
+_ACCESS_ACTIONS = frozenset(
+    {
+        "OK",
+        "RELAY",
+        "REJECT",
+        "DEFER",
+        "DEFER_IF_REJECT",
+        "DEFER_IF_PERMIT",
+        "BCC",
+        "DISCARD",
+        "DUNNO",
+        "FILTER",
+        "HOLD",
+        "PREPEND",
+        "REDIRECT",
+        "INFO",
+        "WARN",
+    }
+)
+_NUMERIC = re.compile(r"^\d+$")
+
+
+def _report_restriction_results(
+    tables: Tables, name: str, classes: set[str], work: _Translation
+) -> None:
+    """Report the access-table results that name restrictions sinkd does not evaluate there
+    (a restriction class, a restriction with an argument, one the filter does not know): Postfix
+    evaluates them in place (access(5) "restriction..."), the filter cannot."""
+    if name in work.checked_tables:
+        return
+    work.checked_tables.add(name)
+    for entry in tables.specs[name]["entries"]:
+        value = str(entry["value"]).strip()
+        first = value.split(None, 1)[0] if value else ""
+        if first.upper() in _ACCESS_ACTIONS or _NUMERIC.match(first) or ":" in value:
+            continue
+        words = [w.lower() for w in split_list(value)]
+        bad = [
+            w
+            for w in words
+            if w in classes
+            or w not in work.support.restrictions
+            or _takes_table(w)
+            or w in _RBL_RESTRICTIONS
+        ]
+        if bad:
+            why = (
+                "a restriction class (smtpd_restriction_classes)"
+                if bad[0] in classes
+                else f"{bad[0]}, which sinkd does not evaluate as a table result"
+            )
+            work.skip(
+                entry["source"],
+                f"{entry['key']} {entry['value']}",
+                f"the result names {why}: Postfix evaluates it in place, sinkd's postfix_smtpd "
+                "filter answers 451 4.3.5 Server configuration error instead",
+            )
+
+
+def _has_relay_guard(
+    name: str, params: Parameters, classes: set[str], chain: tuple[str, ...]
+) -> bool:
+    """smtpd_check.c has_required(): a guard in the list or in a restriction class it names;
+    ``permit`` before any guard means none (what follows it is never reached), and
+    ``warn_if_reject X`` does not count X."""
+    words = [w.lower() for w in split_list(params.value(name))]
+    index = 0
+    while index < len(words):
+        word = words[index]
+        if word == "warn_if_reject":
+            index += 2
+            continue
+        if word == "permit":
+            return False
+        if word in _RELAY_GUARDS:
+            return True
+        if (
+            word in classes
+            and word not in chain
+            and _has_relay_guard(word, params, classes, (*chain, word))
+        ):
+            return True
+        index += 1
+    return False
 
 
 _POSTGREY_PORT = "10023"
@@ -1037,7 +1190,35 @@ def _host_list(name: str, value: str, origin: str, tables: Tables, work: _Transl
             )
             continue
         words.append(word)
-    return " ".join(words)
+    return " ".join(w for w in words if _host_word_kept(name, w, origin, work))
+
+
+def _host_word_kept(name: str, word: str, origin: str, work: _Translation) -> bool:
+    """Whether the filter can read a list word as Postfix does; each it cannot is reported.
+    Postfix matches such lists in order, first match wins, ``!pattern`` excluding (postconf(5)
+    "match lists"); the filter has no exclusions, and its mynetworks holds addresses only."""
+    shown = f"{name} = … {word}"
+    if word.startswith("!"):
+        work.skip(
+            origin,
+            shown,
+            f"exclusions are not translated: the entry is left out, so what it excludes counts "
+            f"as in {name} when a later entry covers it",
+        )
+        return False
+    if name == "mynetworks":
+        bare = word.removeprefix("[").replace("]", "")
+        try:
+            ipaddress.ip_network(bare, strict=False)
+        except ValueError:
+            work.skip(
+                origin,
+                shown,
+                "mynetworks entries other than addresses and networks (host names, patterns) "
+                "are not translated: left out",
+            )
+            return False
+    return True
 
 
 _CLEANUP_CHECKS = ("header_checks", "mime_header_checks", "nested_header_checks", "body_checks")
@@ -1070,10 +1251,9 @@ def _cleanup_filter(
                 f"{check} = … {extra}",
                 "only the first table of a check is translated (Postfix searches them in order)",
             )
-        try:
-            name = tables.add(specs[0], origin)
-        except Untranslatable as exc:
-            work.skip(origin, f"{check} = {specs[0]}", str(exc))
+        name = tables.add(specs[0], origin)
+        if isinstance(name, Refused):
+            work.skip(origin, f"{check} = {specs[0]}", name.reason)
             continue
         _report_unknown_actions(tables.specs[name], work)
         filter_spec[check] = {"table": name, "source": origin}

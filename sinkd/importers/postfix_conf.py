@@ -275,6 +275,7 @@ POSTFIX_DEFAULTS: dict[str, str] = {
     "disable_mime_input_processing": "no",
     "smtpd_restriction_classes": "",
     "smtpd_policy_service_default_action": "451 4.3.5 Server configuration problem",
+    "soft_bounce": "no",
 }
 
 # Parameters whose values are reply templates, expanded by smtpd when it replies with the

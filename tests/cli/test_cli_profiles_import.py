@@ -268,3 +268,18 @@ def test_the_imported_header_checks_refuse_at_the_end_of_data_with_the_tables_te
     }
     [finding] = [f for f in result["findings"] if f["filter"] == "cleanup"]
     assert "header_checks:2" in json.dumps(finding)
+
+
+def test_control_characters_quoted_from_a_table_do_not_break_the_written_comments(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "clients").write_bytes(b"x\x00y REJECT\n192.0.2.1 REJECT\n")
+    (tmp_path / "main.cf").write_text(
+        "smtpd_client_restrictions = check_client_access cidr:/etc/postfix/clients\n"
+        "smtpd_relay_restrictions = reject_unauth_destination\n",
+        encoding="utf-8",
+    )
+    out = tmp_path / "gw.yaml"
+    code, _ = run("profiles", "import", "postfix", tmp_path / "main.cf", "-o", out)
+    assert code == 0
+    assert "# - clients:1: x\\x00y REJECT: not translatable" in out.read_text(encoding="utf-8")

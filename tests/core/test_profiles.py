@@ -626,8 +626,8 @@ def test_the_registry_and_the_profile_schema_name_the_same_filter_kinds() -> Non
             "format",
             "greylist",
             "rate_limit",
-            "postfix_cleanup",
             "postfix_smtpd",
+            "postfix_cleanup",
         }
     )
     for kind, cls in REGISTRY.items():

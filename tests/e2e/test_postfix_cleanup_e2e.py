@@ -24,6 +24,7 @@ header, which sinkd renders as placeholders.
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -50,6 +51,9 @@ RECIPIENT = f"bob@{GATEWAY_DOMAIN}"
 HELO = "client.example"
 XCLIENT = {"ADDR": "192.0.2.8", "NAME": "mail.sender.example"}
 PUBLIC_PER_KIND = 100  # ham and spam each: 200 public messages per configuration
+# Set to 1 for the whole public corpus instead of the sample (a run of many minutes, asked for
+# by hand: SINKD_POSTFIX_FULL_CORPUS=1 pytest --timeout=0 -k public tests/e2e/<this file>).
+FULL_CORPUS = "SINKD_POSTFIX_FULL_CORPUS"
 
 # A table: (pattern, action, enclosing `if` patterns) in file order.
 Entry = tuple[str, str, tuple[str, ...]]
@@ -235,7 +239,11 @@ def public() -> dict[str, bytes]:
             pytest.fail(f"CI must not skip: {reason}")
         pytest.skip(reason)
     chosen: dict[str, bytes] = {}
-    for kind, paths in sample(files, PUBLIC_PER_KIND).items():
+    everything = os.environ.get(FULL_CORPUS) == "1"
+    picked = (
+        {k: files[k] for k in ("ham", "spam")} if everything else sample(files, PUBLIC_PER_KIND)
+    )
+    for kind, paths in picked.items():
         for path in paths:
             data = as_sent(path.read_bytes())
             if not_a_message(data) is None:
@@ -345,6 +353,9 @@ def test_sinkd_looks_up_every_line_postfix_cleanup_looks_up_in_the_same_class(
     warning_gateway: PostfixGateway, corpus: str
 ) -> None:
     messages = {"hand-made": hand_made, "golden": golden, "public": public}[corpus]()
+    # Postfix refuses it after its headers and logs no body line: its lookups are the
+    # reply test's business.
+    messages.pop("too-many-hops", None)
     wire = {name: on_the_wire(data) for name, data in messages.items()}
     postfix = postfix_lookups(warning_gateway, wire)
     sinkd = {name: modelled(data) for name, data in wire.items()}

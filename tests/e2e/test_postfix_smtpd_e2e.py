@@ -27,6 +27,7 @@ import pytest
 from tests.conftest import StartServer, require_executable
 from tests.support.postfix_gateway import GATEWAY_DOMAIN, Outcome, PostfixGateway, send
 from tests.support.postfix_profile import write_smtpd_profile
+from tests.support.postgrey import Postgrey
 
 pytestmark = pytest.mark.usefixtures("no_internal_errors")
 
@@ -191,6 +192,54 @@ ORDERING_CASES = (
     Case("end-of-data restriction", 554, sender="at-end@sender.example"),
 )
 
+KEY_TABLES = {
+    "client_keys": "192.0.2 REJECT octet prefix\n"
+    ".lan.example REJECT subdomain of lan\n"
+    "host.exact.example 450 4.7.0 exact host\n"
+    "10.0 OK\n",
+    "client_re": "/^203\\.0\\.113\\./ REJECT regexp ip\n/\\.dyn\\.example$/ REJECT dynamic name\n",
+    "helo_keys": ".helo.example REJECT helo sub\n",
+    "sender_keys": "<nullsender> REJECT no bounces\n"
+    ".sub.example REJECT dot-style parent\n"
+    "sub.example DEFER exact only\n"
+    "postmaster@ OK\n"
+    "user@dom.example DEFER_IF_REJECT\n"
+    "gone.example REJECT 5.1.1 gone\n"
+    "mismatch.example 450 5.7.9 class fixed\n",
+}
+KEY_POLICY = {
+    # No smtpd_access_maps: parent domains are looked up as ".parent" (postconf(5)).
+    "parent_domain_matches_subdomains": "relay_domains",
+    "smtpd_null_access_lookup_key": "<nullsender>",
+    "access_map_reject_code": "550",
+    "access_map_defer_code": "451",
+    "smtpd_relay_before_recipient_restrictions": "no",
+    "smtpd_client_restrictions": "check_client_access texthash:$config_directory/client_keys, "
+    "check_client_access regexp:$config_directory/client_re",
+    "smtpd_helo_restrictions": "check_helo_access texthash:$config_directory/helo_keys",
+    "smtpd_sender_restrictions": "check_sender_access texthash:$config_directory/sender_keys",
+    "smtpd_recipient_restrictions": "permit_auth_destination, defer",
+}
+KEY_CASES = (
+    Case("clean"),
+    Case("client address prefix", 550, client={"ADDR": "192.0.2.5", "NAME": "x.example"}),
+    Case("client name's parent", 550, client={"ADDR": "10.9.9.9", "NAME": "a.lan.example"}),
+    Case("client address prefix OK", client={"ADDR": "10.0.5.5", "NAME": "ok.example"}),
+    Case("client name exact", 450, client={"ADDR": "10.9.9.9", "NAME": "host.exact.example"}),
+    Case("client regexp address", 550, client={"ADDR": "203.0.113.5", "NAME": "h.example"}),
+    Case("client regexp name", 550, client={"ADDR": "10.9.9.9", "NAME": "abc.dyn.example"}),
+    Case("HELO parent", 550, helo="a.helo.example"),
+    Case("HELO itself is no subdomain", helo="helo.example"),
+    Case("null sender key", 550, sender=""),
+    Case("sender's dot-style parent", 550, sender="x@a.sub.example"),
+    Case("sender's exact domain with its defer code", 451, sender="x@sub.example"),
+    Case("user@ key", sender="postmaster@any.example"),
+    Case("DEFER_IF_REJECT without a reject", sender="user@dom.example"),
+    Case("recipient list before relay list", 450, recipients=(OUTSIDE,)),
+    Case("a recipient's DSN rejecting a sender", 550, sender="a@gone.example"),
+    Case("a DSN class that disagrees with the code", 450, sender="a@mismatch.example"),
+)
+
 CONFIGS = (
     Config(
         "access tables, delay_reject",
@@ -213,6 +262,46 @@ CONFIGS = (
         ORDERING_TABLES,
         ORDERING_CASES,
         stages=DATA_STAGES,
+    ),
+    Config("lookup keys and parameters", KEY_POLICY, KEY_TABLES, KEY_CASES),
+    Config(
+        "soft_bounce, default relay list, nested and discarding results",
+        {
+            "soft_bounce": "yes",
+            "smtpd_relay_restrictions": "permit_mynetworks, permit_sasl_authenticated, "
+            "defer_unauth_destination",
+            "smtpd_sender_restrictions": "check_sender_access texthash:$config_directory/sb, "
+            "permit",
+            "smtpd_recipient_restrictions": "check_recipient_access "
+            "texthash:$config_directory/sb_rcpt, reject_non_fqdn_recipient",
+        },
+        {
+            "sb": "drop.example DISCARD\nnope.example REJECT nope\nlater.example defer\n",
+            "sb_rcpt": f"held@{GATEWAY_DOMAIN} HOLD\n",
+        },
+        (
+            Case("defer_unauth_destination", 454, recipients=(OUTSIDE,)),
+            Case("soft_bounce turns a reject into a deferral", 454, sender="a@nope.example"),
+            Case("DISCARD accepts", sender="a@drop.example"),
+            Case("HOLD accepts", recipients=(f"held@{GATEWAY_DOMAIN}",)),
+            Case("a restriction name as the result", 450, sender="a@later.example"),
+            Case(
+                "a non-FQDN recipient from mynetworks",
+                404,
+                recipients=("x@corphost",),
+                client={"ADDR": "127.0.0.5", "NAME": "localhost"},
+            ),
+        ),
+    ),
+    Config(
+        "client name check",
+        {"smtpd_client_restrictions": "permit_mynetworks, reject_unknown_client_hostname"},
+        {},
+        (
+            # XCLIENT NAME=[UNAVAILABLE]: smtpd's lookups found no name (XCLIENT_README).
+            Case("no client name", 450, client={"ADDR": "10.9.8.7", "NAME": "[UNAVAILABLE]"}),
+            Case("a client name"),
+        ),
     ),
 )
 
@@ -282,4 +371,54 @@ async def test_sinkd_answers_every_case_as_postfix_does(
         got = transcript(ours, {})
         if got != expected:
             differences.append(f"{case.name}:\n  Postfix: {expected}\n  sinkd:   {got}")
+    assert not differences, "\n".join(differences)
+
+
+# --- postgrey ------------------------------------------------------------------------------
+# A real postgrey behind check_policy_service in Postfix; sinkd's postfix_smtpd kind asks its
+# own greylist memory with postgrey's defaults. Every case is a new triplet, so both answer the
+# first attempt: postgrey's DEFER_IF_PERMIT, which a later reject of the list overrides.
+GREY_TABLES = {"after_grey": f"blocked@{GATEWAY_DOMAIN} REJECT\n"}
+GREY_CASES = (
+    Case("a new triplet is greylisted", 450),
+    Case(
+        "a later reject wins over the greylisting", 554, recipients=(f"blocked@{GATEWAY_DOMAIN}",)
+    ),
+    Case(
+        "several recipients",
+        recipients=(f"ann@{GATEWAY_DOMAIN}", OUTSIDE, f"blocked@{GATEWAY_DOMAIN}"),
+        expect=554,  # every recipient refused: the last refusal decides
+    ),
+    Case("the relay list refuses before postgrey is asked", 554, recipients=("x@y",)),
+)
+
+
+async def test_postgrey_greylists_as_sinkd_does(start_server: StartServer, tmp_path: Path) -> None:
+    require_executable("postfix", "postfix")
+    with Postgrey() as postgrey:
+        address = f"inet:127.0.0.1:{postgrey.port}"
+        policy = {
+            "smtpd_recipient_restrictions": "reject_non_fqdn_recipient, "
+            f"check_policy_service {address}, "
+            "check_recipient_access texthash:$config_directory/after_grey, "
+            "permit_auth_destination, reject",
+        }
+        profile = write_smtpd_profile(
+            tmp_path, "postgrey-policy", policy, GREY_TABLES, services={address: "postgrey"}
+        )
+        app = await start_server(profile=str(profile))
+        assert app.smtp_address is not None
+        with PostfixGateway(policy=policy, tables=GREY_TABLES) as gateway:
+            gateway.start_gateway()
+            differences: list[str] = []
+            for case in GREY_CASES:
+                real = await asyncio.to_thread(run, gateway.smtp_port, case)
+                ours = await asyncio.to_thread(run, app.smtp_address[1], case)
+                if real.final.code != case.expect:
+                    differences.append(f"{case.name}: Postfix answered {real.final}")
+                if transcript(ours, {}) != transcript(real, {}):
+                    differences.append(
+                        f"{case.name}:\n  Postfix: {transcript(real, {})}\n"
+                        f"  sinkd:   {transcript(ours, {})}"
+                    )
     assert not differences, "\n".join(differences)

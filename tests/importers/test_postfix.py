@@ -8,6 +8,8 @@ action the filters do not evaluate.
 
 from __future__ import annotations
 
+import dataclasses
+import re
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -47,6 +49,7 @@ NARROW = Support(
     smtpd_parameters=frozenset({"smtpd_delay_reject", "mynetworks", "relay_domains"}),
     cleanup_parameters=SUPPORT.cleanup_parameters,
     cleanup_actions=SUPPORT.cleanup_actions,
+    policy_services=frozenset({"policyd-spf", "postgrey"}),
 )
 
 
@@ -148,6 +151,7 @@ def test_the_relay_list_takes_its_default_at_compatibility_level_1_and_later(
         NARROW.smtpd_parameters,
         NARROW.cleanup_parameters,
         NARROW.cleanup_actions,
+        NARROW.policy_services,
     )
     result = imported(
         tmp_path, "compatibility_level = 3.6\nmynetworks = 10.0.0.0/8\n", support=support
@@ -311,34 +315,55 @@ def test_restrictions_sinkd_does_not_evaluate_are_untranslated_with_the_reason(
         tmp_path,
         """\
         mynetworks = 10.0.0.0/8
-        smtpd_restriction_classes = from_freemail
-        from_freemail = reject
         smtpd_recipient_restrictions =
             permit_mynetworks
             reject_unverified_recipient
-            check_sender_access hash:/etc/postfix/freemail
-            from_freemail
             reject_no_such_thing
             reject_unauth_destination
         """,
-        {"freemail": "gmail.com from_freemail\n"},
     )
     assert [r["restriction"] for r in smtpd(result)["restrictions"]["recipient"]] == [
         "permit_mynetworks",
-        "check_sender_access",
         "reject_unauth_destination",
     ]
     items = untranslated(result)
     assert items["smtpd_recipient_restrictions: reject_unverified_recipient"] == (
-        "main.cf:6",
+        "main.cf:4",
         "address verification probes the next hop, which sinkd does not do",
     )
-    assert "restriction classes" in items["smtpd_recipient_restrictions: from_freemail"][1]
     assert (
         "451 4.3.5 Server configuration error"
         in (items["smtpd_recipient_restrictions: reject_no_such_thing"][1])
     )
-    assert "restriction classes" in items["smtpd_restriction_classes = from_freemail"][1]
+
+
+def test_a_restriction_class_is_written_in_place_with_its_own_lines(tmp_path: Path) -> None:
+    result = imported(
+        tmp_path,
+        """\
+        smtpd_restriction_classes = strict, very_strict
+        strict = reject_unauth_destination,
+            very_strict
+        very_strict = reject
+        smtpd_recipient_restrictions = permit_mynetworks, strict
+        mynetworks = 127.0.0.0/8
+        """,
+    )
+    recipient = smtpd(result)["restrictions"]["recipient"]
+    assert [(r["restriction"], r["source"]) for r in recipient] == [
+        ("permit_mynetworks", "main.cf:5"),
+        ("reject_unauth_destination", "main.cf:2"),
+        ("reject", "main.cf:4"),
+    ]
+    assert result.untranslated == []
+
+
+def test_a_restriction_class_that_names_itself_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(PolicyImportError, match=r"main\.cf:2: the restriction class a names"):
+        imported(
+            tmp_path,
+            "smtpd_restriction_classes = a\na = b, a\nsmtpd_recipient_restrictions = a\n",
+        )
 
 
 def test_policyd_spf_is_recognised_from_its_master_cf_command(tmp_path: Path) -> None:
@@ -661,25 +686,28 @@ def test_lists_that_cannot_refuse_relaying_are_reported_as_postfix_refuses_them(
     assert "smtpd_relay_restrictions and smtpd_recipient_restrictions" not in untranslated(guarded)
 
 
-def test_a_policy_service_the_filter_does_not_evaluate_is_reported_naming_the_server(
+def test_a_policy_server_the_filter_does_not_evaluate_is_reported_naming_it(
     tmp_path: Path,
 ) -> None:
-    if "check_policy_service" in SUPPORT.restrictions:
-        pytest.skip("the postfix_smtpd filter evaluates policy services now")
+    support = dataclasses.replace(NARROW, policy_services=frozenset({"postgrey"}))
     result = imported(
         tmp_path,
         "smtpd_recipient_restrictions = reject_unauth_destination,"
-        " check_policy_service unix:private/policyd-spf\n",
+        " check_policy_service unix:private/policyd-spf,"
+        " check_policy_service inet:127.0.0.1:10023\n",
         master_cf="policyd-spf unix - n n - 0 spawn user=policyd-spf argv=/usr/bin/policyd-spf\n",
-        support=SUPPORT,
+        support=support,
     )
     origin, reason = untranslated(result)[
         "smtpd_recipient_restrictions: check_policy_service unix:private/policyd-spf"
     ]
     assert origin == "main.cf:1"
     assert reason == (
-        "policyd-spf (recognised from master.cf): not evaluated by sinkd's postfix_smtpd filter"
+        "policyd-spf (recognised from master.cf): sinkd's postfix_smtpd filter does not "
+        "evaluate this policy server (it evaluates: postgrey)"
     )
+    services = [r.get("service") for r in smtpd(result)["restrictions"]["recipient"]]
+    assert services == [None, "postgrey"]
 
 
 def test_data_restrictions_are_translated_and_their_later_answer_is_said(tmp_path: Path) -> None:
@@ -710,6 +738,7 @@ def test_every_table_type_and_restriction_kind_loads_as_a_profile(tmp_path: Path
         smtpd_recipient_restrictions = check_recipient_access static:DUNNO
             check_recipient_access lmdb:/etc/postfix/rcpts
             reject_unauth_destination
+            check_policy_service inet:127.0.0.1:10023
         smtpd_end_of_data_restrictions = check_sender_access regexp:/etc/postfix/eod
         header_checks = pcre:/etc/postfix/header_checks
         body_checks = regexp:/etc/postfix/body_checks
@@ -727,7 +756,7 @@ def test_every_table_type_and_restriction_kind_loads_as_a_profile(tmp_path: Path
         support=SUPPORT,
     )
     assert result.untranslated == []
-    assert smtpd(result)["rbl_reply_maps"] == {"table": "rbl_reply"}
+    assert smtpd(result)["rbl_reply_maps"] == {"table": "rbl_reply", "source": "main.cf:5"}
     assert smtpd(result)["parameters"]["default_rbl_reply"]["value"] == (
         "$rbl_code blocked by $rbl_domain"
     )
@@ -754,3 +783,119 @@ def test_a_default_that_reads_the_gateways_own_host_name_says_it_is_unknown(
     assert "the gateway's host name is unknown here" in mydestination["source"]
     named = imported(tmp_path, "myhostname = mx.example.com\n" + GUARD, support=SUPPORT)
     assert "unknown" not in smtpd(named)["parameters"]["mydestination"]["source"]
+
+
+def test_soft_bounce_goes_to_smtpd_and_is_reported_for_cleanups_refusals(tmp_path: Path) -> None:
+    result = imported(tmp_path, "soft_bounce = yes\n" + GUARD, support=SUPPORT)
+    assert smtpd(result)["parameters"]["soft_bounce"] == {"value": "yes", "source": "main.cf:1"}
+    if "soft_bounce" not in SUPPORT.cleanup_parameters:
+        assert "keeps them 5xx" in untranslated(result)["soft_bounce = yes"][1]
+    else:
+        assert cleanup(result)["parameters"]["soft_bounce"]["value"] == "yes"
+        assert result.untranslated == []
+
+
+def test_table_results_naming_restrictions_sinkd_cannot_evaluate_there_are_reported(
+    tmp_path: Path,
+) -> None:
+    result = imported(
+        tmp_path,
+        "smtpd_restriction_classes = freemail\nfreemail = reject\n"
+        "smtpd_sender_restrictions = check_sender_access hash:/etc/postfix/senders\n" + GUARD,
+        {
+            "senders": "gmail.com freemail\nyahoo.com reject_unauth_destination\n"
+            "a.example OK\nb.example 550 no\nc.example reject_unverified_sender\n"
+        },
+        support=SUPPORT,
+    )
+    items = untranslated(result)
+    assert "restriction class" in items["gmail.com freemail"][1]
+    assert "reject_unverified_sender" in items["c.example reject_unverified_sender"][1]
+    assert "yahoo.com reject_unauth_destination" not in items
+    assert "a.example OK" not in items and "b.example 550 no" not in items
+
+
+def test_the_docs_page_lists_exactly_what_the_filter_kinds_evaluate() -> None:
+    page = (DOCS / "import-postfix.md").read_text(encoding="utf-8")
+
+    def listed(label: str) -> set[str]:
+        [line] = [line for line in page.split("\n- ") if line.startswith(f"**{label}**")]
+        item = line.split("\n\n", 1)[0]  # the item ends with its paragraph
+        return set(re.findall(r"`([^`]+)`", item.split(":", 1)[1]))
+
+    assert listed("Restrictions") == SUPPORT.restrictions
+    assert listed("Policy servers") == SUPPORT.policy_services
+    assert listed("smtpd parameters") == SUPPORT.smtpd_parameters
+    assert listed("cleanup parameters") == SUPPORT.cleanup_parameters
+    assert listed("Header and body check actions") == SUPPORT.cleanup_actions
+
+
+def test_postgrey_found_in_master_cf_still_says_its_own_options_are_not_read(
+    tmp_path: Path,
+) -> None:
+    result = imported(
+        tmp_path,
+        "smtpd_recipient_restrictions = reject_unauth_destination,"
+        " check_policy_service unix:private/greylist\n",
+        master_cf="greylist unix - n n - 0 spawn user=postgrey argv=/usr/sbin/postgrey --unix\n",
+    )
+    assert smtpd(result)["restrictions"]["recipient"][1]["service"] == "postgrey"
+    assert any("postgrey's own options" in note for note in result.notes)
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("message_size_limit = lots", r"^main\.cf:1: message_size_limit = lots: "),
+        ("access_map_reject_code = 5xx", r"^main\.cf:1: access_map_reject_code = 5xx: "),
+        ("header_size_limit = big", r"^main\.cf:1: header_size_limit = big: "),
+    ],
+)
+def test_a_parameter_value_postfix_would_refuse_is_an_error_naming_its_line(
+    tmp_path: Path, setting: str, message: str
+) -> None:
+    with pytest.raises(PolicyImportError, match=message):
+        imported(tmp_path, f"{setting}\n" + GUARD, support=SUPPORT)
+
+
+def test_host_list_entries_the_filter_cannot_read_are_reported_and_left_out(
+    tmp_path: Path,
+) -> None:
+    result = imported(
+        tmp_path,
+        "mynetworks = !192.0.2.1 192.0.2.0/24 [2001:db8::]/32 *.example.com\n"
+        "relay_domains = !sub.example.com example.com\n" + GUARD,
+        support=SUPPORT,
+    )
+    parameters = smtpd(result)["parameters"]
+    assert parameters["mynetworks"]["value"] == "192.0.2.0/24 [2001:db8::]/32"
+    assert parameters["relay_domains"]["value"] == "example.com"
+    items = untranslated(result)
+    assert "exclusions are not translated" in items["mynetworks = … !192.0.2.1"][1]
+    assert "host names" in items["mynetworks = … *.example.com"][1]
+    assert "exclusions are not translated" in items["relay_domains = … !sub.example.com"][1]
+
+
+def test_a_compiled_table_without_its_text_source_is_an_error_saying_which_file_to_copy(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "access.db").write_bytes(b"\x00\x06\x15\x61")
+    with pytest.raises(PolicyImportError, match=r"only the compiled .*access\.db is here"):
+        imported(
+            tmp_path, "smtpd_sender_restrictions = check_sender_access hash:/etc/postfix/access\n"
+        )
+
+
+def test_a_relay_guard_inside_a_restriction_class_counts_and_one_after_permit_does_not(
+    tmp_path: Path,
+) -> None:
+    guarded = imported(
+        tmp_path,
+        "smtpd_restriction_classes = c\nc = reject_unauth_destination\n"
+        "smtpd_recipient_restrictions = c\n",
+    )
+    assert "smtpd_relay_restrictions and smtpd_recipient_restrictions" not in untranslated(guarded)
+    unreachable = imported(
+        tmp_path, "smtpd_recipient_restrictions = permit, reject_unauth_destination\n"
+    )
+    assert "smtpd_relay_restrictions and smtpd_recipient_restrictions" in untranslated(unreachable)

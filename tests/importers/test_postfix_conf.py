@@ -4,6 +4,7 @@ sources of tables (postmap(1), regexp_table(5), pcre_table(5), cidr_table(5), in
 
 from __future__ import annotations
 
+import subprocess
 import textwrap
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from sinkd.importers.postfix_conf import (
     split_list,
     strip_braces,
 )
+from tests.conftest import require_executable
 
 MAIN = Path("main.cf")
 
@@ -233,3 +235,104 @@ def test_inline_tables_split_entries_and_keep_brace_grouped_text() -> None:
     ]
     with pytest.raises(PolicyImportError, match=r"main\.cf:3: inline table entry 'oops'"):
         parse_inline("oops", "main.cf:3")
+
+
+REAL_MAIN_CF = """\
+compatibility_level = 3.6
+mydomain = example.com
+myhostname = mx.$mydomain
+dir = /etc/postfix
+smtpd_banner = $dir/x ${dir}/y $(dir)/z $$HOME
+header_checks = ${mydomain?on} ${nosuchp?on} ${mydomain:off} ${nosuchp:off}
+body_checks = ${mydomain?{a, b}} ${nosuchp:{c d}}
+mydestination = $myhostname, localhost.$mydomain
+# comment
+relay_domains = $mydomain
+  # comment inside
+  sub.$mydomain
+smtpd_client_restrictions = first
+smtpd_client_restrictions = second
+"""
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "smtpd_banner",
+        "header_checks",
+        "body_checks",
+        "mydestination",
+        "relay_domains",
+        "smtpd_client_restrictions",
+        "smtpd_relay_restrictions",
+        "mime_header_checks",
+        "mynetworks_style",
+        "message_size_limit",
+        "default_rbl_reply",
+    ],
+)
+def test_expansion_agrees_with_the_real_postconf(tmp_path: Path, name: str) -> None:
+    """``postconf -x`` expands main.cf as the daemons do; where it is installed, the importer's
+    reading of the same file must give the same values (whitespace aside: postconf prints
+    expanded values with runs of blanks folded)."""
+    postconf = require_executable("postconf", "postfix")
+    (tmp_path / "main.cf").write_text(REAL_MAIN_CF, encoding="utf-8")
+    (tmp_path / "master.cf").write_text("", encoding="utf-8")
+    flags = [] if name == "default_rbl_reply" else ["-x"]  # a template: postconf -h shows it raw
+    real = subprocess.run(
+        [postconf, "-c", str(tmp_path), *flags, "-h", name],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout.strip()
+    ours = params(REAL_MAIN_CF).value(name)
+    assert ours.split() == real.split()
+
+
+def test_master_cf_overrides_agree_with_the_real_postconf(tmp_path: Path) -> None:
+    """``postconf -P`` lists every ``-o`` override as service/type/name = value."""
+    postconf = require_executable("postconf", "postfix")
+    master = textwrap.dedent(
+        """\
+        smtp      inet  n       -       y       -       -       smtpd
+          -o smtpd_delay_reject=no
+          -o { smtpd_helo_restrictions = reject_invalid_helo_hostname, permit }
+        # a comment
+        submission inet n       -       y       -       -       smtpd -o syslog_name=sub
+        policyd-spf  unix  -       n       n       -       0       spawn
+            user=policyd-spf argv=/usr/bin/policyd-spf
+        """
+    )
+    (tmp_path / "main.cf").write_text("", encoding="utf-8")
+    (tmp_path / "master.cf").write_text(master, encoding="utf-8")
+    real = subprocess.run(
+        [postconf, "-c", str(tmp_path), "-P"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout.splitlines()
+    ours = [
+        f"{service.name}/{service.type}/{o.name} = {o.value}"
+        for service in parse_master_cf(master, Path("master.cf"), "master.cf")
+        for o in service.overrides
+    ]
+    assert ours == real
+
+
+@pytest.mark.parametrize("name", ["relay_domains", "smtpd_relay_restrictions", "mynetworks_style"])
+def test_level_0_defaults_agree_with_the_real_postconf(tmp_path: Path, name: str) -> None:
+    """Without compatibility_level, Postfix 3.7 gives the backwards-compatible defaults."""
+    postconf = require_executable("postconf", "postfix")
+    text = "mydestination = a.example\n"
+    (tmp_path / "main.cf").write_text(text, encoding="utf-8")
+    (tmp_path / "master.cf").write_text("", encoding="utf-8")
+    real = subprocess.run(
+        [postconf, "-c", str(tmp_path), "-x", "-h", name],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout.strip()
+    assert params(text).value(name).split() == real.split()

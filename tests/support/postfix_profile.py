@@ -34,9 +34,14 @@ _TABLE_REF = re.compile(r"^(\w+):\$config_directory/(\S+)$")
 
 
 def restriction_list(
-    value: str, parameter: str, tables: Mapping[str, str], used: dict[str, Any]
+    value: str,
+    parameter: str,
+    tables: Mapping[str, str],
+    used: dict[str, Any],
+    services: Mapping[str, str] | None = None,
 ) -> list[dict[str, Any]]:
-    """One ``smtpd_*_restrictions`` value as the filter's list; tables land in ``used``."""
+    """One ``smtpd_*_restrictions`` value as the filter's list; tables land in ``used``;
+    ``services`` says which policy server each ``check_policy_service`` address is."""
     tokens = [t for t in re.split(r"[\s,]+", value) if t]
     out: list[dict[str, Any]] = []
     index = 0
@@ -54,17 +59,25 @@ def restriction_list(
         elif name in _WITH_ARGUMENT:
             index += 1
             item["argument"] = tokens[index]
+        elif name == "check_policy_service":
+            index += 1
+            item["argument"] = tokens[index]
+            item["service"] = (services or {})[tokens[index]]
         out.append(item)
         index += 1
     return out
 
 
-def smtpd_filter(policy: Mapping[str, str], tables: Mapping[str, str]) -> dict[str, Any]:
+def smtpd_filter(
+    policy: Mapping[str, str],
+    tables: Mapping[str, str],
+    services: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
     """The ``postfix_smtpd`` filter for the gateway's frame with ``policy`` over it."""
     merged = {**FRAME, **policy}
     used: dict[str, Any] = {}
     restrictions = {
-        key: restriction_list(merged[parameter], parameter, tables, used)
+        key: restriction_list(merged[parameter], parameter, tables, used, services)
         for key, parameter in LIST_PARAMETER.items()
         if parameter in merged
     }
@@ -84,7 +97,11 @@ def smtpd_filter(policy: Mapping[str, str], tables: Mapping[str, str]) -> dict[s
 
 
 def write_smtpd_profile(
-    directory: Path, profile_id: str, policy: Mapping[str, str], tables: Mapping[str, str]
+    directory: Path,
+    profile_id: str,
+    policy: Mapping[str, str],
+    tables: Mapping[str, str],
+    services: Mapping[str, str] | None = None,
 ) -> Path:
     """A profile file holding only that filter, as ``sinkd serve --profile PATH`` reads it."""
     body = {
@@ -94,7 +111,7 @@ def write_smtpd_profile(
         "models": [
             {"what": "a private Postfix gateway", "source": "tests/support/postfix_gateway.py"}
         ],
-        "filters": [smtpd_filter(policy, tables)],
+        "filters": [smtpd_filter(policy, tables, services)],
     }
     path = directory / f"{profile_id}.yaml"
     path.write_text(yaml.safe_dump(body, sort_keys=False), encoding="utf-8")

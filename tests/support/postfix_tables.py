@@ -57,8 +57,11 @@ def table_spec(type_: TableType, text: str, name: str = "table") -> TableSpec:
     return TableSpec(type=type_, entries=tuple(entries), source=name)
 
 
-def postmap_query(directory: Path, type_: TableType, text: str, key: str) -> str | None:
-    """What ``postmap -q KEY TYPE:FILE`` answers for the table ``text`` (None: not found).
+def postmap_query(
+    directory: Path, type_: TableType, text: str, keys: list[str]
+) -> dict[str, str | None]:
+    """What ``postmap -q - TYPE:FILE`` answers for each of ``keys`` (None: not found), in one
+    run of postmap.
 
     ``directory`` gets an empty main.cf (postmap -c needs one) and the table file; a ``hash``
     table is compiled with postmap first, as a Postfix administrator does."""
@@ -73,12 +76,16 @@ def postmap_query(directory: Path, type_: TableType, text: str, key: str) -> str
             timeout=POSTMAP_TIMEOUT,
         )
     done = subprocess.run(
-        ["postmap", "-c", str(directory), "-q", key, f"{type_}:{table}"],
+        ["postmap", "-c", str(directory), "-q", "-", f"{type_}:{table}"],
+        input="".join(f"{key}\n" for key in keys),
         capture_output=True,
         text=True,
         timeout=POSTMAP_TIMEOUT,
     )
-    if done.returncode == 1:
-        return None
-    assert done.returncode == 0, done.stderr
-    return done.stdout.rstrip("\n")
+    assert done.returncode in (0, 1), done.stderr
+    # postmap(1) -q -: one "key<TAB>value" line per key found, in input order.
+    found: dict[str, str | None] = dict.fromkeys(keys)
+    for line in done.stdout.splitlines():
+        key, _, value = line.partition("\t")
+        found[key] = value
+    return found

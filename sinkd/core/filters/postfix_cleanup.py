@@ -180,6 +180,7 @@ _CODES = {
 
 # dsn_util.c dsn_valid: an RFC 3463 status code at the start of the text, then space or end.
 _DSN = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})(?=\s|$)")
+_DIGITS = re.compile(r"[0-9]+")  # main.cf integers: ASCII digits only
 _LOG_TEXT = 200
 _BODY = CheckClass.BODY  # cleanup_act_log prints the line with %.200s
 
@@ -261,9 +262,9 @@ class PostfixCleanupFilter(Filter):
         for name, default in _DEFAULTS.items():
             where = (*ctx.loc, "parameters", name)
             if default.syntax == "int":
-                if not values[name].isdigit():
+                if _DIGITS.fullmatch(values[name]) is None:
                     raise CompileError(
-                        where, f"{name} must be a number of bytes, not {values[name]!r}"
+                        where, f"{name} must be a whole number, not {values[name]!r}"
                     )
                 self.ints[name] = int(values[name])
             elif default.syntax == "bool" and values[name].lower() not in ("yes", "no"):

@@ -56,6 +56,7 @@ from typing import Literal
 from pydantic import Field
 
 from sinkd.core.filters.base import EnvelopeContext, Filter, MessageContext
+from sinkd.core.filters.greylist import client_network, normalise_sender
 from sinkd.core.model import Action, Category, Envelope, Finding, FindingCode, Reply, Stage
 from sinkd.core.ports import DnsAnswer, Lookups, RecordType
 from sinkd.core.postfix_tables import Table, TableSpec, compile_table
@@ -202,11 +203,24 @@ _PLAIN_RESTRICTIONS = frozenset(
 # What this kind evaluates; the importer translates these and reports every other name. Left
 # out on purpose: reject_unknown_reverse_client_hostname (sinkd's client record has one name,
 # the verified one, not the reverse name), reject_unlisted_recipient/sender (needs the
-# recipient maps of the delivery agents), check_policy_service (not modelled yet), restriction
-# classes, and the *_mx/_ns/_a_access checks (DNS-driven table lookups).
+# recipient maps of the delivery agents), restriction classes, and the *_mx/_ns/_a_access
+# checks (DNS-driven table lookups). check_policy_service is evaluated for the policy servers
+# in SUPPORTED_POLICY_SERVICES only (``service:`` names which one the socket is).
 SUPPORTED_RESTRICTIONS: frozenset[str] = frozenset(
-    _PLAIN_RESTRICTIONS | set(_TABLE_RESTRICTIONS) | set(_RBL_RESTRICTIONS)
+    _PLAIN_RESTRICTIONS
+    | set(_TABLE_RESTRICTIONS)
+    | set(_RBL_RESTRICTIONS)
+    | {"check_policy_service"}
 )
+SUPPORTED_POLICY_SERVICES: frozenset[str] = frozenset({"postgrey"})
+
+# postgrey 1.37 (/usr/sbin/postgrey, Debian 12) defaults: --delay 300, --retry-window 2 days,
+# --max-age 35 days, --ipv4cidr 24, --ipv6cidr 64, --greylist-action DEFER_IF_PERMIT and
+# --greylist-text; with Postfix >= 2.3 (etrn_domain sent) the text gets DSN 4.2.0 first.
+POSTGREY_DELAY = 300.0
+POSTGREY_RETRY_WINDOW = 2 * 86400.0
+POSTGREY_MAX_AGE = 35 * 86400.0
+POSTGREY_TEXT = "4.2.0 Greylisted, see http://postgrey.schweikert.ch/help/{domain}.html"
 
 # smtpd_dsn_fix.h: the reply classes smtpd names in its replies.
 CLIENT, HELO, SENDER, RECIPIENT = (
@@ -218,11 +232,12 @@ CLIENT, HELO, SENDER, RECIPIENT = (
 DATA_CLASS, EOD_CLASS = "Data command", "End-of-data"
 
 _DSN = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})(?:\s+|$)")
-# smtpd_dsn_fix.c: an address DSN X.1.N means the sender's or the recipient's address.
-_SENDER_DSN = {"1": "1.0", "2": "1.8", "3": "1.7", "4": "1.0", "5": "1.0", "6": "1.0", "7": "1.7"}
-_SENDER_DSN["8"] = "1.8"
-_RCPT_DSN = {"1": "1.1", "2": "1.2", "3": "1.3", "4": "1.4", "5": "1.5", "6": "1.6", "7": "1.3"}
-_RCPT_DSN["8"] = "1.2"
+# smtpd_dsn_fix.c dsn_map: an address DSN X.1.N becomes the sender's or the recipient's
+# variant (SND_DSN is X.1.7; X.1.0 for a detail the map does not list).
+_SENDER_DSN = {"1": "1.7", "2": "1.8", "3": "1.7", "4": "1.7", "5": "1.0", "6": "1.7"}
+_SENDER_DSN |= {"7": "1.7", "8": "1.8"}
+_RCPT_DSN = {"1": "1.1", "2": "1.2", "3": "1.3", "4": "1.4", "5": "1.5", "6": "1.6"}
+_RCPT_DSN |= {"7": "1.3", "8": "1.2"}
 
 _STAGE_WORDS = {
     "connect": "when the client connects",
@@ -317,6 +332,8 @@ class PostfixSmtpdFilter(Filter):
     # The SIZE= check and, with smtpd_delay_reject = no, the client/HELO/sender lists are
     # answered at MAIL FROM; with yes this kind finds nothing else at MAIL.
     answers_at_mail = True
+    # postgrey's triplets live in the server's delivery memory (one SMTP process).
+    keeps_state = True
     codes = (
         FindingCode("POSTFIX_SMTPD_REJECT", "a Postfix restriction rejected the command (5xx)"),
         FindingCode("POSTFIX_SMTPD_DEFER", "a Postfix restriction deferred the command (4xx)"),
@@ -465,6 +482,12 @@ class PostfixSmtpdFilter(Filter):
             if restriction.table is None:
                 raise CompileError((*ctx.loc, *loc), f"{name} needs a table")
             self._table(restriction.table, ctx, loc)
+        if name == "check_policy_service" and restriction.service not in SUPPORTED_POLICY_SERVICES:
+            raise CompileError(
+                (*ctx.loc, *loc, "service"),
+                f"policy service {restriction.service or restriction.argument!r} is not "
+                f"modelled (sinkd evaluates: {', '.join(sorted(SUPPORTED_POLICY_SERVICES))})",
+            )
         if name in _RBL_RESTRICTIONS:
             if not restriction.argument:
                 raise CompileError((*ctx.loc, *loc), f"{name} needs the list's domain")
@@ -710,10 +733,12 @@ class PostfixSmtpdFilter(Filter):
             return await self._access(state, restriction, name, where, lookups)
         if name in _RBL_RESTRICTIONS:
             return await self._rbl(state, restriction, name, where, lookups)
+        if name == "check_policy_service":
+            return await self._postgrey(state, where, reply_name, reply_class, lookups)
         if name == "permit":
             return _Permit(_Why(f"{name} permits", where))
         if name == "reject":
-            why = _Why(f"the restriction list ends in {name}", where)
+            why = _Why(f"nothing in {where['list']} decided before its {name}", where)
             return self._reject(
                 state,
                 self.code("reject_code"),
@@ -722,7 +747,7 @@ class PostfixSmtpdFilter(Filter):
                 why,
             )
         if name == "defer":
-            why = _Why(f"the restriction list ends in {name}", where)
+            why = _Why(f"nothing in {where['list']} decided before its {name}", where)
             return self._reject(
                 state,
                 self.code("defer_code"),
@@ -739,7 +764,10 @@ class PostfixSmtpdFilter(Filter):
             self._defer_if(state, kind, reply, why)
             return None
         if name == "permit_mynetworks":
-            client = ipaddress.ip_address(state.client_addr.removeprefix("IPv6:"))
+            try:
+                client = ipaddress.ip_address(state.client_addr.removeprefix("IPv6:"))
+            except ValueError:
+                return None  # no address to match (namadr_list_match finds nothing)
             for network in self.mynetworks:
                 if client.version == network.version and client in network:
                     return _Permit(
@@ -935,6 +963,8 @@ class PostfixSmtpdFilter(Filter):
         lookups: Lookups,
     ) -> _Status:
         """check_table_result(): what an access(5) result means."""
+        if not value.strip():
+            return _Permit(why)  # "In the dark ages, an empty right-hand side meant OK."
         command, _, text = value.strip().partition(" ")
         if "\t" in command:
             command, _, more = command.partition("\t")
@@ -1293,6 +1323,55 @@ class PostfixSmtpdFilter(Filter):
         return self._reject(
             state, code, _fixed_dsn(dsn, reply_class), rest or "Service unavailable", why
         )
+
+    async def _postgrey(
+        self,
+        state: _State,
+        where: dict[str, object],
+        reply_name: str,
+        reply_class: str,
+        lookups: Lookups,
+    ) -> _Status:
+        """check_policy_service with postgrey: its answer applied as an access(5) result."""
+        if state.recipient is None or state.quiet:
+            return None  # postgrey keys on the recipient; a re-evaluation must not count
+        triplet = (
+            client_network(state.client_addr, 24, 64),
+            normalise_sender(state.sender or "", True),
+            state.recipient.lower(),
+        )
+        detail = {**where, "service": "postgrey", "triplet": list(triplet)}
+        memory = lookups.state
+        if memory is None:
+            self._note(
+                state,
+                "POSTFIX_SMTPD_NOT_JUDGED",
+                "postgrey was not consulted: greylisting needs a server that remembers earlier "
+                "attempts, and this check has none (sinkd check)",
+                detail,
+            )
+            return None
+        decision = memory.greylist(
+            triplet, lookups.clock.now(), POSTGREY_DELAY, POSTGREY_RETRY_WINDOW, POSTGREY_MAX_AGE
+        )
+        if decision.passed:
+            if not decision.remembered:
+                self._note(
+                    state,
+                    "POSTFIX_SMTPD_NOT_MODELLED",
+                    f"postgrey lets the triplet pass after {decision.waited:.0f} seconds and "
+                    "answers PREPEND X-Greylist: ...; sinkd does not add the header",
+                    detail,
+                )
+            return None
+        domain = state.recipient.rpartition("@")[2]
+        value = f"DEFER_IF_PERMIT {POSTGREY_TEXT.format(domain=domain)}"
+        why = _Why(
+            f"postgrey has not seen the triplet {'/'.join(triplet)} wait {decision.delay:g} "
+            "seconds yet (greylisting)",
+            {**detail, "value": value, "attempts": decision.attempts},
+        )
+        return await self._table_result(state, value, reply_name, reply_class, why, lookups)
 
     def _variables(self, state: _State) -> dict[str, str]:
         """smtpd_expand_lookup(): the names a reply template may use."""

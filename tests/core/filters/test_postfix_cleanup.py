@@ -308,7 +308,7 @@ async def test_a_zero_message_size_limit_is_no_limit(tmp_path: Path) -> None:
     ("parameters", "extra", "error"),
     [
         ({"smtpd_banner": "x"}, "", r"parameters\.smtpd_banner.*unknown parameter"),
-        ({"message_size_limit": "10m"}, "", r"message_size_limit must be a number"),
+        ({"message_size_limit": "10m"}, "", r"message_size_limit must be a whole number"),
         ({"disable_mime_input_processing": "maybe"}, "", r"must be yes or no"),
         ({}, "\n            body_checks: {table: missing}", r"body_checks\.table.*unknown table"),
     ],

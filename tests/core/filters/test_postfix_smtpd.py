@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
+from sinkd.core.delivery_state import DeliveryState
 from sinkd.core.engine import Pipeline, Router, Transaction
 from sinkd.core.filters.postfix_smtpd import SUPPORTED_PARAMETERS, SUPPORTED_RESTRICTIONS
 from sinkd.core.model import Action, ClientIdentity, Disposition, Reply, Stage, Verdict
@@ -202,6 +203,13 @@ async def test_the_null_sender_is_looked_up_as_the_null_access_key(tmp_path: Pat
     pipeline = smtpd(tmp_path, **senders(("<>", "550 5.7.9 no bounces")))
     (verdict,) = await outcome(pipeline, "")
     assert verdict.reply == Reply(550, "5.7.9", "<>: Sender address rejected: no bounces")
+
+
+async def test_an_address_dsn_is_fixed_to_the_senders_variant(tmp_path: Path) -> None:
+    # smtpd_dsn_fix.c: X.1.1 (a recipient's mailbox) rejecting a sender becomes X.1.7.
+    pipeline = smtpd(tmp_path, **senders(("gone.example", "REJECT 5.1.1 gone")))
+    (verdict,) = await outcome(pipeline, "a@gone.example")
+    assert verdict.reply == Reply(554, "5.1.7", "<a@gone.example>: Sender address rejected: gone")
 
 
 async def test_ok_ends_only_its_own_list_so_the_relay_check_still_refuses(tmp_path: Path) -> None:
@@ -415,6 +423,51 @@ async def test_hold_and_discard_accept_and_record(tmp_path: Path) -> None:
     assert [f.code for f in filtered.findings] == ["POSTFIX_SMTPD_NOT_MODELLED"]
 
 
+class Clock:
+    def __init__(self) -> None:
+        self.time = 1_000_000.0
+
+    def now(self) -> float:
+        return self.time
+
+
+async def test_postgrey_defers_if_permitted_and_lets_the_retry_pass(tmp_path: Path) -> None:
+    postgrey = {
+        "restriction": "check_policy_service",
+        "service": "postgrey",
+        "argument": "inet:127.0.0.1:10023",
+    }
+    pipeline = smtpd(tmp_path, restrictions={"recipient": ["reject_non_fqdn_recipient", postgrey]})
+    clock = Clock()
+    lookups = Lookups(state=DeliveryState(), clock=clock)
+    (first,) = await outcome(pipeline, "a@sender.example", lookups=lookups)
+    # the reply Postfix gives postgrey's DEFER_IF_PERMIT 4.2.0 (profiles/replies.yaml
+    # postgrey.greylisted)
+    assert first.reply == Reply(
+        450,
+        "4.2.0",
+        "<bob@corp.example>: Recipient address rejected: Greylisted, see "
+        "http://postgrey.schweikert.ch/help/corp.example.html",
+    )
+    # DEFER_IF_PERMIT: a later reject wins, and an earlier one is answered first.
+    (relay,) = await outcome(
+        pipeline, "a@sender.example", ("x@elsewhere.example",), lookups=lookups
+    )
+    assert relay.reply.code == 554
+    clock.time += 301
+    (retry,) = await outcome(pipeline, "a@sender.example", lookups=lookups)
+    assert retry.reply.code == 250
+    assert "POSTFIX_SMTPD_NOT_MODELLED" in retry.codes
+    (unknown,) = await outcome(pipeline, "a@sender.example")
+    assert unknown.reply.code == 250 and "POSTFIX_SMTPD_NOT_JUDGED" in unknown.codes
+
+
+def test_an_unmodelled_policy_service_is_a_compile_error(tmp_path: Path) -> None:
+    spf = {"restriction": "check_policy_service", "service": "policyd-spf"}
+    with pytest.raises(ProfileError, match="policy service 'policyd-spf' is not modelled"):
+        smtpd(tmp_path, restrictions={"recipient": [spf]})
+
+
 async def test_a_declared_size_over_message_size_limit_is_refused_at_mail(tmp_path: Path) -> None:
     pipeline = smtpd(tmp_path, parameters={"message_size_limit": "1000"})
     verdict = await tx(pipeline).mail("a@sender.example", 1001)
@@ -433,7 +486,10 @@ async def test_data_restrictions_answer_at_the_end_of_data_naming_the_data_comma
     assert verdict.stage is Stage.DATA
     assert verdict.reply == Reply(554, "5.7.1", "<DATA>: Data command rejected: Access denied")
     assert verdict.findings[0].detail["postfix_stage"] == "data"
-    assert "(sinkd answers at the end of DATA" in verdict.findings[0].reason
+    assert verdict.findings[0].reason == (
+        "Nothing in smtpd_data_restrictions decided before its reject, so Postfix refuses it "
+        "at the DATA command (sinkd answers at the end of DATA, its closest stage)."
+    )
 
 
 @pytest.mark.parametrize(
@@ -459,6 +515,6 @@ def test_the_importers_contract_lists_what_the_kind_evaluates() -> None:
     assert {"check_sender_access", "reject_unauth_destination", "reject_rbl_client"} <= (
         SUPPORTED_RESTRICTIONS
     )
-    assert "check_policy_service" not in SUPPORTED_RESTRICTIONS
+    assert "reject_unknown_reverse_client_hostname" not in SUPPORTED_RESTRICTIONS
     assert {"smtpd_delay_reject", "mynetworks", "default_rbl_reply"} <= SUPPORTED_PARAMETERS
     assert Action.REJECT.refuses
