@@ -77,30 +77,23 @@ DATA_AT_END = Known(
 
 def _policy_answer(marker: str) -> Callable[[Compared], bool]:
     """Postfix refused at RCPT TO with a policy server's answer (``marker`` in its text), and
-    sinkd, which did not ask that server, did not refuse there."""
+    sinkd, which did not ask that server, answered otherwise (what the rest of the list says)."""
 
     def applies(compared: Compared) -> bool:
         return (
             compared.postfix.stage == "rcpt"
             and marker in compared.postfix.final[3]
-            and compared.sinkd.stage != "rcpt"
+            and marker not in compared.sinkd.final[3]
         )
 
     return applies
 
 
-POSTGREY = Known(
-    "postgrey-is-not-asked",
-    "check_policy_service inet:127.0.0.1:10023 (postgrey) is left untranslated by the importer: "
-    "sinkd's postfix_smtpd kind does not evaluate it, so first attempts Postfix greylists "
-    "(450 4.2.0 Greylisted) are accepted by sinkd",
-    _policy_answer("Greylisted, see http://postgrey.schweikert.ch/"),
-)
 POLICYD_SPF = Known(
     "policyd-spf-is-not-asked",
     "check_policy_service unix:private/policyd-spf is left untranslated by the importer: "
-    "sinkd's postfix_smtpd kind does not evaluate it, so an SPF fail Postfix refuses "
-    "(550 5.7.23) passes on to what sinkd evaluates next",
+    "sinkd's postfix_smtpd kind does not evaluate policyd-spf, so an SPF fail Postfix refuses "
+    "(550 5.7.23) goes on to the next restriction (here postgrey's greylisting, 450 4.2.0)",
     _policy_answer("SPF fail - not authorized"),
 )
 
@@ -130,7 +123,7 @@ KNOWN: dict[str, list[Known]] = {
     "strict-no-delay": [EARLY_REFUSAL],
     "dnsbl-unknown": [RBL_REPLY_MAPS_KEY],
     "content-checks": [],
-    "policy-services": [POLICYD_SPF, POSTGREY],
+    "policy-services": [POLICYD_SPF],
 }
 
 # What Postfix 3.7.11 answered to each hand-made message (observed): the stage and code.
