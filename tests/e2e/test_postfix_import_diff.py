@@ -163,6 +163,8 @@ POSTFIX: dict[str, dict[str, str]] = {
         "sender-dunno-postmaster": "rcpt 554",
         "sender-ok-partner": "rcpt 554",
         "sender-warn": "end-of-data 250",
+        "sender-hold": "end-of-data 250",
+        "sender-discard": "end-of-data 250",
         "null-sender": "end-of-data 250",
         "relay-denied": "rcpt 554",
         "non-fqdn-recipient": "rcpt 504",

@@ -218,6 +218,8 @@ BASE_RECORDS: RecordMap = {
     "blocked.example": {"A": ["192.0.2.202"]},
     "bulk-sender.example": {"A": ["192.0.2.203"]},
     "monitoring.example": {"A": ["192.0.2.204"]},
+    "bulk-offers.example": {"A": ["192.0.2.205"]},
+    "alerts.example": {"A": ["192.0.2.206"]},
     "corp.example": {"MX": [[10, "mx.corp.example"]]},
     "mx.corp.example": {"A": ["192.0.2.25"]},
     # dnsbl-unknown: a listed client (zen answers from its 127.0.0.2..11 range, SpamCop 127.0.0.2)
@@ -692,6 +694,8 @@ HANDMADE: dict[str, list[Case]] = {
             "sender-ok-partner", sender="bob@partner.example", recipients=["noreply@corp.example"]
         ),
         _case("sender-warn", sender="alerts@monitoring.example"),
+        _case("sender-hold", sender="offers@bulk-offers.example"),
+        _case("sender-discard", sender="noreply@alerts.example"),
         _case("null-sender", sender=""),
         _case("relay-denied", recipients=["carol@elsewhere.example"]),
         _case("non-fqdn-recipient", recipients=["jordan"]),
@@ -874,13 +878,29 @@ class Run:
         ]
 
     def postfix_disposition(self, outcome: Outcome) -> str:
-        """An accepted message's fate from the maillog: cleanup(8) or smtpd(8) logs
-        "QUEUEID: discard: ..." or "QUEUEID: hold: ..." for those actions (header_checks(5),
-        access(5)); a delivered one ends with the queue manager's "QUEUEID: removed"."""
+        """An accepted message's fate from the maillog. An access(5) HOLD or DISCARD is decided
+        at RCPT TO, before smtpd opens the queue file, so smtpd logs it as "NOQUEUE: hold: RCPT
+        from ..." in the same session, before its "QUEUEID: client=" line; a header/body check's
+        is logged by cleanup(8) as "QUEUEID: discard: ..." or "QUEUEID: hold: ..."; a delivered
+        message ends with the queue manager's "QUEUEID: removed"."""
         if not outcome.accepted:
             return ""
+        queue_id = outcome.queue_id
+        opened = self.gateway.wait_for_log(
+            rf"smtpd\[(\d+)\]: {queue_id}: client=", DISPOSITION_TIMEOUT
+        )
+        session = self.gateway.maillog[: opened.start()].splitlines()
+        smtpd = f"smtpd[{opened.group(1)}]: "
+        for line in reversed(session):
+            if smtpd not in line:
+                continue
+            decided = re.search(r"NOQUEUE: (hold|discard): RCPT from", line)
+            if decided:
+                return decided.group(1)
+            if "connect from" in line:
+                break
         found = self.gateway.wait_for_log(
-            rf"\b{outcome.queue_id}: (discard|hold|removed)\b", DISPOSITION_TIMEOUT
+            rf"\b{queue_id}: (discard|hold|removed)\b", DISPOSITION_TIMEOUT
         )
         return "deliver" if found.group(1) == "removed" else found.group(1)
 
