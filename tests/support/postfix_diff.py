@@ -469,6 +469,7 @@ class SinkdServer:
         self.process: subprocess.Popen[str] | None = None
         self.stderr: list[str] = []
         self._drainer: threading.Thread | None = None
+        self._dispositions: dict[str, str] = {}
 
     @property
     def verdict_log(self) -> Path:
@@ -523,12 +524,15 @@ class SinkdServer:
 
     def disposition(self, message_id: str) -> str:
         """Where sinkd put message ``message_id`` (inbox, quarantined, discarded ...): its
-        line in the verdict log, which sinkd writes before it replies (``--verdict-log``)."""
-        for line in self.verdict_log.read_text().splitlines():
-            record = json.loads(line)
-            if record.get("id") == message_id:
-                return str(record["disposition"])
-        pytest.fail(f"sinkd's verdict log has no {message_id}:\n{''.join(self.stderr[-20:])}")
+        line in the verdict log, which sinkd writes before it replies (``--verdict-log``).
+        The log is read once and again only for an id not seen yet."""
+        if message_id not in self._dispositions:
+            for line in self.verdict_log.read_text().splitlines():
+                record = json.loads(line)
+                self._dispositions[str(record["id"])] = str(record["disposition"])
+        if message_id not in self._dispositions:
+            pytest.fail(f"sinkd's verdict log has no {message_id}:\n{''.join(self.stderr[-20:])}")
+        return self._dispositions[message_id]
 
     def stop(self) -> None:
         if self.process is None:
@@ -857,6 +861,55 @@ def deliver(port: int, case: Case) -> Outcome:
     )
 
 
+class MaillogIndex:
+    """What became of each queued message, from one reading of the maillog.
+
+    An access(5) HOLD or DISCARD is decided at RCPT TO, before smtpd opens the queue file, so
+    smtpd logs it as "NOQUEUE: hold: RCPT from ..." in the session that then logs "QUEUEID:
+    client=..."; a header/body check's is logged by cleanup(8) as "QUEUEID: discard: ..." or
+    "QUEUEID: hold: ..." (header_checks(5)); a delivered message ends with the queue manager's
+    "QUEUEID: removed"."""
+
+    _LINE = re.compile(
+        r"postfix/(?P<daemon>smtpd|cleanup|qmgr)\[(?P<pid>\d+)\]: (?:"
+        r"(?P<connect>connect from )|NOQUEUE: (?P<early>hold|discard): RCPT from |"
+        r"(?P<id>[0-9A-F]+): (?:(?P<client>client=)|(?P<action>hold|discard): |"
+        r"(?P<removed>removed$)))"
+    )
+
+    def __init__(self, text: str) -> None:
+        pending: dict[str, str] = {}  # smtpd pid -> its session's HOLD/DISCARD so far
+        self.smtpd: dict[str, str] = {}  # queue id -> "" or the action decided at RCPT TO
+        self.cleanup: dict[str, str] = {}
+        self.removed: set[str] = set()
+        for line in text.splitlines():
+            found = self._LINE.search(line)
+            if found is None:
+                continue
+            pid, queue_id = found.group("pid"), found.group("id")
+            if found.group("connect"):
+                pending.pop(pid, None)
+            elif found.group("early"):
+                pending[pid] = found.group("early")
+            elif found.group("client") and found.group("daemon") == "smtpd":
+                self.smtpd[queue_id] = pending.get(pid, "")
+            elif found.group("action") and found.group("daemon") == "cleanup":
+                self.cleanup[queue_id] = found.group("action")
+            elif found.group("removed"):
+                self.removed.add(queue_id)
+
+    def disposition(self, queue_id: str) -> str | None:
+        """ "deliver", "discard" or "hold"; None while the log does not say yet."""
+        early = self.smtpd.get(queue_id)
+        if early is None:
+            return None
+        if early:
+            return early
+        if queue_id in self.cleanup:
+            return self.cleanup[queue_id]
+        return "deliver" if queue_id in self.removed else None
+
+
 @dataclasses.dataclass
 class Run:
     """Both sides of one configuration, started: ``compare(cases)``."""
@@ -865,9 +918,11 @@ class Run:
     imported: Imported
     gateway: DiffGateway
     sinkd: SinkdServer
+    _maillog: MaillogIndex = dataclasses.field(default_factory=lambda: MaillogIndex(""))
 
     def compare(self, cases: Sequence[Case]) -> list[Compared]:
         sent = [(c, deliver(self.gateway.smtp_port, c), deliver(self.sinkd.port, c)) for c in cases]
+        self._maillog = MaillogIndex(self.gateway.maillog)
         return [
             Compared(
                 c.name,
@@ -878,31 +933,20 @@ class Run:
         ]
 
     def postfix_disposition(self, outcome: Outcome) -> str:
-        """An accepted message's fate from the maillog. An access(5) HOLD or DISCARD is decided
-        at RCPT TO, before smtpd opens the queue file, so smtpd logs it as "NOQUEUE: hold: RCPT
-        from ..." in the same session, before its "QUEUEID: client=" line; a header/body check's
-        is logged by cleanup(8) as "QUEUEID: discard: ..." or "QUEUEID: hold: ..."; a delivered
-        message ends with the queue manager's "QUEUEID: removed"."""
+        """An accepted message's fate from the maillog (``MaillogIndex``), read again until it
+        says (its lines are written within milliseconds of the reply)."""
         if not outcome.accepted:
             return ""
-        queue_id = outcome.queue_id
-        opened = self.gateway.wait_for_log(
-            rf"smtpd\[(\d+)\]: {queue_id}: client=", DISPOSITION_TIMEOUT
-        )
-        session = self.gateway.maillog[: opened.start()].splitlines()
-        smtpd = f"smtpd[{opened.group(1)}]: "
-        for line in reversed(session):
-            if smtpd not in line:
-                continue
-            decided = re.search(r"NOQUEUE: (hold|discard): RCPT from", line)
-            if decided:
-                return decided.group(1)
-            if "connect from" in line:
-                break
-        found = self.gateway.wait_for_log(
-            rf"\b{queue_id}: (discard|hold|removed)\b", DISPOSITION_TIMEOUT
-        )
-        return "deliver" if found.group(1) == "removed" else found.group(1)
+        deadline = time.monotonic() + DISPOSITION_TIMEOUT
+        while (found := self._maillog.disposition(outcome.queue_id)) is None:
+            if time.monotonic() > deadline:
+                pytest.fail(
+                    f"Postfix logged no fate of {outcome.queue_id} within"
+                    f" {DISPOSITION_TIMEOUT:g} s:\n{self.gateway.maillog_tail()}"
+                )
+            time.sleep(0.05)  # postlogd appends asynchronously (as wait_for_log polls)
+            self._maillog = MaillogIndex(self.gateway.maillog)
+        return found
 
     def sinkd_disposition(self, outcome: Outcome) -> str:
         """An accepted message's fate from sinkd's verdict log: discarded is Postfix's discard,
