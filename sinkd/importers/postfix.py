@@ -438,7 +438,6 @@ RELEVANT_PARAMETERS: dict[str, str] = {
     "amavis, spamassassin …); its verdicts are not in the profile",
     "smtpd_proxy_filter": "filtering by an external program sinkd does not run (before "
     "queueing); its replies are not in the profile",
-    "receive_override_options": "changes which checks cleanup and smtpd apply; not translated",
     "smtpd_reject_unlisted_sender": "sinkd has no recipient tables to tell which senders exist",
     "smtpd_reject_unlisted_recipient": "sinkd has no recipient tables to tell which "
     "recipients exist",
@@ -620,7 +619,8 @@ def translate(config: Config, profile_id: str, support: Support = SUPPORT) -> Im
     smtpd_tables = Tables(config.config_dir, config_directory)
     smtpd_filter = _smtpd_filter(display, smtpd, smtpd_tables, services, work)
     cleanup_tables = Tables(config.config_dir, config_directory)
-    cleanup_filter = _cleanup_filter(display, cleanup, cleanup_tables, work)
+    no_checks = _no_header_body_checks(smtpd, work)
+    cleanup_filter = _cleanup_filter(display, cleanup, cleanup_tables, work, no_checks=no_checks)
     work.untranslated.extend(smtpd_tables.skipped)
     work.untranslated.extend(cleanup_tables.skipped)
     inputs.extend(dict.fromkeys(smtpd_tables.inputs + cleanup_tables.inputs))
@@ -893,7 +893,7 @@ def _restrictions(
                 work.skip(origin, shown, table.reason)
                 continue
             item["table"] = table
-            _report_restriction_results(tables, table, classes, work)
+            _report_restriction_results(tables, table, params, classes, work)
         elif lowered == "check_policy_service" and argument is not None:
             service, why = _policy_service(argument, services)
             if service is None:
@@ -993,11 +993,12 @@ _NUMERIC = re.compile(r"^\d+$")
 
 
 def _report_restriction_results(
-    tables: Tables, name: str, classes: set[str], work: _Translation
+    tables: Tables, name: str, params: Parameters, classes: set[str], work: _Translation
 ) -> None:
-    """Report the access-table results that name restrictions sinkd does not evaluate there
-    (a restriction class, a restriction with an argument, one the filter does not know): Postfix
-    evaluates them in place (access(5) "restriction..."), the filter cannot."""
+    """Access-table results that are restrictions (access(5) "restriction..."), which smtpd
+    evaluates in place: a restriction class there is replaced by its restrictions (the same
+    evaluation, smtpd_check.c), and a result naming what the filter cannot evaluate in place
+    (a restriction with an argument, one it does not know) is reported."""
     if name in work.checked_tables:
         return
     work.checked_tables.add(name)
@@ -1006,27 +1007,51 @@ def _report_restriction_results(
         first = value.split(None, 1)[0] if value else ""
         if first.upper() in _ACCESS_ACTIONS or _NUMERIC.match(first) or ":" in value:
             continue
-        words = [w.lower() for w in split_list(value)]
+        words, used_classes = _expand_classes(
+            [w.lower() for w in split_list(value)], params, classes, ()
+        )
         bad = [
             w
             for w in words
-            if w in classes
-            or w not in work.support.restrictions
+            if w not in work.support.restrictions
             or _takes_table(w)
             or w in _RBL_RESTRICTIONS
+            or w in ("check_policy_service", "sleep")
         ]
         if bad:
-            why = (
-                "a restriction class (smtpd_restriction_classes)"
-                if bad[0] in classes
-                else f"{bad[0]}, which sinkd does not evaluate as a table result"
-            )
             work.skip(
                 entry["source"],
                 f"{entry['key']} {entry['value']}",
-                f"the result names {why}: Postfix evaluates it in place, sinkd's postfix_smtpd "
-                "filter answers 451 4.3.5 Server configuration error instead",
+                f"the result names {bad[0]}, which sinkd does not evaluate as a table result: "
+                "Postfix evaluates it in place, sinkd's postfix_smtpd filter answers 451 4.3.5 "
+                "Server configuration error instead",
             )
+        elif used_classes:
+            where = ", ".join(f"{c} = {params.origin(c)}" for c in used_classes)
+            entry["value"] = ", ".join(words)
+            entry["source"] = f"{entry['source']} (restriction class {where})"
+
+
+def _expand_classes(
+    words: list[str], params: Parameters, classes: set[str], chain: tuple[str, ...]
+) -> tuple[list[str], list[str]]:
+    """Restriction words with each restriction class replaced by its own words, recursively,
+    and the classes used. A class naming itself stays as its name (reported by the caller)."""
+    expanded: list[str] = []
+    used: list[str] = []
+    for word in words:
+        if word in classes and word not in chain:
+            inner, inner_used = _expand_classes(
+                [w.lower() for w in split_list(params.value(word))],
+                params,
+                classes,
+                (*chain, word),
+            )
+            expanded.extend(inner)
+            used.extend([word, *inner_used])
+        else:
+            expanded.append(word)
+    return expanded, list(dict.fromkeys(used))
 
 
 def _has_relay_guard(
@@ -1224,8 +1249,38 @@ def _host_word_kept(name: str, word: str, origin: str, work: _Translation) -> bo
 _CLEANUP_CHECKS = ("header_checks", "mime_header_checks", "nested_header_checks", "body_checks")
 
 
+def _no_header_body_checks(params: Parameters, work: _Translation) -> str | None:
+    """postconf(5) receive_override_options, as smtpd passes it to cleanup: with
+    ``no_header_body_checks`` the mail this smtpd receives gets no header or body checks (the
+    setting's origin is returned, else None).
+    ``no_unknown_recipient_checks``, ``no_address_mappings`` and ``no_milters`` turn off what
+    sinkd does not model anyway (recipient tables, address rewriting, milters)."""
+    work.used.add("receive_override_options")
+    options = {o.lower() for o in split_list(params.value("receive_override_options"))}
+    known = {
+        "no_unknown_recipient_checks",
+        "no_address_mappings",
+        "no_header_body_checks",
+        "no_milters",
+    }
+    for option in sorted(options - known):
+        work.skip(
+            params.origin("receive_override_options"),
+            f"receive_override_options = … {option}",
+            "not an option Postfix 3.7 knows (postconf(5)); ignored",
+        )
+    if "no_header_body_checks" not in options:
+        return None
+    return params.origin("receive_override_options")
+
+
 def _cleanup_filter(
-    display: str, params: Parameters, tables: Tables, work: _Translation
+    display: str,
+    params: Parameters,
+    tables: Tables,
+    work: _Translation,
+    *,
+    no_checks: str | None = None,
 ) -> dict[str, Any]:
     filter_spec: dict[str, Any] = {
         "kind": "postfix_cleanup",
@@ -1238,6 +1293,14 @@ def _cleanup_filter(
         value = params.value(check)
         origin = params.origin(check)
         specs = split_list(value)
+        if no_checks is not None:
+            # Not applied to mail from this smtpd: written empty, so that no table is read
+            # and mime/nested checks do not default to header_checks.
+            filter_spec[check] = {
+                "table": None,
+                "source": f"{no_checks}: receive_override_options = no_header_body_checks",
+            }
+            continue
         if check in ("mime_header_checks", "nested_header_checks") and not params.is_set(check):
             # Left out: postfix_cleanup reads them as $header_checks, their Postfix default.
             continue

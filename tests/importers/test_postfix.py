@@ -809,7 +809,13 @@ def test_table_results_naming_restrictions_sinkd_cannot_evaluate_there_are_repor
         support=SUPPORT,
     )
     items = untranslated(result)
-    assert "restriction class" in items["gmail.com freemail"][1]
+    assert "gmail.com freemail" not in items
+    [gmail] = [e for e in smtpd(result)["tables"]["senders"]["entries"] if e["key"] == "gmail.com"]
+    assert gmail == {
+        "key": "gmail.com",
+        "value": "reject",
+        "source": "senders:1 (restriction class freemail = main.cf:2)",
+    }
     assert "reject_unverified_sender" in items["c.example reject_unverified_sender"][1]
     assert "yahoo.com reject_unauth_destination" not in items
     assert "a.example OK" not in items and "b.example 550 no" not in items
@@ -899,3 +905,20 @@ def test_a_relay_guard_inside_a_restriction_class_counts_and_one_after_permit_do
         tmp_path, "smtpd_recipient_restrictions = permit, reject_unauth_destination\n"
     )
     assert "smtpd_relay_restrictions and smtpd_recipient_restrictions" in untranslated(unreachable)
+
+
+def test_no_header_body_checks_for_the_smtp_service_writes_the_checks_empty(
+    tmp_path: Path,
+) -> None:
+    result = imported(
+        tmp_path,
+        "header_checks = regexp:/etc/postfix/missing_is_fine\n"
+        "receive_override_options = no_address_mappings\n" + GUARD,
+        master_cf="smtp inet n - y - - smtpd\n"
+        "  -o receive_override_options=no_header_body_checks,no_milters\n",
+    )
+    found = cleanup(result)
+    source = "master.cf:1 (-o of smtp inet): receive_override_options = no_header_body_checks"
+    assert {k: found[k] for k in _CHECKS} == {k: {"table": None, "source": source} for k in _CHECKS}
+    assert found["tables"] == {}
+    assert result.untranslated == []
