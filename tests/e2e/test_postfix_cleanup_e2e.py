@@ -10,15 +10,16 @@ Two differential tests against the private Postfix of tests/support/postfix_gate
 * What the client sees: the same check tables and size limits in a Postfix gateway and in a
   sinkd server whose profile holds one postfix_cleanup filter; every message is sent to both
   with the same XCLIENT identity, and the stage, code, enhanced code and text of the deciding
-  reply must be equal (the queue id of an accepted message aside). Two configurations: one
+  reply must be equal (the queue id of an accepted message aside), and so must where an
+accepted message went (Postfix's logged DISCARD and HOLD). Two configurations: one
   with realistic checks at Postfix's default sizes, one with small size limits
   (message_size_limit, header_size_limit, body_checks_size_limit) so that the sizes decide.
 
 The checks are realistic ones written from header_checks(5)'s EXAMPLES (the attachment-name
 pattern, the IFRAME exploit) and the usual character-set, subject and body rules, in regexp
-tables (``pcre`` is not installed here, see notes/postfix-import-notes.md). The only
-difference the model keeps is named: the queue id and arrival date of Postfix's own Received:
-header, which sinkd renders as placeholders.
+tables (``pcre`` is not installed here, see notes/postfix-import-notes.md). Two differences
+are named: the queue id and arrival date of Postfix's own Received: header, which sinkd
+renders as placeholders, and cleanup's queue-file size limit (``QUEUE_FILE_MARGIN``).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import pytest
 import yaml
 
 from sinkd.core.as_sent import as_sent, not_a_message
-from sinkd.core.postfix_lines import content_lines, received_header
+from sinkd.core.postfix_lines import content_lines, received_header, smtpd_size
 from tests.conftest import StartServer, in_ci
 from tests.support.corpus import message_names, read_message
 from tests.support.postfix_gateway import (
@@ -384,6 +385,27 @@ def sizes_of(gateway: PostfixGateway) -> dict[str, str]:
     return {k: v for k, v in gateway.policy.items() if k not in ("header_checks", "body_checks")}
 
 
+# The named difference: cleanup(8) also enforces message_size_limit on the queue file
+# (cleanup_init.c set_file_limit), which holds the envelope records and smtpd's Received:
+# header besides the content; sinkd compares smtpd's count of the content only. Measured
+# here by bisection with this test's envelope: Postfix refuses from 946 bytes under the limit.
+QUEUE_FILE_MARGIN = 1024
+
+
+def queue_file_difference(
+    gateway: PostfixGateway, data: bytes, postfix: Outcome, sinkd: Outcome
+) -> bool:
+    """Whether a mismatch is the named one: Postfix's queue-file size refusal of a message
+    whose content is within ``QUEUE_FILE_MARGIN`` under message_size_limit."""
+    limit = int(gateway.policy.get("message_size_limit", "10240000"))
+    size = smtpd_size(on_the_wire(data))
+    return (
+        deciding(postfix)[1:] == (552, "5.3.4", "Error: message file too big")
+        and sinkd.accepted
+        and limit - QUEUE_FILE_MARGIN < size <= limit
+    )
+
+
 SENTINEL = made("Subject: last of the batch\r\n", "x\r\n")
 _SINKD_DISPOSITION = {"quarantined": "quarantined", "discarded": "discarded"}
 
@@ -420,7 +442,8 @@ async def compare(
         postfix, sinkd = await asyncio.to_thread(both, data)
         tally[deciding(postfix)] = tally.get(deciding(postfix), 0) + 1
         if deciding(postfix) != deciding(sinkd):
-            mismatches.append(f"{name}: Postfix {deciding(postfix)} sinkd {deciding(sinkd)}")
+            if not queue_file_difference(gateway, data, postfix, sinkd):
+                mismatches.append(f"{name}: Postfix {deciding(postfix)} sinkd {deciding(sinkd)}")
         elif postfix.accepted:
             accepted[name] = (postfix.queue_id, sinkd.queue_id)
     # Every cleanup line of the batch is logged once the sentinel, sent last, is removed.

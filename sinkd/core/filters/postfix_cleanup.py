@@ -53,6 +53,10 @@ cleanup_strerror.c, observed in tests/e2e/test_postfix_gateway.py):
 - ``DUNNO`` and ``OK``: as if nothing matched.
 - A message whose size as smtpd counts it is over ``message_size_limit``: ``552 5.3.4 Error:
   message file too big`` at the end of DATA (smtpd.c; observed), whatever the checks said.
+  Not modelled: cleanup also holds the queue file to that limit (cleanup_init.c
+  set_file_limit), envelope records and its Received: header included, so Postfix refuses a
+  message whose content is a little under the limit (946 bytes under it with the
+  differential test's envelope) that sinkd accepts.
 - ``hopcount_limit`` (50) Received: headers or more in the primary header, smtpd's own
   included: ``554 5.4.0 Error: too many hops`` (cleanup_message.c, cleanup_strerror.c), unless
   a header REJECT with a 4.x.y code came first. (A Received: header removed by IGNORE still
