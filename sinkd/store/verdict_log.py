@@ -40,7 +40,9 @@ class VerdictLog:
         logged with the id)."""
         line = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
         try:
-            self._append((line + "\n").encode("utf-8"))
+            # backslashreplace: a lone surrogate in some text (an octet a filter kept as it came)
+            # is written as its JSON escape rather than failing the line.
+            self._append((line + "\n").encode("utf-8", "backslashreplace"))
         except OSError as exc:
             self.failures += 1
             log.error(

@@ -99,30 +99,10 @@ POLICYD_SPF = Known(
 )
 
 
-def _rbl_reply_maps_filtered(compared: Compared) -> bool:
-    """Both refused at RCPT TO for zen.spamhaus.org=127.0.0.[2..11]: Postfix with
-    default_rbl_reply, sinkd with the rbl_reply_maps entry keyed "zen.spamhaus.org"."""
-    postfix, sinkd = compared.postfix.final, compared.sinkd.final
-    return (
-        postfix[:3] == sinkd[:3] == ("rcpt", 554, "5.7.1")
-        and "blocked using zen.spamhaus.org" in postfix[3]
-        and "blocked using Spamhaus ZEN" in sinkd[3]
-    )
-
-
-RBL_REPLY_MAPS_KEY = Known(
-    "rbl-reply-maps-key-of-a-filtered-blocklist",
-    "observed: Postfix does not find the rbl_reply_maps entry 'zen.spamhaus.org' for "
-    "'reject_rbl_client zen.spamhaus.org=127.0.0.[2..11]' and answers with default_rbl_reply; "
-    "sinkd's postfix_smtpd kind uses the entry. A bug of the kind to fix (i20-pf-smtpd), named "
-    "here so that the fix removes it (the entry then fails as stale)",
-    _rbl_reply_maps_filtered,
-)
-
 KNOWN: dict[str, list[Known]] = {
     "office-gateway": [DATA_AT_END],
     "strict-no-delay": [EARLY_REFUSAL],
-    "dnsbl-unknown": [RBL_REPLY_MAPS_KEY],
+    "dnsbl-unknown": [],
     "content-checks": [],
     "policy-services": [POLICYD_SPF],
 }

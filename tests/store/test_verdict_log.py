@@ -16,6 +16,7 @@ import pytest
 from sinkd.cli import build_parser, main
 from sinkd.server.runtime import Sinkd
 from sinkd.store import Query
+from sinkd.store.verdict_log import VerdictLog
 from tests.conftest import StartServer
 from tests.support.smtp import GTUBE_MESSAGE, SPAMMY_MESSAGE, TIMEOUT, aio_client, message
 from tests.support.web import base_url
@@ -134,3 +135,13 @@ def test_sinkd_verdict_log_in_the_environment_sets_the_option(
     assert build_parser().parse_args(["serve"]).verdict_log == Path("/data/verdicts.jsonl")
     monkeypatch.setenv("SINKD_VERDICT_LOG", "")
     assert build_parser().parse_args(["serve"]).verdict_log is None
+
+
+def test_a_text_with_a_lone_surrogate_is_written_as_its_json_escape(tmp_path: Path) -> None:
+    # A filter may keep an octet that is no UTF-8 as a surrogate escape; the line is still
+    # written (this write "never raises") and still reads back as the same JSON.
+    log = VerdictLog(tmp_path / "verdicts.jsonl")
+    log.write("m1", {"id": "m1", "reason": "matched \udc93free"})
+    log.close()
+    assert log.failures == 0
+    assert lines(tmp_path / "verdicts.jsonl") == [{"id": "m1", "reason": "matched \udc93free"}]

@@ -399,20 +399,24 @@ class PostfixCleanupFilter(Filter):
             if match is None:
                 continue
             # cleanup_act: the command is up to the first blank, its text after the blanks.
-            value = match.value
+            # The line keeps its octets as surrogate escapes (postfix_lines._text), and a
+            # regexp result may quote it ($1): what people and the SMTP reply see is UTF-8, with
+            # U+FFFD for an octet that is none (Postfix would send the octet itself).
+            value = _displayable(match.value)
             command = re.split(r"[ \t]", value, maxsplit=1)[0]
             text = value[len(command) :].lstrip(" \t")
             action = command.upper()
+            seen = _displayable(line.text[:_LOG_TEXT])
             detail = {
                 "check": line.check.value,
                 "table": name,
                 "entry": match.source,
                 "action": value,
                 "line": line.line,
-                "text": line.text[:_LOG_TEXT],
+                "text": seen,
             }
             where = f"{line.check.value} ({match.source or name})"
-            shown = line.text[:_LOG_TEXT].replace("\n", " ")
+            shown = seen.replace("\n", " ")
             if action == "REJECT":
                 reply = reject_reply(text)
                 tempfail = reply.code < 500
@@ -479,3 +483,8 @@ class PostfixCleanupFilter(Filter):
                 return False
             return not header or re.match(r"^[\x21-\x39\x3b-\x7e]+[ \t]*:", text) is not None
         return True
+
+
+def _displayable(text: str) -> str:
+    """``text`` with its surrogate-escaped octets (not UTF-8 on the wire) as U+FFFD."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")

@@ -1288,9 +1288,10 @@ class PostfixSmtpdFilter(Filter):
         template = self.param("default_rbl_reply")
         template_source = self.params["default_rbl_reply"][1]
         if self.rbl_reply_maps is not None:
-            found = self.rbl_reply_maps.lookup(argument) or (
-                self.rbl_reply_maps.lookup(zone) if zone != argument else None
-            )
+            # Keyed by the restriction's argument as written, answer filter included (observed
+            # with Postfix 3.7: an entry "zen.spamhaus.org" is not used for
+            # "reject_rbl_client zen.spamhaus.org=127.0.0.[2..11]"), while $rbl_domain is the zone.
+            found = self.rbl_reply_maps.lookup(argument)
             if found is not None:
                 template, template_source = found.value, found.source or "rbl_reply_maps"
         variables = self._variables(state)

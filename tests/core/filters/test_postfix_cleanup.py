@@ -349,3 +349,22 @@ async def test_a_header_reject_with_a_4xx_code_is_answered_before_too_many_hops(
     pipeline = cleanup_profile(tmp_path, header=[("/^Subject: later/", "REJECT 4.7.1 not now")])
     verdict = await verdict_of(pipeline, message(subject="later", head=received(60)))
     assert verdict.reply == Reply(451, "4.7.1", "not now")
+
+
+async def test_a_line_with_octets_that_are_no_utf8_is_shown_and_answered_as_utf8(
+    tmp_path: Path,
+) -> None:
+    # spam-1/00056 of the public corpus has a Windows-1252 quote (0x93) in a header line: the
+    # finding's reason, its detail and a reply quoting the line ($1) must be text a JSON
+    # document, a log line and an SMTP reply can carry.
+    raw = message(subject="Your \x93free\x94 offer").replace(b"\xc2\x93", b"\x93")
+    raw = raw.replace(b"\xc2\x94", b"\x94")
+    assert b"\x93free\x94" in raw
+    for action, refused in (("WARN seen", False), ("REJECT no thanks: $1", True)):
+        pipeline = cleanup_profile(tmp_path, header=[("/^Subject: (.*)/", action)])
+        verdict = await verdict_of(pipeline, raw)
+        (finding,) = [f for f in verdict.findings if f.filter == "cleanup"]
+        json.dumps(finding.to_json(), ensure_ascii=False).encode("utf-8")  # no lone surrogate
+        assert "\ufffdfree\ufffd" in finding.reason
+        if refused:
+            assert verdict.reply.text == "no thanks: Your \ufffdfree\ufffd offer"

@@ -405,6 +405,31 @@ async def test_rbl_reply_maps_give_a_zone_its_own_template(tmp_path: Path) -> No
     assert verdict.reply == Reply(554, "5.7.9", "<x@spam.example> is on dbl.example, no reason")
 
 
+async def test_rbl_reply_maps_are_keyed_by_the_argument_with_its_answer_filter(
+    tmp_path: Path,
+) -> None:
+    # Observed with Postfix 3.7 (tests/e2e/test_postfix_import_diff.py, dnsbl-unknown): the
+    # entry for the bare zone is not used when the restriction filters the answer.
+    def pipeline(key: str) -> Pipeline:
+        return smtpd(
+            tmp_path,
+            restrictions={
+                "sender": [
+                    {"restriction": "reject_rhsbl_sender", "argument": "dbl.example=127.0.1.2"}
+                ]
+            },
+            rbl_reply_maps={"table": "rbl"},
+            tables={"rbl": table("hash", (key, "$rbl_code 5.7.9 listed in $rbl_domain"))},
+        )
+
+    resolver = FakeResolver({"spam.example.dbl.example": a("127.0.1.2")})
+    lookups = Lookups(resolver=resolver)
+    (bare,) = await outcome(pipeline("dbl.example"), "x@spam.example", lookups=lookups)
+    assert bare.reply.enhanced == "5.7.1"  # default_rbl_reply
+    (whole,) = await outcome(pipeline("dbl.example=127.0.1.2"), "x@spam.example", lookups=lookups)
+    assert whole.reply == Reply(554, "5.7.9", "listed in dbl.example")
+
+
 async def test_hold_and_discard_accept_and_record(tmp_path: Path) -> None:
     pipeline = smtpd(
         tmp_path,
