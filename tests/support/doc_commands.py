@@ -327,6 +327,9 @@ def prepare_inputs(text: str, cwd: Path) -> None:
         (cwd / "profiles").symlink_to(ROOT / "profiles", target_is_directory=True)
     with contextlib.suppress(FileExistsError):  # the example configurations an import reads
         (cwd / "docs").symlink_to(ROOT / "docs", target_is_directory=True)
+    with contextlib.suppress(FileExistsError):  # the golden corpus a diff --corpus reads
+        (cwd / "tests").mkdir()
+        (cwd / "tests" / "corpus").symlink_to(ROOT / "tests" / "corpus", target_is_directory=True)
     words = shlex.split(text, comments=True)
     for before, word in zip(["", *words], words, strict=False):
         if before in OUTPUT_OPTIONS or word.startswith("-"):
