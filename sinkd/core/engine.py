@@ -69,6 +69,9 @@ class Pipeline:
     _envelope_stage: tuple[tuple[Filter, frozenset[str]], ...] = field(
         init=False, repr=False, compare=False
     )
+    _data_command_stage: tuple[tuple[Filter, frozenset[str]], ...] = field(
+        init=False, repr=False, compare=False
+    )
     _message_stage: tuple[tuple[Filter, frozenset[str]], ...] = field(
         init=False, repr=False, compare=False
     )
@@ -80,6 +83,7 @@ class Pipeline:
         ]
         for attribute, method in (
             ("_envelope_stage", "check_envelope"),
+            ("_data_command_stage", "check_data_command"),
             ("_message_stage", "check_message"),
         ):
             base = getattr(Filter, method)
@@ -142,6 +146,26 @@ class Pipeline:
             return flt.check_envelope(Stage.RCPT, ctx)
 
         return await self._run(self._envelope_stage, _skips(earlier), check)
+
+    @property
+    def answers_data_command(self) -> bool:
+        """Whether a filter of this profile checks anything at the DATA command."""
+        return bool(self._data_command_stage)
+
+    async def at_data_command(
+        self,
+        envelope: Envelope,
+        earlier: Sequence[Finding] = (),
+        lookups: Lookups = NO_LOOKUPS,
+    ) -> list[Finding]:
+        """The findings of the filters that answer the DATA command itself (before 354)."""
+        before = tuple(earlier)
+
+        def check(flt: Filter, so_far: Sequence[Finding]) -> Awaitable[list[Finding]]:
+            ctx = EnvelopeContext(envelope, None, lookups, (*before, *so_far))
+            return flt.check_data_command(ctx)
+
+        return await self._run(self._data_command_stage, _skips(earlier), check)
 
     async def at_data(
         self,
@@ -388,7 +412,8 @@ class Transaction:
     """One SMTP mail transaction, evaluated stage by stage (RFC 5321 §3.3).
 
     ``mail`` and ``rcpt`` return a verdict only when they refuse (the caller stores it and
-    replies with ``verdict.reply``); ``data`` returns one verdict per profile among the accepted
+    replies with ``verdict.reply``), ``data_command`` the verdicts refusing the DATA command
+    (before 354), if all do; ``data`` returns one verdict per profile among the accepted
     recipients. The same object drives ``sinkd check``, so the CLI and the server agree.
     """
 
@@ -402,6 +427,7 @@ class Transaction:
     envelope: Envelope = field(init=False)
     _mail_findings: dict[str, list[Finding]] = field(init=False, default_factory=dict)
     _accepted: list[_Accepted] = field(init=False, default_factory=list)
+    _data_command_findings: dict[str, list[Finding]] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         self.envelope = Envelope(self.client, auth_user=self.auth_user, tls=self.tls)
@@ -429,6 +455,7 @@ class Transaction:
         )
         self._mail_findings.clear()
         self._accepted.clear()
+        self._data_command_findings.clear()
         pipeline = self.router.default
         findings = await self._mail_stage(pipeline)
         answer_now = pipeline.profile.smtp.envelope_reply_stage == "mail"
@@ -467,30 +494,65 @@ class Transaction:
             return [refused]
         verdicts = [v for v in [await self.rcpt(r) for r in rcpts] if v is not None]
         if self.recipients:
-            verdicts.extend(await self.data(raw))
+            refusing = await self.data_command()
+            verdicts.extend(refusing or await self.data(raw))
         return verdicts
 
-    async def data(self, raw: bytes) -> list[Verdict]:
-        """Judge the message once per profile among the accepted recipients: here, or through
-        the ``offload`` port when it takes a message of this size (worker processes), with the
-        same verdicts either way (``judge_message`` is the one judgement)."""
+    def _groups(self) -> list[tuple[Pipeline, Envelope, list[Finding]]]:
+        """Per profile among the accepted recipients: its pipeline, the envelope naming its
+        recipients only, and its MAIL, RCPT (and DATA-command) findings so far."""
         groups: dict[str, list[_Accepted]] = {}
         for accepted in self._accepted:
             groups.setdefault(accepted.pipeline.name, []).append(accepted)
-        pipelines: dict[str, Pipeline] = {}
-        requests: list[DataGroup] = []
+        out = []
         for members in groups.values():
             pipeline = members[0].pipeline
             earlier = [*self._mail_findings.get(pipeline.name, [])]
             for member in members:
                 earlier.extend(member.findings)
+            earlier.extend(self._data_command_findings.get(pipeline.name, []))
+            envelope = dataclasses.replace(self.envelope, rcpt_to=tuple(m.rcpt for m in members))
+            out.append((pipeline, envelope, earlier))
+        return out
+
+    async def data_command(self) -> list[Verdict]:
+        """The DATA command, before its 354: the verdicts refusing it, or [] to go on.
+
+        Only profiles whose filters answer the DATA command are asked (Postfix's
+        smtpd_data_restrictions). SMTP has one reply to DATA for all recipients (RFC 5321
+        §4.1.1.4), so the command is refused only when every profile among the recipients
+        refuses it, with a temporary refusal first (as ``data_reply``); otherwise a profile's
+        refusal is kept and becomes its verdict at the end of DATA. Asked again, as after a
+        refused DATA the client may send it again, it decides afresh."""
+        self._data_command_findings.clear()
+        refusals: list[Verdict] = []
+        groups = self._groups()
+        for pipeline, envelope, earlier in groups:
+            if not pipeline.answers_data_command:
+                continue
+            own = await pipeline.at_data_command(envelope, earlier, self.lookups)
+            self._data_command_findings[pipeline.name] = own
+            if any(f.action.refuses for f in own):
+                verdict = pipeline.decide(
+                    [*earlier, *own], stage=Stage.DATA, envelope=envelope, message_id=self.new_id()
+                )
+                refusals.append(verdict)
+        if not groups or len(refusals) < len(groups):
+            return []
+        return sorted(refusals, key=lambda v: not v.reply.is_temporary)
+
+    async def data(self, raw: bytes) -> list[Verdict]:
+        """Judge the message once per profile among the accepted recipients: here, or through
+        the ``offload`` port when it takes a message of this size (worker processes), with the
+        same verdicts either way (``judge_message`` is the one judgement)."""
+        pipelines: dict[str, Pipeline] = {}
+        requests: list[DataGroup] = []
+        for pipeline, envelope, earlier in self._groups():
             pipelines[pipeline.name] = pipeline
             requests.append(
                 DataGroup(
                     profile=pipeline.name,
-                    envelope=dataclasses.replace(
-                        self.envelope, rcpt_to=tuple(m.rcpt for m in members)
-                    ),
+                    envelope=envelope,
                     earlier=tuple(earlier),
                     message_id=self.new_id(),
                 )
@@ -507,7 +569,7 @@ class DataGroup:
 
     profile: str  # the pipeline's name (its profile id) in the transaction's router
     envelope: Envelope  # with this profile's accepted recipients only
-    earlier: tuple[Finding, ...]  # the MAIL and RCPT findings for them
+    earlier: tuple[Finding, ...]  # the MAIL, RCPT and DATA-command findings for them
     message_id: str
 
 

@@ -774,13 +774,6 @@ def _smtpd_filter(
         # at compatibility_level >= 1, which an older or empty setting does not have.
         if items or key == "relay":
             restrictions[key] = items
-    if restrictions.get("data"):
-        work.skip(
-            params.origin("smtpd_data_restrictions"),
-            "smtpd_data_restrictions",
-            "Postfix answers these at the DATA command; sinkd has no DATA-command stage and "
-            "gives the same reply at the end of DATA",
-        )
     _check_relay_protection(params, work)
     uses_mynetworks = any(
         item["restriction"] == "permit_mynetworks"

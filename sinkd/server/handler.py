@@ -260,6 +260,22 @@ class SinkHandler:
         envelope.rcpt_options.extend(rcpt_options)
         return "250 2.1.5 Ok"
 
+    async def data_command(self, server: SmtpServer) -> str | None:
+        """The reply refusing the DATA command before its 354, stored first, or None to go on
+        (only profiles whose filters answer the DATA command are asked)."""
+        connection = server.connection
+        transaction = connection.transaction
+        if transaction is None or not transaction.recipients:
+            return None  # handle_DATA answers 503
+        try:
+            verdicts = await transaction.data_command()
+        except Exception:
+            log.exception("DATA command evaluation failed")
+            return format_reply(TEMPFAIL_INTERNAL)
+        if not verdicts:
+            return None
+        return await self._commit(verdicts, None, connection.transaction_id)
+
     async def handle_DATA(
         self, server: SmtpServer, session: Session, envelope: SmtpEnvelope
     ) -> str:

@@ -291,6 +291,13 @@ class SinkdSMTP(SMTP):
         if arg:
             await self.push("501 Syntax: DATA")
             return
+        # A profile's filters may answer the DATA command itself (Postfix's
+        # smtpd_data_restrictions, smtpd.c data_cmd()): their refusal replaces the 354, and the
+        # transaction stays open, as in Postfix (the client may RSET, QUIT or try DATA again).
+        refusal = await self.event_handler.data_command(self)
+        if refusal is not None:
+            await self.push(refusal)
+            return
         await self.push("354 End data with <CR><LF>.<CR><LF>")
         try:
             content, refusal = await self._read_data()

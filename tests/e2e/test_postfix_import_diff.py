@@ -68,12 +68,6 @@ EARLY_REFUSAL = Known(
     "XCLIENT) and a HELO name at EHLO; sinkd gives the same reply at MAIL FROM",
     _answered_at(("connect", "helo"), "mail"),
 )
-DATA_AT_END = Known(
-    "data-restrictions-answer-at-end-of-data",
-    "sinkd's engine has no stage at the DATA command: a refusal of smtpd_data_restrictions, "
-    "which Postfix gives as the reply to DATA, comes with the same text after the message",
-    _answered_at(("data",), "end-of-data"),
-)
 
 
 def _policy_answer(marker: str) -> Callable[[Compared], bool]:
@@ -100,7 +94,7 @@ POLICYD_SPF = Known(
 
 
 KNOWN: dict[str, list[Known]] = {
-    "office-gateway": [DATA_AT_END],
+    "office-gateway": [],
     "strict-no-delay": [EARLY_REFUSAL],
     "dnsbl-unknown": [],
     "content-checks": [],
@@ -110,7 +104,7 @@ KNOWN: dict[str, list[Known]] = {
 # What the importer reports as not translated, by origin: a new item (or one gone) is noticed
 # even when no message of the differential happens to exercise it.
 UNTRANSLATED: dict[str, set[str]] = {
-    "office-gateway": {"main.cf:48"},  # smtpd_data_restrictions: no DATA-command stage
+    "office-gateway": set(),
     "strict-no-delay": {"main.cf:17"},  # smtpd_delay_reject = no: no greeting/EHLO refusal
     "dnsbl-unknown": {
         "main.cf:23",  # smtpd_helo_required (the harness always sends EHLO)

@@ -134,6 +134,14 @@ class Filter:
         """Findings at MAIL (``ctx.rcpt`` is None) or at RCPT (once per recipient)."""
         return []
 
+    async def check_data_command(self, ctx: EnvelopeContext) -> list[Finding]:
+        """Findings at the DATA command, before its 354 (``ctx.rcpt`` is None; ``ctx.envelope``
+        names this profile's accepted recipients): what a product decides from the envelope
+        alone when the client asks to send the message (Postfix's smtpd_data_restrictions).
+        A refusal here is the reply to DATA; a kind that keeps this method answers nothing
+        there and is never called at that stage."""
+        return []
+
     async def check_message(self, ctx: MessageContext) -> list[Finding]:
         """Findings at the end of DATA."""
         return []

@@ -112,14 +112,15 @@ async def outcome(
     rcpts: tuple[str, ...] = ("bob@corp.example",),
     **client: object,
 ) -> list[Verdict]:
-    """Every verdict of one transaction: MAIL's refusal, or each RCPT's refusals and DATA's."""
+    """Every verdict of one transaction: MAIL's refusal, or each RCPT's refusals and the DATA
+    command's refusal or the end of DATA's verdicts."""
     transaction = tx(pipeline, **client)  # type: ignore[arg-type]
     refused = await transaction.mail(mail_from)
     if refused is not None:
         return [refused]
     verdicts = [v for r in rcpts if (v := await transaction.rcpt(r)) is not None]
     if transaction.recipients:
-        verdicts += await transaction.data(MESSAGE)
+        verdicts += await transaction.data_command() or await transaction.data(MESSAGE)
     return verdicts
 
 
@@ -501,20 +502,38 @@ async def test_a_declared_size_over_message_size_limit_is_refused_at_mail(tmp_pa
     assert verdict.reply == Reply(552, "5.3.4", "Message size exceeds fixed limit")
 
 
-async def test_data_restrictions_answer_at_the_end_of_data_naming_the_data_command(
+async def test_data_restrictions_answer_the_data_command_before_the_message(
     tmp_path: Path,
 ) -> None:
     pipeline = smtpd(
         tmp_path, restrictions={"data": [{"restriction": "reject", "source": "main.cf:30"}]}
     )
-    (verdict,) = await outcome(pipeline, "a@sender.example")
+    transaction = tx(pipeline)
+    assert await transaction.mail("a@sender.example") is None
+    assert await transaction.rcpt("bob@corp.example") is None
+    (verdict,) = await transaction.data_command()
     assert verdict.stage is Stage.DATA
     assert verdict.reply == Reply(554, "5.7.1", "<DATA>: Data command rejected: Access denied")
     assert verdict.findings[0].detail["postfix_stage"] == "data"
     assert verdict.findings[0].reason == (
         "Nothing in smtpd_data_restrictions decided before its reject, so Postfix refuses it "
-        "at the DATA command (sinkd answers at the end of DATA, its closest stage)."
+        "at the DATA command."
     )
+
+
+async def test_a_data_restriction_warning_is_kept_for_the_end_of_data_verdict(
+    tmp_path: Path,
+) -> None:
+    warn = {"restriction": "warn_if_reject", "source": "main.cf:30"}
+    reject = {"restriction": "reject", "source": "main.cf:30"}
+    pipeline = smtpd(tmp_path, restrictions={"data": [warn, reject]})
+    transaction = tx(pipeline)
+    assert await transaction.mail("a@sender.example") is None
+    assert await transaction.rcpt("bob@corp.example") is None
+    assert await transaction.data_command() == []
+    (verdict,) = await transaction.data(MESSAGE)
+    assert verdict.reply.code == 250
+    assert [f.detail["postfix_stage"] for f in verdict.findings] == ["data"]
 
 
 @pytest.mark.parametrize(
