@@ -69,6 +69,12 @@ class Pipeline:
     _envelope_stage: tuple[tuple[Filter, frozenset[str]], ...] = field(
         init=False, repr=False, compare=False
     )
+    _connect_stage: tuple[tuple[Filter, frozenset[str]], ...] = field(
+        init=False, repr=False, compare=False
+    )
+    _helo_stage: tuple[tuple[Filter, frozenset[str]], ...] = field(
+        init=False, repr=False, compare=False
+    )
     _data_command_stage: tuple[tuple[Filter, frozenset[str]], ...] = field(
         init=False, repr=False, compare=False
     )
@@ -83,6 +89,8 @@ class Pipeline:
         ]
         for attribute, method in (
             ("_envelope_stage", "check_envelope"),
+            ("_connect_stage", "check_connect"),
+            ("_helo_stage", "check_helo"),
             ("_data_command_stage", "check_data_command"),
             ("_message_stage", "check_message"),
         ):
@@ -146,6 +154,26 @@ class Pipeline:
             return flt.check_envelope(Stage.RCPT, ctx)
 
         return await self._run(self._envelope_stage, _skips(earlier), check)
+
+    def answers_at(self, stage: Stage) -> bool:
+        """Whether a filter of this profile answers at the greeting (``CONNECT``) or at
+        HELO/EHLO (``HELO``): a profile none of whose filters does is never asked there."""
+        return bool(self._connect_stage if stage is Stage.CONNECT else self._helo_stage)
+
+    async def at_session(
+        self, stage: Stage, envelope: Envelope, lookups: Lookups = NO_LOOKUPS
+    ) -> list[Finding]:
+        """The findings of the filters that answer the greeting (``CONNECT``) or HELO/EHLO
+        (``HELO``), before any mail transaction."""
+        checking = self._connect_stage if stage is Stage.CONNECT else self._helo_stage
+
+        def check(flt: Filter, so_far: Sequence[Finding]) -> Awaitable[list[Finding]]:
+            ctx = EnvelopeContext(envelope, None, lookups, tuple(so_far))
+            if stage is Stage.CONNECT:
+                return flt.check_connect(ctx)
+            return flt.check_helo(ctx)
+
+        return await self._run(checking, frozenset(), check)
 
     @property
     def answers_data_command(self) -> bool:
@@ -449,6 +477,20 @@ class Transaction:
             self._mail_findings[pipeline.name] = await pipeline.at_mail(self.envelope, self.lookups)
         return self._mail_findings[pipeline.name]
 
+    async def session(self, stage: Stage) -> Verdict | None:
+        """The greeting (``Stage.CONNECT``) or HELO/EHLO (``Stage.HELO``, the client's HELO
+        name in ``client``): the default profile's refusal there, or None. Before MAIL FROM no
+        recipient names a profile, so the default one answers, as at MAIL."""
+        pipeline = self.router.default
+        if not pipeline.answers_at(stage):
+            return None
+        findings = await pipeline.at_session(stage, self.envelope, self.lookups)
+        if not any(f.action.refuses for f in findings):
+            return None
+        return pipeline.decide(
+            findings, stage=stage, envelope=self.envelope, message_id=self.new_id()
+        )
+
     async def mail(self, mail_from: str, size: int | None = None) -> Verdict | None:
         self.envelope = Envelope(
             self.client, mail_from, (), size, auth_user=self.auth_user, tls=self.tls
@@ -488,7 +530,12 @@ class Transaction:
 
     async def run(self, mail_from: str, rcpts: Sequence[str], raw: bytes) -> list[Verdict]:
         """The whole transaction at once, as a client would send it: the refusal at MAIL, or
-        one verdict per refused recipient plus one per profile that got the message."""
+        one verdict per refused recipient plus one per profile that got the message. A profile
+        answering at the greeting or at HELO refuses there first, as over SMTP."""
+        for stage in (Stage.CONNECT, Stage.HELO):
+            early = await self.session(stage)
+            if early is not None:
+                return [early]
         refused = await self.mail(mail_from, len(raw))
         if refused is not None:
             return [refused]
@@ -614,6 +661,13 @@ async def judge_message(
             )
         )
     return verdicts
+
+
+def access_denied(client: ClientIdentity) -> Reply:
+    """What every command but QUIT gets after the greeting refused the client: Postfix's
+    smtpd.c answers "503 5.7.0 Error: access denied for name[addr]" (RFC 5321 §3.1: after a
+    554 greeting the server answers 503 until QUIT; observed with Postfix 3.7.11)."""
+    return Reply(503, "5.7.0", f"Error: access denied for {client.name or 'unknown'}[{client.ip}]")
 
 
 def data_reply(verdicts: Sequence[Verdict]) -> Reply:

@@ -21,12 +21,13 @@ from aiosmtpd.smtp import Envelope as SmtpEnvelope
 from aiosmtpd.smtp import Session
 
 from sinkd.core.chaos import Chaos, ChaosStage, log_injected
-from sinkd.core.engine import Router
-from sinkd.core.model import Reply, Verdict
+from sinkd.core.engine import Router, access_denied
+from sinkd.core.model import Reply, Stage, Verdict
 from sinkd.errors import BackendError
 from sinkd.server import xclient
 from sinkd.server.options import ServerOptions
 from sinkd.server.session import SmtpServer
+from sinkd.services.ids import new_message_id
 from sinkd.services.judge import Judge
 from sinkd.services.metrics import Metrics
 from sinkd.services.recorder import Recorder, format_reply
@@ -137,6 +138,42 @@ class SinkHandler:
                 return max((p.profile.smtp.tarpit.data for p in pipelines), default=0.0)
         return 0.0
 
+    # --- refusals before MAIL FROM (the default profile's filters that answer there) --------
+
+    async def session_refusal(self, server: SmtpServer, stage: Stage) -> Verdict | None:
+        """The default profile's refusal of the client at the greeting (``Stage.CONNECT``) or
+        at HELO/EHLO (``Stage.HELO``), stored before it is answered, or None to go on. A
+        profile none of whose filters answers there is not asked (no transaction is built)."""
+        if not self.router.default.answers_at(stage) or server.session is None:
+            return None
+        identity = server.connection.identity(server.session, self.options, tls=server.tls)
+        transaction = self.judge.transaction(identity)
+        verdict = await transaction.session(stage)
+        if verdict is None:
+            return None
+        await self.recorder.commit([verdict], None, transaction_id=new_message_id())
+        return verdict
+
+    async def greeting_refusal(self, server: SmtpServer) -> tuple[str, str] | None:
+        """The reply refusing the client in place of the greeting (or of XCLIENT's new
+        greeting) and the one every later command but QUIT gets, or None to greet it."""
+        try:
+            verdict = await self.session_refusal(server, Stage.CONNECT)
+        except Exception:
+            log.exception("connect evaluation failed")
+            return None  # greeted as usual: MAIL FROM judges the client again
+        if verdict is None:
+            return None
+        return format_reply(verdict.reply), format_reply(access_denied(verdict.envelope.client))
+
+    async def _helo_refusal(self, server: SmtpServer) -> str | None:
+        try:
+            verdict = await self.session_refusal(server, Stage.HELO)
+        except Exception:
+            log.exception("HELO evaluation failed")
+            return format_reply(TEMPFAIL_INTERNAL)
+        return None if verdict is None else format_reply(verdict.reply)
+
     # --- aiosmtpd hooks ---------------------------------------------------------------------
 
     async def handle_PROXY(
@@ -163,6 +200,10 @@ class SinkHandler:
         if refused is not None:  # chaos: the client is not greeted (MAIL gets 503)
             session.host_name, session.extended_smtp = None, False
             return [refused]
+        refused = await self._helo_refusal(server)
+        if refused is not None:  # the profile refuses this HELO name: the client is not greeted
+            session.host_name, session.extended_smtp = None, False
+            return [refused]
         extra = [
             "250-PIPELINING",
             "250-ENHANCEDSTATUSCODES",
@@ -181,7 +222,9 @@ class SinkHandler:
         session.host_name = hostname
         server.connection.transaction = None
         refused = self.inject(server, "ehlo")
-        if refused is not None:  # chaos: the client is not greeted (MAIL gets 503)
+        if refused is None:
+            refused = await self._helo_refusal(server)
+        if refused is not None:  # chaos or the profile: the client is not greeted
             session.host_name = None
             return refused
         return f"250 {server.hostname}"

@@ -262,7 +262,36 @@ class SinkdSMTP(SMTP):
                     await self.push(refused)
                     self.transport.close()
                 return
+            # The profile may refuse the client in place of the greeting (Postfix with
+            # smtpd_delay_reject = no). Behind a PROXY header the greeting comes before the
+            # client is known: the refusal then comes at MAIL FROM, as the filter gives it.
+            denied = await self.event_handler.greeting_refusal(self)
+            if denied is not None:
+                await self._refused_session(*denied)
+                return
         await super()._handle_client()
+
+    async def _refused_session(self, refusal: str, later: str) -> None:
+        """The rest of a session whose client was refused at the greeting: ``refusal`` now,
+        ``later`` to every command but QUIT, until QUIT or the idle timeout (Postfix's
+        smtpd.c answers so after a refusing greeting, RFC 5321 §3.1; observed with 3.7.11:
+        "503 5.7.0 Error: access denied for name[addr]", even to EHLO, RSET and XCLIENT)."""
+        await self.push(refusal)
+        while self.transport is not None and not self.transport.is_closing():
+            try:
+                line = await self._reader.readline()
+            except (ConnectionError, ValueError):  # ValueError: a line over the stream limit
+                break
+            if not line.endswith(b"\n"):
+                break  # the client closed the connection
+            self._reset_timeout()
+            words = line.split(None, 1)
+            if words and words[0].upper() == b"QUIT":
+                await self.push("221 2.0.0 Bye")
+                break
+            await self.push(later)
+        if self.transport is not None:
+            self.transport.close()
 
     def drop(self) -> None:
         """Close the connection at once, sending nothing more (chaos ``disconnect``): the
@@ -417,6 +446,12 @@ class SinkdSMTP(SMTP):
         self.session.host_name = None
         self.session.extended_smtp = False
         self._set_rset_state()  # type: ignore[no-untyped-call]
+        # XCLIENT starts a new session: a profile refusing the new client at the greeting
+        # answers XCLIENT with that refusal (observed with Postfix 3.7.11, XCLIENT_README).
+        denied = await self.event_handler.greeting_refusal(self)
+        if denied is not None:
+            await self._refused_session(*denied)
+            return
         await self.push(f"220 {self.hostname} {self.__ident__}")
 
 

@@ -563,6 +563,29 @@ class PostfixSmtpdFilter(Filter):
             return [*state.notes, self._refusal(state.defer_if_permit, state, Stage.RCPT)]
         return state.notes
 
+    async def check_connect(self, ctx: EnvelopeContext) -> list[Finding]:
+        # smtpd.c smtpd_proto(): with smtpd_delay_reject = no, smtpd_check_client() answers
+        # in place of the 220 greeting (observed: the 554 greeting, or XCLIENT's reply).
+        return await self._early(ctx.envelope, "client", "connect", Stage.CONNECT, ctx.lookups)
+
+    async def check_helo(self, ctx: EnvelopeContext) -> list[Finding]:
+        # smtpd.c helo_cmd()/ehlo_cmd(): smtpd_check_helo() answers HELO/EHLO (observed).
+        return await self._early(ctx.envelope, "helo", "helo", Stage.HELO, ctx.lookups)
+
+    async def _early(
+        self, envelope: Envelope, list_name: str, postfix_stage: str, stage: Stage, lookups: Lookups
+    ) -> list[Finding]:
+        """The client or HELO list before MAIL FROM: its refusal, or nothing (whatever else
+        it finds is found again at MAIL FROM, where it is recorded)."""
+        if self.delay_reject:
+            return []
+        helo = envelope.client.helo if list_name == "helo" else None
+        state = _State(envelope, helo, None, None, quiet=True)
+        status = await self._stage(state, list_name, postfix_stage, lookups)
+        if isinstance(status, _Reject):
+            return [self._refusal(status, state, stage)]
+        return []
+
     async def check_data_command(self, ctx: EnvelopeContext) -> list[Finding]:
         # smtpd.c data_cmd(): smtpd_check_data() answers the DATA command, before 354.
         return await self._data_list(ctx.envelope, "data", "DATA", DATA_CLASS, ctx.lookups)
@@ -1418,7 +1441,13 @@ class PostfixSmtpdFilter(Filter):
         sentence = (
             f"{status.why.text[:1].upper()}{status.why.text[1:]}, so Postfix {verb} it {when}"
         )
-        sinkd_stage = {Stage.MAIL: "mail", Stage.RCPT: "rcpt", Stage.DATA: "end-of-data"}[stage]
+        sinkd_stage = {
+            Stage.CONNECT: "connect",
+            Stage.HELO: "helo",
+            Stage.MAIL: "mail",
+            Stage.RCPT: "rcpt",
+            Stage.DATA: "end-of-data",
+        }[stage]
         if stage is Stage.DATA and postfix_stage == "data":
             sinkd_stage = "data"  # check_data_command: the reply to DATA, as Postfix's
         if sinkd_stage != postfix_stage:

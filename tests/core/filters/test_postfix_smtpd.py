@@ -177,6 +177,42 @@ async def test_a_client_refusal_with_delay_reject_no_says_postfix_answers_at_con
     assert "when the client connects (sinkd answers at MAIL FROM" in finding.reason
 
 
+async def test_with_delay_reject_no_a_client_refusal_answers_the_greeting(tmp_path: Path) -> None:
+    body: dict[str, Any] = {
+        "parameters": {"smtpd_delay_reject": "no"},
+        "restrictions": {"client": [{"restriction": "check_client_access", "table": "clients"}]},
+        "tables": {"clients": table("cidr", ("198.51.100.0/24", "REJECT", "client_cidr:1"))},
+    }
+    pipeline = smtpd(tmp_path, **body)
+    verdict = await tx(pipeline).session(Stage.CONNECT)
+    assert verdict is not None and verdict.stage is Stage.CONNECT
+    assert verdict.reply == Reply(
+        554, "5.7.1", "<mail.sender.example[198.51.100.7]>: Client host rejected: Access denied"
+    )
+    assert verdict.findings[0].reason.endswith("so Postfix refuses it when the client connects.")
+    assert await tx(pipeline, ip="192.0.2.1").session(Stage.CONNECT) is None
+
+
+async def test_with_delay_reject_no_a_helo_refusal_answers_ehlo_and_yes_waits_for_rcpt(
+    tmp_path: Path,
+) -> None:
+    helo_list = {
+        "restrictions": {"helo": [{"restriction": "check_helo_access", "table": "helos"}]},
+        "tables": {"helos": table("hash", ("bad.helo.example", "550 5.7.0 no such host", "h:1"))},
+    }
+    now = smtpd(tmp_path, parameters={"smtpd_delay_reject": "no"}, **helo_list)
+    verdict = await tx(now, helo="bad.helo.example").session(Stage.HELO)
+    assert verdict is not None and verdict.stage is Stage.HELO
+    assert verdict.reply == Reply(
+        550, "5.7.0", "<bad.helo.example>: Helo command rejected: no such host"
+    )
+    assert await tx(now, helo="good.example").session(Stage.HELO) is None
+    later = smtpd(tmp_path, **helo_list)
+    assert await tx(later, helo="bad.helo.example").session(Stage.HELO) is None
+    (refused,) = await outcome(later, "a@sender.example", helo="bad.helo.example")
+    assert refused.stage is Stage.RCPT
+
+
 @pytest.mark.parametrize(
     ("sender", "value"),
     [
