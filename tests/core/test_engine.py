@@ -469,6 +469,62 @@ async def test_a_temporary_data_command_refusal_answers_first_when_all_refuse(
     assert [(v.profile, v.reply.code) for v in verdicts] == [("soft", 450), ("hard", 554)]
 
 
+# --- before MAIL FROM -------------------------------------------------------------------------
+
+
+class _RefusesEarly(Filter):
+    """A filter kind that refuses at the greeting or at HELO (as Postfix's client and HELO
+    restrictions with smtpd_delay_reject = no)."""
+
+    kind = "content"
+    category = Category.ENVELOPE
+
+    def __init__(self, stage: Stage) -> None:
+        self.name = "early-gate"
+        self.at = stage
+
+    def _refusal(self, ctx: EnvelopeContext, stage: Stage) -> list[Finding]:
+        if stage is not self.at:
+            return []
+        return [
+            Finding(
+                code="CONTENT_RULE",
+                filter=self.name,
+                category=Category.ENVELOPE,
+                action=Action.REJECT,
+                reason=f"Refused {ctx.envelope.client.helo} at {stage.value}.",
+                stage=stage,
+                reply=Reply(554, "5.7.1", "Client host rejected"),
+            )
+        ]
+
+    async def check_connect(self, ctx: EnvelopeContext) -> list[Finding]:
+        return self._refusal(ctx, Stage.CONNECT)
+
+    async def check_helo(self, ctx: EnvelopeContext) -> list[Finding]:
+        return self._refusal(ctx, Stage.HELO)
+
+
+@pytest.mark.parametrize("stage", [Stage.CONNECT, Stage.HELO])
+async def test_a_refusal_before_mail_is_the_transactions_only_verdict(
+    scored: Pipeline, stage: Stage
+) -> None:
+    pipeline = gated(scored, _RefusesEarly(stage))
+    assert pipeline.answers_at(stage)
+    transaction = judging.transaction(Router(pipeline), helo="mx.sender.example")
+    [verdict] = await transaction.run("alice@sender.example", ["bob@corp.example"], message())
+    assert verdict.stage is stage
+    assert verdict.reply == Reply(554, "5.7.1", "Client host rejected")
+    assert verdict.envelope.mail_from is None  # refused before MAIL FROM
+
+
+async def test_a_profile_without_early_filters_is_never_asked_before_mail(scored: Pipeline) -> None:
+    transaction = judging.transaction(Router(scored))
+    for stage in (Stage.CONNECT, Stage.HELO):
+        assert not scored.answers_at(stage)
+        assert await transaction.session(stage) is None
+
+
 # --- routing --------------------------------------------------------------------------------
 
 
