@@ -286,7 +286,10 @@ class SinkdSMTP(SMTP):
                 break  # the client closed the connection
             self._reset_timeout()
             words = line.split(None, 1)
-            if words and words[0].upper() == b"QUIT":
+            verb = words[0].decode("ascii", "replace").upper() if words else ""
+            # The replies count under the command answered, as the command loop's (metrics).
+            self._stage = verb.lower() if hasattr(self, f"smtp_{verb}") else "other"
+            if verb == "QUIT":
                 await self.push("221 2.0.0 Bye")
                 break
             await self.push(later)
