@@ -2,7 +2,9 @@
 
 Owns what each stage does: chaos injection (the core's ``Chaos`` decides, this logs and
 answers), connection limits and tarpits (the default or recipients' profile's ``smtp``
-settings), one engine ``Transaction`` per mail transaction through ``Judge.transaction()``, and
+settings), the default profile's refusals at the greeting and at HELO/EHLO and the recipients'
+profiles' at the DATA command (before 354), one engine ``Transaction`` per mail transaction
+through ``Judge.transaction()``, and
 replying only after ``Recorder.commit()`` stored every verdict (which also writes the one log
 line per verdict); a message whose judge worker died is answered 451 with nothing stored.
 It reads and writes the connection's ``ConnectionSession`` and sees the protocol only as

@@ -2,7 +2,8 @@
 
 Owns ``SinkdSMTP`` (RFC 3463 enhanced codes on every reply, the DATA reader, the MAIL/RCPT
 address fast path and SIZE checks, XCLIENT's command, the connection's ``ConnectionSession``,
-chaos at connect, and ``clone()``: a cheap protocol per connection), the AUTH authenticator
+chaos at connect, the session after a refusing greeting (503 until QUIT), the hook before DATA's
+354, and ``clone()``: a cheap protocol per connection), the AUTH authenticator
 and ``protocol_factory``/``build_protocol``. What each stage means (limits, tarpits, judging,
 committing before replying) is the handler's (``sinkd.server.handler``); XCLIENT's attributes
 and parsing are ``sinkd.server.xclient``'s. It never decides policy and never relays anything.

@@ -10,9 +10,10 @@ turns the next reject into a log line. Replies are Postfix's exact texts (``554 
 <a@b.example>: Sender address rejected: Access denied``), with the DSN fixes smtpd applies.
 
 Stages: with ``smtpd_delay_reject = yes`` (the default) the client, HELO and sender lists are
-evaluated again at each RCPT TO with the recipient's lists, as Postfix does; with ``no`` they are
-answered at MAIL FROM, sinkd's earliest stage, and the finding says at which command Postfix
-answers (connect, EHLO). ``smtpd_data_restrictions`` answer the DATA command, before 354, as
+evaluated again at each RCPT TO with the recipient's lists, as Postfix does; with ``no`` the
+client list answers the greeting (``check_connect``), the HELO list HELO/EHLO (``check_helo``)
+and the sender list MAIL FROM, where the client and HELO lists are evaluated again (a caller
+that asked no earlier stage gets their refusal there, and the finding says so). ``smtpd_data_restrictions`` answer the DATA command, before 354, as
 in Postfix (``check_data_command``); ``smtpd_end_of_data_restrictions`` the end of DATA. A
 ``SIZE=`` over ``message_size_limit`` is refused at MAIL FROM.
 
