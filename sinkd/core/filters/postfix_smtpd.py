@@ -13,9 +13,10 @@ Stages: with ``smtpd_delay_reject = yes`` (the default) the client, HELO and sen
 evaluated again at each RCPT TO with the recipient's lists, as Postfix does; with ``no`` the
 client list answers the greeting (``check_connect``), the HELO list HELO/EHLO (``check_helo``)
 and the sender list MAIL FROM, where the client and HELO lists are evaluated again (a caller
-that asked no earlier stage gets their refusal there, and the finding says so). ``smtpd_data_restrictions`` answer the DATA command, before 354, as
-in Postfix (``check_data_command``); ``smtpd_end_of_data_restrictions`` the end of DATA. A
-``SIZE=`` over ``message_size_limit`` is refused at MAIL FROM.
+that asked no earlier stage gets their refusal there, and the finding says so).
+``smtpd_data_restrictions`` answer the DATA command, before 354, as in Postfix
+(``check_data_command``); ``smtpd_end_of_data_restrictions`` the end of DATA. A ``SIZE=`` over
+``message_size_limit`` is refused at MAIL FROM.
 
 What it must not do: route or rewrite mail (FILTER, BCC, REDIRECT, PREPEND are recorded only),
 open sockets or files (DNS goes through ``ctx.lookups.resolver``), or guess: a restriction it
