@@ -69,6 +69,15 @@ class Pipeline:
     _envelope_stage: tuple[tuple[Filter, frozenset[str]], ...] = field(
         init=False, repr=False, compare=False
     )
+    _connect_stage: tuple[tuple[Filter, frozenset[str]], ...] = field(
+        init=False, repr=False, compare=False
+    )
+    _helo_stage: tuple[tuple[Filter, frozenset[str]], ...] = field(
+        init=False, repr=False, compare=False
+    )
+    _data_command_stage: tuple[tuple[Filter, frozenset[str]], ...] = field(
+        init=False, repr=False, compare=False
+    )
     _message_stage: tuple[tuple[Filter, frozenset[str]], ...] = field(
         init=False, repr=False, compare=False
     )
@@ -80,6 +89,9 @@ class Pipeline:
         ]
         for attribute, method in (
             ("_envelope_stage", "check_envelope"),
+            ("_connect_stage", "check_connect"),
+            ("_helo_stage", "check_helo"),
+            ("_data_command_stage", "check_data_command"),
             ("_message_stage", "check_message"),
         ):
             base = getattr(Filter, method)
@@ -142,6 +154,46 @@ class Pipeline:
             return flt.check_envelope(Stage.RCPT, ctx)
 
         return await self._run(self._envelope_stage, _skips(earlier), check)
+
+    def answers_at(self, stage: Stage) -> bool:
+        """Whether a filter of this profile answers at the greeting (``CONNECT``) or at
+        HELO/EHLO (``HELO``): a profile none of whose filters does is never asked there."""
+        return bool(self._connect_stage if stage is Stage.CONNECT else self._helo_stage)
+
+    async def at_session(
+        self, stage: Stage, envelope: Envelope, lookups: Lookups = NO_LOOKUPS
+    ) -> list[Finding]:
+        """The findings of the filters that answer the greeting (``CONNECT``) or HELO/EHLO
+        (``HELO``), before any mail transaction."""
+        checking = self._connect_stage if stage is Stage.CONNECT else self._helo_stage
+
+        def check(flt: Filter, so_far: Sequence[Finding]) -> Awaitable[list[Finding]]:
+            ctx = EnvelopeContext(envelope, None, lookups, tuple(so_far))
+            if stage is Stage.CONNECT:
+                return flt.check_connect(ctx)
+            return flt.check_helo(ctx)
+
+        return await self._run(checking, frozenset(), check)
+
+    @property
+    def answers_data_command(self) -> bool:
+        """Whether a filter of this profile checks anything at the DATA command."""
+        return bool(self._data_command_stage)
+
+    async def at_data_command(
+        self,
+        envelope: Envelope,
+        earlier: Sequence[Finding] = (),
+        lookups: Lookups = NO_LOOKUPS,
+    ) -> list[Finding]:
+        """The findings of the filters that answer the DATA command itself (before 354)."""
+        before = tuple(earlier)
+
+        def check(flt: Filter, so_far: Sequence[Finding]) -> Awaitable[list[Finding]]:
+            ctx = EnvelopeContext(envelope, None, lookups, (*before, *so_far))
+            return flt.check_data_command(ctx)
+
+        return await self._run(self._data_command_stage, _skips(earlier), check)
 
     async def at_data(
         self,
@@ -388,7 +440,8 @@ class Transaction:
     """One SMTP mail transaction, evaluated stage by stage (RFC 5321 §3.3).
 
     ``mail`` and ``rcpt`` return a verdict only when they refuse (the caller stores it and
-    replies with ``verdict.reply``); ``data`` returns one verdict per profile among the accepted
+    replies with ``verdict.reply``), ``data_command`` the verdicts refusing the DATA command
+    (before 354), if all do; ``data`` returns one verdict per profile among the accepted
     recipients. The same object drives ``sinkd check``, so the CLI and the server agree.
     """
 
@@ -402,6 +455,7 @@ class Transaction:
     envelope: Envelope = field(init=False)
     _mail_findings: dict[str, list[Finding]] = field(init=False, default_factory=dict)
     _accepted: list[_Accepted] = field(init=False, default_factory=list)
+    _data_command_findings: dict[str, list[Finding]] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         self.envelope = Envelope(self.client, auth_user=self.auth_user, tls=self.tls)
@@ -423,12 +477,27 @@ class Transaction:
             self._mail_findings[pipeline.name] = await pipeline.at_mail(self.envelope, self.lookups)
         return self._mail_findings[pipeline.name]
 
+    async def session(self, stage: Stage) -> Verdict | None:
+        """The greeting (``Stage.CONNECT``) or HELO/EHLO (``Stage.HELO``, the client's HELO
+        name in ``client``): the default profile's refusal there, or None. Before MAIL FROM no
+        recipient names a profile, so the default one answers, as at MAIL."""
+        pipeline = self.router.default
+        if not pipeline.answers_at(stage):
+            return None
+        findings = await pipeline.at_session(stage, self.envelope, self.lookups)
+        if not any(f.action.refuses for f in findings):
+            return None
+        return pipeline.decide(
+            findings, stage=stage, envelope=self.envelope, message_id=self.new_id()
+        )
+
     async def mail(self, mail_from: str, size: int | None = None) -> Verdict | None:
         self.envelope = Envelope(
             self.client, mail_from, (), size, auth_user=self.auth_user, tls=self.tls
         )
         self._mail_findings.clear()
         self._accepted.clear()
+        self._data_command_findings.clear()
         pipeline = self.router.default
         findings = await self._mail_stage(pipeline)
         answer_now = pipeline.profile.smtp.envelope_reply_stage == "mail"
@@ -461,36 +530,76 @@ class Transaction:
 
     async def run(self, mail_from: str, rcpts: Sequence[str], raw: bytes) -> list[Verdict]:
         """The whole transaction at once, as a client would send it: the refusal at MAIL, or
-        one verdict per refused recipient plus one per profile that got the message."""
+        one verdict per refused recipient plus one per profile that got the message. A profile
+        answering at the greeting or at HELO refuses there first, as over SMTP."""
+        for stage in (Stage.CONNECT, Stage.HELO):
+            early = await self.session(stage)
+            if early is not None:
+                return [early]
         refused = await self.mail(mail_from, len(raw))
         if refused is not None:
             return [refused]
         verdicts = [v for v in [await self.rcpt(r) for r in rcpts] if v is not None]
         if self.recipients:
-            verdicts.extend(await self.data(raw))
+            refusing = await self.data_command()
+            verdicts.extend(refusing or await self.data(raw))
         return verdicts
 
-    async def data(self, raw: bytes) -> list[Verdict]:
-        """Judge the message once per profile among the accepted recipients: here, or through
-        the ``offload`` port when it takes a message of this size (worker processes), with the
-        same verdicts either way (``judge_message`` is the one judgement)."""
+    def _groups(self) -> list[tuple[Pipeline, Envelope, list[Finding]]]:
+        """Per profile among the accepted recipients: its pipeline, the envelope naming its
+        recipients only, and its MAIL, RCPT (and DATA-command) findings so far."""
         groups: dict[str, list[_Accepted]] = {}
         for accepted in self._accepted:
             groups.setdefault(accepted.pipeline.name, []).append(accepted)
-        pipelines: dict[str, Pipeline] = {}
-        requests: list[DataGroup] = []
+        out = []
         for members in groups.values():
             pipeline = members[0].pipeline
             earlier = [*self._mail_findings.get(pipeline.name, [])]
             for member in members:
                 earlier.extend(member.findings)
+            earlier.extend(self._data_command_findings.get(pipeline.name, []))
+            envelope = dataclasses.replace(self.envelope, rcpt_to=tuple(m.rcpt for m in members))
+            out.append((pipeline, envelope, earlier))
+        return out
+
+    async def data_command(self) -> list[Verdict]:
+        """The DATA command, before its 354: the verdicts refusing it, or [] to go on.
+
+        Only profiles whose filters answer the DATA command are asked (Postfix's
+        smtpd_data_restrictions). SMTP has one reply to DATA for all recipients (RFC 5321
+        §4.1.1.4), so the command is refused only when every profile among the recipients
+        refuses it, with a temporary refusal first (as ``data_reply``); otherwise a profile's
+        refusal is kept and becomes its verdict at the end of DATA. Asked again, as after a
+        refused DATA the client may send it again, it decides afresh."""
+        self._data_command_findings.clear()
+        refusals: list[Verdict] = []
+        groups = self._groups()
+        for pipeline, envelope, earlier in groups:
+            if not pipeline.answers_data_command:
+                continue
+            own = await pipeline.at_data_command(envelope, earlier, self.lookups)
+            self._data_command_findings[pipeline.name] = own
+            if any(f.action.refuses for f in own):
+                verdict = pipeline.decide(
+                    [*earlier, *own], stage=Stage.DATA, envelope=envelope, message_id=self.new_id()
+                )
+                refusals.append(verdict)
+        if not groups or len(refusals) < len(groups):
+            return []
+        return sorted(refusals, key=lambda v: not v.reply.is_temporary)
+
+    async def data(self, raw: bytes) -> list[Verdict]:
+        """Judge the message once per profile among the accepted recipients: here, or through
+        the ``offload`` port when it takes a message of this size (worker processes), with the
+        same verdicts either way (``judge_message`` is the one judgement)."""
+        pipelines: dict[str, Pipeline] = {}
+        requests: list[DataGroup] = []
+        for pipeline, envelope, earlier in self._groups():
             pipelines[pipeline.name] = pipeline
             requests.append(
                 DataGroup(
                     profile=pipeline.name,
-                    envelope=dataclasses.replace(
-                        self.envelope, rcpt_to=tuple(m.rcpt for m in members)
-                    ),
+                    envelope=envelope,
                     earlier=tuple(earlier),
                     message_id=self.new_id(),
                 )
@@ -507,7 +616,7 @@ class DataGroup:
 
     profile: str  # the pipeline's name (its profile id) in the transaction's router
     envelope: Envelope  # with this profile's accepted recipients only
-    earlier: tuple[Finding, ...]  # the MAIL and RCPT findings for them
+    earlier: tuple[Finding, ...]  # the MAIL, RCPT and DATA-command findings for them
     message_id: str
 
 
@@ -552,6 +661,13 @@ async def judge_message(
             )
         )
     return verdicts
+
+
+def access_denied(client: ClientIdentity) -> Reply:
+    """What every command but QUIT gets after the greeting refused the client: Postfix's
+    smtpd.c answers "503 5.7.0 Error: access denied for name[addr]" (RFC 5321 §3.1: after a
+    554 greeting the server answers 503 until QUIT; observed with Postfix 3.7.11)."""
+    return Reply(503, "5.7.0", f"Error: access denied for {client.name or 'unknown'}[{client.ip}]")
 
 
 def data_reply(verdicts: Sequence[Verdict]) -> Reply:

@@ -565,14 +565,6 @@ IGNORED_PREFIXES = (
     "lmdb_",
 )
 
-# What the stages of the seven lists are in Postfix and in sinkd (gap G1 of the notes).
-_DELAY_REJECT_NO = (
-    "Postfix answers the client restrictions at the greeting and the "
-    "HELO restrictions at EHLO; sinkd can refuse no earlier than MAIL FROM, so those refusals "
-    "come one or two commands later"
-)
-
-
 # --- the importer ---------------------------------------------------------------------------------
 
 
@@ -686,10 +678,6 @@ def translate(config: Config, profile_id: str, support: Support = SUPPORT) -> Im
         },
         "filters": [smtpd_filter, cleanup_filter],
     }
-    if not delay_reject and any(
-        smtpd_filter["restrictions"].get(key) for key in ("client", "helo")
-    ):
-        work.skip(stage_origin, "smtpd_delay_reject = no", _DELAY_REJECT_NO)
     for filter_spec in (smtpd_filter, cleanup_filter):
         _check_parameter_values(filter_spec)
     return Imported(
@@ -774,13 +762,6 @@ def _smtpd_filter(
         # at compatibility_level >= 1, which an older or empty setting does not have.
         if items or key == "relay":
             restrictions[key] = items
-    if restrictions.get("data"):
-        work.skip(
-            params.origin("smtpd_data_restrictions"),
-            "smtpd_data_restrictions",
-            "Postfix answers these at the DATA command; sinkd has no DATA-command stage and "
-            "gives the same reply at the end of DATA",
-        )
     _check_relay_protection(params, work)
     uses_mynetworks = any(
         item["restriction"] == "permit_mynetworks"

@@ -2,7 +2,9 @@
 
 Owns what each stage does: chaos injection (the core's ``Chaos`` decides, this logs and
 answers), connection limits and tarpits (the default or recipients' profile's ``smtp``
-settings), one engine ``Transaction`` per mail transaction through ``Judge.transaction()``, and
+settings), the default profile's refusals at the greeting and at HELO/EHLO and the recipients'
+profiles' at the DATA command (before 354), one engine ``Transaction`` per mail transaction
+through ``Judge.transaction()``, and
 replying only after ``Recorder.commit()`` stored every verdict (which also writes the one log
 line per verdict); a message whose judge worker died is answered 451 with nothing stored.
 It reads and writes the connection's ``ConnectionSession`` and sees the protocol only as
@@ -21,12 +23,13 @@ from aiosmtpd.smtp import Envelope as SmtpEnvelope
 from aiosmtpd.smtp import Session
 
 from sinkd.core.chaos import Chaos, ChaosStage, log_injected
-from sinkd.core.engine import Router
-from sinkd.core.model import Reply, Verdict
+from sinkd.core.engine import Router, access_denied
+from sinkd.core.model import Reply, Stage, Verdict
 from sinkd.errors import BackendError
 from sinkd.server import xclient
 from sinkd.server.options import ServerOptions
 from sinkd.server.session import SmtpServer
+from sinkd.services.ids import new_message_id
 from sinkd.services.judge import Judge
 from sinkd.services.metrics import Metrics
 from sinkd.services.recorder import Recorder, format_reply
@@ -137,6 +140,42 @@ class SinkHandler:
                 return max((p.profile.smtp.tarpit.data for p in pipelines), default=0.0)
         return 0.0
 
+    # --- refusals before MAIL FROM (the default profile's filters that answer there) --------
+
+    async def session_refusal(self, server: SmtpServer, stage: Stage) -> Verdict | None:
+        """The default profile's refusal of the client at the greeting (``Stage.CONNECT``) or
+        at HELO/EHLO (``Stage.HELO``), stored before it is answered, or None to go on. A
+        profile none of whose filters answers there is not asked (no transaction is built)."""
+        if not self.router.default.answers_at(stage) or server.session is None:
+            return None
+        identity = server.connection.identity(server.session, self.options, tls=server.tls)
+        transaction = self.judge.transaction(identity)
+        verdict = await transaction.session(stage)
+        if verdict is None:
+            return None
+        await self.recorder.commit([verdict], None, transaction_id=new_message_id())
+        return verdict
+
+    async def greeting_refusal(self, server: SmtpServer) -> tuple[str, str] | None:
+        """The reply refusing the client in place of the greeting (or of XCLIENT's new
+        greeting) and the one every later command but QUIT gets, or None to greet it."""
+        try:
+            verdict = await self.session_refusal(server, Stage.CONNECT)
+        except Exception:
+            log.exception("connect evaluation failed")
+            return None  # greeted as usual: MAIL FROM judges the client again
+        if verdict is None:
+            return None
+        return format_reply(verdict.reply), format_reply(access_denied(verdict.envelope.client))
+
+    async def _helo_refusal(self, server: SmtpServer) -> str | None:
+        try:
+            verdict = await self.session_refusal(server, Stage.HELO)
+        except Exception:
+            log.exception("HELO evaluation failed")
+            return format_reply(TEMPFAIL_INTERNAL)
+        return None if verdict is None else format_reply(verdict.reply)
+
     # --- aiosmtpd hooks ---------------------------------------------------------------------
 
     async def handle_PROXY(
@@ -163,6 +202,10 @@ class SinkHandler:
         if refused is not None:  # chaos: the client is not greeted (MAIL gets 503)
             session.host_name, session.extended_smtp = None, False
             return [refused]
+        refused = await self._helo_refusal(server)
+        if refused is not None:  # the profile refuses this HELO name: the client is not greeted
+            session.host_name, session.extended_smtp = None, False
+            return [refused]
         extra = [
             "250-PIPELINING",
             "250-ENHANCEDSTATUSCODES",
@@ -181,7 +224,9 @@ class SinkHandler:
         session.host_name = hostname
         server.connection.transaction = None
         refused = self.inject(server, "ehlo")
-        if refused is not None:  # chaos: the client is not greeted (MAIL gets 503)
+        if refused is None:
+            refused = await self._helo_refusal(server)
+        if refused is not None:  # chaos or the profile: the client is not greeted
             session.host_name = None
             return refused
         return f"250 {server.hostname}"
@@ -259,6 +304,22 @@ class SinkHandler:
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(rcpt_options)
         return "250 2.1.5 Ok"
+
+    async def data_command(self, server: SmtpServer) -> str | None:
+        """The reply refusing the DATA command before its 354, stored first, or None to go on
+        (only profiles whose filters answer the DATA command are asked)."""
+        connection = server.connection
+        transaction = connection.transaction
+        if transaction is None or not transaction.recipients:
+            return None  # handle_DATA answers 503
+        try:
+            verdicts = await transaction.data_command()
+        except Exception:
+            log.exception("DATA command evaluation failed")
+            return format_reply(TEMPFAIL_INTERNAL)
+        if not verdicts:
+            return None
+        return await self._commit(verdicts, None, connection.transaction_id)
 
     async def handle_DATA(
         self, server: SmtpServer, session: Session, envelope: SmtpEnvelope

@@ -2,7 +2,8 @@
 
 Owns ``SinkdSMTP`` (RFC 3463 enhanced codes on every reply, the DATA reader, the MAIL/RCPT
 address fast path and SIZE checks, XCLIENT's command, the connection's ``ConnectionSession``,
-chaos at connect, and ``clone()``: a cheap protocol per connection), the AUTH authenticator
+chaos at connect, the session after a refusing greeting (503 until QUIT), the hook before DATA's
+354, and ``clone()``: a cheap protocol per connection), the AUTH authenticator
 and ``protocol_factory``/``build_protocol``. What each stage means (limits, tarpits, judging,
 committing before replying) is the handler's (``sinkd.server.handler``); XCLIENT's attributes
 and parsing are ``sinkd.server.xclient``'s. It never decides policy and never relays anything.
@@ -262,7 +263,39 @@ class SinkdSMTP(SMTP):
                     await self.push(refused)
                     self.transport.close()
                 return
+            # The profile may refuse the client in place of the greeting (Postfix with
+            # smtpd_delay_reject = no). Behind a PROXY header the greeting comes before the
+            # client is known: the refusal then comes at MAIL FROM, as the filter gives it.
+            denied = await self.event_handler.greeting_refusal(self)
+            if denied is not None:
+                await self._refused_session(*denied)
+                return
         await super()._handle_client()
+
+    async def _refused_session(self, refusal: str, later: str) -> None:
+        """The rest of a session whose client was refused at the greeting: ``refusal`` now,
+        ``later`` to every command but QUIT, until QUIT or the idle timeout (Postfix's
+        smtpd.c answers so after a refusing greeting, RFC 5321 §3.1; observed with 3.7.11:
+        "503 5.7.0 Error: access denied for name[addr]", even to EHLO, RSET and XCLIENT)."""
+        await self.push(refusal)
+        while self.transport is not None and not self.transport.is_closing():
+            try:
+                line = await self._reader.readline()
+            except (ConnectionError, ValueError):  # ValueError: a line over the stream limit
+                break
+            if not line.endswith(b"\n"):
+                break  # the client closed the connection
+            self._reset_timeout()
+            words = line.split(None, 1)
+            verb = words[0].decode("ascii", "replace").upper() if words else ""
+            # The replies count under the command answered, as the command loop's (metrics).
+            self._stage = verb.lower() if hasattr(self, f"smtp_{verb}") else "other"
+            if verb == "QUIT":
+                await self.push("221 2.0.0 Bye")
+                break
+            await self.push(later)
+        if self.transport is not None:
+            self.transport.close()
 
     def drop(self) -> None:
         """Close the connection at once, sending nothing more (chaos ``disconnect``): the
@@ -290,6 +323,13 @@ class SinkdSMTP(SMTP):
             return
         if arg:
             await self.push("501 Syntax: DATA")
+            return
+        # A profile's filters may answer the DATA command itself (Postfix's
+        # smtpd_data_restrictions, smtpd.c data_cmd()): their refusal replaces the 354, and the
+        # transaction stays open, as in Postfix (the client may RSET, QUIT or try DATA again).
+        refusal = await self.event_handler.data_command(self)
+        if refusal is not None:
+            await self.push(refusal)
             return
         await self.push("354 End data with <CR><LF>.<CR><LF>")
         try:
@@ -410,6 +450,12 @@ class SinkdSMTP(SMTP):
         self.session.host_name = None
         self.session.extended_smtp = False
         self._set_rset_state()  # type: ignore[no-untyped-call]
+        # XCLIENT starts a new session: a profile refusing the new client at the greeting
+        # answers XCLIENT with that refusal (observed with Postfix 3.7.11, XCLIENT_README).
+        denied = await self.event_handler.greeting_refusal(self)
+        if denied is not None:
+            await self._refused_session(*denied)
+            return
         await self.push(f"220 {self.hostname} {self.__ident__}")
 
 

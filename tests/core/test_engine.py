@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from sinkd.core.engine import Pipeline, Router, compile_profile, data_reply
-from sinkd.core.filters import Filter, MessageContext
+from sinkd.core.filters import EnvelopeContext, Filter, MessageContext
 from sinkd.core.filters.content import ContentSpec
 from sinkd.core.filters.sender_id import SenderIdFilter
 from sinkd.core.model import (
@@ -381,6 +381,148 @@ async def test_recipients_in_two_profiles_yield_one_verdict_per_profile(tmp_path
     assert refused.reply == Reply(554, "5.7.1", "Gtube pattern")
     assert relaxed.id != refused.id
     assert data_reply(verdicts) == Reply(250, "2.0.0", f"Ok: queued as {relaxed.id}")
+
+
+# --- the DATA command -----------------------------------------------------------------------
+
+
+class _RefusesDataCommand(Filter):
+    """A filter kind that refuses the DATA command (as Postfix's smtpd_data_restrictions)."""
+
+    kind = "content"
+    category = Category.ENVELOPE
+
+    def __init__(self, action: Action = Action.REJECT) -> None:
+        self.name = "data-gate"
+        self.action = action
+        self.asked = 0
+
+    async def check_data_command(self, ctx: EnvelopeContext) -> list[Finding]:
+        self.asked += 1
+        code = 554 if self.action is Action.REJECT else 450
+        return [
+            Finding(
+                code="CONTENT_RULE",
+                filter=self.name,
+                category=Category.ENVELOPE,
+                action=self.action,
+                reason=f"Refused at the DATA command for {ctx.envelope.rcpt_to}.",
+                stage=Stage.DATA,
+                reply=Reply(code, f"{code // 100}.7.1", "<DATA>: Data command rejected"),
+            )
+        ]
+
+
+def gated(pipeline: Pipeline, gate: Filter) -> Pipeline:
+    return dataclasses.replace(pipeline, filters=(gate, *pipeline.filters))
+
+
+async def test_a_profile_without_data_command_filters_never_refuses_the_data_command(
+    scored: Pipeline,
+) -> None:
+    transaction = judging.transaction(Router(scored))
+    assert await transaction.mail("alice@sender.example") is None
+    assert await transaction.rcpt("bob@corp.example") is None
+    assert not scored.answers_data_command
+    assert await transaction.data_command() == []
+
+
+async def test_a_data_command_refusal_is_the_verdict_and_the_message_is_never_judged(
+    scored: Pipeline,
+) -> None:
+    gate = _RefusesDataCommand()
+    pipeline = gated(scored, gate)
+    [verdict] = await deliver(Router(pipeline), message(body=GTUBE))
+    assert gate.asked == 1
+    assert verdict.stage is Stage.DATA
+    assert verdict.reply == Reply(554, "5.7.1", "<DATA>: Data command rejected")
+    assert verdict.subject is None  # refused before the message was sent
+    assert verdict.envelope.rcpt_to == ("bob@corp.example",)
+
+
+async def test_the_data_command_is_refused_only_when_every_recipients_profile_refuses_it(
+    tmp_path: Path,
+) -> None:
+    lenient = compile_yaml(tmp_path, "filters: []\n", "lenient")
+    strict = gated(compile_yaml(tmp_path, "filters: []\n", "strict"), _RefusesDataCommand())
+    router = Router(lenient, {"secure.example": strict})
+    verdicts = await deliver(router, message(), rcpts=["a@corp.example", "x@secure.example"])
+    # One reply to DATA for all (RFC 5321 §4.1.1.4): the message is taken, and the strict
+    # profile's refusal is its verdict at the end of DATA.
+    assert [(v.profile, v.reply.code) for v in verdicts] == [("lenient", 250), ("strict", 554)]
+    assert data_reply(verdicts).code == 250
+
+
+async def test_a_temporary_data_command_refusal_answers_first_when_all_refuse(
+    tmp_path: Path,
+) -> None:
+    hard = gated(compile_yaml(tmp_path, "filters: []\n", "hard"), _RefusesDataCommand())
+    soft = gated(
+        compile_yaml(tmp_path, "filters: []\n", "soft"), _RefusesDataCommand(Action.TEMPFAIL)
+    )
+    router = Router(hard, {"soft.example": soft})
+    transaction = judging.transaction(router)
+    assert await transaction.mail("alice@sender.example") is None
+    assert await transaction.rcpt("a@corp.example") is None
+    assert await transaction.rcpt("b@soft.example") is None
+    verdicts = await transaction.data_command()
+    assert [(v.profile, v.reply.code) for v in verdicts] == [("soft", 450), ("hard", 554)]
+
+
+# --- before MAIL FROM -------------------------------------------------------------------------
+
+
+class _RefusesEarly(Filter):
+    """A filter kind that refuses at the greeting or at HELO (as Postfix's client and HELO
+    restrictions with smtpd_delay_reject = no)."""
+
+    kind = "content"
+    category = Category.ENVELOPE
+
+    def __init__(self, stage: Stage) -> None:
+        self.name = "early-gate"
+        self.at = stage
+
+    def _refusal(self, ctx: EnvelopeContext, stage: Stage) -> list[Finding]:
+        if stage is not self.at:
+            return []
+        return [
+            Finding(
+                code="CONTENT_RULE",
+                filter=self.name,
+                category=Category.ENVELOPE,
+                action=Action.REJECT,
+                reason=f"Refused {ctx.envelope.client.helo} at {stage.value}.",
+                stage=stage,
+                reply=Reply(554, "5.7.1", "Client host rejected"),
+            )
+        ]
+
+    async def check_connect(self, ctx: EnvelopeContext) -> list[Finding]:
+        return self._refusal(ctx, Stage.CONNECT)
+
+    async def check_helo(self, ctx: EnvelopeContext) -> list[Finding]:
+        return self._refusal(ctx, Stage.HELO)
+
+
+@pytest.mark.parametrize("stage", [Stage.CONNECT, Stage.HELO])
+async def test_a_refusal_before_mail_is_the_transactions_only_verdict(
+    scored: Pipeline, stage: Stage
+) -> None:
+    pipeline = gated(scored, _RefusesEarly(stage))
+    assert pipeline.answers_at(stage)
+    transaction = judging.transaction(Router(pipeline), helo="mx.sender.example")
+    [verdict] = await transaction.run("alice@sender.example", ["bob@corp.example"], message())
+    assert verdict.stage is stage
+    assert verdict.reply == Reply(554, "5.7.1", "Client host rejected")
+    assert verdict.envelope.mail_from is None  # refused before MAIL FROM
+
+
+async def test_a_profile_without_early_filters_is_never_asked_before_mail(scored: Pipeline) -> None:
+    transaction = judging.transaction(Router(scored))
+    for stage in (Stage.CONNECT, Stage.HELO):
+        assert not scored.answers_at(stage)
+        assert await transaction.session(stage) is None
 
 
 # --- routing --------------------------------------------------------------------------------

@@ -47,35 +47,6 @@ class Known:
     applies: Callable[[Compared], bool]
 
 
-def _answered_at(postfix_stages: tuple[str, ...], sinkd_stage: str) -> Callable[[Compared], bool]:
-    """Postfix refused at one of ``postfix_stages``, sinkd at ``sinkd_stage``, with the same
-    code, enhanced code and text."""
-
-    def applies(compared: Compared) -> bool:
-        return (
-            compared.postfix.stage in postfix_stages
-            and compared.sinkd.stage == sinkd_stage
-            and compared.postfix.final[1:] == compared.sinkd.final[1:]
-        )
-
-    return applies
-
-
-EARLY_REFUSAL = Known(
-    "client-and-helo-refusals-come-at-mail",
-    "sinkd has no refusal at the greeting or at EHLO (notes/postfix-import-notes.md G1): with "
-    "smtpd_delay_reject = no, Postfix refuses a client in its greeting (here the reply to "
-    "XCLIENT) and a HELO name at EHLO; sinkd gives the same reply at MAIL FROM",
-    _answered_at(("connect", "helo"), "mail"),
-)
-DATA_AT_END = Known(
-    "data-restrictions-answer-at-end-of-data",
-    "sinkd's engine has no stage at the DATA command: a refusal of smtpd_data_restrictions, "
-    "which Postfix gives as the reply to DATA, comes with the same text after the message",
-    _answered_at(("data",), "end-of-data"),
-)
-
-
 def _policy_answer(marker: str) -> Callable[[Compared], bool]:
     """Postfix refused at RCPT TO with a policy server's answer (``marker`` in its text), and
     sinkd, which did not ask that server, answered otherwise (what the rest of the list says)."""
@@ -100,8 +71,8 @@ POLICYD_SPF = Known(
 
 
 KNOWN: dict[str, list[Known]] = {
-    "office-gateway": [DATA_AT_END],
-    "strict-no-delay": [EARLY_REFUSAL],
+    "office-gateway": [],
+    "strict-no-delay": [],
     "dnsbl-unknown": [],
     "content-checks": [],
     "policy-services": [POLICYD_SPF],
@@ -110,8 +81,8 @@ KNOWN: dict[str, list[Known]] = {
 # What the importer reports as not translated, by origin: a new item (or one gone) is noticed
 # even when no message of the differential happens to exercise it.
 UNTRANSLATED: dict[str, set[str]] = {
-    "office-gateway": {"main.cf:48"},  # smtpd_data_restrictions: no DATA-command stage
-    "strict-no-delay": {"main.cf:17"},  # smtpd_delay_reject = no: no greeting/EHLO refusal
+    "office-gateway": set(),
+    "strict-no-delay": set(),
     "dnsbl-unknown": {
         "main.cf:23",  # smtpd_helo_required (the harness always sends EHLO)
         "main.cf:26",  # reject_unknown_reverse_client_hostname (XCLIENT cannot show it)

@@ -56,15 +56,16 @@ async def deliver(
     lookups: Lookups = NO_LOOKUPS,
     declare_size: bool = False,
 ) -> list[Verdict]:
-    """Every verdict of one transaction: a refusal at MAIL, refusals at RCPT, then DATA's (if a
-    recipient was taken). ``declare_size`` sends ``len(raw)`` as MAIL's SIZE."""
+    """Every verdict of one transaction: a refusal at MAIL, refusals at RCPT, then the DATA
+    command's refusal or the end of DATA's verdicts (if a recipient was taken).
+    ``declare_size`` sends ``len(raw)`` as MAIL's SIZE."""
     tx = transaction(target, client_ip=client_ip, helo=helo, lookups=lookups)
     refused = await tx.mail(mail_from, len(raw) if declare_size else None)
     if refused is not None:
         return [refused]
     verdicts = [v for r in rcpts if (v := await tx.rcpt(r)) is not None]
     if tx.recipients:
-        verdicts += await tx.data(raw)
+        verdicts += await tx.data_command() or await tx.data(raw)
     return verdicts
 
 

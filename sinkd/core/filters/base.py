@@ -134,6 +134,26 @@ class Filter:
         """Findings at MAIL (``ctx.rcpt`` is None) or at RCPT (once per recipient)."""
         return []
 
+    async def check_connect(self, ctx: EnvelopeContext) -> list[Finding]:
+        """Findings when the client connects, answered in place of the greeting (Postfix's
+        smtpd_client_restrictions with smtpd_delay_reject = no). Only a refusal is answered
+        here: what else a kind finds it finds again at MAIL FROM, where the transaction's
+        record begins. ``ctx.envelope`` has the client only."""
+        return []
+
+    async def check_helo(self, ctx: EnvelopeContext) -> list[Finding]:
+        """Findings at HELO/EHLO, answered as its reply (Postfix's smtpd_helo_restrictions
+        with smtpd_delay_reject = no); as ``check_connect``, only a refusal is answered."""
+        return []
+
+    async def check_data_command(self, ctx: EnvelopeContext) -> list[Finding]:
+        """Findings at the DATA command, before its 354 (``ctx.rcpt`` is None; ``ctx.envelope``
+        names this profile's accepted recipients): what a product decides from the envelope
+        alone when the client asks to send the message (Postfix's smtpd_data_restrictions).
+        A refusal here is the reply to DATA; a kind that keeps this method answers nothing
+        there and is never called at that stage."""
+        return []
+
     async def check_message(self, ctx: MessageContext) -> list[Finding]:
         """Findings at the end of DATA."""
         return []

@@ -10,11 +10,13 @@ turns the next reject into a log line. Replies are Postfix's exact texts (``554 
 <a@b.example>: Sender address rejected: Access denied``), with the DSN fixes smtpd applies.
 
 Stages: with ``smtpd_delay_reject = yes`` (the default) the client, HELO and sender lists are
-evaluated again at each RCPT TO with the recipient's lists, as Postfix does; with ``no`` they are
-answered at MAIL FROM, sinkd's earliest stage, and the finding says at which command Postfix
-answers (connect, EHLO). ``smtpd_data_restrictions`` answer the DATA command in Postfix; sinkd has
-no DATA-command stage, so they are answered at the end of DATA with the same reply (the finding
-says so). A ``SIZE=`` over ``message_size_limit`` is refused at MAIL FROM.
+evaluated again at each RCPT TO with the recipient's lists, as Postfix does; with ``no`` the
+client list answers the greeting (``check_connect``), the HELO list HELO/EHLO (``check_helo``)
+and the sender list MAIL FROM, where the client and HELO lists are evaluated again (a caller
+that asked no earlier stage gets their refusal there, and the finding says so).
+``smtpd_data_restrictions`` answer the DATA command, before 354, as in Postfix
+(``check_data_command``); ``smtpd_end_of_data_restrictions`` the end of DATA. A ``SIZE=`` over
+``message_size_limit`` is refused at MAIL FROM.
 
 What it must not do: route or rewrite mail (FILTER, BCC, REDIRECT, PREPEND are recorded only),
 open sockets or files (DNS goes through ``ctx.lookups.resolver``), or guess: a restriction it
@@ -563,27 +565,61 @@ class PostfixSmtpdFilter(Filter):
             return [*state.notes, self._refusal(state.defer_if_permit, state, Stage.RCPT)]
         return state.notes
 
+    async def check_connect(self, ctx: EnvelopeContext) -> list[Finding]:
+        # smtpd.c smtpd_proto(): with smtpd_delay_reject = no, smtpd_check_client() answers
+        # in place of the 220 greeting (observed: the 554 greeting, or XCLIENT's reply).
+        return await self._early(ctx.envelope, "client", "connect", Stage.CONNECT, ctx.lookups)
+
+    async def check_helo(self, ctx: EnvelopeContext) -> list[Finding]:
+        # smtpd.c helo_cmd()/ehlo_cmd(): smtpd_check_helo() answers HELO/EHLO (observed).
+        return await self._early(ctx.envelope, "helo", "helo", Stage.HELO, ctx.lookups)
+
+    async def _early(
+        self, envelope: Envelope, list_name: str, postfix_stage: str, stage: Stage, lookups: Lookups
+    ) -> list[Finding]:
+        """The client or HELO list before MAIL FROM: its refusal, or nothing (whatever else
+        it finds is found again at MAIL FROM, where it is recorded)."""
+        if self.delay_reject:
+            return []
+        helo = envelope.client.helo if list_name == "helo" else None
+        state = _State(envelope, helo, None, None, quiet=True)
+        status = await self._stage(state, list_name, postfix_stage, lookups)
+        if isinstance(status, _Reject):
+            return [self._refusal(status, state, stage)]
+        return []
+
+    async def check_data_command(self, ctx: EnvelopeContext) -> list[Finding]:
+        # smtpd.c data_cmd(): smtpd_check_data() answers the DATA command, before 354.
+        return await self._data_list(ctx.envelope, "data", "DATA", DATA_CLASS, ctx.lookups)
+
     async def check_message(self, ctx: MessageContext) -> list[Finding]:
-        envelope = ctx.envelope
+        # smtpd.c data_cmd() after the message: smtpd_check_eod(), before cleanup's answer.
+        return await self._data_list(
+            ctx.envelope, "end_of_data", "END-OF-MESSAGE", EOD_CLASS, ctx.lookups
+        )
+
+    async def _data_list(
+        self,
+        envelope: Envelope,
+        list_name: str,
+        reply_name: str,
+        reply_class: str,
+        lookups: Lookups,
+    ) -> list[Finding]:
+        """smtpd_check_data()/smtpd_check_eod(): one list, with its defer_if_permit."""
+        if not self.lists[list_name]:
+            return []
         recipients = envelope.rcpt_to
         # smtpd_check_data()/eod(): no recipient information with several recipients.
         rcpt = recipients[0] if len(recipients) == 1 else None
-        for list_name, reply_name, reply_class, postfix_stage in (
-            ("data", "DATA", DATA_CLASS, "data"),
-            ("end_of_data", "END-OF-MESSAGE", EOD_CLASS, "end-of-data"),
-        ):
-            if not self.lists[list_name]:
-                continue
-            state = _State(envelope, envelope.client.helo, envelope.mail_from, rcpt)
-            state.list_name = list_name
-            state.postfix_stage = postfix_stage
-            status = await self._list(state, list_name, reply_name, reply_class, ctx.lookups)
-            refusal = status if isinstance(status, _Reject) else state.defer_if_permit
-            if refusal is not None:
-                return [*state.notes, self._refusal(refusal, state, Stage.DATA)]
-            if state.notes:
-                return state.notes
-        return []
+        state = _State(envelope, envelope.client.helo, envelope.mail_from, rcpt)
+        state.list_name = list_name
+        state.postfix_stage = "data" if list_name == "data" else "end-of-data"
+        status = await self._list(state, list_name, reply_name, reply_class, lookups)
+        refusal = status if isinstance(status, _Reject) else state.defer_if_permit
+        if refusal is not None:
+            return [*state.notes, self._refusal(refusal, state, Stage.DATA)]
+        return state.notes
 
     async def _stage(
         self, state: _State, list_name: str, postfix_stage: str, lookups: Lookups
@@ -1407,7 +1443,15 @@ class PostfixSmtpdFilter(Filter):
         sentence = (
             f"{status.why.text[:1].upper()}{status.why.text[1:]}, so Postfix {verb} it {when}"
         )
-        sinkd_stage = {Stage.MAIL: "mail", Stage.RCPT: "rcpt", Stage.DATA: "end-of-data"}[stage]
+        sinkd_stage = {
+            Stage.CONNECT: "connect",
+            Stage.HELO: "helo",
+            Stage.MAIL: "mail",
+            Stage.RCPT: "rcpt",
+            Stage.DATA: "end-of-data",
+        }[stage]
+        if stage is Stage.DATA and postfix_stage == "data":
+            sinkd_stage = "data"  # check_data_command: the reply to DATA, as Postfix's
         if sinkd_stage != postfix_stage:
             sentence += f" (sinkd answers {_STAGE_WORDS[sinkd_stage]}, its closest stage)"
         detail = {**status.why.detail, "postfix_stage": postfix_stage}

@@ -112,14 +112,15 @@ async def outcome(
     rcpts: tuple[str, ...] = ("bob@corp.example",),
     **client: object,
 ) -> list[Verdict]:
-    """Every verdict of one transaction: MAIL's refusal, or each RCPT's refusals and DATA's."""
+    """Every verdict of one transaction: MAIL's refusal, or each RCPT's refusals and the DATA
+    command's refusal or the end of DATA's verdicts."""
     transaction = tx(pipeline, **client)  # type: ignore[arg-type]
     refused = await transaction.mail(mail_from)
     if refused is not None:
         return [refused]
     verdicts = [v for r in rcpts if (v := await transaction.rcpt(r)) is not None]
     if transaction.recipients:
-        verdicts += await transaction.data(MESSAGE)
+        verdicts += await transaction.data_command() or await transaction.data(MESSAGE)
     return verdicts
 
 
@@ -174,6 +175,42 @@ async def test_a_client_refusal_with_delay_reject_no_says_postfix_answers_at_con
     finding = verdict.findings[0]
     assert finding.detail["postfix_stage"] == "connect"
     assert "when the client connects (sinkd answers at MAIL FROM" in finding.reason
+
+
+async def test_with_delay_reject_no_a_client_refusal_answers_the_greeting(tmp_path: Path) -> None:
+    body: dict[str, Any] = {
+        "parameters": {"smtpd_delay_reject": "no"},
+        "restrictions": {"client": [{"restriction": "check_client_access", "table": "clients"}]},
+        "tables": {"clients": table("cidr", ("198.51.100.0/24", "REJECT", "client_cidr:1"))},
+    }
+    pipeline = smtpd(tmp_path, **body)
+    verdict = await tx(pipeline).session(Stage.CONNECT)
+    assert verdict is not None and verdict.stage is Stage.CONNECT
+    assert verdict.reply == Reply(
+        554, "5.7.1", "<mail.sender.example[198.51.100.7]>: Client host rejected: Access denied"
+    )
+    assert verdict.findings[0].reason.endswith("so Postfix refuses it when the client connects.")
+    assert await tx(pipeline, ip="192.0.2.1").session(Stage.CONNECT) is None
+
+
+async def test_with_delay_reject_no_a_helo_refusal_answers_ehlo_and_yes_waits_for_rcpt(
+    tmp_path: Path,
+) -> None:
+    helo_list = {
+        "restrictions": {"helo": [{"restriction": "check_helo_access", "table": "helos"}]},
+        "tables": {"helos": table("hash", ("bad.helo.example", "550 5.7.0 no such host", "h:1"))},
+    }
+    now = smtpd(tmp_path, parameters={"smtpd_delay_reject": "no"}, **helo_list)
+    verdict = await tx(now, helo="bad.helo.example").session(Stage.HELO)
+    assert verdict is not None and verdict.stage is Stage.HELO
+    assert verdict.reply == Reply(
+        550, "5.7.0", "<bad.helo.example>: Helo command rejected: no such host"
+    )
+    assert await tx(now, helo="good.example").session(Stage.HELO) is None
+    later = smtpd(tmp_path, **helo_list)
+    assert await tx(later, helo="bad.helo.example").session(Stage.HELO) is None
+    (refused,) = await outcome(later, "a@sender.example", helo="bad.helo.example")
+    assert refused.stage is Stage.RCPT
 
 
 @pytest.mark.parametrize(
@@ -501,20 +538,38 @@ async def test_a_declared_size_over_message_size_limit_is_refused_at_mail(tmp_pa
     assert verdict.reply == Reply(552, "5.3.4", "Message size exceeds fixed limit")
 
 
-async def test_data_restrictions_answer_at_the_end_of_data_naming_the_data_command(
+async def test_data_restrictions_answer_the_data_command_before_the_message(
     tmp_path: Path,
 ) -> None:
     pipeline = smtpd(
         tmp_path, restrictions={"data": [{"restriction": "reject", "source": "main.cf:30"}]}
     )
-    (verdict,) = await outcome(pipeline, "a@sender.example")
+    transaction = tx(pipeline)
+    assert await transaction.mail("a@sender.example") is None
+    assert await transaction.rcpt("bob@corp.example") is None
+    (verdict,) = await transaction.data_command()
     assert verdict.stage is Stage.DATA
     assert verdict.reply == Reply(554, "5.7.1", "<DATA>: Data command rejected: Access denied")
     assert verdict.findings[0].detail["postfix_stage"] == "data"
     assert verdict.findings[0].reason == (
         "Nothing in smtpd_data_restrictions decided before its reject, so Postfix refuses it "
-        "at the DATA command (sinkd answers at the end of DATA, its closest stage)."
+        "at the DATA command."
     )
+
+
+async def test_a_data_restriction_warning_is_kept_for_the_end_of_data_verdict(
+    tmp_path: Path,
+) -> None:
+    warn = {"restriction": "warn_if_reject", "source": "main.cf:30"}
+    reject = {"restriction": "reject", "source": "main.cf:30"}
+    pipeline = smtpd(tmp_path, restrictions={"data": [warn, reject]})
+    transaction = tx(pipeline)
+    assert await transaction.mail("a@sender.example") is None
+    assert await transaction.rcpt("bob@corp.example") is None
+    assert await transaction.data_command() == []
+    (verdict,) = await transaction.data(MESSAGE)
+    assert verdict.reply.code == 250
+    assert [f.detail["postfix_stage"] for f in verdict.findings] == ["data"]
 
 
 @pytest.mark.parametrize(
