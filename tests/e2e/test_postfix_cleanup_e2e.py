@@ -51,7 +51,7 @@ SENDER = "alice@sender.example"
 RECIPIENT = f"bob@{GATEWAY_DOMAIN}"
 HELO = "client.example"
 XCLIENT = {"ADDR": "192.0.2.8", "NAME": "mail.sender.example"}
-PUBLIC_PER_KIND = 100  # ham and spam each: 200 public messages per configuration
+PUBLIC_PER_KIND = 70  # ham and spam each: 140 public messages per configuration
 # Set to 1 for the whole public corpus instead of the sample (a run of many minutes, asked for
 # by hand: SINKD_POSTFIX_FULL_CORPUS=1 pytest --timeout=0 -k public tests/e2e/<this file>).
 FULL_CORPUS = "SINKD_POSTFIX_FULL_CORPUS"

@@ -35,7 +35,7 @@ from tests.support.postfix_diff import (
     running,
 )
 
-PUBLIC_PER_KIND = 50  # ham and as many spam per configuration: 100 public messages each
+PUBLIC_PER_KIND = 15  # ham and as many spam per configuration (bench/postfix_import_diff.py: all)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -45,7 +45,7 @@ from tests.support.spamd_config import configured_spamd
 # ham and as many spam from the public corpus per configuration, beside the 50 golden messages:
 # spamd with the stock rules takes 0.05-0.2 s a message on this shared 2-core machine, and the
 # module runs a dozen such passes (the bench runs the whole corpus).
-PUBLIC_PER_KIND = 40
+PUBLIC_PER_KIND = 40  # ham and as many spam (bench/spamassassin_import_diff.py: all)
 
 # Configurations whose every rule sinkd evaluates itself (the fixtures' README says why); the
 # others need spamd (stock-rule scores, metas over stock rules, ifplugin blocks).
