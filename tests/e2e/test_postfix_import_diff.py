@@ -190,6 +190,11 @@ POSTFIX: dict[str, dict[str, str]] = {
         "partner-skips-policies": "end-of-data 250",
         "spf-fail": "rcpt 550",
         "relay-denied": "rcpt 454",
+        "spf-fail-mixed-case-sender": "rcpt 550",
+        "spf-helo-fail": "rcpt 550",
+        "spf-helo-fail-null-sender": "rcpt 550",
+        "spf-fail-explained": "rcpt 550",
+        "spf-softfail-is-greylisted": "rcpt 450",
     },
 }
 
