@@ -16,6 +16,10 @@ answers (connect, EHLO). ``smtpd_data_restrictions`` answer the DATA command in 
 no DATA-command stage, so they are answered at the end of DATA with the same reply (the finding
 says so). A ``SIZE=`` over ``message_size_limit`` is refused at MAIL FROM.
 
+``check_policy_service`` is answered for the policy servers it models, postgrey and
+policyd-spf, as their Debian 12 packages run them by default; their answer is applied as
+an access(5) result, as smtpd applies a policy server's action (SMTPD_POLICY_README).
+
 What it must not do: route or rewrite mail (FILTER, BCC, REDIRECT, PREPEND are recorded only),
 open sockets or files (DNS goes through ``ctx.lookups.resolver``), or guess: a restriction it
 does not evaluate is not in ``SUPPORTED_RESTRICTIONS`` and is a compile error, so the importer
@@ -1419,14 +1423,13 @@ class PostfixSmtpdFilter(Filter):
             address = ipaddress.ip_address(ip)
         except ValueError:
             address = None
-        shown_sender = sender
         if address is not None and any(
             address.version == network.version and address in network
             for network in POLICYD_SPF_SKIP_ADDRESSES
         ):
             header = (
                 "X-Comment: SPF check N/A for local connections - client-ip="
-                f"{ip}; helo={helo}; envelope-from={shown_sender}; receiver={receiver} "
+                f"{ip}; helo={helo}; envelope-from={sender}; receiver={receiver} "
             )
             why = _Why(f"policyd-spf does not check the local client {ip} (skip_addresses)", detail)
             return await self._table_result(
