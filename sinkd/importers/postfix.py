@@ -901,6 +901,13 @@ def _restrictions(
                     "(--delay, whitelists, in /etc/default/postgrey) are not read; sinkd uses "
                     "postgrey's defaults"
                 )
+            if service == "policyd-spf":
+                work.notes.append(
+                    f"{origin}: check_policy_service {endpoint}: policyd-spf's own settings "
+                    "(policyd-spf.conf) are not read; sinkd uses the Debian package's "
+                    "(HELO_reject = Mail_From_reject = Fail, PermError_reject = TempError_Defer "
+                    "= False, skip_addresses = 127.0.0.0/8,::ffff:127.0.0.0/104,::1)"
+                )
             if options:
                 # Postfix 3.0's per-service settings (timeout=, default_action=, …) only act
                 # when the server fails or is slow, which sinkd's own evaluation never is.

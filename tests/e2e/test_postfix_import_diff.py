@@ -47,35 +47,12 @@ class Known:
     applies: Callable[[Compared], bool]
 
 
-def _policy_answer(marker: str) -> Callable[[Compared], bool]:
-    """Postfix refused at RCPT TO with a policy server's answer (``marker`` in its text), and
-    sinkd, which did not ask that server, answered otherwise (what the rest of the list says)."""
-
-    def applies(compared: Compared) -> bool:
-        return (
-            compared.postfix.stage == "rcpt"
-            and marker in compared.postfix.final[3]
-            and marker not in compared.sinkd.final[3]
-        )
-
-    return applies
-
-
-POLICYD_SPF = Known(
-    "policyd-spf-is-not-asked",
-    "check_policy_service unix:private/policyd-spf is left untranslated by the importer: "
-    "sinkd's postfix_smtpd kind does not evaluate policyd-spf, so an SPF fail Postfix refuses "
-    "(550 5.7.23) goes on to the next restriction (here postgrey's greylisting, 450 4.2.0)",
-    _policy_answer("SPF fail - not authorized"),
-)
-
-
 KNOWN: dict[str, list[Known]] = {
     "office-gateway": [],
     "strict-no-delay": [],
     "dnsbl-unknown": [],
     "content-checks": [],
-    "policy-services": [POLICYD_SPF],
+    "policy-services": [],
 }
 
 # What the importer reports as not translated, by origin: a new item (or one gone) is noticed
@@ -88,7 +65,7 @@ UNTRANSLATED: dict[str, set[str]] = {
         "main.cf:26",  # reject_unknown_reverse_client_hostname (XCLIENT cannot show it)
     },
     "content-checks": set(),
-    "policy-services": {"main.cf:23"},  # check_policy_service for policyd-spf
+    "policy-services": set(),
 }
 _UNTRANSLATED_LINE = re.compile(r"^untranslated: (\S+:\d+):", re.MULTILINE)
 
@@ -184,6 +161,11 @@ POSTFIX: dict[str, dict[str, str]] = {
         "partner-skips-policies": "end-of-data 250",
         "spf-fail": "rcpt 550",
         "relay-denied": "rcpt 454",
+        "spf-fail-mixed-case-sender": "rcpt 550",
+        "spf-helo-fail": "rcpt 550",
+        "spf-helo-fail-null-sender": "rcpt 550",
+        "spf-fail-explained": "rcpt 550",
+        "spf-softfail-is-greylisted": "rcpt 450",
     },
 }
 

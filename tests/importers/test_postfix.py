@@ -384,7 +384,11 @@ def test_policyd_spf_is_recognised_from_its_master_cf_command(tmp_path: Path) ->
             "source": "main.cf:1",
         }
     ]
-    assert result.notes == []
+    (note,) = result.notes
+    assert note.startswith(
+        "main.cf:1: check_policy_service unix:private/spfcheck: policyd-spf's own settings "
+        "(policyd-spf.conf) are not read"
+    )
 
 
 def test_postgrey_is_guessed_from_port_10023_and_the_guess_is_said(tmp_path: Path) -> None:

@@ -243,6 +243,12 @@ BASE_RECORDS: RecordMap = {
     "spammy-helo.example": {"A": ["192.0.2.71"]},
     "spammy-helo.example.dbl.spamhaus.org": {"A": ["127.0.1.2"]},
     "mail.spammy-helo.example.dbl.spamhaus.org": {"A": ["127.0.1.2"]},
+    # policy-services: SPF results policyd-spf refuses or lets pass (its HELO check, an exp=
+    # explanation with macros, a softfail).
+    "relay.spf-test.example": {"TXT": ["v=spf1 -all"]},
+    "explained.spf-test.example": {"TXT": ["v=spf1 ip4:192.0.2.10 exp=why.spf-test.example -all"]},
+    "why.spf-test.example": {"TXT": ["%{i} is not a server of %{d}"]},
+    "soft.spf-test.example": {"TXT": ["v=spf1 ip4:192.0.2.10 ~all"]},
 }
 
 
@@ -805,6 +811,15 @@ HANDMADE: dict[str, list[Case]] = {
             xclient=_client("203.0.113.150", "lists.forwarder.example"),
         ),
         _case("relay-denied", recipients=["carol@elsewhere.example"]),
+        _case(
+            "spf-fail-mixed-case-sender",
+            sender="Orders@ACME-Store.example",
+            xclient=_client("203.0.113.150", "lists.forwarder.example"),
+        ),
+        _case("spf-helo-fail", helo="Relay.SPF-test.example"),
+        _case("spf-helo-fail-null-sender", sender="", helo="relay.spf-test.example"),
+        _case("spf-fail-explained", sender="billing@explained.spf-test.example"),
+        _case("spf-softfail-is-greylisted", sender="news@soft.spf-test.example"),
     ],
 }
 

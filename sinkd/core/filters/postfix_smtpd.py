@@ -18,6 +18,10 @@ that asked no earlier stage gets their refusal there, and the finding says so).
 (``check_data_command``); ``smtpd_end_of_data_restrictions`` the end of DATA. A ``SIZE=`` over
 ``message_size_limit`` is refused at MAIL FROM.
 
+``check_policy_service`` is answered for the policy servers it models, postgrey and
+policyd-spf, as their Debian 12 packages run them by default; their answer is applied as
+an access(5) result, as smtpd applies a policy server's action (SMTPD_POLICY_README).
+
 What it must not do: route or rewrite mail (FILTER, BCC, REDIRECT, PREPEND are recorded only),
 open sockets or files (DNS goes through ``ctx.lookups.resolver``), or guess: a restriction it
 does not evaluate is not in ``SUPPORTED_RESTRICTIONS`` and is a compile error, so the importer
@@ -63,6 +67,7 @@ from sinkd.core.model import Action, Category, Envelope, Finding, FindingCode, R
 from sinkd.core.ports import DnsAnswer, Lookups, RecordType
 from sinkd.core.postfix_tables import Table, TableSpec, compile_table
 from sinkd.core.schema import CompileContext, CompileError, FilterSpecBase, Spec
+from sinkd.core.spf_eval import check_host
 
 # --- the profile schema ---------------------------------------------------------------------
 
@@ -214,7 +219,7 @@ SUPPORTED_RESTRICTIONS: frozenset[str] = frozenset(
     | set(_RBL_RESTRICTIONS)
     | {"check_policy_service"}
 )
-SUPPORTED_POLICY_SERVICES: frozenset[str] = frozenset({"postgrey"})
+SUPPORTED_POLICY_SERVICES: frozenset[str] = frozenset({"policyd-spf", "postgrey"})
 
 # postgrey 1.37 (/usr/sbin/postgrey, Debian 12) defaults: --delay 300, --retry-window 2 days,
 # --max-age 35 days, --ipv4cidr 24, --ipv6cidr 64, --greylist-action DEFER_IF_PERMIT and
@@ -223,6 +228,24 @@ POSTGREY_DELAY = 300.0
 POSTGREY_RETRY_WINDOW = 2 * 86400.0
 POSTGREY_MAX_AGE = 35 * 86400.0
 POSTGREY_TEXT = "4.2.0 Greylisted, see http://postgrey.schweikert.ch/help/{domain}.html"
+
+# python-policyd-spf 2.9.4 / spf_engine 3.0.4 (Debian 12's postfix-policyd-spf-python 3.0.4-2)
+# as its package runs it: /etc/postfix-policyd-spf-python/policyd-spf.conf and the defaults of
+# spf_engine/policydspfsupp.py (policyd-spf.conf(5)): HELO_reject = Mail_From_reject = Fail,
+# PermError_reject = TempError_Defer = False, Lookup_Time 20 s, Hide_Receiver = No,
+# SPF_Enhanced_Status_Codes = Yes ("550 5.7.23" for a fail), Reason_Message below, and
+# skip_addresses (clients never checked: the "local connections").
+POLICYD_SPF_SKIP_ADDRESSES = (
+    ipaddress.ip_network("127.0.0.0/8"),
+    ipaddress.ip_network("::ffff:127.0.0.0/104"),
+    ipaddress.ip_network("::1/128"),
+)
+POLICYD_SPF_LOOKUP_TIME = 20.0
+POLICYD_SPF_REJECT = "550 5.7.23"
+POLICYD_SPF_REASON = (
+    "Message rejected due to: {spf}. Please see "
+    "http://www.openspf.net/Why?s={scope};id={identity};ip={ip};r={receiver}"
+)
 
 # smtpd_dsn_fix.h: the reply classes smtpd names in its replies.
 CLIENT, HELO, SENDER, RECIPIENT = (
@@ -770,6 +793,8 @@ class PostfixSmtpdFilter(Filter):
         if name in _RBL_RESTRICTIONS:
             return await self._rbl(state, restriction, name, where, lookups)
         if name == "check_policy_service":
+            if restriction.service == "policyd-spf":
+                return await self._policyd_spf(state, where, reply_name, reply_class, lookups)
             return await self._postgrey(state, where, reply_name, reply_class, lookups)
         if name == "permit":
             return _Permit(_Why(f"{name} permits", where))
@@ -1407,6 +1432,152 @@ class PostfixSmtpdFilter(Filter):
             f"postgrey has not seen the triplet {'/'.join(triplet)} wait {decision.delay:g} "
             "seconds yet (greylisting)",
             {**detail, "value": value, "attempts": decision.attempts},
+        )
+        return await self._table_result(state, value, reply_name, reply_class, why, lookups)
+
+    async def _policyd_spf(
+        self,
+        state: _State,
+        where: dict[str, object],
+        reply_name: str,
+        reply_class: str,
+        lookups: Lookups,
+    ) -> _Status:
+        """check_policy_service with policyd-spf (spf_engine._spfcheck with the package's
+        defaults): its answer applied as an access(5) result. The request's values are
+        lowercased (policyd_spf.py lowercases every attribute but protocol_state,
+        protocol_name and queue_id); the receiver it names is the recipient's domain
+        (Hide_Receiver = No), "none" without a recipient."""
+        ip = state.client_addr.removeprefix("IPv6:").lower()
+        sender = (state.sender or "").lower()
+        helo = (state.helo or "").lower()
+        recipient = (state.recipient or "").lower()
+        receiver = recipient.split("@", 1)[1] if "@" in recipient else (recipient or "none")
+        detail = {**where, "service": "policyd-spf"}
+        try:
+            address: ipaddress.IPv4Address | ipaddress.IPv6Address | None
+            address = ipaddress.ip_address(ip)
+        except ValueError:
+            address = None
+        if address is not None and any(
+            address.version == network.version and address in network
+            for network in POLICYD_SPF_SKIP_ADDRESSES
+        ):
+            header = (
+                "X-Comment: SPF check N/A for local connections - client-ip="
+                f"{ip}; helo={helo}; envelope-from={sender}; receiver={receiver} "
+            )
+            why = _Why(f"policyd-spf does not check the local client {ip} (skip_addresses)", detail)
+            return await self._table_result(
+                state, f"PREPEND {header}", reply_name, reply_class, why, lookups
+            )
+        if not sender and not helo:
+            return None  # "No sender or helo": policyd-spf answers dunno
+        resolver = lookups.resolver
+        if resolver is None:
+            self._note(
+                state,
+                "POSTFIX_SMTPD_NOT_JUDGED",
+                "policyd-spf was not consulted: SPF needs DNS, and this check has none",
+                detail,
+            )
+            return None
+        if not helo:  # no HELO: the sender's domain stands in for it (spf_engine)
+            helo = sender.split("@", 1)[1] if "@" in sender else "unknown"
+        envelope_from = sender or "<>"
+
+        async def evaluate(scope: str) -> tuple[str, str]:
+            result = await check_host(
+                resolver,
+                ip,
+                sender,
+                helo,
+                identity="helo" if scope == "helo" else "mfrom",
+                timeout=POLICYD_SPF_LOOKUP_TIME,
+            )
+            # Offline DNS without data for a name is no judgement: taken as the temperror a
+            # real resolver's failure would give, never as "no record" or "no such domain".
+            code = "temperror" if result.unknown else result.result
+            return code.capitalize(), result.explanation
+
+        def spf_detail(identity: str) -> str:
+            return (
+                f"identity={identity}; client-ip={ip}; helo={helo}; "
+                f"envelope-from={envelope_from}; receiver={receiver} "
+            )
+
+        # The HELO identity first (RFC 7208 §2.3), then MAIL FROM; HELO_reject = Fail refuses
+        # on a HELO fail whatever the sender, Mail_From_reject = Fail on a MAIL FROM fail.
+        helo_code, helo_text = await evaluate("helo")
+        helo_detail = {**detail, "identity": "helo", "domain": helo, "result": helo_code}
+        if helo_code == "Fail":
+            return await self._policyd_spf_reject(
+                state,
+                "helo",
+                helo,
+                ip,
+                receiver,
+                helo_text,
+                helo_detail,
+                reply_name,
+                reply_class,
+                lookups,
+            )
+        header = (
+            f"Received-SPF: {helo_code} ({'no SPF record' if helo_code == 'None' else helo_text})"
+            f" {spf_detail('helo')}"
+        )
+        why = _Why(
+            f"policyd-spf finds SPF {helo_code.lower()} for the HELO name {helo}", helo_detail
+        )
+        if sender:
+            from_code, from_text = await evaluate("mfrom")
+            from_detail = {**detail, "identity": "mailfrom", "sender": sender, "result": from_code}
+            if from_code == "Fail":
+                return await self._policyd_spf_reject(
+                    state,
+                    "mfrom",
+                    sender,
+                    ip,
+                    receiver,
+                    from_text,
+                    from_detail,
+                    reply_name,
+                    reply_class,
+                    lookups,
+                )
+            if from_code != "None" or helo_code == "None":
+                header = f"Received-SPF: {from_code} (mailfrom) {spf_detail('mailfrom')}"
+                why = _Why(
+                    f"policyd-spf finds SPF {from_code.lower()} for the envelope sender {sender}",
+                    from_detail,
+                )
+        return await self._table_result(
+            state, f"PREPEND {header}", reply_name, reply_class, why, lookups
+        )
+
+    async def _policyd_spf_reject(
+        self,
+        state: _State,
+        scope: str,
+        identity: str,
+        ip: str,
+        receiver: str,
+        explanation: str,
+        detail: dict[str, object],
+        reply_name: str,
+        reply_class: str,
+        lookups: Lookups,
+    ) -> _Status:
+        """policyd-spf's refusal (spf_engine._rejectmessage with Reason_Message's default)."""
+        text = POLICYD_SPF_REASON.format(
+            spf=explanation, scope=scope, identity=identity, ip=ip, receiver=receiver
+        )
+        value = f"{POLICYD_SPF_REJECT} {text}"
+        subject = "HELO name" if scope == "helo" else "envelope sender"
+        why = _Why(
+            f"policyd-spf finds SPF fail for the {subject} {identity} from {ip}",
+            {**detail, "value": value},
         )
         return await self._table_result(state, value, reply_name, reply_class, why, lookups)
 

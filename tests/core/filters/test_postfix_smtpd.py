@@ -16,7 +16,7 @@ from sinkd.core.delivery_state import DeliveryState
 from sinkd.core.engine import Pipeline, Router, Transaction
 from sinkd.core.filters.postfix_smtpd import SUPPORTED_PARAMETERS, SUPPORTED_RESTRICTIONS
 from sinkd.core.model import Action, ClientIdentity, Disposition, Reply, Stage, Verdict
-from sinkd.core.ports import Lookups
+from sinkd.core.ports import DnsAnswer, Lookups
 from sinkd.errors import ProfileError
 from tests.support.dnsbl import FakeResolver, a, txt
 from tests.support.judging import compile_yaml
@@ -525,9 +525,151 @@ async def test_postgrey_defers_if_permitted_and_lets_the_retry_pass(tmp_path: Pa
 
 
 def test_an_unmodelled_policy_service_is_a_compile_error(tmp_path: Path) -> None:
-    spf = {"restriction": "check_policy_service", "service": "policyd-spf"}
-    with pytest.raises(ProfileError, match="policy service 'policyd-spf' is not modelled"):
-        smtpd(tmp_path, restrictions={"recipient": [spf]})
+    other = {"restriction": "check_policy_service", "argument": "inet:127.0.0.1:9998"}
+    with pytest.raises(ProfileError, match=r"policy service 'inet:127\.0\.0\.1:9998' is not model"):
+        smtpd(tmp_path, restrictions={"recipient": [other]})
+
+
+# --- policyd-spf (postfix-policyd-spf-python 3.0.4, Debian 12, its default policyd-spf.conf) --
+
+POLICYD_SPF = {
+    "restriction": "check_policy_service",
+    "service": "policyd-spf",
+    "argument": "unix:private/policyd-spf",
+    "source": "main.cf:20",
+}
+SPF_DNS = {
+    ("acme-store.example", "TXT"): txt("v=spf1 ip4:192.0.2.10 -all"),
+    ("soft.example", "TXT"): txt("v=spf1 ip4:192.0.2.10 ~all"),
+    ("bad-helo.example", "TXT"): txt("v=spf1 -all"),
+    ("mail.sender.example", "TXT"): txt("v=spf1 a -all"),
+    "mail.sender.example": a("198.51.100.7"),
+    ("broken.example", "TXT"): txt("v=spf1 ip4:192.0.2.10 bogus:x -all"),
+    ("explained.example", "TXT"): txt("v=spf1 ip4:192.0.2.10 exp=why.explained.example -all"),
+    ("why.explained.example", "TXT"): txt("Not from %{i}, sorry"),
+}
+
+
+def spf_gateway(tmp_path: Path) -> Pipeline:
+    return smtpd(tmp_path, restrictions={"recipient": ["reject_unauth_destination", POLICYD_SPF]})
+
+
+def spf_lookups(answers: dict[Any, Any] | None = None) -> Lookups:
+    return Lookups(resolver=FakeResolver(SPF_DNS if answers is None else answers))
+
+
+async def test_policyd_spf_refuses_a_mail_from_fail_with_its_own_reply(tmp_path: Path) -> None:
+    (verdict,) = await outcome(
+        spf_gateway(tmp_path), "Orders@Acme-Store.example", lookups=spf_lookups()
+    )
+    assert verdict.stage is Stage.RCPT
+    # the reply Postfix gave policyd-spf's "550 5.7.23 Message rejected due to: ..." in the
+    # differential (tests/e2e/test_postfix_import_diff.py, policy-services spf-fail): the
+    # request's values lowercased, r= the recipient's domain (Hide_Receiver = No)
+    assert verdict.reply == Reply(
+        550,
+        "5.7.23",
+        "<bob@corp.example>: Recipient address rejected: Message rejected due to: SPF fail - "
+        "not authorized. Please see http://www.openspf.net/Why?s=mfrom;"
+        "id=orders@acme-store.example;ip=198.51.100.7;r=corp.example",
+    )
+    (finding,) = verdict.findings
+    assert finding.code == "POSTFIX_SMTPD_REJECT"
+    assert finding.detail["service"] == "policyd-spf"
+    assert finding.detail["identity"] == "mailfrom"
+    assert finding.detail["restriction_source"] == "main.cf:20"
+
+
+async def test_policyd_spf_puts_the_domains_explanation_in_its_reply(tmp_path: Path) -> None:
+    (verdict,) = await outcome(spf_gateway(tmp_path), "a@explained.example", lookups=spf_lookups())
+    assert verdict.reply.text.endswith(
+        "Message rejected due to: Not from 198.51.100.7, sorry. Please see "
+        "http://www.openspf.net/Why?s=mfrom;id=a@explained.example;ip=198.51.100.7;"
+        "r=corp.example"
+    )
+
+
+async def test_policyd_spf_checks_the_helo_name_first_and_refuses_its_fail(
+    tmp_path: Path,
+) -> None:
+    # HELO_reject = Fail: a HELO fail refuses whatever the sender (here one whose SPF passes)
+    (verdict,) = await outcome(
+        spf_gateway(tmp_path),
+        "x@mail.sender.example",
+        helo="Bad-Helo.example",
+        lookups=spf_lookups(),
+    )
+    assert verdict.reply == Reply(
+        550,
+        "5.7.23",
+        "<bob@corp.example>: Recipient address rejected: Message rejected due to: SPF fail - "
+        "not authorized. Please see http://www.openspf.net/Why?s=helo;id=bad-helo.example;"
+        "ip=198.51.100.7;r=corp.example",
+    )
+    assert verdict.findings[0].detail["identity"] == "helo"
+
+
+async def test_policyd_spf_checks_only_the_helo_name_for_the_null_sender(
+    tmp_path: Path,
+) -> None:
+    (refused,) = await outcome(
+        spf_gateway(tmp_path), "", helo="bad-helo.example", lookups=spf_lookups()
+    )
+    assert "s=helo;id=bad-helo.example" in refused.reply.text
+    (passed,) = await outcome(spf_gateway(tmp_path), "", lookups=spf_lookups())
+    assert passed.reply.code == 250
+    (note,) = passed.findings
+    assert note.code == "POSTFIX_SMTPD_NOT_MODELLED"
+    assert "Received-SPF: Pass (sender SPF authorized) identity=helo" in note.reason
+    assert "envelope-from=<>" in note.reason
+
+
+@pytest.mark.parametrize(
+    ("sender", "result"),
+    [
+        ("a@mail.sender.example", "Pass"),
+        ("a@soft.example", "Softfail"),
+        ("a@nothing.example", "None"),  # no record: the HELO's Pass is what is prepended
+        ("a@broken.example", "Permerror"),  # PermError_reject = False
+    ],
+)
+async def test_policyd_spf_only_prepends_received_spf_for_anything_but_fail(
+    tmp_path: Path, sender: str, result: str
+) -> None:
+    (verdict,) = await outcome(spf_gateway(tmp_path), sender, lookups=spf_lookups())
+    assert verdict.reply.code == 250
+    (note,) = verdict.findings
+    assert note.code == "POSTFIX_SMTPD_NOT_MODELLED" and note.action is Action.NONE
+    identity = "helo" if result == "None" else "mailfrom"
+    shown = "Pass" if result == "None" else result
+    assert f"PREPEND (Received-SPF: {shown} (" in note.reason
+    assert f"identity={identity}; client-ip=198.51.100.7" in note.reason
+
+
+async def test_policyd_spf_takes_a_dns_failure_as_temperror_and_does_not_refuse(
+    tmp_path: Path,
+) -> None:
+    # TempError_Defer = False; offline DNS without data is a temperror too, never "no record"
+    servfail = {("acme-store.example", "TXT"): DnsAnswer("SERVFAIL")}
+    for lookups in (spf_lookups(servfail), Lookups()):
+        (verdict,) = await outcome(
+            spf_gateway(tmp_path), "orders@acme-store.example", lookups=lookups
+        )
+        assert verdict.reply.code == 250
+        assert "Received-SPF: Temperror (mailfrom)" in verdict.findings[0].reason
+
+
+@pytest.mark.parametrize("ip", ["127.0.0.9", "::1", "::ffff:127.0.0.2"])
+async def test_policyd_spf_skips_local_clients(tmp_path: Path, ip: str) -> None:
+    # skip_addresses = 127.0.0.0/8,::ffff:127.0.0.0/104,::1 (nothing before it permits them)
+    pipeline = smtpd(
+        tmp_path,
+        parameters={"mynetworks": "192.0.2.0/24"},
+        restrictions={"recipient": [POLICYD_SPF]},
+    )
+    (verdict,) = await outcome(pipeline, "orders@acme-store.example", ip=ip, lookups=spf_lookups())
+    assert verdict.reply.code == 250
+    assert "X-Comment: SPF check N/A for local connections" in verdict.findings[0].reason
 
 
 async def test_a_declared_size_over_message_size_limit_is_refused_at_mail(tmp_path: Path) -> None:
