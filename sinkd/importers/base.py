@@ -100,7 +100,8 @@ def render(imported: Imported) -> str:
             head.extend(_comment(f"- {note}"))
     head.append("#")
     if imported.untranslated:
-        head.append(f"# NOT TRANSLATED ({len(imported.untranslated)} items):")
+        count = len(imported.untranslated)
+        head.append(f"# NOT TRANSLATED ({count} item{'' if count == 1 else 's'}):")
         for item in imported.untranslated:
             head.extend(_comment(f"- {item.line()}"))
     else:
