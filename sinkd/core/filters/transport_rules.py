@@ -362,9 +362,9 @@ class _Condition:
                     return f"{cls.replace('_', ' ')}: {report.of(cls)[0].what}"
                 continue
             for tag in sorted(wanted):
-                # An element is there when the HTML, tokenized, opens it; a tag named in text or
-                # a comment is not one. The HTML tokenizer is lexbor's, as everywhere in sinkd.
-                if _has_element(html, tag):
+                # An element is there when the HTML, parsed, opens it: the message's one parse
+                # of that body (HtmlBody), with its depth guard.
+                if parsed.html_body(html).has_element(tag):
                     return f"<{tag}>"
         return None
 
@@ -378,14 +378,6 @@ def _header_addresses(parsed: ParsedMessage, names: tuple[str, ...]) -> list[str
             except Exception:  # a header no parser reads names no address
                 continue
     return out
-
-
-def _has_element(html: str, tag: str) -> bool:
-    # Imported on first use, as sinkd.core.html.body does: selectolax is heavy and a message
-    # without HTML must not load it.
-    from selectolax.lexbor import LexborHTMLParser
-
-    return LexborHTMLParser(html).css_first(tag) is not None
 
 
 def _empty(parsed: ParsedMessage) -> str | None:

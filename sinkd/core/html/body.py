@@ -106,6 +106,16 @@ class HtmlBody:
                 self._urls = _document_attribute_values(self.html, names)
         return list(self._urls)
 
+    def has_element(self, tag: str) -> bool:
+        """Whether the HTML, parsed, opens an element ``tag`` (a tag named in text or in a
+        comment is none). Read from the same document parse as ``attribute_values``; a body
+        too deep to parse (``too_deep``) is never parsed and has none."""
+        if self.too_deep() is not None:
+            return False
+        if is_document(self.html):
+            return self._parsed().tree.css_first(tag) is not None
+        return _document_has_element(self.html, tag)
+
     # -- the one parse --
 
     def _parsed(self) -> Scan:
@@ -134,6 +144,13 @@ def _document_attribute_values(html: str, names: tuple[str, ...]) -> list[str]:
     from sinkd.core.html.scan import attribute_values
 
     return attribute_values(LexborHTMLParser(html), names)
+
+
+def _document_has_element(html: str, tag: str) -> bool:
+    # Imported on first use, as in _new_scan: only a message with HTML loads selectolax.
+    from selectolax.lexbor import LexborHTMLParser
+
+    return LexborHTMLParser(html).css_first(tag) is not None
 
 
 def _same_edits(planned: frozenset[str], found: list[Found], wanted: frozenset[str]) -> bool:
