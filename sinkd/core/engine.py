@@ -572,6 +572,8 @@ class Transaction:
         refusal is kept and becomes its verdict at the end of DATA. Asked again, as after a
         refused DATA the client may send it again, it decides afresh."""
         self._data_command_findings.clear()
+        if not any(a.pipeline.answers_data_command for a in self._accepted):
+            return []  # the usual case: no profile answers DATA itself, nothing to group
         refusals: list[Verdict] = []
         groups = self._groups()
         for pipeline, envelope, earlier in groups:

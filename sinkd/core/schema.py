@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import string
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
@@ -141,11 +141,18 @@ class ReplyTemplate:
     code: int
     enhanced: str
     template: str
+    # Whether the text names the recipient: decided once here, not at every render.
+    names_recipient: bool = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(
+            self, "names_recipient", _NAMES_RECIPIENT.search(self.template) is not None
+        )
 
     def render(self, variables: Mapping[str, object]) -> Reply:
         values = {k: "" if v is None else str(v) for k, v in variables.items()}
         text = string.Template(self.template).safe_substitute(values)
-        if not values.get("rcpt") and _NAMES_RECIPIENT.search(self.template):
+        if self.names_recipient and not values.get("rcpt"):
             # Rendered before RCPT TO: keep what the recipient's answer needs (Reply.for_recipient).
             return Reply(self.code, self.enhanced, text, unbound=(self.template, values))
         return Reply(self.code, self.enhanced, text)
