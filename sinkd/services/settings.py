@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from sinkd.core.chaos import ChaosConfig, ChaosTrigger, parse_triggers
 from sinkd.errors import ConfigError
 from sinkd.listen import LOOPBACK_NAME
+from sinkd.store.location import StoreLocation
 
 if TYPE_CHECKING:
     from sinkd.lookups.dns import DnsMode
@@ -67,6 +68,14 @@ def default_db_path() -> Path:
 
 
 # --- parsers: an option's text (or one item of its variable) to a value ---------------------
+
+
+def parse_store(text: str) -> StoreLocation:
+    """``--store``: a path, ``sqlite:///PATH`` or a ``postgresql://`` URL."""
+    try:
+        return StoreLocation.parse(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def parse_route(text: str) -> tuple[str, str]:
@@ -620,6 +629,38 @@ class Settings:
             )
         },
     )
+    store: StoreLocation | None = field(
+        default=None,
+        metadata={
+            "option": Option(
+                "--store",
+                "where messages are stored: PATH, sqlite:///PATH or postgresql://... "
+                "(overrides --db)",
+                parse=parse_store,
+                expected="a path, sqlite:///PATH or postgresql://USER@HOST/DATABASE",
+                shown="",
+                metavar="URL",
+                doc="the store: a SQLite file (`PATH` or `sqlite:///PATH`) or a PostgreSQL "
+                "database (`postgresql://USER:PASSWORD@HOST:PORT/DATABASE`, shared by several "
+                "instances: docs/scale-out.md); overrides `--db`",
+                doc_default="`--db`",
+            )
+        },
+    )
+    migrate: bool = field(
+        default=False,
+        metadata={
+            "option": Option(
+                "--migrate",
+                "create or migrate a PostgreSQL store's schema at start-up "
+                "(else: sinkd store migrate)",
+                kind="switch",
+                doc="create or migrate a PostgreSQL store's schema before serving; without it "
+                "an older or missing schema stops the start (run `sinkd store migrate`). A SQLite "
+                "file is always migrated at start-up",
+            )
+        },
+    )
     max_message_size: int = field(
         default=DEFAULT_MAX_MESSAGE_SIZE,
         metadata={
@@ -965,6 +1006,11 @@ class Settings:
             )
         },
     )
+
+    @property
+    def location(self) -> StoreLocation:
+        """Where the store is: ``--store`` when given, else ``--db``."""
+        return self.store if self.store is not None else StoreLocation.of_path(self.db)
 
 
 def options() -> Iterator[tuple[dataclasses.Field[Any], Option]]:
