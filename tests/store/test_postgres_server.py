@@ -58,3 +58,20 @@ def test_a_stopped_server_refuses_connections_and_leaves_no_directory() -> None:
     assert refused.returncode != 0
     assert "Connection refused" in refused.stderr
     assert not directory.exists()
+
+
+def test_a_paused_server_refuses_connections_and_serves_again_after_resume(
+    postgres_server: PostgresServer,
+) -> None:
+    dsn = postgres_server.create_database()
+    assert psql(dsn, "CREATE TABLE kept (n int); INSERT INTO kept VALUES (7)").returncode == 0
+
+    postgres_server.pause()
+    try:
+        refused = psql(dsn, "SELECT 1")
+        assert refused.returncode != 0
+        assert "Connection refused" in refused.stderr or "could not connect" in refused.stderr
+    finally:
+        postgres_server.resume()
+
+    assert psql(dsn, "SELECT n FROM kept").stdout.strip() == "7"

@@ -22,6 +22,7 @@ import pwd
 import shutil
 import subprocess
 import tempfile
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
@@ -111,7 +112,7 @@ class PostgresServer:
     def start(self) -> PostgresServer:
         initdb = _binary("initdb")
         self.pg_ctl = _binary("pg_ctl")
-        psql = require_executable("psql", "postgresql-client")
+        require_executable("psql", "postgresql-client")  # start() creates the database with it
         if self.user is not None:
             # runuser is in util-linux (essential on Debian); the server user must own its
             # data directory (initdb refuses otherwise) and reach the socket directory.
@@ -154,33 +155,49 @@ class PostgresServer:
             self.stop()
             pytest.fail(f"PostgreSQL found no free port in 3 attempts{self.server_log()}")
         # pg_ctl -w returned once the server accepts connections; the database is ours to make.
-        created = subprocess.run(
+        self.psql("postgres", f"CREATE DATABASE {DATABASE}")
+        return self
+
+    def psql(self, database: str, sql: str) -> str:
+        """Run ``sql`` in ``database`` with psql (a real client over loopback TCP); its output,
+        or the test fails with psql's message."""
+        psql = require_executable("psql", "postgresql-client")
+        done = subprocess.run(
             [
-                psql,
-                "-X",
-                "-q",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-h",
-                "127.0.0.1",
-                "-p",
-                str(self.port),
-                "-U",
-                SUPERUSER,
-                "-d",
-                "postgres",
-                "-c",
-                f"CREATE DATABASE {DATABASE}",
+                *(psql, "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1"),
+                *("-p", str(self.port), "-U", SUPERUSER, "-d", database, "-c", sql),
             ],
             capture_output=True,
             text=True,
             timeout=START_TIMEOUT,
             check=False,
         )
-        if created.returncode != 0:
-            self.stop()
-            pytest.fail(f"CREATE DATABASE failed:\n{created.stdout}{created.stderr}")
-        return self
+        if done.returncode != 0:
+            pytest.fail(f"psql {sql!r} failed:\n{done.stdout}{done.stderr}")
+        return done.stdout
+
+    def create_database(self) -> str:
+        """A new, empty database of its own (so that tests sharing the session's server stay
+        independent); its DSN."""
+        name = f"t_{uuid.uuid4().hex[:16]}"
+        self.psql("postgres", f"CREATE DATABASE {name}")
+        return f"postgresql://{SUPERUSER}@127.0.0.1:{self.port}/{name}"
+
+    def pause(self) -> None:
+        """Stop the server (fast shutdown: every session is ended) and keep its files, as a
+        database restart or outage does; ``resume`` starts it again on the same port."""
+        self._pg_ctl(["stop", "-m", "fast", "-w", "-t", str(STOP_TIMEOUT)], "pg_ctl stop")
+
+    def resume(self) -> None:
+        """Start the paused server again on the same port (pg_ctl -w: accepting connections)."""
+        options = f"-k {self.directory} -c listen_addresses=127.0.0.1 -p {self.port}"
+        self._pg_ctl(
+            ["start", "-w", "-t", str(START_TIMEOUT), "-l", str(self.log), "-o", options],
+            "pg_ctl start",
+        )
+
+    def _pg_ctl(self, argv: list[str], what: str) -> None:
+        self._run([self.pg_ctl, *argv[:1], "-D", str(self.data), *argv[1:]], what)
 
     def stop(self) -> None:
         """Stop the server (fast shutdown: sessions are ended, pg_ctl(1)) and remove its files."""
