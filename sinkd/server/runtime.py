@@ -218,7 +218,7 @@ class Sinkd:
         (auto): one per core up to ``MAX_WORKERS``, or 1 when a profile keeps state or chaos
         is on (a seeded chaos run replays exactly only in one process)."""
         s = self.settings
-        if in_memory(s.db):
+        if s.location.kind == "memory":
             if s.workers > 1:
                 raise ConfigError(
                     f"--workers {s.workers}: --db :memory: keeps the messages in one process's "
@@ -245,8 +245,11 @@ class Sinkd:
         # A missing self-signed certificate is made by a child process while the profiles load.
         making_cert = None
         if not (s.tls_cert and s.tls_key):
-            cert_dir = s.db.parent
-            if in_memory(s.db):
+            # Beside a SQLite file; with a PostgreSQL store, in --db's directory (the data
+            # directory of this machine: a certificate is no record to share).
+            location = s.location
+            cert_dir = location.path.parent if location.path is not None else s.db.parent
+            if location.kind == "memory":
                 # No data directory to keep it in (":memory:"'s parent is the working
                 # directory): a certificate of this run only, removed at stop.
                 self._scratch = tempfile.TemporaryDirectory(prefix="sinkd-")
