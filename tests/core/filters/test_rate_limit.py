@@ -11,10 +11,11 @@ import pytest
 
 from sinkd.core.delivery_state import DeliveryState
 from sinkd.core.engine import Pipeline, Router
-from sinkd.core.model import Action, Category, Disposition, Reply, Stage, Verdict
+from sinkd.core.model import Action, Category, Disposition, Reply, Stage, Unjudged, Verdict
 from sinkd.core.ports import Lookups
 from sinkd.errors import ProfileError
 from tests.support import judging
+from tests.support.delivery import OUTAGE, UnreachableMemory
 from tests.support.judging import compile_yaml
 
 T0 = 1_700_000_000.0
@@ -216,3 +217,23 @@ def test_a_rate_limit_without_any_limit_is_a_located_profile_error(tmp_path: Pat
 def test_limits_must_be_positive(tmp_path: Path, keys: str) -> None:
     with pytest.raises(ProfileError, match="greater than 0"):
         limits(tmp_path, keys)
+
+
+# --- shared counters that cannot be reached ------------------------------------------------------
+
+
+async def test_unreachable_shared_counters_defer_the_message_at_mail_with_451_4_3_5(
+    tmp_path: Path,
+) -> None:
+    memory = UnreachableMemory()
+    pipeline = limits(tmp_path, "messages_per_minute: 3")
+    verdict = await judge(pipeline, Lookups(clock=FakeClock(), state=memory))
+    assert memory.calls == 1
+    assert verdict.stage is Stage.MAIL
+    assert verdict.disposition is Disposition.DEFERRED
+    assert verdict.reply == Reply(451, "4.3.5", "Server configuration problem")
+    assert verdict.codes == ["RATE_LIMIT_UNAVAILABLE"]
+    finding = verdict.findings[0]
+    assert finding.action is Action.TEMPFAIL
+    assert finding.unjudged is Unjudged.UNAVAILABLE
+    assert finding.detail == {"client_ip": "203.0.113.5", "limit": 3, "error": OUTAGE}
