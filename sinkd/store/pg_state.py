@@ -168,6 +168,7 @@ class PgDeliveryState:
         self._last_sweep: float | None = None
         self._tasks: set[asyncio.Task[None]] = set()  # sweeps and connection writes in flight
         self._beating: asyncio.Task[None] | None = None
+        self._started = False
         self._beat_now = asyncio.Event()
 
     # --- lifetime ------------------------------------------------------------------------------
@@ -176,6 +177,7 @@ class PgDeliveryState:
         """Open the pool and register this instance. An unreachable database does not stop
         the start: the heartbeat keeps trying, and greylist and rate decisions answer 451
         meanwhile (as they would if it went away later)."""
+        self._started = True
         await self._pool.open(wait=False)
         try:
             await self._beat()
@@ -185,7 +187,10 @@ class PgDeliveryState:
 
     async def close(self) -> None:
         """Stop heartbeating, forget this instance's row (its connection rows go with it),
-        close the pool."""
+        close the pool. Idempotent; nothing to do for a state never started."""
+        if not self._started:
+            return
+        self._started = False
         if self._beating is not None:
             self._beating.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -340,8 +345,11 @@ class PgDeliveryState:
 
     def connection_opened(self, ip: str) -> None:
         """Count a connection from ``ip`` on this instance (no I/O: called when the
-        connection is made; ``connections_from`` then writes and reads the shared count)."""
+        connection is made); the shared row is updated in the background, and
+        ``connections_from`` (awaited where a limit applies) writes it and reads the total."""
         self._open[ip] = self._open.get(ip, 0) + 1
+        if not self._down:
+            self._spawn(self._write_count(ip), "delivery-connection-opened")
 
     def connection_closed(self, ip: str) -> None:
         """Count a closed connection from ``ip``; the shared row is updated in the background."""

@@ -1,38 +1,33 @@
-"""Delivery memories for filter tests: one whose shared state cannot be reached.
-
-Owns ``UnreachableMemory``, a ``ports.DeliveryMemory`` that raises
-``DeliveryStateUnavailable`` on every call as ``sinkd.store.pg_state`` does while PostgreSQL
-is down, so that filter tests can check the 451 4.3.5 answer without a server to stop (the
-store's own tests stop a real one).
-"""
+"""The greylisting gateway the delivery tests talk to: ``deferring-gateway`` without its tarpit,
+and one greylisted attempt with its immediate retry."""
 
 from __future__ import annotations
 
-from sinkd.core.ports import GreylistDecision
-from sinkd.errors import DeliveryStateUnavailable
+from pathlib import Path
 
-OUTAGE = "PostgreSQL at 127.0.0.1:1 is unreachable: connection refused"
+from sinkd.server.runtime import Sinkd
+from tests.support.smtp import message, raw_client, write_profile
+
+SENDER = "alice@sender.example"
+RCPT = "bob@corp.example"
+BODY = message("Your order has shipped")
 
 
-class UnreachableMemory:
-    """A shared delivery state whose database does not answer; ``calls`` counts the asks."""
+def gateway(tmp_path: Path, profile_id: str = "test-gateway", extra: str = "") -> str:
+    """deferring-gateway without its tarpit (tests that want one set it), plus ``extra``."""
+    body = (
+        'title: "deferring-gateway for tests"\n'
+        "extends: deferring-gateway\n"
+        "smtp: {tarpit: {banner: 0, rcpt: 0, data: 0}" + extra + "}\n"
+    )
+    return str(write_profile(tmp_path, profile_id, body))
 
-    def __init__(self) -> None:
-        self.calls = 0
 
-    async def greylist(
-        self,
-        key: tuple[str, str, str],
-        now: float,
-        delay: float,
-        retry_window: float,
-        remember: float,
-    ) -> GreylistDecision:
-        self.calls += 1
-        raise DeliveryStateUnavailable(OUTAGE)
-
-    async def note_message(
-        self, client_ip: str, now: float, window: float = 60.0, *, scope: str = ""
-    ) -> int:
-        self.calls += 1
-        raise DeliveryStateUnavailable(OUTAGE)
+async def greylisted_then_accepted(app: Sinkd, sender: str = SENDER, rcpt: str = RCPT) -> None:
+    """One greylisted attempt and its immediate retry (for servers with --greylist-delay 0)."""
+    async with raw_client(app) as client:
+        await client.ok(f"MAIL FROM:<{sender}>")
+        await client.ok(f"RCPT TO:<{rcpt}>", 451)
+        await client.ok("RSET")
+        await client.mail(BODY, sender, rcpt)
+        await client.quit()

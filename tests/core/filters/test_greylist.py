@@ -15,8 +15,8 @@ from sinkd.core.model import Action, Category, Disposition, Reply, Stage, Unjudg
 from sinkd.core.ports import Lookups
 from sinkd.errors import ProfileError
 from tests.support import judging
-from tests.support.delivery import OUTAGE, UnreachableMemory
 from tests.support.judging import compile_yaml
+from tests.support.shared_state import OUTAGE, UnreachableMemory
 
 T0 = 1_700_000_000.0
 MESSAGE = b"From: alice@sender.example\r\nTo: bob@corp.example\r\nSubject: hi\r\n\r\nHello.\r\n"

@@ -18,9 +18,9 @@ from sinkd.core.filters.postfix_smtpd import SUPPORTED_PARAMETERS, SUPPORTED_RES
 from sinkd.core.model import Action, ClientIdentity, Disposition, Reply, Stage, Verdict
 from sinkd.core.ports import DnsAnswer, Lookups
 from sinkd.errors import ProfileError
-from tests.support.delivery import UnreachableMemory
 from tests.support.dnsbl import FakeResolver, a, txt
 from tests.support.judging import compile_yaml
+from tests.support.shared_state import UnreachableMemory
 
 MESSAGE = b"From: a@sender.example\r\nTo: b@corp.example\r\nSubject: hi\r\n\r\nhello\r\n"
 
