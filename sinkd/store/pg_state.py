@@ -336,6 +336,11 @@ class PgDeliveryState:
                 (FORGET_INSTANCE_AFTER,),
             )
 
+    async def flush(self) -> None:
+        """Wait for the background writes in flight (connection counts, sweeps)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
     def _spawn(self, coroutine: Coroutine[Any, Any, None], name: str) -> None:
         task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coroutine, name=name)
         self._tasks.add(task)  # a strong reference until it ends (asyncio.create_task)

@@ -5,8 +5,8 @@ Owns validating ``PUT /api/v1/routing`` bodies (profile ids only, never paths; d
 ``--route`` takes them) and the JSON answers. It holds no policy: the ``Judge`` says which
 routing is in force, the server's ``set_routing`` (``ServerControl``) puts a new one in force
 in every SMTP process, the delivery state (``WebContext.delivery``) forgets: this process's
-memory, or with ``--store postgresql://...`` what every instance shares. Test suites (the pytest plugin) use
-both between tests, also against a sinkd running elsewhere (Docker).
+memory, or with ``--store postgresql://...`` what every instance shares. Test suites (the
+pytest plugin) use both between tests, also against a sinkd running elsewhere (Docker).
 """
 
 from __future__ import annotations

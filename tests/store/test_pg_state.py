@@ -174,8 +174,12 @@ async def test_connection_counts_add_across_instances_and_drop_when_connections_
         assert await a.connections_from("203.0.113.5") == 3
         assert await a.connections_from("198.51.100.1") == 0
         b.connection_closed("203.0.113.5")
-        await asyncio.gather(*b._tasks)  # the closing write runs in the background
+        await b.flush()  # the closing write runs in the background
         assert await a.connections_from("203.0.113.5") == 2
+        # A connection counted without asking (no limit on b's profile) is written all the same.
+        b.connection_opened("198.51.100.1")
+        await b.flush()
+        assert await a.connections_from("198.51.100.1") == 1
     database = dsn.rsplit("/", 1)[1]
     # Closing both instances removed their rows (ON DELETE CASCADE).
     assert postgres_server.psql(database, "SELECT count(*) FROM smtp_connections").strip() == "0"
