@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import httpx
 import pytest
 
 from sinkd.server.runtime import Sinkd
@@ -21,7 +22,8 @@ from sinkd.store.pg_schema import DELIVERY_TABLES
 from tests.conftest import StartServer
 from tests.support.delivery import BODY, RCPT, SENDER, gateway
 from tests.support.postgres import PostgresServer, postgres_server
-from tests.support.smtp import raw_client
+from tests.support.smtp import TIMEOUT, raw_client
+from tests.support.web import JSON, base_url
 
 __all__ = ["postgres_server"]  # the session fixture, used below by name
 
@@ -34,9 +36,11 @@ def shared_store(server: PostgresServer) -> StoreLocation:
     return StoreLocation.parse(dsn)
 
 
-async def cluster(start_server: StartServer, store: StoreLocation, profile: str) -> list[Sinkd]:
+async def cluster(
+    start_server: StartServer, store: StoreLocation, profile: str, *, http: bool = False
+) -> list[Sinkd]:
     return [
-        await start_server(profile=profile, greylist_delay=0, store=store, migrate=True)
+        await start_server(profile=profile, greylist_delay=0, store=store, migrate=True, http=http)
         for _ in range(2)
     ]
 
@@ -84,3 +88,25 @@ async def test_the_connection_limit_counts_the_connections_of_both_instances(
     async with raw_client(a) as again, raw_client(b) as other:
         await again.quit()
         await other.quit()
+
+
+async def test_the_delivery_state_api_of_either_instance_shows_and_forgets_what_both_remember(
+    start_server: StartServer, tmp_path: Path, postgres_server: PostgresServer
+) -> None:
+    store = shared_store(postgres_server)
+    a, b = await cluster(start_server, store, gateway(tmp_path), http=True)
+    async with raw_client(a) as client:
+        await client.ok(f"MAIL FROM:<{SENDER}>")
+        await client.ok(f"RCPT TO:<{RCPT}>", 451)
+        await client.quit()
+    delivery = "/api/v1/delivery-state"
+    async with httpx.AsyncClient(base_url=base_url(b), timeout=TIMEOUT) as http:
+        assert (await http.get(delivery)).json()["entries"] >= 1  # a's triplet, seen by b
+        forgotten = await http.request("DELETE", delivery, headers=JSON)
+        assert forgotten.json()["forgotten"] >= 1
+    async with httpx.AsyncClient(base_url=base_url(a), timeout=TIMEOUT) as http:
+        assert (await http.get(delivery)).json() == {"entries": 0}
+    async with raw_client(a) as client:  # forgotten on both: a first attempt again
+        await client.ok(f"MAIL FROM:<{SENDER}>")
+        await client.ok(f"RCPT TO:<{RCPT}>", 451)
+        await client.quit()
