@@ -180,7 +180,7 @@ class PgDeliveryState:
         self._started = True
         await self._pool.open(wait=False)
         try:
-            await self._beat()
+            await self.beat()
         except DeliveryStateUnavailable as error:
             self._went_down(error)
         self._beating = asyncio.create_task(self._heartbeat_loop(), name="delivery-heartbeat")
@@ -420,7 +420,7 @@ class PgDeliveryState:
 
     # --- heartbeat ---------------------------------------------------------------------------
 
-    async def _beat(self) -> None:
+    async def beat(self) -> None:
         """One heartbeat; after an outage (or a first start) this instance's connection rows
         are written anew, so that the shared counts match what it has open now."""
         async with self._counts:
@@ -445,7 +445,7 @@ class PgDeliveryState:
                     await self._beat_now.wait()
             self._beat_now.clear()
             try:
-                await self._beat()
+                await self.beat()
             except DeliveryStateUnavailable as error:
                 self._went_down(error)
                 self._beat_now.clear()  # retried at the next beat, not in a busy loop

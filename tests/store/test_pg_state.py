@@ -236,3 +236,10 @@ async def test_a_stopped_server_makes_the_state_unavailable_and_it_works_again_o
                 pytest.fail("the delivery state did not come back after the server did")
             assert decision.passed and decision.attempts == 2  # the triplet survived
             assert await a.note_message("203.0.113.5", T0) == 1
+            # The next heartbeat writes the connections counted during the outage.
+            await a.beat()
+            rows = server.psql(
+                dsn.rsplit("/", 1)[1], "SELECT ip, open FROM smtp_connections ORDER BY ip"
+            )
+            assert rows.split() == ["203.0.113.5|2"]
+            assert await a.connections_from("203.0.113.5") == 2
