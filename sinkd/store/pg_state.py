@@ -353,7 +353,7 @@ class PgDeliveryState:
         connection is made); the shared row is updated in the background, and
         ``connections_from`` (awaited where a limit applies) writes it and reads the total."""
         self._open[ip] = self._open.get(ip, 0) + 1
-        if not self._down:
+        if self._started and not self._down:
             self._spawn(self._write_count(ip), "delivery-connection-opened")
 
     def connection_closed(self, ip: str) -> None:
@@ -363,7 +363,7 @@ class PgDeliveryState:
             self._open[ip] = left
         else:
             self._open.pop(ip, None)
-        if not self._down:
+        if self._started and not self._down:
             self._spawn(self._write_count(ip), "delivery-connection-closed")
 
     async def connections_from(self, ip: str) -> int:
