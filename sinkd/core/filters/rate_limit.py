@@ -77,8 +77,13 @@ class RateLimitFilter(Filter):
         self.spec = spec
         self.message_reply = ctx.reply(spec.message_reply, "message_reply")
         self.recipient_reply = ctx.reply(spec.recipient_reply, "recipient_reply")
-        # Each compiled filter counts on its own: two profiles' limits never add up.
-        self.scope = f"{spec.name}#{next(_INSTANCES)}"
+        # Each profile's filter counts on its own: two profiles' limits never add up. The scope
+        # is the profile id and the filter's (unique) name, the same in every process and
+        # every instance sharing a PostgreSQL store, so that their counts add up; a filter
+        # compiled outside a profile (no id) gets a scope of its own.
+        self.scope = (
+            f"{ctx.profile}/{spec.name}" if ctx.profile else f"{spec.name}#{next(_INSTANCES)}"
+        )
 
     async def check_envelope(self, stage: Stage, ctx: EnvelopeContext) -> list[Finding]:
         if ctx.rcpt is None:

@@ -139,6 +139,19 @@ async def test_two_profiles_count_on_their_own_even_with_the_same_filter_name(
     assert refused.findings[0].detail["count"] == 2
 
 
+async def test_one_profile_compiled_twice_counts_on_one_counter_as_instances_sharing_a_store(
+    tmp_path: Path, world: World
+) -> None:
+    # Two processes (or two instances on one PostgreSQL store) compile the same profile each:
+    # their counters for a client must be the same one.
+    here = limits(tmp_path, "messages_per_minute: 1", profile_id="shared")
+    there = limits(tmp_path, "messages_per_minute: 1", profile_id="shared")
+    assert (await judge(here, world.lookups)).stage is Stage.DATA
+    refused = await judge(there, world.lookups)
+    assert refused.codes == ["RATE_LIMIT_MESSAGES"]
+    assert refused.findings[0].detail["count"] == 2
+
+
 async def test_a_custom_message_reply_is_used(tmp_path: Path, world: World) -> None:
     pipeline = limits(
         tmp_path,
