@@ -1,7 +1,8 @@
 """Two sinkd instances on one PostgreSQL store act as one MX cluster (issue 21): a triplet
-greylisted by one passes its retry on the other, and the connection limit counts both
-instances' connections. Real ``Sinkd`` servers, a real SMTP client over loopback, the private
-PostgreSQL server of the tests; ``--greylist-delay 0`` makes the retry pass at once (no sleep).
+greylisted by one passes its retry on the other, a client's message rate and the connection
+limit count both instances' messages and connections. Real ``Sinkd`` servers, a real SMTP
+client over loopback, the private PostgreSQL server of the tests; ``--greylist-delay 0`` makes
+the retry pass at once (no sleep).
 
 Until the PostgreSQL store is merged, the messages themselves go to each instance's own SQLite
 file and only the delivery state lives in PostgreSQL; the delivery tables are created here as
@@ -22,7 +23,7 @@ from sinkd.store.pg_schema import DELIVERY_TABLES
 from tests.conftest import StartServer
 from tests.support.delivery import BODY, RCPT, SENDER, gateway
 from tests.support.postgres import PostgresServer, postgres_server
-from tests.support.smtp import TIMEOUT, raw_client
+from tests.support.smtp import TIMEOUT, raw_client, write_profile
 from tests.support.web import JSON, base_url
 
 __all__ = ["postgres_server"]  # the session fixture, used below by name
@@ -110,3 +111,28 @@ async def test_the_delivery_state_api_of_either_instance_shows_and_forgets_what_
         await client.ok(f"MAIL FROM:<{SENDER}>")
         await client.ok(f"RCPT TO:<{RCPT}>", 451)
         await client.quit()
+
+
+async def test_a_clients_message_rate_is_counted_on_both_instances_together(
+    start_server: StartServer, tmp_path: Path, postgres_server: PostgresServer
+) -> None:
+    profile = write_profile(
+        tmp_path,
+        "rate-two",
+        'title: "two messages a minute per client"\n'
+        "models: [{what: a low rate limit, source: the suite}]\n"
+        "filters:\n"
+        "  - kind: rate_limit\n"
+        "    name: anvil\n"
+        "    messages_per_minute: 2\n"
+        '    assumption: "low, so that a test reaches it; postconf(5) '
+        'smtpd_client_message_rate_limit"\n',
+    )
+    a, b = await cluster(start_server, shared_store(postgres_server), str(profile))
+    replies = []
+    for app in (a, b, a):
+        async with raw_client(app) as client:
+            replies.append((await client.command(f"MAIL FROM:<{SENDER}>")).line)
+            await client.quit()
+    assert replies[:2] == ["250 2.1.0 Ok", "250 2.1.0 Ok"]
+    assert replies[2] == "450 4.7.1 Error: too much mail from 127.0.0.1"
