@@ -24,6 +24,7 @@ import logging
 import socket
 from collections.abc import AsyncIterator, Coroutine, Iterable
 from typing import Any
+from urllib.parse import urlsplit
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
@@ -135,6 +136,7 @@ class PgDeliveryState:
         if delay_override is not None and delay_override < 0:
             raise ValueError("delay_override must be 0 or more seconds")
         self.shown = StoreLocation.parse(url).shown  # for logs and errors: no password
+        self._password = urlsplit(url).password or ""  # never in a message (driver texts too)
         self.instance = instance
         self.hostname = hostname or socket.gethostname()
         self.delay_override = delay_override
@@ -216,7 +218,9 @@ class PgDeliveryState:
                 async with self._pool.connection() as conn:
                     yield conn
         except (psycopg.Error, PoolTimeout, TimeoutError, OSError) as error:
-            reason = str(error).strip() or type(error).__name__
+            reason = " ".join(str(error).split()) or type(error).__name__
+            if self._password:
+                reason = reason.replace(self._password, "***")
             raise DeliveryStateUnavailable(
                 f"the shared delivery state at {self.shown} is unavailable: {reason}"
             ) from error

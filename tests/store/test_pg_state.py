@@ -7,6 +7,7 @@ gives ``DeliveryStateUnavailable`` until it is back."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -16,6 +17,7 @@ import pytest
 from sinkd.errors import DeliveryStateUnavailable
 from sinkd.store.pg_schema import DELIVERY_TABLES
 from sinkd.store.pg_state import PgDeliveryState
+from tests.conftest import free_port
 from tests.support.postgres import PostgresServer, postgres_server
 
 __all__ = ["postgres_server"]  # the session fixture, used below by name
@@ -243,3 +245,21 @@ async def test_a_stopped_server_makes_the_state_unavailable_and_it_works_again_o
             )
             assert rows.split() == ["203.0.113.5|2"]
             assert await a.connections_from("203.0.113.5") == 2
+
+
+async def test_no_server_at_all_is_unavailable_and_no_text_names_the_password(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    url = f"postgresql://sinkd:s3cret-pw@127.0.0.1:{free_port()}/sinkd"
+    caplog.set_level(logging.DEBUG, logger="sinkd")
+    async with instance(url, call_timeout=1.0) as state:  # starts all the same
+        with pytest.raises(DeliveryStateUnavailable) as info:
+            await state.greylist(KEY, T0, DELAY, WINDOW, REMEMBER)
+        with pytest.raises(DeliveryStateUnavailable):
+            await state.entries()
+        state.connection_opened("203.0.113.5")
+        assert await state.connections_from("203.0.113.5") == 1  # its own count
+    assert "sinkd:***@127.0.0.1" in str(info.value)
+    assert "s3cret-pw" not in str(info.value)
+    assert "s3cret-pw" not in caplog.text
+    assert "connection limits count this instance's connections only" in caplog.text
