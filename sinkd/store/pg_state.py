@@ -236,8 +236,8 @@ class PgDeliveryState:
         remember: float,
     ) -> GreylistDecision:
         """One attempt of the triplet ``key`` at ``now``, decided by ``greylist_step`` on the
-        shared row in one short transaction: a first attempt is one INSERT; a known triplet is
-        locked (SELECT ... FOR UPDATE), stepped and updated, so concurrent attempts on two
+        shared row: a first attempt is one INSERT; a known triplet is locked (SELECT ... FOR
+        UPDATE), stepped and updated in one short transaction, so concurrent attempts on two
         instances serialize on its row lock (PostgreSQL, "The Locking Clause")."""
         if self.delay_override is not None:
             delay = self.delay_override
@@ -245,13 +245,13 @@ class PgDeliveryState:
         fresh, first = greylist_step(None, now, delay, retry_window, remember)
         async with self._connection() as conn:
             for _ in range(3):  # a sweep may delete the row between the two statements
+                # ON CONFLICT DO NOTHING first, on its own (autocommit: one round trip for a
+                # new triplet): of two first attempts at once, one inserts and the other
+                # waits for it, then finds its row (PostgreSQL INSERT, "ON CONFLICT Clause").
+                cursor = await conn.execute(_INSERT_FIRST, (*key, *_entry_values(fresh)))
+                if await cursor.fetchone() is not None:
+                    return first
                 async with conn.transaction():
-                    # ON CONFLICT DO NOTHING first: of two first attempts at once, one inserts
-                    # and the other waits for it, then finds its row (PostgreSQL INSERT, "ON
-                    # CONFLICT Clause").
-                    cursor = await conn.execute(_INSERT_FIRST, (*key, *_entry_values(fresh)))
-                    if await cursor.fetchone() is not None:
-                        return first
                     cursor = await conn.execute(_SELECT_FOR_UPDATE, key)
                     row = await cursor.fetchone()
                     if row is None:

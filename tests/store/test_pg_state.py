@@ -100,6 +100,23 @@ async def test_two_first_attempts_at_once_on_two_instances_make_one_triplet(dsn:
         assert await a.entries() == 20
 
 
+async def test_concurrent_retries_on_two_instances_serialize_on_the_triplets_row(
+    dsn: str,
+) -> None:
+    async with instance(dsn) as a, instance(dsn) as b:
+        await a.greylist(KEY, T0, DELAY, WINDOW, REMEMBER)
+        retries = await asyncio.gather(
+            *(
+                state.greylist(KEY, T0 + 10 + n, DELAY, WINDOW, REMEMBER)
+                for n in range(20)
+                for state in (a, b)
+            )
+        )
+    # Every attempt saw the one before it: attempts 2..41, each once.
+    assert sorted(r.attempts for r in retries) == list(range(2, 42))
+    assert not any(r.passed for r in retries)
+
+
 async def test_the_greylist_delay_override_applies_on_the_instance_that_has_it(dsn: str) -> None:
     async with instance(dsn) as a, instance(dsn, delay_override=0) as b:
         assert not (await a.greylist(KEY, T0, DELAY, WINDOW, REMEMBER)).passed
