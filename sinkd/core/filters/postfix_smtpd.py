@@ -1423,10 +1423,11 @@ class PostfixSmtpdFilter(Filter):
                 POSTGREY_MAX_AGE,
             )
         except DeliveryStateUnavailable as error:
-            # postgrey unreachable: Postfix applies smtpd_policy_service_default_action as if
-            # the policy server had answered it (postconf(5): "any value that would be a valid
-            # SMTPD policy server response (or access(5) map lookup result)"; Postfix 3.0 and
-            # later, default "451 4.3.5 Server configuration problem").
+            # postgrey unreachable: Postfix applies smtpd_policy_service_default_action as an
+            # access(5) result (smtpd_check.c check_policy_service: check_table_result(...,
+            # policy_clnt->def_action, "policy query", reply_name, reply_class, ...);
+            # postconf(5), Postfix 3.0 and later, default "451 4.3.5 Server configuration
+            # problem"), hence "<rcpt>: Recipient address rejected: Server configuration ...".
             unavailable = STATE_UNAVAILABLE_REPLY
             value = f"{unavailable.code} {unavailable.enhanced} {unavailable.text}"
             why = _Why(
