@@ -104,6 +104,11 @@ class PostgresStore:
     def commits(self) -> int:
         return self._writes.commits
 
+    async def wait_writable(self, wanted: bool = True) -> None:
+        """Return once ``writable`` is ``wanted``: the database went away, or came back (the
+        writer reconnects by itself); bound the wait with ``asyncio.timeout``."""
+        await self._writes.wait_writable(wanted)
+
     # -- writes: through the writer thread or process ----------------------------------------
 
     async def save(self, record: MessageRecord) -> None:

@@ -97,8 +97,9 @@ class WriterClient:
         self.path = path  # for messages only: a file, or a URL as shown (no password)
         self.commits = 0
         # The store's health as the writer process last told it (False while a PostgreSQL
-        # store is unreachable).
+        # store is unreachable), and who is told when it changes.
         self.healthy = True
+        self.on_health: Callable[[bool], None] | None = None
         # Told the records other clients saved (the server's live event stream).
         self.on_committed: Callable[[list[str]], None] | None = None
         self._numbers = itertools.count()
@@ -310,6 +311,8 @@ class WriterClient:
                 self._flush()  # what was held while the batch was in flight (see _flush)
             case ("health", healthy):
                 self.healthy = bool(healthy)
+                if self.on_health is not None:
+                    self.on_health(self.healthy)
             case ("committed", records):
                 if self.on_committed is not None:
                     try:
@@ -548,6 +551,8 @@ class WriterThread:
         self._closed = False
         self.commits = 0
         self.healthy = True
+        # Told (from the writer thread) when ``healthy`` changes.
+        self.on_health: Callable[[bool], None] | None = None
         self._ready: asyncio.Future[None] | None = None
         name = spec.location.path.name if spec.location.path is not None else "postgresql"
         self._thread = threading.Thread(
@@ -608,7 +613,7 @@ class WriterThread:
                     batch = [self._queue.get(timeout=writer.idle_interval)]
                 except queue.Empty:
                     writer.tick()
-                    self.healthy = writer.healthy
+                    self._health(writer.healthy)
                     continue
                 while len(batch) < MAX_BATCH:
                     try:
@@ -620,13 +625,19 @@ class WriterThread:
                 if ops:
                     writer.write(ops)
                     self.commits = writer.commits
-                    self.healthy = writer.healthy
+                    self._health(writer.healthy)
                     for op in ops:
                         if op.loop is not None and op.future is not None:
                             settle_threadsafe(op.loop, op.future, op.result, op.error)
                     writer.committed(ops)
         finally:
             writer.close()
+
+    def _health(self, healthy: bool) -> None:
+        if healthy != self.healthy:
+            self.healthy = healthy
+            if self.on_health is not None:
+                self.on_health(healthy)
 
 
 class StoreWrites:
@@ -640,16 +651,44 @@ class StoreWrites:
         self.closed = False
         self.process: WriterProcess | None = None  # writer="process", once started
         self.thread: WriterThread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._changed: asyncio.Event | None = None  # set (and replaced) when health changes
 
     async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._changed = asyncio.Event()
         if self.kind == "process":
             process = WriterProcess(self.spec)
+            process.on_health = self._health_changed
             await process.start()
             self.process = process
             return
         thread = WriterThread(self.spec)
+        thread.on_health = self._health_changed
         await thread.start()
         self.thread = thread
+
+    def _health_changed(self, healthy: bool) -> None:
+        """The store became reachable or unreachable (from the writer thread, or the client's
+        loop): wake whoever waits for it on the store's loop."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._wake)
+
+    def _wake(self) -> None:
+        changed, self._changed = self._changed, asyncio.Event()
+        if changed is not None:
+            changed.set()
+
+    async def wait_writable(self, wanted: bool = True) -> None:
+        """Return once ``writable`` is ``wanted`` (a PostgreSQL store's outage begins or ends);
+        the caller bounds the wait (``asyncio.timeout``)."""
+        while self.writable != wanted:
+            if self.closed:
+                raise StoreError(f"message store {self.spec.shown} is closed")
+            changed = self._changed
+            assert changed is not None, "start() first"
+            await changed.wait()
 
     @property
     def writable(self) -> bool:
