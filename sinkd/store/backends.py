@@ -10,12 +10,14 @@ PostgreSQL store is opened.
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
-from sinkd.errors import ConfigError
+from sinkd.errors import ConfigError, StoreError
 from sinkd.store import Store
 from sinkd.store.location import StoreLocation
 from sinkd.store.memory import MemoryStore
+from sinkd.store.sql import SCHEMA_VERSION, open_writer
 from sinkd.store.sqlite import WriterKind, open_sqlite
 
 IN_MEMORY = Path(":memory:")
@@ -56,3 +58,45 @@ async def open_store(
         return await open_postgres(location, writer=writer, migrate=migrate, instance=instance)
     assert location.path is not None
     return await open_sqlite(location.path, writer=writer)
+
+
+def migrate_store(location: StoreLocation) -> tuple[int | None, int]:
+    """Create or migrate the store at ``location`` (``sinkd store migrate``): the schema
+    version it had (None: there was no store) and the one it has now; ``StoreError`` when it
+    cannot be reached or is newer than this sinkd, ``ConfigError`` for ``:memory:``."""
+    if location.kind == "memory":
+        raise ConfigError(":memory: has no schema to migrate; give a file or postgresql:// URL")
+    if location.kind == "postgresql":
+        try:  # the optional postgresql extra, as in open_store
+            from sinkd.store.pg_sql import connect, ensure_schema
+        except ImportError as exc:
+            raise ConfigError(
+                f"--store {location.shown} needs the postgresql extra:"
+                f" pip install 'sinkd[postgresql]' ({exc})"
+            ) from None
+        conn = connect(location)
+        try:
+            return ensure_schema(conn, location, migrate=True)
+        finally:
+            conn.close()
+    assert location.path is not None
+    found = _sqlite_version(location.path)
+    open_writer(location.path, 5.0).close()  # creates or migrates, as every start does
+    return found, SCHEMA_VERSION
+
+
+def _sqlite_version(path: Path) -> int | None:
+    """The schema version of the SQLite store at ``path``; None when there is none yet."""
+    if not path.exists():
+        return None
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        if "no such table" in str(exc):
+            return None
+        raise StoreError(f"cannot read message store {path}: {exc}") from exc
+    return None if row is None else int(row[0])

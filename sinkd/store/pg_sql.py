@@ -107,7 +107,10 @@ def text(value: str | None) -> str | None:
 
 
 def redact(location: StoreLocation, message: str) -> str:
-    """``message`` (a driver's) without the URL's password, should it appear in it."""
+    """``message`` (a driver's) on one line and without the URL's password, should it appear
+    in it (libpq's messages span lines: "...failed: Connection refused\n\tIs the server
+    running...")."""
+    message = " ".join(message.split())
     url = location.url or ""
     parts = psycopg.conninfo.conninfo_to_dict(url) if url else {}
     secret = parts.get("password")
