@@ -27,12 +27,12 @@ from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
 from sinkd.errors import NotFound, StoreError
-from sinkd.store import MessageRecord, Query, RelayEntry, StoredMessage
+from sinkd.store import Query, RelayEntry, StoredMessage
 from sinkd.store.columns import fold
 from sinkd.store.location import StoreLocation
 from sinkd.store.pg_sql import CONNECT_TIMEOUT, RELAY_COLUMNS, redact, relay_state, text
 from sinkd.store.sql import filtered_message
-from sinkd.store.writer import StoreWrites, WriterKind, WriterProcess
+from sinkd.store.writer import StoreWrites, WriterKind, WritesThrough
 from sinkd.store.writer_main import WriterSpec
 
 __all__ = ["PostgresStore", "open_postgres"]
@@ -53,7 +53,7 @@ def default_instance() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
-class PostgresStore:
+class PostgresStore(WritesThrough):
     """A ``Store`` on a PostgreSQL database. Create it with ``open_postgres``."""
 
     def __init__(
@@ -91,40 +91,14 @@ class PostgresStore:
         return self.location.shown
 
     @property
-    def writer_process(self) -> WriterProcess | None:
-        """The writer process (``writer="process"``), which SMTP workers connect to."""
-        return self._writes.process
-
-    @property
     def writable(self) -> bool:
         """Whether a save can be committed now: open, its writer there and connected."""
         return not self._closed and self._writes.writable
-
-    @property
-    def commits(self) -> int:
-        return self._writes.commits
 
     async def wait_writable(self, wanted: bool = True) -> None:
         """Return once ``writable`` is ``wanted``: the database went away, or came back (the
         writer reconnects by itself); bound the wait with ``asyncio.timeout``."""
         await self._writes.wait_writable(wanted)
-
-    # -- writes: through the writer thread or process ----------------------------------------
-
-    async def save(self, record: MessageRecord) -> None:
-        await self._writes.save(record)
-
-    async def release(self, message_id: str, released_at: datetime, *, relay: bool = False) -> bool:
-        return await self._writes.release(message_id, released_at, relay=relay)
-
-    async def relay_update(self, message_id: str, state: dict[str, Any]) -> bool:
-        return await self._writes.relay_update(message_id, state)
-
-    async def delete(self, message_id: str) -> None:
-        await self._writes.delete(message_id)
-
-    async def clear(self) -> int:
-        return await self._writes.clear()
 
     # -- reads ---------------------------------------------------------------------------
 

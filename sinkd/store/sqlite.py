@@ -35,7 +35,7 @@ from sinkd.store.sql import (
     open_writer,
     rollback,
 )
-from sinkd.store.writer import StoreWrites, WriterKind, WriterProcess
+from sinkd.store.writer import StoreWrites, WriterKind, WritesThrough
 from sinkd.store.writer_main import WriterSpec
 
 __all__ = [
@@ -56,7 +56,7 @@ MAX_IDLE_READERS = 4
 T = TypeVar("T")
 
 
-class SqliteStore:
+class SqliteStore(WritesThrough):
     """A ``Store`` on one SQLite file. Create it with ``open_sqlite``."""
 
     def __init__(
@@ -77,36 +77,9 @@ class SqliteStore:
         return self._path
 
     @property
-    def writer_process(self) -> WriterProcess | None:
-        """The writer process (``writer="process"``), which SMTP workers connect to."""
-        return self._writes.process
-
-    @property
     def writable(self) -> bool:
         """Whether writes can be committed now: open, and its writer thread or process there."""
         return not self._closed and self._writes.writable
-
-    @property
-    def commits(self) -> int:
-        """How many write transactions the writer has committed (for tests and stats)."""
-        return self._writes.commits
-
-    # -- writes: all go through the one writer (thread or process), so they are serialized -
-
-    async def save(self, record: MessageRecord) -> None:
-        await self._writes.save(record)
-
-    async def release(self, message_id: str, released_at: datetime, *, relay: bool = False) -> bool:
-        return await self._writes.release(message_id, released_at, relay=relay)
-
-    async def relay_update(self, message_id: str, state: dict[str, Any]) -> bool:
-        return await self._writes.relay_update(message_id, state)
-
-    async def delete(self, message_id: str) -> None:
-        await self._writes.delete(message_id)
-
-    async def clear(self) -> int:
-        return await self._writes.clear()
 
     # -- reads: any thread from asyncio's pool, each on a connection it holds alone ---------
 

@@ -768,3 +768,35 @@ class StoreWrites:
             await self.process.close()
         elif self.thread is not None:
             await self.thread.close()
+
+
+class WritesThrough:
+    """The write methods of a SQL store (``SqliteStore``, ``PostgresStore``): each goes through
+    the store's ``StoreWrites`` (``_writes``), whose writer serializes and batches them."""
+
+    _writes: StoreWrites
+
+    @property
+    def writer_process(self) -> WriterProcess | None:
+        """The writer process (``writer="process"``), which SMTP workers connect to."""
+        return self._writes.process
+
+    @property
+    def commits(self) -> int:
+        """How many write transactions the writer has committed (for tests and stats)."""
+        return self._writes.commits
+
+    async def save(self, record: MessageRecord) -> None:
+        await self._writes.save(record)
+
+    async def release(self, message_id: str, released_at: datetime, *, relay: bool = False) -> bool:
+        return await self._writes.release(message_id, released_at, relay=relay)
+
+    async def relay_update(self, message_id: str, state: dict[str, Any]) -> bool:
+        return await self._writes.relay_update(message_id, state)
+
+    async def delete(self, message_id: str) -> None:
+        await self._writes.delete(message_id)
+
+    async def clear(self) -> int:
+        return await self._writes.clear()

@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
@@ -130,6 +132,24 @@ async def test_two_stores_on_one_database_see_each_others_records_in_commit_orde
 # --- notifications -----------------------------------------------------------------------------
 
 
+@asynccontextmanager
+async def listening(
+    dsn: str, instance: str
+) -> AsyncIterator[tuple[psycopg.AsyncConnection[object], PostgresStore]]:
+    """A connection that LISTENs on the events channel, then a store (writer process) named
+    ``instance`` on the same database."""
+    listener = await psycopg.AsyncConnection.connect(dsn, autocommit=True)
+    try:
+        await listener.execute(f"LISTEN {EVENTS_CHANNEL}")
+        store = await open_postgres(dsn, migrate=True, writer="process", instance=instance)
+        try:
+            yield listener, store
+        finally:
+            await store.close()
+    finally:
+        await listener.close()
+
+
 async def next_event(conn: psycopg.AsyncConnection[object]) -> dict[str, object]:
     async for notify in conn.notifies(timeout=30, stop_after=1):
         assert notify.channel == EVENTS_CHANNEL
@@ -141,11 +161,7 @@ async def next_event(conn: psycopg.AsyncConnection[object]) -> dict[str, object]
 async def test_committed_writes_are_notified_and_a_failed_one_never_is(
     postgres_server: PostgresServer,
 ) -> None:
-    dsn = postgres_server.create_database()
-    listener = await psycopg.AsyncConnection.connect(dsn, autocommit=True)
-    store = await open_postgres(dsn, migrate=True, writer="process", instance="inst-a")
-    try:
-        await listener.execute(f"LISTEN {EVENTS_CHANNEL}")
+    async with listening(postgres_server.create_database(), "inst-a") as (listener, store):
         await store.save(make_record(1))
         assert await next_event(listener) == {
             "origin": "inst-a",
@@ -170,19 +186,26 @@ async def test_committed_writes_are_notified_and_a_failed_one_never_is(
             await store.release("nope", make_record(9).received_at)
         await store.save(make_record(3))
         assert (await next_event(listener))["ids"] == ["m0003"]
-    finally:
-        await store.close()
-        await listener.close()
+
+        await store.save(make_record(4, relay=True))
+        assert (await next_event(listener))["ids"] == ["m0004"]
+        (entry,) = await store.relay_queue(10)
+        assert await store.relay_update("m0004", {**entry.state, "attempts": 1})
+        assert await next_event(listener) == {
+            "origin": "inst-a",
+            "event": "relay",
+            "ids": ["m0004"],
+        }
+        await store.delete("m0004")
+        assert not await store.relay_update("m0004", entry.state)  # gone: nothing to notify
+        await store.save(make_record(5))
+        assert (await next_event(listener))["ids"] == ["m0005"]
 
 
 async def test_a_large_batch_is_notified_in_payloads_under_the_limit(
     postgres_server: PostgresServer,
 ) -> None:
-    dsn = postgres_server.create_database()
-    listener = await psycopg.AsyncConnection.connect(dsn, autocommit=True)
-    store = await open_postgres(dsn, migrate=True, writer="process", instance="i")
-    try:
-        await listener.execute(f"LISTEN {EVENTS_CHANNEL}")
+    async with listening(postgres_server.create_database(), "i") as (listener, store):
         records = [make_record(n, message_id=f"{'x' * 60}{n:04d}") for n in range(600)]
         await asyncio.gather(*(store.save(r) for r in records))
 
@@ -193,9 +216,6 @@ async def test_a_large_batch_is_notified_in_payloads_under_the_limit(
             if len(seen) >= len(records):
                 break
         assert sorted(seen) == sorted(r.id for r in records)
-    finally:
-        await store.close()
-        await listener.close()
 
 
 # --- an outage of the database -----------------------------------------------------------------
