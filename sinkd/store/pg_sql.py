@@ -311,9 +311,11 @@ class PgWriter:
                 for op in ops:
                     self._run_op(conn, op)
                 self._notify(conn, ops)
-        except psycopg.Error as exc:
+        except Exception as exc:
             # The transaction as a whole failed, COMMIT included (its outcome unknown when the
-            # connection broke during it; see the class): no op of it counts as committed.
+            # connection broke during it; see the class): no op of it counts as committed. Not
+            # only driver errors: an odd value that fails outside an op's savepoint must fail
+            # its batch, never end the writer.
             for op in ops:
                 op.result = None
             if conn.broken or isinstance(exc, psycopg.OperationalError):
@@ -386,8 +388,14 @@ class PgWriter:
             op.error = exc
         except pg_errors.UniqueViolation as exc:
             op.error = StoreError(f"message {op.message_id!r} is already stored ({exc})")
-        except (pg_errors.IntegrityError, pg_errors.DataError, ValueError, TypeError) as exc:
-            op.error = StoreError(f"message {op.message_id!r} cannot be stored: {exc}")
+        except (
+            pg_errors.IntegrityError,
+            pg_errors.DataError,
+            ValueError,
+            TypeError,
+            KeyError,  # a relay state without one of its fields
+        ) as exc:
+            op.error = StoreError(f"message {op.message_id!r} cannot be stored: {exc!r}")
 
     def _apply(self, conn: psycopg.Connection[Any], op: Op) -> Any:
         """One operation's SQL (as ``sinkd.store.sql.apply_op`` for SQLite)."""
