@@ -12,6 +12,7 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
@@ -263,3 +264,19 @@ async def test_an_unreachable_database_is_refused_at_open_without_its_password()
         server.resume()
     assert "cannot reach message store postgresql://postgres:***@" in str(refused.value)
     assert SECRET not in str(refused.value)
+
+
+async def test_the_writer_process_gets_the_url_outside_its_command_line(
+    postgres_server: PostgresServer,
+) -> None:
+    dsn = with_password(postgres_server.create_database())
+    async with await open_postgres(dsn, migrate=True, writer="process") as store:
+        process = store.writer_process
+        assert process is not None and process._process is not None
+        # What ps(1) shows every user of the machine.
+        cmdline = await asyncio.to_thread(Path(f"/proc/{process._process.pid}/cmdline").read_bytes)
+        argv = cmdline.split(b"\0")
+
+    assert b"sinkd.store.writer_main" in argv
+    assert b"postgresql" in argv  # the kind, not the URL
+    assert not any(SECRET.encode() in word or b"@127.0.0.1" in word for word in argv)
