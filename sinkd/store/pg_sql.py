@@ -49,13 +49,17 @@ CONNECT_TIMEOUT = 3
 # about this long even without traffic.
 HEALTH_INTERVAL = 1.0
 
+MESSAGE_COLUMNS = (
+    "seq, id, received_at, transaction_id, profile, verdict, disposition, score, stage, subject,"
+    " mail_from, client_ip, size, data, codes, search_subject, search_mail_from, search_rcpt_to"
+)
 INSERT_MESSAGE = (
-    "INSERT INTO messages (seq, id, received_at, transaction_id, profile, verdict, disposition,"
-    " score, stage, subject, mail_from, client_ip, size, data, codes, search_subject,"
-    " search_mail_from, search_rcpt_to)"
+    f"INSERT INTO messages ({MESSAGE_COLUMNS})"
     " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
 )
+COPY_MESSAGES = f"COPY messages ({MESSAGE_COLUMNS}) FROM STDIN"
 INSERT_RAW = "INSERT INTO raw (id, bytes, filtered, filtered_from) VALUES (%s, %s, %s, %s)"
+COPY_RAW = "COPY raw (id, bytes, filtered, filtered_from) FROM STDIN"
 RELAY_COLUMNS = (
     "status, attempts, queued_at, last_attempt_at, next_attempt_at, done_at, last_reply, recipients"
 )
@@ -341,10 +345,14 @@ class PgWriter:
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_SEQ,))
 
     def _write_saves(self, conn: psycopg.Connection[Any], ops: Sequence[Op]) -> bool:
-        """A batch of saves in a few round trips: the seqs in one query, then one
-        ``executemany`` per table (psycopg pipelines them, "Pipeline mode support"). False,
+        """A batch of saves in a few round trips: the seqs in one query, then one COPY per
+        table (psycopg "Using COPY TO and COPY FROM": rows streamed in one statement). False,
         with nothing written, when any row fails (the caller then goes op by op to find it);
-        a lost connection raises."""
+        a lost connection raises.
+
+        Measured on batches of 20 1 KB saves (fsync on): COPY ~92-95 us of the writer's CPU
+        per save, executemany (pipelined) ~112-118, at the same ~3.7-4.2 ms per batch (the
+        commit's fsync dominates)."""
         try:
             with conn.transaction():
                 self._lock_seq(conn)
@@ -363,10 +371,14 @@ class PgWriter:
                     if op.relay is not None:
                         relays.append((op.message_id, *relay_row(op.relay)))
                 with conn.cursor() as cur:
-                    cur.executemany(INSERT_MESSAGE, messages)
+                    with cur.copy(COPY_MESSAGES.encode()) as copy:
+                        for row in messages:
+                            copy.write_row(row)
                     if raws:
-                        cur.executemany(INSERT_RAW, raws)
-                    if relays:
+                        with cur.copy(COPY_RAW.encode()) as copy:
+                            for row in raws:
+                                copy.write_row(row)
+                    if relays:  # rare (--relay): a plain pipelined executemany
                         cur.executemany(INSERT_RELAY, relays)
                 self._notify(conn, ops)
         except (pg_errors.IntegrityError, pg_errors.DataError, ValueError, TypeError):
