@@ -1,11 +1,14 @@
-"""``sinkd store migrate`` through the real entry point: it creates a store, finds it up to date
-the next time, migrates nothing it cannot, and refuses what is no reachable store with exit 2
-and one line (no traceback, no password). A real private PostgreSQL on loopback for the
-PostgreSQL cases (the session's server, a database per test)."""
+"""``sinkd store migrate`` (and ``sinkd messages --store``) through the real entry point: it
+creates a store, finds it up to date the next time, migrates nothing it cannot, and refuses
+what is no reachable store with exit 2 and one line (no traceback, no password); the messages
+commands read a PostgreSQL store. A real private PostgreSQL on loopback (the session's server,
+a database per test)."""
 
 from __future__ import annotations
 
+import asyncio
 import io
+import json
 import sqlite3
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -13,8 +16,11 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 
 from sinkd.cli import EXIT_OK, EXIT_USAGE, main
+from sinkd.core.model import VerdictAction
+from sinkd.store.postgres import open_postgres
 from sinkd.store.sql import SCHEMA_VERSION
 from tests.support.postgres import PostgresServer, postgres_server
+from tests.support.store import make_record
 
 __all__ = ["postgres_server"]  # the session fixture, used below by name
 
@@ -102,3 +108,24 @@ def test_a_location_that_is_no_store_is_refused_with_exit_2(
 ) -> None:
     assert migrate("--store", "mysql://u:p@h/db") == (EXIT_USAGE, "")
     assert "unknown scheme 'mysql'" in capsys.readouterr().err
+
+
+def test_messages_list_and_show_read_a_postgresql_store(postgres_server: PostgresServer) -> None:
+    url = postgres_server.create_database()
+
+    async def save() -> None:
+        async with await open_postgres(url, migrate=True) as store:
+            await store.save(make_record(1))
+            await store.save(make_record(2, verdict=VerdictAction.QUARANTINE))
+
+    asyncio.run(save())
+
+    out = io.StringIO()
+    assert main(["messages", "list", "--store", url, "--json"], out=out) == EXIT_OK
+    assert [m["id"] for m in json.loads(out.getvalue())] == ["m0002", "m0001"]
+    out = io.StringIO()
+    assert main(["messages", "list", "--store", url, "--verdict", "quarantine"], out=out) == 0
+    assert [line.split()[0] for line in out.getvalue().splitlines()] == ["m0002"]
+    out = io.StringIO()
+    assert main(["messages", "show", "m0001", "--store", url, "--json"], out=out) == EXIT_OK
+    assert json.loads(out.getvalue())["subject"] == "message 1"
