@@ -477,6 +477,8 @@ class WriterSpec:
                     f"--store {self.shown} needs the postgresql extra:"
                     f" pip install 'sinkd[postgresql]' ({exc})"
                 ) from None
+            if not self.location.url:  # libpq would take "" for its defaults: another database
+                raise StoreError(f"the writer process was given no URL (${STORE_URL_ENV})")
             return PgWriter(self.location, migrate=self.migrate, instance=self.instance)
         assert self.location.path is not None
         return SqliteBatch(self.location.path, self.busy_timeout, checkpoints=checkpoints)
