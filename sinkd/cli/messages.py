@@ -18,10 +18,10 @@ import yaml
 from sinkd.cli.base import EXIT_OK, Parser
 from sinkd.core.model import VerdictAction
 from sinkd.errors import NotFound, StoreError
+from sinkd.location import StoreLocation
 from sinkd.services.settings import default_db_path
 from sinkd.store import Query
 from sinkd.store.backends import open_store
-from sinkd.store.location import StoreLocation
 
 
 def add_arguments(messages: argparse.ArgumentParser) -> None:

@@ -16,9 +16,9 @@ from typing import TextIO
 
 from sinkd.cli.base import EXIT_OK, EXIT_USAGE, Parser
 from sinkd.errors import ConfigError, StoreError
+from sinkd.location import StoreLocation
 from sinkd.services.settings import default_db_path
 from sinkd.store.backends import migrate_store
-from sinkd.store.location import StoreLocation
 
 
 def add_arguments(store: argparse.ArgumentParser) -> None:

@@ -14,8 +14,8 @@ import sqlite3
 from pathlib import Path
 
 from sinkd.errors import ConfigError, StoreError
+from sinkd.location import NEEDS_EXTRA, StoreLocation
 from sinkd.store import Store
-from sinkd.store.location import NEEDS_EXTRA, StoreLocation
 from sinkd.store.memory import MemoryStore
 from sinkd.store.sql import SCHEMA_VERSION, open_writer
 from sinkd.store.sqlite import WriterKind, open_sqlite

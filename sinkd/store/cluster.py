@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from sinkd.errors import ConfigError
-from sinkd.store.location import NEEDS_EXTRA, StoreLocation
+from sinkd.location import NEEDS_EXTRA, StoreLocation
 
 if TYPE_CHECKING:
     from sinkd.store.pg_events import Notification, SharedLinks

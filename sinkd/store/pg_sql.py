@@ -22,8 +22,8 @@ import psycopg
 from psycopg import errors as pg_errors
 
 from sinkd.errors import NotFound, StoreError
+from sinkd.location import StoreLocation
 from sinkd.store import relay_queued
-from sinkd.store.location import StoreLocation
 from sinkd.store.pg_schema import (
     DELIVERY_TABLES,
     EVENTS_CHANNEL,

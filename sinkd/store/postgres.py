@@ -27,9 +27,9 @@ from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
 from sinkd.errors import NotFound, StoreError
+from sinkd.location import StoreLocation
 from sinkd.store import Query, RelayEntry, StoredMessage
 from sinkd.store.columns import fold
-from sinkd.store.location import StoreLocation
 from sinkd.store.pg_sql import CONNECT_TIMEOUT, RELAY_COLUMNS, redact, relay_state, text
 from sinkd.store.sql import filtered_message
 from sinkd.store.writer import StoreWrites, WriterKind, WritesThrough

@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from sinkd.errors import NotFound, StoreError
+from sinkd.location import StoreLocation
 from sinkd.store import MessageRecord, Query, RelayEntry, StoredMessage, iso
 from sinkd.store.columns import PreparedSave, fold, prepare
-from sinkd.store.location import StoreLocation
 from sinkd.store.sql import (
     RELAY_JSON,
     RELAY_OF_MESSAGE,

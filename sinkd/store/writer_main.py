@@ -34,9 +34,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from sinkd.errors import NotFound, StoreError
+from sinkd.location import NEEDS_EXTRA, StoreLocation
 from sinkd.store import MessageRecord
 from sinkd.store.columns import MessageRow, SearchText, prepare_json
-from sinkd.store.location import NEEDS_EXTRA, StoreLocation
 from sinkd.store.sql import MAX_BATCH, Op, Writer
 
 log = logging.getLogger(__name__)

@@ -9,8 +9,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+from sinkd.location import StoreLocation
 from sinkd.store.backends import open_store
-from sinkd.store.location import StoreLocation
 from sinkd.store.memory import MemoryStore
 from sinkd.store.sqlite import SqliteStore
 
@@ -37,7 +37,7 @@ def test_without_psycopg_a_sqlite_store_opens_and_a_postgresql_url_names_the_ext
         import asyncio
         from sinkd.errors import ConfigError
         from sinkd.store.backends import open_store
-        from sinkd.store.location import StoreLocation
+        from sinkd.location import StoreLocation
 
         async def main():
             store = await open_store(StoreLocation.parse({str(tmp_path / "s.db")!r}))
