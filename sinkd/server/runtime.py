@@ -21,15 +21,16 @@ import os
 import socket
 import tempfile
 import threading
+import uuid
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sinkd.core.chaos import Chaos, ChaosConfig
 from sinkd.core.delivery_state import DeliveryState
 from sinkd.core.engine import Router
 from sinkd.core.profiles import ProfileSet
-from sinkd.errors import ConfigError
+from sinkd.errors import ConfigError, NotFound
 from sinkd.listen import listen, show
 from sinkd.server import logs
 from sinkd.server.handler import SinkHandler
@@ -46,11 +47,15 @@ from sinkd.services.relay import RelayConfig, Relayer
 from sinkd.services.settings import Settings
 from sinkd.store import Store, VerdictSink
 from sinkd.store.backends import in_memory, open_store
+from sinkd.store.cluster import shared_links
 from sinkd.store.sqlite import SqliteStore
 from sinkd.store.verdict_log import VerdictLog
 from sinkd.web import HttpServer, create_app
 from sinkd.web.common import HttpOptions, WebContext
 from sinkd.web.hub import Hub
+
+if TYPE_CHECKING:
+    from sinkd.store.pg_events import Notification, SharedLinks
 
 log = logging.getLogger(__name__)
 # How long a scrape waits for each worker's measurements: a worker busy judging a large
@@ -120,6 +125,11 @@ class Sinkd:
         self.relayer: Relayer | None = None
 
         self.verdict_log: VerdictLog | None = None
+        # This server among the instances sharing its store (a PostgreSQL one): named in the
+        # events its writer commits, so that it does not publish its own records twice.
+        self.instance = f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
+        # The events of other instances and the relay lease (None: a store of one machine).
+        self.links: SharedLinks | None = None
 
     def set_routing(self, profile: str, routes: Mapping[str, str], *, forward: bool = True) -> None:
         """Judge mail with ``profile`` by default and ``routes`` (domain -> profile id) from the
@@ -152,6 +162,23 @@ class Sinkd:
         if self.hub.subscribers:
             for data in records:
                 self.hub.publish("verdict", data)
+
+    async def publish_shared(self, found: Notification) -> None:
+        """Another instance on the shared store committed ``found``: its records' events for
+        this server's subscribers, read back from the store (a notification carries ids
+        only). Metrics are not counted here: each instance counts what it judged, and
+        Prometheus sums the instances."""
+        if not self.hub.subscribers or self.store is None:
+            return
+        for message_id in found.ids:
+            try:
+                data = (await self.store.get(message_id)).data
+            except NotFound:
+                continue  # deleted meanwhile: nothing to show
+            if found.event == "relay":
+                self.hub.publish("relay", {"id": message_id, "relay": data["relay"]})
+            elif found.event in ("verdict", "released"):
+                self.hub.publish(found.event, data)
 
     async def gather_metrics(self) -> None:
         """Ask every worker for its own measurements (commit and judging time, open
@@ -191,7 +218,7 @@ class Sinkd:
         (auto): one per core up to ``MAX_WORKERS``, or 1 when a profile keeps state or chaos
         is on (a seeded chaos run replays exactly only in one process)."""
         s = self.settings
-        if in_memory(s.db):
+        if s.location.kind == "memory":
             if s.workers > 1:
                 raise ConfigError(
                     f"--workers {s.workers}: --db :memory: keeps the messages in one process's "
@@ -218,8 +245,11 @@ class Sinkd:
         # A missing self-signed certificate is made by a child process while the profiles load.
         making_cert = None
         if not (s.tls_cert and s.tls_key):
-            cert_dir = s.db.parent
-            if in_memory(s.db):
+            # Beside a SQLite file; with a PostgreSQL store, in --db's directory (the data
+            # directory of this machine: a certificate is no record to share).
+            location = s.location
+            cert_dir = location.path.parent if location.path is not None else s.db.parent
+            if location.kind == "memory":
                 # No data directory to keep it in (":memory:"'s parent is the working
                 # directory): a certificate of this run only, removed at stop.
                 self._scratch = tempfile.TemporaryDirectory(prefix="sinkd-")
@@ -277,8 +307,14 @@ class Sinkd:
             if in_memory(s.db):
                 log.info("store: in memory, gone when the server stops (--db :memory:)")
         index, total = self.listener
+        if index == 0:
+            self.links = shared_links(
+                s.location, self.instance, self.publish_shared, relay=relay is not None
+            )
         if relay is not None and index == 0 and self.store is not None:
-            self.relayer = Relayer(relay, self.store, metrics=self.metrics, events=self.hub)
+            # On a shared store, only the instance holding the lease relays (pg_events).
+            queue = self.store if self.links is None else self.links.relay_queue(self.store)
+            self.relayer = Relayer(relay, queue, metrics=self.metrics, events=self.hub)
         self.recorder = Recorder(
             self.sink,
             verdict_log=self.verdict_log,
@@ -350,6 +386,8 @@ class Sinkd:
         )
         if self.chaos.enabled:  # the seed is logged so that a run can be repeated exactly
             log.info("chaos triggers=%s", self.chaos.describe())
+        if self.links is not None:
+            self.links.start()
         if self.relayer is not None:  # its first scan picks up what a previous run left queued
             self.relayer.start()
         if s.http:
@@ -440,6 +478,9 @@ class Sinkd:
         if self.relayer is not None:  # before the store: attempts record their outcome
             await self.relayer.stop()
             self.relayer = None
+        if self.links is not None:
+            await self.links.close()
+            self.links = None
         if self.judge_pool is not None:  # after SMTP: no message is sent to it any more
             await self.judge_pool.close()
         if self.sink is not None:
