@@ -4,7 +4,8 @@ Owns starting N real ``python -m sinkd serve`` processes (tests/support/servers.
 ``start_serve``: free ports, the readiness line, no sleeps) on one store location, each with
 its own SMTP and HTTP port and working directory, each leading a process group of its own; and
 the helpers a cluster test needs: send mail to instance *i* with smtplib (a real client over
-loopback), read instance *i*'s ``/api/v1/messages`` and its ``/api/v1/events`` stream (httpx),
+loopback), read instance *i*'s ``/api/v1/messages`` and its ``/api/v1/events`` stream (httpx,
+tests/support/events.py),
 ``kill -9`` one instance (with every process it started: the store writer and workers go with
 it, as they would with the machine), start one again on the same store, and stop them all.
 
@@ -18,12 +19,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import select
 import signal
 import smtplib
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -31,14 +31,13 @@ from typing import Any
 
 import httpx
 
+from tests.support.events import Stream, subscribed
 from tests.support.servers import QUEUED, TIMEOUT, Served, clean_env, start_serve
 
 # The HTTP API on a free port (clean_env turns it off by default: its fixed port would clash).
 HTTP_ON = {"SINKD_NO_HTTP": "", "SINKD_HTTP_PORT": "0"}
 SENDER = "alice@sender.example"
 RECIPIENT = "bob@corp.example"
-
-Event = dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -129,38 +128,16 @@ def wait_ended(pids: Sequence[int]) -> None:
             os.close(fd)
 
 
-class EventStream:
-    """One subscription to an instance's ``/api/v1/events`` (server-sent events), in place once
-    ``open`` returns (the server's ``: subscribed`` comment was read)."""
-
-    def __init__(self, lines: AsyncIterator[str]) -> None:
-        self._lines = lines
-        self.events: list[Event] = []
-
-    async def _subscribed(self) -> None:
-        async with asyncio.timeout(TIMEOUT):
-            async for line in self._lines:
-                if line.startswith(": subscribed"):
-                    return
-        raise AssertionError("the event stream ended before it was subscribed")
-
-    async def until(self, done: Callable[[list[Event]], bool]) -> None:
-        """Read events into ``events`` until ``done(events)``; TimeoutError after TIMEOUT (wrap
-        the call in ``asyncio.timeout`` for another bound)."""
-        if done(self.events):
-            return
-        async with asyncio.timeout(TIMEOUT):
-            async for line in self._lines:
-                if line.startswith("data:"):
-                    self.events.append(json.loads(line[5:]))
-                    if done(self.events):
-                        return
-        raise AssertionError(f"the event stream ended; got {len(self.events)} events")
-
-    async def ids(self, wanted: set[str]) -> set[str]:
-        """Wait until every id in ``wanted`` has arrived; the ids seen."""
-        await self.until(lambda events: wanted <= {e.get("id") for e in events})
-        return {str(e.get("id")) for e in self.events}
+async def event_ids(stream: Stream, wanted: set[str]) -> set[str]:
+    """Read ``stream`` until every message id in ``wanted`` has arrived in an event; the ids
+    seen (each read fails the test after tests/support/events.py's TIMEOUT)."""
+    seen: set[str] = set()
+    while not wanted <= seen:
+        kind, data = await stream.event()
+        assert kind != "end", f"the event stream ended; seen {sorted(seen)}"
+        if isinstance(data, dict) and "id" in data:
+            seen.add(str(data["id"]))
+    return seen
 
 
 @dataclass
@@ -200,7 +177,8 @@ class Cluster:
         index = len(self.instances)
         cwd = self.root / f"instance-{index}"
         cwd.mkdir(parents=True, exist_ok=True)
-        # A SQLite path goes as --db (what every sinkd reads), a URL as --store.
+        # A SQLite path goes as --db (what the server opens today: --store's SQLite form reaches
+        # open_store with the PostgreSQL store's branch), a URL as --store.
         where = ["--store" if "://" in self.store else "--db", self.store]
         args = ["--port", "0", *where, *self.args, *extra]
         if migrate:
@@ -271,15 +249,13 @@ class Cluster:
         return answer.status_code, body
 
     @contextlib.asynccontextmanager
-    async def events(self, index: int) -> AsyncIterator[EventStream]:
-        """A subscription to instance ``index``'s live events, in place when it is yielded."""
+    async def events(self, index: int) -> AsyncIterator[Stream]:
+        """A subscription to instance ``index``'s live events (tests/support/events.py), in
+        place when it is yielded."""
         async with (
             httpx.AsyncClient(base_url=self.http(index), timeout=TIMEOUT) as client,
-            client.stream("GET", "/api/v1/events") as response,
+            subscribed(client) as stream,
         ):
-            assert response.status_code == 200, response.status_code
-            stream = EventStream(response.aiter_lines())
-            await stream._subscribed()
             yield stream
 
     # --- stopping ---------------------------------------------------------------------------
