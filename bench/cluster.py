@@ -239,6 +239,7 @@ def report(runs: dict[str, Run], args: argparse.Namespace) -> None:
         f"load: {args.clients} concurrent SMTP clients, {args.size} KB plain text, "
         f"{args.seconds:g} s measured after {args.warmup:g} s warm-up; profile {args.profile}"
     )
+    print("(c): client-side round-robin, client k on instance k mod 2 (no balancer process)")
     print(
         f"\n{'configuration':<30} {'msgs/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} "
         f"{'CPU ms/msg: sinkd':>18} {'PostgreSQL':>11} {'driver':>7}"
