@@ -12,7 +12,8 @@ Owns every exception type sinkd raises on purpose. Bad mail is never an exceptio
     ├── HttpApiError                    sinkd's HTTP API answered with an error (the client)
     │   └── HttpApiUnreachable (ConnectionError)  it did not answer at all
     └── StoreError
-        └── NotFound (LookupError)      no stored message has that id
+        ├── NotFound (LookupError)      no stored message has that id
+        └── DeliveryStateUnavailable    the shared delivery state (PostgreSQL) cannot be reached
 """
 
 from __future__ import annotations
@@ -75,6 +76,12 @@ class StoreError(SinkdError):
 
 class NotFound(StoreError, LookupError):
     """No stored message has the requested id."""
+
+
+class DeliveryStateUnavailable(StoreError):
+    """The delivery state several instances share in PostgreSQL (greylist triplets, rate
+    windows) could not be read or written: the filter that asked answers 451 4.3.5 rather than
+    decide without it."""
 
 
 class PolicyImportError(SinkdError, ValueError):

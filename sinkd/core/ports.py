@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, TypeAlias
 
+from sinkd.core.model import Reply
+
 
 @dataclass(frozen=True, slots=True)
 class SpamdTarget:
@@ -155,10 +157,13 @@ class GreylistDecision:
 
 
 class DeliveryMemory(Protocol):
-    """What delivery-behaviour filters remember between SMTP sessions of one server:
-    greylist triplets and recent messages per client (``sinkd.core.delivery_state``)."""
+    """What delivery-behaviour filters remember between SMTP sessions: greylist triplets and
+    recent messages per client. One process's memory (``sinkd.core.delivery_state``), or the
+    tables several instances share in PostgreSQL (``sinkd.store.pg_state``): hence async.
+    A memory that cannot be reached raises ``DeliveryStateUnavailable``; the filters answer
+    it with ``STATE_UNAVAILABLE_REPLY``, never with a pass decided without the state."""
 
-    def greylist(
+    async def greylist(
         self,
         key: tuple[str, str, str],
         now: float,
@@ -167,9 +172,16 @@ class DeliveryMemory(Protocol):
         remember: float,
     ) -> GreylistDecision: ...
 
-    def note_message(
+    async def note_message(
         self, client_ip: str, now: float, window: float = 60.0, *, scope: str = ""
     ) -> int: ...
+
+
+# What Postfix answers when its policy service (postgrey, policyd) cannot be reached:
+# postconf(5) smtpd_policy_service_default_action, default "451 4.3.5 Server configuration
+# problem" (Postfix 3.0 and later; `postconf -d` here prints it). A shared delivery state
+# that PostgreSQL cannot give is sinkd's counterpart of that unreachable policy service.
+STATE_UNAVAILABLE_REPLY = Reply(451, "4.3.5", "Server configuration problem")
 
 
 @dataclass(frozen=True, slots=True)

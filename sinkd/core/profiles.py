@@ -511,7 +511,9 @@ def compile_loaded(loaded: LoadedProfile) -> CompiledProfile:
     lists = {
         name: ListValue(spec.kind, tuple(spec.entries)) for name, spec in profile.lists.items()
     }
-    filters = compile_filters(profile.filters, lists, loaded.catalogue, profile.scanning.limits())
+    filters = compile_filters(
+        profile.filters, lists, loaded.catalogue, profile.scanning.limits(), profile=profile.id
+    )
     header = profile.scanning.header_size_limit
     if header is not None and header.action == "reject" and header.reply is not None:
         # The product refuses an oversized header before any filter runs: first, so that its

@@ -188,16 +188,22 @@ class CompileContext:
         replies: Mapping[str, ReplyTemplate],
         loc: Sequence[str | int] = (),
         limits: ScanLimits = DEFAULT_SCAN_LIMITS,
+        profile: str = "",
     ) -> None:
         self.lists = lists
         self.replies = replies
         self.loc: tuple[str | int, ...] = tuple(loc)
         self.limits = limits
+        self.profile = profile  # the id of the profile being compiled ("" when unknown)
 
     def at(self, *loc: str | int) -> CompileContext:
         """The same context, located deeper in the profile (for error messages)."""
         return CompileContext(
-            lists=self.lists, replies=self.replies, loc=self.loc + loc, limits=self.limits
+            lists=self.lists,
+            replies=self.replies,
+            loc=self.loc + loc,
+            limits=self.limits,
+            profile=self.profile,
         )
 
     def outcome_reply(

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
+from typing import Any, Protocol
 
 from aiosmtpd.smtp import Envelope as SmtpEnvelope
 from aiosmtpd.smtp import Session
@@ -39,6 +39,18 @@ log = logging.getLogger("sinkd.smtp")  # every SMTP module logs here: users sele
 TEMPFAIL_INTERNAL = Reply(451, "4.3.0", "Internal error; try again later")
 
 
+class SharedConnections(Protocol):
+    """Open SMTP connections counted across every instance of a shared store
+    (``sinkd.store.pg_state.PgDeliveryState``): counted without I/O when a connection is made
+    or lost, the shared count awaited before the greeting."""
+
+    def connection_opened(self, ip: str) -> None: ...
+
+    def connection_closed(self, ip: str) -> None: ...
+
+    async def connections_from(self, ip: str) -> int: ...
+
+
 class SinkHandler:
     """aiosmtpd handler: one engine ``Transaction`` per mail transaction."""
 
@@ -49,6 +61,7 @@ class SinkHandler:
         options: ServerOptions,
         chaos: Chaos | None = None,
         metrics: Metrics | None = None,
+        shared: SharedConnections | None = None,
     ) -> None:
         self.judge = judge  # builds each transaction under the routing in force
         self.recorder = recorder  # stores, logs and publishes every verdict before its reply
@@ -56,6 +69,8 @@ class SinkHandler:
         self.chaos = chaos or Chaos()
         self.connections: dict[str, int] = {}  # open connections per connecting address
         self.metrics = metrics  # open sessions and judging time (the recorder counts verdicts)
+        # With a PostgreSQL store, connection limits count every instance's connections.
+        self.shared = shared
 
     @property
     def router(self) -> Router:
@@ -83,10 +98,18 @@ class SinkHandler:
     def connection_opened(self, ip: str) -> str | None:
         """Count a new connection from ``ip``: the 421 reply line when it is one too many
         (the default profile's ``max_connections_per_ip``, Postfix's
-        smtpd_client_connection_count_limit), else None."""
+        smtpd_client_connection_count_limit), else None. Called when the connection is made,
+        where nothing can be awaited: with shared counts the limit is checked by
+        ``before_greeting`` instead, once the other instances' count has been read."""
         self.connections[ip] = open_now = self.connections.get(ip, 0) + 1
         if self.metrics is not None:
             self.metrics.sessions.inc()
+        if self.shared is not None:
+            self.shared.connection_opened(ip)
+            return None
+        return self._over_limit(ip, open_now)
+
+    def _over_limit(self, ip: str, open_now: int) -> str | None:
         pipeline = self.router.default
         limit = pipeline.profile.smtp.max_connections_per_ip
         if limit is None or open_now <= limit:
@@ -108,11 +131,19 @@ class SinkHandler:
             self.connections[ip] = left
         else:
             self.connections.pop(ip, None)
+        if self.shared is not None:
+            self.shared.connection_closed(ip)
 
     async def before_greeting(self, server: SmtpServer) -> bool:
         """Refuse a connection over the limit (421, then close), or wait out the default
         profile's banner tarpit. False when the connection was refused."""
         refusal = server.connection.refusal
+        ip = server.connection.counted
+        limited = self.router.default.profile.smtp.max_connections_per_ip is not None
+        # Only a profile with a limit waits for the shared count (one round trip); the
+        # shared state writes this instance's count in the background anyway.
+        if refusal is None and self.shared is not None and ip is not None and limited:
+            refusal = self._over_limit(ip, await self.shared.connections_from(ip))
         if refusal is not None:
             await server.push(refusal)
             if server.transport is not None:

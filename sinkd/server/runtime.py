@@ -47,7 +47,7 @@ from sinkd.services.relay import RelayConfig, Relayer
 from sinkd.services.settings import Settings
 from sinkd.store import Store, VerdictSink
 from sinkd.store.backends import in_memory, open_store
-from sinkd.store.cluster import shared_links
+from sinkd.store.cluster import shared_delivery_state, shared_links
 from sinkd.store.sqlite import SqliteStore
 from sinkd.store.verdict_log import VerdictLog
 from sinkd.web import HttpServer, create_app
@@ -56,6 +56,7 @@ from sinkd.web.hub import Hub
 
 if TYPE_CHECKING:
     from sinkd.store.pg_events import Notification, SharedLinks
+    from sinkd.store.pg_state import PgDeliveryState
 
 log = logging.getLogger(__name__)
 # How long a scrape waits for each worker's measurements: a worker busy judging a large
@@ -105,8 +106,11 @@ class Sinkd:
         self._listeners: list[socket.socket] = []  # the SMTP sockets, while workers serve them
         self.smtp_address: tuple[str, int] | None = None
         self.smtp_addresses: list[tuple[str, int]] = []
-        # What greylist and rate_limit filters remember: one per server, across sessions.
-        self.delivery = DeliveryState(delay_override=settings.greylist_delay)
+        # What greylist and rate_limit filters remember: one per server, across sessions; with
+        # a PostgreSQL store, what every instance shares (made by start()).
+        self.delivery: DeliveryState | PgDeliveryState = DeliveryState(
+            delay_override=settings.greylist_delay
+        )
         self.chaos: Chaos | None = None  # set by start(); Chaos.update changes it at runtime
         self.http: HttpServer | None = None
         self.http_address: tuple[str, int] | None = None
@@ -139,7 +143,8 @@ class Sinkd:
         as ``sinkd serve --profile ... --route ...`` would load them."""
         assert self.judge is not None, "the server has not started"
         routing = self.judge.prepare_routing(profile, routes)
-        if self.workers is not None and (stateful := routing.router.keeps_state()):
+        stateful = routing.router.keeps_state() if self.delivery_in_memory else None
+        if self.workers is not None and stateful:
             raise ConfigError(
                 f"profile {stateful!r} keeps delivery state (greylisting, rate or connection "
                 f"limits) in each process's memory, and this server runs "
@@ -212,6 +217,12 @@ class Sinkd:
         if self.workers is not None:
             self.workers.set_chaos(self.chaos.config)
 
+    @property
+    def delivery_in_memory(self) -> bool:
+        """Whether delivery state lives in this process's memory (not with a PostgreSQL
+        store, whose instances and worker processes all share it)."""
+        return self.settings.location.kind != "postgresql"
+
     def listener_count(self, router: Router) -> int:
         """How many SMTP processes to run: ``--workers N`` as given (refused when a profile
         keeps delivery state in memory, which processes would not share); ``--workers 0``
@@ -225,7 +236,8 @@ class Sinkd:
                     "memory; use a database file with worker processes"
                 )
             return 1
-        stateful = router.keeps_state()
+        # A PostgreSQL store's delivery state is shared by every process (pg_state).
+        stateful = router.keeps_state() if self.delivery_in_memory else None
         if s.workers == 0:
             if stateful or s.chaos_triggers:
                 why = f"profile {stateful!r} keeps delivery state" if stateful else "chaos is on"
@@ -275,6 +287,11 @@ class Sinkd:
                 workers=worker_count(s.judge_workers),
                 threshold=s.judge_offload_bytes,
                 job=self._judge_job,
+            )
+        if s.location.kind == "postgresql" and isinstance(self.delivery, DeliveryState):
+            # Started below, once nothing before the listeners can fail.
+            self.delivery = shared_delivery_state(
+                s.location, self.instance, delay_override=s.greylist_delay
             )
         judge = self.judge = Judge(
             ProfileSet(s.profiles_dirs),
@@ -331,9 +348,12 @@ class Sinkd:
         chaos = ChaosConfig(tuple(s.chaos_triggers), s.chaos_seed)
         self.chaos = Chaos(worker_chaos(chaos, index))
         configure_ids(index, total)
+        shared = None if isinstance(self.delivery, DeliveryState) else self.delivery
         handler = self.handler = SinkHandler(
-            judge, self.recorder, options, chaos=self.chaos, metrics=self.metrics
+            judge, self.recorder, options, chaos=self.chaos, metrics=self.metrics, shared=shared
         )
+        if shared is not None:
+            await shared.start()
         if workers > 1:
             # The workers handle every SMTP connection; the primary accepts them and hands
             # each to the next worker in turn (sinkd.server.workers) and keeps the HTTP API and the
@@ -483,6 +503,8 @@ class Sinkd:
             self.links = None
         if self.judge_pool is not None:  # after SMTP: no message is sent to it any more
             await self.judge_pool.close()
+        if not isinstance(self.delivery, DeliveryState):  # after SMTP: leave the shared counts
+            await self.delivery.close()
         if self.sink is not None:
             await self.sink.close()
             self.sink = self.store = None

@@ -19,11 +19,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from sinkd.core.delivery_state import DeliveryState
 from sinkd.core.engine import Pipeline, Router, Transaction, compile_profile
 from sinkd.core.model import ClientIdentity, Verdict
 from sinkd.core.population import Estimate, Population, load_population
-from sinkd.core.ports import Lookups, Resolver
+from sinkd.core.ports import DeliveryMemory, Lookups, Resolver
 from sinkd.core.profiles import LoadedProfile, ProfileSet, dns_zones_of
 from sinkd.errors import ProfileError
 from sinkd.lookups.dns import DnsMode, build_resolver
@@ -97,7 +96,7 @@ class Judge:
         dns: DnsOptions | None = None,
         resolver: Resolver | None = None,
         spamd: tuple[str, int] | None = None,
-        delivery: DeliveryState | None = None,
+        delivery: DeliveryMemory | None = None,
         population: Population | None = None,
         offload: JudgePool | None = None,
     ) -> None:

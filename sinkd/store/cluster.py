@@ -1,11 +1,12 @@
 """What a server runs beside a store that several sinkd instances share: the events other
-instances commit, and the lease that lets one of them relay.
+instances commit, the lease that lets one of them relay, and the delivery state (greylist
+triplets, rate windows, connection counts) they all read.
 
-Owns choosing those links by store location: a PostgreSQL store has them
-(``sinkd.store.pg_events``), a SQLite file or the in-memory store, kept by one machine, has
+Owns choosing those by store location: a PostgreSQL store has them (``sinkd.store.pg_events``,
+``sinkd.store.pg_state``), a SQLite file or the in-memory store, kept by one machine, has
 none. It is where a server reaches psycopg, and only for a PostgreSQL store: psycopg is the
-optional ``postgresql`` extra, and a server on SQLite must start without it (hence the one
-import inside ``shared_links``, which hides no cycle). It publishes nothing and decides nothing
+optional ``postgresql`` extra, and a server on SQLite must start without it (hence the
+imports inside the functions below, which hide no cycle). It publishes nothing and decides nothing
 about mail.
 """
 
@@ -19,6 +20,7 @@ from sinkd.store.location import StoreLocation
 
 if TYPE_CHECKING:
     from sinkd.store.pg_events import Notification, SharedLinks
+    from sinkd.store.pg_state import PgDeliveryState
 
 NEEDS_EXTRA = (
     "--store {shown} needs the postgresql extra (psycopg): pip install 'sinkd[postgresql]'"
@@ -41,3 +43,16 @@ def shared_links(
     except ImportError as exc:
         raise ConfigError(NEEDS_EXTRA.format(shown=location.shown)) from exc
     return pg_events.links(location, instance, on_event, relay=relay)
+
+
+def shared_delivery_state(
+    location: StoreLocation, instance: str, *, delay_override: float | None
+) -> PgDeliveryState:
+    """The delivery state every instance on the PostgreSQL store at ``location`` shares (not
+    started); ``delay_override`` is ``--greylist-delay``."""
+    try:
+        from sinkd.store.pg_state import PgDeliveryState  # the optional postgresql extra
+    except ImportError as exc:
+        raise ConfigError(NEEDS_EXTRA.format(shown=location.shown)) from exc
+    assert location.url is not None, "a postgresql location has its URL"
+    return PgDeliveryState(location.url, instance=instance, delay_override=delay_override)

@@ -21,7 +21,6 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from sinkd.core.chaos import Chaos, ChaosConfig
-from sinkd.core.delivery_state import DeliveryState
 from sinkd.services.judge import Judge
 from sinkd.services.metrics import Metrics
 from sinkd.services.recorder import Recorder
@@ -103,6 +102,16 @@ class HttpOptions:
     auth: tuple[str, str] | None = None
 
 
+class DeliveryAdmin(Protocol):
+    """What ``/api/v1/delivery-state`` reads and clears: the server's delivery state, one
+    process's memory (``sinkd.core.delivery_state``) or the tables every instance shares
+    (``sinkd.store.pg_state``). Both may raise ``DeliveryStateUnavailable`` (answered 503)."""
+
+    async def entries(self) -> int: ...
+
+    async def forget(self) -> int: ...
+
+
 @dataclass(frozen=True)
 class WebContext:
     """Everything the app is built over (``create_app``), reached as ``context(request)``."""
@@ -111,7 +120,7 @@ class WebContext:
     recorder: Recorder
     messages: Repository
     hub: Hub
-    delivery: DeliveryState
+    delivery: DeliveryAdmin
     server: ServerControl
     http: HttpOptions
     metrics: Metrics | None = None  # GET /metrics (404 without)

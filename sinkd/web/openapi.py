@@ -194,13 +194,15 @@ def document() -> dict[str, Any]:
         },
         f"{API}/delivery-state": {
             "get": _op(
-                "how many greylist triplets and rate-limit windows the server remembers",
+                "how many greylist triplets and rate-limit windows the server remembers "
+                "(with a PostgreSQL store: every instance's, as they share them)",
                 _json({"type": "object", "properties": {"entries": {"type": "integer"}}}, "ok"),
                 401,
                 503,
             ),
             "delete": _op(
-                "forget every greylist triplet and rate-limit window",
+                "forget every greylist triplet and rate-limit window (of every instance "
+                "sharing a PostgreSQL store)",
                 _json({"type": "object", "properties": {"forgotten": {"type": "integer"}}}, "ok"),
                 401,
                 403,

@@ -4,8 +4,9 @@ runtime, and forgetting what greylisting and rate limits remember.
 Owns validating ``PUT /api/v1/routing`` bodies (profile ids only, never paths; domains as
 ``--route`` takes them) and the JSON answers. It holds no policy: the ``Judge`` says which
 routing is in force, the server's ``set_routing`` (``ServerControl``) puts a new one in force
-in every SMTP process, ``DeliveryState.clear`` forgets. Test suites (the pytest plugin) use
-both between tests, also against a sinkd running elsewhere (Docker).
+in every SMTP process, the delivery state (``WebContext.delivery``) forgets: this process's
+memory, or with ``--store postgresql://...`` what every instance shares. Test suites (the
+pytest plugin) use both between tests, also against a sinkd running elsewhere (Docker).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from sinkd.errors import ConfigError, SinkdError
+from sinkd.errors import ConfigError, DeliveryStateUnavailable, SinkdError
 from sinkd.services.judge import Judge
 from sinkd.web.common import (
     API,
@@ -108,7 +109,13 @@ class DeliveryStateResource(HTTPEndpoint):
     the next test's."""
 
     async def get(self, request: Request) -> Response:
-        return JSONResponse({"entries": len(context(request).delivery)})
+        try:
+            return JSONResponse({"entries": await context(request).delivery.entries()})
+        except DeliveryStateUnavailable as error:
+            raise ApiError(503, "delivery state unavailable", str(error)) from error
 
     async def delete(self, request: Request) -> Response:
-        return JSONResponse({"forgotten": context(request).delivery.clear()})
+        try:
+            return JSONResponse({"forgotten": await context(request).delivery.forget()})
+        except DeliveryStateUnavailable as error:
+            raise ApiError(503, "delivery state unavailable", str(error)) from error

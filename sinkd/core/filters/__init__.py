@@ -94,13 +94,16 @@ def compile_filters(
     lists: Mapping[str, ListValue],
     replies: Mapping[str, ReplyTemplate],
     limits: ScanLimits = DEFAULT_SCAN_LIMITS,
+    profile: str = "",
 ) -> tuple[Filter, ...]:
     """Instantiate a profile's filters in order, with the profile's scanning limits; errors are
-    ``CompileError``s located at ``filters[index]``."""
+    ``CompileError``s located at ``filters[index]``. ``profile``: the profile's id."""
     return tuple(
         REGISTRY[spec.kind](
             spec,
-            CompileContext(lists=lists, replies=replies, loc=("filters", i), limits=limits),
+            CompileContext(
+                lists=lists, replies=replies, loc=("filters", i), limits=limits, profile=profile
+            ),
         )
         for i, spec in enumerate(specs)
     )

@@ -9,7 +9,9 @@ and the recipient. The first attempt is deferred; a retry after ``delay`` second
 
 Pure: the memory and the time come from ``ctx.lookups.state`` and ``ctx.lookups.clock``
 (``sinkd serve`` injects one memory per server; ``--greylist-delay`` overrides ``delay``
-there). Without a memory (``sinkd check``) greylisting is skipped with a note. A recipient
+there; with ``--store postgresql://...`` the memory is shared by every instance). Without a
+memory (``sinkd check``) greylisting is skipped with a note; a shared memory that cannot be
+reached defers with 451 4.3.5 (``GREYLIST_UNAVAILABLE``), never passes. A recipient
 that an earlier check already refuses is not greylisted (Postfix stops at the first
 restriction that refuses, so postgrey never hears of it); an allowlist rule with
 ``skip: [delivery]`` bypasses it.
@@ -36,8 +38,10 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from sinkd.core.filters.base import EnvelopeContext, Filter, reply_variables
-from sinkd.core.model import Action, Category, Finding, FindingCode, Stage
+from sinkd.core.model import Action, Category, Finding, FindingCode, Stage, Unjudged
+from sinkd.core.ports import STATE_UNAVAILABLE_REPLY
 from sinkd.core.schema import CompileContext, FilterSpecBase, ReplyRef
+from sinkd.errors import DeliveryStateUnavailable
 
 _NUMBER = re.compile(r"\b\d+\b")
 
@@ -94,6 +98,9 @@ class GreylistFilter(Filter):
         FindingCode("GREYLIST_DEFERRED", "a new or too-early triplet: try again later"),
         FindingCode("GREYLIST_PASSED", "the triplet waited long enough, or passed before"),
         FindingCode("GREYLIST_SKIPPED", "no memory to greylist with (sinkd check)"),
+        FindingCode(
+            "GREYLIST_UNAVAILABLE", "the shared greylist memory could not be reached: try later"
+        ),
     )
     stage = Stage.RCPT  # greylisting answers RCPT TO
 
@@ -133,7 +140,10 @@ class GreylistFilter(Filter):
             ]
         now = ctx.lookups.clock.now()
         key = (triplet["client"], triplet["sender"], triplet["recipient"])
-        decision = state.greylist(key, now, spec.delay, spec.retry_window, spec.remember)
+        try:
+            decision = await state.greylist(key, now, spec.delay, spec.retry_window, spec.remember)
+        except DeliveryStateUnavailable as error:
+            return [self._unavailable(triplet, who, error)]
         detail: dict[str, object] = {
             "triplet": triplet,
             "first_seen": round(decision.first_seen, 3),
@@ -181,3 +191,21 @@ class GreylistFilter(Filter):
                 reply=self.reply.render(variables),
             )
         ]
+
+    def _unavailable(
+        self, triplet: dict[str, str], who: str, error: DeliveryStateUnavailable
+    ) -> Finding:
+        """No pass without the memory: deferred as Postfix defers when its policy service
+        (postgrey) does not answer (``ports.STATE_UNAVAILABLE_REPLY``)."""
+        return self.finding(
+            code="GREYLIST_UNAVAILABLE",
+            action=Action.TEMPFAIL,
+            reason=(
+                f"Greylisting could not look up {who}: the shared greylist memory is "
+                "unreachable, so the sender is asked to try again later (as Postfix answers "
+                "when its greylisting policy service fails)."
+            ),
+            detail={"triplet": triplet, "error": str(error)},
+            reply=STATE_UNAVAILABLE_REPLY,
+            unjudged=Unjudged.UNAVAILABLE,
+        )

@@ -64,10 +64,11 @@ from pydantic import Field
 from sinkd.core.filters.base import EnvelopeContext, Filter, MessageContext
 from sinkd.core.filters.greylist import client_network, normalise_sender
 from sinkd.core.model import Action, Category, Envelope, Finding, FindingCode, Reply, Stage
-from sinkd.core.ports import DnsAnswer, Lookups, RecordType
+from sinkd.core.ports import STATE_UNAVAILABLE_REPLY, DnsAnswer, Lookups, RecordType
 from sinkd.core.postfix_tables import Table, TableSpec, compile_table
 from sinkd.core.schema import CompileContext, CompileError, FilterSpecBase, Spec
 from sinkd.core.spf_eval import check_host
+from sinkd.errors import DeliveryStateUnavailable
 
 # --- the profile schema ---------------------------------------------------------------------
 
@@ -1413,9 +1414,28 @@ class PostfixSmtpdFilter(Filter):
                 detail,
             )
             return None
-        decision = memory.greylist(
-            triplet, lookups.clock.now(), POSTGREY_DELAY, POSTGREY_RETRY_WINDOW, POSTGREY_MAX_AGE
-        )
+        try:
+            decision = await memory.greylist(
+                triplet,
+                lookups.clock.now(),
+                POSTGREY_DELAY,
+                POSTGREY_RETRY_WINDOW,
+                POSTGREY_MAX_AGE,
+            )
+        except DeliveryStateUnavailable as error:
+            # postgrey unreachable: Postfix applies smtpd_policy_service_default_action as an
+            # access(5) result (smtpd_check.c check_policy_service: check_table_result(...,
+            # policy_clnt->def_action, "policy query", reply_name, reply_class, ...);
+            # postconf(5), Postfix 3.0 and later, default "451 4.3.5 Server configuration
+            # problem"), hence "<rcpt>: Recipient address rejected: Server configuration ...".
+            unavailable = STATE_UNAVAILABLE_REPLY
+            value = f"{unavailable.code} {unavailable.enhanced} {unavailable.text}"
+            why = _Why(
+                "postgrey could not be consulted: the shared greylist memory is unreachable, "
+                "so Postfix applies smtpd_policy_service_default_action",
+                {**detail, "value": value, "error": str(error)},
+            )
+            return await self._table_result(state, value, reply_name, reply_class, why, lookups)
         if decision.passed:
             if not decision.remembered:
                 self._note(

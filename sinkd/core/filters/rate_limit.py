@@ -9,8 +9,10 @@ recipient after the limit gets ``452 4.5.3 Error: too many recipients``, RFC 532
 
 Pure: the counts come from ``ctx.lookups.state`` at ``ctx.lookups.clock``'s time; each
 ``rate_limit`` filter counts on its own. Without a memory (``sinkd check``) a client has sent
-just this one message. An allowlist rule with ``skip: [delivery]`` (matched at MAIL FROM, so
-the envelope filter comes first) exempts a sender.
+just this one message; shared counters (``--store postgresql://...``) that cannot be reached
+defer with 451 4.3.5 (``RATE_LIMIT_UNAVAILABLE``). An allowlist rule with
+``skip: [delivery]`` (matched at MAIL FROM, so the envelope filter comes first) exempts a
+sender.
 
 ```yaml
 - kind: rate_limit
@@ -30,8 +32,10 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from sinkd.core.filters.base import EnvelopeContext, Filter, reply_variables
-from sinkd.core.model import Action, Category, Finding, FindingCode, Stage
+from sinkd.core.model import Action, Category, Finding, FindingCode, Stage, Unjudged
+from sinkd.core.ports import STATE_UNAVAILABLE_REPLY
 from sinkd.core.schema import CompileContext, FilterSpecBase, ReplyRef
+from sinkd.errors import DeliveryStateUnavailable
 
 WINDOW = 60.0  # seconds: Postfix's anvil_rate_time_unit default
 _INSTANCES = itertools.count(1)
@@ -61,6 +65,9 @@ class RateLimitFilter(Filter):
         FindingCode(
             "RATE_LIMIT_RECIPIENTS", "the message has the most recipients the server takes"
         ),
+        FindingCode(
+            "RATE_LIMIT_UNAVAILABLE", "the shared rate counters could not be reached: try later"
+        ),
     )
     # Postfix answers the message rate at MAIL FROM, whatever smtpd_delay_reject says.
     answers_at_mail = True
@@ -70,15 +77,20 @@ class RateLimitFilter(Filter):
         self.spec = spec
         self.message_reply = ctx.reply(spec.message_reply, "message_reply")
         self.recipient_reply = ctx.reply(spec.recipient_reply, "recipient_reply")
-        # Each compiled filter counts on its own: two profiles' limits never add up.
-        self.scope = f"{spec.name}#{next(_INSTANCES)}"
+        # Each profile's filter counts on its own: two profiles' limits never add up. The scope
+        # is the profile id and the filter's (unique) name, the same in every process and
+        # every instance sharing a PostgreSQL store, so that their counts add up; a filter
+        # compiled outside a profile (no id) gets a scope of its own.
+        self.scope = (
+            f"{ctx.profile}/{spec.name}" if ctx.profile else f"{spec.name}#{next(_INSTANCES)}"
+        )
 
     async def check_envelope(self, stage: Stage, ctx: EnvelopeContext) -> list[Finding]:
         if ctx.rcpt is None:
-            return self._messages(ctx)
+            return await self._messages(ctx)
         return self._recipients(ctx, ctx.rcpt)
 
-    def _messages(self, ctx: EnvelopeContext) -> list[Finding]:
+    async def _messages(self, ctx: EnvelopeContext) -> list[Finding]:
         limit = self.spec.messages_per_minute
         if limit is None:
             return []
@@ -86,7 +98,12 @@ class RateLimitFilter(Filter):
         state = ctx.lookups.state
         count = 1
         if state is not None:
-            count = state.note_message(ip, ctx.lookups.clock.now(), WINDOW, scope=self.scope)
+            try:
+                count = await state.note_message(
+                    ip, ctx.lookups.clock.now(), WINDOW, scope=self.scope
+                )
+            except DeliveryStateUnavailable as error:
+                return [self._unavailable(ip, limit, error)]
         if count <= limit:
             return []
         return [
@@ -104,6 +121,22 @@ class RateLimitFilter(Filter):
                 ),
             )
         ]
+
+    def _unavailable(self, ip: str, limit: int, error: DeliveryStateUnavailable) -> Finding:
+        """No message counted as under the limit without the counters: deferred as Postfix
+        defers when its policy service does not answer (``ports.STATE_UNAVAILABLE_REPLY``)."""
+        return self.finding(
+            code="RATE_LIMIT_UNAVAILABLE",
+            action=Action.TEMPFAIL,
+            reason=(
+                f"The message rate of {ip} could not be counted: the shared rate counters are "
+                "unreachable, so the sender is asked to try again later."
+            ),
+            stage=Stage.MAIL,
+            detail={"client_ip": ip, "limit": limit, "error": str(error)},
+            reply=STATE_UNAVAILABLE_REPLY,
+            unjudged=Unjudged.UNAVAILABLE,
+        )
 
     def _recipients(self, ctx: EnvelopeContext, rcpt: str) -> list[Finding]:
         limit = self.spec.max_recipients

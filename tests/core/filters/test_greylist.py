@@ -11,11 +11,12 @@ import pytest
 from sinkd.core.delivery_state import DeliveryState
 from sinkd.core.engine import Pipeline, Router
 from sinkd.core.filters.greylist import client_network, normalise_sender
-from sinkd.core.model import Action, Category, Disposition, Reply, Stage, Verdict
+from sinkd.core.model import Action, Category, Disposition, Reply, Stage, Unjudged, Verdict
 from sinkd.core.ports import Lookups
 from sinkd.errors import ProfileError
 from tests.support import judging
 from tests.support.judging import compile_yaml
+from tests.support.shared_state import OUTAGE, UnreachableMemory
 
 T0 = 1_700_000_000.0
 MESSAGE = b"From: alice@sender.example\r\nTo: bob@corp.example\r\nSubject: hi\r\n\r\nHello.\r\n"
@@ -342,3 +343,25 @@ def test_a_retry_window_shorter_than_the_delay_is_a_located_profile_error(tmp_pa
 def test_an_unknown_reply_is_a_located_profile_error(tmp_path: Path) -> None:
     with pytest.raises(ProfileError, match=r"filters\[0\]\.reply: unknown reply 'no.such'"):
         greylisting(tmp_path, "reply: no.such")
+
+
+# --- a shared memory that cannot be reached ------------------------------------------------------
+
+
+async def test_an_unreachable_shared_memory_defers_with_postfixs_policy_service_451_4_3_5(
+    tmp_path: Path,
+) -> None:
+    memory = UnreachableMemory()
+    verdict = await judge(greylisting(tmp_path), Lookups(clock=FakeClock(), state=memory))
+    assert memory.calls == 1
+    assert verdict.stage is Stage.RCPT
+    assert verdict.disposition is Disposition.DEFERRED
+    # postconf(5) smtpd_policy_service_default_action: what Postfix answers when its
+    # greylisting policy service (postgrey) fails.
+    assert verdict.reply == Reply(451, "4.3.5", "Server configuration problem")
+    assert verdict.codes == ["GREYLIST_UNAVAILABLE"]
+    finding = verdict.findings[0]
+    assert finding.action is Action.TEMPFAIL
+    assert finding.unjudged is Unjudged.UNAVAILABLE
+    assert finding.detail["error"] == OUTAGE
+    assert "unreachable" in finding.reason

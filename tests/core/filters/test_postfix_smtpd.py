@@ -20,6 +20,7 @@ from sinkd.core.ports import DnsAnswer, Lookups
 from sinkd.errors import ProfileError
 from tests.support.dnsbl import FakeResolver, a, txt
 from tests.support.judging import compile_yaml
+from tests.support.shared_state import UnreachableMemory
 
 MESSAGE = b"From: a@sender.example\r\nTo: b@corp.example\r\nSubject: hi\r\n\r\nhello\r\n"
 
@@ -522,6 +523,26 @@ async def test_postgrey_defers_if_permitted_and_lets_the_retry_pass(tmp_path: Pa
     assert "POSTFIX_SMTPD_NOT_MODELLED" in retry.codes
     (unknown,) = await outcome(pipeline, "a@sender.example")
     assert unknown.reply.code == 250 and "POSTFIX_SMTPD_NOT_JUDGED" in unknown.codes
+
+
+async def test_postgrey_unreachable_gets_postfixs_policy_service_default_action(
+    tmp_path: Path,
+) -> None:
+    postgrey = {
+        "restriction": "check_policy_service",
+        "service": "postgrey",
+        "argument": "inet:127.0.0.1:10023",
+    }
+    pipeline = smtpd(tmp_path, restrictions={"recipient": [postgrey]})
+    memory = UnreachableMemory()
+    (deferred,) = await outcome(
+        pipeline, "a@sender.example", lookups=Lookups(state=memory, clock=Clock())
+    )
+    assert memory.calls == 1
+    # smtpd_policy_service_default_action (postconf(5)) applied as an access(5) result.
+    assert deferred.reply == Reply(
+        451, "4.3.5", "<bob@corp.example>: Recipient address rejected: Server configuration problem"
+    )
 
 
 def test_an_unmodelled_policy_service_is_a_compile_error(tmp_path: Path) -> None:

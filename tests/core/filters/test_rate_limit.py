@@ -11,11 +11,12 @@ import pytest
 
 from sinkd.core.delivery_state import DeliveryState
 from sinkd.core.engine import Pipeline, Router
-from sinkd.core.model import Action, Category, Disposition, Reply, Stage, Verdict
+from sinkd.core.model import Action, Category, Disposition, Reply, Stage, Unjudged, Verdict
 from sinkd.core.ports import Lookups
 from sinkd.errors import ProfileError
 from tests.support import judging
 from tests.support.judging import compile_yaml
+from tests.support.shared_state import OUTAGE, UnreachableMemory
 
 T0 = 1_700_000_000.0
 MESSAGE = b"From: alice@sender.example\r\nTo: bob@corp.example\r\nSubject: hi\r\n\r\nHello.\r\n"
@@ -138,6 +139,19 @@ async def test_two_profiles_count_on_their_own_even_with_the_same_filter_name(
     assert refused.findings[0].detail["count"] == 2
 
 
+async def test_one_profile_compiled_twice_counts_on_one_counter_as_instances_sharing_a_store(
+    tmp_path: Path, world: World
+) -> None:
+    # Two processes (or two instances on one PostgreSQL store) compile the same profile each:
+    # their counters for a client must be the same one.
+    here = limits(tmp_path, "messages_per_minute: 1", profile_id="shared")
+    there = limits(tmp_path, "messages_per_minute: 1", profile_id="shared")
+    assert (await judge(here, world.lookups)).stage is Stage.DATA
+    refused = await judge(there, world.lookups)
+    assert refused.codes == ["RATE_LIMIT_MESSAGES"]
+    assert refused.findings[0].detail["count"] == 2
+
+
 async def test_a_custom_message_reply_is_used(tmp_path: Path, world: World) -> None:
     pipeline = limits(
         tmp_path,
@@ -216,3 +230,23 @@ def test_a_rate_limit_without_any_limit_is_a_located_profile_error(tmp_path: Pat
 def test_limits_must_be_positive(tmp_path: Path, keys: str) -> None:
     with pytest.raises(ProfileError, match="greater than 0"):
         limits(tmp_path, keys)
+
+
+# --- shared counters that cannot be reached ------------------------------------------------------
+
+
+async def test_unreachable_shared_counters_defer_the_message_at_mail_with_451_4_3_5(
+    tmp_path: Path,
+) -> None:
+    memory = UnreachableMemory()
+    pipeline = limits(tmp_path, "messages_per_minute: 3")
+    verdict = await judge(pipeline, Lookups(clock=FakeClock(), state=memory))
+    assert memory.calls == 1
+    assert verdict.stage is Stage.MAIL
+    assert verdict.disposition is Disposition.DEFERRED
+    assert verdict.reply == Reply(451, "4.3.5", "Server configuration problem")
+    assert verdict.codes == ["RATE_LIMIT_UNAVAILABLE"]
+    finding = verdict.findings[0]
+    assert finding.action is Action.TEMPFAIL
+    assert finding.unjudged is Unjudged.UNAVAILABLE
+    assert finding.detail == {"client_ip": "203.0.113.5", "limit": 3, "error": OUTAGE}
