@@ -1,4 +1,4 @@
-"""The ``sinkd`` command line: serve, check, report, profiles, messages and readyz.
+"""The ``sinkd`` command line: serve, check, report, profiles, messages, store and readyz.
 
 Owns parsing arguments (each ``serve`` option also read from a ``SINKD_*`` variable), exit
 codes and human or JSON output. It holds no policy: checks go through the same engine
@@ -20,9 +20,9 @@ Exit codes of ``sinkd check``:
 - 2: bad options or input, before anything is judged.
 
 The package holds one module per subcommand (``serve``, ``check``, ``report``, ``profiles``,
-``messages``, ``readyz``), loaded only when that subcommand runs (``sinkd.cli.main``); the
-options of ``serve`` (and the shared profile and DNS options) are generated from the setting
-declarations in ``sinkd.services.settings``.
+``messages``, ``store``, ``readyz``), loaded only when that subcommand runs
+(``sinkd.cli.main``); the options of ``serve`` (and the shared profile and DNS options) are
+generated from the setting declarations in ``sinkd.services.settings``.
 """
 
 from __future__ import annotations

@@ -36,6 +36,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "sinkd.cli.readyz",
     ),
     "messages": ("read the store", "sinkd.cli.messages"),
+    "store": ("create or migrate the store's schema (store migrate)", "sinkd.cli.store"),
 }
 ALL = "*"  # build_parser(ALL): every subcommand's options (tests, tools listing them)
 

@@ -18,9 +18,10 @@ import yaml
 from sinkd.cli.base import EXIT_OK, Parser
 from sinkd.core.model import VerdictAction
 from sinkd.errors import NotFound, StoreError
+from sinkd.location import StoreLocation
 from sinkd.services.settings import default_db_path
 from sinkd.store import Query
-from sinkd.store.sqlite import open_sqlite
+from sinkd.store.backends import open_store
 
 
 def add_arguments(messages: argparse.ArgumentParser) -> None:
@@ -28,14 +29,14 @@ def add_arguments(messages: argparse.ArgumentParser) -> None:
         dest="messages_command", required=True, parser_class=Parser
     )
     listing = message_commands.add_parser("list", help="stored verdicts, newest first")
-    listing.add_argument("--db", type=Path, default=None)
+    _where(listing)
     listing.add_argument("--verdict", choices=[v.value for v in VerdictAction])
     listing.add_argument("--profile")
     listing.add_argument("--limit", type=int, default=50)
     listing.add_argument("--json", action="store_true")
     show = message_commands.add_parser("show", help="one stored verdict")
     show.add_argument("id")
-    show.add_argument("--db", type=Path, default=None)
+    _where(show)
     show.add_argument("--json", action="store_true")
     show.add_argument("--raw", action="store_true", help="print the original message bytes")
     show.add_argument(
@@ -45,15 +46,28 @@ def add_arguments(messages: argparse.ArgumentParser) -> None:
     )
 
 
+def _where(command: argparse.ArgumentParser) -> None:
+    where = command.add_mutually_exclusive_group()
+    where.add_argument("--db", type=Path, default=None, metavar="PATH", help="a SQLite file")
+    where.add_argument(
+        "--store",
+        type=StoreLocation.parse,
+        default=None,
+        metavar="URL",
+        help="PATH, sqlite:///PATH or postgresql://USER:PASSWORD@HOST:PORT/DATABASE",
+    )
+
+
 def run(args: argparse.Namespace, out: TextIO) -> int:
     return asyncio.run(_messages(args, out))
 
 
 async def _messages(args: argparse.Namespace, out: TextIO) -> int:
-    path = args.db or default_db_path()
-    if not path.is_file():
-        raise StoreError(f"{path}: no store there yet (start 'sinkd serve' or pass --db)")
-    store = await open_sqlite(path)
+    location: StoreLocation = args.store or StoreLocation.of_path(args.db or default_db_path())
+    if location.kind == "sqlite" and location.path is not None and not location.path.is_file():
+        raise StoreError(f"{location.path}: no store there yet (start 'sinkd serve' or pass --db)")
+    # Only reads: a PostgreSQL schema is never created or migrated here (sinkd store migrate).
+    store = await open_store(location)
     try:
         if args.messages_command == "list":
             rows = await store.list(

@@ -48,7 +48,6 @@ from sinkd.services.settings import Settings
 from sinkd.store import Store, VerdictSink
 from sinkd.store.backends import in_memory, open_store
 from sinkd.store.cluster import shared_delivery_state, shared_links
-from sinkd.store.sqlite import SqliteStore
 from sinkd.store.verdict_log import VerdictLog
 from sinkd.web import HttpServer, create_app
 from sinkd.web.common import HttpOptions, WebContext
@@ -320,8 +319,11 @@ class Sinkd:
         if self._given_sink is not None:
             self.sink = self._given_sink
         else:
-            self.sink = self.store = await open_store(s.db, writer="process")
-            if in_memory(s.db):
+            # Its writer names this instance in the events it notifies (see publish_shared).
+            self.sink = self.store = await open_store(
+                s.location, writer="process", migrate=s.migrate, instance=self.instance
+            )
+            if in_memory(s.location):
                 log.info("store: in memory, gone when the server stops (--db :memory:)")
         index, total = self.listener
         if index == 0:
@@ -401,7 +403,7 @@ class Sinkd:
             listening,
             router.default.name,
             routes,
-            s.db,
+            s.location.shown,
             dns,
         )
         if self.chaos.enabled:  # the seed is logged so that a run can be repeated exactly
@@ -435,8 +437,8 @@ class Sinkd:
             workers=1,
             chaos_seed=chaos_seed,
         )
-        assert isinstance(self.store, SqliteStore)
-        writer = self.store.writer_process
+        # SqliteStore or PostgresStore (imported only with the postgresql extra).
+        writer = getattr(self.store, "writer_process", None)
         assert writer is not None, "the server's store writes in a process"
         self.workers = WorkerPool(worker_settings, count, logs.current(), writer, type(self))
         writer.on_committed = self.publish_committed

@@ -360,7 +360,7 @@ async def _serve(
     handover: socket.socket,
     store_socket: socket.socket,
 ) -> None:
-    store = PipeStore(settings.db)
+    store = PipeStore(settings.location.path or settings.location.shown)
     store.client.bind(store_socket)
     app = server(settings, listener=(index, total), store=store)
     try:
@@ -430,13 +430,14 @@ class PipeStore:
     store's writer process and returns once it is committed; reads and administration are the
     primary's (a worker serves no HTTP)."""
 
-    def __init__(self, path: Path) -> None:
-        self.client = WriterClient(path)
+    def __init__(self, path: Path | str) -> None:
+        self.client = WriterClient(path)  # a file, or a PostgreSQL URL as shown (no password)
 
     @property
     def writable(self) -> bool:
-        """Whether the writer process can be reached (until the primary sends a new one)."""
-        return self.client.connected
+        """Whether the writer process can be reached (until the primary sends a new one) and
+        its store too (a PostgreSQL outage)."""
+        return self.client.writable
 
     async def save(self, record: MessageRecord) -> None:
         # As the server's own saves: sent as data, the writer process makes the JSON text and

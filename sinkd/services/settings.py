@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from sinkd.core.chaos import ChaosConfig, ChaosTrigger, parse_triggers
 from sinkd.errors import ConfigError
 from sinkd.listen import LOOPBACK_NAME
-from sinkd.store.location import StoreLocation
+from sinkd.location import StoreLocation
 
 if TYPE_CHECKING:
     from sinkd.lookups.dns import DnsMode

@@ -16,15 +16,11 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from sinkd.errors import ConfigError
-from sinkd.store.location import StoreLocation
+from sinkd.location import NEEDS_EXTRA, StoreLocation
 
 if TYPE_CHECKING:
     from sinkd.store.pg_events import Notification, SharedLinks
     from sinkd.store.pg_state import PgDeliveryState
-
-NEEDS_EXTRA = (
-    "--store {shown} needs the postgresql extra (psycopg): pip install 'sinkd[postgresql]'"
-)
 
 
 def shared_links(

@@ -27,8 +27,8 @@ from typing import Any, Protocol
 
 import psycopg
 
+from sinkd.location import StoreLocation
 from sinkd.store import RelayEntry, StoredMessage
-from sinkd.store.location import StoreLocation
 from sinkd.store.pg_schema import EVENTS_CHANNEL, LOCK_RELAY
 
 log = logging.getLogger(__name__)

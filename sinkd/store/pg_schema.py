@@ -24,8 +24,10 @@ __all__ = [
     "LOCK_MIGRATE",
     "LOCK_RELAY",
     "LOCK_SEQ",
+    "MESSAGE_TABLES",
     "PG_MIGRATIONS",
     "SCHEMA_VERSION",
+    "TRIGRAM_INDEXES",
 ]
 
 # The first schema version the PostgreSQL store has: older SQLite versions have no PostgreSQL
@@ -35,6 +37,52 @@ FIRST_PG_VERSION = 7
 # version -> statements bringing a PostgreSQL store from that version to the next, each run
 # in the migrating transaction (``sinkd store migrate``): empty until version 8.
 PG_MIGRATIONS: dict[int, tuple[str, ...]] = {}
+
+# The message store at version 7: what SQLite keeps in messages, raw, finding_codes,
+# message_search and relay, shaped for PostgreSQL. ``seq`` comes from its own sequence, taken
+# under the LOCK_SEQ transaction lock so that it grows in commit order across instances (keyset
+# paging: a new arrival never lands inside a page already read). The case-folded search text
+# (``sinkd.store.columns.fold``) and the finding codes sit in the messages row itself: one row
+# per save instead of four, and PostgreSQL indexes them where they are (pg_trgm, GIN on the
+# array). Times are kept as the RFC 3339 text the JSON shape has (whole milliseconds, UTC,
+# compared as text in the "C" collation: same width, so text order is time order) next to a
+# timestamptz for the time-range filters. The JSON shape is stored as text, exactly as the
+# API answers it (jsonb would reorder and re-encode it).
+MESSAGE_TABLES: tuple[str, ...] = (
+    "CREATE SEQUENCE IF NOT EXISTS message_seq AS bigint",
+    "CREATE TABLE IF NOT EXISTS messages ("
+    " seq BIGINT PRIMARY KEY, id TEXT NOT NULL UNIQUE,"
+    " received_at TIMESTAMPTZ NOT NULL, transaction_id TEXT NOT NULL, profile TEXT,"
+    " verdict TEXT NOT NULL, disposition TEXT NOT NULL, score DOUBLE PRECISION NOT NULL,"
+    " stage TEXT NOT NULL, subject TEXT, mail_from TEXT, client_ip TEXT, size BIGINT,"
+    " data TEXT NOT NULL, released_at TEXT, codes TEXT[] NOT NULL DEFAULT '{}',"
+    " search_subject TEXT NOT NULL, search_mail_from TEXT NOT NULL,"
+    " search_rcpt_to TEXT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS messages_received_at ON messages (received_at)",
+    "CREATE INDEX IF NOT EXISTS messages_verdict ON messages (verdict, seq)",
+    "CREATE INDEX IF NOT EXISTS messages_profile ON messages (profile, seq)",
+    "CREATE INDEX IF NOT EXISTS messages_codes ON messages USING gin (codes)",
+    "CREATE TABLE IF NOT EXISTS raw ("
+    " id TEXT PRIMARY KEY REFERENCES messages (id) ON DELETE CASCADE,"
+    " bytes BYTEA NOT NULL, filtered BYTEA, filtered_from BIGINT)",
+    "CREATE TABLE IF NOT EXISTS relay ("
+    " message_id TEXT PRIMARY KEY REFERENCES messages (id) ON DELETE CASCADE,"
+    " status TEXT NOT NULL, attempts INTEGER NOT NULL, queued_at TEXT NOT NULL,"
+    ' last_attempt_at TEXT, next_attempt_at TEXT COLLATE "C", done_at TEXT,'
+    " last_reply TEXT, recipients TEXT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS relay_due ON relay (status, next_attempt_at)",
+    "CREATE TABLE IF NOT EXISTS sinkd_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+)
+
+# Trigram indexes for the substring filters (pg_trgm, "F.35.4. Index Support": a GIN
+# gin_trgm_ops index answers LIKE '%needle%'); made only where the extension is there or can
+# be created (it is a trusted extension since PostgreSQL 13, so a database owner may create
+# it). Without them the filters still work, by scanning.
+TRIGRAM_INDEXES: tuple[str, ...] = tuple(
+    f"CREATE INDEX IF NOT EXISTS messages_{column}_trgm ON messages"
+    f" USING gin ({column} gin_trgm_ops)"
+    for column in ("search_subject", "search_mail_from", "search_rcpt_to")
+)
 
 # LISTEN/NOTIFY channel (PostgreSQL NOTIFY: "a simple identifier"): every instance's writer
 # notifies it in the transaction that commits a record, a release or a relay update, so the

@@ -32,7 +32,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from sinkd.core.delivery_state import SWEEP_INTERVAL, GreylistEntry, greylist_step
 from sinkd.core.ports import GreylistDecision
 from sinkd.errors import DeliveryStateUnavailable
-from sinkd.store.location import StoreLocation
+from sinkd.location import StoreLocation
 
 __all__ = ["HEARTBEAT", "STALE_AFTER", "PgDeliveryState"]
 

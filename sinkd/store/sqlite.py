@@ -1,5 +1,5 @@
 """The SQLite message store: one database file, one writer (a thread, or a process of its own
-for ``sinkd serve``), group commit.
+for ``sinkd serve``: ``sinkd.store.writer.StoreWrites``), group commit.
 
 Owns the schema and every SQL statement sinkd runs. It must not acknowledge a ``save`` before
 the record is committed with ``synchronous=FULL``, and it must not let a raw ``sqlite3`` error
@@ -12,36 +12,41 @@ import asyncio
 import dataclasses
 import itertools
 import json
-import queue
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 from sinkd.errors import NotFound, StoreError
+from sinkd.location import StoreLocation
 from sinkd.store import MessageRecord, Query, RelayEntry, StoredMessage, iso
 from sinkd.store.columns import PreparedSave, fold, prepare
-from sinkd.store.settle import settle_threadsafe
 from sinkd.store.sql import (
-    MAX_BATCH,
     RELAY_JSON,
     RELAY_OF_MESSAGE,
     SCHEMA_VERSION,
     Op,
-    OpKind,
     ReceivedClock,
-    Writer,
     apply_op,
     filtered_message,
     open_writer,
     rollback,
 )
-from sinkd.store.writer import WriterProcess
+from sinkd.store.writer import StoreWrites, WriterKind, WritesThrough
+from sinkd.store.writer_main import WriterSpec
 
-__all__ = ["SCHEMA_VERSION", "PreparedSave", "SqliteStore", "bulk_load", "open_sqlite", "prepare"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "PreparedSave",
+    "SqliteStore",
+    "WriterKind",
+    "bulk_load",
+    "open_sqlite",
+    "prepare",
+]
 
 
 # Idle read connections kept for reuse; more than this are closed when a read finishes.
@@ -50,121 +55,31 @@ MAX_IDLE_READERS = 4
 
 T = TypeVar("T")
 
-# Where a store's writes run (see open_sqlite).
-WriterKind = Literal["thread", "process"]
 
-
-_STOP = object()  # queued by close(); everything queued before it is still written
-
-
-class SqliteStore:
+class SqliteStore(WritesThrough):
     """A ``Store`` on one SQLite file. Create it with ``open_sqlite``."""
 
     def __init__(
         self, path: Path, *, busy_timeout: float = 5.0, writer: WriterKind = "thread"
     ) -> None:
         self._path = path
-        self._writer_kind = writer
-        self._remote: WriterProcess | None = None  # writer="process": set by _start
         self._busy_timeout = busy_timeout
-        self._queue: queue.SimpleQueue[Op | object] = queue.SimpleQueue()
-        # Guards the closed flag together with enqueueing, so nothing can be queued behind
-        # the stop marker (it would never be answered).
-        self._lock = threading.Lock()
-        self._closed = False
-        self._commits = 0
-        self._readers: list[sqlite3.Connection] = []
-        self._ready: asyncio.Future[None] | None = None
-        self._thread = threading.Thread(
-            target=self._run_writer, name=f"sinkd-store-writer:{path.name}", daemon=True
+        # Every write goes through the one writer (thread or process), so they are serialized.
+        self._writes = StoreWrites(
+            WriterSpec(StoreLocation("sqlite", path=path), busy_timeout), writer
         )
+        self._lock = threading.Lock()  # guards the idle readers and the closed flag
+        self._closed = False
+        self._readers: list[sqlite3.Connection] = []
 
     @property
     def path(self) -> Path:
         return self._path
 
     @property
-    def writer_process(self) -> WriterProcess | None:
-        """The writer process (``writer="process"``), which SMTP workers connect to."""
-        return self._remote
-
-    @property
     def writable(self) -> bool:
         """Whether writes can be committed now: open, and its writer thread or process there."""
-        if self._closed:
-            return False
-        return self._remote.connected if self._remote is not None else self._thread.is_alive()
-
-    @property
-    def commits(self) -> int:
-        """How many write transactions the writer has committed (for tests and stats)."""
-        return self._commits if self._remote is None else self._remote.commits
-
-    # -- writes: all go through the one writer (thread or process), so they are serialized -
-
-    async def save(self, record: MessageRecord) -> None:
-        if self._remote is not None:
-            # The writer process makes the record's JSON text and columns (submit_record).
-            if self._closed:
-                raise StoreError(f"message store {self._path} is closed")
-            await self._remote.submit_record(record)
-            return
-        await self._enqueue(_save_op(record, self._answer_loop()))
-
-    async def release(self, message_id: str, released_at: datetime, *, relay: bool = False) -> bool:
-        released: bool = await self._submit(
-            "release_relay" if relay else "release",
-            message_id=message_id,
-            released_at=iso(released_at.astimezone(UTC)),
-        )
-        return released
-
-    async def relay_update(self, message_id: str, state: dict[str, Any]) -> bool:
-        updated: bool = await self._submit(
-            "relay_update",
-            message_id=message_id,
-            relay=json.dumps(state, separators=(",", ":")),
-        )
-        return updated
-
-    async def delete(self, message_id: str) -> None:
-        await self._submit("delete", message_id=message_id)
-
-    async def clear(self) -> int:
-        removed: int = await self._submit("clear")
-        return removed
-
-    async def _submit(
-        self,
-        kind: OpKind,
-        *,
-        message_id: str | None = None,
-        released_at: str | None = None,
-        relay: str | None = None,
-    ) -> Any:
-        loop = self._answer_loop()
-        future = None if loop is None else loop.create_future()
-        return await self._enqueue(
-            Op(kind, loop, future, message_id=message_id, released_at=released_at, relay=relay)
-        )
-
-    def _answer_loop(self) -> asyncio.AbstractEventLoop | None:
-        """The loop the writer thread answers an op on; None with the writer process, whose
-        client keeps its own futures (an op's would go unused)."""
-        return None if self._remote is not None else asyncio.get_running_loop()
-
-    async def _enqueue(self, op: Op) -> Any:
-        if self._remote is not None:
-            if self._closed:
-                raise StoreError(f"message store {self._path} is closed")
-            return await self._remote.submit(op)
-        with self._lock:
-            if self._closed:
-                raise StoreError(f"message store {self._path} is closed")
-            self._queue.put(op)
-        assert op.future is not None
-        # If the caller is cancelled the write still happens; only the answer is dropped.
-        return await op.future
+        return not self._closed and self._writes.writable
 
     # -- reads: any thread from asyncio's pool, each on a connection it holds alone ---------
 
@@ -328,35 +243,16 @@ class SqliteStore:
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def _start(self) -> None:
-        if self._writer_kind == "process":
-            remote = WriterProcess(self._path, self._busy_timeout)
-            await remote.start()
-            self._remote = remote
-            return
-        loop = asyncio.get_running_loop()
-        self._ready = loop.create_future()
-        self._thread.start()
         try:
-            await self._ready
+            await self._writes.start()
         except BaseException:
-            with self._lock:
-                self._closed = True
-                # If the thread did open (we were cancelled meanwhile), this stops it.
-                self._queue.put(_STOP)
-            await asyncio.to_thread(self._thread.join)
+            self._closed = True
             raise
 
     async def close(self) -> None:
         with self._lock:
-            if not self._closed:
-                self._closed = True
-                self._queue.put(_STOP)
-        if self._remote is not None:
-            # The process answers everything sent before the stop, then ends.
-            await self._remote.close()
-        elif self._thread.is_alive():
-            # Joining waits for every write queued before the stop marker to be committed.
-            await asyncio.to_thread(self._thread.join)
+            self._closed = True
+        await self._writes.close()  # commits everything submitted before it
         with self._lock:
             readers, self._readers = self._readers, []
         for conn in readers:
@@ -367,37 +263,6 @@ class SqliteStore:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
-
-    # -- the writer thread -------------------------------------------------------------------
-
-    def _run_writer(self) -> None:
-        ready = self._ready
-        assert ready is not None
-        try:
-            writer = Writer(self._path, self._busy_timeout)
-        except StoreError as exc:
-            settle_threadsafe(ready.get_loop(), ready, None, exc)
-            return
-        settle_threadsafe(ready.get_loop(), ready, None, None)
-        try:
-            stop = False
-            while not stop:
-                batch = [self._queue.get()]  # block for the first item only
-                while len(batch) < MAX_BATCH:
-                    try:
-                        batch.append(self._queue.get_nowait())
-                    except queue.Empty:
-                        break
-                ops = [item for item in batch if isinstance(item, Op)]
-                stop = len(ops) != len(batch)
-                if ops:
-                    writer.write(ops)
-                    self._commits = writer.commits
-                    for op in ops:
-                        if op.loop is not None and op.future is not None:
-                            settle_threadsafe(op.loop, op.future, op.result, op.error)
-        finally:
-            writer.close()
 
 
 async def open_sqlite(

@@ -1,9 +1,13 @@
-"""The store's writer process: the SQLite writes of ``sinkd serve`` outside the SMTP processes.
+"""The store's writers: the writes of ``sinkd serve`` in a process outside the SMTP processes,
+or (tests, tools) in a thread, for SQLite and PostgreSQL alike.
 
 Owns starting the writer process, the sockets to it and what travels on them: operations (a
 record to save, as its JSON shape or its prepared values; a release, a delete, a clear)
-down, one answer per committed batch up. The SQL is ``sinkd.store.sql``'s, the same the
-writer thread runs; the process's loop is ``sinkd.store.writer_main``.
+down, one answer per committed batch up, and the store's health (a PostgreSQL outage) up.
+Owns too the writer thread (``WriterThread``) and the write side every SQL store composes
+(``StoreWrites``: saves and administration through one writer, thread or process). The SQL is
+``sinkd.store.sql``'s or ``sinkd.store.pg_sql``'s (``WriterSpec.open``); the process's loop is
+``sinkd.store.writer_main``.
 
 Why a process: a writer thread shares the interpreter lock with the event loop, and each of
 its statements hands the lock back and forth with the loop; measured under 20 SMTP sessions,
@@ -17,8 +21,9 @@ each SMTP worker (``WriterClient`` on a socket the server obtained with ``attach
 transaction takes what every client sent (group commit across processes); the server is told
 of the other clients' committed records (for the live event stream).
 
-Durability is unchanged: the process commits with ``synchronous=FULL`` before it answers, and
-a ``save`` returns only after that answer. When the process ends unexpectedly, every
+Durability is unchanged: the process commits (SQLite with ``synchronous=FULL``, PostgreSQL
+with its default ``synchronous_commit = on``) before it answers, and a ``save`` returns only
+after that answer. When the process ends unexpectedly, every
 unanswered operation fails with ``StoreError`` (no 250 for it) and the server's next operation
 starts a new one. The process ends when told to or when the server's socket closes, after
 committing what it had received. It must not decide anything about mail.
@@ -30,24 +35,29 @@ import asyncio
 import collections
 import contextlib
 import itertools
+import json
 import logging
+import queue
 import socket
 import subprocess
 import sys
 import threading
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from sinkd.children import child_env
 from sinkd.errors import StoreError
-from sinkd.store import MessageRecord
+from sinkd.store import MessageRecord, iso
 from sinkd.store.columns import PreparedSave, prepare
-from sinkd.store.settle import settle_on
-from sinkd.store.sql import Op
+from sinkd.store.settle import settle_on, settle_threadsafe
+from sinkd.store.sql import MAX_BATCH, Op, OpKind
 from sinkd.store.writer_main import (
+    BatchWriter,
     FrameReader,
     Wire,
+    WriterSpec,
     error_from_wire,
     frame,
     op_to_wire,
@@ -83,9 +93,13 @@ class WriterClient:
     sessions or the HTTP API sharing the loop. Operations may be submitted from any thread and
     loop (their futures are settled on their own loop)."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path  # for messages only
+    def __init__(self, path: Path | str) -> None:
+        self.path = path  # for messages only: a file, or a URL as shown (no password)
         self.commits = 0
+        # The store's health as the writer process last told it (False while a PostgreSQL
+        # store is unreachable), and who is told when it changes.
+        self.healthy = True
+        self.on_health: Callable[[bool], None] | None = None
         # Told the records other clients saved (the server's live event stream).
         self.on_committed: Callable[[list[str]], None] | None = None
         self._numbers = itertools.count()
@@ -107,6 +121,11 @@ class WriterClient:
         """Whether the writer process can be reached (False once it ended, until replaced)."""
         return self._sock is not None
 
+    @property
+    def writable(self) -> bool:
+        """Whether a save can be committed now: the process is there and so is its store."""
+        return self._sock is not None and self.healthy
+
     def bind(self, sock: socket.socket) -> None:
         """Use ``sock`` (a connection to the writer process) from the running event loop; a
         socket bound before (to a writer that was replaced) is dropped, with whatever it had
@@ -121,6 +140,7 @@ class WriterClient:
             self._unsent = collections.deque()
             self._in_flight = 0
             self._reader = FrameReader()
+        self.healthy = True  # a new process says otherwise if its store is unreachable
         loop.add_reader(sock.fileno(), self._receive, sock)
 
     async def submit(self, op: Op) -> Any:
@@ -289,6 +309,10 @@ class WriterClient:
                     failure = None if error is None else error_from_wire(error)
                     settle_on(caller, self._loop, future, result, failure)
                 self._flush()  # what was held while the batch was in flight (see _flush)
+            case ("health", healthy):
+                self.healthy = bool(healthy)
+                if self.on_health is not None:
+                    self.on_health(self.healthy)
             case ("committed", records):
                 if self.on_committed is not None:
                     try:
@@ -339,9 +363,9 @@ class WriterProcess(WriterClient):
     """The server's client, which owns the process: ``await start()``, ``attach()`` a socket
     for a worker, ``await close()`` (the process commits what it has, answers and ends)."""
 
-    def __init__(self, path: Path, busy_timeout: float) -> None:
-        super().__init__(path)
-        self.busy_timeout = busy_timeout
+    def __init__(self, spec: WriterSpec) -> None:
+        super().__init__(spec.location.path or spec.shown)
+        self.spec = spec
         # Told after a new process replaced one that died (workers need new sockets).
         self.on_restart: Callable[[], None] | None = None
         self._process: subprocess.Popen[bytes] | None = None
@@ -359,19 +383,13 @@ class WriterProcess(WriterClient):
             previous.kill()
             await loop.run_in_executor(None, _wait, previous)
         ours, theirs = socket_pair()
+        argv, extra_env = self.spec.to_argv()  # a URL in the environment, never in argv
         try:
             self._process = subprocess.Popen(  # noqa: ASYNC220 (fork and exec; the wait is the ready message)
-                [
-                    sys.executable,
-                    "-m",
-                    "sinkd.store.writer_main",
-                    str(theirs.fileno()),
-                    str(self.path),
-                    repr(self.busy_timeout),
-                ],
+                [sys.executable, "-m", "sinkd.store.writer_main", str(theirs.fileno()), *argv],
                 pass_fds=[theirs.fileno()],
                 stdin=subprocess.DEVNULL,
-                env=child_env(),
+                env={**child_env(), **extra_env},
                 # Its own session: a terminal's Ctrl-C reaches the server's process group, and
                 # the writer must outlive it until the server has finished its sessions.
                 start_new_session=True,
@@ -510,3 +528,275 @@ def _wait(process: subprocess.Popen[bytes]) -> None:
         log.error("the store writer process %d did not end; killed", process.pid)
         process.kill()
         process.wait()
+
+
+# Where a store's writes run: a thread of this process, or a process of its own.
+WriterKind = Literal["thread", "process"]
+
+_STOP = object()  # queued by WriterThread.close(); everything queued before it is still written
+
+
+class WriterThread:
+    """A store's writes on a thread of this process (tests and tools; ``sinkd serve`` uses
+    the process): the same ``BatchWriter`` and batching as the process, futures settled on
+    each caller's loop. While its writer is unhealthy and idle, it ticks it once per
+    ``idle_interval`` (reconnecting a PostgreSQL store), so ``healthy`` follows the store."""
+
+    def __init__(self, spec: WriterSpec) -> None:
+        self.spec = spec
+        self._queue: queue.SimpleQueue[Op | object] = queue.SimpleQueue()
+        # Guards the closed flag together with enqueueing, so nothing can be queued behind
+        # the stop marker (it would never be answered).
+        self._lock = threading.Lock()
+        self._closed = False
+        self.commits = 0
+        self.healthy = True
+        # Told (from the writer thread) when ``healthy`` changes.
+        self.on_health: Callable[[bool], None] | None = None
+        self._ready: asyncio.Future[None] | None = None
+        name = spec.location.path.name if spec.location.path is not None else "postgresql"
+        self._thread = threading.Thread(
+            target=self._run, name=f"sinkd-store-writer:{name}", daemon=True
+        )
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    async def start(self) -> None:
+        """Open the store in the thread; ``StoreError`` when it cannot be."""
+        loop = asyncio.get_running_loop()
+        self._ready = loop.create_future()
+        self._thread.start()
+        try:
+            await self._ready
+        except BaseException:
+            with self._lock:
+                self._closed = True
+                # If the thread did open (we were cancelled meanwhile), this stops it.
+                self._queue.put(_STOP)
+            await asyncio.to_thread(self._thread.join)
+            raise
+
+    async def submit(self, op: Op) -> Any:
+        """Queue ``op`` (its loop and future set); its result once committed."""
+        with self._lock:
+            if self._closed:
+                raise StoreError(f"message store {self.spec.shown} is closed")
+            self._queue.put(op)
+        assert op.future is not None
+        # If the caller is cancelled the write still happens; only the answer is dropped.
+        return await op.future
+
+    async def close(self) -> None:
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._queue.put(_STOP)
+        if self._thread.is_alive():
+            # Joining waits for every write queued before the stop marker to be committed.
+            await asyncio.to_thread(self._thread.join)
+
+    def _run(self) -> None:
+        ready = self._ready
+        assert ready is not None
+        try:
+            writer: BatchWriter = self.spec.open()
+        except StoreError as exc:
+            settle_threadsafe(ready.get_loop(), ready, None, exc)
+            return
+        settle_threadsafe(ready.get_loop(), ready, None, None)
+        try:
+            stop = False
+            while not stop:
+                try:  # block for the first item only
+                    batch = [self._queue.get(timeout=writer.idle_interval)]
+                except queue.Empty:
+                    writer.tick()
+                    self._health(writer.healthy)
+                    continue
+                while len(batch) < MAX_BATCH:
+                    try:
+                        batch.append(self._queue.get_nowait())
+                    except queue.Empty:
+                        break
+                ops = [item for item in batch if isinstance(item, Op)]
+                stop = len(ops) != len(batch)
+                if ops:
+                    writer.write(ops)
+                    self.commits = writer.commits
+                    self._health(writer.healthy)
+                    for op in ops:
+                        if op.loop is not None and op.future is not None:
+                            settle_threadsafe(op.loop, op.future, op.result, op.error)
+                    writer.committed(ops)
+        finally:
+            writer.close()
+
+    def _health(self, healthy: bool) -> None:
+        if healthy != self.healthy:
+            self.healthy = healthy
+            if self.on_health is not None:
+                self.on_health(healthy)
+
+
+class StoreWrites:
+    """The write side of a SQL store (``SqliteStore``, ``PostgresStore``): every write goes
+    through its one writer, a thread or a process (``writer``), so writes are serialized and
+    batched; ``save`` returns once committed. Reads are the store's own."""
+
+    def __init__(self, spec: WriterSpec, writer: WriterKind) -> None:
+        self.spec = spec
+        self.kind = writer
+        self.closed = False
+        self.process: WriterProcess | None = None  # writer="process", once started
+        self.thread: WriterThread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._changed: asyncio.Event | None = None  # set (and replaced) when health changes
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._changed = asyncio.Event()
+        if self.kind == "process":
+            process = WriterProcess(self.spec)
+            process.on_health = self._health_changed
+            await process.start()
+            self.process = process
+            return
+        thread = WriterThread(self.spec)
+        thread.on_health = self._health_changed
+        await thread.start()
+        self.thread = thread
+
+    def _health_changed(self, healthy: bool) -> None:
+        """The store became reachable or unreachable (from the writer thread, or the client's
+        loop): wake whoever waits for it on the store's loop."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._wake)
+
+    def _wake(self) -> None:
+        changed, self._changed = self._changed, asyncio.Event()
+        if changed is not None:
+            changed.set()
+
+    async def wait_writable(self, wanted: bool = True) -> None:
+        """Return once ``writable`` is ``wanted`` (a PostgreSQL store's outage begins or ends);
+        the caller bounds the wait (``asyncio.timeout``)."""
+        while self.writable != wanted:
+            if self.closed:
+                raise StoreError(f"message store {self.spec.shown} is closed")
+            changed = self._changed
+            assert changed is not None, "start() first"
+            await changed.wait()
+
+    @property
+    def writable(self) -> bool:
+        """Whether writes can be committed now: open, its writer there, its store reachable."""
+        if self.closed:
+            return False
+        if self.process is not None:
+            return self.process.writable
+        return self.thread is not None and self.thread.alive and self.thread.healthy
+
+    @property
+    def commits(self) -> int:
+        if self.process is not None:
+            return self.process.commits
+        return 0 if self.thread is None else self.thread.commits
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise StoreError(f"message store {self.spec.shown} is closed")
+
+    async def save(self, record: MessageRecord) -> None:
+        self._check_open()
+        if self.process is not None:
+            # The writer process makes the record's JSON text and columns (submit_record).
+            await self.process.submit_record(record)
+            return
+        await self._run(Op.of_prepared(prepare(record), asyncio.get_running_loop()))
+
+    async def release(self, message_id: str, released_at: datetime, *, relay: bool = False) -> bool:
+        released: bool = await self.submit(
+            "release_relay" if relay else "release",
+            message_id=message_id,
+            released_at=iso(released_at.astimezone(UTC)),
+        )
+        return released
+
+    async def relay_update(self, message_id: str, state: dict[str, Any]) -> bool:
+        updated: bool = await self.submit(
+            "relay_update", message_id=message_id, relay=json.dumps(state, separators=(",", ":"))
+        )
+        return updated
+
+    async def delete(self, message_id: str) -> None:
+        await self.submit("delete", message_id=message_id)
+
+    async def clear(self) -> int:
+        removed: int = await self.submit("clear")
+        return removed
+
+    async def submit(
+        self,
+        kind: OpKind,
+        *,
+        message_id: str | None = None,
+        released_at: str | None = None,
+        relay: str | None = None,
+    ) -> Any:
+        self._check_open()
+        # The writer process's client keeps its own futures; the thread answers on this loop.
+        loop = None if self.process is not None else asyncio.get_running_loop()
+        future = None if loop is None else loop.create_future()
+        return await self._run(
+            Op(kind, loop, future, message_id=message_id, released_at=released_at, relay=relay)
+        )
+
+    async def _run(self, op: Op) -> Any:
+        if self.process is not None:
+            return await self.process.submit(op)
+        assert self.thread is not None
+        return await self.thread.submit(op)
+
+    async def close(self) -> None:
+        """Commit what was submitted, then stop the writer."""
+        self.closed = True
+        if self.process is not None:
+            # The process answers everything sent before the stop, then ends.
+            await self.process.close()
+        elif self.thread is not None:
+            await self.thread.close()
+
+
+class WritesThrough:
+    """The write methods of a SQL store (``SqliteStore``, ``PostgresStore``): each goes through
+    the store's ``StoreWrites`` (``_writes``), whose writer serializes and batches them."""
+
+    _writes: StoreWrites
+
+    @property
+    def writer_process(self) -> WriterProcess | None:
+        """The writer process (``writer="process"``), which SMTP workers connect to."""
+        return self._writes.process
+
+    @property
+    def commits(self) -> int:
+        """How many write transactions the writer has committed (for tests and stats)."""
+        return self._writes.commits
+
+    async def save(self, record: MessageRecord) -> None:
+        await self._writes.save(record)
+
+    async def release(self, message_id: str, released_at: datetime, *, relay: bool = False) -> bool:
+        return await self._writes.release(message_id, released_at, relay=relay)
+
+    async def relay_update(self, message_id: str, state: dict[str, Any]) -> bool:
+        return await self._writes.relay_update(message_id, state)
+
+    async def delete(self, message_id: str) -> None:
+        await self._writes.delete(message_id)
+
+    async def clear(self) -> int:
+        return await self._writes.clear()

@@ -1,10 +1,15 @@
-"""The store's writer process itself: ``python -m sinkd.store.writer_main FD PATH TIMEOUT``.
+"""The store's writer process itself: ``python -m sinkd.store.writer_main FD KIND PATH TIMEOUT
+MIGRATE`` (a PostgreSQL store's URL comes in the environment, ``STORE_URL_ENV``, never in argv:
+``ps`` shows argv to every user of the machine, and the URL may hold a password).
 
 Owns the process's loop (read what the clients send, commit it in batches, answer each client
-once per batch) and the wire format both ends use. Started and stopped by
-``sinkd.store.writer``; the SQL is ``sinkd.store.sql``'s. Imports only the standard library
-and those light modules, no asyncio: the process starts fast and stays small (~15 MiB
-resident). It must not decide anything about mail or answer before a commit.
+once per batch, tell them when the store's health changes) and the wire format both ends use,
+and which writer a store has (``WriterSpec.open``: SQLite's ``sinkd.store.sql.Writer`` with its
+checkpoints, or ``sinkd.store.pg_sql.PgWriter``), which the writer thread
+(``sinkd.store.writer.WriterThread``) opens too. Started and stopped by ``sinkd.store.writer``.
+Imports only the standard library and those light modules, no asyncio: the process starts fast
+and stays small (~15 MiB resident); psycopg only for a PostgreSQL store. It must not decide
+anything about mail or answer before a commit.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import marshal
+import os
 import pickle
 import select
 import signal
@@ -22,11 +28,13 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from sinkd.errors import NotFound, StoreError
+from sinkd.location import NEEDS_EXTRA, StoreLocation
 from sinkd.store import MessageRecord
 from sinkd.store.columns import MessageRow, SearchText, prepare_json
 from sinkd.store.sql import MAX_BATCH, Op, Writer
@@ -45,7 +53,8 @@ COMMIT_DELAY = 0.001
 #       ("attach",) followed by a socket (SCM_RIGHTS) for one more client.
 # Up:   ("ready", None) | ("failed", text) | ("done", commits, [(number, result, error)]) where
 #       error is None or (class name, text) | to the server: ("committed", [json text]), the
-#       records the other clients saved in a batch.
+#       records the other clients saved in a batch | to every client: ("health", bool), when
+#       the store became unreachable or reachable again (a PostgreSQL outage).
 Wire = tuple[Any, ...]
 
 
@@ -375,27 +384,144 @@ def ready_among(channels: list[Channel], timeout: float | None) -> list[Channel]
     return readable
 
 
-def serve(server: Channel, path: Path, busy_timeout: float) -> int:
+# The environment variables a writer process reads: a PostgreSQL store's URL (not argv, see
+# the module's docstring) and the instance name its notifications carry.
+STORE_URL_ENV = "SINKD_WRITER_STORE_URL"
+INSTANCE_ENV = "SINKD_INSTANCE"
+
+
+class BatchWriter(Protocol):
+    """What the writer loop (process or thread) needs of a store's writer: ``write`` one batch
+    per transaction (each op's result or error set), ``healthy`` (the store can be reached
+    now), ``tick`` when idle ``idle_interval`` seconds (None: never), ``committed`` after the
+    answers went out."""
+
+    @property
+    def commits(self) -> int: ...
+
+    @property
+    def healthy(self) -> bool: ...
+
+    @property
+    def idle_interval(self) -> float | None: ...
+
+    def write(self, ops: Sequence[Op]) -> None: ...
+
+    def tick(self) -> None: ...
+
+    def committed(self, ops: Sequence[Op]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class SqliteBatch:
+    """SQLite's ``Writer`` with the writer process's WAL checkpoints (``Checkpointer``): the
+    file is always there, so it is always healthy; its failures are each batch's own."""
+
+    healthy = True
+    idle_interval: float | None = None
+
+    def __init__(self, path: Path, busy_timeout: float, *, checkpoints: bool) -> None:
+        self.writer = Writer(path, busy_timeout)
+        self.checkpointer: Checkpointer | None = None
+        if checkpoints:
+            try:
+                self.checkpointer = Checkpointer(self.writer, busy_timeout)
+            except sqlite3.Error as exc:
+                self.writer.close()
+                raise StoreError(f"cannot open {path} for checkpoints: {exc}") from exc
+
+    @property
+    def commits(self) -> int:
+        return self.writer.commits
+
+    def write(self, ops: Sequence[Op]) -> None:
+        self.writer.write(ops)
+
+    def tick(self) -> None:
+        """Nothing to check: a SQLite file needs no connection kept alive."""
+
+    def committed(self, ops: Sequence[Op]) -> None:
+        if self.checkpointer is not None:
+            self.checkpointer.count(ops)  # after the answers: a checkpoint never delays them
+
+    def close(self) -> None:
+        if self.checkpointer is not None:
+            self.checkpointer.close()  # first: the writer's close checkpoints the rest
+        self.writer.close()
+
+
+@dataclass(frozen=True, slots=True)
+class WriterSpec:
+    """Which store a writer writes to and how it opens it: what the server hands the writer
+    process (``sinkd.store.writer.WriterProcess``) or thread."""
+
+    location: StoreLocation
+    busy_timeout: float = 5.0  # SQLite: seconds a statement waits for another's lock
+    migrate: bool = False  # PostgreSQL: create or migrate the schema (SQLite always does)
+    instance: str = ""  # PostgreSQL: the origin its notifications name
+
+    @property
+    def shown(self) -> str:
+        return self.location.shown
+
+    def open(self, *, checkpoints: bool = False) -> BatchWriter:
+        """The writer, its store opened (created or migrated as allowed); ``StoreError``."""
+        if self.location.kind == "postgresql":
+            # Imported here only: psycopg is the optional ``postgresql`` extra, and a SQLite
+            # user without it must still be able to run sinkd (and this process stays small).
+            try:
+                from sinkd.store.pg_sql import PgWriter
+            except ImportError as exc:
+                raise StoreError(f"{NEEDS_EXTRA.format(shown=self.shown)} ({exc})") from None
+            if not self.location.url:  # libpq would take "" for its defaults: another database
+                raise StoreError(f"the writer process was given no URL (${STORE_URL_ENV})")
+            return PgWriter(self.location, migrate=self.migrate, instance=self.instance)
+        assert self.location.path is not None
+        return SqliteBatch(self.location.path, self.busy_timeout, checkpoints=checkpoints)
+
+    def to_argv(self) -> tuple[list[str], dict[str, str]]:
+        """The writer process's arguments and extra environment for this spec."""
+        path = "" if self.location.path is None else str(self.location.path)
+        env = {INSTANCE_ENV: self.instance} if self.instance else {}
+        if self.location.url is not None:
+            env[STORE_URL_ENV] = self.location.url
+        argv = [self.location.kind, path, repr(self.busy_timeout), "1" if self.migrate else "0"]
+        return argv, env
+
+    @classmethod
+    def from_argv(cls, argv: Sequence[str]) -> WriterSpec:
+        kind, path, busy_timeout, migrate = argv
+        if kind == "postgresql":
+            location = StoreLocation("postgresql", url=os.environ.pop(STORE_URL_ENV, ""))
+        else:
+            location = StoreLocation("sqlite", path=Path(path))
+        instance = os.environ.get(INSTANCE_ENV, "")
+        return cls(location, float(busy_timeout), migrate == "1", instance)
+
+
+def serve(server: Channel, spec: WriterSpec) -> int:
     """Commit what the clients send, in batches, until the server says stop or goes away."""
     try:
-        writer = Writer(path, busy_timeout)
+        writer = spec.open(checkpoints=True)
     except StoreError as exc:
         server.send(("failed", str(exc)))
         return 1
-    try:
-        checkpointer = Checkpointer(writer, busy_timeout)
-    except sqlite3.Error as exc:
-        writer.close()
-        server.send(("failed", f"cannot open {path} for checkpoints: {exc}"))
-        return 1
     server.send(("ready", None))
     clients: list[Channel] = [server]
+    healthy = writer.healthy
     try:
         done = False
         busy = False  # operations arrived while the last batch was committing
         while not done:
             items: list[tuple[Channel, Wire]] = []
-            ready = ready_among(clients, None)  # block until some client sends
+            # Block until some client sends; a writer that watches a connection is told when
+            # it was idle for its interval (a PostgreSQL outage shows without traffic).
+            ready = ready_among(clients, writer.idle_interval)
+            if not ready:
+                writer.tick()
+                healthy = _tell_health(writer, healthy, clients)
+                continue
             # Under load, wait a moment for more before committing: a commit's cost is mostly
             # per transaction (fsync, page writes), measured 281 us of CPU per save in batches
             # of 1, 107 in batches of 3, 52 in batches of 10. An idle server (nothing arrived
@@ -403,21 +529,31 @@ def serve(server: Channel, path: Path, busy_timeout: float) -> int:
             deadline = time.monotonic() + (COMMIT_DELAY if busy else 0.0)
             while True:
                 for client in ready:
-                    done = _read(client, server, clients, items) or done
+                    done = _read(client, server, clients, items, healthy) or done
                 if done or len(items) >= MAX_BATCH:
                     break
                 ready = ready_among(clients, max(0.0, deadline - time.monotonic()))
                 if not ready:
                     break
             if items:
-                _commit(writer, server, items, checkpointer)
+                _commit(writer, server, items)
+                healthy = _tell_health(writer, healthy, clients)
             busy = bool(ready_among(clients, 0))
     finally:
-        checkpointer.close()  # first: the writer's close is the last, and checkpoints the rest
         writer.close()
         for client in clients:
             client.close()
     return 0
+
+
+def _tell_health(writer: BatchWriter, was: bool, clients: list[Channel]) -> bool:
+    """Tell every client when the store's health changed; the health now."""
+    now = writer.healthy
+    if now != was:
+        for client in clients:
+            with contextlib.suppress(OSError):
+                client.send(("health", now))
+    return now
 
 
 def _read(
@@ -425,8 +561,10 @@ def _read(
     server: Channel,
     clients: list[Channel],
     items: list[tuple[Channel, Wire]],
+    healthy: bool = True,
 ) -> bool:
-    """Take one message from ``client``; True when the server said stop or went away."""
+    """Take one message from ``client``; True when the server said stop or went away. A
+    client attached while the store is unreachable is told so at once."""
     try:
         message = client.recv()
     except (EOFError, OSError):
@@ -439,18 +577,17 @@ def _read(
         case None:
             return client is server
         case ("attach",):
-            clients.append(Channel(client.recv_socket()))
+            attached = Channel(client.recv_socket())
+            clients.append(attached)
+            if not healthy:
+                with contextlib.suppress(OSError):
+                    attached.send(("health", False))
         case _:
             items.extend((client, item) for item in message)
     return False
 
 
-def _commit(
-    writer: Writer,
-    server: Channel,
-    items: list[tuple[Channel, Wire]],
-    checkpointer: Checkpointer,
-) -> None:
+def _commit(writer: BatchWriter, server: Channel, items: list[tuple[Channel, Wire]]) -> None:
     """One transaction for ``items``, then each client's answers in one message."""
     batch = [(client, *from_wire(item)) for client, item in items]
     ops = [op for _, _, op in batch if op.error is None]  # not those that could not be made
@@ -469,16 +606,17 @@ def _commit(
     if others:
         with contextlib.suppress(OSError):
             server.send(("committed", others))
-    checkpointer.count(ops)  # after the answers: a checkpoint never delays them
+    writer.committed(ops)
 
 
 def main(argv: Sequence[str]) -> int:
-    fd, path, busy_timeout = argv
+    fd, *rest = argv
+    spec = WriterSpec.from_argv(rest)
     # The server stops this process (through the socket) once its sessions are done.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     logging.basicConfig(level=logging.WARNING, format="sinkd store writer: %(message)s")
-    return serve(Channel(socket.socket(fileno=int(fd))), Path(path), float(busy_timeout))
+    return serve(Channel(socket.socket(fileno=int(fd))), spec)
 
 
 if __name__ == "__main__":

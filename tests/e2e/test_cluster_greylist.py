@@ -17,8 +17,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from sinkd.location import StoreLocation
 from sinkd.server.runtime import Sinkd
-from sinkd.store.location import StoreLocation
 from sinkd.store.pg_schema import DELIVERY_TABLES
 from tests.conftest import StartServer
 from tests.support.delivery import BODY, RCPT, SENDER, gateway

@@ -1,7 +1,9 @@
-"""The store contract: what every backend answers alike (SQLite with its writer thread, SQLite
-with its writer process, memory), and what every ``VerdictSink`` promises (those, and a
-worker's ``PipeStore``). A backend-specific property (a file, a commit count, a process)
-belongs in that backend's own tests."""
+"""The store contract: what every backend answers alike (SQLite and PostgreSQL, each with its
+writer thread and with its writer process; memory), and what every ``VerdictSink`` promises
+(those, and a worker's ``PipeStore`` on SQLite and on PostgreSQL). Each PostgreSQL test has a
+database of its own on the session's private server (tests/support/postgres.py). A
+backend-specific property (a file, a commit count, a process) belongs in that backend's own
+tests."""
 
 from __future__ import annotations
 
@@ -16,12 +18,14 @@ import pytest
 from sinkd.core.model import VerdictAction
 from sinkd.errors import NotFound, StoreError
 from sinkd.store import MessageRecord, Query, Store
+from tests.support.postgres import postgres_server
 from tests.support.store import (
     BACKENDS,
     QUERIES,
     SINKS,
     T0,
     SinkUnderTest,
+    database_for,
     make_record,
     open_backend,
     open_sink,
@@ -29,16 +33,18 @@ from tests.support.store import (
     reference,
 )
 
+__all__ = ["postgres_server"]  # the session fixture the PostgreSQL backends ask for by name
+
 
 @pytest.fixture(params=BACKENDS)
 async def store(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Store]:
-    async with open_backend(request.param, tmp_path) as s:
+    async with open_backend(request.param, tmp_path, database_for(request.param, request)) as s:
         yield s
 
 
 @pytest.fixture(params=SINKS)
 async def sink(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[SinkUnderTest]:
-    async with open_sink(request.param, tmp_path) as s:
+    async with open_sink(request.param, tmp_path, database_for(request.param, request)) as s:
         yield s
 
 
@@ -434,9 +440,9 @@ async def test_a_deleted_id_may_be_saved_again(store: Store) -> None:
 
 @pytest.mark.parametrize("kind", BACKENDS)
 async def test_close_is_idempotent_and_a_closed_store_refuses_work(
-    kind: str, tmp_path: Path
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    async with open_backend(kind, tmp_path) as store:
+    async with open_backend(kind, tmp_path, database_for(kind, request)) as store:
         await store.save(make_record(1))
         await store.close()
         await store.close()

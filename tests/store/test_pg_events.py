@@ -13,8 +13,8 @@ from typing import Any
 import psycopg
 import pytest
 
+from sinkd.location import StoreLocation
 from sinkd.store import RelayEntry, StoredMessage
-from sinkd.store.location import StoreLocation
 from sinkd.store.pg_events import (
     EventListener,
     LeasedRelayQueue,

@@ -141,7 +141,7 @@ async def test_saved_records_survive_the_process_being_killed(
         async def main():
             store = await open_sqlite({str(db_path)!r}, writer={writer!r})
             await asyncio.gather(*(store.save(make_record(n)) for n in range(20)))
-            remote = store._remote
+            remote = store.writer_process
             print("saved", remote._process.pid if remote else 0, flush=True)
             os.kill(os.getpid(), signal.SIGKILL)
 

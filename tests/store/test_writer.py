@@ -21,7 +21,7 @@ from tests.support.store import make_record
 
 
 def remote_of(store: object) -> WriterProcess:
-    remote = getattr(store, "_remote", None)
+    remote = getattr(store, "writer_process", None)
     assert isinstance(remote, WriterProcess)
     return remote
 

@@ -2,7 +2,8 @@
 ``n`` seconds after ``T0``, with one finding and the disposition of its verdict; ``records(n)``
 varied ones with ``reference``, the list filters in plain Python, and ``QUERIES`` that exercise
 them; ``open_backend`` opens each ``Store`` implementation and ``open_sink`` each
-``VerdictSink`` (with the repository that reads what it saved)."""
+``VerdictSink`` (with the repository that reads what it saved); ``database_for`` gives a
+PostgreSQL kind a new database of its own on the session's private server."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+import pytest
 
 from sinkd.core.model import (
     Action,
@@ -29,6 +32,7 @@ from sinkd.server.workers import PipeStore
 from sinkd.store import MessageRecord, Query, Repository, Store, VerdictSink, iso
 from sinkd.store.memory import MemoryStore
 from sinkd.store.sqlite import WriterKind, open_sqlite
+from sinkd.store.writer import WriterProcess
 
 T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 
@@ -206,23 +210,43 @@ QUERIES = [
 
 # --- every backend ---------------------------------------------------------------------------
 
-# Every full Store: SQLite with its writer thread, with its writer process (what ``sinkd
-# serve`` runs), and in memory.
-BACKENDS = ("sqlite-thread", "sqlite-process", "memory")
+# Every full Store: SQLite and PostgreSQL, each with its writer thread and with its writer
+# process (what ``sinkd serve`` runs), and in memory.
+BACKENDS = ("sqlite-thread", "sqlite-process", "postgres-thread", "postgres-process", "memory")
 # Every VerdictSink: the full stores, and a worker's PipeStore (saves through its own
-# connection to a SQLite writer process, read back through the primary's store).
-SINKS = (*BACKENDS, "pipe")
+# connection to a writer process, read back through the primary's store), on SQLite and on
+# PostgreSQL.
+SINKS = (*BACKENDS, "pipe", "pipe-postgres")
+
+
+def database_for(kind: str, request: pytest.FixtureRequest) -> str | None:
+    """A new, empty database on the session's PostgreSQL server for a PostgreSQL ``kind``
+    (the test module imports the ``postgres_server`` fixture); None for the others."""
+    if "postgres" not in kind:
+        return None
+    server = request.getfixturevalue("postgres_server")
+    dsn: str = server.create_database()
+    return dsn
 
 
 @asynccontextmanager
-async def open_backend(kind: str, directory: Path) -> AsyncIterator[Store]:
-    """A new, empty ``Store`` of ``kind`` (its files, if any, in ``directory``)."""
+async def open_backend(
+    kind: str, directory: Path, database: str | None = None
+) -> AsyncIterator[Store]:
+    """A new, empty ``Store`` of ``kind`` (its files, if any, in ``directory``; a PostgreSQL
+    one in ``database``, a DSN of an empty database)."""
     store: Store
     if kind == "memory":
         store = MemoryStore()
     elif kind in ("sqlite-thread", "sqlite-process"):
         writer: WriterKind = "thread" if kind == "sqlite-thread" else "process"
         store = await open_sqlite(directory / "sinkd.sqlite3", writer=writer)
+    elif kind in ("postgres-thread", "postgres-process"):
+        from sinkd.store.postgres import open_postgres  # psycopg: the optional extra
+
+        assert database is not None, "a PostgreSQL backend needs database_for(...)"
+        writer = "thread" if kind == "postgres-thread" else "process"
+        store = await open_postgres(database, writer=writer, migrate=True)
     else:
         raise ValueError(f"no store backend {kind!r}")
     try:
@@ -240,22 +264,22 @@ class SinkUnderTest:
 
 
 @asynccontextmanager
-async def open_sink(kind: str, directory: Path) -> AsyncIterator[SinkUnderTest]:
+async def open_sink(
+    kind: str, directory: Path, database: str | None = None
+) -> AsyncIterator[SinkUnderTest]:
     """A new ``VerdictSink`` of ``kind`` (one of ``SINKS``) over an empty store."""
-    if kind != "pipe":
-        async with open_backend(kind, directory) as store:
+    if kind not in ("pipe", "pipe-postgres"):
+        async with open_backend(kind, directory, database) as store:
             yield SinkUnderTest(store, store)
         return
-    primary = await open_sqlite(directory / "sinkd.sqlite3", writer="process")
-    try:
-        writer = primary.writer_process
-        assert writer is not None
-        pipe = PipeStore(primary.path)
+    primary_kind = "sqlite-process" if kind == "pipe" else "postgres-process"
+    async with open_backend(primary_kind, directory, database) as primary:
+        writer = getattr(primary, "writer_process", None)
+        assert isinstance(writer, WriterProcess)
+        pipe = PipeStore(writer.path)
         pipe.client.bind(writer.attach())  # as a worker binds the socket the primary passed
         try:
             yield SinkUnderTest(pipe, primary)
         finally:
             await pipe.close()
             await pipe.client.close()
-    finally:
-        await primary.close()

@@ -18,6 +18,11 @@ from sinkd.errors import ConfigError
 StoreKind = Literal["sqlite", "postgresql", "memory"]
 
 _PG_SCHEMES = ("postgresql", "postgres")
+# What a PostgreSQL location without psycopg installed is told (psycopg is the optional
+# ``postgresql`` extra, imported only where a PostgreSQL store is used).
+NEEDS_EXTRA = (
+    "--store {shown} needs the postgresql extra (psycopg): pip install 'sinkd[postgresql]'"
+)
 
 
 @dataclass(frozen=True, slots=True)
