@@ -21,8 +21,8 @@ import yaml
 
 from sinkd.cli import build_parser
 from sinkd.core.profiles import ProfileSet
+from sinkd.location import StoreLocation
 from sinkd.services.settings import Settings, from_namespace
-from sinkd.store.location import StoreLocation
 from tests.support.paths import ROOT
 
 DOCKER = ROOT / "docker"
