@@ -177,10 +177,7 @@ class Cluster:
         index = len(self.instances)
         cwd = self.root / f"instance-{index}"
         cwd.mkdir(parents=True, exist_ok=True)
-        # A SQLite path goes as --db (what the server opens today: --store's SQLite form reaches
-        # open_store with the PostgreSQL store's branch), a URL as --store.
-        where = ["--store" if "://" in self.store else "--db", self.store]
-        args = ["--port", "0", *where, *self.args, *extra]
+        args = ["--port", "0", "--store", self.store, *self.args, *extra]
         if migrate:
             args.append("--migrate")
         # XDG_DATA_HOME: whatever an instance keeps beside no store file of its own (the
