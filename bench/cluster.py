@@ -4,7 +4,10 @@ Issue 21. Starts, from this checkout, ``sinkd serve`` three ways, one after the 
   (a) one instance on SQLite (a fresh file);
   (b) one instance on PostgreSQL (a fresh database, ``--migrate``);
   (c) two instances on one PostgreSQL database (a fresh one; the first migrates, the second
-      starts once the first is ready).
+      starts once the first is ready);
+  (d) only with ``--only``: two instances on two databases of that server, a control that
+      shares nothing (no NOTIFY from the other, no common ``seq`` lock or delivery state), so
+      that (c) against (d) is what sharing costs, apart from two processes on the same cores.
 PostgreSQL is a private server started for the run as the tests start theirs
 (``tests/support/postgres.py``: ``initdb`` into a temporary directory, ``pg_ctl`` on a free
 127.0.0.1 port, default settings: fsync and synchronous_commit on).
@@ -27,7 +30,7 @@ the demo zone, the simulated client 192.0.2.25 as ``bench/peers.py``'s variant (
 leaves the machine, nothing listens off loopback. Everything started is stopped at the end.
 
     python bench/cluster.py [--clients 16] [--seconds 20] [--warmup 3] [--size 1]
-                            [--profile typical-corporate] [--only a,b,c]
+                            [--profile typical-corporate] [--only a,b,c,d]
 """
 
 from __future__ import annotations
@@ -71,6 +74,7 @@ CONFIGS = {
     "a": "1 instance, SQLite",
     "b": "1 instance, PostgreSQL",
     "c": "2 instances, one PostgreSQL",
+    "d": "2 instances, 2 databases",
 }
 
 
@@ -209,6 +213,8 @@ def configuration(
             assert postgres is not None
             dsn = postgres.create_database()
             stores = [["--store", dsn, "--migrate"]] + [["--store", dsn]] * (key == "c")
+            if key == "d":
+                stores.append(["--store", postgres.create_database(), "--migrate"])
         for index, store in enumerate(stores):
             process, port = start_instance(workdir, f"{key}{index}", store, args.profile)
             processes.append(process)
@@ -261,6 +267,8 @@ def report(runs: dict[str, Run], args: argparse.Namespace) -> None:
         print(f"   (c)/(a): {ratio(rates['c'], rates['a'])}", end="")
     if {"b", "c"} <= set(rates):
         print(f"   (c)/(b): {ratio(rates['c'], rates['b'])}  (2 instances against 1)", end="")
+    if {"c", "d"} <= set(rates):
+        print(f"   (c)/(d): {ratio(rates['c'], rates['d'])}  (sharing one database)", end="")
     print()
     cores = os.cpu_count() or 1
     busy = {
@@ -306,13 +314,13 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds sent, not counted")
     parser.add_argument("--size", type=int, default=1, help="message size in KB")
     parser.add_argument("--profile", default="typical-corporate", help="the profile judged")
-    parser.add_argument("--only", default="a,b,c", help="configurations to run (a,b,c)")
+    parser.add_argument("--only", default="a,b,c", help="configurations to run (a,b,c,d)")
     args = parser.parse_args()
-    keys = [k for k in args.only.split(",") if k]
+    keys = list(dict.fromkeys(k for k in args.only.split(",") if k))  # each once, in order
     unknown = set(keys) - set(CONFIGS)
     if unknown:
-        parser.error(f"--only: unknown {sorted(unknown)}; choose among a, b, c")
-    wants_postgres = any(k in ("b", "c") for k in keys)
+        parser.error(f"--only: unknown {sorted(unknown)}; choose among a, b, c, d")
+    wants_postgres = any(k != "a" for k in keys)
     if wants_postgres and importlib.util.find_spec("sinkd.store.postgres") is None:
         sys.exit(
             "bench/cluster.py: this checkout has no PostgreSQL store (sinkd/store/postgres.py)"
