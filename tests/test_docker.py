@@ -1,7 +1,7 @@
-"""docker/Dockerfile and docker/compose.yaml, without a Docker engine: every ``sinkd`` command
-they run parses with sinkd's own command line, the variables the image sets are ones ``sinkd
-serve`` reads, and the compose file has the structure Compose needs. (hadolint lints the
-Dockerfiles in .ci/run.)"""
+"""docker/Dockerfile, docker/compose.yaml and docker/compose.scale.yaml, without a Docker engine:
+every ``sinkd`` command they run parses with sinkd's own command line, the variables the image
+and the compose files set are ones ``sinkd serve`` reads, and each compose file has the structure
+Compose needs. (hadolint lints the Dockerfiles in .ci/run.)"""
 
 from __future__ import annotations
 
@@ -10,19 +10,25 @@ import json
 import os
 import re
 import shlex
+import tomllib
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
 
 from sinkd.cli import build_parser
 from sinkd.core.profiles import ProfileSet
+from sinkd.location import StoreLocation
 from sinkd.services.settings import Settings, from_namespace
 from tests.support.paths import ROOT
 
 DOCKER = ROOT / "docker"
+COMPOSE = DOCKER / "compose.yaml"
+SCALE = DOCKER / "compose.scale.yaml"  # several instances on one PostgreSQL (issue 21)
+COMPOSE_FILES = (COMPOSE, SCALE)
 
 
 def instructions(path: Path) -> list[tuple[str, str]]:
@@ -67,8 +73,8 @@ def healthcheck_command(path: Path) -> list[str]:
     return exec_form(command)
 
 
-def compose() -> dict[str, Any]:
-    data = yaml.safe_load((DOCKER / "compose.yaml").read_text(encoding="utf-8"))
+def compose(path: Path = COMPOSE) -> dict[str, Any]:
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
     assert isinstance(data, dict)
     return data
 
@@ -84,7 +90,8 @@ def uses_sinkd_image(service: dict[str, Any]) -> bool:
 
 
 def sinkd_commands() -> list[tuple[str, list[str], dict[str, str]]]:
-    """Every sinkd command line the image and the compose file run: (where, argv, env)."""
+    """Every sinkd command line the image and the compose files run: (where, argv, env); the
+    compose ones named ``compose SERVICE`` (compose.yaml) or ``compose.scale SERVICE``."""
     dockerfile = DOCKER / "Dockerfile"
     entrypoint = exec_form(only(dockerfile, "ENTRYPOINT"))
     cmd = exec_form(only(dockerfile, "CMD"))
@@ -92,15 +99,23 @@ def sinkd_commands() -> list[tuple[str, list[str], dict[str, str]]]:
         ("Dockerfile CMD", entrypoint + cmd, image_env()),
         ("Dockerfile HEALTHCHECK", healthcheck_command(dockerfile), image_env()),
     ]
-    for name, service in compose()["services"].items():
-        if not uses_sinkd_image(service):
-            continue
-        env = image_env() | {k: interpolate(v) for k, v in service.get("environment", {}).items()}
-        found.append((f"compose {name}", entrypoint + service.get("command", cmd), env))
-        test = service["healthcheck"]["test"]
-        assert test[0] == "CMD", f"compose {name}: healthcheck test in exec form"
-        found.append((f"compose {name} healthcheck", test[1:], env))
+    for path in COMPOSE_FILES:
+        prefix = "compose" if path == COMPOSE else "compose.scale"
+        for name, service in compose(path)["services"].items():
+            if not uses_sinkd_image(service):
+                continue
+            environment = service.get("environment", {})
+            env = image_env() | {k: interpolate(v) for k, v in environment.items()}
+            found.append((f"{prefix} {name}", entrypoint + service.get("command", cmd), env))
+            test = service["healthcheck"]["test"]
+            assert test[0] == "CMD", f"{prefix} {name}: healthcheck test in exec form"
+            found.append((f"{prefix} {name} healthcheck", test[1:], env))
     return found
+
+
+def compose_services() -> list[tuple[str, dict[str, Any]]]:
+    """(name, service) of every compose file (both have a ``spamd``)."""
+    return [item for path in COMPOSE_FILES for item in compose(path)["services"].items()]
 
 
 def subparsers() -> dict[str, argparse.ArgumentParser]:
@@ -154,7 +169,7 @@ def test_every_sinkd_command_the_container_files_run_parses_with_sinkds_cli(
         ProfileSet([]).resolve(args.profile)  # a built-in profile: the mounted dir is empty
         for address in (args.spamd,):
             if address is not None:
-                assert address[0] in compose()["services"], f"--spamd {address}: no such service"
+                assert address[0] in dict(compose_services()), f"--spamd {address}: no such service"
 
 
 def test_the_image_and_compose_run_serve_and_check_readiness_with_readyz() -> None:
@@ -186,21 +201,23 @@ def test_every_sinkd_variable_the_image_and_compose_set_changes_what_serve_runs_
     environment: pytest.MonkeyPatch,
 ) -> None:
     baseline = asdict(from_namespace(build_parser().parse_args(["serve"])))
-    variables = dict(image_env())
-    for service in compose()["services"].values():
-        variables.update({k: interpolate(v) for k, v in service.get("environment", {}).items()})
-    assert {"SINKD_PROFILE", "SINKD_VERDICT_LOG"} <= set(variables)
+    variables = set(image_env().items())
+    for _, service in compose_services():
+        variables |= {(k, interpolate(v)) for k, v in service.get("environment", {}).items()}
+    assert {"SINKD_PROFILE", "SINKD_VERDICT_LOG", "SINKD_STORE"} <= {k for k, _ in variables}
     serve_help = " ".join(subparsers()["serve"].format_help().split())
-    for name, value in variables.items():
+    for name, value in sorted(variables):
         if not name.startswith("SINKD_"):
             continue
         environment.setenv(name, value)
         changed = asdict(from_namespace(build_parser().parse_args(["serve"])))
         environment.delenv(name)
-        # The value lands in a setting; where it equals the default, the option says it reads it.
+        # The value lands in a setting (a store location's URL or path: a nested dataclass);
+        # where it equals the default, the option says it reads it.
+        values = [*changed.values()]
+        values += [n for v in changed.values() if isinstance(v, dict) for n in v.values()]
         assert any(
-            str(v) == value or (isinstance(v, list) and value in map(str, v))
-            for v in changed.values()
+            str(v) == value or (isinstance(v, list) and value in map(str, v)) for v in values
         ), f"{name}={value} is not in the settings sinkd serve runs with"
         assert changed != baseline or f"env {name}" in serve_help, name
 
@@ -299,3 +316,105 @@ def test_compose_builds_from_dockerfiles_that_exist() -> None:
     assert command[command.index("-p") + 1] == "783"
     assert command[command.index("-i") + 1] == "0.0.0.0"
     assert "--local" in command
+
+
+# --- compose.scale.yaml: PostgreSQL and two sinkd instances as one sink ------------------------
+
+
+def scale_store(name: str) -> StoreLocation:
+    """The store an instance of compose.scale.yaml serves, ``${...:-default}`` interpolated."""
+    value = interpolate(compose(SCALE)["services"][name]["environment"]["SINKD_STORE"])
+    return StoreLocation.parse(value)
+
+
+def test_compose_scale_runs_postgresql_spamd_and_two_sinkd_instances() -> None:
+    services = compose(SCALE)["services"]
+    assert set(services) == {"postgres", "spamd", "sinkd-a", "sinkd-b"}
+    assert all("profiles" not in service for service in services.values())  # all start by default
+    assert services["postgres"]["image"] == "postgres:15"  # the official image, pulled
+    sinkd = compose(COMPOSE)["services"]["sinkd"]["build"]
+    spamd = compose(COMPOSE)["services"]["spamd"]["build"]
+    for name in ("sinkd-a", "sinkd-b"):  # the project's image, built as compose.yaml builds it
+        assert services[name]["image"] == "sinkd:local"
+        assert services[name]["build"] == sinkd, name
+    assert services["spamd"]["build"] == spamd and services["spamd"]["image"] == "sinkd-spamd:local"
+
+
+def test_compose_scale_instances_store_into_the_one_postgresql_service_with_its_password() -> None:
+    services = compose(SCALE)["services"]
+    postgres = {k: interpolate(v) for k, v in services["postgres"]["environment"].items()}
+    raw = services["postgres"]["environment"]["POSTGRES_PASSWORD"]
+    # The password comes from the environment, with a default the file's comments say to change.
+    assert re.fullmatch(r"\$\{SINKD_PG_PASSWORD:-[A-Za-z0-9-]+\}", raw), raw
+    assert "CHANGE THE PASSWORD" in SCALE.read_text(encoding="utf-8")
+    for name in ("sinkd-a", "sinkd-b"):
+        location = scale_store(name)
+        assert location.kind == "postgresql" and location.url is not None, name
+        assert "***" in location.shown and postgres["POSTGRES_PASSWORD"] not in location.shown
+        url = urlsplit(location.url)
+        assert (url.hostname, url.port, url.path) == (
+            "postgres",
+            5432,
+            f"/{postgres['POSTGRES_DB']}",
+        )
+        assert (url.username, url.password) == (
+            postgres["POSTGRES_USER"],
+            postgres["POSTGRES_PASSWORD"],
+        ), name
+    assert scale_store("sinkd-a") == scale_store("sinkd-b")  # one database: one sink
+
+
+def test_compose_scale_migrates_once_before_either_instance_serves(
+    environment: pytest.MonkeyPatch,
+) -> None:
+    services = compose(SCALE)["services"]
+    first, second = services["sinkd-a"], services["sinkd-b"]
+    assert first["depends_on"]["postgres"] == {"condition": "service_healthy"}
+    assert first["depends_on"]["spamd"] == {"condition": "service_healthy"}
+    settings = [
+        from_namespace(build_parser().parse_args(service["command"])) for service in (first, second)
+    ]
+    assert [s.migrate for s in settings] == [True, False]
+    # The second starts once the first is ready, that is once the schema is in place.
+    assert second["depends_on"] == {"sinkd-a": {"condition": "service_healthy"}}
+    health = services["postgres"]["healthcheck"]["test"]
+    assert health[:2] == ["CMD", "pg_isready"]
+    assert health[health.index("-d") + 1] == "sinkd" and health[health.index("-U") + 1] == "sinkd"
+
+
+def test_compose_scale_publishes_each_instance_on_the_loopback_on_ports_of_its_own() -> None:
+    services = compose(SCALE)["services"]
+    published = {
+        name: [str(p).rsplit(":", 2) for p in services[name]["ports"]]
+        for name in ("sinkd-a", "sinkd-b")
+    }
+    assert published["sinkd-a"] == [["127.0.0.1", "2525", "2525"], ["127.0.0.1", "8025", "8025"]]
+    assert published["sinkd-b"] == [["127.0.0.1", "2526", "2525"], ["127.0.0.1", "8026", "8025"]]
+    for name in ("postgres", "spamd"):  # reachable inside the compose network only
+        assert "ports" not in services[name], name
+    for name in ("sinkd-a", "sinkd-b"):  # each answers for its own name (docs/security.md)
+        assert services[name]["environment"]["SINKD_HTTP_ALLOWED_HOSTS"] == name
+
+
+def test_compose_scale_healthchecks_and_volumes_are_complete() -> None:
+    data = compose(SCALE)
+    for name, service in data["services"].items():
+        health = service["healthcheck"]
+        assert health["test"][0] == "CMD", name
+        assert {"interval", "timeout", "retries", "start_period"} <= set(health), name
+        for key in ("interval", "timeout", "start_period"):
+            assert re.fullmatch(r"\d+(ms|s|m)", health[key]), (name, key)
+        for volume in service.get("volumes", []):
+            source = volume.split(":")[0]
+            assert source in data["volumes"] or source == "./profiles", (name, volume)
+    assert "postgres-data:/var/lib/postgresql/data" in data["services"]["postgres"]["volumes"]
+    for name in ("sinkd-a", "sinkd-b"):
+        volumes = data["services"][name]["volumes"]
+        assert f"{name}-data:/data" in volumes and "./profiles:/etc/sinkd/profiles:ro" in volumes
+
+
+def test_the_image_installs_the_postgresql_extra_that_a_postgresql_store_needs() -> None:
+    run = " ".join(a for k, a in instructions(DOCKER / "Dockerfile") if k == "RUN")
+    assert re.search(r'pip install [^&]*"\./\[postgresql\]"', run), run
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    assert "postgresql" in extras["project"]["optional-dependencies"]

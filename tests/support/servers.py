@@ -63,6 +63,55 @@ class Served:
 StartServe = Callable[..., Awaitable[Served]]
 
 
+async def start_serve(
+    *args: str, env: dict[str, str], cwd: Path, new_session: bool = False
+) -> Served:
+    """Start ``python -m sinkd serve ARGS`` and wait for its readiness line (what the ``serve``
+    fixture of tests/conftest.py does, for helpers that own their processes: tests/support/
+    cluster.py). ``new_session``: the process leads a process group of its own, so that a kill
+    of the group takes its children (the store writer, SMTP workers) with it, as losing the
+    machine would. The caller stops or kills it; ``Served.wait`` reaps it."""
+    process = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "sinkd", "serve", *args),
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+        cwd=cwd,
+        start_new_session=new_session,
+    )
+    served = Served(process)
+
+    async def drain(stream: asyncio.StreamReader | None) -> None:
+        assert stream is not None
+        async for line in stream:
+            served.stderr.append(line.decode("utf-8", "replace").rstrip("\n"))
+
+    async def drain_both(stderr: asyncio.Task[None]) -> None:
+        # After the readiness line stdout is drained too: a long run must never block on a
+        # full pipe (its lines join stderr's).
+        await drain(process.stdout)
+        await stderr
+
+    served.drain = asyncio.create_task(drain(process.stderr))
+    assert process.stdout is not None
+    try:
+        async with asyncio.timeout(START_TIMEOUT):
+            line = (await process.stdout.readline()).decode().strip()
+        match = READY.match(line)
+        assert match, f"no readiness line, got {line!r}; stderr: {served.stderr}"
+    except BaseException:
+        if process.returncode is None:
+            process.kill()
+        await served.wait()
+        raise
+    served.drain = asyncio.create_task(drain_both(served.drain))
+    served.host, served.port = match["host"], int(match["port"])
+    if match["http_host"]:
+        served.http = f"http://{match['http_host']}:{match['http_port']}"
+    return served
+
+
 async def run_sinkd(*args: str) -> tuple[int, bytes, str]:
     """Run a one-shot ``sinkd`` command; (exit code, stdout bytes, stderr text)."""
     process = await asyncio.create_subprocess_exec(
