@@ -3,26 +3,26 @@ one instance stored, the other lists and streams; a client's rate is counted acr
 -9 of one instance under load loses no acknowledged message; a PostgreSQL outage under load
 gives 4xx replies, never a 250 that is then missing, and the instances recover by themselves.
 
-Real processes (the ``serve`` fixture), real SMTP clients (aiosmtplib), the HTTP API over
-httpx, and the tests' private PostgreSQL (``tests/support/postgres.py``).
+Real processes (``tests/support/cluster.py``: kill -9 takes an instance's store writer with it,
+as losing its machine would), real SMTP clients (smtplib, aiosmtplib for the load), the HTTP API
+over httpx, and the tests' private PostgreSQL (``tests/support/postgres.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import signal
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import aiosmtplib
 import httpx
 import pytest
 
-from tests.support.events import subscribed
+from tests.support.cluster import Cluster
 from tests.support.postgres import PostgresServer, postgres_server
-from tests.support.servers import QUEUED, TIMEOUT, Served, StartServe, clean_env, message, send
+from tests.support.servers import QUEUED, TIMEOUT, Served, message
 
 __all__ = ["postgres_server"]  # the session fixture, used below by name
 
@@ -45,101 +45,59 @@ filters:
 """
 
 
-async def start_instance(serve: StartServe, dsn: str, *args: str) -> Served:
-    """One instance on ``dsn`` with its HTTP API on a free port; the schema is made by
-    whichever instance starts first (``--migrate`` takes an advisory lock)."""
-    return await serve(
-        "--store", dsn, "--migrate", "--http-port", "0", *args, env=clean_env(SINKD_NO_HTTP="")
-    )
-
-
-@contextlib.asynccontextmanager
-async def api(served: Served) -> AsyncIterator[httpx.AsyncClient]:
-    assert served.http is not None
-    async with httpx.AsyncClient(base_url=served.http, timeout=TIMEOUT) as http:
-        yield http
-
-
-async def ready(served: Served) -> tuple[int, dict[str, object]]:
-    async with api(served) as http:
-        response = await http.get("/readyz")
-        return response.status_code, response.json()
-
-
-async def wait_ready(served: Served, want: bool) -> dict[str, object]:
+async def wait_ready(cluster: Cluster, index: int, want: bool) -> dict[str, object]:
     """Poll ``/readyz`` until it says ready (``want``) or not, as a load balancer's health
     check does (readiness is polled: nothing pushes it); its last body."""
     async with asyncio.timeout(WAIT):
         while True:
-            status, body = await ready(served)
+            status, body = await cluster.readyz(index)
             if (status == 200) == want:
                 return body
             await asyncio.sleep(0.1)
 
 
 async def test_a_message_sent_to_one_instance_is_listed_and_streamed_by_the_other(
-    serve: StartServe, postgres_server: PostgresServer
+    postgres_server: PostgresServer, tmp_path: Path
 ) -> None:
     dsn = postgres_server.create_database()
-    a = await start_instance(serve, dsn)
-    b = await start_instance(serve, dsn)
-
-    async with api(b) as http, subscribed(http) as stream:
-        (sent,) = await send(a, message(1))
+    async with await Cluster.start(dsn, 2, tmp_path) as cluster, cluster.events(1) as stream:
+        (sent,) = await cluster.send(0, message(1))
         kind, data = await stream.event()
 
-    assert (kind, data["id"]) == ("verdict", sent)
-    assert data["subject"] == "durable 1"
-    assert sent in await listed_ids_all(b)
-    assert sent in await listed_ids_all(a)
+        assert (kind, data["id"]) == ("verdict", sent)
+        assert data["subject"] == "durable 1"
+        assert sent in await cluster.listed_ids(1)
+        assert sent in await cluster.listed_ids(0)
 
 
 async def test_a_clients_rate_is_counted_across_instances(
-    serve: StartServe, postgres_server: PostgresServer, tmp_path: Path
+    postgres_server: PostgresServer, tmp_path: Path
 ) -> None:
     profiles = tmp_path / "profiles"
     profiles.mkdir()
     (profiles / "rate-three.yaml").write_text(RATE_PROFILE, encoding="utf-8")
     dsn = postgres_server.create_database()
     args = ("--profiles-dir", str(profiles), "--profile", "rate-three")
-    a = await start_instance(serve, dsn, *args)
-    b = await start_instance(serve, dsn, *args)
-
-    replies = []
-    for n, served in zip(range(4), itertools.cycle((a, b)), strict=False):
-        async with aiosmtplib.SMTP(
-            hostname=served.host, port=served.port, start_tls=False, timeout=TIMEOUT
-        ) as smtp:
-            try:
-                await smtp.sendmail("alice@sender.example", ["bob@corp.example"], message(n))
-                replies.append(250)
-            except aiosmtplib.SMTPResponseException as exc:
-                replies.append(exc.code)
+    async with await Cluster.start(dsn, 2, tmp_path, *args) as cluster:
+        codes = [(await cluster.attempt(n % 2, message(n))).code for n in range(4)]
 
     # Three a minute from 127.0.0.1, wherever they landed: the fourth is refused (Postfix's
     # anvil answers 450 4.7.1 "Error: too much mail from" at MAIL FROM).
-    assert replies == [250, 250, 250, 450]
+    assert codes == [250, 250, 250, 450]
 
 
 async def test_a_triplet_greylisted_by_one_instance_passes_when_retried_on_the_other(
-    serve: StartServe, postgres_server: PostgresServer
+    postgres_server: PostgresServer, tmp_path: Path
 ) -> None:
     dsn = postgres_server.create_database()
     args = ("--profile", "deferring-gateway", "--greylist-delay", "0")
-    a = await start_instance(serve, dsn, *args)
-    b = await start_instance(serve, dsn, *args)
+    async with await Cluster.start(dsn, 2, tmp_path, *args) as cluster:
+        first = await cluster.attempt(0, message(1))
+        # The sender's queue retries later, and its next MX attempt lands on the other one.
+        (retried,) = await cluster.send(1, message(1))
 
-    async with aiosmtplib.SMTP(
-        hostname=a.host, port=a.port, start_tls=False, timeout=TIMEOUT
-    ) as smtp:
-        with pytest.raises(aiosmtplib.SMTPRecipientsRefused) as deferred:
-            await smtp.sendmail("alice@sender.example", ["bob@corp.example"], message(1))
-    (first,) = deferred.value.recipients
-    # The sender's queue retries later, and its next MX attempt lands on the other instance.
-    (retried,) = await send(b, message(1))
-
-    assert (first.code, str(first.message).split()[0]) == (451, "4.7.1")
-    assert retried in await listed_ids_all(a)
+        assert (first.code, first.text.split()[0]) == (451, "4.7.1")
+        assert retried in await cluster.listed_ids(0)
 
 
 class Tally:
@@ -191,35 +149,36 @@ async def keep_sending(served: Served, tally: Tally, stop: asyncio.Event) -> Non
 
 
 async def test_kill_9_of_one_instance_under_load_loses_no_acknowledged_message(
-    serve: StartServe, postgres_server: PostgresServer
+    postgres_server: PostgresServer, tmp_path: Path
 ) -> None:
     dsn = postgres_server.create_database()
-    a = await start_instance(serve, dsn)
-    b = await start_instance(serve, dsn)
-    tally = Tally()
-    stop = asyncio.Event()
-    senders = [asyncio.ensure_future(keep_sending(s, tally, stop)) for s in (a, a, b)]
-    try:
-        await tally.until(lambda: len(tally.of(a)) >= 20 and len(tally.of(b)) >= 10)
-        a.process.kill()  # SIGKILL: no shutdown code runs at all
-        assert await a.wait() == -signal.SIGKILL
-        before = len(tally.of(b))
-        await tally.until(lambda: len(tally.of(b)) >= before + 10)  # B goes on serving
-    finally:
-        stop.set()
-        await asyncio.gather(*senders)
+    async with await Cluster.start(dsn, 2, tmp_path) as cluster:
+        a, b = cluster.instances
+        tally = Tally()
+        stop = asyncio.Event()
+        senders = [asyncio.ensure_future(keep_sending(s, tally, stop)) for s in (a, a, b)]
+        try:
+            await tally.until(lambda: len(tally.of(a)) >= 20 and len(tally.of(b)) >= 10)
+            # SIGKILL to A and its store writer: no shutdown code runs, what the writer had
+            # not committed is lost with it (and was never acknowledged).
+            assert await cluster.kill(0) == -signal.SIGKILL
+            before = len(tally.of(b))
+            await tally.until(lambda: len(tally.of(b)) >= before + 10)  # B goes on serving
+        finally:
+            stop.set()
+            await asyncio.gather(*senders)
 
-    assert tally.refused == []
-    stored = await listed_ids_all(b)
-    assert tally.of(a) <= stored
-    assert tally.of(b) <= stored
+        assert tally.refused == []
+        stored = await listed_ids_all(cluster, 1)
+        assert tally.of(a) <= stored
+        assert tally.of(b) <= stored
 
 
-async def listed_ids_all(served: Served) -> set[str]:
-    """Every stored id, page by page (the API pages by key)."""
+async def listed_ids_all(cluster: Cluster, index: int) -> set[str]:
+    """Every id instance ``index`` lists, page by page (the API pages by key)."""
     found: set[str] = set()
-    async with api(served) as http:
-        params: dict[str, int] = {"limit": 500}
+    async with httpx.AsyncClient(base_url=cluster.http(index), timeout=TIMEOUT) as http:
+        params = {"limit": 500}
         while True:
             response = await http.get(MESSAGES, params=params)
             response.raise_for_status()
@@ -231,40 +190,40 @@ async def listed_ids_all(served: Served) -> set[str]:
 
 
 async def test_a_postgresql_restart_under_load_gives_4xx_never_a_lost_250_and_recovers_by_itself(
-    serve: StartServe,
+    tmp_path: Path,
 ) -> None:
     with PostgresServer() as server:
         dsn = server.create_database()
-        a = await start_instance(serve, dsn)
-        b = await start_instance(serve, dsn)
-        tally = Tally()
-        stop = asyncio.Event()
-        senders = [asyncio.ensure_future(keep_sending(s, tally, stop)) for s in (a, b, a, b)]
-        try:
-            await tally.until(lambda: len(tally.all_acked) >= 20)
-            await asyncio.to_thread(server.pause)
+        async with await Cluster.start(dsn, 2, tmp_path) as cluster:
+            a, b = cluster.instances
+            tally = Tally()
+            stop = asyncio.Event()
+            senders = [asyncio.ensure_future(keep_sending(s, tally, stop)) for s in (a, b, a, b)]
             try:
-                down = [await wait_ready(served, False) for served in (a, b)]
-                await tally.until(lambda: bool(tally.refused))  # the senders meet the outage
-            finally:
-                await asyncio.to_thread(server.resume)
-            up = [await wait_ready(served, True) for served in (a, b)]
-            recovered = [len(tally.of(served)) for served in (a, b)]
-            # Both serve again, and nobody restarted them.
-            await tally.until(
-                lambda: all(
-                    len(tally.of(s)) >= n + 10 for s, n in zip((a, b), recovered, strict=True)
+                await tally.until(lambda: len(tally.all_acked) >= 20)
+                await asyncio.to_thread(server.pause)
+                try:
+                    down = [await wait_ready(cluster, i, False) for i in (0, 1)]
+                    await tally.until(lambda: bool(tally.refused))  # the senders meet it
+                finally:
+                    await asyncio.to_thread(server.resume)
+                up = [await wait_ready(cluster, i, True) for i in (0, 1)]
+                recovered = [len(tally.of(served)) for served in (a, b)]
+                # Both serve again, and nobody restarted them.
+                await tally.until(
+                    lambda: all(
+                        len(tally.of(s)) >= n + 10 for s, n in zip((a, b), recovered, strict=True)
+                    )
                 )
-            )
-        finally:
-            stop.set()
-            await asyncio.gather(*senders)
+            finally:
+                stop.set()
+                await asyncio.gather(*senders)
 
-        # 503 {"error": "not ready", "detail": {"smtp": true, "store": false}} while it is down.
-        assert all(body["detail"] == {"smtp": True, "store": False} for body in down)
-        assert all(body["store"] is True for body in up)
-        assert set(tally.refused) == {451}  # 451 4.3.5: never a 5xx, never a lost 250
-        assert tally.all_acked <= await listed_ids_all(a)
+            # 503 {"error": "not ready", "detail": {"smtp": true, "store": false}} while down.
+            assert all(body["detail"] == {"smtp": True, "store": False} for body in down)
+            assert all(body["store"] is True for body in up)
+            assert set(tally.refused) == {451}  # 451 4.3.5: never a 5xx, never a lost 250
+            assert tally.all_acked <= await listed_ids_all(cluster, 0)
 
 
 pytestmark = pytest.mark.timeout(300)

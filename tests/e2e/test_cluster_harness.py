@@ -9,23 +9,13 @@ tests/support/postgres.py with two instances once the PostgreSQL store is in thi
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
-
-import pytest
 
 from tests.support.cluster import Cluster, ended, event_ids
 from tests.support.postgres import PostgresServer, postgres_server
 from tests.support.servers import assert_store_intact, message, writer_pid
 
 __all__ = ["postgres_server"]  # the session fixture, used below by name
-
-# sinkd/store/postgres.py is the PostgreSQL store (issue 21, branch i21-store); until it is
-# merged, ``--store postgresql://`` has nothing to open.
-POSTGRES_STORE = importlib.util.find_spec("sinkd.store.postgres") is not None
-needs_postgres_store = pytest.mark.skipif(
-    not POSTGRES_STORE, reason="the PostgreSQL store (sinkd/store/postgres.py) is not merged yet"
-)
 
 
 async def test_a_message_sent_to_an_instance_is_listed_by_its_api_and_arrives_on_its_events(
@@ -76,7 +66,6 @@ async def test_kill_9_ends_the_instance_with_its_store_writer_and_a_new_one_keep
     assert_store_intact(db, ids)
 
 
-@needs_postgres_store
 async def test_two_instances_on_one_postgresql_list_each_others_mail_and_events(
     postgres_server: PostgresServer, tmp_path: Path
 ) -> None:
