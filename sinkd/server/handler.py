@@ -134,9 +134,8 @@ class SinkHandler:
         if self.shared is not None:
             self.shared.connection_closed(ip)
 
-    async def before_greeting(self, server: SmtpServer) -> bool:
-        """Refuse a connection over the limit (421, then close), or wait out the default
-        profile's banner tarpit. False when the connection was refused."""
+    async def _limit_refusal(self, server: SmtpServer) -> str | None:
+        """The 421 for a connection over the limit from the address it counts under, or None."""
         refusal = server.connection.refusal
         ip = server.connection.counted
         limited = self.router.default.profile.smtp.max_connections_per_ip is not None
@@ -144,6 +143,14 @@ class SinkHandler:
         # shared state writes this instance's count in the background anyway.
         if refusal is None and self.shared is not None and ip is not None and limited:
             refusal = self._over_limit(ip, await self.shared.connections_from(ip))
+        return refusal
+
+    async def before_greeting(self, server: SmtpServer) -> bool:
+        """Refuse a connection over the limit (421, then close), or wait out the default
+        profile's banner tarpit. False when the connection was refused. Behind a PROXY
+        header the connection comes from the balancer: its limit is checked in
+        ``handle_PROXY``, under the client's address."""
+        refusal = None if self.options.proxy_protocol else await self._limit_refusal(server)
         if refusal is not None:
             await server.push(refusal)
             if server.transport is not None:
@@ -217,6 +224,20 @@ class SinkHandler:
             if refused:
                 await server.push(refused)
             return False  # aiosmtpd closes the connection
+        # The connection counts under the client's address, not the balancer's: Postfix
+        # behind HAProxy (smtpd_upstream_proxy_protocol = haproxy) takes the client address
+        # from the header before its anvil(8) connection count, so every client behind one
+        # balancer is not one client (postconf(5) smtpd_client_connection_count_limit).
+        source = getattr(proxy_data, "src_addr", None)
+        counted = server.connection.counted
+        if source is not None and counted is not None:
+            self.connection_closed(counted)
+            server.connection.counted = str(source)
+            server.connection.refusal = self.connection_opened(str(source))
+            refusal = await self._limit_refusal(server)
+            if refusal is not None:
+                await server.push(refusal)
+                return False  # aiosmtpd closes the connection
         return True  # the header was valid (aiosmtpd checked it); its source address is used
 
     async def handle_EHLO(

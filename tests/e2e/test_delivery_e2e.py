@@ -246,6 +246,40 @@ async def test_a_connection_over_max_connections_per_ip_gets_421_4_7_0_and_the_o
         await second.quit()
 
 
+async def test_behind_a_proxy_header_connections_count_under_the_clients_address(
+    start_server: StartServer, tmp_path: Path
+) -> None:
+    app = await start_server(
+        profile=gateway(tmp_path, extra=", max_connections_per_ip: 2"),
+        greylist_delay=300,
+        proxy_protocol=True,
+    )
+    assert app.smtp_address is not None
+
+    def header(client: str) -> bytes:
+        return f"PROXY TCP4 {client} 127.0.0.1 5555 25\r\n".encode()
+
+    # Four connections from the balancer (127.0.0.1), two clients behind it: none too many.
+    async with (
+        raw_client(app, preamble=header("203.0.113.9")) as first,
+        raw_client(app, preamble=header("203.0.113.9")),
+        raw_client(app, preamble=header("198.51.100.4")),
+        raw_client(app, preamble=header("198.51.100.4")),
+    ):
+        reader, writer = await asyncio.open_connection(*app.smtp_address)
+        try:
+            writer.write(header("203.0.113.9"))  # the first client's third connection
+            async with asyncio.timeout(10):
+                line = await reader.readline()
+                rest = await reader.read()
+        finally:
+            writer.close()
+        assert line == b"421 4.7.0 sinkd.test Error: too many connections from 203.0.113.9\r\n"
+        assert rest == b""
+        answer = await first.mail(BODY, SENDER, "postmaster@corp.example")
+        assert answer.line.startswith("250 2.0.0 Ok: queued as ")
+
+
 # --- tarpits -----------------------------------------------------------------------------------
 
 
