@@ -325,8 +325,10 @@ class WriterClient:
     def _control(self, message: Any) -> None:
         """Messages other than answers (the server's: ready, failed)."""
 
-    def _lost(self) -> None:
-        """The socket closed: the process ended. Nothing unanswered may count as committed."""
+    def _lost(self, *, report: bool = True) -> None:
+        """The socket closed: the process ended. Nothing unanswered may count as committed.
+        ``report``: log it (not for a process that never opened the store: its start fails
+        with the reason instead)."""
         loop = self._loop
         with self._send_lock:
             sock, self._sock = self._sock, None
@@ -341,7 +343,7 @@ class WriterClient:
                     loop.remove_writer(sock.fileno())
             sock.close()
         failure = StoreError(self._lost_text())
-        if not self._closing:
+        if report and not self._closing and sock is not None:
             log.error("%s", failure)
         for caller, future in pending.values():
             settle_on(caller, loop, future, None, failure)
@@ -464,7 +466,7 @@ class WriterProcess(WriterClient):
             case ("failed", text):
                 ready.set_exception(StoreError(str(text)))
 
-    def _lost(self) -> None:
+    def _lost(self, *, report: bool = True) -> None:
         ready = self._ready
         # Replaced only if it had started: a process that could not open the store would
         # fail again, and start() reports that to its caller.
@@ -478,7 +480,7 @@ class WriterProcess(WriterClient):
             self._ready.set_exception(
                 StoreError(f"the writer process for {self.path} ended before it opened the store")
             )
-        super()._lost()
+        super()._lost(report=report and was_running)
         if was_running and not self._closing and self._loop is not None:
             # Start the next one now, not at the server's next write: SMTP workers save
             # through their own connections and would wait for it otherwise.

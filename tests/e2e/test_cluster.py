@@ -22,7 +22,7 @@ import pytest
 
 from tests.support.cluster import Cluster
 from tests.support.postgres import PostgresServer, postgres_server
-from tests.support.servers import QUEUED, TIMEOUT, Served, message
+from tests.support.servers import QUEUED, TIMEOUT, Served, message, run_sinkd
 
 __all__ = ["postgres_server"]  # the session fixture, used below by name
 
@@ -98,6 +98,20 @@ async def test_a_triplet_greylisted_by_one_instance_passes_when_retried_on_the_o
 
         assert (first.code, first.text.split()[0]) == (451, "4.7.1")
         assert retried in await cluster.listed_ids(0)
+
+
+async def test_an_instance_on_a_database_without_the_schema_says_what_to_run_and_nothing_more(
+    postgres_server: PostgresServer,
+) -> None:
+    dsn = postgres_server.create_database()
+
+    code, _, stderr = await run_sinkd("serve", "--store", dsn, "--port", "0", "--no-http")
+
+    assert code == 1
+    assert stderr.splitlines() == [
+        f"sinkd: message store {dsn} has no sinkd schema (this sinkd needs 7); run "
+        f"'sinkd store migrate --store {dsn}' or start sinkd with --migrate"
+    ]
 
 
 class Tally:
