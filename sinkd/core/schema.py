@@ -89,6 +89,13 @@ class Spec(BaseModel):
         return None
 
 
+def check_skip(action: Action, skip: Sequence[str]) -> None:
+    """A rule's ``skip`` (categories later filters leave out) means something only when the
+    rule allows: an allowlist's skip. ``ValueError`` otherwise (a located profile error)."""
+    if skip and action is not Action.ALLOW:
+        raise ValueError("'skip' is only meaningful with action: allow")
+
+
 class FilterSpecBase(Spec):
     """Base of every filter kind's spec: ``kind`` (each kind narrows it to its own
     ``Literal``, which tells the profile schema's union apart) and the instance ``name``."""

@@ -327,20 +327,29 @@ class _Import:
             f"the built-in profile {DEFAULTS_PROFILE} has no filter {name!r} (a sinkd bug)"
         )
 
-    # --- anti-spam -------------------------------------------------------------------------
-
-    def _content_policy(self, document: Mapping[str, Any]) -> dict[str, Any]:
-        cmdlet = "HostedContentFilterPolicy"
+    def _default_policy(
+        self, document: Mapping[str, Any], cmdlet: str, what: str, why: str
+    ) -> dict[str, Any] | None:
+        """The default policy among ``cmdlet``'s (None when the export has none); every other
+        one is reported untranslated as ``what``, for ``why``."""
         policies = self.reader.objects(document, cmdlet)
         policy = _default(policies)
         for other in policies:
             if other is not policy:
-                self.skip(
-                    f"{cmdlet} '{_name(other)}'",
-                    "custom anti-spam policy",
-                    "applies only to the recipients its HostedContentFilterRule names; this "
-                    "import translates the default policy, which applies to everyone else",
-                )
+                self.skip(f"{cmdlet} '{_name(other)}'", what, why)
+        return policy
+
+    # --- anti-spam -------------------------------------------------------------------------
+
+    def _content_policy(self, document: Mapping[str, Any]) -> dict[str, Any]:
+        cmdlet = "HostedContentFilterPolicy"
+        policy = self._default_policy(
+            document,
+            cmdlet,
+            "custom anti-spam policy",
+            "applies only to the recipients its HostedContentFilterRule names; this import "
+            "translates the default policy, which applies to everyone else",
+        )
         if policy is None:
             self.notes.append(
                 f"no default {cmdlet} in the file: the EOP defaults of {DEFAULTS_PROFILE} apply"
@@ -593,15 +602,12 @@ class _Import:
 
     def _connection_policy(self, document: Mapping[str, Any]) -> dict[str, Any]:
         cmdlet = "HostedConnectionFilterPolicy"
-        policies = self.reader.objects(document, cmdlet)
-        policy = _default(policies) or {"Name": "Default (EOP defaults)"}
-        for other in policies:
-            if other is not policy:
-                self.skip(
-                    f"{cmdlet} '{_name(other)}'",
-                    "custom connection filter policy",
-                    "Exchange Online uses only the default connection filter policy",
-                )
+        policy = self._default_policy(
+            document,
+            cmdlet,
+            "custom connection filter policy",
+            "Exchange Online uses only the default connection filter policy",
+        ) or {"Name": "Default (EOP defaults)"}
         name = _name(policy)
         rules: list[dict[str, Any]] = []
         for key, list_name in (("IPAllowList", "ip_allow_list"), ("IPBlockList", "ip_block_list")):
@@ -664,16 +670,13 @@ class _Import:
 
     def _malware_policy(self, document: Mapping[str, Any]) -> dict[str, Any] | None:
         cmdlet = "MalwareFilterPolicy"
-        policies = self.reader.objects(document, cmdlet)
-        policy = _default(policies)
-        for other in policies:
-            if other is not policy:
-                self.skip(
-                    f"{cmdlet} '{_name(other)}'",
-                    "custom anti-malware policy",
-                    "applies only to the recipients its MalwareFilterRule names; this import "
-                    "translates the default policy",
-                )
+        policy = self._default_policy(
+            document,
+            cmdlet,
+            "custom anti-malware policy",
+            "applies only to the recipients its MalwareFilterRule names; this import "
+            "translates the default policy",
+        )
         for scope in self.reader.objects(document, "MalwareFilterRule"):
             self.skip(
                 f"MalwareFilterRule '{_name(scope)}'",

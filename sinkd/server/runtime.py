@@ -46,8 +46,7 @@ from sinkd.services.recorder import Recorder
 from sinkd.services.relay import RelayConfig, Relayer
 from sinkd.services.settings import Settings
 from sinkd.store import Store, VerdictSink
-from sinkd.store.backends import in_memory, open_store
-from sinkd.store.cluster import shared_delivery_state, shared_links
+from sinkd.store.backends import in_memory, open_store, shared_delivery_state, shared_links
 from sinkd.store.verdict_log import VerdictLog
 from sinkd.web import HttpServer, create_app
 from sinkd.web.common import HttpOptions, WebContext
@@ -217,6 +216,11 @@ class Sinkd:
             self.workers.set_chaos(self.chaos.config)
 
     @property
+    def shared_delivery(self) -> PgDeliveryState | None:
+        """The delivery state shared through a PostgreSQL store, once start() made it."""
+        return None if isinstance(self.delivery, DeliveryState) else self.delivery
+
+    @property
     def delivery_in_memory(self) -> bool:
         """Whether delivery state lives in this process's memory (not with a PostgreSQL
         store, whose instances and worker processes all share it)."""
@@ -287,7 +291,7 @@ class Sinkd:
                 threshold=s.judge_offload_bytes,
                 job=self._judge_job,
             )
-        if s.location.kind == "postgresql" and isinstance(self.delivery, DeliveryState):
+        if s.location.kind == "postgresql" and self.shared_delivery is None:
             # Started below, once nothing before the listeners can fail.
             self.delivery = shared_delivery_state(
                 s.location, self.instance, delay_override=s.greylist_delay
@@ -350,7 +354,7 @@ class Sinkd:
         chaos = ChaosConfig(tuple(s.chaos_triggers), s.chaos_seed)
         self.chaos = Chaos(worker_chaos(chaos, index))
         configure_ids(index, total)
-        shared = None if isinstance(self.delivery, DeliveryState) else self.delivery
+        shared = self.shared_delivery
         handler = self.handler = SinkHandler(
             judge, self.recorder, options, chaos=self.chaos, metrics=self.metrics, shared=shared
         )
@@ -505,8 +509,8 @@ class Sinkd:
             self.links = None
         if self.judge_pool is not None:  # after SMTP: no message is sent to it any more
             await self.judge_pool.close()
-        if not isinstance(self.delivery, DeliveryState):  # after SMTP: leave the shared counts
-            await self.delivery.close()
+        if self.shared_delivery is not None:  # after SMTP: leave the shared counts
+            await self.shared_delivery.close()
         if self.sink is not None:
             await self.sink.close()
             self.sink = self.store = None

@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 # A runtime dependency for this module (pyproject says why): an async SMTP client with
 # STARTTLS, AUTH and the low-level MAIL/RCPT/DATA calls that give each recipient's reply.
@@ -41,7 +41,7 @@ from sinkd.store import (
     RELAY_FAILED,
     RELAY_QUEUED,
     RelayEntry,
-    StoredMessage,
+    RelayStore,
     iso,
     moment,
 )
@@ -118,16 +118,6 @@ class RelayConfig:
         """Seconds before the next try after ``attempts`` tries: MIN doubling up to MAX."""
         low, high = self.backoff
         return float(min(high, low * 2 ** max(0, min(attempts - 1, 32))))
-
-
-class RelayStore(Protocol):
-    """What the relayer needs of the store: the queue and the messages' bytes."""
-
-    async def get(self, message_id: str, *, with_raw: bool = False) -> StoredMessage: ...
-
-    async def relay_queue(self, limit: int) -> Sequence[RelayEntry]: ...
-
-    async def relay_update(self, message_id: str, state: dict[str, Any]) -> bool: ...
 
 
 def reply_json(code: int, message: str) -> dict[str, Any]:

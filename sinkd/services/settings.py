@@ -380,7 +380,8 @@ class Settings:
             "option": Option(
                 "--workers",
                 "SMTP worker processes taking the port's connections in turn; auto: one per core "
-                "up to 4, or 1 when a profile greylists or rate-limits",
+                "up to 4, or 1 when a profile greylists or rate-limits (unless --store is "
+                "PostgreSQL, which they share)",
                 parse=parse_workers,
                 metavar="N|auto",
                 doc="SMTP worker processes sharing the port (see *Worker processes*); `auto`: "

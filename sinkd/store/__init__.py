@@ -13,6 +13,7 @@ exactly that.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -123,6 +124,11 @@ class Query:
     before: int | None = None  # only messages stored before the one with this seq
     after: int | None = None  # only messages stored after the one with this seq
 
+    def counted(self, *, cursors: bool) -> Query:
+        """The query ``Repository.count`` counts: without ``before`` and ``after`` unless
+        ``cursors`` (the total of a filter does not depend on the page)."""
+        return self if cursors else dataclasses.replace(self, before=None, after=None)
+
 
 class VerdictSink(Protocol):
     """Where the SMTP path commits verdicts: everything an SMTP process needs of a store, and
@@ -183,6 +189,18 @@ class Repository(Protocol):
 
     async def close(self) -> None:
         """Finish pending commits and release the database."""
+
+
+class RelayStore(Protocol):
+    """What a relayer needs of the store (``sinkd.services.relay``): the queue and the
+    messages' bytes. A full ``Repository`` is one; so is a queue read under a lease
+    (``sinkd.store.pg_events.LeasedRelayQueue``)."""
+
+    async def get(self, message_id: str, *, with_raw: bool = False) -> StoredMessage: ...
+
+    async def relay_queue(self, limit: int) -> Sequence[RelayEntry]: ...
+
+    async def relay_update(self, message_id: str, state: dict[str, Any]) -> bool: ...
 
 
 class Store(VerdictSink, Repository, Protocol):

@@ -1,17 +1,25 @@
 """Which store a location names: a SQLite file, a PostgreSQL database, or ``:memory:`` for the
-in-memory store.
+in-memory store; and what a server runs beside a store several instances share.
 
-Owns that one decision, so the server opens its store with ``open_store`` and asks
-``in_memory`` where the difference matters (worker processes, where the certificate goes).
-It holds no records itself: ``sinkd.store.sqlite``, ``sinkd.store.postgres`` and
-``sinkd.store.memory`` do. psycopg (the ``postgresql`` extra) is imported only when a
-PostgreSQL store is opened.
+Owns those decisions, so the server opens its store with ``open_store`` (``migrate_store`` for
+``sinkd store migrate``), asks ``in_memory`` where the difference matters (worker processes,
+where the certificate goes), and gets from ``shared_links`` and ``shared_delivery_state`` the
+events of the other instances, the relay lease and the delivery state they share (None, or
+not asked, for a store of one machine). It holds no records itself: ``sinkd.store.sqlite``,
+``sinkd.store.postgres``, ``sinkd.store.memory``, ``pg_events`` and ``pg_state`` do.
+
+psycopg is the optional ``postgresql`` extra and a SQLite user runs sinkd without it, so the
+PostgreSQL modules are imported inside the functions that need them, under
+``_postgresql_extra`` (they hide no cycle); this is the one place the server reaches them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sinkd.errors import ConfigError, StoreError
 from sinkd.location import NEEDS_EXTRA, StoreLocation
@@ -19,6 +27,10 @@ from sinkd.store import Store
 from sinkd.store.memory import MemoryStore
 from sinkd.store.sql import SCHEMA_VERSION, open_writer
 from sinkd.store.sqlite import WriterKind, open_sqlite
+
+if TYPE_CHECKING:
+    from sinkd.store.pg_events import Notification, SharedLinks
+    from sinkd.store.pg_state import PgDeliveryState
 
 IN_MEMORY = Path(":memory:")
 
@@ -46,12 +58,8 @@ async def open_store(
     if location.kind == "memory":
         return MemoryStore()
     if location.kind == "postgresql":
-        # Imported here only: psycopg is the optional ``postgresql`` extra, and a SQLite user
-        # without it must still be able to run sinkd.
-        try:
+        with _postgresql_extra(location):
             from sinkd.store.postgres import open_postgres
-        except ImportError as exc:
-            raise ConfigError(f"{NEEDS_EXTRA.format(shown=location.shown)} ({exc})") from None
         return await open_postgres(location, writer=writer, migrate=migrate, instance=instance)
     assert location.path is not None
     return await open_sqlite(location.path, writer=writer)
@@ -64,10 +72,8 @@ def migrate_store(location: StoreLocation) -> tuple[int | None, int]:
     if location.kind == "memory":
         raise ConfigError(":memory: has no schema to migrate; give a file or postgresql:// URL")
     if location.kind == "postgresql":
-        try:  # the optional postgresql extra, as in open_store
+        with _postgresql_extra(location):
             from sinkd.store.pg_sql import connect, ensure_schema
-        except ImportError as exc:
-            raise ConfigError(f"{NEEDS_EXTRA.format(shown=location.shown)} ({exc})") from None
         conn = connect(location)
         try:
             return ensure_schema(conn, location, migrate=True)
@@ -94,3 +100,40 @@ def _sqlite_version(path: Path) -> int | None:
             return None
         raise StoreError(f"cannot read message store {path}: {exc}") from exc
     return None if row is None else int(row[0])
+
+
+def shared_links(
+    location: StoreLocation,
+    instance: str,
+    on_event: Callable[[Notification], Awaitable[None]],
+    *,
+    relay: bool,
+) -> SharedLinks | None:
+    """The links a server on ``location`` needs (not started), or None for a store that no
+    other instance can share. ``instance`` names this server in the events it commits."""
+    if location.kind != "postgresql":
+        return None
+    with _postgresql_extra(location):
+        from sinkd.store import pg_events
+    return pg_events.links(location, instance, on_event, relay=relay)
+
+
+def shared_delivery_state(
+    location: StoreLocation, instance: str, *, delay_override: float | None
+) -> PgDeliveryState:
+    """The delivery state every instance on the PostgreSQL store at ``location`` shares (not
+    started); ``delay_override`` is ``--greylist-delay``."""
+    with _postgresql_extra(location):
+        from sinkd.store.pg_state import PgDeliveryState
+    assert location.url is not None, "a postgresql location has its URL"
+    return PgDeliveryState(location.url, instance=instance, delay_override=delay_override)
+
+
+@contextlib.contextmanager
+def _postgresql_extra(location: StoreLocation) -> Iterator[None]:
+    """Import PostgreSQL modules inside: without psycopg, a ``ConfigError`` saying which
+    extra to install."""
+    try:
+        yield
+    except ImportError as exc:
+        raise ConfigError(f"{NEEDS_EXTRA.format(shown=location.shown)} ({exc})") from None

@@ -11,7 +11,7 @@ publish nothing themselves (the server does, through its store and its event hub
 never raise into the server's event loop: a lost connection is logged and opened again.
 
 psycopg is imported here at module level: only a server whose ``--store`` is a PostgreSQL URL
-imports this module (through ``sinkd.store.cluster``), and that needs the ``postgresql`` extra
+imports this module (through ``sinkd.store.backends``), and that needs the ``postgresql`` extra
 anyway.
 """
 
@@ -23,13 +23,14 @@ import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import psycopg
 
 from sinkd.location import StoreLocation
-from sinkd.store import RelayEntry, StoredMessage
+from sinkd.store import RelayEntry, RelayStore, StoredMessage
 from sinkd.store.pg_schema import EVENTS_CHANNEL, LOCK_RELAY
+from sinkd.store.pg_sql import CONNECT_TIMEOUT
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,6 @@ RECONNECT_DELAY = 1.0
 # TCP keepalives within about idle + interval * count seconds (libpq connection parameters
 # keepalives_idle/_interval/_count, PostgreSQL docs §34.1.2).
 KEEPALIVES_IDLE, KEEPALIVES_INTERVAL, KEEPALIVES_COUNT = 5, 2, 3
-CONNECT_TIMEOUT = 3  # seconds (libpq connect_timeout)
 # How often a follower asks for the relay lease: how long the queue may wait after the
 # relaying instance is gone (its session ends with its connection, and the lock with it).
 LEASE_RETRY = 5.0
@@ -200,25 +200,13 @@ class RelayLease:
         await self._drop()  # ending the session releases the lock
 
 
-class RelayRepository(Protocol):
-    """What a relayer reads and writes (``sinkd.services.relay.RelayStore``'s shape)."""
-
-    async def get(self, message_id: str, *, with_raw: bool = False) -> StoredMessage: ...
-
-    async def relay_queue(self, limit: int) -> Sequence[RelayEntry]: ...
-
-    async def relay_update(self, message_id: str, state: dict[str, Any]) -> bool: ...
-
-
 class LeasedRelayQueue:
     """A relay queue read only while this instance holds the ``RelayLease``: several instances
     relaying from one queue would deliver each message several times. A follower's read
     waits, asking for the lease every ``retry`` seconds, so it takes over after the relaying
     instance is gone."""
 
-    def __init__(
-        self, store: RelayRepository, lease: RelayLease, *, retry: float = LEASE_RETRY
-    ) -> None:
+    def __init__(self, store: RelayStore, lease: RelayLease, *, retry: float = LEASE_RETRY) -> None:
         self.store = store
         self.lease = lease
         self.retry = retry
@@ -239,7 +227,7 @@ class LeasedRelayQueue:
 
 @dataclass(slots=True)
 class SharedLinks:
-    """A server's links to the other instances on its store (``sinkd.store.cluster``):
+    """A server's links to the other instances on its store (``sinkd.store.backends``):
     started with the server, closed at its stop."""
 
     listener: EventListener
@@ -248,7 +236,7 @@ class SharedLinks:
     def start(self) -> None:
         self.listener.start()
 
-    def relay_queue(self, store: RelayRepository) -> LeasedRelayQueue:
+    def relay_queue(self, store: RelayStore) -> LeasedRelayQueue:
         """``store``'s relay queue as this server's relayer must read it: only while this
         instance holds the lease."""
         assert self.lease is not None, "links made without relay=True"

@@ -24,7 +24,6 @@ import logging
 import socket
 from collections.abc import AsyncIterator, Coroutine, Iterable
 from typing import Any
-from urllib.parse import urlsplit
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
@@ -33,6 +32,7 @@ from sinkd.core.delivery_state import SWEEP_INTERVAL, GreylistEntry, greylist_st
 from sinkd.core.ports import GreylistDecision
 from sinkd.errors import DeliveryStateUnavailable
 from sinkd.location import StoreLocation
+from sinkd.store.pg_sql import CONNECT_TIMEOUT, redact
 
 __all__ = ["HEARTBEAT", "STALE_AFTER", "PgDeliveryState"]
 
@@ -52,9 +52,6 @@ FORGET_INSTANCE_AFTER = 60.0  # seconds without a heartbeat before a sweep delet
 # unavailable and the SMTP command gets 451 4.3.5, rather than a session that hangs (SMTP
 # clients wait 5 minutes for a RCPT reply, RFC 5321 §4.5.3.2.6, and give up before that).
 CALL_TIMEOUT = 5.0
-# libpq's connect_timeout (seconds, at least 2 per the libpq documentation, "Parameter Key
-# Words"): a host that does not answer fails a connection attempt this fast.
-CONNECT_TIMEOUT = 3
 
 _GREYLIST_COLUMNS = "first_seen, last_seen, expires, attempts, passed_at, remember"
 
@@ -135,8 +132,8 @@ class PgDeliveryState:
     ) -> None:
         if delay_override is not None and delay_override < 0:
             raise ValueError("delay_override must be 0 or more seconds")
-        self.shown = StoreLocation.parse(url).shown  # for logs and errors: no password
-        self._password = urlsplit(url).password or ""  # never in a message (driver texts too)
+        self.location = StoreLocation.parse(url)
+        self.shown = self.location.shown  # for logs and errors: no password
         self.instance = instance
         self.hostname = hostname or socket.gethostname()
         self.delay_override = delay_override
@@ -218,9 +215,7 @@ class PgDeliveryState:
                 async with self._pool.connection() as conn:
                     yield conn
         except (psycopg.Error, PoolTimeout, TimeoutError, OSError) as error:
-            reason = " ".join(str(error).split()) or type(error).__name__
-            if self._password:
-                reason = reason.replace(self._password, "***")
+            reason = redact(self.location, str(error)) or type(error).__name__
             raise DeliveryStateUnavailable(
                 f"the shared delivery state at {self.shown} is unavailable: {reason}"
             ) from error

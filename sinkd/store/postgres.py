@@ -13,7 +13,6 @@ installed and wanted (``sinkd.store.backends``).
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import socket
@@ -31,7 +30,7 @@ from sinkd.location import StoreLocation
 from sinkd.store import Query, RelayEntry, StoredMessage
 from sinkd.store.columns import fold
 from sinkd.store.pg_sql import CONNECT_TIMEOUT, RELAY_COLUMNS, redact, relay_state, text
-from sinkd.store.sql import filtered_message
+from sinkd.store.sql import stored_message
 from sinkd.store.writer import StoreWrites, WriterKind, WritesThrough
 from sinkd.store.writer_main import WriterSpec
 
@@ -130,15 +129,7 @@ class PostgresStore(WritesThrough):
         if not rows:
             raise NotFound(f"no message with id {message_id!r}")
         data, released_at, raw, filtered, filtered_from, *relay = rows[0]
-        return StoredMessage(
-            data=_data(data, released_at, relay),
-            raw=None if raw is None else bytes(raw),
-            filtered=(
-                None
-                if filtered is None or raw is None
-                else filtered_message(raw, filtered, filtered_from)
-            ),
-        )
+        return stored_message(_data(data, released_at, relay), raw, filtered, filtered_from)
 
     async def list(self, query: Query) -> Sequence[StoredMessage]:
         where = _where(query)
@@ -166,10 +157,7 @@ class PostgresStore(WritesThrough):
     async def count(
         self, query: Query | None = None, *, at_most: int | None = None, cursors: bool = False
     ) -> int:
-        counted = query or Query()
-        if not cursors:
-            # The total of a filter: the page (cursors, offset, limit) does not change it.
-            counted = dataclasses.replace(counted, before=None, after=None)
+        counted = (query or Query()).counted(cursors=cursors)
         where = _where(counted)
         if where is None:
             return 0

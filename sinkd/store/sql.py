@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from sinkd.errors import NotFound, StoreError
-from sinkd.store import iso, moment, relay_queued
+from sinkd.store import StoredMessage, iso, moment, relay_queued
 from sinkd.store.columns import NO_SEARCH, MessageRow, PreparedSave, SearchText, fold
 
 if TYPE_CHECKING:
@@ -410,6 +410,18 @@ def filtered_message(raw: bytes, head: bytes, start: int | None) -> bytes:
         return bytes(head)
     with memoryview(raw) as view:
         return b"".join((head, view[start:]))
+
+
+def stored_message(
+    data: dict[str, Any], raw: bytes | None, head: bytes | None, start: int | None
+) -> StoredMessage:
+    """A record read back with its bytes: the original, and the filtered message from its
+    stored ``head`` and ``start`` (``raw_values``), when there are bytes."""
+    return StoredMessage(
+        data=data,
+        raw=None if raw is None else bytes(raw),
+        filtered=None if head is None or raw is None else filtered_message(raw, head, start),
+    )
 
 
 def _body_start(raw: bytes) -> int:

@@ -9,7 +9,6 @@ escape: failures become ``StoreError`` naming the database file.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import itertools
 import json
 import sqlite3
@@ -31,9 +30,9 @@ from sinkd.store.sql import (
     Op,
     ReceivedClock,
     apply_op,
-    filtered_message,
     open_writer,
     rollback,
+    stored_message,
 )
 from sinkd.store.writer import StoreWrites, WriterKind, WritesThrough
 from sinkd.store.writer_main import WriterSpec
@@ -101,15 +100,7 @@ class SqliteStore(WritesThrough):
             if row is None:
                 raise NotFound(f"no message with id {message_id!r}")
             text, raw, filtered, filtered_from, released_at, relay = row
-            return StoredMessage(
-                data=_data(text, released_at, relay),
-                raw=None if raw is None else bytes(raw),
-                filtered=(
-                    None
-                    if filtered is None or raw is None
-                    else filtered_message(raw, filtered, filtered_from)
-                ),
-            )
+            return stored_message(_data(text, released_at, relay), raw, filtered, filtered_from)
 
         return await self._read(read)
 
@@ -118,10 +109,7 @@ class SqliteStore(WritesThrough):
     ) -> int:
         """How many records match, counting no further than ``at_most`` when given (so the
         cost stays bounded however many match)."""
-        counted = query or Query()
-        if not cursors:
-            # The total of a filter: the page (cursors, offset, limit) does not change it.
-            counted = dataclasses.replace(counted, before=None, after=None)
+        counted = (query or Query()).counted(cursors=cursors)
 
         def read(conn: sqlite3.Connection) -> int:
             plan = _plan(conn, counted)

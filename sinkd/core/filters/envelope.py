@@ -39,6 +39,7 @@ from sinkd.core.schema import (
     RuleId,
     Score,
     Spec,
+    check_skip,
 )
 
 MatchField = Literal[
@@ -105,8 +106,7 @@ class EnvelopeRule(Spec):
 
     @model_validator(mode="after")
     def _skip_only_with_allow(self) -> EnvelopeRule:
-        if self.skip and self.action is not Action.ALLOW:
-            raise ValueError("'skip' is only meaningful with action: allow")
+        check_skip(self.action, self.skip)
         return self
 
 

@@ -67,6 +67,7 @@ from sinkd.core.schema import (
     RuleId,
     Score,
     Spec,
+    check_skip,
 )
 
 FieldName = Literal[
@@ -169,8 +170,7 @@ class TransportRule(Spec):
 
     @model_validator(mode="after")
     def _skip_only_with_allow(self) -> TransportRule:
-        if self.skip and self.action is not Action.ALLOW:
-            raise ValueError("'skip' is only meaningful with action: allow")
+        check_skip(self.action, self.skip)
         return self
 
 
