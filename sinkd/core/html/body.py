@@ -18,6 +18,8 @@ from sinkd.core.html.depth import is_document, too_deep
 from sinkd.core.html.report import HTML_CLASSES, HtmlHit, HtmlReport
 
 if TYPE_CHECKING:
+    from selectolax.lexbor import LexborHTMLParser
+
     from sinkd.core.html.edits import Found
     from sinkd.core.html.scan import Scan
 
@@ -35,6 +37,7 @@ class HtmlBody:
         self._found: list[Found] | None = None  # the walk's result, once walked
         self._report: HtmlReport | None = None
         self._urls: list[str] | None = None
+        self._fragment: LexborHTMLParser | None = None  # a fragment parsed as a document
 
     def too_deep(self) -> int | None:
         """The depth past ``depth.MAX_DEPTH`` the body reaches, or None (then it is parsed)."""
@@ -103,7 +106,7 @@ class HtmlBody:
             if is_document(self.html):
                 self._urls = self._parsed().attribute_values(names)
             else:
-                self._urls = _document_attribute_values(self.html, names)
+                self._urls = _attribute_values(self._fragment_parsed(), names)
         return list(self._urls)
 
     def has_element(self, tag: str) -> bool:
@@ -112,9 +115,8 @@ class HtmlBody:
         too deep to parse (``too_deep``) is never parsed and has none."""
         if self.too_deep() is not None:
             return False
-        if is_document(self.html):
-            return self._parsed().tree.css_first(tag) is not None
-        return _document_has_element(self.html, tag)
+        tree = self._parsed().tree if is_document(self.html) else self._fragment_parsed()
+        return tree.css_first(tag) is not None
 
     # -- the one parse --
 
@@ -122,6 +124,12 @@ class HtmlBody:
         if self._scan is None:
             self._scan = self._new_scan()
         return self._scan
+
+    def _fragment_parsed(self) -> LexborHTMLParser:
+        """A fragment parsed as a document (see ``attribute_values``), once for every reader."""
+        if self._fragment is None:
+            self._fragment = _parse_document(self.html)
+        return self._fragment
 
     def _walked(self, plan: frozenset[str]) -> list[Found]:
         if self._found is None:
@@ -137,20 +145,18 @@ class HtmlBody:
         return Scan(self.html)
 
 
-def _document_attribute_values(html: str, names: tuple[str, ...]) -> list[str]:
+def _parse_document(html: str) -> LexborHTMLParser:
     # Imported on first use, as in _new_scan: only a message with HTML loads selectolax.
     from selectolax.lexbor import LexborHTMLParser
 
+    return LexborHTMLParser(html)
+
+
+def _attribute_values(tree: LexborHTMLParser, names: tuple[str, ...]) -> list[str]:
+    # Imported on first use, as in _new_scan.
     from sinkd.core.html.scan import attribute_values
 
-    return attribute_values(LexborHTMLParser(html), names)
-
-
-def _document_has_element(html: str, tag: str) -> bool:
-    # Imported on first use, as in _new_scan: only a message with HTML loads selectolax.
-    from selectolax.lexbor import LexborHTMLParser
-
-    return LexborHTMLParser(html).css_first(tag) is not None
+    return attribute_values(tree, names)
 
 
 def _same_edits(planned: frozenset[str], found: list[Found], wanted: frozenset[str]) -> bool:
